@@ -1,0 +1,164 @@
+//! The audit stage (CONTRACT §8): one JSON line per decision on the audit sink, never mixed with
+//! diagnostics. Requests hand a record to a bounded queue and move on; a writer task serializes
+//! and writes. A full queue drops the record and counts it: auditing never blocks or fails a
+//! request.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::AuditSink;
+use crate::metrics::Metrics;
+
+/// The decision recorded for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    Allow,
+    Deny,
+    ShadowDeny,
+    Observe,
+}
+
+impl Decision {
+    /// As written in logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::ShadowDeny => "shadow-deny",
+            Decision::Observe => "observe",
+        }
+    }
+}
+
+/// One audit line. Never holds a password, key, token or signature.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    #[serde(serialize_with = "rfc3339")]
+    pub ts: SystemTime,
+    pub request_id: String,
+    pub route: Option<Arc<str>>,
+    pub method: String,
+    /// Path with every query value redacted.
+    pub path: String,
+    pub source: SocketAddr,
+    pub decision: Decision,
+    pub reason: &'static str,
+    pub credential: Option<Arc<str>>,
+    pub kind: Option<&'static str>,
+    pub principal: Option<String>,
+    pub identity: Option<String>,
+    pub plan: Option<Arc<str>>,
+    pub phase: Option<&'static str>,
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub latency_ms: f64,
+    pub jti: Option<String>,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
+/// `path?query` with each query value replaced by `REDACTED` (names kept: they are useful and
+/// not secret; values may be API keys from legacy clients).
+pub fn redact_query(path: &str, query: Option<&str>) -> String {
+    let Some(q) = query else {
+        return path.to_string();
+    };
+    let mut out = String::with_capacity(path.len() + q.len() + 1);
+    out.push_str(path);
+    out.push('?');
+    for (i, pair) in q.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) => {
+                out.push_str(name);
+                out.push_str("=REDACTED");
+            }
+            None => out.push_str(pair),
+        }
+    }
+    out
+}
+
+/// The sending side, cloned into every request.
+#[derive(Debug, Clone)]
+pub struct Auditor {
+    tx: mpsc::Sender<Record>,
+    metrics: Arc<Metrics>,
+}
+
+impl Auditor {
+    /// Queue a record; drops (and counts) when the writer is behind.
+    pub fn record(&self, r: Record) {
+        if self.tx.try_send(r).is_err() {
+            self.metrics.audit_dropped_total.inc();
+        }
+    }
+}
+
+/// Open the sink and start the writer. The returned handle finishes writing what is queued
+/// once every [`Auditor`] is dropped.
+pub fn start(
+    sink: &AuditSink,
+    queue: usize,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(Auditor, tokio::task::JoinHandle<()>)> {
+    let out: Box<dyn Write + Send> = match sink {
+        AuditSink::Stdout => Box::new(std::io::stdout()),
+        AuditSink::File(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
+    };
+    let (tx, rx) = mpsc::channel(queue.max(1));
+    let handle = tokio::task::spawn_blocking(move || writer(rx, out));
+    Ok((Auditor { tx, metrics }, handle))
+}
+
+fn writer(mut rx: mpsc::Receiver<Record>, out: Box<dyn Write + Send>) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut line = Vec::with_capacity(512);
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        // Write everything already queued, then flush once: one syscall per burst.
+        while let Some(r) = next {
+            line.clear();
+            if serde_json::to_writer(&mut line, &r).is_ok() {
+                line.push(b'\n');
+                if let Err(e) = out.write_all(&line) {
+                    tracing::error!(error = %e, "audit sink write failed");
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = out.flush() {
+            tracing::error!(error = %e, "audit sink flush failed");
+        }
+    }
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_redacted() {
+        assert_eq!(
+            redact_query("/a", Some("api_key=s3cret&x=1&flag")),
+            "/a?api_key=REDACTED&x=REDACTED&flag"
+        );
+        assert_eq!(redact_query("/a", None), "/a");
+    }
+}

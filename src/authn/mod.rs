@@ -1,0 +1,123 @@
+//! Authentication: each configured credential is an [`Authenticator`] chosen at run time from
+//! config. A route's `accept` list is tried in order: a credential that is *present and wrong* is
+//! refused at once and never falls through to a weaker scheme; none present is 401 with a
+//! challenge per accepted scheme.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use http::request::Parts;
+use http::HeaderValue;
+
+use crate::problem::{Code, Refusal};
+use crate::transport::ConnInfo;
+
+/// How a caller authenticated (`amr` in minted tokens, `kind` in audit and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Mtls,
+    JwtSvid,
+    Ldap,
+    ApiKey,
+    Webhook,
+}
+
+impl Kind {
+    /// As written in config, audit lines, metrics and `amr`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Mtls => "mtls",
+            Kind::JwtSvid => "jwt-svid",
+            Kind::Ldap => "ldap",
+            Kind::ApiKey => "api-key",
+            Kind::Webhook => "webhook",
+        }
+    }
+
+    /// Static secrets that migration plans retire.
+    pub const fn is_legacy(self) -> bool {
+        matches!(self, Kind::Ldap | Kind::ApiKey | Kind::Webhook)
+    }
+}
+
+/// A credential that checked out.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The credential's config name (`racf`, `partner-keys`, …).
+    pub name: Arc<str>,
+    pub kind: Kind,
+    /// The caller's SPIFFE ID.
+    pub identity: String,
+    /// Legacy user or key id; never a secret.
+    pub principal: Option<String>,
+    /// Group names and similar, for policy.
+    pub groups: Vec<String>,
+}
+
+/// What one authenticator concluded.
+#[derive(Debug)]
+pub enum Outcome {
+    /// This kind of credential is not in the request.
+    NotPresent,
+    Authenticated(Credential),
+    /// Present and not acceptable: the refusal to send (401, or 503 when a directory is down).
+    Rejected(Refusal),
+}
+
+/// One configured credential.
+pub trait Authenticator: Send + Sync + std::fmt::Debug {
+    /// The credential's config name.
+    fn name(&self) -> &Arc<str>;
+    /// Its kind.
+    fn kind(&self) -> Kind;
+    /// `WWW-Authenticate` challenge for a 401, if the scheme has one.
+    fn challenge(&self) -> Option<HeaderValue>;
+    /// Check the request.
+    fn authenticate<'a>(
+        &'a self,
+        req: &'a Parts,
+        conn: &'a ConnInfo,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Outcome>;
+}
+
+/// Who the caller is, as far as the route is concerned.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The route accepts no credentials (an explicit pass-through route).
+    Anonymous,
+    Authenticated(Credential),
+}
+
+impl Caller {
+    /// The credential, if any.
+    pub fn credential(&self) -> Option<&Credential> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Authenticated(c) => Some(c),
+        }
+    }
+}
+
+/// Try the route's accepted credentials in order.
+pub async fn authenticate(
+    accept: &[Arc<dyn Authenticator>],
+    req: &Parts,
+    conn: &ConnInfo,
+    now: SystemTime,
+) -> Result<Caller, Refusal> {
+    if accept.is_empty() {
+        return Ok(Caller::Anonymous);
+    }
+    for a in accept {
+        match a.authenticate(req, conn, now).await {
+            Outcome::NotPresent => continue,
+            Outcome::Authenticated(c) => return Ok(Caller::Authenticated(c)),
+            Outcome::Rejected(r) => return Err(r),
+        }
+    }
+    let mut refusal = Refusal::new(Code::Unauthenticated, "this route requires a credential");
+    refusal.challenges = accept.iter().filter_map(|a| a.challenge()).collect();
+    Err(refusal)
+}

@@ -1,0 +1,193 @@
+//! The command line (CONTRACT §2). Exit codes: 0 ok, 1 failure at run time, 2 bad usage or
+//! invalid config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+use crate::server;
+
+/// Authentication gateway: bridges static legacy credentials to short-lived workload identity.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file (default: $PORTCULLIS_CONFIG, else ./portcullis.toml).
+    #[arg(short = 'c', long = "config", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Validate config and print a summary; exit 2 listing every problem if invalid.
+    Check,
+    /// Self-contained demo: an embedded upstream and the gateway with generated dev certs.
+    Demo {
+        /// Data listener port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Admin listener port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 9090)]
+        admin_port: u16,
+    },
+}
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_INVALID: u8 = 2;
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Diagnostics go to stderr; stdout belongs to the audit log.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let path = config::locate(cli.config.as_deref());
+    match cli.command {
+        Command::Check => check(&path),
+        Command::Serve => {
+            let cfg = match config::load(&path) {
+                Ok(c) => c,
+                Err(invalid) => {
+                    eprintln!("{invalid}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            run_async(serve(cfg))
+        }
+        Command::Demo { port, admin_port } => run_async(crate::demo::run(port, admin_port)),
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Resolve on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn serve(cfg: config::Config) -> anyhow::Result<()> {
+    let drain = cfg.listen.drain_timeout;
+    let running = server::start(cfg, server::Options::default()).await?;
+    shutdown_signal().await;
+    tracing::info!(drain_timeout = ?drain, "shutting down: draining in-flight requests");
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Err(invalid) => {
+            for p in &invalid.0 {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s); config is invalid", invalid.0.len());
+            ExitCode::from(EXIT_INVALID)
+        }
+        Ok(cfg) => {
+            print!("{}", summary(&cfg));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The one-screen summary printed by `check`.
+pub fn summary(cfg: &config::Config) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "config {} is valid", cfg.source.display());
+    let scheme = if cfg.listen.tls.is_some() {
+        "https"
+    } else {
+        "http (plain)"
+    };
+    let _ = writeln!(o, "listen  {} {scheme}", cfg.listen.addr);
+    let _ = writeln!(o, "admin   {}", cfg.admin.addr);
+    let sink = match &cfg.audit.sink {
+        config::AuditSink::Stdout => "stdout".to_string(),
+        config::AuditSink::File(p) => p.display().to_string(),
+    };
+    let _ = writeln!(o, "audit   {sink}");
+    let _ = writeln!(o, "\nroutes ({}):", cfg.routes.len());
+    let _ = writeln!(
+        o,
+        "  {:<20} {:<28} {:<16} {:<8} upstream",
+        "name", "match", "methods", "accept"
+    );
+    for r in &cfg.routes {
+        let host = match &r.host {
+            Some(config::HostMatch::Exact(h)) => h.clone(),
+            Some(config::HostMatch::Wildcard(s)) => format!("*{s}"),
+            None => String::new(),
+        };
+        let methods = r.methods.as_ref().map_or("any".to_string(), |m| {
+            m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+        });
+        let _ = writeln!(
+            o,
+            "  {:<20} {:<28} {:<16} {:<8} {}",
+            r.name,
+            format!("{host}{}", r.path_prefix),
+            methods,
+            "none",
+            r.upstream.url
+        );
+    }
+    if !cfg.warnings.is_empty() {
+        let _ = writeln!(o, "\nwarnings:");
+        for w in &cfg.warnings {
+            let _ = writeln!(o, "  - {w}");
+        }
+    }
+    o
+}

@@ -1,0 +1,211 @@
+//! Configuration: loading (TOML file + `PORTCULLIS__SECTION__KEY` environment overrides, via the
+//! `config` crate), shape checking (unknown keys are errors) and one validation pass that turns the
+//! raw file into a typed [`Config`], reporting every problem at once as `file: key: message`.
+
+mod raw;
+pub mod units;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+pub use validate::HostMatch;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from (for messages).
+    pub source: PathBuf,
+    pub listen: Listen,
+    pub admin: Admin,
+    pub audit: Audit,
+    pub routes: Vec<Arc<RouteConfig>>,
+    /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
+    pub warnings: Vec<String>,
+}
+
+/// `[listen]`
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub header_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_concurrent_streams: u32,
+}
+
+/// Certificate chain and private key files (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub addr: SocketAddr,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub sink: AuditSink,
+    pub queue: usize,
+}
+
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSink {
+    Stdout,
+    File(PathBuf),
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: Arc<str>,
+    pub host: Option<HostMatch>,
+    pub path_prefix: String,
+    /// `None`: any method.
+    pub methods: Option<Vec<Method>>,
+    pub upstream: UpstreamConfig,
+    pub max_body: u64,
+}
+
+/// `[routes.upstream]`
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Original text, for display.
+    pub url: String,
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Path prefix of the upstream URL without a trailing slash (usually empty).
+    pub base_path: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub ca: Option<PathBuf>,
+}
+
+/// Defaults, in one place so docs, `check` and code agree.
+pub mod defaults {
+    use std::time::Duration;
+    pub const ADMIN_ADDR: &str = "127.0.0.1:9090";
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+    pub const MAX_HEADERS: usize = 100;
+    pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+    pub const AUDIT_QUEUE: usize = 8192;
+    pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const MAX_BODY: u64 = 1024 * 1024;
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.key, self.message)
+    }
+}
+
+/// Every problem found while loading a config.
+#[derive(Debug, Clone)]
+pub struct Invalid(pub Vec<Problem>);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Where the config file is: `-c FILE`, else `$PORTCULLIS_CONFIG`, else `./portcullis.toml`.
+pub fn locate(cli: Option<&Path>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("PORTCULLIS_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("portcullis.toml"),
+    }
+}
+
+/// Load, merge environment overrides, and validate.
+pub fn load(path: &Path) -> Result<Config, Invalid> {
+    let file = path.display().to_string();
+    let problem = |key: &str, message: String| Problem {
+        file: file.clone(),
+        key: key.to_string(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(Invalid(vec![problem(
+            "-",
+            "cannot read file: not found or not a regular file".into(),
+        )]));
+    }
+    let built = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("PORTCULLIS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| Invalid(vec![problem("-", e.to_string())]))?;
+    let tree: serde_json::Value = built
+        .try_deserialize()
+        .map_err(|e| Invalid(vec![problem("-", e.to_string())]))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate::validate(&tree, &file, &base, path)
+}
+
+/// Parse config text directly (tests and the demo): no environment overrides.
+pub fn from_toml_str(text: &str, origin: &Path) -> Result<Config, Invalid> {
+    let file = origin.display().to_string();
+    let value: toml::Value = toml::from_str(text).map_err(|e| {
+        Invalid(vec![Problem {
+            file: file.clone(),
+            key: "-".into(),
+            message: e.message().to_string(),
+        }])
+    })?;
+    let tree = serde_json::to_value(value).map_err(|e| {
+        Invalid(vec![Problem {
+            file: file.clone(),
+            key: "-".into(),
+            message: e.to_string(),
+        }])
+    })?;
+    let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate::validate(&tree, &file, &base, origin)
+}

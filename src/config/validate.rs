@@ -1,0 +1,554 @@
+//! The one validation pass: raw tree → typed [`Config`], collecting every problem.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::Method;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::units::{parse_duration, parse_size};
+use super::{
+    defaults, raw, Admin, Audit, AuditSink, Config, Invalid, Listen, Problem, RouteConfig,
+    TlsFiles, UpstreamConfig,
+};
+use crate::routing::path;
+
+const TOP_LEVEL_KEYS: &[&str] = &["version", "listen", "admin", "audit", "routes"];
+
+/// A route's `host` matcher: exact (`api.corp.example`) or one-label wildcard (`*.corp.example`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    Exact(String),
+    /// Suffix including the leading dot: `.corp.example`.
+    Wildcard(String),
+}
+
+impl HostMatch {
+    /// `host` is already lower-cased and without port.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(h) => h == host,
+            HostMatch::Wildcard(suffix) => host
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        }
+    }
+}
+
+struct Collector<'a> {
+    file: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Collector<'_> {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserialize one section, reporting the exact failing key path.
+    fn section<T: DeserializeOwned>(&mut self, prefix: &str, v: &Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let key = if inner == "." || inner.is_empty() {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}.{inner}")
+                };
+                self.push(key, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        v: Option<&String>,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        match v.map(|s| parse_duration(s)) {
+            None => default,
+            Some(Ok(d)) if !d.is_zero() => d,
+            Some(Ok(_)) => {
+                self.push(key, "must be greater than zero");
+                default
+            }
+            Some(Err(e)) => {
+                self.push(key, e);
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, key: &str, v: Option<&String>, default: u64) -> u64 {
+        match v.map(|s| parse_size(s)) {
+            None => default,
+            Some(Ok(n)) if n > 0 => n,
+            Some(Ok(_)) => {
+                self.push(key, "must be greater than zero");
+                default
+            }
+            Some(Err(e)) => {
+                self.push(key, e);
+                default
+            }
+        }
+    }
+
+    fn addr(&mut self, key: &str, s: &str) -> Option<SocketAddr> {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.push(
+                    key,
+                    format!("invalid address {s:?} (expected ip:port, e.g. \"0.0.0.0:8443\")"),
+                );
+                None
+            }
+        }
+    }
+
+    fn file_path(&mut self, key: &str, base: &Path, s: &str) -> PathBuf {
+        let p = resolve(base, s);
+        if !p.is_file() {
+            self.push(
+                key,
+                format!("file {} does not exist or is not readable", p.display()),
+            );
+        }
+        p
+    }
+}
+
+/// Paths in the config are relative to the config file's directory.
+pub fn resolve(base: &Path, s: &str) -> PathBuf {
+    let p = Path::new(s);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+pub(super) fn validate(
+    tree: &Value,
+    file: &str,
+    base: &Path,
+    source: &Path,
+) -> Result<Config, Invalid> {
+    let mut c = Collector {
+        file,
+        problems: Vec::new(),
+    };
+    let Some(obj) = tree.as_object() else {
+        c.push("-", "the config must be a TOML table");
+        return Err(Invalid(c.problems));
+    };
+    for k in obj.keys() {
+        if !TOP_LEVEL_KEYS.contains(&k.as_str()) {
+            c.push(
+                k.clone(),
+                format!(
+                    "unknown key (expected one of: {})",
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+    match obj.get("version") {
+        Some(v) if v.as_i64() == Some(1) || v.as_str() == Some("1") => {}
+        Some(_) => c.push(
+            "version",
+            "unsupported config version (this build reads version = 1)",
+        ),
+        None => c.push("version", "missing (add `version = 1` at the top)"),
+    }
+    let mut warnings = Vec::new();
+
+    let listen = match obj.get("listen") {
+        None => {
+            c.push("listen", "missing section [listen] (at least `addr`)");
+            None
+        }
+        Some(v) => c
+            .section::<raw::Listen>("listen", v)
+            .and_then(|l| listen(&mut c, base, l, &mut warnings)),
+    };
+    let admin_raw = match obj.get("admin") {
+        None => Some(raw::Admin::default()),
+        Some(v) => c.section::<raw::Admin>("admin", v),
+    };
+    let admin = admin_raw.and_then(|a| {
+        let s = a.addr.as_deref().unwrap_or(defaults::ADMIN_ADDR);
+        let addr = c.addr("admin.addr", s)?;
+        if !addr.ip().is_loopback() {
+            warnings.push(format!(
+                "admin.addr {addr} is not loopback: /healthz, /readyz and /metrics are reachable from the network"
+            ));
+        }
+        Some(Admin { addr })
+    });
+    let audit_raw = match obj.get("audit") {
+        None => Some(raw::Audit::default()),
+        Some(v) => c.section::<raw::Audit>("audit", v),
+    };
+    let audit = audit_raw.map(|a| {
+        let sink = match a.sink.as_deref() {
+            None | Some("stdout") => AuditSink::Stdout,
+            Some("") => {
+                c.push("audit.sink", "empty (use \"stdout\" or a file path)");
+                AuditSink::Stdout
+            }
+            Some(p) => AuditSink::File(resolve(base, p)),
+        };
+        let queue = match a.queue {
+            None => defaults::AUDIT_QUEUE,
+            Some(0) => {
+                c.push("audit.queue", "must be greater than zero");
+                defaults::AUDIT_QUEUE
+            }
+            Some(n) => usize::try_from(n).unwrap_or(defaults::AUDIT_QUEUE),
+        };
+        Audit { sink, queue }
+    });
+
+    let mut routes = Vec::new();
+    match obj.get("routes") {
+        None => warnings.push("no [[routes]]: every request will get 404 no-route".into()),
+        Some(Value::Array(items)) => {
+            let mut names = HashSet::new();
+            let mut matchers = HashSet::new();
+            for (i, item) in items.iter().enumerate() {
+                let key = format!("routes[{i}]");
+                let Some(r) = c.section::<raw::Route>(&key, item) else {
+                    continue;
+                };
+                if !names.insert(r.name.clone()) {
+                    c.push(
+                        format!("{key}.name"),
+                        format!("duplicate route name {:?}", r.name),
+                    );
+                }
+                if let Some(rc) = route(&mut c, base, &key, r) {
+                    let sig = (rc.host.clone(), rc.path_prefix.clone(), rc.methods.clone());
+                    if !matchers.insert(sig) {
+                        c.push(
+                            format!("{key}.match"),
+                            "another route has the same host, path_prefix and methods: it could never be reached",
+                        );
+                    }
+                    routes.push(Arc::new(rc));
+                }
+            }
+        }
+        Some(_) => c.push("routes", "must be an array of tables ([[routes]])"),
+    }
+
+    match (listen, admin, audit) {
+        (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {
+            if listen.addr == admin.addr && listen.addr.port() != 0 {
+                return Err(Invalid(vec![Problem {
+                    file: file.to_string(),
+                    key: "admin.addr".into(),
+                    message: "must differ from listen.addr".into(),
+                }]));
+            }
+            Ok(Config {
+                source: source.to_path_buf(),
+                listen,
+                admin,
+                audit,
+                routes,
+                warnings,
+            })
+        }
+        _ => Err(Invalid(c.problems)),
+    }
+}
+
+fn listen(
+    c: &mut Collector<'_>,
+    base: &Path,
+    l: raw::Listen,
+    warnings: &mut Vec<String>,
+) -> Option<Listen> {
+    let addr = c.addr("listen.addr", &l.addr);
+    let tls = match l.tls {
+        Some(t) => Some(TlsFiles {
+            cert: c.file_path("listen.tls.cert", base, &t.cert),
+            key: c.file_path("listen.tls.key", base, &t.key),
+        }),
+        None => {
+            warnings.push(
+                "no [listen.tls]: the data listener speaks plain HTTP (development only)".into(),
+            );
+            None
+        }
+    };
+    let header_timeout = c.duration(
+        "listen.header_timeout",
+        l.header_timeout.as_ref(),
+        defaults::HEADER_TIMEOUT,
+    );
+    let handshake_timeout = c.duration(
+        "listen.handshake_timeout",
+        l.handshake_timeout.as_ref(),
+        defaults::HANDSHAKE_TIMEOUT,
+    );
+    let idle_timeout = c.duration(
+        "listen.idle_timeout",
+        l.idle_timeout.as_ref(),
+        defaults::IDLE_TIMEOUT,
+    );
+    let drain_timeout = c.duration(
+        "listen.drain_timeout",
+        l.drain_timeout.as_ref(),
+        defaults::DRAIN_TIMEOUT,
+    );
+    let max_header_bytes = c.size(
+        "listen.max_header_bytes",
+        l.max_header_bytes.as_ref(),
+        defaults::MAX_HEADER_BYTES as u64,
+    );
+    if max_header_bytes > 1024 * 1024 {
+        c.push("listen.max_header_bytes", "must be at most 1MiB");
+    }
+    let max_connections = positive(
+        c,
+        "listen.max_connections",
+        l.max_connections,
+        defaults::MAX_CONNECTIONS as u64,
+    );
+    let max_headers = positive(
+        c,
+        "listen.max_headers",
+        l.max_headers,
+        defaults::MAX_HEADERS as u64,
+    );
+    if max_headers > 1000 {
+        c.push("listen.max_headers", "must be at most 1000");
+    }
+    let streams = positive(
+        c,
+        "listen.max_concurrent_streams",
+        l.max_concurrent_streams,
+        defaults::MAX_CONCURRENT_STREAMS.into(),
+    );
+    Some(Listen {
+        addr: addr?,
+        tls,
+        header_timeout,
+        handshake_timeout,
+        idle_timeout,
+        drain_timeout,
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        max_headers: usize::try_from(max_headers).unwrap_or(usize::MAX),
+        max_concurrent_streams: u32::try_from(streams).unwrap_or(u32::MAX),
+    })
+}
+
+fn positive(c: &mut Collector<'_>, key: &str, v: Option<u64>, default: u64) -> u64 {
+    match v {
+        None => default,
+        Some(0) => {
+            c.push(key, "must be greater than zero");
+            default
+        }
+        Some(n) => n,
+    }
+}
+
+fn route(c: &mut Collector<'_>, base: &Path, key: &str, r: raw::Route) -> Option<RouteConfig> {
+    let before = c.problems.len();
+    if r.name.is_empty()
+        || !r
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        c.push(
+            format!("{key}.name"),
+            "must be non-empty and use only letters, digits, '-', '_' and '.'",
+        );
+    }
+    let prefix = r.matcher.path_prefix;
+    match path::normalize(&prefix) {
+        Ok(canon) if canon == prefix => {}
+        Ok(canon) => c.push(
+            format!("{key}.match.path_prefix"),
+            format!("{prefix:?} is not in canonical form (write {canon:?})"),
+        ),
+        Err(e) => c.push(
+            format!("{key}.match.path_prefix"),
+            format!("{prefix:?}: {e}"),
+        ),
+    }
+    let methods = r.matcher.methods.map(|ms| {
+        let mut out = Vec::new();
+        if ms.is_empty() {
+            c.push(
+                format!("{key}.match.methods"),
+                "empty list (omit the key to allow every method)",
+            );
+        }
+        for (j, m) in ms.iter().enumerate() {
+            let upper = m.to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(method) if *m == upper && method != Method::CONNECT => out.push(method),
+                Ok(_) if *m != upper => c.push(
+                    format!("{key}.match.methods[{j}]"),
+                    format!("write methods in upper case ({upper:?})"),
+                ),
+                _ => c.push(
+                    format!("{key}.match.methods[{j}]"),
+                    format!("unsupported method {m:?}"),
+                ),
+            }
+        }
+        out
+    });
+    let host = r.matcher.host.map(|h| {
+        let lower = h.to_ascii_lowercase();
+        let valid_label = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                })
+        };
+        if let Some(rest) = lower.strip_prefix("*.") {
+            if !valid_label(rest) {
+                c.push(
+                    format!("{key}.match.host"),
+                    format!("invalid host pattern {h:?}"),
+                );
+            }
+            HostMatch::Wildcard(format!(".{rest}"))
+        } else {
+            if !valid_label(&lower) {
+                c.push(
+                    format!("{key}.match.host"),
+                    format!("invalid host {h:?} (a DNS name without port, or *.suffix)"),
+                );
+            }
+            HostMatch::Exact(lower)
+        }
+    });
+    let upstream = upstream(c, base, key, r.upstream);
+    let max_body = c.size(
+        &format!("{key}.limits.max_body"),
+        r.limits.max_body.as_ref(),
+        defaults::MAX_BODY,
+    );
+    if c.problems.len() != before {
+        return None;
+    }
+    Some(RouteConfig {
+        name: Arc::from(r.name.as_str()),
+        host,
+        path_prefix: prefix,
+        methods,
+        upstream: upstream?,
+        max_body,
+    })
+}
+
+fn upstream(
+    c: &mut Collector<'_>,
+    base: &Path,
+    key: &str,
+    u: raw::Upstream,
+) -> Option<UpstreamConfig> {
+    let ukey = format!("{key}.upstream.url");
+    let timeout = c.duration(
+        &format!("{key}.upstream.timeout"),
+        u.timeout.as_ref(),
+        defaults::UPSTREAM_TIMEOUT,
+    );
+    let connect_timeout = c.duration(
+        &format!("{key}.upstream.connect_timeout"),
+        u.connect_timeout.as_ref(),
+        defaults::UPSTREAM_CONNECT_TIMEOUT,
+    );
+    let ca =
+        u.ca.as_ref()
+            .map(|p| c.file_path(&format!("{key}.upstream.ca"), base, p));
+    let uri: http::Uri = match u.url.parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            c.push(ukey, format!("invalid URL {:?}: {e}", u.url));
+            return None;
+        }
+    };
+    let parts = uri.into_parts();
+    let scheme = match parts.scheme {
+        Some(s) if s == http::uri::Scheme::HTTP || s == http::uri::Scheme::HTTPS => s,
+        _ => {
+            c.push(
+                ukey,
+                format!("{:?}: the scheme must be http or https", u.url),
+            );
+            return None;
+        }
+    };
+    if scheme == http::uri::Scheme::HTTP && ca.is_some() {
+        c.push(
+            format!("{key}.upstream.ca"),
+            "only meaningful with an https upstream",
+        );
+    }
+    let Some(authority) = parts.authority else {
+        c.push(ukey, format!("{:?}: missing host", u.url));
+        return None;
+    };
+    if authority.as_str().contains('@') {
+        c.push(
+            ukey,
+            "user information in the URL is not allowed (use inject for upstream credentials)",
+        );
+        return None;
+    }
+    let pq = parts
+        .path_and_query
+        .map(|pq| (pq.path().to_string(), pq.query().is_some()));
+    let base_path = match pq {
+        Some((_, true)) => {
+            c.push(ukey, "must not contain a query");
+            return None;
+        }
+        Some((p, false)) => {
+            let trimmed = p.trim_end_matches('/').to_string();
+            if !trimmed.is_empty()
+                && path::normalize(&trimmed)
+                    .map(|n| n != trimmed)
+                    .unwrap_or(true)
+            {
+                c.push(
+                    ukey,
+                    "its path must be canonical (no dot segments, '//' or unusual encodings)",
+                );
+                return None;
+            }
+            trimmed
+        }
+        None => String::new(),
+    };
+    Some(UpstreamConfig {
+        url: u.url,
+        scheme,
+        authority,
+        base_path,
+        timeout,
+        connect_timeout,
+        ca,
+    })
+}

@@ -1,0 +1,21 @@
+//! portcullis: an authentication gateway that lets enterprises retire static credentials without
+//! breaking the legacy systems that depend on them. See `README.md` and `docs/`.
+//!
+//! The request flows through the stages documented in [`pipeline`]; each concern has a module.
+
+pub mod admin;
+pub mod audit;
+pub mod authn;
+pub mod authz;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod devcert;
+pub mod metrics;
+pub mod pipeline;
+pub mod problem;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod transport;

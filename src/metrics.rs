@@ -1,0 +1,366 @@
+//! Prometheus metrics (CONTRACT §9, prefix `portcullis_`), rendered in the text exposition format.
+//! A small hand-rolled registry: label sets are created on first use and then cost one read-lock
+//! and an atomic add, and nothing here can fail a request.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Add one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Add n.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down (stored as f64 bits).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Set the value.
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Latency buckets in seconds: fine around the sub-millisecond proxy overhead, coarse for upstreams.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram of durations.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 14],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Record one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            if let Some(b) = self.buckets.get(i) {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Children of a family, keyed by the label values joined with U+001F (a character no label
+/// value we set contains), holding the values themselves for rendering.
+type Children<M> = HashMap<String, (Vec<String>, Arc<M>)>;
+
+/// A metric with labels: one child per label-value set.
+#[derive(Debug)]
+pub struct Family<M> {
+    labels: &'static [&'static str],
+    children: RwLock<Children<M>>,
+}
+
+impl<M: Default> Family<M> {
+    fn new(labels: &'static [&'static str]) -> Self {
+        Family {
+            labels,
+            children: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The child for these label values (in the family's label order).
+    pub fn with(&self, values: &[&str]) -> Arc<M> {
+        let key = values.join("\u{1f}");
+        if let Ok(map) = self.children.read() {
+            if let Some((_, m)) = map.get(&key) {
+                return m.clone();
+            }
+        }
+        match self.children.write() {
+            Ok(mut map) => {
+                let owned = values.iter().map(|s| s.to_string()).collect();
+                map.entry(key)
+                    .or_insert_with(|| (owned, Arc::default()))
+                    .1
+                    .clone()
+            }
+            Err(_) => Arc::new(M::default()),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(Vec<String>, Arc<M>)> {
+        self.children
+            .read()
+            .map(|m| {
+                let mut v: Vec<_> = m.values().map(|(k, v)| (k.clone(), v.clone())).collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    pub requests_total: Family<Counter>,
+    pub request_duration_seconds: Family<Histogram>,
+    pub upstream_duration_seconds: Family<Histogram>,
+    pub auth_failures_total: Family<Counter>,
+    pub rate_limited_total: Family<Counter>,
+    pub legacy_requests_total: Family<Counter>,
+    pub tokens_minted_total: Counter,
+    pub token_cache_hits_total: Counter,
+    pub cert_expiry_seconds: Family<Gauge>,
+    pub config_reloads_total: Family<Counter>,
+    pub audit_dropped_total: Counter,
+    pub connections_open: Gauge,
+    pub connections_refused_total: Family<Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests_total: Family::new(&["route", "decision", "kind"]),
+            request_duration_seconds: Family::new(&["route"]),
+            upstream_duration_seconds: Family::new(&["route"]),
+            auth_failures_total: Family::new(&["credential", "reason"]),
+            rate_limited_total: Family::new(&["route"]),
+            legacy_requests_total: Family::new(&["plan", "credential"]),
+            tokens_minted_total: Counter::default(),
+            token_cache_hits_total: Counter::default(),
+            cert_expiry_seconds: Family::new(&["file"]),
+            config_reloads_total: Family::new(&["result"]),
+            audit_dropped_total: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused_total: Family::new(&["reason"]),
+        }
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn labels(names: &[&str], values: &[String], extra: Option<(&str, &str)>) -> String {
+    let mut parts: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
+        .collect();
+    if let Some((n, v)) = extra {
+        parts.push(format!("{n}=\"{v}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP portcullis_{name} {help}");
+    let _ = writeln!(out, "# TYPE portcullis_{name} {kind}");
+}
+
+fn counters(out: &mut String, name: &str, help: &str, f: &Family<Counter>) {
+    header(out, name, "counter", help);
+    for (k, c) in f.snapshot() {
+        let _ = writeln!(
+            out,
+            "portcullis_{name}{} {}",
+            labels(f.labels, &k, None),
+            c.get()
+        );
+    }
+}
+
+fn gauges(out: &mut String, name: &str, help: &str, f: &Family<Gauge>) {
+    header(out, name, "gauge", help);
+    for (k, g) in f.snapshot() {
+        let _ = writeln!(
+            out,
+            "portcullis_{name}{} {}",
+            labels(f.labels, &k, None),
+            g.get()
+        );
+    }
+}
+
+fn histograms(out: &mut String, name: &str, help: &str, f: &Family<Histogram>) {
+    header(out, name, "histogram", help);
+    for (k, h) in f.snapshot() {
+        let mut cumulative = 0;
+        for (b, n) in BUCKETS.iter().zip(&h.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            let le = b.to_string();
+            let _ = writeln!(
+                out,
+                "portcullis_{name}_bucket{} {cumulative}",
+                labels(f.labels, &k, Some(("le", &le)))
+            );
+        }
+        let count = h.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "portcullis_{name}_bucket{} {count}",
+            labels(f.labels, &k, Some(("le", "+Inf")))
+        );
+        let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "portcullis_{name}_sum{} {sum}",
+            labels(f.labels, &k, None)
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_{name}_count{} {count}",
+            labels(f.labels, &k, None)
+        );
+    }
+}
+
+fn single(out: &mut String, name: &str, kind: &str, help: &str, v: f64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "portcullis_{name} {v}");
+}
+
+impl Metrics {
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        counters(
+            &mut o,
+            "requests_total",
+            "Requests by route, decision and credential kind.",
+            &self.requests_total,
+        );
+        histograms(
+            &mut o,
+            "request_duration_seconds",
+            "Time from request head to response head.",
+            &self.request_duration_seconds,
+        );
+        histograms(
+            &mut o,
+            "upstream_duration_seconds",
+            "Time the upstream took to answer.",
+            &self.upstream_duration_seconds,
+        );
+        counters(
+            &mut o,
+            "auth_failures_total",
+            "Authentication failures by credential and reason.",
+            &self.auth_failures_total,
+        );
+        counters(
+            &mut o,
+            "rate_limited_total",
+            "Requests refused by a rate limit.",
+            &self.rate_limited_total,
+        );
+        counters(
+            &mut o,
+            "legacy_requests_total",
+            "Requests authenticated with a legacy credential.",
+            &self.legacy_requests_total,
+        );
+        single(
+            &mut o,
+            "tokens_minted_total",
+            "counter",
+            "Tokens signed.",
+            self.tokens_minted_total.get() as f64,
+        );
+        single(
+            &mut o,
+            "token_cache_hits_total",
+            "counter",
+            "Tokens handed out from the cache.",
+            self.token_cache_hits_total.get() as f64,
+        );
+        gauges(
+            &mut o,
+            "cert_expiry_seconds",
+            "Seconds until a loaded certificate expires.",
+            &self.cert_expiry_seconds,
+        );
+        counters(
+            &mut o,
+            "config_reloads_total",
+            "File reloads by result.",
+            &self.config_reloads_total,
+        );
+        single(
+            &mut o,
+            "audit_dropped_total",
+            "counter",
+            "Audit records dropped because the queue was full.",
+            self.audit_dropped_total.get() as f64,
+        );
+        single(
+            &mut o,
+            "connections_open",
+            "gauge",
+            "Open client connections on the data listener.",
+            self.connections_open.get(),
+        );
+        counters(
+            &mut o,
+            "connections_refused_total",
+            "Connections closed before serving, by reason.",
+            &self.connections_refused_total,
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labels_and_histograms() {
+        let m = Metrics::default();
+        m.requests_total.with(&["r\"1", "allow", "none"]).inc();
+        m.requests_total.with(&["r\"1", "allow", "none"]).inc();
+        m.request_duration_seconds
+            .with(&["r1"])
+            .observe(Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains(
+            "portcullis_requests_total{route=\"r\\\"1\",decision=\"allow\",kind=\"none\"} 2"
+        ));
+        assert!(text
+            .contains("portcullis_request_duration_seconds_bucket{route=\"r1\",le=\"0.0025\"} 0"));
+        assert!(text
+            .contains("portcullis_request_duration_seconds_bucket{route=\"r1\",le=\"0.005\"} 1"));
+        assert!(text.contains("portcullis_request_duration_seconds_count{route=\"r1\"} 1"));
+    }
+}

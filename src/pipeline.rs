@@ -1,0 +1,315 @@
+//! The request, stage by stage. Every stage returns a value that proves it ran and the next stage
+//! takes it; every path, allow or deny, ends in [`Gateway::finish`] (audit + metrics).
+//!
+//! ```text
+//! framing      refuse ambiguous message framing (CL+TE, duplicate Content-Length) and close
+//! head limits  header count and size → 431
+//! route        host + normalized path + method → Route (ambiguous paths refused)
+//! body limit   Content-Length above max_body → 413 (chunked bodies are counted while streaming)
+//! authenticate the route's accepted credentials → Caller
+//! authorize    → Permit (only authz can build one)
+//! translate    strip hop-by-hop and identity-claiming headers, add Forwarded / X-Request-Id
+//! proxy        stream to the upstream and back
+//! finish       audit line + metrics, always
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{Method, Request, Response, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::audit::{self, Auditor, Decision};
+use crate::authn;
+use crate::authz::{self, Permit};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::problem::{Code, Refusal};
+use crate::proxy::body::{empty, Limited, ProxyBody};
+use crate::proxy::headers::{self, ForwardedFor};
+use crate::routing::{self, path, Route, Router};
+use crate::transport::ConnInfo;
+
+/// Limits on the request head, from `[listen]`.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+/// Everything a request needs, shared by all connections.
+#[derive(Debug)]
+pub struct Gateway {
+    pub router: Router,
+    pub auditor: Auditor,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub head_limits: HeadLimits,
+}
+
+/// What the audit line and metrics need, filled in as stages run.
+struct Trace {
+    request_id: HeaderValue,
+    route: Option<Arc<Route>>,
+    decision: Decision,
+    caller: Option<authn::Credential>,
+    upstream_status: Option<u16>,
+}
+
+impl Gateway {
+    /// Handle one request. Never fails: refusals become problem+json responses.
+    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let (parts, body) = req.into_parts();
+        let mut trace = Trace {
+            request_id: request_id(&parts.headers),
+            route: None,
+            decision: Decision::Deny,
+            caller: None,
+            upstream_status: None,
+        };
+        let (mut resp, reason) = match self.stages(conn, &parts, body, &mut trace).await {
+            Ok(resp) => (resp, "ok"),
+            Err(refusal) => {
+                let reason = refusal.code.as_str();
+                if refusal.code.status().is_server_error() && trace.decision == Decision::Allow {
+                    // Allowed, but the upstream failed: the decision stands, the reason says why.
+                } else {
+                    trace.decision = Decision::Deny;
+                }
+                let rid = trace.request_id.to_str().unwrap_or("-").to_owned();
+                (refusal.into_response(&rid), reason)
+            }
+        };
+        resp.headers_mut()
+            .insert("x-request-id", trace.request_id.clone());
+        self.finish(conn, &parts, &resp, trace, reason, started);
+        resp
+    }
+
+    async fn stages(
+        &self,
+        conn: &ConnInfo,
+        parts: &Parts,
+        body: Incoming,
+        trace: &mut Trace,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        check_framing(parts)?;
+        check_head_limits(parts, self.head_limits)?;
+        let (route, canonical) = self.route(parts)?;
+        trace.route = Some(route.clone());
+        let body_limit = route.config.max_body;
+        if let Some(len) = declared_length(parts) {
+            if len > body_limit {
+                return Err(Refusal::new(
+                    Code::PayloadTooLarge,
+                    format!("this route accepts bodies up to {body_limit} bytes"),
+                )
+                .closing());
+            }
+        }
+        let caller = authn::authenticate(&route.accept, parts, conn, self.clock.now()).await?;
+        trace.caller = caller.credential().cloned();
+        let permit = authz::authorize(&route, caller)?;
+        trace.decision = Decision::Allow;
+        let (upstream_req, tripped) =
+            translate(&permit, conn, parts, &canonical, body, &trace.request_id)?;
+        let upstream_started = Instant::now();
+        let result = route.upstream.send(upstream_req, tripped.as_deref()).await;
+        self.metrics
+            .upstream_duration_seconds
+            .with(&[route.name()])
+            .observe(upstream_started.elapsed());
+        let resp = result?;
+        trace.upstream_status = Some(resp.status().as_u16());
+        Ok(resp)
+    }
+
+    /// Route stage: normalize the path (refusing ambiguity), then select.
+    fn route(&self, parts: &Parts) -> Result<(Arc<Route>, String), Refusal> {
+        if parts.method == Method::CONNECT {
+            return Err(Refusal::new(
+                Code::MethodNotAllowed,
+                "CONNECT is not supported",
+            ));
+        }
+        let raw = parts.uri.path();
+        if !raw.starts_with('/') {
+            return Err(Refusal::new(
+                Code::InvalidRequest,
+                "the request target must be an absolute path",
+            ));
+        }
+        let canonical =
+            path::normalize(raw).map_err(|e| Refusal::new(Code::InvalidRequest, e.to_string()))?;
+        let host = routing::request_host(parts)?;
+        let route = self
+            .router
+            .select(host.as_deref(), &canonical, &parts.method)?;
+        Ok((route.clone(), canonical.into_owned()))
+    }
+
+    /// Audit and metrics: always runs, whatever happened.
+    fn finish(
+        &self,
+        conn: &ConnInfo,
+        parts: &Parts,
+        resp: &Response<ProxyBody>,
+        trace: Trace,
+        reason: &'static str,
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed();
+        let route_name = trace.route.as_ref().map(|r| r.name().clone());
+        let kind = trace.caller.as_ref().map(|c| c.kind.as_str());
+        let label_route = route_name.as_deref().unwrap_or("none");
+        self.metrics
+            .requests_total
+            .with(&[label_route, trace.decision.as_str(), kind.unwrap_or("none")])
+            .inc();
+        self.metrics
+            .request_duration_seconds
+            .with(&[label_route])
+            .observe(elapsed);
+        let (credential, principal, identity) = match trace.caller {
+            Some(c) => (Some(c.name), c.principal, Some(c.identity)),
+            None => (None, None, None),
+        };
+        self.auditor.record(audit::Record {
+            ts: self.clock.now(),
+            request_id: trace.request_id.to_str().unwrap_or("-").to_owned(),
+            route: route_name,
+            method: parts.method.as_str().to_owned(),
+            path: audit::redact_query(parts.uri.path(), parts.uri.query()),
+            source: conn.peer,
+            decision: trace.decision,
+            reason,
+            credential,
+            kind,
+            principal,
+            identity,
+            plan: None,
+            phase: None,
+            status: resp.status().as_u16(),
+            upstream_status: trace.upstream_status,
+            latency_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            jti: None,
+        });
+    }
+}
+
+/// Keep the caller's `X-Request-Id` when it is well-formed (1–128 of `[A-Za-z0-9._:-]`), else make one.
+fn request_id(h: &http::HeaderMap) -> HeaderValue {
+    let mut ids = h.get_all("x-request-id").iter();
+    if let (Some(v), None) = (ids.next(), ids.next()) {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+        {
+            return v.clone();
+        }
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Framing stage: a request whose length could be read two ways is refused and the connection
+/// closed (request smuggling). hyper refuses most of these itself; this is the belt to its braces.
+fn check_framing(parts: &Parts) -> Result<(), Refusal> {
+    let bad = |d: &'static str| Err(Refusal::new(Code::InvalidRequest, d).closing());
+    let mut lengths = parts.headers.get_all(CONTENT_LENGTH).iter();
+    let first = lengths.next();
+    if lengths.next().is_some() {
+        return bad("duplicate Content-Length");
+    }
+    if let Some(v) = first {
+        if v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit) {
+            return bad("malformed Content-Length");
+        }
+    }
+    let mut te = parts.headers.get_all(TRANSFER_ENCODING).iter();
+    if let Some(v) = te.next() {
+        if parts.version != Version::HTTP_11 {
+            return bad("Transfer-Encoding is only valid in HTTP/1.1");
+        }
+        if first.is_some() {
+            return bad("both Content-Length and Transfer-Encoding");
+        }
+        if te.next().is_some() || !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return bad("unsupported Transfer-Encoding (only a single \"chunked\" is accepted)");
+        }
+    }
+    Ok(())
+}
+
+/// Head-limits stage.
+fn check_head_limits(parts: &Parts, limits: HeadLimits) -> Result<(), Refusal> {
+    if parts.headers.len() > limits.max_headers {
+        return Err(Refusal::new(
+            Code::HeadersTooLarge,
+            format!("at most {} header fields are accepted", limits.max_headers),
+        ));
+    }
+    let bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if bytes > limits.max_header_bytes {
+        return Err(Refusal::new(
+            Code::HeadersTooLarge,
+            format!("request headers exceed {} bytes", limits.max_header_bytes),
+        ));
+    }
+    Ok(())
+}
+
+fn declared_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+type Tripped = Option<Arc<std::sync::atomic::AtomicBool>>;
+
+/// Translate stage: only a [`Permit`] gets a request built for the upstream.
+fn translate(
+    permit: &Permit,
+    conn: &ConnInfo,
+    parts: &Parts,
+    canonical_path: &str,
+    body: Incoming,
+    request_id: &HeaderValue,
+) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
+    let route = permit.route();
+    let uri = route.upstream.uri(canonical_path, parts.uri.query())?;
+    let mut headers = parts.headers.clone();
+    let host = routing::request_host(parts).ok().flatten();
+    let fwd = ForwardedFor {
+        peer: conn.peer,
+        host: host.as_deref(),
+        proto: conn.proto(),
+    };
+    headers::to_upstream(&mut headers, &fwd, request_id, route.upstream.host_header());
+    let (body, tripped): (ProxyBody, Tripped) = if body.is_end_stream() {
+        (empty(), None)
+    } else {
+        let (limited, tripped) = Limited::new(body, route.config.max_body);
+        (limited.boxed(), Some(tripped))
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok((req, tripped))
+}

@@ -1,0 +1,176 @@
+//! The one place where a refusal becomes an HTTP response: `application/problem+json` (RFC 9457)
+//! with `type = urn:portcullis:<code>`. `detail` is written by the gateway, never copied from a
+//! secret, and never says which half of a credential was wrong.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::proxy::body::{full, ProxyBody};
+
+/// The codes of CONTRACT §6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    NoRoute,
+    Unauthenticated,
+    InvalidCredential,
+    LegacyCredentialRetired,
+    Forbidden,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    SchemaViolation,
+    InvalidRequest,
+    HeadersTooLarge,
+    RateLimited,
+    Overloaded,
+    DirectoryUnavailable,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl Code {
+    /// The stable code string (also the audit `reason`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::NoRoute => "no-route",
+            Code::Unauthenticated => "unauthenticated",
+            Code::InvalidCredential => "invalid-credential",
+            Code::LegacyCredentialRetired => "legacy-credential-retired",
+            Code::Forbidden => "forbidden",
+            Code::MethodNotAllowed => "method-not-allowed",
+            Code::PayloadTooLarge => "payload-too-large",
+            Code::UnsupportedMediaType => "unsupported-media-type",
+            Code::SchemaViolation => "schema-violation",
+            Code::InvalidRequest => "invalid-request",
+            Code::HeadersTooLarge => "headers-too-large",
+            Code::RateLimited => "rate-limited",
+            Code::Overloaded => "overloaded",
+            Code::DirectoryUnavailable => "directory-unavailable",
+            Code::UpstreamUnavailable => "upstream-unavailable",
+            Code::UpstreamTimeout => "upstream-timeout",
+        }
+    }
+
+    /// HTTP status for the code.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Code::NoRoute => StatusCode::NOT_FOUND,
+            Code::Unauthenticated | Code::InvalidCredential | Code::LegacyCredentialRetired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::InvalidRequest => StatusCode::BAD_REQUEST,
+            Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::Overloaded | Code::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Short human title.
+    pub const fn title(self) -> &'static str {
+        match self {
+            Code::NoRoute => "No route matches this request",
+            Code::Unauthenticated => "Authentication required",
+            Code::InvalidCredential => "Invalid credential",
+            Code::LegacyCredentialRetired => "Legacy credential retired",
+            Code::Forbidden => "Forbidden by policy",
+            Code::MethodNotAllowed => "Method not allowed",
+            Code::PayloadTooLarge => "Payload too large",
+            Code::UnsupportedMediaType => "Unsupported media type",
+            Code::SchemaViolation => "Request body does not match the schema",
+            Code::InvalidRequest => "Invalid request",
+            Code::HeadersTooLarge => "Request headers too large",
+            Code::RateLimited => "Rate limit exceeded",
+            Code::Overloaded => "Upstream at its concurrency limit",
+            Code::DirectoryUnavailable => "Directory unavailable",
+            Code::UpstreamUnavailable => "Upstream unavailable",
+            Code::UpstreamTimeout => "Upstream timed out",
+        }
+    }
+}
+
+/// A refusal on its way to the caller.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: Code,
+    pub detail: Cow<'static, str>,
+    /// Seconds, for 429/503.
+    pub retry_after: Option<u64>,
+    /// Close the connection after responding (framing errors: the stream can't be trusted).
+    pub close: bool,
+    /// `WWW-Authenticate` challenges, one per accepted scheme.
+    pub challenges: Vec<HeaderValue>,
+    /// `Allow`, for 405.
+    pub allow: Option<HeaderValue>,
+}
+
+impl Refusal {
+    /// A refusal with a detail message.
+    pub fn new(code: Code, detail: impl Into<Cow<'static, str>>) -> Self {
+        Refusal {
+            code,
+            detail: detail.into(),
+            retry_after: None,
+            close: false,
+            challenges: Vec::new(),
+            allow: None,
+        }
+    }
+
+    /// Ask the connection to close after the response.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Add `Retry-After`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Render as problem+json.
+    pub fn into_response(self, request_id: &str) -> Response<ProxyBody> {
+        let status = self.code.status();
+        let body = serde_json::json!({
+            "type": format!("urn:portcullis:{}", self.code.as_str()),
+            "title": self.code.title(),
+            "status": status.as_u16(),
+            "detail": self.detail,
+            "request_id": request_id,
+        });
+        let mut resp = Response::new(full(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        if let Some(secs) = self.retry_after {
+            h.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for c in self.challenges {
+            h.append(WWW_AUTHENTICATE, c);
+        }
+        if let Some(allow) = self.allow {
+            h.insert(ALLOW, allow);
+        }
+        if self.close {
+            h.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}

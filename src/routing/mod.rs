@@ -1,0 +1,191 @@
+//! Route selection: optional host, then the longest matching path prefix (on segment boundaries),
+//! then the method. The path is normalized first (see [`path`]); a path that could be read two
+//! ways is refused before any route is consulted.
+
+pub mod path;
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method};
+
+use crate::authn::Authenticator;
+use crate::config::{HostMatch, RouteConfig};
+use crate::problem::{Code, Refusal};
+use crate::proxy::Upstream;
+
+/// A route at run time: its config plus what was built from it.
+#[derive(Debug)]
+pub struct Route {
+    pub config: Arc<RouteConfig>,
+    pub upstream: Upstream,
+    /// The credentials this route accepts, in order; empty means an explicit pass-through.
+    pub accept: Vec<Arc<dyn Authenticator>>,
+}
+
+impl Route {
+    /// The route's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.config.name
+    }
+}
+
+/// All routes, ordered most specific first.
+#[derive(Debug, Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+fn host_rank(h: &Option<HostMatch>) -> u8 {
+    match h {
+        Some(HostMatch::Exact(_)) => 0,
+        Some(HostMatch::Wildcard(_)) => 1,
+        None => 2,
+    }
+}
+
+impl Router {
+    /// Build from routes in config order; ties keep config order.
+    pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
+        routes.sort_by(|a, b| {
+            let (a, b) = (&a.config, &b.config);
+            host_rank(&a.host)
+                .cmp(&host_rank(&b.host))
+                .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
+        });
+        Router { routes }
+    }
+
+    /// Every route.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// Select the route for a normalized path. The most specific (host, prefix) that matches
+    /// decides: a method it does not allow is 405, never a fall-through to a broader route
+    /// (which could carry a weaker policy).
+    pub fn select(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+    ) -> Result<&Arc<Route>, Refusal> {
+        let mut winner: Option<&Arc<Route>> = None;
+        let mut allowed: Vec<&Method> = Vec::new();
+        for r in &self.routes {
+            let c = &r.config;
+            if let Some(w) = winner {
+                // Only routes with the very same host and prefix may still claim the method.
+                if w.config.host != c.host || w.config.path_prefix != c.path_prefix {
+                    continue;
+                }
+            } else {
+                let host_ok = match (&c.host, host) {
+                    (None, _) => true,
+                    (Some(m), Some(h)) => m.matches(h),
+                    (Some(_), None) => false,
+                };
+                if !host_ok || !prefix_matches(&c.path_prefix, path) {
+                    continue;
+                }
+                winner = Some(r);
+            }
+            match &c.methods {
+                None => return Ok(r),
+                Some(ms) if ms.contains(method) => return Ok(r),
+                Some(ms) => allowed.extend(ms.iter()),
+            }
+        }
+        if winner.is_none() {
+            return Err(Refusal::new(
+                Code::NoRoute,
+                "no route matches this host and path",
+            ));
+        }
+        allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        allowed.dedup();
+        let list = allowed
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut refusal = Refusal::new(Code::MethodNotAllowed, format!("this route allows {list}"));
+        refusal.allow = HeaderValue::from_str(&list).ok();
+        Err(refusal)
+    }
+}
+
+/// `/api` matches `/api` and `/api/x`, never `/apix`; `/api/` matches `/api/x` only.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+    }
+}
+
+/// The host a request is for, lower-cased and without port: the URI authority (HTTP/2
+/// `:authority`, HTTP/1.1 absolute form) or the `Host` header. Two different answers, several
+/// `Host` headers, or a malformed host are refused as ambiguous.
+pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refusal> {
+    let ambiguous = |d: &'static str| Refusal::new(Code::InvalidRequest, d);
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ambiguous("several Host headers"));
+    }
+    let from_header = match header {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<http::uri::Authority>().ok())
+                .ok_or_else(|| ambiguous("malformed Host header"))?,
+        ),
+        None => None,
+    };
+    let from_uri = parts.uri.authority().cloned();
+    let chosen = match (from_uri, from_header) {
+        (Some(u), Some(h)) => {
+            if !u.host().eq_ignore_ascii_case(h.host()) || u.port_u16() != h.port_u16() {
+                return Err(ambiguous(
+                    "the request target and Host header name different hosts",
+                ));
+            }
+            Some(u)
+        }
+        (Some(u), None) => Some(u),
+        (None, h) => h,
+    };
+    match chosen {
+        None => Ok(None),
+        Some(a) => {
+            if a.as_str().contains('@') {
+                return Err(ambiguous("user information in the request authority"));
+            }
+            Ok(Some(a.host().to_ascii_lowercase()))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_respect_segments() {
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/x"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(prefix_matches("/api/", "/api/x"));
+        assert!(!prefix_matches("/api/", "/api"));
+        assert!(prefix_matches("/", "/anything"));
+    }
+
+    #[test]
+    fn wildcard_hosts_match_one_label() {
+        let w = HostMatch::Wildcard(".corp.example".into());
+        assert!(w.matches("api.corp.example"));
+        assert!(!w.matches("corp.example"));
+        assert!(!w.matches("a.b.corp.example"));
+        assert!(!w.matches("evilcorp.example"));
+    }
+}

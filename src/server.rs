@@ -1,0 +1,187 @@
+//! Starting and stopping the gateway: builds every run-time piece from a validated [`Config`],
+//! binds the listeners, and drains on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{Admin, Health};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{Gateway, HeadLimits};
+use crate::proxy::Upstream;
+use crate::routing::{Route, Router};
+use crate::transport::tls::{server_config, ReloadingCert};
+use crate::transport::Listener;
+
+/// How often watched files (certificates) are checked for changes.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Knobs that are not config: the clock (tests move it).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Running {
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop accepting and start draining.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Wait until drained and the audit log is flushed.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// Shut down and wait.
+    pub async fn stop(self) {
+        self.shutdown();
+        self.wait().await;
+    }
+}
+
+/// Resolve once the shutdown flag is set (or its sender is gone). Holds no borrow across awaits.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Install the process-wide crypto provider (idempotent).
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Build everything and start serving.
+pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
+    install_crypto();
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let metrics = Arc::new(Metrics::default());
+    let (auditor, audit_task) =
+        crate::audit::start(&config.audit.sink, config.audit.queue, metrics.clone())
+            .context("opening the audit sink")?;
+
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for rc in &config.routes {
+        let upstream =
+            Upstream::new(&rc.upstream).with_context(|| format!("route {}: upstream", rc.name))?;
+        routes.push(Arc::new(Route {
+            config: rc.clone(),
+            upstream,
+            accept: Vec::new(),
+        }));
+    }
+    let gateway = Arc::new(Gateway {
+        router: Router::new(routes),
+        auditor,
+        metrics: metrics.clone(),
+        clock: opts.clock.clone(),
+        head_limits: HeadLimits {
+            max_header_bytes: config.listen.max_header_bytes,
+            max_headers: config.listen.max_headers,
+        },
+    });
+
+    let mut watchers = Vec::new();
+    let tls = match &config.listen.tls {
+        None => None,
+        Some(files) => {
+            let cert = Arc::new(
+                ReloadingCert::new(files.clone(), metrics.clone())
+                    .context("loading [listen.tls]")?,
+            );
+            watchers.push(cert.spawn_watcher(RELOAD_EVERY));
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
+                cert,
+            )?)))
+        }
+    };
+
+    let data = TcpListener::bind(config.listen.addr)
+        .await
+        .with_context(|| format!("binding listen.addr {}", config.listen.addr))?;
+    let admin_listener = TcpListener::bind(config.admin.addr)
+        .await
+        .with_context(|| format!("binding admin.addr {}", config.admin.addr))?;
+    let data_addr = data.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let (tx, rx) = watch::channel(false);
+    let health = Arc::new(Health::default());
+    let admin = Arc::new(Admin {
+        health: health.clone(),
+        metrics: metrics.clone(),
+    });
+    let admin_rx = rx.clone();
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(admin.run(admin_listener, admin_stop_rx));
+
+    let listener = Listener {
+        listener: data,
+        tls,
+        settings: config.listen.clone(),
+        gateway,
+        metrics: metrics.clone(),
+    };
+    let task = tokio::spawn(async move {
+        let mut draining = admin_rx.clone();
+        let health2 = health.clone();
+        // Flip readiness the moment shutdown starts, before the listener stops.
+        let flag = tokio::spawn(async move {
+            crate::server::stopped(&mut draining).await;
+            health2.draining.store(true, Ordering::Release);
+        });
+        let left = listener.run(rx).await;
+        if left > 0 {
+            tracing::warn!(connections = left, "shutdown with connections still open");
+        }
+        flag.abort();
+        for w in watchers {
+            w.abort();
+        }
+        let _ = admin_stop_tx.send(true);
+        let _ = admin_task.await;
+        // The gateway (and its auditor) is gone once the listener returned and the writer drains
+        // what is queued. Connections cut off at the drain deadline may still hold a sender.
+        if tokio::time::timeout(Duration::from_secs(5), audit_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit writer did not finish in time; some records may be lost");
+        }
+    });
+    tracing::info!(%data_addr, %admin_addr, "portcullis listening");
+    Ok(Running {
+        data_addr,
+        admin_addr,
+        metrics,
+        shutdown: tx,
+        task,
+    })
+}

@@ -1,0 +1,308 @@
+//! Accepting connections: a connection cap, the TLS handshake under a deadline, HTTP/1.1 or h2
+//! chosen by ALPN, hyper configured with timers and limits (its defaults are not enough), and
+//! graceful drain on shutdown.
+
+pub mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::CertificateDer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Listen;
+use crate::metrics::Metrics;
+use crate::pipeline::Gateway;
+
+/// What the connection tells us about the caller.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// Present when the connection is TLS.
+    pub tls: Option<TlsInfo>,
+}
+
+/// TLS details of a connection.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    pub sni: Option<String>,
+    pub h2: bool,
+    /// The client's certificate chain, leaf first (empty when none was presented).
+    pub client_chain: Vec<CertificateDer<'static>>,
+}
+
+impl ConnInfo {
+    /// `https` or `http`.
+    pub fn proto(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// Shared by all connections of the data listener.
+pub struct Listener {
+    pub listener: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+    pub settings: Listen,
+    pub gateway: Arc<Gateway>,
+    pub metrics: Arc<Metrics>,
+}
+
+struct OpenGauge {
+    open: AtomicI64,
+    metrics: Arc<Metrics>,
+}
+
+impl OpenGauge {
+    fn add(&self, d: i64) {
+        let now = self.open.fetch_add(d, Ordering::Relaxed) + d;
+        self.metrics.connections_open.set(now as f64);
+    }
+}
+
+impl Listener {
+    /// Accept until `shutdown` turns true, then let open connections finish within
+    /// `drain_timeout`. Returns how many connections were still open when it gave up.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> usize {
+        let permits = Arc::new(Semaphore::new(self.settings.max_connections));
+        let tracker = TaskTracker::new();
+        let gauge = Arc::new(OpenGauge {
+            open: AtomicI64::new(0),
+            metrics: self.metrics.clone(),
+        });
+        let shared = Arc::new((
+            self.settings.clone(),
+            self.gateway.clone(),
+            self.tls.clone(),
+        ));
+        let mut stop = shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = crate::server::stopped(&mut stop) => break,
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // EMFILE and friends: back off briefly instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        self.metrics.connections_refused_total.with(&["max-connections"]).inc();
+                        drop(stream);
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    let gauge = gauge.clone();
+                    let shutdown = shutdown.clone();
+                    let metrics = self.metrics.clone();
+                    tracker.spawn(async move {
+                        gauge.add(1);
+                        let (settings, gateway, tls) = &*shared;
+                        serve_connection(stream, peer, settings, gateway.clone(), tls.as_ref(), shutdown, &metrics).await;
+                        gauge.add(-1);
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        drop(self.listener);
+        tracker.close();
+        let drain = self.settings.drain_timeout;
+        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+            let left = tracker.len();
+            tracing::warn!(
+                connections = left,
+                "drain deadline reached; closing remaining connections"
+            );
+            return left;
+        }
+        0
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: &Listen,
+    gateway: Arc<Gateway>,
+    tls: Option<&TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+    metrics: &Metrics,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    match tls {
+        None => {
+            let info = Arc::new(ConnInfo {
+                peer,
+                local,
+                tls: None,
+            });
+            drive_http1(TokioIo::new(stream), info, settings, gateway, shutdown).await;
+        }
+        Some(acceptor) => {
+            let accepted =
+                tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await;
+            let stream = match accepted {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    metrics
+                        .connections_refused_total
+                        .with(&["tls-handshake"])
+                        .inc();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics
+                        .connections_refused_total
+                        .with(&["tls-handshake-timeout"])
+                        .inc();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let (_, session) = stream.get_ref();
+            let tls_info = TlsInfo {
+                sni: session.server_name().map(str::to_owned),
+                h2: session.alpn_protocol() == Some(b"h2"),
+                client_chain: session
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default(),
+            };
+            let h2 = tls_info.h2;
+            let info = Arc::new(ConnInfo {
+                peer,
+                local,
+                tls: Some(tls_info),
+            });
+            if h2 {
+                drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
+            } else {
+                drive_http1(TokioIo::new(stream), info, settings, gateway, shutdown).await;
+            }
+        }
+    }
+}
+
+/// hyper's own header limits sit above ours, so that ordinary overruns get our problem+json 431
+/// and only absurd ones meet hyper's bare 431.
+fn hyper_header_bytes(s: &Listen) -> usize {
+    (s.max_header_bytes * 2).max(16 * 1024)
+}
+
+async fn drive_http1<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    s: &Listen,
+    gateway: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let gateway = gateway.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(gateway.handle(&info, req).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Bounds the time to receive a request head, and (hyper restarts it whenever the
+        // connection waits for the next request) the idle time of a keep-alive connection.
+        .header_read_timeout(s.header_timeout)
+        .keep_alive(true)
+        .max_headers((s.max_headers * 2).max(100))
+        .max_buf_size(hyper_header_bytes(s).max(64 * 1024))
+        .max_header_size(hyper_header_bytes(s));
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = crate::server::stopped(&mut shutdown) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Tracks in-flight requests and last activity, for the h2 idle timeout.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicI64,
+    last_millis: AtomicU64,
+}
+
+async fn drive_http2<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    s: &Listen,
+    gateway: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let born = Instant::now();
+    let activity = Arc::new(Activity::default());
+    let act = activity.clone();
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let gateway = gateway.clone();
+        let info = info.clone();
+        let act = act.clone();
+        async move {
+            act.in_flight.fetch_add(1, Ordering::Relaxed);
+            let resp = gateway.handle(&info, req).await;
+            act.in_flight.fetch_sub(1, Ordering::Relaxed);
+            act.last_millis.store(
+                u64::try_from(born.elapsed().as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.max_concurrent_streams)
+        // Rapid-reset (CVE-2023-44487) and error-reset floods.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(1024))
+        .max_header_list_size(u32::try_from(hyper_header_bytes(s)).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let idle = s.idle_timeout;
+    let mut check = tokio::time::interval(Duration::from_millis(500).min(idle));
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = crate::server::stopped(&mut shutdown) => break,
+            _ = check.tick() => {
+                let quiet_for = born.elapsed().saturating_sub(Duration::from_millis(activity.last_millis.load(Ordering::Relaxed)));
+                if activity.in_flight.load(Ordering::Relaxed) == 0 && quiet_for >= idle {
+                    break;
+                }
+            }
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
