@@ -3,6 +3,7 @@
 //!
 //! The request flows through the stages documented in [`pipeline`]; each concern has a module.
 
+pub mod adapters;
 pub mod admin;
 pub mod audit;
 pub mod authn;
@@ -18,4 +19,6 @@ pub mod problem;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod spiffe;
+pub mod token;
 pub mod transport;

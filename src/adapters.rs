@@ -1,0 +1,1 @@
+//! Declarative adapters for legacy directories and SaaS webhook providers (being written).

@@ -1,0 +1,1 @@
+//! Signed SaaS webhooks (being written).

@@ -1,0 +1,1 @@
+//! SPIFFE IDs, trust bundles, X.509-SVID and JWT-SVID validation (being written).

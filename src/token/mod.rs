@@ -1,0 +1,1 @@
+//! The token issuer: signing keys, JWKS, minting and caching (being written).
