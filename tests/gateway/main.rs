@@ -1,1 +1,14 @@
+//! Integration tests: one binary, a module per area (STYLE.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod support;
+
+mod admin;
+mod config_check;
+mod demo;
+mod hardening;
+mod paths;
+mod proxy;
+mod shutdown;
+mod streaming;
+mod tls_reload;

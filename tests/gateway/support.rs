@@ -1,0 +1,335 @@
+//! Test support: a real upstream on 127.0.0.1:0, the gateway in-process or as a child process,
+//! TLS material, HTTP clients and raw sockets. No fixed ports, no mocks of the network.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis::devcert::DevCa;
+use portcullis::proxy::body::BoxError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub type TestBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body_bytes: u64,
+}
+
+/// A real HTTP/1.1 + h2c upstream. Behaviour is chosen by query parameters, which the gateway
+/// forwards untouched: `sleep_ms`, `status`, `bytes` (stream that many bytes back), `sink`
+/// (count the body without buffering it).
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicU64>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Upstream {
+            addr,
+            hits: Arc::new(AtomicU64::new(0)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+        };
+        let me = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let me = me.clone();
+                        async move { Ok::<_, Infallible>(me.handle(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        up
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<TestBody> {
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        let (parts, mut body) = req.into_parts();
+        let q: HashMap<String, String> = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                Err(_) => break,
+            }
+        }
+        self.seen.lock().unwrap().push(Seen {
+            method: parts.method.to_string(),
+            path_and_query: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+            headers: parts.headers.clone(),
+            body_bytes: n,
+        });
+        if let Some(ms) = q.get("sleep_ms").and_then(|v| v.parse().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if let Some(total) = q.get("bytes").and_then(|v| v.parse::<u64>().ok()) {
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let chunks = total / chunk.len() as u64;
+            let stream = futures_util::stream::iter(0..chunks).map(move |_| Ok::<_, BoxError>(Frame::data(chunk.clone())));
+            return Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        }
+        let status = q.get("status").and_then(|s| s.parse().ok()).unwrap_or(200u16);
+        let mut resp = Response::new(full(format!("{{\"received_bytes\":{n}}}")));
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+        resp.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+        if status == 401 {
+            resp.headers_mut().insert("www-authenticate", "Basic realm=\"legacy\"".parse().unwrap());
+        }
+        if status == 429 {
+            resp.headers_mut().insert("retry-after", "7".parse().unwrap());
+        }
+        resp
+    }
+}
+
+pub fn full(s: impl Into<Bytes>) -> TestBody {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A temp dir with a dev CA and a server certificate for 127.0.0.1/localhost.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: DevCa,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::new("test CA").unwrap();
+        let pki = Pki { dir, ca };
+        pki.write_server_cert("gateway");
+        std::fs::write(pki.path("ca.pem"), pki.ca.cert_pem()).unwrap();
+        pki
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// (Re)write `{name}.pem` / `{name}.key` with a fresh server certificate; returns its DER.
+    pub fn write_server_cert(&self, name: &str) -> Vec<u8> {
+        let issued = self.ca.server(&["localhost", "127.0.0.1"]).unwrap();
+        std::fs::write(self.path(&format!("{name}.key")), &issued.key_pem).unwrap();
+        std::fs::write(self.path(&format!("{name}.pem")), &issued.cert_pem).unwrap();
+        let der = rustls_pemfile::certs(&mut issued.cert_pem.as_bytes()).next().unwrap().unwrap().to_vec();
+        der
+    }
+
+    pub fn tls_section(&self) -> String {
+        format!(
+            "[listen.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            self.path("gateway.pem").display(),
+            self.path("gateway.key").display()
+        )
+    }
+
+    pub fn client_config(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut self.ca.cert_pem().as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    }
+
+    /// reqwest client trusting the dev CA; `h1_only` forces HTTP/1.1 (else ALPN picks h2).
+    pub fn client(&self, h1_only: bool) -> reqwest::Client {
+        let mut cfg = self.client_config();
+        cfg.alpn_protocols = if h1_only {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        };
+        let b = reqwest::Client::builder().use_preconfigured_tls(cfg).timeout(Duration::from_secs(30));
+        let b = if h1_only { b.http1_only() } else { b };
+        b.build().unwrap()
+    }
+}
+
+/// A config with `[listen]` on 127.0.0.1:0, admin on 127.0.0.1:0, audit to a file in `dir`.
+pub fn base_config(dir: &Path, listen_extra: &str, tls: &str, routes: &str) -> String {
+    format!(
+        "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n{listen_extra}\n{tls}\n[admin]\naddr = \"127.0.0.1:0\"\n[audit]\nsink = \"{}\"\n{routes}",
+        dir.join("audit.jsonl").display()
+    )
+}
+
+/// A `[[routes]]` entry.
+pub fn route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
+    format!("\n[[routes]]\nname = \"{name}\"\nmatch = {{ path_prefix = \"{prefix}\" }}\n{extra}\n[routes.upstream]\nurl = \"{upstream}\"\ntimeout = \"2s\"\n")
+}
+
+/// Start the gateway in this process.
+pub async fn start_in_process(dir: &Path, toml: &str) -> portcullis::server::Running {
+    portcullis::server::install_crypto();
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = portcullis::config::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
+    portcullis::server::start(cfg, portcullis::server::Options::default()).await.unwrap()
+}
+
+/// Audit lines written so far (the writer flushes after each burst).
+pub async fn audit_lines(dir: &Path, at_least: usize) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if lines.len() >= at_least {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {at_least} audit lines");
+}
+
+/// The gateway as a child process (`portcullis serve`).
+pub struct Proc {
+    pub child: Child,
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+impl Proc {
+    pub fn spawn(dir: &Path, toml: &str) -> Proc {
+        let path = dir.join("portcullis.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut child = Command::new(bin())
+            .args(["serve", "-c"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("portcullis listening") {
+                    let _ = tx.send(line.clone());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("gateway did not start: {:?}", lines.lock().unwrap()));
+        let field = |name: &str| -> SocketAddr {
+            let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+            line[start..].split_whitespace().next().unwrap().parse().unwrap()
+        };
+        Proc {
+            data_addr: field("data_addr"),
+            admin_addr: field("admin_addr"),
+            child,
+            stderr: lines,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send raw bytes, then read until the peer closes or `wait` passes. Returns (text, closed).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&buf).into_owned(), true),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return (String::from_utf8_lossy(&buf).into_owned(), false),
+        }
+    }
+}
+
+/// Status code of the first response in a raw exchange.
+pub fn status_of(raw: &str) -> u16 {
+    raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
