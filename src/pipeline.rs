@@ -98,7 +98,7 @@ impl Gateway {
         body: Incoming,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        check_framing(parts)?;
+        check_framing(conn, parts)?;
         check_head_limits(parts, self.head_limits)?;
         let (route, canonical) = self.route(parts)?;
         trace.route = Some(route.clone());
@@ -221,8 +221,16 @@ fn request_id(h: &http::HeaderMap) -> HeaderValue {
 
 /// Framing stage: a request whose length could be read two ways is refused and the connection
 /// closed (request smuggling). hyper refuses most of these itself; this is the belt to its braces.
-fn check_framing(parts: &Parts) -> Result<(), Refusal> {
+fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusal> {
     let bad = |d: &'static str| Err(Refusal::new(Code::InvalidRequest, d).closing());
+    if conn
+        .ambiguous_framing
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return bad(
+            "ambiguous message framing on this connection (Content-Length / Transfer-Encoding)",
+        );
+    }
     let mut lengths = parts.headers.get_all(CONTENT_LENGTH).iter();
     let first = lengths.next();
     if lengths.next().is_some() {

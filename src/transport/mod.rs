@@ -2,11 +2,12 @@
 //! chosen by ALPN, hyper configured with timers and limits (its defaults are not enough), and
 //! graceful drain on shutdown.
 
+pub mod framing;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,9 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Present when the connection is TLS.
     pub tls: Option<TlsInfo>,
+    /// Set by the HTTP/1.1 [`framing::FramingGuard`] when a request head on this connection could
+    /// be framed two ways.
+    pub ambiguous_framing: Arc<AtomicBool>,
 }
 
 /// TLS details of a connection.
@@ -148,14 +152,18 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
+    let flag = Arc::new(AtomicBool::new(false));
+    let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
     match tls {
         None => {
             let info = Arc::new(ConnInfo {
                 peer,
                 local,
                 tls: None,
+                ambiguous_framing: flag.clone(),
             });
-            drive_http1(TokioIo::new(stream), info, settings, gateway, shutdown).await;
+            let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
+            drive_http1(TokioIo::new(guarded), info, settings, gateway, shutdown).await;
         }
         Some(acceptor) => {
             let accepted =
@@ -193,11 +201,13 @@ async fn serve_connection(
                 peer,
                 local,
                 tls: Some(tls_info),
+                ambiguous_framing: flag.clone(),
             });
             if h2 {
                 drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
             } else {
-                drive_http1(TokioIo::new(stream), info, settings, gateway, shutdown).await;
+                let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
+                drive_http1(TokioIo::new(guarded), info, settings, gateway, shutdown).await;
             }
         }
     }
@@ -207,6 +217,15 @@ async fn serve_connection(
 /// and only absurd ones meet hyper's bare 431.
 fn hyper_header_bytes(s: &Listen) -> usize {
     (s.max_header_bytes * 2).max(16 * 1024)
+}
+
+fn hyper_max_headers(s: &Listen) -> usize {
+    (s.max_headers * 2).max(100)
+}
+
+/// hyper's read buffer: no request head can be longer.
+fn hyper_max_buf(s: &Listen) -> usize {
+    hyper_header_bytes(s).max(64 * 1024)
 }
 
 async fn drive_http1<I>(
@@ -230,8 +249,8 @@ async fn drive_http1<I>(
         // connection waits for the next request) the idle time of a keep-alive connection.
         .header_read_timeout(s.header_timeout)
         .keep_alive(true)
-        .max_headers((s.max_headers * 2).max(100))
-        .max_buf_size(hyper_header_bytes(s).max(64 * 1024))
+        .max_headers(hyper_max_headers(s))
+        .max_buf_size(hyper_max_buf(s))
         .max_header_size(hyper_header_bytes(s));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);

@@ -26,12 +26,20 @@ fn printed_curl_lines_succeed() {
             expect = t[i + 8..i + 11].parse::<u16>().ok();
         }
         if t.starts_with("curl ") || t.contains("| curl ") {
-            pairs.push((t.to_string(), expect.take().expect("every curl line has an (expect NNN) comment")));
+            pairs.push((
+                t.to_string(),
+                expect
+                    .take()
+                    .expect("every curl line has an (expect NNN) comment"),
+            ));
         }
         if t.starts_with("curl -sS http://") && t.ends_with("/metrics") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "demo output incomplete");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "demo output incomplete"
+        );
     }
     assert!(pairs.len() >= 5, "{pairs:?}");
     for (cmd, status) in &pairs {
@@ -40,8 +48,16 @@ fn printed_curl_lines_succeed() {
             .arg(format!("{cmd} -o /dev/null -w '%{{http_code}}'"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), status.to_string(), "{cmd}");
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            status.to_string(),
+            "{cmd}"
+        );
     }
     // The audit log follows the banner: one JSON line per request.
     let mut audited = 0;
@@ -53,7 +69,9 @@ fn printed_curl_lines_succeed() {
             audited += 1;
         }
     }
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "demo exits 0 on Ctrl-C: {status:?}");
 }

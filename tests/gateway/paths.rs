@@ -58,19 +58,38 @@ async fn path_normalization_table() {
         match expect {
             Some(path) => {
                 if got != 200 || up.count() != before + 1 || up.last().path_and_query != *path {
-                    failures.push(format!("{target}: expected upstream to see {path}, got {got} / {:?}", up.seen.lock().unwrap().last().map(|s| s.path_and_query.clone())));
+                    failures.push(format!(
+                        "{target}: expected upstream to see {path}, got {got} / {:?}",
+                        up.seen
+                            .lock()
+                            .unwrap()
+                            .last()
+                            .map(|s| s.path_and_query.clone())
+                    ));
                 }
             }
             None => {
                 if got != *status || up.count() != before {
-                    failures.push(format!("{target}: expected {status} and no upstream request, got {got}"));
+                    failures.push(format!(
+                        "{target}: expected {status} and no upstream request, got {got}"
+                    ));
                 }
-                if *status == 400 && got == 400 && !resp.contains("urn:portcullis:invalid-request") && !resp.contains("content-length: 0") {
+                if *status == 400
+                    && got == 400
+                    && !resp.contains("urn:portcullis:invalid-request")
+                    && !resp.contains("content-length: 0")
+                {
                     failures.push(format!("{target}: 400 without problem+json: {resp}"));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
     gw.stop().await;
 }

@@ -5,12 +5,20 @@ use std::time::Duration;
 
 use crate::support::*;
 
-async fn setup(listen_extra: &str, extra_routes: &str) -> (Pki, Upstream, portcullis::server::Running) {
+async fn setup(
+    listen_extra: &str,
+    extra_routes: &str,
+) -> (Pki, Upstream, portcullis::server::Running) {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let routes = format!(
         "{}{}",
-        route("api", "/api", &up.url(), "[routes.limits]\nmax_body = \"64KiB\""),
+        route(
+            "api",
+            "/api",
+            &up.url(),
+            "[routes.limits]\nmax_body = \"64KiB\""
+        ),
         extra_routes
     );
     let toml = base_config(pki.dir.path(), listen_extra, &pki.tls_section(), &routes);
@@ -21,10 +29,16 @@ async fn setup(listen_extra: &str, extra_routes: &str) -> (Pki, Upstream, portcu
 #[tokio::test]
 async fn http1_and_h2_through_tls_reach_the_upstream() {
     let (pki, up, gw) = setup("", "").await;
-    for (h1, version) in [(true, http::Version::HTTP_11), (false, http::Version::HTTP_2)] {
+    for (h1, version) in [
+        (true, http::Version::HTTP_11),
+        (false, http::Version::HTTP_2),
+    ] {
         let client = pki.client(h1);
         let resp = client
-            .post(format!("https://localhost:{}/api/orders/42?x=1&y=two", gw.data_addr.port()))
+            .post(format!(
+                "https://localhost:{}/api/orders/42?x=1&y=two",
+                gw.data_addr.port()
+            ))
             .header("x-request-id", "caller-id.123")
             .body("hello")
             .send()
@@ -58,7 +72,12 @@ async fn request_ids_are_generated_when_absent_or_malformed() {
     let generated = a.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(generated.len(), 32);
     assert_eq!(up.last().headers["x-request-id"], generated.as_str());
-    let b = client.get(&url).header("x-request-id", "bad id with spaces").send().await.unwrap();
+    let b = client
+        .get(&url)
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
     let replaced = b.headers()["x-request-id"].to_str().unwrap();
     assert_ne!(replaced, "bad id with spaces");
     assert_eq!(replaced.len(), 32);
@@ -71,7 +90,10 @@ async fn upstream_statuses_pass_through_unchanged() {
     let client = pki.client(true);
     for code in [401u16, 403, 429, 500] {
         let resp = client
-            .get(format!("https://localhost:{}/api/s?status={code}", gw.data_addr.port()))
+            .get(format!(
+                "https://localhost:{}/api/s?status={code}",
+                gw.data_addr.port()
+            ))
             .send()
             .await
             .unwrap();
@@ -83,7 +105,11 @@ async fn upstream_statuses_pass_through_unchanged() {
         if code == 429 {
             assert_eq!(resp.headers()["retry-after"], "7");
         }
-        assert!(resp.text().await.unwrap().starts_with("{\"received_bytes\""));
+        assert!(resp
+            .text()
+            .await
+            .unwrap()
+            .starts_with("{\"received_bytes\""));
     }
     gw.stop().await;
 }
@@ -109,7 +135,11 @@ async fn upstream_down_is_502_and_slow_is_504() {
 
     // The route timeout is 2s (see support::route); the upstream sleeps 5s.
     let started = std::time::Instant::now();
-    let resp = client.get(format!("{base}/api/slow?sleep_ms=5000")).send().await.unwrap();
+    let resp = client
+        .get(format!("{base}/api/slow?sleep_ms=5000"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 504);
     assert!(started.elapsed() < Duration::from_millis(4500));
     let p: serde_json::Value = resp.json().await.unwrap();
@@ -138,16 +168,52 @@ async fn routing_by_host_prefix_and_method() {
     let base = format!("http://127.0.0.1:{}", gw.data_addr.port());
 
     // The most specific prefix decides; a method it does not allow is 405, not a fall-through.
-    let r = client.delete(format!("{base}/svc/admin/users")).send().await.unwrap();
+    let r = client
+        .delete(format!("{base}/svc/admin/users"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET");
-    assert_eq!(client.get(format!("{base}/svc/admin/users")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{base}/svc/admin/users"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // Segment boundaries: /svcx is not under /svc.
-    assert_eq!(client.get(format!("{base}/svcx")).send().await.unwrap().status(), 404);
-    assert_eq!(client.get(format!("{base}/svc")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{base}/svcx"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/svc"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // Host routing: the wildcard host route wins for its hosts.
-    let before = std::fs::read_to_string(pki.dir.path().join("audit.jsonl")).unwrap_or_default().lines().count();
-    let r = client.get(format!("{base}/svc/a")).header("host", "api.corp.example").send().await.unwrap();
+    let before = std::fs::read_to_string(pki.dir.path().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let r = client
+        .get(format!("{base}/svc/a"))
+        .header("host", "api.corp.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let lines = audit_lines(pki.dir.path(), before + 1).await;
     assert_eq!(lines.last().unwrap()["route"], "hosted");
@@ -159,7 +225,11 @@ async fn every_request_is_audited_with_query_values_redacted() {
     let (pki, _up, gw) = setup("", "").await;
     let client = pki.client(true);
     let base = format!("https://localhost:{}", gw.data_addr.port());
-    client.get(format!("{base}/api/a?api_key=s3cr3t-value&n=1")).send().await.unwrap();
+    client
+        .get(format!("{base}/api/a?api_key=s3cr3t-value&n=1"))
+        .send()
+        .await
+        .unwrap();
     client.get(format!("{base}/nope")).send().await.unwrap();
     let lines = audit_lines(pki.dir.path(), 2).await;
     let ok = &lines[0];

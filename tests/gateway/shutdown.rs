@@ -9,7 +9,8 @@ use crate::support::*;
 async fn sigterm_drains_an_in_flight_slow_request() {
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start().await;
-    let routes = route("api", "/api", &up.url(), "").replace("timeout = \"2s\"", "timeout = \"10s\"");
+    let routes =
+        route("api", "/api", &up.url(), "").replace("timeout = \"2s\"", "timeout = \"10s\"");
     let toml = base_config(dir.path(), "drain_timeout = \"10s\"", "", &routes);
     let mut gw = Proc::spawn(dir.path(), &toml);
     let base = format!("http://{}", gw.data_addr);
@@ -30,13 +31,19 @@ async fn sigterm_drains_an_in_flight_slow_request() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Not ready any more (the admin listener stays up during the drain)...
-    let ready = reqwest::get(format!("http://{}/readyz", gw.admin_addr)).await.unwrap();
+    let ready = reqwest::get(format!("http://{}/readyz", gw.admin_addr))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
     // ...no new connections on the data listener...
-    assert!(tokio::net::TcpStream::connect(gw.data_addr).await.is_err(), "still accepting after SIGTERM");
+    assert!(
+        tokio::net::TcpStream::connect(gw.data_addr).await.is_err(),
+        "still accepting after SIGTERM"
+    );
     // ...and the in-flight request completes.
     assert_eq!(slow.await.unwrap().unwrap(), 200);
 
+    let stderr = gw.stderr.clone();
     let status = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -53,4 +60,6 @@ async fn sigterm_drains_an_in_flight_slow_request() {
     .unwrap()
     .expect("the gateway did not exit after draining");
     assert!(status.success(), "exit status {status:?}");
+    let log = stderr.lock().unwrap().join("\n");
+    assert!(log.contains("shutting down: draining in-flight requests"), "{log}");
 }

@@ -15,7 +15,13 @@ const RSS_LIMIT_MIB: u64 = 64;
 async fn two_hundred_megabytes_each_way_with_bounded_memory() {
     let pki = Pki::new();
     let up = Upstream::start().await;
-    let routes = route("bulk", "/bulk", &up.url(), "[routes.limits]\nmax_body = \"1GiB\"").replace("timeout = \"2s\"", "timeout = \"60s\"");
+    let routes = route(
+        "bulk",
+        "/bulk",
+        &up.url(),
+        "[routes.limits]\nmax_body = \"1GiB\"",
+    )
+    .replace("timeout = \"2s\"", "timeout = \"60s\"");
     let toml = base_config(pki.dir.path(), "", &pki.tls_section(), &routes);
     let gw = Proc::spawn(pki.dir.path(), &toml);
     let base = format!("https://localhost:{}", gw.data_addr.port());
@@ -25,7 +31,8 @@ async fn two_hundred_megabytes_each_way_with_bounded_memory() {
     let started = Instant::now();
     let chunk = bytes::Bytes::from(vec![b'u'; 64 * 1024]);
     let n = SIZE / chunk.len() as u64;
-    let stream = futures_util::stream::iter(0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+    let stream =
+        futures_util::stream::iter(0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
     let resp = client
         .post(format!("{base}/bulk/upload"))
         .body(reqwest::Body::wrap_stream(stream))
@@ -38,7 +45,11 @@ async fn two_hundred_megabytes_each_way_with_bounded_memory() {
 
     // Download: the upstream streams 200 MB back.
     let started = Instant::now();
-    let resp = client.get(format!("{base}/bulk/download?bytes={SIZE}")).send().await.unwrap();
+    let resp = client
+        .get(format!("{base}/bulk/download?bytes={SIZE}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let mut got = 0u64;
     let mut body = resp.bytes_stream();

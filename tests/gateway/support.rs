@@ -56,7 +56,9 @@ impl Upstream {
         let me = up.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let me = me.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -77,7 +79,12 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
     }
 
     pub fn count(&self) -> u64 {
@@ -104,7 +111,11 @@ impl Upstream {
         }
         self.seen.lock().unwrap().push(Seen {
             method: parts.method.to_string(),
-            path_and_query: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             headers: parts.headers.clone(),
             body_bytes: n,
         });
@@ -114,18 +125,27 @@ impl Upstream {
         if let Some(total) = q.get("bytes").and_then(|v| v.parse::<u64>().ok()) {
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
             let chunks = total / chunk.len() as u64;
-            let stream = futures_util::stream::iter(0..chunks).map(move |_| Ok::<_, BoxError>(Frame::data(chunk.clone())));
+            let stream = futures_util::stream::iter(0..chunks)
+                .map(move |_| Ok::<_, BoxError>(Frame::data(chunk.clone())));
             return Response::new(BodyExt::boxed(StreamBody::new(stream)));
         }
-        let status = q.get("status").and_then(|s| s.parse().ok()).unwrap_or(200u16);
+        let status = q
+            .get("status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200u16);
         let mut resp = Response::new(full(format!("{{\"received_bytes\":{n}}}")));
         *resp.status_mut() = StatusCode::from_u16(status).unwrap();
-        resp.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+        resp.headers_mut()
+            .insert("x-upstream", "yes".parse().unwrap());
         if status == 401 {
-            resp.headers_mut().insert("www-authenticate", "Basic realm=\"legacy\"".parse().unwrap());
+            resp.headers_mut().insert(
+                "www-authenticate",
+                "Basic realm=\"legacy\"".parse().unwrap(),
+            );
         }
         if status == 429 {
-            resp.headers_mut().insert("retry-after", "7".parse().unwrap());
+            resp.headers_mut()
+                .insert("retry-after", "7".parse().unwrap());
         }
         resp
     }
@@ -160,7 +180,11 @@ impl Pki {
         let issued = self.ca.server(&["localhost", "127.0.0.1"]).unwrap();
         std::fs::write(self.path(&format!("{name}.key")), &issued.key_pem).unwrap();
         std::fs::write(self.path(&format!("{name}.pem")), &issued.cert_pem).unwrap();
-        let der = rustls_pemfile::certs(&mut issued.cert_pem.as_bytes()).next().unwrap().unwrap().to_vec();
+        let der = rustls_pemfile::certs(&mut issued.cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec();
         der
     }
 
@@ -177,11 +201,13 @@ impl Pki {
         for c in rustls_pemfile::certs(&mut self.ca.cert_pem().as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth()
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
     }
 
     /// reqwest client trusting the dev CA; `h1_only` forces HTTP/1.1 (else ALPN picks h2).
@@ -192,7 +218,9 @@ impl Pki {
         } else {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         };
-        let b = reqwest::Client::builder().use_preconfigured_tls(cfg).timeout(Duration::from_secs(30));
+        let b = reqwest::Client::builder()
+            .use_preconfigured_tls(cfg)
+            .timeout(Duration::from_secs(30));
         let b = if h1_only { b.http1_only() } else { b };
         b.build().unwrap()
     }
@@ -217,14 +245,19 @@ pub async fn start_in_process(dir: &Path, toml: &str) -> portcullis::server::Run
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, toml).unwrap();
     let cfg = portcullis::config::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
-    portcullis::server::start(cfg, portcullis::server::Options::default()).await.unwrap()
+    portcullis::server::start(cfg, portcullis::server::Options::default())
+        .await
+        .unwrap()
 }
 
 /// Audit lines written so far (the writer flushes after each burst).
 pub async fn audit_lines(dir: &Path, at_least: usize) -> Vec<serde_json::Value> {
     for _ in 0..100 {
         let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         if lines.len() >= at_least {
             return lines;
         }
@@ -275,7 +308,12 @@ impl Proc {
             .unwrap_or_else(|_| panic!("gateway did not start: {:?}", lines.lock().unwrap()));
         let field = |name: &str| -> SocketAddr {
             let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
-            line[start..].split_whitespace().next().unwrap().parse().unwrap()
+            line[start..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
         };
         Proc {
             data_addr: field("data_addr"),
@@ -290,7 +328,10 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -331,5 +372,8 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> (
 
 /// Status code of the first response in a raw exchange.
 pub fn status_of(raw: &str) -> u16 {
-    raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

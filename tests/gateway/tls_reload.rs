@@ -24,14 +24,19 @@ async fn connect(pki: &Pki, addr: std::net::SocketAddr) -> (Vec<u8>, Sender) {
         .await
         .unwrap();
     let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     (leaf, sender)
 }
 
 async fn get(sender: &mut Sender, path: &str) -> u16 {
     sender.ready().await.unwrap();
-    let req = http::Request::get(path).header("host", "localhost").body(Empty::new()).unwrap();
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::new())
+        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
     let _ = resp.into_body().collect().await;
@@ -53,9 +58,18 @@ async fn wait_for_cert(pki: &Pki, addr: std::net::SocketAddr, want: &[u8]) -> bo
 async fn certificate_is_reloaded_without_dropping_open_connections() {
     let pki = Pki::new();
     let first = std::fs::read_to_string(pki.path("gateway.pem")).unwrap();
-    let first_der = rustls_pemfile::certs(&mut first.as_bytes()).next().unwrap().unwrap().to_vec();
+    let first_der = rustls_pemfile::certs(&mut first.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec();
     let up = Upstream::start().await;
-    let toml = base_config(pki.dir.path(), "header_timeout = \"30s\"", &pki.tls_section(), &route("api", "/api", &up.url(), ""));
+    let toml = base_config(
+        pki.dir.path(),
+        "header_timeout = \"30s\"",
+        &pki.tls_section(),
+        &route("api", "/api", &up.url(), ""),
+    );
     let gw = start_in_process(pki.dir.path(), &toml).await;
 
     let (leaf, mut old_conn) = connect(&pki, gw.data_addr).await;
@@ -65,7 +79,10 @@ async fn certificate_is_reloaded_without_dropping_open_connections() {
     // Replace the pair on disk.
     let second_der = pki.write_server_cert("gateway");
     assert_ne!(second_der, first_der);
-    assert!(wait_for_cert(&pki, gw.data_addr, &second_der).await, "new connections never saw the new certificate");
+    assert!(
+        wait_for_cert(&pki, gw.data_addr, &second_der).await,
+        "new connections never saw the new certificate"
+    );
 
     // The connection opened before the swap still works.
     assert_eq!(get(&mut old_conn, "/api/2").await, 200);
@@ -77,9 +94,23 @@ async fn certificate_is_reloaded_without_dropping_open_connections() {
     let (leaf, mut c) = connect(&pki, gw.data_addr).await;
     assert_eq!(leaf, second_der);
     assert_eq!(get(&mut c, "/api/3").await, 200);
-    let metrics = reqwest::get(format!("http://{}/metrics", gw.admin_addr)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("portcullis_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("portcullis_config_reloads_total{result=\"error\"}"), "{metrics}");
-    assert!(metrics.contains("portcullis_cert_expiry_seconds{file="), "{metrics}");
+    let metrics = reqwest::get(format!("http://{}/metrics", gw.admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("portcullis_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_config_reloads_total{result=\"error\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_cert_expiry_seconds{file="),
+        "{metrics}"
+    );
     gw.stop().await;
 }
