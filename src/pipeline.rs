@@ -65,6 +65,7 @@ impl Gateway {
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
+        let mut body = Some(body);
         let mut trace = Trace {
             request_id: request_id(&parts.headers),
             route: None,
@@ -72,7 +73,7 @@ impl Gateway {
             caller: None,
             upstream_status: None,
         };
-        let (mut resp, reason) = match self.stages(conn, &parts, body, &mut trace).await {
+        let (mut resp, reason) = match self.stages(conn, &parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
             Err(refusal) => {
                 let reason = refusal.code.as_str();
@@ -82,6 +83,11 @@ impl Gateway {
                     trace.decision = Decision::Deny;
                 }
                 let rid = trace.request_id.to_str().unwrap_or("-").to_owned();
+                if parts.version == Version::HTTP_2 {
+                    if let Some(unread) = body.take() {
+                        drain_politely(unread).await;
+                    }
+                }
                 (refusal.into_response(&rid), reason)
             }
         };
@@ -95,7 +101,7 @@ impl Gateway {
         &self,
         conn: &ConnInfo,
         parts: &Parts,
-        body: Incoming,
+        body: &mut Option<Incoming>,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
         check_framing(conn, parts)?;
@@ -116,8 +122,14 @@ impl Gateway {
         trace.caller = caller.credential().cloned();
         let permit = authz::authorize(&route, caller)?;
         trace.decision = Decision::Allow;
-        let (upstream_req, tripped) =
-            translate(&permit, conn, parts, &canonical, body, &trace.request_id)?;
+        let (upstream_req, tripped) = translate(
+            &permit,
+            conn,
+            parts,
+            &canonical,
+            body.take(),
+            &trace.request_id,
+        )?;
         let upstream_started = Instant::now();
         let result = route.upstream.send(upstream_req, tripped.as_deref()).await;
         self.metrics
@@ -200,6 +212,23 @@ impl Gateway {
             jti: None,
         });
     }
+}
+
+/// Before refusing an HTTP/2 request whose body is still arriving, read (and discard) a bounded
+/// amount of it: answering mid-upload makes hyper reset the stream, which some clients report as
+/// a protocol error instead of showing the refusal. HTTP/1.1 refusals close the connection instead.
+async fn drain_politely(mut body: Incoming) {
+    const MAX: usize = 256 * 1024;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
 /// Keep the caller's `X-Request-Id` when it is well-formed (1–128 of `[A-Za-z0-9._:-]`), else make one.
@@ -296,7 +325,7 @@ fn translate(
     conn: &ConnInfo,
     parts: &Parts,
     canonical_path: &str,
-    body: Incoming,
+    body: Option<Incoming>,
     request_id: &HeaderValue,
 ) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
     let route = permit.route();
@@ -309,11 +338,13 @@ fn translate(
         proto: conn.proto(),
     };
     headers::to_upstream(&mut headers, &fwd, request_id, route.upstream.host_header());
-    let (body, tripped): (ProxyBody, Tripped) = if body.is_end_stream() {
-        (empty(), None)
-    } else {
-        let (limited, tripped) = Limited::new(body, route.config.max_body);
-        (limited.boxed(), Some(tripped))
+    let (body, tripped): (ProxyBody, Tripped) = match body {
+        None => (empty(), None),
+        Some(b) if b.is_end_stream() => (empty(), None),
+        Some(body) => {
+            let (limited, tripped) = Limited::new(body, route.config.max_body);
+            (limited.boxed(), Some(tripped))
+        }
     };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();

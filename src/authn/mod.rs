@@ -3,6 +3,8 @@
 //! refused at once and never falls through to a weaker scheme; none present is 401 with a
 //! challenge per accepted scheme.
 
+pub mod jwt_svid;
+pub mod mtls;
 pub mod webhook;
 
 use std::sync::Arc;

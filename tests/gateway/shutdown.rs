@@ -61,5 +61,8 @@ async fn sigterm_drains_an_in_flight_slow_request() {
     .expect("the gateway did not exit after draining");
     assert!(status.success(), "exit status {status:?}");
     let log = stderr.lock().unwrap().join("\n");
-    assert!(log.contains("shutting down: draining in-flight requests"), "{log}");
+    assert!(
+        log.contains("shutting down: draining in-flight requests"),
+        "{log}"
+    );
 }

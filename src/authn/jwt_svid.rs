@@ -1,0 +1,276 @@
+//! `kind = "jwt-svid"`: a JWT-SVID (or an OIDC workload token shaped like one) presented as
+//! `Authorization: Bearer <jwt>` (JWT-SVID §5.2, RFC 6750 §2.1).
+//!
+//! No `Authorization` header, or one with another scheme (Basic, …), is `NotPresent`. A Bearer
+//! credential is ours: if it does not validate it is `Rejected` and never falls through to a
+//! weaker credential. Several `Authorization` headers, one of them Bearer, are refused as
+//! ambiguous. Validation itself (algorithms, keys per trust domain, claims, cache) is
+//! [`crate::spiffe::jwt`].
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
+
+use crate::authn::{Authenticator, Credential, Kind, Outcome};
+use crate::problem::{Code, Refusal};
+use crate::spiffe::jwt::{JwtSvidError, JwtSvidSettings, JwtSvidValidator, MAX_TOKEN_BYTES};
+use crate::spiffe::TrustStore;
+use crate::transport::ConnInfo;
+
+/// Authenticates callers by a Bearer JWT-SVID.
+#[derive(Debug)]
+pub struct JwtSvidAuthenticator {
+    name: Arc<str>,
+    validator: JwtSvidValidator,
+}
+
+/// What the `Authorization` header holds, as far as Bearer is concerned.
+enum Bearer<'a> {
+    Absent,
+    Token(&'a str),
+    Refused(&'static str),
+}
+
+fn is_bearer(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    let scheme = b.split(|c| *c == b' ').next().unwrap_or_default();
+    scheme.eq_ignore_ascii_case(b"bearer")
+}
+
+fn bearer(headers: &HeaderMap) -> Bearer<'_> {
+    let all = headers.get_all(AUTHORIZATION);
+    let mut bearers = all.iter().filter(|v| is_bearer(v));
+    let Some(v) = bearers.next() else {
+        return Bearer::Absent;
+    };
+    if all.iter().count() > 1 {
+        return Bearer::Refused("several Authorization headers");
+    }
+    // Scheme, one or more spaces, then the token (RFC 6750 §2.1: `b64token`).
+    let token = v.as_bytes().get(6..).unwrap_or_default().trim_ascii_start();
+    if token.is_empty() {
+        return Bearer::Refused("empty bearer token");
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Bearer::Refused("bearer token too large");
+    }
+    let jws_chars = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+    if !token.iter().all(jws_chars) {
+        return Bearer::Refused("not a compact JWS");
+    }
+    match std::str::from_utf8(token) {
+        Ok(t) => Bearer::Token(t),
+        Err(_) => Bearer::Refused("not a compact JWS"),
+    }
+}
+
+impl JwtSvidAuthenticator {
+    /// The credential `name`: JWT-SVIDs for `settings.audience` from `settings.trust_domains`,
+    /// verified with the JWT bundles of `store`.
+    pub fn new(name: Arc<str>, store: Arc<TrustStore>, settings: JwtSvidSettings) -> Self {
+        JwtSvidAuthenticator {
+            name,
+            validator: JwtSvidValidator::new(store, settings),
+        }
+    }
+
+    /// The validator (for its counters).
+    pub fn validator(&self) -> &JwtSvidValidator {
+        &self.validator
+    }
+
+    /// Forget cached tokens of a revoked identity. Returns how many were dropped.
+    pub fn evict_identity(&self, identity: &str) -> usize {
+        self.validator.evict_identity(identity)
+    }
+
+    fn refuse(&self, why: &dyn std::fmt::Display, detail: &'static str) -> Outcome {
+        tracing::debug!(credential = %self.name, reason = %why, "bearer token refused");
+        Outcome::Rejected(Refusal::new(Code::InvalidCredential, detail))
+    }
+
+    fn check(&self, req: &Parts, now: SystemTime) -> Outcome {
+        let token = match bearer(&req.headers) {
+            Bearer::Absent => return Outcome::NotPresent,
+            Bearer::Token(t) => t,
+            Bearer::Refused(why) => {
+                return self.refuse(
+                    &why,
+                    "the Authorization header is not a usable bearer token",
+                )
+            }
+        };
+        match self.validator.validate(token, now) {
+            Ok(id) => Outcome::Authenticated(Credential {
+                name: self.name.clone(),
+                kind: Kind::JwtSvid,
+                identity: id.to_string(),
+                principal: None,
+                groups: Vec::new(),
+            }),
+            Err(e) => {
+                let detail = match e {
+                    JwtSvidError::Expired => "the JWT-SVID has expired",
+                    JwtSvidError::NotYetValid => "the JWT-SVID is not valid yet",
+                    JwtSvidError::Audience => "the JWT-SVID is not meant for this audience",
+                    _ => "the bearer token is not an acceptable JWT-SVID",
+                };
+                self.refuse(&e, detail)
+            }
+        }
+    }
+}
+
+impl Authenticator for JwtSvidAuthenticator {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::JwtSvid
+    }
+
+    fn challenge(&self) -> Option<HeaderValue> {
+        Some(HeaderValue::from_static("Bearer"))
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        req: &'a Parts,
+        _conn: &'a ConnInfo,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Outcome> {
+        let outcome = self.check(req, now);
+        async move { outcome }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::spiffe::testing::{at, store_with, JwtSigner};
+    use crate::spiffe::TrustDomain;
+
+    const SUB: &str = "spiffe://corp.example/ns/pay/sa/api";
+
+    fn parts(auth: &[&str]) -> Parts {
+        let mut b = http::Request::builder();
+        for a in auth {
+            b = b.header(AUTHORIZATION, *a);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn setup() -> (JwtSigner, JwtSvidAuthenticator, String) {
+        let k = JwtSigner::es256("k1");
+        let store = Arc::new(store_with(&[], &[("corp.example", &[&k])]));
+        let tds = vec![TrustDomain::parse("corp.example").unwrap()];
+        let a = JwtSvidAuthenticator::new(
+            "workload-jwt".into(),
+            store,
+            JwtSvidSettings::new(tds, "portcullis"),
+        );
+        let t = crate::spiffe::testing::unix(at(2030, 6, 1));
+        let tok = k.sign(&json!({"sub": SUB, "aud": "portcullis", "exp": t + 300}));
+        (k, a, tok)
+    }
+
+    async fn run(a: &JwtSvidAuthenticator, auth: &[&str]) -> Outcome {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let conn = ConnInfo {
+            ambiguous_framing: Default::default(),
+            peer: addr,
+            local: addr,
+            tls: None,
+        };
+        a.authenticate(&parts(auth), &conn, at(2030, 6, 1)).await
+    }
+
+    fn code(o: &Outcome) -> Option<Code> {
+        match o {
+            Outcome::Rejected(r) => Some(r.code),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn bearer_outcomes() {
+        let (_k, a, tok) = setup();
+        assert_eq!(a.kind(), Kind::JwtSvid);
+        assert_eq!(a.challenge().unwrap(), "Bearer");
+        assert!(matches!(run(&a, &[]).await, Outcome::NotPresent));
+        assert!(matches!(
+            run(&a, &["Basic dXNlcjpwYXNz"]).await,
+            Outcome::NotPresent
+        ));
+        assert!(matches!(
+            run(&a, &["Bearerish x"]).await,
+            Outcome::NotPresent
+        ));
+        for auth in [
+            format!("Bearer {tok}"),
+            format!("bearer  {tok}"),
+            format!("BEARER {tok}"),
+        ] {
+            match run(&a, &[&auth]).await {
+                Outcome::Authenticated(c) => {
+                    assert_eq!(c.identity, SUB);
+                    assert_eq!(c.kind, Kind::JwtSvid);
+                    assert_eq!(&*c.name, "workload-jwt");
+                }
+                other => panic!("{auth}: {other:?}"),
+            }
+        }
+        let bearer = format!("Bearer {tok}");
+        let refused = [
+            vec!["Bearer".to_owned()],
+            vec!["Bearer   ".to_owned()],
+            vec!["Bearer abc".to_owned()],
+            vec!["Bearer a b c".to_owned()],
+            vec![format!("Bearer {tok}=")],
+            vec![format!("Bearer {}", "A".repeat(MAX_TOKEN_BYTES + 1))],
+            vec![format!("Bearer {}", "A".repeat(1024 * 1024))],
+            vec![bearer.clone(), "Basic dXNlcjpwYXNz".to_owned()],
+            vec![bearer.clone(), bearer.clone()],
+        ];
+        for auth in refused {
+            let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+            let o = run(&a, &auth).await;
+            assert_eq!(code(&o), Some(Code::InvalidCredential), "{:.40?}", auth);
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_and_revocation() {
+        let (_k, a, tok) = setup();
+        let auth = format!("Bearer {tok}");
+        for _ in 0..3 {
+            assert!(matches!(run(&a, &[&auth]).await, Outcome::Authenticated(_)));
+        }
+        assert_eq!(a.validator().verifications(), 1);
+        assert_eq!(a.evict_identity(SUB), 1);
+        assert!(matches!(run(&a, &[&auth]).await, Outcome::Authenticated(_)));
+        assert_eq!(a.validator().verifications(), 2);
+    }
+
+    #[tokio::test]
+    async fn refusal_details_name_no_secret() {
+        let (k, a, _) = setup();
+        let t = crate::spiffe::testing::unix(at(2030, 6, 1));
+        let expired = k.sign(&json!({"sub": SUB, "aud": "portcullis", "exp": t - 100}));
+        match run(&a, &[&format!("Bearer {expired}")]).await {
+            Outcome::Rejected(r) => {
+                assert_eq!(r.detail, "the JWT-SVID has expired");
+                assert!(!r.detail.contains(&expired));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! Signed SaaS webhooks (being written).

@@ -1,0 +1,521 @@
+//! Trust bundles of one trust domain, in the formats operators have:
+//!
+//! - **X.509 authorities** ([`X509Bundle`]): PEM certificates, or a SPIFFE bundle (JSON JWK set)
+//!   whose `use: "x509-svid"` entries carry the CA certificate as the first `x5c` value
+//!   (X509-SVID §6.2: entries without `x5c` are ignored, values after the first are ignored).
+//! - **JWT authorities** ([`JwtBundle`]): a JWK set or a SPIFFE bundle; keys with `use`
+//!   `jwt-svid`, `sig` or no `use` are taken (JWT-SVID §6 / SPIFFE Trust Domain and Bundle §4),
+//!   each needs a `kid`. EC P-256 / P-384 and RSA keys are supported; other key types (`oct`
+//!   secrets, `OKP`) are skipped with a warning, since JWT-SVID allows neither HMAC nor EdDSA. A
+//!   key's family fixes the `alg` values a token signed with it may claim, and a JWK `alg`
+//!   narrows that to exactly one: this is what keeps a public key from being used as an HMAC
+//!   secret.
+//!
+//! Parsing is strict: a malformed entry of a supported kind fails the whole bundle, so a reload
+//! keeps the previous, good bundle instead of silently trusting less (or more).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use rustls::pki_types::CertificateDer;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use serde::Deserialize;
+
+/// Why a bundle could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BundleError {
+    #[error("not a valid JWK set / SPIFFE bundle: {0}")]
+    Json(String),
+    #[error("invalid PEM: {0}")]
+    Pem(String),
+    #[error("no X.509 authorities (PEM certificates or `x509-svid` entries) found")]
+    NoCertificates,
+    #[error("unusable CA certificate: {0}")]
+    BadCertificate(String),
+    #[error("no usable JWT authorities (`jwt-svid` keys with a `kid`) found")]
+    NoKeys,
+    #[error("key {kid:?}: {reason}")]
+    BadKey { kid: String, reason: String },
+    #[error("key id {0:?} appears more than once")]
+    DuplicateKid(String),
+}
+
+/// Each parsed bundle gets a distinct number, so caches can tell when a bundle was replaced.
+fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn is_json(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// One JWK as far as we read it; other members are ignored.
+#[derive(Debug, Deserialize)]
+struct RawJwk {
+    kty: String,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    kid: Option<String>,
+    alg: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x5c: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawSet {
+    keys: Vec<RawJwk>,
+}
+
+fn parse_set(bytes: &[u8]) -> Result<RawSet, BundleError> {
+    serde_json::from_slice(bytes).map_err(|e| BundleError::Json(e.to_string()))
+}
+
+// === X.509 ===
+
+/// The X.509 authorities (root CAs) of one trust domain, ready to verify chains.
+pub struct X509Bundle {
+    roots: Vec<CertificateDer<'static>>,
+    verifier: Arc<dyn ClientCertVerifier>,
+    generation: u64,
+}
+
+impl std::fmt::Debug for X509Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X509Bundle")
+            .field("roots", &self.roots.len())
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl X509Bundle {
+    /// Parse PEM certificates or a SPIFFE bundle (JSON), whichever `bytes` holds.
+    pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
+        if is_json(bytes) {
+            Self::from_spiffe_json(bytes)
+        } else {
+            Self::from_pem(bytes)
+        }
+    }
+
+    /// PEM `CERTIFICATE` blocks (other blocks are ignored).
+    pub fn from_pem(bytes: &[u8]) -> Result<Self, BundleError> {
+        let certs = rustls_pemfile::certs(&mut &*bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BundleError::Pem(e.to_string()))?;
+        Self::from_der(certs)
+    }
+
+    /// The `x509-svid` entries of a SPIFFE bundle.
+    pub fn from_spiffe_json(bytes: &[u8]) -> Result<Self, BundleError> {
+        let set = parse_set(bytes)?;
+        let mut certs = Vec::new();
+        for jwk in set.keys {
+            if jwk.use_.as_deref() != Some("x509-svid") {
+                continue;
+            }
+            let Some(first) = jwk.x5c.as_ref().and_then(|v| v.first()) else {
+                continue;
+            };
+            let der = STANDARD
+                .decode(first)
+                .map_err(|e| BundleError::BadCertificate(format!("x5c: {e}")))?;
+            certs.push(CertificateDer::from(der));
+        }
+        Self::from_der(certs)
+    }
+
+    /// DER root certificates.
+    pub fn from_der(roots: Vec<CertificateDer<'static>>) -> Result<Self, BundleError> {
+        if roots.is_empty() {
+            return Err(BundleError::NoCertificates);
+        }
+        let mut store = RootCertStore::empty();
+        for cert in &roots {
+            store
+                .add(cert.clone())
+                .map_err(|e| BundleError::BadCertificate(e.to_string()))?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        // Used only for its chain check (`verify_client_cert`); the TLS-facing verifier is
+        // `spiffe::verifier`, which picks one of these by the client's trust domain.
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
+            .build()
+            .map_err(|e| BundleError::BadCertificate(e.to_string()))?;
+        Ok(X509Bundle {
+            roots,
+            verifier,
+            generation: next_generation(),
+        })
+    }
+
+    /// The root certificates.
+    pub fn roots(&self) -> &[CertificateDer<'static>] {
+        &self.roots
+    }
+
+    /// Distinct per parsed bundle.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// When the first of the roots expires (for the `cert_expiry_seconds` metric).
+    pub fn earliest_expiry(&self) -> Option<SystemTime> {
+        self.roots
+            .iter()
+            .filter_map(|c| {
+                let (_, parsed) = x509_parser::parse_x509_certificate(c.as_ref()).ok()?;
+                let secs = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
+                Some(UNIX_EPOCH + Duration::from_secs(secs))
+            })
+            .min()
+    }
+
+    pub(crate) fn verifier(&self) -> &Arc<dyn ClientCertVerifier> {
+        &self.verifier
+    }
+}
+
+// === JWT ===
+
+/// What kind of public key a JWT authority is; it decides which `alg` values may use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    /// RS256/384/512 and PS256/384/512.
+    Rsa,
+    /// ES256.
+    EcP256,
+    /// ES384.
+    EcP384,
+}
+
+impl KeyFamily {
+    /// Whether a token with header `alg` may be verified with a key of this family.
+    pub fn allows(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        match self {
+            KeyFamily::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            KeyFamily::EcP256 => alg == ES256,
+            KeyFamily::EcP384 => alg == ES384,
+        }
+    }
+}
+
+/// Map a JWS `alg` name to an algorithm JWT-SVID allows (JWT-SVID §2.1): never `none`, never
+/// HMAC, never EdDSA. ES512 is allowed by the spec but not supported by our JWT library.
+pub fn jwt_svid_alg(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        _ => return None,
+    })
+}
+
+/// One JWT authority.
+#[derive(Debug, Clone)]
+pub struct JwtKey {
+    key: DecodingKey,
+    family: KeyFamily,
+    /// The JWK's own `alg`, when it names one.
+    alg: Option<Algorithm>,
+}
+
+impl JwtKey {
+    /// Whether a token with header `alg` may be verified with this key.
+    pub fn allows(&self, alg: Algorithm) -> bool {
+        self.family.allows(alg) && self.alg.is_none_or(|a| a == alg)
+    }
+
+    /// The key's family.
+    pub fn family(&self) -> KeyFamily {
+        self.family
+    }
+
+    /// The parsed public key.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.key
+    }
+}
+
+/// The JWT authorities of one trust domain, by `kid`.
+#[derive(Debug)]
+pub struct JwtBundle {
+    keys: HashMap<String, JwtKey>,
+    generation: u64,
+}
+
+fn b64_len(kid: &str, field: &str, v: Option<&String>) -> Result<usize, BundleError> {
+    let bad = |reason: String| BundleError::BadKey {
+        kid: kid.to_owned(),
+        reason,
+    };
+    let v = v.ok_or_else(|| bad(format!("missing `{field}`")))?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(v)
+        .map_err(|e| bad(format!("`{field}`: {e}")))?;
+    Ok(raw.len())
+}
+
+fn parse_jwt_key(kid: &str, jwk: &RawJwk) -> Result<Option<JwtKey>, BundleError> {
+    let bad = |reason: String| BundleError::BadKey {
+        kid: kid.to_owned(),
+        reason,
+    };
+    let (key, family) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+            let (family, size) = if crv == "P-256" {
+                (KeyFamily::EcP256, 32)
+            } else {
+                (KeyFamily::EcP384, 48)
+            };
+            let xl = b64_len(kid, "x", jwk.x.as_ref())?;
+            let yl = b64_len(kid, "y", jwk.y.as_ref())?;
+            if xl != size || yl != size {
+                return Err(bad(format!("{crv} coordinates must be {size} bytes")));
+            }
+            let (x, y) = (jwk.x.as_deref(), jwk.y.as_deref());
+            let key = DecodingKey::from_ec_components(x.unwrap_or(""), y.unwrap_or(""))
+                .map_err(|e| bad(e.to_string()))?;
+            (key, family)
+        }
+        ("RSA", _) => {
+            if b64_len(kid, "n", jwk.n.as_ref())? < 256 {
+                return Err(bad("RSA keys must be at least 2048 bits".into()));
+            }
+            b64_len(kid, "e", jwk.e.as_ref())?;
+            let (n, e) = (jwk.n.as_deref(), jwk.e.as_deref());
+            let key = DecodingKey::from_rsa_components(n.unwrap_or(""), e.unwrap_or(""))
+                .map_err(|e| bad(e.to_string()))?;
+            (key, KeyFamily::Rsa)
+        }
+        (kty, crv) => {
+            tracing::warn!(
+                kid,
+                kty,
+                crv,
+                "skipping a JWT authority of a type JWT-SVID does not allow"
+            );
+            return Ok(None);
+        }
+    };
+    let alg = match jwk.alg.as_deref() {
+        None => None,
+        Some(name) => match jwt_svid_alg(name) {
+            Some(a) if family.allows(a) => Some(a),
+            _ => return Err(bad(format!("`alg` {name:?} does not fit the key"))),
+        },
+    };
+    Ok(Some(JwtKey { key, family, alg }))
+}
+
+impl JwtBundle {
+    /// Parse a JWK set or SPIFFE bundle.
+    pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
+        let set = parse_set(bytes)?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            if !matches!(jwk.use_.as_deref(), None | Some("jwt-svid" | "sig")) {
+                continue;
+            }
+            let Some(kid) = jwk.kid.as_deref().filter(|k| !k.is_empty()) else {
+                tracing::warn!("skipping a JWT authority without `kid`");
+                continue;
+            };
+            let Some(key) = parse_jwt_key(kid, jwk)? else {
+                continue;
+            };
+            if keys.insert(kid.to_owned(), key).is_some() {
+                return Err(BundleError::DuplicateKid(kid.to_owned()));
+            }
+        }
+        if keys.is_empty() {
+            return Err(BundleError::NoKeys);
+        }
+        Ok(JwtBundle {
+            keys,
+            generation: next_generation(),
+        })
+    }
+
+    /// The key with this `kid`.
+    pub fn get(&self, kid: &str) -> Option<&JwtKey> {
+        self.keys.get(kid)
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Never true for a parsed bundle.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Distinct per parsed bundle.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::spiffe::testing::{jwks, JwtSigner, TestCa};
+
+    fn x5c_entry(ca: &TestCa) -> serde_json::Value {
+        json!({"use": "x509-svid", "kty": "EC", "x5c": [STANDARD.encode(ca.der())]})
+    }
+
+    #[test]
+    fn x509_from_pem() {
+        let (a, b) = (TestCa::new("corp.example"), TestCa::new("corp.example"));
+        let pem = format!("# comment\n{}\n{}", a.pem(), b.pem());
+        let bundle = X509Bundle::parse(pem.as_bytes()).unwrap();
+        assert_eq!(bundle.roots(), &[a.der(), b.der()]);
+        assert!(bundle.earliest_expiry().is_some());
+        assert!(matches!(
+            X509Bundle::parse(b"nothing here"),
+            Err(BundleError::NoCertificates)
+        ));
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            X509Bundle::parse(broken.as_bytes()),
+            Err(BundleError::BadCertificate(_))
+        ));
+    }
+
+    #[test]
+    fn x509_and_jwt_from_one_spiffe_bundle() {
+        let (a, b) = (TestCa::new("corp.example"), TestCa::new("corp.example"));
+        let k = JwtSigner::es256("k1");
+        let mut second = x5c_entry(&b);
+        second["x5c"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("ignored-after-the-first"));
+        let doc = json!({
+            "spiffe_sequence": 7,
+            "spiffe_refresh_hint": 300,
+            "keys": [
+                x5c_entry(&a),
+                {"use": "x509-svid", "kty": "EC"},
+                {"use": "x509-svid", "kty": "EC", "x5c": []},
+                second,
+                k.jwk(),
+            ]
+        });
+        let bytes = serde_json::to_vec_pretty(&doc).unwrap();
+        let x = X509Bundle::parse(&bytes).unwrap();
+        assert_eq!(x.roots(), &[a.der(), b.der()]);
+        let j = JwtBundle::parse(&bytes).unwrap();
+        assert_eq!(j.len(), 1);
+        assert_eq!(j.get("k1").unwrap().family(), KeyFamily::EcP256);
+        // A bundle with no x509-svid entries does not support X509-SVID.
+        assert!(matches!(
+            X509Bundle::parse(&jwks(&[&k])),
+            Err(BundleError::NoCertificates)
+        ));
+        // JSON-looking garbage.
+        assert!(matches!(
+            X509Bundle::parse(b"  {nope"),
+            Err(BundleError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn jwt_key_families() {
+        let (p256, p384) = (JwtSigner::es256("a"), JwtSigner::es384("b"));
+        let rsa = JwtSigner::rsa("c", Algorithm::PS256);
+        let b = JwtBundle::parse(&jwks(&[&p256, &p384, &rsa])).unwrap();
+        assert_eq!(b.len(), 3);
+        let (a, bb, c) = (
+            b.get("a").unwrap(),
+            b.get("b").unwrap(),
+            b.get("c").unwrap(),
+        );
+        assert!(a.allows(Algorithm::ES256) && !a.allows(Algorithm::ES384));
+        assert!(bb.allows(Algorithm::ES384) && !bb.allows(Algorithm::ES256));
+        // The JWK says `alg: PS256`, which narrows the RSA family to it.
+        assert!(c.allows(Algorithm::PS256) && !c.allows(Algorithm::RS256));
+        for k in [a, bb, c] {
+            assert!(!k.allows(Algorithm::HS256) && !k.allows(Algorithm::EdDSA));
+        }
+        assert!(b.get("d").is_none());
+        let other = JwtBundle::parse(&jwks(&[&p256])).unwrap();
+        assert_ne!(b.generation(), other.generation());
+    }
+
+    #[test]
+    fn jwt_bundle_rules() {
+        let k = JwtSigner::es256("k");
+        let ok = k.jwk();
+        let parse = |keys: Vec<serde_json::Value>| {
+            JwtBundle::parse(&serde_json::to_vec(&json!({ "keys": keys })).unwrap())
+        };
+        // Secrets and EdDSA keys are never JWT-SVID authorities; keys without kid are skipped.
+        let oct = json!({"kty": "oct", "kid": "s", "k": "c2VjcmV0"});
+        let okp = json!({"kty": "OKP", "kid": "e", "crv": "Ed25519", "x": "AAAA"});
+        let mut no_kid = ok.clone();
+        no_kid.as_object_mut().unwrap().remove("kid");
+        assert!(matches!(
+            parse(vec![oct.clone(), okp.clone(), no_kid]),
+            Err(BundleError::NoKeys)
+        ));
+        let b = parse(vec![oct, okp, ok.clone()]).unwrap();
+        assert_eq!(b.len(), 1);
+        // Other uses are ignored; `sig` and absent are taken.
+        let mut enc = ok.clone();
+        enc["use"] = json!("enc");
+        assert!(matches!(parse(vec![enc]), Err(BundleError::NoKeys)));
+        let mut sig = ok.clone();
+        sig["use"] = json!("sig");
+        assert!(parse(vec![sig]).is_ok());
+        // Strict on what it takes.
+        assert!(matches!(
+            parse(vec![ok.clone(), ok.clone()]),
+            Err(BundleError::DuplicateKid(_))
+        ));
+        let mut wrong_alg = ok.clone();
+        wrong_alg["alg"] = json!("ES384");
+        assert!(matches!(
+            parse(vec![wrong_alg]),
+            Err(BundleError::BadKey { .. })
+        ));
+        let mut hs = ok.clone();
+        hs["alg"] = json!("HS256");
+        assert!(matches!(parse(vec![hs]), Err(BundleError::BadKey { .. })));
+        let mut short = ok.clone();
+        short["x"] = json!("AAAA");
+        assert!(matches!(
+            parse(vec![short]),
+            Err(BundleError::BadKey { .. })
+        ));
+        let small_rsa = json!({"kty": "RSA", "kid": "r", "n": URL_SAFE_NO_PAD.encode([0xC1u8; 128]), "e": "AQAB"});
+        assert!(matches!(
+            parse(vec![small_rsa]),
+            Err(BundleError::BadKey { .. })
+        ));
+    }
+}

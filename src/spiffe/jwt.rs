@@ -1,0 +1,341 @@
+//! JWT-SVID validation (`spiffe/standards/JWT-SVID.md`), against the trust store.
+//!
+//! In order, a token must:
+//!
+//! 1. be at most [`MAX_TOKEN_BYTES`] and a JWS compact serialization (three base64url parts;
+//!    JWE and JSON serializations are refused, §5.1);
+//! 2. have `alg` RS256/384/512, PS256/384/512, ES256 or ES384 (§2.1: never `none`, HMAC or
+//!    EdDSA; ES512 is allowed by the spec but not by our JWT library), `typ` absent, `JWT` or
+//!    `JOSE` (§2.3), no `crit`, and a `kid`. Key-carrying headers (`jku`, `x5u`, `jwk`, `x5c`)
+//!    are ignored, never followed: keys come only from the trust store;
+//! 3. name in `sub` a SPIFFE ID with a path, of a trust domain this validator accepts (§3.1);
+//! 4. be signed by the key with that `kid` **in that trust domain's** JWT bundle, with an `alg`
+//!    the key's family allows (an EC or RSA public key can never act as an HMAC secret);
+//! 5. once the signature holds: have `exp` in the future and `nbf` (if any) in the past, both
+//!    with the configured leeway, judged at the caller's `now` (§3.3), and an `aud` containing
+//!    the configured audience (§3.2).
+//!
+//! Verified tokens are cached by SHA-256 until `exp` (plus leeway), as long as the trust domain's
+//! JWT bundle is the one they were verified with; a reload re-verifies them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::bundle::jwt_svid_alg;
+use super::id::{IdError, SpiffeId, TrustDomain};
+use super::store::TrustStore;
+
+/// Longest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Clock skew tolerated on `exp` and `nbf` unless configured otherwise.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// Verified tokens remembered unless configured otherwise.
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+
+/// What a validator accepts.
+#[derive(Debug, Clone)]
+pub struct JwtSvidSettings {
+    /// `sub` must belong to one of these.
+    pub trust_domains: Vec<TrustDomain>,
+    /// `aud` must contain this.
+    pub audience: String,
+    /// Tolerated clock skew on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Bound on the verified-token cache (0 disables it).
+    pub cache_entries: usize,
+}
+
+impl JwtSvidSettings {
+    /// Settings with the default leeway and cache size.
+    pub fn new(trust_domains: Vec<TrustDomain>, audience: impl Into<String>) -> Self {
+        JwtSvidSettings {
+            trust_domains,
+            audience: audience.into(),
+            leeway: DEFAULT_LEEWAY,
+            cache_entries: DEFAULT_CACHE_ENTRIES,
+        }
+    }
+}
+
+/// Why a token is not an acceptable JWT-SVID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtSvidError {
+    #[error("token larger than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("alg {0:?} is not allowed for JWT-SVIDs")]
+    Alg(String),
+    #[error("typ must be absent, JWT or JOSE")]
+    Typ,
+    #[error("crit header parameters are not supported")]
+    Crit,
+    #[error("no kid in the header")]
+    NoKid,
+    #[error("sub is not a SPIFFE ID: {0}")]
+    Sub(IdError),
+    #[error("sub names a trust domain, not a workload")]
+    RootSub,
+    #[error("trust domain {0:?} is not accepted")]
+    TrustDomain(String),
+    #[error("no JWT authority with this kid in the subject's trust domain")]
+    UnknownKey,
+    #[error("the key's type does not allow this alg")]
+    KeyAlg,
+    #[error("signature does not verify")]
+    Signature,
+    #[error("no exp claim")]
+    NoExp,
+    #[error("expired")]
+    Expired,
+    #[error("not valid yet (nbf)")]
+    NotYetValid,
+    #[error("aud does not contain the expected audience")]
+    Audience,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    typ: Option<String>,
+    kid: Option<String>,
+    crit: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Aud {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    aud: Option<Aud>,
+    exp: Option<f64>,
+    nbf: Option<f64>,
+}
+
+fn decode_part<T: DeserializeOwned>(b64: &str, what: &'static str) -> Result<T, JwtSvidError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| JwtSvidError::Malformed(what))?;
+    serde_json::from_slice(&bytes).map_err(|_| JwtSvidError::Malformed(what))
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+struct Cached {
+    id: SpiffeId,
+    exp: f64,
+    nbf: Option<f64>,
+    generation: u64,
+}
+
+/// Validates JWT-SVIDs for one audience and set of trust domains, with a cache.
+pub struct JwtSvidValidator {
+    store: Arc<TrustStore>,
+    settings: JwtSvidSettings,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    verifications: AtomicU64,
+}
+
+impl std::fmt::Debug for JwtSvidValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSvidValidator")
+            .field("settings", &self.settings)
+            .field("cached", &self.cache_len())
+            .finish()
+    }
+}
+
+impl JwtSvidValidator {
+    /// A validator reading the current JWT bundles of `store`.
+    pub fn new(store: Arc<TrustStore>, settings: JwtSvidSettings) -> Self {
+        super::install_jwt_crypto();
+        JwtSvidValidator {
+            store,
+            settings,
+            cache: Mutex::new(HashMap::new()),
+            verifications: AtomicU64::new(0),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &JwtSvidSettings {
+        &self.settings
+    }
+
+    /// Validate `token` at `now`; the caller's SPIFFE ID.
+    pub fn validate(&self, token: &str, now: SystemTime) -> Result<SpiffeId, JwtSvidError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(JwtSvidError::TooLarge);
+        }
+        let now = unix_secs(now);
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(id) = self.cache_hit(&digest, now) {
+            return Ok(id);
+        }
+        let entry = self.verify(token, now)?;
+        let id = entry.id.clone();
+        self.cache_insert(digest, entry, now);
+        Ok(id)
+    }
+
+    fn verify(&self, token: &str, now: f64) -> Result<Cached, JwtSvidError> {
+        let mut parts = token.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtSvidError::Malformed("not a JWS compact serialization"));
+        };
+        if h64.is_empty() || p64.is_empty() || s64.is_empty() {
+            return Err(JwtSvidError::Malformed("empty part"));
+        }
+        let header: Header = decode_part(h64, "header")?;
+        let alg = jwt_svid_alg(&header.alg)
+            .ok_or_else(|| JwtSvidError::Alg(header.alg.chars().take(16).collect()))?;
+        if !matches!(header.typ.as_deref(), None | Some("JWT" | "JOSE")) {
+            return Err(JwtSvidError::Typ);
+        }
+        if header.crit.is_some() {
+            return Err(JwtSvidError::Crit);
+        }
+        let kid = header
+            .kid
+            .filter(|k| !k.is_empty())
+            .ok_or(JwtSvidError::NoKid)?;
+        // Read before the signature is checked, only to pick the trust domain whose keys may
+        // have signed it; every claim is judged after verification.
+        let claims: Claims = decode_part(p64, "claims")?;
+        let sub = claims
+            .sub
+            .as_deref()
+            .ok_or(JwtSvidError::Sub(IdError::Empty))?;
+        let id = SpiffeId::parse(sub).map_err(JwtSvidError::Sub)?;
+        if id.is_root() {
+            return Err(JwtSvidError::RootSub);
+        }
+        if !self
+            .settings
+            .trust_domains
+            .iter()
+            .any(|td| id.is_member_of(td))
+        {
+            return Err(JwtSvidError::TrustDomain(id.trust_domain().to_owned()));
+        }
+        let bundle = self
+            .store
+            .jwt(id.trust_domain())
+            .ok_or(JwtSvidError::UnknownKey)?;
+        let key = bundle.get(&kid).ok_or(JwtSvidError::UnknownKey)?;
+        if !key.allows(alg) {
+            return Err(JwtSvidError::KeyAlg);
+        }
+        let signed = token
+            .get(..h64.len() + 1 + p64.len())
+            .ok_or(JwtSvidError::Malformed("split"))?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        match jsonwebtoken::crypto::verify(s64, signed.as_bytes(), key.decoding_key(), alg) {
+            Ok(true) => {}
+            _ => return Err(JwtSvidError::Signature),
+        }
+        let leeway = self.settings.leeway.as_secs_f64();
+        let exp = claims.exp.ok_or(JwtSvidError::NoExp)?;
+        if now >= exp + leeway {
+            return Err(JwtSvidError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| now + leeway < nbf) {
+            return Err(JwtSvidError::NotYetValid);
+        }
+        let audience = self.settings.audience.as_str();
+        let aud_ok = match &claims.aud {
+            Some(Aud::One(a)) => a == audience,
+            Some(Aud::Many(v)) => v.iter().any(|a| a == audience),
+            None => false,
+        };
+        if !aud_ok {
+            return Err(JwtSvidError::Audience);
+        }
+        Ok(Cached {
+            id,
+            exp,
+            nbf: claims.nbf,
+            generation: bundle.generation(),
+        })
+    }
+
+    fn cache_hit(&self, digest: &[u8; 32], now: f64) -> Option<SpiffeId> {
+        let mut cache = self.cache.lock().ok()?;
+        let e = cache.get(digest)?;
+        let leeway = self.settings.leeway.as_secs_f64();
+        let in_time = now < e.exp + leeway && e.nbf.is_none_or(|nbf| now + leeway >= nbf);
+        let generation = self.store.jwt(e.id.trust_domain()).map(|b| b.generation());
+        if in_time && generation == Some(e.generation) {
+            return Some(e.id.clone());
+        }
+        // Expired, or its bundle changed: verify afresh.
+        cache.remove(digest);
+        None
+    }
+
+    fn cache_insert(&self, digest: [u8; 32], entry: Cached, now: f64) {
+        let cap = self.settings.cache_entries;
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        if cap == 0 {
+            return;
+        }
+        if cache.len() >= cap {
+            let leeway = self.settings.leeway.as_secs_f64();
+            cache.retain(|_, e| now < e.exp + leeway);
+        }
+        if cache.len() >= cap {
+            let soonest = cache
+                .iter()
+                .min_by(|a, b| a.1.exp.total_cmp(&b.1.exp))
+                .map(|(k, _)| *k);
+            if let Some(k) = soonest {
+                cache.remove(&k);
+            }
+        }
+        cache.insert(digest, entry);
+    }
+
+    /// Forget every cached token of `identity` (revocation). Returns how many were dropped.
+    pub fn evict_identity(&self, identity: &str) -> usize {
+        let Ok(mut cache) = self.cache.lock() else {
+            return 0;
+        };
+        let before = cache.len();
+        cache.retain(|_, e| e.id.as_str() != identity);
+        before - cache.len()
+    }
+
+    /// Signature verifications performed so far (cache misses that got that far).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Tokens in the cache.
+    pub fn cache_len(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+}
+
+#[cfg(test)]
+#[path = "jwt_tests.rs"]
+mod tests;

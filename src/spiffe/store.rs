@@ -1,0 +1,441 @@
+//! The trust store: per trust domain (`[trust."<name>"]`), the current X.509 and JWT bundles.
+//!
+//! Validators read the current bundle through an `ArcSwap`, so a reload never blocks or disturbs a
+//! check in flight. Files are polled by stat fingerprint (modification time and length, as for
+//! the listener certificate); a changed file is parsed in full before it replaces anything, and a
+//! file that no longer parses (or vanished) keeps the previous bundle and is reported once, until
+//! it changes again. Trust domains are strictly separate: a bundle only ever vouches for IDs of
+//! its own trust domain (see [`crate::spiffe::x509`], [`crate::spiffe::jwt`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::bundle::{BundleError, JwtBundle, X509Bundle};
+use super::id::TrustDomain;
+use crate::metrics::Metrics;
+
+/// Bundle files larger than this are refused (a bundle is a few KiB).
+pub const MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Where one trust domain's bundles come from (`[trust."<name>"]` in config).
+#[derive(Debug, Clone)]
+pub struct TrustSource {
+    /// The `[trust."<name>"]` key.
+    pub trust_domain: TrustDomain,
+    /// PEM or SPIFFE bundle JSON.
+    pub x509_bundle: Option<PathBuf>,
+    /// JWK set or SPIFFE bundle JSON.
+    pub jwt_bundle: Option<PathBuf>,
+}
+
+/// Why a trust source could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: larger than {MAX_BUNDLE_BYTES} bytes")]
+    TooLarge { path: String },
+    #[error("{path}: {source}")]
+    Bundle { path: String, source: BundleError },
+    #[error("trust domain {0:?}: neither x509_bundle nor jwt_bundle is set")]
+    NoBundle(String),
+    #[error("trust domain {0:?} is configured twice")]
+    Duplicate(String),
+}
+
+/// Every problem found while loading the trust sources.
+#[derive(Debug)]
+pub struct LoadErrors(pub Vec<StoreError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+/// A bundle type that can be read from a file.
+trait FromFile: Sized {
+    const WHAT: &'static str;
+    fn parse(bytes: &[u8]) -> Result<Self, BundleError>;
+    /// Called after each successful load.
+    fn loaded(&self, _file: &str, _metrics: Option<&Metrics>) {}
+}
+
+impl FromFile for X509Bundle {
+    const WHAT: &'static str = "x509_bundle";
+    fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
+        X509Bundle::parse(bytes)
+    }
+    fn loaded(&self, file: &str, metrics: Option<&Metrics>) {
+        let Some(at) = self.earliest_expiry() else {
+            return;
+        };
+        let secs = match at.duration_since(SystemTime::now()) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        if let Some(m) = metrics {
+            m.cert_expiry_seconds.with(&[file]).set(secs);
+        }
+        if secs < 30.0 * 86400.0 {
+            tracing::warn!(
+                file,
+                days = secs / 86400.0,
+                "a trust bundle CA expires within 30 days"
+            );
+        }
+    }
+}
+
+impl FromFile for JwtBundle {
+    const WHAT: &'static str = "jwt_bundle";
+    fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
+        JwtBundle::parse(bytes)
+    }
+}
+
+fn load_file<T: FromFile>(path: &Path) -> Result<T, StoreError> {
+    let name = || path.display().to_string();
+    let read_err = |source| StoreError::Read {
+        path: name(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_BUNDLE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(StoreError::TooLarge { path: name() });
+    }
+    T::parse(&bytes).map_err(|source| StoreError::Bundle {
+        path: name(),
+        source,
+    })
+}
+
+type Fingerprint = Option<(SystemTime, u64)>;
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// One bundle, possibly following a file.
+#[derive(Debug)]
+struct Slot<T> {
+    path: Option<PathBuf>,
+    current: ArcSwap<T>,
+    seen: Mutex<Fingerprint>,
+}
+
+impl<T: FromFile> Slot<T> {
+    fn from_file(path: &Path, metrics: Option<&Metrics>) -> Result<Self, StoreError> {
+        let seen = fingerprint(path);
+        let bundle = load_file::<T>(path)?;
+        bundle.loaded(&path.display().to_string(), metrics);
+        Ok(Slot {
+            path: Some(path.to_path_buf()),
+            current: ArcSwap::from_pointee(bundle),
+            seen: Mutex::new(seen),
+        })
+    }
+
+    fn fixed(bundle: T) -> Self {
+        Slot {
+            path: None,
+            current: ArcSwap::from_pointee(bundle),
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// Reload if the file changed; whether a new bundle is in use.
+    fn poll(&self, td: &str, metrics: Option<&Metrics>) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let now = fingerprint(path);
+        {
+            let Ok(mut seen) = self.seen.lock() else {
+                return false;
+            };
+            if *seen == now {
+                return false;
+            }
+            // Remembered even if the load below fails: a broken file is reported once, and
+            // retried when it changes again (a half-written file changes when completed).
+            *seen = now;
+        }
+        let file = path.display().to_string();
+        match load_file::<T>(path) {
+            Ok(bundle) => {
+                bundle.loaded(&file, metrics);
+                self.current.store(Arc::new(bundle));
+                if let Some(m) = metrics {
+                    m.config_reloads_total.with(&["ok"]).inc();
+                }
+                tracing::info!(trust_domain = td, file = %file, kind = T::WHAT, "trust bundle reloaded");
+                true
+            }
+            Err(e) => {
+                if let Some(m) = metrics {
+                    m.config_reloads_total.with(&["error"]).inc();
+                }
+                tracing::error!(trust_domain = td, kind = T::WHAT, error = %e, "trust bundle reload failed; keeping the previous bundle");
+                false
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Domain {
+    x509: Option<Slot<X509Bundle>>,
+    jwt: Option<Slot<JwtBundle>>,
+}
+
+/// The bundles of every configured trust domain.
+#[derive(Debug, Default)]
+pub struct TrustStore {
+    domains: HashMap<String, Domain>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl TrustStore {
+    /// Load every source; fails listing every problem if any file is unusable.
+    pub fn load(sources: &[TrustSource], metrics: Arc<Metrics>) -> Result<Self, LoadErrors> {
+        let mut domains = HashMap::new();
+        let mut errors = Vec::new();
+        let m = Some(&*metrics);
+        for src in sources {
+            let td = src.trust_domain.as_str();
+            if domains.contains_key(td) {
+                errors.push(StoreError::Duplicate(td.to_owned()));
+                continue;
+            }
+            if src.x509_bundle.is_none() && src.jwt_bundle.is_none() {
+                errors.push(StoreError::NoBundle(td.to_owned()));
+                continue;
+            }
+            let x509 = src.x509_bundle.as_deref().map(|p| Slot::from_file(p, m));
+            let jwt = src.jwt_bundle.as_deref().map(|p| Slot::from_file(p, m));
+            let x509 = x509.transpose().map_err(|e| errors.push(e)).ok().flatten();
+            let jwt = jwt.transpose().map_err(|e| errors.push(e)).ok().flatten();
+            domains.insert(td.to_owned(), Domain { x509, jwt });
+        }
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        Ok(TrustStore {
+            domains,
+            metrics: Some(metrics),
+        })
+    }
+
+    /// A store with no trust domains (add fixed bundles with [`TrustStore::insert`]).
+    pub fn empty() -> Self {
+        TrustStore::default()
+    }
+
+    /// Add (or replace) a trust domain with fixed, in-memory bundles that are never reloaded
+    /// (the demo, tests).
+    pub fn insert(&mut self, td: TrustDomain, x509: Option<X509Bundle>, jwt: Option<JwtBundle>) {
+        let domain = Domain {
+            x509: x509.map(Slot::fixed),
+            jwt: jwt.map(Slot::fixed),
+        };
+        self.domains.insert(td.as_str().to_owned(), domain);
+    }
+
+    /// The current X.509 authorities of `td`.
+    pub fn x509(&self, td: &str) -> Option<Arc<X509Bundle>> {
+        let slot = self.domains.get(td)?.x509.as_ref()?;
+        Some(slot.current.load_full())
+    }
+
+    /// The current JWT authorities of `td`.
+    pub fn jwt(&self, td: &str) -> Option<Arc<JwtBundle>> {
+        let slot = self.domains.get(td)?.jwt.as_ref()?;
+        Some(slot.current.load_full())
+    }
+
+    /// Whether any trust domain has X.509 authorities (else client certificates are pointless).
+    pub fn has_x509(&self) -> bool {
+        self.domains.values().any(|d| d.x509.is_some())
+    }
+
+    /// The configured trust domain names, sorted.
+    pub fn trust_domains(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.domains.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Reload the files that changed. Returns how many bundles were replaced.
+    pub fn poll(&self) -> usize {
+        let m = self.metrics.as_deref();
+        let mut n = 0;
+        for (td, d) in &self.domains {
+            n += usize::from(d.x509.as_ref().is_some_and(|s| s.poll(td, m)));
+            n += usize::from(d.jwt.as_ref().is_some_and(|s| s.poll(td, m)));
+        }
+        n
+    }
+
+    /// Poll the files every `every` until the store is dropped.
+    pub fn spawn_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(me) = me.upgrade() else { break };
+                let _ = tokio::task::spawn_blocking(move || me.poll()).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+
+    use super::*;
+    use crate::spiffe::testing::{jwks, JwtSigner, TestCa};
+
+    /// Write `bytes` and move the modification time, so the change shows whatever the
+    /// file system's timestamp granularity.
+    fn write(path: &Path, bytes: &[u8], tick: u64) {
+        std::fs::write(path, bytes).unwrap();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000 + tick);
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    fn td(s: &str) -> TrustDomain {
+        TrustDomain::parse(s).unwrap()
+    }
+
+    #[test]
+    fn load_poll_reload_and_keep_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x_path, j_path) = (dir.path().join("ca.pem"), dir.path().join("jwt.json"));
+        let (ca1, ca2) = (TestCa::new("corp.example"), TestCa::new("corp.example"));
+        let (k1, k2) = (JwtSigner::es256("k1"), JwtSigner::es256("k2"));
+        write(&x_path, ca1.pem().as_bytes(), 1);
+        write(&j_path, &jwks(&[&k1]), 1);
+        let metrics = Arc::new(Metrics::default());
+        let src = TrustSource {
+            trust_domain: td("corp.example"),
+            x509_bundle: Some(x_path.clone()),
+            jwt_bundle: Some(j_path.clone()),
+        };
+        let store = TrustStore::load(&[src], metrics.clone()).unwrap();
+        assert_eq!(store.trust_domains(), vec!["corp.example"]);
+        assert!(store.has_x509());
+        assert_eq!(store.x509("corp.example").unwrap().roots(), &[ca1.der()]);
+        assert!(store.jwt("corp.example").unwrap().get("k1").is_some());
+        assert!(store.x509("other.example").is_none());
+        assert_eq!(store.poll(), 0);
+
+        // A new file is picked up.
+        write(&x_path, ca2.pem().as_bytes(), 2);
+        write(&j_path, &jwks(&[&k2]), 2);
+        assert_eq!(store.poll(), 2);
+        assert_eq!(store.x509("corp.example").unwrap().roots(), &[ca2.der()]);
+        let jwt = store.jwt("corp.example").unwrap();
+        assert!(jwt.get("k1").is_none() && jwt.get("k2").is_some());
+        assert_eq!(metrics.config_reloads_total.with(&["ok"]).get(), 2);
+
+        // A broken file keeps the old bundle, is reported once, and is retried when it changes.
+        write(
+            &x_path,
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            3,
+        );
+        write(&j_path, b"{\"keys\": [", 3);
+        assert_eq!(store.poll(), 0);
+        assert_eq!(store.poll(), 0);
+        assert_eq!(metrics.config_reloads_total.with(&["error"]).get(), 2);
+        assert_eq!(store.x509("corp.example").unwrap().roots(), &[ca2.der()]);
+        assert!(store.jwt("corp.example").unwrap().get("k2").is_some());
+        std::fs::remove_file(&j_path).unwrap();
+        assert_eq!(store.poll(), 0);
+        assert!(store.jwt("corp.example").unwrap().get("k2").is_some());
+        write(&x_path, ca1.pem().as_bytes(), 4);
+        write(&j_path, &jwks(&[&k1]), 4);
+        assert_eq!(store.poll(), 2);
+        assert_eq!(store.x509("corp.example").unwrap().roots(), &[ca1.der()]);
+    }
+
+    #[test]
+    fn load_reports_every_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.pem");
+        write(&bad, b"not a bundle", 1);
+        let big = dir.path().join("big.json");
+        write(&big, &vec![b' '; (MAX_BUNDLE_BYTES + 1) as usize], 1);
+        let src = |name: &str, x: Option<&Path>, j: Option<&Path>| TrustSource {
+            trust_domain: td(name),
+            x509_bundle: x.map(Path::to_path_buf),
+            jwt_bundle: j.map(Path::to_path_buf),
+        };
+        let sources = [
+            src(
+                "a.example",
+                Some(&dir.path().join("missing.pem")),
+                Some(&big),
+            ),
+            src("b.example", Some(&bad), None),
+            src("c.example", None, None),
+            src("b.example", Some(&bad), None),
+        ];
+        let err = TrustStore::load(&sources, Arc::new(Metrics::default())).unwrap_err();
+        assert_eq!(err.0.len(), 5, "{err}");
+        assert!(matches!(err.0[0], StoreError::Read { .. }));
+        assert!(matches!(err.0[1], StoreError::TooLarge { .. }));
+        assert!(matches!(err.0[2], StoreError::Bundle { .. }));
+        assert!(matches!(err.0[3], StoreError::NoBundle(_)));
+        assert!(matches!(err.0[4], StoreError::Duplicate(_)));
+        assert!(err.to_string().contains("missing.pem"));
+    }
+
+    #[tokio::test]
+    async fn watcher_stops_with_the_store() {
+        let mut store = TrustStore::empty();
+        store.insert(
+            td("corp.example"),
+            Some(TestCa::new("corp.example").bundle()),
+            None,
+        );
+        let store = Arc::new(store);
+        let handle = store.spawn_watcher(Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(store);
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -1,0 +1,334 @@
+//! Minted tokens reused per caller: a token is handed out again for an equal [`MintRequest`]
+//! (identity, audience, kind, credential and principal, cnf, profile: every input of the claims,
+//! so a reused token never says something untrue about its holder) until `refresh_before` its
+//! expiry, and only while its key still signs.
+//!
+//! Sharded: the request is hashed once (keyed SipHash), the hash picks the shard and is the map
+//! key, and the full request is compared on a hit. A hit takes one shard read lock. Bounded: a
+//! full shard first drops tokens past their refresh point, then the oldest.
+//!
+//! Revocation: [`TokenCache::evict_identity`] and friends remove tokens; an eviction epoch makes a
+//! mint that was in flight during an eviction skip its insert, so an evicted caller's token is
+//! never handed out again.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime};
+
+use super::mint::{Issuer, IssuerError, Legacy, MintRequest, Minted, Profile};
+use crate::authn::Kind;
+use crate::metrics::Metrics;
+
+/// Default bound on cached tokens.
+pub const DEFAULT_CAPACITY: usize = 50_000;
+
+/// A cached token is not handed out once less than this share of its lifetime is left…
+const REFRESH_SHARE: f64 = 0.2;
+/// …or less than this, whichever is longer.
+const REFRESH_MIN: Duration = Duration::from_secs(10);
+
+const MAX_SHARDS: usize = 64;
+
+/// How long before `exp` a token of this lifetime stops being handed out.
+pub fn refresh_before(ttl: Duration) -> Duration {
+    ttl.mul_f64(REFRESH_SHARE).max(REFRESH_MIN)
+}
+
+/// The map key is already a SipHash output: pass it through.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Owned copy of a [`MintRequest`], compared in full on every hit.
+#[derive(Debug)]
+struct Key {
+    identity: Box<str>,
+    audience: Box<str>,
+    kind: Kind,
+    profile: Profile,
+    cnf: Option<Box<str>>,
+    legacy: Option<(Box<str>, Option<Box<str>>)>,
+}
+
+impl Key {
+    fn new(r: &MintRequest<'_>) -> Self {
+        Key {
+            identity: r.identity.into(),
+            audience: r.audience.into(),
+            kind: r.kind,
+            profile: r.profile,
+            cnf: r.cnf.map(Into::into),
+            legacy: r
+                .legacy
+                .map(|l| (l.credential.into(), l.principal.map(Into::into))),
+        }
+    }
+
+    fn matches(&self, r: &MintRequest<'_>) -> bool {
+        *self.identity == *r.identity
+            && *self.audience == *r.audience
+            && self.kind == r.kind
+            && self.profile == r.profile
+            && self.cnf.as_deref() == r.cnf
+            && self.legacy.as_ref().map(|(c, p)| Legacy {
+                credential: c,
+                principal: p.as_deref(),
+            }) == r.legacy
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: Key,
+    minted: Minted,
+    refresh_at: SystemTime,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>,
+    len: usize,
+}
+
+impl Shard {
+    fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) -> usize {
+        let before = self.len;
+        self.map.retain(|_, bucket| {
+            bucket.retain(&mut keep);
+            !bucket.is_empty()
+        });
+        self.len = self.map.values().map(Vec::len).sum();
+        before.saturating_sub(self.len)
+    }
+
+    /// Make room for one: drop what is past its refresh point, else the oldest token.
+    fn make_room(&mut self, now: SystemTime, cap: usize) {
+        if self.len < cap {
+            return;
+        }
+        self.retain(|e| e.refresh_at > now);
+        if self.len < cap {
+            return;
+        }
+        let oldest = self
+            .map
+            .iter()
+            .flat_map(|(h, b)| {
+                b.iter()
+                    .enumerate()
+                    .map(move |(i, e)| (e.minted.iat, *h, i))
+            })
+            .min();
+        if let Some((_, h, i)) = oldest {
+            if let Some(bucket) = self.map.get_mut(&h) {
+                if i < bucket.len() {
+                    bucket.swap_remove(i);
+                    self.len = self.len.saturating_sub(1);
+                }
+                if bucket.is_empty() {
+                    self.map.remove(&h);
+                }
+            }
+        }
+    }
+}
+
+/// A token and where it came from.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The token.
+    pub minted: Minted,
+    /// Handed out from the cache (counted in `token_cache_hits_total`) rather than signed now
+    /// (`tokens_minted_total`).
+    pub from_cache: bool,
+}
+
+/// The minted-token cache.
+#[derive(Debug)]
+pub struct TokenCache {
+    shards: Box<[RwLock<Shard>]>,
+    per_shard: usize,
+    hasher: RandomState,
+    /// Bumped by every eviction; an insert whose mint started before the bump is dropped.
+    epoch: AtomicU64,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl TokenCache {
+    /// A cache holding at most `capacity` tokens.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        // A power of two, with at least 64 entries per shard so one busy shard is not starved.
+        let shards = (capacity / 64).clamp(1, MAX_SHARDS);
+        let shards = if shards.is_power_of_two() {
+            shards
+        } else {
+            shards.next_power_of_two() / 2
+        };
+        TokenCache {
+            shards: (0..shards).map(|_| RwLock::default()).collect(),
+            per_shard: (capacity / shards).max(1),
+            hasher: RandomState::new(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn hash(&self, r: &MintRequest<'_>) -> u64 {
+        self.hasher.hash_one(r)
+    }
+
+    fn shard(&self, hash: u64) -> Option<&RwLock<Shard>> {
+        // Middle bits: hashbrown uses the low bits for the bucket and the top 7 as a tag.
+        let i = usize::try_from(hash >> 32).unwrap_or(0) & (self.shards.len().wrapping_sub(1));
+        self.shards.get(i)
+    }
+
+    fn lookup(&self, hash: u64, r: &MintRequest<'_>, kid: &str, now: SystemTime) -> Option<Minted> {
+        let shard = self.shard(hash)?.read().ok()?;
+        let e = shard.map.get(&hash)?.iter().find(|e| e.key.matches(r))?;
+        (now < e.refresh_at && *e.minted.kid == *kid).then(|| e.minted.clone())
+    }
+
+    /// A cached token for `r`, if one is still fresh at `now` and signed by the key `kid`.
+    pub fn get(&self, r: &MintRequest<'_>, kid: &str, now: SystemTime) -> Option<Minted> {
+        self.lookup(self.hash(r), r, kid, now)
+    }
+
+    fn insert(&self, hash: u64, r: &MintRequest<'_>, minted: &Minted, epoch: u64) {
+        let ttl = minted.exp.duration_since(minted.iat).unwrap_or_default();
+        let Some(refresh_at) = minted.exp.checked_sub(refresh_before(ttl)) else {
+            return;
+        };
+        if refresh_at <= minted.iat {
+            return; // too short-lived to be worth reusing
+        }
+        let Some(Ok(mut shard)) = self.shard(hash).map(RwLock::write) else {
+            return;
+        };
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        let entry = Entry {
+            key: Key::new(r),
+            minted: minted.clone(),
+            refresh_at,
+        };
+        if let Some(e) = shard
+            .map
+            .get_mut(&hash)
+            .and_then(|b| b.iter_mut().find(|e| e.key.matches(r)))
+        {
+            *e = entry;
+            return;
+        }
+        shard.make_room(minted.iat, self.per_shard);
+        shard.map.entry(hash).or_default().push(entry);
+        shard.len += 1;
+    }
+
+    /// A token for `r`: from the cache if a fresh one signed by the current key exists, else
+    /// minted now and cached. Counts the outcome in `metrics`.
+    pub fn get_or_mint(
+        &self,
+        issuer: &Issuer,
+        r: &MintRequest<'_>,
+        now: SystemTime,
+        metrics: &Metrics,
+    ) -> Result<Issued, IssuerError> {
+        let hash = self.hash(r);
+        let kid = issuer.keys().current().signer().kid().clone();
+        if let Some(minted) = self.lookup(hash, r, &kid, now) {
+            metrics.token_cache_hits_total.inc();
+            return Ok(Issued {
+                minted,
+                from_cache: true,
+            });
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let minted = issuer.mint(r, now)?;
+        metrics.tokens_minted_total.inc();
+        self.insert(hash, r, &minted, epoch);
+        Ok(Issued {
+            minted,
+            from_cache: false,
+        })
+    }
+
+    /// Remove every token matching `pred`; returns how many.
+    fn evict(&self, pred: impl Fn(&Entry) -> bool) -> usize {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.shards
+            .iter()
+            .filter_map(|s| s.write().ok())
+            .map(|mut s| s.retain(|e| !pred(e)))
+            .sum()
+    }
+
+    /// Revocation of an identity: none of its tokens is handed out again.
+    pub fn evict_identity(&self, identity: &str) -> usize {
+        self.evict(|e| *e.key.identity == *identity)
+    }
+
+    /// Revocation of a static credential (`NAME:PRINCIPAL`).
+    pub fn evict_credential(&self, name: &str, principal: &str) -> usize {
+        self.evict(|e| {
+            e.key
+                .legacy
+                .as_ref()
+                .is_some_and(|(c, p)| **c == *name && p.as_deref() == Some(principal))
+        })
+    }
+
+    /// Revocation of one token.
+    pub fn evict_jti(&self, jti: &str) -> usize {
+        self.evict(|e| *e.minted.jti == *jti)
+    }
+
+    /// Drop everything (for example after removing a compromised key).
+    pub fn clear(&self) -> usize {
+        self.evict(|_| true)
+    }
+
+    /// Drop tokens past their refresh point (housekeeping; the cache is bounded regardless).
+    pub fn purge(&self, now: SystemTime) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.write().ok())
+            .map(|mut s| s.retain(|e| e.refresh_at > now))
+            .sum()
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.read().ok().map(|s| s.len))
+            .sum()
+    }
+
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,329 @@
+//! Minting (CONTRACT §7): the claims of a token for one caller and one route, signed by the
+//! current signing key as a compact JWS assembled by hand (pre-encoded header, serde claims, one
+//! aws-lc-rs signature).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use super::keys::{Alg, KeyError, Typ};
+use super::keyset::KeySet;
+use crate::authn::{Credential, Kind};
+
+/// The shortest and longest `[issuer] ttl` accepted.
+pub const TTL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
+
+/// Which kind of token a route's upstream receives (`upstream.token_profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Profile {
+    /// A JWT-SVID in all but issuer: `typ` `JWT`, ES256 only.
+    #[default]
+    JwtSvid,
+    /// An RFC 9068 access token: `typ` `at+jwt`, adds `client_id`; ES256 or EdDSA.
+    Rfc9068,
+}
+
+impl Profile {
+    /// As written in config: `jwt-svid` or `rfc9068`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Profile::JwtSvid => "jwt-svid",
+            Profile::Rfc9068 => "rfc9068",
+        }
+    }
+
+    /// Whether tokens of this profile may be signed with `alg` (JWT-SVID allows no EdDSA).
+    pub const fn allows(self, alg: Alg) -> bool {
+        !matches!((self, alg), (Profile::JwtSvid, Alg::EdDsa))
+    }
+
+    const fn typ(self) -> Typ {
+        match self {
+            Profile::JwtSvid => Typ::Jwt,
+            Profile::Rfc9068 => Typ::AtJwt,
+        }
+    }
+}
+
+impl FromStr for Profile {
+    type Err = IssuerError;
+
+    fn from_str(s: &str) -> Result<Self, IssuerError> {
+        match s {
+            "jwt-svid" => Ok(Profile::JwtSvid),
+            "rfc9068" => Ok(Profile::Rfc9068),
+            _ => Err(IssuerError::UnknownProfile(s.to_owned())),
+        }
+    }
+}
+
+/// Why the issuer could not be built or a token minted.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("url must be an http(s) URL, got {0:?}")]
+    Url(String),
+    #[error("spiffe_id must be a SPIFFE ID (spiffe://…), got {0:?}")]
+    SpiffeId(String),
+    #[error("ttl must be between 1s and 24h, got {0:?}")]
+    Ttl(Duration),
+    #[error("unknown token profile {0:?}: expected jwt-svid or rfc9068")]
+    UnknownProfile(String),
+    #[error("the {profile} token profile cannot be signed with {alg} (the signing key is {alg}; jwt-svid needs ES256)")]
+    ProfileAlg { profile: &'static str, alg: Alg },
+    #[error("a token needs a subject and an audience")]
+    Incomplete,
+    #[error("the system clock is before 1970")]
+    Clock,
+    #[error("random number generator failed")]
+    Random,
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("claims could not be encoded: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The static credential a token stands in for (`legacy` claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Legacy<'a> {
+    /// The credential's config name (`racf`, `partner-keys`, …).
+    pub credential: &'a str,
+    /// The legacy user or key id; never a secret. Omitted from the claim when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<&'a str>,
+}
+
+/// Everything a minted token says about the caller. Two equal requests get equal claims (except
+/// times and `jti`), which is what makes a token reusable ([`super::TokenCache`] keys on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MintRequest<'a> {
+    /// The caller's SPIFFE ID (`sub`).
+    pub identity: &'a str,
+    /// The route's `upstream.audience` (`aud`).
+    pub audience: &'a str,
+    /// How the caller authenticated (`amr`).
+    pub kind: Kind,
+    /// The route's `upstream.token_profile`.
+    pub profile: Profile,
+    /// RFC 8705 `x5t#S256` of the caller's client certificate (see [`x5t_s256`]), when it used mTLS.
+    pub cnf: Option<&'a str>,
+    /// Set when a static credential is being translated.
+    pub legacy: Option<Legacy<'a>>,
+}
+
+impl<'a> MintRequest<'a> {
+    /// The request for an authenticated caller: `legacy` is filled for legacy kinds.
+    pub fn for_credential(
+        cred: &'a Credential,
+        audience: &'a str,
+        profile: Profile,
+        cnf: Option<&'a str>,
+    ) -> Self {
+        MintRequest {
+            identity: &cred.identity,
+            audience,
+            kind: cred.kind,
+            profile,
+            cnf,
+            legacy: cred.kind.is_legacy().then(|| Legacy {
+                credential: &cred.name,
+                principal: cred.principal.as_deref(),
+            }),
+        }
+    }
+}
+
+/// RFC 8705 certificate thumbprint: base64url SHA-256 of the DER certificate.
+pub fn x5t_s256(cert_der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(cert_der))
+}
+
+/// A signed token. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The compact JWS.
+    pub token: Arc<str>,
+    /// Its `jti`.
+    pub jti: Arc<str>,
+    /// The `kid` that signed it.
+    pub kid: Arc<str>,
+    /// `iat` (whole seconds).
+    pub iat: SystemTime,
+    /// `exp` (whole seconds).
+    pub exp: SystemTime,
+}
+
+impl Minted {
+    /// Time left (`expires_in` of a token-exchange response); zero once expired.
+    pub fn expires_in(&self, now: SystemTime) -> Duration {
+        self.exp.duration_since(now).unwrap_or_default()
+    }
+}
+
+#[derive(Serialize)]
+struct Act<'a> {
+    sub: &'a str,
+}
+
+#[derive(Serialize)]
+struct Cnf<'a> {
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: &'a str,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    jti: &'a str,
+    amr: [&'static str; 1],
+    act: Act<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Cnf<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    legacy: Option<Legacy<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+}
+
+/// 128 random bits, base64url.
+fn new_jti() -> Result<String, IssuerError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| IssuerError::Random)?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+/// The gateway as a token issuer (`[issuer]`).
+#[derive(Debug)]
+pub struct Issuer {
+    url: Arc<str>,
+    spiffe_id: Arc<str>,
+    ttl: Duration,
+    keys: Arc<KeySet>,
+}
+
+impl Issuer {
+    /// `url` becomes `iss` verbatim, `spiffe_id` the `act.sub`; `ttl` is cut to whole seconds.
+    pub fn new(
+        url: &str,
+        spiffe_id: &str,
+        ttl: Duration,
+        keys: Arc<KeySet>,
+    ) -> Result<Self, IssuerError> {
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        if !host.is_some_and(|h| !h.is_empty() && !h.contains(['?', '#', ' '])) {
+            return Err(IssuerError::Url(url.to_owned()));
+        }
+        if !spiffe_id
+            .strip_prefix("spiffe://")
+            .is_some_and(|r| !r.is_empty() && !r.contains(['?', '#', ' ']))
+        {
+            return Err(IssuerError::SpiffeId(spiffe_id.to_owned()));
+        }
+        if ttl < TTL_RANGE.0 || ttl > TTL_RANGE.1 {
+            return Err(IssuerError::Ttl(ttl));
+        }
+        Ok(Issuer {
+            url: url.into(),
+            spiffe_id: spiffe_id.into(),
+            ttl: Duration::from_secs(ttl.as_secs()),
+            keys,
+        })
+    }
+
+    /// `iss`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The gateway's own SPIFFE ID (`act.sub`).
+    pub fn spiffe_id(&self) -> &str {
+        &self.spiffe_id
+    }
+
+    /// Lifetime of minted tokens.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The signing keys.
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
+    }
+
+    /// Whether the current signing key can sign this profile (for `portcullis check`).
+    pub fn check_profile(&self, profile: Profile) -> Result<(), IssuerError> {
+        let alg = self.keys.current().signer().alg();
+        if profile.allows(alg) {
+            Ok(())
+        } else {
+            Err(IssuerError::ProfileAlg {
+                profile: profile.as_str(),
+                alg,
+            })
+        }
+    }
+
+    /// Sign a new token for `req`, valid from `now` for `ttl`.
+    pub fn mint(&self, req: &MintRequest<'_>, now: SystemTime) -> Result<Minted, IssuerError> {
+        if req.identity.is_empty() || req.audience.is_empty() {
+            return Err(IssuerError::Incomplete);
+        }
+        let ring = self.keys.current();
+        let key = ring.signer();
+        if !req.profile.allows(key.alg()) {
+            return Err(IssuerError::ProfileAlg {
+                profile: req.profile.as_str(),
+                alg: key.alg(),
+            });
+        }
+        let iat = now
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| IssuerError::Clock)?
+            .as_secs();
+        let exp = iat.saturating_add(self.ttl.as_secs());
+        let jti = new_jti()?;
+        let claims = Claims {
+            iss: &self.url,
+            sub: req.identity,
+            aud: req.audience,
+            iat,
+            nbf: iat,
+            exp,
+            jti: &jti,
+            amr: [req.kind.as_str()],
+            act: Act {
+                sub: &self.spiffe_id,
+            },
+            cnf: req.cnf.map(|x5t_s256| Cnf { x5t_s256 }),
+            legacy: req.legacy,
+            client_id: (req.profile == Profile::Rfc9068).then_some(req.identity),
+        };
+        let payload = serde_json::to_vec(&claims)?;
+        let header = key.encoded_header(req.profile.typ());
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 96);
+        token.push_str(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let sig = key.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
+        Ok(Minted {
+            token: token.into(),
+            jti: jti.into(),
+            kid: key.kid().clone(),
+            iat: UNIX_EPOCH + Duration::from_secs(iat),
+            exp: UNIX_EPOCH + Duration::from_secs(exp),
+        })
+    }
+}
