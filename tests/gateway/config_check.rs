@@ -153,3 +153,19 @@ fn valid_config_prints_a_summary_and_env_overrides_apply() {
         "{err}"
     );
 }
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/portcullis.toml");
+    let out = Command::new(bin())
+        .args(["check", "-c", path])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("legacy-orders"));
+}
