@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod problem;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod spiffe;

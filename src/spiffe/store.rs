@@ -130,11 +130,10 @@ fn load_file<T: FromFile>(path: &Path) -> Result<T, StoreError> {
     })
 }
 
-type Fingerprint = Option<(SystemTime, u64)>;
+type Fingerprint = crate::reload::Stamp;
 
 fn fingerprint(path: &Path) -> Fingerprint {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    crate::reload::stamp(path)
 }
 
 /// One bundle, possibly following a file.
@@ -300,16 +299,13 @@ impl TrustStore {
 
     /// Poll the files every `every` until the store is dropped.
     pub fn spawn_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(me) = me.upgrade() else { break };
-                let _ = tokio::task::spawn_blocking(move || me.poll()).await;
-            }
-        })
+        crate::reload::spawn_watcher(self, every)
+    }
+}
+
+impl crate::reload::Reload for TrustStore {
+    fn poll_files(&self) {
+        self.poll();
     }
 }
 

@@ -7,10 +7,10 @@
 //! use and the error is logged. With no files configured the set is one ephemeral ES256 key (dev
 //! only: every restart invalidates every token, and replicas cannot verify each other's tokens).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -116,21 +116,10 @@ pub fn check_files(paths: &[PathBuf], req: SignerRequirement) -> Vec<KeyError> {
     load_all(paths, req).err().unwrap_or_default()
 }
 
-/// Stat fingerprint of the key files: cheap to compare every poll. The inode catches a file
-/// replaced by rename within the same second with the same length.
-type Fingerprint = Vec<Option<(SystemTime, u64, u64)>>;
+type Fingerprint = Vec<crate::reload::Stamp>;
 
 fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
-    paths.iter().map(|p| stat(p)).collect()
-}
-
-fn stat(p: &Path) -> Option<(SystemTime, u64, u64)> {
-    let m = std::fs::metadata(p).ok()?;
-    #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(&m);
-    #[cfg(not(unix))]
-    let ino = 0;
-    Some((m.modified().ok()?, m.len(), ino))
+    crate::reload::stamps(paths)
 }
 
 /// The issuer's keys, following their files.
@@ -239,21 +228,20 @@ impl KeySet {
 
     /// Poll the files every `every` until the set is dropped.
     pub fn spawn_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(me) = me.upgrade() else { break };
-                let _ = tokio::task::spawn_blocking(move || me.poll()).await;
-            }
-        })
+        crate::reload::spawn_watcher(self, every)
+    }
+}
+
+impl crate::reload::Reload for KeySet {
+    fn poll_files(&self) {
+        self.poll();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::token::keys::{generate, write_private};
 

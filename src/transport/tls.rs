@@ -172,16 +172,7 @@ impl ReloadingCert {
 
     /// Poll the files every `every` until the task is dropped.
     pub fn spawn_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(me) = me.upgrade() else { break };
-                let _ = tokio::task::spawn_blocking(move || me.poll()).await;
-            }
-        })
+        crate::reload::spawn_watcher(self, every)
     }
 }
 
@@ -201,4 +192,10 @@ pub fn server_config(cert: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, r
     .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+impl crate::reload::Reload for ReloadingCert {
+    fn poll_files(&self) {
+        self.poll();
+    }
 }
