@@ -91,6 +91,12 @@ addr = "127.0.0.1:{admin_port}"
 [audit]
 sink = "stdout"
 
+# The tokens the gateway mints; no keys listed: an ephemeral dev key (check warns).
+[issuer]
+url = "https://127.0.0.1:{port}"
+spiffe_id = "spiffe://demo.example/portcullis"
+ttl = "5m"
+
 # A pass-through route: no credential required, the path is normalized and every request audited.
 [[routes]]
 name = "public"
@@ -161,6 +167,9 @@ Try these (the audit log follows below, one JSON line per request):
 
   # Bodies above the route's max_body are refused (expect 413):
   head -c 4096 /dev/zero | curl -sS --cacert {ca} -X POST --data-binary @- {base}/public/upload
+
+  # The issuer's public keys (JWKS), for upstreams that verify minted tokens (expect 200):
+  curl -sS --cacert {ca} {base}/.well-known/jwks.json
 
   # Prometheus metrics on the admin listener (expect 200):
   curl -sS http://{admin}/metrics

@@ -29,9 +29,10 @@ use crate::authz::{self, Permit};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::problem::{Code, Refusal};
-use crate::proxy::body::{empty, Limited, ProxyBody};
+use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers::{self, ForwardedFor};
 use crate::routing::{self, path, Route, Router};
+use crate::token::jwks::{self, WellKnown};
 use crate::transport::ConnInfo;
 
 /// Limits on the request head, from `[listen]`.
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub auditor: Auditor,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// The issuer's JWKS and discovery documents, when `[issuer]` is configured.
+    pub well_known: Option<Arc<WellKnown>>,
     pub head_limits: HeadLimits,
 }
 
@@ -106,6 +109,10 @@ impl Gateway {
     ) -> Result<Response<ProxyBody>, Refusal> {
         check_framing(conn, parts)?;
         check_head_limits(parts, self.head_limits)?;
+        if let Some(resp) = self.well_known(parts) {
+            trace.decision = Decision::Allow;
+            return Ok(resp);
+        }
         let (route, canonical) = self.route(parts)?;
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
@@ -139,6 +146,31 @@ impl Gateway {
         let resp = result?;
         trace.upstream_status = Some(resp.status().as_u16());
         Ok(resp)
+    }
+
+    /// The issuer's public documents (`/.well-known/jwks.json`, `/.well-known/openid-configuration`),
+    /// served by the gateway itself ahead of the routes. Pre-rendered: nothing is built per request.
+    fn well_known(&self, parts: &Parts) -> Option<Response<ProxyBody>> {
+        let wk = self.well_known.as_ref()?;
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return None;
+        }
+        let body = match parts.uri.path() {
+            jwks::JWKS_PATH => wk.jwks(),
+            jwks::DISCOVERY_PATH => wk.discovery(),
+            _ => return None,
+        };
+        let mut resp = Response::new(full(body));
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(jwks::CONTENT_TYPE),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static(jwks::CACHE_CONTROL),
+        );
+        Some(resp)
     }
 
     /// Route stage: normalize the path (refusing ambiguity), then select.

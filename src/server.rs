@@ -18,6 +18,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Gateway, HeadLimits};
 use crate::proxy::Upstream;
 use crate::routing::{Route, Router};
+use crate::token::jwks::WellKnown;
+use crate::token::keyset::{KeySet, SignerRequirement};
 use crate::transport::tls::{server_config, ReloadingCert};
 use crate::transport::Listener;
 
@@ -97,18 +99,33 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             accept: Vec::new(),
         }));
     }
+    let mut watchers = Vec::new();
+    let well_known = match &config.issuer {
+        None => None,
+        Some(iss) => {
+            crate::token::install_jwt_provider();
+            let keys = Arc::new(
+                KeySet::load(&iss.keys, SignerRequirement::Es256, metrics.clone())
+                    .context("loading [issuer] keys")?,
+            );
+            if keys.is_file_backed() {
+                watchers.push(keys.spawn_watcher(RELOAD_EVERY));
+            }
+            Some(Arc::new(WellKnown::new(&iss.url, keys, &[])))
+        }
+    };
     let gateway = Arc::new(Gateway {
         router: Router::new(routes),
         auditor,
         metrics: metrics.clone(),
         clock: opts.clock.clone(),
+        well_known,
         head_limits: HeadLimits {
             max_header_bytes: config.listen.max_header_bytes,
             max_headers: config.listen.max_headers,
         },
     });
 
-    let mut watchers = Vec::new();
     let tls = match &config.listen.tls {
         None => None,
         Some(files) => {

@@ -24,6 +24,8 @@ pub struct Config {
     pub listen: Listen,
     pub admin: Admin,
     pub audit: Audit,
+    /// `[issuer]`, when the gateway mints tokens and publishes its JWKS.
+    pub issuer: Option<IssuerConfig>,
     pub routes: Vec<Arc<RouteConfig>>,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
@@ -71,6 +73,18 @@ pub enum AuditSink {
     File(PathBuf),
 }
 
+/// `[issuer]`
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// `iss` of minted tokens; also where the JWKS is published (`{url}/.well-known/jwks.json`).
+    pub url: String,
+    /// `act.sub` of minted tokens: the gateway's own SPIFFE ID.
+    pub spiffe_id: String,
+    /// PKCS#8 PEM files; the first signs. Empty: an ephemeral key (development only).
+    pub keys: Vec<PathBuf>,
+    pub ttl: Duration,
+}
+
 /// One route.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
@@ -113,6 +127,7 @@ pub mod defaults {
     pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
     pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     pub const MAX_BODY: u64 = 1024 * 1024;
+    pub const TOKEN_TTL: Duration = Duration::from_secs(300);
 }
 
 /// One problem in a config file.

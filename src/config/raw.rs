@@ -87,3 +87,15 @@ pub struct Upstream {
 pub struct Limits {
     pub max_body: Option<String>,
 }
+
+/// `[issuer]`: the tokens the gateway mints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    pub url: String,
+    pub spiffe_id: String,
+    /// First signs, all are published; empty or absent: an ephemeral dev key.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    pub ttl: Option<String>,
+}

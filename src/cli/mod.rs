@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod keys;
+
 use crate::config;
 use crate::server;
 
@@ -34,6 +36,45 @@ enum Command {
         /// Admin listener port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 9090)]
         admin_port: u16,
+    },
+    /// Signing keys for the token issuer.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Minted tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Write a new signing key (PKCS#8 PEM, mode 0600); refuses to overwrite.
+    Generate {
+        /// es256 (default; required for the jwt-svid token profile) or eddsa.
+        #[arg(long, default_value = "es256")]
+        alg: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Verify a token against the issuer's JWKS and print its header and claims.
+    Inspect {
+        token: String,
+        /// JWKS URL (default: `[issuer] url` + /.well-known/jwks.json from the config).
+        #[arg(long, conflicts_with = "jwks_file")]
+        jwks_url: Option<String>,
+        /// A JWKS document on disk.
+        #[arg(long)]
+        jwks_file: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -70,6 +111,47 @@ pub fn main() -> ExitCode {
             run_async(serve(cfg))
         }
         Command::Demo { port, admin_port } => run_async(crate::demo::run(port, admin_port)),
+        Command::Keys {
+            command: KeysCommand::Generate { alg, out },
+        } => match keys::generate(&alg, &out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        },
+        Command::Token {
+            command:
+                TokenCommand::Inspect {
+                    token,
+                    jwks_url,
+                    jwks_file,
+                    json,
+                },
+        } => {
+            let source = match (jwks_url, jwks_file) {
+                (Some(u), _) => keys::JwksSource::Url(u),
+                (None, Some(f)) => keys::JwksSource::File(f),
+                (None, None) => keys::JwksSource::Config(path),
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            };
+            match rt.block_on(keys::inspect_token(&token, source, json)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
     }
 }
 
@@ -158,6 +240,18 @@ pub fn summary(cfg: &config::Config) -> String {
         config::AuditSink::File(p) => p.display().to_string(),
     };
     let _ = writeln!(o, "audit   {sink}");
+    if let Some(iss) = &cfg.issuer {
+        let keys = if iss.keys.is_empty() {
+            "ephemeral dev key".to_string()
+        } else {
+            format!("{} key file(s), first signs", iss.keys.len())
+        };
+        let _ = writeln!(
+            o,
+            "issuer  {} as {} ({keys}, ttl {:?})",
+            iss.url, iss.spiffe_id, iss.ttl
+        );
+    }
     let _ = writeln!(o, "\nroutes ({}):", cfg.routes.len());
     let _ = writeln!(
         o,
