@@ -155,6 +155,10 @@ pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refu
         (None, h) => h,
     };
     match chosen {
+        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+        None if parts.version == http::Version::HTTP_11 => {
+            Err(ambiguous("HTTP/1.1 request without Host"))
+        }
         None => Ok(None),
         Some(a) => {
             if a.as_str().contains('@') {

@@ -188,3 +188,30 @@ async fn oversized_heads_are_431() {
     assert_eq!(up.count(), 0);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn host_must_be_present_once_and_agree_with_the_target() {
+    let (_d, up, gw) = plain("").await;
+    for req in [
+        &b"GET /api/x HTTP/1.1\r\n\r\n"[..],
+        &b"GET /api/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"[..],
+        &b"GET http://a/api/x HTTP/1.1\r\nHost: b\r\n\r\n"[..],
+    ] {
+        let (resp, _) = raw_exchange(gw.data_addr, req, Duration::from_millis(800)).await;
+        assert_eq!(
+            status_of(&resp),
+            400,
+            "{}: {resp}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    let (resp, _) = raw_exchange(
+        gw.data_addr,
+        b"GET http://a/api/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_millis(800),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(up.count(), 1);
+    gw.stop().await;
+}
