@@ -66,7 +66,7 @@ fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error
 }
 
 /// `path?query` with each query value replaced by `REDACTED` (names kept: they are useful and
-/// not secret; values may be API keys from legacy clients).
+/// not secret; values, and bare items without `=`, may be API keys from legacy clients).
 pub fn redact_query(path: &str, query: Option<&str>) -> String {
     let Some(q) = query else {
         return path.to_string();
@@ -83,7 +83,9 @@ pub fn redact_query(path: &str, query: Option<&str>) -> String {
                 out.push_str(name);
                 out.push_str("=REDACTED");
             }
-            None => out.push_str(pair),
+            // A bare value (`?s3cr3t`) could be a key from an old client: redact it too.
+            None if pair.is_empty() => {}
+            None => out.push_str("REDACTED"),
         }
     }
     out
@@ -157,7 +159,7 @@ mod tests {
     fn query_values_are_redacted() {
         assert_eq!(
             redact_query("/a", Some("api_key=s3cret&x=1&flag")),
-            "/a?api_key=REDACTED&x=REDACTED&flag"
+            "/a?api_key=REDACTED&x=REDACTED&REDACTED"
         );
         assert_eq!(redact_query("/a", None), "/a");
     }
