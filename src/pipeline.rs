@@ -113,7 +113,8 @@ impl Gateway {
             trace.decision = Decision::Allow;
             return Ok(resp);
         }
-        let (route, canonical) = self.route(parts)?;
+        let routed = self.route(parts)?;
+        let route = routed.route.clone();
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
         if let Some(len) = declared_length(parts) {
@@ -133,7 +134,7 @@ impl Gateway {
             &permit,
             conn,
             parts,
-            &canonical,
+            &routed,
             body.take(),
             &trace.request_id,
         )?;
@@ -174,7 +175,7 @@ impl Gateway {
     }
 
     /// Route stage: normalize the path (refusing ambiguity), then select.
-    fn route(&self, parts: &Parts) -> Result<(Arc<Route>, String), Refusal> {
+    fn route(&self, parts: &Parts) -> Result<Routed, Refusal> {
         if parts.method == Method::CONNECT {
             return Err(Refusal::new(
                 Code::MethodNotAllowed,
@@ -194,7 +195,11 @@ impl Gateway {
         let route = self
             .router
             .select(host.as_deref(), &canonical, &parts.method)?;
-        Ok((route.clone(), canonical.into_owned()))
+        Ok(Routed {
+            route: route.clone(),
+            path: canonical.into_owned(),
+            host,
+        })
     }
 
     /// Audit and metrics: always runs, whatever happened.
@@ -351,22 +356,28 @@ fn declared_length(parts: &Parts) -> Option<u64> {
 
 type Tripped = Option<Arc<std::sync::atomic::AtomicBool>>;
 
+/// What the route stage established: the route, the canonical path and the request's host.
+struct Routed {
+    route: Arc<Route>,
+    path: String,
+    host: Option<String>,
+}
+
 /// Translate stage: only a [`Permit`] gets a request built for the upstream.
 fn translate(
     permit: &Permit,
     conn: &ConnInfo,
     parts: &Parts,
-    canonical_path: &str,
+    routed: &Routed,
     body: Option<Incoming>,
     request_id: &HeaderValue,
 ) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
     let route = permit.route();
-    let uri = route.upstream.uri(canonical_path, parts.uri.query())?;
+    let uri = route.upstream.uri(&routed.path, parts.uri.query())?;
     let mut headers = parts.headers.clone();
-    let host = routing::request_host(parts).ok().flatten();
     let fwd = ForwardedFor {
         peer: conn.peer,
-        host: host.as_deref(),
+        host: routed.host.as_deref(),
         proto: conn.proto(),
     };
     headers::to_upstream(&mut headers, &fwd, request_id, route.upstream.host_header());

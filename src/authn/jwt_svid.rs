@@ -183,13 +183,7 @@ mod tests {
     }
 
     async fn run(a: &JwtSvidAuthenticator, auth: &[&str]) -> Outcome {
-        let addr = "127.0.0.1:1".parse().unwrap();
-        let conn = ConnInfo {
-            ambiguous_framing: Default::default(),
-            peer: addr,
-            local: addr,
-            tls: None,
-        };
+        let conn = ConnInfo::for_tests(None);
         a.authenticate(&parts(auth), &conn, at(2030, 6, 1)).await
     }
 

@@ -103,19 +103,9 @@ mod tests {
 
     use super::*;
     use crate::spiffe::testing::{at, store_with, TestCa};
-    use crate::transport::TlsInfo;
 
     fn conn(chain: Option<Vec<CertificateDer<'static>>>) -> ConnInfo {
-        let addr = "127.0.0.1:1".parse().unwrap();
-        ConnInfo {
-            ambiguous_framing: Default::default(),
-            peer: addr,
-            local: addr,
-            tls: chain.map(|client_chain| TlsInfo {
-                client_chain,
-                ..TlsInfo::default()
-            }),
-        }
+        ConnInfo::for_tests(chain)
     }
 
     fn parts() -> Parts {

@@ -46,6 +46,21 @@ pub struct TlsInfo {
 }
 
 impl ConnInfo {
+    /// A loopback connection for unit tests, TLS with `client_chain` when given.
+    #[cfg(test)]
+    pub fn for_tests(client_chain: Option<Vec<CertificateDer<'static>>>) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        ConnInfo {
+            peer: addr,
+            local: addr,
+            tls: client_chain.map(|client_chain| TlsInfo {
+                client_chain,
+                ..TlsInfo::default()
+            }),
+            ambiguous_framing: Arc::default(),
+        }
+    }
+
     /// `https` or `http`.
     pub fn proto(&self) -> &'static str {
         if self.tls.is_some() {

@@ -118,12 +118,7 @@ async fn authenticator_outcomes() {
     let a = authenticator("github", &["s3cret"]);
     assert_eq!(a.kind(), crate::authn::Kind::Webhook);
     assert!(a.challenge().is_none());
-    let conn = crate::transport::ConnInfo {
-        ambiguous_framing: Default::default(),
-        peer: "127.0.0.1:1".parse().unwrap(),
-        local: "127.0.0.1:2".parse().unwrap(),
-        tls: None,
-    };
+    let conn = crate::transport::ConnInfo::for_tests(None);
     // Absent: NotPresent, with or without the body, so the next credential is tried.
     let none = parts(HeaderMap::new());
     assert!(!a.wants_body(&none.headers));
