@@ -148,6 +148,18 @@ impl Authenticator for JwtSvidAuthenticator {
         let outcome = self.check(req, now);
         async move { outcome }.boxed()
     }
+
+    /// A Bearer token is removed whatever it was: the upstream gets the minted token instead.
+    fn strip(&self, req: &mut Parts) {
+        let bearer = req.headers.get_all(AUTHORIZATION).iter().any(|v| {
+            v.as_bytes()
+                .get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer "))
+        });
+        if bearer {
+            req.headers.remove(AUTHORIZATION);
+        }
+    }
 }
 
 #[cfg(test)]

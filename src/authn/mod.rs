@@ -84,6 +84,17 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
         conn: &'a ConnInfo,
         now: SystemTime,
     ) -> BoxFuture<'a, Outcome>;
+
+    /// Remove the credential this authenticator reads from a request about to be forwarded
+    /// (Basic `Authorization`, an API key header or query parameter, a Bearer JWT-SVID). Called on
+    /// every forwarded request of a route that accepts this credential, whether or not it was the
+    /// one that authenticated, so no static secret reaches an upstream.
+    fn strip(&self, _req: &mut Parts) {}
+
+    /// Credentials that can only be checked with the whole body (webhooks).
+    fn as_body(&self) -> Option<&dyn webhook::BodyAuthenticator> {
+        None
+    }
 }
 
 /// Who the caller is, as far as the route is concerned.

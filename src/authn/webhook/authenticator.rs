@@ -156,6 +156,10 @@ impl Authenticator for WebhookAuthenticator {
         };
         Box::pin(futures_util::future::ready(outcome))
     }
+
+    fn as_body(&self) -> Option<&dyn BodyAuthenticator> {
+        Some(self)
+    }
 }
 
 impl BodyAuthenticator for WebhookAuthenticator {
