@@ -74,6 +74,10 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
     Ok(resp)
 }
 
+/// The demo's SPIFFE trust domain and the workload whose SVID the demo writes out.
+const TRUST_DOMAIN: &str = "demo.example";
+const WORKLOAD_ID: &str = "spiffe://demo.example/ns/payments/sa/batch";
+
 fn demo_config(dir: &Path, port: u16, admin_port: u16, upstream: SocketAddr) -> String {
     format!(
         r#"# Built by `portcullis demo` — a starting point for your own portcullis.toml.
@@ -106,8 +110,28 @@ url = "http://{upstream}"
 timeout = "5s"
 [routes.limits]
 max_body = "1KiB"
+
+# Workload identity: SPIFFE X.509-SVIDs of this trust domain, verified at the TLS handshake.
+[trust."{td}"]
+x509_bundle = "{dir}/spiffe-bundle.pem"
+
+[credentials.workload-mtls]
+kind = "mtls"
+trust_domains = ["{td}"]
+
+# A protected route: mTLS callers from the payments namespace; the upstream gets a token minted
+# by the gateway (Authorization: Bearer …, aud "payments-api", cnf bound to the client cert).
+[[routes]]
+name = "payments"
+match = {{ path_prefix = "/payments/", methods = ["GET", "POST"] }}
+accept = ["workload-mtls"]
+allow = ["spiffe://{td}/ns/payments/*"]
+[routes.upstream]
+url = "http://{upstream}"
+audience = "payments-api"
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        td = TRUST_DOMAIN,
     )
 }
 
@@ -125,6 +149,15 @@ pub async fn run(port: u16, admin_port: u16) -> anyhow::Result<()> {
     std::fs::write(&ca_path, ca.cert_pem())?;
     std::fs::write(dir.path().join("gateway.pem"), &leaf.cert_pem)?;
     write_private(&dir.path().join("gateway.key"), leaf.key_pem.as_bytes())?;
+    let spiffe_ca = DevCa::new("portcullis demo SPIFFE CA").context("generating the SPIFFE CA")?;
+    std::fs::write(dir.path().join("spiffe-bundle.pem"), spiffe_ca.cert_pem())?;
+    let svid = spiffe_ca
+        .svid(WORKLOAD_ID)
+        .context("generating the demo X.509-SVID")?;
+    let svid_path = dir.path().join("svid.pem");
+    let svid_key = dir.path().join("svid.key");
+    std::fs::write(&svid_path, &svid.cert_pem)?;
+    write_private(&svid_key, svid.key_pem.as_bytes())?;
 
     let upstream = start_echo_upstream()
         .await
@@ -168,13 +201,23 @@ Try these (the audit log follows below, one JSON line per request):
   # Bodies above the route's max_body are refused (expect 413):
   head -c 4096 /dev/zero | curl -sS --cacert {ca} -X POST --data-binary @- {base}/public/upload
 
+  # A workload with a SPIFFE X.509-SVID ({workload}): the upstream receives a minted token
+  # instead (see its Authorization header; decode it with `portcullis token inspect`) (expect 200):
+  curl -sS --cacert {ca} --cert {svid} --key {svid_key} {base}/payments/batch
+
+  # The same route without a client certificate (expect 401):
+  curl -sS --cacert {ca} {base}/payments/batch
+
   # The issuer's public keys (JWKS), for upstreams that verify minted tokens (expect 200):
   curl -sS --cacert {ca} {base}/.well-known/jwks.json
 
   # Prometheus metrics on the admin listener (expect 200):
   curl -sS http://{admin}/metrics
 "#,
-        cfg = cfg_path.display()
+        cfg = cfg_path.display(),
+        workload = WORKLOAD_ID,
+        svid = svid_path.display(),
+        svid_key = svid_key.display(),
     );
     crate::cli::shutdown_signal().await;
     eprintln!("stopping…");

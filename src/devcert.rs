@@ -52,6 +52,17 @@ impl DevCa {
         self.sign(params)
     }
 
+    /// An X.509-SVID (client certificate) for a SPIFFE ID: the ID as the only URI SAN,
+    /// digitalSignature, clientAuth, not a CA.
+    pub fn svid(&self, spiffe_id: &str) -> Result<Issued, rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, "svid");
+        params.subject_alt_names = vec![rcgen::SanType::URI(spiffe_id.try_into()?)];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params)
+    }
+
     /// Sign arbitrary parameters with a fresh key.
     pub fn sign(&self, params: CertificateParams) -> Result<Issued, rcgen::Error> {
         let key = KeyPair::generate()?;

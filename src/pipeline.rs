@@ -6,9 +6,11 @@
 //! head limits  header count and size → 431
 //! route        host + normalized path + method → Route (ambiguous paths refused)
 //! body limit   Content-Length above max_body → 413 (chunked bodies are counted while streaming)
-//! authenticate the route's accepted credentials → Caller
+//! authenticate the route's accepted credentials → Caller (the body is buffered first, up to
+//!              max_body, only when a body-signed credential such as a webhook is present)
 //! authorize    → Permit (only authz can build one)
-//! translate    strip hop-by-hop and identity-claiming headers, add Forwarded / X-Request-Id
+//! translate    strip the presented credentials, hop-by-hop and identity-claiming headers; add
+//!              the minted token (or the injected legacy credential), Forwarded, X-Request-Id
 //! proxy        stream to the upstream and back
 //! finish       audit line + metrics, always
 //! ```
@@ -27,12 +29,14 @@ use crate::audit::{self, Auditor, Decision};
 use crate::authn;
 use crate::authz::{self, Permit};
 use crate::clock::Clock;
+use crate::config::TokenHeader;
 use crate::metrics::Metrics;
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers::{self, ForwardedFor};
 use crate::routing::{self, path, Route, Router};
 use crate::token::jwks::{self, WellKnown};
+use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 
 /// Limits on the request head, from `[listen]`.
@@ -51,6 +55,9 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// The issuer's JWKS and discovery documents, when `[issuer]` is configured.
     pub well_known: Option<Arc<WellKnown>>,
+    /// The token issuer and its cache of minted tokens, when `[issuer]` is configured.
+    pub issuer: Option<Arc<Issuer>>,
+    pub tokens: Arc<TokenCache>,
     pub head_limits: HeadLimits,
 }
 
@@ -61,6 +68,7 @@ struct Trace {
     decision: Decision,
     caller: Option<authn::Credential>,
     upstream_status: Option<u16>,
+    jti: Option<Arc<str>>,
 }
 
 impl Gateway {
@@ -75,6 +83,7 @@ impl Gateway {
             decision: Decision::Deny,
             caller: None,
             upstream_status: None,
+            jti: None,
         };
         let (mut resp, reason) = match self.stages(conn, &parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -126,17 +135,44 @@ impl Gateway {
                 .closing());
             }
         }
-        let caller = authn::authenticate(&route.accept, parts, conn, self.clock.now()).await?;
+        let buffered = if authn::wants_body(&route.accept, parts) {
+            Some(buffer_body(body.take(), body_limit).await?)
+        } else {
+            None
+        };
+        let url = match buffered {
+            Some(_) => authn::webhook::request_url(parts, conn.proto()),
+            None => None,
+        };
+        let view = match (&buffered, &url) {
+            (Some(bytes), Some(url)) => Some(authn::BodyView { bytes, url }),
+            (Some(_), None) => {
+                return Err(Refusal::new(
+                    Code::InvalidRequest,
+                    "the request has no usable Host",
+                ))
+            }
+            _ => None,
+        };
+        let now = self.clock.now();
+        let caller = authn::authenticate(&route.accept, parts, conn, now, view).await?;
         trace.caller = caller.credential().cloned();
         let permit = authz::authorize(&route, caller)?;
         trace.decision = Decision::Allow;
+        let token = self.mint(&permit, conn, now)?;
+        trace.jti = token.as_ref().map(|m| m.jti.clone());
+        let body = match buffered {
+            Some(bytes) => Forward::Buffered(bytes),
+            None => Forward::Stream(body.take()),
+        };
         let (upstream_req, tripped) = translate(
             &permit,
             conn,
             parts,
             &routed,
-            body.take(),
+            body,
             &trace.request_id,
+            token.as_ref().map(|m| &*m.token),
         )?;
         let upstream_started = Instant::now();
         let result = route.upstream.send(upstream_req, tripped.as_deref()).await;
@@ -147,6 +183,45 @@ impl Gateway {
         let resp = result?;
         trace.upstream_status = Some(resp.status().as_u16());
         Ok(resp)
+    }
+
+    /// Mint (or take from the cache) the token for the permitted caller, when the route sends one.
+    fn mint(
+        &self,
+        permit: &Permit,
+        conn: &ConnInfo,
+        now: std::time::SystemTime,
+    ) -> Result<Option<crate::token::Minted>, Refusal> {
+        let up = &permit.route().config.upstream;
+        let (Some(cred), Some(audience)) = (permit.caller().credential(), up.audience.as_deref())
+        else {
+            return Ok(None);
+        };
+        if up.token_header == TokenHeader::None {
+            return Ok(None);
+        }
+        let Some(issuer) = &self.issuer else {
+            // `check` refuses this config; fail closed if it happens anyway.
+            return Err(Refusal::new(
+                Code::UpstreamUnavailable,
+                "the gateway cannot mint a token for this route",
+            ));
+        };
+        let cnf = match (cred.kind, &conn.tls) {
+            (authn::Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
+            _ => None,
+        };
+        let req = MintRequest::for_credential(cred, audience, up.token_profile, cnf.as_deref());
+        match self.tokens.get_or_mint(issuer, &req, now, &self.metrics) {
+            Ok(issued) => Ok(Some(issued.minted)),
+            Err(e) => {
+                tracing::error!(error = %e, route = %permit.route().name(), "minting failed");
+                Err(Refusal::new(
+                    Code::UpstreamUnavailable,
+                    "the gateway could not mint a token for the upstream",
+                ))
+            }
+        }
     }
 
     /// The issuer's public documents (`/.well-known/jwks.json`, `/.well-known/openid-configuration`),
@@ -246,7 +321,7 @@ impl Gateway {
             status: resp.status().as_u16(),
             upstream_status: trace.upstream_status,
             latency_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
-            jti: None,
+            jti: trace.jti.map(|j| j.to_string()),
         });
     }
 }
@@ -363,28 +438,89 @@ struct Routed {
     host: Option<String>,
 }
 
+/// The body to forward: still streaming from the caller, or read already (to check a signature).
+enum Forward {
+    Stream(Option<Incoming>),
+    Buffered(bytes::Bytes),
+}
+
+/// Read the whole body, refusing it beyond `limit` bytes (413, connection closed).
+async fn buffer_body(body: Option<Incoming>, limit: u64) -> Result<bytes::Bytes, Refusal> {
+    let Some(body) = body else {
+        return Ok(bytes::Bytes::new());
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
+            Code::PayloadTooLarge,
+            format!("this route accepts bodies up to {limit} bytes"),
+        )
+        .closing()),
+        Err(_) => {
+            Err(Refusal::new(Code::InvalidRequest, "the request body could not be read").closing())
+        }
+    }
+}
+
 /// Translate stage: only a [`Permit`] gets a request built for the upstream.
 fn translate(
     permit: &Permit,
     conn: &ConnInfo,
     parts: &Parts,
     routed: &Routed,
-    body: Option<Incoming>,
+    body: Forward,
     request_id: &HeaderValue,
+    token: Option<&str>,
 ) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
     let route = permit.route();
-    let uri = route.upstream.uri(&routed.path, parts.uri.query())?;
-    let mut headers = parts.headers.clone();
+    // A copy of the head the credentials can be stripped from (API key query parameters live in
+    // the URI, Basic and Bearer in Authorization). Every accepted credential strips, not only the
+    // one that authenticated: no static secret reaches the upstream.
+    let mut head = Request::new(());
+    *head.uri_mut() = parts.uri.clone();
+    *head.headers_mut() = parts.headers.clone();
+    let (mut head, ()) = head.into_parts();
+    for a in &route.accept {
+        a.strip(&mut head);
+    }
+    let uri = route.upstream.uri(&routed.path, head.uri.query())?;
+    let mut headers = head.headers;
     let fwd = ForwardedFor {
         peer: conn.peer,
         host: routed.host.as_deref(),
         proto: conn.proto(),
     };
     headers::to_upstream(&mut headers, &fwd, request_id, route.upstream.host_header());
+    if let Some(token) = token {
+        let (name, value) = match &route.config.upstream.token_header {
+            TokenHeader::Authorization => (
+                http::header::AUTHORIZATION,
+                HeaderValue::try_from(format!("Bearer {token}")),
+            ),
+            TokenHeader::Named(n) => (n.clone(), HeaderValue::try_from(token)),
+            TokenHeader::None => (http::header::AUTHORIZATION, HeaderValue::try_from("")),
+        };
+        if route.config.upstream.token_header != TokenHeader::None {
+            let mut value = value.map_err(|_| {
+                Refusal::new(
+                    Code::UpstreamUnavailable,
+                    "the minted token is not a header value",
+                )
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+    }
+    if let Some((name, value)) = &route.inject {
+        headers.insert(name.clone(), value.clone());
+    }
     let (body, tripped): (ProxyBody, Tripped) = match body {
-        None => (empty(), None),
-        Some(b) if b.is_end_stream() => (empty(), None),
-        Some(body) => {
+        Forward::Buffered(bytes) if bytes.is_empty() => (empty(), None),
+        Forward::Buffered(bytes) => (full(bytes), None),
+        Forward::Stream(None) => (empty(), None),
+        Forward::Stream(Some(b)) if b.is_end_stream() => (empty(), None),
+        Forward::Stream(Some(body)) => {
             let (limited, tripped) = Limited::new(body, route.config.max_body);
             (limited.boxed(), Some(tripped))
         }

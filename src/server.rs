@@ -14,12 +14,15 @@ use tokio::task::JoinHandle;
 use crate::admin::{Admin, Health};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::config::{InjectConfig, SecretSource};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gateway, HeadLimits};
 use crate::proxy::Upstream;
 use crate::routing::{Route, Router};
+use crate::spiffe::SpiffeClientVerifier;
 use crate::token::jwks::WellKnown;
 use crate::token::keyset::{KeySet, SignerRequirement};
+use crate::token::{Issuer, TokenCache};
 use crate::transport::tls::{server_config, ReloadingCert};
 use crate::transport::Listener;
 
@@ -78,6 +81,30 @@ pub fn install_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// The header an `upstream.inject` adds, with its secret read now and marked sensitive (so it is
+/// never printed by hyper's or our debug output).
+fn inject_header(i: &InjectConfig) -> anyhow::Result<(http::HeaderName, http::HeaderValue)> {
+    use base64::Engine as _;
+    let read = |s: &SecretSource| s.read().map_err(anyhow::Error::msg);
+    let (name, text) = match i {
+        InjectConfig::Basic { username, password } => {
+            let pair = format!("{username}:{}", read(password)?);
+            (
+                http::header::AUTHORIZATION,
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ),
+            )
+        }
+        InjectConfig::Header { name, value } => (name.clone(), read(value)?),
+    };
+    let mut value = http::HeaderValue::from_str(&text)
+        .map_err(|_| anyhow::anyhow!("the secret is not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -89,19 +116,9 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         crate::audit::start(&config.audit.sink, config.audit.queue, metrics.clone())
             .context("opening the audit sink")?;
 
-    let mut routes = Vec::with_capacity(config.routes.len());
-    for rc in &config.routes {
-        let upstream =
-            Upstream::new(&rc.upstream).with_context(|| format!("route {}: upstream", rc.name))?;
-        routes.push(Arc::new(Route {
-            config: rc.clone(),
-            upstream,
-            accept: Vec::new(),
-        }));
-    }
     let mut watchers = Vec::new();
-    let well_known = match &config.issuer {
-        None => None,
+    let (well_known, issuer) = match &config.issuer {
+        None => (None, None),
         Some(iss) => {
             crate::token::install_jwt_provider();
             let keys = Arc::new(
@@ -111,15 +128,60 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             if keys.is_file_backed() {
                 watchers.push(keys.spawn_watcher(RELOAD_EVERY));
             }
-            Some(Arc::new(WellKnown::new(&iss.url, keys, &[])))
+            let exchange_kinds: Vec<_> = config
+                .token_exchange
+                .iter()
+                .flat_map(|t| t.accept.iter())
+                .filter_map(|n| config.credentials.iter().find(|c| c.name == *n))
+                .map(|c| c.kind())
+                .collect();
+            let issuer =
+                Issuer::new(&iss.url, &iss.spiffe_id, iss.ttl, keys.clone()).context("[issuer]")?;
+            (
+                Some(Arc::new(WellKnown::new(&iss.url, keys, &exchange_kinds))),
+                Some(Arc::new(issuer)),
+            )
         }
     };
+    let credentials = crate::authn::build::build(
+        &config,
+        crate::authn::build::Shared {
+            metrics: metrics.clone(),
+            clock: opts.clock.clone(),
+            replay: None,
+            issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
+        },
+    )?;
+    if !config.trust.is_empty() {
+        watchers.push(credentials.trust.spawn_watcher(RELOAD_EVERY));
+    }
+
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for rc in &config.routes {
+        let upstream =
+            Upstream::new(&rc.upstream).with_context(|| format!("route {}: upstream", rc.name))?;
+        let inject = rc
+            .upstream
+            .inject
+            .as_ref()
+            .map(inject_header)
+            .transpose()
+            .with_context(|| format!("route {}: upstream.inject", rc.name))?;
+        routes.push(Arc::new(Route {
+            config: rc.clone(),
+            upstream,
+            accept: credentials.pick(&rc.accept)?,
+            inject,
+        }));
+    }
     let gateway = Arc::new(Gateway {
         router: Router::new(routes),
         auditor,
         metrics: metrics.clone(),
         clock: opts.clock.clone(),
         well_known,
+        issuer,
+        tokens: Arc::new(TokenCache::default()),
         head_limits: HeadLimits {
             max_header_bytes: config.listen.max_header_bytes,
             max_headers: config.listen.max_headers,
@@ -134,8 +196,18 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
                     .context("loading [listen.tls]")?,
             );
             watchers.push(cert.spawn_watcher(RELOAD_EVERY));
+            let client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> =
+                if credentials.trust.has_x509() {
+                    Some(Arc::new(SpiffeClientVerifier::new(
+                        credentials.trust.clone(),
+                        opts.clock.clone(),
+                    )))
+                } else {
+                    None
+                };
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
                 cert,
+                client_auth,
             )?)))
         }
     };

@@ -79,6 +79,12 @@ impl JwtSvidAuthenticator {
         }
     }
 
+    /// Also accept tokens minted by this gateway (`trust_issuer = true`).
+    pub fn trusting_issuer(mut self, keys: Arc<crate::token::KeySet>) -> Self {
+        self.validator = self.validator.trusting_issuer(keys);
+        self
+    }
+
     /// The validator (for its counters).
     pub fn validator(&self) -> &JwtSvidValidator {
         &self.validator

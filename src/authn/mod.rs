@@ -3,6 +3,7 @@
 //! refused at once and never falls through to a weaker scheme; none present is 401 with a
 //! challenge per accepted scheme.
 
+pub mod build;
 pub mod jwt_svid;
 pub mod mtls;
 pub mod webhook;
@@ -115,18 +116,41 @@ impl Caller {
     }
 }
 
+/// What the body-checking credentials need: the buffered body and the URL the caller used.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyView<'a> {
+    pub bytes: &'a [u8],
+    pub url: &'a str,
+}
+
+/// Whether some accepted credential needs the whole body of this request (a webhook signature is
+/// present), so the pipeline must buffer it before authenticating.
+pub fn wants_body(accept: &[Arc<dyn Authenticator>], req: &Parts) -> bool {
+    accept
+        .iter()
+        .any(|a| a.as_body().is_some_and(|b| b.wants_body(&req.headers)))
+}
+
 /// Try the route's accepted credentials in order.
 pub async fn authenticate(
     accept: &[Arc<dyn Authenticator>],
     req: &Parts,
     conn: &ConnInfo,
     now: SystemTime,
+    body: Option<BodyView<'_>>,
 ) -> Result<Caller, Refusal> {
     if accept.is_empty() {
         return Ok(Caller::Anonymous);
     }
     for a in accept {
-        match a.authenticate(req, conn, now).await {
+        let outcome = match (a.as_body(), body) {
+            (Some(b), Some(body)) => {
+                b.authenticate_with_body(req, body.bytes, body.url, now)
+                    .await
+            }
+            _ => a.authenticate(req, conn, now).await,
+        };
+        match outcome {
             Outcome::NotPresent => continue,
             Outcome::Authenticated(c) => return Ok(Caller::Authenticated(c)),
             Outcome::Rejected(r) => return Err(r),

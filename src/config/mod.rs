@@ -2,6 +2,7 @@
 //! `config` crate), shape checking (unknown keys are errors) and one validation pass that turns the
 //! raw file into a typed [`Config`], reporting every problem at once as `file: key: message`.
 
+mod creds;
 mod raw;
 pub mod units;
 mod validate;
@@ -14,6 +15,10 @@ use std::time::Duration;
 
 use http::Method;
 
+pub use creds::{
+    ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, SecretSource, TokenExchangeConfig,
+    TrustConfig,
+};
 pub use validate::HostMatch;
 
 /// A validated configuration.
@@ -26,6 +31,14 @@ pub struct Config {
     pub audit: Audit,
     /// `[issuer]`, when the gateway mints tokens and publishes its JWKS.
     pub issuer: Option<IssuerConfig>,
+    /// `[trust."<td>"]`, in name order.
+    pub trust: Vec<TrustConfig>,
+    /// `[credentials.<name>]`, in name order.
+    pub credentials: Vec<Arc<CredentialConfig>>,
+    /// `[token_exchange]`: `POST /oauth2/token` is served only when set.
+    pub token_exchange: Option<TokenExchangeConfig>,
+    /// Shipped adapters plus `adapters_dir`.
+    pub adapters: Arc<crate::adapters::Adapters>,
     pub routes: Vec<Arc<RouteConfig>>,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
@@ -95,6 +108,70 @@ pub struct RouteConfig {
     pub methods: Option<Vec<Method>>,
     pub upstream: UpstreamConfig,
     pub max_body: u64,
+    /// Credential names, tried in order; empty: an explicit pass-through route.
+    pub accept: Vec<Arc<str>>,
+    /// Who may use the route (required when `accept` is not empty).
+    pub access: Option<Access>,
+    /// Evaluated and audited as `shadow-deny`, never enforced.
+    pub shadow_policy: Option<PathBuf>,
+    pub plan: Option<String>,
+    /// Basic and API keys over plain HTTP (refused unless set).
+    pub plaintext_credentials: bool,
+    pub limits: LimitsConfig,
+    /// `[routes.validate]` as written; checked by `crate::validate`.
+    pub validate: Option<serde_json::Value>,
+}
+
+/// A route's access rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// `allow = [SPIFFE ID patterns]` (`*` matches anything; `"*"` alone: any authenticated caller).
+    Allow(Vec<String>),
+    /// `policy = "file.cedar"`.
+    Policy(PathBuf),
+}
+
+/// `[routes.limits]` beyond `max_body`.
+#[derive(Debug, Clone, Default)]
+pub struct LimitsConfig {
+    /// Per identity.
+    pub rate: Option<Rate>,
+    /// All callers of the route together.
+    pub total_rate: Option<Rate>,
+    /// Requests in flight to the upstream.
+    pub concurrency: Option<usize>,
+}
+
+/// `count` requests per `per`, with bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+    pub burst: u32,
+}
+
+/// Where the minted token goes (`upstream.token_header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenHeader {
+    /// `Authorization: Bearer …`
+    Authorization,
+    /// The bare token in this header.
+    Named(http::HeaderName),
+    /// No token (the upstream gets an injected credential or nothing).
+    None,
+}
+
+/// A legacy upstream's own credential (`upstream.inject`).
+#[derive(Debug, Clone)]
+pub enum InjectConfig {
+    Basic {
+        username: String,
+        password: SecretSource,
+    },
+    Header {
+        name: http::HeaderName,
+        value: SecretSource,
+    },
 }
 
 /// `[routes.upstream]`
@@ -109,6 +186,11 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub ca: Option<PathBuf>,
+    /// `aud` of minted tokens (required when the route mints).
+    pub audience: Option<String>,
+    pub token_header: TokenHeader,
+    pub token_profile: crate::token::Profile,
+    pub inject: Option<InjectConfig>,
 }
 
 /// Defaults, in one place so docs, `check` and code agree.

@@ -60,6 +60,21 @@ pub struct Route {
     pub upstream: Upstream,
     #[serde(default)]
     pub limits: Limits,
+    /// Credential names, tried in order. Absent or empty: an explicit pass-through route.
+    #[serde(default)]
+    pub accept: Vec<String>,
+    /// SPIFFE ID patterns allowed on the route (shorthand for a policy).
+    pub allow: Option<Vec<String>>,
+    /// Cedar policy file.
+    pub policy: Option<String>,
+    /// Cedar policy file evaluated and audited, never enforced.
+    pub shadow_policy: Option<String>,
+    /// Migration plan name.
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub dangerous_allow_plaintext_credentials: bool,
+    /// Request validation (`[routes.validate]`), checked by `crate::validate`.
+    pub validate: Option<serde_json::Value>,
 }
 
 /// `match = { path_prefix, methods, host }`
@@ -79,6 +94,30 @@ pub struct Upstream {
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub ca: Option<String>,
+    /// `aud` of the minted token.
+    pub audience: Option<String>,
+    /// `authorization` (Bearer), another header name, or `none`.
+    pub token_header: Option<String>,
+    /// `jwt-svid` (default) or `rfc9068`.
+    pub token_profile: Option<String>,
+    /// A legacy upstream's own credential, added towards it.
+    pub inject: Option<Inject>,
+}
+
+/// `inject = { kind = "basic" | "header", … }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inject {
+    pub kind: String,
+    /// `basic`: the user name.
+    pub username: Option<String>,
+    /// `basic`: the password, from a file or an environment variable.
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    /// `header`: the header name, and its value from a file or an environment variable.
+    pub name: Option<String>,
+    pub value_file: Option<String>,
+    pub value_env: Option<String>,
 }
 
 /// `[routes.limits]`
@@ -86,6 +125,14 @@ pub struct Upstream {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub max_body: Option<String>,
+    /// Per identity: `50/s`, `600/m`, `10000/h`.
+    pub rate: Option<String>,
+    pub burst: Option<u64>,
+    /// All callers together.
+    pub total_rate: Option<String>,
+    pub total_burst: Option<u64>,
+    /// Requests in flight to the upstream.
+    pub concurrency: Option<u64>,
 }
 
 /// `[issuer]`: the tokens the gateway mints.
@@ -98,4 +145,87 @@ pub struct Issuer {
     #[serde(default)]
     pub keys: Vec<String>,
     pub ttl: Option<String>,
+}
+
+/// `[trust."<trust domain>"]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    pub x509_bundle: Option<String>,
+    pub jwt_bundle: Option<String>,
+}
+
+/// `[token_exchange]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchange {
+    pub accept: Vec<String>,
+    /// Default `aud` of exchanged tokens (a request's `audience` parameter may ask for another
+    /// listed one).
+    pub audiences: Option<Vec<String>>,
+}
+
+/// `[credentials.<name>]` with `kind = "mtls"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsCred {
+    pub trust_domains: Vec<String>,
+}
+
+/// `kind = "jwt-svid"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSvidCred {
+    pub trust_domains: Vec<String>,
+    pub audience: String,
+    pub leeway: Option<String>,
+    /// Also accept tokens this gateway minted (verified with the `[issuer]` keys).
+    #[serde(default)]
+    pub trust_issuer: bool,
+}
+
+/// `kind = "webhook"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookCred {
+    pub adapter: String,
+    pub secrets_file: Option<String>,
+    pub secrets_env: Option<String>,
+    pub identity: String,
+    pub tolerance: Option<String>,
+}
+
+/// `kind = "api-key"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCred {
+    pub header: Option<String>,
+    pub query_param: Option<String>,
+    pub keys_file: String,
+}
+
+/// `kind = "ldap"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapCred {
+    pub adapter: String,
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    pub ca: Option<String>,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<String>,
+    pub bind_password_env: Option<String>,
+    pub base_dn: String,
+    pub dn_template: Option<String>,
+    pub user_filter: Option<String>,
+    pub group_attribute: Option<String>,
+    pub identity: String,
+    pub cache_ttl: Option<String>,
+    pub cache_entries: Option<u64>,
+    pub max_failures: Option<String>,
+    pub max_source_failures: Option<String>,
+    pub pool_size: Option<u64>,
+    pub connect_timeout: Option<String>,
+    pub timeout: Option<String>,
 }

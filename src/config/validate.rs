@@ -9,14 +9,27 @@ use http::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::creds::{self, parse_per, CredentialConfig, SecretSource};
 use super::units::{parse_duration, parse_size};
 use super::{
-    defaults, raw, Admin, Audit, AuditSink, Config, Invalid, IssuerConfig, Listen, Problem,
-    RouteConfig, TlsFiles, UpstreamConfig,
+    defaults, raw, Access, Admin, Audit, AuditSink, Config, InjectConfig, Invalid, IssuerConfig,
+    LimitsConfig, Listen, Problem, Rate, RouteConfig, TlsFiles, TokenHeader, UpstreamConfig,
 };
+use crate::authn::Kind;
 use crate::routing::path;
 
-const TOP_LEVEL_KEYS: &[&str] = &["version", "listen", "admin", "audit", "issuer", "routes"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "version",
+    "listen",
+    "admin",
+    "audit",
+    "issuer",
+    "adapters_dir",
+    "trust",
+    "credentials",
+    "token_exchange",
+    "routes",
+];
 
 /// A route's `host` matcher: exact (`api.corp.example`) or one-label wildcard (`*.corp.example`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,13 +51,13 @@ impl HostMatch {
     }
 }
 
-struct Collector<'a> {
+pub(super) struct Collector<'a> {
     file: &'a str,
-    problems: Vec<Problem>,
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Collector<'_> {
-    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             file: self.file.to_string(),
             key: key.into(),
@@ -53,7 +66,7 @@ impl Collector<'_> {
     }
 
     /// Deserialize one section, reporting the exact failing key path.
-    fn section<T: DeserializeOwned>(&mut self, prefix: &str, v: &Value) -> Option<T> {
+    pub(super) fn section<T: DeserializeOwned>(&mut self, prefix: &str, v: &Value) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(v) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -117,7 +130,7 @@ impl Collector<'_> {
         }
     }
 
-    fn file_path(&mut self, key: &str, base: &Path, s: &str) -> PathBuf {
+    pub(super) fn file_path(&mut self, key: &str, base: &Path, s: &str) -> PathBuf {
         let p = resolve(base, s);
         if !p.is_file() {
             self.push(
@@ -228,6 +241,63 @@ pub(super) fn validate(
             .and_then(|i| issuer(&mut c, base, i, &mut warnings)),
     };
 
+    let adapters_dir = match obj.get("adapters_dir") {
+        None => None,
+        Some(Value::String(d)) => Some(resolve(base, d)),
+        Some(_) => {
+            c.push("adapters_dir", "must be a directory path");
+            None
+        }
+    };
+    let adapters = match crate::adapters::Adapters::load(adapters_dir.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            for p in e.problems {
+                c.problems.push(Problem {
+                    file: p.file,
+                    key: if p.key.is_empty() { "-".into() } else { p.key },
+                    message: p.message,
+                });
+            }
+            crate::adapters::Adapters::default()
+        }
+    };
+    let trust = obj
+        .get("trust")
+        .map(|v| creds::trust(&mut c, base, v))
+        .unwrap_or_default();
+    let credentials = obj
+        .get("credentials")
+        .map(|v| creds::credentials(&mut c, base, v, &trust, &adapters))
+        .unwrap_or_default();
+    let token_exchange = obj
+        .get("token_exchange")
+        .and_then(|v| creds::token_exchange(&mut c, v, &credentials));
+    for cr in &credentials {
+        if let creds::CredentialSpec::JwtSvid {
+            trust_issuer: true, ..
+        } = cr.spec
+        {
+            if issuer.is_none() {
+                c.push(
+                    format!("credentials.{}.trust_issuer", cr.name),
+                    "needs an [issuer] section (the keys it would trust)",
+                );
+            }
+        }
+    }
+    if token_exchange.is_some() && issuer.is_none() {
+        c.push(
+            "token_exchange",
+            "needs [issuer]: it hands out minted tokens",
+        );
+    }
+    let ctx = RouteCtx {
+        credentials: &credentials,
+        issuer: issuer.is_some(),
+        tls: listen.as_ref().is_some_and(|l| l.tls.is_some()),
+    };
+
     let mut routes = Vec::new();
     match obj.get("routes") {
         None => warnings.push("no [[routes]]: every request will get 404 no-route".into()),
@@ -245,7 +315,7 @@ pub(super) fn validate(
                         format!("duplicate route name {:?}", r.name),
                     );
                 }
-                if let Some(rc) = route(&mut c, base, &key, r) {
+                if let Some(rc) = route(&mut c, base, &key, r, &ctx, &mut warnings) {
                     let sig = (rc.host.clone(), rc.path_prefix.clone(), rc.methods.clone());
                     if !matchers.insert(sig) {
                         c.push(
@@ -275,6 +345,10 @@ pub(super) fn validate(
                 admin,
                 audit,
                 issuer,
+                trust,
+                credentials,
+                token_exchange,
+                adapters: Arc::new(adapters),
                 routes,
                 warnings,
             })
@@ -376,7 +450,21 @@ fn positive(c: &mut Collector<'_>, key: &str, v: Option<u64>, default: u64) -> u
     }
 }
 
-fn route(c: &mut Collector<'_>, base: &Path, key: &str, r: raw::Route) -> Option<RouteConfig> {
+/// What a route is checked against.
+struct RouteCtx<'a> {
+    credentials: &'a [Arc<CredentialConfig>],
+    issuer: bool,
+    tls: bool,
+}
+
+fn route(
+    c: &mut Collector<'_>,
+    base: &Path,
+    key: &str,
+    r: raw::Route,
+    ctx: &RouteCtx<'_>,
+    warnings: &mut Vec<String>,
+) -> Option<RouteConfig> {
     let before = c.problems.len();
     if r.name.is_empty()
         || !r
@@ -451,12 +539,92 @@ fn route(c: &mut Collector<'_>, base: &Path, key: &str, r: raw::Route) -> Option
             HostMatch::Exact(lower)
         }
     });
-    let upstream = upstream(c, base, key, r.upstream);
+    let mut accept: Vec<Arc<str>> = Vec::new();
+    let mut legacy_plain = false;
+    for (i, n) in r.accept.iter().enumerate() {
+        match ctx.credentials.iter().find(|cr| *cr.name == **n) {
+            None => c.push(
+                format!("{key}.accept[{i}]"),
+                format!("no [credentials.{n}] (or it is invalid)"),
+            ),
+            Some(cr) => {
+                if accept.iter().any(|a| **a == **n) {
+                    c.push(format!("{key}.accept[{i}]"), "listed twice");
+                }
+                if matches!(cr.kind(), Kind::Ldap | Kind::ApiKey) {
+                    legacy_plain = true;
+                }
+                if cr.kind() == Kind::Mtls && !ctx.tls {
+                    c.push(
+                        format!("{key}.accept[{i}]"),
+                        "mtls needs [listen.tls] (client certificates come with TLS)",
+                    );
+                }
+                accept.push(cr.name.clone());
+            }
+        }
+    }
+    if legacy_plain && !ctx.tls {
+        if r.dangerous_allow_plaintext_credentials {
+            warnings.push(format!(
+                "route {}: passwords and API keys are accepted over plain HTTP (dangerous_allow_plaintext_credentials)",
+                r.name
+            ));
+        } else {
+            c.push(
+                format!("{key}.accept"),
+                "Basic passwords and API keys over plain HTTP would be readable on the network: configure [listen.tls], or set dangerous_allow_plaintext_credentials = true (development only)",
+            );
+        }
+    }
+    let access = match (&r.allow, &r.policy) {
+        (Some(_), Some(_)) => {
+            c.push(key, "set either allow or policy, not both");
+            None
+        }
+        (Some(patterns), None) => {
+            if patterns.is_empty() {
+                c.push(
+                    format!("{key}.allow"),
+                    "empty: nobody could use the route (remove it, or list who may)",
+                );
+            }
+            for (i, p) in patterns.iter().enumerate() {
+                if let Err(e) = crate::authz::check_pattern(p) {
+                    c.push(format!("{key}.allow[{i}]"), e);
+                }
+            }
+            Some(Access::Allow(patterns.clone()))
+        }
+        (None, Some(p)) => Some(Access::Policy(c.file_path(
+            &format!("{key}.policy"),
+            base,
+            p,
+        ))),
+        (None, None) => None,
+    };
+    if accept.is_empty() && access.is_some() {
+        c.push(
+            key,
+            "allow/policy without accept: the route accepts no credentials, so there is nobody to authorize (add accept = [...])",
+        );
+    } else if !accept.is_empty() && access.is_none() {
+        c.push(
+            key,
+            "accepts credentials but has no policy: add policy = \"file.cedar\", or allow = [SPIFFE ID patterns] (allow = [\"*\"] lets every authenticated caller in)",
+        );
+    }
+    let shadow_policy = r
+        .shadow_policy
+        .as_ref()
+        .map(|p| c.file_path(&format!("{key}.shadow_policy"), base, p));
+    let upstream = upstream(c, base, key, r.upstream, !accept.is_empty(), ctx.issuer);
     let max_body = c.size(
         &format!("{key}.limits.max_body"),
         r.limits.max_body.as_ref(),
         defaults::MAX_BODY,
     );
+    let limits = limits(c, key, &r.limits);
     if c.problems.len() != before {
         return None;
     }
@@ -467,7 +635,56 @@ fn route(c: &mut Collector<'_>, base: &Path, key: &str, r: raw::Route) -> Option
         methods,
         upstream: upstream?,
         max_body,
+        accept,
+        access,
+        shadow_policy,
+        plan: r.plan,
+        plaintext_credentials: r.dangerous_allow_plaintext_credentials,
+        limits,
+        validate: r.validate,
     })
+}
+
+fn limits(c: &mut Collector<'_>, key: &str, l: &raw::Limits) -> LimitsConfig {
+    let mut rate = |which: &str, v: Option<&String>, burst: Option<u64>| -> Option<Rate> {
+        let (count, per) = match parse_per(v?) {
+            Ok(p) => p,
+            Err(e) => {
+                c.push(format!("{key}.limits.{which}"), e);
+                return None;
+            }
+        };
+        let burst = match burst {
+            Some(0) => {
+                c.push(format!("{key}.limits.{which}"), "burst must be at least 1");
+                1
+            }
+            Some(b) => u32::try_from(b).unwrap_or(u32::MAX),
+            None => count,
+        };
+        Some(Rate { count, per, burst })
+    };
+    let per_identity = rate("rate", l.rate.as_ref(), l.burst);
+    let total = rate("total_rate", l.total_rate.as_ref(), l.total_burst);
+    if l.burst.is_some() && l.rate.is_none() {
+        c.push(format!("{key}.limits.burst"), "only meaningful with rate");
+    }
+    let concurrency = match l.concurrency {
+        Some(0) => {
+            c.push(
+                format!("{key}.limits.concurrency"),
+                "must be greater than zero",
+            );
+            None
+        }
+        Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        None => None,
+    };
+    LimitsConfig {
+        rate: per_identity,
+        total_rate: total,
+        concurrency,
+    }
 }
 
 fn upstream(
@@ -475,8 +692,65 @@ fn upstream(
     base: &Path,
     key: &str,
     u: raw::Upstream,
+    authenticated: bool,
+    issuer: bool,
 ) -> Option<UpstreamConfig> {
     let ukey = format!("{key}.upstream.url");
+    let token_profile = match u.token_profile.as_deref().map(str::parse) {
+        None => crate::token::Profile::default(),
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            c.push(format!("{key}.upstream.token_profile"), e.to_string());
+            crate::token::Profile::default()
+        }
+    };
+    let token_header = match u.token_header.as_deref() {
+        None if authenticated => TokenHeader::Authorization,
+        None => TokenHeader::None,
+        Some(h) if h.eq_ignore_ascii_case("none") => TokenHeader::None,
+        Some(h) if h.eq_ignore_ascii_case("authorization") => TokenHeader::Authorization,
+        Some(h) => match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(n) if !crate::proxy::headers::is_reserved(&n) => TokenHeader::Named(n),
+            _ => {
+                c.push(
+                    format!("{key}.upstream.token_header"),
+                    format!("{h:?}: not a header name the gateway may set"),
+                );
+                TokenHeader::None
+            }
+        },
+    };
+    if token_header != TokenHeader::None {
+        if !authenticated {
+            c.push(
+                format!("{key}.upstream.token_header"),
+                "the route accepts no credentials, so there is no caller to mint a token for",
+            );
+        } else if !issuer {
+            c.push(
+                format!("{key}.upstream.token_header"),
+                "minting needs an [issuer] section (or set token_header = \"none\")",
+            );
+        }
+        match &u.audience {
+            None => c.push(
+                format!("{key}.upstream.audience"),
+                "required when the route mints tokens: the aud the upstream expects",
+            ),
+            Some(a) if a.is_empty() => {
+                c.push(format!("{key}.upstream.audience"), "must not be empty")
+            }
+            Some(_) => {}
+        }
+    }
+    let inject = u.inject.as_ref().and_then(|i| inject(c, base, key, i));
+    if let (Some(InjectConfig::Basic { .. }), TokenHeader::Authorization) = (&inject, &token_header)
+    {
+        c.push(
+            format!("{key}.upstream.inject"),
+            "Basic injection and the minted token both use Authorization: set token_header to another header or \"none\"",
+        );
+    }
     let timeout = c.duration(
         &format!("{key}.upstream.timeout"),
         u.timeout.as_ref(),
@@ -558,7 +832,93 @@ fn upstream(
         timeout,
         connect_timeout,
         ca,
+        audience: u.audience,
+        token_header,
+        token_profile,
+        inject,
     })
+}
+
+fn inject(c: &mut Collector<'_>, base: &Path, key: &str, i: &raw::Inject) -> Option<InjectConfig> {
+    let ikey = format!("{key}.upstream.inject");
+    let source =
+        |c: &mut Collector<'_>, file: &Option<String>, env: &Option<String>, what: &str| match (
+            file, env,
+        ) {
+            (Some(f), None) => Some(SecretSource::File(c.file_path(
+                &format!("{ikey}.{what}_file"),
+                base,
+                f,
+            ))),
+            (None, Some(v)) => {
+                if std::env::var_os(v).is_none() {
+                    c.push(
+                        format!("{ikey}.{what}_env"),
+                        format!("environment variable {v} is not set"),
+                    );
+                }
+                Some(SecretSource::Env(v.clone()))
+            }
+            _ => {
+                c.push(
+                    &ikey,
+                    format!(
+                        "set exactly one of {what}_file and {what}_env (secrets are never inline)"
+                    ),
+                );
+                None
+            }
+        };
+    match i.kind.as_str() {
+        "basic" => {
+            if i.name.is_some() || i.value_file.is_some() || i.value_env.is_some() {
+                c.push(
+                    &ikey,
+                    "kind = \"basic\" takes username and password_file/_env",
+                );
+            }
+            let username = match &i.username {
+                Some(u) if !u.is_empty() && !u.contains(':') => u.clone(),
+                _ => {
+                    c.push(
+                        format!("{ikey}.username"),
+                        "required, non-empty, without ':'",
+                    );
+                    return None;
+                }
+            };
+            let password = source(c, &i.password_file, &i.password_env, "password")?;
+            Some(InjectConfig::Basic { username, password })
+        }
+        "header" => {
+            if i.username.is_some() || i.password_file.is_some() || i.password_env.is_some() {
+                c.push(&ikey, "kind = \"header\" takes name and value_file/_env");
+            }
+            let name = match i
+                .name
+                .as_deref()
+                .map(|n| http::HeaderName::from_bytes(n.as_bytes()))
+            {
+                Some(Ok(n)) if !crate::proxy::headers::is_reserved(&n) => n,
+                _ => {
+                    c.push(
+                        format!("{ikey}.name"),
+                        "required: a header name the gateway may set",
+                    );
+                    return None;
+                }
+            };
+            let value = source(c, &i.value_file, &i.value_env, "value")?;
+            Some(InjectConfig::Header { name, value })
+        }
+        other => {
+            c.push(
+                format!("{ikey}.kind"),
+                format!("unknown kind {other:?} (basic or header)"),
+            );
+            None
+        }
+    }
 }
 
 fn issuer(

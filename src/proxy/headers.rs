@@ -24,6 +24,26 @@ pub fn is_identity_claim(name: &HeaderName) -> bool {
     n.starts_with("x-portcullis-") || n == "x-forwarded-client-cert"
 }
 
+/// Headers the gateway itself sets or that carry framing: config may not name them as the place
+/// for a minted token or an injected credential.
+pub fn is_reserved(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || HOP_BY_HOP_EXTRA.contains(&name.as_str())
+        || is_identity_claim(name)
+        || [
+            header::HOST,
+            header::CONTENT_LENGTH,
+            header::CONTENT_TYPE,
+            header::FORWARDED,
+            header::COOKIE,
+        ]
+        .contains(name)
+        || matches!(
+            name.as_str(),
+            "x-request-id" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+        )
+}
+
 /// Names listed in `Connection` (lower-cased tokens).
 fn connection_tokens(h: &HeaderMap) -> Vec<HeaderName> {
     h.get_all(header::CONNECTION)

@@ -20,6 +20,8 @@ pub struct Route {
     pub upstream: Upstream,
     /// The credentials this route accepts, in order; empty means an explicit pass-through.
     pub accept: Vec<Arc<dyn Authenticator>>,
+    /// The legacy upstream's own credential (`upstream.inject`), ready to add; marked sensitive.
+    pub inject: Option<(http::HeaderName, HeaderValue)>,
 }
 
 impl Route {

@@ -141,12 +141,48 @@ struct Cached {
     id: SpiffeId,
     exp: f64,
     nbf: Option<f64>,
+    /// Generation of the bundle that verified it (the trust domain's, or the issuer's).
     generation: u64,
+    by_issuer: bool,
+}
+
+/// The gateway's own `[issuer]` keys as an extra JWT bundle (`trust_issuer = true`): tokens the
+/// gateway minted (for example by token exchange) are accepted for IDs of the validator's trust
+/// domains. Rebuilt from the key set whenever it reloads.
+#[derive(Debug)]
+pub struct IssuerKeys {
+    keys: Arc<crate::token::KeySet>,
+    bundle: Mutex<Option<(u64, Arc<super::bundle::JwtBundle>)>>,
+}
+
+impl IssuerKeys {
+    /// Follow `keys`.
+    pub fn new(keys: Arc<crate::token::KeySet>) -> Self {
+        IssuerKeys {
+            keys,
+            bundle: Mutex::new(None),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<super::bundle::JwtBundle>> {
+        let ring = self.keys.current();
+        let mut slot = self.bundle.lock().ok()?;
+        if let Some((g, b)) = slot.as_ref() {
+            if *g == ring.generation() {
+                return Some(b.clone());
+            }
+        }
+        let jwks = crate::token::jwks::render_jwks(&ring);
+        let b = Arc::new(super::bundle::JwtBundle::parse(&jwks).ok()?);
+        *slot = Some((ring.generation(), b.clone()));
+        Some(b)
+    }
 }
 
 /// Validates JWT-SVIDs for one audience and set of trust domains, with a cache.
 pub struct JwtSvidValidator {
     store: Arc<TrustStore>,
+    issuer: Option<IssuerKeys>,
     settings: JwtSvidSettings,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     verifications: AtomicU64,
@@ -167,10 +203,17 @@ impl JwtSvidValidator {
         super::install_jwt_crypto();
         JwtSvidValidator {
             store,
+            issuer: None,
             settings,
             cache: Mutex::new(HashMap::new()),
             verifications: AtomicU64::new(0),
         }
+    }
+
+    /// Also accept tokens signed by the gateway's own issuer keys (see [`IssuerKeys`]).
+    pub fn trusting_issuer(mut self, keys: Arc<crate::token::KeySet>) -> Self {
+        self.issuer = Some(IssuerKeys::new(keys));
+        self
     }
 
     /// The settings.
@@ -236,10 +279,21 @@ impl JwtSvidValidator {
         {
             return Err(JwtSvidError::TrustDomain(id.trust_domain().to_owned()));
         }
-        let bundle = self
+        let in_store = self
             .store
             .jwt(id.trust_domain())
-            .ok_or(JwtSvidError::UnknownKey)?;
+            .filter(|b| b.get(&kid).is_some());
+        let (bundle, by_issuer) = match in_store {
+            Some(b) => (b, false),
+            None => (
+                self.issuer
+                    .as_ref()
+                    .and_then(IssuerKeys::current)
+                    .filter(|b| b.get(&kid).is_some())
+                    .ok_or(JwtSvidError::UnknownKey)?,
+                true,
+            ),
+        };
         let key = bundle.get(&kid).ok_or(JwtSvidError::UnknownKey)?;
         if !key.allows(alg) {
             return Err(JwtSvidError::KeyAlg);
@@ -274,6 +328,7 @@ impl JwtSvidValidator {
             exp,
             nbf: claims.nbf,
             generation: bundle.generation(),
+            by_issuer,
         })
     }
 
@@ -282,7 +337,14 @@ impl JwtSvidValidator {
         let e = cache.get(digest)?;
         let leeway = self.settings.leeway.as_secs_f64();
         let in_time = now < e.exp + leeway && e.nbf.is_none_or(|nbf| now + leeway >= nbf);
-        let generation = self.store.jwt(e.id.trust_domain()).map(|b| b.generation());
+        let generation = if e.by_issuer {
+            self.issuer
+                .as_ref()
+                .and_then(IssuerKeys::current)
+                .map(|b| b.generation())
+        } else {
+            self.store.jwt(e.id.trust_domain()).map(|b| b.generation())
+        };
         if in_time && generation == Some(e.generation) {
             return Some(e.id.clone());
         }

@@ -183,13 +183,22 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// The rustls server config of the data listener.
-pub fn server_config(cert: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, rustls::Error> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+///
+/// With `client_auth`, client certificates are requested (not required: routes decide) and a
+/// presented chain that does not verify fails the handshake.
+pub fn server_config(
+    cert: Arc<ReloadingCert>,
+    client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_cert_resolver(cert);
+    .with_safe_default_protocol_versions()?;
+    let builder = match client_auth {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -1,0 +1,142 @@
+//! Build the configured credentials into [`Authenticator`]s, once, at start.
+//!
+//! Secrets (webhook secrets, LDAP search passwords, API key files) are read here, not when the
+//! config is validated, so a config value never holds a secret.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _};
+
+use super::jwt_svid::JwtSvidAuthenticator;
+use super::mtls::MtlsAuthenticator;
+use super::webhook::{MemoryReplayGuard, ReplayGuard, WebhookAuthenticator, WebhookSecret};
+use super::Authenticator;
+use crate::clock::Clock;
+use crate::config::{Config, CredentialSpec};
+use crate::metrics::Metrics;
+use crate::spiffe::{JwtSvidSettings, TrustSource, TrustStore};
+
+/// Messages remembered for webhook replay protection (embedded state).
+const REPLAY_CAPACITY: usize = 100_000;
+
+/// Every credential by name, plus the trust store they share.
+#[derive(Debug)]
+pub struct Credentials {
+    pub by_name: HashMap<Arc<str>, Arc<dyn Authenticator>>,
+    /// The `[trust]` bundles, reloaded on change (watcher started by the server).
+    pub trust: Arc<TrustStore>,
+    /// JWT-SVID authenticators, for revocation.
+    pub jwt_svid: Vec<Arc<JwtSvidAuthenticator>>,
+}
+
+impl Credentials {
+    /// The authenticators of a list of names (a route's `accept`), in order.
+    pub fn pick(&self, names: &[Arc<str>]) -> anyhow::Result<Vec<Arc<dyn Authenticator>>> {
+        names
+            .iter()
+            .map(|n| {
+                self.by_name
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("credential {n} is not configured"))
+            })
+            .collect()
+    }
+}
+
+/// The shared run-time pieces authenticators may need.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Replay memory shared by webhook credentials.
+    pub replay: Option<Arc<dyn ReplayGuard>>,
+    /// The gateway's own token issuer keys, for `trust_issuer = true`.
+    pub issuer_keys: Option<Arc<crate::token::KeySet>>,
+}
+
+/// Build every credential of `config`.
+pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
+    let sources: Vec<TrustSource> = config
+        .trust
+        .iter()
+        .map(|t| TrustSource {
+            trust_domain: t.trust_domain.clone(),
+            x509_bundle: t.x509_bundle.clone(),
+            jwt_bundle: t.jwt_bundle.clone(),
+        })
+        .collect();
+    let trust = Arc::new(
+        TrustStore::load(&sources, shared.metrics.clone())
+            .map_err(|e| anyhow!("loading [trust] bundles: {e}"))?,
+    );
+    let replay = shared
+        .replay
+        .clone()
+        .unwrap_or_else(|| Arc::new(MemoryReplayGuard::new(REPLAY_CAPACITY)));
+    let mut by_name: HashMap<Arc<str>, Arc<dyn Authenticator>> = HashMap::new();
+    let mut jwt_svid = Vec::new();
+    for cred in &config.credentials {
+        let name = cred.name.clone();
+        let built: Arc<dyn Authenticator> = match &cred.spec {
+            CredentialSpec::Mtls { trust_domains } => Arc::new(MtlsAuthenticator::new(
+                name.clone(),
+                trust.clone(),
+                trust_domains.clone(),
+            )),
+            CredentialSpec::JwtSvid {
+                trust_domains,
+                audience,
+                leeway,
+                trust_issuer,
+            } => {
+                let mut settings = JwtSvidSettings::new(trust_domains.clone(), audience.clone());
+                if let Some(l) = leeway {
+                    settings.leeway = *l;
+                }
+                let mut a = JwtSvidAuthenticator::new(name.clone(), trust.clone(), settings);
+                if *trust_issuer {
+                    let keys = shared.issuer_keys.clone().ok_or_else(|| {
+                        anyhow!("credential {name}: trust_issuer needs an [issuer] section")
+                    })?;
+                    a = a.trusting_issuer(keys);
+                }
+                let a = Arc::new(a);
+                jwt_svid.push(a.clone());
+                a
+            }
+            CredentialSpec::Webhook {
+                adapter,
+                secrets,
+                identity,
+                tolerance,
+            } => {
+                let text = secrets
+                    .read()
+                    .map_err(|e| anyhow!("credential {name}: {e}"))?;
+                let secrets = WebhookSecret::from_lines(&text);
+                let verifier =
+                    super::webhook::WebhookVerifier::new(adapter.clone(), secrets, *tolerance)
+                        .with_context(|| format!("credential {name}"))?;
+                Arc::new(WebhookAuthenticator::new(
+                    name.clone(),
+                    identity.clone(),
+                    verifier,
+                    replay.clone(),
+                ))
+            }
+            CredentialSpec::ApiKey(_) | CredentialSpec::Ldap(_) => {
+                return Err(anyhow!(
+                    "credential {name}: kind {} is not available in this build yet",
+                    cred.kind().as_str()
+                ))
+            }
+        };
+        by_name.insert(name, built);
+    }
+    Ok(Credentials {
+        by_name,
+        trust,
+        jwt_svid,
+    })
+}

@@ -1,0 +1,613 @@
+//! `[trust."<td>"]`, `[credentials.<name>]` and `[token_exchange]`: what callers may present.
+//!
+//! Each credential is read in two steps: its `kind` picks the raw shape (so that an unknown key is
+//! reported against the right kind), then the values are checked and resolved (paths against the
+//! config directory, adapters by name, secrets by where they live, never by value).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::raw;
+use super::units::parse_duration;
+use super::validate::{resolve, Collector};
+use crate::adapters::{Adapters, LdapAdapter, WebhookAdapter};
+use crate::spiffe::{SpiffeId, TrustDomain};
+
+/// `[trust."<td>"]`
+#[derive(Debug, Clone)]
+pub struct TrustConfig {
+    pub trust_domain: TrustDomain,
+    pub x509_bundle: Option<PathBuf>,
+    pub jwt_bundle: Option<PathBuf>,
+}
+
+/// Where a secret lives. Config never holds secret values, only this; [`SecretSource::read`] is
+/// called when the gateway starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl SecretSource {
+    /// The secret, with one trailing newline (as editors and `echo` leave it) removed.
+    pub fn read(&self) -> Result<String, String> {
+        let text = match self {
+            SecretSource::File(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?,
+            SecretSource::Env(v) => std::env::var(v)
+                .map_err(|_| format!("environment variable {v} is not set or not UTF-8"))?,
+        };
+        let trimmed = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(&text);
+        if trimmed.is_empty() {
+            return Err(format!("{} is empty", self.describe()));
+        }
+        Ok(trimmed.to_owned())
+    }
+
+    /// For messages: the file or variable name, never the value.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::File(p) => format!("secret file {}", p.display()),
+            SecretSource::Env(v) => format!("environment variable {v}"),
+        }
+    }
+}
+
+/// One configured credential.
+#[derive(Debug, Clone)]
+pub struct CredentialConfig {
+    pub name: Arc<str>,
+    pub spec: CredentialSpec,
+}
+
+impl CredentialConfig {
+    /// The credential's kind as written in config.
+    pub fn kind(&self) -> crate::authn::Kind {
+        use crate::authn::Kind;
+        match self.spec {
+            CredentialSpec::Mtls { .. } => Kind::Mtls,
+            CredentialSpec::JwtSvid { .. } => Kind::JwtSvid,
+            CredentialSpec::Webhook { .. } => Kind::Webhook,
+            CredentialSpec::ApiKey(_) => Kind::ApiKey,
+            CredentialSpec::Ldap(_) => Kind::Ldap,
+        }
+    }
+}
+
+/// What each kind needs.
+#[derive(Debug, Clone)]
+pub enum CredentialSpec {
+    Mtls {
+        trust_domains: Vec<TrustDomain>,
+    },
+    JwtSvid {
+        trust_domains: Vec<TrustDomain>,
+        audience: String,
+        leeway: Option<Duration>,
+        /// Also accept tokens minted by this gateway's `[issuer]`.
+        trust_issuer: bool,
+    },
+    Webhook {
+        adapter: Arc<WebhookAdapter>,
+        secrets: SecretSource,
+        identity: String,
+        tolerance: Option<Duration>,
+    },
+    ApiKey(ApiKeySpec),
+    Ldap(Box<LdapSpec>),
+}
+
+/// `kind = "api-key"`
+#[derive(Debug, Clone)]
+pub struct ApiKeySpec {
+    pub header: http::HeaderName,
+    pub query_param: Option<String>,
+    pub keys_file: PathBuf,
+}
+
+/// `kind = "ldap"`, resolved against its adapter.
+#[derive(Debug, Clone)]
+pub struct LdapSpec {
+    pub adapter: Arc<LdapAdapter>,
+    pub url: String,
+    pub starttls: bool,
+    pub ca: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<SecretSource>,
+    pub base_dn: String,
+    pub dn_template: Option<String>,
+    pub user_filter: Option<String>,
+    pub group_attribute: Option<String>,
+    /// `spiffe://…/{user}`
+    pub identity: String,
+    pub cache_ttl: Duration,
+    pub cache_entries: usize,
+    /// Failed binds per user per window before unknown passwords stop reaching the directory.
+    pub max_failures: (u32, Duration),
+    /// Failed logins per source address per window.
+    pub max_source_failures: (u32, Duration),
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+/// `[token_exchange]`
+#[derive(Debug, Clone)]
+pub struct TokenExchangeConfig {
+    pub accept: Vec<Arc<str>>,
+    /// Audiences a caller may ask for; the first is the default.
+    pub audiences: Vec<String>,
+}
+
+/// `"3/15m"`: a count per window.
+pub fn parse_per(s: &str) -> Result<(u32, Duration), String> {
+    let (n, w) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected COUNT/WINDOW, e.g. \"3/15m\" or \"50/s\""))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: the count must be a whole number"))?;
+    let w = w.trim();
+    let window = match w {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86400),
+        other => parse_duration(other)?,
+    };
+    if n == 0 || window.is_zero() {
+        return Err(format!("{s:?}: count and window must be greater than zero"));
+    }
+    Ok((n, window))
+}
+
+fn secret(
+    c: &mut Collector<'_>,
+    base: &Path,
+    key: &str,
+    file: Option<&String>,
+    env: Option<&String>,
+) -> Option<SecretSource> {
+    match (file, env) {
+        (Some(_), Some(_)) => {
+            c.push(key, "set either the _file or the _env form, not both");
+            None
+        }
+        (Some(f), None) => {
+            let p = resolve(base, f);
+            if !p.is_file() {
+                c.push(
+                    format!("{key}_file"),
+                    format!("file {} does not exist or is not readable", p.display()),
+                );
+            }
+            Some(SecretSource::File(p))
+        }
+        (None, Some(v)) => {
+            if std::env::var_os(v).is_none() {
+                c.push(
+                    format!("{key}_env"),
+                    format!("environment variable {v} is not set"),
+                );
+            }
+            Some(SecretSource::Env(v.clone()))
+        }
+        (None, None) => None,
+    }
+}
+
+fn duration_opt(c: &mut Collector<'_>, key: &str, v: Option<&String>) -> Option<Duration> {
+    match v.map(|s| parse_duration(s)) {
+        None => None,
+        Some(Ok(d)) if !d.is_zero() => Some(d),
+        Some(Ok(_)) => {
+            c.push(key, "must be greater than zero");
+            None
+        }
+        Some(Err(e)) => {
+            c.push(key, e);
+            None
+        }
+    }
+}
+
+fn trust_domains(
+    c: &mut Collector<'_>,
+    key: &str,
+    names: &[String],
+    trust: &[TrustConfig],
+) -> Vec<TrustDomain> {
+    if names.is_empty() {
+        c.push(key, "list at least one trust domain");
+    }
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        match TrustDomain::parse(n) {
+            Ok(td) => {
+                if !trust.iter().any(|t| t.trust_domain == td) {
+                    c.push(
+                        format!("{key}[{i}]"),
+                        format!("no [trust.{n:?}] section configures this trust domain"),
+                    );
+                }
+                out.push(td);
+            }
+            Err(e) => c.push(format!("{key}[{i}]"), format!("{n:?}: {e}")),
+        }
+    }
+    out
+}
+
+/// `[trust]`
+pub(super) fn trust(c: &mut Collector<'_>, base: &Path, v: &Value) -> Vec<TrustConfig> {
+    let Some(obj) = v.as_object() else {
+        c.push(
+            "trust",
+            "must be a table of trust domains ([trust.\"corp.example\"])",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, t) in obj {
+        let key = format!("trust.{name:?}");
+        let Some(t) = c.section::<raw::Trust>(&key, t) else {
+            continue;
+        };
+        let td = match TrustDomain::parse(name) {
+            Ok(td) => td,
+            Err(e) => {
+                c.push(&key, format!("not a SPIFFE trust domain name: {e}"));
+                continue;
+            }
+        };
+        if t.x509_bundle.is_none() && t.jwt_bundle.is_none() {
+            c.push(&key, "set x509_bundle, jwt_bundle or both");
+        }
+        out.push(TrustConfig {
+            trust_domain: td,
+            x509_bundle: t
+                .x509_bundle
+                .map(|p| c.file_path(&format!("{key}.x509_bundle"), base, &p)),
+            jwt_bundle: t
+                .jwt_bundle
+                .map(|p| c.file_path(&format!("{key}.jwt_bundle"), base, &p)),
+        });
+    }
+    out
+}
+
+const KINDS: &str = "mtls, jwt-svid, ldap, api-key, webhook";
+
+/// `[credentials.<name>]`
+pub(super) fn credentials(
+    c: &mut Collector<'_>,
+    base: &Path,
+    v: &Value,
+    trust: &[TrustConfig],
+    adapters: &Adapters,
+) -> Vec<Arc<CredentialConfig>> {
+    let Some(obj) = v.as_object() else {
+        c.push("credentials", "must be a table ([credentials.<name>])");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, body) in obj {
+        let key = format!("credentials.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            c.push(
+                &key,
+                "credential names use only letters, digits, '-', '_' and '.'",
+            );
+            continue;
+        }
+        let mut fields = match body.as_object() {
+            Some(o) => o.clone(),
+            None => {
+                c.push(&key, "must be a table");
+                continue;
+            }
+        };
+        let kind = match fields.remove("kind") {
+            Some(Value::String(k)) => k,
+            _ => {
+                c.push(format!("{key}.kind"), format!("missing (one of: {KINDS})"));
+                continue;
+            }
+        };
+        let rest = Value::Object(fields);
+        let before = c.problems.len();
+        let spec = match kind.as_str() {
+            "mtls" => c
+                .section::<raw::MtlsCred>(&key, &rest)
+                .map(|m| CredentialSpec::Mtls {
+                    trust_domains: trust_domains(
+                        c,
+                        &format!("{key}.trust_domains"),
+                        &m.trust_domains,
+                        trust,
+                    ),
+                }),
+            "jwt-svid" => c.section::<raw::JwtSvidCred>(&key, &rest).map(|j| {
+                if j.audience.is_empty() {
+                    c.push(format!("{key}.audience"), "must not be empty");
+                }
+                let leeway = duration_opt(c, &format!("{key}.leeway"), j.leeway.as_ref());
+                if leeway.is_some_and(|l| l > Duration::from_secs(300)) {
+                    c.push(format!("{key}.leeway"), "at most 5m");
+                }
+                CredentialSpec::JwtSvid {
+                    trust_domains: trust_domains(
+                        c,
+                        &format!("{key}.trust_domains"),
+                        &j.trust_domains,
+                        trust,
+                    ),
+                    audience: j.audience,
+                    leeway,
+                    trust_issuer: j.trust_issuer,
+                }
+            }),
+            "webhook" => c
+                .section::<raw::WebhookCred>(&key, &rest)
+                .and_then(|w| webhook(c, base, &key, w, adapters)),
+            "api-key" => c
+                .section::<raw::ApiKeyCred>(&key, &rest)
+                .and_then(|a| api_key(c, base, &key, a)),
+            "ldap" => c
+                .section::<raw::LdapCred>(&key, &rest)
+                .and_then(|l| ldap(c, base, &key, l, adapters)),
+            other => {
+                c.push(
+                    format!("{key}.kind"),
+                    format!("unknown kind {other:?} (one of: {KINDS})"),
+                );
+                None
+            }
+        };
+        if let (Some(spec), true) = (spec, c.problems.len() == before) {
+            out.push(Arc::new(CredentialConfig {
+                name: Arc::from(name.as_str()),
+                spec,
+            }));
+        }
+    }
+    out
+}
+
+fn spiffe_id(c: &mut Collector<'_>, key: &str, s: &str) {
+    if let Err(e) = SpiffeId::parse(s) {
+        c.push(key, format!("{s:?} is not a SPIFFE ID: {e}"));
+    }
+}
+
+fn webhook(
+    c: &mut Collector<'_>,
+    base: &Path,
+    key: &str,
+    w: raw::WebhookCred,
+    adapters: &Adapters,
+) -> Option<CredentialSpec> {
+    let adapter = adapters.get_webhook(&w.adapter);
+    if adapter.is_none() {
+        c.push(
+            format!("{key}.adapter"),
+            format!("no webhook adapter named {:?}", w.adapter),
+        );
+    }
+    let secrets = secret(
+        c,
+        base,
+        &format!("{key}.secrets"),
+        w.secrets_file.as_ref(),
+        w.secrets_env.as_ref(),
+    );
+    if secrets.is_none() {
+        c.push(key, "set secrets_file (one secret per line) or secrets_env");
+    }
+    spiffe_id(c, &format!("{key}.identity"), &w.identity);
+    let tolerance = duration_opt(c, &format!("{key}.tolerance"), w.tolerance.as_ref());
+    Some(CredentialSpec::Webhook {
+        adapter: adapter?,
+        secrets: secrets?,
+        identity: w.identity,
+        tolerance,
+    })
+}
+
+fn api_key(
+    c: &mut Collector<'_>,
+    base: &Path,
+    key: &str,
+    a: raw::ApiKeyCred,
+) -> Option<CredentialSpec> {
+    let header_name = a.header.as_deref().unwrap_or("x-api-key");
+    let header = match http::HeaderName::from_bytes(header_name.as_bytes()) {
+        Ok(h) if h != http::header::AUTHORIZATION && h != http::header::HOST => Some(h),
+        _ => {
+            c.push(
+                format!("{key}.header"),
+                format!("{header_name:?} is not a usable header name"),
+            );
+            None
+        }
+    };
+    if let Some(q) = &a.query_param {
+        if q.is_empty()
+            || !q
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            c.push(
+                format!("{key}.query_param"),
+                "use only letters, digits, '-', '_' and '.'",
+            );
+        }
+    }
+    let keys_file = c.file_path(&format!("{key}.keys_file"), base, &a.keys_file);
+    Some(CredentialSpec::ApiKey(ApiKeySpec {
+        header: header?,
+        query_param: a.query_param,
+        keys_file,
+    }))
+}
+
+fn ldap(
+    c: &mut Collector<'_>,
+    base: &Path,
+    key: &str,
+    l: raw::LdapCred,
+    adapters: &Adapters,
+) -> Option<CredentialSpec> {
+    let adapter = adapters.get_ldap(&l.adapter);
+    if adapter.is_none() {
+        c.push(
+            format!("{key}.adapter"),
+            format!("no LDAP adapter named {:?}", l.adapter),
+        );
+    }
+    let scheme_ok = l.url.starts_with("ldap://") || l.url.starts_with("ldaps://");
+    if !scheme_ok {
+        c.push(
+            format!("{key}.url"),
+            format!(
+                "{:?}: expected ldap://host:port or ldaps://host:port",
+                l.url
+            ),
+        );
+    }
+    if l.starttls && l.url.starts_with("ldaps://") {
+        c.push(
+            format!("{key}.starttls"),
+            "StartTLS is for ldap:// URLs (ldaps:// is TLS already)",
+        );
+    }
+    let ca =
+        l.ca.as_ref()
+            .map(|p| c.file_path(&format!("{key}.ca"), base, p));
+    let bind_password = secret(
+        c,
+        base,
+        &format!("{key}.bind_password"),
+        l.bind_password_file.as_ref(),
+        l.bind_password_env.as_ref(),
+    );
+    if l.bind_dn.is_some() != bind_password.is_some() {
+        c.push(
+            key,
+            "bind_dn and bind_password_file (or _env) go together: the search account",
+        );
+    }
+    match l.identity.matches("{user}").count() {
+        1 => spiffe_id(
+            c,
+            &format!("{key}.identity"),
+            &l.identity.replace("{user}", "user"),
+        ),
+        _ => c.push(
+            format!("{key}.identity"),
+            "must contain {user} exactly once, e.g. \"spiffe://corp.example/legacy/racf/{user}\"",
+        ),
+    }
+    let per = |c: &mut Collector<'_>, k: &str, v: Option<&String>, d: (u32, Duration)| match v
+        .map(|s| parse_per(s))
+    {
+        None => d,
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            c.push(format!("{key}.{k}"), e);
+            d
+        }
+    };
+    let max_failures = per(
+        c,
+        "max_failures",
+        l.max_failures.as_ref(),
+        (3, Duration::from_secs(900)),
+    );
+    let max_source_failures = per(
+        c,
+        "max_source_failures",
+        l.max_source_failures.as_ref(),
+        (30, Duration::from_secs(900)),
+    );
+    let cache_ttl = duration_opt(c, &format!("{key}.cache_ttl"), l.cache_ttl.as_ref())
+        .unwrap_or(Duration::from_secs(60));
+    let connect_timeout = duration_opt(
+        c,
+        &format!("{key}.connect_timeout"),
+        l.connect_timeout.as_ref(),
+    )
+    .unwrap_or(Duration::from_secs(3));
+    let timeout = duration_opt(c, &format!("{key}.timeout"), l.timeout.as_ref())
+        .unwrap_or(Duration::from_secs(5));
+    let pool_size = match l.pool_size {
+        Some(0) => {
+            c.push(format!("{key}.pool_size"), "must be greater than zero");
+            8
+        }
+        Some(n) => usize::try_from(n).unwrap_or(8),
+        None => 8,
+    };
+    Some(CredentialSpec::Ldap(Box::new(LdapSpec {
+        adapter: adapter?,
+        url: l.url,
+        starttls: l.starttls,
+        ca,
+        bind_dn: l.bind_dn,
+        bind_password,
+        base_dn: l.base_dn,
+        dn_template: l.dn_template,
+        user_filter: l.user_filter,
+        group_attribute: l.group_attribute,
+        identity: l.identity,
+        cache_ttl,
+        cache_entries: l
+            .cache_entries
+            .map_or(10_000, |n| usize::try_from(n).unwrap_or(10_000)),
+        max_failures,
+        max_source_failures,
+        pool_size,
+        connect_timeout,
+        timeout,
+    })))
+}
+
+/// `[token_exchange]`
+pub(super) fn token_exchange(
+    c: &mut Collector<'_>,
+    v: &Value,
+    creds: &[Arc<CredentialConfig>],
+) -> Option<TokenExchangeConfig> {
+    let t = c.section::<raw::TokenExchange>("token_exchange", v)?;
+    if t.accept.is_empty() {
+        c.push("token_exchange.accept", "list at least one credential");
+    }
+    for (i, n) in t.accept.iter().enumerate() {
+        if !creds.iter().any(|cr| *cr.name == **n) {
+            c.push(
+                format!("token_exchange.accept[{i}]"),
+                format!("no [credentials.{n}]"),
+            );
+        }
+    }
+    let audiences = t.audiences.unwrap_or_default();
+    if audiences.iter().any(String::is_empty) {
+        c.push("token_exchange.audiences", "audiences must not be empty");
+    }
+    Some(TokenExchangeConfig {
+        accept: t.accept.iter().map(|s| Arc::from(s.as_str())).collect(),
+        audiences,
+    })
+}
