@@ -841,34 +841,32 @@ fn upstream(
 
 fn inject(c: &mut Collector<'_>, base: &Path, key: &str, i: &raw::Inject) -> Option<InjectConfig> {
     let ikey = format!("{key}.upstream.inject");
-    let source =
-        |c: &mut Collector<'_>, file: &Option<String>, env: &Option<String>, what: &str| match (
-            file, env,
-        ) {
-            (Some(f), None) => Some(SecretSource::File(c.file_path(
-                &format!("{ikey}.{what}_file"),
-                base,
-                f,
-            ))),
-            (None, Some(v)) => {
-                if std::env::var_os(v).is_none() {
-                    c.push(
-                        format!("{ikey}.{what}_env"),
-                        format!("environment variable {v} is not set"),
-                    );
-                }
-                Some(SecretSource::Env(v.clone()))
-            }
-            _ => {
+    let source = |c: &mut Collector<'_>,
+                  file: &Option<String>,
+                  env: &Option<String>,
+                  what: &str| match (file, env) {
+        (Some(f), None) => Some(SecretSource::File(c.file_path(
+            &format!("{ikey}.{what}_file"),
+            base,
+            f,
+        ))),
+        (None, Some(v)) => {
+            if std::env::var_os(v).is_none() {
                 c.push(
-                    &ikey,
-                    format!(
-                        "set exactly one of {what}_file and {what}_env (secrets are never inline)"
-                    ),
+                    format!("{ikey}.{what}_env"),
+                    format!("environment variable {v} is not set"),
                 );
-                None
             }
-        };
+            Some(SecretSource::Env(v.clone()))
+        }
+        _ => {
+            c.push(
+                &ikey,
+                format!("set exactly one of {what}_file and {what}_env (secrets are never inline)"),
+            );
+            None
+        }
+    };
     match i.kind.as_str() {
         "basic" => {
             if i.name.is_some() || i.value_file.is_some() || i.value_env.is_some() {

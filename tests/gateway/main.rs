@@ -12,6 +12,7 @@ mod admin;
 mod config_check;
 mod demo;
 mod hardening;
+mod identity;
 mod issuer;
 mod paths;
 mod proxy;
