@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod devcert;
+pub mod exchange;
 pub mod metrics;
 pub mod pipeline;
 pub mod problem;

@@ -58,6 +58,8 @@ pub struct Gateway {
     /// The token issuer and its cache of minted tokens, when `[issuer]` is configured.
     pub issuer: Option<Arc<Issuer>>,
     pub tokens: Arc<TokenCache>,
+    /// `POST /oauth2/token`, when `[token_exchange]` is configured.
+    pub exchange: Option<Arc<crate::exchange::TokenExchange>>,
     pub head_limits: HeadLimits,
 }
 
@@ -122,6 +124,9 @@ impl Gateway {
             trace.decision = Decision::Allow;
             return Ok(resp);
         }
+        if let (Some(x), jwks::TOKEN_PATH) = (&self.exchange, parts.uri.path()) {
+            return self.token_exchange(x, conn, parts, body, trace).await;
+        }
         let routed = self.route(parts)?;
         let route = routed.route.clone();
         trace.route = Some(route.clone());
@@ -182,6 +187,37 @@ impl Gateway {
             .observe(upstream_started.elapsed());
         let resp = result?;
         trace.upstream_status = Some(resp.status().as_u16());
+        Ok(resp)
+    }
+
+    /// `POST /oauth2/token`.
+    async fn token_exchange(
+        &self,
+        x: &crate::exchange::TokenExchange,
+        conn: &ConnInfo,
+        parts: &Parts,
+        body: &mut Option<Incoming>,
+        trace: &mut Trace,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        x.check_head(parts)?;
+        let Some(issuer) = &self.issuer else {
+            return Err(Refusal::new(Code::NoRoute, "no token endpoint here"));
+        };
+        let form = buffer_body(body.take(), crate::exchange::MAX_FORM_BYTES).await?;
+        let (resp, cred, jti) = x
+            .exchange(
+                parts,
+                conn,
+                &form,
+                self.clock.now(),
+                issuer,
+                &self.tokens,
+                &self.metrics,
+            )
+            .await?;
+        trace.caller = Some(cred);
+        trace.jti = Some(jti);
+        trace.decision = Decision::Allow;
         Ok(resp)
     }
 

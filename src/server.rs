@@ -174,12 +174,21 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             inject,
         }));
     }
+    let exchange = match (&config.token_exchange, &config.issuer) {
+        (Some(t), Some(iss)) => Some(Arc::new(crate::exchange::TokenExchange::new(
+            credentials.pick(&t.accept)?,
+            &t.audiences,
+            &iss.url,
+        ))),
+        _ => None,
+    };
     let gateway = Arc::new(Gateway {
         router: Router::new(routes),
         auditor,
         metrics: metrics.clone(),
         clock: opts.clock.clone(),
         well_known,
+        exchange,
         issuer,
         tokens: Arc::new(TokenCache::default()),
         head_limits: HeadLimits {

@@ -286,6 +286,20 @@ pub(super) fn validate(
             }
         }
     }
+    if let Some(t) = &token_exchange {
+        let plain = listen.as_ref().is_some_and(|l| l.tls.is_none());
+        let secret_kinds = t.accept.iter().any(|n| {
+            credentials
+                .iter()
+                .any(|cr| cr.name == *n && matches!(cr.kind(), Kind::Ldap | Kind::ApiKey))
+        });
+        if plain && secret_kinds {
+            c.push(
+                "token_exchange.accept",
+                "passwords and API keys would cross the network in clear: the token endpoint needs [listen.tls]",
+            );
+        }
+    }
     if token_exchange.is_some() && issuer.is_none() {
         c.push(
             "token_exchange",

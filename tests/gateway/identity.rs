@@ -636,3 +636,172 @@ async fn issuer_key_rotation_keeps_old_tokens_valid_while_listed() {
     std::fs::write(&jwks_path, fetch(&e3.gw, &e3.pki).await).unwrap();
     assert_eq!(inspect(j, token), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_exchange_round_trip_then_the_token_is_accepted_on_a_route() {
+    // The route's jwt-svid credential trusts the gateway's own issuer keys (`trust_issuer = true`)
+    // with the issuer URL as audience: exchanged tokens are accepted there.
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let corp = SpiffeCa::new(TD);
+    std::fs::write(dir.join("corp.pem"), corp.pem()).unwrap();
+    let jwt = Signer::new("corp-1");
+    write_jwks(&dir.join("corp-jwt.json"), &[&jwt]);
+    let up = Upstream::start().await;
+    let extra = format!(
+        r#"
+[issuer]
+url = "{ISSUER_URL}"
+spiffe_id = "spiffe://corp.example/portcullis"
+
+[trust."corp.example"]
+x509_bundle = "{d}/corp.pem"
+jwt_bundle = "{d}/corp-jwt.json"
+
+[credentials.workload-mtls]
+kind = "mtls"
+trust_domains = ["corp.example"]
+
+[credentials.workload-jwt]
+kind = "jwt-svid"
+trust_domains = ["corp.example"]
+audience = "portcullis"
+
+[credentials.exchanged]
+kind = "jwt-svid"
+trust_domains = ["corp.example"]
+audience = "{ISSUER_URL}"
+trust_issuer = true
+
+[token_exchange]
+accept = ["workload-mtls", "workload-jwt"]
+
+[[routes]]
+name = "payments"
+match = {{ path_prefix = "/payments/" }}
+accept = ["exchanged"]
+allow = ["spiffe://corp.example/ns/payments/*"]
+[routes.upstream]
+url = "{up}"
+audience = "cics-payments"
+"#,
+        d = dir.display(),
+        up = up.url(),
+    );
+    let toml = base_config(dir, "", &pki.tls_section(), &extra);
+    let gw = start_in_process(dir, &toml).await;
+    let e = Env {
+        pki,
+        other: SpiffeCa::new("unused.example"),
+        other_jwt: Signer::new("unused"),
+        corp,
+        jwt,
+        up,
+        gw,
+    };
+    let grant = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+    // 1. mTLS caller exchanges its certificate for a token.
+    let svid = e.corp.leaf(&[CALLER], |_| {});
+    let r = e
+        .client(Some(&svid))
+        .post(e.url("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type={}", urlencode(grant)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    let exp_in = body["expires_in"].as_u64().unwrap();
+    assert!(exp_in > 0 && exp_in <= 300, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_string();
+
+    // 2. The token is accepted on the route (no client certificate this time).
+    let (status, _) = e.bearer(&token).await;
+    assert_eq!(status, 200);
+    let seen = e.up.last();
+    assert_ne!(
+        bearer_of(&seen),
+        token,
+        "the upstream gets its own audience's token"
+    );
+    let audit = audit_lines(e.pki.dir.path(), 2).await;
+    assert!(audit
+        .iter()
+        .any(|l| l["credential"] == "exchanged" && l["identity"] == CALLER));
+
+    // 3. A JWT-SVID as subject_token works too.
+    let svid_jwt = e.jwt.sign(e.jwt.header(), &claims(CALLER, "portcullis"));
+    let form = format!(
+        "grant_type={}&subject_token={svid_jwt}&subject_token_type={}",
+        urlencode(grant),
+        urlencode("urn:ietf:params:oauth:token-type:jwt")
+    );
+    let r = e
+        .client(None)
+        .post(e.url("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t2: Value = r.json().await.unwrap();
+    assert_eq!(e.bearer(t2["access_token"].as_str().unwrap()).await.0, 200);
+
+    // Refusals: nothing presented, a forged subject token, a wrong grant, a foreign audience,
+    // the wrong content type, GET.
+    let post = |body: String, ct: &'static str| {
+        let c = e.client(None);
+        let url = e.url("/oauth2/token");
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let form_ct = "application/x-www-form-urlencoded";
+    assert_eq!(
+        post(format!("grant_type={}", urlencode(grant)), form_ct).await,
+        401
+    );
+    let forged = form.replace(&svid_jwt[svid_jwt.len() - 10..], "AAAAAAAAAA");
+    assert_eq!(post(forged, form_ct).await, 401);
+    assert_eq!(post("grant_type=password".into(), form_ct).await, 400);
+    assert_eq!(
+        post(format!("{form}&audience=elsewhere"), form_ct).await,
+        400
+    );
+    assert_eq!(post(format!("{form}&grant_type=x"), form_ct).await, 400);
+    assert_eq!(post(form.clone(), "application/json").await, 415);
+    let r = e
+        .client(None)
+        .get(e.url("/oauth2/token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    // trust_issuer adds the gateway's keys, it does not replace the trust domain's own bundle.
+    let direct = e.jwt.sign(e.jwt.header(), &claims(CALLER, ISSUER_URL));
+    assert_eq!(
+        e.bearer(&direct).await.0,
+        200,
+        "corp's own JWT-SVID bundle still applies"
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,202 @@
+//! `POST /oauth2/token`: RFC 8693 token exchange, so an old client can trade its static secret
+//! (or a JWT-SVID) for a short-lived token once and present that token afterwards.
+//!
+//! The subject is, in this order:
+//! - the `subject_token` (with `subject_token_type` `urn:ietf:params:oauth:token-type:jwt`),
+//!   checked by the `jwt-svid` credentials listed in `[token_exchange] accept`;
+//! - else the credential the request itself carries (Basic checked by LDAP, an API key, the TLS
+//!   client certificate), checked by the other listed credentials, in order.
+//!
+//! The issued token is the §7 token (`jwt-svid` profile) for the requested `audience`, which must
+//! be one of `[token_exchange] audiences` (default: the issuer URL — the gateway itself, so a
+//! `jwt-svid` credential with `trust_issuer = true` and that audience accepts it on any route).
+//! Errors are problem+json like every other refusal; the RFC 6749 §5.2 `error` code is not sent.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method, Response};
+
+use crate::authn::{self, Authenticator, Caller, Credential, Kind};
+use crate::problem::{Code, Refusal};
+use crate::proxy::body::{full, ProxyBody};
+use crate::token::{Issuer, MintRequest, Profile, TokenCache};
+use crate::transport::ConnInfo;
+
+/// Largest form accepted.
+pub const MAX_FORM_BYTES: u64 = 16 * 1024;
+const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const TOKEN_TYPE_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// The configured endpoint.
+#[derive(Debug)]
+pub struct TokenExchange {
+    /// Credentials that may authenticate the request itself (not `jwt-svid`).
+    request_creds: Vec<Arc<dyn Authenticator>>,
+    /// `jwt-svid` credentials that check a `subject_token`.
+    subject_creds: Vec<Arc<dyn Authenticator>>,
+    /// Allowed audiences; the first is the default.
+    audiences: Vec<String>,
+}
+
+fn bad(detail: &'static str) -> Refusal {
+    Refusal::new(Code::InvalidRequest, detail)
+}
+
+impl TokenExchange {
+    /// `accept` in config order; `audiences` empty means just the issuer URL.
+    pub fn new(
+        accept: Vec<Arc<dyn Authenticator>>,
+        audiences: &[String],
+        issuer_url: &str,
+    ) -> Self {
+        let (subject_creds, request_creds) =
+            accept.into_iter().partition(|a| a.kind() == Kind::JwtSvid);
+        let audiences = if audiences.is_empty() {
+            vec![issuer_url.to_owned()]
+        } else {
+            audiences.to_vec()
+        };
+        TokenExchange {
+            request_creds,
+            subject_creds,
+            audiences,
+        }
+    }
+
+    /// Whether the method and content type are right; checked before the body is read.
+    pub fn check_head(&self, parts: &Parts) -> Result<(), Refusal> {
+        if parts.method != Method::POST {
+            let mut r = Refusal::new(Code::MethodNotAllowed, "the token endpoint takes POST");
+            r.allow = Some(HeaderValue::from_static("POST"));
+            return Err(r);
+        }
+        let form = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form {
+            return Err(Refusal::new(
+                Code::UnsupportedMediaType,
+                "send the request as application/x-www-form-urlencoded (RFC 8693)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Authenticate the subject and issue the token. `form` is the request body.
+    pub async fn exchange(
+        &self,
+        parts: &Parts,
+        conn: &ConnInfo,
+        form: &[u8],
+        now: SystemTime,
+        issuer: &Issuer,
+        tokens: &TokenCache,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<(Response<ProxyBody>, Credential, Arc<str>), Refusal> {
+        let mut grant = None;
+        let mut subject = None;
+        let mut subject_type = None;
+        let mut audience = None;
+        let mut requested = None;
+        let mut seen = std::collections::HashSet::new();
+        for (k, v) in form_urlencoded::parse(form) {
+            if !seen.insert(k.clone()) {
+                return Err(bad("a parameter is repeated (RFC 6749 §3.2)"));
+            }
+            match &*k {
+                "grant_type" => grant = Some(v),
+                "subject_token" => subject = Some(v),
+                "subject_token_type" => subject_type = Some(v),
+                "audience" => audience = Some(v),
+                "requested_token_type" => requested = Some(v),
+                _ => {} // scope, resource, actor_token…: not used, ignored (RFC 6749 §3.2)
+            }
+        }
+        if grant.as_deref() != Some(crate::token::jwks::TOKEN_EXCHANGE_GRANT) {
+            return Err(bad(
+                "grant_type must be urn:ietf:params:oauth:grant-type:token-exchange",
+            ));
+        }
+        if requested
+            .as_deref()
+            .is_some_and(|t| t != TOKEN_TYPE_JWT && t != TOKEN_TYPE_ACCESS)
+        {
+            return Err(bad("requested_token_type must be jwt or access_token"));
+        }
+        let audience = match audience {
+            None => self.audiences.first().cloned().unwrap_or_default(),
+            Some(a) if self.audiences.iter().any(|x| *x == *a) => a.into_owned(),
+            Some(_) => return Err(bad("this audience may not be requested here")),
+        };
+        let caller = match subject {
+            Some(token) => {
+                if subject_type.as_deref() != Some(TOKEN_TYPE_JWT) {
+                    return Err(bad(
+                        "subject_token_type must be urn:ietf:params:oauth:token-type:jwt",
+                    ));
+                }
+                if self.subject_creds.is_empty() {
+                    return Err(bad("no jwt-svid credential may be exchanged here"));
+                }
+                let value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                    Refusal::new(Code::InvalidCredential, "malformed subject_token")
+                })?;
+                let mut synthetic = http::Request::new(());
+                synthetic
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, value);
+                let (synthetic, ()) = synthetic.into_parts();
+                authn::authenticate(&self.subject_creds, &synthetic, conn, now, None).await?
+            }
+            None => authn::authenticate(&self.request_creds, parts, conn, now, None).await?,
+        };
+        let Caller::Authenticated(cred) = caller else {
+            return Err(Refusal::new(
+                Code::Unauthenticated,
+                "present a credential to exchange",
+            ));
+        };
+        let cnf = match (cred.kind, &conn.tls) {
+            (Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
+            _ => None,
+        };
+        let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
+        let issued = tokens
+            .get_or_mint(issuer, &req, now, metrics)
+            .map_err(|e| {
+                tracing::error!(error = %e, "token exchange: minting failed");
+                Refusal::new(
+                    Code::UpstreamUnavailable,
+                    "the gateway could not mint a token",
+                )
+            })?;
+        let m = issued.minted;
+        let body = serde_json::json!({
+            "access_token": &*m.token,
+            "issued_token_type": TOKEN_TYPE_JWT,
+            "token_type": "Bearer",
+            "expires_in": m.expires_in(now).as_secs(),
+        });
+        let mut resp = Response::new(full(Bytes::from(body.to_string())));
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+        Ok((resp, cred, m.jti.clone()))
+    }
+}
