@@ -30,6 +30,14 @@ pub const MAX_FORM_BYTES: u64 = 16 * 1024;
 const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const TOKEN_TYPE_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 
+/// What signs and caches the issued tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Minter<'a> {
+    pub issuer: &'a Issuer,
+    pub tokens: &'a TokenCache,
+    pub metrics: &'a crate::metrics::Metrics,
+}
+
 /// The configured endpoint.
 #[derive(Debug)]
 pub struct TokenExchange {
@@ -98,9 +106,7 @@ impl TokenExchange {
         conn: &ConnInfo,
         form: &[u8],
         now: SystemTime,
-        issuer: &Issuer,
-        tokens: &TokenCache,
-        metrics: &crate::metrics::Metrics,
+        minter: Minter<'_>,
     ) -> Result<(Response<ProxyBody>, Credential, Arc<str>), Refusal> {
         let mut grant = None;
         let mut subject = None;
@@ -170,8 +176,9 @@ impl TokenExchange {
             _ => None,
         };
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
-        let issued = tokens
-            .get_or_mint(issuer, &req, now, metrics)
+        let issued = minter
+            .tokens
+            .get_or_mint(minter.issuer, &req, now, minter.metrics)
             .map_err(|e| {
                 tracing::error!(error = %e, "token exchange: minting failed");
                 Refusal::new(

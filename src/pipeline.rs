@@ -210,9 +210,11 @@ impl Gateway {
                 conn,
                 &form,
                 self.clock.now(),
-                issuer,
-                &self.tokens,
-                &self.metrics,
+                crate::exchange::Minter {
+                    issuer,
+                    tokens: &self.tokens,
+                    metrics: &self.metrics,
+                },
             )
             .await?;
         trace.caller = Some(cred);
