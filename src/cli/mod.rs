@@ -252,10 +252,34 @@ pub fn summary(cfg: &config::Config) -> String {
             iss.url, iss.spiffe_id, iss.ttl
         );
     }
+    for t in &cfg.trust {
+        let mut what = Vec::new();
+        if t.x509_bundle.is_some() {
+            what.push("x509");
+        }
+        if t.jwt_bundle.is_some() {
+            what.push("jwt");
+        }
+        let _ = writeln!(o, "trust   {} ({})", t.trust_domain, what.join(", "));
+    }
+    if !cfg.credentials.is_empty() {
+        let _ = writeln!(o, "\ncredentials ({}):", cfg.credentials.len());
+        for c in &cfg.credentials {
+            let _ = writeln!(o, "  {:<20} {}", c.name, c.kind().as_str());
+        }
+    }
+    if let Some(t) = &cfg.token_exchange {
+        let names: Vec<&str> = t.accept.iter().map(|a| &**a).collect();
+        let _ = writeln!(
+            o,
+            "token exchange: POST /oauth2/token accepts {}",
+            names.join(", ")
+        );
+    }
     let _ = writeln!(o, "\nroutes ({}):", cfg.routes.len());
     let _ = writeln!(
         o,
-        "  {:<20} {:<28} {:<16} {:<8} upstream",
+        "  {:<20} {:<28} {:<16} {:<24} upstream",
         "name", "match", "methods", "accept"
     );
     for r in &cfg.routes {
@@ -269,11 +293,15 @@ pub fn summary(cfg: &config::Config) -> String {
         });
         let _ = writeln!(
             o,
-            "  {:<20} {:<28} {:<16} {:<8} {}",
+            "  {:<20} {:<28} {:<16} {:<24} {}",
             r.name,
             format!("{host}{}", r.path_prefix),
             methods,
-            "none",
+            if r.accept.is_empty() {
+                "none (pass-through)".to_string()
+            } else {
+                r.accept.iter().map(|a| &**a).collect::<Vec<_>>().join(",")
+            },
             r.upstream.url
         );
     }

@@ -611,3 +611,88 @@ pub(super) fn token_exchange(
         audiences,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn problems(extra: &str) -> Vec<String> {
+        let text = format!(
+            "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{extra}"
+        );
+        match crate::config::from_toml_str(&text, Path::new("/nonexistent/p.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|p| format!("{}: {}", p.key, p.message))
+                    .collect()
+            }
+        }
+    }
+
+    fn route(extra: &str) -> String {
+        format!("[[routes]]\nname = \"r\"\nmatch = {{ path_prefix = \"/r/\" }}\n{extra}\n[routes.upstream]\nurl = \"http://127.0.0.1:1\"\n")
+    }
+
+    #[test]
+    fn credentials_and_routes_are_cross_checked() {
+        let p = problems(&format!(
+            "[credentials.a]\nkind = \"telepathy\"\n[credentials.b]\nkind = \"mtls\"\ntrust_domains = [\"nowhere.example\"]\n[credentials.c]\nkind = \"jwt-svid\"\ntrust_domains = []\naudience = \"x\"\nextra = 1\n{}",
+            route("accept = [\"missing\"]")
+        ));
+        let all = p.join("\n");
+        assert!(
+            all.contains("credentials.a.kind: unknown kind \"telepathy\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("credentials.b.trust_domains[0]: no [trust"),
+            "{all}"
+        );
+        assert!(
+            all.contains("credentials.c.extra: unknown field `extra`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("routes[0].accept[0]: no [credentials.missing]"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn a_protected_route_needs_an_explicit_rule_and_minting_needs_an_issuer() {
+        let creds = "[trust.\"corp.example\"]\njwt_bundle = \"/etc/hostname\"\n[credentials.j]\nkind = \"jwt-svid\"\ntrust_domains = [\"corp.example\"]\naudience = \"gw\"\n";
+        let p = problems(&format!("{creds}{}", route("accept = [\"j\"]"))).join("\n");
+        assert!(p.contains("accepts credentials but has no policy"), "{p}");
+        assert!(
+            p.contains("upstream.token_header: minting needs an [issuer]"),
+            "{p}"
+        );
+        assert!(p.contains("upstream.audience: required"), "{p}");
+        let p = problems(&format!(
+            "{creds}{}",
+            route("accept = [\"j\"]\nallow = [\"spiffe://*.example/x\"]")
+        ))
+        .join("\n");
+        assert!(p.contains("routes[0].allow[0]"), "{p}");
+        // Explicitly anyone authenticated, no token: valid.
+        let ok = problems(&format!(
+            "{creds}{}",
+            route("accept = [\"j\"]\nallow = [\"*\"]").replace(
+                "url = \"http://127.0.0.1:1\"",
+                "url = \"http://127.0.0.1:1\"\ntoken_header = \"none\""
+            )
+        ));
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn per_window_counts() {
+        use std::time::Duration;
+        assert_eq!(super::parse_per("3/15m"), Ok((3, Duration::from_secs(900))));
+        assert_eq!(super::parse_per("50/s"), Ok((50, Duration::from_secs(1))));
+        assert!(super::parse_per("0/s").is_err());
+        assert!(super::parse_per("3").is_err());
+        assert!(super::parse_per("x/s").is_err());
+    }
+}
