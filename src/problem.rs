@@ -5,7 +5,9 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 
 use crate::proxy::body::{full, ProxyBody};
@@ -111,6 +113,9 @@ pub struct Refusal {
     pub challenges: Vec<HeaderValue>,
     /// `Allow`, for 405.
     pub allow: Option<HeaderValue>,
+    /// Further headers a stage wants on the refusal (e.g. `RateLimit-Policy`/`RateLimit` on a
+    /// 429). Appended last; they cannot replace the problem's own `Content-Type`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Refusal {
@@ -123,6 +128,7 @@ impl Refusal {
             close: false,
             challenges: Vec::new(),
             allow: None,
+            headers: Vec::new(),
         }
     }
 
@@ -135,6 +141,12 @@ impl Refusal {
     /// Add `Retry-After`.
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
+        self
+    }
+
+    /// Add an extra response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -171,6 +183,34 @@ impl Refusal {
         if self.close {
             h.insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        for (name, value) in self.headers {
+            if name != CONTENT_TYPE {
+                h.append(name, value);
+            }
+        }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_headers_are_emitted_but_cannot_replace_content_type() {
+        let resp = Refusal::new(Code::RateLimited, "slow down")
+            .retry_after(2)
+            .with_header(
+                HeaderName::from_static("ratelimit"),
+                HeaderValue::from_static("\"identity\";r=0;t=2"),
+            )
+            .with_header(CONTENT_TYPE, HeaderValue::from_static("text/html"))
+            .into_response("req-1");
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        let h = resp.headers();
+        assert_eq!(h["ratelimit"], "\"identity\";r=0;t=2");
+        assert_eq!(h[RETRY_AFTER], "2");
+        assert_eq!(h.get_all(CONTENT_TYPE).iter().count(), 1);
+        assert_eq!(h[CONTENT_TYPE], "application/problem+json");
     }
 }

@@ -1,0 +1,380 @@
+//! GCRA (the generic cell rate algorithm, as in ATM and `governor`) over our own [`Clock`],
+//! keyed by any hashable value, with bounded memory.
+//!
+//! Why not `governor`: its clocks are monotonic `Instant`-like references, ours is a wall clock
+//! that tests move by hand and that production can step backwards (NTP). Bridging needs an
+//! adapter type plus a policy for backward steps anyway, its keyed store (DashMap) has no cap on
+//! the number of keys, and its refusal does not tell us the remaining quota the `RateLimit`
+//! header needs. GCRA itself is one comparison on one `u64` per key, so owning it is less code
+//! than adapting it.
+//!
+//! State per key is the "theoretical arrival time" (TAT) in nanoseconds since the Unix epoch. A
+//! request at `now` is allowed when `max(TAT, now) + T - now <= burst * T` (T = emission
+//! interval), and then TAT advances by T. A key whose TAT is not after `now` holds exactly the
+//! state of a key never seen, so dropping it loses nothing: that is the sweep.
+//!
+//! [`Clock`]: crate::clock::Clock
+
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::rate::Rate;
+
+/// How often (at most) a full shard is swept on the request path.
+const SWEEP_EVERY_NS: u64 = 100_000_000;
+/// Shards: enough that 2–16 cores rarely meet on one lock, few enough that a sweep of all is cheap.
+const SHARDS: usize = 16;
+
+/// One limit: interval and burst, in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quota {
+    /// T: nanoseconds per request at the sustained rate.
+    interval: u64,
+    /// tau: burst * T, the most a TAT may run ahead of now.
+    tolerance: u64,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Allowed; `remaining` more could pass right now, the quota is whole again in `reset_ns`.
+    Allowed { remaining: u64, reset_ns: u64 },
+    /// Refused; the next request passes in `retry_ns`, the quota is whole again in `reset_ns`.
+    Refused { retry_ns: u64, reset_ns: u64 },
+}
+
+impl Quota {
+    /// `burst` requests at once, refilled at `rate`. `burst` 0 is treated as 1.
+    pub(crate) fn new(rate: Rate, burst: u32) -> Quota {
+        let interval = rate.interval_nanos();
+        Quota {
+            interval,
+            tolerance: interval.saturating_mul(u64::from(burst.max(1))),
+        }
+    }
+
+    /// Burst size.
+    pub(crate) fn burst(&self) -> u64 {
+        self.tolerance / self.interval
+    }
+
+    /// Seconds to refill a whole burst (the `w` of `RateLimit-Policy`), at least 1.
+    pub(crate) fn window_secs(&self) -> u64 {
+        ceil_secs(self.tolerance).max(1)
+    }
+
+    /// Check and, if allowed, charge one request against `tat`.
+    pub(crate) fn check(&self, tat: &mut u64, now: u64) -> Decision {
+        // The clamp keeps a backward clock step from punishing a key for longer than one full
+        // burst: under a monotonic clock TAT never exceeds now + tau anyway.
+        let start = (*tat).max(now).min(now.saturating_add(self.tolerance));
+        let next = start.saturating_add(self.interval);
+        let ahead = next - now;
+        if ahead > self.tolerance {
+            // Keep the clamp (a no-op under a monotonic clock) so the key recovers after a step.
+            *tat = start;
+            Decision::Refused {
+                retry_ns: ahead - self.tolerance,
+                reset_ns: start - now,
+            }
+        } else {
+            *tat = next;
+            Decision::Allowed {
+                remaining: (self.tolerance - ahead) / self.interval,
+                reset_ns: ahead,
+            }
+        }
+    }
+
+    /// Would a charge be allowed now? Does not charge.
+    pub(crate) fn peek(&self, tat: u64, now: u64) -> Decision {
+        let mut copy = tat;
+        self.check(&mut copy, now)
+    }
+
+    /// Give back one charge (a later limit refused the request).
+    pub(crate) fn refund(&self, tat: &mut u64) {
+        *tat = tat.saturating_sub(self.interval);
+    }
+}
+
+/// Nanoseconds to whole seconds, rounded up.
+pub(crate) fn ceil_secs(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000_000)
+}
+
+/// What a full table does with a key it has no room for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// All such keys share one bucket with the same quota: bounded memory, still limited, and
+    /// keys already tracked are unaffected.
+    Shared,
+    /// Such keys are not tracked: a check peeks as allowed and a charge is dropped.
+    Untracked,
+}
+
+/// GCRA state for many keys, in shards, at most `max_keys` in all (at least one per shard).
+#[derive(Debug)]
+pub(crate) struct KeyedGcra<K> {
+    quota: Quota,
+    hasher: RandomState,
+    shards: [Mutex<Shard<K>>; SHARDS],
+    per_shard: usize,
+    overflow: Overflow,
+    shared: Mutex<u64>,
+}
+
+#[derive(Debug)]
+struct Shard<K> {
+    map: HashMap<K, u64>,
+    last_sweep: u64,
+}
+
+impl<K: Hash + Eq> KeyedGcra<K> {
+    pub(crate) fn new(quota: Quota, max_keys: usize, overflow: Overflow) -> Self {
+        let shards = std::array::from_fn(|_| {
+            Mutex::new(Shard {
+                map: HashMap::new(),
+                last_sweep: 0,
+            })
+        });
+        KeyedGcra {
+            quota,
+            hasher: RandomState::new(),
+            shards,
+            per_shard: (max_keys / SHARDS).max(1),
+            overflow,
+            shared: Mutex::new(0),
+        }
+    }
+
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K>> {
+        let h = self.hasher.hash_one(key);
+        // A u64 modulo the shard count is always in range; the fallback only satisfies the lint.
+        let i = usize::try_from(h % SHARDS as u64).unwrap_or(0);
+        let [first, ..] = &self.shards;
+        self.shards
+            .get(i)
+            .unwrap_or(first)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Check and charge one request for `key`.
+    pub(crate) fn check<Q>(&self, key: &Q, now: u64) -> Decision
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized + ToKey<K>,
+    {
+        let mut shard = self.shard(key);
+        if let Some(tat) = shard.map.get_mut(key) {
+            return self.quota.check(tat, now);
+        }
+        if shard.map.len() >= self.per_shard {
+            shard.sweep(now, false);
+        }
+        if shard.map.len() < self.per_shard {
+            let mut tat = 0;
+            let d = self.quota.check(&mut tat, now);
+            if let Entry::Vacant(v) = shard.map.entry(key.to_key()) {
+                v.insert(tat);
+            }
+            return d;
+        }
+        drop(shard);
+        match self.overflow {
+            Overflow::Shared => {
+                let mut tat = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                self.quota.check(&mut tat, now)
+            }
+            Overflow::Untracked => self.quota.peek(0, now),
+        }
+    }
+
+    /// Would a charge for `key` pass now? Never inserts.
+    pub(crate) fn peek<Q>(&self, key: &Q, now: u64) -> Decision
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let tat = self.shard(key).map.get(key).copied().unwrap_or(0);
+        self.quota.peek(tat, now)
+    }
+
+    /// Undo one charge for `key` (only if it is tracked).
+    pub(crate) fn refund<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(tat) = self.shard(key).map.get_mut(key) {
+            self.quota.refund(tat);
+        }
+    }
+
+    /// Drop every idle key (lossless, see the module docs) and give memory back.
+    pub(crate) fn sweep(&self, now: u64) {
+        for m in self.shards.iter() {
+            m.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sweep(now, true);
+        }
+    }
+
+    /// Keys tracked now.
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+            .sum()
+    }
+}
+
+impl<K: Hash + Eq> Shard<K> {
+    /// Drop idle keys. On the request path (`force` false) at most every `SWEEP_EVERY_NS`, so a
+    /// shard full of busy keys does not cost a scan per new key.
+    fn sweep(&mut self, now: u64, force: bool) {
+        if !force && now.saturating_sub(self.last_sweep) < SWEEP_EVERY_NS {
+            return;
+        }
+        self.last_sweep = now;
+        self.map.retain(|_, tat| *tat > now);
+        if self.map.capacity() > 64 && self.map.len() < self.map.capacity() / 4 {
+            self.map.shrink_to_fit();
+        }
+    }
+}
+
+/// Owned key from a borrowed one, allocated only when a new key is inserted.
+pub(crate) trait ToKey<K> {
+    fn to_key(&self) -> K;
+}
+
+impl ToKey<Box<str>> for str {
+    fn to_key(&self) -> Box<str> {
+        self.into()
+    }
+}
+
+impl ToKey<std::net::IpAddr> for std::net::IpAddr {
+    fn to_key(&self) -> std::net::IpAddr {
+        *self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const S: u64 = 1_000_000_000;
+
+    fn quota(rate: &str, burst: u32) -> Quota {
+        Quota::new(Rate::parse(rate).unwrap(), burst)
+    }
+
+    #[test]
+    fn burst_then_one_per_interval() {
+        let q = quota("10/s", 3);
+        let mut tat = 0;
+        let now = 1_000 * S;
+        for want in [2, 1, 0] {
+            assert_eq!(
+                q.check(&mut tat, now),
+                Decision::Allowed {
+                    remaining: want,
+                    reset_ns: (3 - want) * S / 10
+                }
+            );
+        }
+        assert_eq!(
+            q.check(&mut tat, now),
+            Decision::Refused {
+                retry_ns: S / 10,
+                reset_ns: 3 * S / 10
+            }
+        );
+        assert!(matches!(
+            q.check(&mut tat, now + S / 10 - 1),
+            Decision::Refused { retry_ns: 1, .. }
+        ));
+        assert!(matches!(
+            q.check(&mut tat, now + S / 10),
+            Decision::Allowed { remaining: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn backward_clock_step_costs_at_most_one_burst() {
+        let q = quota("1/s", 2);
+        let mut tat = 0;
+        let now = 10_000 * S;
+        q.check(&mut tat, now);
+        q.check(&mut tat, now);
+        // The clock jumps back an hour: the key is empty, not locked out for an hour.
+        let back = now - 3600 * S;
+        match q.check(&mut tat, back) {
+            Decision::Refused { retry_ns, .. } => assert_eq!(retry_ns, S),
+            d => panic!("{d:?}"),
+        }
+        assert!(matches!(
+            q.check(&mut tat, back + S),
+            Decision::Allowed { .. }
+        ));
+    }
+
+    #[test]
+    fn refund_gives_the_charge_back() {
+        let q = quota("1/s", 1);
+        let mut tat = 0;
+        assert!(matches!(q.check(&mut tat, 5 * S), Decision::Allowed { .. }));
+        q.refund(&mut tat);
+        assert!(matches!(q.check(&mut tat, 5 * S), Decision::Allowed { .. }));
+    }
+
+    #[test]
+    fn table_is_bounded_and_idle_keys_are_swept() {
+        let t: KeyedGcra<Box<str>> = KeyedGcra::new(quota("1/s", 1), 32, Overflow::Shared);
+        let now = 100 * S;
+        for i in 0..1000 {
+            t.check(format!("id-{i}").as_str(), now);
+        }
+        assert!(t.len() <= 32, "{}", t.len());
+        // Overflow keys share one bucket: the first took it, the rest are refused.
+        let refused = (1000..1010)
+            .filter(|i| {
+                matches!(
+                    t.check(format!("id-{i}").as_str(), now),
+                    Decision::Refused { .. }
+                )
+            })
+            .count();
+        assert_eq!(refused, 10);
+        // After a second every key is idle; a sweep empties the table.
+        t.sweep(now + S);
+        assert_eq!(t.len(), 0);
+        // And a full shard makes room by itself on the request path.
+        let later = now + 2 * S;
+        for i in 0..1000 {
+            t.check(format!("x-{i}").as_str(), later);
+        }
+        let after = later + Duration::from_secs(2).as_nanos() as u64;
+        assert!(matches!(t.check("fresh", after), Decision::Allowed { .. }));
+    }
+
+    #[test]
+    fn untracked_overflow_peeks_as_allowed_and_inserts_nothing() {
+        let t: KeyedGcra<std::net::IpAddr> =
+            KeyedGcra::new(quota("1/s", 1), 16, Overflow::Untracked);
+        let now = 100 * S;
+        for i in 0..255u8 {
+            let ip = std::net::IpAddr::from([10, 0, 0, i]);
+            t.check(&ip, now);
+        }
+        assert!(t.len() <= 16);
+        let ip = std::net::IpAddr::from([10, 0, 1, 1]);
+        assert!(matches!(t.peek(&ip, now), Decision::Allowed { .. }));
+    }
+}

@@ -1,0 +1,271 @@
+//! Rate and concurrency limits (CONTRACT §3 `[routes.limits]`, §6 `rate-limited`/`overloaded`).
+//!
+//! Per route, in the request path after authorization:
+//! 1. [`RouteLimits::check_rate`] with the caller's identity: a GCRA bucket per identity
+//!    (`rate` + `burst`) and, optionally, one for the whole route (`total_rate`). Refused → 429
+//!    with `Retry-After` and the `RateLimit-Policy`/`RateLimit` fields; allowed → a
+//!    [`RateHeaders`] to put on the response.
+//! 2. [`RouteLimits::try_acquire`]: an owned permit for one of `concurrency` in-flight slots,
+//!    held until the response body is finished. None free → 503 `Retry-After: 1`.
+//!
+//! Before authentication, [`SourceLimiter::check_source`] slows sources that keep failing it
+//! (credential stuffing); the authenticate stage reports failures with
+//! [`SourceLimiter::note_auth_failure`].
+//!
+//! Header syntax follows draft-ietf-httpapi-ratelimit-headers-11 (May 2026; unchanged in shape
+//! since -08): `RateLimit-Policy: "identity";q=100;w=2` (quota = burst, window = seconds to
+//! refill it) and `RateLimit: "identity";r=37;t=2` (remaining now, seconds until the quota is
+//! whole again). No `pk` (partition key) parameter: the key is the caller's identity, which the
+//! caller knows and which need not be echoed.
+//!
+//! Memory: each limiter tracks at most `max_keys` keys. Keys whose bucket is full again carry no
+//! information and are swept (on the request path when a shard fills up, and by [`sweep`] which
+//! the integrator runs every few seconds). When the table is still full, a new *identity*
+//! shares one overflow bucket with all other untracked identities (bounded, still limited,
+//! tracked callers unaffected — not fail-closed, because identities are authenticated callers
+//! and a cap reached by legitimate growth must not lock everyone new out); a new *failing
+//! source* is simply not tracked (per-source throttling is defence in depth; a botnet large
+//! enough to fill the table defeats it anyway, and refusing every new address would hand that
+//! botnet a lockout of all new clients).
+//!
+//! [`sweep`]: RouteLimits::sweep
+
+mod concurrency;
+mod gcra;
+mod rate;
+mod source;
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::clock::Clock;
+use crate::problem::{Code, Refusal};
+
+pub use concurrency::{ConcurrencyLimit, InFlight};
+pub use rate::Rate;
+pub use source::SourceLimiter;
+
+use gcra::{ceil_secs, Decision, KeyedGcra, Overflow, Quota};
+
+/// Keys tracked per limiter unless configured otherwise (about 100 bytes each).
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Policy names in the header fields.
+const IDENTITY_POLICY: &str = "identity";
+const ROUTE_POLICY: &str = "route";
+
+/// A route's limits, resolved from config.
+#[derive(Debug, Clone, Default)]
+pub struct RouteLimitSettings {
+    /// `rate`: per identity. None: no per-identity limit.
+    pub rate: Option<Rate>,
+    /// `burst`: requests an idle identity may send at once. Default: the rate's count (50 for
+    /// `"50/s"`).
+    pub burst: Option<u32>,
+    /// `total_rate`: all identities together on this route. None: no route-wide limit.
+    pub total_rate: Option<Rate>,
+    /// `total_burst`: default the total rate's count.
+    pub total_burst: Option<u32>,
+    /// `concurrency`: requests in flight to the upstream. None: unlimited.
+    pub concurrency: Option<u32>,
+    /// Identities tracked at most; default [`DEFAULT_MAX_KEYS`].
+    pub max_keys: Option<usize>,
+}
+
+/// A route's rate and concurrency limiters. Cheap to share (`Arc` it per route).
+#[derive(Debug)]
+pub struct RouteLimits {
+    clock: Arc<dyn Clock>,
+    identity: Option<KeyedGcra<Box<str>>>,
+    total: Option<(Quota, std::sync::Mutex<u64>)>,
+    concurrency: Option<ConcurrencyLimit>,
+    /// `RateLimit-Policy`, the same on every response: computed once.
+    policy: Option<HeaderValue>,
+}
+
+/// The `RateLimit-Policy`/`RateLimit` fields for a response on a limited route.
+#[derive(Debug, Clone, Default)]
+pub struct RateHeaders {
+    policy: Option<HeaderValue>,
+    current: Option<HeaderValue>,
+}
+
+impl RateHeaders {
+    /// The header fields to add (none on a route without rate limits).
+    pub fn pairs(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let mut v = Vec::with_capacity(2);
+        if let (Some(p), Some(c)) = (&self.policy, &self.current) {
+            v.push((RATELIMIT_POLICY, p.clone()));
+            v.push((RATELIMIT, c.clone()));
+        }
+        v
+    }
+
+    /// Add them to a response's headers, replacing any the upstream sent (they would describe
+    /// the upstream's limits, not ours, and a client cannot tell the two apart).
+    pub fn apply_to(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.pairs() {
+            headers.insert(name, value);
+        }
+    }
+}
+
+impl RouteLimits {
+    /// Build a route's limiters. Errors name the offending key.
+    pub fn new(settings: &RouteLimitSettings, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        let max_keys = settings.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+        if max_keys == 0 {
+            return Err("max_keys: must be at least 1".into());
+        }
+        if settings.rate.is_none() && settings.burst.is_some() {
+            return Err("burst: set without rate".into());
+        }
+        if settings.total_rate.is_none() && settings.total_burst.is_some() {
+            return Err("total_burst: set without total_rate".into());
+        }
+        let quota = |rate: Rate, burst: Option<u32>, key: &str| match burst {
+            Some(0) => Err(format!("{key}: must be at least 1")),
+            b => Ok(Quota::new(rate, b.unwrap_or(rate.count()))),
+        };
+        let identity = settings
+            .rate
+            .map(|r| quota(r, settings.burst, "burst"))
+            .transpose()?;
+        let total = settings
+            .total_rate
+            .map(|r| quota(r, settings.total_burst, "total_burst"))
+            .transpose()?;
+        let concurrency = settings
+            .concurrency
+            .map(|n| ConcurrencyLimit::new(n).ok_or("concurrency: must be at least 1"))
+            .transpose()?;
+
+        let mut items = Vec::new();
+        if let Some(q) = &identity {
+            items.push(policy_item(IDENTITY_POLICY, q));
+        }
+        if let Some(q) = &total {
+            items.push(policy_item(ROUTE_POLICY, q));
+        }
+        let policy = if items.is_empty() {
+            None
+        } else {
+            Some(HeaderValue::from_str(&items.join(", ")).map_err(|e| e.to_string())?)
+        };
+        Ok(RouteLimits {
+            clock,
+            identity: identity.map(|q| KeyedGcra::new(q, max_keys, Overflow::Shared)),
+            total: total.map(|q| (q, std::sync::Mutex::new(0))),
+            concurrency,
+            policy,
+        })
+    }
+
+    /// Charge one request by `identity` (the caller's SPIFFE ID) against the route's rates.
+    pub fn check_rate(&self, identity: &str) -> Result<RateHeaders, Refusal> {
+        let Some(policy) = &self.policy else {
+            return Ok(RateHeaders::default());
+        };
+        let now = nanos(self.clock.as_ref());
+        let mut current = Vec::with_capacity(2);
+        if let Some(table) = &self.identity {
+            match table.check(identity, now) {
+                Decision::Allowed {
+                    remaining,
+                    reset_ns,
+                } => current.push(limit_item(IDENTITY_POLICY, remaining, reset_ns)),
+                Decision::Refused { retry_ns, reset_ns } => {
+                    return Err(self.refusal(IDENTITY_POLICY, retry_ns, reset_ns, policy));
+                }
+            }
+        }
+        if let Some((quota, tat)) = &self.total {
+            let mut tat = tat
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match quota.check(&mut tat, now) {
+                Decision::Allowed {
+                    remaining,
+                    reset_ns,
+                } => current.push(limit_item(ROUTE_POLICY, remaining, reset_ns)),
+                Decision::Refused { retry_ns, reset_ns } => {
+                    drop(tat);
+                    // The request does not happen, so it must not use up the caller's own quota.
+                    if let Some(table) = &self.identity {
+                        table.refund(identity);
+                    }
+                    return Err(self.refusal(ROUTE_POLICY, retry_ns, reset_ns, policy));
+                }
+            }
+        }
+        Ok(RateHeaders {
+            policy: Some(policy.clone()),
+            current: HeaderValue::from_str(&current.join(", ")).ok(),
+        })
+    }
+
+    /// Take one in-flight slot; hold the returned value until the response body is done.
+    pub fn try_acquire(&self) -> Result<InFlight, Refusal> {
+        match &self.concurrency {
+            Some(c) => c.try_acquire(),
+            None => Ok(InFlight::unlimited()),
+        }
+    }
+
+    /// Drop idle keys; call every few seconds (cheap: one pass over at most `max_keys`).
+    pub fn sweep(&self) {
+        if let Some(t) = &self.identity {
+            t.sweep(nanos(self.clock.as_ref()));
+        }
+    }
+
+    /// Identities tracked now (for metrics and tests).
+    pub fn tracked_keys(&self) -> usize {
+        self.identity.as_ref().map_or(0, KeyedGcra::len)
+    }
+
+    fn refusal(&self, name: &str, retry_ns: u64, reset_ns: u64, policy: &HeaderValue) -> Refusal {
+        let mut r = Refusal::new(
+            Code::RateLimited,
+            if name == IDENTITY_POLICY {
+                "rate limit for this identity on this route exceeded"
+            } else {
+                "rate limit for this route exceeded"
+            },
+        )
+        .retry_after(ceil_secs(retry_ns).max(1))
+        .with_header(RATELIMIT_POLICY, policy.clone());
+        if let Ok(v) = HeaderValue::from_str(&limit_item(name, 0, reset_ns)) {
+            r = r.with_header(RATELIMIT, v);
+        }
+        r
+    }
+}
+
+/// `"name";q=<burst>;w=<seconds>`.
+fn policy_item(name: &str, q: &Quota) -> String {
+    format!("\"{name}\";q={};w={}", q.burst(), q.window_secs())
+}
+
+/// `"name";r=<remaining>;t=<seconds>`.
+fn limit_item(name: &str, remaining: u64, reset_ns: u64) -> String {
+    format!("\"{name}\";r={remaining};t={}", ceil_secs(reset_ns))
+}
+
+/// Now, in nanoseconds since the Unix epoch (0 before it: only a broken clock says so).
+fn nanos(clock: &dyn Clock) -> u64 {
+    clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;
