@@ -1,6 +1,8 @@
 //! Authorization. A [`Permit`] can only be built here, and the translate/proxy stages take one:
 //! no request reaches an upstream without passing this stage.
 
+pub mod policy;
+
 use std::sync::Arc;
 
 use crate::authn::Caller;

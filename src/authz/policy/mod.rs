@@ -1,0 +1,526 @@
+//! Route policies in [Cedar](https://www.cedarpolicy.com/): who may call a route, with which
+//! methods, from where and when. Default deny: a request is allowed only when some `permit`
+//! matches and no `forbid` does.
+//!
+//! # The model
+//!
+//! Every policy is validated (strict mode) against the schema embedded in the binary
+//! (`model.cedarschema`, printed by [`Model::schema_text`]), so an unknown attribute or a type error
+//! is a load error with file, line and reason rather than a policy that silently never matches.
+//!
+//! | Cedar | value |
+//! | --- | --- |
+//! | `principal` | `Workload::"<SPIFFE ID>"` with `id`, `trust_domain`, `kind` (`mtls`, `jwt-svid`, `ldap`, `api-key`, `webhook`), `credential` (config name), `principal` (legacy user or key id, `""` if none), `groups` (`Set<String>`), `legacy` (`Bool`) |
+//! | `action` | `Action::"GET"`, `Action::"POST"`, … one per method; groups `Action::"read"` (GET, HEAD, OPTIONS) and `Action::"write"` (POST, PUT, PATCH, DELETE) |
+//! | `resource` | `Route::"<route name>"` with `name` and `path` (normalized, no query) |
+//! | `context` | `source_ip` (`ipaddr`), `time` (unix seconds), `hour` (0–23 UTC), `weekday` (1 = Monday … 7 = Sunday, UTC), `phase` (`observe`, `bridge`, `enforce`), `kind`, `legacy` |
+//!
+//! Groups are a set attribute rather than an entity hierarchy: `principal.groups.contains("ops")`
+//! reads like what it means, needs no group entities to be declared anywhere, and costs nothing per
+//! request beyond the set itself.
+//!
+//! # Examples
+//!
+//! ```cedar
+//! // Payments workloads may read and write.
+//! @id("payments-workloads")
+//! permit (principal, action in [Action::"read", Action::"write"], resource)
+//! when { principal.id like "spiffe://corp.example/ns/payments/*" };
+//!
+//! // RACF users in the PAYOPS group may only read, from the data centre, on weekdays.
+//! @id("racf-payops-read")
+//! permit (principal, action in Action::"read", resource)
+//! when {
+//!   principal.kind == "ldap" && principal.groups.contains("PAYOPS") &&
+//!   context.source_ip.isInRange(ip("10.20.0.0/16")) && context.weekday <= 5
+//! };
+//!
+//! // Nobody deletes batch files through the gateway.
+//! @id("no-batch-delete")
+//! forbid (principal, action == Action::"DELETE", resource)
+//! when { resource.path like "/cics/payments/batch/*" };
+//! ```
+//!
+//! Policies are named by their `@id("…")` annotation (else `policy0`, `policy1`, … in file order);
+//! [`Decision::policies`] lists the names that decided, for the audit line. An `allow = […]` list
+//! is compiled to one `permit` per entry (see [`allow`]).
+
+pub mod allow;
+mod load;
+pub mod suggest;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
+    RestrictedExpression, Schema, Validator,
+};
+use http::Method;
+
+pub use load::{Origin, PolicyError};
+
+use crate::authn::Credential;
+use crate::metrics::Metrics;
+use crate::reload::Stamp;
+
+/// The Cedar schema every policy is validated against.
+const SCHEMA: &str = include_str!("model.cedarschema");
+
+/// Methods with an action in the schema. Any other method is denied (and reported as an error).
+const METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::TRACE,
+    Method::CONNECT,
+];
+
+/// The compiled policy model: schema, validator, authorizer, and the action entities (with
+/// their `read`/`write` groups). Built once and shared by every route.
+#[derive(Debug)]
+pub struct Model {
+    validator: Validator,
+    authorizer: Authorizer,
+    actions: Entities,
+    methods: Vec<(Method, EntityUid)>,
+    workload: EntityTypeName,
+    route: EntityTypeName,
+}
+
+impl Model {
+    /// Compile the embedded schema. Fails only if the binary's own schema is broken (a test
+    /// guards against that); the error is Cedar's explanation.
+    pub fn new() -> Result<Self, String> {
+        let (schema, warnings) =
+            Schema::from_cedarschema_str(SCHEMA).map_err(|e| format!("policy schema: {e}"))?;
+        for w in warnings {
+            tracing::warn!(warning = %w, "policy schema warning");
+        }
+        let actions = schema
+            .action_entities()
+            .map_err(|e| format!("policy schema: {e}"))?;
+        let methods = METHODS
+            .iter()
+            .map(|m| {
+                EntityUid::from_str(&format!("Action::\"{}\"", m.as_str()))
+                    .map(|uid| (m.clone(), uid))
+                    .map_err(|e| format!("policy schema: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let name = |n: &str| EntityTypeName::from_str(n).map_err(|e| format!("policy schema: {e}"));
+        Ok(Model {
+            validator: Validator::new(schema),
+            authorizer: Authorizer::new(),
+            actions,
+            methods,
+            workload: name("Workload")?,
+            route: name("Route")?,
+        })
+    }
+
+    /// The schema, as Cedar text (for docs and `portcullis check`).
+    pub fn schema_text() -> &'static str {
+        SCHEMA
+    }
+
+    fn action(&self, m: &Method) -> Option<&EntityUid> {
+        self.methods
+            .iter()
+            .find(|(k, _)| k == m)
+            .map(|(_, uid)| uid)
+    }
+}
+
+/// How a route says who may call it (`policy = "…"` or `allow = […]` in config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rules {
+    /// A Cedar policy file.
+    File(PathBuf),
+    /// SPIFFE ID patterns; `["*"]` admits any authenticated caller.
+    Allow(Vec<String>),
+}
+
+impl Rules {
+    /// From a route's config. `Ok(None)`: the route accepts no credentials and has no policy (an
+    /// explicit pass-through). A route that accepts credentials must say who may call it.
+    pub fn from_route(
+        route: &str,
+        accepts_credentials: bool,
+        policy: Option<PathBuf>,
+        allow: Option<Vec<String>>,
+    ) -> Result<Option<Rules>, PolicyError> {
+        let route = route.to_owned();
+        let rules = match (policy, allow) {
+            (Some(_), Some(_)) => return Err(PolicyError::Ambiguous { route }),
+            (Some(p), None) => Some(Rules::File(p)),
+            (None, Some(a)) => Some(Rules::Allow(a)),
+            (None, None) => None,
+        };
+        match (accepts_credentials, rules) {
+            (true, None) => Err(PolicyError::NoPolicy { route }),
+            (false, Some(_)) => Err(PolicyError::Unreachable { route }),
+            (_, rules) => Ok(rules),
+        }
+    }
+}
+
+/// Everything about one route's authorization, resolved from config.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// The route's name (the `Route::"…"` entity id).
+    pub route: String,
+    pub rules: Rules,
+    /// `shadow_policy`: evaluated and reported, never enforced.
+    pub shadow: Option<PathBuf>,
+}
+
+/// For `portcullis check`: every problem with this route's policies (empty when they load).
+pub fn check(model: &Model, spec: &RouteSpec) -> Vec<PolicyError> {
+    let mut errors = Vec::new();
+    if let Err(e) = load_rules(model, &spec.route, &spec.rules) {
+        errors.extend(e);
+    }
+    if let Some(p) = &spec.shadow {
+        if let Err(e) = load::load_file(model, p) {
+            errors.extend(e);
+        }
+    }
+    errors
+}
+
+fn load_rules(model: &Model, route: &str, rules: &Rules) -> Result<PolicySet, Vec<PolicyError>> {
+    match rules {
+        Rules::File(p) => load::load_file(model, p),
+        Rules::Allow(a) => load::compile_allow(model, route, a),
+    }
+}
+
+/// One request, as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    pub credential: &'a Credential,
+    pub method: &'a Method,
+    /// The normalized request path, without the query.
+    pub path: &'a str,
+    pub source_ip: IpAddr,
+    pub now: SystemTime,
+    /// The route's migration phase today: `observe`, `bridge` or `enforce`.
+    pub phase: &'a str,
+}
+
+/// The outcome of one policy set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The policies that decided: the matching `permit`s when allowed, the matching `forbid`s
+    /// when denied by one; empty when denied by default.
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (they are skipped, so they can only make the decision
+    /// stricter) and requests that could not be put to the policy at all.
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    fn deny(error: String) -> Self {
+        Decision {
+            allowed: false,
+            policies: Vec::new(),
+            errors: vec![error],
+        }
+    }
+}
+
+/// The enforced decision, and the shadow policy's when the route has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub shadow: Option<Decision>,
+}
+
+impl Verdict {
+    /// Whether the request may proceed.
+    pub fn allowed(&self) -> bool {
+        self.decision.allowed
+    }
+
+    /// Allowed, but the shadow policy would deny it: audited as `shadow-deny`.
+    pub fn shadow_denied(&self) -> bool {
+        self.decision.allowed && self.shadow.as_ref().is_some_and(|s| !s.allowed)
+    }
+}
+
+/// A policy set and the file it follows (none for an `allow` list).
+#[derive(Debug)]
+struct Watched {
+    file: Option<PathBuf>,
+    current: ArcSwap<PolicySet>,
+    seen: Mutex<Stamp>,
+}
+
+impl Watched {
+    fn fixed(set: PolicySet) -> Self {
+        Watched {
+            file: None,
+            current: ArcSwap::from_pointee(set),
+            seen: Mutex::new(None),
+        }
+    }
+
+    fn file(model: &Model, path: &PathBuf) -> Result<Self, Vec<PolicyError>> {
+        let seen = crate::reload::stamp(path);
+        let set = load::load_file(model, path)?;
+        Ok(Watched {
+            file: Some(path.clone()),
+            current: ArcSwap::from_pointee(set),
+            seen: Mutex::new(seen),
+        })
+    }
+}
+
+/// A route's compiled policies, following their files.
+#[derive(Debug)]
+pub struct RoutePolicy {
+    model: Arc<Model>,
+    route: EntityUid,
+    route_name: RestrictedExpression,
+    enforced: Watched,
+    shadow: Option<Watched>,
+    metrics: Arc<Metrics>,
+}
+
+impl RoutePolicy {
+    /// Load and validate the route's policies. Every problem is returned.
+    pub fn load(
+        model: Arc<Model>,
+        spec: &RouteSpec,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Vec<PolicyError>> {
+        let enforced = match &spec.rules {
+            Rules::File(p) => Watched::file(&model, p),
+            Rules::Allow(a) => load::compile_allow(&model, &spec.route, a).map(Watched::fixed),
+        };
+        let shadow = spec.shadow.as_ref().map(|p| Watched::file(&model, p));
+        let (enforced, shadow) = match (enforced, shadow.transpose()) {
+            (Ok(e), Ok(s)) => (e, s),
+            (e, s) => {
+                let mut errors = e.err().unwrap_or_default();
+                errors.extend(s.err().unwrap_or_default());
+                return Err(errors);
+            }
+        };
+        let route =
+            EntityUid::from_type_name_and_id(model.route.clone(), EntityId::new(&spec.route));
+        Ok(RoutePolicy {
+            route,
+            route_name: RestrictedExpression::new_string(spec.route.clone()),
+            model,
+            enforced,
+            shadow,
+            metrics,
+        })
+    }
+
+    /// Decide one request. Never fails: anything that keeps a request from being evaluated is a
+    /// deny with the reason in [`Decision::errors`].
+    pub fn evaluate(&self, access: &Access<'_>) -> Verdict {
+        let (request, entities) = match self.request(access) {
+            Ok(r) => r,
+            Err(e) => {
+                return Verdict {
+                    decision: Decision::deny(e.clone()),
+                    shadow: self.shadow.as_ref().map(|_| Decision::deny(e)),
+                }
+            }
+        };
+        let decide = |w: &Watched| {
+            let set = w.current.load();
+            let response = self
+                .model
+                .authorizer
+                .is_authorized(&request, &set, &entities);
+            let d = response.diagnostics();
+            Decision {
+                allowed: response.decision() == cedar_policy::Decision::Allow,
+                policies: d.reason().map(ToString::to_string).collect(),
+                errors: d.errors().map(ToString::to_string).collect(),
+            }
+        };
+        Verdict {
+            decision: decide(&self.enforced),
+            shadow: self.shadow.as_ref().map(decide),
+        }
+    }
+
+    /// Build the Cedar request and entities directly (no JSON round trip).
+    fn request(&self, a: &Access<'_>) -> Result<(Request, Entities), String> {
+        let c = a.credential;
+        let action = self
+            .model
+            .action(a.method)
+            .ok_or_else(|| format!("method {} has no action in the policy model", a.method))?;
+        let principal = EntityUid::from_type_name_and_id(
+            self.model.workload.clone(),
+            EntityId::new(&c.identity),
+        );
+        let trust_domain = c
+            .identity
+            .strip_prefix("spiffe://")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_default();
+        let legacy = c.kind.is_legacy();
+        let kind = c.kind.as_str();
+        let attrs = HashMap::from([
+            (
+                "id".to_owned(),
+                RestrictedExpression::new_string(c.identity.clone()),
+            ),
+            (
+                "trust_domain".to_owned(),
+                RestrictedExpression::new_string(trust_domain.to_owned()),
+            ),
+            (
+                "kind".to_owned(),
+                RestrictedExpression::new_string(kind.to_owned()),
+            ),
+            (
+                "credential".to_owned(),
+                RestrictedExpression::new_string(c.name.to_string()),
+            ),
+            (
+                "principal".to_owned(),
+                RestrictedExpression::new_string(c.principal.clone().unwrap_or_default()),
+            ),
+            (
+                "groups".to_owned(),
+                RestrictedExpression::new_set(
+                    c.groups
+                        .iter()
+                        .map(|g| RestrictedExpression::new_string(g.clone())),
+                ),
+            ),
+            ("legacy".to_owned(), RestrictedExpression::new_bool(legacy)),
+        ]);
+        let workload = Entity::new(principal.clone(), attrs, Default::default())
+            .map_err(|e| format!("principal: {e}"))?;
+        let route = Entity::new(
+            self.route.clone(),
+            HashMap::from([
+                ("name".to_owned(), self.route_name.clone()),
+                (
+                    "path".to_owned(),
+                    RestrictedExpression::new_string(a.path.to_owned()),
+                ),
+            ]),
+            Default::default(),
+        )
+        .map_err(|e| format!("resource: {e}"))?;
+
+        let secs = a
+            .now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        let days = secs / 86_400;
+        let num = |n: u64| RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX));
+        let context = Context::from_pairs([
+            (
+                "source_ip".to_owned(),
+                // A dual-stack listener reports IPv4 callers as ::ffff:a.b.c.d; policies are
+                // written with IPv4 ranges.
+                RestrictedExpression::new_ip(a.source_ip.to_canonical().to_string()),
+            ),
+            ("time".to_owned(), num(secs)),
+            ("hour".to_owned(), num(secs % 86_400 / 3_600)),
+            // 1970-01-01 was a Thursday (ISO day 4).
+            ("weekday".to_owned(), num((days + 3) % 7 + 1)),
+            (
+                "phase".to_owned(),
+                RestrictedExpression::new_string(a.phase.to_owned()),
+            ),
+            (
+                "kind".to_owned(),
+                RestrictedExpression::new_string(kind.to_owned()),
+            ),
+            ("legacy".to_owned(), RestrictedExpression::new_bool(legacy)),
+        ])
+        .map_err(|e| format!("context: {e}"))?;
+
+        // The schema is not consulted here: the values above are built to fit it (a test checks
+        // that with the schema), and checking per request would double the cost.
+        let request = Request::new(principal, action.clone(), self.route.clone(), context, None)
+            .map_err(|e| format!("request: {e}"))?;
+        let entities = self
+            .model
+            .actions
+            .clone()
+            .add_entities([workload, route], None)
+            .map_err(|e| format!("entities: {e}"))?;
+        Ok((request, entities))
+    }
+
+    /// Reload any policy file that changed. `Ok(true)`: a new policy set is in use. A file that
+    /// fails to load keeps the previous set in use; the failure is logged, counted and returned,
+    /// and the file is retried when it changes again (not on every tick, which would repeat the
+    /// same error forever).
+    pub fn poll(&self) -> Result<bool, Vec<PolicyError>> {
+        let mut changed = false;
+        let mut errors = Vec::new();
+        for w in std::iter::once(&self.enforced).chain(self.shadow.as_ref()) {
+            let Some(path) = &w.file else { continue };
+            let now = crate::reload::stamp(path);
+            {
+                let Ok(mut seen) = w.seen.lock() else {
+                    continue;
+                };
+                if *seen == now {
+                    continue;
+                }
+                *seen = now;
+            }
+            match load::load_file(&self.model, path) {
+                Ok(set) => {
+                    w.current.store(Arc::new(set));
+                    self.metrics.config_reloads_total.with(&["ok"]).inc();
+                    tracing::info!(policy_file = %path.display(), "policy reloaded");
+                    changed = true;
+                }
+                Err(e) => {
+                    self.metrics.config_reloads_total.with(&["error"]).inc();
+                    for err in &e {
+                        tracing::error!(error = %err, "policy reload failed; keeping the previous policy");
+                    }
+                    errors.extend(e);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(changed)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Poll the policy files every `every` until this is dropped.
+    pub fn spawn_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        crate::reload::spawn_watcher(self, every)
+    }
+}
+
+impl crate::reload::Reload for RoutePolicy {
+    fn poll_files(&self) {
+        // Errors are logged and counted inside.
+        let _ = self.poll();
+    }
+}
