@@ -71,6 +71,8 @@ struct Trace {
     caller: Option<authn::Credential>,
     upstream_status: Option<u16>,
     jti: Option<Arc<str>>,
+    /// `RateLimit-Policy`/`RateLimit` for the response on a rate-limited route.
+    rate_headers: Option<crate::limits::RateHeaders>,
 }
 
 impl Gateway {
@@ -86,6 +88,7 @@ impl Gateway {
             caller: None,
             upstream_status: None,
             jti: None,
+            rate_headers: None,
         };
         let (mut resp, reason) = match self.stages(conn, &parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -107,6 +110,9 @@ impl Gateway {
         };
         resp.headers_mut()
             .insert("x-request-id", trace.request_id.clone());
+        if let Some(h) = &trace.rate_headers {
+            h.apply_to(resp.headers_mut());
+        }
         self.finish(conn, &parts, &resp, trace, reason, started);
         resp
     }
@@ -140,7 +146,7 @@ impl Gateway {
                 .closing());
             }
         }
-        let buffered = if authn::wants_body(&route.accept, parts) {
+        let mut buffered = if authn::wants_body(&route.accept, parts) {
             Some(buffer_body(body.take(), body_limit).await?)
         } else {
             None
@@ -162,8 +168,45 @@ impl Gateway {
         let now = self.clock.now();
         let caller = authn::authenticate(&route.accept, parts, conn, now, view).await?;
         trace.caller = caller.credential().cloned();
-        let permit = authz::authorize(&route, caller)?;
-        trace.decision = Decision::Allow;
+        let (permit, shadow) = authz::authorize(
+            &route,
+            caller,
+            authz::Request {
+                method: &parts.method,
+                path: &routed.path,
+                source_ip: conn.peer.ip(),
+                now,
+                phase: "bridge",
+            },
+        )?;
+        trace.decision = match shadow {
+            authz::Shadow::Agrees => Decision::Allow,
+            authz::Shadow::Denies => Decision::ShadowDeny,
+        };
+        let mut in_flight = None;
+        if let Some(limits) = &route.limits {
+            let key = match permit.caller().credential() {
+                Some(c) => c.identity.clone(),
+                None => conn.peer.ip().to_string(),
+            };
+            trace.rate_headers = Some(limits.check_rate(&key).map_err(|r| {
+                self.metrics.rate_limited_total.with(&[route.name()]).inc();
+                r
+            })?);
+            in_flight = Some(limits.try_acquire()?);
+        }
+        if let Some(v) = &route.validator {
+            let has_body = buffered
+                .as_ref()
+                .map_or_else(|| crate::validate::has_body(parts), |b| !b.is_empty());
+            v.check_head(parts, has_body)?;
+            if has_body && v.needs_body(parts) {
+                if buffered.is_none() {
+                    buffered = Some(buffer_body(body.take(), body_limit).await?);
+                }
+                v.check_body(parts, buffered.as_deref().unwrap_or_default())?;
+            }
+        }
         let token = self.mint(&permit, conn, now)?;
         trace.jti = token.as_ref().map(|m| m.jti.clone());
         let body = match buffered {
@@ -187,7 +230,17 @@ impl Gateway {
             .observe(upstream_started.elapsed());
         let resp = result?;
         trace.upstream_status = Some(resp.status().as_u16());
-        Ok(resp)
+        Ok(match in_flight {
+            // The concurrency slot is held until the response body is finished (or dropped).
+            Some(permit) => resp.map(|b| {
+                b.map_frame(move |f| {
+                    let _held = &permit;
+                    f
+                })
+                .boxed()
+            }),
+            None => resp,
+        })
     }
 
     /// `POST /oauth2/token`.

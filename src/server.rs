@@ -105,6 +105,31 @@ fn inject_header(i: &InjectConfig) -> anyhow::Result<(http::HeaderName, http::He
     Ok((name, value))
 }
 
+/// A route's limiters, when it has any.
+fn route_limits(
+    l: &crate::config::LimitsConfig,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> anyhow::Result<Option<Arc<crate::limits::RouteLimits>>> {
+    use crate::limits::{Rate, RouteLimitSettings, RouteLimits};
+    if l.rate.is_none() && l.total_rate.is_none() && l.concurrency.is_none() {
+        return Ok(None);
+    }
+    let rate = |r: &crate::config::Rate| {
+        Rate::new(r.count, r.per).ok_or_else(|| anyhow::anyhow!("invalid rate"))
+    };
+    let settings = RouteLimitSettings {
+        rate: l.rate.as_ref().map(rate).transpose()?,
+        burst: l.rate.map(|r| r.burst),
+        total_rate: l.total_rate.as_ref().map(rate).transpose()?,
+        total_burst: l.total_rate.map(|r| r.burst),
+        concurrency: l.concurrency.map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
+        max_keys: None,
+    };
+    Ok(Some(Arc::new(
+        RouteLimits::new(&settings, clock).map_err(anyhow::Error::msg)?,
+    )))
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -156,8 +181,33 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         watchers.push(credentials.trust.spawn_watcher(RELOAD_EVERY));
     }
 
+    let model = Arc::new(
+        crate::authz::policy::Model::new().map_err(|e| anyhow::anyhow!("Cedar schema: {e}"))?,
+    );
     let mut routes = Vec::with_capacity(config.routes.len());
     for rc in &config.routes {
+        let policy = match &rc.policy {
+            None => None,
+            Some(spec) => {
+                let p =
+                    crate::authz::policy::RoutePolicy::load(model.clone(), spec, metrics.clone())
+                        .map_err(|errs| {
+                        let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                        anyhow::anyhow!("route {}: policy:\n{}", rc.name, lines.join("\n"))
+                    })?;
+                let p = Arc::new(p);
+                watchers.push(p.spawn_watcher(RELOAD_EVERY));
+                Some(p)
+            }
+        };
+        let limits = route_limits(&rc.limits, opts.clock.clone())
+            .with_context(|| format!("route {}: limits", rc.name))?;
+        let validator = rc
+            .validate
+            .as_ref()
+            .map(|v| crate::validate::Validator::new(v).map(Arc::new))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("route {}: validate.{e}", rc.name))?;
         let upstream =
             Upstream::new(&rc.upstream).with_context(|| format!("route {}: upstream", rc.name))?;
         let inject = rc
@@ -171,6 +221,9 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             config: rc.clone(),
             upstream,
             accept: credentials.pick(&rc.accept)?,
+            policy,
+            limits,
+            validator,
             inject,
         }));
     }

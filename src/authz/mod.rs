@@ -6,7 +6,6 @@ pub mod policy;
 use std::sync::Arc;
 
 use crate::authn::Caller;
-use crate::config::Access;
 use crate::problem::{Code, Refusal};
 use crate::routing::Route;
 
@@ -29,118 +28,78 @@ impl Permit {
     }
 }
 
-/// Check one `allow` pattern: `"*"`, or a SPIFFE ID in which `*` stands for any run of
-/// characters. The trust domain must be written out (no `*` before the first `/` of the path),
-/// so a pattern can never match IDs of another trust domain.
-pub fn check_pattern(p: &str) -> Result<(), String> {
-    if p == "*" {
-        return Ok(());
-    }
-    let rest = p.strip_prefix("spiffe://").ok_or_else(|| {
-        format!("{p:?}: expected \"*\" or a SPIFFE ID pattern (spiffe://td/path/*)")
-    })?;
-    let (td, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if td.contains('*') {
-        return Err(format!(
-            "{p:?}: the trust domain must be written out, without *"
-        ));
-    }
-    crate::spiffe::TrustDomain::parse(td).map_err(|e| format!("{p:?}: {e}"))?;
-    if path.is_empty() && !p.ends_with('/') && !rest.contains('/') {
-        return Ok(()); // the trust domain's own ID
-    }
-    let probe = format!("spiffe://{td}/{}", path.replace('*', "x"));
-    crate::spiffe::SpiffeId::parse(probe.trim_end_matches('/'))
-        .map(|_| ())
-        .map_err(|e| format!("{p:?}: {e}"))
+/// What the authorize stage concluded besides the permit: the shadow policy's view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shadow {
+    /// No shadow policy, or it agrees.
+    Agrees,
+    /// Allowed, but the shadow policy would deny: audited as `shadow-deny`.
+    Denies,
 }
 
-/// Whether `id` matches `pattern` (`*` = any run of characters, including `/`).
-pub fn pattern_matches(pattern: &str, id: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return false;
-    };
-    let Some(mut rest) = id.strip_prefix(first) else {
-        return false;
-    };
-    let pieces: Vec<&str> = parts.collect();
-    let Some((last, middle)) = pieces.split_last() else {
-        return rest.is_empty(); // no `*`: exact match
-    };
-    for m in middle {
-        match rest.find(m) {
-            Some(i) => rest = rest.get(i + m.len()..).unwrap_or(""),
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
-}
-
-/// Decide. Default deny: a route that accepts credentials needs a rule that allows the caller.
-pub fn authorize(route: &Arc<Route>, caller: Caller) -> Result<Permit, Refusal> {
-    let allowed = match (&caller, &route.config.access) {
+/// Decide. Default deny: a route that accepts credentials needs a policy that allows the caller
+/// (`check` refuses a route with credentials and no policy, so `None` here means pass-through).
+pub fn authorize(
+    route: &Arc<Route>,
+    caller: Caller,
+    request: Request<'_>,
+) -> Result<(Permit, Shadow), Refusal> {
+    let shadow = match (&caller, &route.policy) {
         // The route was configured to accept no credentials: an explicit pass-through.
-        (Caller::Anonymous, _) => true,
-        (Caller::Authenticated(c), Some(Access::Allow(patterns))) => {
-            patterns.iter().any(|p| pattern_matches(p, &c.identity))
+        (Caller::Anonymous, _) => Shadow::Agrees,
+        (Caller::Authenticated(_), None) => return Err(deny()),
+        (Caller::Authenticated(cred), Some(policy)) => {
+            let verdict = policy.evaluate(&policy::Access {
+                credential: cred,
+                method: request.method,
+                path: request.path,
+                source_ip: request.source_ip,
+                now: request.now,
+                phase: request.phase,
+            });
+            for e in verdict
+                .decision
+                .errors
+                .iter()
+                .chain(verdict.shadow.iter().flat_map(|s| s.errors.iter()))
+            {
+                tracing::warn!(route = %route.name(), error = %e, "policy evaluation error");
+            }
+            if !verdict.allowed() {
+                return Err(deny());
+            }
+            if verdict.shadow_denied() {
+                Shadow::Denies
+            } else {
+                Shadow::Agrees
+            }
         }
-        (Caller::Authenticated(_), _) => false,
     };
-    if allowed {
-        Ok(Permit {
+    Ok((
+        Permit {
             caller,
             route: route.clone(),
             _proof: (),
-        })
-    } else {
-        Err(Refusal::new(
-            Code::Forbidden,
-            "no policy allows this caller on this route",
-        ))
-    }
+        },
+        shadow,
+    ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The request as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a http::Method,
+    /// Normalized path, no query.
+    pub path: &'a str,
+    pub source_ip: std::net::IpAddr,
+    pub now: std::time::SystemTime,
+    /// Migration phase of the route today.
+    pub phase: &'a str,
+}
 
-    #[test]
-    fn patterns() {
-        let m = pattern_matches;
-        assert!(m("*", "spiffe://a/b"));
-        assert!(m(
-            "spiffe://corp.example/ns/pay/*",
-            "spiffe://corp.example/ns/pay/x"
-        ));
-        assert!(m(
-            "spiffe://corp.example/ns/pay/*",
-            "spiffe://corp.example/ns/pay/x/y"
-        ));
-        assert!(!m(
-            "spiffe://corp.example/ns/pay/*",
-            "spiffe://corp.example/ns/payments/x"
-        ));
-        assert!(!m(
-            "spiffe://corp.example/*",
-            "spiffe://corp.example.evil/x"
-        ));
-        assert!(!m("spiffe://corp.example/a", "spiffe://corp.example/a/b"));
-        assert!(m("spiffe://corp.example/a", "spiffe://corp.example/a"));
-        assert!(m(
-            "spiffe://corp.example/*/api",
-            "spiffe://corp.example/x/api"
-        ));
-        assert!(!m(
-            "spiffe://corp.example/*/api",
-            "spiffe://corp.example/x/api2"
-        ));
-        assert!(check_pattern("spiffe://*.example/x").is_err());
-        assert!(check_pattern("corp.example/x").is_err());
-        assert!(check_pattern("spiffe://corp.example/ns/*").is_ok());
-        assert!(check_pattern("*").is_ok());
-    }
+fn deny() -> Refusal {
+    Refusal::new(
+        Code::Forbidden,
+        "no policy allows this caller on this route",
+    )
 }

@@ -110,25 +110,14 @@ pub struct RouteConfig {
     pub max_body: u64,
     /// Credential names, tried in order; empty: an explicit pass-through route.
     pub accept: Vec<Arc<str>>,
-    /// Who may use the route (required when `accept` is not empty).
-    pub access: Option<Access>,
-    /// Evaluated and audited as `shadow-deny`, never enforced.
-    pub shadow_policy: Option<PathBuf>,
+    /// Who may use the route: `None` only for a pass-through route (no `accept`).
+    pub policy: Option<crate::authz::policy::RouteSpec>,
     pub plan: Option<String>,
     /// Basic and API keys over plain HTTP (refused unless set).
     pub plaintext_credentials: bool,
     pub limits: LimitsConfig,
-    /// `[routes.validate]` as written; checked by `crate::validate`.
-    pub validate: Option<serde_json::Value>,
-}
-
-/// A route's access rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
-    /// `allow = [SPIFFE ID patterns]` (`*` matches anything; `"*"` alone: any authenticated caller).
-    Allow(Vec<String>),
-    /// `policy = "file.cedar"`.
-    Policy(PathBuf),
+    /// `[routes.validate]`, when set.
+    pub validate: Option<crate::validate::ValidateSettings>,
 }
 
 /// `[routes.limits]` beyond `max_body`.

@@ -73,8 +73,31 @@ pub struct Route {
     pub plan: Option<String>,
     #[serde(default)]
     pub dangerous_allow_plaintext_credentials: bool,
-    /// Request validation (`[routes.validate]`), checked by `crate::validate`.
-    pub validate: Option<serde_json::Value>,
+    /// Request validation (`[routes.validate]`).
+    pub validate: Option<Validate>,
+}
+
+/// `[routes.validate]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validate {
+    #[serde(default)]
+    pub content_types: Vec<String>,
+    pub json_schema: Option<String>,
+    pub max_json_depth: Option<u64>,
+    pub max_query_bytes: Option<String>,
+    pub xml: Option<ValidateXml>,
+}
+
+/// `[routes.validate.xml]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateXml {
+    pub max_depth: Option<u64>,
+    pub max_attributes: Option<u64>,
+    pub max_bytes: Option<String>,
+    #[serde(default)]
+    pub allow_processing_instructions: bool,
 }
 
 /// `match = { path_prefix, methods, host }`

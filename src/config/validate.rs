@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::creds::{self, parse_per, CredentialConfig, SecretSource};
 use super::units::{parse_duration, parse_size};
 use super::{
-    defaults, raw, Access, Admin, Audit, AuditSink, Config, InjectConfig, Invalid, IssuerConfig,
+    defaults, raw, Admin, Audit, AuditSink, Config, InjectConfig, Invalid, IssuerConfig,
     LimitsConfig, Listen, Problem, Rate, RouteConfig, TlsFiles, TokenHeader, UpstreamConfig,
 };
 use crate::authn::Kind;
@@ -306,7 +306,18 @@ pub(super) fn validate(
             "needs [issuer]: it hands out minted tokens",
         );
     }
+    let model = match crate::authz::policy::Model::new() {
+        Ok(m) => m,
+        Err(e) => {
+            c.push(
+                "-",
+                format!("internal: the Cedar schema does not load: {e}"),
+            );
+            return Err(Invalid(c.problems));
+        }
+    };
     let ctx = RouteCtx {
+        model: &model,
         credentials: &credentials,
         issuer: issuer.is_some(),
         tls: listen.as_ref().is_some_and(|l| l.tls.is_some()),
@@ -466,6 +477,7 @@ fn positive(c: &mut Collector<'_>, key: &str, v: Option<u64>, default: u64) -> u
 
 /// What a route is checked against.
 struct RouteCtx<'a> {
+    model: &'a crate::authz::policy::Model,
     credentials: &'a [Arc<CredentialConfig>],
     issuer: bool,
     tls: bool,
@@ -480,6 +492,12 @@ fn route(
     warnings: &mut Vec<String>,
 ) -> Option<RouteConfig> {
     let before = c.problems.len();
+    let rules_in = RulesIn {
+        name: r.name.clone(),
+        policy: r.policy.clone(),
+        shadow_policy: r.shadow_policy.clone(),
+        allow: r.allow.clone(),
+    };
     if r.name.is_empty()
         || !r
             .name
@@ -591,47 +609,11 @@ fn route(
             );
         }
     }
-    let access = match (&r.allow, &r.policy) {
-        (Some(_), Some(_)) => {
-            c.push(key, "set either allow or policy, not both");
-            None
-        }
-        (Some(patterns), None) => {
-            if patterns.is_empty() {
-                c.push(
-                    format!("{key}.allow"),
-                    "empty: nobody could use the route (remove it, or list who may)",
-                );
-            }
-            for (i, p) in patterns.iter().enumerate() {
-                if let Err(e) = crate::authz::check_pattern(p) {
-                    c.push(format!("{key}.allow[{i}]"), e);
-                }
-            }
-            Some(Access::Allow(patterns.clone()))
-        }
-        (None, Some(p)) => Some(Access::Policy(c.file_path(
-            &format!("{key}.policy"),
-            base,
-            p,
-        ))),
-        (None, None) => None,
-    };
-    if accept.is_empty() && access.is_some() {
-        c.push(
-            key,
-            "allow/policy without accept: the route accepts no credentials, so there is nobody to authorize (add accept = [...])",
-        );
-    } else if !accept.is_empty() && access.is_none() {
-        c.push(
-            key,
-            "accepts credentials but has no policy: add policy = \"file.cedar\", or allow = [SPIFFE ID patterns] (allow = [\"*\"] lets every authenticated caller in)",
-        );
-    }
-    let shadow_policy = r
-        .shadow_policy
+    let policy = route_policy(c, base, key, &rules_in, !accept.is_empty(), ctx.model);
+    let validate = r
+        .validate
         .as_ref()
-        .map(|p| c.file_path(&format!("{key}.shadow_policy"), base, p));
+        .and_then(|v| validation(c, base, key, v));
     let upstream = upstream(c, base, key, r.upstream, !accept.is_empty(), ctx.issuer);
     let max_body = c.size(
         &format!("{key}.limits.max_body"),
@@ -650,13 +632,130 @@ fn route(
         upstream: upstream?,
         max_body,
         accept,
-        access,
-        shadow_policy,
+        policy,
         plan: r.plan,
         plaintext_credentials: r.dangerous_allow_plaintext_credentials,
         limits,
-        validate: r.validate,
+        validate,
     })
+}
+
+/// `policy` / `allow` / `shadow_policy`: compiled and validated against the Cedar schema now, so
+/// `check` reports a broken policy with its file and line.
+struct RulesIn {
+    name: String,
+    policy: Option<String>,
+    shadow_policy: Option<String>,
+    allow: Option<Vec<String>>,
+}
+
+fn route_policy(
+    c: &mut Collector<'_>,
+    base: &Path,
+    key: &str,
+    r: &RulesIn,
+    accepts: bool,
+    model: &crate::authz::policy::Model,
+) -> Option<crate::authz::policy::RouteSpec> {
+    use crate::authz::policy::{check, RouteSpec, Rules};
+    let policy = r
+        .policy
+        .as_ref()
+        .map(|p| c.file_path(&format!("{key}.policy"), base, p));
+    let shadow = r
+        .shadow_policy
+        .as_ref()
+        .map(|p| c.file_path(&format!("{key}.shadow_policy"), base, p));
+    let rules = match Rules::from_route(&r.name, accepts, policy, r.allow.clone()) {
+        Ok(rules) => rules,
+        Err(e) => {
+            c.push(key, e.to_string());
+            return None;
+        }
+    };
+    let Some(rules) = rules else {
+        if shadow.is_some() {
+            c.push(
+                format!("{key}.shadow_policy"),
+                "the route accepts no credentials: there is nobody to authorize",
+            );
+        }
+        return None;
+    };
+    if let Rules::Allow(patterns) = &rules {
+        if patterns.is_empty() {
+            c.push(
+                format!("{key}.allow"),
+                "empty: nobody could use the route (remove it, or list who may)",
+            );
+            return None;
+        }
+    }
+    let spec = RouteSpec {
+        route: r.name.clone(),
+        rules,
+        shadow,
+    };
+    for e in check(model, &spec) {
+        let mut p = e.problem(c.file);
+        if p.key.is_empty() {
+            p.key = "-".into();
+        }
+        c.problems.push(p);
+    }
+    Some(spec)
+}
+
+fn validation(
+    c: &mut Collector<'_>,
+    base: &Path,
+    key: &str,
+    v: &raw::Validate,
+) -> Option<crate::validate::ValidateSettings> {
+    use crate::validate::{ValidateSettings, Validator, XmlSettings};
+    let vkey = format!("{key}.validate");
+    let mut s = ValidateSettings {
+        content_types: v.content_types.clone(),
+        json_schema: v
+            .json_schema
+            .as_ref()
+            .map(|p| c.file_path(&format!("{vkey}.json_schema"), base, p)),
+        ..ValidateSettings::default()
+    };
+    if let Some(d) = v.max_json_depth {
+        s.max_json_depth = usize::try_from(d).unwrap_or(usize::MAX);
+    }
+    if let Some(q) = &v.max_query_bytes {
+        let n = c.size(&format!("{vkey}.max_query_bytes"), Some(q), 8192);
+        s.max_query_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(x) = &v.xml {
+        let d = XmlSettings::default();
+        s.xml = XmlSettings {
+            max_depth: x
+                .max_depth
+                .map_or(d.max_depth, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_attributes: x.max_attributes.map_or(d.max_attributes, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            max_bytes: x.max_bytes.as_ref().map(|b| {
+                let n = c.size(&format!("{vkey}.xml.max_bytes"), Some(b), 1);
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            allow_processing_instructions: x.allow_processing_instructions,
+        };
+    }
+    if c.problems.iter().any(|p| p.key.starts_with(&vkey)) {
+        return None;
+    }
+    // Compile now (schema file read and compiled) so `check` reports what `serve` would.
+    match Validator::new(&s) {
+        Ok(_) => Some(s),
+        Err(e) => {
+            c.push(vkey, e);
+            None
+        }
+    }
 }
 
 fn limits(c: &mut Collector<'_>, key: &str, l: &raw::Limits) -> LimitsConfig {

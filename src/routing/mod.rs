@@ -20,6 +20,12 @@ pub struct Route {
     pub upstream: Upstream,
     /// The credentials this route accepts, in order; empty means an explicit pass-through.
     pub accept: Vec<Arc<dyn Authenticator>>,
+    /// Who may use the route (`None`: pass-through, no credentials accepted).
+    pub policy: Option<Arc<crate::authz::policy::RoutePolicy>>,
+    /// Rate and concurrency limits.
+    pub limits: Option<Arc<crate::limits::RouteLimits>>,
+    /// Request validation.
+    pub validator: Option<Arc<crate::validate::Validator>>,
     /// The legacy upstream's own credential (`upstream.inject`), ready to add; marked sensitive.
     pub inject: Option<(http::HeaderName, HeaderValue)>,
 }

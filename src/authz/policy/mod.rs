@@ -278,11 +278,11 @@ impl Watched {
         }
     }
 
-    fn file(model: &Model, path: &PathBuf) -> Result<Self, Vec<PolicyError>> {
+    fn file(model: &Model, path: &std::path::Path) -> Result<Self, Vec<PolicyError>> {
         let seen = crate::reload::stamp(path);
         let set = load::load_file(model, path)?;
         Ok(Watched {
-            file: Some(path.clone()),
+            file: Some(path.to_path_buf()),
             current: ArcSwap::from_pointee(set),
             seen: Mutex::new(seen),
         })
