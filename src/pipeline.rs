@@ -189,9 +189,8 @@ impl Gateway {
                 Some(c) => c.identity.clone(),
                 None => conn.peer.ip().to_string(),
             };
-            trace.rate_headers = Some(limits.check_rate(&key).map_err(|r| {
+            trace.rate_headers = Some(limits.check_rate(&key).inspect_err(|_| {
                 self.metrics.rate_limited_total.with(&[route.name()]).inc();
-                r
             })?);
             in_flight = Some(limits.try_acquire()?);
         }

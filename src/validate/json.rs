@@ -77,8 +77,7 @@ pub(crate) fn check_schema(schema: &jsonschema::Validator, doc: &Value) -> Resul
         return Ok(());
     }
     let mut detail = String::new();
-    let mut n = 0usize;
-    for e in errors {
+    for (n, e) in errors.enumerate() {
         if n == MAX_REPORTED {
             detail.push_str("; …");
             break;
@@ -89,7 +88,6 @@ pub(crate) fn check_schema(schema: &jsonschema::Validator, doc: &Value) -> Resul
         let pointer = e.instance_path().as_str();
         let pointer = if pointer.is_empty() { "/" } else { pointer };
         let _ = write!(detail, "{}: {}", truncate(pointer), e.kind().keyword());
-        n += 1;
     }
     Err(Refusal::new(Code::SchemaViolation, detail))
 }
