@@ -177,6 +177,8 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
         },
     )?;
+    let mut credentials = credentials;
+    watchers.append(&mut credentials.watchers);
     if !config.trust.is_empty() {
         watchers.push(credentials.trust.spawn_watcher(RELOAD_EVERY));
     }

@@ -28,6 +28,8 @@ pub struct Credentials {
     pub trust: Arc<TrustStore>,
     /// JWT-SVID authenticators, for revocation.
     pub jwt_svid: Vec<Arc<JwtSvidAuthenticator>>,
+    /// File watchers started for credentials (API key files); abort them at shutdown.
+    pub watchers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Credentials {
@@ -76,6 +78,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
         .unwrap_or_else(|| Arc::new(MemoryReplayGuard::new(REPLAY_CAPACITY)));
     let mut by_name: HashMap<Arc<str>, Arc<dyn Authenticator>> = HashMap::new();
     let mut jwt_svid = Vec::new();
+    let mut watchers = Vec::new();
     for cred in &config.credentials {
         let name = cred.name.clone();
         let built: Arc<dyn Authenticator> = match &cred.spec {
@@ -125,7 +128,23 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
                     replay.clone(),
                 ))
             }
-            CredentialSpec::ApiKey(_) | CredentialSpec::Ldap(_) => {
+            CredentialSpec::ApiKey(spec) => {
+                let store = Arc::new(
+                    super::apikey::KeyStore::load(&spec.keys_file)
+                        .map_err(|e| anyhow!("credential {name}: keys_file:\n{e}"))?,
+                );
+                watchers.push(crate::reload::spawn_watcher(
+                    &store,
+                    crate::server::RELOAD_EVERY,
+                ));
+                Arc::new(super::apikey::ApiKeyAuthenticator::new(
+                    name.clone(),
+                    spec.header.clone(),
+                    spec.query_param.clone(),
+                    store,
+                ))
+            }
+            CredentialSpec::Ldap(_) => {
                 return Err(anyhow!(
                     "credential {name}: kind {} is not available in this build yet",
                     cred.kind().as_str()
@@ -138,5 +157,6 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
         by_name,
         trust,
         jwt_svid,
+        watchers,
     })
 }

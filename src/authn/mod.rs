@@ -3,6 +3,7 @@
 //! refused at once and never falls through to a weaker scheme; none present is 401 with a
 //! challenge per accepted scheme.
 
+pub mod apikey;
 pub mod build;
 pub mod jwt_svid;
 pub mod mtls;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod apikey;
 mod keys;
 
 use crate::config;
@@ -46,6 +47,30 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// API keys for `kind = "api-key"` credentials.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCommand {
+    /// Print a fresh random key once (first line), then the `[[keys]]` entry (hash only).
+    New {
+        /// Key id: the principal in audit lines and minted tokens.
+        #[arg(long)]
+        id: String,
+        /// The SPIFFE ID the key stands for.
+        #[arg(long)]
+        identity: String,
+        /// Who to ask about the key.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Last valid day, YYYY-MM-DD (valid through its end, UTC).
+        #[arg(long)]
+        expires: Option<String>,
     },
 }
 
@@ -118,6 +143,21 @@ pub fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(EXIT_RUNTIME)
+            }
+        },
+        Command::Apikey {
+            command:
+                ApikeyCommand::New {
+                    id,
+                    identity,
+                    owner,
+                    expires,
+                },
+        } => match apikey::run(&id, &identity, owner.as_deref(), expires.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_INVALID)
             }
         },
         Command::Token {

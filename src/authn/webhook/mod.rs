@@ -297,4 +297,6 @@ impl WebhookVerifier {
 }
 
 #[cfg(test)]
+mod sdk_tests;
+#[cfg(test)]
 mod tests;

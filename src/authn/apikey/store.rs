@@ -1,0 +1,432 @@
+//! The API keys file and the in-memory key store.
+//!
+//! ```toml
+//! [[keys]]
+//! id = "acme-billing"                  # principal in audit, inventory and minted tokens
+//! sha256 = "9f86d081…"                 # hex SHA-256 of the key; the key itself is never stored
+//! identity = "spiffe://corp.example/partner/acme"
+//! owner = "partners-team"              # optional: who to ask about this key
+//! expires = "2027-06-30"               # optional: valid through the end of that day, UTC
+//! ```
+//!
+//! The file holds hashes only, so reading it gives nobody a usable key. Keys are random (see
+//! `portcullis apikey new`), so an unsalted SHA-256 is enough: nothing to brute-force.
+//!
+//! # Why a map keyed by the hash, not a constant-time scan
+//!
+//! A linear scan comparing the presented hash against every stored one with `subtle` costs
+//! O(keys) per request. Instead the store indexes keys by the first 8 bytes of their hash (a
+//! `u64`, compared in one instruction, in a SipHash map with a per-process random key), then
+//! compares the full 32 bytes of the candidates in constant time. What timing can reveal is at
+//! most whether some stored hash shares its first 64 bits with SHA-256 of a key the attacker
+//! chose: finding such a key is a 2^64 preimage search, and even then it says nothing about the
+//! key behind the stored hash. So lookups are O(1) without a usable timing signal.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{Invalid, Problem};
+use crate::reload::{stamp, Stamp};
+use crate::spiffe::SpiffeId;
+
+/// Longest key id: it is written into audit lines, metrics labels and minted tokens.
+pub const MAX_ID_LEN: usize = 64;
+/// Most keys in one file (a bound on memory and on the work of a reload).
+pub const MAX_KEYS: usize = 100_000;
+/// Largest keys file read.
+pub const MAX_FILE_LEN: u64 = 16 * 1024 * 1024;
+
+/// One configured key (its hash, never the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// The key's id: the legacy principal.
+    pub id: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+    /// The SPIFFE ID the key stands for.
+    pub identity: SpiffeId,
+    /// Who to ask about the key (audit and inventory only).
+    pub owner: Option<String>,
+    /// The last day the key is valid (UTC), as written.
+    pub expires: Option<Date>,
+}
+
+impl KeyEntry {
+    /// Whether the key is expired at `now`: it is valid through the end of its `expires` day in UTC.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|d| now >= d.end_of_day_utc())
+    }
+}
+
+/// A calendar date (`YYYY-MM-DD`, proleptic Gregorian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    year: u16,
+    month: u8,
+    day: u8,
+}
+
+impl Date {
+    /// Parse exactly `YYYY-MM-DD` (years 1970–9999).
+    pub fn parse(s: &str) -> Option<Date> {
+        let b = s.as_bytes();
+        if b.len() != 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u16> {
+            let t = s.get(r)?;
+            if !t.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            t.parse().ok()
+        };
+        let year = num(0..4)?;
+        let month = u8::try_from(num(5..7)?).ok()?;
+        let day = u8::try_from(num(8..10)?).ok()?;
+        if year < 1970 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month)
+        {
+            return None;
+        }
+        Some(Date { year, month, day })
+    }
+
+    /// Midnight UTC at the end of this day: the first instant the key is no longer valid.
+    pub fn end_of_day_utc(self) -> SystemTime {
+        let days = days_from_civil(self.year, self.month, self.day) + 1;
+        UNIX_EPOCH + Duration::from_secs(days * 86_400)
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+fn is_leap(y: u16) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: u16, m: u8) -> u8 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 (the year is at least 1970, so no negatives).
+fn days_from_civil(y: u16, m: u8, d: u8) -> u64 {
+    let mut days = 0u64;
+    for year in 1970..y {
+        days += if is_leap(year) { 366 } else { 365 };
+    }
+    for month in 1..m {
+        days += u64::from(days_in_month(y, month));
+    }
+    days + u64::from(d) - 1
+}
+
+/// Whether `id` is an acceptable key id: 1–64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(format!("must be 1 to {MAX_ID_LEN} characters"));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err("may contain only A-Z, a-z, 0-9, '.', '_' and '-'".into());
+    }
+    Ok(())
+}
+
+/// SHA-256 of a key, as stored.
+pub fn hash_key(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
+
+/// The parsed keys, indexed for lookup.
+#[derive(Debug, Default)]
+pub struct Keys {
+    entries: Vec<KeyEntry>,
+    /// First 8 bytes of the hash → indices into `entries` (see the module docs).
+    index: HashMap<u64, Vec<usize>>,
+}
+
+fn prefix(h: &[u8; 32]) -> u64 {
+    let [a, b, c, d, e, f, g, i, ..] = *h;
+    u64::from_le_bytes([a, b, c, d, e, f, g, i])
+}
+
+impl Keys {
+    /// Index checked entries (ids and hashes already known to be unique).
+    fn new(entries: Vec<KeyEntry>) -> Keys {
+        let mut index: HashMap<u64, Vec<usize>> = HashMap::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            index.entry(prefix(&e.sha256)).or_default().push(i);
+        }
+        Keys { entries, index }
+    }
+
+    /// Parse a keys file's text, reporting every problem as `file: key: message`.
+    pub fn parse(text: &str, file: &str) -> Result<Keys, Invalid> {
+        let problem = |key: String, message: String| Problem {
+            file: file.to_owned(),
+            key,
+            message,
+        };
+        let doc: toml::Table = toml::from_str(text)
+            .map_err(|e| Invalid(vec![problem("-".into(), e.message().to_owned())]))?;
+        let mut problems = Vec::new();
+        let none = Vec::new();
+        for k in doc.keys().filter(|k| *k != "keys") {
+            problems.push(problem(k.clone(), "unknown key".into()));
+        }
+        let list = match doc.get("keys") {
+            None => &none,
+            Some(toml::Value::Array(a)) => a,
+            Some(_) => {
+                problems.push(problem(
+                    "keys".into(),
+                    "must be an array of tables ([[keys]])".into(),
+                ));
+                &none
+            }
+        };
+        if list.len() > MAX_KEYS {
+            problems.push(problem("keys".into(), format!("more than {MAX_KEYS} keys")));
+            return Err(Invalid(problems));
+        }
+        let mut entries = Vec::with_capacity(list.len());
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut hashes: HashMap<[u8; 32], usize> = HashMap::new();
+        for (i, v) in list.iter().enumerate() {
+            let at = |field: &str| format!("keys[{i}].{field}");
+            let Some(t) = v.as_table() else {
+                problems.push(problem(format!("keys[{i}]"), "must be a table".into()));
+                continue;
+            };
+            let before = problems.len();
+            for k in t.keys() {
+                if !matches!(
+                    k.as_str(),
+                    "id" | "sha256" | "identity" | "owner" | "expires"
+                ) {
+                    problems.push(problem(at(k), "unknown key".into()));
+                }
+            }
+            let mut text = |field: &str, required: bool| -> Option<String> {
+                match t.get(field) {
+                    None if required => {
+                        problems.push(problem(at(field), "missing".into()));
+                        None
+                    }
+                    None => None,
+                    Some(toml::Value::String(s)) => Some(s.clone()),
+                    // `expires = 2027-06-30` (a TOML date) is accepted as well as a string.
+                    Some(toml::Value::Datetime(d)) if field == "expires" => Some(d.to_string()),
+                    Some(_) => {
+                        problems.push(problem(at(field), "must be a string".into()));
+                        None
+                    }
+                }
+            };
+            let id = text("id", true);
+            let sha = text("sha256", true);
+            let identity = text("identity", true);
+            let owner = text("owner", false);
+            let expires = text("expires", false);
+
+            let id = id.and_then(|id| match valid_id(&id) {
+                Ok(()) => Some(id),
+                Err(m) => {
+                    problems.push(problem(at("id"), m));
+                    None
+                }
+            });
+            let sha256 = sha.and_then(|s| {
+                let mut out = [0u8; 32];
+                match hex::decode_to_slice(&s, &mut out) {
+                    Ok(()) => Some(out),
+                    Err(_) => {
+                        problems.push(problem(
+                            at("sha256"),
+                            "must be 64 hex digits (the SHA-256 of the key, not the key)".into(),
+                        ));
+                        None
+                    }
+                }
+            });
+            let identity = identity.and_then(|s| match SpiffeId::parse(&s) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    problems.push(problem(at("identity"), format!("not a SPIFFE ID: {e}")));
+                    None
+                }
+            });
+            let expires = match expires {
+                None => None,
+                Some(s) => match Date::parse(&s) {
+                    Some(d) => Some(d),
+                    None => {
+                        problems.push(problem(
+                            at("expires"),
+                            "must be a date YYYY-MM-DD (valid through the end of that day, UTC)"
+                                .into(),
+                        ));
+                        None
+                    }
+                },
+            };
+            if let Some(id) = &id {
+                if let Some(first) = ids.insert(id.clone(), i) {
+                    problems.push(problem(at("id"), format!("duplicate of keys[{first}].id")));
+                }
+            }
+            if let Some(h) = &sha256 {
+                if let Some(first) = hashes.insert(*h, i) {
+                    problems.push(problem(
+                        at("sha256"),
+                        format!("same key as keys[{first}]: each key must be distinct"),
+                    ));
+                }
+            }
+            if problems.len() != before {
+                continue;
+            }
+            if let (Some(id), Some(sha256), Some(identity)) = (id, sha256, identity) {
+                entries.push(KeyEntry {
+                    id,
+                    sha256,
+                    identity,
+                    owner,
+                    expires,
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(Keys::new(entries))
+        } else {
+            Err(Invalid(problems))
+        }
+    }
+
+    /// The entry whose hash is `hash`, found as explained in the module docs.
+    pub fn find(&self, hash: &[u8; 32]) -> Option<&KeyEntry> {
+        let candidates = self.index.get(&prefix(hash))?;
+        let mut found = None;
+        // Every candidate is compared (there is almost always one), without stopping early.
+        for &i in candidates {
+            if let Some(e) = self.entries.get(i) {
+                if bool::from(e.sha256.ct_eq(hash)) {
+                    found = Some(e);
+                }
+            }
+        }
+        found
+    }
+
+    /// All entries, in file order.
+    pub fn entries(&self) -> &[KeyEntry] {
+        &self.entries
+    }
+}
+
+/// The keys of one `kind = "api-key"` credential, reloaded when the file changes.
+///
+/// A file that fails to load on reload keeps the previous keys (and logs every problem), so a
+/// bad edit cannot lock every partner out.
+#[derive(Debug)]
+pub struct KeyStore {
+    path: PathBuf,
+    keys: ArcSwap<Keys>,
+    stamp: Mutex<Stamp>,
+}
+
+impl KeyStore {
+    /// Load `path` (already resolved against the config's directory).
+    pub fn load(path: &Path) -> Result<KeyStore, Invalid> {
+        let st = stamp(path);
+        let keys = read(path)?;
+        Ok(KeyStore {
+            path: path.to_path_buf(),
+            keys: ArcSwap::from_pointee(keys),
+            stamp: Mutex::new(st),
+        })
+    }
+
+    /// The keys in use now.
+    pub fn current(&self) -> Arc<Keys> {
+        self.keys.load_full()
+    }
+
+    /// Look a presented key up: its entry, if any (expired or not).
+    pub fn lookup(&self, key: &[u8]) -> Option<KeyEntry> {
+        self.keys.load().find(&hash_key(key)).cloned()
+    }
+
+    /// The keys file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reload if the file changed. Returns whether new keys were installed.
+    pub fn poll(&self) -> bool {
+        let now = stamp(&self.path);
+        {
+            let Ok(mut last) = self.stamp.lock() else {
+                return false;
+            };
+            if *last == now {
+                return false;
+            }
+            // Remember the stamp even if the load fails: the error is logged once, and the
+            // next edit is tried again.
+            *last = now;
+        }
+        match read(&self.path) {
+            Ok(keys) => {
+                tracing::info!(file = %self.path.display(), keys = keys.entries.len(), "API keys reloaded");
+                self.keys.store(Arc::new(keys));
+                true
+            }
+            Err(invalid) => {
+                for p in &invalid.0 {
+                    tracing::error!(problem = %p, "API keys file not reloaded; keeping the previous keys");
+                }
+                false
+            }
+        }
+    }
+}
+
+impl crate::reload::Reload for KeyStore {
+    fn poll_files(&self) {
+        self.poll();
+    }
+}
+
+fn read(path: &Path) -> Result<Keys, Invalid> {
+    let file = path.display().to_string();
+    let fail = |message: String| {
+        Invalid(vec![Problem {
+            file: file.clone(),
+            key: "-".into(),
+            message,
+        }])
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
+    if meta.len() > MAX_FILE_LEN {
+        return Err(fail(format!("larger than {MAX_FILE_LEN} bytes")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
+    Keys::parse(&text, &file)
+}
