@@ -112,7 +112,7 @@ async fn through_the_trait() {
     ));
     assert_eq!(a.challenge().unwrap(), "ApiKey header=\"x-api-key\"");
     // Through the route's accept list: none present → 401 with the challenge.
-    let r = crate::authn::authenticate(std::slice::from_ref(&a), &r, &conn, now())
+    let r = crate::authn::authenticate(std::slice::from_ref(&a), &r, &conn, now(), None)
         .await
         .unwrap_err();
     assert_eq!(r.code, Code::Unauthenticated);
