@@ -3,7 +3,9 @@
 //! refused at once and never falls through to a weaker scheme; none present is 401 with a
 //! challenge per accepted scheme.
 
+pub mod identity;
 pub mod jwt_svid;
+pub mod ldap;
 pub mod mtls;
 pub mod webhook;
 
