@@ -34,7 +34,9 @@ pub enum IdentityError {
     Empty,
     #[error("the principal is longer than {MAX_PRINCIPAL_LEN} bytes")]
     TooLong,
-    #[error("the principal may only contain letters, digits, '.', '-' and '_' to map to an identity")]
+    #[error(
+        "the principal may only contain letters, digits, '.', '-' and '_' to map to an identity"
+    )]
     Chars,
     #[error("the principal must not be '.' or '..'")]
     Dots,
@@ -103,7 +105,11 @@ fn check_principal(principal: &str) -> Result<String, IdentityError> {
 
 impl fmt::Debug for IdentityTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IdentityTemplate({}{PLACEHOLDER}{})", self.prefix, self.suffix)
+        write!(
+            f,
+            "IdentityTemplate({}{PLACEHOLDER}{})",
+            self.prefix, self.suffix
+        )
     }
 }
 
@@ -164,8 +170,8 @@ mod tests {
         assert_eq!(t.map(&"a".repeat(256)), Err(IdentityError::TooLong));
         assert!(t.map(&"a".repeat(255)).is_ok());
         // The whole ID is still bounded by the SPIFFE limit.
-        let long = IdentityTemplate::parse(&format!("spiffe://td/{}/{{user}}", "p".repeat(1900)))
-            .unwrap();
+        let long =
+            IdentityTemplate::parse(&format!("spiffe://td/{}/{{user}}", "p".repeat(1900))).unwrap();
         assert_eq!(
             long.map(&"a".repeat(200)),
             Err(IdentityError::Id(IdError::TooLong))

@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
 use super::cache::{Bound as CachedBind, Cache, Digest, Hasher};
-use super::directory::{Directory, Verdict};
+use super::directory::{Directory, Resolved, Verdict};
 use super::lockout::{Admit, Finish, Lockout};
 use super::pool::{Pool, Security, Target};
 use super::{LdapSettings, LdapStats, SettingsError};
@@ -149,13 +149,22 @@ impl LdapAuthenticator {
             ));
         }
         if s.failure_window.is_zero() {
-            return Err(SettingsError::new("max_failures", "the window must not be zero"));
+            return Err(SettingsError::new(
+                "max_failures",
+                "the window must not be zero",
+            ));
         }
         if s.max_source_failures == 0 {
-            return Err(SettingsError::new("max_source_failures", "must be at least 1"));
+            return Err(SettingsError::new(
+                "max_source_failures",
+                "must be at least 1",
+            ));
         }
         if s.pool_size == 0 || s.pool_size > 1024 {
-            return Err(SettingsError::new("pool_size", "must be between 1 and 1024"));
+            return Err(SettingsError::new(
+                "pool_size",
+                "must be between 1 and 1024",
+            ));
         }
         if s.connect_timeout.is_zero() || s.op_timeout.is_zero() {
             return Err(SettingsError::new("timeout", "timeouts must not be zero"));
@@ -209,8 +218,8 @@ impl LdapAuthenticator {
             .profile
             .normalize_user(user)
             .unwrap_or_else(|| user.to_owned());
-        self.inner.lockout.forget_known_good(&user);
-        self.inner.cache.evict_user(&user)
+        let accounts = self.inner.lockout.forget_principal(&user);
+        self.inner.cache.evict(&user, &accounts)
     }
 
     /// Check `user` + `password` from `source`: the whole credential check without HTTP.
@@ -238,39 +247,55 @@ impl LdapAuthenticator {
                 format!("this user cannot be mapped to a workload identity: {e}"),
             )
         })?;
-        let digest = inner.hasher.0.digest(&user, password);
+        let cache_key = inner.hasher.0.digest(&user, password);
         let deadline = Instant::now() + inner.op_timeout;
         loop {
-            if let Some(hit) = inner.cache.get(&digest, now) {
+            if let Some(hit) = inner.cache.get(&cache_key, now) {
                 inner.stats.cache_hits.inc();
                 return Ok(inner.credential(&hit));
             }
             // Register for wake-ups before deciding, so a finish in between is not missed.
             let finished = inner.lockout.finished.notified();
-            match inner.lockout.admit(&user, &digest, source, now) {
+            let resolved = match inner.directory.resolve(&user).await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    inner.lockout.source_failure(source, now);
+                    return Err(invalid("no such user"));
+                }
+                Err(e) => return Err(inner.unavailable(&e.0)),
+            };
+            // Failures are counted per entry, as the directory counts them.
+            let account = resolved.dn.to_lowercase();
+            let pw = inner.hasher.0.digest(&account, password);
+            match inner.lockout.admit(&account, &pw, source, now) {
                 Admit::Refuse => {
                     inner.stats.locked_out.inc();
-                    inner.lockout.refused(source, now);
+                    inner.lockout.source_failure(source, now);
                     tracing::info!(credential = %inner.name, user = %user, "LDAP failure limit reached: refused without asking the directory");
                     return Err(invalid("failure limit reached"));
                 }
                 Admit::Wait => {
-                    if tokio::time::timeout_at(deadline.into(), finished).await.is_err() {
+                    if tokio::time::timeout_at(deadline.into(), finished)
+                        .await
+                        .is_err()
+                    {
                         return Err(inner.unavailable("timed out waiting for a check in flight"));
                     }
                 }
                 Admit::Ask { known_good } => {
-                    let task = tokio::spawn(Inner::ask(
-                        inner.clone(),
+                    let attempt = Attempt {
                         user,
-                        password.to_owned(),
-                        digest,
+                        account,
+                        resolved,
+                        password: password.to_owned(),
+                        pw,
+                        cache_key,
                         known_good,
                         source,
                         now,
-                        identity.as_str().into(),
-                    ));
-                    return match task.await {
+                        identity: identity.as_str().into(),
+                    };
+                    return match tokio::spawn(Inner::ask(inner.clone(), attempt)).await {
                         Ok(r) => r,
                         Err(_) => Err(inner.unavailable("LDAP check failed")),
                     };
@@ -313,39 +338,25 @@ impl Inner {
         .retry_after(self.retry_after)
     }
 
-    /// Ask the directory and record the outcome, on its own task: it runs to completion even if
-    /// the request that started it goes away, so in-flight counts always come back down.
-    #[expect(clippy::too_many_arguments, reason = "one private call site")]
-    async fn ask(
-        self: Arc<Self>,
-        user: String,
-        password: String,
-        digest: Digest,
-        known_good: bool,
-        source: IpAddr,
-        now: SystemTime,
-        identity: Arc<str>,
-    ) -> Result<Credential, Refusal> {
-        // Should the check panic, the guard still releases the in-flight slot.
+    /// Bind and record the outcome, on its own task: it runs to completion even if the request
+    /// that started it goes away, so in-flight counts always come back down.
+    async fn ask(self: Arc<Self>, a: Attempt) -> Result<Credential, Refusal> {
+        // Should the bind panic, the guard still releases the in-flight slot.
         let mut guard = FinishGuard {
             inner: &self,
-            user: &user,
-            digest,
-            known_good,
-            source,
-            now,
+            a: &a,
             how: Finish::Unavailable,
         };
-        let result = self.directory.check(&user, &password).await;
-        match result {
+        match self.directory.bind_as(&a.resolved, &a.password).await {
             Ok(Verdict::Valid { dn, groups }) => {
-                tracing::debug!(credential = %self.name, user = %user, ldap.dn = %dn, "LDAP bind succeeded");
+                tracing::debug!(credential = %self.name, user = %a.user, ldap.dn = %dn, "LDAP bind succeeded");
                 let bound = CachedBind {
-                    user: user.as_str().into(),
-                    identity,
+                    user: a.user.as_str().into(),
+                    account: a.account.as_str().into(),
+                    identity: a.identity.clone(),
                     groups: groups.into(),
                 };
-                self.cache.insert(digest, bound.clone(), now);
+                self.cache.insert(a.cache_key, bound.clone(), a.now);
                 guard.how = Finish::Success;
                 drop(guard);
                 Ok(self.credential(&bound))
@@ -354,7 +365,7 @@ impl Inner {
                 reason,
                 failed_bind,
             }) => {
-                tracing::info!(credential = %self.name, user = %user, reason, ldap.failed_bind = failed_bind, "LDAP credential refused");
+                tracing::info!(credential = %self.name, user = %a.user, reason, ldap.failed_bind = failed_bind, "LDAP credential refused");
                 guard.how = Finish::Failure;
                 drop(guard);
                 Err(Refusal::new(Code::InvalidCredential, INVALID))
@@ -367,26 +378,42 @@ impl Inner {
     }
 }
 
-/// Reports an admitted attempt's end to the lockout table exactly once.
-struct FinishGuard<'a> {
-    inner: &'a Inner,
-    user: &'a str,
-    digest: Digest,
+/// One admitted bind.
+struct Attempt {
+    /// As typed, normalized.
+    user: String,
+    /// The lockout key: the entry's DN, lower-cased.
+    account: String,
+    resolved: Resolved,
+    password: String,
+    /// Digest of (account, password): the known-good memory.
+    pw: Digest,
+    /// Digest of (user, password): the cache key.
+    cache_key: Digest,
     known_good: bool,
     source: IpAddr,
     now: SystemTime,
+    identity: Arc<str>,
+}
+
+/// Reports an admitted attempt's end to the lockout table exactly once.
+struct FinishGuard<'a> {
+    inner: &'a Inner,
+    a: &'a Attempt,
     how: Finish,
 }
 
 impl Drop for FinishGuard<'_> {
     fn drop(&mut self) {
+        let a = self.a;
         self.inner.lockout.finish(
-            self.user,
-            &self.digest,
-            self.known_good,
-            self.source,
+            &a.account,
+            &a.pw,
+            a.known_good,
+            &a.user,
+            a.source,
             self.how,
-            self.now,
+            a.now,
         );
     }
 }
@@ -492,7 +519,11 @@ fn target(s: &LdapSettings) -> Result<Target, SettingsError> {
     Ok(Target {
         url: format!(
             "{}://{}/",
-            if security == Security::Ldaps { "ldaps" } else { "ldap" },
+            if security == Security::Ldaps {
+                "ldaps"
+            } else {
+                "ldap"
+            },
             authority
         ),
         host,

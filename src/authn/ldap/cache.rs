@@ -60,8 +60,10 @@ impl Hasher {
 /// What a successful bind established.
 #[derive(Debug, Clone)]
 pub(super) struct Bound {
-    /// The normalized user name.
+    /// The normalized user name, as typed.
     pub user: Arc<str>,
+    /// The entry's DN, lower-cased (the lockout key).
+    pub account: Arc<str>,
     pub identity: Arc<str>,
     pub groups: Arc<[String]>,
 }
@@ -142,13 +144,17 @@ impl Cache {
         );
     }
 
-    /// Forget every entry of `user` (normalized), so the next request binds again.
-    pub fn evict_user(&self, user: &str) -> usize {
+    /// Forget every entry of `user` (case-insensitively: `Alice` may have bound the same
+    /// entry as `alice`) and of the `accounts` (DNs), so the next request binds again.
+    pub fn evict(&self, user: &str, accounts: &[String]) -> usize {
         let Ok(mut map) = self.map.lock() else {
             return 0;
         };
         let before = map.len();
-        map.retain(|_, e| &*e.bound.user != user);
+        map.retain(|_, e| {
+            !(e.bound.user.eq_ignore_ascii_case(user)
+                || accounts.iter().any(|a| **a == *e.bound.account))
+        });
         before - map.len()
     }
 }

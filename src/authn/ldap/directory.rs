@@ -1,6 +1,9 @@
 //! The LDAP conversation for one user + password: find the user's DN (DN template or
 //! search-then-bind through the service account), bind as it, read its groups.
 //!
+//! Two steps, so that the lockout table can be consulted in between: [`Directory::resolve`]
+//! finds the entry's DN, [`Directory::bind_as`] binds as it.
+//!
 //! Round trips on a warm pool: DN template = bind (+ a base search for groups, as the user);
 //! search = search as the service account (groups come with it) + bind.
 
@@ -32,11 +35,19 @@ pub(super) enum Verdict {
     /// Bound: the entry's DN and group names.
     Valid { dn: String, groups: Vec<String> },
     /// The directory refused the bind (`failed_bind`: it counted a failed password, as
-    /// `invalidCredentials` does) or found no such user (no bind was attempted).
+    /// `invalidCredentials` does).
     Invalid {
         reason: &'static str,
         failed_bind: bool,
     },
+}
+
+/// A user's entry, found but not yet bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Resolved {
+    pub dn: String,
+    /// Already read by the search (search-then-bind), or to be read after the bind.
+    pub groups: Option<Vec<String>>,
 }
 
 /// The directory side of one credential.
@@ -63,41 +74,26 @@ fn transport(e: LdapError) -> Unavailable {
 }
 
 impl Directory {
-    /// Check `user` (already normalized, not yet escaped) with `password` (not empty).
-    pub async fn check(&self, user: &str, password: &str) -> Result<Verdict, Unavailable> {
+    /// Find the entry `user` (normalized, not yet escaped) names, without binding as it: the
+    /// DN template filled in (no round trip), or a search as the service account (which also
+    /// brings the groups). `None`: no such user. The DN is what the lockout table counts
+    /// against, because that is what the directory locks: `Alice`, `alice` and `alice ` may all
+    /// find the same entry.
+    pub async fn resolve(&self, user: &str) -> Result<Option<Resolved>, Unavailable> {
         match self.profile.bind {
-            BindMode::DnTemplate => self.check_template(user, password).await,
-            BindMode::Search => self.check_search(user, password).await,
-        }
-    }
-
-    async fn check_template(&self, user: &str, password: &str) -> Result<Verdict, Unavailable> {
-        let template = self.profile.dn_template.as_deref().unwrap_or_default();
-        let dn = fill(
-            template,
-            &[("user", &dn_value(user)), ("base_dn", &self.base_dn)],
-        );
-        let mut lease = self.pool.get(Bound::User).await?;
-        if let Some(v) = self.bind_user(&mut lease, &dn, password).await? {
-            lease.release();
-            return Ok(v);
-        }
-        let groups = match self.profile.group_attribute.as_deref() {
-            // Read as the user itself: DN-template directories (RACF) need no service account.
-            Some(attr) => {
-                let (entries, rc) = self.search(&mut lease, &dn, Scope::Base, "(objectClass=*)", attr).await?;
-                if rc != RC_SUCCESS {
-                    tracing::warn!(ldap.rc = rc, ldap.attribute = attr, "could not read the user's groups; continuing without");
-                }
-                entries.first().map(|e| self.groups(e)).unwrap_or_default()
+            BindMode::DnTemplate => {
+                let template = self.profile.dn_template.as_deref().unwrap_or_default();
+                let dn = fill(
+                    template,
+                    &[("user", &dn_value(user)), ("base_dn", &self.base_dn)],
+                );
+                Ok(Some(Resolved { dn, groups: None }))
             }
-            None => Vec::new(),
-        };
-        lease.release();
-        Ok(Verdict::Valid { dn, groups })
+            BindMode::Search => self.search_user(user).await,
+        }
     }
 
-    async fn check_search(&self, user: &str, password: &str) -> Result<Verdict, Unavailable> {
+    async fn search_user(&self, user: &str) -> Result<Option<Resolved>, Unavailable> {
         let filter_t = self.profile.user_filter.as_deref().unwrap_or_default();
         let filter = fill(filter_t, &[("user", &filter_value(user))]);
         let attr = self.profile.group_attribute.as_deref().unwrap_or("1.1");
@@ -107,31 +103,53 @@ impl Directory {
             .search(&mut lease, &self.base_dn, Scope::Subtree, &filter, attr)
             .await?;
         lease.release();
-        let entry = match (rc, entries.as_slice()) {
-            (RC_SUCCESS, [one]) => one,
-            (RC_SUCCESS | RC_NO_SUCH_OBJECT, []) => {
-                return Ok(Verdict::Invalid {
-                    reason: "no such user",
-                    failed_bind: false,
-                })
-            }
+        match (rc, entries.as_slice()) {
+            (RC_SUCCESS, [one]) => Ok(Some(Resolved {
+                dn: one.dn.clone(),
+                groups: Some(self.groups(one)),
+            })),
+            (RC_SUCCESS | RC_NO_SUCH_OBJECT, []) => Ok(None),
             (RC_SUCCESS | RC_SIZE_LIMIT, _) => {
                 tracing::warn!("LDAP user filter matched several entries; refusing");
-                return Ok(Verdict::Invalid {
-                    reason: "user filter matched several entries",
-                    failed_bind: false,
-                });
+                Ok(None)
             }
-            (rc, _) => {
-                return Err(Unavailable(format!("user search failed with LDAP result {rc}")));
-            }
-        };
-        let groups = self.groups(entry);
-        let dn = entry.dn.clone();
+            (rc, _) => Err(Unavailable(format!(
+                "user search failed with LDAP result {rc}"
+            ))),
+        }
+    }
+
+    /// Bind as the resolved entry with `password` (not empty), then read its groups if the
+    /// search did not already bring them (as the user itself: DN-template directories such as
+    /// RACF need no service account).
+    pub async fn bind_as(&self, r: &Resolved, password: &str) -> Result<Verdict, Unavailable> {
         let mut lease = self.pool.get(Bound::User).await?;
-        let v = self.bind_user(&mut lease, &dn, password).await?;
+        if let Some(v) = self.bind_user(&mut lease, &r.dn, password).await? {
+            lease.release();
+            return Ok(v);
+        }
+        let groups = match (&r.groups, self.profile.group_attribute.as_deref()) {
+            (Some(g), _) => g.clone(),
+            (None, Some(attr)) => {
+                let (entries, rc) = self
+                    .search(&mut lease, &r.dn, Scope::Base, "(objectClass=*)", attr)
+                    .await?;
+                if rc != RC_SUCCESS {
+                    tracing::warn!(
+                        ldap.rc = rc,
+                        ldap.attribute = attr,
+                        "could not read the user's groups; continuing without"
+                    );
+                }
+                entries.first().map(|e| self.groups(e)).unwrap_or_default()
+            }
+            (None, None) => Vec::new(),
+        };
         lease.release();
-        Ok(v.unwrap_or(Verdict::Valid { dn, groups }))
+        Ok(Verdict::Valid {
+            dn: r.dn.clone(),
+            groups,
+        })
     }
 
     /// Bind as the user; `None` when it succeeded, the verdict otherwise.
@@ -194,7 +212,11 @@ impl Directory {
         if res.rc != RC_SUCCESS {
             // Not the caller's fault: the gateway's own account is refused. Fail closed as a
             // directory problem, loudly (and mind that repeated failures can revoke it).
-            tracing::error!(ldap.rc = res.rc, ldap.bind_dn = dn, "LDAP service account bind refused");
+            tracing::error!(
+                ldap.rc = res.rc,
+                ldap.bind_dn = dn,
+                "LDAP service account bind refused"
+            );
             return Err(Unavailable(format!(
                 "the service account bind was refused (LDAP result {})",
                 res.rc
@@ -323,8 +345,14 @@ mod tests {
     #[test]
     fn first_rdn() {
         let f = |s| first_rdn_value(s);
-        assert_eq!(f("cn=ops,ou=groups,dc=example,dc=org").as_deref(), Some("ops"));
-        assert_eq!(f("racfid=PAYMENTS,profiletype=group,cn=RACF").as_deref(), Some("PAYMENTS"));
+        assert_eq!(
+            f("cn=ops,ou=groups,dc=example,dc=org").as_deref(),
+            Some("ops")
+        );
+        assert_eq!(
+            f("racfid=PAYMENTS,profiletype=group,cn=RACF").as_deref(),
+            Some("PAYMENTS")
+        );
         assert_eq!(f("PAYMENTS").as_deref(), Some("PAYMENTS"));
         assert_eq!(f("cn=a\\2cb,dc=x").as_deref(), Some("a,b"));
         assert_eq!(f("cn=a\\,b,dc=x").as_deref(), Some("a,b"));

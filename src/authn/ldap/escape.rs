@@ -94,10 +94,7 @@ mod tests {
     #[test]
     fn dn_escaping() {
         assert_eq!(dn_value("GWJOB01"), "GWJOB01");
-        assert_eq!(
-            dn_value(",+\"\\<>;="),
-            "\\2c\\2b\\22\\5c\\3c\\3e\\3b\\3d"
-        );
+        assert_eq!(dn_value(",+\"\\<>;="), "\\2c\\2b\\22\\5c\\3c\\3e\\3b\\3d");
         assert_eq!(dn_value("#a#"), "\\23a#");
         assert_eq!(dn_value(" a "), "\\20a\\20");
         assert_eq!(dn_value(" "), "\\20");

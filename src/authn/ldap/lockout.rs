@@ -2,9 +2,14 @@
 //!
 //! Directories lock or revoke an account after a few bad passwords (RACF revokes the user id).
 //! Left alone, anyone who can reach the gateway could revoke a production batch job's mainframe
-//! account by sending it a few wrong passwords. So failures are counted here, per user and per
+//! account by sending it a few wrong passwords. So failures are counted here, per account and per
 //! source address, in a fixed window (`max_failures` per `window`, starting at the first failure),
-//! and checked BEFORE the directory is asked:
+//! and checked BEFORE the directory is asked to bind.
+//!
+//! An account is the user's entry DN, lower-cased — what the directory locks — not the name as
+//! typed: `Alice`, `ALICE` and `alice` find the same entry in a case-insensitive directory and
+//! must share one count. (With search-then-bind the DN comes from the search, which cannot lock
+//! anything; with a DN template it is computed locally.)
 //!
 //! - A password the gateway has not seen succeed for this user ("unknown") reaches the directory
 //!   only while `failures + in_flight + reserve < max_failures`, where `reserve` is 1 when the
@@ -67,6 +72,8 @@ struct UserState {
     failures: u32,
     in_flight: u32,
     known_good: Option<Digest>,
+    /// The user name that last bound successfully (for revocation by name).
+    principal: Option<String>,
     touched: SystemTime,
 }
 
@@ -126,6 +133,7 @@ impl Lockout {
             failures: 0,
             in_flight: 0,
             known_good: None,
+            principal: None,
             touched: now,
         });
         st.touched = now;
@@ -139,7 +147,13 @@ impl Lockout {
                 st.in_flight += 1;
                 return Admit::Ask { known_good: true };
             }
-            return Admit::Wait;
+            // Another check is in flight (its success fills the cache): wait for it. With none
+            // in flight the budget is spent: refuse.
+            return if st.in_flight > 0 {
+                Admit::Wait
+            } else {
+                Admit::Refuse
+            };
         }
         let reserve = u32::from(st.known_good.is_some());
         if source_locked || used + reserve >= self.max_failures {
@@ -153,12 +167,14 @@ impl Lockout {
         Admit::Ask { known_good: false }
     }
 
-    /// Record how an admitted attempt ended.
+    /// Record how an admitted attempt ended; `principal` is the user name as typed.
+    #[expect(clippy::too_many_arguments, reason = "one caller, each value distinct")]
     pub fn finish(
         &self,
         user: &str,
         pw: &Digest,
         known_good: bool,
+        principal: &str,
         source: IpAddr,
         how: Finish,
         now: SystemTime,
@@ -167,7 +183,10 @@ impl Lockout {
             if let Some(st) = users.get_mut(user) {
                 st.in_flight = st.in_flight.saturating_sub(1);
                 match how {
-                    Finish::Success => st.known_good = Some(*pw),
+                    Finish::Success => {
+                        st.known_good = Some(*pw);
+                        st.principal = Some(principal.to_owned());
+                    }
                     Finish::Failure => {
                         if expired(st.window_start, now, self.window) {
                             st.failures = 0;
@@ -188,19 +207,31 @@ impl Lockout {
         self.finished.notify_waiters();
     }
 
-    /// A refusal that did not reach the directory still counts against the source, so a
-    /// sprayer gains nothing by trying locked users.
-    pub fn refused(&self, source: IpAddr, now: SystemTime) {
+    /// A failure that did not reach a bind (no such user, or refused here) still counts
+    /// against the source, so a sprayer gains nothing by trying unknown or locked users.
+    pub fn source_failure(&self, source: IpAddr, now: SystemTime) {
         self.count_source(source, now);
     }
 
-    /// Forget the user's known-good password (revocation); failure counts stay.
-    pub fn forget_known_good(&self, user: &str) {
-        if let Ok(mut users) = self.users.lock() {
-            if let Some(st) = users.get_mut(user) {
+    /// Forget the known-good password of every account `principal` (case-insensitively) bound
+    /// as (revocation); failure counts stay. Returns those accounts.
+    pub fn forget_principal(&self, principal: &str) -> Vec<String> {
+        let Ok(mut users) = self.users.lock() else {
+            return Vec::new();
+        };
+        let mut accounts = Vec::new();
+        for (account, st) in users.iter_mut() {
+            if st
+                .principal
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(principal))
+            {
                 st.known_good = None;
+                st.principal = None;
+                accounts.push(account.clone());
             }
         }
+        accounts
     }
 
     fn source_locked(&self, source: IpAddr, now: SystemTime) -> bool {
@@ -291,27 +322,42 @@ mod tests {
         let good = h.digest("U", "good");
         let l = Lockout::new(3, 100, Duration::from_secs(900), 10);
         // Learn the good password.
-        assert_eq!(l.admit("U", &good, IP, t0()), Admit::Ask { known_good: false });
-        l.finish("U", &good, false, IP, Finish::Success, t0());
+        assert_eq!(
+            l.admit("U", &good, IP, t0()),
+            Admit::Ask { known_good: false }
+        );
+        l.finish("U", &good, false, "p", IP, Finish::Success, t0());
         // Two bad ones reach the directory; the third slot is reserved for the known-good one.
         for i in 0..2 {
             let bad = h.digest("U", &format!("bad{i}"));
-            assert_eq!(l.admit("U", &bad, IP, t0()), Admit::Ask { known_good: false });
-            l.finish("U", &bad, false, IP, Finish::Failure, t0());
+            assert_eq!(
+                l.admit("U", &bad, IP, t0()),
+                Admit::Ask { known_good: false }
+            );
+            l.finish("U", &bad, false, "p", IP, Finish::Failure, t0());
         }
         let bad = h.digest("U", "bad9");
         assert_eq!(l.admit("U", &bad, IP, t0()), Admit::Refuse);
-        assert_eq!(l.admit("U", &good, IP, t0()), Admit::Ask { known_good: true });
+        assert_eq!(
+            l.admit("U", &good, IP, t0()),
+            Admit::Ask { known_good: true }
+        );
         // A second known-good check while the first is in flight waits.
         assert_eq!(l.admit("U", &good, IP, t0()), Admit::Wait);
-        l.finish("U", &good, true, IP, Finish::Success, t0());
+        l.finish("U", &good, true, "p", IP, Finish::Success, t0());
         // Known-good fails (password changed): counted, forgotten, now fully locked.
-        assert_eq!(l.admit("U", &good, IP, t0()), Admit::Ask { known_good: true });
-        l.finish("U", &good, true, IP, Finish::Failure, t0());
+        assert_eq!(
+            l.admit("U", &good, IP, t0()),
+            Admit::Ask { known_good: true }
+        );
+        l.finish("U", &good, true, "p", IP, Finish::Failure, t0());
         assert_eq!(l.admit("U", &good, IP, t0()), Admit::Refuse);
         // The window ends.
         let later = t0() + Duration::from_secs(901);
-        assert_eq!(l.admit("U", &bad, IP, later), Admit::Ask { known_good: false });
+        assert_eq!(
+            l.admit("U", &bad, IP, later),
+            Admit::Ask { known_good: false }
+        );
     }
 
     #[test]
@@ -336,11 +382,14 @@ mod tests {
         for u in ["a", "b", "c", "d"] {
             let d = h.digest(u, "x");
             assert!(matches!(l.admit(u, &d, IP, t0()), Admit::Ask { .. }));
-            l.finish(u, &d, false, IP, Finish::Failure, t0());
+            l.finish(u, &d, false, "p", IP, Finish::Failure, t0());
         }
         assert_eq!(l.admit("e", &h.digest("e", "x"), IP, t0()), Admit::Refuse);
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
-        assert!(matches!(l.admit("e", &h.digest("e", "x"), other, t0()), Admit::Ask { .. }));
+        assert!(matches!(
+            l.admit("e", &h.digest("e", "x"), other, t0()),
+            Admit::Ask { .. }
+        ));
     }
 
     #[test]
@@ -351,7 +400,7 @@ mod tests {
             let u = format!("u{i}");
             let d = h.digest(&u, "x");
             assert!(matches!(l.admit(&u, &d, IP, t0()), Admit::Ask { .. }));
-            l.finish(&u, &d, false, IP, Finish::Failure, t0());
+            l.finish(&u, &d, false, "p", IP, Finish::Failure, t0());
         }
         assert!(l.tracked_users() <= 5);
     }

@@ -7,11 +7,13 @@
 //!    succeeds — RFC 4513 §5.1.2), over-long password, a user name the adapter rejects
 //!    (length, characters), a user that cannot be mapped to a SPIFFE ID;
 //! 3. the bind cache (keyed digest of user + password): a hit makes no LDAP request;
-//! 4. the lockout table ([`lockout`]): over the user's or the source's failure limit, unknown
-//!    passwords are refused without asking the directory; the last known-good one still binds;
-//! 5. the directory ([`directory`]) through a bounded pool ([`pool`]): DN template or
-//!    search-then-bind, groups read from the adapter's group attribute. Unreachable or timing
-//!    out → 503 `directory-unavailable` with `Retry-After`, never 401 and never allow.
+//! 4. the user's entry ([`directory`]): the DN template filled in, or a search as the service
+//!    account (a search cannot lock an account);
+//! 5. the lockout table ([`lockout`]), per entry DN and per source: over the limit, unknown
+//!    passwords are refused without a bind; the last known-good one still binds;
+//! 6. the bind through a bounded pool ([`pool`]), then the groups from the adapter's group
+//!    attribute. Unreachable or timing out → 503 `directory-unavailable` with `Retry-After`,
+//!    never 401 and never allow.
 //!
 //! The directory check runs on its own task, so a caller that disconnects cannot cancel a bind
 //! half-way and leave the lockout accounting wrong.
@@ -111,6 +113,10 @@ impl Profile {
         if len == 0 || len > self.max_user_len || user.chars().any(char::is_control) {
             return None;
         }
+        // Directories ignore surrounding spaces when matching names; no real user has them.
+        if user.trim() != user {
+            return None;
+        }
         if let Some(extra) = &self.user_extra_chars {
             if !user
                 .chars()
@@ -131,7 +137,10 @@ impl Profile {
             BindMode::DnTemplate => {
                 let t = self.dn_template.as_deref().unwrap_or_default();
                 if t.matches("{user}").count() != 1 {
-                    return Err(SettingsError::new("dn_template", "must contain {user} exactly once"));
+                    return Err(SettingsError::new(
+                        "dn_template",
+                        "must contain {user} exactly once",
+                    ));
                 }
             }
             BindMode::Search => {
@@ -144,12 +153,18 @@ impl Profile {
                 }
                 let probe = escape::fill(f, &[("user", "x")]);
                 if ldap3::parse_filter(&probe).is_err() {
-                    return Err(SettingsError::new("user_filter", "is not a valid LDAP filter"));
+                    return Err(SettingsError::new(
+                        "user_filter",
+                        "is not a valid LDAP filter",
+                    ));
                 }
             }
         }
         if !(1..=1024).contains(&self.max_user_len) {
-            return Err(SettingsError::new("max_user_len", "must be between 1 and 1024"));
+            return Err(SettingsError::new(
+                "max_user_len",
+                "must be between 1 and 1024",
+            ));
         }
         Ok(())
     }
@@ -194,7 +209,12 @@ pub struct LdapSettings {
 
 impl LdapSettings {
     /// Settings with the defaults for everything but the essentials.
-    pub fn new(url: impl Into<String>, base_dn: impl Into<String>, profile: Profile, identity: IdentityTemplate) -> Self {
+    pub fn new(
+        url: impl Into<String>,
+        base_dn: impl Into<String>,
+        profile: Profile,
+        identity: IdentityTemplate,
+    ) -> Self {
         LdapSettings {
             url: url.into(),
             starttls: false,

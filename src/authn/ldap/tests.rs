@@ -70,8 +70,12 @@ fn with_auth(value: &str) -> Parts {
 }
 
 async fn auth(a: &LdapAuthenticator, user: &str, pw: &str) -> Outcome {
-    a.authenticate(&basic(user, pw), &ConnInfo::for_tests(None), SystemTime::now())
-        .await
+    a.authenticate(
+        &basic(user, pw),
+        &ConnInfo::for_tests(None),
+        SystemTime::now(),
+    )
+    .await
 }
 
 #[track_caller]
@@ -163,7 +167,10 @@ async fn wrong_password_is_401_and_says_nothing_about_which_half() {
         for (u, p) in [("GWJOB01", "nope"), ("alice", "nope"), ("nosuchusr", "x")] {
             let o = auth(&a, u, p).await;
             assert_invalid(&o);
-            assert_eq!(refused(&o).detail, "the user name or password was not accepted");
+            assert_eq!(
+                refused(&o).detail,
+                "the user name or password was not accepted"
+            );
         }
     }
 }
@@ -175,7 +182,10 @@ async fn absent_malformed_and_empty_credentials() {
     let conn = ConnInfo::for_tests(None);
     let now = SystemTime::now();
     let none = Request::builder().body(()).unwrap().into_parts().0;
-    assert!(matches!(a.authenticate(&none, &conn, now).await, Outcome::NotPresent));
+    assert!(matches!(
+        a.authenticate(&none, &conn, now).await,
+        Outcome::NotPresent
+    ));
     for other in ["Bearer x.y.z", "Basicx", "Negotiate abc"] {
         let o = a.authenticate(&with_auth(other), &conn, now).await;
         assert!(matches!(o, Outcome::NotPresent), "{other}: {o:?}");
@@ -200,7 +210,11 @@ async fn absent_malformed_and_empty_credentials() {
     assert_invalid(&auth(&a, "alice", "").await);
     assert_invalid(&auth(&a, "", "x").await);
     assert_invalid(&auth(&a, "alice", &"p".repeat(2000)).await);
-    assert_eq!(a.stats().operations(), 0, "nothing above may reach the directory");
+    assert_eq!(
+        a.stats().operations(),
+        0,
+        "nothing above may reach the directory"
+    );
     // Case-insensitive scheme works.
     let token = base64::engine::general_purpose::STANDARD.encode("alice:alice-pass");
     let o = a
@@ -265,7 +279,10 @@ async fn directory_down_is_503_and_recovers_without_rebuilding() {
     s.cache_ttl = Duration::ZERO; // every request asks the directory
     s.connect_timeout = Duration::from_millis(500);
     let a = build(s);
-    assert!(matches!(auth(&a, "GWJOB01", "job-pass-1").await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        auth(&a, "GWJOB01", "job-pass-1").await,
+        Outcome::Authenticated(_)
+    ));
 
     slapd.stop();
     for _ in 0..3 {
@@ -319,7 +336,10 @@ async fn unroutable_directory_times_out_as_503() {
 async fn cache_hit_makes_no_ldap_request_and_evict_forgets() {
     let slapd = Slapd::start();
     let a = build(openldap(&slapd.url()));
-    assert!(matches!(auth(&a, "alice", "alice-pass").await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        auth(&a, "alice", "alice-pass").await,
+        Outcome::Authenticated(_)
+    ));
     settle().await;
     let ops = a.stats().operations();
     let slapd_results = slapd.results();
@@ -333,14 +353,21 @@ async fn cache_hit_makes_no_ldap_request_and_evict_forgets() {
     settle().await;
     assert_eq!(a.stats().operations(), ops);
     assert_eq!(a.stats().cache_hits.get(), 20);
-    assert_eq!(slapd.results(), slapd_results, "slapd answered nothing more");
+    assert_eq!(
+        slapd.results(),
+        slapd_results,
+        "slapd answered nothing more"
+    );
     assert_eq!(slapd.good_binds(ALICE_DN), 1);
     // A different password is not a cache hit.
     assert_invalid(&auth(&a, "alice", "alice-pass2").await);
 
     // Revocation: the next request binds again.
     assert_eq!(a.evict_principal("alice"), 1);
-    assert!(matches!(auth(&a, "alice", "alice-pass").await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        auth(&a, "alice", "alice-pass").await,
+        Outcome::Authenticated(_)
+    ));
     settle().await;
     assert_eq!(slapd.good_binds(ALICE_DN), 2);
 }
@@ -354,13 +381,22 @@ async fn cache_expires_after_ttl() {
     let t0 = SystemTime::now();
     let conn = ConnInfo::for_tests(None);
     let req = basic("GWJOB01", "job-pass-1");
-    assert!(matches!(a.authenticate(&req, &conn, t0).await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        a.authenticate(&req, &conn, t0).await,
+        Outcome::Authenticated(_)
+    ));
     let ops = a.stats().operations();
     let later = t0 + Duration::from_secs(59);
-    assert!(matches!(a.authenticate(&req, &conn, later).await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        a.authenticate(&req, &conn, later).await,
+        Outcome::Authenticated(_)
+    ));
     assert_eq!(a.stats().operations(), ops);
     let expired = t0 + Duration::from_secs(61);
-    assert!(matches!(a.authenticate(&req, &conn, expired).await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        a.authenticate(&req, &conn, expired).await,
+        Outcome::Authenticated(_)
+    ));
     assert!(a.stats().operations() > ops);
 }
 
@@ -375,7 +411,10 @@ async fn lockout_protects_the_account_and_the_job_keeps_working() {
     s.max_source_failures = 1000; // this test is about the per-user limit
     let a = build(s);
     // The job has authenticated before: its password is known-good.
-    assert!(matches!(auth(&a, "VICTIM", "victim-pass").await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        auth(&a, "VICTIM", "victim-pass").await,
+        Outcome::Authenticated(_)
+    ));
     for i in 0..20 {
         assert_invalid(&auth(&a, "VICTIM", &format!("guess-{i}")).await);
         if i % 4 == 0 {
@@ -389,7 +428,10 @@ async fn lockout_protects_the_account_and_the_job_keeps_working() {
     assert!(failed >= 1, "some guesses must have reached slapd");
     assert!(a.stats().locked_out.get() >= 17);
     // Still fine at the end.
-    assert!(matches!(auth(&a, "VICTIM", "victim-pass").await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        auth(&a, "VICTIM", "victim-pass").await,
+        Outcome::Authenticated(_)
+    ));
 
     // A user whose password the gateway never saw succeed: same bound on the directory.
     for i in 0..20 {
@@ -398,6 +440,34 @@ async fn lockout_protects_the_account_and_the_job_keeps_working() {
     settle().await;
     let failed = slapd.failed_binds(RACF_NOGROUP_DN);
     assert_eq!(failed, 3, "slapd saw {failed} failed binds");
+}
+
+/// The directory matches names case-insensitively: spelling variants share one count.
+#[tokio::test]
+async fn name_variants_share_one_failure_count() {
+    let slapd = Slapd::start();
+    let mut s = openldap(&slapd.url());
+    s.max_source_failures = 1000;
+    let a = build(s);
+    assert!(matches!(
+        auth(&a, "alice", "alice-pass").await,
+        Outcome::Authenticated(_)
+    ));
+    let variants = ["alice", "Alice", "ALICE", "aLiCe", "ALIce"];
+    for i in 0..20 {
+        let u = variants[i % variants.len()];
+        assert_invalid(&auth(&a, u, &format!("guess-{i}")).await);
+    }
+    settle().await;
+    let failed = slapd.failed_binds(ALICE_DN);
+    assert!(failed <= 3, "slapd saw {failed} failed binds for alice");
+    // The known-good password works under any spelling the directory accepts.
+    assert!(matches!(
+        auth(&a, "ALICE", "alice-pass").await,
+        Outcome::Authenticated(_)
+    ));
+    // Revocation by name reaches every spelling's cache entry.
+    assert!(a.evict_principal("alice") >= 1);
 }
 
 #[tokio::test]
@@ -445,7 +515,10 @@ async fn source_address_limit_stops_spraying() {
     s.max_source_failures = 5;
     let a = build(s);
     // Learn bob's password first: known-good passes even from a blocked source.
-    assert!(matches!(auth(&a, "bob", "bob-pass").await, Outcome::Authenticated(_)));
+    assert!(matches!(
+        auth(&a, "bob", "bob-pass").await,
+        Outcome::Authenticated(_)
+    ));
     for u in ["u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"] {
         assert!(a.verify(u, "spray", IP, SystemTime::now()).await.is_err());
     }
@@ -454,8 +527,14 @@ async fn source_address_limit_stops_spraying() {
     assert!(r.is_err());
     // …but fine from another one; bob's known-good password is fine from here.
     let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
-    assert!(a.verify("alice", "alice-pass", other, SystemTime::now()).await.is_ok());
-    assert!(a.verify("bob", "bob-pass", IP, SystemTime::now()).await.is_ok());
+    assert!(a
+        .verify("alice", "alice-pass", other, SystemTime::now())
+        .await
+        .is_ok());
+    assert!(a
+        .verify("bob", "bob-pass", IP, SystemTime::now())
+        .await
+        .is_ok());
 }
 
 #[tokio::test]

@@ -165,7 +165,9 @@ impl Slapd {
         let mut pending: HashMap<String, String> = HashMap::new();
         let mut out: HashMap<String, (usize, usize)> = HashMap::new();
         for line in log.lines() {
-            let Some(at) = line.find("conn=") else { continue };
+            let Some(at) = line.find("conn=") else {
+                continue;
+            };
             let rest = &line[at..];
             let mut it = rest.splitn(3, ' ');
             let (Some(conn), Some(op), Some(tail)) = (it.next(), it.next(), it.next()) else {
