@@ -97,6 +97,11 @@ impl LdapAdapter {
     pub fn max_user_len(&self) -> usize {
         self.max_user_len
     }
+    /// Characters allowed in user names besides ASCII letters and digits; `None`: any
+    /// non-control character.
+    pub fn user_extra_chars(&self) -> Option<&str> {
+        self.user_extra_chars.as_deref()
+    }
 
     /// Apply the adapter's case and character rules; `None` when the name is not acceptable
     /// (empty, too long, control characters, or outside `user_extra_chars`).

@@ -5,7 +5,9 @@
 
 pub mod apikey;
 pub mod build;
+pub mod identity;
 pub mod jwt_svid;
+pub mod ldap;
 pub mod mtls;
 pub mod webhook;
 

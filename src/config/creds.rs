@@ -224,6 +224,7 @@ fn trust_domains(
     key: &str,
     names: &[String],
     trust: &[TrustConfig],
+    need_bundle: bool,
 ) -> Vec<TrustDomain> {
     if names.is_empty() {
         c.push(key, "list at least one trust domain");
@@ -232,7 +233,7 @@ fn trust_domains(
     for (i, n) in names.iter().enumerate() {
         match TrustDomain::parse(n) {
             Ok(td) => {
-                if !trust.iter().any(|t| t.trust_domain == td) {
+                if need_bundle && !trust.iter().any(|t| t.trust_domain == td) {
                     c.push(
                         format!("{key}[{i}]"),
                         format!("no [trust.{n:?}] section configures this trust domain"),
@@ -337,6 +338,7 @@ pub(super) fn credentials(
                         &format!("{key}.trust_domains"),
                         &m.trust_domains,
                         trust,
+                        true,
                     ),
                 }),
             "jwt-svid" => c.section::<raw::JwtSvidCred>(&key, &rest).map(|j| {
@@ -353,6 +355,8 @@ pub(super) fn credentials(
                         &format!("{key}.trust_domains"),
                         &j.trust_domains,
                         trust,
+                        // With trust_issuer, the gateway's own keys may be the only ones.
+                        !j.trust_issuer,
                     ),
                     audience: j.audience,
                     leeway,

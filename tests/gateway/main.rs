@@ -14,6 +14,7 @@ mod demo;
 mod hardening;
 mod identity;
 mod issuer;
+mod ldap;
 mod legacy;
 mod paths;
 mod proxy;

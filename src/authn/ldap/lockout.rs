@@ -1,0 +1,407 @@
+//! Lockout protection without lockout denial of service.
+//!
+//! Directories lock or revoke an account after a few bad passwords (RACF revokes the user id).
+//! Left alone, anyone who can reach the gateway could revoke a production batch job's mainframe
+//! account by sending it a few wrong passwords. So failures are counted here, per account and per
+//! source address, in a fixed window (`max_failures` per `window`, starting at the first failure),
+//! and checked BEFORE the directory is asked to bind.
+//!
+//! An account is the user's entry DN, lower-cased — what the directory locks — not the name as
+//! typed: `Alice`, `ALICE` and `alice` find the same entry in a case-insensitive directory and
+//! must share one count. (With search-then-bind the DN comes from the search, which cannot lock
+//! anything; with a DN template it is computed locally.)
+//!
+//! - A password the gateway has not seen succeed for this user ("unknown") reaches the directory
+//!   only while `failures + in_flight + reserve < max_failures`, where `reserve` is 1 when the
+//!   user has a known-good password. Past that it is refused (401) without a round trip. Binds
+//!   in flight count, so a burst of concurrent guesses cannot slip past the limit.
+//! - The user's last known-good password (remembered only as a keyed digest, see `cache`) is
+//!   still checked against the directory — re-bound, never served stale — so a password changed
+//!   or an account revoked in the directory is honoured at once. It may use the one reserved
+//!   failure: if that re-bind fails (the password was changed), the failure is counted and the
+//!   known-good digest forgotten. Known-good re-binds for one user run one at a time; a second
+//!   one waits for the first (whose success fills the cache) instead of being refused.
+//! - Successes do not reset the failure count (unlike most directories): the guarantee is
+//!   that the directory sees at most `max_failures` failed binds per user per window from this
+//!   gateway, whatever the interleaving. Hence `max_failures` ≥ 2.
+//! - Per source address, `max_source_failures` failures per window: then unknown passwords from
+//!   that address are refused for every user (password spraying); known-good ones still pass.
+//!
+//! What this cannot do: a password that never succeeded through this gateway process (it just
+//! started, or the job's password was changed while it is under attack) is "unknown", so once
+//! the limit is reached it is refused until the window ends. Each replica keeps its own count,
+//! so N replicas may let N × `max_failures` through: set the directory's own limit with that in
+//! mind, or share state (future work).
+//!
+//! Memory is bounded: at most `capacity` users and `capacity` sources are tracked. When a table
+//! is full, entries that carry nothing (no failures in a live window, nothing in flight, no
+//! known-good digest) go first, then the least recently used.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use super::cache::Digest;
+
+/// What to do with an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admit {
+    /// Ask the directory; report back with [`Lockout::finish`].
+    Ask { known_good: bool },
+    /// Refuse without asking (the user's or the source's limit is reached).
+    Refuse,
+    /// The password is the known-good one, but a check of it is in flight: wait for it.
+    Wait,
+}
+
+/// How an admitted attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Finish {
+    Success,
+    /// The directory refused the credential (`failed_bind`: a bind failed, which the directory
+    /// counts against the account).
+    Failure,
+    /// The directory could not be asked; nothing is counted.
+    Unavailable,
+}
+
+#[derive(Debug)]
+struct UserState {
+    window_start: SystemTime,
+    failures: u32,
+    in_flight: u32,
+    known_good: Option<Digest>,
+    /// The user name that last bound successfully (for revocation by name).
+    principal: Option<String>,
+    touched: SystemTime,
+}
+
+#[derive(Debug)]
+struct SourceState {
+    window_start: SystemTime,
+    failures: u32,
+}
+
+/// Failure counts per user and per source.
+#[derive(Debug)]
+pub(super) struct Lockout {
+    users: Mutex<HashMap<String, UserState>>,
+    sources: Mutex<HashMap<IpAddr, SourceState>>,
+    max_failures: u32,
+    max_source_failures: u32,
+    window: Duration,
+    capacity: usize,
+    /// Woken whenever an attempt finishes, for [`Admit::Wait`]ers.
+    pub finished: tokio::sync::Notify,
+}
+
+fn expired(start: SystemTime, now: SystemTime, window: Duration) -> bool {
+    now.duration_since(start).map_or(false, |d| d >= window)
+}
+
+impl Lockout {
+    pub fn new(
+        max_failures: u32,
+        max_source_failures: u32,
+        window: Duration,
+        capacity: usize,
+    ) -> Self {
+        Lockout {
+            users: Mutex::new(HashMap::new()),
+            sources: Mutex::new(HashMap::new()),
+            max_failures,
+            max_source_failures,
+            window,
+            capacity: capacity.max(1),
+            finished: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Decide whether `user` (normalized) with the password digested as `pw` may be checked
+    /// against the directory. An `Ask` must be followed by exactly one [`Lockout::finish`].
+    pub fn admit(&self, user: &str, pw: &Digest, source: IpAddr, now: SystemTime) -> Admit {
+        let source_locked = self.source_locked(source, now);
+        let Ok(mut users) = self.users.lock() else {
+            return Admit::Refuse;
+        };
+        if !users.contains_key(user) && !self.make_room(&mut users, now) {
+            return Admit::Refuse;
+        }
+        let st = users.entry(user.to_owned()).or_insert_with(|| UserState {
+            window_start: now,
+            failures: 0,
+            in_flight: 0,
+            known_good: None,
+            principal: None,
+            touched: now,
+        });
+        st.touched = now;
+        if expired(st.window_start, now, self.window) {
+            st.failures = 0;
+            st.window_start = now;
+        }
+        let used = st.failures + st.in_flight;
+        if st.known_good.is_some_and(|k| k.ct_eq(pw)) {
+            if used < self.max_failures {
+                st.in_flight += 1;
+                return Admit::Ask { known_good: true };
+            }
+            // Another check is in flight (its success fills the cache): wait for it. With none
+            // in flight the budget is spent: refuse.
+            return if st.in_flight > 0 {
+                Admit::Wait
+            } else {
+                Admit::Refuse
+            };
+        }
+        let reserve = u32::from(st.known_good.is_some());
+        if source_locked || used + reserve >= self.max_failures {
+            return Admit::Refuse;
+        }
+        if st.failures == 0 && st.in_flight == 0 {
+            // The window starts with the first attempt that can fail.
+            st.window_start = now;
+        }
+        st.in_flight += 1;
+        Admit::Ask { known_good: false }
+    }
+
+    /// Record how an admitted attempt ended; `principal` is the user name as typed.
+    #[expect(clippy::too_many_arguments, reason = "one caller, each value distinct")]
+    pub fn finish(
+        &self,
+        user: &str,
+        pw: &Digest,
+        known_good: bool,
+        principal: &str,
+        source: IpAddr,
+        how: Finish,
+        now: SystemTime,
+    ) {
+        if let Ok(mut users) = self.users.lock() {
+            if let Some(st) = users.get_mut(user) {
+                st.in_flight = st.in_flight.saturating_sub(1);
+                match how {
+                    Finish::Success => {
+                        st.known_good = Some(*pw);
+                        st.principal = Some(principal.to_owned());
+                    }
+                    Finish::Failure => {
+                        if expired(st.window_start, now, self.window) {
+                            st.failures = 0;
+                            st.window_start = now;
+                        }
+                        st.failures = st.failures.saturating_add(1);
+                        if known_good {
+                            st.known_good = None;
+                        }
+                    }
+                    Finish::Unavailable => {}
+                }
+            }
+        }
+        if how == Finish::Failure {
+            self.count_source(source, now);
+        }
+        self.finished.notify_waiters();
+    }
+
+    /// A failure that did not reach a bind (no such user, or refused here) still counts
+    /// against the source, so a sprayer gains nothing by trying unknown or locked users.
+    pub fn source_failure(&self, source: IpAddr, now: SystemTime) {
+        self.count_source(source, now);
+    }
+
+    /// Forget the known-good password of every account `principal` (case-insensitively) bound
+    /// as (revocation); failure counts stay. Returns those accounts.
+    pub fn forget_principal(&self, principal: &str) -> Vec<String> {
+        let Ok(mut users) = self.users.lock() else {
+            return Vec::new();
+        };
+        let mut accounts = Vec::new();
+        for (account, st) in users.iter_mut() {
+            if st
+                .principal
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(principal))
+            {
+                st.known_good = None;
+                st.principal = None;
+                accounts.push(account.clone());
+            }
+        }
+        accounts
+    }
+
+    fn source_locked(&self, source: IpAddr, now: SystemTime) -> bool {
+        let Ok(sources) = self.sources.lock() else {
+            return true;
+        };
+        sources.get(&source).is_some_and(|s| {
+            !expired(s.window_start, now, self.window) && s.failures >= self.max_source_failures
+        })
+    }
+
+    fn count_source(&self, source: IpAddr, now: SystemTime) {
+        let Ok(mut sources) = self.sources.lock() else {
+            return;
+        };
+        if !sources.contains_key(&source) && sources.len() >= self.capacity {
+            sources.retain(|_, s| !expired(s.window_start, now, self.window));
+            if sources.len() >= self.capacity {
+                let oldest = sources
+                    .iter()
+                    .min_by_key(|(_, s)| s.window_start)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    sources.remove(&k);
+                }
+            }
+        }
+        let s = sources.entry(source).or_insert(SourceState {
+            window_start: now,
+            failures: 0,
+        });
+        if expired(s.window_start, now, self.window) {
+            s.window_start = now;
+            s.failures = 0;
+        }
+        s.failures = s.failures.saturating_add(1);
+    }
+
+    /// Make room for one more user; false when every tracked user has a check in flight.
+    fn make_room(&self, users: &mut HashMap<String, UserState>, now: SystemTime) -> bool {
+        if users.len() < self.capacity {
+            return true;
+        }
+        let window = self.window;
+        users.retain(|_, s| {
+            s.in_flight > 0
+                || s.known_good.is_some()
+                || (s.failures > 0 && !expired(s.window_start, now, window))
+        });
+        if users.len() < self.capacity {
+            return true;
+        }
+        let lru = users
+            .iter()
+            .filter(|(_, s)| s.in_flight == 0)
+            .min_by_key(|(_, s)| s.touched)
+            .map(|(k, _)| k.clone());
+        match lru {
+            Some(k) => {
+                users.remove(&k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Users tracked.
+    #[cfg(test)]
+    pub fn tracked_users(&self) -> usize {
+        self.users.lock().map(|u| u.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::ldap::cache::Hasher;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+    }
+
+    #[test]
+    fn unknown_passwords_stop_at_the_limit_known_good_keeps_working() {
+        let h = Hasher::random();
+        let good = h.digest("U", "good");
+        let l = Lockout::new(3, 100, Duration::from_secs(900), 10);
+        // Learn the good password.
+        assert_eq!(
+            l.admit("U", &good, IP, t0()),
+            Admit::Ask { known_good: false }
+        );
+        l.finish("U", &good, false, "p", IP, Finish::Success, t0());
+        // Two bad ones reach the directory; the third slot is reserved for the known-good one.
+        for i in 0..2 {
+            let bad = h.digest("U", &format!("bad{i}"));
+            assert_eq!(
+                l.admit("U", &bad, IP, t0()),
+                Admit::Ask { known_good: false }
+            );
+            l.finish("U", &bad, false, "p", IP, Finish::Failure, t0());
+        }
+        let bad = h.digest("U", "bad9");
+        assert_eq!(l.admit("U", &bad, IP, t0()), Admit::Refuse);
+        assert_eq!(
+            l.admit("U", &good, IP, t0()),
+            Admit::Ask { known_good: true }
+        );
+        // A second known-good check while the first is in flight waits.
+        assert_eq!(l.admit("U", &good, IP, t0()), Admit::Wait);
+        l.finish("U", &good, true, "p", IP, Finish::Success, t0());
+        // Known-good fails (password changed): counted, forgotten, now fully locked.
+        assert_eq!(
+            l.admit("U", &good, IP, t0()),
+            Admit::Ask { known_good: true }
+        );
+        l.finish("U", &good, true, "p", IP, Finish::Failure, t0());
+        assert_eq!(l.admit("U", &good, IP, t0()), Admit::Refuse);
+        // The window ends.
+        let later = t0() + Duration::from_secs(901);
+        assert_eq!(
+            l.admit("U", &bad, IP, later),
+            Admit::Ask { known_good: false }
+        );
+    }
+
+    #[test]
+    fn in_flight_guesses_count() {
+        let h = Hasher::random();
+        let l = Lockout::new(3, 100, Duration::from_secs(900), 10);
+        let asks = (0..10)
+            .filter(|i| {
+                matches!(
+                    l.admit("U", &h.digest("U", &i.to_string()), IP, t0()),
+                    Admit::Ask { .. }
+                )
+            })
+            .count();
+        assert_eq!(asks, 3);
+    }
+
+    #[test]
+    fn sources_are_limited() {
+        let h = Hasher::random();
+        let l = Lockout::new(3, 4, Duration::from_secs(900), 10);
+        for u in ["a", "b", "c", "d"] {
+            let d = h.digest(u, "x");
+            assert!(matches!(l.admit(u, &d, IP, t0()), Admit::Ask { .. }));
+            l.finish(u, &d, false, "p", IP, Finish::Failure, t0());
+        }
+        assert_eq!(l.admit("e", &h.digest("e", "x"), IP, t0()), Admit::Refuse);
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+        assert!(matches!(
+            l.admit("e", &h.digest("e", "x"), other, t0()),
+            Admit::Ask { .. }
+        ));
+    }
+
+    #[test]
+    fn tables_are_bounded() {
+        let h = Hasher::random();
+        let l = Lockout::new(3, 1000, Duration::from_secs(900), 5);
+        for i in 0..50 {
+            let u = format!("u{i}");
+            let d = h.digest(&u, "x");
+            assert!(matches!(l.admit(&u, &d, IP, t0()), Admit::Ask { .. }));
+            l.finish(&u, &d, false, "p", IP, Finish::Failure, t0());
+        }
+        assert!(l.tracked_users() <= 5);
+    }
+}
