@@ -44,7 +44,8 @@ pub struct PhaseAt {
     /// The date the current phase began; `None` before the plan's `observe` date (the routes
     /// behave as `observe` already: the safest phase).
     pub since: Option<Date>,
-    /// The next phase and its date, if one is scheduled.
+    /// The next phase and its date, if one is scheduled (before `observe`: `observe` itself,
+    /// the day the plan starts).
     pub next: Option<(Phase, Date)>,
 }
 
@@ -63,9 +64,14 @@ impl Phases {
             if date <= today {
                 current.phase = phase;
                 current.since = Some(date);
-            } else if current.next.is_none() {
-                // A later phase with an equal date was reached above; the first future one is next.
-                current.next = Some((phase, date));
+            } else {
+                match current.next {
+                    // The first future date is next; of phases sharing it, the latest wins
+                    // (equal dates skip a phase).
+                    None => current.next = Some((phase, date)),
+                    Some((_, d)) if d == date => current.next = Some((phase, date)),
+                    Some(_) => {}
+                }
             }
         }
         current
