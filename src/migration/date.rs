@@ -137,7 +137,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
     // d is in 1..=31 and m in 1..=12 by construction.
-    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
 }
 
 #[cfg(test)]
@@ -150,7 +154,10 @@ mod tests {
         let d = Date::from_ymd(2026, 12, 1).unwrap();
         assert_eq!(d.unix_seconds(), 1_796_083_200);
         assert_eq!(d.to_string(), "2026-12-01");
-        assert_eq!(Date::from_ymd(2000, 2, 29).unwrap().to_string(), "2000-02-29");
+        assert_eq!(
+            Date::from_ymd(2000, 2, 29).unwrap().to_string(),
+            "2000-02-29"
+        );
         assert!(Date::from_ymd(2027, 2, 29).is_none());
         assert!(Date::from_ymd(2027, 13, 1).is_none());
         assert_eq!(Date::parse("2027-03-01"), Date::from_ymd(2027, 3, 1));

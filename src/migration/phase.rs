@@ -58,7 +58,11 @@ impl Phases {
             (Phase::Bridge, self.bridge),
             (Phase::Enforce, self.enforce),
         ];
-        let mut current = PhaseAt { phase: Phase::Observe, since: None, next: None };
+        let mut current = PhaseAt {
+            phase: Phase::Observe,
+            since: None,
+            next: None,
+        };
         for (phase, date) in steps {
             let Some(date) = date else { continue };
             if date <= today {
@@ -162,7 +166,11 @@ impl SunsetHeaders {
         let deprecation = HeaderValue::try_from(format!("@{}", bridge.unix_seconds())).ok()?;
         let sunset = HeaderValue::try_from(httpdate::fmt_http_date(enforce.midnight())).ok()?;
         let link = docs.and_then(|d| HeaderValue::try_from(format!("<{d}>; rel=\"sunset\"")).ok());
-        Some(SunsetHeaders { deprecation, sunset, link })
+        Some(SunsetHeaders {
+            deprecation,
+            sunset,
+            link,
+        })
     }
 
     /// `(name, value)` pairs, for appending to a response.

@@ -134,7 +134,11 @@ impl Plans {
             }
         }
         sources.sort();
-        match Plans::from_sources(sources.iter().map(|(f, s, t)| (f.as_str(), s.as_str(), t.as_str()))) {
+        match Plans::from_sources(
+            sources
+                .iter()
+                .map(|(f, s, t)| (f.as_str(), s.as_str(), t.as_str())),
+        ) {
             Ok(plans) if problems.is_empty() => Ok(plans),
             Ok(_) => Err(problems),
             Err(mut more) => {
@@ -154,7 +158,11 @@ impl Plans {
             match parse_plan(file, stem, text) {
                 Ok(plan) => {
                     if plans.by_name.contains_key(&plan.name) {
-                        problems.push(problem(file, "name", format!("duplicate plan name {:?}", plan.name)));
+                        problems.push(problem(
+                            file,
+                            "name",
+                            format!("duplicate plan name {:?}", plan.name),
+                        ));
                     } else {
                         plans.by_name.insert(plan.name.clone(), Arc::new(plan));
                     }
@@ -216,8 +224,10 @@ fn problem(file: &str, key: &str, message: impl Into<String>) -> Problem {
 /// A TOML local date (`2026-12-01`); a time or offset would make the switch instant ambiguous.
 fn toml_date(v: &toml::value::Datetime) -> Result<Date, String> {
     match (v.date, v.time, v.offset) {
-        (Some(d), None, None) => Date::from_ymd(i64::from(d.year), u32::from(d.month), u32::from(d.day))
-            .ok_or_else(|| format!("{v} is not a calendar date")),
+        (Some(d), None, None) => {
+            Date::from_ymd(i64::from(d.year), u32::from(d.month), u32::from(d.day))
+                .ok_or_else(|| format!("{v} is not a calendar date"))
+        }
         _ => Err(format!(
             "{v}: expected a plain date like 2026-12-01 (phases switch at 00:00 UTC)"
         )),
@@ -250,20 +260,35 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
     let mut p = |key: &str, msg: String| problems.push(problem(file, key, msg));
 
     if !valid_name(&raw.name) {
-        p("name", format!("{:?}: use 1-64 characters from a-z 0-9 . _ -", raw.name));
+        p(
+            "name",
+            format!("{:?}: use 1-64 characters from a-z 0-9 . _ -", raw.name),
+        );
     } else if raw.name != stem {
-        p("name", format!("{:?} must match the file name ({stem}.toml): routes find plans by name", raw.name));
+        p(
+            "name",
+            format!(
+                "{:?} must match the file name ({stem}.toml): routes find plans by name",
+                raw.name
+            ),
+        );
     }
     if raw.owner.trim().is_empty() {
         p("owner", "must name a team or person".into());
     }
     if let Some(docs) = &raw.docs {
         if !valid_docs(docs) {
-            p("docs", "must be an absolute http(s) URL without spaces, quotes or angle brackets".into());
+            p(
+                "docs",
+                "must be an absolute http(s) URL without spaces, quotes or angle brackets".into(),
+            );
         }
     }
     if raw.legacy_credentials.is_empty() {
-        p("legacy_credentials", "must list at least one credential to retire".into());
+        p(
+            "legacy_credentials",
+            "must list at least one credential to retire".into(),
+        );
     }
     let mut seen = BTreeSet::new();
     for c in &raw.legacy_credentials {
@@ -273,7 +298,8 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
     }
 
     let mut date = |key: &str, v: &Option<toml::value::Datetime>| -> Option<Date> {
-        v.as_ref().and_then(|v| toml_date(v).map_err(|m| p(key, m)).ok())
+        v.as_ref()
+            .and_then(|v| toml_date(v).map_err(|m| p(key, m)).ok())
     };
     let observe = date("phases.observe", &raw.phases.observe);
     let bridge = date("phases.bridge", &raw.phases.bridge);
@@ -305,11 +331,16 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
     let exit = match &raw.exit_criteria {
         Some(x) => {
             if !(0.0..=1.0).contains(&x.max_legacy_share) {
-                p("exit_criteria.max_legacy_share", format!("{} is not between 0 and 1", x.max_legacy_share));
+                p(
+                    "exit_criteria.max_legacy_share",
+                    format!("{} is not between 0 and 1", x.max_legacy_share),
+                );
             }
             let window_days = match parse_duration(&x.window) {
                 Ok(d) if d.as_secs() > 0 && d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
-                    u32::try_from(d.as_secs() / 86_400).ok().filter(|d| *d <= 366)
+                    u32::try_from(d.as_secs() / 86_400)
+                        .ok()
+                        .filter(|d| *d <= 366)
                 }
                 Ok(_) => None,
                 Err(m) => {
@@ -318,31 +349,55 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
                 }
             };
             let window_days = window_days.unwrap_or_else(|| {
-                p("exit_criteria.window", format!("{:?}: expected whole days between 1d and 366d", x.window));
+                p(
+                    "exit_criteria.window",
+                    format!("{:?}: expected whole days between 1d and 366d", x.window),
+                );
                 1
             });
-            ExitCriteria { max_legacy_share: x.max_legacy_share, window_days }
+            ExitCriteria {
+                max_legacy_share: x.max_legacy_share,
+                window_days,
+            }
         }
         None => {
             if raw.exception.is_none() {
-                p("exit_criteria", "required (max_legacy_share, window) unless the plan is an [exception]".into());
+                p(
+                    "exit_criteria",
+                    "required (max_legacy_share, window) unless the plan is an [exception]".into(),
+                );
             }
-            ExitCriteria { max_legacy_share: 0.0, window_days: 14 }
+            ExitCriteria {
+                max_legacy_share: 0.0,
+                window_days: 14,
+            }
         }
     };
 
     let exception = match &raw.exception {
         Some(x) => {
             if x.reason.trim().is_empty() {
-                p("exception.reason", "must say why this caller cannot migrate".into());
+                p(
+                    "exception.reason",
+                    "must say why this caller cannot migrate".into(),
+                );
             }
             if x.review_by.is_none() {
-                p("exception.review_by", "required: a standing exception must be reviewed".into());
+                p(
+                    "exception.review_by",
+                    "required: a standing exception must be reviewed".into(),
+                );
             }
             if raw.phases.enforce.is_some() {
-                p("phases.enforce", "an [exception] never enforces: remove enforce or the exception".into());
+                p(
+                    "phases.enforce",
+                    "an [exception] never enforces: remove enforce or the exception".into(),
+                );
             }
-            review_by.map(|review_by| Exception { reason: x.reason.clone(), review_by })
+            review_by.map(|review_by| Exception {
+                reason: x.reason.clone(),
+                review_by,
+            })
         }
         None => None,
     };
@@ -350,7 +405,11 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
     let (Some(observe), true) = (observe, problems.is_empty()) else {
         return Err(problems);
     };
-    let phases = Phases { observe, bridge, enforce };
+    let phases = Phases {
+        observe,
+        bridge,
+        enforce,
+    };
     let sunset = SunsetHeaders::build(&phases, raw.docs.as_deref());
     Ok(Plan {
         name: raw.name,
@@ -406,16 +465,32 @@ pub fn check_against_config(
     for (i, r) in routes.iter().enumerate() {
         let key = format!("routes[{i}].plan");
         if !seen.insert(r.route) {
-            problems.push(problem(config_file, &key, format!("route {:?} is listed twice: one plan per route", r.route)));
+            problems.push(problem(
+                config_file,
+                &key,
+                format!("route {:?} is listed twice: one plan per route", r.route),
+            ));
         }
         match plans.get(r.plan) {
-            None => problems.push(problem(config_file, &key, format!("no migration plan {:?} (expected {}.toml in plans_dir)", r.plan, r.plan))),
+            None => problems.push(problem(
+                config_file,
+                &key,
+                format!(
+                    "no migration plan {:?} (expected {}.toml in plans_dir)",
+                    r.plan, r.plan
+                ),
+            )),
             Some(plan) => {
                 if !r.accept.iter().any(|a| plan.retires(a)) {
                     problems.push(problem(
                         config_file,
                         &key,
-                        format!("route {:?} accepts none of plan {:?}'s legacy credentials ({})", r.route, plan.name, plan.legacy_credentials.join(", ")),
+                        format!(
+                            "route {:?} accepts none of plan {:?}'s legacy credentials ({})",
+                            r.route,
+                            plan.name,
+                            plan.legacy_credentials.join(", ")
+                        ),
                     ));
                 }
             }

@@ -196,7 +196,10 @@ pub fn migration_report(
         unplanned_routes: routes
             .iter()
             .filter(|(_, p)| p.is_none())
-            .map(|(r, _)| UnplannedRoute { route: (*r).to_string(), phase: Phase::Bridge })
+            .map(|(r, _)| UnplannedRoute {
+                route: (*r).to_string(),
+                phase: Phase::Bridge,
+            })
             .collect(),
     }
 }
@@ -227,14 +230,25 @@ pub fn plan_report(
     let days = plan.exit.window_days.max(1);
     let start = today.plus(1 - i64::from(days));
     let observed_from = start.max(plan.phases.observe);
-    let observed_days = u32::try_from((today.days() - observed_from.days() + 1).max(0)).unwrap_or(0);
+    let observed_days =
+        u32::try_from((today.days() - observed_from.days() + 1).max(0)).unwrap_or(0);
 
     // Per-day counts for this plan in the window.
     let mut daily: Vec<DayShare> = (0..i64::from(days))
-        .map(|i| DayShare { day: start.plus(i), legacy_requests: 0, total_requests: 0, legacy_share: None })
+        .map(|i| DayShare {
+            day: start.plus(i),
+            legacy_requests: 0,
+            total_requests: 0,
+            legacy_share: None,
+        })
         .collect();
-    for row in usage.iter().filter(|r| r.plan.as_deref() == Some(plan.name.as_str())) {
-        let Ok(i) = usize::try_from(row.day.days() - start.days()) else { continue };
+    for row in usage
+        .iter()
+        .filter(|r| r.plan.as_deref() == Some(plan.name.as_str()))
+    {
+        let Ok(i) = usize::try_from(row.day.days() - start.days()) else {
+            continue;
+        };
         let Some(d) = daily.get_mut(i) else { continue };
         d.total_requests = d.total_requests.saturating_add(row.count);
         if plan.retires(&row.credential) {
@@ -263,7 +277,11 @@ pub fn plan_report(
             revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
         })
         .collect();
-    active.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.principal.cmp(&b.principal)));
+    active.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then_with(|| a.principal.cmp(&b.principal))
+    });
 
     let principals: BTreeSet<String> = inventory
         .iter()
@@ -284,7 +302,11 @@ pub fn plan_report(
         .filter_map(|e| {
             let na = e.cert_not_after?;
             let days_left = (na.0 - now_ts.0).div_euclid(86_400);
-            (days_left < CERT_WARN_DAYS).then(|| ExpiringCert { identity: e.identity.clone(), not_after: na, days_left })
+            (days_left < CERT_WARN_DAYS).then(|| ExpiringCert {
+                identity: e.identity.clone(),
+                not_after: na,
+                days_left,
+            })
         })
         .collect();
     expiring.sort_by_key(|c| c.not_after);
@@ -301,12 +323,19 @@ pub fn plan_report(
             reasons.push(format!("exception review was due on {}", x.review_by));
             Status::OverdueReview
         } else {
-            reasons.push(format!("standing exception until review on {}: {}", x.review_by, x.reason));
+            reasons.push(format!(
+                "standing exception until review on {}: {}",
+                x.review_by, x.reason
+            ));
             Status::Exception
         }
     } else {
         let legacy_since_enforce: u64 = match plan.phases.enforce {
-            Some(e) if e <= today => daily.iter().filter(|d| d.day >= e).map(|d| d.legacy_requests).sum(),
+            Some(e) if e <= today => daily
+                .iter()
+                .filter(|d| d.day >= e)
+                .map(|d| d.legacy_requests)
+                .sum(),
             _ => 0,
         };
         let within = legacy_share.is_none_or(|s| s <= plan.exit.max_legacy_share);
@@ -330,7 +359,10 @@ pub fn plan_report(
             Status::NotReady
         } else {
             reasons.push(match legacy_share {
-                Some(s) => format!("legacy share {s:.4} within the maximum {}", plan.exit.max_legacy_share),
+                Some(s) => format!(
+                    "legacy share {s:.4} within the maximum {}",
+                    plan.exit.max_legacy_share
+                ),
                 None => "no traffic in the window".into(),
             });
             Status::Ready
@@ -388,7 +420,11 @@ pub struct InventoryItem {
 }
 
 /// Build the inventory report, most recently seen first.
-pub fn inventory_report(inventory: &[InventoryEntry], revoked: &RevocationSet, now: SystemTime) -> InventoryReport {
+pub fn inventory_report(
+    inventory: &[InventoryEntry],
+    revoked: &RevocationSet,
+    now: SystemTime,
+) -> InventoryReport {
     let now_ts = Timestamp::of(now);
     let mut entries: Vec<InventoryItem> = inventory
         .iter()
@@ -406,5 +442,8 @@ pub fn inventory_report(inventory: &[InventoryEntry], revoked: &RevocationSet, n
             .cmp(&a.entry.last_seen)
             .then_with(|| a.entry.credential.cmp(&b.entry.credential))
     });
-    InventoryReport { generated_at: now_ts, entries }
+    InventoryReport {
+        generated_at: now_ts,
+        entries,
+    }
 }

@@ -8,7 +8,7 @@ use crate::authn::Kind;
 use crate::clock::{Clock, FakeClock};
 use crate::migration::date::Timestamp;
 use crate::problem::Code;
-use crate::state::{InventoryEntry, RevocationSet, Revocation, Target, UsageRow};
+use crate::state::{InventoryEntry, Revocation, RevocationSet, Target, UsageRow};
 
 fn day(s: &str) -> Date {
     Date::parse(s).unwrap()
@@ -89,7 +89,10 @@ window = "36h"
         ]),
         "{p:#?}"
     );
-    assert!(p.iter().any(|m| m.contains("must match the file name")), "{p:#?}");
+    assert!(
+        p.iter().any(|m| m.contains("must match the file name")),
+        "{p:#?}"
+    );
     assert!(p.iter().any(|m| m.contains("00:00 UTC")), "{p:#?}");
 }
 
@@ -132,7 +135,10 @@ window = "7d"
 "#,
     );
     assert_eq!(p.len(), 1);
-    assert!(p[0].starts_with("phases.enforce: needs a bridge date"), "{p:?}");
+    assert!(
+        p[0].starts_with("phases.enforce: needs a bridge date"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -196,20 +202,60 @@ fn cross_checks_against_config() {
     let accept_racf = vec!["workload-mtls".to_string(), "racf".to_string()];
     let accept_mtls = vec!["workload-mtls".to_string()];
     let routes = [
-        RouteUse { route: "cics", plan: "payments-cics", accept: &accept_racf },
-        RouteUse { route: "cics", plan: "payments-cics", accept: &accept_racf },
-        RouteUse { route: "billing", plan: "stripe-callback", accept: &accept_mtls },
-        RouteUse { route: "partners", plan: "partner-api", accept: &accept_mtls },
+        RouteUse {
+            route: "cics",
+            plan: "payments-cics",
+            accept: &accept_racf,
+        },
+        RouteUse {
+            route: "cics",
+            plan: "payments-cics",
+            accept: &accept_racf,
+        },
+        RouteUse {
+            route: "billing",
+            plan: "stripe-callback",
+            accept: &accept_mtls,
+        },
+        RouteUse {
+            route: "partners",
+            plan: "partner-api",
+            accept: &accept_mtls,
+        },
     ];
     let p: Vec<String> = check_against_config(&plans, &creds, &routes, "portcullis.toml")
         .iter()
         .map(ToString::to_string)
         .collect();
-    assert!(p.iter().any(|m| m.contains("\"partner-keys\" is a mtls credential")), "{p:#?}");
-    assert!(p.iter().any(|m| m.contains("stripe-callbacks.toml: legacy_credentials: no credential \"stripe\"")), "{p:#?}");
-    assert!(p.contains(&"portcullis.toml: routes[1].plan: route \"cics\" is listed twice: one plan per route".to_string()), "{p:#?}");
-    assert!(p.iter().any(|m| m.starts_with("portcullis.toml: routes[2].plan: no migration plan \"stripe-callback\"")), "{p:#?}");
-    assert!(p.iter().any(|m| m.starts_with("portcullis.toml: routes[3].plan: route \"partners\" accepts none")), "{p:#?}");
+    assert!(
+        p.iter()
+            .any(|m| m.contains("\"partner-keys\" is a mtls credential")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m
+                .contains("stripe-callbacks.toml: legacy_credentials: no credential \"stripe\"")),
+        "{p:#?}"
+    );
+    assert!(
+        p.contains(
+            &"portcullis.toml: routes[1].plan: route \"cics\" is listed twice: one plan per route"
+                .to_string()
+        ),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter().any(|m| m
+            .starts_with("portcullis.toml: routes[2].plan: no migration plan \"stripe-callback\"")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m
+                .starts_with("portcullis.toml: routes[3].plan: route \"partners\" accepts none")),
+        "{p:#?}"
+    );
     assert_eq!(p.len(), 5, "{p:#?}");
 }
 
@@ -219,12 +265,22 @@ fn phase_switches_exactly_at_utc_midnight() {
     let clock = FakeClock::new(at("2026-10-31", 86_399));
     let before = plan.phases.at(clock.now());
     assert_eq!(before.phase, Phase::Observe);
-    assert_eq!(before.since, None, "before observe: observe behaviour, not started");
-    assert_eq!(before.next, Some((Phase::Observe, day("2026-11-01"))), "the plan starts");
+    assert_eq!(
+        before.since, None,
+        "before observe: observe behaviour, not started"
+    );
+    assert_eq!(
+        before.next,
+        Some((Phase::Observe, day("2026-11-01"))),
+        "the plan starts"
+    );
 
     clock.advance(Duration::from_secs(1));
     let p = plan.phases.at(clock.now());
-    assert_eq!((p.phase, p.since), (Phase::Observe, Some(day("2026-11-01"))));
+    assert_eq!(
+        (p.phase, p.since),
+        (Phase::Observe, Some(day("2026-11-01")))
+    );
     assert_eq!(p.next, Some((Phase::Bridge, day("2026-12-01"))));
 
     clock.set(at("2026-12-01", 0) - Duration::from_micros(1));
@@ -233,16 +289,31 @@ fn phase_switches_exactly_at_utc_midnight() {
     let p = plan.phases.at(clock.now());
     assert_eq!(p.phase, Phase::Bridge);
     assert_eq!(p.next, Some((Phase::Enforce, day("2027-03-01"))));
-    assert_eq!(treatment(Some(&plan), "racf", clock.now()), Treatment::Bridge);
-    assert_eq!(treatment(Some(&plan), "workload-mtls", clock.now()), Treatment::Normal);
+    assert_eq!(
+        treatment(Some(&plan), "racf", clock.now()),
+        Treatment::Bridge
+    );
+    assert_eq!(
+        treatment(Some(&plan), "workload-mtls", clock.now()),
+        Treatment::Normal
+    );
 
     clock.set(at("2027-03-01", 0) - Duration::from_secs(1));
-    assert_eq!(treatment(Some(&plan), "racf", clock.now()), Treatment::Bridge);
+    assert_eq!(
+        treatment(Some(&plan), "racf", clock.now()),
+        Treatment::Bridge
+    );
     clock.advance(Duration::from_secs(1));
     let p = plan.phases.at(clock.now());
     assert_eq!((p.phase, p.next), (Phase::Enforce, None));
-    assert_eq!(treatment(Some(&plan), "racf", clock.now()), Treatment::Refuse);
-    assert_eq!(treatment(Some(&plan), "workload-jwt", clock.now()), Treatment::Normal);
+    assert_eq!(
+        treatment(Some(&plan), "racf", clock.now()),
+        Treatment::Refuse
+    );
+    assert_eq!(
+        treatment(Some(&plan), "workload-jwt", clock.now()),
+        Treatment::Normal
+    );
 
     // No plan: bridge forever.
     assert_eq!(route_phase(None, clock.now()), Phase::Bridge);
@@ -274,18 +345,35 @@ fn sunset_headers_byte_exact() {
         b"<https://wiki.corp.example/migrations/payments-cics>; rel=\"sunset\""
     );
     let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::LINK, http::HeaderValue::from_static("</up>; rel=\"next\""));
+    headers.insert(
+        http::header::LINK,
+        http::HeaderValue::from_static("</up>; rel=\"next\""),
+    );
     h.apply(&mut headers);
     assert_eq!(headers["deprecation"], "@1796083200");
     assert_eq!(headers["sunset"], "Mon, 01 Mar 2027 00:00:00 GMT");
-    assert_eq!(headers.get_all(http::header::LINK).iter().count(), 2, "upstream Link kept");
+    assert_eq!(
+        headers.get_all(http::header::LINK).iter().count(),
+        2,
+        "upstream Link kept"
+    );
 
     // No docs: no Link; no enforce date: no headers at all.
-    let no_docs = parse_plan("p.toml", "payments-cics", &GOOD.replace("docs = ", "description = ")).unwrap();
+    let no_docs = parse_plan(
+        "p.toml",
+        "payments-cics",
+        &GOOD.replace("docs = ", "description = "),
+    )
+    .unwrap();
     let h = no_docs.sunset_headers().unwrap();
     assert!(h.link.is_none());
     assert_eq!(h.iter().count(), 2);
-    let no_enforce = parse_plan("p.toml", "payments-cics", &GOOD.replace("enforce = 2027-03-01", "")).unwrap();
+    let no_enforce = parse_plan(
+        "p.toml",
+        "payments-cics",
+        &GOOD.replace("enforce = 2027-03-01", ""),
+    )
+    .unwrap();
     assert!(no_enforce.sunset_headers().is_none());
 }
 
@@ -313,7 +401,14 @@ fn row(d: &str, route: &str, plan: Option<&str>, cred: &str, kind: Kind, count: 
     }
 }
 
-fn inv(cred: &str, kind: Kind, principal: Option<&str>, identity: &str, route: &str, last: SystemTime) -> InventoryEntry {
+fn inv(
+    cred: &str,
+    kind: Kind,
+    principal: Option<&str>,
+    identity: &str,
+    route: &str,
+    last: SystemTime,
+) -> InventoryEntry {
     InventoryEntry {
         credential: cred.into(),
         kind,
@@ -345,30 +440,117 @@ fn readiness_and_what_if() {
     // payments-cics: 14-day window 2026-12-07..=2026-12-20; 1000 mTLS/day and a few RACF.
     for d in 7..=20 {
         let date = format!("2026-12-{d:02}");
-        usage.push(row(&date, "cics", Some("payments-cics"), "workload-mtls", Kind::Mtls, 1000));
-        usage.push(row(&date, "cics", Some("payments-cics"), "racf", Kind::Ldap, 5));
+        usage.push(row(
+            &date,
+            "cics",
+            Some("payments-cics"),
+            "workload-mtls",
+            Kind::Mtls,
+            1000,
+        ));
+        usage.push(row(
+            &date,
+            "cics",
+            Some("payments-cics"),
+            "racf",
+            Kind::Ldap,
+            5,
+        ));
     }
     // Outside the window: ignored.
-    usage.push(row("2026-12-06", "cics", Some("payments-cics"), "racf", Kind::Ldap, 100_000));
+    usage.push(row(
+        "2026-12-06",
+        "cics",
+        Some("payments-cics"),
+        "racf",
+        Kind::Ldap,
+        100_000,
+    ));
     // partner-api: enforce 2027-01-31 not reached; all keys, only 3 weeks observed? No: observe 2026-10-01.
-    usage.push(row("2026-12-19", "partners", Some("partner-api"), "partner-keys", Kind::ApiKey, 40));
-    usage.push(row("2026-12-19", "partners", Some("partner-api"), "workload-jwt", Kind::JwtSvid, 60));
+    usage.push(row(
+        "2026-12-19",
+        "partners",
+        Some("partner-api"),
+        "partner-keys",
+        Kind::ApiKey,
+        40,
+    ));
+    usage.push(row(
+        "2026-12-19",
+        "partners",
+        Some("partner-api"),
+        "workload-jwt",
+        Kind::JwtSvid,
+        60,
+    ));
 
-    let mut alice = inv("workload-mtls", Kind::Mtls, None, "spiffe://corp.example/ns/payments/batch", "cics", at("2026-12-20", 60));
+    let mut alice = inv(
+        "workload-mtls",
+        Kind::Mtls,
+        None,
+        "spiffe://corp.example/ns/payments/batch",
+        "cics",
+        at("2026-12-20", 60),
+    );
     alice.cert_not_after = Some(Timestamp::of(at("2026-12-24", 0)));
-    let mut fresh = inv("workload-mtls", Kind::Mtls, None, "spiffe://corp.example/ns/payments/web", "cics", at("2026-12-20", 60));
+    let mut fresh = inv(
+        "workload-mtls",
+        Kind::Mtls,
+        None,
+        "spiffe://corp.example/ns/payments/web",
+        "cics",
+        at("2026-12-20", 60),
+    );
     fresh.cert_not_after = Some(Timestamp::of(at("2027-02-24", 0)));
     let inventory = vec![
-        inv("racf", Kind::Ldap, Some("JSMITH"), "spiffe://corp.example/legacy/racf/jsmith", "cics", at("2026-12-19", 0)),
-        inv("racf", Kind::Ldap, Some("BATCH01"), "spiffe://corp.example/legacy/racf/batch01", "cics", at("2026-12-20", 0)),
-        inv("racf", Kind::Ldap, Some("GONE"), "spiffe://corp.example/legacy/racf/gone", "cics", at("2026-11-02", 0)),
-        inv("racf", Kind::Ldap, Some("FIRED"), "spiffe://corp.example/legacy/racf/fired", "cics", at("2026-12-18", 0)),
-        inv("partner-keys", Kind::ApiKey, Some("acme"), "spiffe://corp.example/partner/acme", "partners", at("2026-12-19", 0)),
+        inv(
+            "racf",
+            Kind::Ldap,
+            Some("JSMITH"),
+            "spiffe://corp.example/legacy/racf/jsmith",
+            "cics",
+            at("2026-12-19", 0),
+        ),
+        inv(
+            "racf",
+            Kind::Ldap,
+            Some("BATCH01"),
+            "spiffe://corp.example/legacy/racf/batch01",
+            "cics",
+            at("2026-12-20", 0),
+        ),
+        inv(
+            "racf",
+            Kind::Ldap,
+            Some("GONE"),
+            "spiffe://corp.example/legacy/racf/gone",
+            "cics",
+            at("2026-11-02", 0),
+        ),
+        inv(
+            "racf",
+            Kind::Ldap,
+            Some("FIRED"),
+            "spiffe://corp.example/legacy/racf/fired",
+            "cics",
+            at("2026-12-18", 0),
+        ),
+        inv(
+            "partner-keys",
+            Kind::ApiKey,
+            Some("acme"),
+            "spiffe://corp.example/partner/acme",
+            "partners",
+            at("2026-12-19", 0),
+        ),
         alice,
         fresh,
     ];
     let revoked = RevocationSet::new(&[Revocation {
-        target: Target::Credential { name: "racf".into(), principal: "FIRED".into() },
+        target: Target::Credential {
+            name: "racf".into(),
+            principal: "FIRED".into(),
+        },
         reason: "left".into(),
         at: Timestamp(0),
     }]);
@@ -377,9 +559,16 @@ fn readiness_and_what_if() {
     assert_eq!(report.unplanned_routes.len(), 1);
     assert_eq!(report.unplanned_routes[0].phase, Phase::Bridge);
 
-    let cics = report.plans.iter().find(|p| p.name == "payments-cics").unwrap();
+    let cics = report
+        .plans
+        .iter()
+        .find(|p| p.name == "payments-cics")
+        .unwrap();
     assert_eq!(cics.phase, Phase::Bridge);
-    assert_eq!((cics.next_phase, cics.next_date), (Some(Phase::Enforce), Some(day("2027-03-01"))));
+    assert_eq!(
+        (cics.next_phase, cics.next_date),
+        (Some(Phase::Enforce), Some(day("2027-03-01")))
+    );
     assert_eq!(cics.days_to_sunset, Some(71));
     assert_eq!(cics.window.start, day("2026-12-07"));
     assert_eq!(cics.window.daily.len(), 14);
@@ -389,28 +578,57 @@ fn readiness_and_what_if() {
     assert!((share - 70.0 / 14070.0).abs() < 1e-12);
     assert_eq!(cics.status, Status::Ready, "{:?}", cics.reasons);
     // Active legacy principals: in the window, most recent first; GONE is not active.
-    let names: Vec<_> = cics.active_legacy_principals.iter().map(|p| p.principal.clone().unwrap()).collect();
+    let names: Vec<_> = cics
+        .active_legacy_principals
+        .iter()
+        .map(|p| p.principal.clone().unwrap())
+        .collect();
     assert_eq!(names, ["BATCH01", "JSMITH", "FIRED"]);
     assert!(cics.active_legacy_principals[2].revoked);
     // What-if: the revoked one is already refused.
     assert_eq!(cics.what_if_enforced.refused_requests, 70);
     assert_eq!(cics.what_if_enforced.refused_callers, 2);
-    assert_eq!(cics.what_if_enforced.principals, ["racf:BATCH01", "racf:JSMITH"]);
+    assert_eq!(
+        cics.what_if_enforced.principals,
+        ["racf:BATCH01", "racf:JSMITH"]
+    );
     // Only the certificate expiring within 7 days.
     assert_eq!(cics.expiring_certs.len(), 1);
-    assert_eq!(cics.expiring_certs[0].identity, "spiffe://corp.example/ns/payments/batch");
+    assert_eq!(
+        cics.expiring_certs[0].identity,
+        "spiffe://corp.example/ns/payments/batch"
+    );
     assert_eq!(cics.expiring_certs[0].days_left, 3);
 
-    let partners = report.plans.iter().find(|p| p.name == "partner-api").unwrap();
+    let partners = report
+        .plans
+        .iter()
+        .find(|p| p.name == "partner-api")
+        .unwrap();
     assert_eq!(partners.status, Status::NotReady);
     assert_eq!(partners.window.legacy_share, Some(0.4));
     assert_eq!(partners.what_if_enforced.principals, ["partner-keys:acme"]);
 
-    let stripe = report.plans.iter().find(|p| p.name == "stripe-callbacks").unwrap();
+    let stripe = report
+        .plans
+        .iter()
+        .find(|p| p.name == "stripe-callbacks")
+        .unwrap();
     assert_eq!(stripe.status, Status::Exception);
     assert_eq!(stripe.days_to_sunset, None);
-    let later = migration_report(&plans(), &ROUTES, &usage, &inventory, &revoked, at("2027-06-02", 0));
-    let stripe = later.plans.iter().find(|p| p.name == "stripe-callbacks").unwrap();
+    let later = migration_report(
+        &plans(),
+        &ROUTES,
+        &usage,
+        &inventory,
+        &revoked,
+        at("2027-06-02", 0),
+    );
+    let stripe = later
+        .plans
+        .iter()
+        .find(|p| p.name == "stripe-callbacks")
+        .unwrap();
     assert_eq!(stripe.status, Status::OverdueReview);
 
     // JSON shape the admin API returns.
@@ -425,20 +643,55 @@ fn readiness_and_what_if() {
 fn short_observation_overdue_and_enforced_clean() {
     let plans = plans();
     // payments-cics on 2026-11-05: observing for 5 of 14 days.
-    let r = migration_report(&plans, &ROUTES, &[], &[], &RevocationSet::default(), at("2026-11-05", 0));
+    let r = migration_report(
+        &plans,
+        &ROUTES,
+        &[],
+        &[],
+        &RevocationSet::default(),
+        at("2026-11-05", 0),
+    );
     let cics = r.plans.iter().find(|p| p.name == "payments-cics").unwrap();
     assert_eq!(cics.status, Status::NotReady);
     assert_eq!(cics.reasons, ["observed 5 of 14 window days"]);
 
     // After the enforce date with legacy attempts still coming in: overdue.
-    let usage = [row("2027-03-02", "cics", Some("payments-cics"), "racf", Kind::Ldap, 3)];
-    let r = migration_report(&plans, &ROUTES, &usage, &[], &RevocationSet::default(), at("2027-03-03", 0));
+    let usage = [row(
+        "2027-03-02",
+        "cics",
+        Some("payments-cics"),
+        "racf",
+        Kind::Ldap,
+        3,
+    )];
+    let r = migration_report(
+        &plans,
+        &ROUTES,
+        &usage,
+        &[],
+        &RevocationSet::default(),
+        at("2027-03-03", 0),
+    );
     let cics = r.plans.iter().find(|p| p.name == "payments-cics").unwrap();
     assert_eq!((cics.phase, cics.status), (Phase::Enforce, Status::Overdue));
     assert_eq!(cics.days_to_sunset, Some(-2));
     // Legacy traffic before the enforce date does not make it overdue.
-    let usage = [row("2027-02-28", "cics", Some("payments-cics"), "racf", Kind::Ldap, 3)];
-    let r = migration_report(&plans, &ROUTES, &usage, &[], &RevocationSet::default(), at("2027-03-03", 0));
+    let usage = [row(
+        "2027-02-28",
+        "cics",
+        Some("payments-cics"),
+        "racf",
+        Kind::Ldap,
+        3,
+    )];
+    let r = migration_report(
+        &plans,
+        &ROUTES,
+        &usage,
+        &[],
+        &RevocationSet::default(),
+        at("2027-03-03", 0),
+    );
     let cics = r.plans.iter().find(|p| p.name == "payments-cics").unwrap();
     assert_eq!(cics.status, Status::Ready);
 }
@@ -446,9 +699,23 @@ fn short_observation_overdue_and_enforced_clean() {
 #[test]
 fn inventory_flags() {
     let now = at("2026-12-20", 0);
-    let mut a = inv("workload-mtls", Kind::Mtls, None, "spiffe://corp.example/a", "cics", at("2026-12-19", 0));
+    let mut a = inv(
+        "workload-mtls",
+        Kind::Mtls,
+        None,
+        "spiffe://corp.example/a",
+        "cics",
+        at("2026-12-19", 0),
+    );
     a.cert_not_after = Some(Timestamp::of(at("2026-12-26", 0)));
-    let b = inv("racf", Kind::Ldap, Some("JSMITH"), "spiffe://corp.example/legacy/racf/jsmith", "cics", at("2026-12-20", 0));
+    let b = inv(
+        "racf",
+        Kind::Ldap,
+        Some("JSMITH"),
+        "spiffe://corp.example/legacy/racf/jsmith",
+        "cics",
+        at("2026-12-20", 0),
+    );
     let revoked = RevocationSet::new(&[Revocation {
         target: Target::Identity("spiffe://corp.example/legacy/racf/jsmith".into()),
         reason: "r".into(),

@@ -33,7 +33,8 @@ pub async fn migration_json(
 pub async fn inventory_json(store: &dyn StateStore, now: SystemTime) -> Result<Value, StateError> {
     let inventory = store.inventory().await?;
     let revoked = RevocationSet::new(&store.revocations().await?);
-    serde_json::to_value(inventory_report(&inventory, &revoked, now)).map_err(|e| StateError(e.to_string()))
+    serde_json::to_value(inventory_report(&inventory, &revoked, now))
+        .map_err(|e| StateError(e.to_string()))
 }
 
 /// `GET /admin/v1/revocations`.
@@ -56,8 +57,12 @@ struct Body {
 fn parse_body(body: &[u8]) -> Result<(Target, Option<String>), String> {
     let b: Body = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
     let target = match (&b.identity, &b.credential, &b.jti) {
-        (Some(i), None, None) => Target::identity(i).ok_or("identity must be a SPIFFE ID (spiffe://…)")?,
-        (None, Some(c), None) => Target::credential(c).ok_or("credential must be NAME:PRINCIPAL")?,
+        (Some(i), None, None) => {
+            Target::identity(i).ok_or("identity must be a SPIFFE ID (spiffe://…)")?
+        }
+        (None, Some(c), None) => {
+            Target::credential(c).ok_or("credential must be NAME:PRINCIPAL")?
+        }
         (None, None, Some(j)) => Target::jti(j).ok_or("jti must be non-empty printable text")?,
         _ => return Err("give exactly one of identity, credential, jti".into()),
     };
@@ -70,7 +75,10 @@ fn bad(msg: impl Into<String>) -> (StatusCode, Value) {
 
 fn unavailable(e: &StateError) -> (StatusCode, Value) {
     tracing::error!(error = %e, "state store unavailable");
-    (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": "state store unavailable" }))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({ "error": "state store unavailable" }),
+    )
 }
 
 /// `POST /admin/v1/revocations`: 201 with the revocation when new, 200 when it only updated the
@@ -84,9 +92,15 @@ pub async fn revoke(store: &dyn StateStore, body: &[u8], now: SystemTime) -> (St
     let reason = reason.unwrap_or_default();
     let reason = reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
-        return bad(format!("reason is required: printable text up to {MAX_REASON} bytes"));
+        return bad(format!(
+            "reason is required: printable text up to {MAX_REASON} bytes"
+        ));
     }
-    let rev = Revocation { target, reason: reason.to_string(), at: Timestamp::of(now) };
+    let rev = Revocation {
+        target,
+        reason: reason.to_string(),
+        at: Timestamp::of(now),
+    };
     let shown = serde_json::to_value(&rev).unwrap_or(Value::Null);
     match store.revoke(rev).await {
         Ok(true) => (StatusCode::CREATED, shown),
@@ -103,7 +117,10 @@ pub async fn unrevoke(store: &dyn StateStore, body: &[u8]) -> (StatusCode, Value
     };
     match store.unrevoke(&target).await {
         Ok(true) => (StatusCode::OK, json!({ "deleted": target.key() })),
-        Ok(false) => (StatusCode::NOT_FOUND, json!({ "error": "no such revocation" })),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "no such revocation" }),
+        ),
         Err(e) => unavailable(&e),
     }
 }
@@ -125,11 +142,21 @@ mod tests {
     async fn revocations_round_trip_through_the_api() {
         let store = EmbeddedStore::in_memory().await.unwrap();
         let now = at("2026-12-01", 30);
-        let (s, v) = revoke(&store, br#"{"credential":"racf:JSMITH","reason":"left"}"#, now).await;
+        let (s, v) = revoke(
+            &store,
+            br#"{"credential":"racf:JSMITH","reason":"left"}"#,
+            now,
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED);
         assert_eq!(v["target"], "credential:racf:JSMITH");
         assert!(store.is_revoked("spiffe://x", "racf", Some("JSMITH"), None));
-        let (s, _) = revoke(&store, br#"{"credential":"racf:JSMITH","reason":"left, really"}"#, now).await;
+        let (s, _) = revoke(
+            &store,
+            br#"{"credential":"racf:JSMITH","reason":"left, really"}"#,
+            now,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK);
 
         for body in [
@@ -142,7 +169,12 @@ mod tests {
             br#"not json"#,
         ] {
             let (s, v) = revoke(&store, body, now).await;
-            assert_eq!(s, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                s,
+                StatusCode::BAD_REQUEST,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
             assert!(v["error"].is_string());
         }
 
@@ -159,7 +191,10 @@ mod tests {
 
     #[tokio::test]
     async fn migration_and_inventory_bodies() {
-        let plans = Plans::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migration-plans")).unwrap();
+        let plans = Plans::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migration-plans"),
+        )
+        .unwrap();
         let store = EmbeddedStore::in_memory().await.unwrap();
         let now = at("2026-12-20", 0);
         store.record(&Usage {
@@ -174,9 +209,17 @@ mod tests {
         });
         let routes = [("cics", Some("payments-cics")), ("other", None)];
         let v = migration_json(&store, &plans, &routes, now).await.unwrap();
-        let cics = v["plans"].as_array().unwrap().iter().find(|p| p["name"] == "payments-cics").unwrap();
+        let cics = v["plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "payments-cics")
+            .unwrap();
         assert_eq!(cics["window"]["legacy_requests"], 1);
-        assert_eq!(cics["what_if_enforced"]["principals"], json!(["racf:JSMITH"]));
+        assert_eq!(
+            cics["what_if_enforced"]["principals"],
+            json!(["racf:JSMITH"])
+        );
         assert_eq!(cics["status"], "not-ready");
         assert_eq!(v["unplanned_routes"][0]["route"], "other");
         let v = inventory_json(&store, now).await.unwrap();

@@ -17,17 +17,23 @@ fn s(v: &Value, key: &str) -> String {
 }
 
 fn clean(cell: &str) -> String {
-    cell.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    cell.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn percent(v: Option<&Value>) -> String {
-    v.and_then(Value::as_f64).map_or_else(|| "-".to_string(), |x| format!("{:.2}%", x * 100.0))
+    v.and_then(Value::as_f64)
+        .map_or_else(|| "-".to_string(), |x| format!("{:.2}%", x * 100.0))
 }
 
 /// Left-aligned columns separated by two spaces; trailing spaces trimmed.
 fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -53,7 +59,10 @@ pub fn migration_table(v: &Value) -> String {
     let rows: Vec<Vec<String>> = plans
         .iter()
         .map(|p| {
-            let next = match (p.get("next_phase").and_then(Value::as_str), p.get("next_date").and_then(Value::as_str)) {
+            let next = match (
+                p.get("next_phase").and_then(Value::as_str),
+                p.get("next_date").and_then(Value::as_str),
+            ) {
                 (Some(ph), Some(d)) => format!("{ph} {d}"),
                 _ => "-".to_string(),
             };
@@ -80,7 +89,15 @@ pub fn migration_table(v: &Value) -> String {
         })
         .collect();
     let mut out = render(
-        &["PLAN", "PHASE", "NEXT", "SUNSET IN (DAYS)", "LEGACY SHARE", "ACTIVE LEGACY", "STATUS"],
+        &[
+            "PLAN",
+            "PHASE",
+            "NEXT",
+            "SUNSET IN (DAYS)",
+            "LEGACY SHARE",
+            "ACTIVE LEGACY",
+            "STATUS",
+        ],
         &rows,
     );
     for p in plans {
@@ -101,7 +118,11 @@ pub fn migration_table(v: &Value) -> String {
                 );
             }
         }
-        for c in p.get("expiring_certs").and_then(Value::as_array).unwrap_or(&empty) {
+        for c in p
+            .get("expiring_certs")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty)
+        {
             let _ = writeln!(
                 out,
                 "{name}: client certificate of {} expires {} ({} days)",
@@ -111,8 +132,16 @@ pub fn migration_table(v: &Value) -> String {
             );
         }
     }
-    for r in v.get("unplanned_routes").and_then(Value::as_array).unwrap_or(&empty) {
-        let _ = writeln!(out, "route {}: no plan (bridge, standing exception)", clean(&s(r, "route")));
+    for r in v
+        .get("unplanned_routes")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+    {
+        let _ = writeln!(
+            out,
+            "route {}: no plan (bridge, standing exception)",
+            clean(&s(r, "route"))
+        );
     }
     out
 }
@@ -147,12 +176,26 @@ pub fn inventory_table(v: &Value) -> String {
                 s(e, "first_seen"),
                 s(e, "last_seen"),
                 s(e, "count"),
-                if flags.is_empty() { "-".to_string() } else { flags.join("; ") },
+                if flags.is_empty() {
+                    "-".to_string()
+                } else {
+                    flags.join("; ")
+                },
             ]
         })
         .collect();
     render(
-        &["KIND", "CREDENTIAL", "PRINCIPAL", "IDENTITY", "ROUTES", "FIRST SEEN", "LAST SEEN", "REQUESTS", "NOTES"],
+        &[
+            "KIND",
+            "CREDENTIAL",
+            "PRINCIPAL",
+            "IDENTITY",
+            "ROUTES",
+            "FIRST SEEN",
+            "LAST SEEN",
+            "REQUESTS",
+            "NOTES",
+        ],
         &rows,
     )
 }

@@ -14,7 +14,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::pending::Pending;
 use super::revocations::RevocationSet;
-use super::{kind_from_str, InventoryEntry, Revocation, StateError, StateStore, Target, Usage, UsageRow};
+use super::{
+    kind_from_str, InventoryEntry, Revocation, StateError, StateStore, Target, Usage, UsageRow,
+};
 use crate::migration::date::{Date, Timestamp};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -75,17 +77,23 @@ impl EmbeddedStore {
     pub async fn open(path: &Path) -> Result<EmbeddedStore, StateError> {
         let p = path.to_path_buf();
         let conn = blocking(move || {
-            let conn = Connection::open(&p).map_err(|e| StateError(format!("{}: {e}", p.display())))?;
-            conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+            let conn =
+                Connection::open(&p).map_err(|e| StateError(format!("{}: {e}", p.display())))?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(db_err)?;
             // WAL: readers (the admin API) never block the flusher, and a crash mid-write
             // leaves the last committed flush intact.
             let mode: String = conn
                 .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
                 .map_err(db_err)?;
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(StateError(format!("{}: cannot enable WAL (journal_mode={mode})", p.display())));
+                return Err(StateError(format!(
+                    "{}: cannot enable WAL (journal_mode={mode})",
+                    p.display()
+                )));
             }
-            conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_err)?;
             Ok(conn)
         })
         .await?;
@@ -130,7 +138,8 @@ impl EmbeddedStore {
 
     /// Whether the store answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StateError> {
-        self.with_db(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)).await
+        self.with_db(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
+            .await
     }
 
     async fn with_db<T: Send + 'static>(
@@ -139,7 +148,9 @@ impl EmbeddedStore {
     ) -> Result<T, StateError> {
         let db = self.db.clone();
         blocking(move || {
-            let mut conn = db.lock().map_err(|_| StateError("database lock poisoned".into()))?;
+            let mut conn = db
+                .lock()
+                .map_err(|_| StateError("database lock poisoned".into()))?;
             f(&mut conn)
         })
         .await
@@ -147,7 +158,10 @@ impl EmbeddedStore {
 
     async fn do_flush(&self) -> Result<(), StateError> {
         let taken = {
-            let mut g = self.pending.lock().map_err(|_| StateError("pending lock poisoned".into()))?;
+            let mut g = self
+                .pending
+                .lock()
+                .map_err(|_| StateError("pending lock poisoned".into()))?;
             if g.is_empty() {
                 return Ok(());
             }
@@ -232,7 +246,9 @@ fn write_pending(c: &mut Connection, p: &Pending) -> Result<(), StateError> {
                 ])
                 .map_err(db_err)?;
             for route in &e.routes {
-                up_route.execute(params![e.credential, key, route]).map_err(db_err)?;
+                up_route
+                    .execute(params![e.credential, key, route])
+                    .map_err(db_err)?;
             }
         }
     }
@@ -302,8 +318,11 @@ fn read_inventory(c: &Connection) -> Result<Vec<InventoryEntry>, StateError> {
         .map_err(db_err)?;
     let mut out = Vec::new();
     for row in rows {
-        let (credential, kind, principal, identity, first, last, count, cert, routes) = row.map_err(db_err)?;
-        let Some(kind) = kind_from_str(&kind) else { continue };
+        let (credential, kind, principal, identity, first, last, count, cert, routes) =
+            row.map_err(db_err)?;
+        let Some(kind) = kind_from_str(&kind) else {
+            continue;
+        };
         out.push(InventoryEntry {
             credential,
             kind,
@@ -327,7 +346,13 @@ fn read_revocations(c: &Connection) -> Result<Vec<Revocation>, StateError> {
         .prepare_cached("SELECT target, reason, at FROM revocations ORDER BY at, target")
         .map_err(db_err)?;
     let rows = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
         .map_err(db_err)?;
     let mut out = Vec::new();
     for row in rows {
@@ -335,7 +360,11 @@ fn read_revocations(c: &Connection) -> Result<Vec<Revocation>, StateError> {
         // An unparseable row must not silently un-revoke someone: refuse to start.
         let target = Target::from_key(&target)
             .ok_or_else(|| StateError(format!("unreadable revocation target {target:?}")))?;
-        out.push(Revocation { target, reason, at: Timestamp(at) });
+        out.push(Revocation {
+            target,
+            reason,
+            at: Timestamp(at),
+        });
     }
     Ok(out)
 }
@@ -347,8 +376,16 @@ impl StateStore for EmbeddedStore {
         }
     }
 
-    fn is_revoked(&self, identity: &str, credential: &str, principal: Option<&str>, jti: Option<&str>) -> bool {
-        self.revoked.load().contains(identity, credential, principal, jti)
+    fn is_revoked(
+        &self,
+        identity: &str,
+        credential: &str,
+        principal: Option<&str>,
+        jti: Option<&str>,
+    ) -> bool {
+        self.revoked
+            .load()
+            .contains(identity, credential, principal, jti)
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StateError>> {
@@ -380,7 +417,9 @@ impl StateStore for EmbeddedStore {
                 .with_db(move |c| {
                     let key = revocation.target.key();
                     let existed: Option<i64> = c
-                        .query_row("SELECT 1 FROM revocations WHERE target = ?1", [&key], |r| r.get(0))
+                        .query_row("SELECT 1 FROM revocations WHERE target = ?1", [&key], |r| {
+                            r.get(0)
+                        })
                         .optional()
                         .map_err(db_err)?;
                     c.execute(
@@ -403,7 +442,9 @@ impl StateStore for EmbeddedStore {
             let key = target.key();
             let (gone, all) = self
                 .with_db(move |c| {
-                    let n = c.execute("DELETE FROM revocations WHERE target = ?1", [&key]).map_err(db_err)?;
+                    let n = c
+                        .execute("DELETE FROM revocations WHERE target = ?1", [&key])
+                        .map_err(db_err)?;
                     Ok((n > 0, read_revocations(c)?))
                 })
                 .await?;

@@ -191,7 +191,13 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
     /// Whether a caller is revoked: by identity, by `credential:principal`, or by token id.
     /// Memory only.
-    fn is_revoked(&self, identity: &str, credential: &str, principal: Option<&str>, jti: Option<&str>) -> bool;
+    fn is_revoked(
+        &self,
+        identity: &str,
+        credential: &str,
+        principal: Option<&str>,
+        jti: Option<&str>,
+    ) -> bool;
 
     /// Write the in-memory aggregate to the backend (and, for shared backends, refresh the
     /// revocation set). On error nothing recorded is lost: the next flush retries.
@@ -247,9 +253,15 @@ fn ser_kind<S: serde::Serializer>(k: &Kind, s: S) -> Result<S::Ok, S::Error> {
 
 /// Parse a stored kind.
 pub(crate) fn kind_from_str(s: &str) -> Option<Kind> {
-    [Kind::Mtls, Kind::JwtSvid, Kind::Ldap, Kind::ApiKey, Kind::Webhook]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+    [
+        Kind::Mtls,
+        Kind::JwtSvid,
+        Kind::Ldap,
+        Kind::ApiKey,
+        Kind::Webhook,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
 }
 
 #[cfg(test)]

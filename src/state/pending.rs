@@ -27,7 +27,11 @@ fn slot<'m, V: Default>(m: &'m mut HashMap<String, V>, k: &str) -> Option<&'m mu
     slot_with(m, k, V::default)
 }
 
-fn slot_with<'m, V>(m: &'m mut HashMap<String, V>, k: &str, make: impl FnOnce() -> V) -> Option<&'m mut V> {
+fn slot_with<'m, V>(
+    m: &'m mut HashMap<String, V>,
+    k: &str,
+    make: impl FnOnce() -> V,
+) -> Option<&'m mut V> {
     if !m.contains_key(k) {
         m.insert(k.to_owned(), make());
     }
