@@ -1,0 +1,449 @@
+//! How far each migration has come (`portcullis migration status`, `GET /admin/v1/migration`):
+//! pure functions from plans, recorded usage and inventory to serializable reports, so they are
+//! tested on synthetic data and the admin API only fetches and serializes.
+//!
+//! Approximation to know about: the inventory keeps, per principal, the set of routes ever used
+//! and one `last_seen` across them, so "legacy principals still active" on a plan means seen
+//! within the window on any route and having used one of the plan's routes at some point. Request
+//! counts (shares, what-if requests) are exact: they come from per-day, per-route usage.
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::date::{Date, Timestamp};
+use super::phase::Phase;
+use super::plan::{Plan, Plans};
+use crate::authn::Kind;
+use crate::state::{InventoryEntry, RevocationSet, UsageRow};
+
+/// mTLS callers whose last certificate expires within this many days are flagged.
+pub const CERT_WARN_DAYS: i64 = 7;
+
+/// The whole `migration status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationReport {
+    pub generated_at: Timestamp,
+    pub today: Date,
+    pub plans: Vec<PlanReport>,
+    /// Routes without a plan: a standing exception, `bridge` forever.
+    pub unplanned_routes: Vec<UnplannedRoute>,
+}
+
+/// A route without a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnplannedRoute {
+    pub route: String,
+    pub phase: Phase,
+}
+
+/// Readiness of one plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Legacy share over a full window is within the exit criterion (or enforced and clean).
+    Ready,
+    NotReady,
+    /// The enforce date has passed and legacy credentials are still being presented.
+    Overdue,
+    /// A standing exception, review date not yet passed.
+    Exception,
+    /// A standing exception whose `review_by` date has passed.
+    OverdueReview,
+}
+
+impl Status {
+    /// As shown in tables.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "ready",
+            Status::NotReady => "not ready",
+            Status::Overdue => "overdue",
+            Status::Exception => "exception",
+            Status::OverdueReview => "overdue review",
+        }
+    }
+}
+
+/// One plan's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    pub name: String,
+    pub owner: String,
+    pub description: Option<String>,
+    pub docs: Option<String>,
+    pub legacy_credentials: Vec<String>,
+    /// Routes that use this plan (from the config).
+    pub routes: Vec<String>,
+    pub phase: Phase,
+    /// When the current phase began (`None`: before the `observe` date).
+    pub phase_since: Option<Date>,
+    pub next_phase: Option<Phase>,
+    pub next_date: Option<Date>,
+    pub enforce_date: Option<Date>,
+    /// Days from today to the enforce date (negative once passed).
+    pub days_to_sunset: Option<i64>,
+    pub window: Window,
+    pub status: Status,
+    /// Why the status is what it is, in words.
+    pub reasons: Vec<String>,
+    /// Principals of the retired credentials seen within the window, most recent first.
+    pub active_legacy_principals: Vec<PrincipalSeen>,
+    /// What `enforce` would refuse if it started today.
+    pub what_if_enforced: WhatIf,
+    /// mTLS callers on this plan's routes whose last certificate expires within 7 days.
+    pub expiring_certs: Vec<ExpiringCert>,
+    pub exception: Option<ExceptionReport>,
+}
+
+/// The exit-criteria window, ending today (inclusive).
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub start: Date,
+    pub end: Date,
+    pub days: u32,
+    /// Days of the window since the plan's `observe` date (readiness needs all of them).
+    pub observed_days: u32,
+    /// Requests with a credential this plan retires.
+    pub legacy_requests: u64,
+    pub total_requests: u64,
+    /// `legacy_requests / total_requests`; `None` without traffic.
+    pub legacy_share: Option<f64>,
+    pub max_legacy_share: f64,
+    pub daily: Vec<DayShare>,
+}
+
+/// One day of the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DayShare {
+    pub day: Date,
+    pub legacy_requests: u64,
+    pub total_requests: u64,
+    pub legacy_share: Option<f64>,
+}
+
+/// A legacy principal.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrincipalSeen {
+    pub credential: String,
+    pub principal: Option<String>,
+    pub identity: String,
+    pub last_seen: Timestamp,
+    /// All-time requests.
+    pub count: u64,
+    pub revoked: bool,
+}
+
+/// The what-if of enforcing today.
+#[derive(Debug, Clone, Serialize)]
+pub struct WhatIf {
+    /// Retired-credential requests in the window (all of them would have been refused).
+    pub refused_requests: u64,
+    /// Distinct callers (not already revoked) that would be refused.
+    pub refused_callers: usize,
+    /// Who, as `credential:principal` (or the identity when there is no principal).
+    pub principals: Vec<String>,
+}
+
+/// An mTLS caller whose certificate is about to expire.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpiringCert {
+    pub identity: String,
+    pub not_after: Timestamp,
+    /// Negative: already expired.
+    pub days_left: i64,
+}
+
+/// A standing exception.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExceptionReport {
+    pub reason: String,
+    pub review_by: Date,
+    pub days_to_review: i64,
+}
+
+/// The earliest day any plan's report needs usage from: fetch usage since this.
+pub fn usage_needed_since(plans: &Plans, now: SystemTime) -> Date {
+    let widest = plans.iter().map(|p| p.exit.window_days).max().unwrap_or(1);
+    Date::of(now).plus(1 - i64::from(widest))
+}
+
+/// Build the report. `routes` is every configured route with its plan.
+pub fn migration_report(
+    plans: &Plans,
+    routes: &[(&str, Option<&str>)],
+    usage: &[UsageRow],
+    inventory: &[InventoryEntry],
+    revoked: &RevocationSet,
+    now: SystemTime,
+) -> MigrationReport {
+    let reports = plans
+        .iter()
+        .map(|plan| {
+            let plan_routes: Vec<&str> = routes
+                .iter()
+                .filter(|(_, p)| *p == Some(plan.name.as_str()))
+                .map(|(r, _)| *r)
+                .collect();
+            plan_report(plan, &plan_routes, usage, inventory, revoked, now)
+        })
+        .collect();
+    MigrationReport {
+        generated_at: Timestamp::of(now),
+        today: Date::of(now),
+        plans: reports,
+        unplanned_routes: routes
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(r, _)| UnplannedRoute {
+                route: (*r).to_string(),
+                phase: Phase::Bridge,
+            })
+            .collect(),
+    }
+}
+
+fn share(legacy: u64, total: u64) -> Option<f64> {
+    #[expect(clippy::cast_precision_loss, reason = "request counts far below 2^52")]
+    (total > 0).then(|| legacy as f64 / total as f64)
+}
+
+fn principal_label(e: &InventoryEntry) -> String {
+    match &e.principal {
+        Some(p) => format!("{}:{p}", e.credential),
+        None => e.identity.clone(),
+    }
+}
+
+/// One plan's report; `routes` are the routes using it.
+pub fn plan_report(
+    plan: &Plan,
+    routes: &[&str],
+    usage: &[UsageRow],
+    inventory: &[InventoryEntry],
+    revoked: &RevocationSet,
+    now: SystemTime,
+) -> PlanReport {
+    let today = Date::of(now);
+    let at = plan.phases.at(now);
+    let days = plan.exit.window_days.max(1);
+    let start = today.plus(1 - i64::from(days));
+    let observed_from = start.max(plan.phases.observe);
+    let observed_days =
+        u32::try_from((today.days() - observed_from.days() + 1).max(0)).unwrap_or(0);
+
+    // Per-day counts for this plan in the window.
+    let mut daily: Vec<DayShare> = (0..i64::from(days))
+        .map(|i| DayShare {
+            day: start.plus(i),
+            legacy_requests: 0,
+            total_requests: 0,
+            legacy_share: None,
+        })
+        .collect();
+    for row in usage
+        .iter()
+        .filter(|r| r.plan.as_deref() == Some(plan.name.as_str()))
+    {
+        let Ok(i) = usize::try_from(row.day.days() - start.days()) else {
+            continue;
+        };
+        let Some(d) = daily.get_mut(i) else { continue };
+        d.total_requests = d.total_requests.saturating_add(row.count);
+        if plan.retires(&row.credential) {
+            d.legacy_requests = d.legacy_requests.saturating_add(row.count);
+        }
+    }
+    for d in &mut daily {
+        d.legacy_share = share(d.legacy_requests, d.total_requests);
+    }
+    let legacy: u64 = daily.iter().map(|d| d.legacy_requests).sum();
+    let total: u64 = daily.iter().map(|d| d.total_requests).sum();
+    let legacy_share = share(legacy, total);
+
+    // Legacy principals seen in the window on this plan's routes.
+    let window_start = Timestamp(start.unix_seconds());
+    let on_routes = |e: &InventoryEntry| e.routes.iter().any(|r| routes.contains(&r.as_str()));
+    let mut active: Vec<PrincipalSeen> = inventory
+        .iter()
+        .filter(|e| plan.retires(&e.credential) && on_routes(e) && e.last_seen >= window_start)
+        .map(|e| PrincipalSeen {
+            credential: e.credential.clone(),
+            principal: e.principal.clone(),
+            identity: e.identity.clone(),
+            last_seen: e.last_seen,
+            count: e.count,
+            revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
+        })
+        .collect();
+    active.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then_with(|| a.principal.cmp(&b.principal))
+    });
+
+    let principals: BTreeSet<String> = inventory
+        .iter()
+        .filter(|e| plan.retires(&e.credential) && on_routes(e) && e.last_seen >= window_start)
+        .filter(|e| !revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None))
+        .map(principal_label)
+        .collect();
+    let what_if = WhatIf {
+        refused_requests: legacy,
+        refused_callers: principals.len(),
+        principals: principals.into_iter().collect(),
+    };
+
+    let now_ts = Timestamp::of(now);
+    let mut expiring: Vec<ExpiringCert> = inventory
+        .iter()
+        .filter(|e| e.kind == Kind::Mtls && on_routes(e) && e.last_seen >= window_start)
+        .filter_map(|e| {
+            let na = e.cert_not_after?;
+            let days_left = (na.0 - now_ts.0).div_euclid(86_400);
+            (days_left < CERT_WARN_DAYS).then(|| ExpiringCert {
+                identity: e.identity.clone(),
+                not_after: na,
+                days_left,
+            })
+        })
+        .collect();
+    expiring.sort_by_key(|c| c.not_after);
+
+    let exception = plan.exception.as_ref().map(|x| ExceptionReport {
+        reason: x.reason.clone(),
+        review_by: x.review_by,
+        days_to_review: x.review_by.days() - today.days(),
+    });
+
+    let mut reasons = Vec::new();
+    let status = if let Some(x) = &plan.exception {
+        if today > x.review_by {
+            reasons.push(format!("exception review was due on {}", x.review_by));
+            Status::OverdueReview
+        } else {
+            reasons.push(format!(
+                "standing exception until review on {}: {}",
+                x.review_by, x.reason
+            ));
+            Status::Exception
+        }
+    } else {
+        let legacy_since_enforce: u64 = match plan.phases.enforce {
+            Some(e) if e <= today => daily
+                .iter()
+                .filter(|d| d.day >= e)
+                .map(|d| d.legacy_requests)
+                .sum(),
+            _ => 0,
+        };
+        let within = legacy_share.is_none_or(|s| s <= plan.exit.max_legacy_share);
+        if legacy_since_enforce > 0 {
+            reasons.push(format!(
+                "{legacy_since_enforce} legacy request(s) since the enforce date (refused)"
+            ));
+            Status::Overdue
+        } else if at.phase == Phase::Enforce {
+            reasons.push("enforced; no legacy requests since".into());
+            Status::Ready
+        } else if observed_days < days {
+            reasons.push(format!("observed {observed_days} of {days} window days"));
+            Status::NotReady
+        } else if !within {
+            reasons.push(format!(
+                "legacy share {:.4} above the maximum {}",
+                legacy_share.unwrap_or(0.0),
+                plan.exit.max_legacy_share
+            ));
+            Status::NotReady
+        } else {
+            reasons.push(match legacy_share {
+                Some(s) => format!(
+                    "legacy share {s:.4} within the maximum {}",
+                    plan.exit.max_legacy_share
+                ),
+                None => "no traffic in the window".into(),
+            });
+            Status::Ready
+        }
+    };
+
+    PlanReport {
+        name: plan.name.clone(),
+        owner: plan.owner.clone(),
+        description: plan.description.clone(),
+        docs: plan.docs.clone(),
+        legacy_credentials: plan.legacy_credentials.clone(),
+        routes: routes.iter().map(|r| (*r).to_string()).collect(),
+        phase: at.phase,
+        phase_since: at.since,
+        next_phase: at.next.map(|(p, _)| p),
+        next_date: at.next.map(|(_, d)| d),
+        enforce_date: plan.phases.enforce,
+        days_to_sunset: plan.phases.enforce.map(|e| e.days() - today.days()),
+        window: Window {
+            start,
+            end: today,
+            days,
+            observed_days,
+            legacy_requests: legacy,
+            total_requests: total,
+            legacy_share,
+            max_legacy_share: plan.exit.max_legacy_share,
+            daily,
+        },
+        status,
+        reasons,
+        active_legacy_principals: active,
+        what_if_enforced: what_if,
+        expiring_certs: expiring,
+        exception,
+    }
+}
+
+/// `portcullis inventory`: every identity and legacy principal seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryReport {
+    pub generated_at: Timestamp,
+    pub entries: Vec<InventoryItem>,
+}
+
+/// One inventory line.
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryItem {
+    #[serde(flatten)]
+    pub entry: InventoryEntry,
+    pub revoked: bool,
+    /// mTLS: the last certificate expires within 7 days (or has expired).
+    pub cert_expiring: bool,
+}
+
+/// Build the inventory report, most recently seen first.
+pub fn inventory_report(
+    inventory: &[InventoryEntry],
+    revoked: &RevocationSet,
+    now: SystemTime,
+) -> InventoryReport {
+    let now_ts = Timestamp::of(now);
+    let mut entries: Vec<InventoryItem> = inventory
+        .iter()
+        .map(|e| InventoryItem {
+            revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
+            cert_expiring: e
+                .cert_not_after
+                .is_some_and(|na| (na.0 - now_ts.0).div_euclid(86_400) < CERT_WARN_DAYS),
+            entry: e.clone(),
+        })
+        .collect();
+    entries.sort_by(|a, b| {
+        b.entry
+            .last_seen
+            .cmp(&a.entry.last_seen)
+            .then_with(|| a.entry.credential.cmp(&b.entry.credential))
+    });
+    InventoryReport {
+        generated_at: now_ts,
+        entries,
+    }
+}

@@ -1,0 +1,229 @@
+//! Admin API bodies for migrations, inventory and revocations.
+
+use std::time::SystemTime;
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::migration::date::Timestamp;
+use crate::migration::plan::Plans;
+use crate::migration::report::{inventory_report, migration_report, usage_needed_since};
+use crate::state::{Revocation, RevocationSet, StateError, StateStore, Target};
+
+/// Longest accepted revocation reason.
+const MAX_REASON: usize = 512;
+
+/// `GET /admin/v1/migration`: every plan's [`crate::migration::report::PlanReport`] plus the
+/// routes without a plan. `routes` is every configured route with its plan name.
+pub async fn migration_json(
+    store: &dyn StateStore,
+    plans: &Plans,
+    routes: &[(&str, Option<&str>)],
+    now: SystemTime,
+) -> Result<Value, StateError> {
+    let usage = store.usage(usage_needed_since(plans, now)).await?;
+    let inventory = store.inventory().await?;
+    let revoked = RevocationSet::new(&store.revocations().await?);
+    let report = migration_report(plans, routes, &usage, &inventory, &revoked, now);
+    serde_json::to_value(report).map_err(|e| StateError(e.to_string()))
+}
+
+/// `GET /admin/v1/inventory`.
+pub async fn inventory_json(store: &dyn StateStore, now: SystemTime) -> Result<Value, StateError> {
+    let inventory = store.inventory().await?;
+    let revoked = RevocationSet::new(&store.revocations().await?);
+    serde_json::to_value(inventory_report(&inventory, &revoked, now))
+        .map_err(|e| StateError(e.to_string()))
+}
+
+/// `GET /admin/v1/revocations`.
+pub async fn revocations_json(store: &dyn StateStore) -> Result<Value, StateError> {
+    let revs = store.revocations().await?;
+    Ok(json!({ "revocations": revs }))
+}
+
+/// The body of `POST` and `DELETE /admin/v1/revocations`: exactly one of `identity`,
+/// `credential` (`NAME:PRINCIPAL`) or `jti`; `reason` (required for POST).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    identity: Option<String>,
+    credential: Option<String>,
+    jti: Option<String>,
+    reason: Option<String>,
+}
+
+fn parse_body(body: &[u8]) -> Result<(Target, Option<String>), String> {
+    let b: Body = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let target = match (&b.identity, &b.credential, &b.jti) {
+        (Some(i), None, None) => {
+            Target::identity(i).ok_or("identity must be a SPIFFE ID (spiffe://…)")?
+        }
+        (None, Some(c), None) => {
+            Target::credential(c).ok_or("credential must be NAME:PRINCIPAL")?
+        }
+        (None, None, Some(j)) => Target::jti(j).ok_or("jti must be non-empty printable text")?,
+        _ => return Err("give exactly one of identity, credential, jti".into()),
+    };
+    Ok((target, b.reason))
+}
+
+fn bad(msg: impl Into<String>) -> (StatusCode, Value) {
+    (StatusCode::BAD_REQUEST, json!({ "error": msg.into() }))
+}
+
+fn unavailable(e: &StateError) -> (StatusCode, Value) {
+    tracing::error!(error = %e, "state store unavailable");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({ "error": "state store unavailable" }),
+    )
+}
+
+/// `POST /admin/v1/revocations`: 201 with the revocation when new, 200 when it only updated the
+/// reason, 400 on a bad body, 503 when the store cannot persist it (the revocation is then not in
+/// effect: the caller must retry).
+pub async fn revoke(store: &dyn StateStore, body: &[u8], now: SystemTime) -> (StatusCode, Value) {
+    let (target, reason) = match parse_body(body) {
+        Ok(x) => x,
+        Err(m) => return bad(m),
+    };
+    let reason = reason.unwrap_or_default();
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
+        return bad(format!(
+            "reason is required: printable text up to {MAX_REASON} bytes"
+        ));
+    }
+    let rev = Revocation {
+        target,
+        reason: reason.to_string(),
+        at: Timestamp::of(now),
+    };
+    let shown = serde_json::to_value(&rev).unwrap_or(Value::Null);
+    match store.revoke(rev).await {
+        Ok(true) => (StatusCode::CREATED, shown),
+        Ok(false) => (StatusCode::OK, shown),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// `DELETE /admin/v1/revocations` (same body, `reason` ignored): 200, 404 when there was none.
+pub async fn unrevoke(store: &dyn StateStore, body: &[u8]) -> (StatusCode, Value) {
+    let target = match parse_body(body) {
+        Ok((t, _)) => t,
+        Err(m) => return bad(m),
+    };
+    match store.unrevoke(&target).await {
+        Ok(true) => (StatusCode::OK, json!({ "deleted": target.key() })),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "no such revocation" }),
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::authn::Kind;
+    use crate::migration::date::Date;
+    use crate::state::{EmbeddedStore, Usage};
+
+    fn at(day: &str, secs: u64) -> SystemTime {
+        Date::parse(day).unwrap().midnight() + Duration::from_secs(secs)
+    }
+
+    #[tokio::test]
+    async fn revocations_round_trip_through_the_api() {
+        let store = EmbeddedStore::in_memory().await.unwrap();
+        let now = at("2026-12-01", 30);
+        let (s, v) = revoke(
+            &store,
+            br#"{"credential":"racf:JSMITH","reason":"left"}"#,
+            now,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+        assert_eq!(v["target"], "credential:racf:JSMITH");
+        assert!(store.is_revoked("spiffe://x", "racf", Some("JSMITH"), None));
+        let (s, _) = revoke(
+            &store,
+            br#"{"credential":"racf:JSMITH","reason":"left, really"}"#,
+            now,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+
+        for body in [
+            &br#"{"credential":"racf:JSMITH"}"#[..],
+            br#"{"credential":"racf:JSMITH","reason":"  "}"#,
+            br#"{"identity":"jsmith","reason":"r"}"#,
+            br#"{"identity":"spiffe://a/b","jti":"x","reason":"r"}"#,
+            br#"{"reason":"r"}"#,
+            br#"{"jti":"x","reason":"r","extra":1}"#,
+            br#"not json"#,
+        ] {
+            let (s, v) = revoke(&store, body, now).await;
+            assert_eq!(
+                s,
+                StatusCode::BAD_REQUEST,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(v["error"].is_string());
+        }
+
+        let v = revocations_json(&store).await.unwrap();
+        assert_eq!(v["revocations"].as_array().unwrap().len(), 1);
+        assert_eq!(v["revocations"][0]["reason"], "left, really");
+
+        let (s, _) = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(!store.is_revoked("spiffe://x", "racf", Some("JSMITH"), None));
+        let (s, _) = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn migration_and_inventory_bodies() {
+        let plans = Plans::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migration-plans"),
+        )
+        .unwrap();
+        let store = EmbeddedStore::in_memory().await.unwrap();
+        let now = at("2026-12-20", 0);
+        store.record(&Usage {
+            at: at("2026-12-19", 5),
+            route: "cics",
+            plan: Some("payments-cics"),
+            credential: "racf",
+            kind: Kind::Ldap,
+            identity: "spiffe://corp.example/legacy/racf/jsmith",
+            principal: Some("JSMITH"),
+            cert_not_after: None,
+        });
+        let routes = [("cics", Some("payments-cics")), ("other", None)];
+        let v = migration_json(&store, &plans, &routes, now).await.unwrap();
+        let cics = v["plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "payments-cics")
+            .unwrap();
+        assert_eq!(cics["window"]["legacy_requests"], 1);
+        assert_eq!(
+            cics["what_if_enforced"]["principals"],
+            json!(["racf:JSMITH"])
+        );
+        assert_eq!(cics["status"], "not-ready");
+        assert_eq!(v["unplanned_routes"][0]["route"], "other");
+        let v = inventory_json(&store, now).await.unwrap();
+        assert_eq!(v["entries"][0]["principal"], "JSMITH");
+        assert_eq!(v["entries"][0]["revoked"], false);
+    }
+}

@@ -1,0 +1,257 @@
+//! Text tables for `portcullis migration status` and `portcullis inventory`, rendered from the
+//! admin API's JSON (so the CLI shows exactly what `--json` would). Missing fields show as `-`.
+//! Every cell is sanitized: principals come from callers, and a control character in a table
+//! would let a caller's user name write escape sequences to an operator's terminal.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+fn s(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+fn clean(cell: &str) -> String {
+    cell.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn percent(v: Option<&Value>) -> String {
+    v.and_then(Value::as_f64)
+        .map_or_else(|| "-".to_string(), |x| format!("{:.2}%", x * 100.0))
+}
+
+/// Left-aligned columns separated by two spaces; trailing spaces trimmed.
+fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_string()).collect();
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        let mut line = String::new();
+        for (c, w) in r.iter().zip(&widths) {
+            let _ = write!(line, "{c:<w$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `portcullis migration status` from `GET /admin/v1/migration`.
+pub fn migration_table(v: &Value) -> String {
+    let empty = Vec::new();
+    let plans = v.get("plans").and_then(Value::as_array).unwrap_or(&empty);
+    let rows: Vec<Vec<String>> = plans
+        .iter()
+        .map(|p| {
+            let next = match (
+                p.get("next_phase").and_then(Value::as_str),
+                p.get("next_date").and_then(Value::as_str),
+            ) {
+                (Some(ph), Some(d)) => format!("{ph} {d}"),
+                _ => "-".to_string(),
+            };
+            let w = p.get("window").unwrap_or(&Value::Null);
+            let legacy = format!(
+                "{} (max {}, {}d)",
+                percent(w.get("legacy_share")),
+                percent(w.get("max_legacy_share")),
+                s(w, "days")
+            );
+            let active = p
+                .get("active_legacy_principals")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            vec![
+                s(p, "name"),
+                s(p, "phase"),
+                next,
+                s(p, "days_to_sunset"),
+                legacy,
+                active.to_string(),
+                s(p, "status").replace('-', " "),
+            ]
+        })
+        .collect();
+    let mut out = render(
+        &[
+            "PLAN",
+            "PHASE",
+            "NEXT",
+            "SUNSET IN (DAYS)",
+            "LEGACY SHARE",
+            "ACTIVE LEGACY",
+            "STATUS",
+        ],
+        &rows,
+    );
+    for p in plans {
+        let name = clean(&s(p, "name"));
+        if let Some(w) = p.get("what_if_enforced") {
+            let who: Vec<String> = w
+                .get("principals")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(clean).collect())
+                .unwrap_or_default();
+            if !who.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{name}: enforcing today would refuse {} request(s) from {} caller(s): {}",
+                    s(w, "refused_requests"),
+                    who.len(),
+                    who.join(", ")
+                );
+            }
+        }
+        for c in p
+            .get("expiring_certs")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty)
+        {
+            let _ = writeln!(
+                out,
+                "{name}: client certificate of {} expires {} ({} days)",
+                clean(&s(c, "identity")),
+                s(c, "not_after"),
+                s(c, "days_left")
+            );
+        }
+    }
+    for r in v
+        .get("unplanned_routes")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+    {
+        let _ = writeln!(
+            out,
+            "route {}: no plan (bridge, standing exception)",
+            clean(&s(r, "route"))
+        );
+    }
+    out
+}
+
+/// `portcullis inventory` from `GET /admin/v1/inventory`.
+pub fn inventory_table(v: &Value) -> String {
+    let empty = Vec::new();
+    let rows: Vec<Vec<String>> = v
+        .get("entries")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+        .iter()
+        .map(|e| {
+            let routes: Vec<&str> = e
+                .get("routes")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut flags = Vec::new();
+            if e.get("revoked").and_then(Value::as_bool) == Some(true) {
+                flags.push("revoked".to_string());
+            }
+            if e.get("cert_expiring").and_then(Value::as_bool) == Some(true) {
+                flags.push(format!("cert expires {}", s(e, "cert_not_after")));
+            }
+            vec![
+                s(e, "kind"),
+                s(e, "credential"),
+                s(e, "principal"),
+                s(e, "identity"),
+                routes.join(","),
+                s(e, "first_seen"),
+                s(e, "last_seen"),
+                s(e, "count"),
+                if flags.is_empty() {
+                    "-".to_string()
+                } else {
+                    flags.join("; ")
+                },
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "KIND",
+            "CREDENTIAL",
+            "PRINCIPAL",
+            "IDENTITY",
+            "ROUTES",
+            "FIRST SEEN",
+            "LAST SEEN",
+            "REQUESTS",
+            "NOTES",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn migration_status_table() {
+        let v = json!({
+            "plans": [
+                {"name": "payments-cics", "phase": "bridge", "next_phase": "enforce", "next_date": "2027-03-01",
+                 "days_to_sunset": 71, "status": "ready",
+                 "window": {"legacy_share": 0.004975, "max_legacy_share": 0.01, "days": 14},
+                 "active_legacy_principals": [{"principal": "BATCH01"}, {"principal": "JSMITH"}],
+                 "what_if_enforced": {"refused_requests": 70, "principals": ["racf:BATCH01", "racf:JSMITH"]},
+                 "expiring_certs": [{"identity": "spiffe://corp.example/ns/payments/batch",
+                                     "not_after": "2026-12-24T00:00:00Z", "days_left": 3}]},
+                {"name": "stripe-callbacks", "phase": "bridge", "next_phase": null, "next_date": null,
+                 "days_to_sunset": null, "status": "overdue-review",
+                 "window": {"legacy_share": null, "max_legacy_share": 0.0, "days": 14},
+                 "active_legacy_principals": [], "what_if_enforced": {"refused_requests": 0, "principals": []}}
+            ],
+            "unplanned_routes": [{"route": "legacy-soap", "phase": "bridge"}]
+        });
+        let expected = "\
+PLAN              PHASE   NEXT                SUNSET IN (DAYS)  LEGACY SHARE            ACTIVE LEGACY  STATUS
+payments-cics     bridge  enforce 2027-03-01  71                0.50% (max 1.00%, 14d)  2              ready
+stripe-callbacks  bridge  -                   -                 - (max 0.00%, 14d)      0              overdue review
+payments-cics: enforcing today would refuse 70 request(s) from 2 caller(s): racf:BATCH01, racf:JSMITH
+payments-cics: client certificate of spiffe://corp.example/ns/payments/batch expires 2026-12-24T00:00:00Z (3 days)
+route legacy-soap: no plan (bridge, standing exception)
+";
+        assert_eq!(migration_table(&v), expected);
+    }
+
+    #[test]
+    fn inventory_table_sanitizes_cells() {
+        let v = json!({"entries": [
+            {"kind": "ldap", "credential": "racf", "principal": "EVIL\u{1b}[2J", "identity": "spiffe://corp.example/legacy/racf/evil",
+             "routes": ["cics", "cics-admin"], "first_seen": "2026-12-01T00:00:00Z", "last_seen": "2026-12-02T00:00:00Z",
+             "count": 5, "revoked": true, "cert_expiring": false},
+            {"kind": "mtls", "credential": "workload-mtls", "principal": null, "identity": "spiffe://corp.example/a",
+             "routes": ["cics"], "first_seen": "2026-12-01T00:00:00Z", "last_seen": "2026-12-01T00:00:00Z",
+             "count": 1, "revoked": false, "cert_expiring": true, "cert_not_after": "2026-12-05T00:00:00Z"}
+        ]});
+        let t = inventory_table(&v);
+        assert!(!t.contains('\u{1b}'));
+        let expected = "\
+KIND  CREDENTIAL     PRINCIPAL  IDENTITY                                ROUTES           FIRST SEEN            LAST SEEN             REQUESTS  NOTES
+ldap  racf           EVIL?[2J   spiffe://corp.example/legacy/racf/evil  cics,cics-admin  2026-12-01T00:00:00Z  2026-12-02T00:00:00Z  5         revoked
+mtls  workload-mtls  -          spiffe://corp.example/a                 cics             2026-12-01T00:00:00Z  2026-12-01T00:00:00Z  1         cert expires 2026-12-05T00:00:00Z
+";
+        assert_eq!(t, expected);
+    }
+}

@@ -1,0 +1,455 @@
+//! `[state] backend = "embedded"`: aggregates in memory and persists to a local SQLite file
+//! (WAL mode) on flush, or keeps everything in memory (`demo`, tests). All database work runs on
+//! tokio's blocking pool, never on a request's task.
+//!
+//! One replica only: revocations made through another replica's admin API are not seen here.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use futures_util::future::BoxFuture;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::pending::Pending;
+use super::revocations::RevocationSet;
+use super::{
+    kind_from_str, InventoryEntry, Revocation, StateError, StateStore, Target, Usage, UsageRow,
+};
+use crate::migration::date::{Date, Timestamp};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS usage (
+    day        INTEGER NOT NULL,
+    route      TEXT    NOT NULL,
+    plan       TEXT    NOT NULL,   -- '' for a route without a plan
+    credential TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (day, route, plan, credential)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inventory (
+    credential     TEXT    NOT NULL,
+    key            TEXT    NOT NULL, -- principal, or identity when there is none
+    kind           TEXT    NOT NULL,
+    principal      TEXT,
+    identity       TEXT    NOT NULL,
+    first_seen     INTEGER NOT NULL,
+    last_seen      INTEGER NOT NULL,
+    count          INTEGER NOT NULL,
+    cert_not_after INTEGER,
+    PRIMARY KEY (credential, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inventory_routes (
+    credential TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    PRIMARY KEY (credential, key, route)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revocations (
+    target TEXT PRIMARY KEY,
+    reason TEXT    NOT NULL,
+    at     INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+fn db_err(e: rusqlite::Error) -> StateError {
+    StateError(e.to_string())
+}
+
+/// The embedded store.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    db: Arc<Mutex<Connection>>,
+    pending: Mutex<Pending>,
+    revoked: ArcSwap<RevocationSet>,
+    /// Serializes revoke/unrevoke so the database and the in-memory set cannot disagree.
+    revoke_lock: tokio::sync::Mutex<()>,
+    path: Option<PathBuf>,
+}
+
+impl EmbeddedStore {
+    /// Open (creating if needed) the SQLite file at `path` (`[state] path`); its directory must
+    /// exist. Loads the revocations into memory.
+    pub async fn open(path: &Path) -> Result<EmbeddedStore, StateError> {
+        let p = path.to_path_buf();
+        let conn = blocking(move || {
+            let conn =
+                Connection::open(&p).map_err(|e| StateError(format!("{}: {e}", p.display())))?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(db_err)?;
+            // WAL: readers (the admin API) never block the flusher, and a crash mid-write
+            // leaves the last committed flush intact.
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .map_err(db_err)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StateError(format!(
+                    "{}: cannot enable WAL (journal_mode={mode})",
+                    p.display()
+                )));
+            }
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_err)?;
+            Ok(conn)
+        })
+        .await?;
+        Self::init(conn, Some(path.to_path_buf())).await
+    }
+
+    /// A store that keeps everything in memory (lost on exit): `demo` and tests.
+    pub async fn in_memory() -> Result<EmbeddedStore, StateError> {
+        let conn = Connection::open_in_memory().map_err(db_err)?;
+        Self::init(conn, None).await
+    }
+
+    async fn init(conn: Connection, path: Option<PathBuf>) -> Result<EmbeddedStore, StateError> {
+        let (conn, revs) = blocking(move || {
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(db_err)?;
+            if version > SCHEMA_VERSION {
+                return Err(StateError(format!(
+                    "state file has schema version {version}, newer than this portcullis understands ({SCHEMA_VERSION})"
+                )));
+            }
+            conn.execute_batch(SCHEMA).map_err(db_err)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db_err)?;
+            let revs = read_revocations(&conn)?;
+            Ok((conn, revs))
+        })
+        .await?;
+        Ok(EmbeddedStore {
+            db: Arc::new(Mutex::new(conn)),
+            pending: Mutex::new(Pending::default()),
+            revoked: ArcSwap::from_pointee(RevocationSet::new(&revs)),
+            revoke_lock: tokio::sync::Mutex::new(()),
+            path,
+        })
+    }
+
+    /// The file, if persistent.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StateError> {
+        self.with_db(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
+            .await
+    }
+
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let mut conn = db
+                .lock()
+                .map_err(|_| StateError("database lock poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+    }
+
+    async fn do_flush(&self) -> Result<(), StateError> {
+        let taken = {
+            let mut g = self
+                .pending
+                .lock()
+                .map_err(|_| StateError("pending lock poisoned".into()))?;
+            if g.is_empty() {
+                return Ok(());
+            }
+            std::mem::take(&mut *g)
+        };
+        let taken = Arc::new(taken);
+        let writing = taken.clone();
+        let result = self.with_db(move |c| write_pending(c, &writing)).await;
+        if let Err(e) = result {
+            // Nothing is lost: put the counts back for the next attempt.
+            if let (Ok(mut g), Some(taken)) = (self.pending.lock(), Arc::into_inner(taken)) {
+                g.merge(taken);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StateError(format!("state task failed: {e}")))?
+}
+
+fn write_pending(c: &mut Connection, p: &Pending) -> Result<(), StateError> {
+    let tx = c.transaction().map_err(db_err)?;
+    {
+        let mut up_usage = tx
+            .prepare_cached(
+                "INSERT INTO usage (day, route, plan, credential, kind, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (day, route, plan, credential) DO UPDATE SET
+                    count = count + excluded.count, kind = excluded.kind",
+            )
+            .map_err(db_err)?;
+        for r in p.usage_rows() {
+            up_usage
+                .execute(params![
+                    r.day.days(),
+                    r.route,
+                    r.plan.unwrap_or_default(),
+                    r.credential,
+                    r.kind.as_str(),
+                    i64::try_from(r.count).unwrap_or(i64::MAX)
+                ])
+                .map_err(db_err)?;
+        }
+        // SQLite evaluates every SET expression against the old row, so the order below does
+        // not matter; "latest wins" fields compare last_seen.
+        let mut up_inv = tx
+            .prepare_cached(
+                "INSERT INTO inventory (credential, key, kind, principal, identity, first_seen, last_seen, count, cert_not_after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (credential, key) DO UPDATE SET
+                    count = count + excluded.count,
+                    first_seen = min(first_seen, excluded.first_seen),
+                    last_seen = max(last_seen, excluded.last_seen),
+                    identity = CASE WHEN excluded.last_seen >= last_seen THEN excluded.identity ELSE identity END,
+                    kind = CASE WHEN excluded.last_seen >= last_seen THEN excluded.kind ELSE kind END,
+                    cert_not_after = CASE WHEN excluded.last_seen >= last_seen AND excluded.cert_not_after IS NOT NULL
+                                          THEN excluded.cert_not_after ELSE cert_not_after END",
+            )
+            .map_err(db_err)?;
+        let mut up_route = tx
+            .prepare_cached("INSERT OR IGNORE INTO inventory_routes (credential, key, route) VALUES (?1, ?2, ?3)")
+            .map_err(db_err)?;
+        for e in p.inventory_entries() {
+            let key = e.principal.as_deref().unwrap_or(&e.identity);
+            up_inv
+                .execute(params![
+                    e.credential,
+                    key,
+                    e.kind.as_str(),
+                    e.principal,
+                    e.identity,
+                    e.first_seen.0,
+                    e.last_seen.0,
+                    i64::try_from(e.count).unwrap_or(i64::MAX),
+                    e.cert_not_after.map(|t| t.0)
+                ])
+                .map_err(db_err)?;
+            for route in &e.routes {
+                up_route
+                    .execute(params![e.credential, key, route])
+                    .map_err(db_err)?;
+            }
+        }
+    }
+    tx.commit().map_err(db_err)
+}
+
+fn read_usage(c: &Connection, since: Date) -> Result<Vec<UsageRow>, StateError> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT day, route, plan, credential, kind, count FROM usage WHERE day >= ?1
+             ORDER BY day, route, plan, credential",
+        )
+        .map_err(db_err)?;
+    let rows = st
+        .query_map([since.days()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (day, route, plan, credential, kind, count) = row.map_err(db_err)?;
+        let Some(kind) = kind_from_str(&kind) else {
+            continue; // written by a newer version; not ours to interpret
+        };
+        out.push(UsageRow {
+            day: Date::from_days(day),
+            route,
+            plan: (!plan.is_empty()).then_some(plan),
+            credential,
+            kind,
+            count: u64::try_from(count).unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+fn read_inventory(c: &Connection) -> Result<Vec<InventoryEntry>, StateError> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT i.credential, i.key, i.kind, i.principal, i.identity, i.first_seen, i.last_seen, i.count,
+                    i.cert_not_after, group_concat(r.route, char(31))
+             FROM inventory i LEFT JOIN inventory_routes r ON r.credential = i.credential AND r.key = i.key
+             GROUP BY i.credential, i.key ORDER BY i.credential, i.key",
+        )
+        .map_err(db_err)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (credential, kind, principal, identity, first, last, count, cert, routes) =
+            row.map_err(db_err)?;
+        let Some(kind) = kind_from_str(&kind) else {
+            continue;
+        };
+        out.push(InventoryEntry {
+            credential,
+            kind,
+            principal,
+            identity,
+            // Unit separator: route names cannot contain control characters.
+            routes: routes
+                .map(|r| r.split('\u{1f}').map(str::to_owned).collect())
+                .unwrap_or_else(BTreeSet::new),
+            first_seen: Timestamp(first),
+            last_seen: Timestamp(last),
+            count: u64::try_from(count).unwrap_or(0),
+            cert_not_after: cert.map(Timestamp),
+        });
+    }
+    Ok(out)
+}
+
+fn read_revocations(c: &Connection) -> Result<Vec<Revocation>, StateError> {
+    let mut st = c
+        .prepare_cached("SELECT target, reason, at FROM revocations ORDER BY at, target")
+        .map_err(db_err)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (target, reason, at) = row.map_err(db_err)?;
+        // An unparseable row must not silently un-revoke someone: refuse to start.
+        let target = Target::from_key(&target)
+            .ok_or_else(|| StateError(format!("unreadable revocation target {target:?}")))?;
+        out.push(Revocation {
+            target,
+            reason,
+            at: Timestamp(at),
+        });
+    }
+    Ok(out)
+}
+
+impl StateStore for EmbeddedStore {
+    fn record(&self, usage: &Usage<'_>) {
+        if let Ok(mut g) = self.pending.lock() {
+            g.record(usage);
+        }
+    }
+
+    fn is_revoked(
+        &self,
+        identity: &str,
+        credential: &str,
+        principal: Option<&str>,
+        jti: Option<&str>,
+    ) -> bool {
+        self.revoked
+            .load()
+            .contains(identity, credential, principal, jti)
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(self.do_flush())
+    }
+
+    fn usage(&self, since: Date) -> BoxFuture<'_, Result<Vec<UsageRow>, StateError>> {
+        Box::pin(async move {
+            self.do_flush().await?;
+            self.with_db(move |c| read_usage(c, since)).await
+        })
+    }
+
+    fn inventory(&self) -> BoxFuture<'_, Result<Vec<InventoryEntry>, StateError>> {
+        Box::pin(async move {
+            self.do_flush().await?;
+            self.with_db(|c| read_inventory(c)).await
+        })
+    }
+
+    fn revocations(&self) -> BoxFuture<'_, Result<Vec<Revocation>, StateError>> {
+        Box::pin(self.with_db(|c| read_revocations(c)))
+    }
+
+    fn revoke(&self, revocation: Revocation) -> BoxFuture<'_, Result<bool, StateError>> {
+        Box::pin(async move {
+            let _g = self.revoke_lock.lock().await;
+            let (new, all) = self
+                .with_db(move |c| {
+                    let key = revocation.target.key();
+                    let existed: Option<i64> = c
+                        .query_row("SELECT 1 FROM revocations WHERE target = ?1", [&key], |r| {
+                            r.get(0)
+                        })
+                        .optional()
+                        .map_err(db_err)?;
+                    c.execute(
+                        "INSERT INTO revocations (target, reason, at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (target) DO UPDATE SET reason = excluded.reason",
+                        params![key, revocation.reason, revocation.at.0],
+                    )
+                    .map_err(db_err)?;
+                    Ok((existed.is_none(), read_revocations(c)?))
+                })
+                .await?;
+            self.revoked.store(Arc::new(RevocationSet::new(&all)));
+            Ok(new)
+        })
+    }
+
+    fn unrevoke<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<bool, StateError>> {
+        Box::pin(async move {
+            let _g = self.revoke_lock.lock().await;
+            let key = target.key();
+            let (gone, all) = self
+                .with_db(move |c| {
+                    let n = c
+                        .execute("DELETE FROM revocations WHERE target = ?1", [&key])
+                        .map_err(db_err)?;
+                    Ok((n > 0, read_revocations(c)?))
+                })
+                .await?;
+            self.revoked.store(Arc::new(RevocationSet::new(&all)));
+            Ok(gone)
+        })
+    }
+}

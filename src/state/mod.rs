@@ -1,0 +1,268 @@
+//! What the gateway remembers across requests and restarts: usage per plan per day, the
+//! inventory of every identity and legacy principal seen, and revocations.
+//!
+//! The request path only ever touches memory: [`StateStore::record`] adds to an in-memory
+//! aggregate (no I/O per request) and [`StateStore::is_revoked`] reads an in-memory set. The
+//! aggregate is written to the backend by [`StateStore::flush`], which [`spawn_flusher`] calls
+//! every few seconds and once more at shutdown, so a graceful shutdown loses nothing (a crash
+//! loses at most one flush interval of counts; revocations are written through at once).
+//!
+//! Backends: [`embedded::EmbeddedStore`] (`[state] backend = "embedded"`: SQLite file, or memory
+//! only). The trait is shaped for a shared backend too (redis): revocations are written through
+//! and a replica would refresh its in-memory set from the shared store (pub/sub or polling)
+//! inside `flush`, so `is_revoked` stays a memory read everywhere.
+
+pub mod embedded;
+mod pending;
+mod revocations;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+use crate::authn::{Credential, Kind};
+use crate::migration::date::{Date, Timestamp};
+
+pub use embedded::EmbeddedStore;
+pub use revocations::RevocationSet;
+
+/// The state backend failed; callers that need it to decide (revocations) fail closed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StateError(pub String);
+
+/// One authenticated request, as recorded for usage and inventory. Borrowed: recording copies
+/// only what is not already aggregated.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage<'a> {
+    pub at: SystemTime,
+    pub route: &'a str,
+    /// The route's plan, if any.
+    pub plan: Option<&'a str>,
+    /// Config name of the credential that authenticated the request.
+    pub credential: &'a str,
+    pub kind: Kind,
+    /// The caller's (mapped) SPIFFE ID.
+    pub identity: &'a str,
+    /// Legacy user or key id; never a secret.
+    pub principal: Option<&'a str>,
+    /// For mTLS: `notAfter` of the client certificate presented.
+    pub cert_not_after: Option<SystemTime>,
+}
+
+impl<'a> Usage<'a> {
+    /// The usage of an authenticated credential on `route`.
+    pub fn of(cred: &'a Credential, route: &'a str, plan: Option<&'a str>, at: SystemTime) -> Self {
+        Usage {
+            at,
+            route,
+            plan,
+            credential: &cred.name,
+            kind: cred.kind,
+            identity: &cred.identity,
+            principal: cred.principal.as_deref(),
+            cert_not_after: None,
+        }
+    }
+}
+
+/// Requests on one day, route, plan and credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    pub day: Date,
+    pub route: String,
+    /// `None` for a route without a plan.
+    pub plan: Option<String>,
+    pub credential: String,
+    #[serde(serialize_with = "ser_kind")]
+    pub kind: Kind,
+    pub count: u64,
+}
+
+/// One identity or legacy principal seen through one credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InventoryEntry {
+    pub credential: String,
+    #[serde(serialize_with = "ser_kind")]
+    pub kind: Kind,
+    /// Legacy user or key id (`None` for workload identities and webhooks).
+    pub principal: Option<String>,
+    /// The SPIFFE ID it was mapped to (the latest, if the mapping changed).
+    pub identity: String,
+    pub routes: BTreeSet<String>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub count: u64,
+    /// For mTLS: `notAfter` of the last client certificate presented.
+    pub cert_not_after: Option<Timestamp>,
+}
+
+/// What a revocation matches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// A SPIFFE ID, whatever credential it authenticated with.
+    Identity(String),
+    /// A legacy principal of one credential (`racf:JSMITH`).
+    Credential { name: String, principal: String },
+    /// One token id.
+    Jti(String),
+}
+
+impl Target {
+    /// The stable text form: `identity:<id>`, `credential:<name>:<principal>`, `jti:<jti>`.
+    pub fn key(&self) -> String {
+        match self {
+            Target::Identity(i) => format!("identity:{i}"),
+            Target::Credential { name, principal } => format!("credential:{name}:{principal}"),
+            Target::Jti(j) => format!("jti:{j}"),
+        }
+    }
+
+    /// Parse [`Target::key`]'s form.
+    pub fn from_key(s: &str) -> Option<Target> {
+        let (kind, rest) = s.split_once(':')?;
+        match kind {
+            "identity" => Target::identity(rest),
+            "credential" => Target::credential(rest),
+            "jti" => Target::jti(rest),
+            _ => None,
+        }
+    }
+
+    /// `--identity ID`: a SPIFFE ID.
+    pub fn identity(id: &str) -> Option<Target> {
+        (id.starts_with("spiffe://") && clean(id)).then(|| Target::Identity(id.to_string()))
+    }
+
+    /// `--credential NAME:PRINCIPAL` (split at the first `:`; principals may contain colons).
+    pub fn credential(s: &str) -> Option<Target> {
+        let (name, principal) = s.split_once(':')?;
+        (!name.is_empty() && !principal.is_empty() && clean(s)).then(|| Target::Credential {
+            name: name.to_string(),
+            principal: principal.to_string(),
+        })
+    }
+
+    /// `--jti JTI`.
+    pub fn jti(j: &str) -> Option<Target> {
+        (!j.is_empty() && clean(j)).then(|| Target::Jti(j.to_string()))
+    }
+}
+
+/// Printable, bounded: targets are shown in tables and logs.
+fn clean(s: &str) -> bool {
+    s.len() <= 1024 && !s.chars().any(char::is_control)
+}
+
+/// A revocation: refused from `at` on, until deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub target: Target,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+impl Serialize for Revocation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(4))?;
+        match &self.target {
+            Target::Identity(i) => m.serialize_entry("identity", i)?,
+            Target::Credential { name, principal } => {
+                m.serialize_entry("credential", &format!("{name}:{principal}"))?;
+            }
+            Target::Jti(j) => m.serialize_entry("jti", j)?,
+        }
+        m.serialize_entry("target", &self.target.key())?;
+        m.serialize_entry("reason", &self.reason)?;
+        m.serialize_entry("at", &self.at)?;
+        m.end()
+    }
+}
+
+/// The state backend. Object-safe; async methods return boxed futures.
+pub trait StateStore: Send + Sync + std::fmt::Debug {
+    /// Count one request (memory only, never blocks on I/O).
+    fn record(&self, usage: &Usage<'_>);
+
+    /// Whether a caller is revoked: by identity, by `credential:principal`, or by token id.
+    /// Memory only.
+    fn is_revoked(
+        &self,
+        identity: &str,
+        credential: &str,
+        principal: Option<&str>,
+        jti: Option<&str>,
+    ) -> bool;
+
+    /// Write the in-memory aggregate to the backend (and, for shared backends, refresh the
+    /// revocation set). On error nothing recorded is lost: the next flush retries.
+    fn flush(&self) -> BoxFuture<'_, Result<(), StateError>>;
+
+    /// Usage rows from `since` (inclusive) on, including what is not flushed yet.
+    fn usage(&self, since: Date) -> BoxFuture<'_, Result<Vec<UsageRow>, StateError>>;
+
+    /// The inventory, including what is not flushed yet.
+    fn inventory(&self) -> BoxFuture<'_, Result<Vec<InventoryEntry>, StateError>>;
+
+    /// Every revocation.
+    fn revocations(&self) -> BoxFuture<'_, Result<Vec<Revocation>, StateError>>;
+
+    /// Add (or replace the reason of) a revocation; effective on return. `Ok(true)` when new.
+    fn revoke(&self, revocation: Revocation) -> BoxFuture<'_, Result<bool, StateError>>;
+
+    /// Delete a revocation; `Ok(true)` when there was one.
+    fn unrevoke<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<bool, StateError>>;
+}
+
+/// Flush `store` every `every` until `shutdown` resolves, then flush once more. Await the handle
+/// on graceful shutdown (after the listeners have drained) so the last counts are written.
+pub fn spawn_flusher(
+    store: Arc<dyn StateStore>,
+    every: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = tick.tick() => {
+                    if let Err(e) = store.flush().await {
+                        tracing::warn!(error = %e, "state flush failed; will retry");
+                    }
+                }
+            }
+        }
+        if let Err(e) = store.flush().await {
+            tracing::error!(error = %e, "final state flush failed: recent usage counts are lost");
+        }
+    })
+}
+
+// `Kind` lives in authn without serde; serialize it as its config spelling.
+fn ser_kind<S: serde::Serializer>(k: &Kind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.as_str())
+}
+
+/// Parse a stored kind.
+pub(crate) fn kind_from_str(s: &str) -> Option<Kind> {
+    [
+        Kind::Mtls,
+        Kind::JwtSvid,
+        Kind::Ldap,
+        Kind::ApiKey,
+        Kind::Webhook,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! The in-memory aggregate between flushes. `record` looks entries up by borrowed `&str` and
+//! allocates only the first time a (day, route, plan, credential) or principal is seen in a flush
+//! interval, so a steady stream of requests costs a few hash lookups each.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+
+use super::{InventoryEntry, Usage, UsageRow};
+use crate::authn::Kind;
+use crate::migration::date::{Date, Timestamp};
+
+type ByCredential = HashMap<String, (Kind, u64)>;
+type ByPlan = HashMap<String, ByCredential>;
+type ByRoute = HashMap<String, ByPlan>;
+
+/// Counts and sightings not yet written.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// day → route → plan ("" for none) → credential → (kind, count).
+    usage: HashMap<Date, ByRoute>,
+    /// credential → principal-or-identity → sighting.
+    inventory: HashMap<String, HashMap<String, InventoryEntry>>,
+}
+
+/// The value for `k`, inserting a default (allocating the key) only when missing.
+fn slot<'m, V: Default>(m: &'m mut HashMap<String, V>, k: &str) -> Option<&'m mut V> {
+    slot_with(m, k, V::default)
+}
+
+fn slot_with<'m, V>(
+    m: &'m mut HashMap<String, V>,
+    k: &str,
+    make: impl FnOnce() -> V,
+) -> Option<&'m mut V> {
+    if !m.contains_key(k) {
+        m.insert(k.to_owned(), make());
+    }
+    m.get_mut(k)
+}
+
+fn entry<K: Eq + Hash, V: Default>(m: &mut HashMap<K, V>, k: K) -> &mut V {
+    m.entry(k).or_default()
+}
+
+impl Pending {
+    /// Nothing to write.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.usage.is_empty() && self.inventory.is_empty()
+    }
+
+    /// Count one request.
+    pub(crate) fn record(&mut self, u: &Usage<'_>) {
+        let at = Timestamp::of(u.at);
+        let by_route = entry(&mut self.usage, at.date());
+        if let Some(cell) = slot(by_route, u.route)
+            .and_then(|p| slot(p, u.plan.unwrap_or("")))
+            .and_then(|c| slot_with(c, u.credential, || (u.kind, 0)))
+        {
+            cell.0 = u.kind;
+            cell.1 = cell.1.saturating_add(1);
+        }
+
+        let key = u.principal.unwrap_or(u.identity);
+        let Some(by_key) = slot(&mut self.inventory, u.credential) else {
+            return;
+        };
+        let cert = u.cert_not_after.map(Timestamp::of);
+        match by_key.get_mut(key) {
+            Some(e) => {
+                e.count = e.count.saturating_add(1);
+                e.first_seen = e.first_seen.min(at);
+                if at >= e.last_seen {
+                    e.last_seen = at;
+                    if e.identity != u.identity {
+                        u.identity.clone_into(&mut e.identity);
+                    }
+                    if cert.is_some() {
+                        e.cert_not_after = cert;
+                    }
+                }
+                if !e.routes.contains(u.route) {
+                    e.routes.insert(u.route.to_owned());
+                }
+            }
+            None => {
+                by_key.insert(
+                    key.to_owned(),
+                    InventoryEntry {
+                        credential: u.credential.to_owned(),
+                        kind: u.kind,
+                        principal: u.principal.map(str::to_owned),
+                        identity: u.identity.to_owned(),
+                        routes: BTreeSet::from([u.route.to_owned()]),
+                        first_seen: at,
+                        last_seen: at,
+                        count: 1,
+                        cert_not_after: cert,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Put back what a failed flush took, so nothing is lost.
+    pub(crate) fn merge(&mut self, other: Pending) {
+        for row in other.usage_rows() {
+            let by_route = entry(&mut self.usage, row.day);
+            if let Some(cell) = slot(by_route, &row.route)
+                .and_then(|p| slot(p, row.plan.as_deref().unwrap_or("")))
+                .and_then(|c| slot_with(c, &row.credential, || (row.kind, 0)))
+            {
+                cell.0 = row.kind;
+                cell.1 = cell.1.saturating_add(row.count);
+            }
+        }
+        for e in other.inventory_entries() {
+            let key = e.principal.clone().unwrap_or_else(|| e.identity.clone());
+            let Some(by_key) = slot(&mut self.inventory, &e.credential) else {
+                continue;
+            };
+            match by_key.get_mut(&key) {
+                Some(mine) => merge_entry(mine, e),
+                None => {
+                    by_key.insert(key, e);
+                }
+            }
+        }
+    }
+
+    /// The usage as rows.
+    pub(crate) fn usage_rows(&self) -> Vec<UsageRow> {
+        let mut rows = Vec::new();
+        for (day, by_route) in &self.usage {
+            for (route, by_plan) in by_route {
+                for (plan, by_cred) in by_plan {
+                    for (credential, (kind, count)) in by_cred {
+                        rows.push(UsageRow {
+                            day: *day,
+                            route: route.clone(),
+                            plan: (!plan.is_empty()).then(|| plan.clone()),
+                            credential: credential.clone(),
+                            kind: *kind,
+                            count: *count,
+                        });
+                    }
+                }
+            }
+        }
+        rows
+    }
+
+    /// The inventory sightings.
+    pub(crate) fn inventory_entries(&self) -> impl Iterator<Item = InventoryEntry> + '_ {
+        self.inventory.values().flat_map(|m| m.values().cloned())
+    }
+}
+
+/// Fold a later-flushed sighting `b` into `a` (same credential and principal). Commutative, so
+/// flushes may land in any order.
+pub(crate) fn merge_entry(a: &mut InventoryEntry, b: InventoryEntry) {
+    a.count = a.count.saturating_add(b.count);
+    a.first_seen = a.first_seen.min(b.first_seen);
+    if b.last_seen >= a.last_seen {
+        a.last_seen = b.last_seen;
+        a.identity = b.identity;
+        a.kind = b.kind;
+        if b.cert_not_after.is_some() {
+            a.cert_not_after = b.cert_not_after;
+        }
+    }
+    a.routes.extend(b.routes);
+}

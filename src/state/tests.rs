@@ -1,0 +1,378 @@
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::migration::date::{Date, Timestamp};
+
+fn at(day: &str, secs: u64) -> SystemTime {
+    Date::parse(day).unwrap().midnight() + Duration::from_secs(secs)
+}
+
+fn racf<'a>(principal: &'a str, identity: &'a str, route: &'a str, t: SystemTime) -> Usage<'a> {
+    Usage {
+        at: t,
+        route,
+        plan: Some("payments-cics"),
+        credential: "racf",
+        kind: Kind::Ldap,
+        identity,
+        principal: Some(principal),
+        cert_not_after: None,
+    }
+}
+
+fn mtls<'a>(identity: &'a str, t: SystemTime, not_after: SystemTime) -> Usage<'a> {
+    Usage {
+        at: t,
+        route: "cics",
+        plan: Some("payments-cics"),
+        credential: "workload-mtls",
+        kind: Kind::Mtls,
+        identity,
+        principal: None,
+        cert_not_after: Some(not_after),
+    }
+}
+
+/// Rows in a table, read through a second, independent connection to the file.
+fn rows(path: &std::path::Path, table: &str) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+fn sample(store: &dyn StateStore) {
+    let jsmith = "spiffe://corp.example/legacy/racf/jsmith";
+    for i in 0..3 {
+        store.record(&racf("JSMITH", jsmith, "cics", at("2026-12-01", 100 + i)));
+    }
+    store.record(&racf("JSMITH", jsmith, "cics-admin", at("2026-12-02", 50)));
+    store.record(&racf(
+        "BATCH01",
+        "spiffe://corp.example/legacy/racf/batch01",
+        "cics",
+        at("2026-12-02", 7),
+    ));
+    store.record(&mtls(
+        "spiffe://corp.example/ns/payments/batch",
+        at("2026-12-01", 10),
+        at("2027-01-01", 0),
+    ));
+    store.record(&mtls(
+        "spiffe://corp.example/ns/payments/batch",
+        at("2026-12-02", 10),
+        at("2027-02-01", 0),
+    ));
+    // An out-of-order sighting must not move last_seen back or replace the newer cert.
+    store.record(&mtls(
+        "spiffe://corp.example/ns/payments/batch",
+        at("2026-11-30", 10),
+        at("2026-12-15", 0),
+    ));
+}
+
+#[tokio::test]
+async fn record_is_memory_only_until_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = EmbeddedStore::open(&path).await.unwrap();
+    sample(&store);
+    assert_eq!(
+        rows(&path, "usage"),
+        0,
+        "record() must not write to the database"
+    );
+    assert_eq!(rows(&path, "inventory"), 0);
+    store.flush().await.unwrap();
+    assert_eq!(rows(&path, "usage"), 6);
+    assert_eq!(rows(&path, "inventory"), 3);
+    assert_eq!(rows(&path, "inventory_routes"), 4);
+    // An empty flush is a no-op.
+    store.flush().await.unwrap();
+    assert_eq!(rows(&path, "usage"), 6);
+}
+
+#[tokio::test]
+async fn everything_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = EmbeddedStore::open(&path).await.unwrap();
+        sample(&store);
+        assert!(store
+            .revoke(Revocation {
+                target: Target::credential("racf:BATCH01").unwrap(),
+                reason: "left the company".into(),
+                at: Timestamp(1_796_083_200),
+            })
+            .await
+            .unwrap());
+        store
+            .revoke(Revocation {
+                target: Target::jti("tok-1").unwrap(),
+                reason: "leaked".into(),
+                at: Timestamp(1_796_083_201),
+            })
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+        // Recorded after the flush, then a graceful shutdown: the final flush keeps it.
+        store.record(&racf(
+            "JSMITH",
+            "spiffe://corp.example/legacy/racf/jsmith",
+            "cics",
+            at("2026-12-03", 1),
+        ));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let flusher = spawn_flusher(store.clone(), Duration::from_secs(3600), async move {
+            let _ = rx.await;
+        });
+        tx.send(()).unwrap();
+        flusher.await.unwrap();
+    }
+
+    let store = EmbeddedStore::open(&path).await.unwrap();
+    assert!(store.is_revoked("spiffe://x", "racf", Some("BATCH01"), None));
+    assert!(store.is_revoked("spiffe://x", "workload-jwt", None, Some("tok-1")));
+    assert!(!store.is_revoked("spiffe://x", "racf", Some("JSMITH"), None));
+    let revs = store.revocations().await.unwrap();
+    assert_eq!(revs.len(), 2);
+    assert_eq!(revs[0].reason, "left the company");
+    let json = serde_json::to_value(&revs).unwrap();
+    assert_eq!(
+        json[0],
+        serde_json::json!({"credential": "racf:BATCH01", "target": "credential:racf:BATCH01",
+                           "reason": "left the company", "at": "2026-12-01T00:00:00Z"})
+    );
+
+    let usage = store
+        .usage(Date::parse("2026-12-01").unwrap())
+        .await
+        .unwrap();
+    let count = |d: &str, cred: &str| -> u64 {
+        usage
+            .iter()
+            .filter(|r| r.day == Date::parse(d).unwrap() && r.credential == cred)
+            .map(|r| r.count)
+            .sum()
+    };
+    assert_eq!(count("2026-12-01", "racf"), 3);
+    assert_eq!(count("2026-12-02", "racf"), 2);
+    assert_eq!(
+        count("2026-12-03", "racf"),
+        1,
+        "the final flush at shutdown"
+    );
+    assert_eq!(count("2026-12-01", "workload-mtls"), 1);
+    assert!(usage
+        .iter()
+        .all(|r| r.plan.as_deref() == Some("payments-cics")));
+    // `since` filters days (2026-11-30 excluded).
+    assert_eq!(usage.iter().map(|r| r.count).sum::<u64>(), 3 + 2 + 1 + 2);
+
+    let inv = store.inventory().await.unwrap();
+    assert_eq!(inv.len(), 3);
+    let j = inv
+        .iter()
+        .find(|e| e.principal.as_deref() == Some("JSMITH"))
+        .unwrap();
+    assert_eq!(j.count, 5);
+    assert_eq!(j.kind, Kind::Ldap);
+    assert_eq!(j.routes.iter().collect::<Vec<_>>(), ["cics", "cics-admin"]);
+    assert_eq!(j.first_seen, Timestamp::of(at("2026-12-01", 100)));
+    assert_eq!(j.last_seen, Timestamp::of(at("2026-12-03", 1)));
+    let m = inv.iter().find(|e| e.kind == Kind::Mtls).unwrap();
+    assert_eq!(m.principal, None);
+    assert_eq!(m.count, 3);
+    assert_eq!(m.first_seen, Timestamp::of(at("2026-11-30", 10)));
+    assert_eq!(m.last_seen, Timestamp::of(at("2026-12-02", 10)));
+    assert_eq!(
+        m.cert_not_after,
+        Some(Timestamp::of(at("2027-02-01", 0))),
+        "the newest sighting's cert"
+    );
+
+    // Counts accumulate across restarts.
+    store.record(&racf(
+        "JSMITH",
+        "spiffe://corp.example/legacy/racf/jsmith-v2",
+        "cics",
+        at("2026-12-04", 1),
+    ));
+    let inv = store.inventory().await.unwrap();
+    let j = inv
+        .iter()
+        .find(|e| e.principal.as_deref() == Some("JSMITH"))
+        .unwrap();
+    assert_eq!(j.count, 6);
+    assert_eq!(
+        j.identity, "spiffe://corp.example/legacy/racf/jsmith-v2",
+        "latest mapping"
+    );
+}
+
+#[tokio::test]
+async fn revoke_and_unrevoke_take_effect_at_once() {
+    let store = EmbeddedStore::in_memory().await.unwrap();
+    let id = "spiffe://corp.example/ns/payments/batch";
+    assert!(!store.is_revoked(id, "workload-mtls", None, None));
+    let t = Target::identity(id).unwrap();
+    let rev = Revocation {
+        target: t.clone(),
+        reason: "decommissioned".into(),
+        at: Timestamp(5),
+    };
+    assert!(store.revoke(rev.clone()).await.unwrap());
+    assert!(store.is_revoked(id, "workload-mtls", None, None));
+    assert!(store.is_revoked(id, "workload-jwt", None, Some("j")));
+    // Revoking again only updates the reason.
+    let again = Revocation {
+        reason: "still decommissioned".into(),
+        ..rev
+    };
+    assert!(!store.revoke(again).await.unwrap());
+    let revs = store.revocations().await.unwrap();
+    assert_eq!(
+        (revs.len(), revs[0].reason.as_str()),
+        (1, "still decommissioned")
+    );
+    assert!(store.unrevoke(&t).await.unwrap());
+    assert!(!store.is_revoked(id, "workload-mtls", None, None));
+    assert!(!store.unrevoke(&t).await.unwrap());
+}
+
+#[tokio::test]
+async fn failed_flush_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = EmbeddedStore::open(&path).await.unwrap();
+    sample(&store);
+    // Sabotage the database from outside so the flush fails.
+    let side = rusqlite::Connection::open(&path).unwrap();
+    side.execute_batch("ALTER TABLE usage RENAME TO usage_moved")
+        .unwrap();
+    assert!(store.flush().await.is_err());
+    store.record(&racf(
+        "JSMITH",
+        "spiffe://corp.example/legacy/racf/jsmith",
+        "cics",
+        at("2026-12-01", 999),
+    ));
+    side.execute_batch("ALTER TABLE usage_moved RENAME TO usage")
+        .unwrap();
+    drop(side);
+    store.flush().await.unwrap();
+    assert_eq!(rows(&path, "usage"), 6);
+    let usage = store
+        .usage(Date::parse("2026-11-01").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        usage.iter().map(|r| r.count).sum::<u64>(),
+        9,
+        "8 before the failure + 1 after"
+    );
+    let inv = store.inventory().await.unwrap();
+    assert_eq!(inv.iter().map(|e| e.count).sum::<u64>(), 9);
+}
+
+#[tokio::test]
+async fn refuses_a_newer_schema_and_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(EmbeddedStore::open(&path).await.unwrap());
+    let side = rusqlite::Connection::open(&path).unwrap();
+    side.execute_batch("INSERT INTO revocations VALUES ('bogus', 'r', 0)")
+        .unwrap();
+    let err = EmbeddedStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("unreadable revocation"), "{err}");
+    side.execute_batch("DELETE FROM revocations; PRAGMA user_version = 99")
+        .unwrap();
+    let err = EmbeddedStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+    let err = EmbeddedStore::open(&dir.path().join("missing-dir/state.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing-dir"), "{err}");
+}
+
+#[test]
+fn targets_parse_strictly() {
+    assert_eq!(
+        Target::from_key("credential:racf:DOMAIN:user"),
+        Some(Target::Credential {
+            name: "racf".into(),
+            principal: "DOMAIN:user".into()
+        })
+    );
+    assert_eq!(
+        Target::from_key("identity:spiffe://a/b").unwrap().key(),
+        "identity:spiffe://a/b"
+    );
+    assert_eq!(Target::from_key("jti:abc"), Some(Target::Jti("abc".into())));
+    assert!(Target::identity("not-a-spiffe-id").is_none());
+    assert!(Target::credential("racf").is_none());
+    assert!(Target::credential(":x").is_none());
+    assert!(Target::credential("racf:").is_none());
+    assert!(Target::jti("a\nb").is_none());
+    assert!(Target::from_key("group:x").is_none());
+}
+
+/// `cargo test --release --lib state::tests::record_cost -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "timing, run by hand"]
+async fn record_cost() {
+    let store = EmbeddedStore::in_memory().await.unwrap();
+    let principals: Vec<String> = (0..1000).map(|i| format!("USER{i}")).collect();
+    let n = 1_000_000_u32;
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        let p = &principals[i as usize % principals.len()];
+        store.record(&racf(
+            p,
+            "spiffe://corp.example/legacy/racf/x",
+            "cics",
+            at("2026-12-01", u64::from(i % 86_400)),
+        ));
+    }
+    let per = start.elapsed() / n;
+    println!("record(): {per:?} per call");
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(store.is_revoked(
+            "spiffe://corp.example/legacy/racf/x",
+            "racf",
+            Some("USER1"),
+            None,
+        ));
+    }
+    println!(
+        "is_revoked() (empty set): {:?} per call",
+        start.elapsed() / n
+    );
+    store
+        .revoke(Revocation {
+            target: Target::jti("x").unwrap(),
+            reason: "r".into(),
+            at: Timestamp(0),
+        })
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(store.is_revoked(
+            "spiffe://corp.example/legacy/racf/x",
+            "racf",
+            Some("USER1"),
+            Some("jti-1"),
+        ));
+    }
+    println!(
+        "is_revoked() (non-empty set): {:?} per call",
+        start.elapsed() / n
+    );
+    let start = std::time::Instant::now();
+    store.flush().await.unwrap();
+    println!("flush of 1000 principals: {:?}", start.elapsed());
+}
