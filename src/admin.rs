@@ -29,6 +29,133 @@ pub struct Health {
 pub struct Admin {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// The ops API (`/admin/v1/*`).
+    pub ops: Option<Arc<Ops>>,
+}
+
+/// What the ops API reads and changes.
+#[derive(Debug)]
+pub struct Ops {
+    pub state: Arc<dyn crate::state::StateStore>,
+    pub plans: Arc<crate::migration::Plans>,
+    /// Every route with its plan name.
+    pub routes: Vec<(String, Option<String>)>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// Caches that must forget a revoked caller at once.
+    pub tokens: Arc<crate::token::TokenCache>,
+    pub credentials: Arc<crate::authn::build::Credentials>,
+}
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
+    let mut r = Response::new(full(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+impl Ops {
+    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        use crate::ops::migration as m;
+        let now = self.clock.now();
+        let (parts, body) = req.into_parts();
+        let unavailable = |e: crate::state::StateError| {
+            tracing::error!(error = %e, "state store unavailable");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "state store unavailable"}),
+            )
+        };
+        match (&parts.method, parts.uri.path()) {
+            (&Method::GET, "/admin/v1/migration") => {
+                let routes: Vec<(&str, Option<&str>)> = self
+                    .routes
+                    .iter()
+                    .map(|(r, p)| (r.as_str(), p.as_deref()))
+                    .collect();
+                match m::migration_json(&*self.state, &self.plans, &routes, now).await {
+                    Ok(v) => json_response(StatusCode::OK, &v),
+                    Err(e) => unavailable(e),
+                }
+            }
+            (&Method::GET, "/admin/v1/inventory") => {
+                match m::inventory_json(&*self.state, now).await {
+                    Ok(v) => json_response(StatusCode::OK, &v),
+                    Err(e) => unavailable(e),
+                }
+            }
+            (&Method::GET, "/admin/v1/revocations") => {
+                match m::revocations_json(&*self.state).await {
+                    Ok(v) => json_response(StatusCode::OK, &v),
+                    Err(e) => unavailable(e),
+                }
+            }
+            (&Method::POST | &Method::DELETE, "/admin/v1/revocations") => {
+                use http_body_util::BodyExt as _;
+                let bytes = match http_body_util::Limited::new(body, MAX_ADMIN_BODY)
+                    .collect()
+                    .await
+                {
+                    Ok(b) => b.to_bytes(),
+                    Err(_) => {
+                        return json_response(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            &serde_json::json!({"error": "body too large"}),
+                        )
+                    }
+                };
+                let (status, v) = if parts.method == Method::POST {
+                    m::revoke(&*self.state, &bytes, now).await
+                } else {
+                    m::unrevoke(&*self.state, &bytes).await
+                };
+                if parts.method == Method::POST && status.is_success() {
+                    self.forget(&v);
+                }
+                json_response(status, &v)
+            }
+            (_, "/admin/v1/migration" | "/admin/v1/inventory" | "/admin/v1/revocations") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// A revocation is effective immediately: the pipeline checks the revocation set on every
+    /// request; here the caches also drop what they hold for the target, so no cached token of
+    /// a revoked caller is ever handed out again.
+    fn forget(&self, revocation: &serde_json::Value) {
+        use crate::state::Target;
+        let Some(target) = revocation
+            .get("target")
+            .and_then(|t| t.as_str())
+            .and_then(Target::from_key)
+        else {
+            return;
+        };
+        match target {
+            Target::Identity(id) => {
+                self.tokens.evict_identity(&id);
+                for j in &self.credentials.jwt_svid {
+                    j.evict_identity(&id);
+                }
+            }
+            Target::Credential { name, principal } => {
+                self.tokens.evict_credential(&name, &principal);
+                if let Some(l) = self.credentials.ldap.get(name.as_str()) {
+                    l.evict_principal(&principal);
+                }
+            }
+            Target::Jti(j) => {
+                self.tokens.evict_jti(&j);
+            }
+        }
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
@@ -45,7 +172,10 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
 
 impl Admin {
     /// Answer one admin request.
-    pub fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        if let (Some(ops), true) = (&self.ops, req.uri().path().starts_with("/admin/v1/")) {
+            return ops.handle(req).await;
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         }
@@ -81,8 +211,8 @@ impl Admin {
                     let mut shutdown = shutdown.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req: Request<Incoming>| {
-                            let resp = me.handle(&req);
-                            async move { Ok::<_, Infallible>(resp) }
+                            let me = me.clone();
+                            async move { Ok::<_, Infallible>(me.handle(req).await) }
                         });
                         let mut b = hyper::server::conn::http1::Builder::new();
                         b.timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(10));

@@ -31,6 +31,7 @@ use crate::authz::{self, Permit};
 use crate::clock::Clock;
 use crate::config::TokenHeader;
 use crate::metrics::Metrics;
+use crate::migration::{retired, route_phase, treatment, Phase, Treatment};
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers::{self, ForwardedFor};
@@ -58,6 +59,8 @@ pub struct Gateway {
     /// The token issuer and its cache of minted tokens, when `[issuer]` is configured.
     pub issuer: Option<Arc<Issuer>>,
     pub tokens: Arc<TokenCache>,
+    /// Usage, inventory and revocations.
+    pub state: Arc<dyn crate::state::StateStore>,
     /// `POST /oauth2/token`, when `[token_exchange]` is configured.
     pub exchange: Option<Arc<crate::exchange::TokenExchange>>,
     pub head_limits: HeadLimits,
@@ -73,6 +76,12 @@ struct Trace {
     jti: Option<Arc<str>>,
     /// `RateLimit-Policy`/`RateLimit` for the response on a rate-limited route.
     rate_headers: Option<crate::limits::RateHeaders>,
+    /// The route's plan and its phase now.
+    plan: Option<(Arc<crate::migration::Plan>, Phase)>,
+    /// `observe`: the authentication refusal that was not enforced.
+    observed_refusal: Option<&'static str>,
+    /// `bridge` phase for a retired credential: `Deprecation`/`Sunset`/`Link` on the response.
+    sunset: bool,
 }
 
 impl Gateway {
@@ -89,6 +98,9 @@ impl Gateway {
             upstream_status: None,
             jti: None,
             rate_headers: None,
+            plan: None,
+            observed_refusal: None,
+            sunset: false,
         };
         let (mut resp, reason) = match self.stages(conn, &parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -112,6 +124,11 @@ impl Gateway {
             .insert("x-request-id", trace.request_id.clone());
         if let Some(h) = &trace.rate_headers {
             h.apply_to(resp.headers_mut());
+        }
+        if trace.sunset {
+            if let Some(h) = trace.plan.as_ref().and_then(|(p, _)| p.sunset_headers()) {
+                h.apply(resp.headers_mut());
+            }
         }
         self.finish(conn, &parts, &resp, trace, reason, started);
         resp
@@ -166,19 +183,79 @@ impl Gateway {
             _ => None,
         };
         let now = self.clock.now();
-        let caller = authn::authenticate(&route.accept, parts, conn, now, view).await?;
+        let plan = route.plan.clone();
+        let phase = route_phase(plan.as_deref(), now);
+        trace.plan = plan.clone().map(|p| (p, phase));
+        let caller = match authn::authenticate(&route.accept, parts, conn, now, view).await {
+            Ok(c) => c,
+            // `observe`: authenticated if possible, never blocking (the refusal is audited).
+            Err(r) if phase == Phase::Observe && r.code != Code::InvalidRequest => {
+                trace.observed_refusal = Some(r.code.as_str());
+                authn::Caller::Anonymous
+            }
+            Err(r) => return Err(r),
+        };
         trace.caller = caller.credential().cloned();
-        let (permit, shadow) = authz::authorize(
-            &route,
-            caller,
-            authz::Request {
-                method: &parts.method,
-                path: &routed.path,
-                source_ip: conn.peer.ip(),
-                now,
-                phase: "bridge",
-            },
-        )?;
+        if let Some(cred) = caller.credential() {
+            if self
+                .state
+                .is_revoked(&cred.identity, &cred.name, cred.principal.as_deref(), None)
+            {
+                return Err(Refusal::new(
+                    Code::InvalidCredential,
+                    "this credential has been revoked",
+                ));
+            }
+            self.record_use(&route, cred, plan.as_deref(), conn, now);
+        }
+        let treatment = match (caller.credential(), phase) {
+            (_, Phase::Observe) if plan.is_some() => Treatment::Observe,
+            (Some(cred), _) => treatment(plan.as_deref(), &cred.name, now),
+            (None, _) => Treatment::Normal,
+        };
+        let request = authz::Request {
+            method: &parts.method,
+            path: &routed.path,
+            source_ip: conn.peer.ip(),
+            now,
+            phase: phase.as_str(),
+        };
+        let (permit, shadow) = match (treatment, &plan) {
+            (Treatment::Refuse, Some(plan)) => {
+                let cred_name = caller.credential().map_or("", |c| &c.name).to_owned();
+                return Err(retired(plan, &cred_name));
+            }
+            (Treatment::Observe, _) => {
+                // Forwarded unchanged, with the caller's own credentials: nothing is enforced.
+                let (permit, would_allow) = authz::observe(&route, caller, request);
+                trace.decision = if would_allow && trace.observed_refusal.is_none() {
+                    Decision::Observe
+                } else {
+                    Decision::ShadowDeny
+                };
+                let body = match buffered {
+                    Some(bytes) => Forward::Buffered(bytes),
+                    None => Forward::Stream(body.take()),
+                };
+                let (upstream_req, tripped) = translate(
+                    &permit,
+                    conn,
+                    parts,
+                    &routed,
+                    body,
+                    &trace.request_id,
+                    None,
+                    false,
+                )?;
+                return self
+                    .forward(&route, upstream_req, tripped, None, trace)
+                    .await;
+            }
+            (t, _) => {
+                trace.sunset = t == Treatment::Bridge;
+                authz::authorize(&route, caller, request)?
+            }
+        };
         trace.decision = match shadow {
             authz::Shadow::Agrees => Decision::Allow,
             authz::Shadow::Denies => Decision::ShadowDeny,
@@ -220,7 +297,22 @@ impl Gateway {
             body,
             &trace.request_id,
             token.as_ref().map(|m| &*m.token),
+            true,
         )?;
+        self.forward(&route, upstream_req, tripped, in_flight, trace)
+            .await
+    }
+
+    /// Proxy stage: send to the upstream, time it, hold the concurrency slot until the response
+    /// body is done.
+    async fn forward(
+        &self,
+        route: &Arc<Route>,
+        upstream_req: Request<ProxyBody>,
+        tripped: Tripped,
+        in_flight: Option<crate::limits::InFlight>,
+        trace: &mut Trace,
+    ) -> Result<Response<ProxyBody>, Refusal> {
         let upstream_started = Instant::now();
         let result = route.upstream.send(upstream_req, tripped.as_deref()).await;
         self.metrics
@@ -240,6 +332,33 @@ impl Gateway {
             }),
             None => resp,
         })
+    }
+
+    /// Usage and inventory (in memory; flushed by the state store), and the legacy counter.
+    fn record_use(
+        &self,
+        route: &Route,
+        cred: &authn::Credential,
+        plan: Option<&crate::migration::Plan>,
+        conn: &ConnInfo,
+        now: std::time::SystemTime,
+    ) {
+        let mut usage =
+            crate::state::Usage::of(cred, route.name(), plan.map(|p| p.name.as_str()), now);
+        if cred.kind == authn::Kind::Mtls {
+            usage.cert_not_after = conn
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_chain.first())
+                .and_then(|leaf| crate::transport::tls::not_after(leaf));
+        }
+        self.state.record(&usage);
+        if let (Some(p), true) = (plan, cred.kind.is_legacy()) {
+            self.metrics
+                .legacy_requests_total
+                .with(&[p.name.as_str(), &cred.name])
+                .inc();
+        }
     }
 
     /// `POST /oauth2/token`.
@@ -406,8 +525,8 @@ impl Gateway {
             kind,
             principal,
             identity,
-            plan: None,
-            phase: None,
+            plan: trace.plan.as_ref().map(|(p, _)| Arc::from(p.name.as_str())),
+            phase: trace.plan.as_ref().map(|(_, ph)| ph.as_str()),
             status: resp.status().as_u16(),
             upstream_status: trace.upstream_status,
             latency_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
@@ -562,6 +681,7 @@ fn translate(
     body: Forward,
     request_id: &HeaderValue,
     token: Option<&str>,
+    strip_credentials: bool,
 ) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
     let route = permit.route();
     // A copy of the head the credentials can be stripped from (API key query parameters live in
@@ -571,8 +691,10 @@ fn translate(
     *head.uri_mut() = parts.uri.clone();
     *head.headers_mut() = parts.headers.clone();
     let (mut head, ()) = head.into_parts();
-    for a in &route.accept {
-        a.strip(&mut head);
+    if strip_credentials {
+        for a in &route.accept {
+            a.strip(&mut head);
+        }
     }
     let uri = route.upstream.uri(&routed.path, head.uri.query())?;
     let mut headers = head.headers;

@@ -179,6 +179,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     )?;
     let mut credentials = credentials;
     watchers.append(&mut credentials.watchers);
+    let credentials = Arc::new(credentials);
     if !config.trust.is_empty() {
         watchers.push(credentials.trust.spawn_watcher(RELOAD_EVERY));
     }
@@ -219,7 +220,13 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             .map(inject_header)
             .transpose()
             .with_context(|| format!("route {}: upstream.inject", rc.name))?;
+        let plan = rc
+            .plan
+            .as_deref()
+            .and_then(|p| config.plans.get(p))
+            .cloned();
         routes.push(Arc::new(Route {
+            plan,
             config: rc.clone(),
             upstream,
             accept: credentials.pick(&rc.accept)?,
@@ -237,7 +244,29 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         ))),
         _ => None,
     };
+    let state: Arc<dyn crate::state::StateStore> = Arc::new(match &config.state.path {
+        Some(p) => crate::state::EmbeddedStore::open(p)
+            .await
+            .with_context(|| format!("opening [state] path {}", p.display()))?,
+        None => crate::state::EmbeddedStore::in_memory()
+            .await
+            .context("opening the in-memory state store")?,
+    });
+    let tokens = Arc::new(TokenCache::default());
+    let ops = Arc::new(crate::admin::Ops {
+        state: state.clone(),
+        plans: config.plans.clone(),
+        routes: config
+            .routes
+            .iter()
+            .map(|r| (r.name.to_string(), r.plan.clone()))
+            .collect(),
+        clock: opts.clock.clone(),
+        tokens: tokens.clone(),
+        credentials: credentials.clone(),
+    });
     let gateway = Arc::new(Gateway {
+        state: state.clone(),
         router: Router::new(routes),
         auditor,
         metrics: metrics.clone(),
@@ -245,7 +274,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         well_known,
         exchange,
         issuer,
-        tokens: Arc::new(TokenCache::default()),
+        tokens: tokens.clone(),
         head_limits: HeadLimits {
             max_header_bytes: config.listen.max_header_bytes,
             max_headers: config.listen.max_headers,
@@ -290,7 +319,15 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     let admin = Arc::new(Admin {
         health: health.clone(),
         metrics: metrics.clone(),
+        ops: Some(ops),
     });
+    // Usage counts are aggregated in memory and written out periodically; the last flush runs
+    // after the listener has drained (below), so no request's counts are lost on shutdown.
+    let flusher = crate::state::spawn_flusher(
+        state.clone(),
+        config.state.flush_every,
+        std::future::pending::<()>(),
+    );
     let admin_rx = rx.clone();
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(admin.run(admin_listener, admin_stop_rx));
@@ -315,6 +352,10 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             tracing::warn!(connections = left, "shutdown with connections still open");
         }
         flag.abort();
+        flusher.abort();
+        if let Err(e) = state.flush().await {
+            tracing::error!(error = %e, "final state flush failed: recent usage counts are lost");
+        }
         for w in watchers {
             w.abort();
         }

@@ -28,6 +28,8 @@ pub struct Credentials {
     pub trust: Arc<TrustStore>,
     /// JWT-SVID authenticators, for revocation.
     pub jwt_svid: Vec<Arc<JwtSvidAuthenticator>>,
+    /// LDAP authenticators by name, for revocation (their bind caches).
+    pub ldap: HashMap<Arc<str>, Arc<super::ldap::LdapAuthenticator>>,
     /// File watchers started for credentials (API key files); abort them at shutdown.
     pub watchers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -79,6 +81,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
     let mut by_name: HashMap<Arc<str>, Arc<dyn Authenticator>> = HashMap::new();
     let mut jwt_svid = Vec::new();
     let mut watchers = Vec::new();
+    let mut ldaps = HashMap::new();
     for cred in &config.credentials {
         let name = cred.name.clone();
         let built: Arc<dyn Authenticator> = match &cred.spec {
@@ -144,7 +147,11 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
                     store,
                 ))
             }
-            CredentialSpec::Ldap(spec) => Arc::new(ldap(&name, spec)?),
+            CredentialSpec::Ldap(spec) => {
+                let l = Arc::new(ldap(&name, spec)?);
+                ldaps.insert(name.clone(), l.clone());
+                l
+            }
         };
         by_name.insert(name, built);
     }
@@ -152,6 +159,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
         by_name,
         trust,
         jwt_svid,
+        ldap: ldaps,
         watchers,
     })
 }

@@ -85,6 +85,36 @@ pub fn authorize(
     ))
 }
 
+/// `observe` phase of a migration plan: the policy is evaluated and its answer reported, but
+/// nothing is blocked (the plan was inserted in front of a working integration and must not break
+/// it). Returns the permit and whether the policy would have allowed the request.
+pub fn observe(route: &Arc<Route>, caller: Caller, request: Request<'_>) -> (Permit, bool) {
+    let would_allow = match (&caller, &route.policy) {
+        (Caller::Anonymous, None) => true,
+        // Not authenticated on a route that needs it: enforcement would refuse.
+        (Caller::Anonymous, Some(_)) => false,
+        (Caller::Authenticated(_), None) => false,
+        (Caller::Authenticated(cred), Some(policy)) => policy
+            .evaluate(&policy::Access {
+                credential: cred,
+                method: request.method,
+                path: request.path,
+                source_ip: request.source_ip,
+                now: request.now,
+                phase: request.phase,
+            })
+            .allowed(),
+    };
+    (
+        Permit {
+            caller,
+            route: route.clone(),
+            _proof: (),
+        },
+        would_allow,
+    )
+}
+
 /// The request as the policy sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {

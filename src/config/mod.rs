@@ -40,6 +40,10 @@ pub struct Config {
     /// Shipped adapters plus `adapters_dir`.
     pub adapters: Arc<crate::adapters::Adapters>,
     pub routes: Vec<Arc<RouteConfig>>,
+    /// `[state]`.
+    pub state: StateConfig,
+    /// Migration plans (`[migration] plans_dir`).
+    pub plans: Arc<crate::migration::Plans>,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
 }
@@ -84,6 +88,15 @@ pub struct Audit {
 pub enum AuditSink {
     Stdout,
     File(PathBuf),
+}
+
+/// `[state]`: where usage, inventory and revocations live.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// The embedded backend's SQLite file; `None`: memory only (lost at exit).
+    pub path: Option<PathBuf>,
+    /// How often in-memory counts are written out.
+    pub flush_every: Duration,
 }
 
 /// `[issuer]`

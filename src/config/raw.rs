@@ -252,3 +252,20 @@ pub struct LdapCred {
     pub connect_timeout: Option<String>,
     pub timeout: Option<String>,
 }
+
+/// `[state]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub backend: Option<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub flush_every: Option<String>,
+}
+
+/// `[migration]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    pub plans_dir: Option<String>,
+}

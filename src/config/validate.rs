@@ -28,6 +28,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "trust",
     "credentials",
     "token_exchange",
+    "state",
+    "migration",
     "routes",
 ];
 
@@ -355,6 +357,9 @@ pub(super) fn validate(
         Some(_) => c.push("routes", "must be an array of tables ([[routes]])"),
     }
 
+    let state = state(&mut c, base, obj.get("state"));
+    let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
+
     match (listen, admin, audit) {
         (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {
             if listen.addr == admin.addr && listen.addr.port() != 0 {
@@ -375,6 +380,8 @@ pub(super) fn validate(
                 token_exchange,
                 adapters: Arc::new(adapters),
                 routes,
+                state,
+                plans: Arc::new(plans),
                 warnings,
             })
         }
@@ -1095,4 +1102,98 @@ fn issuer(
         keys,
         ttl,
     })
+}
+
+fn state(c: &mut Collector<'_>, base: &Path, v: Option<&Value>) -> super::StateConfig {
+    let raw = match v {
+        None => raw::State::default(),
+        Some(v) => c.section::<raw::State>("state", v).unwrap_or_default(),
+    };
+    match raw.backend.as_deref() {
+        None | Some("embedded") => {}
+        Some("redis") => c.push(
+            "state.backend",
+            "redis is not available in this build yet (use \"embedded\"; one replica)",
+        ),
+        Some(other) => c.push(
+            "state.backend",
+            format!("unknown backend {other:?} (embedded or redis)"),
+        ),
+    }
+    if raw.url.is_some() {
+        c.push("state.url", "only meaningful with backend = \"redis\"");
+    }
+    let flush_every = c.duration(
+        "state.flush_every",
+        raw.flush_every.as_ref(),
+        std::time::Duration::from_secs(5),
+    );
+    super::StateConfig {
+        path: raw.path.map(|p| resolve(base, &p)),
+        flush_every,
+    }
+}
+
+/// `[migration] plans_dir` (default `migration-plans` next to the config, when it exists),
+/// cross-checked against credentials and routes.
+fn plans(
+    c: &mut Collector<'_>,
+    base: &Path,
+    v: Option<&Value>,
+    credentials: &[Arc<CredentialConfig>],
+    routes: &[Arc<RouteConfig>],
+) -> crate::migration::Plans {
+    use crate::migration::plan::{check_against_config, RouteUse};
+    let raw = match v {
+        None => raw::Migration::default(),
+        Some(v) => c
+            .section::<raw::Migration>("migration", v)
+            .unwrap_or_default(),
+    };
+    let dir = match &raw.plans_dir {
+        Some(d) => {
+            let p = resolve(base, d);
+            if !p.is_dir() {
+                c.push(
+                    "migration.plans_dir",
+                    format!("{} is not a directory", p.display()),
+                );
+                return crate::migration::Plans::default();
+            }
+            Some(p)
+        }
+        None => Some(base.join("migration-plans")).filter(|p| p.is_dir()),
+    };
+    let plans = match dir {
+        None => crate::migration::Plans::default(),
+        Some(d) => match crate::migration::Plans::load_dir(&d) {
+            Ok(p) => p,
+            Err(problems) => {
+                c.problems.extend(problems);
+                return crate::migration::Plans::default();
+            }
+        },
+    };
+    let kinds = credentials
+        .iter()
+        .map(|cr| (cr.name.to_string(), cr.kind()))
+        .collect();
+    let accepts: Vec<Vec<String>> = routes
+        .iter()
+        .map(|r| r.accept.iter().map(|a| a.to_string()).collect())
+        .collect();
+    let uses: Vec<RouteUse<'_>> = routes
+        .iter()
+        .zip(&accepts)
+        .filter_map(|(r, accept)| {
+            r.plan.as_deref().map(|plan| RouteUse {
+                route: &r.name,
+                plan,
+                accept,
+            })
+        })
+        .collect();
+    let problems = check_against_config(&plans, &kinds, &uses, c.file);
+    c.problems.extend(problems);
+    plans
 }

@@ -22,6 +22,8 @@ pub struct Route {
     pub accept: Vec<Arc<dyn Authenticator>>,
     /// Who may use the route (`None`: pass-through, no credentials accepted).
     pub policy: Option<Arc<crate::authz::policy::RoutePolicy>>,
+    /// The route's migration plan.
+    pub plan: Option<Arc<crate::migration::Plan>>,
     /// Rate and concurrency limits.
     pub limits: Option<Arc<crate::limits::RouteLimits>>,
     /// Request validation.

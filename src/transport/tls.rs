@@ -85,6 +85,13 @@ pub fn seconds_to_expiry(cert: &CertificateDer<'_>, now: SystemTime) -> Option<f
     Some(not_after as f64 - now as f64)
 }
 
+/// A certificate's `notAfter`.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let secs = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// Stat fingerprint of the watched files: cheap to compare every poll.
 type Fingerprint = Vec<Option<(SystemTime, u64)>>;
 
