@@ -244,8 +244,7 @@ impl Gateway {
                     &routed,
                     body,
                     &trace.request_id,
-                    None,
-                    false,
+                    Outgoing::Unchanged,
                 )?;
                 return self
                     .forward(&route, upstream_req, tripped, None, trace)
@@ -296,8 +295,7 @@ impl Gateway {
             &routed,
             body,
             &trace.request_id,
-            token.as_ref().map(|m| &*m.token),
-            true,
+            Outgoing::Translated(token.as_ref().map(|m| &*m.token)),
         )?;
         self.forward(&route, upstream_req, tripped, in_flight, trace)
             .await
@@ -672,6 +670,15 @@ async fn buffer_body(body: Option<Incoming>, limit: u64) -> Result<bytes::Bytes,
     }
 }
 
+/// What the upstream receives in place of the caller's credential.
+#[derive(Debug, Clone, Copy)]
+enum Outgoing<'a> {
+    /// Credentials stripped; the minted token (if the route sends one) added.
+    Translated(Option<&'a str>),
+    /// `observe` phase: the request goes upstream as the caller sent it.
+    Unchanged,
+}
+
 /// Translate stage: only a [`Permit`] gets a request built for the upstream.
 fn translate(
     permit: &Permit,
@@ -680,9 +687,12 @@ fn translate(
     routed: &Routed,
     body: Forward,
     request_id: &HeaderValue,
-    token: Option<&str>,
-    strip_credentials: bool,
+    outgoing: Outgoing<'_>,
 ) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
+    let (token, strip_credentials) = match outgoing {
+        Outgoing::Translated(token) => (token, true),
+        Outgoing::Unchanged => (None, false),
+    };
     let route = permit.route();
     // A copy of the head the credentials can be stripped from (API key query parameters live in
     // the URI, Basic and Bearer in Authorization). Every accepted credential strips, not only the
