@@ -16,6 +16,7 @@ mod identity;
 mod issuer;
 mod ldap;
 mod legacy;
+mod migration;
 mod paths;
 mod proxy;
 mod shutdown;
