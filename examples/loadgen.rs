@@ -334,42 +334,63 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let t = Arc::new(target(&args)?);
     let n = args.connections.max(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?;
-    let tallies = rt.block_on(async {
-        // Leave the connections a moment to open before the schedule starts.
-        let start = Instant::now() + Duration::from_millis(100);
-        let measure_from = start + args.warmup;
-        let end = measure_from + args.duration;
-        let rate = args.rate;
-        let mut tasks = Vec::with_capacity(n);
-        for i in 0..n {
+    // One single-threaded runtime per thread, each owning its share of the connections (the
+    // `wrk` layout): no work-stealing between threads on the hot path.
+    let threads = args.threads.clamp(1, n);
+    let start = std::time::Instant::now() + Duration::from_millis(200);
+    let (warmup, duration, rate) = (args.warmup, args.duration, args.rate);
+    let workers: Vec<_> = (0..threads)
+        .map(|w| {
             let t = t.clone();
-            tasks.push(tokio::spawn(async move {
-                match rate {
-                    None => {
-                        tokio::time::sleep_until(start).await;
-                        closed_loop(t, measure_from, end).await
+            std::thread::spawn(move || -> anyhow::Result<Vec<Tally>> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let out = rt.block_on(async move {
+                    // Leave the connections a moment to open before the schedule starts.
+                    let start = Instant::from_std(start);
+                    let measure_from = start + warmup;
+                    let end = measure_from + duration;
+                    let mut tasks = Vec::new();
+                    for i in (w..n).step_by(threads) {
+                        let t = t.clone();
+                        tasks.push(tokio::spawn(async move {
+                            match rate {
+                                None => {
+                                    tokio::time::sleep_until(start).await;
+                                    closed_loop(t, measure_from, end).await
+                                }
+                                Some(rate) => {
+                                    let interval =
+                                        Duration::from_secs_f64(n as f64 / rate.max(1.0));
+                                    open_loop(t, start, measure_from, end, interval, i, n).await
+                                }
+                            }
+                        }));
                     }
-                    Some(rate) => {
-                        let interval = Duration::from_secs_f64(n as f64 / rate.max(1.0));
-                        open_loop(t, start, measure_from, end, interval, i, n).await
+                    // A request still in flight 5 s after the end is a hang: stop waiting.
+                    let deadline = end + Duration::from_secs(5);
+                    let mut out = Vec::with_capacity(tasks.len());
+                    for task in tasks {
+                        if let Ok(Ok(tally)) = tokio::time::timeout_at(deadline, task).await {
+                            out.push(tally);
+                        }
                     }
-                }
-            }));
-        }
-        // A request still in flight 5 s after the end is a hang: stop waiting for it.
-        let deadline = end + Duration::from_secs(5);
-        let mut out = Vec::with_capacity(n);
-        for task in tasks {
-            if let Ok(Ok(tally)) = tokio::time::timeout_at(deadline, task).await {
-                out.push(tally);
-            }
-        }
-        out
-    });
+                    out
+                });
+                // Do not wait for connections the server keeps open.
+                rt.shutdown_timeout(Duration::from_millis(100));
+                Ok(out)
+            })
+        })
+        .collect();
+    let mut tallies = Vec::with_capacity(n);
+    for w in workers {
+        let part = w
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
+        tallies.extend(part);
+    }
     let mut lat: Vec<u32> = Vec::new();
     let (mut answers, mut errors, mut bad, mut unsent) = (0u64, 0u64, 0u64, 0u64);
     for t in tallies {
@@ -397,7 +418,5 @@ fn main() -> anyhow::Result<()> {
         "unsent": unsent,
     });
     println!("{out}");
-    // Do not wait for connections the server keeps open.
-    rt.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }
