@@ -38,7 +38,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let l = tokio::net::TcpListener::bind(args.addr).await.expect("bind");
+        let l = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .expect("bind");
         println!("listening {}", l.local_addr().expect("addr"));
         loop {
             let Ok((s, _)) = l.accept().await else {

@@ -263,10 +263,16 @@ fn percentile(sorted: &[u32], q: f64) -> f64 {
     f64::from(sorted[rank - 1]) / 1000.0
 }
 
-fn tls_connector(args: &Args, host: &str) -> anyhow::Result<(tokio_rustls::TlsConnector, ServerName<'static>)> {
+fn tls_connector(
+    args: &Args,
+    host: &str,
+) -> anyhow::Result<(tokio_rustls::TlsConnector, ServerName<'static>)> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    let ca = args.ca.as_ref().ok_or_else(|| anyhow::anyhow!("https needs --ca"))?;
+    let ca = args
+        .ca
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("https needs --ca"))?;
     for c in rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(ca)?)) {
         roots.add(c?)?;
     }
@@ -275,10 +281,13 @@ fn tls_connector(args: &Args, host: &str) -> anyhow::Result<(tokio_rustls::TlsCo
         .with_root_certificates(roots);
     let config = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
-            let chain = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
-                .collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?
-                .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
+            let chain =
+                rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
+                    .collect::<Result<Vec<_>, _>>()?;
+            let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+                std::fs::File::open(key)?,
+            ))?
+            .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
             builder.with_client_auth_cert(chain, key)?
         }
         (None, None) => builder.with_no_client_auth(),
@@ -299,7 +308,10 @@ fn target(args: &Args) -> anyhow::Result<Target> {
         .authority()
         .ok_or_else(|| anyhow::anyhow!("--url has no host"))?
         .clone();
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
         .next()
