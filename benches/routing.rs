@@ -43,6 +43,10 @@ fn router() -> Router {
                 config: rc.clone(),
                 upstream: Upstream::new(&rc.upstream).unwrap(),
                 accept: Vec::new(),
+                policy: None,
+                plan: None,
+                limits: None,
+                validator: None,
                 inject: None,
             })
         })
