@@ -97,7 +97,7 @@ pub(super) struct Lockout {
 }
 
 fn expired(start: SystemTime, now: SystemTime, window: Duration) -> bool {
-    now.duration_since(start).map_or(false, |d| d >= window)
+    now.duration_since(start).is_ok_and(|d| d >= window)
 }
 
 impl Lockout {

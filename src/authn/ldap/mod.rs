@@ -145,7 +145,7 @@ impl Profile {
             }
             BindMode::Search => {
                 let f = self.user_filter.as_deref().unwrap_or_default();
-                if !f.contains("{user}") || !(f.starts_with('(') && f.ends_with(')')) {
+                if !(f.contains("{user}") && f.starts_with('(') && f.ends_with(')')) {
                     return Err(SettingsError::new(
                         "user_filter",
                         "must be a parenthesized LDAP filter containing {user}",
