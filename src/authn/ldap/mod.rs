@@ -160,6 +160,16 @@ impl Profile {
                 }
             }
         }
+        if let Some(attr) = &self.group_attribute {
+            let ok = attr.starts_with(|c: char| c.is_ascii_alphabetic())
+                && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                return Err(SettingsError::new(
+                    "group_attribute",
+                    "must be an LDAP attribute name",
+                ));
+            }
+        }
         if !(1..=1024).contains(&self.max_user_len) {
             return Err(SettingsError::new(
                 "max_user_len",

@@ -62,7 +62,14 @@ impl Slapd {
             tls_port: free_port(),
             child: None,
         };
-        s.run();
+        // The free ports may be taken by someone else before slapd binds them: try fresh ones.
+        let mut tries = 0;
+        while let Err(log) = s.try_run() {
+            tries += 1;
+            assert!(tries < 3, "slapd did not start:\n{log}");
+            s.port = free_port();
+            s.tls_port = free_port();
+        }
         s.ldapadd(RACF_ADMIN, "racf.ldif");
         s.ldapadd(EXAMPLE_ADMIN, "example.ldif");
         s
@@ -84,6 +91,13 @@ impl Slapd {
     }
 
     fn run(&mut self) {
+        if let Err(log) = self.try_run() {
+            panic!("slapd did not start:\n{log}");
+        }
+    }
+
+    /// Start slapd and wait until both ports accept; the log on failure.
+    fn try_run(&mut self) -> Result<(), String> {
         let d = self.dir.path();
         let log = fs::OpenOptions::new()
             .create(true)
@@ -111,19 +125,19 @@ impl Slapd {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok()
             {
-                break;
+                self.child = Some(child);
+                return Ok(());
             }
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("slapd exited ({status}) before listening:\n{}", self.log());
+                return Err(format!("slapd exited ({status}):\n{}", self.log()));
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "slapd did not listen within 10s:\n{}",
-                self.log()
-            );
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("slapd did not listen within 10s:\n{}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.child = Some(child);
     }
 
     fn ldapadd(&self, admin: &str, ldif: &str) {
