@@ -7,6 +7,12 @@
 //! API-key check: target ≤ 2 µs per request (header form, 1000 keys configured), including the
 //! SHA-256 of the key and the store lookup; and the query-parameter form with stripping.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "benchmark setup: a failure must abort the run"
+)]
+
 use std::sync::Arc;
 use std::time::SystemTime;
 

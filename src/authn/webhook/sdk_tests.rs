@@ -58,6 +58,10 @@ for r in json.load(sys.stdin):
         params = sorted(urllib.parse.parse_qsl(body, keep_blank_values=True))
         msg = r["url"] + "".join(k + v for k, v in params)
         out.append(base64.b64encode(h(r["secrets"][0], msg, hashlib.sha1)).decode())
+    elif p == "twilio-json":
+        # A JSON body: Twilio adds bodySHA256 (hex SHA-256 of the body) to the URL, signs the URL.
+        url = r["url"] + "&bodySHA256=" + hashlib.sha256(body.encode()).hexdigest()
+        out.append(base64.b64encode(h(r["secrets"][0], url, hashlib.sha1)).decode())
     else:
         sys.exit("unknown provider " + p)
 json.dump(out, sys.stdout)
@@ -411,4 +415,30 @@ async fn svix_header_names_are_accepted() {
     let a = p.authenticator(&[p.secrets[0]]);
     let v = check(&a, &h, p.body, NOW).await.unwrap();
     assert_eq!(v.delivery_id.as_deref(), Some(MSG_ID));
+}
+
+/// Twilio with a JSON body: the body is covered through the signed `bodySHA256` URL parameter.
+#[tokio::test]
+async fn twilio_json_body_is_covered_by_body_sha256() {
+    let sig = sign(&Delivery {
+        provider: "twilio-json",
+        secrets: vec!["old-auth-token"],
+        ts: NOW,
+        body: JSON,
+    });
+    let hash = hex::encode(sha2::Sha256::digest(JSON.as_bytes()));
+    let url = format!("{TWILIO_URL}&bodySHA256={hash}");
+    let mut h = HeaderMap::new();
+    h.insert("x-twilio-signature", HeaderValue::from_str(&sig).unwrap());
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    let p = providers()
+        .into_iter()
+        .find(|p| p.name == "twilio")
+        .unwrap();
+    let a = p.authenticator(&[p.secrets[0]]);
+    let at_now = at(NOW);
+    assert!(a.check(&h, JSON.as_bytes(), &url, at_now).await.is_ok());
+    // Another body under the same signed URL: its hash no longer matches.
+    let got = a.check(&h, JSON_TAMPERED.as_bytes(), &url, at_now).await;
+    assert!(got.is_err(), "{got:?}");
 }
