@@ -253,7 +253,14 @@ fn valid_docs(s: &str) -> bool {
 /// Parse and validate one plan file. `stem` is the file name without `.toml`.
 pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Problem>> {
     let raw: RawPlan = toml::from_str(text).map_err(|e| {
-        let msg = e.message().to_string();
+        let line = e
+            .span()
+            .and_then(|r| text.get(..r.start))
+            .map(|before| before.matches('\n').count() + 1);
+        let msg = match line {
+            Some(l) => format!("line {l}: {}", e.message().trim_end()),
+            None => e.message().trim_end().to_string(),
+        };
         vec![problem(file, "-", msg)]
     })?;
     let mut problems = Vec::new();
