@@ -114,8 +114,10 @@ pub struct Refusal {
     /// `Allow`, for 405.
     pub allow: Option<HeaderValue>,
     /// Further headers a stage wants on the refusal (e.g. `RateLimit-Policy`/`RateLimit` on a
-    /// 429). Appended last; they cannot replace the problem's own `Content-Type`.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// 429). Appended last; they cannot replace the problem's own `Content-Type`. Boxed and
+    /// optional so that the common refusal stays small (clippy `result_large_err`) and
+    /// allocation-free; add with [`Refusal::with_header`], read with [`Refusal::extra_headers`].
+    pub headers: Option<Box<Vec<(HeaderName, HeaderValue)>>>,
 }
 
 impl Refusal {
@@ -128,7 +130,7 @@ impl Refusal {
             close: false,
             challenges: Vec::new(),
             allow: None,
-            headers: Vec::new(),
+            headers: None,
         }
     }
 
@@ -146,8 +148,13 @@ impl Refusal {
 
     /// Add an extra response header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.headers.get_or_insert_default().push((name, value));
         self
+    }
+
+    /// The extra headers added with [`Refusal::with_header`].
+    pub fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
+        self.headers.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// Render as problem+json.
@@ -183,7 +190,7 @@ impl Refusal {
         if self.close {
             h.insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        for (name, value) in self.headers {
+        for (name, value) in self.headers.map(|b| *b).unwrap_or_default() {
             if name != CONTENT_TYPE {
                 h.append(name, value);
             }

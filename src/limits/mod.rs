@@ -174,13 +174,13 @@ impl RouteLimits {
             return Ok(RateHeaders::default());
         };
         let now = nanos(self.clock.as_ref());
-        let mut current = Vec::with_capacity(2);
+        let mut current = String::with_capacity(64);
         if let Some(table) = &self.identity {
             match table.check(identity, now) {
                 Decision::Allowed {
                     remaining,
                     reset_ns,
-                } => current.push(limit_item(IDENTITY_POLICY, remaining, reset_ns)),
+                } => push_limit_item(&mut current, IDENTITY_POLICY, remaining, reset_ns),
                 Decision::Refused { retry_ns, reset_ns } => {
                     return Err(self.refusal(IDENTITY_POLICY, retry_ns, reset_ns, policy));
                 }
@@ -194,7 +194,7 @@ impl RouteLimits {
                 Decision::Allowed {
                     remaining,
                     reset_ns,
-                } => current.push(limit_item(ROUTE_POLICY, remaining, reset_ns)),
+                } => push_limit_item(&mut current, ROUTE_POLICY, remaining, reset_ns),
                 Decision::Refused { retry_ns, reset_ns } => {
                     drop(tat);
                     // The request does not happen, so it must not use up the caller's own quota.
@@ -207,7 +207,7 @@ impl RouteLimits {
         }
         Ok(RateHeaders {
             policy: Some(policy.clone()),
-            current: HeaderValue::from_str(&current.join(", ")).ok(),
+            current: HeaderValue::from_maybe_shared(bytes::Bytes::from(current)).ok(),
         })
     }
 
@@ -242,7 +242,9 @@ impl RouteLimits {
         )
         .retry_after(ceil_secs(retry_ns).max(1))
         .with_header(RATELIMIT_POLICY, policy.clone());
-        if let Ok(v) = HeaderValue::from_str(&limit_item(name, 0, reset_ns)) {
+        let mut item = String::new();
+        push_limit_item(&mut item, name, 0, reset_ns);
+        if let Ok(v) = HeaderValue::from_str(&item) {
             r = r.with_header(RATELIMIT, v);
         }
         r
@@ -254,9 +256,13 @@ fn policy_item(name: &str, q: &Quota) -> String {
     format!("\"{name}\";q={};w={}", q.burst(), q.window_secs())
 }
 
-/// `"name";r=<remaining>;t=<seconds>`.
-fn limit_item(name: &str, remaining: u64, reset_ns: u64) -> String {
-    format!("\"{name}\";r={remaining};t={}", ceil_secs(reset_ns))
+/// Append `"name";r=<remaining>;t=<seconds>` as the next list member.
+fn push_limit_item(out: &mut String, name: &str, remaining: u64, reset_ns: u64) {
+    use std::fmt::Write as _;
+    if !out.is_empty() {
+        out.push_str(", ");
+    }
+    let _ = write!(out, "\"{name}\";r={remaining};t={}", ceil_secs(reset_ns));
 }
 
 /// Now, in nanoseconds since the Unix epoch (0 before it: only a broken clock says so).

@@ -18,7 +18,7 @@ fn limits(s: RouteLimitSettings, c: &Arc<FakeClock>) -> RouteLimits {
 }
 
 fn header(r: &Refusal, name: &HeaderName) -> String {
-    r.headers
+    r.extra_headers()
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.to_str().unwrap().to_owned())
@@ -230,7 +230,10 @@ fn failing_sources_are_slowed_and_successful_ones_never() {
     let r = s.check_source(bad).unwrap_err();
     assert_eq!(r.code, Code::RateLimited);
     assert_eq!(r.retry_after, Some(10));
-    assert!(r.headers.is_empty(), "thresholds are not advertised");
+    assert!(
+        r.extra_headers().is_empty(),
+        "thresholds are not advertised"
+    );
     for _ in 0..100 {
         s.check_source(good).unwrap();
     }

@@ -72,10 +72,11 @@ pub(crate) fn parse(body: &[u8]) -> Result<Value, Refusal> {
 /// Validate against the compiled schema; 422 with the failing pointers and keywords only —
 /// never the offending values, which may be secrets.
 pub(crate) fn check_schema(schema: &jsonschema::Validator, doc: &Value) -> Result<(), Refusal> {
-    let mut errors = schema.iter_errors(doc).peekable();
-    if errors.peek().is_none() {
+    // The common case first: `is_valid` stops at the first failure and builds no errors.
+    if schema.is_valid(doc) {
         return Ok(());
     }
+    let errors = schema.iter_errors(doc);
     let mut detail = String::new();
     for (n, e) in errors.enumerate() {
         if n == MAX_REPORTED {
@@ -86,7 +87,12 @@ pub(crate) fn check_schema(schema: &jsonschema::Validator, doc: &Value) -> Resul
             detail.push_str("; ");
         }
         let pointer = e.instance_path().as_str();
-        let pointer = if pointer.is_empty() { "/" } else { pointer };
+        // The empty pointer is the whole document; "/" would mean a property named "".
+        let pointer = if pointer.is_empty() {
+            "(root)"
+        } else {
+            pointer
+        };
         let _ = write!(detail, "{}: {}", truncate(pointer), e.kind().keyword());
     }
     Err(Refusal::new(Code::SchemaViolation, detail))

@@ -118,19 +118,27 @@ impl Validator {
         if !has_body {
             return Ok(());
         }
-        match media::request_type(parts)? {
-            None => Err(Refusal::new(
+        let (ty, sub) = media::request_type(parts)?.ok_or_else(|| {
+            Refusal::new(
                 Code::UnsupportedMediaType,
                 "a request body needs a Content-Type",
-            )),
-            Some((ty, sub)) if !media::allowed(&self.content_types, &ty, &sub) => {
-                Err(Refusal::new(
-                    Code::UnsupportedMediaType,
-                    "Content-Type not accepted on this route",
-                ))
-            }
-            Some(_) => Ok(()),
+            )
+        })?;
+        if !media::allowed(&self.content_types, &ty, &sub) {
+            return Err(Refusal::new(
+                Code::UnsupportedMediaType,
+                "Content-Type not accepted on this route",
+            ));
         }
+        if media::kind(&ty, &sub) != BodyKind::Other && encoded(parts) {
+            // The checks read the bytes as sent; a compressed body would be checked as garbage
+            // (or, by a lenient upstream, not at all). RFC 9110 §15.5.16: 415.
+            return Err(Refusal::new(
+                Code::UnsupportedMediaType,
+                "Content-Encoding is not accepted on bodies this route validates",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether [`check_body`](Self::check_body) must see the body: JSON and XML bodies are
@@ -170,6 +178,20 @@ pub fn has_body(parts: &Parts) -> bool {
             parts.method,
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::DELETE
         )
+}
+
+/// Any `Content-Encoding` other than `identity`.
+fn encoded(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| {
+            v.to_str().map_or(true, |s| {
+                s.split(',')
+                    .any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
+            })
+        })
 }
 
 fn body_kind(parts: &Parts) -> BodyKind {

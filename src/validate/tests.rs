@@ -74,7 +74,7 @@ fn schema_violations_name_the_pointer_and_keyword_never_the_value() {
     assert!(!r.detail.contains("SECRET"));
 
     let r = v.check_body(&p, br#"{"itemz": []}"#).unwrap_err();
-    assert_eq!(r.detail, "/: additionalProperties; /: required");
+    assert_eq!(r.detail, "(root): additionalProperties; (root): required");
     let resp = r.into_response("rid");
     assert_eq!(resp.status(), http::StatusCode::UNPROCESSABLE_ENTITY);
 }
@@ -134,6 +134,26 @@ fn content_types_match_without_parameters_or_case() {
         v.check_head(&p, true).unwrap_err().code,
         Code::InvalidRequest
     );
+}
+
+#[test]
+fn encoded_bodies_are_refused_where_bodies_are_validated() {
+    let v = Validator::new(&ValidateSettings::default()).unwrap();
+    let mut p = parts("POST", "/", Some("application/json"));
+    p.headers
+        .insert("content-encoding", "gzip".parse().unwrap());
+    assert_eq!(
+        v.check_head(&p, true).unwrap_err().code,
+        Code::UnsupportedMediaType
+    );
+    p.headers
+        .insert("content-encoding", "identity".parse().unwrap());
+    v.check_head(&p, true).unwrap();
+    // Bodies that are not inspected may be encoded.
+    let mut p = parts("POST", "/", Some("application/octet-stream"));
+    p.headers
+        .insert("content-encoding", "gzip".parse().unwrap());
+    v.check_head(&p, true).unwrap();
 }
 
 #[test]
