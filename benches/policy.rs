@@ -1,1 +1,115 @@
-fn main() {}
+//! Cost of one authorization decision (budget: 10 µs for a typical route policy).
+//!
+//! `cargo bench --bench policy`
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::Method;
+use portcullis::authn::{Credential, Kind};
+use portcullis::authz::policy::{Access, Model, RoutePolicy, RouteSpec, Rules};
+use portcullis::metrics::Metrics;
+
+const ROUTE_POLICY: &str = r#"
+@id("payments-workloads")
+permit (principal, action in [Action::"read", Action::"write"], resource)
+when { principal.id like "spiffe://corp.example/ns/payments/*" && !principal.legacy };
+
+@id("racf-payops-read")
+permit (principal, action in Action::"read", resource)
+when {
+  principal.kind == "ldap" && principal.groups.contains("PAYOPS") &&
+  context.source_ip.isInRange(ip("10.20.0.0/16")) &&
+  context.weekday <= 5 && context.hour >= 6 && context.hour < 20
+};
+
+@id("no-batch-delete")
+forbid (principal, action == Action::"DELETE", resource)
+when { resource.path like "/cics/payments/batch/*" };
+"#;
+
+fn bench(c: &mut Criterion) {
+    let model = Arc::new(Model::new().unwrap());
+    let metrics = Arc::new(Metrics::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("route.cedar");
+    std::fs::write(&file, ROUTE_POLICY).unwrap();
+
+    let allow = RoutePolicy::load(
+        model.clone(),
+        &RouteSpec {
+            route: "cics-payments".into(),
+            rules: Rules::Allow(vec!["spiffe://corp.example/ns/payments/*".into()]),
+            shadow: None,
+        },
+        metrics.clone(),
+    )
+    .unwrap();
+    let route_file = RoutePolicy::load(
+        model.clone(),
+        &RouteSpec {
+            route: "cics-payments".into(),
+            rules: Rules::File(file.clone()),
+            shadow: None,
+        },
+        metrics.clone(),
+    )
+    .unwrap();
+    let with_shadow = RoutePolicy::load(
+        model,
+        &RouteSpec {
+            route: "cics-payments".into(),
+            rules: Rules::File(file.clone()),
+            shadow: Some(file),
+        },
+        metrics,
+    )
+    .unwrap();
+
+    let workload = Credential {
+        name: Arc::from("workload-mtls"),
+        kind: Kind::Mtls,
+        identity: "spiffe://corp.example/ns/payments/sa/api".into(),
+        principal: None,
+        groups: Vec::new(),
+    };
+    let racf = Credential {
+        name: Arc::from("racf"),
+        kind: Kind::Ldap,
+        identity: "spiffe://corp.example/legacy/racf/gwuser".into(),
+        principal: Some("GWUSER".into()),
+        groups: vec!["PAYOPS".into(), "BATCH".into(), "USERS".into()],
+    };
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_613_600);
+    let access = |c| Access {
+        credential: c,
+        method: &Method::GET,
+        path: "/cics/payments/42/status",
+        source_ip: "10.20.1.2".parse().unwrap(),
+        now,
+        phase: "bridge",
+    };
+
+    let mut g = c.benchmark_group("policy");
+    g.bench_function("allow_list_workload", |b| {
+        let a = access(&workload);
+        b.iter(|| assert!(allow.evaluate(std::hint::black_box(&a)).allowed()))
+    });
+    g.bench_function("file_workload", |b| {
+        let a = access(&workload);
+        b.iter(|| assert!(route_file.evaluate(std::hint::black_box(&a)).allowed()))
+    });
+    g.bench_function("file_ldap_groups_ip_time", |b| {
+        let a = access(&racf);
+        b.iter(|| assert!(route_file.evaluate(std::hint::black_box(&a)).allowed()))
+    });
+    g.bench_function("file_ldap_with_shadow", |b| {
+        let a = access(&racf);
+        b.iter(|| assert!(with_shadow.evaluate(std::hint::black_box(&a)).allowed()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
