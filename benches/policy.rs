@@ -2,6 +2,11 @@
 //!
 //! `cargo bench --bench policy`
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "bench setup: a failure should stop the bench loudly"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

@@ -53,7 +53,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -278,11 +278,11 @@ impl Watched {
         }
     }
 
-    fn file(model: &Model, path: &PathBuf) -> Result<Self, Vec<PolicyError>> {
+    fn file(model: &Model, path: &Path) -> Result<Self, Vec<PolicyError>> {
         let seen = crate::reload::stamp(path);
         let set = load::load_file(model, path)?;
         Ok(Watched {
-            file: Some(path.clone()),
+            file: Some(path.to_path_buf()),
             current: ArcSwap::from_pointee(set),
             seen: Mutex::new(seen),
         })
