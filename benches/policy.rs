@@ -113,6 +113,53 @@ fn bench(c: &mut Criterion) {
         let a = access(&racf);
         b.iter(|| assert!(with_shadow.evaluate(std::hint::black_box(&a)).allowed()))
     });
+    // The floor: Cedar alone, with the request and entities built once outside the loop.
+    let set: cedar_policy::PolicySet = ROUTE_POLICY.parse().unwrap();
+    let entities = cedar_policy::Entities::from_json_value(
+        serde_json::json!([
+            {"uid": {"type": "Workload", "id": "spiffe://corp.example/legacy/racf/gwuser"},
+             "attrs": {"id": "spiffe://corp.example/legacy/racf/gwuser", "trust_domain": "corp.example",
+                       "kind": "ldap", "credential": "racf", "principal": "GWUSER",
+                       "groups": ["PAYOPS", "BATCH", "USERS"], "legacy": true},
+             "parents": []},
+            {"uid": {"type": "Route", "id": "cics-payments"},
+             "attrs": {"name": "cics-payments", "path": "/cics/payments/42/status"}, "parents": []},
+            {"uid": {"type": "Action", "id": "GET"}, "attrs": {},
+             "parents": [{"type": "Action", "id": "read"}]}
+        ]),
+        None,
+    )
+    .unwrap();
+    let context = cedar_policy::Context::from_json_value(
+        serde_json::json!({
+            "source_ip": {"__extn": {"fn": "ip", "arg": "10.20.1.2"}},
+            "time": 1_793_613_600, "hour": 10, "weekday": 1, "phase": "bridge",
+            "kind": "ldap", "legacy": true
+        }),
+        None,
+    )
+    .unwrap();
+    let request = cedar_policy::Request::new(
+        r#"Workload::"spiffe://corp.example/legacy/racf/gwuser""#
+            .parse()
+            .unwrap(),
+        r#"Action::"GET""#.parse().unwrap(),
+        r#"Route::"cics-payments""#.parse().unwrap(),
+        context,
+        None,
+    )
+    .unwrap();
+    let authorizer = cedar_policy::Authorizer::new();
+    g.bench_function("cedar_only_ldap", |b| {
+        b.iter(|| {
+            let r = authorizer.is_authorized(
+                std::hint::black_box(&request),
+                std::hint::black_box(&set),
+                &entities,
+            );
+            assert_eq!(r.decision(), cedar_policy::Decision::Allow);
+        })
+    });
     g.finish();
 }
 

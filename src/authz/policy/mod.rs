@@ -93,8 +93,11 @@ const METHODS: [Method; 9] = [
 pub struct Model {
     validator: Validator,
     authorizer: Authorizer,
-    actions: Entities,
-    methods: Vec<(Method, EntityUid)>,
+    /// Per method: the action's uid and its entity, which carries its `read`/`write` group as an
+    /// ancestor. Only the request's own action entity is needed for `action in Action::"read"`,
+    /// so each request adds that one rather than the whole action hierarchy (which would cost a
+    /// transitive-closure pass over every action, per request).
+    methods: Vec<(Method, EntityUid, Entity)>,
     workload: EntityTypeName,
     route: EntityTypeName,
 }
@@ -114,16 +117,19 @@ impl Model {
         let methods = METHODS
             .iter()
             .map(|m| {
-                EntityUid::from_str(&format!("Action::\"{}\"", m.as_str()))
-                    .map(|uid| (m.clone(), uid))
-                    .map_err(|e| format!("policy schema: {e}"))
+                let uid = EntityUid::from_str(&format!("Action::\"{}\"", m.as_str()))
+                    .map_err(|e| format!("policy schema: {e}"))?;
+                let entity = actions
+                    .get(&uid)
+                    .cloned()
+                    .ok_or_else(|| format!("policy schema: no action for {m}"))?;
+                Ok((m.clone(), uid, entity))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, String>>()?;
         let name = |n: &str| EntityTypeName::from_str(n).map_err(|e| format!("policy schema: {e}"));
         Ok(Model {
             validator: Validator::new(schema),
             authorizer: Authorizer::new(),
-            actions,
             methods,
             workload: name("Workload")?,
             route: name("Route")?,
@@ -135,11 +141,11 @@ impl Model {
         SCHEMA
     }
 
-    fn action(&self, m: &Method) -> Option<&EntityUid> {
+    fn action(&self, m: &Method) -> Option<(&EntityUid, &Entity)> {
         self.methods
             .iter()
-            .find(|(k, _)| k == m)
-            .map(|(_, uid)| uid)
+            .find(|(k, _, _)| k == m)
+            .map(|(_, uid, e)| (uid, e))
     }
 }
 
@@ -366,7 +372,7 @@ impl RoutePolicy {
     /// Build the Cedar request and entities directly (no JSON round trip).
     fn request(&self, a: &Access<'_>) -> Result<(Request, Entities), String> {
         let c = a.credential;
-        let action = self
+        let (action, action_entity) = self
             .model
             .action(a.method)
             .ok_or_else(|| format!("method {} has no action in the policy model", a.method))?;
@@ -461,11 +467,7 @@ impl RoutePolicy {
         // that with the schema), and checking per request would double the cost.
         let request = Request::new(principal, action.clone(), self.route.clone(), context, None)
             .map_err(|e| format!("request: {e}"))?;
-        let entities = self
-            .model
-            .actions
-            .clone()
-            .add_entities([workload, route], None)
+        let entities = Entities::from_entities([workload, route, action_entity.clone()], None)
             .map_err(|e| format!("entities: {e}"))?;
         Ok((request, entities))
     }
