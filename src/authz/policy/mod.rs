@@ -47,6 +47,7 @@
 
 pub mod allow;
 mod load;
+mod memo;
 pub mod suggest;
 #[cfg(test)]
 mod tests;
@@ -100,6 +101,30 @@ pub struct Model {
     methods: Vec<(Method, EntityUid, Entity)>,
     workload: EntityTypeName,
     route: EntityTypeName,
+    /// `ip("…")` per source address.
+    ips: memo::Memo<IpAddr, RestrictedExpression>,
+    /// `Workload` entity per caller (all the credential's fields are compared on a hit).
+    workloads: memo::Memo<WorkloadKey, Entity>,
+}
+
+/// What a `Workload` entity is built from.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct WorkloadKey {
+    name: Arc<str>,
+    kind: crate::authn::Kind,
+    identity: String,
+    principal: Option<String>,
+    groups: Vec<String>,
+}
+
+impl WorkloadKey {
+    fn matches(&self, c: &Credential) -> bool {
+        *self.name == *c.name
+            && self.kind == c.kind
+            && self.identity == c.identity
+            && self.principal == c.principal
+            && self.groups == c.groups
+    }
 }
 
 impl Model {
@@ -133,12 +158,76 @@ impl Model {
             methods,
             workload: name("Workload")?,
             route: name("Route")?,
+            ips: memo::Memo::new(),
+            workloads: memo::Memo::new(),
         })
     }
 
     /// The schema, as Cedar text (for docs and `portcullis check`).
     pub fn schema_text() -> &'static str {
         SCHEMA
+    }
+
+    /// The `Workload` entity for a credential (cached; see [`memo`]).
+    fn workload_entity(&self, c: &Credential) -> Result<Entity, String> {
+        let key = (&*c.name, c.kind, &c.identity, &c.principal, &c.groups);
+        self.workloads.get_or(
+            &key,
+            |k| k.matches(c),
+            || {
+                let uid = EntityUid::from_type_name_and_id(
+                    self.workload.clone(),
+                    EntityId::new(&c.identity),
+                );
+                let trust_domain = c
+                    .identity
+                    .strip_prefix("spiffe://")
+                    .and_then(|r| r.split('/').next())
+                    .unwrap_or_default();
+                let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+                let attrs = HashMap::from([
+                    ("id".to_owned(), string(&c.identity)),
+                    ("trust_domain".to_owned(), string(trust_domain)),
+                    ("kind".to_owned(), string(c.kind.as_str())),
+                    ("credential".to_owned(), string(&c.name)),
+                    (
+                        "principal".to_owned(),
+                        string(c.principal.as_deref().unwrap_or_default()),
+                    ),
+                    (
+                        "groups".to_owned(),
+                        RestrictedExpression::new_set(c.groups.iter().map(|g| string(g))),
+                    ),
+                    (
+                        "legacy".to_owned(),
+                        RestrictedExpression::new_bool(c.kind.is_legacy()),
+                    ),
+                ]);
+                let entity = Entity::new(uid, attrs, Default::default())
+                    .map_err(|e| format!("principal: {e}"))?;
+                let key = WorkloadKey {
+                    name: c.name.clone(),
+                    kind: c.kind,
+                    identity: c.identity.clone(),
+                    principal: c.principal.clone(),
+                    groups: c.groups.clone(),
+                };
+                Ok((key, entity))
+            },
+        )
+    }
+
+    /// `ip("…")` for an address (cached; see [`memo`]).
+    fn ip(&self, ip: IpAddr) -> RestrictedExpression {
+        let made: Result<_, std::convert::Infallible> = self.ips.get_or(
+            &ip,
+            |k| *k == ip,
+            || Ok((ip, RestrictedExpression::new_ip(ip.to_string()))),
+        );
+        match made {
+            Ok(e) => e,
+            Err(never) => match never {},
+        }
     }
 
     fn action(&self, m: &Method) -> Option<(&EntityUid, &Entity)> {
@@ -376,50 +465,10 @@ impl RoutePolicy {
             .model
             .action(a.method)
             .ok_or_else(|| format!("method {} has no action in the policy model", a.method))?;
-        let principal = EntityUid::from_type_name_and_id(
-            self.model.workload.clone(),
-            EntityId::new(&c.identity),
-        );
-        let trust_domain = c
-            .identity
-            .strip_prefix("spiffe://")
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_default();
+        let workload = self.model.workload_entity(c)?;
+        let principal = workload.uid();
         let legacy = c.kind.is_legacy();
         let kind = c.kind.as_str();
-        let attrs = HashMap::from([
-            (
-                "id".to_owned(),
-                RestrictedExpression::new_string(c.identity.clone()),
-            ),
-            (
-                "trust_domain".to_owned(),
-                RestrictedExpression::new_string(trust_domain.to_owned()),
-            ),
-            (
-                "kind".to_owned(),
-                RestrictedExpression::new_string(kind.to_owned()),
-            ),
-            (
-                "credential".to_owned(),
-                RestrictedExpression::new_string(c.name.to_string()),
-            ),
-            (
-                "principal".to_owned(),
-                RestrictedExpression::new_string(c.principal.clone().unwrap_or_default()),
-            ),
-            (
-                "groups".to_owned(),
-                RestrictedExpression::new_set(
-                    c.groups
-                        .iter()
-                        .map(|g| RestrictedExpression::new_string(g.clone())),
-                ),
-            ),
-            ("legacy".to_owned(), RestrictedExpression::new_bool(legacy)),
-        ]);
-        let workload = Entity::new(principal.clone(), attrs, Default::default())
-            .map_err(|e| format!("principal: {e}"))?;
         let route = Entity::new(
             self.route.clone(),
             HashMap::from([
@@ -445,7 +494,7 @@ impl RoutePolicy {
                 "source_ip".to_owned(),
                 // A dual-stack listener reports IPv4 callers as ::ffff:a.b.c.d; policies are
                 // written with IPv4 ranges.
-                RestrictedExpression::new_ip(a.source_ip.to_canonical().to_string()),
+                self.model.ip(a.source_ip.to_canonical()),
             ),
             ("time".to_owned(), num(secs)),
             ("hour".to_owned(), num(secs % 86_400 / 3_600)),
