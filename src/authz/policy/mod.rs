@@ -47,13 +47,14 @@
 
 pub mod allow;
 mod load;
+mod memo;
 pub mod suggest;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -93,10 +94,37 @@ const METHODS: [Method; 9] = [
 pub struct Model {
     validator: Validator,
     authorizer: Authorizer,
-    actions: Entities,
-    methods: Vec<(Method, EntityUid)>,
+    /// Per method: the action's uid and its entity, which carries its `read`/`write` group as an
+    /// ancestor. Only the request's own action entity is needed for `action in Action::"read"`,
+    /// so each request adds that one rather than the whole action hierarchy (which would cost a
+    /// transitive-closure pass over every action, per request).
+    methods: Vec<(Method, EntityUid, Entity)>,
     workload: EntityTypeName,
     route: EntityTypeName,
+    /// `ip("…")` per source address.
+    ips: memo::Memo<IpAddr, RestrictedExpression>,
+    /// `Workload` entity per caller (all the credential's fields are compared on a hit).
+    workloads: memo::Memo<WorkloadKey, Entity>,
+}
+
+/// What a `Workload` entity is built from.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct WorkloadKey {
+    name: Arc<str>,
+    kind: crate::authn::Kind,
+    identity: String,
+    principal: Option<String>,
+    groups: Vec<String>,
+}
+
+impl WorkloadKey {
+    fn matches(&self, c: &Credential) -> bool {
+        *self.name == *c.name
+            && self.kind == c.kind
+            && self.identity == c.identity
+            && self.principal == c.principal
+            && self.groups == c.groups
+    }
 }
 
 impl Model {
@@ -114,19 +142,24 @@ impl Model {
         let methods = METHODS
             .iter()
             .map(|m| {
-                EntityUid::from_str(&format!("Action::\"{}\"", m.as_str()))
-                    .map(|uid| (m.clone(), uid))
-                    .map_err(|e| format!("policy schema: {e}"))
+                let uid = EntityUid::from_str(&format!("Action::\"{}\"", m.as_str()))
+                    .map_err(|e| format!("policy schema: {e}"))?;
+                let entity = actions
+                    .get(&uid)
+                    .cloned()
+                    .ok_or_else(|| format!("policy schema: no action for {m}"))?;
+                Ok((m.clone(), uid, entity))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, String>>()?;
         let name = |n: &str| EntityTypeName::from_str(n).map_err(|e| format!("policy schema: {e}"));
         Ok(Model {
             validator: Validator::new(schema),
             authorizer: Authorizer::new(),
-            actions,
             methods,
             workload: name("Workload")?,
             route: name("Route")?,
+            ips: memo::Memo::new(),
+            workloads: memo::Memo::new(),
         })
     }
 
@@ -135,11 +168,73 @@ impl Model {
         SCHEMA
     }
 
-    fn action(&self, m: &Method) -> Option<&EntityUid> {
+    /// The `Workload` entity for a credential (cached; see [`memo`]).
+    fn workload_entity(&self, c: &Credential) -> Result<Entity, String> {
+        let key = (&*c.name, c.kind, &c.identity, &c.principal, &c.groups);
+        self.workloads.get_or(
+            &key,
+            |k| k.matches(c),
+            || {
+                let uid = EntityUid::from_type_name_and_id(
+                    self.workload.clone(),
+                    EntityId::new(&c.identity),
+                );
+                let trust_domain = c
+                    .identity
+                    .strip_prefix("spiffe://")
+                    .and_then(|r| r.split('/').next())
+                    .unwrap_or_default();
+                let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+                let attrs = HashMap::from([
+                    ("id".to_owned(), string(&c.identity)),
+                    ("trust_domain".to_owned(), string(trust_domain)),
+                    ("kind".to_owned(), string(c.kind.as_str())),
+                    ("credential".to_owned(), string(&c.name)),
+                    (
+                        "principal".to_owned(),
+                        string(c.principal.as_deref().unwrap_or_default()),
+                    ),
+                    (
+                        "groups".to_owned(),
+                        RestrictedExpression::new_set(c.groups.iter().map(|g| string(g))),
+                    ),
+                    (
+                        "legacy".to_owned(),
+                        RestrictedExpression::new_bool(c.kind.is_legacy()),
+                    ),
+                ]);
+                let entity = Entity::new(uid, attrs, Default::default())
+                    .map_err(|e| format!("principal: {e}"))?;
+                let key = WorkloadKey {
+                    name: c.name.clone(),
+                    kind: c.kind,
+                    identity: c.identity.clone(),
+                    principal: c.principal.clone(),
+                    groups: c.groups.clone(),
+                };
+                Ok((key, entity))
+            },
+        )
+    }
+
+    /// `ip("…")` for an address (cached; see [`memo`]).
+    fn ip(&self, ip: IpAddr) -> RestrictedExpression {
+        let made: Result<_, std::convert::Infallible> = self.ips.get_or(
+            &ip,
+            |k| *k == ip,
+            || Ok((ip, RestrictedExpression::new_ip(ip.to_string()))),
+        );
+        match made {
+            Ok(e) => e,
+            Err(never) => match never {},
+        }
+    }
+
+    fn action(&self, m: &Method) -> Option<(&EntityUid, &Entity)> {
         self.methods
             .iter()
-            .find(|(k, _)| k == m)
-            .map(|(_, uid)| uid)
+            .find(|(k, _, _)| k == m)
+            .map(|(_, uid, e)| (uid, e))
     }
 }
 
@@ -278,7 +373,7 @@ impl Watched {
         }
     }
 
-    fn file(model: &Model, path: &std::path::Path) -> Result<Self, Vec<PolicyError>> {
+    fn file(model: &Model, path: &Path) -> Result<Self, Vec<PolicyError>> {
         let seen = crate::reload::stamp(path);
         let set = load::load_file(model, path)?;
         Ok(Watched {
@@ -366,54 +461,14 @@ impl RoutePolicy {
     /// Build the Cedar request and entities directly (no JSON round trip).
     fn request(&self, a: &Access<'_>) -> Result<(Request, Entities), String> {
         let c = a.credential;
-        let action = self
+        let (action, action_entity) = self
             .model
             .action(a.method)
             .ok_or_else(|| format!("method {} has no action in the policy model", a.method))?;
-        let principal = EntityUid::from_type_name_and_id(
-            self.model.workload.clone(),
-            EntityId::new(&c.identity),
-        );
-        let trust_domain = c
-            .identity
-            .strip_prefix("spiffe://")
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_default();
+        let workload = self.model.workload_entity(c)?;
+        let principal = workload.uid();
         let legacy = c.kind.is_legacy();
         let kind = c.kind.as_str();
-        let attrs = HashMap::from([
-            (
-                "id".to_owned(),
-                RestrictedExpression::new_string(c.identity.clone()),
-            ),
-            (
-                "trust_domain".to_owned(),
-                RestrictedExpression::new_string(trust_domain.to_owned()),
-            ),
-            (
-                "kind".to_owned(),
-                RestrictedExpression::new_string(kind.to_owned()),
-            ),
-            (
-                "credential".to_owned(),
-                RestrictedExpression::new_string(c.name.to_string()),
-            ),
-            (
-                "principal".to_owned(),
-                RestrictedExpression::new_string(c.principal.clone().unwrap_or_default()),
-            ),
-            (
-                "groups".to_owned(),
-                RestrictedExpression::new_set(
-                    c.groups
-                        .iter()
-                        .map(|g| RestrictedExpression::new_string(g.clone())),
-                ),
-            ),
-            ("legacy".to_owned(), RestrictedExpression::new_bool(legacy)),
-        ]);
-        let workload = Entity::new(principal.clone(), attrs, Default::default())
-            .map_err(|e| format!("principal: {e}"))?;
         let route = Entity::new(
             self.route.clone(),
             HashMap::from([
@@ -439,7 +494,7 @@ impl RoutePolicy {
                 "source_ip".to_owned(),
                 // A dual-stack listener reports IPv4 callers as ::ffff:a.b.c.d; policies are
                 // written with IPv4 ranges.
-                RestrictedExpression::new_ip(a.source_ip.to_canonical().to_string()),
+                self.model.ip(a.source_ip.to_canonical()),
             ),
             ("time".to_owned(), num(secs)),
             ("hour".to_owned(), num(secs % 86_400 / 3_600)),
@@ -461,11 +516,7 @@ impl RoutePolicy {
         // that with the schema), and checking per request would double the cost.
         let request = Request::new(principal, action.clone(), self.route.clone(), context, None)
             .map_err(|e| format!("request: {e}"))?;
-        let entities = self
-            .model
-            .actions
-            .clone()
-            .add_entities([workload, route], None)
+        let entities = Entities::from_entities([workload, route, action_entity.clone()], None)
             .map_err(|e| format!("entities: {e}"))?;
         Ok((request, entities))
     }

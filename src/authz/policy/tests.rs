@@ -742,3 +742,151 @@ fn rules_from_route_config() {
         "{problem}"
     );
 }
+
+fn obs(identity: &str, method: &str, path: &str) -> suggest::Observed {
+    suggest::Observed {
+        identity: identity.into(),
+        method: method.into(),
+        path: path.into(),
+        count: 3,
+    }
+}
+
+fn compiled(text: &str) -> RoutePolicy {
+    let set = load::compile(&model(), text, Origin::File("suggested.cedar".into()))
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    RoutePolicy {
+        model: model(),
+        route: EntityUid::from_str("Route::\"cics-payments\"").unwrap(),
+        route_name: RestrictedExpression::new_string("cics-payments".into()),
+        enforced: Watched::fixed(set),
+        shadow: None,
+        metrics: Arc::new(Metrics::default()),
+    }
+}
+
+#[test]
+fn suggested_policy_allows_what_was_seen_and_little_else() {
+    let api = "spiffe://corp.example/ns/payments/sa/api";
+    let batch = "spiffe://corp.example/ns/payments/sa/batch";
+    let racf = "spiffe://corp.example/legacy/racf/gwuser";
+    let seen = vec![
+        obs(api, "GET", "/cics/payments/42/status"),
+        obs(api, "GET", "/cics/payments/7/status"),
+        obs(api, "POST", "/cics/payments"),
+        obs(batch, "GET", "/cics/payments/1234/status"),
+        obs(batch, "POST", "/cics/payments"),
+        obs(
+            racf,
+            "GET",
+            "/cics/payments/3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+        ),
+        obs(racf, "GET", "/cics/payments/report/2026-11-01"),
+        obs(racf, "PROPFIND", "/cics/payments"),
+    ];
+    let text = suggest::suggest("cics-payments", &seen);
+    let p = compiled(&text);
+    // api and batch have the same access: one group.
+    assert!(
+        text.contains(&format!("[\"{api}\", \"{batch}\"].contains(principal.id)")),
+        "{text}"
+    );
+
+    let at = |id: &str, m: Method, path: &str| {
+        let c = cred(Kind::Mtls, id);
+        Req {
+            method: m,
+            path,
+            ..Req::new(&c)
+        }
+        .eval(&p)
+        .allowed()
+    };
+    for o in &seen {
+        if o.method != "PROPFIND" {
+            let m = Method::from_bytes(o.method.as_bytes()).unwrap();
+            assert!(at(&o.identity, m, &o.path), "{o:?}\n{text}");
+        }
+    }
+    // Generalized ids.
+    assert!(at(api, Method::GET, "/cics/payments/99/status"));
+    assert!(at(
+        racf,
+        Method::GET,
+        "/cics/payments/00000000-0000-0000-0000-000000000000"
+    ));
+    // Nothing else.
+    assert!(!at(
+        "spiffe://corp.example/ns/payments/sa/new",
+        Method::GET,
+        "/cics/payments/42/status"
+    ));
+    assert!(!at(api, Method::DELETE, "/cics/payments"));
+    assert!(!at(api, Method::POST, "/cics/payments/42/status"));
+    assert!(!at(api, Method::GET, "/cics/payments/42/cancel"));
+    assert!(!at(racf, Method::POST, "/cics/payments"));
+    assert!(!at(racf, Method::GET, "/cics/payments/42/status"));
+}
+
+#[test]
+fn suggest_escapes_and_handles_no_traffic() {
+    let text = suggest::suggest("cics-payments", &[]);
+    let p = compiled(&text);
+    let c = cred(Kind::Mtls, "spiffe://corp.example/a");
+    assert!(!Req::new(&c).eval(&p).allowed());
+
+    // Hostile values cannot break out of their strings.
+    let evil_id = "spiffe://corp.example/a\" || true || \"";
+    let evil_path = "/x\"*/}; permit (principal, action, resource); //";
+    let text = suggest::suggest("cics-payments", &[obs(evil_id, "GET", evil_path)]);
+    let p = compiled(&text);
+    let c = cred(Kind::Mtls, evil_id);
+    assert!(
+        Req {
+            path: evil_path,
+            ..Req::new(&c)
+        }
+        .eval(&p)
+        .allowed(),
+        "{text}"
+    );
+    assert!(
+        !Req {
+            path: "/x\"anything/}",
+            ..Req::new(&c)
+        }
+        .eval(&p)
+        .allowed(),
+        "{text}"
+    );
+    let other = cred(Kind::Mtls, "spiffe://corp.example/a");
+    assert!(
+        !Req {
+            path: evil_path,
+            ..Req::new(&other)
+        }
+        .eval(&p)
+        .allowed(),
+        "{text}"
+    );
+}
+
+#[test]
+fn suggested_wildcards_stay_within_one_segment() {
+    let id = "spiffe://corp.example/a";
+    let text = suggest::suggest("cics-payments", &[obs(id, "GET", "/a/42/b")]);
+    let p = compiled(&text);
+    let c = cred(Kind::Mtls, id);
+    let at = |path: &str| {
+        Req {
+            path,
+            ..Req::new(&c)
+        }
+        .eval(&p)
+        .allowed()
+    };
+    assert!(at("/a/7/b"), "{text}");
+    assert!(!at("/a/4/2/b"), "{text}");
+    assert!(!at("/a/7/b/c"), "{text}");
+    assert!(!at("/a/7/c"), "{text}");
+}

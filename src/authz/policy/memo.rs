@@ -1,0 +1,79 @@
+//! Small bounded caches for the parts of a Cedar request that are costly to build and repeat from
+//! request to request: the `ip("…")` value of a source address (building it parses the function
+//! name with Cedar's parser, about 5 µs) and the `Workload` entity of a caller (about 3 µs).
+//!
+//! Keys come from callers (addresses, identities), so each cache is bounded: when full it is
+//! emptied and refilled by the traffic that follows, which keeps the steady state (a few thousand
+//! active callers) fast without any way to grow memory.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::RwLock;
+
+/// Entries kept per cache before it is emptied.
+const CAPACITY: usize = 4096;
+
+/// A bounded map from `K` to a value, checked with `matches` on every hit so that the key can be
+/// a hash of the real key (no allocation to look up) without a collision ever returning the
+/// wrong value.
+#[derive(Debug)]
+pub(super) struct Memo<S, V> {
+    hasher: RandomState,
+    map: RwLock<HashMap<u64, (S, V)>>,
+}
+
+impl<S, V: Clone> Memo<S, V> {
+    pub(super) fn new() -> Self {
+        Memo {
+            hasher: RandomState::new(),
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The cached value for `key`, whose stored form must satisfy `matches`; else `make` it
+    /// (returning the stored form and the value) and remember it.
+    pub(super) fn get_or<K: Hash + ?Sized, E>(
+        &self,
+        key: &K,
+        matches: impl Fn(&S) -> bool,
+        make: impl FnOnce() -> Result<(S, V), E>,
+    ) -> Result<V, E> {
+        let h = self.hasher.hash_one(key);
+        if let Ok(map) = self.map.read() {
+            if let Some((s, v)) = map.get(&h) {
+                if matches(s) {
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let (s, v) = make()?;
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= CAPACITY {
+                map.clear();
+            }
+            map.insert(h, (s, v.clone()));
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_never_returns_another_keys_value() {
+        let m: Memo<u32, u32> = Memo::new();
+        for i in 0..(CAPACITY as u32 * 3) {
+            let v: Result<u32, ()> = m.get_or(&i, |k| *k == i, || Ok((i, i * 2)));
+            assert_eq!(v, Ok(i * 2));
+            assert!(m.map.read().unwrap().len() <= CAPACITY);
+        }
+        // A hit whose stored key does not match is rebuilt, not returned.
+        let v: Result<u32, ()> = m.get_or(&7u32, |_| false, || Ok((7, 99)));
+        assert_eq!(v, Ok(99));
+        // Errors are not cached.
+        let e: Result<u32, &str> = m.get_or(&1_000_000u32, |_| true, || Err("no"));
+        assert_eq!(e, Err("no"));
+    }
+}
