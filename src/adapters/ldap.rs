@@ -104,26 +104,44 @@ impl LdapAdapter {
     }
 
     /// Apply the adapter's case and character rules; `None` when the name is not acceptable
-    /// (empty, too long, control characters, or outside `user_extra_chars`).
+    /// (see [`normalize_user`]).
     pub fn normalize_user(&self, user: &str) -> Option<String> {
-        let len = user.chars().count();
-        if len == 0 || len > self.max_user_len || user.chars().any(char::is_control) {
+        normalize_user(
+            user,
+            self.user_case,
+            self.max_user_len,
+            self.user_extra_chars.as_deref(),
+        )
+    }
+}
+
+/// The user name as used for binding, caching, lockout and identity, or `None` when it is not
+/// acceptable: empty, longer than `max_len` characters, control characters, surrounding spaces
+/// (directories ignore them when matching names; no real user has them), or characters outside
+/// ASCII letters, digits and `extra` (when set).
+pub fn normalize_user(
+    user: &str,
+    case: UserCase,
+    max_len: usize,
+    extra: Option<&str>,
+) -> Option<String> {
+    let len = user.chars().count();
+    if len == 0 || len > max_len || user.chars().any(char::is_control) || user.trim() != user {
+        return None;
+    }
+    if let Some(extra) = extra {
+        if !user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        {
             return None;
         }
-        if let Some(extra) = &self.user_extra_chars {
-            if !user
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
-            {
-                return None;
-            }
-        }
-        Some(match self.user_case {
-            UserCase::Lower => user.to_lowercase(),
-            UserCase::Upper => user.to_uppercase(),
-            UserCase::Preserve => user.to_owned(),
-        })
     }
+    Some(match case {
+        UserCase::Lower => user.to_lowercase(),
+        UserCase::Upper => user.to_uppercase(),
+        UserCase::Preserve => user.to_owned(),
+    })
 }
 
 /// Check a `family = "ldap"` table (without its `family` key) and build the adapter.

@@ -107,29 +107,14 @@ impl Profile {
     }
 
     /// The user name as used for binding, caching, lockout and identity, or `None` when the
-    /// adapter does not accept it (same rules as [`LdapAdapter::normalize_user`]).
+    /// adapter does not accept it ([`crate::adapters::normalize_user`]).
     pub fn normalize_user(&self, user: &str) -> Option<String> {
-        let len = user.chars().count();
-        if len == 0 || len > self.max_user_len || user.chars().any(char::is_control) {
-            return None;
-        }
-        // Directories ignore surrounding spaces when matching names; no real user has them.
-        if user.trim() != user {
-            return None;
-        }
-        if let Some(extra) = &self.user_extra_chars {
-            if !user
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
-            {
-                return None;
-            }
-        }
-        Some(match self.user_case {
-            UserCase::Lower => user.to_lowercase(),
-            UserCase::Upper => user.to_uppercase(),
-            UserCase::Preserve => user.to_owned(),
-        })
+        crate::adapters::normalize_user(
+            user,
+            self.user_case,
+            self.max_user_len,
+            self.user_extra_chars.as_deref(),
+        )
     }
 
     fn check(&self) -> Result<(), SettingsError> {
