@@ -171,10 +171,7 @@ impl TokenExchange {
                 "present a credential to exchange",
             ));
         };
-        let cnf = match (cred.kind, &conn.tls) {
-            (Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
-            _ => None,
-        };
+        let cnf = crate::pipeline::cnf_thumbprint(&cred, conn);
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
         let issued = minter
             .tokens

@@ -220,7 +220,7 @@ impl Gateway {
             now,
             phase: phase.as_str(),
         };
-        let (permit, shadow) = match (treatment, &plan) {
+        let (permit, observing) = match (treatment, &plan) {
             (Treatment::Refuse, Some(plan)) => {
                 let cred_name = caller.credential().map_or("", |c| &c.name).to_owned();
                 return Err(retired(plan, &cred_name));
@@ -233,32 +233,62 @@ impl Gateway {
                 } else {
                     Decision::ShadowDeny
                 };
-                let body = match buffered {
-                    Some(bytes) => Forward::Buffered(bytes),
-                    None => Forward::Stream(body.take()),
-                };
-                let (upstream_req, tripped) = translate(
-                    &permit,
-                    conn,
-                    parts,
-                    &routed,
-                    body,
-                    &trace.request_id,
-                    Outgoing::Unchanged,
-                )?;
-                return self
-                    .forward(&route, upstream_req, tripped, None, trace)
-                    .await;
+                (permit, true)
             }
             (t, _) => {
                 trace.sunset = t == Treatment::Bridge;
-                authz::authorize(&route, caller, request)?
+                let (permit, shadow) = authz::authorize(&route, caller, request)?;
+                trace.decision = match shadow {
+                    authz::Shadow::Agrees => Decision::Allow,
+                    authz::Shadow::Denies => Decision::ShadowDeny,
+                };
+                (permit, false)
             }
         };
-        trace.decision = match shadow {
-            authz::Shadow::Agrees => Decision::Allow,
-            authz::Shadow::Denies => Decision::ShadowDeny,
+        let mut in_flight = None;
+        let mut token = None;
+        // `observe`: nothing below is enforced, and the request goes upstream as sent.
+        if !observing {
+            in_flight = self
+                .controls(&permit, conn, parts, body, &mut buffered, trace)
+                .await?;
+            token = self.mint(&permit, conn, now)?;
+            trace.jti = token.as_ref().map(|m| m.jti.clone());
+        }
+        let body = match buffered {
+            Some(bytes) => Forward::Buffered(bytes),
+            None => Forward::Stream(body.take()),
         };
+        let outgoing = if observing {
+            Outgoing::Unchanged
+        } else {
+            Outgoing::Translated(token.as_ref().map(|m| &*m.token))
+        };
+        let (upstream_req, tripped) = translate(
+            &permit,
+            conn,
+            parts,
+            &routed,
+            body,
+            &trace.request_id,
+            outgoing,
+        )?;
+        self.forward(&route, upstream_req, tripped, in_flight, trace)
+            .await
+    }
+
+    /// Rate and concurrency limits, then request validation (buffering the body when it must be
+    /// read). Returns the concurrency slot to hold until the response is done.
+    async fn controls(
+        &self,
+        permit: &Permit,
+        conn: &ConnInfo,
+        parts: &Parts,
+        body: &mut Option<Incoming>,
+        buffered: &mut Option<bytes::Bytes>,
+        trace: &mut Trace,
+    ) -> Result<Option<crate::limits::InFlight>, Refusal> {
+        let route = permit.route();
         let mut in_flight = None;
         if let Some(limits) = &route.limits {
             let key = match permit.caller().credential() {
@@ -277,28 +307,12 @@ impl Gateway {
             v.check_head(parts, has_body)?;
             if has_body && v.needs_body(parts) {
                 if buffered.is_none() {
-                    buffered = Some(buffer_body(body.take(), body_limit).await?);
+                    *buffered = Some(buffer_body(body.take(), route.config.max_body).await?);
                 }
                 v.check_body(parts, buffered.as_deref().unwrap_or_default())?;
             }
         }
-        let token = self.mint(&permit, conn, now)?;
-        trace.jti = token.as_ref().map(|m| m.jti.clone());
-        let body = match buffered {
-            Some(bytes) => Forward::Buffered(bytes),
-            None => Forward::Stream(body.take()),
-        };
-        let (upstream_req, tripped) = translate(
-            &permit,
-            conn,
-            parts,
-            &routed,
-            body,
-            &trace.request_id,
-            Outgoing::Translated(token.as_ref().map(|m| &*m.token)),
-        )?;
-        self.forward(&route, upstream_req, tripped, in_flight, trace)
-            .await
+        Ok(in_flight)
     }
 
     /// Proxy stage: send to the upstream, time it, hold the concurrency slot until the response
@@ -414,10 +428,7 @@ impl Gateway {
                 "the gateway cannot mint a token for this route",
             ));
         };
-        let cnf = match (cred.kind, &conn.tls) {
-            (authn::Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
-            _ => None,
-        };
+        let cnf = cnf_thumbprint(cred, conn);
         let req = MintRequest::for_credential(cred, audience, up.token_profile, cnf.as_deref());
         match self.tokens.get_or_mint(issuer, &req, now, &self.metrics) {
             Ok(issued) => Ok(Some(issued.minted)),
@@ -643,6 +654,14 @@ struct Routed {
     route: Arc<Route>,
     path: String,
     host: Option<String>,
+}
+
+/// RFC 8705 `x5t#S256` of the caller's client certificate, when it authenticated with it.
+pub(crate) fn cnf_thumbprint(cred: &authn::Credential, conn: &ConnInfo) -> Option<String> {
+    match (cred.kind, &conn.tls) {
+        (authn::Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
+        _ => None,
+    }
 }
 
 /// The body to forward: still streaming from the caller, or read already (to check a signature).
