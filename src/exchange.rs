@@ -36,6 +36,8 @@ pub struct Minter<'a> {
     pub issuer: &'a Issuer,
     pub tokens: &'a TokenCache,
     pub metrics: &'a crate::metrics::Metrics,
+    /// Revocations: a revoked caller gets no token.
+    pub state: &'a dyn crate::state::StateStore,
 }
 
 /// The configured endpoint.
@@ -171,6 +173,15 @@ impl TokenExchange {
                 "present a credential to exchange",
             ));
         };
+        if minter
+            .state
+            .is_revoked(&cred.identity, &cred.name, cred.principal.as_deref(), None)
+        {
+            return Err(Refusal::new(
+                Code::InvalidCredential,
+                "this credential has been revoked",
+            ));
+        }
         let cnf = crate::pipeline::cnf_thumbprint(&cred, conn);
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
         let issued = minter

@@ -64,6 +64,8 @@ pub struct Gateway {
     /// `POST /oauth2/token`, when `[token_exchange]` is configured.
     pub exchange: Option<Arc<crate::exchange::TokenExchange>>,
     pub head_limits: HeadLimits,
+    /// Failed authentications per source address (`[listen] max_auth_failures`).
+    pub auth_failures: Option<Arc<crate::limits::SourceLimiter>>,
 }
 
 /// What the audit line and metrics need, filled in as stages run.
@@ -186,7 +188,25 @@ impl Gateway {
         let plan = route.plan.clone();
         let phase = route_phase(plan.as_deref(), now);
         trace.plan = plan.clone().map(|p| (p, phase));
-        let caller = match authn::authenticate(&route.accept, parts, conn, now, view).await {
+        // A source that keeps presenting wrong credentials (password spraying, key guessing) is
+        // refused before its next attempt costs an LDAP bind or reaches a lockout counter.
+        // `observe` blocks nothing, so it is neither checked nor charged there.
+        let throttle = self
+            .auth_failures
+            .as_deref()
+            .filter(|_| phase != Phase::Observe && !route.accept.is_empty());
+        if let Some(t) = throttle {
+            t.check_source(conn.peer.ip()).inspect_err(|_| {
+                self.metrics.rate_limited_total.with(&[route.name()]).inc();
+            })?;
+        }
+        let authenticated = authn::authenticate(&route.accept, parts, conn, now, view).await;
+        if let (Some(t), Err(r)) = (throttle, &authenticated) {
+            if r.code == Code::InvalidCredential {
+                t.note_auth_failure(conn.peer.ip());
+            }
+        }
+        let caller = match authenticated {
             Ok(c) => c,
             // `observe`: authenticated if possible, never blocking (the refusal is audited).
             Err(r) if phase == Phase::Observe && r.code != Code::InvalidRequest => {
@@ -386,8 +406,12 @@ impl Gateway {
         let Some(issuer) = &self.issuer else {
             return Err(Refusal::new(Code::NoRoute, "no token endpoint here"));
         };
+        let throttle = self.auth_failures.as_deref();
+        if let Some(t) = throttle {
+            t.check_source(conn.peer.ip())?;
+        }
         let form = buffer_body(body.take(), crate::exchange::MAX_FORM_BYTES).await?;
-        let (resp, cred, jti) = x
+        let exchanged = x
             .exchange(
                 parts,
                 conn,
@@ -397,9 +421,16 @@ impl Gateway {
                     issuer,
                     tokens: &self.tokens,
                     metrics: &self.metrics,
+                    state: &*self.state,
                 },
             )
-            .await?;
+            .await;
+        if let (Some(t), Err(r)) = (throttle, &exchanged) {
+            if r.code == Code::InvalidCredential {
+                t.note_auth_failure(conn.peer.ip());
+            }
+        }
+        let (resp, cred, jti) = exchanged?;
         trace.caller = Some(cred);
         trace.jti = Some(jti);
         trace.decision = Decision::Allow;

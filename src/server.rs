@@ -130,6 +130,33 @@ fn route_limits(
     )))
 }
 
+/// Sources tracked by the failed-authentication limiter; beyond that, new sources go untracked
+/// (see `limits::source`) rather than evicting the ones being throttled.
+const MAX_TRACKED_SOURCES: usize = 100_000;
+
+/// How often idle rate-limit keys are dropped.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drop idle keys from every limiter now and then, so memory follows the active callers.
+fn spawn_limit_sweeper(
+    routes: Vec<Arc<crate::limits::RouteLimits>>,
+    sources: Option<Arc<crate::limits::SourceLimiter>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for r in &routes {
+                r.sweep();
+            }
+            if let Some(s) = &sources {
+                s.sweep();
+            }
+        }
+    })
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -253,6 +280,19 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             .context("opening the in-memory state store")?,
     });
     let tokens = Arc::new(TokenCache::default());
+    let auth_failures = config.listen.max_auth_failures.and_then(|(count, window)| {
+        let rate = crate::limits::Rate::new(count, window)?;
+        Some(Arc::new(crate::limits::SourceLimiter::new(
+            rate,
+            count,
+            MAX_TRACKED_SOURCES,
+            opts.clock.clone(),
+        )))
+    });
+    watchers.push(spawn_limit_sweeper(
+        routes.iter().filter_map(|r| r.limits.clone()).collect(),
+        auth_failures.clone(),
+    ));
     let ops = Arc::new(crate::admin::Ops {
         state: state.clone(),
         plans: config.plans.clone(),
@@ -275,6 +315,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         exchange,
         issuer,
         tokens: tokens.clone(),
+        auth_failures,
         head_limits: HeadLimits {
             max_header_bytes: config.listen.max_header_bytes,
             max_headers: config.listen.max_headers,

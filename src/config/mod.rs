@@ -61,6 +61,9 @@ pub struct Listen {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_concurrent_streams: u32,
+    /// Failed authentications allowed per source address in a window, then 429 for that source
+    /// until the window's budget refills; `None` when turned off.
+    pub max_auth_failures: Option<(u32, Duration)>,
 }
 
 /// Certificate chain and private key files (PEM).
@@ -212,6 +215,8 @@ pub mod defaults {
     pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     pub const MAX_BODY: u64 = 1024 * 1024;
     pub const TOKEN_TTL: Duration = Duration::from_secs(300);
+    /// Failed authentications per source address before it is throttled.
+    pub const MAX_AUTH_FAILURES: (u32, Duration) = (60, Duration::from_secs(60));
 }
 
 /// One problem in a config file.

@@ -24,6 +24,8 @@ pub struct Listen {
     pub max_headers: Option<u64>,
     /// HTTP/2 concurrent streams per connection.
     pub max_concurrent_streams: Option<u64>,
+    /// Failed authentications per source address (`"60/m"`), or `"off"`.
+    pub max_auth_failures: Option<String>,
 }
 
 /// `[listen.tls]`

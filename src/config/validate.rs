@@ -457,8 +457,20 @@ fn listen(
         l.max_concurrent_streams,
         defaults::MAX_CONCURRENT_STREAMS.into(),
     );
+    let max_auth_failures = match l.max_auth_failures.as_deref().map(str::trim) {
+        None => Some(defaults::MAX_AUTH_FAILURES),
+        Some("off") => None,
+        Some(v) => match super::creds::parse_per(v) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                c.push("listen.max_auth_failures", format!("{e}, or \"off\""));
+                Some(defaults::MAX_AUTH_FAILURES)
+            }
+        },
+    };
     Some(Listen {
         addr: addr?,
+        max_auth_failures,
         tls,
         header_timeout,
         handshake_timeout,

@@ -28,6 +28,7 @@ fn claims(token: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racf_password_becomes_a_token_groups_reach_policy_and_a_dead_directory_is_503() {
+    logs::capture();
     let mut ldap = tokio::task::spawn_blocking(slapd::Slapd::start)
         .await
         .unwrap();
@@ -166,4 +167,6 @@ audience = "cics-payments"
     for secret in ["job-pass-1", "victim-pass", "other-pass", &token] {
         assert!(!audit.contains(secret), "{secret:?} reached the audit log");
     }
+    assert!(logs::contains("LDAP credential refused"));
+    logs::assert_absent(&["job-pass-1", "victim-pass", "other-pass", &token]);
 }

@@ -94,6 +94,7 @@ fn claims(token: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_are_translated_and_never_forwarded_or_logged() {
+    logs::capture();
     let pki = Pki::new();
     let up = Upstream::start().await;
     let gw = gateway(&pki, &up).await;
@@ -170,10 +171,14 @@ async fn api_keys_are_translated_and_never_forwarded_or_logged() {
         !audit.contains(&token),
         "a minted token reached the audit log"
     );
+    // Nor the diagnostics, at any level (the capture does see this test's refusals).
+    assert!(logs::contains("API key refused"));
+    logs::assert_absent(&[KEY, OLD_KEY, &token]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_signed_by_the_svix_sdk_is_verified_forwarded_unchanged_and_not_replayable() {
+    logs::capture();
     let pki = Pki::new();
     let up = Upstream::start().await;
     let gw = gateway(&pki, &up).await;
@@ -230,4 +235,6 @@ async fn a_webhook_signed_by_the_svix_sdk_is_verified_forwarded_unchanged_and_no
         mac.len() > 20 && !audit.contains(mac),
         "a signature reached the audit log"
     );
+    assert!(logs::contains("webhook refused"));
+    logs::assert_absent(&[mac, WHSEC, WHSEC.trim_start_matches("whsec_")]);
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod admin;
 mod config_check;
+mod controls;
 mod demo;
 mod hardening;
 mod identity;

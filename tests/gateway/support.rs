@@ -377,3 +377,62 @@ pub fn status_of(raw: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// Everything the gateways of this test binary log, at the most verbose levels, so that tests
+/// can prove no secret reaches a diagnostic line (CONTRACT §8: "at any level"). Tests run in
+/// parallel in one process, so the capture is global: grep for values unique to your test.
+pub mod logs {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    static CAPTURE: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Start capturing (idempotent). Call first thing in the test.
+    pub fn capture() {
+        CAPTURE.get_or_init(|| {
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let w = buf.clone();
+            let sub = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "trace,h2=debug,hyper=debug,hyper_util=debug,rustls=debug,tokio=info,runtime=info",
+                ))
+                .with_ansi(false)
+                .with_writer(move || Sink(w.clone()))
+                .finish();
+            tracing::subscriber::set_global_default(sub)
+                .expect("another test installed a global subscriber");
+            buf
+        });
+    }
+
+    /// Panic if `secret` appears in anything logged so far; returns how many bytes were logged
+    /// (so the caller can check that the capture saw its test's lines at all).
+    pub fn assert_absent(secrets: &[&str]) -> usize {
+        let buf = CAPTURE.get().expect("logs::capture() was not called");
+        let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+        for s in secrets {
+            assert!(s.len() >= 6, "too short to grep for: {s:?}");
+            assert!(!text.contains(s), "{s:?} reached the gateway's logs");
+        }
+        text.len()
+    }
+
+    /// Whether the logs contain `s` (to prove the capture covers the test's own lines).
+    pub fn contains(s: &str) -> bool {
+        let buf = CAPTURE.get().expect("logs::capture() was not called");
+        let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+        text.contains(s)
+    }
+}
