@@ -134,7 +134,9 @@ pub struct Metrics {
     pub legacy_requests_total: Family<Counter>,
     pub tokens_minted_total: Counter,
     pub token_cache_hits_total: Counter,
-    pub cert_expiry_seconds: Family<Gauge>,
+    /// `notAfter` (unix seconds) of each loaded certificate; exported as `cert_expiry_seconds`,
+    /// the time left *at scrape time*, so the value counts down without a reload.
+    cert_not_after: Family<Gauge>,
     pub config_reloads_total: Family<Counter>,
     pub audit_dropped_total: Counter,
     pub connections_open: Gauge,
@@ -152,7 +154,7 @@ impl Default for Metrics {
             legacy_requests_total: Family::new(&["plan", "credential"]),
             tokens_minted_total: Counter::default(),
             token_cache_hits_total: Counter::default(),
-            cert_expiry_seconds: Family::new(&["file"]),
+            cert_not_after: Family::new(&["file"]),
             config_reloads_total: Family::new(&["result"]),
             audit_dropped_total: Counter::default(),
             connections_open: Gauge::default(),
@@ -200,18 +202,6 @@ fn counters(out: &mut String, name: &str, help: &str, f: &Family<Counter>) {
     }
 }
 
-fn gauges(out: &mut String, name: &str, help: &str, f: &Family<Gauge>) {
-    header(out, name, "gauge", help);
-    for (k, g) in f.snapshot() {
-        let _ = writeln!(
-            out,
-            "portcullis_{name}{} {}",
-            labels(f.labels, &k, None),
-            g.get()
-        );
-    }
-}
-
 fn histograms(out: &mut String, name: &str, help: &str, f: &Family<Histogram>) {
     header(out, name, "histogram", help);
     for (k, h) in f.snapshot() {
@@ -251,6 +241,28 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, v: f64) {
 }
 
 impl Metrics {
+    /// Record the expiry of a certificate loaded from `file` (replacing the previous one).
+    pub fn set_cert_expiry(&self, file: &str, not_after: std::time::SystemTime) {
+        let unix = match not_after.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        self.cert_not_after.with(&[file]).set(unix);
+    }
+
+    /// Every loaded certificate file with the seconds it has left at `now` (negative: expired).
+    pub fn cert_expiry(&self, now: std::time::SystemTime) -> Vec<(String, f64)> {
+        let now = match now.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_secs_f64(),
+            Err(_) => 0.0,
+        };
+        self.cert_not_after
+            .snapshot()
+            .into_iter()
+            .filter_map(|(mut k, g)| Some((k.pop()?, (g.get() - now).round())))
+            .collect()
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(4096);
@@ -304,12 +316,19 @@ impl Metrics {
             "Tokens handed out from the cache.",
             self.token_cache_hits_total.get() as f64,
         );
-        gauges(
+        header(
             &mut o,
             "cert_expiry_seconds",
-            "Seconds until a loaded certificate expires.",
-            &self.cert_expiry_seconds,
+            "gauge",
+            "Seconds until a loaded certificate expires (negative: expired).",
         );
+        for (file, secs) in self.cert_expiry(std::time::SystemTime::now()) {
+            let _ = writeln!(
+                o,
+                "portcullis_cert_expiry_seconds{} {secs}",
+                labels(self.cert_not_after.labels, &[file], None)
+            );
+        }
         counters(
             &mut o,
             "config_reloads_total",
@@ -362,5 +381,23 @@ mod tests {
         assert!(text
             .contains("portcullis_request_duration_seconds_bucket{route=\"r1\",le=\"0.005\"} 1"));
         assert!(text.contains("portcullis_request_duration_seconds_count{route=\"r1\"} 1"));
+    }
+
+    #[test]
+    fn certificate_expiry_counts_down_at_scrape_time() {
+        let m = Metrics::default();
+        let now = std::time::SystemTime::now();
+        m.set_cert_expiry("/etc/tls/a.pem", now + Duration::from_secs(3 * 86400));
+        m.set_cert_expiry("/etc/tls/old.pem", now - Duration::from_secs(60));
+        let later = m.cert_expiry(now + Duration::from_secs(86400));
+        assert_eq!(
+            later,
+            vec![
+                ("/etc/tls/a.pem".to_string(), 2.0 * 86400.0),
+                ("/etc/tls/old.pem".to_string(), -86460.0)
+            ]
+        );
+        let text = m.render();
+        assert!(text.contains("portcullis_cert_expiry_seconds{file=\"/etc/tls/old.pem\"} -6"));
     }
 }

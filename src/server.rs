@@ -157,6 +157,26 @@ fn spawn_limit_sweeper(
     })
 }
 
+/// How often loaded certificates are checked against the 7-day expiry warning.
+const EXPIRY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Warn (hourly, and once at start) about every loaded certificate that expires within 7 days:
+/// a long-running gateway must not only warn when a file happens to be reloaded.
+fn spawn_expiry_warner(metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for (file, secs) in metrics.cert_expiry(std::time::SystemTime::now()) {
+                if secs < 7.0 * 86400.0 {
+                    tracing::warn!(file = %file, days = secs / 86400.0, "a certificate expires within 7 days (or has expired)");
+                }
+            }
+        }
+    })
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -346,6 +366,8 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         }
     };
 
+    // First check right away: every certificate (listener, trust bundles) is loaded by now.
+    watchers.push(spawn_expiry_warner(metrics.clone()));
     let data = TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("binding listen.addr {}", config.listen.addr))?;

@@ -92,7 +92,7 @@ impl FromFile for X509Bundle {
             Err(e) => -e.duration().as_secs_f64(),
         };
         if let Some(m) = metrics {
-            m.cert_expiry_seconds.with(&[file]).set(secs);
+            m.set_cert_expiry(file, at);
         }
         if secs < 30.0 * 86400.0 {
             tracing::warn!(

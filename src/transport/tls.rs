@@ -132,13 +132,13 @@ impl ReloadingCert {
 
     fn report_expiry(&self) {
         let ck = self.current.load();
-        if let Some(secs) = ck
-            .cert
-            .first()
-            .and_then(|c| seconds_to_expiry(c, SystemTime::now()))
-        {
+        if let Some(at) = ck.cert.first().and_then(|c| not_after(c)) {
             let file = self.files.cert.display().to_string();
-            self.metrics.cert_expiry_seconds.with(&[&file]).set(secs);
+            self.metrics.set_cert_expiry(&file, at);
+            let secs = match at.duration_since(SystemTime::now()) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            };
             if secs < 7.0 * 86400.0 {
                 tracing::warn!(file = %file, days = secs / 86400.0, "the listener certificate expires within 7 days");
             }
