@@ -22,11 +22,23 @@ pub async fn migration_json(
     routes: &[(&str, Option<&str>)],
     now: SystemTime,
 ) -> Result<Value, StateError> {
+    let report = report_now(store, plans, routes, now).await?;
+    serde_json::to_value(report).map_err(|e| StateError(e.to_string()))
+}
+
+/// The typed report behind [`migration_json`] (also read for the readiness gauges).
+pub async fn report_now(
+    store: &dyn StateStore,
+    plans: &Plans,
+    routes: &[(&str, Option<&str>)],
+    now: SystemTime,
+) -> Result<crate::migration::report::MigrationReport, StateError> {
     let usage = store.usage(usage_needed_since(plans, now)).await?;
     let inventory = store.inventory().await?;
     let revoked = RevocationSet::new(&store.revocations().await?);
-    let report = migration_report(plans, routes, &usage, &inventory, &revoked, now);
-    serde_json::to_value(report).map_err(|e| StateError(e.to_string()))
+    Ok(migration_report(
+        plans, routes, &usage, &inventory, &revoked, now,
+    ))
 }
 
 /// `GET /admin/v1/inventory`.
