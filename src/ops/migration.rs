@@ -23,7 +23,27 @@ pub async fn migration_json(
     now: SystemTime,
 ) -> Result<Value, StateError> {
     let report = report_now(store, plans, routes, now).await?;
-    serde_json::to_value(report).map_err(|e| StateError(e.to_string()))
+    let mut v = serde_json::to_value(report).map_err(|e| StateError(e.to_string()))?;
+    // The dashboard draws each plan's timeline: add its phase dates.
+    if let Some(list) = v.get_mut("plans").and_then(Value::as_array_mut) {
+        for p in list {
+            let dates = p
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| plans.get(n))
+                .map(|plan| {
+                    json!({
+                        "observe": plan.phases.observe,
+                        "bridge": plan.phases.bridge,
+                        "enforce": plan.phases.enforce,
+                    })
+                });
+            if let (Some(obj), Some(dates)) = (p.as_object_mut(), dates) {
+                obj.insert("phases".into(), dates);
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// The typed report behind [`migration_json`] (also read for the readiness gauges).
@@ -228,6 +248,7 @@ mod tests {
             .find(|p| p["name"] == "payments-cics")
             .unwrap();
         assert_eq!(cics["window"]["legacy_requests"], 1);
+        assert_eq!(cics["phases"]["observe"], "2026-11-01");
         assert_eq!(
             cics["what_if_enforced"]["principals"],
             json!(["racf:JSMITH"])
