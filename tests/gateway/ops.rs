@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use portcullis::clock::FakeClock;
 use serde_json::Value;
