@@ -15,9 +15,14 @@ use sha2::{Digest, Sha256};
 use crate::support::*;
 
 const KEY: &str = "pcs_ops_test_key_0123456789abcdef0123";
+/// A key whose identity the route's `allow` does not cover.
+const OTHER_KEY: &str = "pcs_ops_test_key_other_456789abcdef0123";
+const OTHER: &str = "spiffe://corp.example/elsewhere/other";
 const IDENTITY: &str = "spiffe://corp.example/partner/acme";
 /// 2026-12-08, 12:00 UTC: the plan below is in `bridge`.
 const TODAY: u64 = 20795;
+/// 2026-11-08: `observe`.
+const OBSERVE_DAY: u64 = 20765;
 
 fn config(dir: &Path, up: &Upstream, tls: &str, rules: &str) -> String {
     let extra = format!(
@@ -58,6 +63,10 @@ struct Env {
 
 /// A gateway in `bridge` for the partner-api plan, after 3 legacy requests from partner-acme.
 async fn start_with_traffic() -> Env {
+    start_on(TODAY).await
+}
+
+async fn start_on(day: u64) -> Env {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let dir = pki.dir.path();
@@ -81,8 +90,10 @@ window = "14d"
     std::fs::write(
         dir.join("keys.toml"),
         format!(
-            "[[keys]]\nid = \"partner-acme\"\nsha256 = \"{}\"\nidentity = \"{IDENTITY}\"\n",
-            hex::encode(Sha256::digest(KEY.as_bytes()))
+            "[[keys]]\nid = \"partner-acme\"\nsha256 = \"{}\"\nidentity = \"{IDENTITY}\"\n\
+             [[keys]]\nid = \"partner-other\"\nsha256 = \"{}\"\nidentity = \"{OTHER}\"\n",
+            hex::encode(Sha256::digest(KEY.as_bytes())),
+            hex::encode(Sha256::digest(OTHER_KEY.as_bytes()))
         ),
     )
     .unwrap();
@@ -97,7 +108,7 @@ window = "14d"
     portcullis::server::install_crypto();
     let cfg = portcullis::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let clock = Arc::new(FakeClock::new(
-        UNIX_EPOCH + Duration::from_secs(TODAY * 86400 + 12 * 3600),
+        UNIX_EPOCH + Duration::from_secs(day * 86400 + 12 * 3600),
     ));
     let gw = portcullis::server::start(cfg, portcullis::server::Options { clock })
         .await
@@ -117,14 +128,21 @@ window = "14d"
             .unwrap();
         assert_eq!(r.status(), 200, "{m} {p}");
     }
-    // Refused traffic is not "observed access".
+    // Refused traffic (or, in `observe`, traffic the policy would refuse) is not observed access.
     let r = client
         .get(format!("{base}/partner/secret"))
         .header("x-api-key", "pcs_wrong_key_000000000000000000000")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), if day == TODAY { 401 } else { 200 });
+    let r = client
+        .get(format!("{base}/partner/other"))
+        .header("x-api-key", OTHER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), if day == TODAY { 403 } else { 200 });
     let admin = format!("http://{}", gw.admin_addr);
     Env {
         pki,
@@ -303,6 +321,26 @@ async fn policy_suggestion_guards_and_gauges() {
     env.gw.stop().await;
 }
 
+/// `observe` forwards everything, but only what the policy would allow counts as access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_records_only_what_would_be_allowed() {
+    let env = start_on(OBSERVE_DAY).await;
+    let v: Value = reqwest::get(format!(
+        "{}/admin/v1/policy/suggest?route=partner&since=30d",
+        env.admin
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["requests"], 3, "{v}");
+    let policy = v["policy"].as_str().unwrap();
+    assert!(policy.contains(IDENTITY), "{policy}");
+    assert!(!policy.contains(OTHER), "{policy}");
+    env.gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_tables_json_and_revocation() {
     let env = start_with_traffic().await;
@@ -322,7 +360,7 @@ async fn cli_tables_json_and_revocation() {
     assert!(lines[1].ends_with("not ready"), "{table}");
     assert!(
         table.contains(
-            "enforcing today would refuse 3 request(s) from 1 caller(s): partner-keys:partner-acme"
+            "enforcing today would refuse 4 request(s) from 2 caller(s): partner-keys:partner-acme, partner-keys:partner-other"
         ),
         "{table}"
     );
@@ -332,11 +370,16 @@ async fn cli_tables_json_and_revocation() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["plans"][0]["name"], "partner-api");
     assert_eq!(v["plans"][0]["phase"], "bridge");
-    assert_eq!(v["plans"][0]["window"]["legacy_requests"], 3);
-    assert_eq!(
-        v["plans"][0]["active_legacy_principals"][0]["principal"],
-        "partner-acme"
-    );
+    // The 403 of partner-other was still a legacy-credential request.
+    assert_eq!(v["plans"][0]["window"]["legacy_requests"], 4);
+    let principals: Vec<&str> = v["plans"][0]["active_legacy_principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["principal"].as_str().unwrap())
+        .collect();
+    assert_eq!(principals.len(), 2);
+    assert!(principals.contains(&"partner-acme"), "{principals:?}");
 
     let o = cli(&["inventory", "--admin", admin]).await;
     assert!(o.status.success());
@@ -398,8 +441,19 @@ async fn cli_tables_json_and_revocation() {
     assert!(row.contains("revoked"), "{table}");
     let o = cli(&["inventory", "--json", "--admin", admin]).await;
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["entries"][0]["principal"], "partner-acme");
-    assert_eq!(v["entries"][0]["revoked"], true);
+    let revoked: Vec<(&str, bool)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["principal"].as_str().unwrap(),
+                e["revoked"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(revoked.contains(&("partner-acme", true)), "{revoked:?}");
+    assert!(revoked.contains(&("partner-other", false)), "{revoked:?}");
     let o = cli(&[
         "revoke",
         "--delete",
@@ -522,7 +576,7 @@ async fn dashboard_renders_in_headless_chromium() {
         )),
         "{dom}"
     );
-    assert!(dom.contains("1 entry<"), "{dom}");
+    assert!(dom.contains("2 entries<"), "{dom}");
 
     // To look at it: PORTCULLIS_DASHBOARD_PNG=/tmp/dashboard.png cargo test --test gateway dashboard
     if let Some(png) = std::env::var_os("PORTCULLIS_DASHBOARD_PNG") {
