@@ -1,7 +1,17 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (ready to take traffic; 503 while draining),
-//! `/metrics` (Prometheus text). Binds loopback by default.
+//! `/metrics` (Prometheus text), the ops API `/admin/v1/*` and the dashboard at `/`. Binds
+//! loopback by default.
+//!
+//! Loopback is also where an operator's browser lives, so the ops API and the dashboard defend
+//! against web pages (see [`guard`]): a `Host` that is not an IP literal, `localhost` or the
+//! listener's own address is refused (DNS rebinding), and changes need a JSON body (a cross-site
+//! form cannot send one without a CORS preflight, which is never answered).
+
+mod dashboard;
+mod guard;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -59,7 +69,55 @@ fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBod
     r
 }
 
+/// A problem+json response for the admin API.
+fn problem(code: crate::problem::Code, detail: impl Into<String>) -> Response<ProxyBody> {
+    let id = format!("{:016x}", rand::random::<u64>());
+    let mut r = crate::problem::Refusal::new(code, detail.into()).into_response(&id);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 impl Ops {
+    /// Every configured route's name.
+    fn route_names(&self) -> Vec<&str> {
+        self.routes.iter().map(|(r, _)| r.as_str()).collect()
+    }
+
+    /// Set the migration gauges from the plans, the clock and the recorded usage (on each scrape:
+    /// phases follow the clock, readiness the traffic).
+    async fn update_gauges(&self, metrics: &Metrics) {
+        use crate::migration::Phase;
+        let now = self.clock.now();
+        for plan in self.plans.iter() {
+            let current = plan.phases.at(now).phase;
+            for phase in [Phase::Observe, Phase::Bridge, Phase::Enforce] {
+                metrics
+                    .migration_phase
+                    .with(&[plan.name.as_str(), phase.as_str()])
+                    .set(if phase == current { 1.0 } else { 0.0 });
+            }
+        }
+        let routes: Vec<(&str, Option<&str>)> = self
+            .routes
+            .iter()
+            .map(|(r, p)| (r.as_str(), p.as_deref()))
+            .collect();
+        match crate::ops::migration::report_now(&*self.state, &self.plans, &routes, now).await {
+            Ok(report) => {
+                for p in &report.plans {
+                    let ready = p.status == crate::migration::report::Status::Ready;
+                    metrics
+                        .migration_ready
+                        .with(&[p.name.as_str()])
+                        .set(if ready { 1.0 } else { 0.0 });
+                }
+            }
+            // Keep the last values; the state store's own errors are logged where they occur.
+            Err(e) => tracing::warn!(error = %e, "migration readiness gauges not updated"),
+        }
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         use crate::ops::migration as m;
         let now = self.clock.now();
@@ -87,6 +145,15 @@ impl Ops {
                 match m::inventory_json(&*self.state, now).await {
                     Ok(v) => json_response(StatusCode::OK, &v),
                     Err(e) => unavailable(e),
+                }
+            }
+            (&Method::GET, "/admin/v1/policy/suggest") => {
+                use crate::ops::suggest::{suggest_json, SuggestError};
+                match suggest_json(&*self.state, &self.route_names(), parts.uri.query(), now).await
+                {
+                    Ok(v) => json_response(StatusCode::OK, &v),
+                    Err(SuggestError::State(e)) => unavailable(e),
+                    Err(e) => problem(e.code(), e.to_string()),
                 }
             }
             (&Method::GET, "/admin/v1/revocations") => {
@@ -119,9 +186,13 @@ impl Ops {
                 }
                 json_response(status, &v)
             }
-            (_, "/admin/v1/migration" | "/admin/v1/inventory" | "/admin/v1/revocations") => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-            }
+            (
+                _,
+                "/admin/v1/migration"
+                | "/admin/v1/inventory"
+                | "/admin/v1/revocations"
+                | "/admin/v1/policy/suggest",
+            ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
@@ -171,15 +242,28 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
 }
 
 impl Admin {
-    /// Answer one admin request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        if let (Some(ops), true) = (&self.ops, req.uri().path().starts_with("/admin/v1/")) {
+    /// Answer one admin request that arrived on the listener bound to `local`.
+    pub async fn handle(&self, req: Request<Incoming>, local: SocketAddr) -> Response<ProxyBody> {
+        let path = req.uri().path();
+        // Probes and metrics are read by machines that may name the host (a scrape target by
+        // service name); everything an operator's browser could be tricked into reading or
+        // changing is guarded.
+        let guarded = !matches!(path, "/healthz" | "/readyz" | "/metrics");
+        if guarded {
+            if let Err(refusal) = guard::check(&req, local) {
+                return problem(refusal.0, refusal.1);
+            }
+        }
+        if let (Some(ops), true) = (&self.ops, path.starts_with("/admin/v1/")) {
             return ops.handle(req).await;
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         }
-        match req.uri().path() {
+        if let Some(resp) = dashboard::serve(path, self.ops.is_some()) {
+            return resp;
+        }
+        match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => {
                 if self.health.draining.load(Ordering::Acquire) {
@@ -189,6 +273,9 @@ impl Admin {
                 }
             }
             "/metrics" => {
+                if let Some(ops) = &self.ops {
+                    ops.update_gauges(&self.metrics).await;
+                }
                 let mut r = Response::new(full(Bytes::from(self.metrics.render())));
                 r.headers_mut().insert(
                     CONTENT_TYPE,
@@ -202,6 +289,10 @@ impl Admin {
 
     /// Serve until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let Ok(local) = listener.local_addr() else {
+            tracing::error!("admin listener has no local address; not serving");
+            return;
+        };
         loop {
             tokio::select! {
                 _ = crate::server::stopped(&mut shutdown) => break,
@@ -212,7 +303,7 @@ impl Admin {
                     tokio::spawn(async move {
                         let svc = service_fn(move |req: Request<Incoming>| {
                             let me = me.clone();
-                            async move { Ok::<_, Infallible>(me.handle(req).await) }
+                            async move { Ok::<_, Infallible>(me.handle(req, local).await) }
                         });
                         let mut b = hyper::server::conn::http1::Builder::new();
                         b.timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(10));

@@ -141,6 +141,12 @@ pub struct Metrics {
     pub audit_dropped_total: Counter,
     pub connections_open: Gauge,
     pub connections_refused_total: Family<Counter>,
+    /// 1 for each plan's current phase, 0 for its other phases. Set by the admin listener on
+    /// each scrape of `/metrics` (from the plans and the clock), so it is never stale.
+    pub migration_phase: Family<Gauge>,
+    /// 1 when the plan's status is `ready`, else 0 (`not ready`, `overdue`, `exception`,
+    /// `overdue review`). Set on each scrape from the state store's usage.
+    pub migration_ready: Family<Gauge>,
 }
 
 impl Default for Metrics {
@@ -159,6 +165,8 @@ impl Default for Metrics {
             audit_dropped_total: Counter::default(),
             connections_open: Gauge::default(),
             connections_refused_total: Family::new(&["reason"]),
+            migration_phase: Family::new(&["plan", "phase"]),
+            migration_ready: Family::new(&["plan"]),
         }
     }
 }
@@ -354,6 +362,18 @@ impl Metrics {
             "connections_refused_total",
             "Connections closed before serving, by reason.",
             &self.connections_refused_total,
+        );
+        gauges(
+            &mut o,
+            "migration_phase",
+            "1 for each migration plan's current phase, 0 for the others.",
+            &self.migration_phase,
+        );
+        gauges(
+            &mut o,
+            "migration_ready",
+            "1 when the migration plan is ready to enforce, else 0.",
+            &self.migration_ready,
         );
         o
     }

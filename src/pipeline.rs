@@ -293,6 +293,21 @@ impl Gateway {
             &trace.request_id,
             outgoing,
         )?;
+        // Known to be forwarded: note who was let in for `policy suggest` (in `observe`, only
+        // what the policy would have allowed).
+        if let (Some(c), false) = (
+            permit.caller().credential(),
+            observing && trace.decision == Decision::ShadowDeny,
+        ) {
+            let access = crate::state::Access::of(
+                route.name(),
+                &c.identity,
+                parts.method.as_str(),
+                &routed.path,
+                now,
+            );
+            self.state.record_access(&access);
+        }
         self.forward(&route, upstream_req, tripped, in_flight, trace)
             .await
     }

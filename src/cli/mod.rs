@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod apikey;
 mod keys;
+mod ops;
 
 use crate::config;
 use crate::server;
@@ -52,6 +53,76 @@ enum Command {
     Apikey {
         #[command(subcommand)]
         command: ApikeyCommand,
+    },
+    /// Migration plans of the running gateway.
+    Migration {
+        #[command(subcommand)]
+        command: MigrationCommand,
+    },
+    /// Every identity and legacy credential the running gateway has seen.
+    Inventory {
+        #[command(flatten)]
+        out: OpsArgs,
+    },
+    /// Authorization policies from observed traffic.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Offboard a caller: refused from now on (`--delete` lifts a revocation).
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["identity", "credential", "jti"])))]
+    Revoke {
+        /// A SPIFFE ID, whatever credential it uses.
+        #[arg(long)]
+        identity: Option<String>,
+        /// A legacy principal: NAME:PRINCIPAL (credential name, user or key id).
+        #[arg(long)]
+        credential: Option<String>,
+        /// One minted token id.
+        #[arg(long)]
+        jti: Option<String>,
+        /// Why (shown in the revocation list and audit).
+        #[arg(long, required_unless_present = "delete")]
+        reason: Option<String>,
+        /// Delete the revocation instead.
+        #[arg(long, conflicts_with = "reason")]
+        delete: bool,
+        #[command(flatten)]
+        out: OpsArgs,
+    },
+}
+
+/// Options of every ops command.
+#[derive(Debug, clap::Args)]
+struct OpsArgs {
+    /// Admin API (default: http:// + the config's `[admin] addr`).
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrationCommand {
+    /// Per plan: phase, next phase, legacy share, active legacy principals, readiness.
+    Status {
+        #[command(flatten)]
+        out: OpsArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// A least-privilege Cedar policy for a route, from its observed allowed traffic.
+    Suggest {
+        #[arg(long)]
+        route: String,
+        /// How far back to look (a duration: 7d, 36h).
+        #[arg(long, default_value = crate::ops::suggest::DEFAULT_SINCE)]
+        since: String,
+        #[command(flatten)]
+        out: OpsArgs,
     },
 }
 
@@ -125,6 +196,54 @@ pub fn main() -> ExitCode {
     let path = config::locate(cli.config.as_deref());
     match cli.command {
         Command::Check => check(&path),
+        Command::Migration {
+            command: MigrationCommand::Status { out },
+        } => ops::run(
+            ops::Request::MigrationStatus,
+            out.json,
+            out.admin.as_deref(),
+            &path,
+        ),
+        Command::Inventory { out } => ops::run(
+            ops::Request::Inventory,
+            out.json,
+            out.admin.as_deref(),
+            &path,
+        ),
+        Command::Policy {
+            command: PolicyCommand::Suggest { route, since, out },
+        } => ops::run(
+            ops::Request::Suggest { route, since },
+            out.json,
+            out.admin.as_deref(),
+            &path,
+        ),
+        Command::Revoke {
+            identity,
+            credential,
+            jti,
+            reason,
+            delete,
+            out,
+        } => {
+            let target =
+                match ops::target(identity.as_deref(), credential.as_deref(), jti.as_deref()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_INVALID);
+                    }
+                };
+            let req = match (delete, reason) {
+                (true, _) => ops::Request::Unrevoke { target },
+                (false, Some(reason)) => ops::Request::Revoke { target, reason },
+                (false, None) => {
+                    eprintln!("error: --reason is required");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            ops::run(req, out.json, out.admin.as_deref(), &path)
+        }
         Command::Serve => {
             let cfg = match config::load(&path) {
                 Ok(c) => c,

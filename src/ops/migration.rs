@@ -22,11 +22,43 @@ pub async fn migration_json(
     routes: &[(&str, Option<&str>)],
     now: SystemTime,
 ) -> Result<Value, StateError> {
+    let report = report_now(store, plans, routes, now).await?;
+    let mut v = serde_json::to_value(report).map_err(|e| StateError(e.to_string()))?;
+    // The dashboard draws each plan's timeline: add its phase dates.
+    if let Some(list) = v.get_mut("plans").and_then(Value::as_array_mut) {
+        for p in list {
+            let dates = p
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| plans.get(n))
+                .map(|plan| {
+                    json!({
+                        "observe": plan.phases.observe,
+                        "bridge": plan.phases.bridge,
+                        "enforce": plan.phases.enforce,
+                    })
+                });
+            if let (Some(obj), Some(dates)) = (p.as_object_mut(), dates) {
+                obj.insert("phases".into(), dates);
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// The typed report behind [`migration_json`] (also read for the readiness gauges).
+pub async fn report_now(
+    store: &dyn StateStore,
+    plans: &Plans,
+    routes: &[(&str, Option<&str>)],
+    now: SystemTime,
+) -> Result<crate::migration::report::MigrationReport, StateError> {
     let usage = store.usage(usage_needed_since(plans, now)).await?;
     let inventory = store.inventory().await?;
     let revoked = RevocationSet::new(&store.revocations().await?);
-    let report = migration_report(plans, routes, &usage, &inventory, &revoked, now);
-    serde_json::to_value(report).map_err(|e| StateError(e.to_string()))
+    Ok(migration_report(
+        plans, routes, &usage, &inventory, &revoked, now,
+    ))
 }
 
 /// `GET /admin/v1/inventory`.
@@ -216,6 +248,7 @@ mod tests {
             .find(|p| p["name"] == "payments-cics")
             .unwrap();
         assert_eq!(cics["window"]["legacy_requests"], 1);
+        assert_eq!(cics["phases"]["observe"], "2026-11-01");
         assert_eq!(
             cics["what_if_enforced"]["principals"],
             json!(["racf:JSMITH"])

@@ -15,10 +15,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::pending::Pending;
 use super::revocations::RevocationSet;
 use super::{
-    kind_from_str, InventoryEntry, Revocation, StateError, StateStore, Target, Usage, UsageRow,
+    kind_from_str, Access, AccessRow, InventoryEntry, Revocation, StateError, StateStore, Target,
+    Usage, UsageRow, MAX_ACCESS_ROWS_PER_ROUTE,
 };
 use crate::migration::date::{Date, Timestamp};
 
+/// Bumped when an existing table changes meaning. Adding a table (as `access` was) keeps it: an
+/// older binary simply does not read the new table.
 const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
@@ -49,6 +52,16 @@ CREATE TABLE IF NOT EXISTS inventory_routes (
     route      TEXT NOT NULL,
     PRIMARY KEY (credential, key, route)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS access (
+    route      TEXT    NOT NULL,
+    identity   TEXT    NOT NULL,
+    method     TEXT    NOT NULL,
+    path       TEXT    NOT NULL, -- templated: identifier-like segments are '*'
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (route, identity, method, path)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS revocations (
     target TEXT PRIMARY KEY,
     reason TEXT    NOT NULL,
@@ -69,6 +82,8 @@ pub struct EmbeddedStore {
     /// Serializes revoke/unrevoke so the database and the in-memory set cannot disagree.
     revoke_lock: tokio::sync::Mutex<()>,
     path: Option<PathBuf>,
+    /// Set once the access cap has dropped a row (logged once, not per request).
+    access_capped: std::sync::atomic::AtomicBool,
 }
 
 impl EmbeddedStore {
@@ -128,6 +143,7 @@ impl EmbeddedStore {
             revoked: ArcSwap::from_pointee(RevocationSet::new(&revs)),
             revoke_lock: tokio::sync::Mutex::new(()),
             path,
+            access_capped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -170,6 +186,9 @@ impl EmbeddedStore {
         let taken = Arc::new(taken);
         let writing = taken.clone();
         let result = self.with_db(move |c| write_pending(c, &writing)).await;
+        if let Ok(Some(route)) = &result {
+            self.access_capped_once(route);
+        }
         if let Err(e) = result {
             // Nothing is lost: put the counts back for the next attempt.
             if let (Ok(mut g), Some(taken)) = (self.pending.lock(), Arc::into_inner(taken)) {
@@ -181,6 +200,22 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    fn access_capped_once(&self, route: &str) {
+        if !self
+            .access_capped
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                route,
+                cap = MAX_ACCESS_ROWS_PER_ROUTE,
+                "observed-access rows for policy suggestion reached the per-route cap; new \
+                 (identity, method, path) combinations are no longer recorded (logged once)"
+            );
+        }
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
 ) -> Result<T, StateError> {
@@ -189,8 +224,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StateError(format!("state task failed: {e}")))?
 }
 
-fn write_pending(c: &mut Connection, p: &Pending) -> Result<(), StateError> {
+/// Write `p` in one transaction. Returns a route whose access rows hit the cap, if any did.
+fn write_pending(c: &mut Connection, p: &Pending) -> Result<Option<String>, StateError> {
     let tx = c.transaction().map_err(db_err)?;
+    let capped = write_access(&tx, p)?;
     {
         let mut up_usage = tx
             .prepare_cached(
@@ -252,7 +289,91 @@ fn write_pending(c: &mut Connection, p: &Pending) -> Result<(), StateError> {
             }
         }
     }
-    tx.commit().map_err(db_err)
+    tx.commit().map_err(db_err)?;
+    Ok(capped)
+}
+
+/// Add the pending access rows, keeping at most [`MAX_ACCESS_ROWS_PER_ROUTE`] per route in the
+/// file: a new row is inserted only while its route is below the cap (counted once per route per
+/// flush, then tracked as rows go in).
+fn write_access(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<Option<String>, StateError> {
+    let mut rows = p.access_rows();
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    rows.sort_by(|a, b| a.route.cmp(&b.route));
+    let mut count_rows = tx
+        .prepare_cached("SELECT count(*) FROM access WHERE route = ?1")
+        .map_err(db_err)?;
+    let mut update = tx
+        .prepare_cached(
+            "UPDATE access SET count = count + ?5, first_seen = min(first_seen, ?6),
+                last_seen = max(last_seen, ?7)
+             WHERE route = ?1 AND identity = ?2 AND method = ?3 AND path = ?4",
+        )
+        .map_err(db_err)?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO access (route, identity, method, path, count, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(db_err)?;
+    let mut capped = None;
+    let mut current: Option<(&str, usize)> = None;
+    for r in &rows {
+        let stored = match current {
+            Some((route, n)) if route == r.route => n,
+            _ => {
+                let n: i64 = count_rows
+                    .query_row([&r.route], |row| row.get(0))
+                    .map_err(db_err)?;
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }
+        };
+        let values = params![
+            r.route,
+            r.identity,
+            r.method,
+            r.path,
+            i64::try_from(r.count).unwrap_or(i64::MAX),
+            r.first_seen.0,
+            r.last_seen.0
+        ];
+        let mut n = stored;
+        if update.execute(values).map_err(db_err)? == 0 {
+            if stored < MAX_ACCESS_ROWS_PER_ROUTE {
+                insert.execute(values).map_err(db_err)?;
+                n = stored.saturating_add(1);
+            } else {
+                capped = Some(r.route.clone());
+            }
+        }
+        current = Some((r.route.as_str(), n));
+    }
+    Ok(capped)
+}
+
+fn read_access(c: &Connection, route: &str, since: Date) -> Result<Vec<AccessRow>, StateError> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT identity, method, path, first_seen, last_seen, count FROM access
+             WHERE route = ?1 AND last_seen >= ?2 ORDER BY identity, method, path",
+        )
+        .map_err(db_err)?;
+    let rows = st
+        .query_map(params![route, since.unix_seconds()], |r| {
+            Ok(AccessRow {
+                route: route.to_owned(),
+                identity: r.get(0)?,
+                method: r.get(1)?,
+                path: r.get(2)?,
+                first_seen: Timestamp(r.get(3)?),
+                last_seen: Timestamp(r.get(4)?),
+                count: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
 }
 
 fn read_usage(c: &Connection, since: Date) -> Result<Vec<UsageRow>, StateError> {
@@ -374,6 +495,25 @@ impl StateStore for EmbeddedStore {
         if let Ok(mut g) = self.pending.lock() {
             g.record(usage);
         }
+    }
+
+    fn record_access(&self, access: &Access<'_>) {
+        let kept = self.pending.lock().map(|mut g| g.record_access(access));
+        if matches!(kept, Ok(false)) {
+            self.access_capped_once(access.route);
+        }
+    }
+
+    fn access<'a>(
+        &'a self,
+        route: &'a str,
+        since: Date,
+    ) -> BoxFuture<'a, Result<Vec<AccessRow>, StateError>> {
+        Box::pin(async move {
+            self.do_flush().await?;
+            let route = route.to_owned();
+            self.with_db(move |c| read_access(c, &route, since)).await
+        })
     }
 
     fn is_revoked(

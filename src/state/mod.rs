@@ -70,6 +70,59 @@ impl<'a> Usage<'a> {
     }
 }
 
+/// One permitted request forwarded upstream for an authenticated caller, as recorded for
+/// `policy suggest`. The path is already templated ([`Access::of`]), so a route's distinct rows
+/// are bounded by its operations and callers, not by the object ids in its URLs.
+#[derive(Debug, Clone)]
+pub struct Access<'a> {
+    pub at: SystemTime,
+    pub route: &'a str,
+    /// The caller's SPIFFE ID.
+    pub identity: &'a str,
+    pub method: &'a str,
+    /// The normalized path without query, identifier-like segments replaced by `*`.
+    pub path: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> Access<'a> {
+    /// The access of `identity` to `method path` on `route`; `path` is the normalized request
+    /// path (no query), templated here with the rule of [`crate::authz::policy::suggest`].
+    pub fn of(
+        route: &'a str,
+        identity: &'a str,
+        method: &'a str,
+        path: &'a str,
+        at: SystemTime,
+    ) -> Self {
+        Access {
+            at,
+            route,
+            identity,
+            method,
+            path: crate::authz::policy::suggest::template_path(path),
+        }
+    }
+}
+
+/// Distinct (identity, method, path template) rows kept per route. Far above what templated
+/// real traffic produces; reached only by a caller walking odd paths, whose new rows are then
+/// dropped (logged once) rather than growing memory and the state file without bound.
+pub const MAX_ACCESS_ROWS_PER_ROUTE: usize = 10_000;
+
+/// Allowed requests of one identity with one method on one path template of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessRow {
+    pub route: String,
+    pub identity: String,
+    pub method: String,
+    /// Templated: identifier-like segments are `*`.
+    pub path: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// All requests of this kind ever recorded (not only since the query's `since`).
+    pub count: u64,
+}
+
 /// Requests on one day, route, plan and credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageRow {
@@ -188,6 +241,19 @@ impl Serialize for Revocation {
 pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Count one request (memory only, never blocks on I/O).
     fn record(&self, usage: &Usage<'_>);
+
+    /// Note one permitted, forwarded request for policy suggestion (memory only, never blocks on
+    /// I/O; written by [`StateStore::flush`] with the usage). At most
+    /// [`MAX_ACCESS_ROWS_PER_ROUTE`] distinct rows per route are kept.
+    fn record_access(&self, access: &Access<'_>);
+
+    /// The access rows of `route` last seen on or after `since` (UTC day), including what is not
+    /// flushed yet.
+    fn access<'a>(
+        &'a self,
+        route: &'a str,
+        since: Date,
+    ) -> BoxFuture<'a, Result<Vec<AccessRow>, StateError>>;
 
     /// Whether a caller is revoked: by identity, by `credential:principal`, or by token id.
     /// Memory only.

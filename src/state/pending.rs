@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
-use super::{InventoryEntry, Usage, UsageRow};
+use super::{Access, AccessRow, InventoryEntry, Usage, UsageRow, MAX_ACCESS_ROWS_PER_ROUTE};
 use crate::authn::Kind;
 use crate::migration::date::{Date, Timestamp};
 
@@ -20,6 +20,31 @@ pub(crate) struct Pending {
     usage: HashMap<Date, ByRoute>,
     /// credential → principal-or-identity → sighting.
     inventory: HashMap<String, HashMap<String, InventoryEntry>>,
+    /// route → allowed access (policy suggestion).
+    access: HashMap<String, RouteAccess>,
+}
+
+/// identity → method → path template → sighting, with the number of leaves (the cap counts them).
+#[derive(Debug, Default)]
+struct RouteAccess {
+    rows: usize,
+    by_identity: HashMap<String, HashMap<String, HashMap<String, Seen>>>,
+}
+
+/// When and how often one access row was seen.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    first: Timestamp,
+    last: Timestamp,
+    count: u64,
+}
+
+impl Seen {
+    fn add(&mut self, first: Timestamp, last: Timestamp, count: u64) {
+        self.first = self.first.min(first);
+        self.last = self.last.max(last);
+        self.count = self.count.saturating_add(count);
+    }
 }
 
 /// The value for `k`, inserting a default (allocating the key) only when missing.
@@ -45,7 +70,67 @@ fn entry<K: Eq + Hash, V: Default>(m: &mut HashMap<K, V>, k: K) -> &mut V {
 impl Pending {
     /// Nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
-        self.usage.is_empty() && self.inventory.is_empty()
+        self.usage.is_empty() && self.inventory.is_empty() && self.access.is_empty()
+    }
+
+    /// Note one allowed access. `false` when it was dropped: a new row on a route already
+    /// holding [`MAX_ACCESS_ROWS_PER_ROUTE`] in this flush interval.
+    pub(crate) fn record_access(&mut self, a: &Access<'_>) -> bool {
+        let at = Timestamp::of(a.at);
+        self.add_access(a.route, a.identity, a.method, &a.path, (at, at, 1))
+    }
+
+    fn add_access(
+        &mut self,
+        route: &str,
+        identity: &str,
+        method: &str,
+        path: &str,
+        (first, last, count): (Timestamp, Timestamp, u64),
+    ) -> bool {
+        let Some(r) = slot(&mut self.access, route) else {
+            return true;
+        };
+        if let Some(seen) = r
+            .by_identity
+            .get_mut(identity)
+            .and_then(|m| m.get_mut(method))
+            .and_then(|m| m.get_mut(path))
+        {
+            seen.add(first, last, count);
+            return true;
+        }
+        if r.rows >= MAX_ACCESS_ROWS_PER_ROUTE {
+            return false;
+        }
+        r.rows += 1;
+        if let Some(by_path) = slot(&mut r.by_identity, identity).and_then(|m| slot(m, method)) {
+            by_path.insert(path.to_owned(), Seen { first, last, count });
+        }
+        true
+    }
+
+    /// The access not yet written, as rows.
+    pub(crate) fn access_rows(&self) -> Vec<AccessRow> {
+        let mut rows = Vec::new();
+        for (route, r) in &self.access {
+            for (identity, by_method) in &r.by_identity {
+                for (method, by_path) in by_method {
+                    for (path, seen) in by_path {
+                        rows.push(AccessRow {
+                            route: route.clone(),
+                            identity: identity.clone(),
+                            method: method.clone(),
+                            path: path.clone(),
+                            first_seen: seen.first,
+                            last_seen: seen.last,
+                            count: seen.count,
+                        });
+                    }
+                }
+            }
+        }
+        rows
     }
 
     /// Count one request.
@@ -103,6 +188,7 @@ impl Pending {
 
     /// Put back what a failed flush took, so nothing is lost.
     pub(crate) fn merge(&mut self, other: Pending) {
+        self.merge_access(&other);
         for row in other.usage_rows() {
             let by_route = entry(&mut self.usage, row.day);
             if let Some(cell) = slot(by_route, &row.route)
@@ -124,6 +210,19 @@ impl Pending {
                     by_key.insert(key, e);
                 }
             }
+        }
+    }
+
+    /// Put back the access of a failed flush (the cap still applies).
+    fn merge_access(&mut self, other: &Pending) {
+        for r in other.access_rows() {
+            let _ = self.add_access(
+                &r.route,
+                &r.identity,
+                &r.method,
+                &r.path,
+                (r.first_seen, r.last_seen, r.count),
+            );
         }
     }
 

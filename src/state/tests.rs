@@ -318,3 +318,137 @@ fn targets_parse_strictly() {
     assert!(Target::jti("a\nb").is_none());
     assert!(Target::from_key("group:x").is_none());
 }
+
+fn access<'a>(route: &'a str, id: &'a str, m: &'a str, p: &'a str, t: SystemTime) -> Access<'a> {
+    Access::of(route, id, m, p, t)
+}
+
+#[tokio::test]
+async fn access_is_templated_aggregated_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let api = "spiffe://corp.example/ns/payments/sa/api";
+    let old = "spiffe://corp.example/ns/payments/sa/old";
+    {
+        let store = EmbeddedStore::open(&path).await.unwrap();
+        store.record_access(&access(
+            "cics",
+            api,
+            "GET",
+            "/cics/pay/42/status",
+            at("2026-12-02", 1),
+        ));
+        store.record_access(&access(
+            "cics",
+            api,
+            "GET",
+            "/cics/pay/43/status",
+            at("2026-12-02", 9),
+        ));
+        store.record_access(&access(
+            "cics",
+            api,
+            "POST",
+            "/cics/pay",
+            at("2026-12-02", 5),
+        ));
+        store.record_access(&access(
+            "cics",
+            old,
+            "GET",
+            "/cics/pay",
+            at("2026-11-20", 5),
+        ));
+        store.record_access(&access("other", api, "GET", "/x", at("2026-12-02", 5)));
+        assert_eq!(rows(&path, "access"), 0, "memory only until flushed");
+        // Unflushed rows are included; `since` filters by last seen.
+        let got = store
+            .access("cics", Date::parse("2026-12-01").unwrap())
+            .await
+            .unwrap();
+        let got: Vec<(&str, &str, &str, u64)> = got
+            .iter()
+            .map(|r| {
+                (
+                    r.identity.as_str(),
+                    r.method.as_str(),
+                    r.path.as_str(),
+                    r.count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (api, "GET", "/cics/pay/*/status", 2),
+                (api, "POST", "/cics/pay", 1)
+            ]
+        );
+        store.record_access(&access(
+            "cics",
+            api,
+            "GET",
+            "/cics/pay/44/status",
+            at("2026-12-03", 1),
+        ));
+        store.flush().await.unwrap();
+    }
+    let store = EmbeddedStore::open(&path).await.unwrap();
+    let all = store
+        .access("cics", Date::parse("2026-11-01").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let get = all
+        .iter()
+        .find(|r| r.method == "GET" && r.identity == api)
+        .unwrap();
+    assert_eq!(
+        get.count, 3,
+        "counts accumulate across flushes and restarts"
+    );
+    assert_eq!(get.first_seen, Timestamp::of(at("2026-12-02", 1)));
+    assert_eq!(get.last_seen, Timestamp::of(at("2026-12-03", 1)));
+    assert!(all.iter().all(|r| r.route == "cics"));
+}
+
+#[tokio::test]
+async fn access_rows_are_capped_per_route_and_survive_a_failed_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = EmbeddedStore::open(&path).await.unwrap();
+    let id = "spiffe://corp.example/walker";
+    let t = at("2026-12-02", 0);
+    let paths: Vec<String> = (0..MAX_ACCESS_ROWS_PER_ROUTE + 5)
+        .map(|i| format!("/walk/x{i}"))
+        .collect();
+    for p in &paths {
+        store.record_access(&access("walk", id, "GET", p, t));
+    }
+    store.record_access(&access("calm", id, "GET", "/calm", t));
+    // A failed flush puts everything back.
+    let side = rusqlite::Connection::open(&path).unwrap();
+    side.execute_batch("ALTER TABLE access RENAME TO access_moved")
+        .unwrap();
+    assert!(store.flush().await.is_err());
+    side.execute_batch("ALTER TABLE access_moved RENAME TO access")
+        .unwrap();
+    drop(side);
+    store.flush().await.unwrap();
+    let cap = i64::try_from(MAX_ACCESS_ROWS_PER_ROUTE).unwrap();
+    assert_eq!(rows(&path, "access"), cap + 1);
+    // Next interval: new rows still refused on the full route, known rows still counted, other
+    // routes unaffected.
+    store.record_access(&access("walk", id, "GET", "/walk/new-one", t));
+    store.record_access(&access("walk", id, "GET", &paths[0], t));
+    store.record_access(&access("calm", id, "POST", "/calm", t));
+    store.flush().await.unwrap();
+    assert_eq!(rows(&path, "access"), cap + 2);
+    let walk = store
+        .access("walk", Date::parse("2026-12-01").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(walk.len(), MAX_ACCESS_ROWS_PER_ROUTE);
+    assert!(!walk.iter().any(|r| r.path == "/walk/new-one"));
+    assert_eq!(walk.iter().map(|r| r.count).max(), Some(2));
+}

@@ -18,6 +18,7 @@ mod issuer;
 mod ldap;
 mod legacy;
 mod migration;
+mod ops;
 mod paths;
 mod proxy;
 mod shutdown;

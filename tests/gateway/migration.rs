@@ -137,6 +137,7 @@ async fn phases_switch_by_date_and_revocation_and_usage_persist() {
     clock.set(day(BRIDGE_DAY));
     let r = reqwest::Client::new()
         .post(format!("{admin}/admin/v1/revocations"))
+        .header("content-type", "application/json")
         .body(r#"{"credential":"partner-keys:partner-acme","reason":"offboarded"}"#)
         .send()
         .await

@@ -21,14 +21,24 @@ pub struct Observed {
     pub identity: String,
     /// The HTTP method.
     pub method: String,
-    /// The normalized path (no query).
+    /// The normalized path (no query), raw or already templated by [`template_path`]: the
+    /// policy is the same.
     pub path: String,
     /// How many requests (for the comment only).
     pub count: u64,
 }
 
-/// Whether a path segment names one object rather than an operation.
+/// What an identifier segment becomes in a templated path ([`template_path`]).
+pub const PLACEHOLDER: &str = "*";
+
+/// Whether a path segment names one object rather than an operation. The placeholder itself
+/// counts as one, so templating is idempotent and [`suggest`] gives the same policy for raw
+/// paths and for paths the state store already templated (a literal `*` segment in a real path
+/// is generalized too: harmless, it only ever widens to one segment).
 fn is_identifier(seg: &str) -> bool {
+    if seg == PLACEHOLDER {
+        return true;
+    }
     let b = seg.as_bytes();
     let hex = |c: &u8| c.is_ascii_hexdigit();
     let digit = |c: &u8| c.is_ascii_digit();
@@ -55,6 +65,23 @@ fn template(path: &str) -> Vec<Option<&str>> {
     path.split('/')
         .map(|s| (!is_identifier(s)).then_some(s))
         .collect()
+}
+
+/// `path` with identifier-like segments replaced by [`PLACEHOLDER`]: what the state store keeps
+/// per observed request, so a route's distinct rows are bounded by its operations, not by its
+/// object ids. Borrowed when nothing changes.
+pub fn template_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path
+        .split('/')
+        .any(|s| s != PLACEHOLDER && is_identifier(s))
+    {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|s| if is_identifier(s) { PLACEHOLDER } else { s })
+        .collect();
+    std::borrow::Cow::Owned(segments.join("/"))
 }
 
 /// The Cedar condition for one path template.
@@ -150,4 +177,50 @@ pub fn suggest(route: &str, observed: &[Observed]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(identity: &str, method: &str, path: &str) -> Observed {
+        Observed {
+            identity: identity.into(),
+            method: method.into(),
+            path: path.into(),
+            count: 2,
+        }
+    }
+
+    #[test]
+    fn templating_is_idempotent_and_changes_nothing_in_the_policy() {
+        assert_eq!(template_path("/cics/payments"), "/cics/payments");
+        assert!(matches!(
+            template_path("/cics/payments"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let raw = [
+            "/cics/payments/42/status",
+            "/cics/payments/3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "/cics/payments/report/2026-11-01",
+            "/files/*/x",
+        ];
+        let templated: Vec<String> = raw.iter().map(|p| template_path(p).into_owned()).collect();
+        assert_eq!(
+            templated,
+            [
+                "/cics/payments/*/status",
+                "/cics/payments/*",
+                "/cics/payments/report/*",
+                "/files/*/x"
+            ]
+        );
+        for t in &templated {
+            assert_eq!(template_path(t), t.as_str(), "idempotent");
+        }
+        let id = "spiffe://corp.example/ns/payments/sa/api";
+        let a: Vec<Observed> = raw.iter().map(|p| obs(id, "GET", p)).collect();
+        let b: Vec<Observed> = templated.iter().map(|p| obs(id, "GET", p)).collect();
+        assert_eq!(suggest("r", &a), suggest("r", &b));
+    }
 }

@@ -1,0 +1,192 @@
+//! The ops commands (CONTRACT §2): `migration status`, `inventory`, `policy suggest`, `revoke`,
+//! all over the running gateway's admin API. Tables by default (the same JSON the API serves,
+//! rendered by [`crate::ops::table`]), `--json` for machines.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::{EXIT_INVALID, EXIT_RUNTIME};
+use crate::ops::client::AdminClient;
+use crate::state::Target;
+
+/// What to ask the admin API.
+#[derive(Debug)]
+pub enum Request {
+    MigrationStatus,
+    Inventory,
+    Suggest { route: String, since: String },
+    Revoke { target: Target, reason: String },
+    Unrevoke { target: Target },
+}
+
+/// The target of `revoke` from its three exclusive options (clap enforces "exactly one").
+pub fn target(
+    identity: Option<&str>,
+    credential: Option<&str>,
+    jti: Option<&str>,
+) -> Result<Target, String> {
+    match (identity, credential, jti) {
+        (Some(i), None, None) => {
+            Target::identity(i).ok_or_else(|| format!("--identity {i:?}: expected a SPIFFE ID"))
+        }
+        (None, Some(c), None) => Target::credential(c)
+            .ok_or_else(|| format!("--credential {c:?}: expected NAME:PRINCIPAL")),
+        (None, None, Some(j)) => {
+            Target::jti(j).ok_or_else(|| format!("--jti {j:?}: expected printable text"))
+        }
+        _ => Err("give exactly one of --identity, --credential, --jti".into()),
+    }
+}
+
+/// The admin client: `--admin URL`, else `http://` + the config's `[admin] addr`.
+fn client(admin: Option<&str>, config: &Path) -> Result<AdminClient, ExitCode> {
+    if let Some(url) = admin {
+        return AdminClient::new(url).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_INVALID)
+        });
+    }
+    match crate::config::load(config) {
+        Ok(cfg) => Ok(AdminClient::for_addr(cfg.admin.addr)),
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            eprintln!(
+                "error: cannot find the admin API: the config is invalid (or pass --admin URL)"
+            );
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+fn body_of(target: &Target, reason: Option<&str>) -> Value {
+    let mut v = match target {
+        Target::Identity(i) => json!({ "identity": i }),
+        Target::Credential { name, principal } => {
+            json!({ "credential": format!("{name}:{principal}") })
+        }
+        Target::Jti(j) => json!({ "jti": j }),
+    };
+    if let (Some(r), Some(m)) = (reason, v.as_object_mut()) {
+        m.insert("reason".into(), Value::from(r));
+    }
+    v
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// Strip control characters from text that came from the API before it reaches a terminal.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .collect()
+}
+
+/// Run one ops command; prints to stdout, errors to stderr.
+pub fn run(req: Request, json_out: bool, admin: Option<&str>, config: &Path) -> ExitCode {
+    let client = match client(admin, config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match rt.block_on(execute(&client, req, json_out)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", clean(&e.to_string()));
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// What the command prints on success.
+async fn execute(
+    client: &AdminClient,
+    req: Request,
+    json_out: bool,
+) -> Result<String, crate::ops::client::ClientError> {
+    use crate::ops::table::{inventory_table, migration_table};
+    let out = match req {
+        Request::MigrationStatus => {
+            let v = client.get("/admin/v1/migration").await?;
+            if json_out {
+                pretty(&v)
+            } else {
+                migration_table(&v)
+            }
+        }
+        Request::Inventory => {
+            let v = client.get("/admin/v1/inventory").await?;
+            if json_out {
+                pretty(&v)
+            } else {
+                inventory_table(&v)
+            }
+        }
+        Request::Suggest { route, since } => {
+            let q: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("route", &route)
+                .append_pair("since", &since)
+                .finish();
+            let v = client.get(&format!("/admin/v1/policy/suggest?{q}")).await?;
+            if json_out {
+                pretty(&v)
+            } else {
+                // Cedar text: escaped by the generator, printed as is.
+                v.get("policy")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        }
+        Request::Revoke { target, reason } => {
+            let (status, v) = client
+                .send(
+                    Method::POST,
+                    "/admin/v1/revocations",
+                    &body_of(&target, Some(&reason)),
+                )
+                .await?;
+            if json_out {
+                pretty(&v)
+            } else if status == StatusCode::CREATED {
+                format!("revoked {}: refused from now on", clean(&target.key()))
+            } else {
+                format!(
+                    "{} was already revoked; reason updated",
+                    clean(&target.key())
+                )
+            }
+        }
+        Request::Unrevoke { target } => {
+            let (_, v) = client
+                .send(
+                    Method::DELETE,
+                    "/admin/v1/revocations",
+                    &body_of(&target, None),
+                )
+                .await?;
+            if json_out {
+                pretty(&v)
+            } else {
+                format!("revocation of {} deleted", clean(&target.key()))
+            }
+        }
+    };
+    Ok(if out.ends_with('\n') { out } else { out + "\n" })
+}

@@ -1,0 +1,236 @@
+//! The CLI's side of the admin API: plain HTTP/1.1 over TCP with hyper's client (the admin
+//! listener binds loopback; a remote one is reached through a tunnel). One request per
+//! connection, bounded in time and size.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// Give up on an admin request after this long.
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest admin response read (a big inventory is a few MiB).
+const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// Why an admin request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL given is not one this client can use.
+    #[error("{0}")]
+    BadUrl(String),
+    /// Nothing answered at the address (or not in time).
+    #[error("admin API at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The API answered with an error status; `message` is its `detail` or `error`.
+    #[error("admin API at {url} answered {status}: {message}")]
+    Status {
+        url: String,
+        status: StatusCode,
+        message: String,
+    },
+    /// The answer was not the JSON expected.
+    #[error("admin API at {url} sent an unreadable response: {reason}")]
+    Unreadable { url: String, reason: String },
+}
+
+/// An admin API endpoint: `http://HOST:PORT`.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    /// `host:port`, as dialled and sent in `Host`.
+    authority: String,
+}
+
+impl AdminClient {
+    /// Parse `--admin URL` (`http://127.0.0.1:9090`, a trailing `/` allowed).
+    pub fn new(url: &str) -> Result<AdminClient, ClientError> {
+        let bad = |why: &str| ClientError::BadUrl(format!("--admin {url:?}: {why}"));
+        let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(bad(
+                    "https is not supported by the CLI; reach a remote admin listener through a \
+                     tunnel to its loopback address",
+                ))
+            }
+            _ => return Err(bad("expected http://HOST:PORT")),
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad("expected http://HOST:PORT without a path"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user info is not supported"));
+        }
+        let port = authority.port_u16().unwrap_or(80);
+        Ok(AdminClient {
+            authority: format!("{}:{port}", authority.host()),
+        })
+    }
+
+    /// The client for the config's `[admin] addr` (an unspecified address means this host).
+    pub fn for_addr(addr: std::net::SocketAddr) -> AdminClient {
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        AdminClient {
+            authority: std::net::SocketAddr::new(ip, addr.port()).to_string(),
+        }
+    }
+
+    /// `http://host:port`, for messages.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.authority)
+    }
+
+    /// `GET path` → the JSON body of a 2xx answer.
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.request(Method::GET, path, None).await.map(|(_, v)| v)
+    }
+
+    /// `method path` with a JSON body → status and JSON body of a 2xx answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(StatusCode, Value), ClientError> {
+        self.request(method, path, Some(body.to_string())).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(StatusCode, Value), ClientError> {
+        let url = format!("{}{path}", self.url());
+        match tokio::time::timeout(TIMEOUT, self.exchange(method, path, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Unreachable {
+                url: self.url(),
+                reason: format!("no answer within {}s", TIMEOUT.as_secs()),
+            }),
+        }
+        .map_err(|e| match e {
+            ClientError::Unreadable { reason, .. } => ClientError::Unreadable { url, reason },
+            other => other,
+        })
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(StatusCode, Value), ClientError> {
+        let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable {
+            url: self.url(),
+            reason: e.to_string(),
+        };
+        let unreadable = |reason: String| ClientError::Unreadable {
+            url: self.url(),
+            reason,
+        };
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let driver = tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.authority)
+            .header(ACCEPT, "application/json");
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::BadUrl(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let status = resp.status();
+        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| unreadable(e.to_string()))?
+            .to_bytes();
+        driver.abort();
+        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if !status.is_success() {
+            let message = value
+                .as_ref()
+                .and_then(|v| v.get("detail").or_else(|| v.get("error")))
+                .and_then(Value::as_str)
+                .map_or_else(
+                    || {
+                        String::from_utf8_lossy(&bytes)
+                            .trim()
+                            .chars()
+                            .take(200)
+                            .collect()
+                    },
+                    str::to_owned,
+                );
+            return Err(ClientError::Status {
+                url: self.url(),
+                status,
+                message: message.chars().filter(|c| !c.is_control()).collect(),
+            });
+        }
+        let value = value.ok_or_else(|| unreadable("not JSON".into()))?;
+        Ok((status, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            AdminClient::new("http://127.0.0.1:9090/").unwrap().url(),
+            "http://127.0.0.1:9090"
+        );
+        assert_eq!(
+            AdminClient::new("http://localhost").unwrap().url(),
+            "http://localhost:80"
+        );
+        for bad in [
+            "https://127.0.0.1:9090",
+            "127.0.0.1:9090",
+            "http://127.0.0.1:9090/admin",
+            "http://u:p@127.0.0.1:9090",
+            "ftp://x",
+        ] {
+            assert!(AdminClient::new(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            AdminClient::for_addr("0.0.0.0:9090".parse().unwrap()).url(),
+            "http://127.0.0.1:9090"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_names_the_url() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let c = AdminClient::for_addr(addr);
+        let e = c.get("/admin/v1/migration").await.unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable { .. }));
+        assert!(e.to_string().contains(&format!("http://{addr}")), "{e}");
+    }
+}
