@@ -1258,10 +1258,9 @@ mod state_tests {
     fn state_backends() {
         let c = load("path = \"state.db\"").unwrap();
         assert_eq!(c.state.backend, StateBackend::Embedded);
-        let c = load(
-            "backend = \"redis\"\nurl = \"redis://gw:pw@redis:6379/1\"\nflush_every = \"2s\"",
-        )
-        .unwrap();
+        let c =
+            load("backend = \"redis\"\nurl = \"redis://gw:pw@redis:6379/1\"\nflush_every = \"2s\"")
+                .unwrap();
         match &c.state.backend {
             StateBackend::Redis { url, prefix } => {
                 assert_eq!(url.redacted(), "redis://gw:***@redis:6379/1");
@@ -1269,25 +1268,48 @@ mod state_tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(!format!("{c:?}").contains("pw@"), "the password is never shown");
-        let c =
-            load("backend = \"redis\"\nurl = \"redis://redis\"\nprefix = \"gw-b:\"").unwrap();
-        assert!(matches!(&c.state.backend, StateBackend::Redis { prefix, .. } if prefix == "gw-b:"));
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "the password is never shown"
+        );
+        let c = load("backend = \"redis\"\nurl = \"redis://redis\"\nprefix = \"gw-b:\"").unwrap();
+        assert!(
+            matches!(&c.state.backend, StateBackend::Redis { prefix, .. } if prefix == "gw-b:")
+        );
     }
 
     #[test]
     fn state_problems() {
         let p = load("backend = \"redis\"").unwrap_err();
-        assert!(p.iter().any(|m| m.starts_with("state.url: required")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("state.url: required")),
+            "{p:?}"
+        );
         let p = load("backend = \"memcached\"").unwrap_err();
-        assert!(p.iter().any(|m| m.starts_with("state.backend: unknown backend")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("state.backend: unknown backend")),
+            "{p:?}"
+        );
         let p = load("backend = \"redis\"\nurl = \"http://u:secret@redis:6379\"").unwrap_err();
-        assert!(p.iter().any(|m| m.contains("state.url: must start with redis://")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("state.url: must start with redis://")),
+            "{p:?}"
+        );
         assert!(!p.join("\n").contains("secret"), "{p:?}");
         let p = load("backend = \"redis\"\nurl = \"redis://r\"\nprefix = \"a b\"").unwrap_err();
         assert!(p.iter().any(|m| m.starts_with("state.prefix:")), "{p:?}");
         let p = load("url = \"redis://r\"\nprefix = \"x:\"").unwrap_err();
-        assert!(p.iter().any(|m| m.starts_with("state.url: only meaningful")), "{p:?}");
-        assert!(p.iter().any(|m| m.starts_with("state.prefix: only meaningful")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("state.url: only meaningful")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("state.prefix: only meaningful")),
+            "{p:?}"
+        );
     }
 }

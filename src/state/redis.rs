@@ -74,9 +74,9 @@ impl RedisUrl {
     /// Check the form (`redis://` with a host; no connection is made). The error never repeats
     /// the URL.
     pub fn parse(url: &str) -> Result<RedisUrl, String> {
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or_else(|| "must start with redis:// (rediss:// is not supported by this build)".to_string())?;
+        let rest = url.strip_prefix("redis://").ok_or_else(|| {
+            "must start with redis:// (rediss:// is not supported by this build)".to_string()
+        })?;
         if rest.is_empty() || rest.starts_with('/') {
             return Err("has no host".into());
         }
@@ -600,9 +600,10 @@ impl Inner {
         for (target, value) in raw {
             // An unparseable entry must not silently un-revoke someone: fail the read (the old
             // set stays, and the store turns unavailable if this persists).
-            let parsed = Target::from_key(&target).zip(value.split_once('\n').and_then(
-                |(at, reason)| at.parse::<i64>().ok().map(|at| (at, reason.to_string())),
-            ));
+            let parsed =
+                Target::from_key(&target).zip(value.split_once('\n').and_then(|(at, reason)| {
+                    at.parse::<i64>().ok().map(|at| (at, reason.to_string()))
+                }));
             let Some((target, (at, reason))) = parsed else {
                 return Err(StateError(format!(
                     "unreadable revocation {target:?} in redis"

@@ -19,6 +19,7 @@ mod legacy;
 mod migration;
 mod paths;
 mod proxy;
+mod shared_state;
 mod shutdown;
 mod streaming;
 mod tls_reload;

@@ -60,7 +60,10 @@ async fn replica(r: &RedisServer) -> RedisStore {
 async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     start.elapsed()
@@ -124,7 +127,10 @@ async fn two_replicas_sum_usage_and_inventory() {
             .iter()
             .find(|r| r.credential == "workload-mtls")
             .unwrap();
-        assert_eq!((mtls_row.plan.as_deref(), mtls_row.kind), (None, Kind::Mtls));
+        assert_eq!(
+            (mtls_row.plan.as_deref(), mtls_row.kind),
+            (None, Kind::Mtls)
+        );
         let racf_row = usage.iter().find(|r| r.credential == "racf").unwrap();
         assert_eq!(racf_row.plan.as_deref(), Some("payments-cics"));
 
@@ -158,7 +164,11 @@ async fn two_replicas_sum_usage_and_inventory() {
     // Reads include what is not flushed yet.
     b.record(&racf("JSMITH", JSMITH, "cics", at("2026-12-03", 1)));
     let inv = a.inventory().await.unwrap();
-    assert_eq!(inv.iter().map(|e| e.count).sum::<u64>(), 8, "A does not see B's memory");
+    assert_eq!(
+        inv.iter().map(|e| e.count).sum::<u64>(),
+        8,
+        "A does not see B's memory"
+    );
     let inv = b.inventory().await.unwrap();
     assert_eq!(inv.iter().map(|e| e.count).sum::<u64>(), 9);
 }
@@ -226,7 +236,10 @@ async fn revocations_reach_every_replica_at_once_and_persist() {
         .await
         .unwrap());
     let revs = a.revocations().await.unwrap();
-    assert_eq!(revs, vec![revocation(t.clone(), "left the company", 1_796_083_200)]);
+    assert_eq!(
+        revs,
+        vec![revocation(t.clone(), "left the company", 1_796_083_200)]
+    );
     b.revoke(revocation(Target::jti("tok-1").unwrap(), "leaked", 5))
         .await
         .unwrap();
@@ -261,10 +274,15 @@ async fn a_foreign_revocation_entry_fails_the_refresh_instead_of_unrevoking() {
     a.revoke(revocation(Target::jti("tok-1").unwrap(), "leaked", 5))
         .await
         .unwrap();
-    assert!(r.cmd(&["HSET", "portcullis:revocations", "bogus", "x"]).starts_with(':'));
+    assert!(r
+        .cmd(&["HSET", "portcullis:revocations", "bogus", "x"])
+        .starts_with(':'));
     let err = a.flush().await.unwrap_err();
     assert!(err.to_string().contains("unreadable revocation"), "{err}");
-    assert!(a.is_revoked("spiffe://x", "j", None, Some("tok-1")), "old set kept");
+    assert!(
+        a.is_revoked("spiffe://x", "j", None, Some("tok-1")),
+        "old set kept"
+    );
     assert!(a.revocations().await.is_err());
 }
 
@@ -285,13 +303,20 @@ async fn replay_keys_are_shared_and_expire() {
     // Past its window the key is gone by itself.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(b
-        .first_seen("stripe:sig-1", SystemTime::now(), SystemTime::now() + Duration::from_secs(60))
+        .first_seen(
+            "stripe:sig-1",
+            SystemTime::now(),
+            SystemTime::now() + Duration::from_secs(60)
+        )
         .await
         .unwrap());
     // Already outside the window: accepted by the guard (the timestamp check refuses it), not
     // stored.
     assert!(a.first_seen("stripe:sig-3", now, now).await.unwrap());
-    assert_eq!(r.cmd(&["EXISTS", "portcullis:replay:stripe:sig-3"]), ":0\r\n");
+    assert_eq!(
+        r.cmd(&["EXISTS", "portcullis:replay:stripe:sig-3"]),
+        ":0\r\n"
+    );
     // Another prefix is another gateway.
     let other = RedisStore::connect(RedisOptions {
         prefix: "other:".into(),
@@ -300,7 +325,11 @@ async fn replay_keys_are_shared_and_expire() {
     .await
     .unwrap();
     assert!(other
-        .first_seen("stripe:sig-2", SystemTime::now(), SystemTime::now() + Duration::from_secs(60))
+        .first_seen(
+            "stripe:sig-2",
+            SystemTime::now(),
+            SystemTime::now() + Duration::from_secs(60)
+        )
         .await
         .unwrap());
 }
@@ -327,13 +356,22 @@ async fn redis_down_fails_closed_and_recovers() {
         .first_seen("stripe:sig", now, now + Duration::from_secs(60))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("replay store unavailable"), "{err}");
+    assert!(
+        err.to_string().contains("replay store unavailable"),
+        "{err}"
+    );
     assert!(a
         .revoke(revocation(Target::jti("tok-2").unwrap(), "x", 6))
         .await
         .is_err());
-    assert!(!a.is_revoked("spiffe://x", "j", None, Some("tok-2")), "not half-applied");
-    assert!(a.is_revoked("spiffe://x", "j", None, Some("tok-1")), "last known set kept");
+    assert!(
+        !a.is_revoked("spiffe://x", "j", None, Some("tok-2")),
+        "not half-applied"
+    );
+    assert!(
+        a.is_revoked("spiffe://x", "j", None, Some("tok-1")),
+        "last known set kept"
+    );
     assert!(a.flush().await.is_err());
     a.record(&racf("JSMITH", JSMITH, "cics", at("2026-12-01", 3)));
     assert!(a.flush().await.is_err());
@@ -379,10 +417,16 @@ async fn a_hung_redis_turns_unavailable_after_the_staleness_bound() {
         .first_seen("k", now, now + Duration::from_secs(60))
         .await
         .is_err());
-    assert!(start.elapsed() < Duration::from_millis(1500), "bounded by the timeout");
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "bounded by the timeout"
+    );
     assert!(a.flush().await.is_err());
     while a.available() {
-        assert!(start.elapsed() < Duration::from_millis(2500), "still available");
+        assert!(
+            start.elapsed() < Duration::from_millis(2500),
+            "still available"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stale = start.elapsed();

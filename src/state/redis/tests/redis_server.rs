@@ -123,7 +123,8 @@ impl RedisServer {
                 let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
                 let mut buf = [0_u8; 64];
                 if s.write_all(b"PING\r\n").is_ok()
-                    && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                    && s.read(&mut buf)
+                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
                 {
                     self.child = Some(child);
                     return Ok(());
