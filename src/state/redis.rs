@@ -239,7 +239,8 @@ struct Health {
     base: Instant,
     /// Start of the last successful full read of the revocations.
     refreshed: AtomicU64,
-    /// When the pub/sub link went down; 0 while it is up.
+    /// When the pub/sub link went down (or a change announced on it could not be read): a
+    /// successful read must start after this. 0 while the link is up and nothing was missed.
     link_down: AtomicU64,
 }
 
@@ -513,8 +514,11 @@ async fn listen(inner: Arc<Inner>, url: RedisUrl) {
         .await;
         match subscribed {
             Ok(Ok(ps)) => {
-                let _ = inner.refresh().await;
-                inner.health.link_down.store(0, Ordering::Release);
+                // Subscribed first, then read: nothing published in between is missed. Only a
+                // successful read makes up for the time the link was down.
+                if inner.refresh().await.is_ok() {
+                    inner.health.link_down.store(0, Ordering::Release);
+                }
                 if !was_up {
                     tracing::info!(redis = %url, "redis revocation channel subscribed again");
                 }
@@ -522,12 +526,18 @@ async fn listen(inner: Arc<Inner>, url: RedisUrl) {
                 backoff = Duration::from_millis(100);
                 let mut messages = ps.into_on_message();
                 while messages.next().await.is_some() {
-                    let _ = inner.refresh().await;
+                    if inner.refresh().await.is_err() {
+                        // A change we know of but could not read: stale until a read succeeds.
+                        inner
+                            .health
+                            .link_down
+                            .fetch_max(inner.health.now(), Ordering::AcqRel);
+                    }
                 }
                 inner
                     .health
                     .link_down
-                    .store(inner.health.now(), Ordering::Release);
+                    .fetch_max(inner.health.now(), Ordering::AcqRel);
                 tracing::warn!(redis = %url, "redis revocation channel lost; reconnecting");
             }
             Ok(Err(e)) => {
@@ -551,7 +561,8 @@ async fn listen(inner: Arc<Inner>, url: RedisUrl) {
 }
 
 fn mark_down(inner: &Inner) {
-    // Keep the earliest moment it went down.
+    // Keep the moment it first went down: reads by the flusher since then keep the set fresh
+    // (at most one flush interval late) while the subscription is retried.
     let _ = inner.health.link_down.compare_exchange(
         0,
         inner.health.now(),

@@ -459,6 +459,27 @@ async fn unreachable_at_startup_is_unavailable_not_fatal() {
 }
 
 #[test]
+fn availability_rules() {
+    let h = Health::new();
+    let bound = Duration::from_secs(60);
+    assert!(!h.available(bound), "never read");
+    let t = h.now() + 10;
+    h.refreshed.store(t, Ordering::Release);
+    assert!(
+        h.available(bound),
+        "read after the (initial) link-down mark"
+    );
+    h.link_down.store(t + 1, Ordering::Release);
+    assert!(!h.available(bound), "link down, no read since");
+    h.refreshed.store(t + 2, Ordering::Release);
+    assert!(h.available(bound), "link still down, but read since");
+    h.link_down.store(0, Ordering::Release);
+    assert!(h.available(bound));
+    std::thread::sleep(Duration::from_millis(2));
+    assert!(!h.available(Duration::from_millis(1)), "read too long ago");
+}
+
+#[test]
 fn urls_are_checked_and_never_shown_with_their_password() {
     let u = RedisUrl::parse("redis://app:s3cret@redis.example:6379/2").unwrap();
     assert_eq!(u.redacted(), "redis://app:***@redis.example:6379/2");
