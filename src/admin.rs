@@ -268,6 +268,13 @@ impl Admin {
             "/readyz" => {
                 if self.health.draining.load(Ordering::Acquire) {
                     text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                } else if self.ops.as_ref().is_some_and(|o| !o.state.available()) {
+                    // Requests with credentials are refused (503) while the shared state is
+                    // unreachable: take this replica out of the load balancer too.
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "state backend unavailable\n",
+                    )
                 } else {
                     text(StatusCode::OK, "ready\n")
                 }

@@ -210,6 +210,18 @@ fn counters(out: &mut String, name: &str, help: &str, f: &Family<Counter>) {
     }
 }
 
+fn gauges(out: &mut String, name: &str, help: &str, f: &Family<Gauge>) {
+    header(out, name, "gauge", help);
+    for (k, g) in f.snapshot() {
+        let _ = writeln!(
+            out,
+            "portcullis_{name}{} {}",
+            labels(f.labels, &k, None),
+            g.get()
+        );
+    }
+}
+
 fn histograms(out: &mut String, name: &str, help: &str, f: &Family<Histogram>) {
     header(out, name, "histogram", help);
     for (k, h) in f.snapshot() {

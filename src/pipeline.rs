@@ -40,6 +40,15 @@ use crate::token::jwks::{self, WellKnown};
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 
+/// 503 while the state backend cannot vouch for its revocation set.
+fn state_unavailable() -> Refusal {
+    Refusal::new(
+        Code::DirectoryUnavailable,
+        "the gateway's state backend is unreachable; try again shortly",
+    )
+    .retry_after(5)
+}
+
 /// Limits on the request head, from `[listen]`.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
@@ -217,6 +226,11 @@ impl Gateway {
         };
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
+            // The revocation set of a shared backend that cannot be refreshed may be missing a
+            // revocation made on another replica: fail closed.
+            if !self.state.available() {
+                return Err(state_unavailable());
+            }
             if self
                 .state
                 .is_revoked(&cred.identity, &cred.name, cred.principal.as_deref(), None)
@@ -424,6 +438,9 @@ impl Gateway {
         let throttle = self.auth_failures.as_deref();
         if let Some(t) = throttle {
             t.check_source(conn.peer.ip())?;
+        }
+        if !self.state.available() {
+            return Err(state_unavailable());
         }
         let form = buffer_body(body.take(), crate::exchange::MAX_FORM_BYTES).await?;
         let exchanged = x

@@ -177,6 +177,42 @@ fn spawn_expiry_warner(metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The `[state]` backend, and the replay guard to share with webhook credentials (`None`: each
+/// gets an in-process one).
+async fn open_state(
+    sc: &crate::config::StateConfig,
+) -> anyhow::Result<(
+    Arc<dyn crate::state::StateStore>,
+    Option<Arc<dyn crate::authn::webhook::replay::ReplayGuard>>,
+)> {
+    use crate::config::StateBackend;
+    Ok(match &sc.backend {
+        StateBackend::Embedded => {
+            let store = match &sc.path {
+                Some(p) => crate::state::EmbeddedStore::open(p)
+                    .await
+                    .with_context(|| format!("opening [state] path {}", p.display()))?,
+                None => crate::state::EmbeddedStore::in_memory()
+                    .await
+                    .context("opening the in-memory state store")?,
+            };
+            (Arc::new(store), None)
+        }
+        StateBackend::Redis { url, prefix } => {
+            let store = Arc::new(
+                crate::state::RedisStore::connect(crate::state::RedisOptions {
+                    prefix: prefix.clone(),
+                    ..crate::state::RedisOptions::new(url.clone(), sc.flush_every)
+                })
+                .await
+                .context("[state] redis")?,
+            );
+            tracing::info!(redis = %url, prefix = %prefix, "shared state in redis");
+            (store.clone(), Some(store))
+        }
+    })
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -215,12 +251,15 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             )
         }
     };
+    // The state store first: with redis it is also the webhook replay memory shared by every
+    // replica (embedded: each credential set gets an in-process one).
+    let (state, replay) = open_state(&config.state).await?;
     let credentials = crate::authn::build::build(
         &config,
         crate::authn::build::Shared {
             metrics: metrics.clone(),
             clock: opts.clock.clone(),
-            replay: None,
+            replay,
             issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
         },
     )?;
@@ -291,14 +330,6 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         ))),
         _ => None,
     };
-    let state: Arc<dyn crate::state::StateStore> = Arc::new(match &config.state.path {
-        Some(p) => crate::state::EmbeddedStore::open(p)
-            .await
-            .with_context(|| format!("opening [state] path {}", p.display()))?,
-        None => crate::state::EmbeddedStore::in_memory()
-            .await
-            .context("opening the in-memory state store")?,
-    });
     let tokens = Arc::new(TokenCache::default());
     let auth_failures = config.listen.max_auth_failures.and_then(|(count, window)| {
         let rate = crate::limits::Rate::new(count, window)?;

@@ -96,10 +96,27 @@ pub enum AuditSink {
 /// `[state]`: where usage, inventory and revocations live.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
-    /// The embedded backend's SQLite file; `None`: memory only (lost at exit).
+    /// `[state] backend` (with its `url` and `prefix` for redis).
+    pub backend: StateBackend,
+    /// The embedded backend's SQLite file; `None`: memory only (lost at exit). Unused by redis.
     pub path: Option<PathBuf>,
-    /// How often in-memory counts are written out.
+    /// How often in-memory counts are written out (and, for redis, how often the revocation set
+    /// is re-read; three intervals without a read make the store unavailable).
     pub flush_every: Duration,
+}
+
+/// `[state] backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackend {
+    /// `"embedded"` (default): memory plus `path`, one replica.
+    Embedded,
+    /// `"redis"`: shared by every replica. The URL may hold a password: it redacts itself in
+    /// `Debug`/`Display`.
+    Redis {
+        url: crate::state::RedisUrl,
+        /// Key prefix (default `portcullis:`), so several gateways can share one Redis.
+        prefix: String,
+    },
 }
 
 /// `[issuer]`

@@ -262,6 +262,7 @@ pub struct State {
     pub backend: Option<String>,
     pub path: Option<String>,
     pub url: Option<String>,
+    pub prefix: Option<String>,
     pub flush_every: Option<String>,
 }
 

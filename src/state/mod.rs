@@ -8,12 +8,14 @@
 //! loses at most one flush interval of counts; revocations are written through at once).
 //!
 //! Backends: [`embedded::EmbeddedStore`] (`[state] backend = "embedded"`: SQLite file, or memory
-//! only). The trait is shaped for a shared backend too (redis): revocations are written through
-//! and a replica would refresh its in-memory set from the shared store (pub/sub or polling)
-//! inside `flush`, so `is_revoked` stays a memory read everywhere.
+//! only) and [`redis::RedisStore`] (`backend = "redis"`, shared by every replica): revocations
+//! are written through, announced on pub/sub and re-read on every flush, so `is_revoked` stays a
+//! memory read everywhere. A shared backend can lose its link; [`StateStore::available`] tells
+//! the pipeline when the in-memory revocation set can no longer be trusted, so it fails closed.
 
 pub mod embedded;
 mod pending;
+pub mod redis;
 mod revocations;
 
 use std::collections::BTreeSet;
@@ -27,6 +29,7 @@ use serde::Serialize;
 use crate::authn::{Credential, Kind};
 use crate::migration::date::{Date, Timestamp};
 
+pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
 pub use embedded::EmbeddedStore;
 pub use revocations::RevocationSet;
 
@@ -264,6 +267,16 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         principal: Option<&str>,
         jti: Option<&str>,
     ) -> bool;
+
+    /// Whether [`StateStore::is_revoked`] can be trusted right now. Memory only (an atomic
+    /// load), cheap enough for every request. When `false` the pipeline refuses with 503
+    /// `directory-unavailable` and `/readyz` reports the state backend not ready: a replica that
+    /// may have missed a revocation must not serve the revoked caller. Local backends are always
+    /// available; a shared one is not while its revocation set is stale (see
+    /// [`redis::RedisStore`]).
+    fn available(&self) -> bool {
+        true
+    }
 
     /// Write the in-memory aggregate to the backend (and, for shared backends, refresh the
     /// revocation set). On error nothing recorded is lost: the next flush retries.

@@ -21,6 +21,7 @@ mod migration;
 mod ops;
 mod paths;
 mod proxy;
+mod shared_state;
 mod shutdown;
 mod streaming;
 mod tls_reload;
