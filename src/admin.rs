@@ -41,7 +41,29 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// The ops API (`/admin/v1/*`).
     pub ops: Option<Arc<Ops>>,
+    /// Admin over mTLS (`[admin] allow`), else plain HTTP.
+    pub mtls: Option<AdminTls>,
 }
+
+/// The admin listener's TLS: the data listener's certificate, client X.509-SVIDs verified
+/// against the trust bundles, and the SPIFFE ID patterns allowed to use the ops API.
+pub struct AdminTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub trust: Arc<crate::spiffe::store::TrustStore>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+    pub allow: Vec<String>,
+}
+
+impl std::fmt::Debug for AdminTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminTls")
+            .field("allow", &self.allow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a client has to finish the admin TLS handshake.
+const ADMIN_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the ops API reads and changes.
 #[derive(Debug)]
@@ -241,15 +263,69 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     r
 }
 
+/// One admin connection: HTTP/1.1, with a header timeout, drained gracefully on shutdown.
+async fn serve_admin<S>(
+    admin: Arc<Admin>,
+    stream: S,
+    local: SocketAddr,
+    peer: Option<Arc<str>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let admin = admin.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(admin.handle(req, local, peer.as_deref()).await) }
+    });
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10));
+    let conn = b.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = crate::server::stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
 impl Admin {
     /// Answer one admin request that arrived on the listener bound to `local`.
-    pub async fn handle(&self, req: Request<Incoming>, local: SocketAddr) -> Response<ProxyBody> {
+    ///
+    /// `peer` is the verified SPIFFE ID of the client certificate on an mTLS admin listener.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        local: SocketAddr,
+        peer: Option<&str>,
+    ) -> Response<ProxyBody> {
         let path = req.uri().path();
         // Probes and metrics are read by machines that may name the host (a scrape target by
         // service name); everything an operator's browser could be tricked into reading or
         // changing is guarded.
         let guarded = !matches!(path, "/healthz" | "/readyz" | "/metrics");
         if guarded {
+            if let Some(tls) = &self.mtls {
+                let allowed = peer.is_some_and(|id| {
+                    tls.allow
+                        .iter()
+                        .any(|p| crate::authz::policy::allow::id_matches(p, id))
+                });
+                if !allowed {
+                    tracing::info!(
+                        peer = peer.unwrap_or("-"),
+                        path,
+                        "admin request refused: client not in [admin] allow"
+                    );
+                    return problem(
+                        crate::problem::Code::Forbidden,
+                        "the admin API needs a client certificate whose SPIFFE ID is listed in [admin] allow",
+                    );
+                }
+            }
             if let Err(refusal) = guard::check(&req, local) {
                 return problem(refusal.0, refusal.1);
             }
@@ -306,23 +382,37 @@ impl Admin {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let me = self.clone();
-                    let mut shutdown = shutdown.clone();
+                    let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req: Request<Incoming>| {
-                            let me = me.clone();
-                            async move { Ok::<_, Infallible>(me.handle(req, local).await) }
-                        });
-                        let mut b = hyper::server::conn::http1::Builder::new();
-                        b.timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(10));
-                        let conn = b.serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            _ = conn.as_mut() => {}
-                            _ = crate::server::stopped(&mut shutdown) => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
+                        let Some(tls) = &me.mtls else {
+                            serve_admin(me.clone(), stream, local, None, shutdown).await;
+                            return;
+                        };
+                        let stream = match tokio::time::timeout(
+                            ADMIN_HANDSHAKE_TIMEOUT,
+                            tls.acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "admin TLS handshake failed");
+                                return;
                             }
-                        }
+                            Err(_) => return,
+                        };
+                        // The verifier already checked the chain during the handshake; this
+                        // names the caller (and checks the SVID rules once more).
+                        let peer = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| {
+                                crate::spiffe::x509::verify_chain(chain, &tls.trust, tls.clock.now())
+                                    .ok()
+                            })
+                            .map(|svid| Arc::<str>::from(svid.id.to_string()));
+                        serve_admin(me.clone(), stream, local, peer, shutdown).await;
                     });
                 }
             }

@@ -373,6 +373,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         },
     });
 
+    let mut admin_mtls = None;
     let tls = match &config.listen.tls {
         None => None,
         Some(files) => {
@@ -381,6 +382,21 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
                     .context("loading [listen.tls]")?,
             );
             watchers.push(cert.spawn_watcher(RELOAD_EVERY));
+            if !config.admin.allow.is_empty() {
+                // Same certificate; client certificates requested (probes and scrapes come
+                // without one) and, when presented, verified as X.509-SVIDs at the handshake.
+                let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
+                    SpiffeClientVerifier::new(credentials.trust.clone(), opts.clock.clone()),
+                );
+                let mut sc = server_config(cert.clone(), Some(verifier))?;
+                sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+                admin_mtls = Some(crate::admin::AdminTls {
+                    acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(sc)),
+                    trust: credentials.trust.clone(),
+                    clock: opts.clock.clone(),
+                    allow: config.admin.allow.clone(),
+                });
+            }
             let client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> =
                 if credentials.trust.has_x509() {
                     Some(Arc::new(SpiffeClientVerifier::new(
@@ -414,6 +430,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         health: health.clone(),
         metrics: metrics.clone(),
         ops: Some(ops),
+        mtls: admin_mtls,
     });
     // Usage counts are aggregated in memory and written out periodically; the last flush runs
     // after the listener has drained (below), so no request's counts are lost on shutdown.

@@ -101,6 +101,28 @@ struct OpsArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// For an https:// admin API: the CA certificate (PEM) that issued the gateway's certificate.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
+    /// For an admin API with `[admin] allow`: your X.509-SVID (PEM chain)…
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// …and its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
+}
+
+impl OpsArgs {
+    fn connect(&self) -> ops::Connect {
+        ops::Connect {
+            admin: self.admin.clone(),
+            tls: crate::ops::client::TlsFiles {
+                cacert: self.cacert.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,21 +223,18 @@ pub fn main() -> ExitCode {
         } => ops::run(
             ops::Request::MigrationStatus,
             out.json,
-            out.admin.as_deref(),
+            &out.connect(),
             &path,
         ),
-        Command::Inventory { out } => ops::run(
-            ops::Request::Inventory,
-            out.json,
-            out.admin.as_deref(),
-            &path,
-        ),
+        Command::Inventory { out } => {
+            ops::run(ops::Request::Inventory, out.json, &out.connect(), &path)
+        }
         Command::Policy {
             command: PolicyCommand::Suggest { route, since, out },
         } => ops::run(
             ops::Request::Suggest { route, since },
             out.json,
-            out.admin.as_deref(),
+            &out.connect(),
             &path,
         ),
         Command::Revoke {
@@ -242,7 +261,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(EXIT_INVALID);
                 }
             };
-            ops::run(req, out.json, out.admin.as_deref(), &path)
+            ops::run(req, out.json, &out.connect(), &path)
         }
         Command::Serve => {
             let cfg = match config::load(&path) {

@@ -41,15 +41,30 @@ pub fn target(
     }
 }
 
-/// The admin client: `--admin URL`, else `http://` + the config's `[admin] addr`.
-fn client(admin: Option<&str>, config: &Path) -> Result<AdminClient, ExitCode> {
-    if let Some(url) = admin {
-        return AdminClient::new(url).map_err(|e| {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_INVALID)
-        });
+/// How to reach the admin API: `--admin URL` (else from the config) and, for `https://`, the
+/// CA and the operator's client certificate.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    pub admin: Option<String>,
+    pub tls: crate::ops::client::TlsFiles,
+}
+
+/// The admin client: `--admin URL`, else the config's `[admin] addr` — `https://` when the
+/// config sets `[admin] allow` (admin over mTLS), `http://` otherwise.
+fn client(connect: &Connect, config: &Path) -> Result<AdminClient, ExitCode> {
+    let invalid = |e: crate::ops::client::ClientError| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_INVALID)
+    };
+    if let Some(url) = &connect.admin {
+        return AdminClient::with_tls(url, &connect.tls).map_err(invalid);
     }
     match crate::config::load(config) {
+        Ok(cfg) if !cfg.admin.allow.is_empty() => {
+            let local = AdminClient::for_addr(cfg.admin.addr);
+            let url = local.url().replacen("http://", "https://", 1);
+            AdminClient::with_tls(&url, &connect.tls).map_err(invalid)
+        }
         Ok(cfg) => Ok(AdminClient::for_addr(cfg.admin.addr)),
         Err(invalid) => {
             eprintln!("{invalid}");
@@ -87,8 +102,8 @@ fn clean(s: &str) -> String {
 }
 
 /// Run one ops command; prints to stdout, errors to stderr.
-pub fn run(req: Request, json_out: bool, admin: Option<&str>, config: &Path) -> ExitCode {
-    let client = match client(admin, config) {
+pub fn run(req: Request, json_out: bool, connect: &Connect, config: &Path) -> ExitCode {
+    let client = match client(connect, config) {
         Ok(c) => c,
         Err(code) => return code,
     };

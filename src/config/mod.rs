@@ -77,6 +77,10 @@ pub struct TlsFiles {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub addr: SocketAddr,
+    /// `allow`: SPIFFE ID patterns (`*` = any characters). Non-empty: the admin listener speaks
+    /// TLS with the `[listen.tls]` certificate, requests client certificates verified against the
+    /// `[trust]` bundles, and serves `/admin/v1/*` and the dashboard only to matching IDs.
+    pub allow: Vec<String>,
 }
 
 /// `[audit]`

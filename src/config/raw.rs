@@ -41,6 +41,8 @@ pub struct ListenTls {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub addr: Option<String>,
+    /// SPIFFE ID patterns of the operators' client certificates (admin over mTLS).
+    pub allow: Option<Vec<String>>,
 }
 
 /// `[audit]`

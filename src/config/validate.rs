@@ -205,12 +205,25 @@ pub(super) fn validate(
     let admin = admin_raw.and_then(|a| {
         let s = a.addr.as_deref().unwrap_or(defaults::ADMIN_ADDR);
         let addr = c.addr("admin.addr", s)?;
-        if !addr.ip().is_loopback() {
-            warnings.push(format!(
-                "admin.addr {addr} is not loopback: /healthz, /readyz and /metrics are reachable from the network"
-            ));
+        let allow = a.allow.unwrap_or_default();
+        for (i, p) in allow.iter().enumerate() {
+            if let Err(e) = crate::authz::policy::allow::check_pattern(p) {
+                c.push(format!("admin.allow[{i}]"), e);
+            }
         }
-        Some(Admin { addr })
+        if !addr.ip().is_loopback() {
+            if allow.is_empty() {
+                c.push(
+                    "admin.allow",
+                    format!("required when admin.addr ({addr}) is not loopback: the admin API (revocations, inventory) would be open to the network; list the operators' SPIFFE IDs, e.g. [\"spiffe://corp.example/ops/*\"]"),
+                );
+            } else {
+                warnings.push(format!(
+                    "admin.addr {addr} is not loopback: /healthz, /readyz and /metrics are served without a client certificate"
+                ));
+            }
+        }
+        Some(Admin { addr, allow })
     });
     let audit_raw = match obj.get("audit") {
         None => Some(raw::Audit::default()),
@@ -299,6 +312,20 @@ pub(super) fn validate(
             c.push(
                 "token_exchange.accept",
                 "passwords and API keys would cross the network in clear: the token endpoint needs [listen.tls]",
+            );
+        }
+    }
+    if admin.as_ref().is_some_and(|a| !a.allow.is_empty()) {
+        if listen.as_ref().is_some_and(|l| l.tls.is_none()) {
+            c.push(
+                "admin.allow",
+                "admin over mTLS needs [listen.tls]: the admin listener uses the same certificate",
+            );
+        }
+        if !trust.iter().any(|t| t.x509_bundle.is_some()) {
+            c.push(
+                "admin.allow",
+                "admin over mTLS needs a [trust.\"…\"] x509_bundle to verify client certificates",
             );
         }
     }

@@ -42,23 +42,90 @@ pub enum ClientError {
 pub struct AdminClient {
     /// `host:port`, as dialled and sent in `Host`.
     authority: String,
+    /// `https://`: the TLS client (CA, optional client certificate) and the server's name.
+    tls: Option<(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+/// Files for an `https://` admin API (`[admin] allow`): the CA that issued the gateway's
+/// certificate and the operator's X.509-SVID.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub cacert: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    /// The rustls client config: roots from `cacert` (else the system's), the client
+    /// certificate when both `cert` and `key` are given.
+    fn client_config(&self) -> Result<rustls::ClientConfig, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.cacert {
+            Some(p) => {
+                let pem = std::fs::read(p).map_err(|e| format!("--cacert {}: {e}", p.display()))?;
+                for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let c = c.map_err(|e| format!("--cacert {}: {e}", p.display()))?;
+                    roots
+                        .add(c)
+                        .map_err(|e| format!("--cacert {}: {e}", p.display()))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("--cacert {}: no certificate", p.display()));
+                }
+            }
+            None => {
+                for c in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(c);
+                }
+            }
+        }
+        let b = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+        let mut cfg = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+                };
+                let chain = rustls_pemfile::certs(&mut read(c)?.as_slice())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("--cert {}: {e}", c.display()))?;
+                let key = rustls_pemfile::private_key(&mut read(k)?.as_slice())
+                    .map_err(|e| format!("--key {}: {e}", k.display()))?
+                    .ok_or_else(|| format!("--key {}: no private key", k.display()))?;
+                b.with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("--cert/--key: {e}"))?
+            }
+            (None, None) => b.with_no_client_auth(),
+            _ => return Err("--cert and --key go together".into()),
+        };
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
 }
 
 impl AdminClient {
     /// Parse `--admin URL` (`http://127.0.0.1:9090`, a trailing `/` allowed).
     pub fn new(url: &str) -> Result<AdminClient, ClientError> {
+        Self::with_tls(url, &TlsFiles::default())
+    }
+
+    /// `http://HOST:PORT`, or `https://HOST:PORT` with `tls` (an admin listener with
+    /// `[admin] allow` wants the operator's client certificate).
+    pub fn with_tls(url: &str, tls: &TlsFiles) -> Result<AdminClient, ClientError> {
         let bad = |why: &str| ClientError::BadUrl(format!("--admin {url:?}: {why}"));
         let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https is not supported by the CLI; reach a remote admin listener through a \
-                     tunnel to its loopback address",
-                ))
-            }
-            _ => return Err(bad("expected http://HOST:PORT")),
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("expected http://HOST:PORT or https://HOST:PORT")),
+        };
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(bad("expected http://HOST:PORT without a path"));
         }
@@ -66,9 +133,22 @@ impl AdminClient {
         if authority.as_str().contains('@') {
             return Err(bad("user info is not supported"));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|_| bad("not a usable TLS server name"))?;
+            let cfg = tls.client_config().map_err(ClientError::BadUrl)?;
+            Some((std::sync::Arc::new(cfg), name))
+        } else {
+            None
+        };
         Ok(AdminClient {
             authority: format!("{}:{port}", authority.host()),
+            tls,
         })
     }
 
@@ -81,12 +161,14 @@ impl AdminClient {
         };
         AdminClient {
             authority: std::net::SocketAddr::new(ip, addr.port()).to_string(),
+            tls: None,
         }
     }
 
     /// `http://host:port`, for messages.
     pub fn url(&self) -> String {
-        format!("http://{}", self.authority)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
     }
 
     /// `GET path` → the JSON body of a 2xx answer.
@@ -141,10 +223,24 @@ impl AdminClient {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|e| unreachable(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let driver = tokio::spawn(conn);
+        let (mut sender, driver) = match &self.tls {
+            None => {
+                let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| unreachable(&e))?;
+                (s, tokio::spawn(async move { conn.await.map(drop) }))
+            }
+            Some((cfg, name)) => {
+                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|e| unreachable(&e))?;
+                let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(|e| unreachable(&e))?;
+                (s, tokio::spawn(async move { conn.await.map(drop) }))
+            }
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -209,7 +305,6 @@ mod tests {
             "http://localhost:80"
         );
         for bad in [
-            "https://127.0.0.1:9090",
             "127.0.0.1:9090",
             "http://127.0.0.1:9090/admin",
             "http://u:p@127.0.0.1:9090",

@@ -73,3 +73,142 @@ async fn health_readiness_and_metrics() {
     assert!(text.contains("# TYPE portcullis_request_duration_seconds histogram"));
     gw.stop().await;
 }
+
+/// `[admin] allow`: the admin listener speaks TLS with the gateway's certificate; probes and
+/// metrics need no client certificate, the ops API and the dashboard need an allowed X.509-SVID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_over_mtls_admits_only_allowed_spiffe_ids() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let up = Upstream::start().await;
+    let write = |name: &str, id: &str| {
+        let svid = pki.ca.svid(id).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), &svid.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), &svid.key_pem).unwrap();
+    };
+    write("alice", "spiffe://corp.example/ops/alice");
+    write("app", "spiffe://corp.example/ns/payments/api");
+    let toml = format!(
+        r#"version = 1
+[listen]
+addr = "127.0.0.1:0"
+{tls}
+[admin]
+addr = "127.0.0.1:0"
+allow = ["spiffe://corp.example/ops/*"]
+[audit]
+sink = "{d}/audit.jsonl"
+[trust."corp.example"]
+x509_bundle = "{d}/ca.pem"
+{route}"#,
+        tls = pki.tls_section(),
+        d = dir.display(),
+        route = route("api", "/api", &up.url(), "")
+    );
+    let gw = start_in_process(dir, &toml).await;
+    let base = format!("https://127.0.0.1:{}", gw.admin_addr.port());
+    let client = |who: Option<&str>| {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut pki.ca.cert_pem().as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let b = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let cfg = match who {
+            None => b.with_no_client_auth(),
+            Some(name) => {
+                let chain = rustls_pemfile::certs(
+                    &mut std::fs::read(dir.join(format!("{name}.pem")))
+                        .unwrap()
+                        .as_slice(),
+                )
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+                let key = rustls_pemfile::private_key(
+                    &mut std::fs::read(dir.join(format!("{name}.key")))
+                        .unwrap()
+                        .as_slice(),
+                )
+                .unwrap()
+                .unwrap();
+                b.with_client_auth_cert(chain, key).unwrap()
+            }
+        };
+        reqwest::Client::builder()
+            .use_preconfigured_tls(cfg)
+            .build()
+            .unwrap()
+    };
+    let status = |c: reqwest::Client, path: &'static str| {
+        let url = format!("{base}{path}");
+        async move { c.get(url).send().await.unwrap().status().as_u16() }
+    };
+
+    // Probes and scrapes: no client certificate needed.
+    assert_eq!(status(client(None), "/healthz").await, 200);
+    assert_eq!(status(client(None), "/readyz").await, 200);
+    assert_eq!(status(client(None), "/metrics").await, 200);
+    // The ops API and the dashboard: only allowed SPIFFE IDs.
+    for path in ["/admin/v1/inventory", "/"] {
+        assert_eq!(
+            status(client(None), path).await,
+            403,
+            "{path} without a certificate"
+        );
+        assert_eq!(
+            status(client(Some("app")), path).await,
+            403,
+            "{path} as a workload"
+        );
+        assert_eq!(
+            status(client(Some("alice")), path).await,
+            200,
+            "{path} as an operator"
+        );
+    }
+    let r = client(Some("app"))
+        .post(format!("{base}/admin/v1/revocations"))
+        .header("content-type", "application/json")
+        .body(r#"{"identity":"spiffe://corp.example/ops/alice","reason":"takeover"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let p: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "urn:portcullis:forbidden");
+
+    // Plain HTTP to the admin port does not get an answer.
+    assert!(reqwest::get(format!("http://{}/healthz", gw.admin_addr))
+        .await
+        .is_err());
+
+    // The CLI: https with the operator's certificate; without one it is refused (exit 1).
+    let cli = |cert: bool| {
+        let mut c = std::process::Command::new(bin());
+        c.args(["inventory", "--json", "--admin", &base, "--cacert"])
+            .arg(dir.join("ca.pem"));
+        if cert {
+            c.arg("--cert")
+                .arg(dir.join("alice.pem"))
+                .arg("--key")
+                .arg(dir.join("alice.key"));
+        }
+        c.output().unwrap()
+    };
+    let ok = cli(true);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert!(v.is_object(), "{v}");
+    let refused = cli(false);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("403"));
+    gw.stop().await;
+}

@@ -489,7 +489,7 @@ async fn cli_tables_json_and_revocation() {
             admin,
         ],
         &["policy", "suggest", "--admin", admin],
-        &["inventory", "--admin", "https://127.0.0.1:1"],
+        &["inventory", "--admin", "ftp://127.0.0.1:1"],
     ] {
         assert_eq!(cli(args).await.status.code(), Some(2), "{args:?}");
     }

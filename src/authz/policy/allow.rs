@@ -44,6 +44,40 @@ fn escape(s: &str, star: bool) -> String {
     out
 }
 
+/// Check one SPIFFE ID pattern outside a route (`[admin] allow`): `"*"` or what a route's `allow`
+/// accepts. The error says why.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern == "*" {
+        return Ok(());
+    }
+    check("", pattern).map(drop).map_err(|e| match e {
+        PolicyError::Pattern { reason, .. } => format!("{pattern:?}: {reason}"),
+        other => other.to_string(),
+    })
+}
+
+/// Whether `id` matches `pattern` (`*` = any run of characters, as Cedar's `like`).
+pub fn id_matches(pattern: &str, id: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = id.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty(); // no `*`: exact
+    };
+    for m in middle {
+        match rest.find(m) {
+            Some(i) => rest = rest.get(i + m.len()..).unwrap_or_default(),
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// Check one `allow` entry. `Ok(true)`: it contains a wildcard.
 fn check(route: &str, pattern: &str) -> Result<bool, PolicyError> {
     let bad = |reason: &str| PolicyError::Pattern {

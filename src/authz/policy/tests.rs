@@ -890,3 +890,38 @@ fn suggested_wildcards_stay_within_one_segment() {
     assert!(!at("/a/7/b/c"), "{text}");
     assert!(!at("/a/7/c"), "{text}");
 }
+
+#[test]
+fn admin_allow_patterns_match_like_cedar_like() {
+    use super::allow::{check_pattern, id_matches};
+    let ops = "spiffe://corp.example/ops/*";
+    assert!(id_matches(ops, "spiffe://corp.example/ops/alice"));
+    assert!(id_matches(ops, "spiffe://corp.example/ops/team/bob"));
+    assert!(!id_matches(ops, "spiffe://corp.example/opsx/alice"));
+    assert!(!id_matches(ops, "spiffe://corp.example.evil/ops/alice"));
+    assert!(!id_matches(
+        ops,
+        "spiffe://evil.example/spiffe://corp.example/ops/a"
+    ));
+    assert!(id_matches("*", "spiffe://any.example/x"));
+    let exact = "spiffe://corp.example/ops/alice";
+    assert!(id_matches(exact, exact));
+    assert!(!id_matches(exact, "spiffe://corp.example/ops/alice2"));
+    assert!(id_matches(
+        "spiffe://corp.example/*/admin",
+        "spiffe://corp.example/a/b/admin"
+    ));
+    assert!(!id_matches(
+        "spiffe://corp.example/*/admin",
+        "spiffe://corp.example/admin"
+    ));
+    assert!(check_pattern(ops).is_ok());
+    assert!(check_pattern("*").is_ok());
+    for bad in [
+        "spiffe://*/ops",
+        "corp.example/ops",
+        "spiffe://corp.example",
+    ] {
+        assert!(check_pattern(bad).is_err(), "{bad}");
+    }
+}
