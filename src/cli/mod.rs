@@ -483,6 +483,32 @@ pub fn summary(cfg: &config::Config) -> String {
             r.upstream.url
         );
     }
+    if !cfg.plans.is_empty() {
+        let now = std::time::SystemTime::now();
+        let _ = writeln!(o, "\nmigration plans ({}), today:", cfg.plans.len());
+        for p in cfg.plans.iter() {
+            let at = p.phases.at(now);
+            let next = match at.next {
+                Some((phase, date)) => format!("{} on {date}", phase.as_str()),
+                None => "none scheduled".to_string(),
+            };
+            let exception = if p.exception.is_some() {
+                " (standing exception)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                o,
+                "  {:<24} {:<8} next: {next}{exception}; retires {}",
+                p.name,
+                at.phase.as_str(),
+                p.legacy_credentials.join(",")
+            );
+        }
+    }
+    if let crate::config::StateBackend::Redis { url, prefix } = &cfg.state.backend {
+        let _ = writeln!(o, "\nstate   redis {} (prefix {prefix})", url.redacted());
+    }
     if !cfg.warnings.is_empty() {
         let _ = writeln!(o, "\nwarnings:");
         for w in &cfg.warnings {
