@@ -56,6 +56,19 @@ fn bench(c: &mut Criterion) {
         b.iter(|| hmac_hex(b"whsec_bench", &msg))
     });
 
+    // The hash primitives side by side (RustCrypto with SHA-NI vs aws-lc), to see what one pass
+    // over the body costs on this machine.
+    c.bench_function("webhook/baseline sha256 16KiB (sha2)", |b| {
+        b.iter(|| <Sha256 as sha2::Digest>::digest(&msg))
+    });
+    let lc_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"whsec_bench");
+    c.bench_function("webhook/baseline hmac-sha256 16KiB (aws-lc)", |b| {
+        b.iter(|| aws_lc_rs::hmac::sign(&lc_key, &msg))
+    });
+    c.bench_function("webhook/baseline sha256 16KiB (aws-lc)", |b| {
+        b.iter(|| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &msg))
+    });
+
     // GitHub while rotating: two secrets, signed with the second (two MACs computed).
     let github = WebhookVerifier::new(
         ad.get_webhook("github").unwrap(),

@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::signature::{
+    ParsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED,
+};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -234,6 +237,9 @@ pub fn jwt_svid_alg(name: &str) -> Option<Algorithm> {
 #[derive(Debug, Clone)]
 pub struct JwtKey {
     key: DecodingKey,
+    /// EC keys, parsed once by aws-lc-rs when the bundle loads: verifying through `jsonwebtoken`
+    /// would re-parse (and re-validate) the point for every token.
+    ec: Option<ParsedPublicKey>,
     family: KeyFamily,
     /// The JWK's own `alg`, when it names one.
     alg: Option<Algorithm>,
@@ -253,6 +259,40 @@ impl JwtKey {
     /// The parsed public key.
     pub fn decoding_key(&self) -> &DecodingKey {
         &self.key
+    }
+
+    /// Whether `sig_b64` (base64url, unpadded) is a valid signature by this key of
+    /// `signing_input` under `alg`. `alg` must be one [`JwtKey::allows`]; any other is `false`.
+    pub fn verify(&self, alg: Algorithm, signing_input: &[u8], sig_b64: &str) -> bool {
+        if !self.allows(alg) {
+            return false;
+        }
+        match &self.ec {
+            Some(key) => {
+                // ES256 / ES384 signatures are the fixed `r || s` form (RFC 7518 §3.4): 64 or
+                // 96 bytes, i.e. 86 or 128 base64url characters. Anything longer is refused
+                // before decoding.
+                let max: usize = if self.family == KeyFamily::EcP384 {
+                    96
+                } else {
+                    64
+                };
+                if sig_b64.len() > (max * 4).div_ceil(3) {
+                    return false;
+                }
+                let mut sig = [0u8; 96];
+                match URL_SAFE_NO_PAD.decode_slice(sig_b64, &mut sig) {
+                    Ok(n) if n == max => sig
+                        .get(..n)
+                        .is_some_and(|s| key.verify_sig(signing_input, s).is_ok()),
+                    _ => false,
+                }
+            }
+            None => matches!(
+                jsonwebtoken::crypto::verify(sig_b64, signing_input, &self.key, alg),
+                Ok(true)
+            ),
+        }
     }
 }
 
@@ -280,7 +320,7 @@ fn parse_jwt_key(kid: &str, jwk: &RawJwk) -> Result<Option<JwtKey>, BundleError>
         kid: kid.to_owned(),
         reason,
     };
-    let (key, family) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+    let (key, ec, family) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
         ("EC", Some(crv @ ("P-256" | "P-384"))) => {
             let (family, size) = if crv == "P-256" {
                 (KeyFamily::EcP256, 32)
@@ -295,7 +335,22 @@ fn parse_jwt_key(kid: &str, jwk: &RawJwk) -> Result<Option<JwtKey>, BundleError>
             let (x, y) = (jwk.x.as_deref(), jwk.y.as_deref());
             let key = DecodingKey::from_ec_components(x.unwrap_or(""), y.unwrap_or(""))
                 .map_err(|e| bad(e.to_string()))?;
-            (key, family)
+            // The uncompressed SEC1 point (0x04 || x || y), checked to be on the curve here.
+            let mut point = vec![0x04];
+            for c in [x, y] {
+                let raw = URL_SAFE_NO_PAD
+                    .decode(c.unwrap_or(""))
+                    .map_err(|e| bad(e.to_string()))?;
+                point.extend_from_slice(&raw);
+            }
+            let verification: &'static dyn VerificationAlgorithm = if family == KeyFamily::EcP256 {
+                &ECDSA_P256_SHA256_FIXED
+            } else {
+                &ECDSA_P384_SHA384_FIXED
+            };
+            let parsed = ParsedPublicKey::new(verification, &point)
+                .map_err(|e| bad(format!("not a point on {crv}: {e}")))?;
+            (key, Some(parsed), family)
         }
         ("RSA", _) => {
             if b64_len(kid, "n", jwk.n.as_ref())? < 256 {
@@ -305,7 +360,7 @@ fn parse_jwt_key(kid: &str, jwk: &RawJwk) -> Result<Option<JwtKey>, BundleError>
             let (n, e) = (jwk.n.as_deref(), jwk.e.as_deref());
             let key = DecodingKey::from_rsa_components(n.unwrap_or(""), e.unwrap_or(""))
                 .map_err(|e| bad(e.to_string()))?;
-            (key, KeyFamily::Rsa)
+            (key, None, KeyFamily::Rsa)
         }
         (kty, crv) => {
             tracing::warn!(
@@ -324,7 +379,12 @@ fn parse_jwt_key(kid: &str, jwk: &RawJwk) -> Result<Option<JwtKey>, BundleError>
             _ => return Err(bad(format!("`alg` {name:?} does not fit the key"))),
         },
     };
-    Ok(Some(JwtKey { key, family, alg }))
+    Ok(Some(JwtKey {
+        key,
+        ec,
+        family,
+        alg,
+    }))
 }
 
 impl JwtBundle {

@@ -302,9 +302,8 @@ impl JwtSvidValidator {
             .get(..h64.len() + 1 + p64.len())
             .ok_or(JwtSvidError::Malformed("split"))?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        match jsonwebtoken::crypto::verify(s64, signed.as_bytes(), key.decoding_key(), alg) {
-            Ok(true) => {}
-            _ => return Err(JwtSvidError::Signature),
+        if !key.verify(alg, signed.as_bytes(), s64) {
+            return Err(JwtSvidError::Signature);
         }
         let leeway = self.settings.leeway.as_secs_f64();
         let exp = claims.exp.ok_or(JwtSvidError::NoExp)?;

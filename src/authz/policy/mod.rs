@@ -61,8 +61,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use cedar_policy::{
-    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
-    RestrictedExpression, Schema, Validator,
+    ActionConstraint, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicySet, Request, RestrictedExpression, Schema, Validator,
 };
 use http::Method;
 
@@ -99,12 +99,18 @@ pub struct Model {
     /// so each request adds that one rather than the whole action hierarchy (which would cost a
     /// transitive-closure pass over every action, per request).
     methods: Vec<(Method, EntityUid, Entity)>,
+    /// Per method (same order as `methods`): the action and its groups, i.e. every uid an
+    /// action scope (`action == …`, `action in […]`) may name and still match that method.
+    scopes: Vec<Vec<EntityUid>>,
     workload: EntityTypeName,
     route: EntityTypeName,
     /// `ip("…")` per source address.
     ips: memo::Memo<IpAddr, RestrictedExpression>,
     /// `Workload` entity per caller (all the credential's fields are compared on a hit).
     workloads: memo::Memo<WorkloadKey, Entity>,
+    /// Request entities per (route, method, caller), for policies that do not read the path
+    /// (see [`Model::entities_without_path`]).
+    entities: memo::Memo<(String, usize, WorkloadKey), Arc<Entities>>,
 }
 
 /// What a `Workload` entity is built from.
@@ -139,7 +145,7 @@ impl Model {
         let actions = schema
             .action_entities()
             .map_err(|e| format!("policy schema: {e}"))?;
-        let methods = METHODS
+        let methods: Vec<(Method, EntityUid, Entity)> = METHODS
             .iter()
             .map(|m| {
                 let uid = EntityUid::from_str(&format!("Action::\"{}\"", m.as_str()))
@@ -151,15 +157,25 @@ impl Model {
                 Ok((m.clone(), uid, entity))
             })
             .collect::<Result<_, String>>()?;
+        let scopes = methods
+            .iter()
+            .map(|(_, uid, _)| {
+                std::iter::once(uid.clone())
+                    .chain(actions.ancestors(uid).into_iter().flatten().cloned())
+                    .collect()
+            })
+            .collect();
         let name = |n: &str| EntityTypeName::from_str(n).map_err(|e| format!("policy schema: {e}"));
         Ok(Model {
             validator: Validator::new(schema),
             authorizer: Authorizer::new(),
             methods,
+            scopes,
             workload: name("Workload")?,
             route: name("Route")?,
             ips: memo::Memo::new(),
             workloads: memo::Memo::new(),
+            entities: memo::Memo::new(),
         })
     }
 
@@ -230,12 +246,86 @@ impl Model {
         }
     }
 
-    fn action(&self, m: &Method) -> Option<(&EntityUid, &Entity)> {
+    /// The method's index in `methods`, its action uid and its entity.
+    fn action(&self, m: &Method) -> Option<(usize, &EntityUid, &Entity)> {
         self.methods
             .iter()
-            .find(|(k, _, _)| k == m)
-            .map(|(_, uid, e)| (uid, e))
+            .enumerate()
+            .find(|(_, (k, _, _))| k == m)
+            .map(|(i, (_, uid, e))| (i, uid, e))
     }
+
+    /// `set` split per method: each part keeps only the policies whose action scope can match
+    /// that method. Cedar evaluates a policy's scope before its conditions and stops at the first
+    /// false one, so a policy left out here could only have evaluated to "not satisfied", with no
+    /// error: the decision, its reasons and its errors are the same. What is saved is real, though:
+    /// Cedar rebuilds each policy's whole condition expression before evaluating it.
+    fn slice(&self, set: PolicySet) -> Sliced {
+        let by_method = self
+            .scopes
+            .iter()
+            .map(|scope| {
+                let applies = |p: &cedar_policy::Policy| match p.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => scope.first() == Some(&a),
+                    ActionConstraint::In(list) => list.iter().any(|a| scope.contains(a)),
+                };
+                // Only static policies are loaded (templates are refused), so re-adding them
+                // cannot fail; should it ever, the unsliced set is used for that method.
+                let part = PolicySet::from_policies(set.policies().filter(|p| applies(p)).cloned())
+                    .unwrap_or_else(|_| set.clone());
+                // Deliberately crude, so it can only err on the safe side: any policy whose text
+                // mentions `path` anywhere (even in a comment-free string or an `@id`) counts as
+                // reading `resource.path`.
+                let reads_path = part.policies().any(|p| p.to_string().contains("path"));
+                (part, reads_path)
+            })
+            .collect();
+        Sliced { by_method }
+    }
+
+    /// The entities of a request whose policies do not read `resource.path`: the same for every
+    /// request of this caller, with this method, on this route, so they are built once (a third
+    /// of an evaluation's cost was building them, mostly Cedar's transitive-closure pass).
+    fn entities_without_path(
+        &self,
+        route: &RoutePolicy,
+        c: &Credential,
+        method: usize,
+        workload: Entity,
+        action: &Entity,
+    ) -> Result<Arc<Entities>, String> {
+        let route_name: &str = route.route.id().unescaped();
+        let key = (
+            route_name,
+            method,
+            (&*c.name, c.kind, &c.identity, &c.principal, &c.groups),
+        );
+        self.entities.get_or(
+            &key,
+            |(r, m, w)| r == route_name && *m == method && w.matches(c),
+            || {
+                let entity = route.route_entity("")?;
+                let entities = Entities::from_entities([workload, entity, action.clone()], None)
+                    .map_err(|e| format!("entities: {e}"))?;
+                let w = WorkloadKey {
+                    name: c.name.clone(),
+                    kind: c.kind,
+                    identity: c.identity.clone(),
+                    principal: c.principal.clone(),
+                    groups: c.groups.clone(),
+                };
+                Ok(((route_name.to_owned(), method, w), Arc::new(entities)))
+            },
+        )
+    }
+}
+
+/// A route's policy set, pre-split per method (see [`Model::slice`]).
+#[derive(Debug)]
+struct Sliced {
+    /// Indexed like [`Model::methods`]: the policies, and whether any may read `resource.path`.
+    by_method: Vec<(PolicySet, bool)>,
 }
 
 /// How a route says who may call it (`policy = "…"` or `allow = […]` in config).
@@ -360,15 +450,15 @@ impl Verdict {
 #[derive(Debug)]
 struct Watched {
     file: Option<PathBuf>,
-    current: ArcSwap<PolicySet>,
+    current: ArcSwap<Sliced>,
     seen: Mutex<Stamp>,
 }
 
 impl Watched {
-    fn fixed(set: PolicySet) -> Self {
+    fn fixed(model: &Model, set: PolicySet) -> Self {
         Watched {
             file: None,
-            current: ArcSwap::from_pointee(set),
+            current: ArcSwap::from_pointee(model.slice(set)),
             seen: Mutex::new(None),
         }
     }
@@ -378,7 +468,7 @@ impl Watched {
         let set = load::load_file(model, path)?;
         Ok(Watched {
             file: Some(path.to_path_buf()),
-            current: ArcSwap::from_pointee(set),
+            current: ArcSwap::from_pointee(model.slice(set)),
             seen: Mutex::new(seen),
         })
     }
@@ -404,7 +494,9 @@ impl RoutePolicy {
     ) -> Result<Self, Vec<PolicyError>> {
         let enforced = match &spec.rules {
             Rules::File(p) => Watched::file(&model, p),
-            Rules::Allow(a) => load::compile_allow(&model, &spec.route, a).map(Watched::fixed),
+            Rules::Allow(a) => {
+                load::compile_allow(&model, &spec.route, a).map(|set| Watched::fixed(&model, set))
+            }
         };
         let shadow = spec.shadow.as_ref().map(|p| Watched::file(&model, p));
         let (enforced, shadow) = match (enforced, shadow.transpose()) {
@@ -430,7 +522,22 @@ impl RoutePolicy {
     /// Decide one request. Never fails: anything that keeps a request from being evaluated is a
     /// deny with the reason in [`Decision::errors`].
     pub fn evaluate(&self, access: &Access<'_>) -> Verdict {
-        let (request, entities) = match self.request(access) {
+        let enforced = self.enforced.current.load();
+        let shadow = self.shadow.as_ref().map(|w| w.current.load());
+        let reads_path = |s: &Sliced, m: usize| s.by_method.get(m).is_none_or(|(_, r)| *r);
+        let built = self
+            .model
+            .action(access.method)
+            .map(|(m, _, _)| m)
+            .map_or_else(
+                || self.request(access, true),
+                |m| {
+                    let path = reads_path(&enforced, m)
+                        || shadow.as_ref().is_some_and(|s| reads_path(s, m));
+                    self.request(access, path)
+                },
+            );
+        let (method, request, entities) = match built {
             Ok(r) => r,
             Err(e) => {
                 return Verdict {
@@ -439,12 +546,14 @@ impl RoutePolicy {
                 }
             }
         };
-        let decide = |w: &Watched| {
-            let set = w.current.load();
+        let decide = |sliced: &Sliced| {
+            let Some((set, _)) = sliced.by_method.get(method) else {
+                return Decision::deny("method has no policy slice".to_owned());
+            };
             let response = self
                 .model
                 .authorizer
-                .is_authorized(&request, &set, &entities);
+                .is_authorized(&request, set, &entities);
             let d = response.diagnostics();
             Decision {
                 allowed: response.decision() == cedar_policy::Decision::Allow,
@@ -453,15 +562,21 @@ impl RoutePolicy {
             }
         };
         Verdict {
-            decision: decide(&self.enforced),
-            shadow: self.shadow.as_ref().map(decide),
+            decision: decide(&enforced),
+            shadow: shadow.as_ref().map(|s| decide(s)),
         }
     }
 
     /// Build the Cedar request and entities directly (no JSON round trip).
-    fn request(&self, a: &Access<'_>) -> Result<(Request, Entities), String> {
+    /// With `with_path` false the route entity's `path` is left empty and the entities come from
+    /// [`Model::entities_without_path`]: only for policies that never read it.
+    fn request(
+        &self,
+        a: &Access<'_>,
+        with_path: bool,
+    ) -> Result<(usize, Request, Arc<Entities>), String> {
         let c = a.credential;
-        let (action, action_entity) = self
+        let (method, action, action_entity) = self
             .model
             .action(a.method)
             .ok_or_else(|| format!("method {} has no action in the policy model", a.method))?;
@@ -469,18 +584,16 @@ impl RoutePolicy {
         let principal = workload.uid();
         let legacy = c.kind.is_legacy();
         let kind = c.kind.as_str();
-        let route = Entity::new(
-            self.route.clone(),
-            HashMap::from([
-                ("name".to_owned(), self.route_name.clone()),
-                (
-                    "path".to_owned(),
-                    RestrictedExpression::new_string(a.path.to_owned()),
-                ),
-            ]),
-            Default::default(),
-        )
-        .map_err(|e| format!("resource: {e}"))?;
+        let entities = if with_path {
+            let route = self.route_entity(a.path)?;
+            Arc::new(
+                Entities::from_entities([workload, route, action_entity.clone()], None)
+                    .map_err(|e| format!("entities: {e}"))?,
+            )
+        } else {
+            self.model
+                .entities_without_path(self, c, method, workload, action_entity)?
+        };
 
         let secs = a
             .now
@@ -516,9 +629,23 @@ impl RoutePolicy {
         // that with the schema), and checking per request would double the cost.
         let request = Request::new(principal, action.clone(), self.route.clone(), context, None)
             .map_err(|e| format!("request: {e}"))?;
-        let entities = Entities::from_entities([workload, route, action_entity.clone()], None)
-            .map_err(|e| format!("entities: {e}"))?;
-        Ok((request, entities))
+        Ok((method, request, entities))
+    }
+
+    /// The `Route` entity for a request to `path`.
+    fn route_entity(&self, path: &str) -> Result<Entity, String> {
+        Entity::new(
+            self.route.clone(),
+            HashMap::from([
+                ("name".to_owned(), self.route_name.clone()),
+                (
+                    "path".to_owned(),
+                    RestrictedExpression::new_string(path.to_owned()),
+                ),
+            ]),
+            Default::default(),
+        )
+        .map_err(|e| format!("resource: {e}"))
     }
 
     /// Reload any policy file that changed. `Ok(true)`: a new policy set is in use. A file that
@@ -542,7 +669,7 @@ impl RoutePolicy {
             }
             match load::load_file(&self.model, path) {
                 Ok(set) => {
-                    w.current.store(Arc::new(set));
+                    w.current.store(Arc::new(self.model.slice(set)));
                     self.metrics.config_reloads_total.with(&["ok"]).inc();
                     tracing::info!(policy_file = %path.display(), "policy reloaded");
                     changed = true;

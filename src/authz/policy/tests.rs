@@ -141,7 +141,7 @@ fn requests_fit_the_schema() {
                 now: SystemTime::now(),
                 phase: "observe",
             };
-            let (req, entities) = p.request(&access).unwrap();
+            let (_, req, entities) = p.request(&access, true).unwrap();
             Request::new(
                 req.principal().unwrap().clone(),
                 req.action().unwrap().clone(),
@@ -284,7 +284,7 @@ fn escaping_keeps_hostile_text_literal() {
             model: m.clone(),
             route: EntityUid::from_str("Route::\"r\"").unwrap(),
             route_name: RestrictedExpression::new_string("r".into()),
-            enforced: Watched::fixed(set),
+            enforced: Watched::fixed(&m, set),
             shadow: None,
             metrics: Arc::new(Metrics::default()),
         };
@@ -759,7 +759,7 @@ fn compiled(text: &str) -> RoutePolicy {
         model: model(),
         route: EntityUid::from_str("Route::\"cics-payments\"").unwrap(),
         route_name: RestrictedExpression::new_string("cics-payments".into()),
-        enforced: Watched::fixed(set),
+        enforced: Watched::fixed(&model(), set),
         shadow: None,
         metrics: Arc::new(Metrics::default()),
     }
