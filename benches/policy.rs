@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
         identity: "spiffe://corp.example/ns/payments/sa/api".into(),
         principal: None,
         groups: Vec::new(),
+        jti: None,
     };
     let racf = Credential {
         name: Arc::from("racf"),
@@ -85,6 +86,7 @@ fn bench(c: &mut Criterion) {
         identity: "spiffe://corp.example/legacy/racf/gwuser".into(),
         principal: Some("GWUSER".into()),
         groups: vec!["PAYOPS".into(), "BATCH".into(), "USERS".into()],
+        jti: None,
     };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_613_600);
     let access = |c| Access {

@@ -173,10 +173,12 @@ impl TokenExchange {
                 "present a credential to exchange",
             ));
         };
-        if minter
-            .state
-            .is_revoked(&cred.identity, &cred.name, cred.principal.as_deref(), None)
-        {
+        if minter.state.is_revoked(
+            &cred.identity,
+            &cred.name,
+            cred.principal.as_deref(),
+            cred.jti.as_deref(),
+        ) {
             return Err(Refusal::new(
                 Code::InvalidCredential,
                 "this credential has been revoked",

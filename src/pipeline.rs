@@ -231,10 +231,12 @@ impl Gateway {
             if !self.state.available() {
                 return Err(state_unavailable());
             }
-            if self
-                .state
-                .is_revoked(&cred.identity, &cred.name, cred.principal.as_deref(), None)
-            {
+            if self.state.is_revoked(
+                &cred.identity,
+                &cred.name,
+                cred.principal.as_deref(),
+                cred.jti.as_deref(),
+            ) {
                 return Err(Refusal::new(
                     Code::InvalidCredential,
                     "this credential has been revoked",

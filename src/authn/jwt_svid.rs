@@ -111,13 +111,14 @@ impl JwtSvidAuthenticator {
                 )
             }
         };
-        match self.validator.validate(token, now) {
-            Ok(id) => Outcome::Authenticated(Credential {
+        match self.validator.validate_with_jti(token, now) {
+            Ok((id, jti)) => Outcome::Authenticated(Credential {
                 name: self.name.clone(),
                 kind: Kind::JwtSvid,
                 identity: id.to_string(),
                 principal: None,
                 groups: Vec::new(),
+                jti,
             }),
             Err(e) => {
                 let detail = match e {

@@ -61,6 +61,9 @@ pub struct Credential {
     pub principal: Option<String>,
     /// Group names and similar, for policy.
     pub groups: Vec<String>,
+    /// The `jti` of a presented JWT (JWT-SVID or an exchanged gateway token), so that
+    /// `portcullis revoke --jti` refuses that token at once, not only when it expires.
+    pub jti: Option<Arc<str>>,
 }
 
 /// What one authenticator concluded.

@@ -68,6 +68,7 @@ impl MtlsAuthenticator {
             identity: svid.id.to_string(),
             principal: None,
             groups: Vec::new(),
+            jti: None,
         })
     }
 }

@@ -123,6 +123,8 @@ struct Claims {
     aud: Option<Aud>,
     exp: Option<f64>,
     nbf: Option<f64>,
+    /// Only a string `jti` is kept (for revocation by token id); any other type is ignored.
+    jti: Option<serde_json::Value>,
 }
 
 fn decode_part<T: DeserializeOwned>(b64: &str, what: &'static str) -> Result<T, JwtSvidError> {
@@ -139,6 +141,7 @@ fn unix_secs(t: SystemTime) -> f64 {
 
 struct Cached {
     id: SpiffeId,
+    jti: Option<Arc<str>>,
     exp: f64,
     nbf: Option<f64>,
     /// Generation of the bundle that verified it (the trust domain's, or the issuer's).
@@ -223,18 +226,28 @@ impl JwtSvidValidator {
 
     /// Validate `token` at `now`; the caller's SPIFFE ID.
     pub fn validate(&self, token: &str, now: SystemTime) -> Result<SpiffeId, JwtSvidError> {
+        self.validate_with_jti(token, now).map(|(id, _)| id)
+    }
+
+    /// [`Self::validate`], also returning the token's `jti` (when it is a string), so that a
+    /// revocation by token id can be checked.
+    pub fn validate_with_jti(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<(SpiffeId, Option<Arc<str>>), JwtSvidError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwtSvidError::TooLarge);
         }
         let now = unix_secs(now);
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(id) = self.cache_hit(&digest, now) {
-            return Ok(id);
+        if let Some(hit) = self.cache_hit(&digest, now) {
+            return Ok(hit);
         }
         let entry = self.verify(token, now)?;
-        let id = entry.id.clone();
+        let out = (entry.id.clone(), entry.jti.clone());
         self.cache_insert(digest, entry, now);
-        Ok(id)
+        Ok(out)
     }
 
     fn verify(&self, token: &str, now: f64) -> Result<Cached, JwtSvidError> {
@@ -322,8 +335,13 @@ impl JwtSvidValidator {
         if !aud_ok {
             return Err(JwtSvidError::Audience);
         }
+        let jti = match &claims.jti {
+            Some(serde_json::Value::String(j)) if !j.is_empty() => Some(Arc::from(j.as_str())),
+            _ => None,
+        };
         Ok(Cached {
             id,
+            jti,
             exp,
             nbf: claims.nbf,
             generation: bundle.generation(),
@@ -331,7 +349,7 @@ impl JwtSvidValidator {
         })
     }
 
-    fn cache_hit(&self, digest: &[u8; 32], now: f64) -> Option<SpiffeId> {
+    fn cache_hit(&self, digest: &[u8; 32], now: f64) -> Option<(SpiffeId, Option<Arc<str>>)> {
         let mut cache = self.cache.lock().ok()?;
         let e = cache.get(digest)?;
         let leeway = self.settings.leeway.as_secs_f64();
@@ -345,7 +363,7 @@ impl JwtSvidValidator {
             self.store.jwt(e.id.trust_domain()).map(|b| b.generation())
         };
         if in_time && generation == Some(e.generation) {
-            return Some(e.id.clone());
+            return Some((e.id.clone(), e.jti.clone()));
         }
         // Expired, or its bundle changed: verify afresh.
         cache.remove(digest);

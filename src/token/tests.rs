@@ -50,6 +50,7 @@ pub(super) fn racf() -> Credential {
         identity: "spiffe://corp.example/legacy/racf/alice".into(),
         principal: Some("ALICE".into()),
         groups: vec![],
+        jti: None,
     }
 }
 

@@ -737,6 +737,29 @@ audience = "cics-payments"
         .iter()
         .any(|l| l["credential"] == "exchanged" && l["identity"] == CALLER));
 
+    // Revoking the token by its jti refuses it at once, though it has not expired.
+    let jti = {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap();
+        let c: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        c["jti"].as_str().unwrap().to_string()
+    };
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/admin/v1/revocations", e.gw.admin_addr))
+        .header("content-type", "application/json")
+        .body(json!({"jti": jti, "reason": "token leaked in a log"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (status, body) = e.bearer(&token).await;
+    assert_eq!(status, 401, "{body}");
+
     // 3. A JWT-SVID as subject_token works too.
     let svid_jwt = e.jwt.sign(e.jwt.header(), &claims(CALLER, "portcullis"));
     let form = format!(

@@ -169,6 +169,7 @@ impl ApiKeyAuthenticator {
             identity: entry.identity.as_str().to_owned(),
             principal: Some(entry.id),
             groups: Vec::new(),
+            jti: None,
         })
     }
 

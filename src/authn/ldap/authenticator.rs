@@ -325,6 +325,7 @@ impl Inner {
             identity: b.identity.to_string(),
             principal: Some(b.user.to_string()),
             groups: b.groups.to_vec(),
+            jti: None,
         }
     }
 

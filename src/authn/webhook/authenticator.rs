@@ -106,6 +106,7 @@ impl WebhookAuthenticator {
                     identity: self.identity.clone(),
                     principal: Some(adapter.to_owned()),
                     groups: Vec::new(),
+                    jti: None,
                 })
             }
             Err(WebhookError::NotPresent) => Outcome::NotPresent,

@@ -25,6 +25,7 @@ fn cred(kind: Kind, identity: &str) -> Credential {
         identity: identity.to_owned(),
         principal: kind.is_legacy().then(|| "gwuser".to_owned()),
         groups: Vec::new(),
+        jti: None,
     }
 }
 
