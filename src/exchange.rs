@@ -173,17 +173,7 @@ impl TokenExchange {
                 "present a credential to exchange",
             ));
         };
-        if minter.state.is_revoked(
-            &cred.identity,
-            &cred.name,
-            cred.principal.as_deref(),
-            cred.jti.as_deref(),
-        ) {
-            return Err(Refusal::new(
-                Code::InvalidCredential,
-                "this credential has been revoked",
-            ));
-        }
+        crate::pipeline::admit(minter.state, &cred)?;
         let cnf = crate::pipeline::cnf_thumbprint(&cred, conn);
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
         let issued = minter

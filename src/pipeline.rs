@@ -40,13 +40,33 @@ use crate::token::jwks::{self, WellKnown};
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 
-/// 503 while the state backend cannot vouch for its revocation set.
-fn state_unavailable() -> Refusal {
-    Refusal::new(
-        Code::DirectoryUnavailable,
-        "the gateway's state backend is unreachable; try again shortly",
-    )
-    .retry_after(5)
+/// Whether an authenticated caller may go on: refused when revoked (by identity,
+/// `credential:principal` or the presented token's `jti`), and 503 while a shared state backend
+/// cannot vouch for its revocation set (it may be missing one made on another replica: fail
+/// closed). Used by the routes and by the token endpoint.
+pub(crate) fn admit(
+    state: &dyn crate::state::StateStore,
+    cred: &authn::Credential,
+) -> Result<(), Refusal> {
+    if !state.available() {
+        return Err(Refusal::new(
+            Code::DirectoryUnavailable,
+            "the gateway's state backend is unreachable; try again shortly",
+        )
+        .retry_after(5));
+    }
+    if state.is_revoked(
+        &cred.identity,
+        &cred.name,
+        cred.principal.as_deref(),
+        cred.jti.as_deref(),
+    ) {
+        return Err(Refusal::new(
+            Code::InvalidCredential,
+            "this credential has been revoked",
+        ));
+    }
+    Ok(())
 }
 
 /// Limits on the request head, from `[listen]`.
@@ -226,22 +246,7 @@ impl Gateway {
         };
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
-            // The revocation set of a shared backend that cannot be refreshed may be missing a
-            // revocation made on another replica: fail closed.
-            if !self.state.available() {
-                return Err(state_unavailable());
-            }
-            if self.state.is_revoked(
-                &cred.identity,
-                &cred.name,
-                cred.principal.as_deref(),
-                cred.jti.as_deref(),
-            ) {
-                return Err(Refusal::new(
-                    Code::InvalidCredential,
-                    "this credential has been revoked",
-                ));
-            }
+            admit(&*self.state, cred)?;
             self.record_use(&route, cred, plan.as_deref(), conn, now);
         }
         let treatment = match (caller.credential(), phase) {
@@ -440,9 +445,6 @@ impl Gateway {
         let throttle = self.auth_failures.as_deref();
         if let Some(t) = throttle {
             t.check_source(conn.peer.ip())?;
-        }
-        if !self.state.available() {
-            return Err(state_unavailable());
         }
         let form = buffer_body(body.take(), crate::exchange::MAX_FORM_BYTES).await?;
         let exchanged = x

@@ -256,6 +256,20 @@ async fn problem(r: reqwest::Response, status: u16, code: &str) -> Value {
     p
 }
 
+/// Ask `GET path` with `key` until the status is `want` (a reload or a released slot takes a
+/// moment); returns the last status.
+async fn eventually(c: &Client, path: &str, key: &str, want: u16) -> u16 {
+    let mut status = 0;
+    for _ in 0..100 {
+        status = c.get(path, key).await.status().as_u16();
+        if status == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    status
+}
+
 async fn metrics(gw: &portcullis::server::Running) -> String {
     reqwest::get(format!("http://{}/metrics", gw.admin_addr))
         .await
@@ -348,15 +362,7 @@ async fn concurrency_limit_sheds_load_while_a_slow_request_is_in_flight() {
     assert_eq!(slow.await.unwrap(), 200);
     // The slot is given back when the response is done (the gateway lets go of the response
     // body just after the caller has read it, hence the short wait).
-    let mut status = 0;
-    for _ in 0..50 {
-        status = c.get("/slow/work", GLOBEX).await.status().as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, 200);
+    assert_eq!(eventually(&c, "/slow/work", GLOBEX, 200).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,15 +510,11 @@ async fn policy_files_are_reloaded_and_a_bad_edit_keeps_the_old_policy() {
 
     // A good edit takes effect without a restart.
     std::fs::write(&file, PERMIT_BOTH).unwrap();
-    let mut status = 0;
-    for _ in 0..100 {
-        status = c.get("/hot/x", GLOBEX).await.status().as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, 200, "the new policy was not loaded");
+    assert_eq!(
+        eventually(&c, "/hot/x", GLOBEX, 200).await,
+        200,
+        "the new policy was not loaded"
+    );
 
     // A broken edit is reported and the policy in force stays.
     std::fs::write(
@@ -537,14 +539,7 @@ async fn policy_files_are_reloaded_and_a_bad_edit_keeps_the_old_policy() {
 
     // Fixed again: back to acme only.
     std::fs::write(&file, PERMIT_ACME).unwrap();
-    for _ in 0..100 {
-        status = c.get("/hot/x", GLOBEX).await.status().as_u16();
-        if status == 403 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, 403);
+    assert_eq!(eventually(&c, "/hot/x", GLOBEX, 403).await, 403);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
