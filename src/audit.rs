@@ -1,6 +1,6 @@
 //! The audit stage (CONTRACT §8): one JSON line per decision on the audit sink, never mixed with
-//! diagnostics. Requests hand a record to a bounded queue and move on; a writer task serializes
-//! and writes. A full queue drops the record and counts it: auditing never blocks or fails a
+//! diagnostics. Requests hand a record to a bounded queue and move on; a writer thread drains
+//! it every few milliseconds, serializes and writes. A full queue drops the record and counts it: auditing never blocks or fails a
 //! request.
 
 use std::io::Write;
@@ -128,24 +128,47 @@ pub fn start(
     Ok((Auditor { tx, metrics }, handle))
 }
 
+/// How long the writer sleeps between drains of the queue. The writer polls instead of waiting
+/// on the queue: a waiting receiver is woken by every send, which costs each request a futex
+/// wake and a context switch, more than the rest of a pass-through request. A record reaches the
+/// sink within this interval; the default queue (8,192) absorbs ~800k records a second at it.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 fn writer(mut rx: mpsc::Receiver<Record>, out: Box<dyn Write + Send>) {
+    use tokio::sync::mpsc::error::TryRecvError;
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
-    while let Some(first) = rx.blocking_recv() {
-        let mut next = Some(first);
-        // Write everything already queued, then flush once: one syscall per burst.
-        while let Some(r) = next {
-            line.clear();
-            if serde_json::to_writer(&mut line, &r).is_ok() {
-                line.push(b'\n');
-                if let Err(e) = out.write_all(&line) {
-                    tracing::error!(error = %e, "audit sink write failed");
+    let busy = rx.max_capacity() / 2;
+    loop {
+        let mut written = 0usize;
+        let closed = loop {
+            match rx.try_recv() {
+                Ok(r) => {
+                    line.clear();
+                    if serde_json::to_writer(&mut line, &r).is_ok() {
+                        line.push(b'\n');
+                        if let Err(e) = out.write_all(&line) {
+                            tracing::error!(error = %e, "audit sink write failed");
+                        }
+                    }
+                    written += 1;
                 }
+                Err(TryRecvError::Empty) => break false,
+                // Every sender is gone (shutdown): what was queued has been written.
+                Err(TryRecvError::Disconnected) => break true,
             }
-            next = rx.try_recv().ok();
+        };
+        if written > 0 {
+            if let Err(e) = out.flush() {
+                tracing::error!(error = %e, "audit sink flush failed");
+            }
         }
-        if let Err(e) = out.flush() {
-            tracing::error!(error = %e, "audit sink flush failed");
+        if closed {
+            break;
+        }
+        // Under a burst that filled half the queue, drain again at once.
+        if written < busy {
+            std::thread::sleep(DRAIN_EVERY);
         }
     }
     let _ = out.flush();

@@ -443,7 +443,10 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(admin.run(admin_listener, admin_stop_rx));
 
+    let workers = crate::transport::workers::Workers::start(config.listen.workers)
+        .context("starting the data-plane worker threads")?;
     let listener = Listener {
+        workers,
         listener: data,
         tls,
         settings: config.listen.clone(),

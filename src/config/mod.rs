@@ -64,6 +64,8 @@ pub struct Listen {
     /// Failed authentications allowed per source address in a window, then 429 for that source
     /// until the window's budget refills; `None` when turned off.
     pub max_auth_failures: Option<(u32, Duration)>,
+    /// Data-plane worker threads, each running its share of the connections (at least 1).
+    pub workers: usize,
 }
 
 /// Certificate chain and private key files (PEM).

@@ -26,6 +26,8 @@ pub struct Listen {
     pub max_concurrent_streams: Option<u64>,
     /// Failed authentications per source address (`"60/m"`), or `"off"`.
     pub max_auth_failures: Option<String>,
+    /// Data-plane worker threads; absent: one per CPU available to the process.
+    pub workers: Option<u64>,
 }
 
 /// `[listen.tls]`

@@ -484,6 +484,11 @@ fn listen(
         l.max_concurrent_streams,
         defaults::MAX_CONCURRENT_STREAMS.into(),
     );
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = positive(c, "listen.workers", l.workers, cpus as u64);
+    if workers > 1024 {
+        c.push("listen.workers", "must be at most 1024");
+    }
     let max_auth_failures = match l.max_auth_failures.as_deref().map(str::trim) {
         None => Some(defaults::MAX_AUTH_FAILURES),
         Some("off") => None,
@@ -507,6 +512,7 @@ fn listen(
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_headers: usize::try_from(max_headers).unwrap_or(usize::MAX),
         max_concurrent_streams: u32::try_from(streams).unwrap_or(u32::MAX),
+        workers: usize::try_from(workers.min(1024)).unwrap_or(1),
     })
 }
 

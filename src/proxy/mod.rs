@@ -35,9 +35,17 @@ pub enum BuildError {
     Tls(#[from] rustls::Error),
 }
 
-/// A route's upstream: where it is and a pooled client to reach it.
+type PooledClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// Upstream connection pools per route: one per data-plane worker (slot 0 for other threads),
+/// built on first use. A pooled connection's task runs on the worker that opened it; keeping each
+/// worker on its own pool keeps a proxied request on one thread (see `transport::workers`).
+const POOL_SLOTS: usize = 65;
+
+/// A route's upstream: where it is and pooled clients to reach it.
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    connector: HttpsConnector<HttpConnector>,
+    clients: Box<[std::sync::OnceLock<PooledClient>]>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     base_path: String,
@@ -100,23 +108,41 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .set_host(false)
-            .build(connector);
         let host_header = HeaderValue::from_str(cfg.authority.as_str())
             .unwrap_or(HeaderValue::from_static("upstream"));
         Ok(Upstream {
-            client,
+            connector,
+            clients: (0..POOL_SLOTS)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             scheme: cfg.scheme.clone(),
             authority: cfg.authority.clone(),
             base_path: cfg.base_path.clone(),
             host_header,
             timeout: cfg.timeout,
         })
+    }
+
+    /// The pool of the worker running this thread.
+    fn client(&self) -> Result<&PooledClient, Refusal> {
+        let slot = crate::transport::workers::index() % POOL_SLOTS;
+        let build = || {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .set_host(false)
+                .build(self.connector.clone())
+        };
+        // `slot < POOL_SLOTS == clients.len()`: never the error.
+        match self.clients.get(slot) {
+            Some(cell) => Ok(cell.get_or_init(build)),
+            None => Err(Refusal::new(
+                Code::UpstreamUnavailable,
+                "no upstream connection pool",
+            )),
+        }
     }
 
     /// The `Host` header value the upstream should see.
@@ -152,7 +178,7 @@ impl Upstream {
         req: Request<ProxyBody>,
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let result = tokio::time::timeout(self.timeout, self.client()?.request(req)).await;
         let too_large = || body_tripped.is_some_and(|t| t.load(Ordering::Acquire));
         match result {
             Err(_) => Err(Refusal::new(

@@ -4,6 +4,7 @@
 
 pub mod framing;
 pub mod tls;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -78,6 +79,8 @@ pub struct Listener {
     pub settings: Listen,
     pub gateway: Arc<Gateway>,
     pub metrics: Arc<Metrics>,
+    /// Where connections run; each is handed to one worker and stays there.
+    pub workers: workers::Workers,
 }
 
 struct OpenGauge {
@@ -127,32 +130,47 @@ impl Listener {
                         drop(stream);
                         continue;
                     };
+                    // Re-registered with the worker's own reactor, on the worker.
+                    let stream = match stream.into_std() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accepted connection unusable");
+                            continue;
+                        }
+                    };
                     let shared = shared.clone();
                     let gauge = gauge.clone();
                     let shutdown = shutdown.clone();
                     let metrics = self.metrics.clone();
-                    tracker.spawn(async move {
+                    tracker.spawn_on(async move {
+                        let Ok(stream) = TcpStream::from_std(stream) else {
+                            drop(permit);
+                            return;
+                        };
                         gauge.add(1);
                         let (settings, gateway, tls) = &*shared;
                         serve_connection(stream, peer, settings, gateway.clone(), tls.as_ref(), shutdown, &metrics).await;
                         gauge.add(-1);
                         drop(permit);
-                    });
+                    }, self.workers.next());
                 }
             }
         }
         drop(self.listener);
         tracker.close();
         let drain = self.settings.drain_timeout;
+        let mut left = 0;
         if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-            let left = tracker.len();
+            left = tracker.len();
             tracing::warn!(
                 connections = left,
                 "drain deadline reached; closing remaining connections"
             );
-            return left;
         }
-        0
+        // Stopping a worker drops the connections still on it; joining its thread blocks.
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || workers.shutdown()).await;
+        left
     }
 }
 

@@ -633,6 +633,8 @@ async fn legacy_upstream_credentials_are_injected_and_never_logged() {
     assert_eq!(seen.headers["x-shared-token"], INJECTED_TOKEN);
     assert!(seen.headers.get("x-api-key").is_none());
 
+    // Both requests' lines are written (the writer drains asynchronously) before looking.
+    audit_lines(pki.dir.path(), 2).await;
     let audit = std::fs::read_to_string(pki.dir.path().join("audit.jsonl")).unwrap();
     for secret in [INJECTED_PASSWORD, INJECTED_TOKEN, &basic, ACME, GLOBEX] {
         assert!(!audit.contains(secret), "{secret} reached the audit log");

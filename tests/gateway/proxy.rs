@@ -204,10 +204,6 @@ async fn routing_by_host_prefix_and_method() {
         200
     );
     // Host routing: the wildcard host route wins for its hosts.
-    let before = std::fs::read_to_string(pki.dir.path().join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .count();
     let r = client
         .get(format!("{base}/svc/a"))
         .header("host", "api.corp.example")
@@ -215,8 +211,17 @@ async fn routing_by_host_prefix_and_method() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let lines = audit_lines(pki.dir.path(), before + 1).await;
-    assert_eq!(lines.last().unwrap()["route"], "hosted");
+    // The audit writer is asynchronous: wait for this request's line, not for a count.
+    let mut routed = None;
+    for _ in 0..100 {
+        let lines = audit_lines(pki.dir.path(), 1).await;
+        if let Some(l) = lines.iter().find(|l| l["path"] == "/svc/a") {
+            routed = Some(l["route"].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(routed.expect("no audit line for /svc/a"), "hosted");
     gw.stop().await;
 }
 

@@ -1,0 +1,136 @@
+//! Thread-per-core data plane: one single-threaded tokio runtime per worker thread. The accept
+//! loop hands each connection to a worker, round robin, and everything the connection does after
+//! that — its requests, the upstream connections it uses (see [`index`]), their timers — runs
+//! on that one thread.
+//!
+//! Why not tokio's work-stealing runtime: a proxied request wakes three tasks (the caller's
+//! connection, the pooled upstream connection, the caller's connection again). Spread over
+//! threads, each wake is a futex call, and idle workers spin looking for work to steal. Measured
+//! on the 2-core bench machine, that cost more CPU than the rest of a pass-through request
+//! (`bench/run`, README "Performance"). Connections are long-lived (keep-alive), so a
+//! round-robin spread balances well; one busy connection cannot move, which is the trade-off
+//! every thread-per-core proxy (nginx, HAProxy, Envoy) makes.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+thread_local! {
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The worker running the current thread, `1..=n`; `0` on any other thread (the control-plane
+/// runtime, blocking pools, tests).
+pub fn index() -> usize {
+    INDEX.with(Cell::get)
+}
+
+/// The data-plane worker threads.
+#[derive(Debug)]
+pub struct Workers {
+    /// Never empty.
+    handles: Vec<Handle>,
+    /// The first worker's handle, for the index that cannot be out of range.
+    first: Handle,
+    next: AtomicUsize,
+    stop: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Start `n` workers (at least one).
+    pub fn start(n: usize) -> std::io::Result<Workers> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut handles = Vec::with_capacity(n.max(1));
+        let mut threads = Vec::with_capacity(n.max(1));
+        for i in 1..=n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name(format!("portcullis-w{i}-blocking"))
+                .build()?;
+            handles.push(rt.handle().clone());
+            let mut stop_rx = stop_rx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("portcullis-w{i}"))
+                .spawn(move || {
+                    INDEX.with(|c| c.set(i));
+                    rt.block_on(async move {
+                        while !*stop_rx.borrow_and_update() {
+                            if stop_rx.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    // Dropping the runtime cancels the connections still on it (those past the
+                    // drain deadline).
+                })?;
+            threads.push(thread);
+        }
+        let Some(first) = handles.first().cloned() else {
+            return Err(std::io::Error::other("no worker started"));
+        };
+        Ok(Workers {
+            handles,
+            first,
+            next: AtomicUsize::new(0),
+            stop,
+            threads,
+        })
+    }
+
+    /// How many workers run.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Never true: there is always at least one worker.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// The runtime for the next connection, round robin.
+    pub fn next(&self) -> &Handle {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len().max(1);
+        self.handles.get(i).unwrap_or(&self.first)
+    }
+
+    /// Stop every worker and wait for its thread to end. Call from outside the workers.
+    pub fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Not joined here: a drop may happen on any thread, even a worker's own.
+        let _ = self.stop.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_spread_round_robin_and_know_their_worker() {
+        let w = Workers::start(3).unwrap();
+        assert_eq!(w.len(), 3);
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            w.next().spawn(async move {
+                tx.send(index()).unwrap();
+            });
+            seen.push(rx.recv().unwrap());
+        }
+        assert_eq!(seen, vec![1, 2, 3, 1, 2, 3]);
+        assert_eq!(index(), 0);
+        w.shutdown();
+    }
+}
