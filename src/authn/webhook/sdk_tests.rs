@@ -426,7 +426,7 @@ async fn twilio_json_body_is_covered_by_body_sha256() {
         ts: NOW,
         body: JSON,
     });
-    let hash = hex::encode(sha2::Sha256::digest(JSON.as_bytes()));
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(JSON.as_bytes()));
     let url = format!("{TWILIO_URL}&bodySHA256={hash}");
     let mut h = HeaderMap::new();
     h.insert("x-twilio-signature", HeaderValue::from_str(&sig).unwrap());

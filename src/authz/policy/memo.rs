@@ -55,6 +55,12 @@ impl<S, V: Clone> Memo<S, V> {
         }
         Ok(v)
     }
+
+    /// Entries held.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.len())
+    }
 }
 
 #[cfg(test)]

@@ -276,12 +276,21 @@ impl Model {
                     .unwrap_or_else(|_| set.clone());
                 // Deliberately crude, so it can only err on the safe side: any policy whose text
                 // mentions `path` anywhere (even in a comment-free string or an `@id`) counts as
-                // reading `resource.path`.
-                let reads_path = part.policies().any(|p| p.to_string().contains("path"));
-                (part, reads_path)
+                // reading `resource.path`, and any that mentions `time` as reading `context.time`.
+                let text: Vec<String> = part.policies().map(ToString::to_string).collect();
+                let reads_path = text.iter().any(|t| t.contains("path"));
+                let reads_time = text.iter().any(|t| t.contains("time"));
+                Slice {
+                    set: part,
+                    reads_path,
+                    cacheable: !reads_path && !reads_time,
+                }
             })
             .collect();
-        Sliced { by_method }
+        Sliced {
+            by_method,
+            decisions: memo::Memo::new(),
+        }
     }
 
     /// The entities of a request whose policies do not read `resource.path`: the same for every
@@ -321,11 +330,138 @@ impl Model {
     }
 }
 
-/// A route's policy set, pre-split per method (see [`Model::slice`]).
+/// A route's policy set, pre-split per method (see [`Model::slice`]), with the decisions it
+/// has made. A reload builds a new `Sliced`, so cached decisions never outlive their policies.
 #[derive(Debug)]
 struct Sliced {
-    /// Indexed like [`Model::methods`]: the policies, and whether any may read `resource.path`.
-    by_method: Vec<(PolicySet, bool)>,
+    /// Indexed like [`Model::methods`].
+    by_method: Vec<Slice>,
+    /// Decisions of cacheable slices, by (method, caller, context except `time`).
+    decisions: memo::Memo<DecisionKey, Decision>,
+}
+
+/// The policies that can apply to one method.
+#[derive(Debug)]
+struct Slice {
+    set: PolicySet,
+    /// Some policy may read `resource.path`.
+    reads_path: bool,
+    /// No policy reads `resource.path` or `context.time`. Every other input of the decision —
+    /// the caller's entity, the action, the route's name, `source_ip`, `hour`, `weekday`, `phase`
+    /// (`kind` and `legacy` follow from the caller) — is in [`DecisionKey`], so the decision is a
+    /// function of the key: Cedar is deterministic, with no I/O and no clock of its own.
+    cacheable: bool,
+}
+
+/// A Cedar request ready to evaluate: method index, request, entities.
+type Built = (usize, Request, Arc<Entities>);
+
+/// What a cached decision was made for.
+#[derive(Debug, PartialEq, Eq)]
+struct DecisionKey {
+    method: usize,
+    caller: WorkloadKey,
+    source_ip: IpAddr,
+    hour: u64,
+    weekday: u64,
+    phase: String,
+}
+
+/// The clock as the policy context sees it: (unix seconds, hour 0–23 UTC, ISO weekday UTC).
+fn clock_fields(now: SystemTime) -> (u64, u64, u64) {
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let days = secs / 86_400;
+    // 1970-01-01 was a Thursday (ISO day 4).
+    (secs, secs % 86_400 / 3_600, (days + 3) % 7 + 1)
+}
+
+impl Sliced {
+    /// The cached decision for this request, if its slice is cacheable and it was decided before.
+    fn cached(&self, method: usize, a: &Access<'_>) -> Option<Decision> {
+        if !self.by_method.get(method).is_some_and(|s| s.cacheable) {
+            return None;
+        }
+        let (key, matches) = Self::key(method, a);
+        self.decisions
+            .get_or(&key, matches, || Err::<(DecisionKey, Decision), ()>(()))
+            .ok()
+    }
+
+    /// Remember a decision made by evaluating the policies (when its slice is cacheable).
+    fn remember(&self, method: usize, a: &Access<'_>, d: &Decision) {
+        if !self.by_method.get(method).is_some_and(|s| s.cacheable) {
+            return;
+        }
+        let (key, matches) = Self::key(method, a);
+        let c = a.credential;
+        let (_, hour, weekday) = clock_fields(a.now);
+        let _ = self.decisions.get_or(&key, matches, || {
+            Ok::<_, ()>((
+                DecisionKey {
+                    method,
+                    caller: WorkloadKey {
+                        name: c.name.clone(),
+                        kind: c.kind,
+                        identity: c.identity.clone(),
+                        principal: c.principal.clone(),
+                        groups: c.groups.clone(),
+                    },
+                    source_ip: a.source_ip.to_canonical(),
+                    hour,
+                    weekday,
+                    phase: a.phase.to_owned(),
+                },
+                d.clone(),
+            ))
+        });
+    }
+
+    /// The lookup key (borrowed: no allocation) and the check of a stored key against it.
+    #[allow(clippy::type_complexity)]
+    fn key<'a>(
+        method: usize,
+        a: &'a Access<'a>,
+    ) -> (
+        (
+            usize,
+            (
+                &'a str,
+                crate::authn::Kind,
+                &'a String,
+                &'a Option<String>,
+                &'a Vec<String>,
+            ),
+            IpAddr,
+            u64,
+            u64,
+            &'a str,
+        ),
+        impl Fn(&DecisionKey) -> bool + 'a,
+    ) {
+        let c = a.credential;
+        let (_, hour, weekday) = clock_fields(a.now);
+        let ip = a.source_ip.to_canonical();
+        let key = (
+            method,
+            (&*c.name, c.kind, &c.identity, &c.principal, &c.groups),
+            ip,
+            hour,
+            weekday,
+            a.phase,
+        );
+        let matches = move |k: &DecisionKey| {
+            k.method == method
+                && k.caller.matches(c)
+                && k.source_ip == ip
+                && k.hour == hour
+                && k.weekday == weekday
+                && k.phase == a.phase
+        };
+        (key, matches)
+    }
 }
 
 /// How a route says who may call it (`policy = "…"` or `allow = […]` in config).
@@ -522,49 +658,63 @@ impl RoutePolicy {
     /// Decide one request. Never fails: anything that keeps a request from being evaluated is a
     /// deny with the reason in [`Decision::errors`].
     pub fn evaluate(&self, access: &Access<'_>) -> Verdict {
+        self.evaluate_with(access, true)
+    }
+
+    /// [`RoutePolicy::evaluate`] without the decision cache: every policy is evaluated. For
+    /// benchmarks and tests that compare the two.
+    pub fn evaluate_uncached(&self, access: &Access<'_>) -> Verdict {
+        self.evaluate_with(access, false)
+    }
+
+    fn evaluate_with(&self, access: &Access<'_>, use_cache: bool) -> Verdict {
         let enforced = self.enforced.current.load();
         let shadow = self.shadow.as_ref().map(|w| w.current.load());
-        let reads_path = |s: &Sliced, m: usize| s.by_method.get(m).is_none_or(|(_, r)| *r);
-        let built = self
-            .model
-            .action(access.method)
-            .map(|(m, _, _)| m)
-            .map_or_else(
-                || self.request(access, true),
-                |m| {
+        let method = self.model.action(access.method).map(|(m, _, _)| m);
+        let reads_path =
+            |s: &Sliced, m: usize| s.by_method.get(m).is_none_or(|slice| slice.reads_path);
+        // Built at most once, and only when some decision is not cached.
+        let mut built: Option<Result<Built, String>> = None;
+        let mut decide = |sliced: &Sliced| {
+            if let (true, Some(m)) = (use_cache, method) {
+                if let Some(d) = sliced.cached(m, access) {
+                    return d;
+                }
+            }
+            let b = built.get_or_insert_with(|| match method {
+                None => self.request(access, true),
+                Some(m) => {
                     let path = reads_path(&enforced, m)
                         || shadow.as_ref().is_some_and(|s| reads_path(s, m));
                     self.request(access, path)
-                },
-            );
-        let (method, request, entities) = match built {
-            Ok(r) => r,
-            Err(e) => {
-                return Verdict {
-                    decision: Decision::deny(e.clone()),
-                    shadow: self.shadow.as_ref().map(|_| Decision::deny(e)),
                 }
-            }
-        };
-        let decide = |sliced: &Sliced| {
-            let Some((set, _)) = sliced.by_method.get(method) else {
+            });
+            let (m, request, entities) = match b {
+                Ok(r) => r,
+                // Not cached: a request that could not be built says nothing about the next.
+                Err(e) => return Decision::deny(e.clone()),
+            };
+            let Some(slice) = sliced.by_method.get(*m) else {
                 return Decision::deny("method has no policy slice".to_owned());
             };
             let response = self
                 .model
                 .authorizer
-                .is_authorized(&request, set, &entities);
+                .is_authorized(request, &slice.set, entities);
             let d = response.diagnostics();
-            Decision {
+            let decision = Decision {
                 allowed: response.decision() == cedar_policy::Decision::Allow,
                 policies: d.reason().map(ToString::to_string).collect(),
                 errors: d.errors().map(ToString::to_string).collect(),
+            };
+            if use_cache {
+                sliced.remember(*m, access, &decision);
             }
+            decision
         };
-        Verdict {
-            decision: decide(&enforced),
-            shadow: shadow.as_ref().map(|s| decide(s)),
-        }
+        let decision = decide(&enforced);
+        let shadow = shadow.as_ref().map(|s| decide(s));
+        Verdict { decision, shadow }
     }
 
     /// Build the Cedar request and entities directly (no JSON round trip).
@@ -595,12 +745,7 @@ impl RoutePolicy {
                 .entities_without_path(self, c, method, workload, action_entity)?
         };
 
-        let secs = a
-            .now
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
-        let days = secs / 86_400;
+        let (secs, hour, weekday) = clock_fields(a.now);
         let num = |n: u64| RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX));
         let context = Context::from_pairs([
             (
@@ -610,9 +755,8 @@ impl RoutePolicy {
                 self.model.ip(a.source_ip.to_canonical()),
             ),
             ("time".to_owned(), num(secs)),
-            ("hour".to_owned(), num(secs % 86_400 / 3_600)),
-            // 1970-01-01 was a Thursday (ISO day 4).
-            ("weekday".to_owned(), num((days + 3) % 7 + 1)),
+            ("hour".to_owned(), num(hour)),
+            ("weekday".to_owned(), num(weekday)),
             (
                 "phase".to_owned(),
                 RestrictedExpression::new_string(a.phase.to_owned()),

@@ -1,4 +1,3 @@
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -52,16 +51,24 @@ impl<'a> Req<'a> {
             phase: "bridge",
         }
     }
-    fn eval(&self, p: &RoutePolicy) -> Verdict {
-        let ip: IpAddr = self.ip.parse().unwrap();
-        p.evaluate(&Access {
+    fn access(&self) -> Access<'_> {
+        Access {
             credential: self.cred,
             method: &self.method,
             path: self.path,
-            source_ip: ip,
+            source_ip: self.ip.parse().unwrap(),
             now: UNIX_EPOCH + Duration::from_secs(self.at),
             phase: self.phase,
-        })
+        }
+    }
+    /// Evaluated twice through the decision cache (a miss or a hit, then a hit) and once without
+    /// it: all three must agree.
+    fn eval(&self, p: &RoutePolicy) -> Verdict {
+        let a = self.access();
+        let first = p.evaluate(&a);
+        assert_eq!(p.evaluate(&a), first, "cached decision differs");
+        assert_eq!(p.evaluate_uncached(&a), first, "cache disagrees with Cedar");
+        first
     }
 }
 
@@ -925,4 +932,89 @@ fn admin_allow_patterns_match_like_cedar_like() {
     ] {
         assert!(check_pattern(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn cached_decisions_follow_every_context_input_they_depend_on() {
+    let wl = cred(Kind::Mtls, "spiffe://corp.example/ns/payments/sa/api");
+    let cacheable = |p: &RoutePolicy| {
+        let s = p.enforced.current.load();
+        s.by_method.iter().all(|m| m.cacheable)
+    };
+    // Hour, weekday, source address and phase are part of the cache key.
+    let (_d, p, _) = file_policy(
+        r#"permit (principal, action, resource) when {
+  context.hour < 11 && context.weekday <= 5 &&
+  context.source_ip.isInRange(ip("10.20.0.0/16")) && context.phase == "bridge"
+};"#,
+        None,
+    );
+    assert!(cacheable(&p));
+    let at = |at: u64, ip: &'static str, phase: &'static str| Req {
+        at,
+        ip,
+        phase,
+        ..Req::new(&wl)
+    };
+    assert!(at(MONDAY_10H, "10.20.1.2", "bridge").eval(&p).allowed());
+    assert!(!at(MONDAY_10H + 3_600, "10.20.1.2", "bridge")
+        .eval(&p)
+        .allowed());
+    assert!(!at(MONDAY_10H + 5 * 86_400, "10.20.1.2", "bridge")
+        .eval(&p)
+        .allowed());
+    assert!(!at(MONDAY_10H, "10.30.1.2", "bridge").eval(&p).allowed());
+    assert!(!at(MONDAY_10H, "::ffff:10.30.1.2", "bridge")
+        .eval(&p)
+        .allowed());
+    assert!(at(MONDAY_10H, "::ffff:10.20.1.2", "bridge")
+        .eval(&p)
+        .allowed());
+    assert!(!at(MONDAY_10H, "10.20.1.2", "enforce").eval(&p).allowed());
+    assert!(at(MONDAY_10H + 60, "10.20.1.2", "bridge")
+        .eval(&p)
+        .allowed());
+    // Five distinct keys above: 10:00 and 10:01 share one, and so do an IPv4 address and its
+    // IPv4-mapped IPv6 form (the cache keys on the canonical address, as the context does).
+    assert_eq!(p.enforced.current.load().decisions.len(), 5);
+    // Another caller, another entry: groups and principal are part of the key too.
+    let mut grouped = cred(Kind::Ldap, "spiffe://corp.example/legacy/racf/gwuser");
+    let (_d2, g, _) = file_policy(
+        r#"permit (principal, action, resource) when { principal.groups.contains("PAYOPS") };"#,
+        None,
+    );
+    assert!(!Req::new(&grouped).eval(&g).allowed());
+    grouped.groups = vec!["PAYOPS".into()];
+    assert!(Req::new(&grouped).eval(&g).allowed());
+    grouped.principal = Some("other".into());
+    assert!(Req::new(&grouped).eval(&g).allowed());
+
+    // A policy reading `context.time` is never cached: within one hour its answer changes.
+    let (_d3, t, _) = file_policy(
+        &format!(
+            "permit (principal, action, resource) when {{ context.time < {} }};",
+            MONDAY_10H + 60
+        ),
+        None,
+    );
+    assert!(!cacheable(&t));
+    assert!(at(MONDAY_10H + 30, "10.20.1.2", "bridge")
+        .eval(&t)
+        .allowed());
+    assert!(!at(MONDAY_10H + 90, "10.20.1.2", "bridge")
+        .eval(&t)
+        .allowed());
+    // Nor is one reading `resource.path`, for the methods it applies to.
+    let (_d4, r, _) = file_policy(
+        r#"permit (principal, action, resource) when { resource.path like "/cics/payments/*" };"#,
+        None,
+    );
+    assert!(!cacheable(&r));
+    assert!(Req::new(&wl).eval(&r).allowed());
+    assert!(!Req {
+        path: "/cics/other",
+        ..Req::new(&wl)
+    }
+    .eval(&r)
+    .allowed());
 }
