@@ -71,6 +71,7 @@ fn conn() -> ConnInfo {
         local: addr,
         tls: None,
         ambiguous_framing: Arc::default(),
+        svid: Default::default(),
     }
 }
 

@@ -1,16 +1,20 @@
 //! `kind = "mtls"`: the caller's X.509-SVID from the TLS handshake.
 //!
 //! The listener's verifier (`spiffe::verifier`) already refused invalid chains at the handshake;
-//! this re-validates the chain per request anyway, because a connection can outlive its leaf
-//! certificate and a trust bundle can change under it (a verification is a few signature checks).
-//! On top, the ID's trust domain must be one of this credential's `trust_domains`.
+//! this validates the chain again, because a connection can outlive its leaf certificate and a
+//! trust bundle can change under it. A validation costs signature checks (~40–60 µs for P-256,
+//! more than the rest of a proxied request), so its result is kept on the connection
+//! ([`SvidCache`]) and reused while the bundle it was checked against is still the current one,
+//! every certificate of the presented chain is still within its validity, and for at most
+//! [`REVALIDATE_EVERY`]. On top, the ID's trust domain must be one of this credential's
+//! `trust_domains` (checked on every request).
 //!
 //! No client certificate is `NotPresent`; a certificate that is not acceptable *here* (expired
 //! since the handshake, or from a trust domain this credential does not accept) is `Rejected`,
 //! and never falls through to a weaker credential.
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
@@ -19,8 +23,84 @@ use http::HeaderValue;
 
 use crate::authn::{Authenticator, Credential, Kind, Outcome};
 use crate::problem::{Code, Refusal};
+use crate::spiffe::bundle::X509Bundle;
 use crate::spiffe::{x509, TrustDomain, TrustStore};
 use crate::transport::ConnInfo;
+
+/// A cached validation is redone at least this often, so that what the cache cannot see (the
+/// trust anchor's own expiry) is noticed within this time.
+pub const REVALIDATE_EVERY: Duration = Duration::from_secs(60);
+
+/// The last successful validation of a connection's client chain.
+#[derive(Debug, Default)]
+pub struct SvidCache(Mutex<Option<Validated>>);
+
+impl Clone for SvidCache {
+    /// A copy starts empty: its first use validates again, which is always correct.
+    fn clone(&self) -> Self {
+        SvidCache::default()
+    }
+}
+
+#[derive(Debug)]
+struct Validated {
+    /// The bundle the chain was checked against (compared by pointer: a reload makes a new one).
+    bundle: Arc<X509Bundle>,
+    svid: x509::VerifiedSvid,
+    /// Reuse only within `[from, until)`: the chain's common validity, capped by
+    /// [`REVALIDATE_EVERY`] after the check (and never before it, should the clock step back).
+    from: SystemTime,
+    until: SystemTime,
+}
+
+/// The window in which every certificate of `chain` is valid, if all of them parse.
+fn chain_validity(
+    chain: &[rustls::pki_types::CertificateDer<'_>],
+) -> Option<(SystemTime, SystemTime)> {
+    let at = |t: i64| UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    let mut window = (
+        UNIX_EPOCH,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4),
+    );
+    for der in chain {
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        let v = cert.validity();
+        window.0 = window.0.max(at(v.not_before.timestamp()));
+        window.1 = window.1.min(at(v.not_after.timestamp()));
+    }
+    Some(window)
+}
+
+impl SvidCache {
+    fn get(&self, store: &TrustStore, now: SystemTime) -> Option<x509::VerifiedSvid> {
+        let guard = self.0.lock().ok()?;
+        let v = guard.as_ref()?;
+        let current = store.x509(v.svid.id.trust_domain())?;
+        (Arc::ptr_eq(&current, &v.bundle) && v.from <= now && now < v.until).then(|| v.svid.clone())
+    }
+
+    fn put(
+        &self,
+        chain: &[rustls::pki_types::CertificateDer<'_>],
+        store: &TrustStore,
+        svid: &x509::VerifiedSvid,
+        now: SystemTime,
+    ) {
+        let (Some(bundle), Some((from, until))) =
+            (store.x509(svid.id.trust_domain()), chain_validity(chain))
+        else {
+            return;
+        };
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some(Validated {
+                bundle,
+                svid: svid.clone(),
+                from: from.max(now),
+                until: until.min(now + REVALIDATE_EVERY),
+            });
+        }
+    }
+}
 
 /// Authenticates callers by their client certificate.
 #[derive(Debug)]
@@ -52,9 +132,15 @@ impl MtlsAuthenticator {
                 "the client certificate is not an acceptable X.509-SVID",
             ))
         };
-        let svid = match x509::verify_chain(chain, &self.store, now) {
-            Ok(svid) => svid,
-            Err(e) => return refuse(&e),
+        let svid = match conn.svid.get(&self.store, now) {
+            Some(svid) => svid,
+            None => match x509::verify_chain(chain, &self.store, now) {
+                Ok(svid) => {
+                    conn.svid.put(chain, &self.store, &svid, now);
+                    svid
+                }
+                Err(e) => return refuse(&e),
+            },
         };
         if !self.trust_domains.iter().any(|td| svid.id.is_member_of(td)) {
             return refuse(&format_args!(
@@ -157,5 +243,37 @@ mod tests {
         // Signed by the wrong trust domain's CA.
         let forged = conn(Some(other.leaf("spiffe://corp.example/x")));
         assert!(matches!(run(&a, &forged, now).await, Outcome::Rejected(_)));
+    }
+
+    #[tokio::test]
+    async fn validation_is_reused_on_the_connection_only_while_it_still_holds() {
+        let corp = TestCa::new("corp.example");
+        let store = Arc::new(store_with(&[&corp], &[]));
+        let a = MtlsAuthenticator::new(
+            "workload-mtls".into(),
+            store.clone(),
+            vec![TrustDomain::parse("corp.example").unwrap()],
+        );
+        let c = conn(Some(corp.leaf("spiffe://corp.example/ns/pay")));
+        let now = at(2030, 6, 1);
+        assert!(c.svid.get(&store, now).is_none());
+        assert!(matches!(run(&a, &c, now).await, Outcome::Authenticated(_)));
+        // Kept, and only for REVALIDATE_EVERY.
+        assert!(c.svid.get(&store, now).is_some());
+        assert!(c.svid.get(&store, now + REVALIDATE_EVERY).is_none());
+        assert!(c.svid.get(&store, now - Duration::from_secs(1)).is_none());
+        // A copy of the connection info starts empty.
+        assert!(c.clone().svid.get(&store, now).is_none());
+
+        // The trust bundle replaced by another CA of the same trust domain: the cached validation
+        // is not reused, and the chain no longer verifies.
+        let rotated = TestCa::new("corp.example");
+        let b = authn(store_with(&[&rotated], &[]), &["corp.example"]);
+        assert!(matches!(run(&b, &c, now).await, Outcome::Rejected(_)));
+        // Past the leaf's notAfter (2031-01-01), even within REVALIDATE_EVERY of a check.
+        let edge = at(2030, 12, 31) + Duration::from_secs(86_400 - 30);
+        assert!(matches!(run(&a, &c, edge).await, Outcome::Authenticated(_)));
+        let after = edge + Duration::from_secs(31);
+        assert!(matches!(run(&a, &c, after).await, Outcome::Rejected(_)));
     }
 }

@@ -35,6 +35,8 @@ pub struct ConnInfo {
     /// Set by the HTTP/1.1 [`framing::FramingGuard`] when a request head on this connection could
     /// be framed two ways.
     pub ambiguous_framing: Arc<AtomicBool>,
+    /// The client chain's last validation (`kind = "mtls"`), reused by later requests.
+    pub svid: crate::authn::mtls::SvidCache,
 }
 
 /// TLS details of a connection.
@@ -59,6 +61,7 @@ impl ConnInfo {
                 ..TlsInfo::default()
             }),
             ambiguous_framing: Arc::default(),
+            svid: Default::default(),
         }
     }
 
@@ -194,6 +197,7 @@ async fn serve_connection(
                 local,
                 tls: None,
                 ambiguous_framing: flag.clone(),
+                svid: Default::default(),
             });
             let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
             drive_http1(TokioIo::new(guarded), info, settings, gateway, shutdown).await;
@@ -235,6 +239,7 @@ async fn serve_connection(
                 local,
                 tls: Some(tls_info),
                 ambiguous_framing: flag.clone(),
+                svid: Default::default(),
             });
             if h2 {
                 drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
