@@ -58,17 +58,17 @@ fn chain_validity(
     chain: &[rustls::pki_types::CertificateDer<'_>],
 ) -> Option<(SystemTime, SystemTime)> {
     let at = |t: i64| UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
-    let mut window = (
-        UNIX_EPOCH,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4),
-    );
+    let mut window: Option<(SystemTime, SystemTime)> = None;
     for der in chain {
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
         let v = cert.validity();
-        window.0 = window.0.max(at(v.not_before.timestamp()));
-        window.1 = window.1.min(at(v.not_after.timestamp()));
+        let (from, until) = (at(v.not_before.timestamp()), at(v.not_after.timestamp()));
+        window = Some(match window {
+            None => (from, until),
+            Some((f, u)) => (f.max(from), u.min(until)),
+        });
     }
-    Some(window)
+    window
 }
 
 impl SvidCache {
@@ -96,7 +96,7 @@ impl SvidCache {
                 bundle,
                 svid: svid.clone(),
                 from: from.max(now),
-                until: until.min(now + REVALIDATE_EVERY),
+                until: until.min(now.checked_add(REVALIDATE_EVERY).unwrap_or(now)),
             });
         }
     }

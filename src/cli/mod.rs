@@ -312,15 +312,9 @@ pub fn main() -> ExitCode {
                 (None, Some(f)) => keys::JwksSource::File(f),
                 (None, None) => keys::JwksSource::Config(path),
             };
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match client_runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_RUNTIME);
-                }
+                Err(code) => return code,
             };
             match rt.block_on(keys::inspect_token(&token, source, json)) {
                 Ok(code) => code,
@@ -331,6 +325,18 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The single-threaded runtime of a one-shot client command; on failure, the exit code (after
+/// saying why).
+pub(crate) fn client_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        })
 }
 
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

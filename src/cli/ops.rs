@@ -107,15 +107,9 @@ pub fn run(req: Request, json_out: bool, connect: &Connect, config: &Path) -> Ex
         Ok(c) => c,
         Err(code) => return code,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::client_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(execute(&client, req, json_out)) {
         Ok(out) => {

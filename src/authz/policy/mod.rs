@@ -123,7 +123,32 @@ struct WorkloadKey {
     groups: Vec<String>,
 }
 
+/// A [`WorkloadKey`] borrowed from a credential: hashed to look up, without allocating.
+type WorkloadRef<'a> = (
+    &'a str,
+    crate::authn::Kind,
+    &'a String,
+    &'a Option<String>,
+    &'a Vec<String>,
+);
+
 impl WorkloadKey {
+    /// The key of `c`, owned (stored next to a cached value).
+    fn of(c: &Credential) -> Self {
+        WorkloadKey {
+            name: c.name.clone(),
+            kind: c.kind,
+            identity: c.identity.clone(),
+            principal: c.principal.clone(),
+            groups: c.groups.clone(),
+        }
+    }
+
+    /// The key of `c`, borrowed (to look up).
+    fn lookup(c: &Credential) -> WorkloadRef<'_> {
+        (&*c.name, c.kind, &c.identity, &c.principal, &c.groups)
+    }
+
     fn matches(&self, c: &Credential) -> bool {
         *self.name == *c.name
             && self.kind == c.kind
@@ -186,7 +211,7 @@ impl Model {
 
     /// The `Workload` entity for a credential (cached; see [`memo`]).
     fn workload_entity(&self, c: &Credential) -> Result<Entity, String> {
-        let key = (&*c.name, c.kind, &c.identity, &c.principal, &c.groups);
+        let key = WorkloadKey::lookup(c);
         self.workloads.get_or(
             &key,
             |k| k.matches(c),
@@ -221,13 +246,7 @@ impl Model {
                 ]);
                 let entity = Entity::new(uid, attrs, Default::default())
                     .map_err(|e| format!("principal: {e}"))?;
-                let key = WorkloadKey {
-                    name: c.name.clone(),
-                    kind: c.kind,
-                    identity: c.identity.clone(),
-                    principal: c.principal.clone(),
-                    groups: c.groups.clone(),
-                };
+                let key = WorkloadKey::of(c);
                 Ok((key, entity))
             },
         )
@@ -305,11 +324,7 @@ impl Model {
         action: &Entity,
     ) -> Result<Arc<Entities>, String> {
         let route_name: &str = route.route.id().unescaped();
-        let key = (
-            route_name,
-            method,
-            (&*c.name, c.kind, &c.identity, &c.principal, &c.groups),
-        );
+        let key = (route_name, method, WorkloadKey::lookup(c));
         self.entities.get_or(
             &key,
             |(r, m, w)| r == route_name && *m == method && w.matches(c),
@@ -317,13 +332,7 @@ impl Model {
                 let entity = route.route_entity("")?;
                 let entities = Entities::from_entities([workload, entity, action.clone()], None)
                     .map_err(|e| format!("entities: {e}"))?;
-                let w = WorkloadKey {
-                    name: c.name.clone(),
-                    kind: c.kind,
-                    identity: c.identity.clone(),
-                    principal: c.principal.clone(),
-                    groups: c.groups.clone(),
-                };
+                let w = WorkloadKey::of(c);
                 Ok(((route_name.to_owned(), method, w), Arc::new(entities)))
             },
         )
@@ -379,44 +388,33 @@ fn clock_fields(now: SystemTime) -> (u64, u64, u64) {
 }
 
 impl Sliced {
-    /// The cached decision for this request, if its slice is cacheable and it was decided before.
-    fn cached(&self, method: usize, a: &Access<'_>) -> Option<Decision> {
-        if !self.by_method.get(method).is_some_and(|s| s.cacheable) {
-            return None;
-        }
-        let (key, matches) = Self::key(method, a);
+    /// The decision for this request: remembered when its slice is cacheable, else (or when
+    /// not remembered yet) `evaluate`d. An `Err` from `evaluate` (the request could not be put
+    /// to the policy) is returned as the decision and never remembered.
+    fn decide(
+        &self,
+        method: Option<usize>,
+        a: &Access<'_>,
+        evaluate: impl FnOnce() -> Result<Decision, Decision>,
+    ) -> Decision {
+        let Some(m) = method.filter(|m| self.by_method.get(*m).is_some_and(|s| s.cacheable)) else {
+            return evaluate().unwrap_or_else(|d| d);
+        };
+        let (key, matches) = Self::key(m, a);
         self.decisions
-            .get_or(&key, matches, || Err::<(DecisionKey, Decision), ()>(()))
-            .ok()
-    }
-
-    /// Remember a decision made by evaluating the policies (when its slice is cacheable).
-    fn remember(&self, method: usize, a: &Access<'_>, d: &Decision) {
-        if !self.by_method.get(method).is_some_and(|s| s.cacheable) {
-            return;
-        }
-        let (key, matches) = Self::key(method, a);
-        let c = a.credential;
-        let (_, hour, weekday) = clock_fields(a.now);
-        let _ = self.decisions.get_or(&key, matches, || {
-            Ok::<_, ()>((
-                DecisionKey {
-                    method,
-                    caller: WorkloadKey {
-                        name: c.name.clone(),
-                        kind: c.kind,
-                        identity: c.identity.clone(),
-                        principal: c.principal.clone(),
-                        groups: c.groups.clone(),
-                    },
+            .get_or(&key, matches, || {
+                let (_, hour, weekday) = clock_fields(a.now);
+                let stored = DecisionKey {
+                    method: m,
+                    caller: WorkloadKey::of(a.credential),
                     source_ip: a.source_ip.to_canonical(),
                     hour,
                     weekday,
                     phase: a.phase.to_owned(),
-                },
-                d.clone(),
-            ))
-        });
+                };
+                evaluate().map(|d| (stored, d))
+            })
+            .unwrap_or_else(|d| d)
     }
 
     /// The lookup key (borrowed: no allocation) and the check of a stored key against it.
@@ -444,14 +442,7 @@ impl Sliced {
         let c = a.credential;
         let (_, hour, weekday) = clock_fields(a.now);
         let ip = a.source_ip.to_canonical();
-        let key = (
-            method,
-            (&*c.name, c.kind, &c.identity, &c.principal, &c.groups),
-            ip,
-            hour,
-            weekday,
-            a.phase,
-        );
+        let key = (method, WorkloadKey::lookup(c), ip, hour, weekday, a.phase);
         let matches = move |k: &DecisionKey| {
             k.method == method
                 && k.caller.matches(c)
@@ -675,12 +666,7 @@ impl RoutePolicy {
             |s: &Sliced, m: usize| s.by_method.get(m).is_none_or(|slice| slice.reads_path);
         // Built at most once, and only when some decision is not cached.
         let mut built: Option<Result<Built, String>> = None;
-        let mut decide = |sliced: &Sliced| {
-            if let (true, Some(m)) = (use_cache, method) {
-                if let Some(d) = sliced.cached(m, access) {
-                    return d;
-                }
-            }
+        let mut evaluate = |sliced: &Sliced| -> Result<Decision, Decision> {
             let b = built.get_or_insert_with(|| match method {
                 None => self.request(access, true),
                 Some(m) => {
@@ -689,28 +675,25 @@ impl RoutePolicy {
                     self.request(access, path)
                 }
             });
-            let (m, request, entities) = match b {
-                Ok(r) => r,
-                // Not cached: a request that could not be built says nothing about the next.
-                Err(e) => return Decision::deny(e.clone()),
-            };
+            // Not cached: a request that could not be built says nothing about the next.
+            let (m, request, entities) = b.as_ref().map_err(|e| Decision::deny(e.clone()))?;
             let Some(slice) = sliced.by_method.get(*m) else {
-                return Decision::deny("method has no policy slice".to_owned());
+                return Err(Decision::deny("method has no policy slice".to_owned()));
             };
             let response = self
                 .model
                 .authorizer
                 .is_authorized(request, &slice.set, entities);
             let d = response.diagnostics();
-            let decision = Decision {
+            Ok(Decision {
                 allowed: response.decision() == cedar_policy::Decision::Allow,
                 policies: d.reason().map(ToString::to_string).collect(),
                 errors: d.errors().map(ToString::to_string).collect(),
-            };
-            if use_cache {
-                sliced.remember(*m, access, &decision);
-            }
-            decision
+            })
+        };
+        let mut decide = |sliced: &Sliced| match use_cache {
+            true => sliced.decide(method, access, || evaluate(sliced)),
+            false => evaluate(sliced).unwrap_or_else(|d| d),
         };
         let decision = decide(&enforced);
         let shadow = shadow.as_ref().map(|s| decide(s));
