@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use portcullis::clock::FakeClock;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
@@ -21,26 +20,13 @@ const INJECTED_PASSWORD: &str = "legacy-upstream-pw-7Hq2";
 const INJECTED_TOKEN: &str = "mainframe-shared-token-Zx81";
 
 fn keys_file(dir: &std::path::Path) {
-    let hex = |k: &str| hex::encode(Sha256::digest(k.as_bytes()));
-    std::fs::write(
-        dir.join("keys.toml"),
-        format!(
-            r#"
-[[keys]]
-id = "acme"
-sha256 = "{}"
-identity = "spiffe://corp.example/partner/acme"
-
-[[keys]]
-id = "globex"
-sha256 = "{}"
-identity = "spiffe://corp.example/partner/globex"
-"#,
-            hex(ACME),
-            hex(GLOBEX)
-        ),
-    )
-    .unwrap();
+    write_api_keys(
+        dir,
+        &[
+            ("acme", "spiffe://corp.example/partner/acme", ACME),
+            ("globex", "spiffe://corp.example/partner/globex", GLOBEX),
+        ],
+    );
 }
 
 const PERMIT_ACME: &str = r#"

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis::clock::FakeClock;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
@@ -25,31 +24,11 @@ const ENFORCE_DAY: u64 = 20885;
 
 async fn start(pki: &Pki, up: &Upstream, clock: Arc<FakeClock>) -> portcullis::server::Running {
     let dir = pki.dir.path();
-    std::fs::create_dir_all(dir.join("plans")).unwrap();
-    std::fs::write(
-        dir.join("plans/partner-api.toml"),
-        r#"name = "partner-api"
-owner = "team-partners <partners@corp.example>"
-docs = "https://wiki.corp.example/migrations/partner-api"
-legacy_credentials = ["partner-keys"]
-[phases]
-observe = 2026-11-01
-bridge = 2026-12-01
-enforce = 2027-03-01
-[exit_criteria]
-max_legacy_share = 0.01
-window = "14d"
-"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("keys.toml"),
-        format!(
-            "[[keys]]\nid = \"partner-acme\"\nsha256 = \"{}\"\nidentity = \"spiffe://corp.example/partner/acme\"\nowner = \"acme\"\n",
-            hex::encode(Sha256::digest(KEY.as_bytes()))
-        ),
-    )
-    .unwrap();
+    write_partner_plan(dir);
+    write_api_keys(
+        dir,
+        &[("partner-acme", "spiffe://corp.example/partner/acme", KEY)],
+    );
     let extra = format!(
         r#"
 [issuer]

@@ -10,7 +10,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use portcullis::clock::FakeClock;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
@@ -70,33 +69,14 @@ async fn start_on(day: u64) -> Env {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let dir = pki.dir.path();
-    std::fs::create_dir_all(dir.join("plans")).unwrap();
-    std::fs::write(
-        dir.join("plans/partner-api.toml"),
-        r#"name = "partner-api"
-owner = "team-partners <partners@corp.example>"
-docs = "https://wiki.corp.example/migrations/partner-api"
-legacy_credentials = ["partner-keys"]
-[phases]
-observe = 2026-11-01
-bridge = 2026-12-01
-enforce = 2027-03-01
-[exit_criteria]
-max_legacy_share = 0.01
-window = "14d"
-"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("keys.toml"),
-        format!(
-            "[[keys]]\nid = \"partner-acme\"\nsha256 = \"{}\"\nidentity = \"{IDENTITY}\"\n\
-             [[keys]]\nid = \"partner-other\"\nsha256 = \"{}\"\nidentity = \"{OTHER}\"\n",
-            hex::encode(Sha256::digest(KEY.as_bytes())),
-            hex::encode(Sha256::digest(OTHER_KEY.as_bytes()))
-        ),
-    )
-    .unwrap();
+    write_partner_plan(dir);
+    write_api_keys(
+        dir,
+        &[
+            ("partner-acme", IDENTITY, KEY),
+            ("partner-other", OTHER, OTHER_KEY),
+        ],
+    );
     let toml = config(
         dir,
         &up,

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
@@ -28,14 +27,10 @@ async fn gateway(
     let shared = pki.dir.path();
     let dir = shared.join(format!("gw{n}"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        shared.join("keys.toml"),
-        format!(
-            "[[keys]]\nid = \"partner-acme\"\nsha256 = \"{}\"\nidentity = \"spiffe://corp.example/partner/acme\"\n",
-            hex::encode(Sha256::digest(KEY.as_bytes()))
-        ),
-    )
-    .unwrap();
+    write_api_keys(
+        shared,
+        &[("partner-acme", "spiffe://corp.example/partner/acme", KEY)],
+    );
     std::fs::write(shared.join("whsec"), format!("{WHSEC}\n")).unwrap();
     let extra = format!(
         r#"
@@ -83,7 +78,7 @@ audience = "billing"
 fn sign(id: &str, ts: u64, body: &str) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let key = b64.decode(WHSEC.trim_start_matches("whsec_")).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
     mac.update(format!("{id}.{ts}.{body}").as_bytes());
     format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
 }

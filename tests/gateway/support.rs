@@ -235,6 +235,42 @@ pub fn base_config(dir: &Path, listen_extra: &str, tls: &str, routes: &str) -> S
 }
 
 /// A `[[routes]]` entry.
+/// `dir/keys.toml` for an `api-key` credential: one entry per (id, identity, key), stored as the
+/// key's SHA-256 as `portcullis apikey new` writes it.
+pub fn write_api_keys(dir: &Path, keys: &[(&str, &str, &str)]) {
+    use sha2::Digest as _;
+    let mut text = String::new();
+    for (id, identity, key) in keys {
+        let sha = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        text.push_str(&format!(
+            "[[keys]]\nid = \"{id}\"\nsha256 = \"{sha}\"\nidentity = \"{identity}\"\n\n"
+        ));
+    }
+    std::fs::write(dir.join("keys.toml"), text).unwrap();
+}
+
+/// `dir/plans/partner-api.toml`: the partner API plan (observe 2026-11-01, bridge 2026-12-01,
+/// enforce 2027-03-01; ready below 1% legacy traffic over 14 days) for `[credentials.partner-keys]`.
+pub fn write_partner_plan(dir: &Path) {
+    std::fs::create_dir_all(dir.join("plans")).unwrap();
+    std::fs::write(
+        dir.join("plans/partner-api.toml"),
+        r#"name = "partner-api"
+owner = "team-partners <partners@corp.example>"
+docs = "https://wiki.corp.example/migrations/partner-api"
+legacy_credentials = ["partner-keys"]
+[phases]
+observe = 2026-11-01
+bridge = 2026-12-01
+enforce = 2027-03-01
+[exit_criteria]
+max_legacy_share = 0.01
+window = "14d"
+"#,
+    )
+    .unwrap();
+}
+
 pub fn route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
     format!("\n[[routes]]\nname = \"{name}\"\nmatch = {{ path_prefix = \"{prefix}\" }}\n{extra}\n[routes.upstream]\nurl = \"{upstream}\"\ntimeout = \"2s\"\n")
 }
