@@ -4,11 +4,18 @@ use std::time::{Duration, SystemTime};
 use super::*;
 use crate::migration::date::{Date, Timestamp};
 
-fn at(day: &str, secs: u64) -> SystemTime {
+/// `secs` seconds into `day` (also used by the Redis store's tests).
+pub(super) fn at(day: &str, secs: u64) -> SystemTime {
     Date::parse(day).unwrap().midnight() + Duration::from_secs(secs)
 }
 
-fn racf<'a>(principal: &'a str, identity: &'a str, route: &'a str, t: SystemTime) -> Usage<'a> {
+/// A RACF user's request through the `payments-cics` plan.
+pub(super) fn racf<'a>(
+    principal: &'a str,
+    identity: &'a str,
+    route: &'a str,
+    t: SystemTime,
+) -> Usage<'a> {
     Usage {
         at: t,
         route,

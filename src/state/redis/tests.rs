@@ -10,22 +10,7 @@ use crate::authn::Kind;
 mod redis_server;
 use redis_server::RedisServer;
 
-fn at(day: &str, secs: u64) -> SystemTime {
-    Date::parse(day).unwrap().midnight() + Duration::from_secs(secs)
-}
-
-fn racf<'a>(principal: &'a str, identity: &'a str, route: &'a str, t: SystemTime) -> Usage<'a> {
-    Usage {
-        at: t,
-        route,
-        plan: Some("payments-cics"),
-        credential: "racf",
-        kind: Kind::Ldap,
-        identity,
-        principal: Some(principal),
-        cert_not_after: None,
-    }
-}
+use crate::state::tests::{at, racf};
 
 fn mtls<'a>(identity: &'a str, t: SystemTime, not_after: SystemTime) -> Usage<'a> {
     Usage {
