@@ -6,12 +6,16 @@
 //! first stage refuses any request on a flagged connection with 400 and closes it.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Header slots parsed on the stack; heads with more fields use the heap.
+const STACK_HEADERS: usize = 64;
 
 /// Where in the inbound byte stream we are.
 #[derive(Debug)]
@@ -76,10 +80,29 @@ impl<S> FramingGuard<S> {
                         if data.is_empty() {
                             return;
                         }
+                        // The usual case: the whole head arrived in one read. Look at it where it
+                        // is, without copying it.
+                        if let Some(end) = find_head_end(data) {
+                            let next = self.framing_of(data.get(..end).unwrap_or_default());
+                            match next {
+                                Some(next) => self.state = next,
+                                None => return self.poison(),
+                            }
+                            data = data.get(end..).unwrap_or_default();
+                            continue;
+                        }
                     }
                     let before = self.buf.len();
                     self.buf.extend_from_slice(data);
-                    let Some(end) = find_head_end(&self.buf) else {
+                    // The blank line may straddle the reads: search from a little before the new
+                    // bytes.
+                    let from = before.saturating_sub(3);
+                    let Some(end) = self
+                        .buf
+                        .get(from..)
+                        .and_then(find_head_end)
+                        .map(|e| e + from)
+                    else {
                         if self.buf.len() > self.max_head {
                             // hyper refuses such a head too; flagging costs nothing and fails closed.
                             self.poison();
@@ -88,8 +111,10 @@ impl<S> FramingGuard<S> {
                     };
                     let consumed_here = end.saturating_sub(before);
                     data = data.get(consumed_here..).unwrap_or_default();
-                    let head = std::mem::take(&mut self.buf);
-                    match self.framing_of(head.get(..end).unwrap_or_default()) {
+                    let next = self.framing_of(self.buf.get(..end).unwrap_or_default());
+                    // Keep the allocation for the next head that arrives in pieces.
+                    self.buf.clear();
+                    match next {
                         Some(next) => self.state = next,
                         None => return self.poison(),
                     }
@@ -148,9 +173,22 @@ impl<S> FramingGuard<S> {
 
     /// The body framing of a request head, or `None` when it is ambiguous.
     fn framing_of(&self, head: &[u8]) -> Option<State> {
-        let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers.max(1)];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(head) {
+        // Up to STACK_HEADERS header slots live on the stack, uninitialized; only a head with more
+        // fields (when `max_headers` allows that many) is parsed again with a heap array.
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+        let mut heap: Vec<MaybeUninit<httparse::Header<'_>>> = Vec::new();
+        let max = self.max_headers.max(1);
+        let mut req = httparse::Request::new(&mut []);
+        let on_stack = slots.get_mut(..max.min(STACK_HEADERS)).unwrap_or_default();
+        let parsed = match req.parse_with_uninit_headers(head, on_stack) {
+            Err(httparse::Error::TooManyHeaders) if max > STACK_HEADERS => {
+                heap.resize_with(max, MaybeUninit::uninit);
+                req = httparse::Request::new(&mut []);
+                req.parse_with_uninit_headers(head, &mut heap)
+            }
+            other => other,
+        };
+        match parsed {
             Ok(httparse::Status::Complete(_)) => {}
             // hyper parses with the same parser and limits and rejects this head too; fail closed.
             _ => return None,
@@ -217,11 +255,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let this = &mut *self;
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
-            if !matches!(self.state, State::Done) {
-                let fresh = buf.filled().get(before..).unwrap_or_default().to_vec();
-                self.observe(&fresh);
+            if !matches!(this.state, State::Done) {
+                this.observe(buf.filled().get(before..).unwrap_or_default());
             }
         }
         res
@@ -302,5 +340,38 @@ mod tests {
         assert!(!run(&[
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n"
         ]));
+        // Every split point, including inside the blank line that ends a head.
+        for split in 1..stream.len() {
+            let (a, b) = stream.split_at(split);
+            assert!(run(&[a, b]), "split at {split}");
+            let (a, c) = a.split_at(split / 2);
+            assert!(run(&[a, c, b]), "split at {} and {split}", split / 2);
+        }
+    }
+
+    #[test]
+    fn heads_with_more_fields_than_the_stack_holds() {
+        let head = |n: usize, tail: &str| {
+            let mut h = String::from("POST / HTTP/1.1\r\n");
+            for i in 0..n {
+                h.push_str(&format!("X-F{i}: v\r\n"));
+            }
+            h.push_str(tail);
+            h.push_str("\r\n");
+            h.into_bytes()
+        };
+        let smuggle = "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n";
+        // max_headers = 100 (run): a long head is parsed in full, so the ambiguity at its end is seen.
+        assert!(run(&[&head(90, smuggle)]));
+        assert!(!run(&[&head(90, "Content-Length: 0\r\n")]));
+        // More fields than max_headers: hyper refuses the head; the guard fails closed.
+        assert!(run(&[&head(120, "")]));
+        // A small max_headers is honoured even though the stack holds more.
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut g = FramingGuard::new((), 64 * 1024, 8, flag.clone());
+        g.observe(&head(4, ""));
+        assert!(!flag.load(Ordering::Acquire));
+        g.observe(&head(9, ""));
+        assert!(flag.load(Ordering::Acquire));
     }
 }
