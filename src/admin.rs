@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+use crate::problem::{Code, Refusal};
 use crate::proxy::body::{full, ProxyBody};
 
 /// What the probes report.
@@ -92,12 +93,14 @@ fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBod
 }
 
 /// A problem+json response for the admin API.
-fn problem(code: crate::problem::Code, detail: impl Into<String>) -> Response<ProxyBody> {
-    let id = format!("{:016x}", rand::random::<u64>());
-    let mut r = crate::problem::Refusal::new(code, detail.into()).into_response(&id);
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+fn problem(code: Code, detail: impl Into<String>) -> Response<ProxyBody> {
+    refused(Refusal::new(code, detail.into()))
+}
+
+/// Render a refusal as problem+json (with `Cache-Control: no-store`, like every refusal). The
+/// admin listener has no request ids of its own: each refusal gets a fresh one for the logs.
+fn refused(r: Refusal) -> Response<ProxyBody> {
+    r.into_response(&format!("{:016x}", rand::random::<u64>()))
 }
 
 impl Ops {
@@ -144,13 +147,7 @@ impl Ops {
         use crate::ops::migration as m;
         let now = self.clock.now();
         let (parts, body) = req.into_parts();
-        let unavailable = |e: crate::state::StateError| {
-            tracing::error!(error = %e, "state store unavailable");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"error": "state store unavailable"}),
-            )
-        };
+        let unavailable = |e: crate::state::StateError| refused(m::unavailable(&e));
         match (&parts.method, parts.uri.path()) {
             (&Method::GET, "/admin/v1/migration") => {
                 let routes: Vec<(&str, Option<&str>)> = self
@@ -192,30 +189,32 @@ impl Ops {
                 {
                     Ok(b) => b.to_bytes(),
                     Err(_) => {
-                        return json_response(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            &serde_json::json!({"error": "body too large"}),
+                        return problem(
+                            Code::PayloadTooLarge,
+                            format!("admin request bodies are limited to {MAX_ADMIN_BODY} bytes"),
                         )
                     }
                 };
-                let (status, v) = if parts.method == Method::POST {
+                let answer = if parts.method == Method::POST {
                     m::revoke(&*self.state, &bytes, now).await
                 } else {
                     m::unrevoke(&*self.state, &bytes).await
                 };
-                if parts.method == Method::POST && status.is_success() {
-                    self.forget(&v);
+                match answer {
+                    Ok((status, v)) => {
+                        if parts.method == Method::POST {
+                            self.forget(&v);
+                        }
+                        json_response(status, &v)
+                    }
+                    Err(r) => refused(r),
                 }
-                json_response(status, &v)
             }
-            (
-                _,
-                "/admin/v1/migration"
-                | "/admin/v1/inventory"
-                | "/admin/v1/revocations"
-                | "/admin/v1/policy/suggest",
-            ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            (_, "/admin/v1/revocations") => method_not_allowed("GET, POST, DELETE"),
+            (_, "/admin/v1/migration" | "/admin/v1/inventory" | "/admin/v1/policy/suggest") => {
+                method_not_allowed("GET")
+            }
+            _ => not_found(),
         }
     }
 
@@ -249,6 +248,19 @@ impl Ops {
             }
         }
     }
+}
+
+fn not_found() -> Response<ProxyBody> {
+    problem(Code::NotFound, "no such admin endpoint")
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
+    let mut r = Refusal::new(
+        Code::MethodNotAllowed,
+        "this admin endpoint does not answer that method",
+    );
+    r.allow = Some(HeaderValue::from_static(allow));
+    refused(r)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
@@ -321,7 +333,7 @@ impl Admin {
                         "admin request refused: client not in [admin] allow"
                     );
                     return problem(
-                        crate::problem::Code::Forbidden,
+                        Code::Forbidden,
                         "the admin API needs a client certificate whose SPIFFE ID is listed in [admin] allow",
                     );
                 }
@@ -334,7 +346,7 @@ impl Admin {
             return ops.handle(req).await;
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            return method_not_allowed("GET, HEAD");
         }
         if let Some(resp) = dashboard::serve(path, self.ops.is_some()) {
             return resp;
@@ -366,7 +378,7 @@ impl Admin {
                 );
                 r
             }
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            _ => not_found(),
         }
     }
 

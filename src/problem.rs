@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 
 use crate::proxy::body::{full, ProxyBody};
 
-/// The codes of CONTRACT §6.
+/// The codes of CONTRACT §6 (plus `not-found`, which only the admin API answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     NoRoute,
@@ -31,6 +31,8 @@ pub enum Code {
     DirectoryUnavailable,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// Admin API only: the named thing (a revocation, an admin path) does not exist.
+    NotFound,
 }
 
 impl Code {
@@ -53,13 +55,14 @@ impl Code {
             Code::DirectoryUnavailable => "directory-unavailable",
             Code::UpstreamUnavailable => "upstream-unavailable",
             Code::UpstreamTimeout => "upstream-timeout",
+            Code::NotFound => "not-found",
         }
     }
 
     /// HTTP status for the code.
     pub const fn status(self) -> StatusCode {
         match self {
-            Code::NoRoute => StatusCode::NOT_FOUND,
+            Code::NoRoute | Code::NotFound => StatusCode::NOT_FOUND,
             Code::Unauthenticated | Code::InvalidCredential | Code::LegacyCredentialRetired => {
                 StatusCode::UNAUTHORIZED
             }
@@ -96,6 +99,7 @@ impl Code {
             Code::DirectoryUnavailable => "Directory unavailable",
             Code::UpstreamUnavailable => "Upstream unavailable",
             Code::UpstreamTimeout => "Upstream timed out",
+            Code::NotFound => "Not found",
         }
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::migration::date::Timestamp;
 use crate::migration::plan::Plans;
 use crate::migration::report::{inventory_report, migration_report, usage_needed_since};
+use crate::problem::{Code, Refusal};
 use crate::state::{Revocation, RevocationSet, StateError, StateStore, Target};
 
 /// Longest accepted revocation reason.
@@ -101,32 +102,36 @@ fn parse_body(body: &[u8]) -> Result<(Target, Option<String>), String> {
     Ok((target, b.reason))
 }
 
-fn bad(msg: impl Into<String>) -> (StatusCode, Value) {
-    (StatusCode::BAD_REQUEST, json!({ "error": msg.into() }))
+/// What a change to the revocations answers: a status and a JSON body, or a refusal the admin
+/// listener renders as problem+json.
+pub type Answer = Result<(StatusCode, Value), Refusal>;
+
+fn bad(msg: impl Into<String>) -> Refusal {
+    Refusal::new(Code::InvalidRequest, msg.into())
 }
 
-fn unavailable(e: &StateError) -> (StatusCode, Value) {
+/// 503 `directory-unavailable`: the state store could not answer (the error is logged, not sent:
+/// it may name hosts or paths).
+pub fn unavailable(e: &StateError) -> Refusal {
     tracing::error!(error = %e, "state store unavailable");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        json!({ "error": "state store unavailable" }),
+    Refusal::new(
+        Code::DirectoryUnavailable,
+        "the state store is unavailable; try again shortly",
     )
+    .retry_after(5)
 }
 
 /// `POST /admin/v1/revocations`: 201 with the revocation when new, 200 when it only updated the
 /// reason, 400 on a bad body, 503 when the store cannot persist it (the revocation is then not in
 /// effect: the caller must retry).
-pub async fn revoke(store: &dyn StateStore, body: &[u8], now: SystemTime) -> (StatusCode, Value) {
-    let (target, reason) = match parse_body(body) {
-        Ok(x) => x,
-        Err(m) => return bad(m),
-    };
+pub async fn revoke(store: &dyn StateStore, body: &[u8], now: SystemTime) -> Answer {
+    let (target, reason) = parse_body(body).map_err(bad)?;
     let reason = reason.unwrap_or_default();
     let reason = reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
-        return bad(format!(
+        return Err(bad(format!(
             "reason is required: printable text up to {MAX_REASON} bytes"
-        ));
+        )));
     }
     let rev = Revocation {
         target,
@@ -135,25 +140,19 @@ pub async fn revoke(store: &dyn StateStore, body: &[u8], now: SystemTime) -> (St
     };
     let shown = serde_json::to_value(&rev).unwrap_or(Value::Null);
     match store.revoke(rev).await {
-        Ok(true) => (StatusCode::CREATED, shown),
-        Ok(false) => (StatusCode::OK, shown),
-        Err(e) => unavailable(&e),
+        Ok(true) => Ok((StatusCode::CREATED, shown)),
+        Ok(false) => Ok((StatusCode::OK, shown)),
+        Err(e) => Err(unavailable(&e)),
     }
 }
 
 /// `DELETE /admin/v1/revocations` (same body, `reason` ignored): 200, 404 when there was none.
-pub async fn unrevoke(store: &dyn StateStore, body: &[u8]) -> (StatusCode, Value) {
-    let target = match parse_body(body) {
-        Ok((t, _)) => t,
-        Err(m) => return bad(m),
-    };
+pub async fn unrevoke(store: &dyn StateStore, body: &[u8]) -> Answer {
+    let (target, _) = parse_body(body).map_err(bad)?;
     match store.unrevoke(&target).await {
-        Ok(true) => (StatusCode::OK, json!({ "deleted": target.key() })),
-        Ok(false) => (
-            StatusCode::NOT_FOUND,
-            json!({ "error": "no such revocation" }),
-        ),
-        Err(e) => unavailable(&e),
+        Ok(true) => Ok((StatusCode::OK, json!({ "deleted": target.key() }))),
+        Ok(false) => Err(Refusal::new(Code::NotFound, "no such revocation")),
+        Err(e) => Err(unavailable(&e)),
     }
 }
 
@@ -179,7 +178,8 @@ mod tests {
             br#"{"credential":"racf:JSMITH","reason":"left"}"#,
             now,
         )
-        .await;
+        .await
+        .unwrap();
         assert_eq!(s, StatusCode::CREATED);
         assert_eq!(v["target"], "credential:racf:JSMITH");
         assert!(store.is_revoked("spiffe://x", "racf", Some("JSMITH"), None));
@@ -188,7 +188,8 @@ mod tests {
             br#"{"credential":"racf:JSMITH","reason":"left, really"}"#,
             now,
         )
-        .await;
+        .await
+        .unwrap();
         assert_eq!(s, StatusCode::OK);
 
         for body in [
@@ -200,25 +201,29 @@ mod tests {
             br#"{"jti":"x","reason":"r","extra":1}"#,
             br#"not json"#,
         ] {
-            let (s, v) = revoke(&store, body, now).await;
+            let refused = revoke(&store, body, now).await.unwrap_err();
             assert_eq!(
-                s,
-                StatusCode::BAD_REQUEST,
+                refused.code,
+                Code::InvalidRequest,
                 "{}",
                 String::from_utf8_lossy(body)
             );
-            assert!(v["error"].is_string());
+            assert!(!refused.detail.is_empty());
         }
 
         let v = revocations_json(&store).await.unwrap();
         assert_eq!(v["revocations"].as_array().unwrap().len(), 1);
         assert_eq!(v["revocations"][0]["reason"], "left, really");
 
-        let (s, _) = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#).await;
+        let (s, _) = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#)
+            .await
+            .unwrap();
         assert_eq!(s, StatusCode::OK);
         assert!(!store.is_revoked("spiffe://x", "racf", Some("JSMITH"), None));
-        let (s, _) = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#).await;
-        assert_eq!(s, StatusCode::NOT_FOUND);
+        let refused = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code.status(), StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

@@ -282,6 +282,79 @@ async fn policy_suggestion_guards_and_gauges() {
     assert!(!r.status().is_success());
     assert!(r.headers().get("access-control-allow-origin").is_none());
 
+    // Every admin error is problem+json, like the data plane's (CONTRACT §6).
+    let json_body = |method: reqwest::Method, path: &str, body: String| {
+        http.request(method, format!("{admin}{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let cases = [
+        (
+            json_body(reqwest::Method::POST, "/admin/v1/revocations", "{".into()),
+            400,
+            "invalid-request",
+        ),
+        (
+            json_body(
+                reqwest::Method::POST,
+                "/admin/v1/revocations",
+                r#"{"identity":"not-a-spiffe-id","reason":"x"}"#.into(),
+            ),
+            400,
+            "invalid-request",
+        ),
+        (
+            json_body(
+                reqwest::Method::DELETE,
+                "/admin/v1/revocations",
+                r#"{"jti":"never-revoked"}"#.into(),
+            ),
+            404,
+            "not-found",
+        ),
+        (
+            json_body(
+                reqwest::Method::POST,
+                "/admin/v1/revocations",
+                "x".repeat(65 * 1024),
+            ),
+            413,
+            "payload-too-large",
+        ),
+        (
+            http.get(format!("{admin}/admin/v1/nothing-here")),
+            404,
+            "not-found",
+        ),
+        (http.get(format!("{admin}/nothing-here")), 404, "not-found"),
+        (
+            json_body(reqwest::Method::PUT, "/admin/v1/revocations", "{}".into()),
+            405,
+            "method-not-allowed",
+        ),
+        (
+            json_body(reqwest::Method::POST, "/admin/v1/inventory", "{}".into()),
+            405,
+            "method-not-allowed",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), status, "{code}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{code}"
+        );
+        if status == 405 {
+            assert!(r.headers().contains_key("allow"), "{code}");
+        }
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["type"], format!("urn:portcullis:{code}"));
+        assert_eq!(p["status"], status);
+        assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
+    }
+
     let metrics = http
         .get(format!("{admin}/metrics"))
         .send()
