@@ -66,13 +66,7 @@ fn basic(user: &str, pw: &str) -> Parts {
 
 fn conn() -> ConnInfo {
     let addr = SocketAddr::from(([127, 0, 0, 1], 40000));
-    ConnInfo {
-        peer: addr,
-        local: addr,
-        tls: None,
-        ambiguous_framing: Arc::default(),
-        svid: Default::default(),
-    }
+    ConnInfo::new(addr, addr, None, Arc::default())
 }
 
 fn bench(c: &mut Criterion) {

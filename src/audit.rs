@@ -36,16 +36,20 @@ impl Decision {
     }
 }
 
-/// One audit line. Never holds a password, key, token or signature.
+/// One audit line. Never holds a password, key, token or signature. The request side fills it
+/// with what it already has (shared, not copied); the writer thread renders it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
     #[serde(serialize_with = "rfc3339")]
     pub ts: SystemTime,
-    pub request_id: String,
+    #[serde(serialize_with = "header_text")]
+    pub request_id: http::HeaderValue,
     pub route: Option<Arc<str>>,
-    pub method: String,
-    /// Path with every query value redacted.
-    pub path: String,
+    #[serde(serialize_with = "method_text")]
+    pub method: http::Method,
+    /// The request target; written as its path with every query value redacted.
+    #[serde(rename = "path", serialize_with = "redacted_target")]
+    pub target: http::Uri,
     pub source: SocketAddr,
     pub decision: Decision,
     pub reason: &'static str,
@@ -58,11 +62,23 @@ pub struct Record {
     pub status: u16,
     pub upstream_status: Option<u16>,
     pub latency_ms: f64,
-    pub jti: Option<String>,
+    pub jti: Option<Arc<str>>,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
+fn header_text<S: serde::Serializer>(v: &http::HeaderValue, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.to_str().unwrap_or("-"))
+}
+
+fn method_text<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+fn redacted_target<S: serde::Serializer>(u: &http::Uri, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_query(u.path(), u.query()))
 }
 
 /// `path?query` with each query value replaced by `REDACTED` (names kept: they are useful and

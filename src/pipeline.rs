@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::migration::{retired, route_phase, treatment, Phase, Treatment};
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{empty, full, Limited, ProxyBody};
-use crate::proxy::headers::{self, ForwardedFor};
+use crate::proxy::headers;
 use crate::routing::{self, path, Route, Router};
 use crate::token::jwks::{self, WellKnown};
 use crate::token::{Issuer, MintRequest, TokenCache};
@@ -119,7 +119,7 @@ impl Gateway {
     /// Handle one request. Never fails: refusals become problem+json responses.
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let mut body = Some(body);
         let mut trace = Trace {
             request_id: request_id(&parts.headers),
@@ -133,7 +133,7 @@ impl Gateway {
             observed_refusal: None,
             sunset: false,
         };
-        let (mut resp, reason) = match self.stages(conn, &parts, &mut body, &mut trace).await {
+        let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
             Err(refusal) => {
                 let reason = refusal.code.as_str();
@@ -152,7 +152,7 @@ impl Gateway {
             }
         };
         resp.headers_mut()
-            .insert("x-request-id", trace.request_id.clone());
+            .insert(headers::X_REQUEST_ID.clone(), trace.request_id.clone());
         if let Some(h) = &trace.rate_headers {
             h.apply_to(resp.headers_mut());
         }
@@ -165,10 +165,12 @@ impl Gateway {
         resp
     }
 
+    /// The stages, in order. The request's headers are moved out of `parts` when the request is
+    /// translated for the upstream; what runs afterwards (audit) reads only the method and URI.
     async fn stages(
         &self,
         conn: &ConnInfo,
-        parts: &Parts,
+        parts: &mut Parts,
         body: &mut Option<Incoming>,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
@@ -303,12 +305,12 @@ impl Gateway {
         let outgoing = if observing {
             Outgoing::Unchanged
         } else {
-            Outgoing::Translated(token.as_ref().map(|m| &*m.token))
+            Outgoing::Translated(token.as_ref())
         };
         let (upstream_req, tripped) = translate(
             &permit,
             conn,
-            parts,
+            caller_head(parts),
             &routed,
             body,
             &trace.request_id,
@@ -590,10 +592,10 @@ impl Gateway {
         };
         self.auditor.record(audit::Record {
             ts: self.clock.now(),
-            request_id: trace.request_id.to_str().unwrap_or("-").to_owned(),
+            request_id: trace.request_id,
             route: route_name,
-            method: parts.method.as_str().to_owned(),
-            path: audit::redact_query(parts.uri.path(), parts.uri.query()),
+            method: parts.method.clone(),
+            target: parts.uri.clone(),
             source: conn.peer,
             decision: trace.decision,
             reason,
@@ -606,7 +608,7 @@ impl Gateway {
             status: resp.status().as_u16(),
             upstream_status: trace.upstream_status,
             latency_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
-            jti: trace.jti.map(|j| j.to_string()),
+            jti: trace.jti,
         });
     }
 }
@@ -630,7 +632,7 @@ async fn drain_politely(mut body: Incoming) {
 
 /// Keep the caller's `X-Request-Id` when it is well-formed (1–128 of `[A-Za-z0-9._:-]`), else make one.
 fn request_id(h: &http::HeaderMap) -> HeaderValue {
-    let mut ids = h.get_all("x-request-id").iter();
+    let mut ids = h.get_all(&headers::X_REQUEST_ID).iter();
     if let (Some(v), None) = (ids.next(), ids.next()) {
         let b = v.as_bytes();
         if !b.is_empty()
@@ -641,8 +643,16 @@ fn request_id(h: &http::HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = format!("{:032x}", rand::random::<u128>());
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    // 128 random bits as 32 lower-case hex digits (without the formatting machinery: this runs
+    // for every request that brings no id of its own).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let mut bits = rand::random::<u128>();
+    for d in id.iter_mut().rev() {
+        *d = HEX.get((bits & 0xf) as usize).copied().unwrap_or(b'0');
+        bits >>= 4;
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Framing stage: a request whose length could be read two ways is refused and the connection
@@ -760,16 +770,26 @@ async fn buffer_body(body: Option<Incoming>, limit: u64) -> Result<bytes::Bytes,
 #[derive(Debug, Clone, Copy)]
 enum Outgoing<'a> {
     /// Credentials stripped; the minted token (if the route sends one) added.
-    Translated(Option<&'a str>),
+    Translated(Option<&'a crate::token::Minted>),
     /// `observe` phase: the request goes upstream as the caller sent it.
     Unchanged,
+}
+
+/// The caller's method, target and headers, for [`translate`]: the headers are moved out (nothing
+/// after translation reads them), the rest is shared.
+fn caller_head(parts: &mut Parts) -> Parts {
+    let mut head = Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.headers_mut() = std::mem::take(&mut parts.headers);
+    head.into_parts().0
 }
 
 /// Translate stage: only a [`Permit`] gets a request built for the upstream.
 fn translate(
     permit: &Permit,
     conn: &ConnInfo,
-    parts: &Parts,
+    mut head: Parts,
     routed: &Routed,
     body: Forward,
     request_id: &HeaderValue,
@@ -780,13 +800,9 @@ fn translate(
         Outgoing::Unchanged => (None, false),
     };
     let route = permit.route();
-    // A copy of the head the credentials can be stripped from (API key query parameters live in
-    // the URI, Basic and Bearer in Authorization). Every accepted credential strips, not only the
-    // one that authenticated: no static secret reaches the upstream.
-    let mut head = Request::new(());
-    *head.uri_mut() = parts.uri.clone();
-    *head.headers_mut() = parts.headers.clone();
-    let (mut head, ()) = head.into_parts();
+    // The credentials are stripped from the caller's head (API key query parameters live in the
+    // URI, Basic and Bearer in Authorization). Every accepted credential strips, not only the one
+    // that authenticated: no static secret reaches the upstream.
     if strip_credentials {
         for a in &route.accept {
             a.strip(&mut head);
@@ -794,30 +810,22 @@ fn translate(
     }
     let uri = route.upstream.uri(&routed.path, head.uri.query())?;
     let mut headers = head.headers;
-    let fwd = ForwardedFor {
-        peer: conn.peer,
-        host: routed.host.as_deref(),
-        proto: conn.proto(),
-    };
-    headers::to_upstream(&mut headers, &fwd, request_id, route.upstream.host_header());
-    if let Some(token) = token {
-        let (name, value) = match &route.config.upstream.token_header {
-            TokenHeader::Authorization => (
-                http::header::AUTHORIZATION,
-                HeaderValue::try_from(format!("Bearer {token}")),
-            ),
-            TokenHeader::Named(n) => (n.clone(), HeaderValue::try_from(token)),
-            TokenHeader::None => (http::header::AUTHORIZATION, HeaderValue::try_from("")),
-        };
-        if route.config.upstream.token_header != TokenHeader::None {
-            let mut value = value.map_err(|_| {
-                Refusal::new(
-                    Code::UpstreamUnavailable,
-                    "the minted token is not a header value",
-                )
-            })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
+    headers::to_upstream(
+        &mut headers,
+        &conn.hop,
+        routed.host.as_deref(),
+        request_id,
+        route.upstream.host_header(),
+    );
+    if let Some(minted) = token {
+        match &route.config.upstream.token_header {
+            TokenHeader::Authorization => {
+                headers.insert(http::header::AUTHORIZATION, minted.bearer.clone());
+            }
+            TokenHeader::Named(n) => {
+                headers.insert(n.clone(), minted.bare.clone());
+            }
+            TokenHeader::None => {}
         }
     }
     if let Some((name, value)) = &route.inject {
@@ -834,7 +842,7 @@ fn translate(
         }
     };
     let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
+    *req.method_mut() = head.method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Ok((req, tripped))

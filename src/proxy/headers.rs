@@ -54,85 +54,141 @@ fn connection_tokens(h: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// Remove hop-by-hop headers and those named in `Connection`, in place.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for name in connection_tokens(h) {
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || HOP_BY_HOP_EXTRA.contains(&name.as_str())
+}
+
+/// Remove, in one pass over the names present, every header `doomed` picks plus those named in
+/// `Connection`. (A typical request has a handful of names; looking each candidate up instead
+/// would hash a dozen names that are not there.)
+fn remove_where(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let named = if h.contains_key(header::CONNECTION) {
+        connection_tokens(h)
+    } else {
+        Vec::new()
+    };
+    let gone: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| doomed(n) || named.contains(n))
+        .cloned()
+        .collect();
+    for name in gone {
         h.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        h.remove(name);
-    }
-    for name in HOP_BY_HOP_EXTRA {
-        h.remove(*name);
     }
 }
 
-/// What the gateway knows about the hop it is forwarding.
-pub struct ForwardedFor<'a> {
-    pub peer: SocketAddr,
-    pub host: Option<&'a str>,
-    pub proto: &'static str,
+/// Remove hop-by-hop headers and those named in `Connection`, in place.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    remove_where(h, is_hop_by_hop);
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The caller's hop as `Forwarded` and `X-Forwarded-For` name it, rendered once per connection
+/// (the peer and the scheme do not change while it lasts).
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// `for="192.0.2.1:4000";proto=https` (RFC 7239: an IPv6 node is bracketed, a node with a
+    /// port is quoted).
+    forwarded: HeaderValue,
+    /// `192.0.2.1`
+    forwarded_for: HeaderValue,
+    proto: &'static str,
+}
+
+impl Hop {
+    /// The hop of a connection from `peer` over `proto` (`http` or `https`).
+    pub fn new(peer: SocketAddr, proto: &'static str) -> Self {
+        let node = match peer {
+            SocketAddr::V4(a) => format!("\"{}:{}\"", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("\"[{}]:{}\"", a.ip(), a.port()),
+        };
+        let value = |s: String| {
+            // Digits, dots, colons, brackets, quotes and a scheme: always a valid header value.
+            HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        };
+        Hop {
+            forwarded: value(format!("for={node};proto={proto}")),
+            forwarded_for: value(peer.ip().to_string()),
+            proto,
+        }
+    }
+
+    /// `https` or `http`.
+    pub fn proto(&self) -> &'static str {
+        self.proto
+    }
+
+    /// This hop's `Forwarded` element, with `host="…"` when the request named a plain host.
+    fn forwarded(&self, host: Option<&str>) -> HeaderValue {
+        let Some(host) = host.filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        }) else {
+            return self.forwarded.clone();
+        };
+        let base = self.forwarded.as_bytes();
+        let mut v = Vec::with_capacity(base.len() + host.len() + 8);
+        v.extend_from_slice(base);
+        v.extend_from_slice(b";host=\"");
+        v.extend_from_slice(host.as_bytes());
+        v.push(b'"');
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+            .unwrap_or_else(|_| self.forwarded.clone())
+    }
 }
 
 /// Prepare caller headers for the upstream: strip hop-by-hop and identity claims, then append
 /// `Forwarded`/`X-Forwarded-For` and set `X-Forwarded-Proto`/`-Host`, `X-Request-Id` and `Host`.
 pub fn to_upstream(
     h: &mut HeaderMap,
-    fwd: &ForwardedFor<'_>,
+    hop: &Hop,
+    host: Option<&str>,
     request_id: &HeaderValue,
     upstream_host: &HeaderValue,
 ) {
-    strip_hop_by_hop(h);
-    let claims: Vec<HeaderName> = h.keys().filter(|n| is_identity_claim(n)).cloned().collect();
-    for n in claims {
-        h.remove(n);
-    }
-    h.remove(header::HOST);
-    h.remove("x-forwarded-proto");
-    h.remove("x-forwarded-host");
-
-    // RFC 7239: an IPv6 node is bracketed, and a node with a port is quoted.
-    let node = match fwd.peer {
-        SocketAddr::V4(a) => format!("\"{}:{}\"", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("\"[{}]:{}\"", a.ip(), a.port()),
-    };
-    let mut fwd_elem = format!("for={node};proto={}", fwd.proto);
-    if let Some(host) = fwd.host.filter(|h| {
-        h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-    }) {
-        fwd_elem.push_str(";host=\"");
-        fwd_elem.push_str(host);
-        fwd_elem.push('"');
-    }
-    append_list(h, header::FORWARDED, &fwd_elem);
-    append_list(
-        h,
-        HeaderName::from_static("x-forwarded-for"),
-        &fwd.peer.ip().to_string(),
+    remove_where(h, |n| {
+        is_hop_by_hop(n)
+            || is_identity_claim(n)
+            || n == header::HOST
+            || n == X_FORWARDED_PROTO
+            || n == X_FORWARDED_HOST
+    });
+    append_list(h, &header::FORWARDED, hop.forwarded(host));
+    append_list(h, &X_FORWARDED_FOR, hop.forwarded_for.clone());
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(hop.proto),
     );
-    h.insert("x-forwarded-proto", HeaderValue::from_static(fwd.proto));
-    if let Some(host) = fwd.host.and_then(|s| HeaderValue::from_str(s).ok()) {
-        h.insert("x-forwarded-host", host);
+    if let Some(host) = host.and_then(|s| HeaderValue::from_str(s).ok()) {
+        h.insert(X_FORWARDED_HOST.clone(), host);
     }
-    h.insert("x-request-id", request_id.clone());
+    h.insert(X_REQUEST_ID.clone(), request_id.clone());
     h.insert(header::HOST, upstream_host.clone());
 }
 
 /// Append to a comma-separated list header, folding repeated fields into one.
-fn append_list(h: &mut HeaderMap, name: HeaderName, item: &str) {
-    let mut joined = String::new();
-    for v in h.get_all(&name) {
+fn append_list(h: &mut HeaderMap, name: &HeaderName, item: HeaderValue) {
+    let mut joined = Vec::new();
+    for v in h.get_all(name) {
         if let Ok(s) = v.to_str() {
             if !s.trim().is_empty() {
-                joined.push_str(s.trim());
-                joined.push_str(", ");
+                joined.extend_from_slice(s.trim().as_bytes());
+                joined.extend_from_slice(b", ");
             }
         }
     }
-    joined.push_str(item);
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        h.insert(name, v);
+    if joined.is_empty() {
+        // The usual case: the caller sent none; the element is the whole value.
+        h.insert(name.clone(), item);
+        return;
+    }
+    joined.extend_from_slice(item.as_bytes());
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        h.insert(name.clone(), v);
     }
 }
 
@@ -162,14 +218,11 @@ mod tests {
             "x-forwarded-client-cert",
             "By=spiffe://evil".parse().unwrap(),
         );
-        let fwd = ForwardedFor {
-            peer: "192.0.2.1:4000".parse().unwrap(),
-            host: Some("gw.example"),
-            proto: "https",
-        };
+        let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
         to_upstream(
             &mut h,
-            &fwd,
+            &hop,
+            Some("gw.example"),
             &HeaderValue::from_static("rid"),
             &HeaderValue::from_static("up:1"),
         );
@@ -191,14 +244,11 @@ mod tests {
         h.append(header::FORWARDED, "for=10.0.0.1".parse().unwrap());
         h.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
         h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
-        let fwd = ForwardedFor {
-            peer: "[2001:db8::1]:443".parse().unwrap(),
-            host: None,
-            proto: "http",
-        };
+        let hop = Hop::new("[2001:db8::1]:443".parse().unwrap(), "http");
         to_upstream(
             &mut h,
-            &fwd,
+            &hop,
+            None,
             &HeaderValue::from_static("r"),
             &HeaderValue::from_static("u"),
         );

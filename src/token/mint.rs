@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use http::HeaderValue;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -85,6 +86,8 @@ pub enum IssuerError {
     Key(#[from] KeyError),
     #[error("claims could not be encoded: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("the signed token is not a valid header value")]
+    HeaderValue,
 }
 
 /// The static credential a token stands in for (`legacy` claim).
@@ -142,11 +145,31 @@ pub fn x5t_s256(cert_der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(cert_der))
 }
 
+/// `Bearer <token>` and `<token>` as sensitive header values over one buffer.
+fn header_values(token: &str) -> Result<(HeaderValue, HeaderValue), IssuerError> {
+    const SCHEME: &str = "Bearer ";
+    let bytes = bytes::Bytes::from(format!("{SCHEME}{token}"));
+    let value = |b: bytes::Bytes| {
+        HeaderValue::from_maybe_shared(b)
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| IssuerError::HeaderValue)
+    };
+    Ok((value(bytes.clone())?, value(bytes.slice(SCHEME.len()..))?))
+}
+
 /// A signed token. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Minted {
     /// The compact JWS.
     pub token: Arc<str>,
+    /// `Bearer <token>` as a (sensitive) header value, built once: every request that reuses the
+    /// token only clones it.
+    pub bearer: HeaderValue,
+    /// The token alone as a (sensitive) header value, sharing `bearer`'s bytes.
+    pub bare: HeaderValue,
     /// Its `jti`.
     pub jti: Arc<str>,
     /// The `kid` that signed it.
@@ -318,8 +341,11 @@ impl Issuer {
         let sig = key.sign(token.as_bytes())?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
+        let (bearer, bare) = header_values(&token)?;
         Ok(Minted {
             token: token.into(),
+            bearer,
+            bare,
             jti: jti.into(),
             kid: key.kid().clone(),
             iat: UNIX_EPOCH + Duration::from_secs(iat),

@@ -113,6 +113,10 @@ fn jwt_svid_token_verifies_from_the_jwks_with_every_claim() {
     assert_eq!(sig.len(), 86);
     // Unique jti.
     assert_ne!(iss.mint(&req, at(T0)).unwrap().jti, minted.jti);
+    // The header values the pipeline sends, built once with the token and kept out of logs.
+    assert_eq!(minted.bearer, format!("Bearer {}", minted.token).as_str());
+    assert_eq!(minted.bare, &*minted.token);
+    assert!(minted.bearer.is_sensitive() && minted.bare.is_sensitive());
 }
 
 #[test]

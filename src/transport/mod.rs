@@ -37,6 +37,8 @@ pub struct ConnInfo {
     pub ambiguous_framing: Arc<AtomicBool>,
     /// The client chain's last validation (`kind = "mtls"`), reused by later requests.
     pub svid: crate::authn::mtls::SvidCache,
+    /// `Forwarded`/`X-Forwarded-For` for this peer, rendered once.
+    pub hop: crate::proxy::headers::Hop,
 }
 
 /// TLS details of a connection.
@@ -49,29 +51,38 @@ pub struct TlsInfo {
 }
 
 impl ConnInfo {
+    /// A connection from `peer` accepted on `local`; `tls` when it is TLS.
+    pub fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: Option<TlsInfo>,
+        ambiguous_framing: Arc<AtomicBool>,
+    ) -> Self {
+        let proto = if tls.is_some() { "https" } else { "http" };
+        ConnInfo {
+            peer,
+            local,
+            tls,
+            ambiguous_framing,
+            svid: Default::default(),
+            hop: crate::proxy::headers::Hop::new(peer, proto),
+        }
+    }
+
     /// A loopback connection for unit tests, TLS with `client_chain` when given.
     #[cfg(test)]
     pub fn for_tests(client_chain: Option<Vec<CertificateDer<'static>>>) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        ConnInfo {
-            peer: addr,
-            local: addr,
-            tls: client_chain.map(|client_chain| TlsInfo {
-                client_chain,
-                ..TlsInfo::default()
-            }),
-            ambiguous_framing: Arc::default(),
-            svid: Default::default(),
-        }
+        let tls = client_chain.map(|client_chain| TlsInfo {
+            client_chain,
+            ..TlsInfo::default()
+        });
+        ConnInfo::new(addr, addr, tls, Arc::default())
     }
 
     /// `https` or `http`.
     pub fn proto(&self) -> &'static str {
-        if self.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
+        self.hop.proto()
     }
 }
 
@@ -192,13 +203,7 @@ async fn serve_connection(
     let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
     match tls {
         None => {
-            let info = Arc::new(ConnInfo {
-                peer,
-                local,
-                tls: None,
-                ambiguous_framing: flag.clone(),
-                svid: Default::default(),
-            });
+            let info = Arc::new(ConnInfo::new(peer, local, None, flag.clone()));
             let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
             drive_http1(TokioIo::new(guarded), info, settings, gateway, shutdown).await;
         }
@@ -234,13 +239,7 @@ async fn serve_connection(
                     .unwrap_or_default(),
             };
             let h2 = tls_info.h2;
-            let info = Arc::new(ConnInfo {
-                peer,
-                local,
-                tls: Some(tls_info),
-                ambiguous_framing: flag.clone(),
-                svid: Default::default(),
-            });
+            let info = Arc::new(ConnInfo::new(peer, local, Some(tls_info), flag.clone()));
             if h2 {
                 drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
             } else {

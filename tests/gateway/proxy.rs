@@ -71,6 +71,12 @@ async fn request_ids_are_generated_when_absent_or_malformed() {
     let a = client.get(&url).send().await.unwrap();
     let generated = a.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(generated.len(), 32);
+    assert!(
+        generated
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{generated}"
+    );
     assert_eq!(up.last().headers["x-request-id"], generated.as_str());
     let b = client
         .get(&url)
