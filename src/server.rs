@@ -373,8 +373,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         },
     });
 
-    let mut admin_mtls = None;
-    let tls = match &config.listen.tls {
+    let listener_cert = match &config.listen.tls {
         None => None,
         Some(files) => {
             let cert = Arc::new(
@@ -382,21 +381,43 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
                     .context("loading [listen.tls]")?,
             );
             watchers.push(cert.spawn_watcher(RELOAD_EVERY));
-            if !config.admin.allow.is_empty() {
-                // Same certificate; client certificates requested (probes and scrapes come
-                // without one) and, when presented, verified as X.509-SVIDs at the handshake.
-                let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
-                    SpiffeClientVerifier::new(credentials.trust.clone(), opts.clock.clone()),
-                );
-                let mut sc = server_config(cert.clone(), Some(verifier))?;
-                sc.alpn_protocols = vec![b"http/1.1".to_vec()];
-                admin_mtls = Some(crate::admin::AdminTls {
-                    acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(sc)),
-                    trust: credentials.trust.clone(),
-                    clock: opts.clock.clone(),
-                    allow: config.admin.allow.clone(),
-                });
-            }
+            Some(cert)
+        }
+    };
+    // Admin over mTLS: its own certificate when `[admin.tls]` names one, else the listener's.
+    // Client certificates are requested (probes and scrapes come without one) and, when
+    // presented, verified as X.509-SVIDs at the handshake.
+    let admin_cert = match (&config.admin.tls, &listener_cert) {
+        _ if config.admin.allow.is_empty() => None,
+        (Some(files), _) => {
+            let cert = Arc::new(
+                ReloadingCert::new(files.clone(), metrics.clone())
+                    .context("loading [admin.tls]")?,
+            );
+            watchers.push(cert.spawn_watcher(RELOAD_EVERY));
+            Some(cert)
+        }
+        (None, listener) => listener.clone(),
+    };
+    let admin_mtls = match admin_cert {
+        None => None,
+        Some(cert) => {
+            let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
+                SpiffeClientVerifier::new(credentials.trust.clone(), opts.clock.clone()),
+            );
+            let mut sc = server_config(cert, Some(verifier))?;
+            sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(crate::admin::AdminTls {
+                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(sc)),
+                trust: credentials.trust.clone(),
+                clock: opts.clock.clone(),
+                allow: config.admin.allow.clone(),
+            })
+        }
+    };
+    let tls = match listener_cert {
+        None => None,
+        Some(cert) => {
             let client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> =
                 if credentials.trust.has_x509() {
                     Some(Arc::new(SpiffeClientVerifier::new(

@@ -80,9 +80,12 @@ pub struct TlsFiles {
 pub struct Admin {
     pub addr: SocketAddr,
     /// `allow`: SPIFFE ID patterns (`*` = any characters). Non-empty: the admin listener speaks
-    /// TLS with the `[listen.tls]` certificate, requests client certificates verified against the
-    /// `[trust]` bundles, and serves `/admin/v1/*` and the dashboard only to matching IDs.
+    /// TLS with the `[admin.tls]` certificate (else `[listen.tls]`'s), requests client
+    /// certificates verified against the `[trust]` bundles, and serves `/admin/v1/*` and the
+    /// dashboard only to matching IDs.
     pub allow: Vec<String>,
+    /// `[admin.tls]`: the admin listener's own certificate (only with `allow`).
+    pub tls: Option<TlsFiles>,
 }
 
 /// `[audit]`

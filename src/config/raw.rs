@@ -30,7 +30,7 @@ pub struct Listen {
     pub workers: Option<u64>,
 }
 
-/// `[listen.tls]`
+/// `[listen.tls]`, `[admin.tls]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenTls {
@@ -45,6 +45,8 @@ pub struct Admin {
     pub addr: Option<String>,
     /// SPIFFE ID patterns of the operators' client certificates (admin over mTLS).
     pub allow: Option<Vec<String>>,
+    /// The admin listener's own certificate (admin over mTLS); absent: `[listen.tls]`'s.
+    pub tls: Option<ListenTls>,
 }
 
 /// `[audit]`

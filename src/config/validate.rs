@@ -223,7 +223,17 @@ pub(super) fn validate(
                 ));
             }
         }
-        Some(Admin { addr, allow })
+        let tls = a.tls.map(|t| TlsFiles {
+            cert: c.file_path("admin.tls.cert", base, &t.cert),
+            key: c.file_path("admin.tls.key", base, &t.key),
+        });
+        if tls.is_some() && allow.is_empty() {
+            c.push(
+                "admin.tls",
+                "is the certificate of admin over mTLS: set admin.allow (the operators' SPIFFE IDs) too",
+            );
+        }
+        Some(Admin { addr, allow, tls })
     });
     let audit_raw = match obj.get("audit") {
         None => Some(raw::Audit::default()),
@@ -315,11 +325,11 @@ pub(super) fn validate(
             );
         }
     }
-    if admin.as_ref().is_some_and(|a| !a.allow.is_empty()) {
-        if listen.as_ref().is_some_and(|l| l.tls.is_none()) {
+    if let Some(a) = admin.as_ref().filter(|a| !a.allow.is_empty()) {
+        if a.tls.is_none() && listen.as_ref().is_some_and(|l| l.tls.is_none()) {
             c.push(
                 "admin.allow",
-                "admin over mTLS needs [listen.tls]: the admin listener uses the same certificate",
+                "admin over mTLS needs a certificate: set [admin.tls] (or [listen.tls], which it uses otherwise)",
             );
         }
         if !trust.iter().any(|t| t.x509_bundle.is_some()) {
@@ -1354,6 +1364,49 @@ mod state_tests {
         assert!(
             p.iter()
                 .any(|m| m.starts_with("state.prefix: only meaningful")),
+            "{p:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use std::path::Path;
+
+    fn problems(admin: &str) -> Vec<String> {
+        let text = format!(
+            "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{admin}"
+        );
+        match crate::config::from_toml_str(&text, Path::new("/nonexistent/p.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|p| format!("{}: {}", p.key, p.message))
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn admin_tls_needs_allow_and_allow_needs_a_certificate() {
+        let p = problems("allow = [\"spiffe://corp.example/ops/*\"]");
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("admin.allow: admin over mTLS needs a certificate")),
+            "{p:?}"
+        );
+        let p = problems("[admin.tls]\ncert = \"a.pem\"\nkey = \"a.key\"");
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("admin.tls: is the certificate of admin over mTLS")),
+            "{p:?}"
+        );
+        // With its own certificate, admin over mTLS no longer asks for [listen.tls].
+        let p = problems(
+            "allow = [\"spiffe://corp.example/ops/*\"]\n[admin.tls]\ncert = \"a.pem\"\nkey = \"a.key\"",
+        );
+        assert!(
+            !p.iter().any(|m| m.contains("needs a certificate")),
             "{p:?}"
         );
     }

@@ -74,6 +74,47 @@ async fn health_readiness_and_metrics() {
     gw.stop().await;
 }
 
+/// A client trusting the test CA, presenting `{who}.pem`/`{who}.key` from the PKI dir when given;
+/// it records the server's certificate (`reqwest::tls::TlsInfo`).
+fn mtls_client(pki: &Pki, who: Option<&str>) -> reqwest::Client {
+    let dir = pki.dir.path();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pki.ca.cert_pem().as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = match who {
+        None => b.with_no_client_auth(),
+        Some(name) => {
+            let chain = rustls_pemfile::certs(
+                &mut std::fs::read(dir.join(format!("{name}.pem")))
+                    .unwrap()
+                    .as_slice(),
+            )
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+            let key = rustls_pemfile::private_key(
+                &mut std::fs::read(dir.join(format!("{name}.key")))
+                    .unwrap()
+                    .as_slice(),
+            )
+            .unwrap()
+            .unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .tls_info(true)
+        .build()
+        .unwrap()
+}
+
 /// `[admin] allow`: the admin listener speaks TLS with the gateway's certificate; probes and
 /// metrics need no client certificate, the ops API and the dashboard need an allowed X.509-SVID.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,42 +148,7 @@ x509_bundle = "{d}/ca.pem"
     );
     let gw = start_in_process(dir, &toml).await;
     let base = format!("https://127.0.0.1:{}", gw.admin_addr.port());
-    let client = |who: Option<&str>| {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut pki.ca.cert_pem().as_bytes()) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let b = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-        let cfg = match who {
-            None => b.with_no_client_auth(),
-            Some(name) => {
-                let chain = rustls_pemfile::certs(
-                    &mut std::fs::read(dir.join(format!("{name}.pem")))
-                        .unwrap()
-                        .as_slice(),
-                )
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-                let key = rustls_pemfile::private_key(
-                    &mut std::fs::read(dir.join(format!("{name}.key")))
-                        .unwrap()
-                        .as_slice(),
-                )
-                .unwrap()
-                .unwrap();
-                b.with_client_auth_cert(chain, key).unwrap()
-            }
-        };
-        reqwest::Client::builder()
-            .use_preconfigured_tls(cfg)
-            .build()
-            .unwrap()
-    };
+    let client = |who: Option<&str>| mtls_client(&pki, who);
     let status = |c: reqwest::Client, path: &'static str| {
         let url = format!("{base}{path}");
         async move { c.get(url).send().await.unwrap().status().as_u16() }
@@ -210,5 +216,70 @@ x509_bundle = "{d}/ca.pem"
     let refused = cli(false);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("403"));
+    gw.stop().await;
+}
+
+/// `[admin.tls]`: admin over mTLS with its own certificate, on a gateway whose data listener is
+/// plain HTTP (no `[listen.tls]` to borrow from).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_over_mtls_with_its_own_certificate() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let up = Upstream::start().await;
+    let admin_der = pki.write_server_cert("admin");
+    let svid = pki.ca.svid("spiffe://corp.example/ops/alice").unwrap();
+    std::fs::write(dir.join("alice.pem"), &svid.cert_pem).unwrap();
+    std::fs::write(dir.join("alice.key"), &svid.key_pem).unwrap();
+    let toml = format!(
+        r#"version = 1
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+allow = ["spiffe://corp.example/ops/*"]
+[admin.tls]
+cert = "{d}/admin.pem"
+key = "{d}/admin.key"
+[audit]
+sink = "{d}/audit.jsonl"
+[trust."corp.example"]
+x509_bundle = "{d}/ca.pem"
+{route}"#,
+        d = dir.display(),
+        route = route("api", "/api", &up.url(), "")
+    );
+    let gw = start_in_process(dir, &toml).await;
+    let base = format!("https://127.0.0.1:{}", gw.admin_addr.port());
+    let served_cert = |r: &reqwest::Response| {
+        r.extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate())
+            .map(<[u8]>::to_vec)
+    };
+    let probe = mtls_client(&pki, None)
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200);
+    assert_eq!(served_cert(&probe), Some(admin_der.clone()));
+    let ops = mtls_client(&pki, Some("alice"))
+        .get(format!("{base}/admin/v1/inventory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ops.status(), 200);
+    assert_eq!(served_cert(&ops), Some(admin_der));
+    let anonymous = mtls_client(&pki, None)
+        .get(format!("{base}/admin/v1/inventory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 403);
+    // The data listener stays plain HTTP.
+    let data = reqwest::get(format!("http://{}/api/x", gw.data_addr))
+        .await
+        .unwrap();
+    assert_eq!(data.status(), 200);
     gw.stop().await;
 }
