@@ -617,10 +617,12 @@ pub(super) fn token_exchange(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::Path;
 
-    fn problems(extra: &str) -> Vec<String> {
+    /// The problems `check` reports for a minimal config plus `extra`, which starts inside
+    /// `[admin]` (`key = value` lines there, or further sections).
+    pub(in crate::config) fn problems(extra: &str) -> Vec<String> {
         let text = format!(
             "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{extra}"
         );

@@ -1371,21 +1371,7 @@ mod state_tests {
 
 #[cfg(test)]
 mod admin_tests {
-    use std::path::Path;
-
-    fn problems(admin: &str) -> Vec<String> {
-        let text = format!(
-            "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{admin}"
-        );
-        match crate::config::from_toml_str(&text, Path::new("/nonexistent/p.toml")) {
-            Ok(_) => Vec::new(),
-            Err(e) => {
-                e.0.iter()
-                    .map(|p| format!("{}: {}", p.key, p.message))
-                    .collect()
-            }
-        }
-    }
+    use crate::config::creds::tests::problems;
 
     #[test]
     fn admin_tls_needs_allow_and_allow_needs_a_certificate() {

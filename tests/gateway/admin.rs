@@ -74,6 +74,28 @@ async fn health_readiness_and_metrics() {
     gw.stop().await;
 }
 
+/// A gateway with admin over mTLS for `spiffe://corp.example/ops/*`, a plain `api` route, and
+/// the given `[listen.tls]` and `[admin.tls]` sections (either may be empty).
+fn admin_mtls_config(pki: &Pki, up: &Upstream, listen_tls: &str, admin_tls: &str) -> String {
+    format!(
+        r#"version = 1
+[listen]
+addr = "127.0.0.1:0"
+{listen_tls}
+[admin]
+addr = "127.0.0.1:0"
+allow = ["spiffe://corp.example/ops/*"]
+{admin_tls}
+[audit]
+sink = "{d}/audit.jsonl"
+[trust."corp.example"]
+x509_bundle = "{d}/ca.pem"
+{route}"#,
+        d = pki.dir.path().display(),
+        route = route("api", "/api", &up.url(), "")
+    )
+}
+
 /// A client trusting the test CA, presenting `{who}.pem`/`{who}.key` from the PKI dir when given;
 /// it records the server's certificate (`reqwest::tls::TlsInfo`).
 fn mtls_client(pki: &Pki, who: Option<&str>) -> reqwest::Client {
@@ -129,23 +151,7 @@ async fn admin_over_mtls_admits_only_allowed_spiffe_ids() {
     };
     write("alice", "spiffe://corp.example/ops/alice");
     write("app", "spiffe://corp.example/ns/payments/api");
-    let toml = format!(
-        r#"version = 1
-[listen]
-addr = "127.0.0.1:0"
-{tls}
-[admin]
-addr = "127.0.0.1:0"
-allow = ["spiffe://corp.example/ops/*"]
-[audit]
-sink = "{d}/audit.jsonl"
-[trust."corp.example"]
-x509_bundle = "{d}/ca.pem"
-{route}"#,
-        tls = pki.tls_section(),
-        d = dir.display(),
-        route = route("api", "/api", &up.url(), "")
-    );
+    let toml = admin_mtls_config(&pki, &up, &pki.tls_section(), "");
     let gw = start_in_process(dir, &toml).await;
     let base = format!("https://127.0.0.1:{}", gw.admin_addr.port());
     let client = |who: Option<&str>| mtls_client(&pki, who);
@@ -230,24 +236,11 @@ async fn admin_over_mtls_with_its_own_certificate() {
     let svid = pki.ca.svid("spiffe://corp.example/ops/alice").unwrap();
     std::fs::write(dir.join("alice.pem"), &svid.cert_pem).unwrap();
     std::fs::write(dir.join("alice.key"), &svid.key_pem).unwrap();
-    let toml = format!(
-        r#"version = 1
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
-allow = ["spiffe://corp.example/ops/*"]
-[admin.tls]
-cert = "{d}/admin.pem"
-key = "{d}/admin.key"
-[audit]
-sink = "{d}/audit.jsonl"
-[trust."corp.example"]
-x509_bundle = "{d}/ca.pem"
-{route}"#,
-        d = dir.display(),
-        route = route("api", "/api", &up.url(), "")
+    let admin_tls = format!(
+        "[admin.tls]\ncert = \"{d}/admin.pem\"\nkey = \"{d}/admin.key\"\n",
+        d = dir.display()
     );
+    let toml = admin_mtls_config(&pki, &up, "", &admin_tls);
     let gw = start_in_process(dir, &toml).await;
     let base = format!("https://127.0.0.1:{}", gw.admin_addr.port());
     let served_cert = |r: &reqwest::Response| {
