@@ -373,31 +373,29 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         },
     });
 
+    // A certificate section's files, loaded now and reloaded when they change.
+    let mut load_cert = |files: &crate::config::TlsFiles, section: &str| {
+        let cert = Arc::new(
+            ReloadingCert::new(files.clone(), metrics.clone())
+                .with_context(|| format!("loading [{section}]"))?,
+        );
+        watchers.push(cert.spawn_watcher(RELOAD_EVERY));
+        anyhow::Ok(cert)
+    };
     let listener_cert = match &config.listen.tls {
         None => None,
-        Some(files) => {
-            let cert = Arc::new(
-                ReloadingCert::new(files.clone(), metrics.clone())
-                    .context("loading [listen.tls]")?,
-            );
-            watchers.push(cert.spawn_watcher(RELOAD_EVERY));
-            Some(cert)
-        }
+        Some(files) => Some(load_cert(files, "listen.tls")?),
     };
     // Admin over mTLS: its own certificate when `[admin.tls]` names one, else the listener's.
     // Client certificates are requested (probes and scrapes come without one) and, when
     // presented, verified as X.509-SVIDs at the handshake.
-    let admin_cert = match (&config.admin.tls, &listener_cert) {
-        _ if config.admin.allow.is_empty() => None,
-        (Some(files), _) => {
-            let cert = Arc::new(
-                ReloadingCert::new(files.clone(), metrics.clone())
-                    .context("loading [admin.tls]")?,
-            );
-            watchers.push(cert.spawn_watcher(RELOAD_EVERY));
-            Some(cert)
+    let admin_cert = if config.admin.allow.is_empty() {
+        None
+    } else {
+        match &config.admin.tls {
+            Some(files) => Some(load_cert(files, "admin.tls")?),
+            None => listener_cert.clone(),
         }
-        (None, listener) => listener.clone(),
     };
     let admin_mtls = match admin_cert {
         None => None,
