@@ -27,7 +27,7 @@ try:
     from svix.webhooks import Webhook
 except ImportError as e:
     sys.exit("the webhook SDK tests need the providers' Python SDKs (%s): "
-             "python3 -m pip install stripe svix  (scripts/test installs them)" % e)
+             "scripts/test installs stripe and svix into its venv, target/test-venv" % e)
 
 def h(key, msg, algo=hashlib.sha256):
     return hmac.new(key.encode(), msg.encode(), algo).digest()
