@@ -63,14 +63,14 @@ impl SpiffeCa {
 }
 
 /// An ES256 JWT-SVID signer with its JWK.
-struct Signer {
+pub(crate) struct Signer {
     kid: String,
     der: Vec<u8>,
     jwk: Value,
 }
 
 impl Signer {
-    fn new(kid: &str) -> Signer {
+    pub(crate) fn new(kid: &str) -> Signer {
         let key = KeyPair::generate().unwrap();
         let der = key.serialize_der();
         let sk = portcullis::token::SigningKey::from_pkcs8_der(&der, "test").unwrap();
@@ -83,12 +83,12 @@ impl Signer {
         }
     }
 
-    fn sign(&self, header: Header, claims: &Value) -> String {
+    pub(crate) fn sign(&self, header: Header, claims: &Value) -> String {
         portcullis::spiffe::install_jwt_crypto();
         jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.der)).unwrap()
     }
 
-    fn header(&self) -> Header {
+    pub(crate) fn header(&self) -> Header {
         let mut h = Header::new(Algorithm::ES256);
         h.kid = Some(self.kid.clone());
         h.typ = Some("JWT".into());
@@ -117,7 +117,7 @@ struct Env {
     gw: portcullis::server::Running,
 }
 
-fn write_jwks(path: &Path, keys: &[&Signer]) {
+pub(crate) fn write_jwks(path: &Path, keys: &[&Signer]) {
     let jwks = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
     std::fs::write(path, jwks.to_string()).unwrap();
 }
