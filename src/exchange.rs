@@ -60,6 +60,8 @@ pub struct TokenExchange {
     subject_creds: Vec<Arc<dyn Authenticator>>,
     /// Allowed audiences; the first is the default.
     audiences: Vec<String>,
+    /// `[[token_exchange.audiences]]` rules: audience → SPIFFE ID patterns of its callers.
+    rules: Vec<(String, Vec<String>)>,
 }
 
 fn bad(detail: &'static str) -> Refusal {
@@ -150,10 +152,12 @@ fn check_audience(
 }
 
 impl TokenExchange {
-    /// `accept` in config order; `audiences` empty means just the issuer URL.
+    /// `accept` in config order; `audiences` empty means just the issuer URL; `rules` are the
+    /// explicit `allow` lists of some audiences.
     pub fn new(
         accept: Vec<Arc<dyn Authenticator>>,
         audiences: &[String],
+        rules: &[(String, Vec<String>)],
         issuer_url: &str,
     ) -> Self {
         let (subject_creds, request_creds) =
@@ -167,6 +171,7 @@ impl TokenExchange {
             request_creds,
             subject_creds,
             audiences,
+            rules: rules.to_vec(),
         }
     }
 
@@ -269,7 +274,21 @@ impl TokenExchange {
         };
         crate::pipeline::admit(minter.state, &cred)?;
         check_lineage(&cred, now)?;
-        check_audience(minter.routes, &audience, &cred, conn, now)?;
+        match self.rules.iter().find(|(a, _)| *a == audience) {
+            // An explicit rule decides for its audience.
+            Some((_, allow)) => {
+                if !allow
+                    .iter()
+                    .any(|p| crate::authz::policy::allow::id_matches(p, &cred.identity))
+                {
+                    return Err(Refusal::new(
+                        Code::Forbidden,
+                        "this caller may not receive tokens for this audience",
+                    ));
+                }
+            }
+            None => check_audience(minter.routes, &audience, &cred, conn, now)?,
+        }
         let cnf = crate::pipeline::cnf_thumbprint(&cred, conn);
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
         let issued = minter

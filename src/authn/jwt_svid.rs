@@ -183,10 +183,11 @@ impl JwtSvidAuthenticator {
                 // Addressed to another credential (or nobody): a later `jwt-svid` credential of
                 // the route may take it.
                 tracing::debug!(credential = %self.name, reason = %e, "bearer token not for this credential");
-                Outcome::Declined(Refusal::new(
-                    Code::InvalidCredential,
-                    "the JWT-SVID is not meant for this audience",
-                ))
+                let detail = match e {
+                    JwtSvidError::Audience => "the JWT-SVID is not meant for this audience",
+                    _ => "the bearer token is not an acceptable JWT-SVID",
+                };
+                Outcome::Declined(Refusal::new(Code::InvalidCredential, detail))
             }
             Err(e) => {
                 let detail = match e {

@@ -100,7 +100,7 @@ audience = "beta"
 
 [token_exchange]
 accept = ["partner-keys", "workload-mtls", "exchanged"]
-audiences = ["{ISSUER_URL}", "payments", "partner-api"]
+audiences = ["{ISSUER_URL}", "payments", "partner-api", {{ audience = "reports", allow = ["spiffe://corp.example/partner/acme"] }}]
 
 [[routes]]
 name = "partner"
@@ -492,6 +492,13 @@ async fn audiences_go_only_to_callers_a_route_would_allow() {
         lab.exchange(&format!("grant_type={}", enc(GRANT)), None, Some(&stranger))
             .await
             .0,
+        403
+    );
+    // An explicit rule decides for its audience (no route takes "reports").
+    assert_eq!(lab.exchange_key(ACME_KEY, Some("reports")).await.0, 200);
+    assert_eq!(lab.exchange_key(BETA_KEY, Some("reports")).await.0, 403);
+    assert_eq!(
+        lab.exchange(&form("reports"), None, Some(&payer)).await.0,
         403
     );
     // Re-exchange is held to the same rule.
