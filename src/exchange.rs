@@ -175,6 +175,32 @@ impl TokenExchange {
         }
     }
 
+    /// Whether `cred` may receive a token for `audience`: by the audience's explicit rule if it
+    /// has one, else by the routes that take it ([`check_audience`]).
+    fn may_receive(
+        &self,
+        routes: &[Arc<Route>],
+        audience: &str,
+        cred: &Credential,
+        conn: &ConnInfo,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
+        let Some((_, allow)) = self.rules.iter().find(|(a, _)| *a == audience) else {
+            return check_audience(routes, audience, cred, conn, now);
+        };
+        if allow
+            .iter()
+            .any(|p| crate::authz::policy::allow::id_matches(p, &cred.identity))
+        {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                Code::Forbidden,
+                "this caller may not receive tokens for this audience",
+            ))
+        }
+    }
+
     /// Whether the method and content type are right; checked before the body is read.
     pub fn check_head(&self, parts: &Parts) -> Result<(), Refusal> {
         if parts.method != Method::POST {
@@ -274,21 +300,7 @@ impl TokenExchange {
         };
         crate::pipeline::admit(minter.state, &cred)?;
         check_lineage(&cred, now)?;
-        match self.rules.iter().find(|(a, _)| *a == audience) {
-            // An explicit rule decides for its audience.
-            Some((_, allow)) => {
-                if !allow
-                    .iter()
-                    .any(|p| crate::authz::policy::allow::id_matches(p, &cred.identity))
-                {
-                    return Err(Refusal::new(
-                        Code::Forbidden,
-                        "this caller may not receive tokens for this audience",
-                    ));
-                }
-            }
-            None => check_audience(minter.routes, &audience, &cred, conn, now)?,
-        }
+        self.may_receive(minter.routes, &audience, &cred, conn, now)?;
         let cnf = crate::pipeline::cnf_thumbprint(&cred, conn);
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
         let issued = minter
