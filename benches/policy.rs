@@ -81,6 +81,7 @@ fn bench(c: &mut Criterion) {
         principal: None,
         groups: Vec::new(),
         jti: None,
+        lineage: None,
     };
     let racf = Credential {
         name: Arc::from("racf"),
@@ -89,6 +90,7 @@ fn bench(c: &mut Criterion) {
         principal: Some("GWUSER".into()),
         groups: vec!["PAYOPS".into(), "BATCH".into(), "USERS".into()],
         jti: None,
+        lineage: None,
     };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_613_600);
     let access = |c| Access {

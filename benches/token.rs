@@ -54,6 +54,7 @@ fn request() -> MintRequest<'static> {
             credential: "directory",
             principal: Some("alice"),
         }),
+        lineage: None,
     }
 }
 
@@ -107,6 +108,7 @@ fn verify(c: &mut Criterion) {
         profile: Profile::default(),
         cnf: None,
         legacy: None,
+        lineage: None,
     };
     let token = issuer.mint(&req, now).unwrap().token;
 

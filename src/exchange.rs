@@ -11,6 +11,12 @@
 //! be one of `[token_exchange] audiences` (default: the issuer URL — the gateway itself, so a
 //! `jwt-svid` credential with `trust_issuer = true` and that audience accepts it on any route).
 //! Errors are problem+json like every other refusal; the RFC 6749 §5.2 `error` code is not sent.
+//!
+//! Exchange launders nothing (`docs/security.md`, "Tokens and lineage"): the issued token
+//! carries the subject's lineage (root credential, root and chain `jti`s, `cnf`) and never
+//! outlives a presented token; an audience is issued only to a caller that some route taking
+//! tokens of that audience would let in ([`check_audience`]), and a caller whom every such route
+//! refuses as retired by its migration plan gets that refusal here already.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,9 +25,12 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response};
 
+use crate::authn::lineage::{self, MAX_CHAIN};
 use crate::authn::{self, Authenticator, Caller, Credential, Kind};
+use crate::migration::{retired, route_phase, Treatment};
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{full, ProxyBody};
+use crate::routing::Route;
 use crate::token::{Issuer, MintRequest, Profile, TokenCache};
 use crate::transport::ConnInfo;
 
@@ -38,6 +47,8 @@ pub struct Minter<'a> {
     pub metrics: &'a crate::metrics::Metrics,
     /// Revocations: a revoked caller gets no token.
     pub state: &'a dyn crate::state::StateStore,
+    /// The routes: an audience goes only to a caller one of them would let in.
+    pub routes: &'a [Arc<Route>],
 }
 
 /// The configured endpoint.
@@ -49,17 +60,104 @@ pub struct TokenExchange {
     subject_creds: Vec<Arc<dyn Authenticator>>,
     /// Allowed audiences; the first is the default.
     audiences: Vec<String>,
+    /// `[[token_exchange.audiences]]` rules: audience → SPIFFE ID patterns of its callers.
+    rules: Vec<(String, Vec<String>)>,
 }
 
 fn bad(detail: &'static str) -> Refusal {
     Refusal::new(Code::InvalidRequest, detail)
 }
 
+/// A presented token may be exchanged only while it is valid (the validator's leeway does not
+/// extend it here) and only so many times.
+fn check_lineage(cred: &Credential, now: SystemTime) -> Result<(), Refusal> {
+    let Some(l) = cred.lineage.as_deref() else {
+        return Ok(());
+    };
+    if l.jtis.len() >= MAX_CHAIN {
+        return Err(bad("this token has been exchanged too many times"));
+    }
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if l.not_after.is_some_and(|exp| exp <= now) {
+        return Err(Refusal::new(
+            Code::InvalidCredential,
+            "the subject token has expired",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `cred` may receive a token for `audience`: some route that takes such tokens — one
+/// whose upstream has this audience, or one accepting gateway tokens of this audience (as the
+/// credential that route would see) — allows the caller by policy and does not refuse its root
+/// credential as retired. Policies are evaluated for the route's first method (GET when any) at
+/// its path prefix: a policy that admits the caller only deeper down is not taken into account
+/// (fail closed). If only retirement stands in the way, that refusal is returned.
+fn check_audience(
+    routes: &[Arc<Route>],
+    audience: &str,
+    cred: &Credential,
+    conn: &ConnInfo,
+    now: SystemTime,
+) -> Result<(), Refusal> {
+    let mut retired_by = None;
+    for r in routes {
+        let seen = if r.config.upstream.audience.as_deref() == Some(audience) {
+            std::borrow::Cow::Borrowed(cred)
+        } else if let Some(a) = r
+            .accept
+            .iter()
+            .find(|a| a.gateway_audience() == Some(audience))
+        {
+            std::borrow::Cow::Owned(lineage::as_presented(cred, a.name()))
+        } else {
+            continue;
+        };
+        let Some(policy) = &r.policy else { continue };
+        let phase = route_phase(r.plan.as_deref(), now);
+        let method = r
+            .config
+            .methods
+            .as_ref()
+            .and_then(|m| m.first())
+            .unwrap_or(&Method::GET);
+        let allowed = policy
+            .evaluate(&crate::authz::policy::Access {
+                credential: &seen,
+                method,
+                path: &r.config.path_prefix,
+                source_ip: conn.peer.ip(),
+                now,
+                phase: phase.as_str(),
+            })
+            .allowed();
+        if !allowed {
+            continue;
+        }
+        match (lineage::treatment(r.plan.as_deref(), &seen, now), &r.plan) {
+            (Treatment::Refuse, Some(plan)) => {
+                retired_by.get_or_insert_with(|| retired(plan, lineage::retired_name(plan, &seen)));
+            }
+            _ => return Ok(()),
+        }
+    }
+    Err(retired_by.unwrap_or_else(|| {
+        Refusal::new(
+            Code::Forbidden,
+            "no route taking tokens for this audience allows this caller",
+        )
+    }))
+}
+
 impl TokenExchange {
-    /// `accept` in config order; `audiences` empty means just the issuer URL.
+    /// `accept` in config order; `audiences` empty means just the issuer URL; `rules` are the
+    /// explicit `allow` lists of some audiences.
     pub fn new(
         accept: Vec<Arc<dyn Authenticator>>,
         audiences: &[String],
+        rules: &[(String, Vec<String>)],
         issuer_url: &str,
     ) -> Self {
         let (subject_creds, request_creds) =
@@ -73,6 +171,33 @@ impl TokenExchange {
             request_creds,
             subject_creds,
             audiences,
+            rules: rules.to_vec(),
+        }
+    }
+
+    /// Whether `cred` may receive a token for `audience`: by the audience's explicit rule if it
+    /// has one, else by the routes that take it ([`check_audience`]).
+    fn may_receive(
+        &self,
+        routes: &[Arc<Route>],
+        audience: &str,
+        cred: &Credential,
+        conn: &ConnInfo,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
+        let Some((_, allow)) = self.rules.iter().find(|(a, _)| *a == audience) else {
+            return check_audience(routes, audience, cred, conn, now);
+        };
+        if allow
+            .iter()
+            .any(|p| crate::authz::policy::allow::id_matches(p, &cred.identity))
+        {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                Code::Forbidden,
+                "this caller may not receive tokens for this audience",
+            ))
         }
     }
 
@@ -174,6 +299,8 @@ impl TokenExchange {
             ));
         };
         crate::pipeline::admit(minter.state, &cred)?;
+        check_lineage(&cred, now)?;
+        self.may_receive(minter.routes, &audience, &cred, conn, now)?;
         let cnf = crate::pipeline::cnf_thumbprint(&cred, conn);
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
         let issued = minter

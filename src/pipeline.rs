@@ -31,7 +31,7 @@ use crate::authz::{self, Permit};
 use crate::clock::Clock;
 use crate::config::TokenHeader;
 use crate::metrics::Metrics;
-use crate::migration::{retired, route_phase, treatment, Phase, Treatment};
+use crate::migration::{retired, route_phase, Phase, Treatment};
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers;
@@ -41,7 +41,8 @@ use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 
 /// Whether an authenticated caller may go on: refused when revoked (by identity,
-/// `credential:principal` or the presented token's `jti`), and 503 while a shared state backend
+/// `credential:principal` or the presented token's `jti`, and for a token the gateway issued, by
+/// anything in its lineage: see [`authn::lineage`]), and 503 while a shared state backend
 /// cannot vouch for its revocation set (it may be missing one made on another replica: fail
 /// closed). Used by the routes and by the token endpoint.
 pub(crate) fn admit(
@@ -60,7 +61,11 @@ pub(crate) fn admit(
         &cred.name,
         cred.principal.as_deref(),
         cred.jti.as_deref(),
-    ) {
+    ) || cred
+        .lineage
+        .as_deref()
+        .is_some_and(|l| l.revoked(state, &cred.identity))
+    {
         return Err(Refusal::new(
             Code::InvalidCredential,
             "this credential has been revoked",
@@ -253,7 +258,7 @@ impl Gateway {
         }
         let treatment = match (caller.credential(), phase) {
             (_, Phase::Observe) if plan.is_some() => Treatment::Observe,
-            (Some(cred), _) => treatment(plan.as_deref(), &cred.name, now),
+            (Some(cred), _) => authn::lineage::treatment(plan.as_deref(), cred, now),
             (None, _) => Treatment::Normal,
         };
         let request = authz::Request {
@@ -265,7 +270,10 @@ impl Gateway {
         };
         let (permit, observing) = match (treatment, &plan) {
             (Treatment::Refuse, Some(plan)) => {
-                let cred_name = caller.credential().map_or("", |c| &c.name).to_owned();
+                let cred_name = caller
+                    .credential()
+                    .map_or("", |c| authn::lineage::retired_name(plan, c))
+                    .to_owned();
                 return Err(retired(plan, &cred_name));
             }
             (Treatment::Observe, _) => {
@@ -460,6 +468,7 @@ impl Gateway {
                     tokens: &self.tokens,
                     metrics: &self.metrics,
                     state: &*self.state,
+                    routes: self.router.routes(),
                 },
             )
             .await;
@@ -737,7 +746,12 @@ struct Routed {
 pub(crate) fn cnf_thumbprint(cred: &authn::Credential, conn: &ConnInfo) -> Option<String> {
     match (cred.kind, &conn.tls) {
         (authn::Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
-        _ => None,
+        // A presented token's binding (proven on this connection) carries over.
+        _ => cred
+            .lineage
+            .as_deref()
+            .and_then(|l| l.cnf.as_deref())
+            .map(str::to_owned),
     }
 }
 

@@ -326,6 +326,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         (Some(t), Some(iss)) => Some(Arc::new(crate::exchange::TokenExchange::new(
             credentials.pick(&t.accept)?,
             &t.audiences,
+            &t.audience_rules,
             &iss.url,
         ))),
         _ => None,

@@ -4,8 +4,10 @@
 //! No `Authorization` header, or one with another scheme (Basic, …), is `NotPresent`. A Bearer
 //! credential is ours: if it does not validate it is `Rejected` and never falls through to a
 //! weaker credential. Several `Authorization` headers, one of them Bearer, are refused as
-//! ambiguous. Validation itself (algorithms, keys per trust domain, claims, cache) is
-//! [`crate::spiffe::jwt`].
+//! ambiguous. A token for another audience or trust domain is `Declined`: the next `jwt-svid`
+//! credential of the route may take it (never a credential of another kind). A token with
+//! `cnf.x5t#S256` needs that client certificate on the connection. Validation itself
+//! (algorithms, keys per trust domain, claims, cache) is [`crate::spiffe::jwt`].
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,9 +18,12 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
+use crate::authn::lineage::Lineage;
 use crate::authn::{Authenticator, Credential, Kind, Outcome};
 use crate::problem::{Code, Refusal};
-use crate::spiffe::jwt::{JwtSvidError, JwtSvidSettings, JwtSvidValidator, MAX_TOKEN_BYTES};
+use crate::spiffe::jwt::{
+    JwtSvidError, JwtSvidSettings, JwtSvidValidator, Verified, MAX_TOKEN_BYTES,
+};
 use crate::spiffe::TrustStore;
 use crate::transport::ConnInfo;
 
@@ -69,6 +74,20 @@ fn bearer(headers: &HeaderMap) -> Bearer<'_> {
     }
 }
 
+/// Whether the connection's client certificate has thumbprint `cnf` (RFC 8705 §3), compared in
+/// constant time.
+fn holds_certificate(conn: &ConnInfo, cnf: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let Some(presented) = conn
+        .tls
+        .as_ref()
+        .and_then(|t| crate::spiffe::leaf_thumbprint(&t.client_chain))
+    else {
+        return false;
+    };
+    presented.len() == cnf.len() && bool::from(presented.as_bytes().ct_eq(cnf.as_bytes()))
+}
+
 impl JwtSvidAuthenticator {
     /// The credential `name`: JWT-SVIDs for `settings.audience` from `settings.trust_domains`,
     /// verified with the JWT bundles of `store`.
@@ -100,7 +119,35 @@ impl JwtSvidAuthenticator {
         Outcome::Rejected(Refusal::new(Code::InvalidCredential, detail))
     }
 
-    fn check(&self, req: &Parts, now: SystemTime) -> Outcome {
+    /// The credential's lineage: the root the gateway recorded when it issued the token, or the
+    /// token itself as root. The token's `cnf` and `exp` go with it.
+    fn lineage(&self, v: &Verified) -> Lineage {
+        let own = v.jti.iter().cloned();
+        let root = v.issued.as_deref().and_then(|i| {
+            Some(Lineage {
+                credential: Arc::from(i.credential.as_str()),
+                kind: Kind::parse(&i.kind)?,
+                principal: i.principal.clone(),
+                jtis: i.jtis.iter().map(|j| Arc::from(j.as_str())).collect(),
+                cnf: None,
+                not_after: None,
+            })
+        });
+        let mut l = root.unwrap_or_else(|| Lineage {
+            credential: self.name.clone(),
+            kind: Kind::JwtSvid,
+            principal: None,
+            jtis: Vec::new(),
+            cnf: None,
+            not_after: None,
+        });
+        l.jtis.extend(own);
+        l.cnf = v.cnf.clone();
+        l.not_after = Some(v.exp);
+        l
+    }
+
+    fn check(&self, req: &Parts, conn: &ConnInfo, now: SystemTime) -> Outcome {
         let token = match bearer(&req.headers) {
             Bearer::Absent => return Outcome::NotPresent,
             Bearer::Token(t) => t,
@@ -111,15 +158,37 @@ impl JwtSvidAuthenticator {
                 )
             }
         };
-        match self.validator.validate_with_jti(token, now) {
-            Ok((id, jti)) => Outcome::Authenticated(Credential {
-                name: self.name.clone(),
-                kind: Kind::JwtSvid,
-                identity: id.to_string(),
-                principal: None,
-                groups: Vec::new(),
-                jti,
-            }),
+        match self.validator.verify_token(token, now) {
+            Ok(v) => {
+                if let Some(cnf) = &v.cnf {
+                    if !holds_certificate(conn, cnf) {
+                        return self.refuse(
+                            &"cnf certificate not presented",
+                            "this token is bound to a client certificate the connection does not present",
+                        );
+                    }
+                }
+                let lineage = self.lineage(&v);
+                Outcome::Authenticated(Credential {
+                    name: self.name.clone(),
+                    kind: Kind::JwtSvid,
+                    identity: v.id.to_string(),
+                    principal: None,
+                    groups: Vec::new(),
+                    jti: v.jti,
+                    lineage: Some(Arc::new(lineage)),
+                })
+            }
+            Err(e @ (JwtSvidError::Audience | JwtSvidError::TrustDomain(_))) => {
+                // Addressed to another credential (or nobody): a later `jwt-svid` credential of
+                // the route may take it.
+                tracing::debug!(credential = %self.name, reason = %e, "bearer token not for this credential");
+                let detail = match e {
+                    JwtSvidError::Audience => "the JWT-SVID is not meant for this audience",
+                    _ => "the bearer token is not an acceptable JWT-SVID",
+                };
+                Outcome::Declined(Refusal::new(Code::InvalidCredential, detail))
+            }
             Err(e) => {
                 let detail = match e {
                     JwtSvidError::Expired => "the JWT-SVID has expired",
@@ -146,13 +215,19 @@ impl Authenticator for JwtSvidAuthenticator {
         Some(HeaderValue::from_static("Bearer"))
     }
 
+    fn gateway_audience(&self) -> Option<&str> {
+        self.validator
+            .trusts_issuer()
+            .then_some(self.validator.settings().audience.as_str())
+    }
+
     fn authenticate<'a>(
         &'a self,
         req: &'a Parts,
-        _conn: &'a ConnInfo,
+        conn: &'a ConnInfo,
         now: SystemTime,
     ) -> BoxFuture<'a, Outcome> {
-        let outcome = self.check(req, now);
+        let outcome = self.check(req, conn, now);
         async move { outcome }.boxed()
     }
 

@@ -8,6 +8,7 @@ pub mod build;
 pub mod identity;
 pub mod jwt_svid;
 pub mod ldap;
+pub mod lineage;
 pub mod mtls;
 pub mod webhook;
 
@@ -64,6 +65,8 @@ pub struct Credential {
     /// The `jti` of a presented JWT (JWT-SVID or an exchanged gateway token), so that
     /// `portcullis revoke --jti` refuses that token at once, not only when it expires.
     pub jti: Option<Arc<str>>,
+    /// For a presented JWT: the root credential and chain it stands for (see [`lineage`]).
+    pub lineage: Option<Arc<lineage::Lineage>>,
 }
 
 /// What one authenticator concluded.
@@ -74,6 +77,10 @@ pub enum Outcome {
     Authenticated(Credential),
     /// Present and not acceptable: the refusal to send (401, or 503 when a directory is down).
     Rejected(Refusal),
+    /// Present, valid in form, but addressed to another credential of the same kind (a JWT-SVID
+    /// for another audience or trust domain): the next credential of this kind may take it; if
+    /// none does, this refusal is sent. Never a reason to try a credential of another kind.
+    Declined(Refusal),
 }
 
 /// One configured credential.
@@ -97,6 +104,12 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     /// every forwarded request of a route that accepts this credential, whether or not it was the
     /// one that authenticated, so no static secret reaches an upstream.
     fn strip(&self, _req: &mut Parts) {}
+
+    /// The audience of gateway-minted tokens this credential accepts (a `jwt-svid` credential
+    /// with `trust_issuer = true`), so token exchange knows which routes take them.
+    fn gateway_audience(&self) -> Option<&str> {
+        None
+    }
 
     /// Credentials that can only be checked with the whole body (webhooks).
     fn as_body(&self) -> Option<&dyn webhook::BodyAuthenticator> {
@@ -148,7 +161,12 @@ pub async fn authenticate(
     if accept.is_empty() {
         return Ok(Caller::Anonymous);
     }
+    // The first `Declined` refusal, and the kind that may still take the credential.
+    let mut declined: Option<(Kind, Refusal)> = None;
     for a in accept {
+        if declined.as_ref().is_some_and(|(k, _)| *k != a.kind()) {
+            continue;
+        }
         let outcome = match (a.as_body(), body) {
             (Some(b), Some(body)) => {
                 b.authenticate_with_body(req, body.bytes, body.url, now)
@@ -160,7 +178,13 @@ pub async fn authenticate(
             Outcome::NotPresent => continue,
             Outcome::Authenticated(c) => return Ok(Caller::Authenticated(c)),
             Outcome::Rejected(r) => return Err(r),
+            Outcome::Declined(r) => {
+                declined.get_or_insert((a.kind(), r));
+            }
         }
+    }
+    if let Some((_, r)) = declined {
+        return Err(r);
     }
     let mut refusal = Refusal::new(Code::Unauthenticated, "this route requires a credential");
     refusal.challenges = accept.iter().filter_map(|a| a.challenge()).collect();

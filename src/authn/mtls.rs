@@ -155,6 +155,7 @@ impl MtlsAuthenticator {
             principal: None,
             groups: Vec::new(),
             jti: None,
+            lineage: None,
         })
     }
 }

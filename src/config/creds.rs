@@ -144,6 +144,9 @@ pub struct TokenExchangeConfig {
     pub accept: Vec<Arc<str>>,
     /// Audiences a caller may ask for; the first is the default.
     pub audiences: Vec<String>,
+    /// Explicit rules (`allow` SPIFFE ID patterns) for some of them: such an audience goes to the
+    /// callers they match instead of those a route would allow.
+    pub audience_rules: Vec<(String, Vec<String>)>,
 }
 
 /// `"3/15m"`: a count per window.
@@ -606,13 +609,36 @@ pub(super) fn token_exchange(
             );
         }
     }
-    let audiences = t.audiences.unwrap_or_default();
-    if audiences.iter().any(String::is_empty) {
-        c.push("token_exchange.audiences", "audiences must not be empty");
+    let mut audiences = Vec::new();
+    let mut audience_rules = Vec::new();
+    for (i, a) in t.audiences.unwrap_or_default().into_iter().enumerate() {
+        let name = match a {
+            raw::ExchangeAudience::Name(n) => n,
+            raw::ExchangeAudience::Rule(r) => {
+                if r.allow.is_empty() {
+                    c.push(
+                        format!("token_exchange.audiences[{i}].allow"),
+                        "list at least one SPIFFE ID pattern",
+                    );
+                }
+                for (j, p) in r.allow.iter().enumerate() {
+                    if let Err(e) = crate::authz::policy::allow::check_pattern(p) {
+                        c.push(format!("token_exchange.audiences[{i}].allow[{j}]"), e);
+                    }
+                }
+                audience_rules.push((r.audience.clone(), r.allow));
+                r.audience
+            }
+        };
+        if name.is_empty() {
+            c.push("token_exchange.audiences", "audiences must not be empty");
+        }
+        audiences.push(name);
     }
     Some(TokenExchangeConfig {
         accept: t.accept.iter().map(|s| Arc::from(s.as_str())).collect(),
         audiences,
+        audience_rules,
     })
 }
 
@@ -638,6 +664,21 @@ pub(super) mod tests {
 
     fn route(extra: &str) -> String {
         format!("[[routes]]\nname = \"r\"\nmatch = {{ path_prefix = \"/r/\" }}\n{extra}\n[routes.upstream]\nurl = \"http://127.0.0.1:1\"\n")
+    }
+
+    #[test]
+    fn token_exchange_audience_rules_are_checked() {
+        let base = "[issuer]\nurl = \"https://gw.example\"\nspiffe_id = \"spiffe://corp.example/gw\"\n[trust.\"corp.example\"]\njwt_bundle = \"/etc/hostname\"\n[credentials.j]\nkind = \"jwt-svid\"\ntrust_domains = [\"corp.example\"]\naudience = \"gw\"\n[token_exchange]\naccept = [\"j\"]\n";
+        let p = problems(&format!(
+            "{base}audiences = [\"a\", {{ audience = \"b\", allow = [\"spiffe://*/x\"] }}, {{ audience = \"c\", allow = [] }}]\n"
+        ))
+        .join("\n");
+        assert!(p.contains("token_exchange.audiences[1].allow[0]"), "{p}");
+        assert!(p.contains("token_exchange.audiences[2].allow"), "{p}");
+        let ok = problems(&format!(
+            "{base}[[token_exchange.audiences]]\naudience = \"b\"\nallow = [\"spiffe://corp.example/ns/*\"]\n"
+        ));
+        assert!(ok.iter().all(|l| !l.contains("token_exchange")), "{ok:?}");
     }
 
     #[test]

@@ -192,8 +192,24 @@ pub struct Trust {
 pub struct TokenExchange {
     pub accept: Vec<String>,
     /// Default `aud` of exchanged tokens (a request's `audience` parameter may ask for another
-    /// listed one).
-    pub audiences: Option<Vec<String>>,
+    /// listed one). An entry is a name, or a table with an explicit `allow` rule.
+    pub audiences: Option<Vec<ExchangeAudience>>,
+}
+
+/// One `[token_exchange] audiences` entry: `"name"` or `{ audience = "name", allow = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ExchangeAudience {
+    Name(String),
+    Rule(ExchangeAudienceRule),
+}
+
+/// `[[token_exchange.audiences]]`: who may receive this audience (SPIFFE ID patterns).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeAudienceRule {
+    pub audience: String,
+    pub allow: Vec<String>,
 }
 
 /// `[credentials.<name>]` with `kind = "mtls"`

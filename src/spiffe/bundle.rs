@@ -282,9 +282,10 @@ impl JwtKey {
                 }
                 let mut sig = [0u8; 96];
                 match URL_SAFE_NO_PAD.decode_slice(sig_b64, &mut sig) {
-                    Ok(n) if n == max => sig
-                        .get(..n)
-                        .is_some_and(|s| key.verify_sig(signing_input, s).is_ok()),
+                    // Only the low-S form: its high-S twin is a second encoding of one token.
+                    Ok(n) if n == max => sig.get(..n).is_some_and(|s| {
+                        super::low_s::is_low_s(s) && key.verify_sig(signing_input, s).is_ok()
+                    }),
                     _ => false,
                 }
             }

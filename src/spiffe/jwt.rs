@@ -13,7 +13,13 @@
 //!    the key's family allows (an EC or RSA public key can never act as an HMAC secret);
 //! 5. once the signature holds: have `exp` in the future and `nbf` (if any) in the past, both
 //!    with the configured leeway, judged at the caller's `now` (§3.3), and an `aud` containing
-//!    the configured audience (§3.2).
+//!    the configured audience (§3.2). `exp` and `nbf` must be whole numbers of seconds, and `exp`
+//!    at most [`MAX_EXP_AHEAD`] ahead: a token "valid until 1e300" is refused, not trusted forever.
+//!    ECDSA signatures must be low-S (see [`super::bundle::JwtKey::verify`]).
+//!
+//! A verified token also reports its `cnf` (`x5t#S256`, which the caller must prove with its
+//! client certificate) and, when the gateway itself issued it, its lineage claims
+//! ([`IssuedLineage`]; `docs/security.md`, "Tokens and lineage").
 //!
 //! Verified tokens are cached by SHA-256 until `exp` (plus leeway), as long as the trust domain's
 //! JWT bundle is the one they were verified with; a reload re-verifies them.
@@ -39,6 +45,9 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Verified tokens remembered unless configured otherwise.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+/// Furthest `exp` accepted, from now (plus leeway): the longest lifetime the gateway itself
+/// issues (`[issuer] ttl` is at most 24h); JWT-SVIDs are meant to be short-lived.
+pub const MAX_EXP_AHEAD: Duration = Duration::from_secs(86_400);
 
 /// What a validator accepts.
 #[derive(Debug, Clone)]
@@ -94,6 +103,10 @@ pub enum JwtSvidError {
     Signature,
     #[error("no exp claim")]
     NoExp,
+    #[error("exp or nbf is not a whole number of seconds, or exp is too far ahead")]
+    Horizon,
+    #[error("unsupported cnf (only x5t#S256 can be checked)")]
+    Cnf,
     #[error("expired")]
     Expired,
     #[error("not valid yet (nbf)")]
@@ -121,10 +134,91 @@ enum Aud {
 struct Claims {
     sub: Option<String>,
     aud: Option<Aud>,
-    exp: Option<f64>,
-    nbf: Option<f64>,
+    /// Read as any JSON value and judged after the signature: whole seconds only.
+    exp: Option<serde_json::Value>,
+    nbf: Option<serde_json::Value>,
     /// Only a string `jti` is kept (for revocation by token id); any other type is ignored.
     jti: Option<serde_json::Value>,
+    /// RFC 8705 confirmation; judged after the signature (any shape parses).
+    cnf: Option<serde_json::Value>,
+    /// Lineage claims, read only from tokens the gateway issued (any shape parses).
+    legacy: Option<serde_json::Value>,
+    act: Option<serde_json::Value>,
+    amr: Option<serde_json::Value>,
+}
+
+/// What a token minted by this gateway says about where it came from: the root credential (the
+/// one first presented to the gateway) and the `jti`s of the tokens before this one, root first.
+/// Read from `act.lineage`, or, for tokens minted before that claim existed, from `legacy`/`amr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedLineage {
+    /// The root credential's config name.
+    pub credential: String,
+    /// Its kind as written in config (`api-key`, `mtls`…).
+    pub kind: String,
+    /// Its legacy user or key id.
+    pub principal: Option<String>,
+    /// The root `jti` and every later one before the presented token, oldest first.
+    pub jtis: Vec<String>,
+}
+
+/// A verified token: who, and what it carries that later stages must honour.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub id: SpiffeId,
+    pub jti: Option<Arc<str>>,
+    /// `exp`, whole seconds since the epoch.
+    pub exp: u64,
+    /// `cnf.x5t#S256`: the caller must present this certificate.
+    pub cnf: Option<Arc<str>>,
+    /// Set only for tokens signed with the gateway's own issuer keys.
+    pub issued: Option<Arc<IssuedLineage>>,
+}
+
+/// A whole number of seconds (`exp`, `nbf`): JSON integers only, no fractions, no strings.
+fn numeric_date(v: &serde_json::Value) -> Result<u64, JwtSvidError> {
+    v.as_u64().ok_or(JwtSvidError::Horizon)
+}
+
+/// `cnf`: absent, or an object whose only confirmation method is `x5t#S256` (base64url).
+fn cnf_of(v: Option<&serde_json::Value>) -> Result<Option<Arc<str>>, JwtSvidError> {
+    let Some(v) = v else { return Ok(None) };
+    let obj = v.as_object().ok_or(JwtSvidError::Cnf)?;
+    let x5t = obj.get("x5t#S256").and_then(|x| x.as_str());
+    match x5t {
+        Some(x) if obj.len() == 1 && !x.is_empty() && x.len() <= 64 => Ok(Some(Arc::from(x))),
+        // A confirmation method this gateway cannot check (jkt, jwk…): fail closed.
+        _ => Err(JwtSvidError::Cnf),
+    }
+}
+
+fn str_of(v: &serde_json::Value, key: &str) -> Option<String> {
+    v.get(key)?.as_str().map(str::to_owned)
+}
+
+/// The lineage of a token the gateway issued (see [`IssuedLineage`]).
+fn issued_lineage(c: &Claims) -> Option<IssuedLineage> {
+    if let Some(l) = c.act.as_ref().and_then(|a| a.get("lineage")) {
+        let mut jtis: Vec<String> = str_of(l, "jti").into_iter().collect();
+        if let Some(chain) = l.get("chain").and_then(|c| c.as_array()) {
+            jtis.extend(chain.iter().filter_map(|j| j.as_str().map(str::to_owned)));
+        }
+        return Some(IssuedLineage {
+            credential: str_of(l, "credential")?,
+            kind: str_of(l, "kind")?,
+            principal: str_of(l, "principal"),
+            jtis,
+        });
+    }
+    // Minted before `act.lineage`: a translated legacy credential still names its root.
+    let legacy = c.legacy.as_ref()?;
+    let kind = c.amr.as_ref()?.get(0)?.as_str()?.to_owned();
+    Some(IssuedLineage {
+        credential: str_of(legacy, "credential")?,
+        kind,
+        principal: str_of(legacy, "principal"),
+        jtis: Vec::new(),
+    })
 }
 
 fn decode_part<T: DeserializeOwned>(b64: &str, what: &'static str) -> Result<T, JwtSvidError> {
@@ -140,8 +234,7 @@ fn unix_secs(t: SystemTime) -> f64 {
 }
 
 struct Cached {
-    id: SpiffeId,
-    jti: Option<Arc<str>>,
+    verified: Verified,
     exp: f64,
     nbf: Option<f64>,
     /// Generation of the bundle that verified it (the trust domain's, or the issuer's).
@@ -219,6 +312,11 @@ impl JwtSvidValidator {
         self
     }
 
+    /// Whether tokens signed with the gateway's own issuer keys are accepted.
+    pub fn trusts_issuer(&self) -> bool {
+        self.issuer.is_some()
+    }
+
     /// The settings.
     pub fn settings(&self) -> &JwtSvidSettings {
         &self.settings
@@ -236,6 +334,11 @@ impl JwtSvidValidator {
         token: &str,
         now: SystemTime,
     ) -> Result<(SpiffeId, Option<Arc<str>>), JwtSvidError> {
+        self.verify_token(token, now).map(|v| (v.id, v.jti))
+    }
+
+    /// [`Self::validate`], with everything the token carries ([`Verified`]).
+    pub fn verify_token(&self, token: &str, now: SystemTime) -> Result<Verified, JwtSvidError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwtSvidError::TooLarge);
         }
@@ -245,7 +348,7 @@ impl JwtSvidValidator {
             return Ok(hit);
         }
         let entry = self.verify(token, now)?;
-        let out = (entry.id.clone(), entry.jti.clone());
+        let out = entry.verified.clone();
         self.cache_insert(digest, entry, now);
         Ok(out)
     }
@@ -319,11 +422,17 @@ impl JwtSvidValidator {
             return Err(JwtSvidError::Signature);
         }
         let leeway = self.settings.leeway.as_secs_f64();
-        let exp = claims.exp.ok_or(JwtSvidError::NoExp)?;
+        let exp_secs = numeric_date(claims.exp.as_ref().ok_or(JwtSvidError::NoExp)?)?;
+        let nbf = claims.nbf.as_ref().map(numeric_date).transpose()?;
+        // u64 → f64 is exact far beyond any horizon we accept; larger values fail the bound.
+        let (exp, nbf) = (exp_secs as f64, nbf.map(|n| n as f64));
         if now >= exp + leeway {
             return Err(JwtSvidError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| now + leeway < nbf) {
+        if exp > now + MAX_EXP_AHEAD.as_secs_f64() + leeway {
+            return Err(JwtSvidError::Horizon);
+        }
+        if nbf.is_some_and(|nbf| now + leeway < nbf) {
             return Err(JwtSvidError::NotYetValid);
         }
         let audience = self.settings.audience.as_str();
@@ -339,17 +448,28 @@ impl JwtSvidValidator {
             Some(serde_json::Value::String(j)) if !j.is_empty() => Some(Arc::from(j.as_str())),
             _ => None,
         };
+        let cnf = cnf_of(claims.cnf.as_ref())?;
+        let issued = if by_issuer {
+            issued_lineage(&claims).map(Arc::new)
+        } else {
+            None
+        };
         Ok(Cached {
-            id,
-            jti,
+            verified: Verified {
+                id,
+                jti,
+                exp: exp_secs,
+                cnf,
+                issued,
+            },
             exp,
-            nbf: claims.nbf,
+            nbf,
             generation: bundle.generation(),
             by_issuer,
         })
     }
 
-    fn cache_hit(&self, digest: &[u8; 32], now: f64) -> Option<(SpiffeId, Option<Arc<str>>)> {
+    fn cache_hit(&self, digest: &[u8; 32], now: f64) -> Option<Verified> {
         let mut cache = self.cache.lock().ok()?;
         let e = cache.get(digest)?;
         let leeway = self.settings.leeway.as_secs_f64();
@@ -360,10 +480,12 @@ impl JwtSvidValidator {
                 .and_then(IssuerKeys::current)
                 .map(|b| b.generation())
         } else {
-            self.store.jwt(e.id.trust_domain()).map(|b| b.generation())
+            self.store
+                .jwt(e.verified.id.trust_domain())
+                .map(|b| b.generation())
         };
         if in_time && generation == Some(e.generation) {
-            return Some((e.id.clone(), e.jti.clone()));
+            return Some(e.verified.clone());
         }
         // Expired, or its bundle changed: verify afresh.
         cache.remove(digest);
@@ -400,7 +522,7 @@ impl JwtSvidValidator {
             return 0;
         };
         let before = cache.len();
-        cache.retain(|_, e| e.id.as_str() != identity);
+        cache.retain(|_, e| e.verified.id.as_str() != identity);
         before - cache.len()
     }
 

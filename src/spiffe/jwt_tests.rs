@@ -26,7 +26,7 @@ fn b64(v: &Value) -> String {
 fn sign_raw(key: &EncodingKey, alg: Algorithm, header: &Value, claims: &Value) -> String {
     let msg = format!("{}.{}", b64(header), b64(claims));
     let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), key, alg).unwrap();
-    format!("{msg}.{sig}")
+    crate::spiffe::low_s::normalize_jws(&format!("{msg}.{sig}"))
 }
 
 struct Fx {
@@ -78,7 +78,7 @@ fn valid_tokens_accepted() {
     let mut c = claims(SUB);
     c["aud"] = json!(["other", "portcullis"]);
     assert!(f.v.validate(&f.k1.sign(&c), now()).is_ok());
-    // typ JOSE or absent, fractional exp: fine.
+    // typ JOSE or absent: fine.
     let h = json!({"alg": "ES256", "kid": "k1", "typ": "JOSE"});
     assert!(f
         .v
@@ -88,11 +88,47 @@ fn valid_tokens_accepted() {
         )
         .is_ok());
     let h = json!({"alg": "ES256", "kid": "k1"});
-    c["exp"] = json!(t() as f64 + 10.5);
     assert!(f
         .v
         .validate(&sign_raw(&f.k1.key, Algorithm::ES256, &h, &c), now())
         .is_ok());
+}
+
+#[test]
+fn numeric_dates_are_whole_seconds_within_the_horizon() {
+    let f = fx();
+    let h = json!({"alg": "ES256", "kid": "k1"});
+    let ahead = MAX_EXP_AHEAD.as_secs() as i64;
+    let with = |k: &str, v: Value| {
+        let mut c = claims(SUB);
+        c[k] = v;
+        f.v.validate(&sign_raw(&f.k1.key, Algorithm::ES256, &h, &c), now())
+    };
+    assert!(with("exp", json!(t() + ahead)).is_ok());
+    for exp in [
+        json!(t() + ahead + 3600),
+        json!(1e300),
+        json!(f64::MAX),
+        json!(u64::MAX),
+        json!(t() as f64 + 10.5),
+        json!("1800000000"),
+        json!(-1),
+        json!(null),
+    ] {
+        let r = with("exp", exp.clone());
+        assert!(
+            matches!(
+                r,
+                Err(JwtSvidError::Horizon | JwtSvidError::Expired | JwtSvidError::NoExp)
+            ),
+            "{exp}: {r:?}"
+        );
+    }
+    assert_eq!(
+        with("nbf", json!(t() as f64 - 0.5)),
+        Err(JwtSvidError::Horizon)
+    );
+    assert!(with("nbf", json!(t() - 1)).is_ok());
 }
 
 #[test]

@@ -10,6 +10,7 @@
 pub mod bundle;
 pub mod id;
 pub mod jwt;
+pub mod low_s;
 pub mod store;
 pub mod verifier;
 pub mod x509;

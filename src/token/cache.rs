@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
-use super::mint::{Issuer, IssuerError, Legacy, MintRequest, Minted, Profile};
+use super::mint::{Issuer, IssuerError, Legacy, LineageRef, MintRequest, Minted, Profile};
 use crate::authn::Kind;
 use crate::metrics::Metrics;
 
@@ -64,6 +64,37 @@ struct Key {
     profile: Profile,
     cnf: Option<Box<str>>,
     legacy: Option<(Box<str>, Option<Box<str>>)>,
+    lineage: Option<OwnedLineage>,
+}
+
+/// Owned copy of a [`LineageRef`].
+#[derive(Debug)]
+struct OwnedLineage {
+    credential: Box<str>,
+    kind: Kind,
+    principal: Option<Box<str>>,
+    jtis: Vec<std::sync::Arc<str>>,
+    not_after: Option<u64>,
+}
+
+impl OwnedLineage {
+    fn new(l: &LineageRef<'_>) -> Self {
+        OwnedLineage {
+            credential: l.credential.into(),
+            kind: l.kind,
+            principal: l.principal.map(Into::into),
+            jtis: l.jtis.to_vec(),
+            not_after: l.not_after,
+        }
+    }
+
+    fn matches(&self, l: &LineageRef<'_>) -> bool {
+        *self.credential == *l.credential
+            && self.kind == l.kind
+            && self.principal.as_deref() == l.principal
+            && self.jtis == l.jtis
+            && self.not_after == l.not_after
+    }
 }
 
 impl Key {
@@ -77,6 +108,7 @@ impl Key {
             legacy: r
                 .legacy
                 .map(|l| (l.credential.into(), l.principal.map(Into::into))),
+            lineage: r.lineage.as_ref().map(OwnedLineage::new),
         }
     }
 
@@ -90,6 +122,11 @@ impl Key {
                 credential: c,
                 principal: p.as_deref(),
             }) == r.legacy
+            && match (&self.lineage, &r.lineage) {
+                (Some(a), Some(b)) => a.matches(b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 }
 

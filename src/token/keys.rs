@@ -293,13 +293,22 @@ impl SigningKey {
         }
     }
 
-    /// Sign a JWS signing input. ES256 yields the 64-byte `r || s` form JWS requires, not DER.
-    pub fn sign(&self, message: &[u8]) -> Result<Signature, KeyError> {
+    /// Sign a JWS signing input. ES256 yields the 64-byte `r || s` form JWS requires, not DER,
+    /// and always low-S: verifiers (this gateway's among them) refuse the high-S twin.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.signer {
-            Signer::Es256(kp) => kp
-                .sign(&SystemRandom::new(), message)
+            Signer::Es256(kp) => {
+                let sig: Signature = kp
+                    .sign(&SystemRandom::new(), message)
+                    .map_err(|_| KeyError::Sign)?;
+                let mut rs = sig.as_ref().to_vec();
+                crate::spiffe::low_s::normalize(&mut rs);
+                Ok(rs)
+            }
+            Signer::EdDsa(kp) => kp
+                .try_sign(message)
+                .map(|s| s.as_ref().to_vec())
                 .map_err(|_| KeyError::Sign),
-            Signer::EdDsa(kp) => kp.try_sign(message).map_err(|_| KeyError::Sign),
         }
     }
 }

@@ -100,6 +100,24 @@ pub struct Legacy<'a> {
     pub principal: Option<&'a str>,
 }
 
+/// Where a token comes from (`act.lineage`): the root credential first presented to the gateway
+/// and the `jti`s of the tokens between it and this one (`docs/security.md`, "Tokens and
+/// lineage"). Tokens presented back are held to their whole lineage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LineageRef<'a> {
+    /// The root credential's config name.
+    pub credential: &'a str,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its legacy user or key id.
+    pub principal: Option<&'a str>,
+    /// Root `jti` first, then every later token's, oldest first (empty for a first token minted
+    /// from a static credential or certificate).
+    pub jtis: &'a [Arc<str>],
+    /// The new token must not outlive this (`exp` of the token it is minted from).
+    pub not_after: Option<u64>,
+}
+
 /// Everything a minted token says about the caller. Two equal requests get equal claims (except
 /// times and `jti`), which is what makes a token reusable ([`super::TokenCache`] keys on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,28 +132,49 @@ pub struct MintRequest<'a> {
     pub profile: Profile,
     /// RFC 8705 `x5t#S256` of the caller's client certificate (see [`x5t_s256`]), when it used mTLS.
     pub cnf: Option<&'a str>,
-    /// Set when a static credential is being translated.
+    /// Set when a static credential is being translated (directly, or as the root of a token).
     pub legacy: Option<Legacy<'a>>,
+    /// The lineage (`act.lineage`), and the `exp` it may not outlive.
+    pub lineage: Option<LineageRef<'a>>,
 }
 
 impl<'a> MintRequest<'a> {
-    /// The request for an authenticated caller: `legacy` is filled for legacy kinds.
+    /// The request for an authenticated caller: its lineage is the one of the token it
+    /// presented, or starts with its own credential; `legacy` is filled when the root is a legacy
+    /// kind (so a re-exchanged token still says which static secret it stands for).
     pub fn for_credential(
         cred: &'a Credential,
         audience: &'a str,
         profile: Profile,
         cnf: Option<&'a str>,
     ) -> Self {
+        let lineage = match cred.lineage.as_deref() {
+            Some(l) => LineageRef {
+                credential: &l.credential,
+                kind: l.kind,
+                principal: l.principal.as_deref(),
+                jtis: &l.jtis,
+                not_after: l.not_after,
+            },
+            None => LineageRef {
+                credential: &cred.name,
+                kind: cred.kind,
+                principal: cred.principal.as_deref(),
+                jtis: cred.jti.as_slice(),
+                not_after: None,
+            },
+        };
         MintRequest {
             identity: &cred.identity,
             audience,
             kind: cred.kind,
             profile,
             cnf,
-            legacy: cred.kind.is_legacy().then(|| Legacy {
-                credential: &cred.name,
-                principal: cred.principal.as_deref(),
+            legacy: lineage.kind.is_legacy().then_some(Legacy {
+                credential: lineage.credential,
+                principal: lineage.principal,
             }),
+            lineage: Some(lineage),
         }
     }
 }
@@ -190,6 +229,37 @@ impl Minted {
 #[derive(Serialize)]
 struct Act<'a> {
     sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lineage: Option<LineageClaim<'a>>,
+}
+
+/// `act.lineage`: `{"credential", "kind", "principal"?, "jti"? (root), "chain"? (later jtis)}`.
+#[derive(Serialize)]
+struct LineageClaim<'a> {
+    credential: &'a str,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    chain: &'a [Arc<str>],
+}
+
+impl<'a> LineageClaim<'a> {
+    fn of(l: &LineageRef<'a>) -> Self {
+        let (jti, chain) = match l.jtis.split_first() {
+            Some((root, rest)) => (Some(&**root), rest),
+            None => (None, &[][..]),
+        };
+        LineageClaim {
+            credential: l.credential,
+            kind: l.kind.as_str(),
+            principal: l.principal,
+            jti,
+            chain,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -314,7 +384,11 @@ impl Issuer {
             .duration_since(UNIX_EPOCH)
             .map_err(|_| IssuerError::Clock)?
             .as_secs();
-        let exp = iat.saturating_add(self.ttl.as_secs());
+        // Never outlive the token this one is minted from (a re-exchange cannot extend it).
+        let exp = iat
+            .saturating_add(self.ttl.as_secs())
+            .min(req.lineage.and_then(|l| l.not_after).unwrap_or(u64::MAX))
+            .max(iat);
         let jti = new_jti()?;
         let claims = Claims {
             iss: &self.url,
@@ -327,6 +401,7 @@ impl Issuer {
             amr: [req.kind.as_str()],
             act: Act {
                 sub: &self.spiffe_id,
+                lineage: req.lineage.as_ref().map(LineageClaim::of),
             },
             cnf: req.cnf.map(|x5t_s256| Cnf { x5t_s256 }),
             legacy: req.legacy,
@@ -340,7 +415,7 @@ impl Issuer {
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
         let sig = key.sign(token.as_bytes())?;
         token.push('.');
-        URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
+        URL_SAFE_NO_PAD.encode_string(&sig, &mut token);
         let (bearer, bare) = header_values(&token)?;
         Ok(Minted {
             token: token.into(),

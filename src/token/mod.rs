@@ -22,6 +22,8 @@ pub mod keyset;
 pub mod mint;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 pub use cache::{Issued, TokenCache};

@@ -51,6 +51,7 @@ pub(super) fn racf() -> Credential {
         principal: Some("ALICE".into()),
         groups: vec![],
         jti: None,
+        lineage: None,
     }
 }
 
@@ -100,7 +101,10 @@ fn jwt_svid_token_verifies_from_the_jwks_with_every_claim() {
             "iat": T0, "nbf": T0, "exp": T0 + 300,
             "jti": &*minted.jti,
             "amr": ["ldap"],
-            "act": {"sub": "spiffe://corp.example/portcullis"},
+            "act": {
+                "sub": "spiffe://corp.example/portcullis",
+                "lineage": {"credential": "racf", "kind": "ldap", "principal": "ALICE"},
+            },
             "cnf": {"x5t#S256": cnf},
             "legacy": {"credential": "racf", "principal": "ALICE"},
         })
@@ -130,6 +134,7 @@ fn rfc9068_token_with_eddsa_and_no_optional_claims() {
         profile: Profile::Rfc9068,
         cnf: None,
         legacy: None,
+        lineage: None,
     };
     let minted = iss.mint(&req, at(T0)).unwrap();
     let (header, claims) = verify(
@@ -237,6 +242,7 @@ fn cache_eviction_and_bound() {
         profile: Profile::JwtSvid,
         cnf: None,
         legacy: None,
+        lineage: None,
     };
     for (i, id) in ids.iter().enumerate() {
         let id: &'static str = Box::leak(id.clone().into_boxed_str());

@@ -63,14 +63,14 @@ impl SpiffeCa {
 }
 
 /// An ES256 JWT-SVID signer with its JWK.
-struct Signer {
+pub(crate) struct Signer {
     kid: String,
     der: Vec<u8>,
     jwk: Value,
 }
 
 impl Signer {
-    fn new(kid: &str) -> Signer {
+    pub(crate) fn new(kid: &str) -> Signer {
         let key = KeyPair::generate().unwrap();
         let der = key.serialize_der();
         let sk = portcullis::token::SigningKey::from_pkcs8_der(&der, "test").unwrap();
@@ -83,12 +83,15 @@ impl Signer {
         }
     }
 
-    fn sign(&self, header: Header, claims: &Value) -> String {
+    pub(crate) fn sign(&self, header: Header, claims: &Value) -> String {
         portcullis::spiffe::install_jwt_crypto();
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.der)).unwrap()
+        // Low-S, as the gateway requires (ECDSA signers may emit either form).
+        portcullis::spiffe::low_s::normalize_jws(
+            &jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.der)).unwrap(),
+        )
     }
 
-    fn header(&self) -> Header {
+    pub(crate) fn header(&self) -> Header {
         let mut h = Header::new(Algorithm::ES256);
         h.kid = Some(self.kid.clone());
         h.typ = Some("JWT".into());
@@ -117,7 +120,7 @@ struct Env {
     gw: portcullis::server::Running,
 }
 
-fn write_jwks(path: &Path, keys: &[&Signer]) {
+pub(crate) fn write_jwks(path: &Path, keys: &[&Signer]) {
     let jwks = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
     std::fs::write(path, jwks.to_string()).unwrap();
 }
@@ -319,7 +322,9 @@ async fn mtls_caller_gets_a_minted_token_bound_to_its_certificate() {
     let x5t = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der.as_ref()));
     let expect = json!({
         "iss": ISSUER_URL, "aud": "cics-payments", "sub": CALLER, "amr": ["mtls"],
-        "act": {"sub": "spiffe://corp.example/portcullis"}, "cnf": {"x5t#S256": x5t},
+        "act": {"sub": "spiffe://corp.example/portcullis",
+                "lineage": {"credential": "workload-mtls", "kind": "mtls"}},
+        "cnf": {"x5t#S256": x5t},
     });
     let ca = e.pki.path("ca.pem");
     let jwks = e.url("/.well-known/jwks.json");
@@ -723,9 +728,23 @@ audience = "cics-payments"
     assert!(exp_in > 0 && exp_in <= 300, "{body}");
     let token = body["access_token"].as_str().unwrap().to_string();
 
-    // 2. The token is accepted on the route (no client certificate this time).
-    let (status, _) = e.bearer(&token).await;
-    assert_eq!(status, 200);
+    // 2. The token is accepted on the route, over a connection with the certificate it is bound
+    // to (`cnf`); without it, it is refused.
+    let bound = |token: String| {
+        let c = e.client(Some(&svid));
+        let url = e.url("/payments/x");
+        async move {
+            let r = c
+                .get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(bound(token.clone()).await, 200);
+    assert_eq!(e.bearer(&token).await.0, 401);
     let seen = e.up.last();
     assert_ne!(
         bearer_of(&seen),
@@ -757,8 +776,7 @@ audience = "cics-payments"
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let (status, body) = e.bearer(&token).await;
-    assert_eq!(status, 401, "{body}");
+    assert_eq!(bound(token.clone()).await, 401);
 
     // 3. A JWT-SVID as subject_token works too.
     let svid_jwt = e.jwt.sign(e.jwt.header(), &claims(CALLER, "portcullis"));

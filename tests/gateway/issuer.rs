@@ -61,6 +61,7 @@ fn mint(key: &std::path::Path) -> String {
             credential: "racf",
             principal: Some("BATCH01"),
         }),
+        lineage: None,
     };
     issuer
         .mint(&req, SystemTime::now())

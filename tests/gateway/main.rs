@@ -17,6 +17,7 @@ mod identity;
 mod issuer;
 mod ldap;
 mod legacy;
+mod lineage;
 mod migration;
 mod ops;
 mod paths;

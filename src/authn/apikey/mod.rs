@@ -170,6 +170,7 @@ impl ApiKeyAuthenticator {
             principal: Some(entry.id),
             groups: Vec::new(),
             jti: None,
+            lineage: None,
         })
     }
 

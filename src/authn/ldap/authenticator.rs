@@ -326,6 +326,7 @@ impl Inner {
             principal: Some(b.user.to_string()),
             groups: b.groups.to_vec(),
             jti: None,
+            lineage: None,
         }
     }
 

@@ -107,6 +107,7 @@ impl WebhookAuthenticator {
                     principal: Some(adapter.to_owned()),
                     groups: Vec::new(),
                     jti: None,
+                    lineage: None,
                 })
             }
             Err(WebhookError::NotPresent) => Outcome::NotPresent,

@@ -25,6 +25,7 @@ fn cred(kind: Kind, identity: &str) -> Credential {
         principal: kind.is_legacy().then(|| "gwuser".to_owned()),
         groups: Vec::new(),
         jti: None,
+        lineage: None,
     }
 }
 
