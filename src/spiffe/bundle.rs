@@ -282,7 +282,8 @@ impl JwtKey {
                 }
                 let mut sig = [0u8; 96];
                 match URL_SAFE_NO_PAD.decode_slice(sig_b64, &mut sig) {
-                    // Only the low-S form: its high-S twin is a second encoding of one token.
+                    // Only the low-S form: callers canonicalize first (`low_s::canonical_jws`), so a
+                    // high-S signature here was not meant to be accepted.
                     Ok(n) if n == max => sig.get(..n).is_some_and(|s| {
                         super::low_s::is_low_s(s) && key.verify_sig(signing_input, s).is_ok()
                     }),

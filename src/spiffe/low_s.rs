@@ -1,7 +1,10 @@
 //! Low-S ECDSA signatures (ES256, ES384). For every valid signature `(r, s)` the pair
 //! `(r, n - s)` verifies too: a second encoding of the same token, with another hash, that could
-//! slip past a cache or a replay set keyed on the token's bytes. Only the form with `s ≤ n/2` is
-//! accepted, and the gateway signs only that form.
+//! slip past a cache or a replay set keyed on the token's bytes. The gateway signs only the form
+//! with `s ≤ n/2`, and a presented token is rewritten to that form ([`canonical_jws`]) before
+//! anything hashes or verifies it, so both encodings are one token. Refusing high-S instead is
+//! not an option: Go's `crypto/ecdsa` (SPIRE's signer) does not normalize, so about half of
+//! genuine JWT-SVIDs are high-S.
 
 /// ⌊n/2⌋ of P-256, big-endian.
 const P256_HALF: [u8; 32] = [
@@ -63,6 +66,28 @@ pub fn normalize(rs: &mut [u8]) {
             .wrapping_sub(borrow);
         borrow = u16::from(u16::from(*m) < u16::from(*d) + borrow);
         *d = (v & 0xff) as u8;
+    }
+}
+
+/// The token in the one form every later step sees: an ECDSA signature (64 or 96 bytes) in
+/// low-S form. Borrowed (no allocation) when it already is, or is not ECDSA at all.
+pub fn canonical_jws(token: &str) -> std::borrow::Cow<'_, str> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use std::borrow::Cow;
+    let Some((signed, sig)) = token.rsplit_once('.') else {
+        return Cow::Borrowed(token);
+    };
+    let mut buf = [0u8; 96];
+    let Ok(n) = URL_SAFE_NO_PAD.decode_slice(sig, &mut buf) else {
+        return Cow::Borrowed(token);
+    };
+    match buf.get_mut(..n) {
+        Some(rs) if curve(n).is_some() && !is_low_s(rs) => {
+            normalize(rs);
+            Cow::Owned(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(rs)))
+        }
+        _ => Cow::Borrowed(token),
     }
 }
 

@@ -294,7 +294,8 @@ impl SigningKey {
     }
 
     /// Sign a JWS signing input. ES256 yields the 64-byte `r || s` form JWS requires, not DER,
-    /// and always low-S: verifiers (this gateway's among them) refuse the high-S twin.
+    /// and always low-S, the one form strict verifiers accept (this gateway canonicalizes a presented
+    /// high-S twin to it).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.signer {
             Signer::Es256(kp) => {

@@ -1,7 +1,7 @@
 //! Tokens and lineage: a token the gateway minted or exchanged carries its root credential, and
 //! whatever finishes the root (revocation, the plan's `enforce`, the bound certificate) finishes
 //! every token derived from it; audiences go only to callers some route would let in; several
-//! `jwt-svid` credentials in one accept list each get their chance; `exp` horizon and high-S
+//! `jwt-svid` credentials in one accept list each get their chance; `exp` horizon and high-S twins
 //! ECDSA signatures are refused.
 
 use std::sync::Arc;
@@ -583,10 +583,11 @@ fn flip_s(token: &str) -> String {
     format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
-/// Finding 3: `exp` beyond the horizon or not a whole number is refused; so is the high-S twin
-/// of a valid ES256 signature, for JWT-SVIDs and for the gateway's own tokens.
+/// Finding 3: `exp` beyond the horizon or not a whole number is refused; the high-S twin of a
+/// valid ES256 signature is read as the same token (one revocation finishes both), for
+/// JWT-SVIDs and for the gateway's own tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn far_exp_and_high_s_signatures_are_refused() {
+async fn far_exp_is_refused_and_high_s_is_the_same_token() {
     let lab = lab(day(BRIDGE_DAY)).await;
     let sign = |exp: Value| {
         lab.corp_jwt.sign(
@@ -611,21 +612,39 @@ async fn far_exp_and_high_s_signatures_are_refused() {
         assert_eq!(status, 401, "exp {exp}: {body}");
     }
 
-    // High-S: both encodings of one signature verify mathematically; only the low-S one (which
-    // the test signer emits) passes, whether or not the low-S one was seen first.
-    let good = sign(json!(lab.now() + 301));
+    // High-S: both encodings of one signature verify mathematically. The gateway reads both as
+    // one token (the low-S form): accepted alike, and a revocation of its jti finishes both,
+    // whichever was seen first. (SPIRE signs with Go's crypto/ecdsa, which does not normalize.)
+    let sign_jti = |jti: &str| {
+        lab.corp_jwt.sign(
+            lab.corp_jwt.header(),
+            &json!({"sub": "spiffe://corp.example/a", "aud": "alpha",
+                    "exp": lab.now() + 301, "jti": jti}),
+        )
+    };
+    let good = sign_jti("svid-1");
     let twin = flip_s(&good);
     assert_ne!(good, twin);
-    assert_eq!(lab.bearer("/two/x", &twin, None).await.0, 401);
+    assert_eq!(lab.bearer("/two/x", &twin, None).await.0, 200);
     assert_eq!(lab.bearer("/two/x", &good, None).await.0, 200);
+    lab.revoke(json!({"jti": "svid-1", "reason": "leaked"}))
+        .await;
+    assert_eq!(lab.bearer("/two/x", &good, None).await.0, 401);
     assert_eq!(lab.bearer("/two/x", &twin, None).await.0, 401);
-    // The gateway's own tokens are minted low-S, and their high-S twin is refused.
-    for _ in 0..4 {
+    // The gateway's own tokens are minted low-S; their high-S twin is the same token, and it is
+    // finished by the same revocation.
+    for round in 0..4 {
         let (status, body) = lab.exchange_key(ACME_KEY, None).await;
         assert_eq!(status, 200, "{body}");
         let own = token_of(&body);
         assert_eq!(lab.bearer("/partner/x", &own, None).await.0, 200);
-        assert_eq!(lab.bearer("/partner/x", &flip_s(&own), None).await.0, 401);
+        assert_eq!(lab.bearer("/partner/x", &flip_s(&own), None).await.0, 200);
+        if round == 3 {
+            lab.revoke(json!({"jti": claims_of(&own)["jti"], "reason": "leaked"}))
+                .await;
+            assert_eq!(lab.bearer("/partner/x", &flip_s(&own), None).await.0, 401);
+            assert_eq!(lab.bearer("/partner/x", &own, None).await.0, 401);
+        }
         lab.clock.advance(Duration::from_secs(300));
     }
 }
