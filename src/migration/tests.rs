@@ -169,6 +169,16 @@ reason = "SaaS"
             "phases.enforce: an [exception] never enforces: remove enforce or the exception"
         ]
     );
+    // An exception without a bridge date would observe (never block) forever.
+    let p = problems(
+        "x",
+        "name = \"x\"\nowner = \"o\"\nlegacy_credentials = [\"a\"]\n[phases]\nobserve = 2026-11-01\n[exception]\nreason = \"SaaS\"\nreview_by = 2027-06-01\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("phases.bridge: required with an [exception]"),
+        "{p:?}"
+    );
     // Without an exception, exit criteria are required.
     let p = problems(
         "x",
@@ -275,8 +285,23 @@ fn phase_switches_exactly_at_utc_midnight() {
         Some((Phase::Observe, day("2026-11-01"))),
         "the plan starts"
     );
+    // Not started: the route behaves as without the plan, for every credential.
+    assert_eq!(active_phase(Some(&plan), clock.now()), None);
+    assert_eq!(route_phase(Some(&plan), clock.now()), Phase::Bridge);
+    for c in ["racf", "workload-mtls"] {
+        assert_eq!(treatment(Some(&plan), c, clock.now()), Treatment::Normal);
+    }
 
     clock.advance(Duration::from_secs(1));
+    // observe relaxes only what the plan lists.
+    assert_eq!(
+        treatment(Some(&plan), "racf", clock.now()),
+        Treatment::Observe
+    );
+    assert_eq!(
+        treatment(Some(&plan), "workload-mtls", clock.now()),
+        Treatment::Normal
+    );
     let p = plan.phases.at(clock.now());
     assert_eq!(
         (p.phase, p.since),
