@@ -251,6 +251,19 @@ impl Gateway {
             admit(&*self.state, cred)?;
             self.record_use(&route, cred, plan.as_deref(), conn, now);
         }
+        if let Admission::Observed { by, .. } = &admission {
+            crate::migration::admission::vet_forwarded(
+                &route.accept,
+                by,
+                plan.as_deref(),
+                parts,
+                conn,
+                now,
+                view,
+                |c| admit(&*self.state, c),
+            )
+            .await?;
+        }
         let request = authz::Request {
             method: &parts.method,
             path: &routed.path,
@@ -260,7 +273,7 @@ impl Gateway {
         };
         let (permit, observing) = match &admission {
             Admission::Retired(r) => return Err(r.clone()),
-            Admission::Observed { refused } => {
+            Admission::Observed { refused, .. } => {
                 // Forwarded unchanged, with the caller's own credentials: nothing is enforced.
                 trace.observed_refusal = *refused;
                 let (permit, would_allow) = authz::observe(&route, caller, request);

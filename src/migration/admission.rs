@@ -11,16 +11,19 @@
 //!   authenticated, or on an explicit pass-through route (no `accept`). An [`Outgoing`] can only
 //!   be built here, so no other path can add it.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
 use super::phase::{retired, treatment, Treatment};
 use super::plan::Plan;
-use crate::authn::{Caller, Failure};
+use crate::authn::{self, Authenticator, BodyView, Caller, Credential, Failure};
 use crate::authz::Permit;
 use crate::problem::{Code, Refusal};
 use crate::token::Minted;
+use crate::transport::ConnInfo;
 
 /// What the route's plan does to one request.
 #[derive(Debug)]
@@ -30,9 +33,13 @@ pub enum Admission {
     /// `bridge`, whose response carries `Deprecation`/`Sunset`.
     Enforced { sunset: bool },
     /// `observe`, for a credential the plan lists: never blocked, the policy evaluated and
-    /// audited only, forwarded unchanged with nothing added. `refused`: the authentication
-    /// refusal that was not enforced (the credential was present and wrong).
-    Observed { refused: Option<&'static str> },
+    /// audited only, forwarded unchanged with nothing added. `by`: the listed credential that
+    /// decided; `refused`: its authentication refusal that was not enforced (it was present and
+    /// wrong).
+    Observed {
+        by: Arc<str>,
+        refused: Option<&'static str>,
+    },
     /// `enforce`, for a credential the plan retires: 401 `legacy-credential-retired`.
     Retired(Refusal),
 }
@@ -50,7 +57,10 @@ impl Admission {
         let failure = match authenticated {
             Ok(Caller::Authenticated(cred)) => {
                 let admission = match (treatment(plan, &cred.name, now), plan) {
-                    (Treatment::Observe, _) => Admission::Observed { refused: None },
+                    (Treatment::Observe, _) => Admission::Observed {
+                        by: cred.name.clone(),
+                        refused: None,
+                    },
                     (Treatment::Bridge, _) => Admission::Enforced { sunset: true },
                     (Treatment::Refuse, Some(plan)) => {
                         Admission::Retired(retired(plan, &cred.name))
@@ -76,22 +86,15 @@ impl Admission {
             }
             Err(f) => f,
         };
-        // A listed legacy credential that was present and refused, in `observe`: not blocked
-        // (the upstream still checks the static secret itself). A malformed request (the key
-        // presented twice) is refused in every phase: which copy the upstream reads is unknown.
-        match failure.credential.as_deref() {
-            Some(name)
-                if failure.refusal.code != Code::InvalidRequest
-                    && treatment(plan, name, now) == Treatment::Observe =>
-            {
-                Ok((
-                    Caller::Anonymous,
-                    Admission::Observed {
-                        refused: Some(failure.refusal.code.as_str()),
-                    },
-                ))
-            }
-            _ => Err(failure.refusal),
+        match relaxed(plan, &failure, now) {
+            Some(by) => Ok((
+                Caller::Anonymous,
+                Admission::Observed {
+                    by,
+                    refused: Some(failure.refusal.code.as_str()),
+                },
+            )),
+            None => Err(failure.refusal),
         }
     }
 
@@ -124,6 +127,63 @@ impl Admission {
             },
         }
     }
+}
+
+/// The credential whose refusal `observe` does not enforce: a listed legacy credential that was
+/// present and refused (the upstream still checks the static secret itself). A malformed request
+/// (the key presented twice) is refused in every phase: which copy the upstream reads is unknown.
+fn relaxed(plan: Option<&Plan>, failure: &Failure, now: SystemTime) -> Option<Arc<str>> {
+    let name = failure.credential.as_ref()?;
+    (failure.refusal.code != Code::InvalidRequest
+        && treatment(plan, name, now) == Treatment::Observe)
+        .then(|| name.clone())
+}
+
+/// An observed request goes upstream as sent, with every credential in it, and the upstream may
+/// read any of them; authentication stopped at the first one present. So the accepted
+/// credentials after `by` (the one that decided) are checked too: each one present must
+/// authenticate and pass `admit` (revocation), unless it is a listed credential whose refusal
+/// `observe` relaxes. The cost (an LDAP bind) is paid only by requests carrying several.
+#[allow(clippy::too_many_arguments)]
+pub async fn vet_forwarded(
+    accept: &[Arc<dyn Authenticator>],
+    by: &str,
+    plan: Option<&Plan>,
+    req: &Parts,
+    conn: &ConnInfo,
+    now: SystemTime,
+    body: Option<BodyView<'_>>,
+    admit: impl Fn(&Credential) -> Result<(), Refusal>,
+) -> Result<(), Refusal> {
+    let mut rest = after(accept, by);
+    while !rest.is_empty() {
+        let by = match authn::authenticate_attributed(rest, req, conn, now, body).await {
+            Ok(Caller::Authenticated(cred)) => {
+                admit(&cred)?;
+                cred.name
+            }
+            // No further credential present.
+            Ok(Caller::Anonymous)
+            | Err(Failure {
+                credential: None, ..
+            }) => return Ok(()),
+            Err(failure) => match relaxed(plan, &failure, now) {
+                Some(name) => name,
+                None => return Err(failure.refusal),
+            },
+        };
+        rest = after(rest, &by);
+    }
+    Ok(())
+}
+
+/// The accepted credentials after `name` (strictly shorter than `accept`; empty if absent).
+fn after<'a>(accept: &'a [Arc<dyn Authenticator>], name: &str) -> &'a [Arc<dyn Authenticator>] {
+    accept
+        .iter()
+        .position(|a| &**a.name() == name)
+        .and_then(|i| accept.get(i + 1..))
+        .unwrap_or_default()
 }
 
 /// What the translate stage does to the request besides the hop-by-hop and identity headers.

@@ -16,6 +16,8 @@ const KEY: &str = "pcs_phases_test_key_0123456789abcdef";
 /// A key of a partner that `allow` does not list.
 const OTHER_KEY: &str = "pcs_phases_other_key_0123456789abcd";
 const GWCICS_PW: &str = "gwcics-upstream-secret";
+/// The key of `ops-keys` (a second api-key credential, header `X-Ops-Key`, on `/full/` only).
+const OPS_KEY: &str = "pcs_phases_ops_key_0123456789abcdef0";
 
 fn day(unix_days: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(unix_days * 86400 + 12 * 3600)
@@ -78,20 +80,29 @@ fn config(pki: &Pki, up: &Upstream, state: &str) -> String {
         ],
     );
     std::fs::write(dir.join("upstream-pw"), GWCICS_PW).unwrap();
+    {
+        use sha2::Digest as _;
+        let sha = hex::encode(sha2::Sha256::digest(OPS_KEY.as_bytes()));
+        std::fs::write(
+            dir.join("ops-keys.toml"),
+            format!("[[keys]]\nid = \"ops\"\nsha256 = \"{sha}\"\nidentity = \"spiffe://corp.example/ns/payments/ops\"\n"),
+        )
+        .unwrap();
+    }
     let u = up.url();
     let mut routes = String::new();
-    for (name, plan) in [
-        ("full", "plan = \"full\""),
-        ("late", "plan = \"late\""),
-        ("plain", ""),
-        ("exc", "plan = \"exc\""),
+    for (name, plan, more) in [
+        ("full", "plan = \"full\"", ", \"ops-keys\""),
+        ("late", "plan = \"late\"", ""),
+        ("plain", "", ""),
+        ("exc", "plan = \"exc\"", ""),
     ] {
         routes.push_str(&format!(
             r#"
 [[routes]]
 name = "{name}"
 match = {{ path_prefix = "/{name}/" }}
-accept = ["workload-mtls", "partner-keys"]
+accept = ["workload-mtls", "partner-keys"{more}]
 allow = ["spiffe://corp.example/ns/payments/*"]
 {plan}
 [routes.upstream]
@@ -116,6 +127,10 @@ trust_domains = ["corp.example"]
 [credentials.partner-keys]
 kind = "api-key"
 keys_file = "{d}/keys.toml"
+[credentials.ops-keys]
+kind = "api-key"
+header = "X-Ops-Key"
+keys_file = "{d}/ops-keys.toml"
 {routes}
 [[routes]]
 name = "mf"
@@ -548,6 +563,76 @@ async fn a_revoked_key_is_refused_in_observe_in_every_form() {
         assert_eq!(r.status(), 401, "form {i}");
     }
     assert_eq!(up.count(), before, "a revoked key reached the upstream");
+    gw.stop().await;
+}
+
+/// The hostile twin of observe's "forwarded unchanged": a request carries a valid listed key and a
+/// second credential the route accepts. The upstream receives both, so the second one is checked
+/// too: revoked, or wrong and not relaxed by the plan, refuses the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_checks_every_credential_it_forwards() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let clock = Arc::new(FakeClock::new(day(OBSERVE)));
+    let gw = start(&pki, &up, clock, "").await;
+    let env = Env::new(&pki, &gw);
+    let url = format!("{}/full/accounts", env.base);
+    let both = |ops: &str| {
+        env.plain
+            .get(&url)
+            .header("x-api-key", KEY)
+            .header("x-ops-key", ops.to_string())
+    };
+    // Both valid: observed, both forwarded as sent.
+    let r = both(OPS_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().headers["x-ops-key"], OPS_KEY);
+    // ops-keys is not in the plan: a wrong one is refused, as in every phase.
+    let r = both("pcs_wrong_ops").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // Revoked: refused, though the first key is good.
+    let admin = format!("http://{}", gw.admin_addr);
+    let r = reqwest::Client::new()
+        .post(format!("{admin}/admin/v1/revocations"))
+        .header("content-type", "application/json")
+        .body(r#"{"credential":"ops-keys:ops","reason":"offboarded"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let before = up.count();
+    let r = both(OPS_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = env
+        .plain
+        .get(&url)
+        .header("x-ops-key", OPS_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // And the other way round: a revoked listed key next to a good one of another credential.
+    let r = reqwest::Client::new()
+        .post(format!("{admin}/admin/v1/revocations"))
+        .header("content-type", "application/json")
+        .body(r#"{"credential":"partner-keys:acme","reason":"offboarded"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = env
+        .plain
+        .get(&url)
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        up.count(),
+        before,
+        "a revoked credential reached the upstream"
+    );
     gw.stop().await;
 }
 
