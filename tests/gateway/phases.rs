@@ -18,6 +18,7 @@ const OTHER_KEY: &str = "pcs_phases_other_key_0123456789abcd";
 const GWCICS_PW: &str = "gwcics-upstream-secret";
 /// The key of `ops-keys` (a second api-key credential, header `X-Ops-Key`, on `/full/` only).
 const OPS_KEY: &str = "pcs_phases_ops_key_0123456789abcdef0";
+const STRIPE_SECRET: &str = "whsec_phases_test_secret";
 
 fn day(unix_days: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(unix_days * 86400 + 12 * 3600)
@@ -63,6 +64,17 @@ fn write_plans(dir: &std::path::Path) {
         )
         .unwrap();
     }
+    // Stripe: a standing exception, in bridge from 2026-11-15 (observe before).
+    std::fs::write(
+        plans.join("hooks.toml"),
+        plan(
+            "hooks",
+            "\"stripe\"",
+            "observe = 2026-11-01\nbridge = 2026-11-15",
+            "[exception]\nreason = \"Stripe cannot present a workload identity\"\nreview_by = 2027-06-01",
+        ),
+    )
+    .unwrap();
 }
 
 fn config(pki: &Pki, up: &Upstream, state: &str) -> String {
@@ -80,6 +92,7 @@ fn config(pki: &Pki, up: &Upstream, state: &str) -> String {
         ],
     );
     std::fs::write(dir.join("upstream-pw"), GWCICS_PW).unwrap();
+    std::fs::write(dir.join("stripe-secrets"), format!("{STRIPE_SECRET}\n")).unwrap();
     {
         use sha2::Digest as _;
         let sha = hex::encode(sha2::Sha256::digest(OPS_KEY.as_bytes()));
@@ -127,6 +140,20 @@ trust_domains = ["corp.example"]
 [credentials.partner-keys]
 kind = "api-key"
 keys_file = "{d}/keys.toml"
+[credentials.stripe]
+kind = "webhook"
+adapter = "stripe"
+secrets_file = "{d}/stripe-secrets"
+identity = "spiffe://corp.example/saas/stripe"
+[[routes]]
+name = "hooks"
+match = {{ path_prefix = "/hooks/" }}
+accept = ["stripe"]
+allow = ["spiffe://corp.example/saas/stripe"]
+plan = "hooks"
+[routes.upstream]
+url = "{u}"
+audience = "hooks"
 [credentials.ops-keys]
 kind = "api-key"
 header = "X-Ops-Key"
@@ -566,6 +593,70 @@ async fn a_revoked_key_is_refused_in_observe_in_every_form() {
     gw.stop().await;
 }
 
+/// `Stripe-Signature` for `body` at `t` with `secret`.
+fn stripe_signature(secret: &str, t: u64, body: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Finding 3, end to end: a webhook exception in bridge refuses unsigned and forged deliveries;
+/// in observe (before its bridge date) an unsigned delivery is anonymous and refused too, and a
+/// forged one goes upstream as sent, nothing added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_exception_verifies_signatures() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let clock = Arc::new(FakeClock::new(day(TODAY)));
+    let gw = start(&pki, &up, clock.clone(), "").await;
+    let env = Env::new(&pki, &gw);
+    let url = format!("{}/hooks/stripe", env.base);
+    let body = r#"{"id":"evt_1","type":"charge.succeeded"}"#;
+    let post = |sig: Option<String>| {
+        let r = env
+            .plain
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        match sig {
+            Some(s) => r.header("stripe-signature", s),
+            None => r,
+        }
+    };
+    let t = |c: &FakeClock| {
+        use portcullis::clock::Clock as _;
+        c.now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    };
+    let before = up.count();
+    assert_eq!(post(None).send().await.unwrap().status(), 401);
+    let forged = stripe_signature("whsec_other", t(&clock), body);
+    assert_eq!(post(Some(forged)).send().await.unwrap().status(), 401);
+    assert_eq!(
+        up.count(),
+        before,
+        "an unverified delivery reached the upstream"
+    );
+    let good = stripe_signature(STRIPE_SECRET, t(&clock), body);
+    assert_eq!(post(Some(good.clone())).send().await.unwrap().status(), 200);
+    assert_translated(&up, "exception");
+    // Replayed: refused.
+    assert_eq!(post(Some(good)).send().await.unwrap().status(), 401);
+
+    // observe (2026-11-08): unsigned is anonymous (401); forged is observed, forwarded as sent.
+    clock.set(day(OBSERVE));
+    assert_eq!(post(None).send().await.unwrap().status(), 401);
+    let forged = stripe_signature("whsec_other", t(&clock), body);
+    assert_eq!(
+        post(Some(forged.clone())).send().await.unwrap().status(),
+        200
+    );
+    let seen = up.last();
+    assert_eq!(seen.headers["stripe-signature"], forged.as_str());
+    assert!(seen.headers.get("authorization").is_none());
+    gw.stop().await;
+}
+
 /// The hostile twin of observe's "forwarded unchanged": a request carries a valid listed key and a
 /// second credential the route accepts. The upstream receives both, so the second one is checked
 /// too: revoked, or wrong and not relaxed by the plan, refuses the request.
@@ -796,7 +887,7 @@ async fn check_warns_about_inject_with_observe_or_without_credentials() {
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("routes[4].upstream.inject") && w.contains("observe")),
+            .any(|w| w.contains("upstream.inject: route \"mf\"") && w.contains("observe")),
         "{warnings:?}"
     );
     let warnings = check(&pki, &up, |c| {
@@ -810,7 +901,7 @@ async fn check_warns_about_inject_with_observe_or_without_credentials() {
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("routes[4].upstream.inject") && w.contains("no credentials")),
+            .any(|w| w.contains("upstream.inject: route \"mf\"") && w.contains("no credentials")),
         "{warnings:?}"
     );
 }
