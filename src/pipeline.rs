@@ -222,30 +222,32 @@ impl Gateway {
         trace.plan = plan.clone().zip(phase);
         // A source that keeps presenting wrong credentials (password spraying, key guessing) is
         // refused before its next attempt costs an LDAP bind or reaches a lockout counter.
-        // `observe` never blocks a listed credential, so it is neither checked nor charged there.
+        // `observe` never blocks a listed credential, and who the caller is is not known yet:
+        // nothing is blocked there, but refusals it does not relax are still charged.
         let throttle = self
             .auth_failures
             .as_deref()
-            .filter(|_| phase != Some(Phase::Observe) && !route.accept.is_empty());
-        if let Some(t) = throttle {
+            .filter(|_| !route.accept.is_empty());
+        if let Some(t) = throttle.filter(|_| phase != Some(Phase::Observe)) {
             t.check_source(conn.peer.ip()).inspect_err(|_| {
                 self.metrics.rate_limited_total.with(&[route.name()]).inc();
             })?;
         }
         let authenticated =
             authn::authenticate_attributed(&route.accept, parts, conn, now, view).await;
-        if let (Some(t), Err(f)) = (throttle, &authenticated) {
-            if f.refusal.code == Code::InvalidCredential {
-                t.note_auth_failure(conn.peer.ip());
-            }
-        }
         // The phase, decided once for this caller: every stage below reads `admission`.
-        let (caller, admission) = Admission::decide(
+        let decided = Admission::decide(
             plan.as_deref(),
             !route.accept.is_empty(),
             authenticated,
             now,
-        )?;
+        );
+        if let (Some(t), Err(r)) = (throttle, &decided) {
+            if r.code == Code::InvalidCredential {
+                t.note_auth_failure(conn.peer.ip());
+            }
+        }
+        let (caller, admission) = decided?;
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
             admit(&*self.state, cred)?;
