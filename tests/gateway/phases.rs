@@ -330,7 +330,7 @@ async fn the_phase_table_end_to_end() {
         (ENFORCE, "enforce"),
     ] {
         clock.set(day(d));
-        for path in ["/full/x", "/plain/x"] {
+        for path in ["/full/x", "/plain/x", "/exc/x"] {
             cell(&env, &up, Who::Workload, path, 200, None).await;
             assert_translated(&up, phase);
             cell(&env, &up, Who::WorkloadRefused, path, 403, forbidden).await;
@@ -356,6 +356,9 @@ async fn the_phase_table_end_to_end() {
     assert_unchanged(&up, OTHER_KEY, "observe, legacy refused by policy");
     cell(&env, &up, Who::WrongKey, "/full/x", 200, None).await;
     assert_unchanged(&up, "pcs_wrong", "observe, wrong key");
+    // The exception is in observe until its bridge date, like any plan.
+    cell(&env, &up, Who::Legacy, "/exc/x", 200, None).await;
+    assert_unchanged(&up, KEY, "exception in observe, legacy");
 
     // bridge: translated, sunset announced; wrong keys refused.
     clock.set(day(TODAY));
