@@ -115,12 +115,13 @@ impl Ops {
         use crate::migration::Phase;
         let now = self.clock.now();
         for plan in self.plans.iter() {
-            let current = plan.phases.at(now).phase;
+            // All 0 before the plan's observe date: it has not started.
+            let current = crate::migration::active_phase(Some(plan), now);
             for phase in [Phase::Observe, Phase::Bridge, Phase::Enforce] {
                 metrics
                     .migration_phase
                     .with(&[plan.name.as_str(), phase.as_str()])
-                    .set(if phase == current { 1.0 } else { 0.0 });
+                    .set(if Some(phase) == current { 1.0 } else { 0.0 });
             }
         }
         let routes: Vec<(&str, Option<&str>)> = self

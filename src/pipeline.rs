@@ -31,7 +31,7 @@ use crate::authz::{self, Permit};
 use crate::clock::Clock;
 use crate::config::TokenHeader;
 use crate::metrics::Metrics;
-use crate::migration::{retired, route_phase, Phase, Treatment};
+use crate::migration::{active_phase, Admission, Outgoing, Phase};
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers;
@@ -222,62 +222,67 @@ impl Gateway {
         };
         let now = self.clock.now();
         let plan = route.plan.clone();
-        let phase = route_phase(plan.as_deref(), now);
-        trace.plan = plan.clone().map(|p| (p, phase));
+        // `None` before the plan's observe date: the route behaves as without the plan.
+        let phase = active_phase(plan.as_deref(), now);
+        trace.plan = plan.clone().zip(phase);
         // A source that keeps presenting wrong credentials (password spraying, key guessing) is
         // refused before its next attempt costs an LDAP bind or reaches a lockout counter.
-        // `observe` blocks nothing, so it is neither checked nor charged there.
+        // `observe` never blocks a listed credential, and who the caller is is not known yet:
+        // nothing is blocked there, but refusals it does not relax are still charged.
         let throttle = self
             .auth_failures
             .as_deref()
-            .filter(|_| phase != Phase::Observe && !route.accept.is_empty());
-        if let Some(t) = throttle {
+            .filter(|_| !route.accept.is_empty());
+        if let Some(t) = throttle.filter(|_| phase != Some(Phase::Observe)) {
             t.check_source(conn.peer.ip()).inspect_err(|_| {
                 self.metrics.rate_limited_total.with(&[route.name()]).inc();
             })?;
         }
-        let authenticated = authn::authenticate(&route.accept, parts, conn, now, view).await;
-        if let (Some(t), Err(r)) = (throttle, &authenticated) {
+        let authenticated =
+            authn::authenticate_attributed(&route.accept, parts, conn, now, view).await;
+        // The phase, decided once for this caller: every stage below reads `admission`.
+        let decided = Admission::decide(
+            plan.as_deref(),
+            !route.accept.is_empty(),
+            authenticated,
+            now,
+        );
+        if let (Some(t), Err(r)) = (throttle, &decided) {
             if r.code == Code::InvalidCredential {
                 t.note_auth_failure(conn.peer.ip());
             }
         }
-        let caller = match authenticated {
-            Ok(c) => c,
-            // `observe`: authenticated if possible, never blocking (the refusal is audited).
-            Err(r) if phase == Phase::Observe && r.code != Code::InvalidRequest => {
-                trace.observed_refusal = Some(r.code.as_str());
-                authn::Caller::Anonymous
-            }
-            Err(r) => return Err(r),
-        };
+        let (caller, admission) = decided?;
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
             admit(&*self.state, cred)?;
             self.record_use(&route, cred, plan.as_deref(), conn, now);
         }
-        let treatment = match (caller.credential(), phase) {
-            (_, Phase::Observe) if plan.is_some() => Treatment::Observe,
-            (Some(cred), _) => authn::lineage::treatment(plan.as_deref(), cred, now),
-            (None, _) => Treatment::Normal,
-        };
+        if let Admission::Observed { by, .. } = &admission {
+            crate::migration::admission::vet_forwarded(
+                &route.accept,
+                by,
+                plan.as_deref(),
+                parts,
+                conn,
+                now,
+                view,
+                |c| admit(&*self.state, c),
+            )
+            .await?;
+        }
         let request = authz::Request {
             method: &parts.method,
             path: &routed.path,
             source_ip: conn.peer.ip(),
             now,
-            phase: phase.as_str(),
+            phase: phase.unwrap_or(Phase::Bridge).as_str(),
         };
-        let (permit, observing) = match (treatment, &plan) {
-            (Treatment::Refuse, Some(plan)) => {
-                let cred_name = caller
-                    .credential()
-                    .map_or("", |c| authn::lineage::retired_name(plan, c))
-                    .to_owned();
-                return Err(retired(plan, &cred_name));
-            }
-            (Treatment::Observe, _) => {
+        let (permit, observing) = match &admission {
+            Admission::Retired(r) => return Err(r.clone()),
+            Admission::Observed { refused, .. } => {
                 // Forwarded unchanged, with the caller's own credentials: nothing is enforced.
+                trace.observed_refusal = *refused;
                 let (permit, would_allow) = authz::observe(&route, caller, request);
                 trace.decision = if would_allow && trace.observed_refusal.is_none() {
                     Decision::Observe
@@ -286,8 +291,8 @@ impl Gateway {
                 };
                 (permit, true)
             }
-            (t, _) => {
-                trace.sunset = t == Treatment::Bridge;
+            Admission::Enforced { sunset } => {
+                trace.sunset = *sunset;
                 let (permit, shadow) = authz::authorize(&route, caller, request)?;
                 trace.decision = match shadow {
                     authz::Shadow::Agrees => Decision::Allow,
@@ -299,7 +304,7 @@ impl Gateway {
         let mut in_flight = None;
         let mut token = None;
         // `observe`: nothing below is enforced, and the request goes upstream as sent.
-        if !observing {
+        if admission.enforces() {
             in_flight = self
                 .controls(&permit, conn, parts, body, &mut buffered, trace)
                 .await?;
@@ -310,11 +315,7 @@ impl Gateway {
             Some(bytes) => Forward::Buffered(bytes),
             None => Forward::Stream(body.take()),
         };
-        let outgoing = if observing {
-            Outgoing::Unchanged
-        } else {
-            Outgoing::Translated(token.as_ref())
-        };
+        let outgoing = admission.outgoing(&permit, token.as_ref());
         let (upstream_req, tripped) = translate(
             &permit,
             conn,
@@ -780,15 +781,6 @@ async fn buffer_body(body: Option<Incoming>, limit: u64) -> Result<bytes::Bytes,
     }
 }
 
-/// What the upstream receives in place of the caller's credential.
-#[derive(Debug, Clone, Copy)]
-enum Outgoing<'a> {
-    /// Credentials stripped; the minted token (if the route sends one) added.
-    Translated(Option<&'a crate::token::Minted>),
-    /// `observe` phase: the request goes upstream as the caller sent it.
-    Unchanged,
-}
-
 /// The caller's method, target and headers, for [`translate`]: the headers are moved out (nothing
 /// after translation reads them), the rest is shared.
 fn caller_head(parts: &mut Parts) -> Parts {
@@ -809,15 +801,11 @@ fn translate(
     request_id: &HeaderValue,
     outgoing: Outgoing<'_>,
 ) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
-    let (token, strip_credentials) = match outgoing {
-        Outgoing::Translated(token) => (token, true),
-        Outgoing::Unchanged => (None, false),
-    };
     let route = permit.route();
     // The credentials are stripped from the caller's head (API key query parameters live in the
     // URI, Basic and Bearer in Authorization). Every accepted credential strips, not only the one
     // that authenticated: no static secret reaches the upstream.
-    if strip_credentials {
+    if outgoing.strip_credentials() {
         for a in &route.accept {
             a.strip(&mut head);
         }
@@ -831,7 +819,7 @@ fn translate(
         request_id,
         route.upstream.host_header(),
     );
-    if let Some(minted) = token {
+    if let Some(minted) = outgoing.token() {
         match &route.config.upstream.token_header {
             TokenHeader::Authorization => {
                 headers.insert(http::header::AUTHORIZATION, minted.bearer.clone());
@@ -842,7 +830,8 @@ fn translate(
             TokenHeader::None => {}
         }
     }
-    if let Some((name, value)) = &route.inject {
+    // Only with a vouched-for caller: see `Admission::outgoing`.
+    if let Some((name, value)) = outgoing.inject() {
         headers.insert(name.clone(), value.clone());
     }
     let (body, tripped): (ProxyBody, Tripped) = match body {

@@ -94,10 +94,12 @@ pub fn as_presented(cred: &Credential, accepted_as: &Arc<str>) -> Credential {
     }
 }
 
+/// How strict a treatment is. `observe` relaxes the controls, so it ranks below the full
+/// pipeline: a root credential in `observe` never relaxes the token it was exchanged for.
 fn severity(t: Treatment) -> u8 {
     match t {
-        Treatment::Normal => 0,
-        Treatment::Observe => 1,
+        Treatment::Observe => 0,
+        Treatment::Normal => 1,
         Treatment::Bridge => 2,
         Treatment::Refuse => 3,
     }

@@ -158,13 +158,37 @@ pub async fn authenticate(
     now: SystemTime,
     body: Option<BodyView<'_>>,
 ) -> Result<Caller, Refusal> {
+    authenticate_attributed(accept, req, conn, now, body)
+        .await
+        .map_err(|f| f.refusal)
+}
+
+/// Why authentication failed, and which credential said so: a migration plan relaxes only the
+/// credentials it lists, so it must know whose refusal it is looking at.
+#[derive(Debug)]
+pub struct Failure {
+    /// The config name of the credential that was present and refused; `None` when no accepted
+    /// credential was present at all.
+    pub credential: Option<Arc<str>>,
+    pub refusal: Refusal,
+}
+
+/// [`authenticate`], saying which credential refused.
+pub async fn authenticate_attributed(
+    accept: &[Arc<dyn Authenticator>],
+    req: &Parts,
+    conn: &ConnInfo,
+    now: SystemTime,
+    body: Option<BodyView<'_>>,
+) -> Result<Caller, Failure> {
     if accept.is_empty() {
         return Ok(Caller::Anonymous);
     }
-    // The first `Declined` refusal, and the kind that may still take the credential.
-    let mut declined: Option<(Kind, Refusal)> = None;
+    // The first `Declined` refusal, the kind that may still take the credential, and the
+    // credential that declined it.
+    let mut declined: Option<(Kind, Arc<str>, Refusal)> = None;
     for a in accept {
-        if declined.as_ref().is_some_and(|(k, _)| *k != a.kind()) {
+        if declined.as_ref().is_some_and(|(k, _, _)| *k != a.kind()) {
             continue;
         }
         let outcome = match (a.as_body(), body) {
@@ -177,16 +201,27 @@ pub async fn authenticate(
         match outcome {
             Outcome::NotPresent => continue,
             Outcome::Authenticated(c) => return Ok(Caller::Authenticated(c)),
-            Outcome::Rejected(r) => return Err(r),
+            Outcome::Rejected(refusal) => {
+                return Err(Failure {
+                    credential: Some(a.name().clone()),
+                    refusal,
+                })
+            }
             Outcome::Declined(r) => {
-                declined.get_or_insert((a.kind(), r));
+                declined.get_or_insert((a.kind(), a.name().clone(), r));
             }
         }
     }
-    if let Some((_, r)) = declined {
-        return Err(r);
+    if let Some((_, credential, refusal)) = declined {
+        return Err(Failure {
+            credential: Some(credential),
+            refusal,
+        });
     }
     let mut refusal = Refusal::new(Code::Unauthenticated, "this route requires a credential");
     refusal.challenges = accept.iter().filter_map(|a| a.challenge()).collect();
-    Err(refusal)
+    Err(Failure {
+        credential: None,
+        refusal,
+    })
 }

@@ -503,11 +503,16 @@ pub fn summary(cfg: &config::Config) -> String {
             } else {
                 ""
             };
+            // Before its observe date a plan changes nothing yet.
+            let phase = match at.since {
+                Some(_) => at.phase.as_str(),
+                None => "pending",
+            };
             let _ = writeln!(
                 o,
                 "  {:<24} {:<8} next: {next}{exception}; retires {}",
                 p.name,
-                at.phase.as_str(),
+                phase,
                 p.legacy_credentials.join(",")
             );
         }

@@ -171,13 +171,22 @@ async fn execute(
                     &body_of(&target, Some(&reason)),
                 )
                 .await?;
+            // A gateway without `[state] path` keeps revocations in memory only.
+            let until_restart = if v.get("lasts").and_then(Value::as_str) == Some("until-restart") {
+                " (until the gateway restarts: it has no [state] path and keeps revocations in memory only)"
+            } else {
+                ""
+            };
             if json_out {
                 pretty(&v)
             } else if status == StatusCode::CREATED {
-                format!("revoked {}: refused from now on", clean(&target.key()))
+                format!(
+                    "revoked {}: refused from now on{until_restart}",
+                    clean(&target.key())
+                )
             } else {
                 format!(
-                    "{} was already revoked; reason updated",
+                    "{} was already revoked; reason updated{until_restart}",
                     clean(&target.key())
                 )
             }

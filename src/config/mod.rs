@@ -3,6 +3,7 @@
 //! raw file into a typed [`Config`], reporting every problem at once as `file: key: message`.
 
 mod creds;
+mod exposure;
 mod raw;
 pub mod units;
 mod validate;

@@ -396,6 +396,7 @@ pub(super) fn validate(
 
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
+    super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
 
     match (listen, admin, audit) {
         (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {

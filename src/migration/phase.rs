@@ -2,7 +2,8 @@
 //! phase does to a request authenticated with a credential the plan retires.
 //!
 //! Dates are UTC midnights ([`super::date`]): a plan with `bridge = 2026-12-01` is in `bridge`
-//! from 2026-12-01T00:00:00Z on. Routes without a plan behave as `bridge` forever.
+//! from 2026-12-01T00:00:00Z on. Routes without a plan behave as `bridge` forever, and so do a
+//! plan's routes before its `observe` date: adding a plan changes nothing until it starts.
 
 use std::time::SystemTime;
 
@@ -41,8 +42,8 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PhaseAt {
     pub phase: Phase,
-    /// The date the current phase began; `None` before the plan's `observe` date (the routes
-    /// behave as `observe` already: the safest phase).
+    /// The date the current phase began; `None` before the plan's `observe` date (the plan has
+    /// not started: its routes behave as without it, see [`active_phase`]).
     pub since: Option<Date>,
     /// The next phase and its date, if one is scheduled (before `observe`: `observe` itself,
     /// the day the plan starts).
@@ -82,9 +83,17 @@ impl Phases {
     }
 }
 
-/// The phase a route is in: its plan's, or `bridge` forever for a route without a plan.
+/// The phase a route's plan is in, `None` without a plan or before the plan's `observe` date:
+/// a plan that has not started must not relax anything (its `observe` could be months away).
+pub fn active_phase(plan: Option<&Plan>, now: SystemTime) -> Option<Phase> {
+    let at = plan?.phases.at(now);
+    at.since.map(|_| at.phase)
+}
+
+/// The phase a route is in: its plan's once started, else `bridge` (a route without a plan
+/// behaves as `bridge` forever).
 pub fn route_phase(plan: Option<&Plan>, now: SystemTime) -> Phase {
-    plan.map_or(Phase::Bridge, |p| p.phases.at(now).phase)
+    active_phase(plan, now).unwrap_or(Phase::Bridge)
 }
 
 /// What a request with a given credential may do on a route at an instant.
@@ -93,7 +102,8 @@ pub enum Treatment {
     /// Not a credential this plan retires (or no plan): the route's normal behaviour applies
     /// (controls enforced, credential translated).
     Normal,
-    /// `observe`: authenticate if possible, never block, shadow controls, forward unchanged.
+    /// `observe`, for a credential the plan lists: never blocked, controls shadowed, forwarded
+    /// unchanged (nothing added).
     Observe,
     /// `bridge`: translate and add the sunset headers ([`Plan::sunset_headers`]) to the response.
     Bridge,
@@ -103,17 +113,18 @@ pub enum Treatment {
 
 /// The treatment for `credential` (config name) on a route with `plan` at `now`.
 ///
-/// In `observe` every request on the route is observed (the plan was inserted safely), not only
-/// legacy ones; in later phases only the credentials the plan retires are affected.
+/// Only the credentials the plan lists are ever treated differently, in every phase: a workload
+/// identity or any other credential gets the route's normal behaviour (policy, limits,
+/// validation) whatever the plan says. Before the plan's `observe` date nothing is.
 pub fn treatment(plan: Option<&Plan>, credential: &str, now: SystemTime) -> Treatment {
-    let Some(plan) = plan else {
+    let Some(plan) = plan.filter(|p| p.retires(credential)) else {
         return Treatment::Normal;
     };
-    match plan.phases.at(now).phase {
-        Phase::Observe => Treatment::Observe,
-        Phase::Bridge if plan.retires(credential) => Treatment::Bridge,
-        Phase::Enforce if plan.retires(credential) => Treatment::Refuse,
-        Phase::Bridge | Phase::Enforce => Treatment::Normal,
+    match active_phase(Some(plan), now) {
+        None => Treatment::Normal,
+        Some(Phase::Observe) => Treatment::Observe,
+        Some(Phase::Bridge) => Treatment::Bridge,
+        Some(Phase::Enforce) => Treatment::Refuse,
     }
 }
 

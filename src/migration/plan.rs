@@ -6,11 +6,13 @@
 //! - `name` must equal the file stem, because routes name plans and operators find the file by
 //!   that name; names are `[a-z0-9._-]`.
 //! - `observe` is required: it is the day the plan starts and anchors its reports. Before it, the
-//!   plan's routes already behave as `observe` (the safest phase: never blocking).
+//!   plan's routes behave exactly as without the plan (it relaxes nothing before it starts).
 //! - `enforce` needs `bridge`: callers must have seen `Deprecation`/`Sunset` before a refusal.
 //! - Dates must be in order (`observe ≤ bridge ≤ enforce`; equal dates skip a phase).
 //! - `[exit_criteria]` is required unless the plan is an `[exception]`; `window` is whole days.
-//! - An `[exception]` never enforces (no `enforce` date) and must name a `review_by` date.
+//! - An `[exception]` never enforces (no `enforce` date) and must name a `review_by` date. It
+//!   must name a `bridge` date too: an exception stays in `bridge` (credential checked, controls
+//!   enforced); without one it would stay in `observe`, never blocking, forever.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -399,6 +401,12 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
                 p(
                     "phases.enforce",
                     "an [exception] never enforces: remove enforce or the exception".into(),
+                );
+            }
+            if raw.phases.bridge.is_none() {
+                p(
+                    "phases.bridge",
+                    "required with an [exception]: the exception stays in bridge (credential checked, controls enforced); without a bridge date it would stay in observe, never blocking, forever".into(),
                 );
             }
             review_by.map(|review_by| Exception {

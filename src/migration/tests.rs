@@ -169,6 +169,16 @@ reason = "SaaS"
             "phases.enforce: an [exception] never enforces: remove enforce or the exception"
         ]
     );
+    // An exception without a bridge date would observe (never block) forever.
+    let p = problems(
+        "x",
+        "name = \"x\"\nowner = \"o\"\nlegacy_credentials = [\"a\"]\n[phases]\nobserve = 2026-11-01\n[exception]\nreason = \"SaaS\"\nreview_by = 2027-06-01\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("phases.bridge: required with an [exception]"),
+        "{p:?}"
+    );
     // Without an exception, exit criteria are required.
     let p = problems(
         "x",
@@ -275,8 +285,23 @@ fn phase_switches_exactly_at_utc_midnight() {
         Some((Phase::Observe, day("2026-11-01"))),
         "the plan starts"
     );
+    // Not started: the route behaves as without the plan, for every credential.
+    assert_eq!(active_phase(Some(&plan), clock.now()), None);
+    assert_eq!(route_phase(Some(&plan), clock.now()), Phase::Bridge);
+    for c in ["racf", "workload-mtls"] {
+        assert_eq!(treatment(Some(&plan), c, clock.now()), Treatment::Normal);
+    }
 
     clock.advance(Duration::from_secs(1));
+    // observe relaxes only what the plan lists.
+    assert_eq!(
+        treatment(Some(&plan), "racf", clock.now()),
+        Treatment::Observe
+    );
+    assert_eq!(
+        treatment(Some(&plan), "workload-mtls", clock.now()),
+        Treatment::Normal
+    );
     let p = plan.phases.at(clock.now());
     assert_eq!(
         (p.phase, p.since),
@@ -730,4 +755,88 @@ fn inventory_flags() {
     assert_eq!(json["entries"][0]["kind"], "ldap");
     assert_eq!(json["entries"][0]["routes"], serde_json::json!(["cics"]));
     assert_eq!(json["entries"][1]["cert_not_after"], "2026-12-26T00:00:00Z");
+}
+
+/// The phase × outcome table of `docs/migration.md`, at the level of the decision itself.
+#[test]
+fn admission_relaxes_only_listed_credentials_once_started() {
+    use crate::authn::{Caller, Credential, Failure};
+    use crate::problem::Refusal;
+    let plan = good();
+    let cred = |name: &str, kind: Kind| {
+        Ok(Caller::Authenticated(Credential {
+            name: name.into(),
+            kind,
+            identity: "spiffe://corp.example/x".into(),
+            principal: None,
+            groups: Vec::new(),
+            jti: None,
+        }))
+    };
+    let failed = |name: Option<&str>, code: Code| {
+        Err(Failure {
+            credential: name.map(Into::into),
+            refusal: Refusal::new(code, "no"),
+        })
+    };
+    let decide = |a: Result<Caller, Failure>, when: SystemTime| {
+        Admission::decide(Some(&plan), true, a, when).map(|(c, a)| (c.credential().is_some(), a))
+    };
+    let (before, observe, bridge, enforce) = (
+        at("2026-10-20", 0),
+        at("2026-11-20", 0),
+        at("2026-12-20", 0),
+        at("2027-03-20", 0),
+    );
+    // Listed credential, valid.
+    assert!(matches!(
+        decide(cred("racf", Kind::Ldap), before),
+        Ok((true, Admission::Enforced { sunset: false }))
+    ));
+    assert!(matches!(
+        decide(cred("racf", Kind::Ldap), observe),
+        Ok((true, Admission::Observed { refused: None, .. }))
+    ));
+    assert!(matches!(
+        decide(cred("racf", Kind::Ldap), bridge),
+        Ok((true, Admission::Enforced { sunset: true }))
+    ));
+    assert!(matches!(
+        decide(cred("racf", Kind::Ldap), enforce),
+        Ok((true, Admission::Retired(_)))
+    ));
+    // Workload identity: the full pipeline in every phase.
+    for when in [before, observe, bridge, enforce] {
+        assert!(matches!(
+            decide(cred("workload-mtls", Kind::Mtls), when),
+            Ok((true, Admission::Enforced { sunset: false }))
+        ));
+    }
+    // Listed credential present and wrong: relaxed only in observe; twice-presented never.
+    assert!(matches!(
+        decide(failed(Some("racf"), Code::InvalidCredential), observe),
+        Ok((
+            false,
+            Admission::Observed {
+                refused: Some(_),
+                ..
+            }
+        ))
+    ));
+    for when in [before, bridge, enforce] {
+        assert!(decide(failed(Some("racf"), Code::InvalidCredential), when).is_err());
+    }
+    assert!(decide(failed(Some("racf"), Code::InvalidRequest), observe).is_err());
+    // Unlisted credential wrong, or nothing presented: refused in every phase.
+    for when in [before, observe, bridge, enforce] {
+        assert!(decide(failed(Some("workload-mtls"), Code::InvalidCredential), when).is_err());
+        assert!(decide(failed(None, Code::Unauthenticated), when).is_err());
+        // `Anonymous` on a route that accepts credentials is never admitted.
+        assert!(decide(Ok(Caller::Anonymous), when).is_err());
+    }
+    // A pass-through route admits the anonymous caller, enforced.
+    assert!(matches!(
+        Admission::decide(None, false, Ok(Caller::Anonymous), observe),
+        Ok((Caller::Anonymous, Admission::Enforced { sunset: false }))
+    ));
 }

@@ -138,7 +138,16 @@ pub async fn revoke(store: &dyn StateStore, body: &[u8], now: SystemTime) -> Ans
         reason: reason.to_string(),
         at: Timestamp::of(now),
     };
-    let shown = serde_json::to_value(&rev).unwrap_or(Value::Null);
+    let mut shown = serde_json::to_value(&rev).unwrap_or(Value::Null);
+    // How long it holds: "until-restart" when the state store keeps it in memory only.
+    if let Some(o) = shown.as_object_mut() {
+        let lasts = if store.durable() {
+            "until-deleted"
+        } else {
+            "until-restart"
+        };
+        o.insert("lasts".into(), Value::from(lasts));
+    }
     match store.revoke(rev).await {
         Ok(true) => Ok((StatusCode::CREATED, shown)),
         Ok(false) => Ok((StatusCode::OK, shown)),

@@ -491,6 +491,10 @@ fn read_revocations(c: &Connection) -> Result<Vec<Revocation>, StateError> {
 }
 
 impl StateStore for EmbeddedStore {
+    fn durable(&self) -> bool {
+        self.path.is_some()
+    }
+
     fn record(&self, usage: &Usage<'_>) {
         if let Ok(mut g) = self.pending.lock() {
             g.record(usage);

@@ -278,6 +278,13 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Whether revocations survive a restart. `false` for the embedded store without `[state]
+    /// path` (memory only): `revoke` says so, so that no operator believes a revocation is
+    /// permanent when it ends at the next restart.
+    fn durable(&self) -> bool {
+        true
+    }
+
     /// Write the in-memory aggregate to the backend (and, for shared backends, refresh the
     /// revocation set). On error nothing recorded is lost: the next flush retries.
     fn flush(&self) -> BoxFuture<'_, Result<(), StateError>>;

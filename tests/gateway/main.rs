@@ -21,6 +21,7 @@ mod lineage;
 mod migration;
 mod ops;
 mod paths;
+mod phases;
 mod proxy;
 mod shared_state;
 mod shutdown;
