@@ -395,6 +395,7 @@ pub(super) fn validate(
         Some(_) => c.push("routes", "must be an array of tables ([[routes]])"),
     }
 
+    warnings.extend(canonical::case_warnings(&routes));
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
 

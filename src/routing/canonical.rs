@@ -197,6 +197,36 @@ fn in_percent(b: &[u8], i: usize) -> bool {
     (i >= 1 && b.get(i - 1) == Some(&b'%')) || (i >= 2 && b.get(i - 2) == Some(&b'%'))
 }
 
+/// `check` warnings: a case-sensitive route with a broader route on the same upstream (same
+/// host matcher) that authenticates differently. On an upstream that ignores case (IIS, some
+/// mainframe stacks), `/Admin/x` misses the first and is handled by the second.
+pub fn case_warnings(routes: &[std::sync::Arc<RouteConfig>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in routes
+        .iter()
+        .filter(|r| !r.case_insensitive && r.path_prefix != "/")
+    {
+        let broader = routes.iter().find(|b| {
+            b.name != r.name
+                && b.host == r.host
+                && b.upstream.url == r.upstream.url
+                && b.path_prefix.len() < r.path_prefix.len()
+                && super::prefix_matches(&b.path_prefix, &r.path_prefix)
+                && b.accept != r.accept
+        });
+        if let Some(b) = broader {
+            out.push(format!(
+                "route {}: path prefix {:?} is matched case-sensitively, but route {} sends other spellings such as {:?} to the same upstream with other credentials; if that upstream ignores case, set [routes.match] case_insensitive = true",
+                r.name,
+                r.path_prefix,
+                b.name,
+                r.path_prefix.to_ascii_uppercase()
+            ));
+        }
+    }
+    out
+}
+
 /// `[issuer] well_known_hosts`: the host of `url` (when it has one), then each listed host, all
 /// in canonical form and without repeats. A listed host that is not a plain DNS name or IP literal
 /// is an error.

@@ -52,6 +52,33 @@ fn well_known_hosts_start_with_the_url_host() {
     assert!(well_known_hosts("https://gw", &["gw:443".into()]).is_err());
 }
 
+#[test]
+fn check_warns_about_case_sensitive_routes_above_a_catch_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, "").unwrap();
+    let keys = keys.display();
+    let config = |admin: &str, open_up: &str| {
+        let toml = format!(
+            "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+             [credentials.keys]\nkind = \"api-key\"\nheader = \"X-Key\"\nkeys_file = \"{keys}\"\n\
+             [[routes]]\nname = \"admin\"\nmatch = {{ path_prefix = \"/admin\"{admin} }}\n\
+             accept = [\"keys\"]\nallow = [\"*\"]\ndangerous_allow_plaintext_credentials = true\n\
+             [routes.upstream]\nurl = \"http://legacy:80\"\ntoken_header = \"none\"\n\
+             [[routes]]\nname = \"open\"\nmatch = {{ path_prefix = \"/\" }}\n\
+             [routes.upstream]\nurl = \"{open_up}\"\n"
+        );
+        crate::config::from_toml_str(&toml, &std::env::temp_dir().join("portcullis-case.toml"))
+    };
+    let warned = |c: &crate::config::Config| c.warnings.iter().any(|w| w.contains("\"/ADMIN\""));
+    let c = config("", "http://legacy:80").unwrap();
+    assert!(warned(&c), "{:?}", c.warnings);
+    let c = config(", case_insensitive = true", "http://legacy:80").unwrap();
+    assert!(!warned(&c));
+    let c = config("", "http://elsewhere:80").unwrap();
+    assert!(!warned(&c));
+}
+
 /// Property tests: a fixed budget in CI (256 cases each); `PROPTEST_CASES=100000` for a long run.
 mod props {
     use std::fmt::Write as _;
@@ -324,13 +351,12 @@ mod props {
             match decide(router, &spelled_host, &with_params) {
                 Ok(d) => prop_assert_eq!(Ok(d), plain.clone(), "{}", with_params),
                 // A refusal only where the plain request's route refuses parameters.
-                Err(e) => match &plain {
-                    Ok((name, _)) => {
+                Err(e) => {
+                    if let Ok((name, _)) = &plain {
                         let i = SPECS.iter().position(|(n, _, _)| n == name).unwrap();
                         prop_assert!(!strip[i], "{with_params} refused: {e}");
                     }
-                    Err(_) => {}
-                },
+                }
             }
             // Case, where every route matches case-insensitively: the same outcome.
             if ci.iter().all(|x| *x) {
