@@ -4,7 +4,9 @@
 //! ```text
 //! framing      refuse ambiguous message framing (CL+TE, duplicate Content-Length) and close
 //! head limits  header count and size → 431
-//! route        host + normalized path + method → Route (ambiguous paths refused)
+//! canonical    one view of path and host for every stage below (ambiguous ones refused)
+//! local        the gateway's own endpoints (well-known documents, token exchange)
+//! route        host + canonical path + method → Route
 //! body limit   Content-Length above max_body → 413 (chunked bodies are counted while streaming)
 //! authenticate the route's accepted credentials → Caller (the body is buffered first, up to
 //!              max_body, only when a body-signed credential such as a webhook is present)
@@ -35,7 +37,8 @@ use crate::migration::{active_phase, Admission, Outgoing, Phase};
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers;
-use crate::routing::{self, path, Route, Router};
+use crate::routing::canonical::CanonicalRequest;
+use crate::routing::{Route, Router};
 use crate::token::jwks::{self, WellKnown};
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
@@ -118,6 +121,8 @@ struct Trace {
     observed_refusal: Option<&'static str>,
     /// `bridge` phase for a retired credential: `Deprecation`/`Sunset`/`Link` on the response.
     sunset: bool,
+    /// The canonical target for the audit line, once the request has one.
+    target: Option<http::Uri>,
 }
 
 impl Gateway {
@@ -137,6 +142,7 @@ impl Gateway {
             plan: None,
             observed_refusal: None,
             sunset: false,
+            target: None,
         };
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -181,14 +187,19 @@ impl Gateway {
     ) -> Result<Response<ProxyBody>, Refusal> {
         check_framing(conn, parts)?;
         check_head_limits(parts, self.head_limits)?;
-        if let Some(resp) = self.well_known(parts) {
+        // Built once: local endpoints, routing, policy, audit and the upstream URI all read it.
+        let view = CanonicalRequest::of(parts)?;
+        trace.target = view.audit_target(&parts.uri);
+        if let Some(resp) = self.well_known(parts, &view)? {
             trace.decision = Decision::Allow;
             return Ok(resp);
         }
-        if let (Some(x), jwks::TOKEN_PATH) = (&self.exchange, parts.uri.path()) {
-            return self.token_exchange(x, conn, parts, body, trace).await;
+        if let Some(x) = &self.exchange {
+            if view.is_local(jwks::TOKEN_PATH)? {
+                return self.token_exchange(x, conn, parts, body, trace).await;
+            }
         }
-        let routed = self.route(parts)?;
+        let routed = self.route(parts, view)?;
         let route = routed.route.clone();
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
@@ -273,7 +284,7 @@ impl Gateway {
         }
         let request = authz::Request {
             method: &parts.method,
-            path: &routed.path,
+            path: &routed.policy_path,
             source_ip: conn.peer.ip(),
             now,
             phase: phase.unwrap_or(Phase::Bridge).as_str(),
@@ -335,7 +346,7 @@ impl Gateway {
                 route.name(),
                 &c.identity,
                 parts.method.as_str(),
-                &routed.path,
+                &routed.policy_path,
                 now,
             );
             self.state.record_access(&access);
@@ -522,16 +533,28 @@ impl Gateway {
     }
 
     /// The issuer's public documents (`/.well-known/jwks.json`, `/.well-known/openid-configuration`),
-    /// served by the gateway itself ahead of the routes. Pre-rendered: nothing is built per request.
-    fn well_known(&self, parts: &Parts) -> Option<Response<ProxyBody>> {
-        let wk = self.well_known.as_ref()?;
-        if parts.method != Method::GET && parts.method != Method::HEAD {
-            return None;
+    /// served by the gateway itself ahead of the routes, on the canonical path and only for the
+    /// issuer's hosts (elsewhere the upstreams' own documents are routed as usual).
+    /// Pre-rendered: nothing is built per request.
+    fn well_known(
+        &self,
+        parts: &Parts,
+        view: &CanonicalRequest,
+    ) -> Result<Option<Response<ProxyBody>>, Refusal> {
+        let Some(wk) = self.well_known.as_ref() else {
+            return Ok(None);
+        };
+        if (parts.method != Method::GET && parts.method != Method::HEAD)
+            || !wk.serves_host(view.host.as_deref())
+        {
+            return Ok(None);
         }
-        let body = match parts.uri.path() {
-            jwks::JWKS_PATH => wk.jwks(),
-            jwks::DISCOVERY_PATH => wk.discovery(),
-            _ => return None,
+        let body = if view.is_local(jwks::JWKS_PATH)? {
+            wk.jwks()
+        } else if view.is_local(jwks::DISCOVERY_PATH)? {
+            wk.discovery()
+        } else {
+            return Ok(None);
         };
         let mut resp = Response::new(full(body));
         let h = resp.headers_mut();
@@ -543,34 +566,21 @@ impl Gateway {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static(jwks::CACHE_CONTROL),
         );
-        Some(resp)
+        Ok(Some(resp))
     }
 
-    /// Route stage: normalize the path (refusing ambiguity), then select.
-    fn route(&self, parts: &Parts) -> Result<Routed, Refusal> {
-        if parts.method == Method::CONNECT {
-            return Err(Refusal::new(
-                Code::MethodNotAllowed,
-                "CONNECT is not supported",
-            ));
-        }
-        let raw = parts.uri.path();
-        if !raw.starts_with('/') {
-            return Err(Refusal::new(
-                Code::InvalidRequest,
-                "the request target must be an absolute path",
-            ));
-        }
-        let canonical =
-            path::normalize(raw).map_err(|e| Refusal::new(Code::InvalidRequest, e.to_string()))?;
-        let host = routing::request_host(parts)?;
+    /// Route stage: select on the canonical match path (`;params` cut for every route), then
+    /// refuse parameters the selected route does not accept.
+    fn route(&self, parts: &Parts, view: CanonicalRequest) -> Result<Routed, Refusal> {
         let route = self
             .router
-            .select(host.as_deref(), &canonical, &parts.method)?;
+            .select(view.host.as_deref(), &view.match_path, &parts.method)?;
+        view.admit_params(&route.config)?;
         Ok(Routed {
             route: route.clone(),
-            path: canonical.into_owned(),
-            host,
+            policy_path: view.policy_path(&route.config).into_owned(),
+            path: view.path,
+            host: view.host,
         })
     }
 
@@ -605,7 +615,7 @@ impl Gateway {
             request_id: trace.request_id,
             route: route_name,
             method: parts.method.clone(),
-            target: parts.uri.clone(),
+            target: trace.target.unwrap_or_else(|| parts.uri.clone()),
             source: conn.peer,
             decision: trace.decision,
             reason,
@@ -739,7 +749,10 @@ type Tripped = Option<Arc<std::sync::atomic::AtomicBool>>;
 /// What the route stage established: the route, the canonical path and the request's host.
 struct Routed {
     route: Arc<Route>,
+    /// The canonical path, `;params` included: what the upstream receives.
     path: String,
+    /// What the route's policy and `policy suggest` see (see `CanonicalRequest::policy_path`).
+    policy_path: String,
     host: Option<String>,
 }
 

@@ -236,17 +236,20 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             if keys.is_file_backed() {
                 watchers.push(keys.spawn_watcher(RELOAD_EVERY));
             }
-            let exchange_kinds: Vec<_> = config
-                .token_exchange
-                .iter()
-                .flat_map(|t| t.accept.iter())
-                .filter_map(|n| config.credentials.iter().find(|c| c.name == *n))
-                .map(|c| c.kind())
-                .collect();
+            let exchange_kinds: Option<Vec<_>> = config.token_exchange.as_ref().map(|t| {
+                t.accept
+                    .iter()
+                    .filter_map(|n| config.credentials.iter().find(|c| c.name == *n))
+                    .map(|c| c.kind())
+                    .collect()
+            });
             let issuer =
                 Issuer::new(&iss.url, &iss.spiffe_id, iss.ttl, keys.clone()).context("[issuer]")?;
             (
-                Some(Arc::new(WellKnown::new(&iss.url, keys, &exchange_kinds))),
+                Some(Arc::new(
+                    WellKnown::new(&iss.url, keys, exchange_kinds.as_deref())
+                        .on_hosts(iss.well_known_hosts.clone()),
+                )),
                 Some(Arc::new(issuer)),
             )
         }

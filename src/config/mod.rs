@@ -139,6 +139,9 @@ pub struct IssuerConfig {
     /// PKCS#8 PEM files; the first signs. Empty: an ephemeral key (development only).
     pub keys: Vec<PathBuf>,
     pub ttl: Duration,
+    /// Canonical hosts the well-known documents are served on: the `url` host, then
+    /// `well_known_hosts`. On any other host those paths are routed like any other.
+    pub well_known_hosts: Vec<String>,
 }
 
 /// One route.
@@ -147,6 +150,10 @@ pub struct RouteConfig {
     pub name: Arc<str>,
     pub host: Option<HostMatch>,
     pub path_prefix: String,
+    /// `[routes.match] case_insensitive`: prefix matching ignores ASCII case.
+    pub case_insensitive: bool,
+    /// `[routes.match] path_parameters`.
+    pub path_parameters: crate::routing::canonical::PathParameters,
     /// `None`: any method.
     pub methods: Option<Vec<Method>>,
     pub upstream: UpstreamConfig,

@@ -108,13 +108,18 @@ pub struct ValidateXml {
     pub allow_processing_instructions: bool,
 }
 
-/// `match = { path_prefix, methods, host }`
+/// `match = { path_prefix, methods, host, case_insensitive, path_parameters }` (or `[routes.match]`)
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
     pub path_prefix: String,
     pub methods: Option<Vec<String>>,
     pub host: Option<String>,
+    /// Prefix matching ignores ASCII case (default false).
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// `refuse` (default) or `strip-for-match`.
+    pub path_parameters: Option<String>,
 }
 
 /// `[routes.upstream]`
@@ -176,6 +181,8 @@ pub struct Issuer {
     #[serde(default)]
     pub keys: Vec<String>,
     pub ttl: Option<String>,
+    /// More hosts the well-known documents are served on, besides the `url` host.
+    pub well_known_hosts: Option<Vec<String>>,
 }
 
 /// `[trust."<trust domain>"]`

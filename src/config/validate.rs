@@ -16,6 +16,7 @@ use super::{
     LimitsConfig, Listen, Problem, Rate, RouteConfig, TlsFiles, TokenHeader, UpstreamConfig,
 };
 use crate::authn::Kind;
+use crate::routing::canonical::{self, PathParameters};
 use crate::routing::path;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -394,6 +395,7 @@ pub(super) fn validate(
         Some(_) => c.push("routes", "must be an array of tables ([[routes]])"),
     }
 
+    warnings.extend(canonical::case_warnings(&routes));
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
@@ -584,6 +586,23 @@ fn route(
             format!("{prefix:?}: {e}"),
         ),
     }
+    // Routes are matched on the path with `;params` cut: a prefix holding one could never match.
+    if canonical::strip_params(&prefix) != prefix.as_str() {
+        c.push(
+            format!("{key}.match.path_prefix"),
+            format!("{prefix:?}: a path prefix cannot contain ';' (routes match before it)"),
+        );
+    }
+    let path_parameters = match r.matcher.path_parameters.as_deref() {
+        None => PathParameters::default(),
+        Some(p) => PathParameters::parse(p).unwrap_or_else(|| {
+            c.push(
+                format!("{key}.match.path_parameters"),
+                format!("{p:?}: expected \"refuse\" or \"strip-for-match\""),
+            );
+            PathParameters::default()
+        }),
+    };
     let methods = r.matcher.methods.map(|ms| {
         let mut out = Vec::new();
         if ms.is_empty() {
@@ -691,6 +710,8 @@ fn route(
         name: Arc::from(r.name.as_str()),
         host,
         path_prefix: prefix,
+        case_insensitive: r.matcher.case_insensitive,
+        path_parameters,
         methods,
         upstream: upstream?,
         max_body,
@@ -1120,6 +1141,12 @@ fn issuer(
     if let Err(e) = crate::spiffe::SpiffeId::parse(&i.spiffe_id) {
         c.push("issuer.spiffe_id", format!("{:?}: {e}", i.spiffe_id));
     }
+    let well_known_hosts =
+        canonical::well_known_hosts(&i.url, i.well_known_hosts.as_deref().unwrap_or_default())
+            .unwrap_or_else(|e| {
+                c.push("issuer.well_known_hosts", e);
+                Vec::new()
+            });
     let ttl = c.duration("issuer.ttl", i.ttl.as_ref(), defaults::TOKEN_TTL);
     if ttl > std::time::Duration::from_secs(86400) {
         c.push(
@@ -1157,6 +1184,7 @@ fn issuer(
         spiffe_id: i.spiffe_id,
         keys,
         ttl,
+        well_known_hosts,
     })
 }
 

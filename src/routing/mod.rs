@@ -1,7 +1,8 @@
 //! Route selection: optional host, then the longest matching path prefix (on segment boundaries),
-//! then the method. The path is normalized first (see [`path`]); a path that could be read two
-//! ways is refused before any route is consulted.
+//! then the method. The request is made canonical first (see [`canonical`] and [`path`]); a path
+//! or host that could be read two ways is refused before any route is consulted.
 
+pub mod canonical;
 pub mod path;
 
 use std::sync::Arc;
@@ -70,9 +71,10 @@ impl Router {
         &self.routes
     }
 
-    /// Select the route for a normalized path. The most specific (host, prefix) that matches
-    /// decides: a method it does not allow is 405, never a fall-through to a broader route
-    /// (which could carry a weaker policy).
+    /// Select the route for a canonical match path ([`canonical::CanonicalRequest::match_path`]:
+    /// `;params` already cut, so every route is matched on the same form). The most specific
+    /// (host, prefix) that matches decides: a method it does not allow is 405, never a
+    /// fall-through to a broader route (which could carry a weaker policy).
     pub fn select(
         &self,
         host: Option<&str>,
@@ -94,7 +96,7 @@ impl Router {
                     (Some(m), Some(h)) => m.matches(h),
                     (Some(_), None) => false,
                 };
-                if !host_ok || !prefix_matches(&c.path_prefix, path) {
+                if !host_ok || !prefix_matches_case(&c.path_prefix, path, c.case_insensitive) {
                     continue;
                 }
                 winner = Some(r);
@@ -126,15 +128,27 @@ impl Router {
 
 /// `/api` matches `/api` and `/api/x`, never `/apix`; `/api/` matches `/api/x` only.
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        None => false,
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-    }
+    prefix_matches_case(prefix, path, false)
 }
 
-/// The host a request is for, lower-cased and without port: the URI authority (HTTP/2
-/// `:authority`, HTTP/1.1 absolute form) or the `Host` header. Two different answers, several
-/// `Host` headers, or a malformed host are refused as ambiguous.
+/// [`prefix_matches`], ignoring ASCII case when `case_insensitive` (`[routes.match]
+/// case_insensitive`, for upstreams such as IIS that serve `/Admin` as `/admin`).
+pub fn prefix_matches_case(prefix: &str, path: &str, case_insensitive: bool) -> bool {
+    let (Some(head), Some(rest)) = (path.get(..prefix.len()), path.get(prefix.len()..)) else {
+        return false;
+    };
+    let same = if case_insensitive {
+        head.eq_ignore_ascii_case(prefix)
+    } else {
+        head == prefix
+    };
+    same && (prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The host a request is for, in canonical form ([`canonical::canonical_host`]: lower case, no
+/// port, no trailing dot): the URI authority (HTTP/2 `:authority`, HTTP/1.1 absolute form) or the
+/// `Host` header. Two different answers, several `Host` headers, or a malformed host are refused
+/// as ambiguous. No other header (`X-Forwarded-Host`, …) is ever read for routing.
 pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refusal> {
     let ambiguous = |d: &'static str| Refusal::new(Code::InvalidRequest, d);
     let mut hosts = parts.headers.get_all(http::header::HOST).iter();
@@ -154,7 +168,14 @@ pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refu
     let from_uri = parts.uri.authority().cloned();
     let chosen = match (from_uri, from_header) {
         (Some(u), Some(h)) => {
-            if !u.host().eq_ignore_ascii_case(h.host()) || u.port_u16() != h.port_u16() {
+            let same_host = match (
+                canonical::canonical_host(u.host()),
+                canonical::canonical_host(h.host()),
+            ) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
+            if !same_host || u.port_u16() != h.port_u16() {
                 return Err(ambiguous(
                     "the request target and Host header name different hosts",
                 ));
@@ -174,7 +195,9 @@ pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refu
             if a.as_str().contains('@') {
                 return Err(ambiguous("user information in the request authority"));
             }
-            Ok(Some(a.host().to_ascii_lowercase()))
+            canonical::canonical_host(a.host())
+                .map(Some)
+                .map_err(ambiguous)
         }
     }
 }

@@ -81,9 +81,14 @@ pub fn render_jwks(ring: &KeyRing) -> Bytes {
 struct Discovery<'a> {
     issuer: &'a str,
     jwks_uri: String,
-    token_endpoint: String,
-    grant_types_supported: [&'static str; 1],
-    token_endpoint_auth_methods_supported: &'a [&'static str],
+    /// Only with `[token_exchange]`: advertising an endpoint that answers 404 (or, worse, is
+    /// routed to an upstream) would send clients' credentials somewhere unintended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant_types_supported: Option<[&'static str; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_endpoint_auth_methods_supported: Option<&'a [&'static str]>,
     subject_types_supported: [&'static str; 1],
     id_token_signing_alg_values_supported: Vec<&'static str>,
 }
@@ -99,8 +104,13 @@ pub const fn auth_method(kind: Kind) -> Option<&'static str> {
 }
 
 /// The discovery document. `issuer` is kept verbatim (it must equal `iss`); the endpoint URLs are
-/// built on it without a doubled slash.
-pub fn render_discovery(issuer: &str, auth_methods: &[&'static str], ring: &KeyRing) -> Bytes {
+/// built on it without a doubled slash. `auth_methods` is `None` without `[token_exchange]`: then
+/// no token endpoint (nor its grant types and auth methods) is advertised.
+pub fn render_discovery(
+    issuer: &str,
+    auth_methods: Option<&[&'static str]>,
+    ring: &KeyRing,
+) -> Bytes {
     let base = issuer.trim_end_matches('/');
     let mut algs: Vec<&'static str> = Vec::new();
     for alg in ring.keys().iter().map(|k| k.alg()) {
@@ -114,8 +124,8 @@ pub fn render_discovery(issuer: &str, auth_methods: &[&'static str], ring: &KeyR
     let doc = Discovery {
         issuer,
         jwks_uri: format!("{base}{JWKS_PATH}"),
-        token_endpoint: format!("{base}{TOKEN_PATH}"),
-        grant_types_supported: [TOKEN_EXCHANGE_GRANT],
+        token_endpoint: auth_methods.map(|_| format!("{base}{TOKEN_PATH}")),
+        grant_types_supported: auth_methods.map(|_| [TOKEN_EXCHANGE_GRANT]),
         token_endpoint_auth_methods_supported: auth_methods,
         subject_types_supported: ["public"],
         id_token_signing_alg_values_supported: algs,
@@ -132,7 +142,10 @@ struct Docs {
 /// Both documents for one issuer, re-rendered when the key set changes generation.
 pub struct WellKnown {
     issuer: Arc<str>,
-    auth_methods: Vec<&'static str>,
+    /// `None`: no `[token_exchange]`.
+    auth_methods: Option<Vec<&'static str>>,
+    /// Canonical hosts the documents are served on (`[issuer] url` host, `well_known_hosts`).
+    hosts: Vec<String>,
     keys: Arc<KeySet>,
     docs: ArcSwap<Docs>,
 }
@@ -147,25 +160,43 @@ impl std::fmt::Debug for WellKnown {
 
 impl WellKnown {
     /// Render both documents for `issuer` (`[issuer] url`). `token_exchange` are the kinds of the
-    /// credentials `[token_exchange] accept` lists (they decide the advertised auth methods).
-    pub fn new(issuer: &str, keys: Arc<KeySet>, token_exchange: &[Kind]) -> Self {
-        let mut auth_methods = Vec::new();
-        for m in token_exchange.iter().filter_map(|k| auth_method(*k)) {
-            if !auth_methods.contains(&m) {
-                auth_methods.push(m);
+    /// credentials `[token_exchange] accept` lists (they decide the advertised auth methods);
+    /// `None` when there is no `[token_exchange]`.
+    pub fn new(issuer: &str, keys: Arc<KeySet>, token_exchange: Option<&[Kind]>) -> Self {
+        let auth_methods = token_exchange.map(|kinds| {
+            let mut methods = Vec::new();
+            for m in kinds.iter().filter_map(|k| auth_method(*k)) {
+                if !methods.contains(&m) {
+                    methods.push(m);
+                }
             }
-        }
+            methods
+        });
         let issuer: Arc<str> = issuer.into();
-        let docs = Self::render(&issuer, &auth_methods, &keys.current());
+        let docs = Self::render(&issuer, auth_methods.as_deref(), &keys.current());
         WellKnown {
             issuer,
             auth_methods,
+            hosts: Vec::new(),
             keys,
             docs: ArcSwap::from_pointee(docs),
         }
     }
 
-    fn render(issuer: &str, auth_methods: &[&'static str], ring: &KeyRing) -> Docs {
+    /// Serve the documents on these canonical hosts only (none until set).
+    #[must_use]
+    pub fn on_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.hosts = hosts;
+        self
+    }
+
+    /// Whether a request for this (canonical) host gets the gateway's documents. Elsewhere the
+    /// paths belong to the upstreams: a legacy system may publish its own.
+    pub fn serves_host(&self, host: Option<&str>) -> bool {
+        host.is_some_and(|h| self.hosts.iter().any(|s| s == h))
+    }
+
+    fn render(issuer: &str, auth_methods: Option<&[&'static str]>, ring: &KeyRing) -> Docs {
         Docs {
             generation: ring.generation(),
             jwks: render_jwks(ring),
@@ -180,7 +211,11 @@ impl WellKnown {
             return docs;
         }
         // First request after a reload (or a refresh racing with one): render once and keep.
-        let fresh = Arc::new(Self::render(&self.issuer, &self.auth_methods, &ring));
+        let fresh = Arc::new(Self::render(
+            &self.issuer,
+            self.auth_methods.as_deref(),
+            &ring,
+        ));
         self.docs.store(fresh.clone());
         fresh
     }
@@ -220,7 +255,7 @@ mod tests {
     #[test]
     fn jwks_lists_keys_in_order_with_kid_alg_use() {
         let keys = set(&[Alg::EdDsa, Alg::Es256]);
-        let wk = WellKnown::new("https://gw.example", keys.clone(), &[]);
+        let wk = WellKnown::new("https://gw.example", keys.clone(), None);
         let v: serde_json::Value = serde_json::from_slice(&wk.jwks()).unwrap();
         let ring = keys.current();
         let listed = v["keys"].as_array().unwrap();
@@ -244,7 +279,7 @@ mod tests {
         let wk = WellKnown::new(
             "https://gw.example/",
             keys,
-            &[Kind::Ldap, Kind::ApiKey, Kind::Mtls, Kind::Ldap],
+            Some(&[Kind::Ldap, Kind::ApiKey, Kind::Mtls, Kind::Ldap]),
         );
         let v: serde_json::Value = serde_json::from_slice(&wk.discovery()).unwrap();
         assert_eq!(

@@ -309,7 +309,7 @@ fn rotation_publish_promote_retire() {
 
     // Promoted: B signs, A still published; the old token verifies with [B, A].
     let set_ba = load(&[b.clone(), a.clone()]);
-    let wk = WellKnown::new("https://portcullis.corp.example", set_ba.clone(), &[]);
+    let wk = WellKnown::new("https://portcullis.corp.example", set_ba.clone(), None);
     let jwks = wk.jwks();
     let listed: JwkSet = serde_json::from_slice(&jwks).unwrap();
     assert_eq!(listed.keys.len(), 2);
@@ -330,7 +330,7 @@ fn rotation_publish_promote_retire() {
 
     // Retired: A's file removed from the list (and from disk); after reload, JWKS lists B only.
     let set = load(&[b.clone(), a.clone()]);
-    let wk = WellKnown::new("https://portcullis.corp.example", set.clone(), &[]);
+    let wk = WellKnown::new("https://portcullis.corp.example", set.clone(), None);
     std::fs::remove_file(&a).unwrap();
     assert!(!set.poll(), "a missing file keeps the previous set");
     assert_eq!(
@@ -341,7 +341,7 @@ fn rotation_publish_promote_retire() {
         2
     );
     let set_b = load(&[b]);
-    let wk_b = WellKnown::new("https://portcullis.corp.example", set_b, &[]);
+    let wk_b = WellKnown::new("https://portcullis.corp.example", set_b, None);
     let only_b: JwkSet = serde_json::from_slice(&wk_b.jwks()).unwrap();
     assert_eq!(only_b.keys.len(), 1);
     assert!(only_b.find(&kid_a).is_none());
@@ -360,7 +360,7 @@ fn jwks_follows_a_reloaded_key_file() {
         )
         .unwrap(),
     );
-    let wk = WellKnown::new("https://gw", set.clone(), &[]);
+    let wk = WellKnown::new("https://gw", set.clone(), None);
     let before: JwkSet = serde_json::from_slice(&wk.jwks()).unwrap();
     let old_b = set.current().keys()[1].kid().clone();
     std::fs::remove_file(&b).unwrap();

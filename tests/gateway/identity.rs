@@ -147,6 +147,7 @@ async fn env(issuer_keys: &[&str]) -> Env {
 [issuer]
 url = "{ISSUER_URL}"
 spiffe_id = "spiffe://corp.example/portcullis"
+well_known_hosts = ["127.0.0.1", "localhost"]
 keys = [{keys}]
 ttl = "5m"
 
@@ -658,6 +659,7 @@ async fn token_exchange_round_trip_then_the_token_is_accepted_on_a_route() {
 [issuer]
 url = "{ISSUER_URL}"
 spiffe_id = "spiffe://corp.example/portcullis"
+well_known_hosts = ["127.0.0.1", "localhost"]
 
 [trust."corp.example"]
 x509_bundle = "{d}/corp.pem"

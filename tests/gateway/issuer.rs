@@ -32,7 +32,7 @@ async fn gateway_with_key(
         String::from_utf8_lossy(&out.stderr)
     );
     let issuer = format!(
-        "\n[issuer]\nurl = \"{ISSUER_URL}\"\nspiffe_id = \"spiffe://corp.example/portcullis\"\nkeys = [\"{}\"]\nttl = \"5m\"\n",
+        "\n[issuer]\nurl = \"{ISSUER_URL}\"\nspiffe_id = \"spiffe://corp.example/portcullis\"\nkeys = [\"{}\"]\nttl = \"5m\"\nwell_known_hosts = [\"127.0.0.1\"]\n",
         key.display()
     );
     let toml = base_config(dir, "", "", &issuer);
@@ -134,7 +134,8 @@ async fn jwks_and_discovery_are_served_and_verify_minted_tokens() {
         disc["jwks_uri"],
         format!("{ISSUER_URL}/.well-known/jwks.json")
     );
-    assert_eq!(disc["token_endpoint"], format!("{ISSUER_URL}/oauth2/token"));
+    // No [token_exchange]: no token endpoint is advertised.
+    assert!(disc.get("token_endpoint").is_none(), "{disc}");
 
     // `token inspect` against the live JWKS.
     let token = mint(&key);

@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod canonical;
 mod config_check;
 mod controls;
 mod demo;
