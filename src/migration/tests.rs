@@ -771,6 +771,7 @@ fn admission_relaxes_only_listed_credentials_once_started() {
             principal: None,
             groups: Vec::new(),
             jti: None,
+            lineage: None,
         }))
     };
     let failed = |name: Option<&str>, code: Code| {
