@@ -130,7 +130,13 @@ impl Validator {
                 "Content-Type not accepted on this route",
             ));
         }
-        if media::kind(&ty, &sub) != BodyKind::Other && encoded(parts) {
+        let kind = media::kind(&ty, &sub);
+        if kind != BodyKind::Other {
+            // The checks read UTF-8; a body the upstream decodes otherwise (UTF-7, UTF-16,
+            // Latin-1) could hide from them what the upstream then reads. RFC 9110 §15.5.16: 415.
+            media::check_charset(parts)?;
+        }
+        if kind != BodyKind::Other && encoded(parts) {
             // The checks read the bytes as sent; a compressed body would be checked as garbage
             // (or, by a lenient upstream, not at all). RFC 9110 §15.5.16: 415.
             return Err(Refusal::new(
@@ -151,6 +157,7 @@ impl Validator {
     pub fn check_body(&self, parts: &Parts, body: &[u8]) -> Result<(), Refusal> {
         match body_kind(parts) {
             BodyKind::Json => {
+                media::check_bom(body)?;
                 json::check_depth(body, self.max_json_depth)?;
                 let doc = json::parse(body)?;
                 match &self.schema {
