@@ -816,6 +816,10 @@ fn translate(
         routed.host.as_deref(),
         request_id,
         route.upstream.host_header(),
+        headers::Strip {
+            route: &route.config.upstream.strip_headers,
+            authorization: strip_credentials,
+        },
     );
     if let Some(minted) = token {
         match &route.config.upstream.token_header {

@@ -222,6 +222,8 @@ pub struct UpstreamConfig {
     pub token_header: TokenHeader,
     pub token_profile: crate::token::Profile,
     pub inject: Option<InjectConfig>,
+    /// `strip_headers`: caller headers never forwarded, on top of the built-in list.
+    pub strip_headers: crate::proxy::headers::StripList,
 }
 
 /// Defaults, in one place so docs, `check` and code agree.

@@ -133,6 +133,8 @@ pub struct Upstream {
     pub token_profile: Option<String>,
     /// A legacy upstream's own credential, added towards it.
     pub inject: Option<Inject>,
+    /// Further caller headers never forwarded (names, or prefixes ending in `*`).
+    pub strip_headers: Option<Vec<String>>,
 }
 
 /// `inject = { kind = "basic" | "header", … }`

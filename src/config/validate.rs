@@ -919,6 +919,12 @@ fn upstream(
         }
     }
     let inject = u.inject.as_ref().and_then(|i| inject(c, base, key, i));
+    let strip_headers =
+        crate::proxy::headers::StripList::parse(u.strip_headers.as_deref().unwrap_or_default())
+            .unwrap_or_else(|e| {
+                c.push(format!("{key}.upstream.strip_headers"), e);
+                Default::default()
+            });
     if let (Some(InjectConfig::Basic { .. }), TokenHeader::Authorization) = (&inject, &token_header)
     {
         c.push(
@@ -1011,6 +1017,7 @@ fn upstream(
         token_header,
         token_profile,
         inject,
+        strip_headers,
     })
 }
 
