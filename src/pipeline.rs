@@ -359,9 +359,11 @@ impl Gateway {
             in_flight = Some(limits.try_acquire()?);
         }
         if let Some(v) = &route.validator {
-            let has_body = buffered
-                .as_ref()
-                .map_or_else(|| crate::validate::has_body(parts), |b| !b.is_empty());
+            let has_body = match (buffered.as_ref(), body.as_ref()) {
+                (Some(b), _) => !b.is_empty(),
+                (None, Some(b)) => crate::validate::has_body(parts, b.is_end_stream()),
+                (None, None) => false,
+            };
             v.check_head(parts, has_body)?;
             if has_body && v.needs_body(parts) {
                 if buffered.is_none() {

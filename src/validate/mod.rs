@@ -165,26 +165,30 @@ impl Validator {
                     None => Ok(()),
                 }
             }
-            BodyKind::Xml => xml::check(body, &self.xml),
+            BodyKind::Xml => {
+                media::check_bom(body)?;
+                xml::check(body, &self.xml)
+            }
             BodyKind::Other => Ok(()),
         }
     }
 }
 
-/// From the head alone: HTTP/1 framing says exactly; for HTTP/2 and later a missing
-/// `Content-Length` means "unknown", counted as a body unless the method normally has none.
-pub fn has_body(parts: &Parts) -> bool {
+/// Whether the request carries a body, decided by the body itself and never by the method (an
+/// h2 `DELETE` or `GET` may send DATA frames without a `Content-Length`, and the upstream gets
+/// them). `body_ended`: hyper's `Body::is_end_stream()` for the unread body (HTTP/1: no
+/// `Content-Length`/`Transfer-Encoding`, or `Content-Length: 0`; HTTP/2: `END_STREAM` on the
+/// HEADERS frame). A non-zero `Content-Length` or any `Transfer-Encoding` counts as a body too.
+pub fn has_body(parts: &Parts, body_ended: bool) -> bool {
     if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
         return true;
     }
     if let Some(cl) = parts.headers.get(http::header::CONTENT_LENGTH) {
-        return cl.as_bytes() != b"0";
+        if cl.as_bytes() != b"0" {
+            return true;
+        }
     }
-    parts.version >= http::Version::HTTP_2
-        && !matches!(
-            parts.method,
-            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::DELETE
-        )
+    !body_ended
 }
 
 /// Any `Content-Encoding` other than `identity`.
