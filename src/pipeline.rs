@@ -95,6 +95,8 @@ pub struct Gateway {
     pub head_limits: HeadLimits,
     /// Failed authentications per source address (`[listen] max_auth_failures`).
     pub auth_failures: Option<Arc<crate::limits::SourceLimiter>>,
+    /// Deadlines and memory caps for bodies read whole (`[listen] body_timeout` etc.).
+    pub bodies: Arc<crate::limits::bodies::BodyBudget>,
 }
 
 /// What the audit line and metrics need, filled in as stages run.
@@ -113,6 +115,8 @@ struct Trace {
     observed_refusal: Option<&'static str>,
     /// `bridge` phase for a retired credential: `Deprecation`/`Sunset`/`Link` on the response.
     sunset: bool,
+    /// The buffered body's hold on the body memory budget, released with the trace.
+    body_lease: Option<crate::limits::bodies::Lease>,
 }
 
 impl Gateway {
@@ -132,6 +136,7 @@ impl Gateway {
             plan: None,
             observed_refusal: None,
             sunset: false,
+            body_lease: None,
         };
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -197,7 +202,10 @@ impl Gateway {
             }
         }
         let mut buffered = if authn::wants_body(&route.accept, parts) {
-            Some(buffer_body(body.take(), body_limit).await?)
+            Some(
+                self.buffer_body(conn, body.take(), body_limit, trace)
+                    .await?,
+            )
         } else {
             None
         };
@@ -367,7 +375,10 @@ impl Gateway {
             v.check_head(parts, has_body)?;
             if has_body && v.needs_body(parts) {
                 if buffered.is_none() {
-                    *buffered = Some(buffer_body(body.take(), route.config.max_body).await?);
+                    *buffered = Some(
+                        self.buffer_body(conn, body.take(), route.config.max_body, trace)
+                            .await?,
+                    );
                 }
                 v.check_body(parts, buffered.as_deref().unwrap_or_default())?;
             }
@@ -450,7 +461,9 @@ impl Gateway {
         if let Some(t) = throttle {
             t.check_source(conn.peer.ip())?;
         }
-        let form = buffer_body(body.take(), crate::exchange::MAX_FORM_BYTES).await?;
+        let form = self
+            .buffer_body(conn, body.take(), crate::exchange::MAX_FORM_BYTES, trace)
+            .await?;
         let exchanged = x
             .exchange(
                 parts,
@@ -475,6 +488,24 @@ impl Gateway {
         trace.jti = Some(jti);
         trace.decision = Decision::Allow;
         Ok(resp)
+    }
+
+    /// Read the whole body: beyond `limit` bytes 413, too slow 408, beyond the body memory caps
+    /// 503 (all closing the connection; see `limits::bodies`). The bytes stay counted against
+    /// the caps until the request is answered.
+    async fn buffer_body(
+        &self,
+        conn: &ConnInfo,
+        body: Option<Incoming>,
+        limit: u64,
+        trace: &mut Trace,
+    ) -> Result<bytes::Bytes, Refusal> {
+        let Some(body) = body else {
+            return Ok(bytes::Bytes::new());
+        };
+        let (bytes, lease) = self.bodies.read(conn.peer.ip(), body, limit).await?;
+        trace.body_lease = Some(lease);
+        Ok(bytes)
     }
 
     /// Mint (or take from the cache) the token for the permitted caller, when the route sends one.
@@ -747,25 +778,6 @@ pub(crate) fn cnf_thumbprint(cred: &authn::Credential, conn: &ConnInfo) -> Optio
 enum Forward {
     Stream(Option<Incoming>),
     Buffered(bytes::Bytes),
-}
-
-/// Read the whole body, refusing it beyond `limit` bytes (413, connection closed).
-async fn buffer_body(body: Option<Incoming>, limit: u64) -> Result<bytes::Bytes, Refusal> {
-    let Some(body) = body else {
-        return Ok(bytes::Bytes::new());
-    };
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
-            Code::PayloadTooLarge,
-            format!("this route accepts bodies up to {limit} bytes"),
-        )
-        .closing()),
-        Err(_) => {
-            Err(Refusal::new(Code::InvalidRequest, "the request body could not be read").closing())
-        }
-    }
 }
 
 /// What the upstream receives in place of the caller's credential.
