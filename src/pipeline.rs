@@ -397,7 +397,20 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let upstream_started = Instant::now();
-        let result = route.upstream.send(upstream_req, tripped.as_deref()).await;
+        // A streamed body (the only kind with a `tripped` flag) is cut when it stalls.
+        let (upstream_req, stalled) = match tripped {
+            Some(_) => {
+                let (req, stalled) = self.bodies.idle(upstream_req);
+                (req, Some(stalled))
+            }
+            None => (upstream_req, None),
+        };
+        let mut result = route.upstream.send(upstream_req, tripped.as_deref()).await;
+        if result.is_err() {
+            if let Some(r) = crate::limits::bodies::stalled_refusal(stalled.as_deref()) {
+                result = Err(r);
+            }
+        }
         self.metrics
             .upstream_duration_seconds
             .with(&[route.name()])

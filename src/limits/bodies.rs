@@ -14,15 +14,26 @@
 //!   exceed either is refused with 503 `overloaded` + `Retry-After` and the connection closed.
 //!   The bytes are counted as they arrive, not as declared: a `Content-Length` costs nothing
 //!   until the bytes are there, and the deadline bounds how long that can take.
+//!
+//! Bodies streamed to the upstream (after authentication and authorization) are not held in
+//! memory; [`Idle`] cuts one that sends nothing for `body_timeout` (408 if the upstream has not
+//! answered yet), so a stalled upload cannot hold an upstream connection indefinitely.
 
 use std::collections::HashMap;
+use std::future::Future as _;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
+
+use crate::proxy::body::{BoxError, ProxyBody};
 
 use crate::problem::{Code, Refusal};
 
@@ -196,6 +207,88 @@ impl BodyBudget {
         };
         Ok((bytes, lease))
     }
+}
+
+/// The caller's streamed body sent nothing for the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled")]
+pub struct Stalled;
+
+pin_project_lite::pin_project! {
+    /// A streamed request body that fails with [`Stalled`] once it has been waiting for the
+    /// caller longer than `idle`; `stalled` tells the proxy stage why the upstream request failed.
+    pub struct Idle<B> {
+        #[pin]
+        inner: B,
+        idle: Duration,
+        timer: Pin<Box<Sleep>>,
+        stalled: Arc<AtomicBool>,
+    }
+}
+
+impl<B> Body for Idle<B>
+where
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.timer.as_mut().reset(Instant::now() + *this.idle);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    this.stalled.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(Box::new(Stalled))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl BodyBudget {
+    /// Wrap a request body streamed to the upstream in the idle timeout (`body_timeout`).
+    pub fn idle(
+        &self,
+        req: http::Request<ProxyBody>,
+    ) -> (http::Request<ProxyBody>, Arc<AtomicBool>) {
+        let stalled = Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        let idle = self.policy.timeout;
+        let req = req.map(|inner| {
+            Idle {
+                inner,
+                idle,
+                timer: Box::pin(tokio::time::sleep(idle)),
+                stalled: flag,
+            }
+            .boxed()
+        });
+        (req, stalled)
+    }
+}
+
+/// The upstream request failed because the caller's streamed body stalled: 408, not 502/504.
+pub fn stalled_refusal(stalled: Option<&AtomicBool>) -> Option<Refusal> {
+    stalled
+        .filter(|s| s.load(Ordering::Acquire))
+        .map(|_| Refusal::new(Code::RequestTimeout, "the request body stopped arriving").closing())
 }
 
 #[cfg(test)]

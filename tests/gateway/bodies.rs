@@ -560,3 +560,34 @@ async fn tls_with(listen_extra: &str) -> (Pki, Upstream, portcullis::server::Run
     let gw = start_in_process(pki.dir.path(), &toml).await;
     (pki, up, gw)
 }
+
+#[tokio::test]
+async fn a_streamed_body_that_stalls_is_cut_at_the_idle_timeout() {
+    // No validation on /plain: the body streams to the upstream, which reads it all before
+    // answering. The upstream timeout (2 s) is longer than body_timeout (600 ms).
+    let (_d, up, gw) = plain("body_timeout = \"600ms\"").await;
+    for framing in [
+        "Content-Length: 5000".to_string(),
+        "Transfer-Encoding: chunked".to_string(),
+    ] {
+        let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+        let first: &[u8] = if framing.starts_with("Content") {
+            b"0123456789"
+        } else {
+            b"a\r\n0123456789\r\n"
+        };
+        s.write_all(
+            format!("POST /plain/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        s.write_all(first).await.unwrap();
+        let (resp, closed, at) = read_all(&mut s, Duration::from_secs(5)).await;
+        assert_eq!(status_of(&resp), 408, "{framing}: {resp}");
+        assert!(closed, "{framing}");
+        assert!(at < Duration::from_millis(1800), "{framing}: after {at:?}");
+    }
+    let _ = up;
+    gw.stop().await;
+}
