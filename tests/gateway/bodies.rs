@@ -23,6 +23,11 @@ const CALLER_KEY: &str = "pk_bodies_caller_4f1d9a";
 /// validation, extra `strip_headers`), `/keyed` (API key, `token_header = "none"`).
 fn routes(dir: &std::path::Path, up: &Upstream) -> String {
     std::fs::write(dir.join("schema.json"), SCHEMA).unwrap();
+    std::fs::write(
+        dir.join("whsec"),
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+    )
+    .unwrap();
     write_api_keys(
         dir,
         &[("acme", "spiffe://corp.example/partner/acme", CALLER_KEY)],
@@ -35,6 +40,12 @@ fn routes(dir: &std::path::Path, up: &Upstream) -> String {
 kind = "api-key"
 header = "X-API-Key"
 keys_file = "{d}/keys.toml"
+
+[credentials.billing-hooks]
+kind = "webhook"
+adapter = "standard-webhooks"
+secrets_file = "{d}/whsec"
+identity = "spiffe://corp.example/external/billing"
 {json}
 [routes.validate]
 json_schema = "{d}/schema.json"
@@ -48,11 +59,19 @@ content_types = ["application/json"]
 strip_headers = ["X-Legacy-Role", "x-tenant-*"]
 {keyed}
 token_header = "none"
+{hooks}
+token_header = "none"
 "#,
         json = route("json", "/json", &u, ""),
         xml = route("xml", "/xml", &u, ""),
         any = route("any", "/any", &u, "[routes.limits]\nmax_body = \"64KiB\""),
         plain = route("plain", "/plain", &u, ""),
+        hooks = route(
+            "hooks",
+            "/hooks",
+            &u,
+            "accept = [\"billing-hooks\"]\nallow = [\"spiffe://corp.example/external/*\"]",
+        ),
         keyed = route(
             "keyed",
             "/keyed",
@@ -590,4 +609,84 @@ async fn a_streamed_body_that_stalls_is_cut_at_the_idle_timeout() {
     }
     let _ = up;
     gw.stop().await;
+}
+
+/// A webhook delivery's head (signature headers present, so the body is read to check them,
+/// before anything is authenticated), declaring `len` bytes.
+fn webhook_head(len: usize) -> String {
+    format!(
+        "POST /hooks/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nwebhook-id: msg_1\r\nwebhook-timestamp: 1700000000\r\nwebhook-signature: v1,AAAA\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn unauthenticated_webhook_bodies_meet_the_deadline_and_the_caps() {
+    let (_d, up, gw) = plain(
+        "body_timeout = \"1s\"\nbody_min_rate = \"off\"\nmax_buffered_per_source = \"64KiB\"",
+    )
+    .await;
+    // Stalled: 408 within the deadline, before any signature is checked.
+    let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+    s.write_all(webhook_head(16000).as_bytes()).await.unwrap();
+    let (resp, closed, at) = read_all(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&resp), 408, "{resp}");
+    assert!(closed && at < Duration::from_secs(3), "{at:?}");
+    // Unfinished 40 KB deliveries: the second one from the same source passes the cap.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+        s.write_all(webhook_head(40_000).as_bytes()).await.unwrap();
+        if s.write_all(&[b'x'; 35_000]).await.is_err() {
+            refused += 1;
+            continue;
+        }
+        let (resp, _, _) = read_all(&mut s, Duration::from_millis(400)).await;
+        if status_of(&resp) == 503 {
+            assert!(resp.contains("urn:portcullis:overloaded"), "{resp}");
+            refused += 1;
+        } else {
+            assert_eq!(resp, "", "an unfinished body was answered");
+            held.push(s);
+        }
+    }
+    assert_eq!(held.len(), 1);
+    assert_eq!(refused, 2);
+    assert_eq!(up.count(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_body_and_strip_settings_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let path = dir.path().join("portcullis.toml");
+    let listen = "body_timeout = \"0s\"\nbody_min_rate = \"fast\"\nmax_buffered_bodies = \"0\"";
+    std::fs::write(&path, base_config(dir.path(), listen, "", "")).unwrap();
+    let err = portcullis::config::load(&path).unwrap_err().to_string();
+    for key in [
+        "listen.body_timeout",
+        "listen.body_min_rate",
+        "listen.max_buffered_bodies",
+    ] {
+        assert!(err.contains(key), "{key} not reported:\n{err}");
+    }
+    for bad in [
+        "x bad",
+        "content-length",
+        "Transfer_Encoding",
+        "host",
+        "x-*-y",
+    ] {
+        let routes = format!(
+            "{}strip_headers = [\"x-fine\", \"{bad}\"]\n",
+            route("r", "/r", &up.url(), "")
+        );
+        std::fs::write(&path, base_config(dir.path(), "", "", &routes)).unwrap();
+        let err = portcullis::config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("upstream.strip_headers") && err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
 }
