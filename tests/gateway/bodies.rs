@@ -690,3 +690,56 @@ async fn bad_body_and_strip_settings_are_config_errors() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_stalled_token_exchange_form_is_408() {
+    // POST /oauth2/token reads its form before authenticating anyone.
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let extra = format!(
+        r#"
+[issuer]
+url = "https://portcullis.corp.example"
+spiffe_id = "spiffe://corp.example/portcullis"
+
+[credentials.racf]
+kind = "ldap"
+adapter = "openldap"
+url = "ldap://127.0.0.1:1"
+base_dn = "ou=people,dc=corp,dc=example"
+identity = "spiffe://corp.example/legacy/{{user}}"
+
+[token_exchange]
+accept = ["racf"]
+{}"#,
+        route("p", "/p", &up.url(), "")
+    );
+    let toml = base_config(
+        pki.dir.path(),
+        "body_timeout = \"1s\"",
+        &pki.tls_section(),
+        &extra,
+    );
+    let gw = start_in_process(pki.dir.path(), &toml).await;
+    let url = format!("https://localhost:{}/oauth2/token", gw.data_addr.port());
+    for h1 in [false, true] {
+        let first = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(
+            bytes::Bytes::from_static(b"grant_type="),
+        )]);
+        let started = Instant::now();
+        let r = pki
+            .client(h1)
+            .post(&url)
+            .basic_auth("alice", Some("secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(reqwest::Body::wrap_stream(
+                first.chain(futures_util::stream::pending()),
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 408, "h1 only: {h1}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
+    gw.stop().await;
+}
