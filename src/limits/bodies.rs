@@ -222,6 +222,8 @@ pin_project_lite::pin_project! {
         inner: B,
         idle: Duration,
         timer: Pin<Box<Sleep>>,
+        // The clock starts when the upstream first asks for the body, not while connecting.
+        armed: bool,
         stalled: Arc<AtomicBool>,
     }
 }
@@ -238,6 +240,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
+        if !*this.armed {
+            *this.armed = true;
+            this.timer.as_mut().reset(Instant::now() + *this.idle);
+        }
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.timer.as_mut().reset(Instant::now() + *this.idle);
@@ -276,6 +282,7 @@ impl BodyBudget {
                 inner,
                 idle,
                 timer: Box::pin(tokio::time::sleep(idle)),
+                armed: false,
                 stalled: flag,
             }
             .boxed()
