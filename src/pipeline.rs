@@ -103,6 +103,8 @@ pub struct Gateway {
     pub head_limits: HeadLimits,
     /// Failed authentications per source address (`[listen] max_auth_failures`).
     pub auth_failures: Option<Arc<crate::limits::SourceLimiter>>,
+    /// Deadlines and memory caps for bodies read whole (`[listen] body_timeout` etc.).
+    pub bodies: Arc<crate::limits::bodies::BodyBudget>,
 }
 
 /// What the audit line and metrics need, filled in as stages run.
@@ -123,6 +125,8 @@ struct Trace {
     sunset: bool,
     /// The canonical target for the audit line, once the request has one.
     target: Option<http::Uri>,
+    /// The buffered body's hold on the body memory budget, released with the trace.
+    body_lease: Option<crate::limits::bodies::Lease>,
 }
 
 impl Gateway {
@@ -143,6 +147,7 @@ impl Gateway {
             observed_refusal: None,
             sunset: false,
             target: None,
+            body_lease: None,
         };
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -213,7 +218,10 @@ impl Gateway {
             }
         }
         let mut buffered = if authn::wants_body(&route.accept, parts) {
-            Some(buffer_body(body.take(), body_limit).await?)
+            Some(
+                self.buffer_body(conn, body.take(), body_limit, trace)
+                    .await?,
+            )
         } else {
             None
         };
@@ -379,13 +387,18 @@ impl Gateway {
             in_flight = Some(limits.try_acquire()?);
         }
         if let Some(v) = &route.validator {
-            let has_body = buffered
-                .as_ref()
-                .map_or_else(|| crate::validate::has_body(parts), |b| !b.is_empty());
+            let has_body = match (buffered.as_ref(), body.as_ref()) {
+                (Some(b), _) => !b.is_empty(),
+                (None, Some(b)) => crate::validate::has_body(parts, b.is_end_stream()),
+                (None, None) => false,
+            };
             v.check_head(parts, has_body)?;
             if has_body && v.needs_body(parts) {
                 if buffered.is_none() {
-                    *buffered = Some(buffer_body(body.take(), route.config.max_body).await?);
+                    *buffered = Some(
+                        self.buffer_body(conn, body.take(), route.config.max_body, trace)
+                            .await?,
+                    );
                 }
                 v.check_body(parts, buffered.as_deref().unwrap_or_default())?;
             }
@@ -404,7 +417,20 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let upstream_started = Instant::now();
-        let result = route.upstream.send(upstream_req, tripped.as_deref()).await;
+        // A streamed body (the only kind with a `tripped` flag) is cut when it stalls.
+        let (upstream_req, stalled) = match tripped {
+            Some(_) => {
+                let (req, stalled) = self.bodies.idle(upstream_req);
+                (req, Some(stalled))
+            }
+            None => (upstream_req, None),
+        };
+        let mut result = route.upstream.send(upstream_req, tripped.as_deref()).await;
+        if result.is_err() {
+            if let Some(r) = crate::limits::bodies::stalled_refusal(stalled.as_deref()) {
+                result = Err(r);
+            }
+        }
         self.metrics
             .upstream_duration_seconds
             .with(&[route.name()])
@@ -468,7 +494,9 @@ impl Gateway {
         if let Some(t) = throttle {
             t.check_source(conn.peer.ip())?;
         }
-        let form = buffer_body(body.take(), crate::exchange::MAX_FORM_BYTES).await?;
+        let form = self
+            .buffer_body(conn, body.take(), crate::exchange::MAX_FORM_BYTES, trace)
+            .await?;
         let exchanged = x
             .exchange(
                 parts,
@@ -494,6 +522,24 @@ impl Gateway {
         trace.jti = Some(jti);
         trace.decision = Decision::Allow;
         Ok(resp)
+    }
+
+    /// Read the whole body: beyond `limit` bytes 413, too slow 408, beyond the body memory caps
+    /// 503 (all closing the connection; see `limits::bodies`). The bytes stay counted against
+    /// the caps until the request is answered.
+    async fn buffer_body(
+        &self,
+        conn: &ConnInfo,
+        body: Option<Incoming>,
+        limit: u64,
+        trace: &mut Trace,
+    ) -> Result<bytes::Bytes, Refusal> {
+        let Some(body) = body else {
+            return Ok(bytes::Bytes::new());
+        };
+        let (bytes, lease) = self.bodies.read(conn.peer.ip(), body, limit).await?;
+        trace.body_lease = Some(lease);
+        Ok(bytes)
     }
 
     /// Mint (or take from the cache) the token for the permitted caller, when the route sends one.
@@ -775,25 +821,6 @@ enum Forward {
     Buffered(bytes::Bytes),
 }
 
-/// Read the whole body, refusing it beyond `limit` bytes (413, connection closed).
-async fn buffer_body(body: Option<Incoming>, limit: u64) -> Result<bytes::Bytes, Refusal> {
-    let Some(body) = body else {
-        return Ok(bytes::Bytes::new());
-    };
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
-            Code::PayloadTooLarge,
-            format!("this route accepts bodies up to {limit} bytes"),
-        )
-        .closing()),
-        Err(_) => {
-            Err(Refusal::new(Code::InvalidRequest, "the request body could not be read").closing())
-        }
-    }
-}
-
 /// The caller's method, target and headers, for [`translate`]: the headers are moved out (nothing
 /// after translation reads them), the rest is shared.
 fn caller_head(parts: &mut Parts) -> Parts {
@@ -831,6 +858,12 @@ fn translate(
         routed.host.as_deref(),
         request_id,
         route.upstream.host_header(),
+        headers::Strip {
+            route: &route.config.upstream.strip_headers,
+            // A pass-through route (no `accept`) authenticates nothing itself: the upstream's
+            // own authentication keeps the caller's `Authorization`.
+            authorization: outgoing.strip_credentials() && !route.accept.is_empty(),
+        },
     );
     if let Some(minted) = outgoing.token() {
         match &route.config.upstream.token_header {

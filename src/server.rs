@@ -371,6 +371,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         issuer,
         tokens: tokens.clone(),
         auth_failures,
+        bodies: crate::limits::bodies::BodyBudget::new(config.listen.bodies),
         head_limits: HeadLimits {
             max_header_bytes: config.listen.max_header_bytes,
             max_headers: config.listen.max_headers,

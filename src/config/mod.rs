@@ -67,6 +67,8 @@ pub struct Listen {
     pub max_auth_failures: Option<(u32, Duration)>,
     /// Data-plane worker threads, each running its share of the connections (at least 1).
     pub workers: usize,
+    /// Deadlines and memory caps for request bodies read whole before forwarding.
+    pub bodies: crate::limits::bodies::BodyPolicy,
 }
 
 /// Certificate chain and private key files (PEM).
@@ -230,6 +232,8 @@ pub struct UpstreamConfig {
     pub token_header: TokenHeader,
     pub token_profile: crate::token::Profile,
     pub inject: Option<InjectConfig>,
+    /// `strip_headers`: caller headers never forwarded, on top of the built-in list.
+    pub strip_headers: crate::proxy::headers::StripList,
 }
 
 /// Defaults, in one place so docs, `check` and code agree.
@@ -251,6 +255,13 @@ pub mod defaults {
     pub const TOKEN_TTL: Duration = Duration::from_secs(300);
     /// Failed authentications per source address before it is throttled.
     pub const MAX_AUTH_FAILURES: (u32, Duration) = (60, Duration::from_secs(60));
+    /// A request body read whole must arrive within this time...
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// ...and no slower than this many bytes a second on average.
+    pub const BODY_MIN_RATE: u64 = 1024;
+    /// Memory all bodies being read whole may hold together, and those from one source.
+    pub const MAX_BUFFERED_BODIES: u64 = 128 * 1024 * 1024;
+    pub const MAX_BUFFERED_PER_SOURCE: u64 = 16 * 1024 * 1024;
 }
 
 /// One problem in a config file.

@@ -28,6 +28,14 @@ pub struct Listen {
     pub max_auth_failures: Option<String>,
     /// Data-plane worker threads; absent: one per CPU available to the process.
     pub workers: Option<u64>,
+    /// Time allowed for a request body the gateway reads whole (validation, signatures, forms).
+    pub body_timeout: Option<String>,
+    /// Slowest average rate (a size per second) accepted for such a body, or `"off"`.
+    pub body_min_rate: Option<String>,
+    /// Memory all such bodies may hold at once, in bytes.
+    pub max_buffered_bodies: Option<String>,
+    /// Memory such bodies from one source address may hold at once, in bytes.
+    pub max_buffered_per_source: Option<String>,
 }
 
 /// `[listen.tls]`, `[admin.tls]`
@@ -138,6 +146,8 @@ pub struct Upstream {
     pub token_profile: Option<String>,
     /// A legacy upstream's own credential, added towards it.
     pub inject: Option<Inject>,
+    /// Further caller headers never forwarded (names, or prefixes ending in `*`).
+    pub strip_headers: Option<Vec<String>>,
 }
 
 /// `inject = { kind = "basic" | "header", … }`

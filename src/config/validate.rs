@@ -436,6 +436,7 @@ fn listen(
     warnings: &mut Vec<String>,
 ) -> Option<Listen> {
     let addr = c.addr("listen.addr", &l.addr);
+    let bodies = body_policy(c, &l);
     let tls = match l.tls {
         Some(t) => Some(TlsFiles {
             cert: c.file_path("listen.tls.cert", base, &t.cert),
@@ -515,6 +516,7 @@ fn listen(
     };
     Some(Listen {
         addr: addr?,
+        bodies,
         max_auth_failures,
         tls,
         header_timeout,
@@ -527,6 +529,38 @@ fn listen(
         max_concurrent_streams: u32::try_from(streams).unwrap_or(u32::MAX),
         workers: usize::try_from(workers.min(1024)).unwrap_or(1),
     })
+}
+
+/// `[listen] body_timeout`, `body_min_rate`, `max_buffered_bodies`, `max_buffered_per_source`.
+fn body_policy(c: &mut Collector<'_>, l: &raw::Listen) -> crate::limits::bodies::BodyPolicy {
+    let min_rate = match l.body_min_rate.as_deref().map(str::trim) {
+        Some("off") => 0,
+        _ => c.size(
+            "listen.body_min_rate",
+            l.body_min_rate.as_ref(),
+            defaults::BODY_MIN_RATE,
+        ),
+    };
+    let total = c.size(
+        "listen.max_buffered_bodies",
+        l.max_buffered_bodies.as_ref(),
+        defaults::MAX_BUFFERED_BODIES,
+    );
+    let per_source = c.size(
+        "listen.max_buffered_per_source",
+        l.max_buffered_per_source.as_ref(),
+        defaults::MAX_BUFFERED_PER_SOURCE,
+    );
+    crate::limits::bodies::BodyPolicy {
+        timeout: c.duration(
+            "listen.body_timeout",
+            l.body_timeout.as_ref(),
+            defaults::BODY_TIMEOUT,
+        ),
+        min_rate,
+        max_total: usize::try_from(total).unwrap_or(usize::MAX),
+        max_per_source: usize::try_from(per_source).unwrap_or(usize::MAX),
+    }
 }
 
 fn positive(c: &mut Collector<'_>, key: &str, v: Option<u64>, default: u64) -> u64 {
@@ -941,6 +975,12 @@ fn upstream(
         }
     }
     let inject = u.inject.as_ref().and_then(|i| inject(c, base, key, i));
+    let strip_headers =
+        crate::proxy::headers::StripList::parse(u.strip_headers.as_deref().unwrap_or_default())
+            .unwrap_or_else(|e| {
+                c.push(format!("{key}.upstream.strip_headers"), e);
+                Default::default()
+            });
     if let (Some(InjectConfig::Basic { .. }), TokenHeader::Authorization) = (&inject, &token_header)
     {
         c.push(
@@ -1033,6 +1073,7 @@ fn upstream(
         token_header,
         token_profile,
         inject,
+        strip_headers,
     })
 }
 

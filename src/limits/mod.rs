@@ -30,6 +30,7 @@
 //!
 //! [`sweep`]: RouteLimits::sweep
 
+pub mod bodies;
 mod concurrency;
 mod gcra;
 mod rate;

@@ -66,7 +66,7 @@ impl SourceLimiter {
 }
 
 /// IPv4 (also when IPv4-mapped) as is; IPv6 reduced to its /64.
-fn source_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -18,10 +18,136 @@ const HOP_BY_HOP: &[HeaderName] = &[
 ];
 const HOP_BY_HOP_EXTRA: &[&str] = &["keep-alive", "proxy-connection"];
 
+/// Headers that legacy applications, web-server auth modules and other proxies trust to say who
+/// the caller is (set by an authenticating front proxy: Apache `REMOTE_USER`, oauth2-proxy,
+/// mod_ssl/nginx client-certificate variables, cloud identity-aware proxies). A caller must never
+/// be able to send them: the gateway alone speaks for identity. Compared in [`normalized`] form.
+const IDENTITY_NAMES: &[&str] = &[
+    "remote-user",
+    "remote-groups",
+    "auth-user",
+    "x-remote-user",
+    "x-remote-groups",
+    "x-remote-group",
+    "x-remote-email",
+    "x-remote-name",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-forwarded-client-cert",
+    "x-authenticated-user",
+    "x-authenticated-userid",
+    "x-authenticated-groups",
+    "x-authenticated-scope",
+    "x-auth-user",
+    "x-webauth-user",
+    "x-proxy-user",
+    "x-user",
+    "x-username",
+    "x-user-id",
+    "x-user-email",
+    "x-user-groups",
+    "x-client-cert",
+    "x-client-dn",
+    "x-client-verify",
+    "x-jwt-assertion",
+    // Not identities, but read the same CGI way: `Proxy_Authorization` would pass the
+    // hop-by-hop strip, and `Proxy` becomes `HTTP_PROXY` (httpoxy).
+    "proxy-authorization",
+    "proxy",
+];
+
+/// Prefixes of families of such headers (`X-SSL-Client-S-DN`, `X-Auth-Request-Email`, …).
+const IDENTITY_PREFIXES: &[&str] = &[
+    "x-portcullis-",
+    "x-ssl-client-",
+    "ssl-client-",
+    "x-client-cert-",
+    "x-auth-request-",
+    "x-remote-user-",
+    "x-ms-client-principal",
+    "x-goog-authenticated-user-",
+    "x-amzn-oidc-",
+    "cf-access-",
+];
+
+/// The name as a CGI-style reader sees it: nginx, PHP and CGI map `X_Remote_User` and
+/// `X-Remote-User` to the same variable (`HTTP_X_REMOTE_USER`), so `_` counts as `-`.
+/// ([`HeaderName`]s are already lower case.)
+fn normalized(name: &HeaderName) -> std::borrow::Cow<'_, str> {
+    let n = name.as_str();
+    if n.contains('_') {
+        std::borrow::Cow::Owned(n.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(n)
+    }
+}
+
+fn is_identity_name(n: &str) -> bool {
+    IDENTITY_NAMES.contains(&n) || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
+}
+
 /// Headers a caller could use to claim an identity; the gateway alone speaks for identity.
 pub fn is_identity_claim(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    n.starts_with("x-portcullis-") || n == "x-forwarded-client-cert"
+    is_identity_name(&normalized(name))
+}
+
+/// A route's `upstream.strip_headers`: further caller headers never forwarded, by name or by
+/// prefix (`"x-legacy-*"`), compared like the built-in list (case and `_`/`-` do not matter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StripList {
+    names: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl StripList {
+    /// No extra headers.
+    pub const EMPTY: StripList = StripList {
+        names: Vec::new(),
+        prefixes: Vec::new(),
+    };
+
+    /// Parse the configured entries; the error names the first bad one.
+    pub fn parse(entries: &[String]) -> Result<StripList, String> {
+        let mut list = StripList::default();
+        for e in entries {
+            let (stem, prefix) = match e.strip_suffix('*') {
+                Some(stem) => (stem, true),
+                None => (e.as_str(), false),
+            };
+            let name = HeaderName::from_bytes(stem.as_bytes())
+                .ok()
+                .filter(|_| !stem.contains('*'))
+                .ok_or_else(|| format!("{e:?}: not a header name (or a prefix ending in *)"))?;
+            let n = normalized(&name).into_owned();
+            // Compared normalized: `Transfer_Encoding` is the same name to a CGI-style reader.
+            if !prefix && ["host", "content-length", "transfer-encoding"].contains(&n.as_str()) {
+                return Err(format!("{e:?}: carries framing; it cannot be stripped"));
+            }
+            if prefix {
+                list.prefixes.push(n);
+            } else {
+                list.names.push(n);
+            }
+        }
+        Ok(list)
+    }
+
+    fn matches(&self, n: &str) -> bool {
+        self.names.iter().any(|x| x == n) || self.prefixes.iter().any(|p| n.starts_with(p.as_str()))
+    }
+}
+
+/// What [`to_upstream`] removes besides hop-by-hop headers and identity claims.
+#[derive(Debug, Clone, Copy)]
+pub struct Strip<'a> {
+    /// The route's `upstream.strip_headers`.
+    pub route: &'a StripList,
+    /// The caller's own `Authorization` (every translated request: the upstream gets the
+    /// gateway's credential there or none; only `observe` forwards the caller's unchanged).
+    pub authorization: bool,
 }
 
 /// Headers the gateway itself sets or that carry framing: config may not name them as the place
@@ -141,21 +267,28 @@ impl Hop {
     }
 }
 
-/// Prepare caller headers for the upstream: strip hop-by-hop and identity claims, then append
-/// `Forwarded`/`X-Forwarded-For` and set `X-Forwarded-Proto`/`-Host`, `X-Request-Id` and `Host`.
+/// Prepare caller headers for the upstream: strip hop-by-hop headers, identity claims and what
+/// `strip` names, then append `Forwarded`/`X-Forwarded-For` and set `X-Forwarded-Proto`/`-Host`,
+/// `X-Request-Id` and `Host`.
 pub fn to_upstream(
     h: &mut HeaderMap,
     hop: &Hop,
     host: Option<&str>,
     request_id: &HeaderValue,
     upstream_host: &HeaderValue,
+    strip: Strip<'_>,
 ) {
     remove_where(h, |n| {
-        is_hop_by_hop(n)
-            || is_identity_claim(n)
+        if is_hop_by_hop(n)
             || n == header::HOST
             || n == X_FORWARDED_PROTO
             || n == X_FORWARDED_HOST
+            || (strip.authorization && n == header::AUTHORIZATION)
+        {
+            return true;
+        }
+        let n = normalized(n);
+        is_identity_name(&n) || strip.route.matches(&n)
     });
     append_list(h, &header::FORWARDED, hop.forwarded(host));
     append_list(h, &X_FORWARDED_FOR, hop.forwarded_for.clone());
@@ -225,6 +358,10 @@ mod tests {
             Some("gw.example"),
             &HeaderValue::from_static("rid"),
             &HeaderValue::from_static("up:1"),
+            Strip {
+                route: &StripList::EMPTY,
+                authorization: false,
+            },
         );
         assert_eq!(h["x-request-id"], "rid");
         assert_eq!(
@@ -236,6 +373,64 @@ mod tests {
         assert!(h.get("x-portcullis-identity").is_none());
         assert!(h.get("x-forwarded-client-cert").is_none());
         assert!(h.get(header::CONNECTION).is_none());
+    }
+
+    /// `X-Remote-User` with some letters upper-cased and some dashes written as underscores.
+    fn spelled(base: &str, mask: u64) -> HeaderName {
+        let s: String = base
+            .chars()
+            .enumerate()
+            .map(|(k, c)| match (c, (mask >> (k % 64)) & 1 == 1) {
+                ('-', true) => '_',
+                (c, true) => c.to_ascii_uppercase(),
+                (c, false) => c,
+            })
+            .collect();
+        HeaderName::from_bytes(s.as_bytes()).unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn every_spelling_of_an_identity_header_is_stripped(
+            i in 0..IDENTITY_NAMES.len(),
+            p in 0..IDENTITY_PREFIXES.len(),
+            mask in proptest::prelude::any::<u64>(),
+        ) {
+            proptest::prop_assert!(is_identity_claim(&spelled(IDENTITY_NAMES[i], mask)));
+            let family = format!("{}Some-Thing", IDENTITY_PREFIXES[p]);
+            proptest::prop_assert!(is_identity_claim(&spelled(&family, mask)));
+            let list = StripList::parse(&["X-Legacy-Role".into(), "x_tenant_*".into()]).unwrap();
+            let mut h = HeaderMap::new();
+            h.insert(spelled("x-legacy-role", mask), HeaderValue::from_static("1"));
+            h.insert(spelled("x-tenant-id", mask), HeaderValue::from_static("1"));
+            h.insert("x-legacy-roles", HeaderValue::from_static("kept"));
+            let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
+            to_upstream(
+                &mut h,
+                &hop,
+                None,
+                &HeaderValue::from_static("r"),
+                &HeaderValue::from_static("u"),
+                Strip { route: &list, authorization: false },
+            );
+            proptest::prop_assert!(!h.keys().any(|k| k.as_str().contains("tenant")
+                || normalized(k) == "x-legacy-role"), "{h:?}");
+            proptest::prop_assert_eq!(&h["x-legacy-roles"], "kept");
+        }
+    }
+
+    #[test]
+    fn ordinary_headers_are_not_identity_claims() {
+        for n in [
+            "x-request-id",
+            "x-users-count",
+            "user-agent",
+            "x-forwarded-for",
+            "accept",
+        ] {
+            assert!(!is_identity_claim(&HeaderName::from_static(n)), "{n}");
+        }
     }
 
     #[test]
@@ -251,6 +446,10 @@ mod tests {
             None,
             &HeaderValue::from_static("r"),
             &HeaderValue::from_static("u"),
+            Strip {
+                route: &StripList::EMPTY,
+                authorization: false,
+            },
         );
         assert_eq!(
             h[header::FORWARDED],

@@ -72,6 +72,61 @@ pub(crate) fn request_type(parts: &Parts) -> Result<Option<(String, String)>, Re
         .ok_or_else(|| Refusal::new(Code::UnsupportedMediaType, "unreadable Content-Type"))
 }
 
+/// The JSON and XML checks read UTF-8 only. A `charset` parameter naming anything else (UTF-7,
+/// UTF-16, Latin-1, …) is 415: the upstream would decode the bytes as declared and could read
+/// markup the check never saw (`+ADw-` is `<` in UTF-7). `us-ascii` is not accepted either:
+/// nothing legitimate needs it, and fewer spellings leave fewer doubts.
+pub(crate) fn check_charset(parts: &Parts) -> Result<(), Refusal> {
+    let Some(value) = parts.headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Refusal::new(Code::UnsupportedMediaType, "unreadable Content-Type"))?;
+    let mut charsets = text.split(';').skip(1).filter_map(|p| {
+        let (name, v) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').trim())
+    });
+    let first = charsets.next();
+    let refuse = || {
+        Refusal::new(
+            Code::UnsupportedMediaType,
+            "only charset=utf-8 is accepted on bodies this route validates",
+        )
+    };
+    if charsets.next().is_some() {
+        return Err(refuse());
+    }
+    match first {
+        None => Ok(()),
+        Some(c) if c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("utf8") => Ok(()),
+        Some(_) => Err(refuse()),
+    }
+}
+
+/// A byte order mark of an encoding other than UTF-8 (UTF-16/32, UTF-7) contradicts the UTF-8
+/// the checks read (declared or implied): 415. A UTF-8 BOM is left to the format's own check.
+pub(crate) fn check_bom(body: &[u8]) -> Result<(), Refusal> {
+    const FOREIGN: &[&[u8]] = &[
+        b"\x00\x00\xFE\xFF",
+        b"\xFF\xFE",
+        b"\xFE\xFF",
+        b"+/v8",
+        b"+/v9",
+        b"+/v+",
+        b"+/v/",
+    ];
+    if FOREIGN.iter().any(|bom| body.starts_with(bom)) {
+        return Err(Refusal::new(
+            Code::UnsupportedMediaType,
+            "the body starts with the byte order mark of an encoding other than UTF-8",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `(ty, subtype)` is one of `allowed` (an empty list allows any).
 pub(crate) fn allowed(allowed: &[Pattern], ty: &str, subtype: &str) -> bool {
     allowed.is_empty() || allowed.iter().any(|p| p.matches(ty, subtype))
@@ -116,6 +171,46 @@ mod tests {
         assert!(allowed(&[], "anything", "goes"));
         assert!(Pattern::parse("application/json; charset=utf-8").is_err());
         assert!(Pattern::parse("*/json").is_err());
+    }
+
+    fn with_type(ct: &str) -> Parts {
+        let mut p = http::Request::new(()).into_parts().0;
+        p.headers.insert(CONTENT_TYPE, ct.parse().unwrap());
+        p
+    }
+
+    #[test]
+    fn only_utf8_charsets() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "text/xml;charset=\"UTF-8\"",
+            "text/xml; Charset=utf8",
+        ] {
+            assert!(check_charset(&with_type(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "text/xml; charset=utf-7",
+            "text/xml; charset=\"UTF-7\"",
+            "application/json; charset=utf-16le",
+            "text/xml; charset=iso-8859-1",
+            "text/xml; charset=us-ascii",
+            "text/xml; charset=utf-8; charset=utf-7",
+            "text/xml; charset=",
+        ] {
+            let r = check_charset(&with_type(bad)).unwrap_err();
+            assert_eq!(r.code, Code::UnsupportedMediaType, "{bad}");
+        }
+        assert!(check_bom(b"\xEF\xBB\xBF{}").is_ok());
+        assert!(check_bom(b"{}").is_ok());
+        for bom in [
+            &b"\xFF\xFE<\0"[..],
+            b"\xFE\xFF\0<",
+            b"\0\0\xFE\xFF",
+            b"+/v8-<r/>",
+        ] {
+            assert_eq!(check_bom(bom).unwrap_err().code, Code::UnsupportedMediaType);
+        }
     }
 
     #[test]

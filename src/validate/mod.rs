@@ -130,7 +130,13 @@ impl Validator {
                 "Content-Type not accepted on this route",
             ));
         }
-        if media::kind(&ty, &sub) != BodyKind::Other && encoded(parts) {
+        let kind = media::kind(&ty, &sub);
+        if kind != BodyKind::Other {
+            // The checks read UTF-8; a body the upstream decodes otherwise (UTF-7, UTF-16,
+            // Latin-1) could hide from them what the upstream then reads. RFC 9110 §15.5.16: 415.
+            media::check_charset(parts)?;
+        }
+        if kind != BodyKind::Other && encoded(parts) {
             // The checks read the bytes as sent; a compressed body would be checked as garbage
             // (or, by a lenient upstream, not at all). RFC 9110 §15.5.16: 415.
             return Err(Refusal::new(
@@ -151,6 +157,7 @@ impl Validator {
     pub fn check_body(&self, parts: &Parts, body: &[u8]) -> Result<(), Refusal> {
         match body_kind(parts) {
             BodyKind::Json => {
+                media::check_bom(body)?;
                 json::check_depth(body, self.max_json_depth)?;
                 let doc = json::parse(body)?;
                 match &self.schema {
@@ -158,26 +165,30 @@ impl Validator {
                     None => Ok(()),
                 }
             }
-            BodyKind::Xml => xml::check(body, &self.xml),
+            BodyKind::Xml => {
+                media::check_bom(body)?;
+                xml::check(body, &self.xml)
+            }
             BodyKind::Other => Ok(()),
         }
     }
 }
 
-/// From the head alone: HTTP/1 framing says exactly; for HTTP/2 and later a missing
-/// `Content-Length` means "unknown", counted as a body unless the method normally has none.
-pub fn has_body(parts: &Parts) -> bool {
+/// Whether the request carries a body, decided by the body itself and never by the method (an
+/// h2 `DELETE` or `GET` may send DATA frames without a `Content-Length`, and the upstream gets
+/// them). `body_ended`: hyper's `Body::is_end_stream()` for the unread body (HTTP/1: no
+/// `Content-Length`/`Transfer-Encoding`, or `Content-Length: 0`; HTTP/2: `END_STREAM` on the
+/// HEADERS frame). A non-zero `Content-Length` or any `Transfer-Encoding` counts as a body too.
+pub fn has_body(parts: &Parts, body_ended: bool) -> bool {
     if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
         return true;
     }
     if let Some(cl) = parts.headers.get(http::header::CONTENT_LENGTH) {
-        return cl.as_bytes() != b"0";
+        if cl.as_bytes() != b"0" {
+            return true;
+        }
     }
-    parts.version >= http::Version::HTTP_2
-        && !matches!(
-            parts.method,
-            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::DELETE
-        )
+    !body_ended
 }
 
 /// Any `Content-Encoding` other than `identity`.

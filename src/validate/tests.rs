@@ -264,24 +264,25 @@ fn loader_reports_problems_clearly() {
 }
 
 #[test]
-fn has_body_from_the_head() {
+fn has_body_by_the_body_not_the_method() {
     let mut p = parts("POST", "/", None);
     assert!(
-        !has_body(&p),
+        !has_body(&p, true),
         "HTTP/1.1 without framing headers has no body"
     );
     p.headers.insert("content-length", "0".parse().unwrap());
-    assert!(!has_body(&p));
+    assert!(!has_body(&p, true));
     p.headers.insert("content-length", "12".parse().unwrap());
-    assert!(has_body(&p));
+    assert!(has_body(&p, false));
+    assert!(has_body(&p, true), "a declared length counts even so");
     let mut p = parts("POST", "/", None);
     p.headers
         .insert("transfer-encoding", "chunked".parse().unwrap());
-    assert!(has_body(&p));
-    let mut p = parts("POST", "/", None);
-    p.version = http::Version::HTTP_2;
-    assert!(has_body(&p));
-    let mut p = parts("GET", "/", None);
-    p.version = http::Version::HTTP_2;
-    assert!(!has_body(&p));
+    assert!(has_body(&p, false));
+    for method in ["GET", "DELETE", "OPTIONS", "HEAD", "POST"] {
+        let mut p = parts(method, "/", None);
+        p.version = http::Version::HTTP_2;
+        assert!(has_body(&p, false), "h2 {method} with DATA frames");
+        assert!(!has_body(&p, true), "h2 {method} ended with its HEADERS");
+    }
 }

@@ -82,8 +82,12 @@ pub(crate) fn check(body: &[u8], limits: &XmlSettings) -> Result<(), Refusal> {
                 if let Some(enc) = d.encoding() {
                     let enc = enc.map_err(|_| bad("malformed XML declaration"))?;
                     if !enc.eq_ignore_ascii_case(b"utf-8") && !enc.eq_ignore_ascii_case(b"utf8") {
-                        // The bytes are UTF-8 but an upstream would decode them as declared.
-                        return Err(bad("XML declares an encoding other than UTF-8"));
+                        // The bytes are UTF-8 but an upstream would decode them as declared:
+                        // an encoding the check does not read in (415, like a charset).
+                        return Err(Refusal::new(
+                            Code::UnsupportedMediaType,
+                            "XML declares an encoding other than UTF-8",
+                        ));
                     }
                 }
             }
