@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod admin_hardening;
 mod config_check;
 mod controls;
 mod demo;

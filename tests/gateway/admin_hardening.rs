@@ -1,0 +1,188 @@
+//! The admin surface and ops features (docs/security.md, "The admin surface and ops features"):
+//! revocations apply to the admin listener too, URL-signed webhooks are checked against the
+//! configured public URL, `policy suggest` cannot be steered by the callers it describes, and
+//! policies that read `path`/`time` through any spelling see them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::admin::mtls_client;
+use crate::support::*;
+
+#[path = "../../src/state/redis/tests/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
+
+const API: &str = "spiffe://corp.example/ns/payments/sa/api";
+const WEB: &str = "spiffe://corp.example/ns/payments/sa/web";
+
+/// Data listener with mTLS callers on `/payments/`, admin over mTLS for `ns/payments/*`,
+/// and the given extra sections (`[state]`).
+fn payments_admin_config(pki: &Pki, up: &Upstream, extra: &str) -> String {
+    let d = pki.dir.path().display();
+    format!(
+        r#"version = 1
+[listen]
+addr = "127.0.0.1:0"
+{tls}
+[admin]
+addr = "127.0.0.1:0"
+allow = ["spiffe://corp.example/ns/payments/*"]
+[audit]
+sink = "{d}/audit.jsonl"
+[trust."corp.example"]
+x509_bundle = "{d}/ca.pem"
+{extra}
+[credentials.workload-mtls]
+kind = "mtls"
+trust_domains = ["corp.example"]
+[[routes]]
+name = "payments"
+match = {{ path_prefix = "/payments/" }}
+accept = ["workload-mtls"]
+allow = ["spiffe://corp.example/ns/payments/*"]
+[routes.upstream]
+url = "{up}"
+token_header = "none"
+"#,
+        tls = pki.tls_section(),
+        up = up.url()
+    )
+}
+
+fn write_svid(pki: &Pki, name: &str, id: &str) {
+    let svid = pki.ca.svid(id).unwrap();
+    let dir = pki.dir.path();
+    std::fs::write(dir.join(format!("{name}.pem")), &svid.cert_pem).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), &svid.key_pem).unwrap();
+}
+
+async fn status(c: &reqwest::Client, url: String) -> u16 {
+    c.get(url).send().await.unwrap().status().as_u16()
+}
+
+async fn revocation(c: &reqwest::Client, method: reqwest::Method, url: &str, id: &str) -> u16 {
+    c.request(method, url)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"identity":"{id}","reason":"compromised"}}"#))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Finding: a revoked operator kept the admin API and could lift their own revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_operator_loses_the_admin_api() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    write_svid(&pki, "api", API);
+    write_svid(&pki, "web", WEB);
+    let gw = start_in_process(pki.dir.path(), &payments_admin_config(&pki, &up, "")).await;
+    let admin = format!("https://127.0.0.1:{}", gw.admin_addr.port());
+    let data = format!("https://127.0.0.1:{}/payments/x", gw.data_addr.port());
+    let revocations = format!("{admin}/admin/v1/revocations");
+    // One client (and so one kept-alive connection) for `api` across the revocation.
+    let api = mtls_client(&pki, Some("api"));
+    let web = mtls_client(&pki, Some("web"));
+    assert_eq!(status(&api, data.clone()).await, 200);
+    assert_eq!(
+        status(&api, format!("{admin}/admin/v1/inventory")).await,
+        200
+    );
+
+    assert_eq!(
+        revocation(&web, reqwest::Method::POST, &revocations, API).await,
+        201
+    );
+    assert_eq!(status(&api, data.clone()).await, 401, "data plane");
+    for path in [
+        "/admin/v1/revocations",
+        "/admin/v1/inventory",
+        "/admin/v1/migration",
+        "/admin/v1/policy/suggest?route=payments",
+        "/",
+    ] {
+        let r = api.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} on the kept-alive connection");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["type"], "urn:portcullis:invalid-credential", "{path}");
+    }
+    // Lifting its own revocation: refused, and the revocation stands.
+    assert_eq!(
+        revocation(&api, reqwest::Method::DELETE, &revocations, API).await,
+        401
+    );
+    // Another path to the same identity: a freshly issued SVID, on a new connection.
+    write_svid(&pki, "api2", API);
+    let api2 = mtls_client(&pki, Some("api2"));
+    assert_eq!(
+        revocation(&api2, reqwest::Method::DELETE, &revocations, API).await,
+        401
+    );
+    assert_eq!(
+        status(&api2, format!("{admin}/admin/v1/inventory")).await,
+        401
+    );
+    assert_eq!(status(&api2, data.clone()).await, 401);
+    // Probes and metrics stay open (machines read them); other operators keep the API.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(status(&api, format!("{admin}{path}")).await, 200, "{path}");
+    }
+    let list: Value = web
+        .get(&revocations)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.to_string().contains(API), "{list}");
+    // Lifted by someone else, the operator is back.
+    assert_eq!(
+        revocation(&web, reqwest::Method::DELETE, &revocations, API).await,
+        200
+    );
+    assert_eq!(
+        status(&api, format!("{admin}/admin/v1/inventory")).await,
+        200
+    );
+    assert_eq!(status(&api, data).await, 200);
+    gw.stop().await;
+}
+
+/// Without its shared state backend the admin listener cannot vouch for its revocation set:
+/// the ops API and the dashboard answer 503 (like the data plane), probes stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_fails_closed_without_its_state_backend() {
+    let mut redis = RedisServer::start();
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    write_svid(&pki, "web", WEB);
+    let state = format!(
+        "[state]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"admin-test:\"\nflush_every = \"200ms\"\n",
+        redis.url()
+    );
+    let gw = start_in_process(pki.dir.path(), &payments_admin_config(&pki, &up, &state)).await;
+    let admin = format!("https://127.0.0.1:{}", gw.admin_addr.port());
+    let web = mtls_client(&pki, Some("web"));
+    assert_eq!(status(&web, format!("{admin}/")).await, 200);
+    redis.stop();
+    let start = Instant::now();
+    while status(&web, format!("{admin}/readyz")).await != 503 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for path in ["/", "/admin/v1/revocations"] {
+        let r = web.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["type"], "urn:portcullis:directory-unavailable", "{path}");
+    }
+    assert_eq!(status(&web, format!("{admin}/healthz")).await, 200);
+    assert_eq!(status(&web, format!("{admin}/metrics")).await, 200);
+    gw.stop().await;
+}
