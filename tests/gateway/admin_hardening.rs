@@ -298,3 +298,234 @@ forbid (principal, action == Action::"POST", resource) when {{ context["t\u{{69}
     );
     gw.stop().await;
 }
+
+const TWILIO_TOKEN: &str = "twilio-auth-token-0123456789abcdef";
+const PUBLIC_URL: &str = "https://sms.corp.example/twilio/sms";
+
+/// Twilio's signature: base64 HMAC-SHA1 of the URL followed by the form parameters sorted by
+/// name, each as name then value.
+fn twilio_sig(url: &str, params: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    for (k, v) in sorted {
+        mac.update(k.as_bytes());
+        mac.update(v.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A gateway with a Twilio credential (`cred_extra` added to it) on a POST route `/twilio/`
+/// (`match_extra` added to its matcher).
+fn twilio_config(
+    dir: &std::path::Path,
+    up: &Upstream,
+    cred_extra: &str,
+    match_extra: &str,
+) -> String {
+    std::fs::write(dir.join("twilio-token"), format!("{TWILIO_TOKEN}\n")).unwrap();
+    let routes = format!(
+        r#"[credentials.sms]
+kind = "webhook"
+adapter = "twilio"
+secrets_file = "{d}/twilio-token"
+identity = "spiffe://corp.example/external/twilio"
+{cred_extra}
+[[routes]]
+name = "sms"
+match = {{ path_prefix = "/twilio/", methods = ["POST"]{match_extra} }}
+accept = ["sms"]
+allow = ["spiffe://corp.example/external/twilio"]
+[routes.upstream]
+url = "{up}"
+token_header = "none"
+"#,
+        d = dir.display(),
+        up = up.url()
+    );
+    base_config(dir, "", "", &routes)
+}
+
+/// Post a form delivery to `path` with `Host: host`, signed for `signed_for`.
+async fn deliver(
+    gw: &portcullis::server::Running,
+    host: &str,
+    path: &str,
+    signed_for: &str,
+    body: &[(&str, &str)],
+) -> u16 {
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(body.iter())
+        .finish();
+    reqwest::Client::new()
+        .post(format!("http://{}{path}", gw.data_addr))
+        .header("host", host)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", twilio_sig(signed_for, body))
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Finding: Twilio's signed URL was rebuilt from the attacker's `Host`, so a delivery signed for
+/// another application of the same Twilio account was accepted. With `public_url`, the URL is
+/// the configured one, whatever the request says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_deliveries_are_checked_against_the_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let up = Upstream::start().await;
+    let toml = twilio_config(d, &up, &format!("public_url = \"{PUBLIC_URL}\""), "");
+    let gw = start_in_process(d, &toml).await;
+    let msg = |n: &'static str| [("From", "+15550001"), ("Body", n)];
+    let other = "https://other-app.example/twilio/sms";
+    // Signed for another app of the same account, sent with its Host: refused.
+    assert_eq!(
+        deliver(&gw, "other-app.example", "/twilio/sms", other, &msg("a")).await,
+        401
+    );
+    // The same, with our Host, or with a Host naming no one.
+    assert_eq!(
+        deliver(&gw, "sms.corp.example", "/twilio/sms", other, &msg("a")).await,
+        401
+    );
+    assert_eq!(
+        deliver(&gw, "127.0.0.1", "/twilio/sms", other, &msg("a")).await,
+        401
+    );
+    // Other spellings of our URL than the configured one: scheme, port, path, case.
+    for wrong in [
+        "http://sms.corp.example/twilio/sms",
+        "https://sms.corp.example:443/twilio/sms",
+        "https://sms.corp.example/twilio/sms/",
+        "https://SMS.corp.example/twilio/sms",
+    ] {
+        assert_eq!(
+            deliver(&gw, "sms.corp.example", "/twilio/sms", wrong, &msg("b")).await,
+            401,
+            "{wrong}"
+        );
+    }
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+    // Signed for the configured URL: accepted whatever Host the load balancer passes on, once.
+    assert_eq!(
+        deliver(&gw, "127.0.0.1", "/twilio/sms", PUBLIC_URL, &msg("c")).await,
+        200
+    );
+    assert_eq!(
+        deliver(
+            &gw,
+            "sms.corp.example",
+            "/twilio/sms",
+            PUBLIC_URL,
+            &msg("c")
+        )
+        .await,
+        401,
+        "replay"
+    );
+    // The query string Twilio called with is part of the signed URL.
+    let with_query = format!("{PUBLIC_URL}?tenant=acme");
+    assert_eq!(
+        deliver(
+            &gw,
+            "x.example",
+            "/twilio/sms?tenant=acme",
+            &with_query,
+            &msg("d")
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        deliver(
+            &gw,
+            "x.example",
+            "/twilio/sms?tenant=evil",
+            &with_query,
+            &msg("e")
+        )
+        .await,
+        401
+    );
+    assert_eq!(up.count(), 2);
+    gw.stop().await;
+}
+
+/// Without `public_url`, a route accepting a URL-signed webhook must pin the host (exact match),
+/// so the Host the URL is rebuilt from is the one the provider called; `check` warns either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_signed_webhook_routes_need_a_host_or_a_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let up = Upstream::start().await;
+    let path = d.join("portcullis.toml");
+    for match_extra in ["", ", host = \"*.corp.example\""] {
+        std::fs::write(&path, twilio_config(d, &up, "", match_extra)).unwrap();
+        let err = portcullis::config::load(&path).err().map(|e| e.to_string());
+        let err =
+            err.unwrap_or_else(|| panic!("accepted a Twilio route without host ({match_extra:?})"));
+        assert!(
+            err.contains("routes[0]") && err.contains("public_url"),
+            "{err}"
+        );
+    }
+    // A public_url only makes sense for adapters that sign the URL.
+    let stripe = twilio_config(d, &up, "public_url = \"https://sms.corp.example/x\"", "")
+        .replace("adapter = \"twilio\"", "adapter = \"stripe\"");
+    std::fs::write(&path, stripe).unwrap();
+    let err = portcullis::config::load(&path)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("credentials.sms.public_url"), "{err}");
+    for bad in [
+        "sms.corp.example/twilio",
+        "https://sms.corp.example/t?x=1",
+        "https://u@sms.corp.example/t",
+        "ftp://sms.corp.example/t",
+    ] {
+        std::fs::write(
+            &path,
+            twilio_config(d, &up, &format!("public_url = \"{bad}\""), ""),
+        )
+        .unwrap();
+        let err = portcullis::config::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("credentials.sms.public_url"), "{bad}: {err}");
+    }
+
+    let toml = twilio_config(d, &up, "", ", host = \"sms.corp.example\"");
+    std::fs::write(&path, &toml).unwrap();
+    let cfg = portcullis::config::load(&path).unwrap();
+    assert!(
+        cfg.warnings.iter().any(|w| w.contains("public_url")),
+        "{:?}",
+        cfg.warnings
+    );
+    let gw = start_in_process(d, &toml).await;
+    let msg = [("From", "+15550001"), ("Body", "hi")];
+    let other = "http://other-app.example/twilio/sms";
+    assert_eq!(
+        deliver(&gw, "other-app.example", "/twilio/sms", other, &msg).await,
+        404
+    );
+    let ours = "http://sms.corp.example/twilio/sms";
+    assert_eq!(
+        deliver(&gw, "sms.corp.example", "/twilio/sms", other, &msg).await,
+        401
+    );
+    assert_eq!(
+        deliver(&gw, "sms.corp.example", "/twilio/sms", ours, &msg).await,
+        200
+    );
+    gw.stop().await;
+}
