@@ -529,3 +529,163 @@ async fn url_signed_webhook_routes_need_a_host_or_a_public_url() {
     );
     gw.stop().await;
 }
+
+const OTHER_KEY: &str = "pcs_admin_hardening_other_0123456789abcd";
+const OTHER: &str = "spiffe://corp.example/partner/other";
+
+/// A plain-HTTP gateway keeping state in `dir` (flushed often), API keys for `PARTNER` and
+/// `OTHER`, and a route `partners` on `/partners/` with `rules`.
+async fn partners_gateway(
+    dir: &std::path::Path,
+    up: &Upstream,
+    rules: &str,
+) -> portcullis::server::Running {
+    write_api_keys(
+        dir,
+        &[
+            ("partner-acme", PARTNER, KEY),
+            ("partner-other", OTHER, OTHER_KEY),
+        ],
+    );
+    let routes = format!(
+        r#"[state]
+path = "{d}/state.db"
+flush_every = "100ms"
+[credentials.partner-keys]
+kind = "api-key"
+keys_file = "{d}/keys.toml"
+[[routes]]
+name = "partners"
+match = {{ path_prefix = "/partners/" }}
+accept = ["partner-keys"]
+dangerous_allow_plaintext_credentials = true
+{rules}
+[routes.upstream]
+url = "{up}"
+token_header = "none"
+"#,
+        d = dir.display(),
+        up = up.url()
+    );
+    start_in_process(dir, &base_config(dir, "", "", &routes)).await
+}
+
+/// Finding: `policy suggest` could be steered by the caller it describes: a literal `*` path
+/// segment became a wildcard, requests the upstream answered 404 counted as allowed traffic, and
+/// one caller could fill the route's recorded rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_suggestion_cannot_be_steered_by_its_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let up = Upstream::start().await;
+    let gw = partners_gateway(d, &up, "allow = [\"spiffe://corp.example/partner/*\"]").await;
+    let c = reqwest::Client::new();
+    let send = |m: &str, p: &str, key: &str| {
+        c.request(m.parse().unwrap(), format!("http://{}{p}", gw.data_addr))
+            .header("x-api-key", key)
+            .send()
+    };
+    let ok = [
+        ("GET", "/partners/orders"),
+        ("GET", "/partners/orders/42"),
+        ("POST", "/partners/orders"),
+    ];
+    for (m, p) in ok {
+        assert_eq!(send(m, p, KEY).await.unwrap().status(), 200, "{m} {p}");
+    }
+    assert_eq!(
+        send("GET", "/partners/orders", OTHER_KEY)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The steering: a literal `*` (answered), and identifier-like paths the upstream refused.
+    for (m, p, want) in [
+        ("DELETE", "/partners/*", 200),
+        ("PUT", "/partners/*/x", 200),
+        ("PUT", "/partners/12345?status=404", 404),
+        ("DELETE", "/partners/12345?status=405", 405),
+        ("PATCH", "/partners/12345?status=500", 500),
+        // `%2A` is not decoded by normalization: a literal segment, which stays literal.
+        ("DELETE", "/partners/%2A", 200),
+    ] {
+        assert_eq!(send(m, p, KEY).await.unwrap().status(), want, "{m} {p}");
+    }
+    // One caller walking many distinct operations gets at most its share of the rows.
+    let cap = portcullis::state::MAX_ACCESS_ROWS_PER_IDENTITY;
+    for i in 0..cap + 20 {
+        let p = format!("/partners/walk{i}x");
+        assert_eq!(send("GET", &p, KEY).await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        send("GET", "/partners/late", OTHER_KEY)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let admin = format!(
+        "http://{}/admin/v1/policy/suggest?route=partners",
+        gw.admin_addr
+    );
+    let start = Instant::now();
+    let policy = loop {
+        let v: Value = reqwest::get(&admin).await.unwrap().json().await.unwrap();
+        let p = v["policy"].as_str().unwrap().to_owned();
+        if p.contains("/partners/late") {
+            break p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let walked = policy.matches("/partners/walk").count();
+    assert!(
+        walked < cap,
+        "{walked} walked rows of a {cap}-row share:\n{policy}"
+    );
+    // The one DELETE answered on a literal segment stays that literal.
+    assert_eq!(policy.matches("DELETE").count(), 1, "{policy}");
+    assert!(
+        policy.contains(r#"resource.path == "/partners/%2A""#),
+        "{policy}"
+    );
+    assert!(!policy.contains("PUT"), "{policy}");
+    assert!(!policy.contains("PATCH"), "{policy}");
+    gw.stop().await;
+
+    // The suggestion as the route's policy: what was answered is allowed, nothing else.
+    let dir2 = tempfile::tempdir().unwrap();
+    let d2 = dir2.path();
+    std::fs::write(d2.join("suggested.cedar"), &policy).unwrap();
+    let gw = partners_gateway(
+        d2,
+        &up,
+        &format!("policy = \"{}\"", d2.join("suggested.cedar").display()),
+    )
+    .await;
+    let send = |m: &str, p: &str, key: &str| {
+        c.request(m.parse().unwrap(), format!("http://{}{p}", gw.data_addr))
+            .header("x-api-key", key)
+            .send()
+    };
+    // Including the walker's first rows: long suggestions are split into evaluable permits.
+    for (m, p) in ok
+        .into_iter()
+        .chain([("DELETE", "/partners/%2A"), ("GET", "/partners/walk0x")])
+    {
+        assert_eq!(send(m, p, KEY).await.unwrap().status(), 200, "{m} {p}");
+    }
+    for (m, p) in [
+        ("DELETE", "/partners/victim"),
+        ("DELETE", "/partners/*"),
+        ("PUT", "/partners/victim/x"),
+        ("PUT", "/partners/12345"),
+        ("DELETE", "/partners/12345"),
+        ("PATCH", "/partners/12345"),
+    ] {
+        assert_eq!(send(m, p, KEY).await.unwrap().status(), 403, "{m} {p}");
+    }
+    gw.stop().await;
+}
