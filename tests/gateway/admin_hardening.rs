@@ -10,9 +10,7 @@ use serde_json::Value;
 use crate::admin::mtls_client;
 use crate::support::*;
 
-#[path = "../../src/state/redis/tests/redis_server.rs"]
-mod redis_server;
-use redis_server::RedisServer;
+use crate::shared_state::redis_server::RedisServer;
 
 const API: &str = "spiffe://corp.example/ns/payments/sa/api";
 const WEB: &str = "spiffe://corp.example/ns/payments/sa/web";
