@@ -144,6 +144,23 @@ impl Ops {
         }
     }
 
+    /// The data plane's revocation check for an operator on the mTLS admin listener, by SPIFFE
+    /// ID (the only revocation target an admin client certificate has), on every request: a
+    /// revocation ends kept-alive admin connections too. Fails closed (503) while a shared state
+    /// backend cannot vouch for the revocation set, exactly like the data plane.
+    fn admit_operator(&self, identity: &str) -> Result<(), Refusal> {
+        let operator = crate::authn::Credential {
+            name: Arc::from("admin"),
+            kind: crate::authn::Kind::Mtls,
+            identity: identity.to_owned(),
+            principal: None,
+            groups: Vec::new(),
+            jti: None,
+            lineage: None,
+        };
+        crate::pipeline::admit(&*self.state, &operator)
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         use crate::ops::migration as m;
         let now = self.clock.now();
@@ -337,6 +354,18 @@ impl Admin {
                         Code::Forbidden,
                         "the admin API needs a client certificate whose SPIFFE ID is listed in [admin] allow",
                     );
+                }
+                // A revoked operator must not keep the ops API (nor lift their own revocation).
+                if let (Some(id), Some(ops)) = (peer, &self.ops) {
+                    if let Err(refusal) = ops.admit_operator(id) {
+                        tracing::info!(
+                            peer = id,
+                            path,
+                            code = refusal.code.as_str(),
+                            "admin request refused"
+                        );
+                        return refused(refusal);
+                    }
                 }
             }
             if let Err(refusal) = guard::check(&req, local) {

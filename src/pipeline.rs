@@ -344,11 +344,16 @@ impl Gateway {
             &trace.request_id,
             outgoing,
         )?;
-        // Known to be forwarded: note who was let in for `policy suggest` (in `observe`, only
-        // what the policy would have allowed).
-        if let (Some(c), false) = (
+        let resp = self
+            .forward(&route, upstream_req, tripped, in_flight, trace)
+            .await?;
+        // Forwarded and answered 2xx/3xx: note who was let in for `policy suggest` (in
+        // `observe`, only what the policy would have allowed). A 4xx/5xx is not access the
+        // caller needs: counted, it would let a caller write its own suggestion.
+        if let (Some(c), false, true) = (
             permit.caller().credential(),
             observing && trace.decision == Decision::ShadowDeny,
+            resp.status().is_success() || resp.status().is_redirection(),
         ) {
             let access = crate::state::Access::of(
                 route.name(),
@@ -357,10 +362,11 @@ impl Gateway {
                 &routed.policy_path,
                 now,
             );
-            self.state.record_access(&access);
+            if let Some(access) = access {
+                self.state.record_access(&access);
+            }
         }
-        self.forward(&route, upstream_req, tripped, in_flight, trace)
-            .await
+        Ok(resp)
     }
 
     /// Rate and concurrency limits, then request validation (buffering the body when it must be

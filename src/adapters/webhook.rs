@@ -120,6 +120,12 @@ impl WebhookAdapter {
     pub fn id_is_signed(&self) -> bool {
         self.signed.contains(&SignedPart::Id)
     }
+
+    /// Whether the URL the provider called is signed (Twilio): then it must be known exactly,
+    /// from the credential's `public_url` or a route pinned to one host.
+    pub fn signs_url(&self) -> bool {
+        self.signed.contains(&SignedPart::Url)
+    }
 }
 
 // === raw shape ===

@@ -116,6 +116,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
                 secrets,
                 identity,
                 tolerance,
+                public_url,
             } => {
                 let text = secrets
                     .read()
@@ -124,12 +125,15 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
                 let verifier =
                     super::webhook::WebhookVerifier::new(adapter.clone(), secrets, *tolerance)
                         .with_context(|| format!("credential {name}"))?;
-                Arc::new(WebhookAuthenticator::new(
-                    name.clone(),
-                    identity.clone(),
-                    verifier,
-                    replay.clone(),
-                ))
+                Arc::new(
+                    WebhookAuthenticator::new(
+                        name.clone(),
+                        identity.clone(),
+                        verifier,
+                        replay.clone(),
+                    )
+                    .with_public_url(public_url.clone()),
+                )
             }
             CredentialSpec::ApiKey(spec) => {
                 let store = Arc::new(

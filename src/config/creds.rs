@@ -99,6 +99,8 @@ pub enum CredentialSpec {
         secrets: SecretSource,
         identity: String,
         tolerance: Option<Duration>,
+        /// The URL the provider calls (`scheme://host[:port]/path`), for adapters that sign it.
+        public_url: Option<String>,
     },
     ApiKey(ApiKeySpec),
     Ldap(Box<LdapSpec>),
@@ -425,12 +427,76 @@ fn webhook(
     }
     spiffe_id(c, &format!("{key}.identity"), &w.identity);
     let tolerance = duration_opt(c, &format!("{key}.tolerance"), w.tolerance.as_ref());
+    if let Some(u) = &w.public_url {
+        public_url(c, &format!("{key}.public_url"), u, adapter.as_deref());
+    }
     Some(CredentialSpec::Webhook {
         adapter: adapter?,
         secrets: secrets?,
         identity: w.identity,
         tolerance,
+        public_url: w.public_url,
     })
+}
+
+/// A webhook's `public_url`: an absolute http(s) URL with a host, without user info, query or
+/// fragment (the query is the one each delivery arrives with), for an adapter that signs the URL.
+fn public_url(c: &mut Collector<'_>, key: &str, u: &str, adapter: Option<&WebhookAdapter>) {
+    let ok = (u.starts_with("https://") || u.starts_with("http://"))
+        && !u.contains(['?', '#'])
+        && u.parse::<http::Uri>().is_ok_and(|p| {
+            p.authority()
+                .is_some_and(|a| !a.as_str().contains('@') && !a.host().is_empty())
+        });
+    if !ok {
+        c.push(
+            key,
+            format!("{u:?}: expected the http(s) URL the provider calls, without query"),
+        );
+    }
+    if adapter.is_some_and(|a| !a.signs_url()) {
+        c.push(key, "this adapter does not sign the URL: remove public_url");
+    }
+}
+
+/// Route `route` (at `key`) accepts `cr` as its `i`th credential. A webhook whose adapter signs
+/// the URL but that has no `public_url` has its URL rebuilt from the request's `Host`, which the
+/// caller chooses: a delivery signed for another application of the same provider account would
+/// verify. Only a route pinned to one exact host makes that Host the provider's: refused
+/// otherwise, and a warning even then.
+pub(super) fn url_signed_webhook(
+    c: &mut Collector<'_>,
+    warnings: &mut Vec<String>,
+    (key, route, i): (&str, &str, usize),
+    cr: &CredentialConfig,
+    host: Option<&super::HostMatch>,
+) {
+    let CredentialSpec::Webhook {
+        adapter,
+        public_url: None,
+        ..
+    } = &cr.spec
+    else {
+        return;
+    };
+    if !adapter.signs_url() {
+        return;
+    }
+    let name = &cr.name;
+    if matches!(host, Some(super::HostMatch::Exact(_))) {
+        warnings.push(format!(
+            "route {route}: credential {name} ({}) signs the URL, which is rebuilt from the request's Host; set credentials.{name}.public_url",
+            adapter.name()
+        ));
+    } else {
+        c.push(
+            format!("{key}.accept[{i}]"),
+            format!(
+                "credential {name} ({}) signs the URL: set credentials.{name}.public_url, or match.host to the one host the provider calls",
+                adapter.name()
+            ),
+        );
+    }
 }
 
 fn api_key(

@@ -257,6 +257,8 @@ pub struct WebhookCred {
     pub secrets_env: Option<String>,
     pub identity: String,
     pub tolerance: Option<String>,
+    /// The URL the provider calls, for adapters that sign it (Twilio).
+    pub public_url: Option<String>,
 }
 
 /// `kind = "api-key"`

@@ -699,6 +699,7 @@ fn route(
                 if accept.iter().any(|a| **a == **n) {
                     c.push(format!("{key}.accept[{i}]"), "listed twice");
                 }
+                creds::url_signed_webhook(c, warnings, (key, &r.name, i), cr, host.as_ref());
                 if matches!(cr.kind(), Kind::Ldap | Kind::ApiKey) {
                     legacy_plain = true;
                 }

@@ -140,10 +140,10 @@ mod tests {
         let now = Date::parse("2026-12-10").unwrap().midnight() + Duration::from_secs(3600);
         let id = "spiffe://corp.example/ns/payments/sa/api";
         for p in ["/cics/pay/1", "/cics/pay/2"] {
-            store.record_access(&Access::of("cics", id, "GET", p, now));
+            store.record_access(&Access::of("cics", id, "GET", p, now).unwrap());
         }
         let old = now - Duration::from_secs(30 * 86_400);
-        store.record_access(&Access::of("cics", "spiffe://x/old", "GET", "/cics", old));
+        store.record_access(&Access::of("cics", "spiffe://x/old", "GET", "/cics", old).unwrap());
         let v = suggest_json(&store, &["cics"], Some("route=cics"), now)
             .await
             .unwrap();

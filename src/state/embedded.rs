@@ -16,7 +16,7 @@ use super::pending::Pending;
 use super::revocations::RevocationSet;
 use super::{
     kind_from_str, Access, AccessRow, InventoryEntry, Revocation, StateError, StateStore, Target,
-    Usage, UsageRow, MAX_ACCESS_ROWS_PER_ROUTE,
+    Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
 };
 use crate::migration::date::{Date, Timestamp};
 
@@ -209,8 +209,10 @@ impl EmbeddedStore {
             tracing::warn!(
                 route,
                 cap = MAX_ACCESS_ROWS_PER_ROUTE,
-                "observed-access rows for policy suggestion reached the per-route cap; new \
-                 (identity, method, path) combinations are no longer recorded (logged once)"
+                per_identity = MAX_ACCESS_ROWS_PER_IDENTITY,
+                "observed-access rows for policy suggestion reached the per-route cap or a \
+                 caller's share of it; new (identity, method, path) combinations are not \
+                 recorded (logged once)"
             );
         }
     }
@@ -295,7 +297,8 @@ fn write_pending(c: &mut Connection, p: &Pending) -> Result<Option<String>, Stat
 
 /// Add the pending access rows, keeping at most [`MAX_ACCESS_ROWS_PER_ROUTE`] per route in the
 /// file: a new row is inserted only while its route is below the cap (counted once per route per
-/// flush, then tracked as rows go in).
+/// flush, then tracked as rows go in) and its identity below [`MAX_ACCESS_ROWS_PER_IDENTITY`] on
+/// that route (counted when a new row would go in: rare, as rows are templates).
 fn write_access(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<Option<String>, StateError> {
     let mut rows = p.access_rows();
     if rows.is_empty() {
@@ -304,6 +307,9 @@ fn write_access(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<Option<St
     rows.sort_by(|a, b| a.route.cmp(&b.route));
     let mut count_rows = tx
         .prepare_cached("SELECT count(*) FROM access WHERE route = ?1")
+        .map_err(db_err)?;
+    let mut count_identity = tx
+        .prepare_cached("SELECT count(*) FROM access WHERE route = ?1 AND identity = ?2")
         .map_err(db_err)?;
     let mut update = tx
         .prepare_cached(
@@ -341,7 +347,11 @@ fn write_access(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<Option<St
         ];
         let mut n = stored;
         if update.execute(values).map_err(db_err)? == 0 {
-            if stored < MAX_ACCESS_ROWS_PER_ROUTE {
+            let mine: i64 = count_identity
+                .query_row([&r.route, &r.identity], |row| row.get(0))
+                .map_err(db_err)?;
+            let mine = usize::try_from(mine).unwrap_or(usize::MAX);
+            if stored < MAX_ACCESS_ROWS_PER_ROUTE && mine < MAX_ACCESS_ROWS_PER_IDENTITY {
                 insert.execute(values).map_err(db_err)?;
                 n = stored.saturating_add(1);
             } else {

@@ -90,20 +90,29 @@ pub struct Access<'a> {
 impl<'a> Access<'a> {
     /// The access of `identity` to `method path` on `route`; `path` is the normalized request
     /// path (no query), templated here with the rule of [`crate::authz::policy::suggest`].
+    ///
+    /// `None` for a path with a literal `*` segment: stored templates use `*` for "any one
+    /// segment", so recording it would let a caller widen its own suggested access to every
+    /// object. Such a request is not recorded (the suggestion then lacks it: less access, never
+    /// more).
     pub fn of(
         route: &'a str,
         identity: &'a str,
         method: &'a str,
         path: &'a str,
         at: SystemTime,
-    ) -> Self {
-        Access {
+    ) -> Option<Self> {
+        use crate::authz::policy::suggest::{template_path, PLACEHOLDER};
+        if path.split('/').any(|s| s == PLACEHOLDER) {
+            return None;
+        }
+        Some(Access {
             at,
             route,
             identity,
             method,
-            path: crate::authz::policy::suggest::template_path(path),
-        }
+            path: template_path(path),
+        })
     }
 }
 
@@ -111,6 +120,12 @@ impl<'a> Access<'a> {
 /// real traffic produces; reached only by a caller walking odd paths, whose new rows are then
 /// dropped (logged once) rather than growing memory and the state file without bound.
 pub const MAX_ACCESS_ROWS_PER_ROUTE: usize = 10_000;
+
+/// Distinct (method, path template) rows kept per identity on one route: each caller's share of
+/// [`MAX_ACCESS_ROWS_PER_ROUTE`], so no caller can crowd the others out of `policy suggest` (or
+/// fill the route with its own walk). Far above the operations one caller really uses; beyond
+/// it that caller's new rows are dropped, so the suggestion only ever errs towards less access.
+pub const MAX_ACCESS_ROWS_PER_IDENTITY: usize = 100;
 
 /// Allowed requests of one identity with one method on one path template of a route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

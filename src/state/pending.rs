@@ -5,7 +5,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
-use super::{Access, AccessRow, InventoryEntry, Usage, UsageRow, MAX_ACCESS_ROWS_PER_ROUTE};
+use super::{
+    Access, AccessRow, InventoryEntry, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY,
+    MAX_ACCESS_ROWS_PER_ROUTE,
+};
 use crate::authn::Kind;
 use crate::migration::date::{Date, Timestamp};
 
@@ -74,7 +77,10 @@ impl Pending {
     }
 
     /// Note one allowed access. `false` when it was dropped: a new row on a route already
-    /// holding [`MAX_ACCESS_ROWS_PER_ROUTE`] in this flush interval.
+    /// holding [`MAX_ACCESS_ROWS_PER_ROUTE`], or of an identity already holding
+    /// [`MAX_ACCESS_ROWS_PER_IDENTITY`] on it, in this flush interval (so one caller cannot crowd
+    /// the others out of memory either; a caller beyond its share may lose its own counts for
+    /// the interval).
     pub(crate) fn record_access(&mut self, a: &Access<'_>) -> bool {
         let at = Timestamp::of(a.at);
         self.add_access(a.route, a.identity, a.method, &a.path, (at, at, 1))
@@ -100,7 +106,11 @@ impl Pending {
             seen.add(first, last, count);
             return true;
         }
-        if r.rows >= MAX_ACCESS_ROWS_PER_ROUTE {
+        let mine: usize = r
+            .by_identity
+            .get(identity)
+            .map_or(0, |m| m.values().map(HashMap::len).sum());
+        if r.rows >= MAX_ACCESS_ROWS_PER_ROUTE || mine >= MAX_ACCESS_ROWS_PER_IDENTITY {
             return false;
         }
         r.rows += 1;

@@ -46,7 +46,7 @@ use super::pending::Pending;
 use super::revocations::RevocationSet;
 use super::{
     kind_from_str, Access, AccessRow, InventoryEntry, Revocation, StateError, StateStore, Target,
-    Usage, UsageRow, MAX_ACCESS_ROWS_PER_ROUTE,
+    Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
 };
 use crate::authn::webhook::replay::{ReplayGuard, StoreError};
 use crate::migration::date::{Date, Timestamp};
@@ -355,6 +355,8 @@ impl Record<'_> {
                     a.last_seen.0.to_string(),
                     a.count.to_string(),
                     MAX_ACCESS_ROWS_PER_ROUTE.to_string(),
+                    a.identity.clone(),
+                    MAX_ACCESS_ROWS_PER_IDENTITY.to_string(),
                 ]);
             }
         }
@@ -426,12 +428,20 @@ while i <= n do
     end
     i = i + 11 + nroutes
   elseif tag == 'a' then
-    -- route, field ([identity, method, path] as JSON), first, last, count, cap on rows per route
+    -- route, field ([identity, method, path] as JSON), first, last, count, cap on rows per route,
+    -- identity, cap on rows per identity on the route (counted in access:ids:<route>)
     local kc = p .. 'access:count:' .. ARGV[i + 1]
     local kf = p .. 'access:first:' .. ARGV[i + 1]
     local kl = p .. 'access:last:' .. ARGV[i + 1]
+    local ki = p .. 'access:ids:' .. ARGV[i + 1]
     local field = ARGV[i + 2]
-    if redis.call('HEXISTS', kc, field) == 1 or redis.call('HLEN', kc) < tonumber(ARGV[i + 6]) then
+    local known = redis.call('HEXISTS', kc, field) == 1
+    local room = (not known) and redis.call('HLEN', kc) < tonumber(ARGV[i + 6])
+      and (tonumber(redis.call('HGET', ki, ARGV[i + 7])) or 0) < tonumber(ARGV[i + 8])
+    if room then
+      redis.call('HINCRBY', ki, ARGV[i + 7], 1)
+    end
+    if known or room then
       redis.call('HINCRBY', kc, field, ARGV[i + 5])
       local f = tonumber(redis.call('HGET', kf, field))
       if f == nil or tonumber(ARGV[i + 3]) < f then
@@ -442,7 +452,7 @@ while i <= n do
         redis.call('HSET', kl, field, ARGV[i + 4])
       end
     end
-    i = i + 7
+    i = i + 9
   else
     return redis.error_reply('portcullis flush: unknown record ' .. tostring(tag))
   end
@@ -954,8 +964,10 @@ impl StateStore for RedisStore {
             tracing::warn!(
                 route = access.route,
                 cap = MAX_ACCESS_ROWS_PER_ROUTE,
-                "observed-access rows for policy suggestion reached the per-route cap in this \
-                 replica's memory; new combinations are not recorded (logged once)"
+                per_identity = MAX_ACCESS_ROWS_PER_IDENTITY,
+                "observed-access rows for policy suggestion reached the per-route cap or a \
+                 caller's share of it in this replica's memory; new combinations are not \
+                 recorded (logged once)"
             );
         }
     }

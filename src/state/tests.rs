@@ -327,7 +327,7 @@ fn targets_parse_strictly() {
 }
 
 fn access<'a>(route: &'a str, id: &'a str, m: &'a str, p: &'a str, t: SystemTime) -> Access<'a> {
-    Access::of(route, id, m, p, t)
+    Access::of(route, id, m, p, t).unwrap()
 }
 
 #[tokio::test]
@@ -429,8 +429,13 @@ async fn access_rows_are_capped_per_route_and_survive_a_failed_flush() {
     let paths: Vec<String> = (0..MAX_ACCESS_ROWS_PER_ROUTE + 5)
         .map(|i| format!("/walk/x{i}"))
         .collect();
-    for p in &paths {
-        store.record_access(&access("walk", id, "GET", p, t));
+    // Many callers (each within its share) fill the route.
+    let walkers: Vec<String> = (0..paths.len() / MAX_ACCESS_ROWS_PER_IDENTITY + 1)
+        .map(|i| format!("{id}/{i}"))
+        .collect();
+    let walker = |i: usize| walkers[i / MAX_ACCESS_ROWS_PER_IDENTITY].as_str();
+    for (i, p) in paths.iter().enumerate() {
+        store.record_access(&access("walk", walker(i), "GET", p, t));
     }
     store.record_access(&access("calm", id, "GET", "/calm", t));
     // A failed flush puts everything back.
@@ -447,7 +452,7 @@ async fn access_rows_are_capped_per_route_and_survive_a_failed_flush() {
     // Next interval: new rows still refused on the full route, known rows still counted, other
     // routes unaffected.
     store.record_access(&access("walk", id, "GET", "/walk/new-one", t));
-    store.record_access(&access("walk", id, "GET", &paths[0], t));
+    store.record_access(&access("walk", walker(0), "GET", &paths[0], t));
     store.record_access(&access("calm", id, "POST", "/calm", t));
     store.flush().await.unwrap();
     assert_eq!(rows(&path, "access"), cap + 2);
@@ -458,4 +463,65 @@ async fn access_rows_are_capped_per_route_and_survive_a_failed_flush() {
     assert_eq!(walk.len(), MAX_ACCESS_ROWS_PER_ROUTE);
     assert!(!walk.iter().any(|r| r.path == "/walk/new-one"));
     assert_eq!(walk.iter().map(|r| r.count).max(), Some(2));
+}
+
+/// One caller gets at most its share of a route's rows, in memory and in the file, across
+/// flushes; the other callers keep theirs.
+#[tokio::test]
+async fn access_rows_are_capped_per_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = EmbeddedStore::open(&path).await.unwrap();
+    let (walker, calm) = ("spiffe://corp.example/walker", "spiffe://corp.example/calm");
+    let t = at("2026-12-02", 0);
+    let cap = MAX_ACCESS_ROWS_PER_IDENTITY;
+    // Over two flush intervals: the file's count is what limits the second.
+    for i in 0..cap / 2 {
+        store.record_access(&access("r", walker, "GET", &format!("/r/a{i}x"), t));
+    }
+    store.flush().await.unwrap();
+    store.record_access(&access("r", walker, "GET", "/r/a0x", t));
+    for i in 0..cap {
+        store.record_access(&access("r", walker, "GET", &format!("/r/b{i}x"), t));
+    }
+    store.record_access(&access("r", calm, "GET", "/r/calm", t));
+    store.record_access(&access("other", walker, "GET", "/other", t));
+    store.flush().await.unwrap();
+    let rows = store
+        .access("r", Date::parse("2026-12-01").unwrap())
+        .await
+        .unwrap();
+    let mine: Vec<_> = rows.iter().filter(|r| r.identity == walker).collect();
+    assert_eq!(mine.len(), cap);
+    assert_eq!(
+        mine.iter().find(|r| r.path == "/r/a0x").map(|r| r.count),
+        Some(2),
+        "known rows still count"
+    );
+    assert!(rows.iter().any(|r| r.identity == calm));
+    let other = store
+        .access("other", Date::parse("2026-12-01").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1, "the share is per route");
+}
+
+/// A literal `*` segment is not recorded: stored templates use `*` for any one segment.
+#[test]
+fn literal_star_segments_are_not_recorded() {
+    let t = at("2026-12-02", 0);
+    for p in ["/partners/*", "/partners/*/x", "/*"] {
+        assert!(
+            Access::of("r", "spiffe://x/y", "DELETE", p, t).is_none(),
+            "{p}"
+        );
+    }
+    for (p, stored) in [
+        ("/partners/a*b", "/partners/a*b"),
+        ("/partners/%2A", "/partners/%2A"),
+        ("/partners/12345", "/partners/*"),
+    ] {
+        let a = Access::of("r", "spiffe://x/y", "DELETE", p, t).unwrap();
+        assert_eq!(a.path, stored);
+    }
 }

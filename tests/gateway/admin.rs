@@ -98,7 +98,7 @@ x509_bundle = "{d}/ca.pem"
 
 /// A client trusting the test CA, presenting `{who}.pem`/`{who}.key` from the PKI dir when given;
 /// it records the server's certificate (`reqwest::tls::TlsInfo`).
-fn mtls_client(pki: &Pki, who: Option<&str>) -> reqwest::Client {
+pub(crate) fn mtls_client(pki: &Pki, who: Option<&str>) -> reqwest::Client {
     let dir = pki.dir.path();
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pki.ca.cert_pem().as_bytes()) {

@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod admin_hardening;
 mod bodies;
 mod canonical;
 mod config_check;

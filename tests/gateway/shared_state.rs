@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::support::*;
 
 #[path = "../../src/state/redis/tests/redis_server.rs"]
-mod redis_server;
+pub(crate) mod redis_server;
 use redis_server::RedisServer;
 
 const KEY: &str = "pcs_shared_state_test_key_0123456789abcdef";

@@ -47,6 +47,9 @@ pub struct WebhookAuthenticator {
     identity: String,
     verifier: WebhookVerifier,
     replay: Arc<dyn ReplayGuard>,
+    /// `public_url`: the URL the provider calls, used instead of the request's for URL-signing
+    /// adapters (the request's Host is the caller's choice).
+    public_url: Option<String>,
 }
 
 impl WebhookAuthenticator {
@@ -63,7 +66,15 @@ impl WebhookAuthenticator {
             identity,
             verifier,
             replay,
+            public_url: None,
         }
+    }
+
+    /// Verify URL signatures against `public_url` (`scheme://host[:port]/path`, plus the query
+    /// each delivery arrives with) instead of the URL rebuilt from the request.
+    pub fn with_public_url(mut self, public_url: Option<String>) -> Self {
+        self.public_url = public_url;
+        self
     }
 
     /// Verify the signature, then make sure the delivery was not accepted before.
@@ -177,6 +188,11 @@ impl BodyAuthenticator for WebhookAuthenticator {
         now: SystemTime,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
+            let configured = self.public_url.as_deref().map(|p| match req.uri.query() {
+                Some(q) => format!("{p}?{q}"),
+                None => p.to_owned(),
+            });
+            let url = configured.as_deref().unwrap_or(url);
             let result = self.check(&req.headers, body, url, now).await;
             self.outcome(result)
         })
@@ -185,8 +201,10 @@ impl BodyAuthenticator for WebhookAuthenticator {
 
 /// The URL the caller used, as providers sign it (Twilio): `scheme://host[:port]/path?query`,
 /// with the host from the request target (HTTP/2 `:authority`) or the `Host` header, and path and
-/// query exactly as received (not normalized). `scheme` is the listener's (`conn.proto()`); behind
-/// a TLS-terminating load balancer the operator must say what the public URL is.
+/// query exactly as received (not normalized). `scheme` is the listener's (`conn.proto()`). The
+/// Host is the caller's choice: a credential's `public_url` replaces all but the query (see
+/// [`WebhookAuthenticator::with_public_url`]), and without one `check` requires a route pinned
+/// to one host.
 pub fn request_url(req: &Parts, scheme: &str) -> Option<String> {
     let host = match req.uri.authority() {
         Some(a) => a.as_str(),

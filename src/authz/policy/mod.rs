@@ -48,6 +48,7 @@
 pub mod allow;
 mod load;
 mod memo;
+mod reads;
 pub mod suggest;
 #[cfg(test)]
 mod tests;
@@ -293,16 +294,12 @@ impl Model {
                 // cannot fail; should it ever, the unsliced set is used for that method.
                 let part = PolicySet::from_policies(set.policies().filter(|p| applies(p)).cloned())
                     .unwrap_or_else(|_| set.clone());
-                // Deliberately crude, so it can only err on the safe side: any policy whose text
-                // mentions `path` anywhere (even in a comment-free string or an `@id`) counts as
-                // reading `resource.path`, and any that mentions `time` as reading `context.time`.
-                let text: Vec<String> = part.policies().map(ToString::to_string).collect();
-                let reads_path = text.iter().any(|t| t.contains("path"));
-                let reads_time = text.iter().any(|t| t.contains("time"));
+                // From the parsed policies, never their text (see [`reads`]).
+                let reads = reads::Reads::of_all(part.policies());
                 Slice {
                     set: part,
-                    reads_path,
-                    cacheable: !reads_path && !reads_time,
+                    reads_path: reads.path,
+                    cacheable: !reads.path && !reads.time,
                 }
             })
             .collect();

@@ -28,6 +28,10 @@ pub struct Observed {
     pub count: u64,
 }
 
+/// Path conditions per `permit`: far below the depth at which Cedar stops evaluating a chain of
+/// `||` (between 30 and 50 terms).
+const MAX_PATHS_PER_PERMIT: usize = 16;
+
 /// What an identifier segment becomes in a templated path ([`template_path`]).
 pub const PLACEHOLDER: &str = "*";
 
@@ -164,16 +168,20 @@ pub fn suggest(route: &str, observed: &[Observed]) -> String {
             format!("[{}].contains(principal.id)", ids.join(", "))
         };
         for (methods, templates) in profile {
-            n += 1;
             let actions: Vec<String> = methods.iter().map(|m| format!("Action::\"{m}\"")).collect();
             let paths: Vec<String> = templates.iter().map(|t| path_condition(t)).collect();
-            let _ = write!(
-                out,
-                "\n@id(\"suggested-{n}\")\npermit (\n  principal,\n  action in [{}],\n  resource == Route::\"{}\"\n)\nwhen {{\n  {who} &&\n  ({})\n}};\n",
-                actions.join(", "),
-                escape_str(route),
-                paths.join(" ||\n   "),
-            );
+            // Cedar evaluates `a || b || …` recursively and gives up (an error: deny) beyond a
+            // few dozen terms, so long lists are split over several permits.
+            for paths in paths.chunks(MAX_PATHS_PER_PERMIT) {
+                n += 1;
+                let _ = write!(
+                    out,
+                    "\n@id(\"suggested-{n}\")\npermit (\n  principal,\n  action in [{}],\n  resource == Route::\"{}\"\n)\nwhen {{\n  {who} &&\n  ({})\n}};\n",
+                    actions.join(", "),
+                    escape_str(route),
+                    paths.join(" ||\n   "),
+                );
+            }
         }
     }
     out

@@ -163,7 +163,7 @@ async fn observed_access_from_two_replicas_is_merged_and_templated() {
     let r = RedisServer::start();
     let a = replica(&r).await;
     let b = replica(&r).await;
-    let acc = |m: &'static str, p: &'static str, t| Access::of("cics", JSMITH, m, p, t);
+    let acc = |m: &'static str, p: &'static str, t| Access::of("cics", JSMITH, m, p, t).unwrap();
     a.record_access(&acc("GET", "/accounts/1234/balance", at("2026-12-01", 500)));
     a.record_access(&acc(
         "GET",
@@ -539,4 +539,38 @@ fn urls_are_checked_and_never_shown_with_their_password() {
     assert!(check_prefix("").is_err());
     assert!(check_prefix("a b").is_err());
     assert!(check_prefix(&"x".repeat(65)).is_err());
+}
+
+/// Each caller's share of a route's rows holds in Redis too, across flushes and replicas.
+#[tokio::test]
+async fn observed_access_is_capped_per_identity() {
+    use crate::state::MAX_ACCESS_ROWS_PER_IDENTITY as CAP;
+    let r = RedisServer::start();
+    let a = replica(&r).await;
+    let b = replica(&r).await;
+    let t = at("2026-12-01", 0);
+    let walker = "spiffe://corp.example/walker";
+    let paths: Vec<String> = (0..CAP + 10).map(|i| format!("/w/p{i}x")).collect();
+    let (first, second) = paths.split_at(CAP / 2);
+    for p in first {
+        a.record_access(&Access::of("cics", walker, "GET", p, t).unwrap());
+    }
+    a.flush().await.unwrap();
+    b.record_access(&Access::of("cics", walker, "GET", &paths[0], t).unwrap());
+    for p in second {
+        b.record_access(&Access::of("cics", walker, "GET", p, t).unwrap());
+    }
+    b.record_access(&Access::of("cics", JSMITH, "GET", "/calm", t).unwrap());
+    b.flush().await.unwrap();
+    let rows = a
+        .access("cics", Date::parse("2026-11-01").unwrap())
+        .await
+        .unwrap();
+    let mine: Vec<_> = rows.iter().filter(|r| r.identity == walker).collect();
+    assert_eq!(mine.len(), CAP);
+    assert_eq!(
+        mine.iter().find(|r| r.path == paths[0]).map(|r| r.count),
+        Some(2)
+    );
+    assert!(rows.iter().any(|r| r.identity == JSMITH));
 }
