@@ -20,6 +20,7 @@ mod legacy;
 mod migration;
 mod ops;
 mod paths;
+mod principals;
 mod proxy;
 mod shared_state;
 mod shutdown;

@@ -94,7 +94,7 @@ fn is_basic(v: &HeaderValue) -> bool {
 
 /// One configured `kind = "ldap"` credential.
 ///
-/// Succeeds with `principal` = the normalized user (per the adapter's `user_case`), `identity`
+/// Succeeds with `principal` = the user in the directory's case (the adapter's `principal_case`), `identity`
 /// from the template (lower-cased), `groups` from the adapter's group attribute.
 #[derive(Debug)]
 pub struct LdapAuthenticator {
@@ -216,7 +216,7 @@ impl LdapAuthenticator {
             .inner
             .directory
             .profile
-            .normalize_user(user)
+            .principal(user)
             .unwrap_or_else(|| user.to_owned());
         let accounts = self.inner.lockout.forget_principal(&user);
         self.inner.cache.evict(&user, &accounts)
@@ -238,7 +238,11 @@ impl LdapAuthenticator {
         if password.len() > MAX_PASSWORD_LEN {
             return Err(invalid("password too long"));
         }
-        let Some(user) = inner.directory.profile.normalize_user(user) else {
+        let profile = &inner.directory.profile;
+        // The name as sent to the directory, and the principal: its one spelling under the
+        // directory's comparison rule, so `ALICE` cannot dodge a revocation of `alice`.
+        let (Some(bind_user), Some(user)) = (profile.normalize_user(user), profile.principal(user))
+        else {
             return Err(invalid("user name not accepted by the adapter"));
         };
         let identity = inner.identity.map(&user).map_err(|e| {
@@ -256,7 +260,7 @@ impl LdapAuthenticator {
             }
             // Register for wake-ups before deciding, so a finish in between is not missed.
             let finished = inner.lockout.finished.notified();
-            let resolved = match inner.directory.resolve(&user).await {
+            let resolved = match inner.directory.resolve(&bind_user).await {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     inner.lockout.source_failure(source, now);
@@ -381,7 +385,7 @@ impl Inner {
 
 /// One admitted bind.
 struct Attempt {
-    /// As typed, normalized.
+    /// The principal (the directory's case).
     user: String,
     /// The lockout key: the entry's DN, lower-cased.
     account: String,

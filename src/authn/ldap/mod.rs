@@ -36,7 +36,7 @@ use std::time::Duration;
 
 pub use authenticator::{parse_basic, BasicError, LdapAuthenticator};
 
-use crate::adapters::{BindMode, GroupValue, LdapAdapter, UserCase};
+use crate::adapters::{BindMode, GroupValue, LdapAdapter, PrincipalCase, UserCase};
 use crate::authn::identity::IdentityTemplate;
 use crate::metrics::Counter;
 
@@ -85,6 +85,8 @@ pub struct Profile {
     pub group_attribute: Option<String>,
     pub group_value: GroupValue,
     pub user_case: UserCase,
+    /// How the directory compares names: the principal's one spelling.
+    pub principal_case: PrincipalCase,
     pub max_user_len: usize,
     /// When set, user names may contain only ASCII letters, digits and these.
     pub user_extra_chars: Option<String>,
@@ -101,6 +103,7 @@ impl Profile {
             group_attribute: a.group_attribute().map(str::to_owned),
             group_value: a.group_value(),
             user_case: a.user_case(),
+            principal_case: a.principal_case(),
             max_user_len: a.max_user_len(),
             user_extra_chars: a.user_extra_chars().map(str::to_owned),
         }
@@ -115,6 +118,14 @@ impl Profile {
             self.max_user_len,
             self.user_extra_chars.as_deref(),
         )
+    }
+
+    /// The principal of `user`: the one spelling, per the directory's comparison rule, used for
+    /// everything after the bind (revocation, inventory, lockout, cache, audit, the token's
+    /// `legacy` claim, the identity mapping). `None` when the adapter does not accept the name.
+    pub fn principal(&self, user: &str) -> Option<String> {
+        self.normalize_user(user)
+            .map(|u| self.principal_case.apply(&u))
     }
 
     fn check(&self) -> Result<(), SettingsError> {
