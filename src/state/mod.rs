@@ -189,9 +189,12 @@ impl Target {
         }
     }
 
-    /// `--identity ID`: a SPIFFE ID.
+    /// `--identity ID`: a SPIFFE ID, by the same strict rules as authentication (no trailing
+    /// `/`, no upper-case trust domain, ASCII only): anything else could never match a caller.
     pub fn identity(id: &str) -> Option<Target> {
-        (id.starts_with("spiffe://") && clean(id)).then(|| Target::Identity(id.to_string()))
+        crate::spiffe::SpiffeId::parse(id)
+            .ok()
+            .map(|_| Target::Identity(id.to_string()))
     }
 
     /// `--credential NAME:PRINCIPAL` (split at the first `:`; principals may contain colons).
@@ -209,9 +212,27 @@ impl Target {
     }
 }
 
-/// Printable, bounded: targets are shown in tables and logs.
+/// Printable, bounded: targets are shown in tables and logs. Invisible formatting characters
+/// (bidi overrides such as U+202E, zero-width characters) are refused too: a target holding one
+/// displays as another and never matches what it shows.
 fn clean(s: &str) -> bool {
-    s.len() <= 1024 && !s.chars().any(char::is_control)
+    s.len() <= 1024 && !s.chars().any(|c| c.is_control() || is_invisible(c))
+}
+
+/// Characters that change how text is displayed without being seen: bidi controls, zero-width
+/// characters, the BOM, interlinear annotation marks, the soft hyphen.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// A revocation: refused from `at` on, until deleted.

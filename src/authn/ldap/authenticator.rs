@@ -436,6 +436,31 @@ impl Authenticator for LdapAuthenticator {
         Some(HeaderValue::from_static("Basic realm=\"portcullis\""))
     }
 
+    /// The adapter's rule, as at authentication: `ALICE` is `alice` in a directory that
+    /// lower-cases principals. A name the adapter or the identity mapping refuses never
+    /// authenticates.
+    fn canonical_principal(&self, principal: &str) -> Result<String, String> {
+        let profile = &self.inner.directory.profile;
+        let p = profile.principal(principal).ok_or_else(|| {
+            format!(
+                "not a user name the {} adapter accepts (length, characters)",
+                profile.adapter
+            )
+        })?;
+        self.inner
+            .identity
+            .map(&p)
+            .map_err(|e| format!("this user cannot authenticate: {e}"))?;
+        Ok(p)
+    }
+
+    fn canonical_identity(&self, id: &str) -> Option<String> {
+        self.inner
+            .identity
+            .canonical(id)
+            .map(|i| i.as_str().to_owned())
+    }
+
     fn authenticate<'a>(
         &'a self,
         req: &'a Parts,
