@@ -317,6 +317,22 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
     /// Delete a revocation; `Ok(true)` when there was one.
     fn unrevoke<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<bool, StateError>>;
+
+    /// The slow verifier (an Argon2id PHC string, never a password) of the last password an LDAP
+    /// account bound with, under `key` (credential and account). Kept here so that a restart or
+    /// another replica still knows it: it lets the account's owner in once strangers have spent
+    /// the account's failure budget (`src/authn/ldap/verifier.rs`).
+    fn password_verifier<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StateError>>;
+
+    /// Store (`Some`) or forget (`None`) the verifier under `key`.
+    fn set_password_verifier<'a>(
+        &'a self,
+        key: &'a str,
+        phc: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
 }
 
 /// Flush `store` every `every` until `shutdown` resolves, then flush once more. Await the handle

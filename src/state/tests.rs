@@ -323,6 +323,11 @@ fn targets_parse_strictly() {
     assert!(Target::credential(":x").is_none());
     assert!(Target::credential("racf:").is_none());
     assert!(Target::jti("a\nb").is_none());
+    // Strict SPIFFE IDs and no invisible characters: such targets could never match a caller.
+    assert!(Target::identity("spiffe://a/b/").is_none());
+    assert!(Target::identity("spiffe://a/\u{202e}b").is_none());
+    assert!(Target::credential("racf:BATCH\u{200b}01").is_none());
+    assert!(Target::jti("x\u{feff}").is_none());
     assert!(Target::from_key("group:x").is_none());
 }
 
@@ -458,4 +463,37 @@ async fn access_rows_are_capped_per_route_and_survive_a_failed_flush() {
     assert_eq!(walk.len(), MAX_ACCESS_ROWS_PER_ROUTE);
     assert!(!walk.iter().any(|r| r.path == "/walk/new-one"));
     assert_eq!(walk.iter().map(|r| r.count).max(), Some(2));
+}
+
+#[tokio::test]
+async fn password_verifiers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = EmbeddedStore::open(&path).await.unwrap();
+        assert_eq!(store.password_verifier("c:uid=a").await.unwrap(), None);
+        store
+            .set_password_verifier("c:uid=a", Some("v1"))
+            .await
+            .unwrap();
+        store
+            .set_password_verifier("c:uid=a", Some("v2"))
+            .await
+            .unwrap();
+        store
+            .set_password_verifier("c:uid=b", Some("vb"))
+            .await
+            .unwrap();
+    }
+    let store = EmbeddedStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.password_verifier("c:uid=a").await.unwrap().as_deref(),
+        Some("v2")
+    );
+    store.set_password_verifier("c:uid=a", None).await.unwrap();
+    assert_eq!(store.password_verifier("c:uid=a").await.unwrap(), None);
+    assert_eq!(
+        store.password_verifier("c:uid=b").await.unwrap().as_deref(),
+        Some("vb")
+    );
 }

@@ -3,8 +3,7 @@
 //! the others canonicalized the way authentication does, and a stranger cannot lock an LDAP
 //! account's owner out. Against a real slapd (`src/authn/ldap/tests/slapd.rs`).
 
-#[path = "../../src/authn/ldap/tests/slapd.rs"]
-mod slapd;
+use crate::ldap::slapd;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;

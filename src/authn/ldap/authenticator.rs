@@ -14,6 +14,7 @@ use super::cache::{Bound as CachedBind, Cache, Digest, Hasher};
 use super::directory::{Directory, Resolved, Verdict};
 use super::lockout::{Admit, Finish, Lockout};
 use super::pool::{Pool, Security, Target};
+use super::verifier::Verifiers;
 use super::{LdapSettings, LdapStats, SettingsError};
 use crate::adapters::BindMode;
 use crate::authn::identity::IdentityTemplate;
@@ -108,6 +109,8 @@ struct Inner {
     directory: Directory,
     cache: Cache,
     lockout: Lockout,
+    /// Last good passwords in the state store, for owners of accounts over their budget.
+    verifiers: Option<Verifiers>,
     hasher: HasherDebug,
     stats: Arc<LdapStats>,
     retry_after: u64,
@@ -186,7 +189,6 @@ impl LdapAuthenticator {
         };
         Ok(LdapAuthenticator {
             inner: Arc::new(Inner {
-                name,
                 identity: s.identity,
                 directory,
                 cache: Cache::new(s.cache_ttl, s.cache_entries),
@@ -196,6 +198,8 @@ impl LdapAuthenticator {
                     s.failure_window,
                     s.tracked_entries,
                 ),
+                verifiers: s.verifiers.map(|st| Verifiers::new(st, name.clone())),
+                name,
                 hasher: HasherDebug(Hasher::random()),
                 stats,
                 retry_after: s.retry_after.as_secs().max(1),
@@ -271,7 +275,10 @@ impl LdapAuthenticator {
             // Failures are counted per entry, as the directory counts them.
             let account = resolved.dn.to_lowercase();
             let pw = inner.hasher.0.digest(&account, password);
-            match inner.lockout.admit(&account, &pw, source, now) {
+            match inner
+                .admit(&account, &pw, password, source, now, deadline)
+                .await
+            {
                 Admit::Refuse => {
                     inner.stats.locked_out.inc();
                     inner.lockout.source_failure(source, now);
@@ -343,6 +350,45 @@ impl Inner {
         .retry_after(self.retry_after)
     }
 
+    /// The lockout table's decision, with the stored verifier's say once the account's budget
+    /// is spent: a password that matches it is the owner's and gets the reserved bind; anything
+    /// else is refused without touching the directory ([`super::verifier`]).
+    async fn admit(
+        &self,
+        account: &str,
+        pw: &super::cache::Digest,
+        password: &str,
+        source: IpAddr,
+        now: SystemTime,
+        deadline: Instant,
+    ) -> Admit {
+        let stored = match &self.verifiers {
+            Some(v) => v.get(account).await,
+            None => None,
+        };
+        let first = self
+            .lockout
+            .admit(account, pw, source, now, stored.is_some());
+        let (Admit::Refuse, Some(stored), Some(v)) = (first, stored, &self.verifiers) else {
+            return first;
+        };
+        if !self.lockout.verifier_guess(account, source, now) {
+            return Admit::Refuse;
+        }
+        if v.check(account, password, stored, deadline).await != Some(true) {
+            return Admit::Refuse;
+        }
+        self.lockout.verified(account, source);
+        self.stats.verified_locally.inc();
+        tracing::warn!(
+            credential = %self.name,
+            ldap.account = account,
+            source = %source,
+            "LDAP failure limit reached; the password matched the account's stored verifier: binding with the reserved attempt"
+        );
+        self.lockout.admit_verified(account, now)
+    }
+
     /// Bind and record the outcome, on its own task: it runs to completion even if the request
     /// that started it goes away, so in-flight counts always come back down.
     async fn ask(self: Arc<Self>, a: Attempt) -> Result<Credential, Refusal> {
@@ -364,6 +410,12 @@ impl Inner {
                 self.cache.insert(a.cache_key, bound.clone(), a.now);
                 guard.how = Finish::Success;
                 drop(guard);
+                if !a.known_good {
+                    // A password not known good bound: it is the account's last good one now.
+                    if let Some(v) = &self.verifiers {
+                        v.remember(&a.account, &a.password).await;
+                    }
+                }
                 Ok(self.credential(&bound))
             }
             Ok(Verdict::Invalid {
@@ -373,6 +425,12 @@ impl Inner {
                 tracing::info!(credential = %self.name, user = %a.user, reason, ldap.failed_bind = failed_bind, "LDAP credential refused");
                 guard.how = Finish::Failure;
                 drop(guard);
+                if a.known_good {
+                    // The known-good password no longer binds (changed in the directory).
+                    if let Some(v) = &self.verifiers {
+                        v.forget(&a.account).await;
+                    }
+                }
                 Err(Refusal::new(Code::InvalidCredential, INVALID))
             }
             Err(e) => {
