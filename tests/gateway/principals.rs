@@ -296,6 +296,29 @@ async fn revocation_targets_that_cannot_match_are_refused_and_the_rest_canonical
         .unwrap();
     assert_eq!(list["revocations"], json!([]), "nothing refused was stored");
 
+    // `portcullis revoke` goes through the same check and says why.
+    let admin = format!("http://{}", gw.admin_addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "revoke",
+                "--credential",
+                "Partner-Keys:acme-1",
+                "--reason",
+                "x",
+                "--admin",
+                &admin,
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean partner-keys"), "{err}");
+
     // A principal in another case is stored in the directory's case, and works.
     assert_eq!(racf(&gw, &basic("gwjob01", "job-pass-1")).await.0, 200);
     let (status, body) = revocation(
