@@ -375,8 +375,16 @@ impl Inner {
         if !self.lockout.verifier_guess(account, source, now) {
             return Admit::Refuse;
         }
-        if v.check(account, password, stored, deadline).await != Some(true) {
-            return Admit::Refuse;
+        match v.check(account, password, stored, deadline).await {
+            Some(true) => {}
+            Some(false) => return Admit::Refuse,
+            None => {
+                // No check could run in time (others were being checked): not a wrong
+                // password. Waiting past the deadline answers 503 with Retry-After, as for a
+                // directory that does not answer.
+                self.lockout.verified(account, source);
+                return Admit::Wait;
+            }
         }
         self.lockout.verified(account, source);
         self.stats.verified_locally.inc();
