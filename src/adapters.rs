@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use ldap::{normalize_user, BindMode, GroupValue, LdapAdapter, UserCase};
+pub use ldap::{normalize_user, BindMode, GroupValue, LdapAdapter, PrincipalCase, UserCase};
 pub use webhook::{
     Algorithm, Encoding, HeaderSpec, SecretEncoding, SignatureSpec, SignedPart, TimestampSource,
     TimestampSpec, WebhookAdapter,

@@ -213,10 +213,12 @@ impl Ops {
                         )
                     }
                 };
+                // Targets are spelled as authentication spells callers (or refused).
+                let canon = |t| self.credentials.canonical_target(t);
                 let answer = if parts.method == Method::POST {
-                    m::revoke(&*self.state, &bytes, now).await
+                    m::revoke(&*self.state, &bytes, now, &canon).await
                 } else {
-                    m::unrevoke(&*self.state, &bytes).await
+                    m::unrevoke(&*self.state, &bytes, &canon).await
                 };
                 match answer {
                     Ok((status, v)) => {

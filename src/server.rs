@@ -264,6 +264,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             clock: opts.clock.clone(),
             replay,
             issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
+            state: Some(state.clone()),
         },
     )?;
     let mut credentials = credentials;

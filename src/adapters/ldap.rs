@@ -25,6 +25,37 @@ pub enum UserCase {
     Preserve,
 }
 
+/// How the directory compares user names, and therefore the one spelling of an LDAP principal
+/// the gateway uses everywhere after authentication (revocations, inventory, lockout, bind
+/// cache, audit, the minted token's `legacy` claim). `Alice` and `alice` find the same entry in
+/// a case-insensitive directory, so they must be one principal, or revoking one spelling would
+/// leave the others working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrincipalCase {
+    /// Case-insensitive directory, principal lower-cased (the default: LDAP's usual matching
+    /// rules for `uid`, `cn`, `sAMAccountName` ignore case).
+    #[default]
+    Lower,
+    /// Case-insensitive directory, principal upper-cased (RACF user ids).
+    Upper,
+    /// The directory compares names exactly: the principal is the name as normalized.
+    Exact,
+}
+
+impl PrincipalCase {
+    /// The canonical principal of a user name the adapter accepted. ASCII case only: a
+    /// principal must also map to an identity, which admits ASCII names only, so no Unicode
+    /// folding (`K` U+212A → `k`) can merge a non-ASCII name into another user's principal.
+    pub fn apply(self, user: &str) -> String {
+        match self {
+            PrincipalCase::Lower => user.to_ascii_lowercase(),
+            PrincipalCase::Upper => user.to_ascii_uppercase(),
+            PrincipalCase::Exact => user.to_owned(),
+        }
+    }
+}
+
 /// How a value of the group attribute becomes a group name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -54,6 +85,9 @@ pub struct LdapAdapter {
     #[serde(default)]
     group_value: GroupValue,
     user_case: UserCase,
+    /// How the directory compares names: the principal's one spelling.
+    #[serde(default)]
+    principal_case: PrincipalCase,
     /// Longest user name accepted (checked before the directory is asked).
     max_user_len: usize,
     /// When set, user names may only contain ASCII letters, digits and these characters.
@@ -92,6 +126,10 @@ impl LdapAdapter {
     /// Case folding of user names.
     pub fn user_case(&self) -> UserCase {
         self.user_case
+    }
+    /// How the directory compares user names.
+    pub fn principal_case(&self) -> PrincipalCase {
+        self.principal_case
     }
     /// Longest user name accepted.
     pub fn max_user_len(&self) -> usize {

@@ -77,6 +77,18 @@ fn builtin_details() {
     let ad = a.get_ldap("active-directory").unwrap();
     assert_eq!(ad.bind(), BindMode::Search);
     assert!(ad.user_filter().unwrap().contains("sAMAccountName={user}"));
+    // Each shipped directory compares user names case-insensitively: one principal per user.
+    assert_eq!(racf.principal_case(), PrincipalCase::Upper);
+    assert_eq!(ad.principal_case(), PrincipalCase::Lower);
+    assert_eq!(
+        a.get_ldap("openldap").unwrap().principal_case(),
+        PrincipalCase::Lower
+    );
+    assert_eq!(PrincipalCase::Lower.apply("aLiCe"), "alice");
+    assert_eq!(PrincipalCase::Upper.apply("gwjob01"), "GWJOB01");
+    assert_eq!(PrincipalCase::Exact.apply("aLiCe"), "aLiCe");
+    // ASCII only: no Unicode folding merges another name into `k`.
+    assert_eq!(PrincipalCase::Lower.apply("\u{212a}"), "\u{212a}");
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub struct Shared {
     pub replay: Option<Arc<dyn ReplayGuard>>,
     /// The gateway's own token issuer keys, for `trust_issuer = true`.
     pub issuer_keys: Option<Arc<crate::token::KeySet>>,
+    /// The state store: LDAP credentials keep their password verifiers there.
+    pub state: Option<Arc<dyn crate::state::StateStore>>,
 }
 
 /// Build every credential of `config`.
@@ -152,7 +154,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
                 ))
             }
             CredentialSpec::Ldap(spec) => {
-                let l = Arc::new(ldap(&name, spec)?);
+                let l = Arc::new(ldap(&name, spec, shared.state.clone())?);
                 ldaps.insert(name.clone(), l.clone());
                 l
             }
@@ -172,6 +174,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
 fn ldap(
     name: &Arc<str>,
     spec: &crate::config::LdapSpec,
+    state: Option<Arc<dyn crate::state::StateStore>>,
 ) -> anyhow::Result<super::ldap::LdapAuthenticator> {
     use super::ldap::{BindSecret, LdapAuthenticator, LdapSettings, Profile};
     let mut profile = Profile::from_adapter(&spec.adapter);
@@ -203,5 +206,6 @@ fn ldap(
     s.pool_size = spec.pool_size;
     s.connect_timeout = spec.connect_timeout;
     s.op_timeout = spec.timeout;
+    s.verifiers = state;
     LdapAuthenticator::new(name.clone(), s).map_err(|e| anyhow!("credential {name}: {e}"))
 }

@@ -83,6 +83,16 @@ impl IdentityTemplate {
     }
 }
 
+impl IdentityTemplate {
+    /// `id` as this template maps it, when it is one of the template's identities with the
+    /// principal in another case (`…/racf/JSMITH` → `…/racf/jsmith`); `None` otherwise. For
+    /// revocation targets: an operator types the user id as the directory shows it.
+    pub fn canonical(&self, id: &str) -> Option<SpiffeId> {
+        let principal = id.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
+        self.map(principal).ok()
+    }
+}
+
 /// The principal as it goes into the ID: lower-cased, one safe path segment.
 fn check_principal(principal: &str) -> Result<String, IdentityError> {
     if principal.is_empty() {
@@ -142,6 +152,14 @@ mod tests {
             t.to_string(),
             "spiffe://corp.example/legacy/racf/{user}".to_owned()
         );
+        let canon = |id: &str| t.canonical(id).map(|i| i.as_str().to_owned());
+        assert_eq!(
+            canon("spiffe://corp.example/legacy/racf/JSMITH").as_deref(),
+            Some("spiffe://corp.example/legacy/racf/jsmith")
+        );
+        assert_eq!(canon("spiffe://corp.example/legacy/other/JSMITH"), None);
+        assert_eq!(canon("spiffe://corp.example/legacy/racf/a/b"), None);
+        assert_eq!(canon("spiffe://corp.example/legacy/racf/"), None);
     }
 
     #[test]

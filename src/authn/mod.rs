@@ -10,6 +10,7 @@ pub mod jwt_svid;
 pub mod ldap;
 pub mod lineage;
 pub mod mtls;
+mod targets;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -113,6 +114,25 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
 
     /// Credentials that can only be checked with the whole body (webhooks).
     fn as_body(&self) -> Option<&dyn webhook::BodyAuthenticator> {
+        None
+    }
+
+    /// A principal an operator typed (a revocation target) in the one spelling authentication
+    /// reports, or why no caller of this credential can ever have it. A revocation compares
+    /// strings: a target in another spelling would be stored, shown, and never match.
+    fn canonical_principal(&self, principal: &str) -> Result<String, String> {
+        let _ = principal;
+        Err(format!(
+            "a {} credential has no legacy principals: revoke by identity or jti",
+            self.kind().as_str()
+        ))
+    }
+
+    /// The identity this credential would map a caller to, when `id` is one of its mapped
+    /// identities in another spelling (`…/racf/JSMITH` for `…/racf/{user}`, which maps to
+    /// lower case); `None` when it is not one of them.
+    fn canonical_identity(&self, id: &str) -> Option<String> {
+        let _ = id;
         None
     }
 }

@@ -87,20 +87,37 @@ struct Body {
     reason: Option<String>,
 }
 
-fn parse_body(body: &[u8]) -> Result<(Target, Option<String>), String> {
-    let b: Body = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+/// The target and reason of a revocation body: 400 when the body is malformed, 422 when its
+/// target can never match a caller (not a SPIFFE ID, invisible characters, or refused by
+/// `canon`, which spells it the way authentication does).
+fn parse_body(body: &[u8], canon: Canon<'_>) -> Result<(Target, Option<String>), Refusal> {
+    let b: Body =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    let cannot_match = |why: String| Refusal::new(Code::SchemaViolation, why);
     let target = match (&b.identity, &b.credential, &b.jti) {
-        (Some(i), None, None) => {
-            Target::identity(i).ok_or("identity must be a SPIFFE ID (spiffe://…)")?
+        (Some(i), None, None) if !i.starts_with("spiffe://") => {
+            return Err(bad("identity must be a SPIFFE ID (spiffe://…)"))
         }
-        (None, Some(c), None) => {
-            Target::credential(c).ok_or("credential must be NAME:PRINCIPAL")?
-        }
-        (None, None, Some(j)) => Target::jti(j).ok_or("jti must be non-empty printable text")?,
-        _ => return Err("give exactly one of identity, credential, jti".into()),
+        (Some(i), None, None) => Target::identity(i).ok_or_else(|| {
+            let why = crate::spiffe::SpiffeId::parse(i)
+                .err()
+                .map_or_else(String::new, |e| format!(": {e}"));
+            cannot_match(format!("identity must be a valid SPIFFE ID{why}"))
+        })?,
+        (None, Some(c), None) => Target::credential(c).ok_or_else(|| {
+            cannot_match("credential must be NAME:PRINCIPAL, printable text".into())
+        })?,
+        (None, None, Some(j)) => Target::jti(j)
+            .ok_or_else(|| cannot_match("jti must be non-empty printable text".into()))?,
+        _ => return Err(bad("give exactly one of identity, credential, jti")),
     };
+    let target = canon(target).map_err(cannot_match)?;
     Ok((target, b.reason))
 }
+
+/// Spells a revocation target the way authentication does, or says why it can never match
+/// ([`crate::authn::build::Credentials::canonical_target`]).
+pub type Canon<'a> = &'a (dyn Fn(Target) -> Result<Target, String> + Sync);
 
 /// What a change to the revocations answers: a status and a JSON body, or a refusal the admin
 /// listener renders as problem+json.
@@ -122,10 +139,15 @@ pub fn unavailable(e: &StateError) -> Refusal {
 }
 
 /// `POST /admin/v1/revocations`: 201 with the revocation when new, 200 when it only updated the
-/// reason, 400 on a bad body, 503 when the store cannot persist it (the revocation is then not in
+/// reason, 400 on a bad body, 422 on a target that can never match, 503 when the store cannot persist it (the revocation is then not in
 /// effect: the caller must retry).
-pub async fn revoke(store: &dyn StateStore, body: &[u8], now: SystemTime) -> Answer {
-    let (target, reason) = parse_body(body).map_err(bad)?;
+pub async fn revoke(
+    store: &dyn StateStore,
+    body: &[u8],
+    now: SystemTime,
+    canon: Canon<'_>,
+) -> Answer {
+    let (target, reason) = parse_body(body, canon)?;
     let reason = reason.unwrap_or_default();
     let reason = reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
@@ -156,8 +178,8 @@ pub async fn revoke(store: &dyn StateStore, body: &[u8], now: SystemTime) -> Ans
 }
 
 /// `DELETE /admin/v1/revocations` (same body, `reason` ignored): 200, 404 when there was none.
-pub async fn unrevoke(store: &dyn StateStore, body: &[u8]) -> Answer {
-    let (target, _) = parse_body(body).map_err(bad)?;
+pub async fn unrevoke(store: &dyn StateStore, body: &[u8], canon: Canon<'_>) -> Answer {
+    let (target, _) = parse_body(body, canon)?;
     match store.unrevoke(&target).await {
         Ok(true) => Ok((StatusCode::OK, json!({ "deleted": target.key() }))),
         Ok(false) => Err(Refusal::new(Code::NotFound, "no such revocation")),
@@ -186,6 +208,7 @@ mod tests {
             &store,
             br#"{"credential":"racf:JSMITH","reason":"left"}"#,
             now,
+            &Ok,
         )
         .await
         .unwrap();
@@ -196,6 +219,7 @@ mod tests {
             &store,
             br#"{"credential":"racf:JSMITH","reason":"left, really"}"#,
             now,
+            &Ok,
         )
         .await
         .unwrap();
@@ -210,10 +234,31 @@ mod tests {
             br#"{"jti":"x","reason":"r","extra":1}"#,
             br#"not json"#,
         ] {
-            let refused = revoke(&store, body, now).await.unwrap_err();
+            let refused = revoke(&store, body, now, &Ok).await.unwrap_err();
             assert_eq!(
                 refused.code,
                 Code::InvalidRequest,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(!refused.detail.is_empty());
+        }
+        // Targets that can never match a caller: 422, with the reason.
+        let no_racf = |t: Target| match &t {
+            Target::Credential { name, .. } if name == "racf" => Ok(t),
+            Target::Credential { name, .. } => Err(format!("no credential named {name}")),
+            _ => Ok(t),
+        };
+        for body in [
+            &br#"{"identity":"spiffe://a/b/","reason":"r"}"#[..],
+            "{\"identity\":\"spiffe://a/\u{202e}b\",\"reason\":\"r\"}".as_bytes(),
+            "{\"jti\":\"x\u{200b}\",\"reason\":\"r\"}".as_bytes(),
+            br#"{"credential":"other:JSMITH","reason":"r"}"#,
+        ] {
+            let refused = revoke(&store, body, now, &no_racf).await.unwrap_err();
+            assert_eq!(
+                refused.code.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "{}",
                 String::from_utf8_lossy(body)
             );
@@ -224,12 +269,12 @@ mod tests {
         assert_eq!(v["revocations"].as_array().unwrap().len(), 1);
         assert_eq!(v["revocations"][0]["reason"], "left, really");
 
-        let (s, _) = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#)
+        let (s, _) = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#, &Ok)
             .await
             .unwrap();
         assert_eq!(s, StatusCode::OK);
         assert!(!store.is_revoked("spiffe://x", "racf", Some("JSMITH"), None));
-        let refused = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#)
+        let refused = unrevoke(&store, br#"{"credential":"racf:JSMITH"}"#, &Ok)
             .await
             .unwrap_err();
         assert_eq!(refused.code.status(), StatusCode::NOT_FOUND);

@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS access (
     count      INTEGER NOT NULL,
     PRIMARY KEY (route, identity, method, path)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS password_verifiers (
+    key TEXT PRIMARY KEY,  -- credential and LDAP account
+    phc TEXT NOT NULL      -- Argon2id PHC string of the last password that bound
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS revocations (
     target TEXT PRIMARY KEY,
     reason TEXT    NOT NULL,
@@ -605,5 +609,42 @@ impl StateStore for EmbeddedStore {
             self.revoked.store(Arc::new(RevocationSet::new(&all)));
             Ok(gone)
         })
+    }
+
+    fn password_verifier<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StateError>> {
+        let key = key.to_owned();
+        Box::pin(self.with_db(move |c| {
+            c.query_row(
+                "SELECT phc FROM password_verifiers WHERE key = ?1",
+                [&key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
+        }))
+    }
+
+    fn set_password_verifier<'a>(
+        &'a self,
+        key: &'a str,
+        phc: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        let key = key.to_owned();
+        let phc = phc.map(str::to_owned);
+        Box::pin(self.with_db(move |c| {
+            match phc {
+                Some(phc) => c.execute(
+                    "INSERT INTO password_verifiers (key, phc) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET phc = excluded.phc",
+                    params![key, phc],
+                ),
+                None => c.execute("DELETE FROM password_verifiers WHERE key = ?1", [&key]),
+            }
+            .map(|_| ())
+            .map_err(db_err)
+        }))
     }
 }

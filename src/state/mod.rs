@@ -204,9 +204,12 @@ impl Target {
         }
     }
 
-    /// `--identity ID`: a SPIFFE ID.
+    /// `--identity ID`: a SPIFFE ID, by the same strict rules as authentication (no trailing
+    /// `/`, no upper-case trust domain, ASCII only): anything else could never match a caller.
     pub fn identity(id: &str) -> Option<Target> {
-        (id.starts_with("spiffe://") && clean(id)).then(|| Target::Identity(id.to_string()))
+        crate::spiffe::SpiffeId::parse(id)
+            .ok()
+            .map(|_| Target::Identity(id.to_string()))
     }
 
     /// `--credential NAME:PRINCIPAL` (split at the first `:`; principals may contain colons).
@@ -224,9 +227,27 @@ impl Target {
     }
 }
 
-/// Printable, bounded: targets are shown in tables and logs.
+/// Printable, bounded: targets are shown in tables and logs. Invisible formatting characters
+/// (bidi overrides such as U+202E, zero-width characters) are refused too: a target holding one
+/// displays as another and never matches what it shows.
 fn clean(s: &str) -> bool {
-    s.len() <= 1024 && !s.chars().any(char::is_control)
+    s.len() <= 1024 && !s.chars().any(|c| c.is_control() || is_invisible(c))
+}
+
+/// Characters that change how text is displayed without being seen: bidi controls, zero-width
+/// characters, the BOM, interlinear annotation marks, the soft hyphen.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// A revocation: refused from `at` on, until deleted.
@@ -318,6 +339,22 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
     /// Delete a revocation; `Ok(true)` when there was one.
     fn unrevoke<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<bool, StateError>>;
+
+    /// The slow verifier (an Argon2id PHC string, never a password) of the last password an LDAP
+    /// account bound with, under `key` (credential and account). Kept here so that a restart or
+    /// another replica still knows it: it lets the account's owner in once strangers have spent
+    /// the account's failure budget (`src/authn/ldap/verifier.rs`).
+    fn password_verifier<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StateError>>;
+
+    /// Store (`Some`) or forget (`None`) the verifier under `key`.
+    fn set_password_verifier<'a>(
+        &'a self,
+        key: &'a str,
+        phc: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
 }
 
 /// Flush `store` every `every` until `shutdown` resolves, then flush once more. Await the handle

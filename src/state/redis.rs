@@ -236,6 +236,9 @@ impl Keys {
     fn access(&self, what: &str, route: &str) -> String {
         format!("{}access:{what}:{route}", self.prefix)
     }
+    fn verifier(&self, key: &str) -> String {
+        format!("{}pwv:{key}", self.prefix)
+    }
     fn replay(&self, key: &str) -> String {
         format!("{}replay:{key}", self.prefix)
     }
@@ -1068,6 +1071,42 @@ impl StateStore for RedisStore {
             current.retain(|r| r.target != *target);
             inner.revoked.store(Arc::new(RevocationSet::new(&*current)));
             Ok(gone == 1)
+        })
+    }
+
+    fn password_verifier<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StateError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut c = inner.conn.clone();
+            inner
+                .timed(
+                    redis::cmd("GET")
+                        .arg(inner.keys.verifier(key))
+                        .query_async(&mut c),
+                )
+                .await
+        })
+    }
+
+    fn set_password_verifier<'a>(
+        &'a self,
+        key: &'a str,
+        phc: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut c = inner.conn.clone();
+            let cmd = match phc {
+                Some(phc) => redis::cmd("SET")
+                    .arg(inner.keys.verifier(key))
+                    .arg(phc)
+                    .clone(),
+                None => redis::cmd("DEL").arg(inner.keys.verifier(key)).clone(),
+            };
+            inner.timed(cmd.query_async::<()>(&mut c)).await
         })
     }
 }

@@ -323,6 +323,11 @@ fn targets_parse_strictly() {
     assert!(Target::credential(":x").is_none());
     assert!(Target::credential("racf:").is_none());
     assert!(Target::jti("a\nb").is_none());
+    // Strict SPIFFE IDs and no invisible characters: such targets could never match a caller.
+    assert!(Target::identity("spiffe://a/b/").is_none());
+    assert!(Target::identity("spiffe://a/\u{202e}b").is_none());
+    assert!(Target::credential("racf:BATCH\u{200b}01").is_none());
+    assert!(Target::jti("x\u{feff}").is_none());
     assert!(Target::from_key("group:x").is_none());
 }
 
@@ -524,4 +529,37 @@ fn literal_star_segments_are_not_recorded() {
         let a = Access::of("r", "spiffe://x/y", "DELETE", p, t).unwrap();
         assert_eq!(a.path, stored);
     }
+}
+
+#[tokio::test]
+async fn password_verifiers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = EmbeddedStore::open(&path).await.unwrap();
+        assert_eq!(store.password_verifier("c:uid=a").await.unwrap(), None);
+        store
+            .set_password_verifier("c:uid=a", Some("v1"))
+            .await
+            .unwrap();
+        store
+            .set_password_verifier("c:uid=a", Some("v2"))
+            .await
+            .unwrap();
+        store
+            .set_password_verifier("c:uid=b", Some("vb"))
+            .await
+            .unwrap();
+    }
+    let store = EmbeddedStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.password_verifier("c:uid=a").await.unwrap().as_deref(),
+        Some("v2")
+    );
+    store.set_password_verifier("c:uid=a", None).await.unwrap();
+    assert_eq!(store.password_verifier("c:uid=a").await.unwrap(), None);
+    assert_eq!(
+        store.password_verifier("c:uid=b").await.unwrap().as_deref(),
+        Some("vb")
+    );
 }

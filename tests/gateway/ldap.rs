@@ -3,7 +3,7 @@
 //! a 503 (never a 401, never a pass), and an old client trades its password for a token once.
 
 #[path = "../../src/authn/ldap/tests/slapd.rs"]
-mod slapd;
+pub(crate) mod slapd;
 
 use base64::Engine as _;
 use serde_json::Value;

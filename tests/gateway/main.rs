@@ -25,6 +25,7 @@ mod migration;
 mod ops;
 mod paths;
 mod phases;
+mod principals;
 mod proxy;
 mod shared_state;
 mod shutdown;

@@ -189,6 +189,13 @@ impl Authenticator for ApiKeyAuthenticator {
         Kind::ApiKey
     }
 
+    /// Key ids are compared exactly (they come from the keys file, never from a caller).
+    fn canonical_principal(&self, principal: &str) -> Result<String, String> {
+        store::valid_id(principal)
+            .map(|()| principal.to_owned())
+            .map_err(|e| format!("an API key id {e}"))
+    }
+
     fn challenge(&self) -> Option<HeaderValue> {
         Some(self.challenge.clone())
     }

@@ -14,6 +14,7 @@ use super::cache::{Bound as CachedBind, Cache, Digest, Hasher};
 use super::directory::{Directory, Resolved, Verdict};
 use super::lockout::{Admit, Finish, Lockout};
 use super::pool::{Pool, Security, Target};
+use super::verifier::Verifiers;
 use super::{LdapSettings, LdapStats, SettingsError};
 use crate::adapters::BindMode;
 use crate::authn::identity::IdentityTemplate;
@@ -94,7 +95,7 @@ fn is_basic(v: &HeaderValue) -> bool {
 
 /// One configured `kind = "ldap"` credential.
 ///
-/// Succeeds with `principal` = the normalized user (per the adapter's `user_case`), `identity`
+/// Succeeds with `principal` = the user in the directory's case (the adapter's `principal_case`), `identity`
 /// from the template (lower-cased), `groups` from the adapter's group attribute.
 #[derive(Debug)]
 pub struct LdapAuthenticator {
@@ -108,6 +109,8 @@ struct Inner {
     directory: Directory,
     cache: Cache,
     lockout: Lockout,
+    /// Last good passwords in the state store, for owners of accounts over their budget.
+    verifiers: Option<Verifiers>,
     hasher: HasherDebug,
     stats: Arc<LdapStats>,
     retry_after: u64,
@@ -186,7 +189,6 @@ impl LdapAuthenticator {
         };
         Ok(LdapAuthenticator {
             inner: Arc::new(Inner {
-                name,
                 identity: s.identity,
                 directory,
                 cache: Cache::new(s.cache_ttl, s.cache_entries),
@@ -196,6 +198,8 @@ impl LdapAuthenticator {
                     s.failure_window,
                     s.tracked_entries,
                 ),
+                verifiers: s.verifiers.map(|st| Verifiers::new(st, name.clone())),
+                name,
                 hasher: HasherDebug(Hasher::random()),
                 stats,
                 retry_after: s.retry_after.as_secs().max(1),
@@ -216,7 +220,7 @@ impl LdapAuthenticator {
             .inner
             .directory
             .profile
-            .normalize_user(user)
+            .principal(user)
             .unwrap_or_else(|| user.to_owned());
         let accounts = self.inner.lockout.forget_principal(&user);
         self.inner.cache.evict(&user, &accounts)
@@ -238,7 +242,11 @@ impl LdapAuthenticator {
         if password.len() > MAX_PASSWORD_LEN {
             return Err(invalid("password too long"));
         }
-        let Some(user) = inner.directory.profile.normalize_user(user) else {
+        let profile = &inner.directory.profile;
+        // The name as sent to the directory, and the principal: its one spelling under the
+        // directory's comparison rule, so `ALICE` cannot dodge a revocation of `alice`.
+        let (Some(bind_user), Some(user)) = (profile.normalize_user(user), profile.principal(user))
+        else {
             return Err(invalid("user name not accepted by the adapter"));
         };
         let identity = inner.identity.map(&user).map_err(|e| {
@@ -256,7 +264,7 @@ impl LdapAuthenticator {
             }
             // Register for wake-ups before deciding, so a finish in between is not missed.
             let finished = inner.lockout.finished.notified();
-            let resolved = match inner.directory.resolve(&user).await {
+            let resolved = match inner.directory.resolve(&bind_user).await {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     inner.lockout.source_failure(source, now);
@@ -267,7 +275,10 @@ impl LdapAuthenticator {
             // Failures are counted per entry, as the directory counts them.
             let account = resolved.dn.to_lowercase();
             let pw = inner.hasher.0.digest(&account, password);
-            match inner.lockout.admit(&account, &pw, source, now) {
+            match inner
+                .admit(&account, &pw, password, source, now, deadline)
+                .await
+            {
                 Admit::Refuse => {
                     inner.stats.locked_out.inc();
                     inner.lockout.source_failure(source, now);
@@ -340,6 +351,53 @@ impl Inner {
         .retry_after(self.retry_after)
     }
 
+    /// The lockout table's decision, with the stored verifier's say once the account's budget
+    /// is spent: a password that matches it is the owner's and gets the reserved bind; anything
+    /// else is refused without touching the directory ([`super::verifier`]).
+    async fn admit(
+        &self,
+        account: &str,
+        pw: &super::cache::Digest,
+        password: &str,
+        source: IpAddr,
+        now: SystemTime,
+        deadline: Instant,
+    ) -> Admit {
+        let stored = match &self.verifiers {
+            Some(v) => v.get(account).await,
+            None => None,
+        };
+        let first = self
+            .lockout
+            .admit(account, pw, source, now, stored.is_some());
+        let (Admit::Refuse, Some(stored), Some(v)) = (first, stored, &self.verifiers) else {
+            return first;
+        };
+        if !self.lockout.verifier_guess(account, source, now) {
+            return Admit::Refuse;
+        }
+        match v.check(account, password, stored, deadline).await {
+            Some(true) => {}
+            Some(false) => return Admit::Refuse,
+            None => {
+                // No check could run in time (others were being checked): not a wrong
+                // password. Waiting past the deadline answers 503 with Retry-After, as for a
+                // directory that does not answer.
+                self.lockout.verified(account, source);
+                return Admit::Wait;
+            }
+        }
+        self.lockout.verified(account, source);
+        self.stats.verified_locally.inc();
+        tracing::warn!(
+            credential = %self.name,
+            ldap.account = account,
+            source = %source,
+            "LDAP failure limit reached; the password matched the account's stored verifier: binding with the reserved attempt"
+        );
+        self.lockout.admit_verified(account, now)
+    }
+
     /// Bind and record the outcome, on its own task: it runs to completion even if the request
     /// that started it goes away, so in-flight counts always come back down.
     async fn ask(self: Arc<Self>, a: Attempt) -> Result<Credential, Refusal> {
@@ -361,6 +419,12 @@ impl Inner {
                 self.cache.insert(a.cache_key, bound.clone(), a.now);
                 guard.how = Finish::Success;
                 drop(guard);
+                if !a.known_good {
+                    // A password not known good bound: it is the account's last good one now.
+                    if let Some(v) = &self.verifiers {
+                        v.remember(&a.account, &a.password).await;
+                    }
+                }
                 Ok(self.credential(&bound))
             }
             Ok(Verdict::Invalid {
@@ -370,6 +434,12 @@ impl Inner {
                 tracing::info!(credential = %self.name, user = %a.user, reason, ldap.failed_bind = failed_bind, "LDAP credential refused");
                 guard.how = Finish::Failure;
                 drop(guard);
+                if a.known_good {
+                    // The known-good password no longer binds (changed in the directory).
+                    if let Some(v) = &self.verifiers {
+                        v.forget(&a.account).await;
+                    }
+                }
                 Err(Refusal::new(Code::InvalidCredential, INVALID))
             }
             Err(e) => {
@@ -382,7 +452,7 @@ impl Inner {
 
 /// One admitted bind.
 struct Attempt {
-    /// As typed, normalized.
+    /// The principal (the directory's case).
     user: String,
     /// The lockout key: the entry's DN, lower-cased.
     account: String,
@@ -431,6 +501,31 @@ impl Authenticator for LdapAuthenticator {
 
     fn challenge(&self) -> Option<HeaderValue> {
         Some(HeaderValue::from_static("Basic realm=\"portcullis\""))
+    }
+
+    /// The adapter's rule, as at authentication: `ALICE` is `alice` in a directory that
+    /// lower-cases principals. A name the adapter or the identity mapping refuses never
+    /// authenticates.
+    fn canonical_principal(&self, principal: &str) -> Result<String, String> {
+        let profile = &self.inner.directory.profile;
+        let p = profile.principal(principal).ok_or_else(|| {
+            format!(
+                "not a user name the {} adapter accepts (length, characters)",
+                profile.adapter
+            )
+        })?;
+        self.inner
+            .identity
+            .map(&p)
+            .map_err(|e| format!("this user cannot authenticate: {e}"))?;
+        Ok(p)
+    }
+
+    fn canonical_identity(&self, id: &str) -> Option<String> {
+        self.inner
+            .identity
+            .canonical(id)
+            .map(|i| i.as_str().to_owned())
     }
 
     fn authenticate<'a>(

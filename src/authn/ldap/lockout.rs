@@ -26,12 +26,18 @@
 //!   gateway, whatever the interleaving. Hence `max_failures` ≥ 2.
 //! - Per source address, `max_source_failures` failures per window: then unknown passwords from
 //!   that address are refused for every user (password spraying); known-good ones still pass.
+//! - An account with a stored verifier of its last good password ([`super::verifier`], in the
+//!   state store, so it outlives restarts and is shared by replicas) keeps the one reserved bind
+//!   even when this process has not seen its password bind; once the budget is spent, a password
+//!   matching the verifier gets that bind ([`Lockout::admit_verified`]) and every other one is
+//!   refused here. Checks against the verifier are limited per (account, source).
 //!
-//! What this cannot do: a password that never succeeded through this gateway process (it just
-//! started, or the job's password was changed while it is under attack) is "unknown", so once
-//! the limit is reached it is refused until the window ends. Each replica keeps its own count,
-//! so N replicas may let N × `max_failures` through: set the directory's own limit with that in
-//! mind, or share state (future work).
+//! What this cannot do: an account with no verifier (its owner never bound through a gateway
+//! sharing this state) has nothing to tell its owner from a guesser, so once its budget is spent
+//! it is refused until the window ends; likewise a password changed in the directory while the
+//! account is over its budget (the new one is unknown until the window ends). Each replica
+//! keeps its own count, so N replicas may let N × `max_failures` through: set the directory's
+//! own limit with that in mind.
 //!
 //! Memory is bounded: at most `capacity` users and `capacity` sources are tracked. When a table
 //! is full, entries that carry nothing (no failures in a live window, nothing in flight, no
@@ -88,6 +94,8 @@ struct SourceState {
 pub(super) struct Lockout {
     users: Mutex<HashMap<String, UserState>>,
     sources: Mutex<HashMap<IpAddr, SourceState>>,
+    /// Passwords checked against stored verifiers, per (user, source).
+    guesses: Mutex<HashMap<(String, IpAddr), SourceState>>,
     max_failures: u32,
     max_source_failures: u32,
     window: Duration,
@@ -100,6 +108,39 @@ fn expired(start: SystemTime, now: SystemTime, window: Duration) -> bool {
     now.duration_since(start).is_ok_and(|d| d >= window)
 }
 
+/// Count one failure for `key` in its window and return the count; the table holds at most
+/// `capacity` keys (expired windows go first, then the oldest).
+fn bump<K: std::hash::Hash + Eq + Clone>(
+    table: &mut HashMap<K, SourceState>,
+    key: K,
+    now: SystemTime,
+    window: Duration,
+    capacity: usize,
+) -> u32 {
+    if !table.contains_key(&key) && table.len() >= capacity {
+        table.retain(|_, s| !expired(s.window_start, now, window));
+        if table.len() >= capacity {
+            let oldest = table
+                .iter()
+                .min_by_key(|(_, s)| s.window_start)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                table.remove(&k);
+            }
+        }
+    }
+    let s = table.entry(key).or_insert(SourceState {
+        window_start: now,
+        failures: 0,
+    });
+    if expired(s.window_start, now, window) {
+        s.window_start = now;
+        s.failures = 0;
+    }
+    s.failures = s.failures.saturating_add(1);
+    s.failures
+}
+
 impl Lockout {
     pub fn new(
         max_failures: u32,
@@ -110,6 +151,7 @@ impl Lockout {
         Lockout {
             users: Mutex::new(HashMap::new()),
             sources: Mutex::new(HashMap::new()),
+            guesses: Mutex::new(HashMap::new()),
             max_failures,
             max_source_failures,
             window,
@@ -120,7 +162,17 @@ impl Lockout {
 
     /// Decide whether `user` (normalized) with the password digested as `pw` may be checked
     /// against the directory. An `Ask` must be followed by exactly one [`Lockout::finish`].
-    pub fn admit(&self, user: &str, pw: &Digest, source: IpAddr, now: SystemTime) -> Admit {
+    ///
+    /// `has_verifier`: the account has a stored verifier ([`super::verifier`]), so one bind is
+    /// kept in reserve for its owner even when this process has not seen the password bind.
+    pub fn admit(
+        &self,
+        user: &str,
+        pw: &Digest,
+        source: IpAddr,
+        now: SystemTime,
+        has_verifier: bool,
+    ) -> Admit {
         let source_locked = self.source_locked(source, now);
         let Ok(mut users) = self.users.lock() else {
             return Admit::Refuse;
@@ -155,7 +207,7 @@ impl Lockout {
                 Admit::Refuse
             };
         }
-        let reserve = u32::from(st.known_good.is_some());
+        let reserve = u32::from(st.known_good.is_some() || has_verifier);
         if source_locked || used + reserve >= self.max_failures {
             return Admit::Refuse;
         }
@@ -165,6 +217,55 @@ impl Lockout {
         }
         st.in_flight += 1;
         Admit::Ask { known_good: false }
+    }
+
+    /// The budget of `user` is spent and the password matched its stored verifier: admit it as
+    /// known good (the reserved bind), or wait for one in flight. Must follow a refusal by
+    /// [`Lockout::admit`] for the same attempt.
+    pub fn admit_verified(&self, user: &str, now: SystemTime) -> Admit {
+        let Ok(mut users) = self.users.lock() else {
+            return Admit::Refuse;
+        };
+        let Some(st) = users.get_mut(user) else {
+            return Admit::Refuse;
+        };
+        st.touched = now;
+        if st.failures + st.in_flight < self.max_failures {
+            st.in_flight += 1;
+            Admit::Ask { known_good: true }
+        } else if st.in_flight > 0 {
+            Admit::Wait
+        } else {
+            Admit::Refuse
+        }
+    }
+
+    /// Whether `source` may have one more password checked against `user`'s stored verifier:
+    /// at most `max_failures` wrong ones per (user, source) per window, none from a source
+    /// over its own limit. Counts the attempt; [`Lockout::verified`] takes it back on a match.
+    pub fn verifier_guess(&self, user: &str, source: IpAddr, now: SystemTime) -> bool {
+        if self.source_locked(source, now) {
+            return false;
+        }
+        let Ok(mut guesses) = self.guesses.lock() else {
+            return false;
+        };
+        bump(
+            &mut guesses,
+            (user.to_owned(), source),
+            now,
+            self.window,
+            self.capacity,
+        ) <= self.max_failures
+    }
+
+    /// The guess matched: it was the owner, not a guess.
+    pub fn verified(&self, user: &str, source: IpAddr) {
+        if let Ok(mut guesses) = self.guesses.lock() {
+            if let Some(g) = guesses.get_mut(&(user.to_owned(), source)) {
+                g.failures = g.failures.saturating_sub(1);
+            }
+        }
     }
 
     /// Record how an admitted attempt ended; `principal` is the user name as typed.
@@ -247,27 +348,7 @@ impl Lockout {
         let Ok(mut sources) = self.sources.lock() else {
             return;
         };
-        if !sources.contains_key(&source) && sources.len() >= self.capacity {
-            sources.retain(|_, s| !expired(s.window_start, now, self.window));
-            if sources.len() >= self.capacity {
-                let oldest = sources
-                    .iter()
-                    .min_by_key(|(_, s)| s.window_start)
-                    .map(|(k, _)| *k);
-                if let Some(k) = oldest {
-                    sources.remove(&k);
-                }
-            }
-        }
-        let s = sources.entry(source).or_insert(SourceState {
-            window_start: now,
-            failures: 0,
-        });
-        if expired(s.window_start, now, self.window) {
-            s.window_start = now;
-            s.failures = 0;
-        }
-        s.failures = s.failures.saturating_add(1);
+        bump(&mut sources, source, now, self.window, self.capacity);
     }
 
     /// Make room for one more user; false when every tracked user has a check in flight.
@@ -323,7 +404,7 @@ mod tests {
         let l = Lockout::new(3, 100, Duration::from_secs(900), 10);
         // Learn the good password.
         assert_eq!(
-            l.admit("U", &good, IP, t0()),
+            l.admit("U", &good, IP, t0(), false),
             Admit::Ask { known_good: false }
         );
         l.finish("U", &good, false, "p", IP, Finish::Success, t0());
@@ -331,32 +412,67 @@ mod tests {
         for i in 0..2 {
             let bad = h.digest("U", &format!("bad{i}"));
             assert_eq!(
-                l.admit("U", &bad, IP, t0()),
+                l.admit("U", &bad, IP, t0(), false),
                 Admit::Ask { known_good: false }
             );
             l.finish("U", &bad, false, "p", IP, Finish::Failure, t0());
         }
         let bad = h.digest("U", "bad9");
-        assert_eq!(l.admit("U", &bad, IP, t0()), Admit::Refuse);
+        assert_eq!(l.admit("U", &bad, IP, t0(), false), Admit::Refuse);
         assert_eq!(
-            l.admit("U", &good, IP, t0()),
+            l.admit("U", &good, IP, t0(), false),
             Admit::Ask { known_good: true }
         );
         // A second known-good check while the first is in flight waits.
-        assert_eq!(l.admit("U", &good, IP, t0()), Admit::Wait);
+        assert_eq!(l.admit("U", &good, IP, t0(), false), Admit::Wait);
         l.finish("U", &good, true, "p", IP, Finish::Success, t0());
         // Known-good fails (password changed): counted, forgotten, now fully locked.
         assert_eq!(
-            l.admit("U", &good, IP, t0()),
+            l.admit("U", &good, IP, t0(), false),
             Admit::Ask { known_good: true }
         );
         l.finish("U", &good, true, "p", IP, Finish::Failure, t0());
-        assert_eq!(l.admit("U", &good, IP, t0()), Admit::Refuse);
+        assert_eq!(l.admit("U", &good, IP, t0(), false), Admit::Refuse);
         // The window ends.
         let later = t0() + Duration::from_secs(901);
         assert_eq!(
-            l.admit("U", &bad, IP, later),
+            l.admit("U", &bad, IP, later, false),
             Admit::Ask { known_good: false }
+        );
+    }
+
+    #[test]
+    fn a_stored_verifier_keeps_a_bind_for_the_owner() {
+        let h = Hasher::random();
+        let l = Lockout::new(3, 100, Duration::from_secs(900), 10);
+        let stranger = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+        // Nothing known in memory (a restart), but a verifier is stored: strangers get two.
+        for i in 0..2 {
+            let bad = h.digest("U", &format!("bad{i}"));
+            assert_eq!(
+                l.admit("U", &bad, stranger, t0(), true),
+                Admit::Ask { known_good: false }
+            );
+            l.finish("U", &bad, false, "p", stranger, Finish::Failure, t0());
+        }
+        let bad = h.digest("U", "bad9");
+        assert_eq!(l.admit("U", &bad, stranger, t0(), true), Admit::Refuse);
+        // Checks against the verifier are limited per (user, source)…
+        for _ in 0..3 {
+            assert!(l.verifier_guess("U", stranger, t0()));
+        }
+        assert!(!l.verifier_guess("U", stranger, t0()));
+        // …so the owner's source still has its own.
+        assert!(l.verifier_guess("U", IP, t0()));
+        l.verified("U", IP);
+        assert_eq!(l.admit_verified("U", t0()), Admit::Ask { known_good: true });
+        assert_eq!(l.admit_verified("U", t0()), Admit::Wait);
+        let good = h.digest("U", "good");
+        l.finish("U", &good, true, "p", IP, Finish::Success, t0());
+        // Now known good in memory as well.
+        assert_eq!(
+            l.admit("U", &good, IP, t0(), true),
+            Admit::Ask { known_good: true }
         );
     }
 
@@ -367,7 +483,7 @@ mod tests {
         let asks = (0..10)
             .filter(|i| {
                 matches!(
-                    l.admit("U", &h.digest("U", &i.to_string()), IP, t0()),
+                    l.admit("U", &h.digest("U", &i.to_string()), IP, t0(), false),
                     Admit::Ask { .. }
                 )
             })
@@ -381,13 +497,16 @@ mod tests {
         let l = Lockout::new(3, 4, Duration::from_secs(900), 10);
         for u in ["a", "b", "c", "d"] {
             let d = h.digest(u, "x");
-            assert!(matches!(l.admit(u, &d, IP, t0()), Admit::Ask { .. }));
+            assert!(matches!(l.admit(u, &d, IP, t0(), false), Admit::Ask { .. }));
             l.finish(u, &d, false, "p", IP, Finish::Failure, t0());
         }
-        assert_eq!(l.admit("e", &h.digest("e", "x"), IP, t0()), Admit::Refuse);
+        assert_eq!(
+            l.admit("e", &h.digest("e", "x"), IP, t0(), false),
+            Admit::Refuse
+        );
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
         assert!(matches!(
-            l.admit("e", &h.digest("e", "x"), other, t0()),
+            l.admit("e", &h.digest("e", "x"), other, t0(), false),
             Admit::Ask { .. }
         ));
     }
@@ -399,7 +518,10 @@ mod tests {
         for i in 0..50 {
             let u = format!("u{i}");
             let d = h.digest(&u, "x");
-            assert!(matches!(l.admit(&u, &d, IP, t0()), Admit::Ask { .. }));
+            assert!(matches!(
+                l.admit(&u, &d, IP, t0(), false),
+                Admit::Ask { .. }
+            ));
             l.finish(&u, &d, false, "p", IP, Finish::Failure, t0());
         }
         assert!(l.tracked_users() <= 5);

@@ -10,7 +10,9 @@
 //! 4. the user's entry ([`directory`]): the DN template filled in, or a search as the service
 //!    account (a search cannot lock an account);
 //! 5. the lockout table ([`lockout`]), per entry DN and per source: over the limit, unknown
-//!    passwords are refused without a bind; the last known-good one still binds;
+//!    passwords are refused without a bind; the last known-good one still binds, also after a
+//!    restart or on another replica when it matches the account's stored verifier
+//!    ([`verifier`], so a stranger cannot lock the owner out);
 //! 6. the bind through a bounded pool ([`pool`]), then the groups from the adapter's group
 //!    attribute. Unreachable or timing out → 503 `directory-unavailable` with `Retry-After`,
 //!    never 401 and never allow.
@@ -27,6 +29,7 @@ mod directory;
 pub mod escape;
 mod lockout;
 mod pool;
+mod verifier;
 
 #[cfg(test)]
 mod tests;
@@ -36,7 +39,7 @@ use std::time::Duration;
 
 pub use authenticator::{parse_basic, BasicError, LdapAuthenticator};
 
-use crate::adapters::{BindMode, GroupValue, LdapAdapter, UserCase};
+use crate::adapters::{BindMode, GroupValue, LdapAdapter, PrincipalCase, UserCase};
 use crate::authn::identity::IdentityTemplate;
 use crate::metrics::Counter;
 
@@ -85,6 +88,8 @@ pub struct Profile {
     pub group_attribute: Option<String>,
     pub group_value: GroupValue,
     pub user_case: UserCase,
+    /// How the directory compares names: the principal's one spelling.
+    pub principal_case: PrincipalCase,
     pub max_user_len: usize,
     /// When set, user names may contain only ASCII letters, digits and these.
     pub user_extra_chars: Option<String>,
@@ -101,6 +106,7 @@ impl Profile {
             group_attribute: a.group_attribute().map(str::to_owned),
             group_value: a.group_value(),
             user_case: a.user_case(),
+            principal_case: a.principal_case(),
             max_user_len: a.max_user_len(),
             user_extra_chars: a.user_extra_chars().map(str::to_owned),
         }
@@ -115,6 +121,14 @@ impl Profile {
             self.max_user_len,
             self.user_extra_chars.as_deref(),
         )
+    }
+
+    /// The principal of `user`: the one spelling, per the directory's comparison rule, used for
+    /// everything after the bind (revocation, inventory, lockout, cache, audit, the token's
+    /// `legacy` claim, the identity mapping). `None` when the adapter does not accept the name.
+    pub fn principal(&self, user: &str) -> Option<String> {
+        self.normalize_user(user)
+            .map(|u| self.principal_case.apply(&u))
     }
 
     fn check(&self) -> Result<(), SettingsError> {
@@ -200,6 +214,9 @@ pub struct LdapSettings {
     pub op_timeout: Duration,
     /// `Retry-After` on 503 `directory-unavailable`.
     pub retry_after: Duration,
+    /// Where the verifiers of last good passwords live (the state store); none: only what this
+    /// process saw bind is known good ([`verifier`]).
+    pub verifiers: Option<std::sync::Arc<dyn crate::state::StateStore>>,
 }
 
 impl LdapSettings {
@@ -229,6 +246,7 @@ impl LdapSettings {
             connect_timeout: Duration::from_secs(3),
             op_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(5),
+            verifiers: None,
         }
     }
 }
@@ -265,6 +283,9 @@ pub struct LdapStats {
     pub cache_hits: Counter,
     /// Requests refused by the lockout tables without asking the directory.
     pub locked_out: Counter,
+    /// Passwords over the failure budget that matched the account's stored verifier (and went
+    /// on to the reserved bind).
+    pub verified_locally: Counter,
     /// Requests answered 503 because the directory was unreachable.
     pub unavailable: Counter,
 }

@@ -143,6 +143,19 @@ impl Authenticator for WebhookAuthenticator {
         Kind::Webhook
     }
 
+    /// A webhook's only principal is its adapter's name.
+    fn canonical_principal(&self, principal: &str) -> Result<String, String> {
+        let adapter = self.verifier.adapter().name();
+        if principal == adapter {
+            Ok(principal.to_owned())
+        } else {
+            Err(format!(
+                "the only principal of credential {} is {adapter:?}",
+                self.name
+            ))
+        }
+    }
+
     /// Webhooks have no HTTP authentication scheme to advertise.
     fn challenge(&self) -> Option<HeaderValue> {
         None

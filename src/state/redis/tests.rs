@@ -317,6 +317,23 @@ async fn a_foreign_revocation_entry_fails_the_refresh_instead_of_unrevoking() {
 }
 
 #[tokio::test]
+async fn password_verifiers_are_shared_by_replicas() {
+    let r = RedisServer::start();
+    let a = replica(&r).await;
+    let b = replica(&r).await;
+    assert_eq!(a.password_verifier("c:uid=a").await.unwrap(), None);
+    a.set_password_verifier("c:uid=a", Some("v1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.password_verifier("c:uid=a").await.unwrap().as_deref(),
+        Some("v1")
+    );
+    b.set_password_verifier("c:uid=a", None).await.unwrap();
+    assert_eq!(a.password_verifier("c:uid=a").await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn replay_keys_are_shared_and_expire() {
     let r = RedisServer::start();
     let a = replica(&r).await;
