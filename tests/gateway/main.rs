@@ -12,6 +12,7 @@ mod admin;
 mod config_check;
 mod controls;
 mod demo;
+mod differential;
 mod hardening;
 mod identity;
 mod issuer;
