@@ -517,3 +517,80 @@ async fn an_ambiguous_chunked_body_after_its_head_never_completes_upstream() {
     }
     gw.stop().await;
 }
+
+const WHSEC: &str = "whsec_differential_5f1e0c";
+
+/// Stripe's header re-spelled in ways Stripe's libraries refuse: a space after the comma, the
+/// hex in upper case. Refused before the upstream; the canonical spelling of the same delivery is
+/// accepted, and once accepted any spelling of it is a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respelled_stripe_signatures_are_refused_end_to_end() {
+    use hmac::{Hmac, Mac};
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let up = Upstream::start().await;
+    std::fs::write(dir.join("whsec"), format!("{WHSEC}\n")).unwrap();
+    let extra = format!(
+        r#"
+[issuer]
+url = "https://portcullis.corp.example"
+spiffe_id = "spiffe://corp.example/portcullis"
+
+[credentials.stripe-hooks]
+kind = "webhook"
+adapter = "stripe"
+secrets_file = "{d}/whsec"
+identity = "spiffe://corp.example/external/stripe"
+
+[[routes]]
+name = "hooks"
+match = {{ path_prefix = "/hooks/", methods = ["POST"] }}
+accept = ["stripe-hooks"]
+allow = ["spiffe://corp.example/external/stripe"]
+[routes.upstream]
+url = "{up}"
+audience = "billing"
+"#,
+        d = dir.display(),
+        up = up.url()
+    );
+    let gw = start_in_process(dir, &base_config(dir, "", &pki.tls_section(), &extra)).await;
+    let client = pki.client(false);
+    let url = format!("https://127.0.0.1:{}/hooks/stripe", gw.data_addr.port());
+    let body = r#"{"id":"evt_1","type":"charge.succeeded"}"#;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WHSEC.as_bytes()).unwrap();
+    mac.update(format!("{ts}.{body}").as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let send = |header: String| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("stripe-signature", header)
+            .body(body)
+            .send()
+    };
+    for respelled in [
+        format!("t={ts}, v1={sig}"),
+        format!("t={ts},v1={}", sig.to_ascii_uppercase()),
+        format!("t={ts},V1={sig}"),
+        format!("t={ts},v1= {sig}"),
+    ] {
+        let r = send(respelled.clone()).await.unwrap();
+        assert_eq!(r.status(), 401, "{respelled}");
+    }
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        send(format!("t={ts},v1={sig}")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(up.count(), 1);
+    // Extra commas are a spelling Stripe's libraries accept: the same delivery, so a replay.
+    let again = send(format!(",t={ts},,v1={sig},")).await.unwrap();
+    assert_eq!(again.status(), 401);
+    assert_eq!(up.count(), 1);
+    gw.stop().await;
+}
