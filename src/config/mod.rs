@@ -3,6 +3,8 @@
 //! raw file into a typed [`Config`], reporting every problem at once as `file: key: message`.
 
 mod creds;
+#[cfg(test)]
+pub(crate) mod props;
 mod raw;
 pub mod units;
 mod validate;
