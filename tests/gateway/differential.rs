@@ -594,3 +594,54 @@ audience = "billing"
     assert_eq!(up.count(), 1);
     gw.stop().await;
 }
+
+/// `portcullis check` names the key of every plan problem the TOML decoder finds (found by the
+/// plan parser's property test: a wrong type or an unknown field used to be reported as `-`).
+#[test]
+fn plan_problems_from_the_toml_decoder_name_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let plans = dir.path().join("plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    let plan = |owner: &str, phases: &str| {
+        format!("name = \"{{}}\"\nowner = {owner}\nlegacy_credentials = [\"k\"]\n[phases]\n{phases}\n[exit_criteria]\nmax_legacy_share = 0.01\nwindow = \"14d\"\n")
+    };
+    for (name, text) in [
+        ("wrong-type", plan("5", "observe = 2026-11-01")),
+        (
+            "wrong-date",
+            plan("\"o\"", "observe = 2026-11-01\nbridge = \"soon\""),
+        ),
+        (
+            "unknown",
+            plan("\"o\"", "observe = 2026-11-01\nsunset = 2027-01-01"),
+        ),
+    ] {
+        std::fs::write(plans.join(format!("{name}.toml")), text.replace("{}", name)).unwrap();
+    }
+    let toml = format!(
+        "{}\n[migration]\nplans_dir = \"{}\"\n",
+        base_config(dir.path(), "", "", ""),
+        plans.display()
+    );
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for (file, key) in [
+        ("wrong-type.toml", "owner"),
+        ("wrong-date.toml", "phases.bridge"),
+        ("unknown.toml", "phases.sunset"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(file) && l.contains(&format!(": {key}: "))),
+            "{file}: {key} missing in:\n{err}"
+        );
+    }
+}
