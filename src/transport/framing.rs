@@ -155,22 +155,8 @@ impl<S> FramingGuard<S> {
                         .extend_from_slice(data.get(..nl).unwrap_or_default());
                     data = data.get(nl + 1..).unwrap_or_default();
                     let line = std::mem::take(&mut self.buf);
-                    // Lines of a chunked body end in CRLF (RFC 9112 §7.1). A bare LF is read as a
-                    // line end by some parsers and not by others (hyper waits, h11 refuses), so
-                    // the same bytes would be framed two ways.
-                    let Some(line) = line.strip_suffix(b"\r") else {
-                        return self.poison();
-                    };
-                    if matches!(self.state, State::Trailers) {
-                        if line.is_empty() {
-                            self.bodies_ended += 1;
-                            self.state = State::Head;
-                        }
-                        continue;
-                    }
-                    match chunk_size(line) {
-                        Some(0) => self.state = State::Trailers,
-                        Some(n) => self.state = State::ChunkData(n),
+                    match self.after_chunked_line(&line) {
+                        Some(next) => self.state = next,
                         None => return self.poison(),
                     }
                 }
@@ -198,6 +184,26 @@ impl<S> FramingGuard<S> {
                     };
                 }
             }
+        }
+    }
+
+    /// The state after one complete line (without its LF) of a chunked body, in `ChunkSize` or
+    /// `Trailers`; `None` when the line could be read two ways.
+    fn after_chunked_line(&mut self, line: &[u8]) -> Option<State> {
+        // Lines of a chunked body end in CRLF (RFC 9112 §7.1). A bare LF is read as a line end
+        // by some parsers and not by others (hyper waits, h11 refuses), so the same bytes would
+        // be framed two ways.
+        let line = line.strip_suffix(b"\r")?;
+        if matches!(self.state, State::Trailers) {
+            if line.is_empty() {
+                self.bodies_ended += 1;
+                return Some(State::Head);
+            }
+            return is_field_line(line).then_some(State::Trailers);
+        }
+        match chunk_size(line)? {
+            0 => Some(State::Trailers),
+            n => Some(State::ChunkData(n)),
         }
     }
 
@@ -241,6 +247,12 @@ impl<S> FramingGuard<S> {
             return None;
         }
         if let Some(te) = te {
+            // Transfer-Encoding means nothing in HTTP/1.0 (RFC 9112 §6.1): hyper refuses the head,
+            // but h11 reads a chunked body. Mid-pipeline hyper just closes; flagging makes it a
+            // 400 like every other disagreement.
+            if req.version == Some(0) {
+                return None;
+            }
             return te
                 .value
                 .trim_ascii()
@@ -275,6 +287,18 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+}
+
+/// Whether a trailer line is a header field line (`name: value`), by the parser hyper uses. hyper
+/// skips trailer lines it cannot parse, h11 refuses them: `0\r\n` followed by a request line
+/// and no blank line is a body end for one and a smuggled request for another.
+fn is_field_line(line: &[u8]) -> bool {
+    let mut one = [httparse::EMPTY_HEADER; 1];
+    let field = [line, b"\r\n\r\n"].concat();
+    matches!(
+        httparse::parse_headers(&field, &mut one),
+        Ok(httparse::Status::Complete(_))
+    )
 }
 
 fn ambiguous_body() -> io::Error {
@@ -391,6 +415,9 @@ mod tests {
         assert!(run(&[
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
         ]));
+        assert!(run(&[
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ]));
     }
 
     #[test]
@@ -433,6 +460,11 @@ mod tests {
             "5\r\nhello\r\n0\r\n\n",                   // trailer section ended by a bare LF
             "5\r\nhello\r\n0\r\nX-T: 1\n\r\n",         // trailer line ended by a bare LF
             "10000000000000005\r\nhello\r\n0\r\n\r\n", // 17 digits: overflow territory
+            // A request line where a trailer field belongs (no blank line after the last chunk).
+            "5\r\nhello\r\n0\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            "5\r\nhello\r\n0\r\nX-T: 1\r\nPOST /x HTTP/1.0\r\n\r\n",
+            "5\r\nhello\r\n0\r\n folded\r\n\r\n",
+            "5\r\nhello\r\n0\r\nX-T: a\x00b\r\n\r\n",
         ] {
             assert!(run(&[format!("{CHUNKED}{body}").as_bytes()]), "{body:?}");
         }

@@ -20,9 +20,17 @@ use tokio::net::TcpStream;
 use crate::support::*;
 
 /// Seed of the generated part of the corpus (fixed: CI runs the same corpus every time).
+/// `DIFFERENTIAL_SEED` picks another.
 const SEED: u64 = 0x5eed_f4a3_11d1_ff00;
-/// Generated cases on top of the hand-written ones.
+/// Generated cases on top of the hand-written ones. `DIFFERENTIAL_CASES` runs more.
 const GENERATED: usize = 160;
+
+fn from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// SplitMix64: small, deterministic, and not a dependency.
 struct Rng(u64);
@@ -112,6 +120,8 @@ const FIXED: &[&[u8]] = &[
     b"POST @P/chunk HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nContent-Length: 7\r\n\r\n",
     b"POST @P/chunk HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n folded\r\n\r\n",
     b"POST @P/chunk HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n000\r\n\r\n",
+    b"POST @P/chunk HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nGET @P/smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST @P/chunk HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\nPOST @P/smuggled HTTP/1.0\r\nHost: a\r\n\r\n",
     b"POST @P/chunk HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0;x\r\n\r\n",
     // Missing final CRLF: the stream stops inside the message.
     b"POST @P/short HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n",
@@ -259,8 +269,8 @@ fn corpus() -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, t)| replace(t, b"@P", format!("/d{i}").as_bytes()))
         .collect();
-    let mut rng = Rng(SEED);
-    for _ in 0..GENERATED {
+    let mut rng = Rng(from_env("DIFFERENTIAL_SEED", SEED));
+    for _ in 0..from_env("DIFFERENTIAL_CASES", GENERATED as u64) {
         let i = cases.len();
         let mut case = generated_request(&mut rng, &format!("/d{i}/g1"));
         if rng.below(2) == 0 {
@@ -366,8 +376,15 @@ fn judge(h11: &Value, forwarded: &[Framed], response: &str, closed: bool) -> Opt
         })
         .collect();
     let end = h11["end"].as_str().unwrap();
-    let agree =
-        forwarded.len() <= framed.len() && forwarded.iter().zip(&framed).all(|(f, (h, _))| f == h);
+    // The gateway forwards no body with GET or HEAD (hyper's client sends none), so the upstream
+    // cannot count it; the requests after it still show whether it was framed alike.
+    let same = |f: &Framed, h: &Framed| {
+        f.0 == h.0
+            && f.1 == h.1
+            && (f.2 == h.2 || (f.2 == 0 && matches!(f.0.as_str(), "GET" | "HEAD")))
+    };
+    let agree = forwarded.len() <= framed.len()
+        && forwarded.iter().zip(&framed).all(|(f, (h, _))| same(f, h));
     if !agree {
         return Some(format!(
             "forwarded {forwarded:?}, but h11 frames {framed:?} then {end}"
@@ -377,15 +394,20 @@ fn judge(h11: &Value, forwarded: &[Framed], response: &str, closed: bool) -> Opt
         .split("\r\n")
         .filter(|l| l.starts_with("HTTP/1."))
         .filter_map(|l| l.split_whitespace().nth(1))
+        // Interim responses (100 Continue) answer no request.
+        .filter(|s| !s.starts_with('1'))
         .collect();
     let refused = closed && statuses.last() == Some(&"400");
+    // A server may close a connection after any response (RFC 9112 §9.6); hyper does when a body
+    // was left unread (the gateway forwards none with GET). Nothing after it was read as a request.
+    let closed_early = closed && end != "error" && statuses.len() == forwarded.len();
     // The gateway stopped where h11 would close the connection too (HTTP/1.0, Connection: close).
     let closed_like_h11 = closed
         && forwarded.len() == statuses.len()
         && forwarded.len().checked_sub(1).is_some_and(|i| framed[i].1);
     let stopped_short = forwarded.len() < framed.len();
     let disagree = end == "error" || stopped_short;
-    if disagree && !refused && !closed_like_h11 {
+    if disagree && !refused && !closed_like_h11 && !closed_early {
         return Some(format!(
             "h11 frames {framed:?} then {end} ({}); the gateway forwarded {forwarded:?} and answered {statuses:?} (closed: {closed}) instead of 400 and close",
             h11["error"].as_str().unwrap_or("")
@@ -457,6 +479,10 @@ const AMBIGUOUS_CHUNKED: &[(&str, &str)] = &[
     ("leading-space", " 5\r\nhello\r\n0\r\n\r\n"),
     ("plus-sign", "+5\r\nhello\r\n0\r\n\r\n"),
     ("data-not-crlf", "5\r\nhelloXX0\r\n\r\n"),
+    (
+        "request-line-in-trailers",
+        "5\r\nhello\r\n0\r\nX-T: 1\r\nGET /c/smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
     (
         "bare-lf-trailers",
         "5\r\nhello\r\n0\r\n\nGET /c/smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
