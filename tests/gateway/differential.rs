@@ -376,12 +376,29 @@ fn judge(h11: &Value, forwarded: &[Framed], response: &str, closed: bool) -> Opt
         })
         .collect();
     let end = h11["end"].as_str().unwrap();
-    // The gateway forwards no body with GET or HEAD (hyper's client sends none), so the upstream
-    // cannot count it; the requests after it still show whether it was framed alike.
+    // A chunked body on GET or HEAD is not forwarded (hyper's client sends no body of unknown
+    // length with those methods), so the upstream cannot count it; the requests after it still
+    // show whether it was framed alike.
     let same = |f: &Framed, h: &Framed| {
         f.0 == h.0
             && f.1 == h.1
             && (f.2 == h.2 || (f.2 == 0 && matches!(f.0.as_str(), "GET" | "HEAD")))
+    };
+    // For the same reason a GET or HEAD goes upstream, complete, as soon as its head is read: one
+    // whose body h11 is still waiting for may already be there.
+    let pending = h11.get("pending").map(|p| {
+        let (method, target) = (p[0].as_str().unwrap(), p[1].as_str().unwrap());
+        (method.to_string(), origin_form(target), 0)
+    });
+    let forwarded = match (forwarded.split_last(), pending) {
+        (Some((last, rest)), Some(p))
+            if rest.len() == framed.len()
+                && *last == p
+                && matches!(p.0.as_str(), "GET" | "HEAD") =>
+        {
+            rest
+        }
+        _ => forwarded,
     };
     let agree = forwarded.len() <= framed.len()
         && forwarded.iter().zip(&framed).all(|(f, (h, _))| same(f, h));
@@ -399,7 +416,7 @@ fn judge(h11: &Value, forwarded: &[Framed], response: &str, closed: bool) -> Opt
         .collect();
     let refused = closed && statuses.last() == Some(&"400");
     // A server may close a connection after any response (RFC 9112 §9.6); hyper does when a body
-    // was left unread (the gateway forwards none with GET). Nothing after it was read as a request.
+    // was left unread (as above, with GET). Nothing after it was read as a request.
     let closed_early = closed && end != "error" && statuses.len() == forwarded.len();
     // The gateway stopped where h11 would close the connection too (HTTP/1.0, Connection: close).
     let closed_like_h11 = closed

@@ -9,7 +9,8 @@ connection). For each prints how h11, acting as the server, frames it:
 - every complete request (head and whole body) in order; `closes_after` is true when h11 would
   close the connection after answering it (HTTP/1.0, `Connection: close`);
 - "ok": all bytes were framed; "incomplete": the stream stops inside a message (h11 waits for
-  more); "error": h11 refuses the bytes (RemoteProtocolError).
+  more; "pending": [method, target] when it stops inside that request's body); "error": h11
+  refuses the bytes (RemoteProtocolError).
 
 h11 answers every request with an empty 404 (never 2xx, so CONNECT and Upgrade never switch
 protocols). The bytes after each request are framed as by a new connection, even where h11
@@ -45,7 +46,10 @@ def frame(data):
             except h11.RemoteProtocolError as e:
                 return {"requests": requests, "end": "error", "error": str(e)}
             if ev is h11.NEED_DATA:
-                return {"requests": requests, "end": "incomplete"}
+                out = {"requests": requests, "end": "incomplete"}
+                if head is not None:
+                    out["pending"] = [head[0], head[1]]
+                return out
             if isinstance(ev, h11.Request):
                 head = (ev.method.decode("latin-1"), ev.target.decode("latin-1"))
             elif isinstance(ev, h11.Data):
