@@ -4,6 +4,8 @@
 
 mod creds;
 mod exposure;
+#[cfg(test)]
+pub(crate) mod props;
 mod raw;
 pub mod units;
 mod validate;

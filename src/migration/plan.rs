@@ -252,6 +252,28 @@ fn valid_docs(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !b"<>\"\\`{}|^".contains(&b))
 }
 
+/// The key a deserialization error is about (`phases.bridge` for a wrong type, `owner` for a
+/// missing field), so that every refusal names one; `-` only for a TOML syntax error, which has
+/// no key (its line is in the message). toml shows the key path only when the error is printed
+/// without the input, and serde names a missing or unknown field only in its message.
+fn error_key(e: &toml::de::Error) -> String {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let path = shown
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'));
+    let field = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| e.message().strip_prefix(p)?.split('`').next());
+    match (path, field) {
+        (Some(p), Some(f)) => format!("{p}.{f}"),
+        (Some(k), None) | (None, Some(k)) => k.to_string(),
+        (None, None) => "-".into(),
+    }
+}
+
 /// Parse and validate one plan file. `stem` is the file name without `.toml`.
 pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Problem>> {
     let raw: RawPlan = toml::from_str(text).map_err(|e| {
@@ -263,7 +285,7 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
             Some(l) => format!("line {l}: {}", e.message().trim_end()),
             None => e.message().trim_end().to_string(),
         };
-        vec![problem(file, "-", msg)]
+        vec![problem(file, &error_key(&e), msg)]
     })?;
     let mut problems = Vec::new();
     let mut p = |key: &str, msg: String| problems.push(problem(file, key, msg));
@@ -513,3 +535,6 @@ pub fn check_against_config(
     }
     problems
 }
+
+#[cfg(test)]
+mod props;

@@ -146,7 +146,10 @@ fn unknown_keys_and_exception_rules() {
     let p = problems("x", &GOOD.replace("docs =", "dokumentation ="));
     assert_eq!(p.len(), 1);
     assert!(p[0].contains("dokumentation"), "{p:?}");
-    assert!(p[0].starts_with("-: line 4: unknown field"), "{p:?}");
+    assert!(
+        p[0].starts_with("dokumentation: line 4: unknown field"),
+        "{p:?}"
+    );
 
     let p = problems(
         "x",

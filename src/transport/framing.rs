@@ -26,8 +26,10 @@ enum State {
     Fixed(u64),
     /// Chunked body: reading a chunk-size line.
     ChunkSize,
-    /// Chunked body: skipping chunk data (plus its CRLF).
+    /// Chunked body: skipping chunk data.
     ChunkData(u64),
+    /// Chunked body: the CRLF after chunk data; `true` once its CR was seen.
+    ChunkDataEnd(bool),
     /// Chunked body: reading trailer lines until an empty one.
     Trailers,
     /// Stopped watching: the connection is flagged.
@@ -44,6 +46,11 @@ pub struct FramingGuard<S> {
     max_head: usize,
     max_headers: usize,
     flag: Arc<AtomicBool>,
+    /// Bodies read to their end so far (tells whether a poisoning read is still in the body
+    /// whose head hyper already has).
+    bodies_ended: u64,
+    /// Reads fail from now on: the body hyper is streaming became ambiguous.
+    aborted: bool,
 }
 
 impl<S> FramingGuard<S> {
@@ -56,7 +63,14 @@ impl<S> FramingGuard<S> {
             max_head,
             max_headers,
             flag,
+            bodies_ended: 0,
+            aborted: false,
         }
+    }
+
+    /// Whether hyper has the current message's head and is reading its body.
+    fn in_body(&self) -> bool {
+        !matches!(self.state, State::Head | State::Done)
     }
 
     fn poison(&mut self) {
@@ -123,6 +137,7 @@ impl<S> FramingGuard<S> {
                     let take = (data.len() as u64).min(n);
                     data = data.get(take as usize..).unwrap_or_default();
                     self.state = if n == take {
+                        self.bodies_ended += 1;
                         State::Head
                     } else {
                         State::Fixed(n - take)
@@ -140,21 +155,8 @@ impl<S> FramingGuard<S> {
                         .extend_from_slice(data.get(..nl).unwrap_or_default());
                     data = data.get(nl + 1..).unwrap_or_default();
                     let line = std::mem::take(&mut self.buf);
-                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
-                    if matches!(self.state, State::Trailers) {
-                        if line.is_empty() {
-                            self.state = State::Head;
-                        }
-                        continue;
-                    }
-                    let size = line.split(|b| *b == b';').next().unwrap_or_default();
-                    match std::str::from_utf8(size)
-                        .ok()
-                        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-                    {
-                        Some(0) => self.state = State::Trailers,
-                        // The data is followed by CRLF.
-                        Some(n) => self.state = State::ChunkData(n.saturating_add(2)),
+                    match self.after_chunked_line(&line) {
+                        Some(next) => self.state = next,
                         None => return self.poison(),
                     }
                 }
@@ -162,12 +164,46 @@ impl<S> FramingGuard<S> {
                     let take = (data.len() as u64).min(n);
                     data = data.get(take as usize..).unwrap_or_default();
                     self.state = if n == take {
-                        State::ChunkSize
+                        State::ChunkDataEnd(false)
                     } else {
                         State::ChunkData(n - take)
                     };
                 }
+                // Chunk data must be followed by exactly CRLF: a parser that skips two bytes
+                // whatever they are and one that refuses them would disagree about what follows.
+                State::ChunkDataEnd(cr_seen) => {
+                    let expected = if cr_seen { b'\n' } else { b'\r' };
+                    if data.first() != Some(&expected) {
+                        return self.poison();
+                    }
+                    data = data.get(1..).unwrap_or_default();
+                    self.state = if cr_seen {
+                        State::ChunkSize
+                    } else {
+                        State::ChunkDataEnd(true)
+                    };
+                }
             }
+        }
+    }
+
+    /// The state after one complete line (without its LF) of a chunked body, in `ChunkSize` or
+    /// `Trailers`; `None` when the line could be read two ways.
+    fn after_chunked_line(&mut self, line: &[u8]) -> Option<State> {
+        // Lines of a chunked body end in CRLF (RFC 9112 §7.1). A bare LF is read as a line end
+        // by some parsers and not by others (hyper waits, h11 refuses), so the same bytes would
+        // be framed two ways.
+        let line = line.strip_suffix(b"\r")?;
+        if matches!(self.state, State::Trailers) {
+            if line.is_empty() {
+                self.bodies_ended += 1;
+                return Some(State::Head);
+            }
+            return is_field_line(line).then_some(State::Trailers);
+        }
+        match chunk_size(line)? {
+            0 => Some(State::Trailers),
+            n => Some(State::ChunkData(n)),
         }
     }
 
@@ -211,6 +247,12 @@ impl<S> FramingGuard<S> {
             return None;
         }
         if let Some(te) = te {
+            // Transfer-Encoding means nothing in HTTP/1.0 (RFC 9112 §6.1): hyper refuses the head,
+            // but h11 reads a chunked body. Mid-pipeline hyper just closes; flagging makes it a
+            // 400 like every other disagreement.
+            if req.version == Some(0) {
+                return None;
+            }
             return te
                 .value
                 .trim_ascii()
@@ -229,6 +271,41 @@ impl<S> FramingGuard<S> {
             }
         }
     }
+}
+
+/// The size on a chunk-size line (without its CRLF): 1-16 hex digits, then either nothing,
+/// spaces or tabs, or `;` and chunk extensions. `None` for anything else (a sign, leading
+/// whitespace, `0x`, whitespace before `;`, overflow): parsers differ on those, so the line is
+/// not trusted (hyper accepts `5 ;ext`, h11 refuses it; Rust's radix parser accepts `+5`).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return None;
+    }
+    let (size, rest) = line.split_at(digits);
+    if !(rest.first() == Some(&b';') || rest.iter().all(|b| *b == b' ' || *b == b'\t')) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+}
+
+/// Whether a trailer line is a header field line (`name: value`), by the parser hyper uses. hyper
+/// skips trailer lines it cannot parse, h11 refuses them: `0\r\n` followed by a request line
+/// and no blank line is a body end for one and a smuggled request for another.
+fn is_field_line(line: &[u8]) -> bool {
+    let mut one = [httparse::EMPTY_HEADER; 1];
+    let field = [line, b"\r\n\r\n"].concat();
+    matches!(
+        httparse::parse_headers(&field, &mut one),
+        Ok(httparse::Status::Complete(_))
+    )
+}
+
+fn ambiguous_body() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "ambiguous chunked body framing (see transport::framing)",
+    )
 }
 
 /// Index just past the blank line ending a head (`\r\n\r\n` or a bare `\n\n`).
@@ -256,10 +333,23 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
+        if this.aborted {
+            return Poll::Ready(Err(ambiguous_body()));
+        }
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
             if !matches!(this.state, State::Done) {
+                let (streaming, ended) = (this.in_body(), this.bodies_ended);
                 this.observe(buf.filled().get(before..).unwrap_or_default());
+                // The body hyper is already streaming (its head came in an earlier read, passed
+                // the pipeline's check and may be on its way upstream) turned out ambiguous. The
+                // flag only stops later requests, so fail the read: hyper ends the body with an
+                // error and the upstream gets an aborted request, never a complete one that
+                // another parser would have framed differently.
+                if streaming && ended == this.bodies_ended && matches!(this.state, State::Done) {
+                    this.aborted = true;
+                    return Poll::Ready(Err(ambiguous_body()));
+                }
             }
         }
         res
@@ -325,6 +415,9 @@ mod tests {
         assert!(run(&[
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
         ]));
+        assert!(run(&[
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ]));
     }
 
     #[test]
@@ -346,6 +439,173 @@ mod tests {
             assert!(run(&[a, b]), "split at {split}");
             let (a, c) = a.split_at(split / 2);
             assert!(run(&[a, c, b]), "split at {} and {split}", split / 2);
+        }
+    }
+
+    const CHUNKED: &str = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    #[test]
+    fn chunked_lines_other_parsers_read_differently_are_flagged() {
+        // Found by the differential test against h11 (tests/gateway/differential.rs): hyper
+        // accepts or waits on these where h11 refuses, or the guard skipped what it never read.
+        for body in [
+            "5\nhello\r\n0\r\n\r\n",          // bare LF after the size
+            "5 ;ext=1\r\nhello\r\n0\r\n\r\n", // whitespace before an extension
+            " 5\r\nhello\r\n0\r\n\r\n",       // leading whitespace
+            "+5\r\nhello\r\n0\r\n\r\n",       // a sign (Rust's radix parser takes it)
+            "0x5\r\nhello\r\n0\r\n\r\n",
+            "\r\nhello\r\n0\r\n\r\n",                  // no size at all
+            "5\r\nhelloXX0\r\n\r\n",                   // data not followed by CRLF
+            "5\r\nhello\n0\r\n\r\n",                   // data followed by a bare LF
+            "5\r\nhello\r\n0\r\n\n",                   // trailer section ended by a bare LF
+            "5\r\nhello\r\n0\r\nX-T: 1\n\r\n",         // trailer line ended by a bare LF
+            "10000000000000005\r\nhello\r\n0\r\n\r\n", // 17 digits: overflow territory
+            // A request line where a trailer field belongs (no blank line after the last chunk).
+            "5\r\nhello\r\n0\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            "5\r\nhello\r\n0\r\nX-T: 1\r\nPOST /x HTTP/1.0\r\n\r\n",
+            "5\r\nhello\r\n0\r\n folded\r\n\r\n",
+            "5\r\nhello\r\n0\r\nX-T: a\x00b\r\n\r\n",
+        ] {
+            assert!(run(&[format!("{CHUNKED}{body}").as_bytes()]), "{body:?}");
+        }
+        for body in [
+            "5\r\nhello\r\n0\r\n\r\n",
+            "005\r\nhello\r\n000\r\n\r\n",
+            "5;ext=1;b=\"x y\"\r\nhello\r\n0;e\r\n\r\n",
+            "5 \r\nhello\r\n0\t\r\n\r\n",
+            "A\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n",
+        ] {
+            let stream = format!(
+                "{CHUNKED}{body}GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
+            );
+            // The pipelined smuggling attempt after the body is found only if the body was
+            // followed exactly.
+            let (first, _) = stream.split_at(stream.find("GET").unwrap());
+            assert!(!run(&[first.as_bytes()]), "{body:?}");
+            assert!(run(&[stream.as_bytes()]), "{body:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_body_already_streaming_fails_the_read() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        for (body, aborts) in [
+            ("5 ;ext=1\r\nhello\r\n0\r\n\r\n", true),
+            ("5\r\nhelloXX", true),
+            ("5\r\nhello\r\n0\r\n\r\n", false),
+            // The body ends well; the next head is the ambiguous one: the flag handles it.
+            (
+                "0\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                false,
+            ),
+        ] {
+            let (mut client, server) = tokio::io::duplex(1024);
+            let flag = Arc::new(AtomicBool::new(false));
+            let mut g = FramingGuard::new(server, 64 * 1024, 100, flag.clone());
+            let mut buf = [0u8; 1024];
+            client.write_all(CHUNKED.as_bytes()).await.unwrap();
+            assert!(g.read(&mut buf).await.is_ok());
+            client.write_all(body.as_bytes()).await.unwrap();
+            let second = g.read(&mut buf).await;
+            assert_eq!(second.is_err(), aborts, "{body:?}");
+            if aborts {
+                assert!(g.read(&mut buf).await.is_err(), "{body:?}: stays failed");
+            }
+        }
+        // Head and bad body in one read: hyper gets the head, the pipeline answers 400.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut g = FramingGuard::new(server, 64 * 1024, 100, flag.clone());
+        let mut buf = [0u8; 1024];
+        client
+            .write_all(format!("{CHUNKED}5 ;e\r\nhello\r\n0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert!(g.read(&mut buf).await.is_ok());
+        assert!(flag.load(Ordering::Acquire));
+    }
+
+    /// Pieces of HTTP/1 streams, so that generated input reaches every state, not just the
+    /// head parser's refusals.
+    const PIECES: &[&str] = &[
+        "POST / HTTP/1.1\r\n",
+        "GET /a HTTP/1.0\r\n",
+        "Host: a\r\n",
+        "Content-Length: 3\r\n",
+        "Content-Length: 0\r\n",
+        "Content-Length: 3, 3\r\n",
+        "Transfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked, identity\r\n",
+        " folded\r\n",
+        "\r\n",
+        "\n",
+        "\r",
+        "abc",
+        "3\r\n",
+        "3;x=y\r\n",
+        "3 ;x\r\n",
+        "0\r\n",
+        "ffffffffffffffffff\r\n",
+        "X-T: 1\r\n",
+    ];
+
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(prop::sample::select(PIECES), 0..24)
+                .prop_map(|p| p.concat().into_bytes()),
+            prop::collection::vec(any::<u8>(), 0..256),
+            (
+                prop::collection::vec(prop::sample::select(PIECES), 0..24),
+                prop::collection::vec(any::<u8>(), 0..16),
+            )
+                .prop_map(|(p, mut tail)| {
+                    let mut v = p.concat().into_bytes();
+                    v.append(&mut tail);
+                    v
+                }),
+        ]
+    }
+
+    /// Flag, state and pending bytes after feeding `chunks` one by one.
+    fn after(chunks: &[&[u8]]) -> (bool, String, Vec<u8>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut g = FramingGuard::new((), 64 * 1024, 100, flag.clone());
+        for c in chunks {
+            g.observe(c);
+        }
+        (
+            flag.load(Ordering::Acquire),
+            format!("{:?}", g.state),
+            g.buf,
+        )
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        // 256 cases in CI (proptest's default); PROPTEST_CASES=100000 runs longer.
+        #![proptest_config(ProptestConfig::default())]
+
+        /// However the stream is cut into reads, the guard ends in the same place with the same
+        /// verdict as when it reads the whole stream at once (and never panics).
+        #[test]
+        fn any_split_gives_the_same_verdict(
+            bytes in stream(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            at.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for to in at {
+                chunks.push(&bytes[from..to]);
+                from = to;
+            }
+            chunks.push(&bytes[from..]);
+            prop_assert_eq!(after(&chunks), after(&[&bytes]));
+            // Byte by byte, the hardest split of all.
+            let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+            prop_assert_eq!(after(&singles), after(&[&bytes]));
         }
     }
 

@@ -15,6 +15,7 @@ mod canonical;
 mod config_check;
 mod controls;
 mod demo;
+mod differential;
 mod hardening;
 mod identity;
 mod issuer;

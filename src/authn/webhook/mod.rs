@@ -190,14 +190,18 @@ impl WebhookVerifier {
         let value = value
             .to_str()
             .map_err(|_| WebhookError::Malformed("signature header is not visible ASCII"))?;
+        // Whitespace around the whole value is not part of it (RFC 9110 §5.5); inside, the
+        // entries are taken exactly as split: the providers' own libraries compare them without
+        // trimming (`t=1, v1=…` is not a Stripe signature). Empty entries carry nothing and are
+        // skipped, as those libraries skip them.
+        let value = value.trim_matches([' ', '\t']);
         let entries: Vec<&str> = match a.signature.separator {
             Some(sep) => value
                 .split(sep)
-                .map(str::trim)
                 .filter(|e| !e.is_empty())
                 .take(MAX_SIGNATURES + 1)
                 .collect(),
-            None => vec![value.trim()],
+            None => vec![value],
         };
         if entries.len() > MAX_SIGNATURES {
             return Err(WebhookError::TooManySignatures);

@@ -154,6 +154,9 @@ fn hex_val(b: u8) -> Option<u8> {
 /// A candidate signature's bytes; `None` when it is not valid in the adapter's encoding.
 pub(super) fn decode(encoding: Encoding, s: &str) -> Option<Vec<u8>> {
     match encoding {
+        // Lower case only: the providers send lower-case hex and their libraries compare the
+        // text, so `ABCD…` is not their signature (and a signature must have one spelling).
+        Encoding::Hex if s.bytes().any(|b| b.is_ascii_uppercase()) => None,
         Encoding::Hex => hex::decode(s).ok(),
         Encoding::Base64 => base64::engine::general_purpose::STANDARD.decode(s).ok(),
     }

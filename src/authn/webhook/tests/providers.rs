@@ -325,3 +325,148 @@ fn absent_signature_is_not_present() {
         );
     }
 }
+
+/// Ways to re-spell a valid signature header. Whether each may still verify is what the
+/// provider's documentation (and its own libraries) say: see `respell`.
+#[derive(Debug, Clone, Copy)]
+enum Respell {
+    /// The encoded signature in upper case.
+    UpperSignature,
+    /// The scheme prefix (`v1=`, `sha256=`, …) in upper case.
+    UpperPrefix,
+    /// A space after each separator.
+    SpaceAfterSeparator,
+    /// A tab after each separator.
+    TabAfterSeparator,
+    /// The signature entry listed twice.
+    DuplicateEntry,
+    /// Separators before, between and after the entries.
+    ExtraSeparators,
+    /// Whitespace around the whole value (not part of a field value: RFC 9110 §5.5).
+    OuterWhitespace,
+}
+
+/// The re-spelled header value and whether the provider accepts it.
+fn respell(c: &Case, value: &str, sig: &str, how: Respell) -> (String, bool) {
+    let adapter = adapter(c.adapter);
+    let sep = adapter.signature.separator;
+    let prefix = adapter.signature.prefix.clone().unwrap_or_default();
+    let entry = format!("{prefix}{sig}");
+    match (how, sep) {
+        (Respell::UpperSignature, _) => (value.replace(sig, &sig.to_ascii_uppercase()), false),
+        (Respell::UpperPrefix, _) if prefix.is_empty() => (value.to_string(), true),
+        (Respell::UpperPrefix, _) => (
+            value.replace(&entry, &format!("{}{sig}", prefix.to_ascii_uppercase())),
+            false,
+        ),
+        // Stripe's header is `t=…,v1=…`: no whitespace (its libraries split on "," and compare
+        // keys exactly). For Standard Webhooks the separator is a space: one more is an empty
+        // entry, as below.
+        (Respell::SpaceAfterSeparator, Some(s)) => {
+            (spaced(value, &entry, &prefix, s, ' '), s == ' ')
+        }
+        (Respell::TabAfterSeparator, Some(s)) => (spaced(value, &entry, &prefix, s, '\t'), false),
+        // Several entries of the scheme are how rotation works: any match is enough.
+        (Respell::DuplicateEntry, Some(s)) => (format!("{value}{s}{entry}"), true),
+        // Empty entries carry nothing and are skipped (Stripe's and Svix's libraries do).
+        (Respell::ExtraSeparators, Some(s)) => (
+            format!("{s}{}{s}{s}", value.replace(s, &format!("{s}{s}"))),
+            true,
+        ),
+        // A header that holds one signature holds exactly one.
+        (Respell::SpaceAfterSeparator | Respell::TabAfterSeparator, None) => {
+            (format!("{value},\t{entry}"), false)
+        }
+        (Respell::DuplicateEntry, None) => (format!("{value},{entry}"), false),
+        (Respell::ExtraSeparators, None) => (format!("{value},"), false),
+        (Respell::OuterWhitespace, _) => (format!(" \t{value} "), true),
+    }
+}
+
+/// `ws` between the separator and the signature entry. A header holding only that entry gets a
+/// dud entry first, so that the whitespace is inside the value, not around it.
+fn spaced(value: &str, entry: &str, prefix: &str, sep: char, ws: char) -> String {
+    let v = value.replace(entry, &format!("{ws}{entry}"));
+    if v.starts_with(ws) {
+        format!("{prefix}dud{sep}{v}")
+    } else {
+        v
+    }
+}
+
+fn any_respell() -> impl Strategy<Value = Respell> {
+    prop::sample::select(vec![
+        Respell::UpperSignature,
+        Respell::UpperPrefix,
+        Respell::SpaceAfterSeparator,
+        Respell::TabAfterSeparator,
+        Respell::DuplicateEntry,
+        Respell::ExtraSeparators,
+        Respell::OuterWhitespace,
+    ])
+}
+
+/// Characters signature headers are made of, and some they are not.
+const HEADER_CHARS: &[char] = &[
+    't', '=', ',', ' ', '\t', 'v', '1', '0', 's', 'h', 'a', '2', '5', '6', 'f', 'F', '+', '/', ';',
+    '"', '~', 'x', '9',
+];
+
+use proptest::prelude::*;
+
+proptest! {
+    // 256 cases in CI (proptest's default); PROPTEST_CASES=100000 runs longer.
+    #![proptest_config(ProptestConfig::default())]
+
+    /// A valid signature, re-spelled, verifies exactly where the provider says the spelling is
+    /// the same signature; everything else is refused.
+    #[test]
+    fn respelled_signatures_verify_only_where_the_provider_says_so(
+        provider in 0..6usize,
+        how in any_respell(),
+    ) {
+        let c = cases().remove(provider);
+        let v = c.verifier(&[c.secrets[0]]);
+        let sig = (c.sign)(c.secrets[0], NOW, c.body);
+        let mut h = (c.headers)(std::slice::from_ref(&sig), NOW);
+        let name = v.adapter().signature.header.names[0].clone();
+        let value = h.get(&name).unwrap().to_str().unwrap().to_string();
+        let (respelled, accepted) = respell(&c, &value, &sig, how);
+        h.insert(name, HeaderValue::from_str(&respelled).unwrap());
+        let got = c.verify(&v, &h, c.body, NOW);
+        prop_assert_eq!(got.is_ok(), accepted, "{} {:?}: {:?} -> {:?}", c.adapter, how, respelled, got);
+    }
+
+    /// Arbitrary signature, timestamp and id header values never panic and never verify.
+    #[test]
+    fn arbitrary_header_values_never_verify(
+        provider in 0..6usize,
+        sig in prop::collection::vec(prop::sample::select(HEADER_CHARS), 0..120),
+        raw in prop::collection::vec(any::<u8>(), 0..80),
+        ts in prop::collection::vec(prop::sample::select(HEADER_CHARS), 0..16),
+    ) {
+        let c = cases().remove(provider);
+        let v = c.verifier(&[c.secrets[0]]);
+        let a = v.adapter();
+        let sig: String = sig.into_iter().collect();
+        let ts: String = ts.into_iter().collect();
+        let mut values = vec![HeaderValue::from_str(&sig).unwrap()];
+        values.extend(HeaderValue::from_bytes(&raw).ok());
+        for value in values {
+            let mut h = c.signed(c.secrets[0], NOW);
+            h.insert(a.signature.header.names[0].clone(), value.clone());
+            prop_assert!(c.verify(&v, &h, c.body, NOW).is_err(), "{} {:?}", c.adapter, value);
+            // The timestamp and id headers garbled too (where the provider has them).
+            let ts_value = HeaderValue::from_str(&ts).unwrap();
+            if let Some(crate::adapters::TimestampSource::Header(spec)) =
+                a.timestamp.as_ref().map(|t| &t.source)
+            {
+                h.insert(spec.names[0].clone(), ts_value.clone());
+            }
+            if let Some(spec) = &a.delivery_id {
+                h.insert(spec.names[0].clone(), value.clone());
+            }
+            prop_assert!(c.verify(&v, &h, &raw, NOW).is_err(), "{} {:?}", c.adapter, value);
+        }
+    }
+}
