@@ -19,7 +19,7 @@ use aws_lc_rs::signature::{
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis::authn::Kind;
+use portcullis::identity::Kind;
 use portcullis::metrics::Metrics;
 use portcullis::spiffe::{JwtBundle, JwtSvidSettings, JwtSvidValidator, TrustDomain, TrustStore};
 use portcullis::token::jwks::render_jwks;

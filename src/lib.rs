@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod devcert;
 pub mod exchange;
+pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod migration;

@@ -21,7 +21,8 @@ use futures_util::FutureExt as _;
 use http::request::Parts;
 use http::HeaderValue;
 
-use crate::authn::{Authenticator, Credential, Kind, Outcome};
+use crate::authn::{Authenticator, Outcome};
+use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::spiffe::bundle::X509Bundle;
 use crate::spiffe::{x509, TrustDomain, TrustStore};

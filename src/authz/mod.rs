@@ -5,7 +5,7 @@ pub mod policy;
 
 use std::sync::Arc;
 
-use crate::authn::Caller;
+use crate::identity::Caller;
 use crate::problem::{Code, Refusal};
 use crate::routing::Route;
 

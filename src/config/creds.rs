@@ -69,8 +69,8 @@ pub struct CredentialConfig {
 
 impl CredentialConfig {
     /// The credential's kind as written in config.
-    pub fn kind(&self) -> crate::authn::Kind {
-        use crate::authn::Kind;
+    pub fn kind(&self) -> crate::identity::Kind {
+        use crate::identity::Kind;
         match self.spec {
             CredentialSpec::Mtls { .. } => Kind::Mtls,
             CredentialSpec::JwtSvid { .. } => Kind::JwtSvid,

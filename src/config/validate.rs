@@ -15,7 +15,7 @@ use super::{
     defaults, raw, Admin, Audit, AuditSink, Config, InjectConfig, Invalid, IssuerConfig,
     LimitsConfig, Listen, Problem, Rate, RouteConfig, TlsFiles, TokenHeader, UpstreamConfig,
 };
-use crate::authn::Kind;
+use crate::identity::Kind;
 use crate::routing::canonical::{self, PathParameters};
 use crate::routing::path;
 

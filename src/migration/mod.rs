@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod date;
+pub mod lineage;
 pub mod phase;
 pub mod plan;
 pub mod report;

@@ -22,9 +22,9 @@ use serde::Deserialize;
 
 use super::date::Date;
 use super::phase::SunsetHeaders;
-use crate::authn::Kind;
 use crate::config::units::parse_duration;
 use crate::config::Problem;
+use crate::identity::Kind;
 
 /// One validated plan.
 #[derive(Debug, Clone)]

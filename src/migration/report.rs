@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::date::{Date, Timestamp};
 use super::phase::Phase;
 use super::plan::{Plan, Plans};
-use crate::authn::Kind;
+use crate::identity::Kind;
 use crate::state::{InventoryEntry, RevocationSet, UsageRow};
 
 /// mTLS callers whose last certificate expires within this many days are flagged.

@@ -192,7 +192,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::authn::Kind;
+    use crate::identity::Kind;
     use crate::migration::date::Date;
     use crate::state::{EmbeddedStore, Usage};
 

@@ -26,7 +26,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::authn::{Credential, Kind};
+use crate::identity::lineage::Lineage;
+use crate::identity::{Credential, Kind};
 use crate::migration::date::{Date, Timestamp};
 
 pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
@@ -400,6 +401,19 @@ pub(crate) fn kind_from_str(s: &str) -> Option<Kind> {
     ]
     .into_iter()
     .find(|k| k.as_str() == s)
+}
+
+/// Revocation of a presented token's lineage lives with the store it reads.
+impl Lineage {
+    /// Whether anything in the lineage is revoked. `identity` is the caller's (a token keeps its
+    /// root's `sub`, so identity revocation needs nothing more).
+    pub fn revoked(&self, state: &dyn StateStore, identity: &str) -> bool {
+        state.is_revoked(identity, &self.credential, self.principal.as_deref(), None)
+            || self
+                .jtis
+                .iter()
+                .any(|j| state.is_revoked(identity, &self.credential, None, Some(j)))
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::{
     Access, AccessRow, InventoryEntry, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY,
     MAX_ACCESS_ROWS_PER_ROUTE,
 };
-use crate::authn::Kind;
+use crate::identity::Kind;
 use crate::migration::date::{Date, Timestamp};
 
 type ByCredential = HashMap<String, (Kind, u64)>;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::keys::{Alg, PublicJwk};
 use super::keyset::{KeyRing, KeySet};
-use crate::authn::Kind;
+use crate::identity::Kind;
 
 /// How long relying parties may cache the JWKS (`Cache-Control: public, max-age=300`).
 ///

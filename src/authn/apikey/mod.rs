@@ -28,7 +28,8 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Uri};
 
-use crate::authn::{Authenticator, Credential, Kind, Outcome};
+use crate::authn::{Authenticator, Outcome};
+use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::transport::ConnInfo;
 
