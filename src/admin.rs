@@ -24,9 +24,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::body::{full, ProxyBody};
 use crate::metrics::Metrics;
 use crate::problem::{Code, Refusal};
-use crate::proxy::body::{full, ProxyBody};
 
 /// What the probes report.
 #[derive(Debug, Default)]

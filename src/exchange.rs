@@ -26,12 +26,12 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Response};
 
 use crate::authn::{self, Authenticator};
+use crate::body::{full, ProxyBody};
 use crate::identity::lineage::{self, MAX_CHAIN};
 use crate::identity::{Caller, Credential, Kind};
 use crate::migration::lineage as plan_lineage;
 use crate::migration::{retired, route_phase, Treatment};
 use crate::problem::{Code, Refusal};
-use crate::proxy::body::{full, ProxyBody};
 use crate::routing::Route;
 use crate::token::{Issuer, MintRequest, Profile, TokenCache};
 use crate::transport::ConnInfo;

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 pub mod authn;
 pub mod authz;
+pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
