@@ -28,6 +28,7 @@ pub mod routing;
 pub mod server;
 pub mod spiffe;
 pub mod state;
+pub mod time;
 pub mod token;
 pub mod transport;
 pub mod validate;

@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::date::Date;
 use super::phase::SunsetHeaders;
 use crate::config::units::parse_duration;
 use crate::config::Problem;
 use crate::identity::Kind;
+use crate::time::Date;
 
 /// One validated plan.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl Plan {
     }
 }
 
-/// Phase dates (UTC midnights, see [`super::date`]).
+/// Phase dates (UTC midnights, see [`crate::time`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Phases {
     pub observe: Date,

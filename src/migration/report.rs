@@ -12,11 +12,11 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::date::{Date, Timestamp};
 use super::phase::Phase;
 use super::plan::{Plan, Plans};
 use crate::identity::Kind;
 use crate::state::{InventoryEntry, RevocationSet, UsageRow};
+use crate::time::{Date, Timestamp};
 
 /// mTLS callers whose last certificate expires within this many days are flagged.
 pub const CERT_WARN_DAYS: i64 = 7;

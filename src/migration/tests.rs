@@ -6,9 +6,9 @@ use super::report::{inventory_report, migration_report, Status};
 use super::*;
 use crate::clock::{Clock, FakeClock};
 use crate::identity::Kind;
-use crate::migration::date::Timestamp;
 use crate::problem::Code;
 use crate::state::{InventoryEntry, Revocation, RevocationSet, Target, UsageRow};
+use crate::time::{Date, Timestamp};
 
 fn day(s: &str) -> Date {
     Date::parse(s).unwrap()

@@ -6,11 +6,11 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::migration::date::Timestamp;
 use crate::migration::plan::Plans;
 use crate::migration::report::{inventory_report, migration_report, usage_needed_since};
 use crate::problem::{Code, Refusal};
 use crate::state::{Revocation, RevocationSet, StateError, StateStore, Target};
+use crate::time::Timestamp;
 
 /// Longest accepted revocation reason.
 const MAX_REASON: usize = 512;
@@ -193,8 +193,8 @@ mod tests {
 
     use super::*;
     use crate::identity::Kind;
-    use crate::migration::date::Date;
     use crate::state::{EmbeddedStore, Usage};
+    use crate::time::Date;
 
     fn at(day: &str, secs: u64) -> SystemTime {
         Date::parse(day).unwrap().midnight() + Duration::from_secs(secs)

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::identity::lineage::Lineage;
 use crate::identity::{Credential, Kind};
-use crate::migration::date::{Date, Timestamp};
+use crate::time::{Date, Timestamp};
 
 pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
 pub use embedded::EmbeddedStore;

@@ -10,7 +10,7 @@ use super::{
     MAX_ACCESS_ROWS_PER_ROUTE,
 };
 use crate::identity::Kind;
-use crate::migration::date::{Date, Timestamp};
+use crate::time::{Date, Timestamp};
 
 type ByCredential = HashMap<String, (Kind, u64)>;
 type ByPlan = HashMap<String, ByCredential>;

@@ -49,7 +49,7 @@ use super::{
     Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
 };
 use crate::authn::webhook::replay::{ReplayGuard, StoreError};
-use crate::migration::date::{Date, Timestamp};
+use crate::time::{Date, Timestamp};
 
 /// The default key prefix (`[state] prefix`).
 pub const DEFAULT_PREFIX: &str = "portcullis:";

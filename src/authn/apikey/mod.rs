@@ -33,7 +33,7 @@ use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::transport::ConnInfo;
 
-pub use store::{hash_key, Date, KeyEntry, KeyStore, Keys};
+pub use store::{hash_key, parse_expires, KeyEntry, KeyStore, Keys};
 
 /// Longest key accepted (bytes, before hashing).
 pub const MAX_KEY_LEN: usize = 256;
