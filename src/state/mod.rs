@@ -16,6 +16,7 @@
 pub mod embedded;
 mod pending;
 pub mod redis;
+pub mod replay;
 mod revocations;
 
 use std::collections::BTreeSet;
