@@ -20,6 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod migration;
 pub mod ops;
+pub mod path_template;
 pub mod pipeline;
 pub mod problem;
 pub mod proxy;

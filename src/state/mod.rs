@@ -91,7 +91,7 @@ pub struct Access<'a> {
 
 impl<'a> Access<'a> {
     /// The access of `identity` to `method path` on `route`; `path` is the normalized request
-    /// path (no query), templated here with the rule of [`crate::authz::policy::suggest`].
+    /// path (no query), templated here with the rule of [`crate::path_template`].
     ///
     /// `None` for a path with a literal `*` segment: stored templates use `*` for "any one
     /// segment", so recording it would let a caller widen its own suggested access to every
@@ -104,7 +104,7 @@ impl<'a> Access<'a> {
         path: &'a str,
         at: SystemTime,
     ) -> Option<Self> {
-        use crate::authz::policy::suggest::{template_path, PLACEHOLDER};
+        use crate::path_template::{template_path, PLACEHOLDER};
         if path.split('/').any(|s| s == PLACEHOLDER) {
             return None;
         }
