@@ -374,7 +374,7 @@ impl Gateway {
     /// read). Returns the concurrency slot to hold until the response is done.
     async fn controls(
         &self,
-        permit: &Permit,
+        permit: &Permit<Route>,
         conn: &ConnInfo,
         parts: &Parts,
         body: &mut Option<Incoming>,
@@ -552,7 +552,7 @@ impl Gateway {
     /// Mint (or take from the cache) the token for the permitted caller, when the route sends one.
     fn mint(
         &self,
-        permit: &Permit,
+        permit: &Permit<Route>,
         conn: &ConnInfo,
         now: std::time::SystemTime,
     ) -> Result<Option<crate::token::Minted>, Refusal> {
@@ -840,7 +840,7 @@ fn caller_head(parts: &mut Parts) -> Parts {
 
 /// Translate stage: only a [`Permit`] gets a request built for the upstream.
 fn translate(
-    permit: &Permit,
+    permit: &Permit<Route>,
     conn: &ConnInfo,
     mut head: Parts,
     routed: &Routed,

@@ -23,6 +23,7 @@ use crate::authn::{self, Authenticator, BodyView, Failure};
 use crate::authz::Permit;
 use crate::identity::{Caller, Credential};
 use crate::problem::{Code, Refusal};
+use crate::routing::Route;
 use crate::token::Minted;
 use crate::transport::ConnInfo;
 
@@ -111,7 +112,11 @@ impl Admission {
     /// What the gateway may do to the forwarded request. Only an enforced admission of an
     /// authenticated caller (or on a pass-through route) carries the token and the injected
     /// credential; an observed request goes upstream as sent.
-    pub fn outgoing<'a>(&self, permit: &'a Permit, token: Option<&'a Minted>) -> Outgoing<'a> {
+    pub fn outgoing<'a>(
+        &self,
+        permit: &'a Permit<Route>,
+        token: Option<&'a Minted>,
+    ) -> Outgoing<'a> {
         let vouched = permit.caller().credential().is_some() || permit.route().accept.is_empty();
         match self {
             Admission::Observed { .. } => Outgoing {
