@@ -71,6 +71,103 @@ pub fn parse_expires(s: &str) -> Option<Date> {
     Date::parse(s).filter(|d| d.days() >= 0)
 }
 
+/// One `[[keys]]` table's fields, each checked on its own so that every problem is reported;
+/// `None` for a field that is absent or wrong.
+struct Fields {
+    id: Option<String>,
+    sha256: Option<[u8; 32]>,
+    identity: Option<SpiffeId>,
+    owner: Option<String>,
+    expires: Option<Date>,
+}
+
+/// Check the fields of one `[[keys]]` table (`at` names a field of it), pushing a problem for
+/// each that is unknown, missing or invalid.
+fn fields(
+    t: &toml::Table,
+    at: &dyn Fn(&str) -> String,
+    problem: &dyn Fn(String, String) -> Problem,
+    problems: &mut Vec<Problem>,
+) -> Fields {
+    for k in t.keys() {
+        if !matches!(
+            k.as_str(),
+            "id" | "sha256" | "identity" | "owner" | "expires"
+        ) {
+            problems.push(problem(at(k), "unknown key".into()));
+        }
+    }
+    let mut text = |field: &str, required: bool| -> Option<String> {
+        match t.get(field) {
+            None if required => {
+                problems.push(problem(at(field), "missing".into()));
+                None
+            }
+            None => None,
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            // `expires = 2027-06-30` (a TOML date) is accepted as well as a string.
+            Some(toml::Value::Datetime(d)) if field == "expires" => Some(d.to_string()),
+            Some(_) => {
+                problems.push(problem(at(field), "must be a string".into()));
+                None
+            }
+        }
+    };
+    let id = text("id", true);
+    let sha = text("sha256", true);
+    let identity = text("identity", true);
+    let owner = text("owner", false);
+    let expires = text("expires", false);
+
+    let id = id.and_then(|id| match valid_id(&id) {
+        Ok(()) => Some(id),
+        Err(m) => {
+            problems.push(problem(at("id"), m));
+            None
+        }
+    });
+    let sha256 = sha.and_then(|s| {
+        let mut out = [0u8; 32];
+        match hex::decode_to_slice(&s, &mut out) {
+            Ok(()) => Some(out),
+            Err(_) => {
+                problems.push(problem(
+                    at("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the key, not the key)".into(),
+                ));
+                None
+            }
+        }
+    });
+    let identity = identity.and_then(|s| match SpiffeId::parse(&s) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            problems.push(problem(at("identity"), format!("not a SPIFFE ID: {e}")));
+            None
+        }
+    });
+    let expires = match expires {
+        None => None,
+        Some(s) => match parse_expires(&s) {
+            Some(d) => Some(d),
+            None => {
+                problems.push(problem(
+                    at("expires"),
+                    "must be a date YYYY-MM-DD (valid through the end of that day, UTC)".into(),
+                ));
+                None
+            }
+        },
+    };
+    Fields {
+        id,
+        sha256,
+        identity,
+        owner,
+        expires,
+    }
+}
+
 /// Whether `id` is an acceptable key id: 1–64 of `A-Z a-z 0-9 . _ -`.
 pub fn valid_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
@@ -152,77 +249,13 @@ impl Keys {
                 continue;
             };
             let before = problems.len();
-            for k in t.keys() {
-                if !matches!(
-                    k.as_str(),
-                    "id" | "sha256" | "identity" | "owner" | "expires"
-                ) {
-                    problems.push(problem(at(k), "unknown key".into()));
-                }
-            }
-            let mut text = |field: &str, required: bool| -> Option<String> {
-                match t.get(field) {
-                    None if required => {
-                        problems.push(problem(at(field), "missing".into()));
-                        None
-                    }
-                    None => None,
-                    Some(toml::Value::String(s)) => Some(s.clone()),
-                    // `expires = 2027-06-30` (a TOML date) is accepted as well as a string.
-                    Some(toml::Value::Datetime(d)) if field == "expires" => Some(d.to_string()),
-                    Some(_) => {
-                        problems.push(problem(at(field), "must be a string".into()));
-                        None
-                    }
-                }
-            };
-            let id = text("id", true);
-            let sha = text("sha256", true);
-            let identity = text("identity", true);
-            let owner = text("owner", false);
-            let expires = text("expires", false);
-
-            let id = id.and_then(|id| match valid_id(&id) {
-                Ok(()) => Some(id),
-                Err(m) => {
-                    problems.push(problem(at("id"), m));
-                    None
-                }
-            });
-            let sha256 = sha.and_then(|s| {
-                let mut out = [0u8; 32];
-                match hex::decode_to_slice(&s, &mut out) {
-                    Ok(()) => Some(out),
-                    Err(_) => {
-                        problems.push(problem(
-                            at("sha256"),
-                            "must be 64 hex digits (the SHA-256 of the key, not the key)".into(),
-                        ));
-                        None
-                    }
-                }
-            });
-            let identity = identity.and_then(|s| match SpiffeId::parse(&s) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    problems.push(problem(at("identity"), format!("not a SPIFFE ID: {e}")));
-                    None
-                }
-            });
-            let expires = match expires {
-                None => None,
-                Some(s) => match parse_expires(&s) {
-                    Some(d) => Some(d),
-                    None => {
-                        problems.push(problem(
-                            at("expires"),
-                            "must be a date YYYY-MM-DD (valid through the end of that day, UTC)"
-                                .into(),
-                        ));
-                        None
-                    }
-                },
-            };
+            let Fields {
+                id,
+                sha256,
+                identity,
+                owner,
+                expires,
+            } = fields(t, &at, &problem, &mut problems);
             if let Some(id) = &id {
                 if let Some(first) = ids.insert(id.clone(), i) {
                     problems.push(problem(at("id"), format!("duplicate of keys[{first}].id")));
