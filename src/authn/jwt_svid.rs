@@ -250,8 +250,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::identity::TrustDomain;
     use crate::spiffe::testing::{at, store_with, JwtSigner};
-    use crate::spiffe::TrustDomain;
 
     const SUB: &str = "spiffe://corp.example/ns/pay/sa/api";
 

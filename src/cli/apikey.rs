@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 
 use crate::authn::apikey::{hash_key, parse_expires, store::valid_id};
-use crate::spiffe::SpiffeId;
+use crate::identity::SpiffeId;
 
 /// Prefix of generated keys.
 pub const KEY_PREFIX: &str = "pcs_";

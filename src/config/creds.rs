@@ -14,7 +14,7 @@ use super::raw;
 use super::units::parse_duration;
 use super::validate::{resolve, Collector};
 use crate::adapters::{Adapters, LdapAdapter, WebhookAdapter};
-use crate::spiffe::{SpiffeId, TrustDomain};
+use crate::identity::{SpiffeId, TrustDomain};
 
 /// `[trust."<td>"]`
 #[derive(Debug, Clone)]

@@ -3,9 +3,12 @@
 //! token, what it stands for ([`lineage`]). Authentication produces these; authorization, limits,
 //! migration, state and token minting read them without knowing how they were checked.
 
+pub mod id;
 pub mod lineage;
 
 use std::sync::Arc;
+
+pub use id::{IdError, SpiffeId, TrustDomain};
 
 /// How a caller authenticated (`amr` in minted tokens, `kind` in audit and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

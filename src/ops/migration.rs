@@ -99,7 +99,7 @@ fn parse_body(body: &[u8], canon: Canon<'_>) -> Result<(Target, Option<String>),
             return Err(bad("identity must be a SPIFFE ID (spiffe://…)"))
         }
         (Some(i), None, None) => Target::identity(i).ok_or_else(|| {
-            let why = crate::spiffe::SpiffeId::parse(i)
+            let why = crate::identity::SpiffeId::parse(i)
                 .err()
                 .map_or_else(String::new, |e| format!(": {e}"));
             cannot_match(format!("identity must be a valid SPIFFE ID{why}"))

@@ -37,8 +37,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::bundle::jwt_svid_alg;
-use super::id::{IdError, SpiffeId, TrustDomain};
 use super::store::TrustStore;
+use crate::identity::{IdError, SpiffeId, TrustDomain};
 
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

@@ -209,7 +209,7 @@ impl Target {
     /// `--identity ID`: a SPIFFE ID, by the same strict rules as authentication (no trailing
     /// `/`, no upper-case trust domain, ASCII only): anything else could never match a caller.
     pub fn identity(id: &str) -> Option<Target> {
-        crate::spiffe::SpiffeId::parse(id)
+        crate::identity::SpiffeId::parse(id)
             .ok()
             .map(|_| Target::Identity(id.to_string()))
     }

@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{Invalid, Problem};
+use crate::identity::SpiffeId;
 use crate::reload::{stamp, Stamp};
-use crate::spiffe::SpiffeId;
 use crate::time::Date;
 
 /// Longest key id: it is written into audit lines, metrics labels and minted tokens.
