@@ -1,7 +1,8 @@
-//! Who a caller is, in the vocabulary every mechanism shares: the credential that checked out
-//! ([`Credential`], its [`Kind`]), the caller a route sees ([`Caller`]) and, for a presented
-//! token, what it stands for ([`lineage`]). Authentication produces these; authorization, limits,
-//! migration, state and token minting read them without knowing how they were checked.
+//! Who a caller is, in the vocabulary every mechanism shares: SPIFFE IDs and trust domains
+//! ([`id`]), the credential that checked out ([`Credential`], its [`Kind`]), the caller a route
+//! sees ([`Caller`]) and, for a presented token, what it stands for ([`lineage`]). Authentication
+//! produces these; authorization, limits, migration, state and token minting read them without
+//! knowing how they were checked.
 
 pub mod id;
 pub mod lineage;
