@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
-use portcullis::authn::{Credential, Kind};
 use portcullis::authz::policy::{Access, Model, RoutePolicy, RouteSpec, Rules};
+use portcullis::identity::{Credential, Kind};
 use portcullis::metrics::Metrics;
 
 const ROUTE_POLICY: &str = r#"

@@ -19,9 +19,10 @@ use aws_lc_rs::signature::{
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis::authn::Kind;
+use portcullis::identity::Kind;
+use portcullis::identity::TrustDomain;
 use portcullis::metrics::Metrics;
-use portcullis::spiffe::{JwtBundle, JwtSvidSettings, JwtSvidValidator, TrustDomain, TrustStore};
+use portcullis::spiffe::{JwtBundle, JwtSvidSettings, JwtSvidValidator, TrustStore};
 use portcullis::token::jwks::render_jwks;
 use portcullis::token::{
     Alg, Issuer, KeyRing, KeySet, Legacy, MintRequest, Profile, SigningKey, TokenCache,

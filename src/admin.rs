@@ -24,9 +24,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::body::{full, ProxyBody};
 use crate::metrics::Metrics;
 use crate::problem::{Code, Refusal};
-use crate::proxy::body::{full, ProxyBody};
 
 /// What the probes report.
 #[derive(Debug, Default)]
@@ -149,9 +149,9 @@ impl Ops {
     /// revocation ends kept-alive admin connections too. Fails closed (503) while a shared state
     /// backend cannot vouch for the revocation set, exactly like the data plane.
     fn admit_operator(&self, identity: &str) -> Result<(), Refusal> {
-        let operator = crate::authn::Credential {
+        let operator = crate::identity::Credential {
             name: Arc::from("admin"),
-            kind: crate::authn::Kind::Mtls,
+            kind: crate::identity::Kind::Mtls,
             identity: identity.to_owned(),
             principal: None,
             groups: Vec::new(),

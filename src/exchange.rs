@@ -25,11 +25,13 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response};
 
-use crate::authn::lineage::{self, MAX_CHAIN};
-use crate::authn::{self, Authenticator, Caller, Credential, Kind};
+use crate::authn::{self, Authenticator};
+use crate::body::{full, ProxyBody};
+use crate::identity::lineage::{self, MAX_CHAIN};
+use crate::identity::{Caller, Credential, Kind};
+use crate::migration::lineage as plan_lineage;
 use crate::migration::{retired, route_phase, Treatment};
 use crate::problem::{Code, Refusal};
-use crate::proxy::body::{full, ProxyBody};
 use crate::routing::Route;
 use crate::token::{Issuer, MintRequest, Profile, TokenCache};
 use crate::transport::ConnInfo;
@@ -136,9 +138,13 @@ fn check_audience(
         if !allowed {
             continue;
         }
-        match (lineage::treatment(r.plan.as_deref(), &seen, now), &r.plan) {
+        match (
+            plan_lineage::treatment(r.plan.as_deref(), &seen, now),
+            &r.plan,
+        ) {
             (Treatment::Refuse, Some(plan)) => {
-                retired_by.get_or_insert_with(|| retired(plan, lineage::retired_name(plan, &seen)));
+                retired_by
+                    .get_or_insert_with(|| retired(plan, plan_lineage::retired_name(plan, &seen)));
             }
             _ => return Ok(()),
         }

@@ -30,12 +30,13 @@ use hyper::body::Incoming;
 use crate::audit::{self, Auditor, Decision};
 use crate::authn;
 use crate::authz::{self, Permit};
+use crate::body::{empty, full, Limited, ProxyBody};
 use crate::clock::Clock;
 use crate::config::TokenHeader;
+use crate::identity;
 use crate::metrics::Metrics;
 use crate::migration::{active_phase, Admission, Outgoing, Phase};
 use crate::problem::{Code, Refusal};
-use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers;
 use crate::routing::canonical::CanonicalRequest;
 use crate::routing::{Route, Router};
@@ -45,12 +46,12 @@ use crate::transport::ConnInfo;
 
 /// Whether an authenticated caller may go on: refused when revoked (by identity,
 /// `credential:principal` or the presented token's `jti`, and for a token the gateway issued, by
-/// anything in its lineage: see [`authn::lineage`]), and 503 while a shared state backend
+/// anything in its lineage: see [`crate::identity::lineage`]), and 503 while a shared state backend
 /// cannot vouch for its revocation set (it may be missing one made on another replica: fail
 /// closed). Used by the routes and by the token endpoint.
 pub(crate) fn admit(
     state: &dyn crate::state::StateStore,
-    cred: &authn::Credential,
+    cred: &identity::Credential,
 ) -> Result<(), Refusal> {
     if !state.available() {
         return Err(Refusal::new(
@@ -112,7 +113,7 @@ struct Trace {
     request_id: HeaderValue,
     route: Option<Arc<Route>>,
     decision: Decision,
-    caller: Option<authn::Credential>,
+    caller: Option<identity::Credential>,
     upstream_status: Option<u16>,
     jti: Option<Arc<str>>,
     /// `RateLimit-Policy`/`RateLimit` for the response on a rate-limited route.
@@ -373,7 +374,7 @@ impl Gateway {
     /// read). Returns the concurrency slot to hold until the response is done.
     async fn controls(
         &self,
-        permit: &Permit,
+        permit: &Permit<Route>,
         conn: &ConnInfo,
         parts: &Parts,
         body: &mut Option<Incoming>,
@@ -460,14 +461,14 @@ impl Gateway {
     fn record_use(
         &self,
         route: &Route,
-        cred: &authn::Credential,
+        cred: &identity::Credential,
         plan: Option<&crate::migration::Plan>,
         conn: &ConnInfo,
         now: std::time::SystemTime,
     ) {
         let mut usage =
             crate::state::Usage::of(cred, route.name(), plan.map(|p| p.name.as_str()), now);
-        if cred.kind == authn::Kind::Mtls {
+        if cred.kind == identity::Kind::Mtls {
             usage.cert_not_after = conn
                 .tls
                 .as_ref()
@@ -551,7 +552,7 @@ impl Gateway {
     /// Mint (or take from the cache) the token for the permitted caller, when the route sends one.
     fn mint(
         &self,
-        permit: &Permit,
+        permit: &Permit<Route>,
         conn: &ConnInfo,
         now: std::time::SystemTime,
     ) -> Result<Option<crate::token::Minted>, Refusal> {
@@ -809,9 +810,9 @@ struct Routed {
 }
 
 /// RFC 8705 `x5t#S256` of the caller's client certificate, when it authenticated with it.
-pub(crate) fn cnf_thumbprint(cred: &authn::Credential, conn: &ConnInfo) -> Option<String> {
+pub(crate) fn cnf_thumbprint(cred: &identity::Credential, conn: &ConnInfo) -> Option<String> {
     match (cred.kind, &conn.tls) {
-        (authn::Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
+        (identity::Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
         // A presented token's binding (proven on this connection) carries over.
         _ => cred
             .lineage
@@ -839,7 +840,7 @@ fn caller_head(parts: &mut Parts) -> Parts {
 
 /// Translate stage: only a [`Permit`] gets a request built for the upstream.
 fn translate(
-    permit: &Permit,
+    permit: &Permit<Route>,
     conn: &ConnInfo,
     mut head: Parts,
     routed: &Routed,

@@ -10,7 +10,7 @@ use http::header::{
 };
 use http::{Response, StatusCode};
 
-use crate::proxy::body::{full, ProxyBody};
+use crate::body::{full, ProxyBody};
 
 /// The codes of CONTRACT §6 (plus `not-found`, which only the admin API answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

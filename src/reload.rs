@@ -6,6 +6,9 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
+/// How often watched files (certificates) are checked for changes.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
 /// What `stat` says about one file: modification time, length, inode. The inode catches a file
 /// replaced by rename within the same clock tick with the same length. `None`: unreadable.
 pub type Stamp = Option<(SystemTime, u64, u64)>;

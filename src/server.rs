@@ -18,6 +18,7 @@ use crate::config::{InjectConfig, SecretSource};
 use crate::metrics::Metrics;
 use crate::pipeline::{Gateway, HeadLimits};
 use crate::proxy::Upstream;
+use crate::reload::RELOAD_EVERY;
 use crate::routing::{Route, Router};
 use crate::spiffe::SpiffeClientVerifier;
 use crate::token::jwks::WellKnown;
@@ -25,9 +26,6 @@ use crate::token::keyset::{KeySet, SignerRequirement};
 use crate::token::{Issuer, TokenCache};
 use crate::transport::tls::{server_config, ReloadingCert};
 use crate::transport::Listener;
-
-/// How often watched files (certificates) are checked for changes.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// Knobs that are not config: the clock (tests move it).
 #[derive(Debug, Clone)]

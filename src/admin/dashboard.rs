@@ -13,7 +13,7 @@ use http::header::{
 };
 use http::Response;
 
-use crate::proxy::body::{full, ProxyBody};
+use crate::body::{full, ProxyBody};
 
 /// The page's Content-Security-Policy.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \

@@ -144,7 +144,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
                 );
                 watchers.push(crate::reload::spawn_watcher(
                     &store,
-                    crate::server::RELOAD_EVERY,
+                    crate::reload::RELOAD_EVERY,
                 ));
                 Arc::new(super::apikey::ApiKeyAuthenticator::new(
                     name.clone(),

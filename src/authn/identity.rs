@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use crate::spiffe::id::{IdError, SpiffeId};
+use crate::identity::{IdError, SpiffeId};
 
 /// The placeholder replaced by the principal.
 pub const PLACEHOLDER: &str = "{user}";

@@ -18,8 +18,9 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
-use crate::authn::lineage::Lineage;
-use crate::authn::{Authenticator, Credential, Kind, Outcome};
+use crate::authn::{Authenticator, Outcome};
+use crate::identity::lineage::Lineage;
+use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::spiffe::jwt::{
     JwtSvidError, JwtSvidSettings, JwtSvidValidator, Verified, MAX_TOKEN_BYTES,
@@ -249,8 +250,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::identity::TrustDomain;
     use crate::spiffe::testing::{at, store_with, JwtSigner};
-    use crate::spiffe::TrustDomain;
 
     const SUB: &str = "spiffe://corp.example/ns/pay/sa/api";
 

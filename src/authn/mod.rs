@@ -8,7 +8,6 @@ pub mod build;
 pub mod identity;
 pub mod jwt_svid;
 pub mod ldap;
-pub mod lineage;
 pub mod mtls;
 mod targets;
 pub mod webhook;
@@ -20,55 +19,9 @@ use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::HeaderValue;
 
+use crate::identity::{Caller, Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::transport::ConnInfo;
-
-/// How a caller authenticated (`amr` in minted tokens, `kind` in audit and metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Mtls,
-    JwtSvid,
-    Ldap,
-    ApiKey,
-    Webhook,
-}
-
-impl Kind {
-    /// As written in config, audit lines, metrics and `amr`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::Mtls => "mtls",
-            Kind::JwtSvid => "jwt-svid",
-            Kind::Ldap => "ldap",
-            Kind::ApiKey => "api-key",
-            Kind::Webhook => "webhook",
-        }
-    }
-
-    /// Static secrets that migration plans retire.
-    pub const fn is_legacy(self) -> bool {
-        matches!(self, Kind::Ldap | Kind::ApiKey | Kind::Webhook)
-    }
-}
-
-/// A credential that checked out.
-#[derive(Debug, Clone)]
-pub struct Credential {
-    /// The credential's config name (`racf`, `partner-keys`, …).
-    pub name: Arc<str>,
-    pub kind: Kind,
-    /// The caller's SPIFFE ID.
-    pub identity: String,
-    /// Legacy user or key id; never a secret.
-    pub principal: Option<String>,
-    /// Group names and similar, for policy.
-    pub groups: Vec<String>,
-    /// The `jti` of a presented JWT (JWT-SVID or an exchanged gateway token), so that
-    /// `portcullis revoke --jti` refuses that token at once, not only when it expires.
-    pub jti: Option<Arc<str>>,
-    /// For a presented JWT: the root credential and chain it stands for (see [`lineage`]).
-    pub lineage: Option<Arc<lineage::Lineage>>,
-}
 
 /// What one authenticator concluded.
 #[derive(Debug)]
@@ -134,24 +87,6 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     fn canonical_identity(&self, id: &str) -> Option<String> {
         let _ = id;
         None
-    }
-}
-
-/// Who the caller is, as far as the route is concerned.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// The route accepts no credentials (an explicit pass-through route).
-    Anonymous,
-    Authenticated(Credential),
-}
-
-impl Caller {
-    /// The credential, if any.
-    pub fn credential(&self) -> Option<&Credential> {
-        match self {
-            Caller::Anonymous => None,
-            Caller::Authenticated(c) => Some(c),
-        }
     }
 }
 

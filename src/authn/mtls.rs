@@ -21,10 +21,12 @@ use futures_util::FutureExt as _;
 use http::request::Parts;
 use http::HeaderValue;
 
-use crate::authn::{Authenticator, Credential, Kind, Outcome};
+use crate::authn::{Authenticator, Outcome};
+use crate::identity::TrustDomain;
+use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::spiffe::bundle::X509Bundle;
-use crate::spiffe::{x509, TrustDomain, TrustStore};
+use crate::spiffe::{x509, TrustStore};
 use crate::transport::ConnInfo;
 
 /// A cached validation is redone at least this often, so that what the cache cannot see (the

@@ -5,25 +5,33 @@ pub mod policy;
 
 use std::sync::Arc;
 
-use crate::authn::Caller;
+use crate::identity::Caller;
 use crate::problem::{Code, Refusal};
-use crate::routing::Route;
+
+/// What authorization needs of a route: its name (for logs) and its policy. Routes are built by
+/// the wiring (`crate::routing::Route` implements this); authz does not depend on them.
+pub trait Guarded {
+    /// The route's name.
+    fn name(&self) -> &Arc<str>;
+    /// Who may use the route (`None`: pass-through, no credentials accepted).
+    fn policy(&self) -> Option<&Arc<policy::RoutePolicy>>;
+}
 
 /// Proof that the caller may use the route.
 #[derive(Debug)]
-pub struct Permit {
+pub struct Permit<R> {
     caller: Caller,
-    route: Arc<Route>,
+    route: Arc<R>,
     _proof: (),
 }
 
-impl Permit {
+impl<R> Permit<R> {
     /// Who was permitted.
     pub fn caller(&self) -> &Caller {
         &self.caller
     }
     /// On which route.
-    pub fn route(&self) -> &Arc<Route> {
+    pub fn route(&self) -> &Arc<R> {
         &self.route
     }
 }
@@ -39,12 +47,12 @@ pub enum Shadow {
 
 /// Decide. Default deny: a route that accepts credentials needs a policy that allows the caller
 /// (`check` refuses a route with credentials and no policy, so `None` here means pass-through).
-pub fn authorize(
-    route: &Arc<Route>,
+pub fn authorize<R: Guarded>(
+    route: &Arc<R>,
     caller: Caller,
     request: Request<'_>,
-) -> Result<(Permit, Shadow), Refusal> {
-    let shadow = match (&caller, &route.policy) {
+) -> Result<(Permit<R>, Shadow), Refusal> {
+    let shadow = match (&caller, route.policy()) {
         // The route was configured to accept no credentials: an explicit pass-through.
         (Caller::Anonymous, _) => Shadow::Agrees,
         (Caller::Authenticated(_), None) => return Err(deny()),
@@ -88,8 +96,12 @@ pub fn authorize(
 /// `observe` phase of a migration plan: the policy is evaluated and its answer reported, but
 /// nothing is blocked (the plan was inserted in front of a working integration and must not break
 /// it). Returns the permit and whether the policy would have allowed the request.
-pub fn observe(route: &Arc<Route>, caller: Caller, request: Request<'_>) -> (Permit, bool) {
-    let would_allow = match (&caller, &route.policy) {
+pub fn observe<R: Guarded>(
+    route: &Arc<R>,
+    caller: Caller,
+    request: Request<'_>,
+) -> (Permit<R>, bool) {
+    let would_allow = match (&caller, route.policy()) {
         (Caller::Anonymous, None) => true,
         // Not authenticated on a route that needs it: enforcement would refuse.
         (Caller::Anonymous, Some(_)) => false,

@@ -8,8 +8,8 @@
 use anyhow::Context as _;
 use base64::Engine as _;
 
-use crate::authn::apikey::{hash_key, store::valid_id, Date};
-use crate::spiffe::SpiffeId;
+use crate::authn::apikey::{hash_key, parse_expires, store::valid_id};
+use crate::identity::SpiffeId;
 
 /// Prefix of generated keys.
 pub const KEY_PREFIX: &str = "pcs_";
@@ -34,7 +34,7 @@ pub fn new_key(
     let identity = SpiffeId::parse(identity).context("--identity: not a SPIFFE ID")?;
     let expires = expires
         .map(|e| {
-            Date::parse(e).ok_or_else(|| anyhow::anyhow!("--expires: must be a date YYYY-MM-DD"))
+            parse_expires(e).ok_or_else(|| anyhow::anyhow!("--expires: must be a date YYYY-MM-DD"))
         })
         .transpose()?;
     let mut bytes = [0u8; 32];
@@ -86,6 +86,7 @@ mod tests {
     use super::*;
     use crate::authn::apikey::{ApiKeyAuthenticator, KeyStore, Keys};
     use crate::authn::Outcome;
+    use crate::time::Date;
 
     #[test]
     fn printed_entry_loads_and_the_key_authenticates() {

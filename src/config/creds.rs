@@ -14,7 +14,7 @@ use super::raw;
 use super::units::parse_duration;
 use super::validate::{resolve, Collector};
 use crate::adapters::{Adapters, LdapAdapter, WebhookAdapter};
-use crate::spiffe::{SpiffeId, TrustDomain};
+use crate::identity::{SpiffeId, TrustDomain};
 
 /// `[trust."<td>"]`
 #[derive(Debug, Clone)]
@@ -69,8 +69,8 @@ pub struct CredentialConfig {
 
 impl CredentialConfig {
     /// The credential's kind as written in config.
-    pub fn kind(&self) -> crate::authn::Kind {
-        use crate::authn::Kind;
+    pub fn kind(&self) -> crate::identity::Kind {
+        use crate::identity::Kind;
         match self.spec {
             CredentialSpec::Mtls { .. } => Kind::Mtls,
             CredentialSpec::JwtSvid { .. } => Kind::JwtSvid,

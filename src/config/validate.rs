@@ -15,7 +15,7 @@ use super::{
     defaults, raw, Admin, Audit, AuditSink, Config, InjectConfig, Invalid, IssuerConfig,
     LimitsConfig, Listen, Problem, Rate, RouteConfig, TlsFiles, TokenHeader, UpstreamConfig,
 };
-use crate::authn::Kind;
+use crate::identity::Kind;
 use crate::routing::canonical::{self, PathParameters};
 use crate::routing::path;
 
@@ -1180,7 +1180,7 @@ fn issuer(
                 .into(),
         );
     }
-    if let Err(e) = crate::spiffe::SpiffeId::parse(&i.spiffe_id) {
+    if let Err(e) = crate::identity::SpiffeId::parse(&i.spiffe_id) {
         c.push("issuer.spiffe_id", format!("{:?}: {e}", i.spiffe_id));
     }
     let well_known_hosts =

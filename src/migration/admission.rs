@@ -19,9 +19,11 @@ use http::{HeaderName, HeaderValue};
 
 use super::phase::{retired, treatment, Treatment};
 use super::plan::Plan;
-use crate::authn::{self, Authenticator, BodyView, Caller, Credential, Failure};
+use crate::authn::{self, Authenticator, BodyView, Failure};
 use crate::authz::Permit;
+use crate::identity::{Caller, Credential};
 use crate::problem::{Code, Refusal};
+use crate::routing::Route;
 use crate::token::Minted;
 use crate::transport::ConnInfo;
 
@@ -58,15 +60,17 @@ impl Admission {
             Ok(Caller::Authenticated(cred)) => {
                 // The stricter of the credential's and its lineage root's treatment: a retired
                 // credential stays retired in whatever token it was exchanged for.
-                let admission = match (authn::lineage::treatment(plan, &cred, now), plan) {
+                let admission = match (crate::migration::lineage::treatment(plan, &cred, now), plan)
+                {
                     (Treatment::Observe, _) => Admission::Observed {
                         by: cred.name.clone(),
                         refused: None,
                     },
                     (Treatment::Bridge, _) => Admission::Enforced { sunset: true },
-                    (Treatment::Refuse, Some(plan)) => {
-                        Admission::Retired(retired(plan, authn::lineage::retired_name(plan, &cred)))
-                    }
+                    (Treatment::Refuse, Some(plan)) => Admission::Retired(retired(
+                        plan,
+                        crate::migration::lineage::retired_name(plan, &cred),
+                    )),
                     // `Refuse` needs a plan; without one, fail closed like any unknown case.
                     (Treatment::Refuse, None) => {
                         Admission::Retired(Refusal::new(Code::LegacyCredentialRetired, "retired"))
@@ -108,7 +112,11 @@ impl Admission {
     /// What the gateway may do to the forwarded request. Only an enforced admission of an
     /// authenticated caller (or on a pass-through route) carries the token and the injected
     /// credential; an observed request goes upstream as sent.
-    pub fn outgoing<'a>(&self, permit: &'a Permit, token: Option<&'a Minted>) -> Outgoing<'a> {
+    pub fn outgoing<'a>(
+        &self,
+        permit: &'a Permit<Route>,
+        token: Option<&'a Minted>,
+    ) -> Outgoing<'a> {
         let vouched = permit.caller().credential().is_some() || permit.route().accept.is_empty();
         match self {
             Admission::Observed { .. } => Outgoing {

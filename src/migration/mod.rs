@@ -4,13 +4,12 @@
 //! kept by [`crate::state`]).
 
 pub mod admission;
-pub mod date;
+pub mod lineage;
 pub mod phase;
 pub mod plan;
 pub mod report;
 
 pub use admission::{Admission, Outgoing};
-pub use date::Date;
 pub use phase::{
     active_phase, retired, route_phase, treatment, Phase, PhaseAt, SunsetHeaders, Treatment,
 };

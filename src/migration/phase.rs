@@ -1,7 +1,7 @@
 //! The phase engine: which phase a plan is in at an instant, what comes next, and what each
 //! phase does to a request authenticated with a credential the plan retires.
 //!
-//! Dates are UTC midnights ([`super::date`]): a plan with `bridge = 2026-12-01` is in `bridge`
+//! Dates are UTC midnights ([`crate::time`]): a plan with `bridge = 2026-12-01` is in `bridge`
 //! from 2026-12-01T00:00:00Z on. Routes without a plan behave as `bridge` forever, and so do a
 //! plan's routes before its `observe` date: adding a plan changes nothing until it starts.
 
@@ -10,9 +10,9 @@ use std::time::SystemTime;
 use http::header::{HeaderName, HeaderValue, LINK};
 use serde::Serialize;
 
-use super::date::Date;
 use super::plan::{Phases, Plan};
 use crate::problem::{Code, Refusal};
+use crate::time::Date;
 
 /// A migration phase (CONTRACT §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

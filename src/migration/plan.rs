@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::date::Date;
 use super::phase::SunsetHeaders;
-use crate::authn::Kind;
 use crate::config::units::parse_duration;
 use crate::config::Problem;
+use crate::identity::Kind;
+use crate::time::Date;
 
 /// One validated plan.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl Plan {
     }
 }
 
-/// Phase dates (UTC midnights, see [`super::date`]).
+/// Phase dates (UTC midnights, see [`crate::time`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Phases {
     pub observe: Date,
@@ -274,6 +274,98 @@ fn error_key(e: &toml::de::Error) -> String {
     }
 }
 
+/// The plan's `[exit_criteria]`, checked (`p` reports a problem); the defaults when an
+/// `[exception]` plan has none.
+fn exit_criteria(raw: &RawPlan, p: &mut dyn FnMut(&str, String)) -> ExitCriteria {
+    match &raw.exit_criteria {
+        Some(x) => {
+            if !(0.0..=1.0).contains(&x.max_legacy_share) {
+                p(
+                    "exit_criteria.max_legacy_share",
+                    format!("{} is not between 0 and 1", x.max_legacy_share),
+                );
+            }
+            let window_days = match parse_duration(&x.window) {
+                Ok(d) if d.as_secs() > 0 && d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
+                    u32::try_from(d.as_secs() / 86_400)
+                        .ok()
+                        .filter(|d| *d <= 366)
+                }
+                Ok(_) => None,
+                Err(m) => {
+                    p("exit_criteria.window", m);
+                    Some(1)
+                }
+            };
+            let window_days = window_days.unwrap_or_else(|| {
+                p(
+                    "exit_criteria.window",
+                    format!("{:?}: expected whole days between 1d and 366d", x.window),
+                );
+                1
+            });
+            ExitCriteria {
+                max_legacy_share: x.max_legacy_share,
+                window_days,
+            }
+        }
+        None => {
+            if raw.exception.is_none() {
+                p(
+                    "exit_criteria",
+                    "required (max_legacy_share, window) unless the plan is an [exception]".into(),
+                );
+            }
+            ExitCriteria {
+                max_legacy_share: 0.0,
+                window_days: 14,
+            }
+        }
+    }
+}
+
+/// The plan's `[exception]`, checked against its phases (`p` reports a problem); `review_by` is
+/// the already parsed date.
+fn exception(
+    raw: &RawPlan,
+    review_by: Option<Date>,
+    p: &mut dyn FnMut(&str, String),
+) -> Option<Exception> {
+    match &raw.exception {
+        Some(x) => {
+            if x.reason.trim().is_empty() {
+                p(
+                    "exception.reason",
+                    "must say why this caller cannot migrate".into(),
+                );
+            }
+            if x.review_by.is_none() {
+                p(
+                    "exception.review_by",
+                    "required: a standing exception must be reviewed".into(),
+                );
+            }
+            if raw.phases.enforce.is_some() {
+                p(
+                    "phases.enforce",
+                    "an [exception] never enforces: remove enforce or the exception".into(),
+                );
+            }
+            if raw.phases.bridge.is_none() {
+                p(
+                "phases.bridge",
+                "required with an [exception]: the exception stays in bridge (credential checked, controls enforced); without a bridge date it would stay in observe, never blocking, forever".into(),
+            );
+            }
+            review_by.map(|review_by| Exception {
+                reason: x.reason.clone(),
+                review_by,
+            })
+        }
+        None => None,
+    }
+}
+
 /// Parse and validate one plan file. `stem` is the file name without `.toml`.
 pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Problem>> {
     let raw: RawPlan = toml::from_str(text).map_err(|e| {
@@ -359,85 +451,9 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
         }
     }
 
-    let exit = match &raw.exit_criteria {
-        Some(x) => {
-            if !(0.0..=1.0).contains(&x.max_legacy_share) {
-                p(
-                    "exit_criteria.max_legacy_share",
-                    format!("{} is not between 0 and 1", x.max_legacy_share),
-                );
-            }
-            let window_days = match parse_duration(&x.window) {
-                Ok(d) if d.as_secs() > 0 && d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
-                    u32::try_from(d.as_secs() / 86_400)
-                        .ok()
-                        .filter(|d| *d <= 366)
-                }
-                Ok(_) => None,
-                Err(m) => {
-                    p("exit_criteria.window", m);
-                    Some(1)
-                }
-            };
-            let window_days = window_days.unwrap_or_else(|| {
-                p(
-                    "exit_criteria.window",
-                    format!("{:?}: expected whole days between 1d and 366d", x.window),
-                );
-                1
-            });
-            ExitCriteria {
-                max_legacy_share: x.max_legacy_share,
-                window_days,
-            }
-        }
-        None => {
-            if raw.exception.is_none() {
-                p(
-                    "exit_criteria",
-                    "required (max_legacy_share, window) unless the plan is an [exception]".into(),
-                );
-            }
-            ExitCriteria {
-                max_legacy_share: 0.0,
-                window_days: 14,
-            }
-        }
-    };
+    let exit = exit_criteria(&raw, &mut p);
 
-    let exception = match &raw.exception {
-        Some(x) => {
-            if x.reason.trim().is_empty() {
-                p(
-                    "exception.reason",
-                    "must say why this caller cannot migrate".into(),
-                );
-            }
-            if x.review_by.is_none() {
-                p(
-                    "exception.review_by",
-                    "required: a standing exception must be reviewed".into(),
-                );
-            }
-            if raw.phases.enforce.is_some() {
-                p(
-                    "phases.enforce",
-                    "an [exception] never enforces: remove enforce or the exception".into(),
-                );
-            }
-            if raw.phases.bridge.is_none() {
-                p(
-                    "phases.bridge",
-                    "required with an [exception]: the exception stays in bridge (credential checked, controls enforced); without a bridge date it would stay in observe, never blocking, forever".into(),
-                );
-            }
-            review_by.map(|review_by| Exception {
-                reason: x.reason.clone(),
-                review_by,
-            })
-        }
-        None => None,
-    };
+    let exception = exception(&raw, review_by, &mut p);
 
     let (Some(observe), true) = (observe, problems.is_empty()) else {
         return Err(problems);

@@ -12,11 +12,11 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::date::{Date, Timestamp};
 use super::phase::Phase;
 use super::plan::{Plan, Plans};
-use crate::authn::Kind;
+use crate::identity::Kind;
 use crate::state::{InventoryEntry, RevocationSet, UsageRow};
+use crate::time::{Date, Timestamp};
 
 /// mTLS callers whose last certificate expires within this many days are flagged.
 pub const CERT_WARN_DAYS: i64 = 7;
@@ -216,24 +216,9 @@ fn principal_label(e: &InventoryEntry) -> String {
     }
 }
 
-/// One plan's report; `routes` are the routes using it.
-pub fn plan_report(
-    plan: &Plan,
-    routes: &[&str],
-    usage: &[UsageRow],
-    inventory: &[InventoryEntry],
-    revoked: &RevocationSet,
-    now: SystemTime,
-) -> PlanReport {
-    let today = Date::of(now);
-    let at = plan.phases.at(now);
-    let days = plan.exit.window_days.max(1);
-    let start = today.plus(1 - i64::from(days));
-    let observed_from = start.max(plan.phases.observe);
-    let observed_days =
-        u32::try_from((today.days() - observed_from.days() + 1).max(0)).unwrap_or(0);
-
-    // Per-day counts for this plan in the window.
+/// Per-day counts of `plan`'s requests in the window of `days` days from `start`, with each
+/// day's legacy share.
+fn daily_shares(plan: &Plan, usage: &[UsageRow], start: Date, days: u32) -> Vec<DayShare> {
     let mut daily: Vec<DayShare> = (0..i64::from(days))
         .map(|i| DayShare {
             day: start.plus(i),
@@ -258,6 +243,91 @@ pub fn plan_report(
     for d in &mut daily {
         d.legacy_share = share(d.legacy_requests, d.total_requests);
     }
+    daily
+}
+
+/// The plan's status, with the reasons for it pushed to `reasons`. `observed` is (days observed,
+/// window days).
+fn status(
+    plan: &Plan,
+    today: Date,
+    phase: Phase,
+    daily: &[DayShare],
+    legacy_share: Option<f64>,
+    (observed_days, days): (u32, u32),
+    reasons: &mut Vec<String>,
+) -> Status {
+    if let Some(x) = &plan.exception {
+        if today > x.review_by {
+            reasons.push(format!("exception review was due on {}", x.review_by));
+            Status::OverdueReview
+        } else {
+            reasons.push(format!(
+                "standing exception until review on {}: {}",
+                x.review_by, x.reason
+            ));
+            Status::Exception
+        }
+    } else {
+        let legacy_since_enforce: u64 = match plan.phases.enforce {
+            Some(e) if e <= today => daily
+                .iter()
+                .filter(|d| d.day >= e)
+                .map(|d| d.legacy_requests)
+                .sum(),
+            _ => 0,
+        };
+        let within = legacy_share.is_none_or(|s| s <= plan.exit.max_legacy_share);
+        if legacy_since_enforce > 0 {
+            reasons.push(format!(
+                "{legacy_since_enforce} legacy request(s) since the enforce date (refused)"
+            ));
+            Status::Overdue
+        } else if phase == Phase::Enforce {
+            reasons.push("enforced; no legacy requests since".into());
+            Status::Ready
+        } else if observed_days < days {
+            reasons.push(format!("observed {observed_days} of {days} window days"));
+            Status::NotReady
+        } else if !within {
+            reasons.push(format!(
+                "legacy share {:.4} above the maximum {}",
+                legacy_share.unwrap_or(0.0),
+                plan.exit.max_legacy_share
+            ));
+            Status::NotReady
+        } else {
+            reasons.push(match legacy_share {
+                Some(s) => format!(
+                    "legacy share {s:.4} within the maximum {}",
+                    plan.exit.max_legacy_share
+                ),
+                None => "no traffic in the window".into(),
+            });
+            Status::Ready
+        }
+    }
+}
+
+/// One plan's report; `routes` are the routes using it.
+pub fn plan_report(
+    plan: &Plan,
+    routes: &[&str],
+    usage: &[UsageRow],
+    inventory: &[InventoryEntry],
+    revoked: &RevocationSet,
+    now: SystemTime,
+) -> PlanReport {
+    let today = Date::of(now);
+    let at = plan.phases.at(now);
+    let days = plan.exit.window_days.max(1);
+    let start = today.plus(1 - i64::from(days));
+    let observed_from = start.max(plan.phases.observe);
+    let observed_days =
+        u32::try_from((today.days() - observed_from.days() + 1).max(0)).unwrap_or(0);
+
+    // Per-day counts for this plan in the window.
+    let daily = daily_shares(plan, usage, start, days);
     let legacy: u64 = daily.iter().map(|d| d.legacy_requests).sum();
     let total: u64 = daily.iter().map(|d| d.total_requests).sum();
     let legacy_share = share(legacy, total);
@@ -318,56 +388,15 @@ pub fn plan_report(
     });
 
     let mut reasons = Vec::new();
-    let status = if let Some(x) = &plan.exception {
-        if today > x.review_by {
-            reasons.push(format!("exception review was due on {}", x.review_by));
-            Status::OverdueReview
-        } else {
-            reasons.push(format!(
-                "standing exception until review on {}: {}",
-                x.review_by, x.reason
-            ));
-            Status::Exception
-        }
-    } else {
-        let legacy_since_enforce: u64 = match plan.phases.enforce {
-            Some(e) if e <= today => daily
-                .iter()
-                .filter(|d| d.day >= e)
-                .map(|d| d.legacy_requests)
-                .sum(),
-            _ => 0,
-        };
-        let within = legacy_share.is_none_or(|s| s <= plan.exit.max_legacy_share);
-        if legacy_since_enforce > 0 {
-            reasons.push(format!(
-                "{legacy_since_enforce} legacy request(s) since the enforce date (refused)"
-            ));
-            Status::Overdue
-        } else if at.phase == Phase::Enforce {
-            reasons.push("enforced; no legacy requests since".into());
-            Status::Ready
-        } else if observed_days < days {
-            reasons.push(format!("observed {observed_days} of {days} window days"));
-            Status::NotReady
-        } else if !within {
-            reasons.push(format!(
-                "legacy share {:.4} above the maximum {}",
-                legacy_share.unwrap_or(0.0),
-                plan.exit.max_legacy_share
-            ));
-            Status::NotReady
-        } else {
-            reasons.push(match legacy_share {
-                Some(s) => format!(
-                    "legacy share {s:.4} within the maximum {}",
-                    plan.exit.max_legacy_share
-                ),
-                None => "no traffic in the window".into(),
-            });
-            Status::Ready
-        }
-    };
+    let status = status(
+        plan,
+        today,
+        at.phase,
+        &daily,
+        legacy_share,
+        (observed_days, days),
+        &mut reasons,
+    );
 
     PlanReport {
         name: plan.name.clone(),

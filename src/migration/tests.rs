@@ -4,11 +4,11 @@ use std::time::{Duration, SystemTime};
 
 use super::report::{inventory_report, migration_report, Status};
 use super::*;
-use crate::authn::Kind;
 use crate::clock::{Clock, FakeClock};
-use crate::migration::date::Timestamp;
+use crate::identity::Kind;
 use crate::problem::Code;
 use crate::state::{InventoryEntry, Revocation, RevocationSet, Target, UsageRow};
+use crate::time::{Date, Timestamp};
 
 fn day(s: &str) -> Date {
     Date::parse(s).unwrap()
@@ -763,7 +763,8 @@ fn inventory_flags() {
 /// The phase × outcome table of `docs/migration.md`, at the level of the decision itself.
 #[test]
 fn admission_relaxes_only_listed_credentials_once_started() {
-    use crate::authn::{Caller, Credential, Failure};
+    use crate::authn::Failure;
+    use crate::identity::{Caller, Credential};
     use crate::problem::Refusal;
     let plan = good();
     let cred = |name: &str, kind: Kind| {

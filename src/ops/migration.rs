@@ -6,11 +6,11 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::migration::date::Timestamp;
 use crate::migration::plan::Plans;
 use crate::migration::report::{inventory_report, migration_report, usage_needed_since};
 use crate::problem::{Code, Refusal};
 use crate::state::{Revocation, RevocationSet, StateError, StateStore, Target};
+use crate::time::Timestamp;
 
 /// Longest accepted revocation reason.
 const MAX_REASON: usize = 512;
@@ -99,7 +99,7 @@ fn parse_body(body: &[u8], canon: Canon<'_>) -> Result<(Target, Option<String>),
             return Err(bad("identity must be a SPIFFE ID (spiffe://…)"))
         }
         (Some(i), None, None) => Target::identity(i).ok_or_else(|| {
-            let why = crate::spiffe::SpiffeId::parse(i)
+            let why = crate::identity::SpiffeId::parse(i)
                 .err()
                 .map_or_else(String::new, |e| format!(": {e}"));
             cannot_match(format!("identity must be a valid SPIFFE ID{why}"))
@@ -192,9 +192,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::authn::Kind;
-    use crate::migration::date::Date;
+    use crate::identity::Kind;
     use crate::state::{EmbeddedStore, Usage};
+    use crate::time::Date;
 
     fn at(day: &str, secs: u64) -> SystemTime {
         Date::parse(day).unwrap().midnight() + Duration::from_secs(secs)

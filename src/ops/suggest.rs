@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::authz::policy::suggest::{suggest, Observed};
-use crate::migration::date::Date;
 use crate::problem::Code;
 use crate::state::{StateError, StateStore};
+use crate::time::Date;
 
 /// `since` when the query has none.
 pub const DEFAULT_SINCE: &str = "7d";

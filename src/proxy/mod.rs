@@ -2,7 +2,6 @@
 //! offers it by ALPN), bodies streamed both ways with back-pressure, and upstream failures mapped
 //! to 502/504.
 
-pub mod body;
 pub mod headers;
 
 use std::sync::atomic::Ordering;
@@ -17,9 +16,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::body::ProxyBody;
 use crate::config::UpstreamConfig;
 use crate::problem::{Code, Refusal};
-use body::ProxyBody;
 
 /// Why building an upstream client failed (at start, never per request).
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +171,7 @@ impl Upstream {
     }
 
     /// Send and wait for the response head (bounded by the route's timeout). `body_tripped` is
-    /// the flag of a [`body::Limited`] request body: set means the caller sent too much.
+    /// the flag of a [`crate::body::Limited`] request body: set means the caller sent too much.
     pub async fn send(
         &self,
         req: Request<ProxyBody>,

@@ -40,6 +40,15 @@ impl Route {
     }
 }
 
+impl crate::authz::Guarded for Route {
+    fn name(&self) -> &Arc<str> {
+        &self.config.name
+    }
+    fn policy(&self) -> Option<&Arc<crate::authz::policy::RoutePolicy>> {
+        self.policy.as_ref()
+    }
+}
+
 /// All routes, ordered most specific first.
 #[derive(Debug, Default)]
 pub struct Router {

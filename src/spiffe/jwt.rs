@@ -37,8 +37,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::bundle::jwt_svid_alg;
-use super::id::{IdError, SpiffeId, TrustDomain};
 use super::store::TrustStore;
+use crate::identity::{IdError, SpiffeId, TrustDomain};
 
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -243,18 +243,27 @@ struct Cached {
     by_issuer: bool,
 }
 
+/// The gateway's own signing keys as this module needs them: the public JWKS of the current key
+/// ring and its generation. Implemented by `crate::token::KeySet`; spiffe does not depend on token.
+pub trait IssuerJwks: Send + Sync + std::fmt::Debug {
+    /// The generation of the current key ring.
+    fn generation(&self) -> u64;
+    /// The current key ring's generation and its public keys as a JWKS document.
+    fn jwks(&self) -> (u64, bytes::Bytes);
+}
+
 /// The gateway's own `[issuer]` keys as an extra JWT bundle (`trust_issuer = true`): tokens the
 /// gateway minted (for example by token exchange) are accepted for IDs of the validator's trust
 /// domains. Rebuilt from the key set whenever it reloads.
 #[derive(Debug)]
 pub struct IssuerKeys {
-    keys: Arc<crate::token::KeySet>,
+    keys: Arc<dyn IssuerJwks>,
     bundle: Mutex<Option<(u64, Arc<super::bundle::JwtBundle>)>>,
 }
 
 impl IssuerKeys {
     /// Follow `keys`.
-    pub fn new(keys: Arc<crate::token::KeySet>) -> Self {
+    pub fn new(keys: Arc<dyn IssuerJwks>) -> Self {
         IssuerKeys {
             keys,
             bundle: Mutex::new(None),
@@ -262,16 +271,16 @@ impl IssuerKeys {
     }
 
     fn current(&self) -> Option<Arc<super::bundle::JwtBundle>> {
-        let ring = self.keys.current();
+        let generation = self.keys.generation();
         let mut slot = self.bundle.lock().ok()?;
         if let Some((g, b)) = slot.as_ref() {
-            if *g == ring.generation() {
+            if *g == generation {
                 return Some(b.clone());
             }
         }
-        let jwks = crate::token::jwks::render_jwks(&ring);
+        let (generation, jwks) = self.keys.jwks();
         let b = Arc::new(super::bundle::JwtBundle::parse(&jwks).ok()?);
-        *slot = Some((ring.generation(), b.clone()));
+        *slot = Some((generation, b.clone()));
         Some(b)
     }
 }
@@ -308,7 +317,7 @@ impl JwtSvidValidator {
     }
 
     /// Also accept tokens signed by the gateway's own issuer keys (see [`IssuerKeys`]).
-    pub fn trusting_issuer(mut self, keys: Arc<crate::token::KeySet>) -> Self {
+    pub fn trusting_issuer(mut self, keys: Arc<dyn IssuerJwks>) -> Self {
         self.issuer = Some(IssuerKeys::new(keys));
         self
     }

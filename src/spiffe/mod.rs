@@ -1,5 +1,6 @@
-//! SPIFFE workload identity: IDs ([`id`]), trust bundles per trust domain ([`bundle`], kept
-//! current by [`store`]), X.509-SVID and JWT-SVID validation ([`x509`], [`jwt`]) and the rustls client certificate
+//! SPIFFE workload identity: IDs (`crate::identity::id`, in the base layer), trust bundles per
+//! trust domain ([`bundle`], kept current by [`store`]), X.509-SVID and JWT-SVID validation
+//! ([`x509`], [`jwt`]) and the rustls client certificate
 //! verifier of the data listener ([`verifier`]). The authenticators that use them are
 //! `authn::mtls` and `authn::jwt_svid`.
 //!
@@ -8,7 +9,6 @@
 //! bundle vouches only for IDs of its own trust domain.
 
 pub mod bundle;
-pub mod id;
 pub mod jwt;
 pub mod low_s;
 pub mod store;
@@ -19,7 +19,6 @@ pub mod x509;
 pub(crate) mod testing;
 
 pub use bundle::{BundleError, JwtBundle, JwtKey, KeyFamily, X509Bundle};
-pub use id::{IdError, SpiffeId, TrustDomain};
 pub use jwt::{JwtSvidError, JwtSvidSettings, JwtSvidValidator};
 pub use store::{LoadErrors, StoreError, TrustSource, TrustStore};
 pub use verifier::SpiffeClientVerifier;

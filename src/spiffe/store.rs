@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use super::bundle::{BundleError, JwtBundle, X509Bundle};
-use super::id::TrustDomain;
+use crate::identity::TrustDomain;
 use crate::metrics::Metrics;
 
 /// Bundle files larger than this are refused (a bundle is a few KiB).

@@ -13,8 +13,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 
 use super::bundle::{JwtBundle, X509Bundle};
-use super::id::TrustDomain;
 use super::store::TrustStore;
+use crate::identity::TrustDomain;
 
 /// Midnight UTC on a date.
 pub(crate) fn at(y: i32, m: u8, d: u8) -> SystemTime {

@@ -24,8 +24,8 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 
-use super::id::{IdError, SpiffeId};
 use super::store::TrustStore;
+use crate::identity::{IdError, SpiffeId};
 
 /// Why a chain is not an acceptable X.509-SVID.
 #[derive(Debug, Clone, thiserror::Error)]

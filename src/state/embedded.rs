@@ -18,7 +18,7 @@ use super::{
     kind_from_str, Access, AccessRow, InventoryEntry, Revocation, StateError, StateStore, Target,
     Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
 };
-use crate::migration::date::{Date, Timestamp};
+use crate::time::{Date, Timestamp};
 
 /// Bumped when an existing table changes meaning. Adding a table (as `access` was) keeps it: an
 /// older binary simply does not read the new table.

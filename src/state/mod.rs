@@ -16,6 +16,7 @@
 pub mod embedded;
 mod pending;
 pub mod redis;
+pub mod replay;
 mod revocations;
 
 use std::collections::BTreeSet;
@@ -26,8 +27,9 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::authn::{Credential, Kind};
-use crate::migration::date::{Date, Timestamp};
+use crate::identity::lineage::Lineage;
+use crate::identity::{Credential, Kind};
+use crate::time::{Date, Timestamp};
 
 pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
 pub use embedded::EmbeddedStore;
@@ -89,7 +91,7 @@ pub struct Access<'a> {
 
 impl<'a> Access<'a> {
     /// The access of `identity` to `method path` on `route`; `path` is the normalized request
-    /// path (no query), templated here with the rule of [`crate::authz::policy::suggest`].
+    /// path (no query), templated here with the rule of [`crate::path_template`].
     ///
     /// `None` for a path with a literal `*` segment: stored templates use `*` for "any one
     /// segment", so recording it would let a caller widen its own suggested access to every
@@ -102,7 +104,7 @@ impl<'a> Access<'a> {
         path: &'a str,
         at: SystemTime,
     ) -> Option<Self> {
-        use crate::authz::policy::suggest::{template_path, PLACEHOLDER};
+        use crate::path_template::{template_path, PLACEHOLDER};
         if path.split('/').any(|s| s == PLACEHOLDER) {
             return None;
         }
@@ -207,7 +209,7 @@ impl Target {
     /// `--identity ID`: a SPIFFE ID, by the same strict rules as authentication (no trailing
     /// `/`, no upper-case trust domain, ASCII only): anything else could never match a caller.
     pub fn identity(id: &str) -> Option<Target> {
-        crate::spiffe::SpiffeId::parse(id)
+        crate::identity::SpiffeId::parse(id)
             .ok()
             .map(|_| Target::Identity(id.to_string()))
     }
@@ -400,6 +402,19 @@ pub(crate) fn kind_from_str(s: &str) -> Option<Kind> {
     ]
     .into_iter()
     .find(|k| k.as_str() == s)
+}
+
+/// Revocation of a presented token's lineage lives with the store it reads.
+impl Lineage {
+    /// Whether anything in the lineage is revoked. `identity` is the caller's (a token keeps its
+    /// root's `sub`, so identity revocation needs nothing more).
+    pub fn revoked(&self, state: &dyn StateStore, identity: &str) -> bool {
+        state.is_revoked(identity, &self.credential, self.principal.as_deref(), None)
+            || self
+                .jtis
+                .iter()
+                .any(|j| state.is_revoked(identity, &self.credential, None, Some(j)))
+    }
 }
 
 #[cfg(test)]

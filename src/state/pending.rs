@@ -9,8 +9,8 @@ use super::{
     Access, AccessRow, InventoryEntry, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY,
     MAX_ACCESS_ROWS_PER_ROUTE,
 };
-use crate::authn::Kind;
-use crate::migration::date::{Date, Timestamp};
+use crate::identity::Kind;
+use crate::time::{Date, Timestamp};
 
 type ByCredential = HashMap<String, (Kind, u64)>;
 type ByPlan = HashMap<String, ByCredential>;

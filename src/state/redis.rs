@@ -43,13 +43,13 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::pending::Pending;
+use super::replay::{ReplayGuard, StoreError};
 use super::revocations::RevocationSet;
 use super::{
     kind_from_str, Access, AccessRow, InventoryEntry, Revocation, StateError, StateStore, Target,
     Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
 };
-use crate::authn::webhook::replay::{ReplayGuard, StoreError};
-use crate::migration::date::{Date, Timestamp};
+use crate::time::{Date, Timestamp};
 
 /// The default key prefix (`[state] prefix`).
 pub const DEFAULT_PREFIX: &str = "portcullis:";

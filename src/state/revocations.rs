@@ -67,7 +67,7 @@ impl RevocationSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::date::Timestamp;
+    use crate::time::Timestamp;
 
     fn rev(t: Target) -> Revocation {
         Revocation {

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::migration::date::{Date, Timestamp};
+use crate::time::{Date, Timestamp};
 
 /// `secs` seconds into `day` (also used by the Redis store's tests).
 pub(super) fn at(day: &str, secs: u64) -> SystemTime {

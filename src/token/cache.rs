@@ -19,7 +19,7 @@ use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 use super::mint::{Issuer, IssuerError, Legacy, LineageRef, MintRequest, Minted, Profile};
-use crate::authn::Kind;
+use crate::identity::Kind;
 use crate::metrics::Metrics;
 
 /// Default bound on cached tokens.

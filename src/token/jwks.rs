@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::keys::{Alg, PublicJwk};
 use super::keyset::{KeyRing, KeySet};
-use crate::authn::Kind;
+use crate::identity::Kind;
 
 /// How long relying parties may cache the JWKS (`Cache-Control: public, max-age=300`).
 ///
@@ -91,6 +91,17 @@ struct Discovery<'a> {
     token_endpoint_auth_methods_supported: Option<&'a [&'static str]>,
     subject_types_supported: [&'static str; 1],
     id_token_signing_alg_values_supported: Vec<&'static str>,
+}
+
+/// The key set as the JWT-SVID validator trusts it (`trust_issuer = true`).
+impl crate::spiffe::jwt::IssuerJwks for KeySet {
+    fn generation(&self) -> u64 {
+        self.current().generation()
+    }
+    fn jwks(&self) -> (u64, Bytes) {
+        let ring = self.current();
+        (ring.generation(), render_jwks(&ring))
+    }
 }
 
 /// The RFC 8414 / OpenID Connect Discovery name of how a caller authenticates at the token

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::keys::{Alg, KeyError, Typ};
 use super::keyset::KeySet;
-use crate::authn::{Credential, Kind};
+use crate::identity::{Credential, Kind};
 
 /// The shortest and longest `[issuer] ttl` accepted.
 pub const TTL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));

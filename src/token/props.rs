@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 
 use super::tests::{at, fixed, issuer, racf, T0};
 use super::{Alg, MintRequest, Profile};
+use crate::identity::TrustDomain;
 use crate::spiffe::jwt::{JwtSvidSettings, JwtSvidValidator, MAX_EXP_AHEAD};
 use crate::spiffe::testing::{store_with, JwtSigner};
-use crate::spiffe::TrustDomain;
 
 const AUD: &str = "portcullis";
 const SUB: &str = "spiffe://corp.example/ns/pay/sa/api";

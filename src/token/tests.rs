@@ -13,7 +13,7 @@ use super::jwks::{render_jwks, WellKnown};
 use super::keys::{generate, write_private};
 use super::mint::x5t_s256;
 use super::*;
-use crate::authn::{Credential, Kind};
+use crate::identity::{Credential, Kind};
 use crate::metrics::Metrics;
 
 pub(super) const T0: u64 = 1_800_000_000;

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use portcullis::authn::Kind;
+use portcullis::identity::Kind;
 use portcullis::token::keyset::{KeySet, SignerRequirement};
 use portcullis::token::mint::{Issuer, Legacy, MintRequest, Profile};
 

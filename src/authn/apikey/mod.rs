@@ -28,11 +28,12 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Uri};
 
-use crate::authn::{Authenticator, Credential, Kind, Outcome};
+use crate::authn::{Authenticator, Outcome};
+use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::transport::ConnInfo;
 
-pub use store::{hash_key, Date, KeyEntry, KeyStore, Keys};
+pub use store::{hash_key, parse_expires, KeyEntry, KeyStore, Keys};
 
 /// Longest key accepted (bytes, before hashing).
 pub const MAX_KEY_LEN: usize = 256;

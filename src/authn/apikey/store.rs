@@ -25,15 +25,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{Invalid, Problem};
+use crate::identity::SpiffeId;
 use crate::reload::{stamp, Stamp};
-use crate::spiffe::SpiffeId;
+use crate::time::Date;
 
 /// Longest key id: it is written into audit lines, metrics labels and minted tokens.
 pub const MAX_ID_LEN: usize = 64;
@@ -64,74 +65,107 @@ impl KeyEntry {
     }
 }
 
-/// A calendar date (`YYYY-MM-DD`, proleptic Gregorian).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Date {
-    year: u16,
-    month: u8,
-    day: u8,
+/// An `expires` date: exactly `YYYY-MM-DD`, years 1970–9999 (a key file never names an earlier
+/// day). The calendar is [`crate::time::Date`].
+pub fn parse_expires(s: &str) -> Option<Date> {
+    Date::parse(s).filter(|d| d.days() >= 0)
 }
 
-impl Date {
-    /// Parse exactly `YYYY-MM-DD` (years 1970–9999).
-    pub fn parse(s: &str) -> Option<Date> {
-        let b = s.as_bytes();
-        if b.len() != 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-            return None;
+/// One `[[keys]]` table's fields, each checked on its own so that every problem is reported;
+/// `None` for a field that is absent or wrong.
+struct Fields {
+    id: Option<String>,
+    sha256: Option<[u8; 32]>,
+    identity: Option<SpiffeId>,
+    owner: Option<String>,
+    expires: Option<Date>,
+}
+
+/// Check the fields of one `[[keys]]` table (`at` names a field of it), pushing a problem for
+/// each that is unknown, missing or invalid.
+fn fields(
+    t: &toml::Table,
+    at: &dyn Fn(&str) -> String,
+    problem: &dyn Fn(String, String) -> Problem,
+    problems: &mut Vec<Problem>,
+) -> Fields {
+    for k in t.keys() {
+        if !matches!(
+            k.as_str(),
+            "id" | "sha256" | "identity" | "owner" | "expires"
+        ) {
+            problems.push(problem(at(k), "unknown key".into()));
         }
-        let num = |r: std::ops::Range<usize>| -> Option<u16> {
-            let t = s.get(r)?;
-            if !t.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
+    }
+    let mut text = |field: &str, required: bool| -> Option<String> {
+        match t.get(field) {
+            None if required => {
+                problems.push(problem(at(field), "missing".into()));
+                None
             }
-            t.parse().ok()
-        };
-        let year = num(0..4)?;
-        let month = u8::try_from(num(5..7)?).ok()?;
-        let day = u8::try_from(num(8..10)?).ok()?;
-        if year < 1970 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month)
-        {
-            return None;
+            None => None,
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            // `expires = 2027-06-30` (a TOML date) is accepted as well as a string.
+            Some(toml::Value::Datetime(d)) if field == "expires" => Some(d.to_string()),
+            Some(_) => {
+                problems.push(problem(at(field), "must be a string".into()));
+                None
+            }
         }
-        Some(Date { year, month, day })
-    }
+    };
+    let id = text("id", true);
+    let sha = text("sha256", true);
+    let identity = text("identity", true);
+    let owner = text("owner", false);
+    let expires = text("expires", false);
 
-    /// Midnight UTC at the end of this day: the first instant the key is no longer valid.
-    pub fn end_of_day_utc(self) -> SystemTime {
-        let days = days_from_civil(self.year, self.month, self.day) + 1;
-        UNIX_EPOCH + Duration::from_secs(days * 86_400)
+    let id = id.and_then(|id| match valid_id(&id) {
+        Ok(()) => Some(id),
+        Err(m) => {
+            problems.push(problem(at("id"), m));
+            None
+        }
+    });
+    let sha256 = sha.and_then(|s| {
+        let mut out = [0u8; 32];
+        match hex::decode_to_slice(&s, &mut out) {
+            Ok(()) => Some(out),
+            Err(_) => {
+                problems.push(problem(
+                    at("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the key, not the key)".into(),
+                ));
+                None
+            }
+        }
+    });
+    let identity = identity.and_then(|s| match SpiffeId::parse(&s) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            problems.push(problem(at("identity"), format!("not a SPIFFE ID: {e}")));
+            None
+        }
+    });
+    let expires = match expires {
+        None => None,
+        Some(s) => match parse_expires(&s) {
+            Some(d) => Some(d),
+            None => {
+                problems.push(problem(
+                    at("expires"),
+                    "must be a date YYYY-MM-DD (valid through the end of that day, UTC)".into(),
+                ));
+                None
+            }
+        },
+    };
+    Fields {
+        id,
+        sha256,
+        identity,
+        owner,
+        expires,
     }
-}
-
-impl std::fmt::Display for Date {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
-}
-
-fn is_leap(y: u16) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: u16, m: u8) -> u8 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 (the year is at least 1970, so no negatives).
-fn days_from_civil(y: u16, m: u8, d: u8) -> u64 {
-    let mut days = 0u64;
-    for year in 1970..y {
-        days += if is_leap(year) { 366 } else { 365 };
-    }
-    for month in 1..m {
-        days += u64::from(days_in_month(y, month));
-    }
-    days + u64::from(d) - 1
 }
 
 /// Whether `id` is an acceptable key id: 1–64 of `A-Z a-z 0-9 . _ -`.
@@ -215,77 +249,13 @@ impl Keys {
                 continue;
             };
             let before = problems.len();
-            for k in t.keys() {
-                if !matches!(
-                    k.as_str(),
-                    "id" | "sha256" | "identity" | "owner" | "expires"
-                ) {
-                    problems.push(problem(at(k), "unknown key".into()));
-                }
-            }
-            let mut text = |field: &str, required: bool| -> Option<String> {
-                match t.get(field) {
-                    None if required => {
-                        problems.push(problem(at(field), "missing".into()));
-                        None
-                    }
-                    None => None,
-                    Some(toml::Value::String(s)) => Some(s.clone()),
-                    // `expires = 2027-06-30` (a TOML date) is accepted as well as a string.
-                    Some(toml::Value::Datetime(d)) if field == "expires" => Some(d.to_string()),
-                    Some(_) => {
-                        problems.push(problem(at(field), "must be a string".into()));
-                        None
-                    }
-                }
-            };
-            let id = text("id", true);
-            let sha = text("sha256", true);
-            let identity = text("identity", true);
-            let owner = text("owner", false);
-            let expires = text("expires", false);
-
-            let id = id.and_then(|id| match valid_id(&id) {
-                Ok(()) => Some(id),
-                Err(m) => {
-                    problems.push(problem(at("id"), m));
-                    None
-                }
-            });
-            let sha256 = sha.and_then(|s| {
-                let mut out = [0u8; 32];
-                match hex::decode_to_slice(&s, &mut out) {
-                    Ok(()) => Some(out),
-                    Err(_) => {
-                        problems.push(problem(
-                            at("sha256"),
-                            "must be 64 hex digits (the SHA-256 of the key, not the key)".into(),
-                        ));
-                        None
-                    }
-                }
-            });
-            let identity = identity.and_then(|s| match SpiffeId::parse(&s) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    problems.push(problem(at("identity"), format!("not a SPIFFE ID: {e}")));
-                    None
-                }
-            });
-            let expires = match expires {
-                None => None,
-                Some(s) => match Date::parse(&s) {
-                    Some(d) => Some(d),
-                    None => {
-                        problems.push(problem(
-                            at("expires"),
-                            "must be a date YYYY-MM-DD (valid through the end of that day, UTC)"
-                                .into(),
-                        ));
-                        None
-                    }
-                },
-            };
+            let Fields {
+                id,
+                sha256,
+                identity,
+                owner,
+                expires,
+            } = fields(t, &at, &problem, &mut problems);
             if let Some(id) = &id {
                 if let Some(first) = ids.insert(id.clone(), i) {
                     problems.push(problem(at("id"), format!("duplicate of keys[{first}].id")));

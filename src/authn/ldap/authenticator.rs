@@ -18,7 +18,8 @@ use super::verifier::Verifiers;
 use super::{LdapSettings, LdapStats, SettingsError};
 use crate::adapters::BindMode;
 use crate::authn::identity::IdentityTemplate;
-use crate::authn::{Authenticator, Credential, Kind, Outcome};
+use crate::authn::{Authenticator, Outcome};
+use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::transport::ConnInfo;
 

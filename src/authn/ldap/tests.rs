@@ -14,7 +14,8 @@ use http::{HeaderValue, Request};
 
 use self::slapd::Slapd;
 use super::*;
-use crate::authn::{Authenticator, Kind, Outcome};
+use crate::authn::{Authenticator, Outcome};
+use crate::identity::Kind;
 use crate::problem::{Code, Refusal};
 use crate::transport::ConnInfo;
 

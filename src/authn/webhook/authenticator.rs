@@ -14,7 +14,8 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
 use super::{ReplayGuard, Verified, WebhookError, WebhookVerifier};
-use crate::authn::{Authenticator, Credential, Kind, Outcome};
+use crate::authn::{Authenticator, Outcome};
+use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::transport::ConnInfo;
 

@@ -175,37 +175,7 @@ impl WebhookVerifier {
         now: SystemTime,
     ) -> Result<Verified, WebhookError> {
         let a = &*self.adapter;
-        let value = match lookup(headers, &a.signature.header) {
-            Lookup::Absent => return Err(WebhookError::NotPresent),
-            Lookup::Many => {
-                return Err(WebhookError::Malformed(
-                    "signature header appears more than once",
-                ))
-            }
-            Lookup::One(v) => v,
-        };
-        if value.len() > MAX_SIGNATURE_HEADER {
-            return Err(WebhookError::HeaderTooLong);
-        }
-        let value = value
-            .to_str()
-            .map_err(|_| WebhookError::Malformed("signature header is not visible ASCII"))?;
-        // Whitespace around the whole value is not part of it (RFC 9110 §5.5); inside, the
-        // entries are taken exactly as split: the providers' own libraries compare them without
-        // trimming (`t=1, v1=…` is not a Stripe signature). Empty entries carry nothing and are
-        // skipped, as those libraries skip them.
-        let value = value.trim_matches([' ', '\t']);
-        let entries: Vec<&str> = match a.signature.separator {
-            Some(sep) => value
-                .split(sep)
-                .filter(|e| !e.is_empty())
-                .take(MAX_SIGNATURES + 1)
-                .collect(),
-            None => vec![value],
-        };
-        if entries.len() > MAX_SIGNATURES {
-            return Err(WebhookError::TooManySignatures);
-        }
+        let entries = signature_entries(a, headers)?;
 
         let (ts_text, timestamp) = match &a.timestamp {
             None => (None, None),
@@ -300,6 +270,46 @@ impl WebhookVerifier {
             secret_index,
         })
     }
+}
+
+/// The signature header's entries (one, or several split at the adapter's separator), refused
+/// when the header is absent, repeated, too long, not visible ASCII, or holds too many.
+fn signature_entries<'h>(
+    a: &WebhookAdapter,
+    headers: &'h HeaderMap,
+) -> Result<Vec<&'h str>, WebhookError> {
+    let value = match lookup(headers, &a.signature.header) {
+        Lookup::Absent => return Err(WebhookError::NotPresent),
+        Lookup::Many => {
+            return Err(WebhookError::Malformed(
+                "signature header appears more than once",
+            ))
+        }
+        Lookup::One(v) => v,
+    };
+    if value.len() > MAX_SIGNATURE_HEADER {
+        return Err(WebhookError::HeaderTooLong);
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| WebhookError::Malformed("signature header is not visible ASCII"))?;
+    // Whitespace around the whole value is not part of it (RFC 9110 §5.5); inside, the
+    // entries are taken exactly as split: the providers' own libraries compare them without
+    // trimming (`t=1, v1=…` is not a Stripe signature). Empty entries carry nothing and are
+    // skipped, as those libraries skip them.
+    let value = value.trim_matches([' ', '\t']);
+    let entries: Vec<&str> = match a.signature.separator {
+        Some(sep) => value
+            .split(sep)
+            .filter(|e| !e.is_empty())
+            .take(MAX_SIGNATURES + 1)
+            .collect(),
+        None => vec![value],
+    };
+    if entries.len() > MAX_SIGNATURES {
+        return Err(WebhookError::TooManySignatures);
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ async fn sdk_signed_delivery_is_accepted_once() {
             .await
         {
             Outcome::Authenticated(c) => {
-                assert_eq!(c.kind, crate::authn::Kind::Webhook);
+                assert_eq!(c.kind, crate::identity::Kind::Webhook);
                 assert_eq!(
                     c.identity,
                     format!("spiffe://corp.example/external/{}", p.name)

@@ -116,7 +116,7 @@ async fn store_error_fails_closed_with_503() {
 #[tokio::test]
 async fn authenticator_outcomes() {
     let a = authenticator("github", &["s3cret"]);
-    assert_eq!(a.kind(), crate::authn::Kind::Webhook);
+    assert_eq!(a.kind(), crate::identity::Kind::Webhook);
     assert!(a.challenge().is_none());
     let conn = crate::transport::ConnInfo::for_tests(None);
     // Absent: NotPresent, with or without the body, so the next credential is tried.
@@ -146,7 +146,7 @@ async fn authenticator_outcomes() {
     match a.authenticate_with_body(&req, body, "", at(NOW)).await {
         Outcome::Authenticated(c) => {
             assert_eq!(&*c.name, "github-hooks");
-            assert_eq!(c.kind, crate::authn::Kind::Webhook);
+            assert_eq!(c.kind, crate::identity::Kind::Webhook);
             assert_eq!(c.identity, "spiffe://corp.example/external/github");
             assert_eq!(c.principal.as_deref(), Some("github"));
             assert!(c.groups.is_empty());

@@ -16,7 +16,7 @@
 //! could end the string and inject policy text; the text is escaped on top of that.
 
 use super::load::PolicyError;
-use crate::spiffe::id::SpiffeId;
+use crate::identity::SpiffeId;
 
 /// Escape `s` as the body of a Cedar string literal (without the quotes).
 pub fn escape_str(s: &str) -> String {

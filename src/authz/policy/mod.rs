@@ -69,7 +69,7 @@ use http::Method;
 
 pub use load::{Origin, PolicyError};
 
-use crate::authn::Credential;
+use crate::identity::Credential;
 use crate::metrics::Metrics;
 use crate::reload::Stamp;
 
@@ -118,7 +118,7 @@ pub struct Model {
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct WorkloadKey {
     name: Arc<str>,
-    kind: crate::authn::Kind,
+    kind: crate::identity::Kind,
     identity: String,
     principal: Option<String>,
     groups: Vec<String>,
@@ -127,7 +127,7 @@ struct WorkloadKey {
 /// A [`WorkloadKey`] borrowed from a credential: hashed to look up, without allocating.
 type WorkloadRef<'a> = (
     &'a str,
-    crate::authn::Kind,
+    crate::identity::Kind,
     &'a String,
     &'a Option<String>,
     &'a Vec<String>,
@@ -424,7 +424,7 @@ impl Sliced {
             usize,
             (
                 &'a str,
-                crate::authn::Kind,
+                crate::identity::Kind,
                 &'a String,
                 &'a Option<String>,
                 &'a Vec<String>,

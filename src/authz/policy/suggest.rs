@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use super::allow::{escape_literal_pattern, escape_str};
 use super::METHODS;
+use crate::path_template::is_identifier;
 
 /// One kind of allowed request seen on the route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +22,8 @@ pub struct Observed {
     pub identity: String,
     /// The HTTP method.
     pub method: String,
-    /// The normalized path (no query), raw or already templated by [`template_path`]: the
-    /// policy is the same.
+    /// The normalized path (no query), raw or already templated by
+    /// [`crate::path_template::template_path`]: the policy is the same.
     pub path: String,
     /// How many requests (for the comment only).
     pub count: u64,
@@ -32,60 +33,11 @@ pub struct Observed {
 /// `||` (between 30 and 50 terms).
 const MAX_PATHS_PER_PERMIT: usize = 16;
 
-/// What an identifier segment becomes in a templated path ([`template_path`]).
-pub const PLACEHOLDER: &str = "*";
-
-/// Whether a path segment names one object rather than an operation. The placeholder itself
-/// counts as one, so templating is idempotent and [`suggest`] gives the same policy for raw
-/// paths and for paths the state store already templated (a literal `*` segment in a real path
-/// is generalized too: harmless, it only ever widens to one segment).
-fn is_identifier(seg: &str) -> bool {
-    if seg == PLACEHOLDER {
-        return true;
-    }
-    let b = seg.as_bytes();
-    let hex = |c: &u8| c.is_ascii_hexdigit();
-    let digit = |c: &u8| c.is_ascii_digit();
-    let uuid = b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => hex(c),
-        });
-    // Numbers, dates (2026-11-01), versions (1.2.3): digits and separators only.
-    let numeric = b.iter().any(digit)
-        && b.iter()
-            .all(|c| digit(c) || matches!(c, b'-' | b'_' | b'.' | b':'));
-    // Hashes and opaque ids: long, with at least one digit, of hex or token characters.
-    let token = b.len() >= 16
-        && b.iter().any(digit)
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'));
-    let short_hex = b.len() >= 8 && b.iter().all(hex) && b.iter().any(digit);
-    uuid || numeric || token || short_hex
-}
-
 /// The path with identifier segments replaced by `None`.
 fn template(path: &str) -> Vec<Option<&str>> {
     path.split('/')
         .map(|s| (!is_identifier(s)).then_some(s))
         .collect()
-}
-
-/// `path` with identifier-like segments replaced by [`PLACEHOLDER`]: what the state store keeps
-/// per observed request, so a route's distinct rows are bounded by its operations, not by its
-/// object ids. Borrowed when nothing changes.
-pub fn template_path(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path
-        .split('/')
-        .any(|s| s != PLACEHOLDER && is_identifier(s))
-    {
-        return std::borrow::Cow::Borrowed(path);
-    }
-    let segments: Vec<&str> = path
-        .split('/')
-        .map(|s| if is_identifier(s) { PLACEHOLDER } else { s })
-        .collect();
-    std::borrow::Cow::Owned(segments.join("/"))
 }
 
 /// The Cedar condition for one path template.
@@ -190,6 +142,7 @@ pub fn suggest(route: &str, observed: &[Observed]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path_template::template_path;
 
     fn obs(identity: &str, method: &str, path: &str) -> Observed {
         Observed {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::Method;
 
 use super::*;
-use crate::authn::{Credential, Kind};
+use crate::identity::{Credential, Kind};
 
 fn model() -> Arc<Model> {
     Arc::new(Model::new().unwrap())

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
-use crate::authn::Kind;
+use crate::identity::Kind;
 
 #[path = "tests/redis_server.rs"]
 mod redis_server;

@@ -4,18 +4,16 @@
 //! lineage").
 //!
 //! - revocation: the root credential (`credential:principal`), the identity, the root `jti` and
-//!   every `jti` along the chain ([`Lineage::revoked`], called by `pipeline::admit`);
-//! - migration: a plan's treatment of the root credential ([`treatment`]), so a key retired in
+//!   every `jti` along the chain (`Lineage::revoked`, in `crate::state`, called by `pipeline::admit`);
+//! - migration: a plan's treatment of the root credential (`crate::migration::lineage`), so a key retired in
 //!   `enforce` is not let in again as a token it was exchanged for;
 //! - `cnf`: the certificate the root was bound to must be on the connection (checked when the
-//!   token is verified, [`super::jwt_svid`]), and every token minted from it stays bound;
+//!   token is verified, `crate::authn::jwt_svid`), and every token minted from it stays bound;
 //! - time: a token minted for it never outlives it ([`Lineage::not_after`]).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::{Credential, Kind};
-use crate::migration::{self, Plan, Treatment};
 
 /// Longest chain of tokens (root `jti` included) a token may descend from: each exchange adds one
 /// `jti` to the token, so an endless chain would grow tokens without bound.
@@ -53,18 +51,6 @@ impl Kind {
     }
 }
 
-impl Lineage {
-    /// Whether anything in the lineage is revoked. `identity` is the caller's (a token keeps its
-    /// root's `sub`, so identity revocation needs nothing more).
-    pub fn revoked(&self, state: &dyn crate::state::StateStore, identity: &str) -> bool {
-        state.is_revoked(identity, &self.credential, self.principal.as_deref(), None)
-            || self
-                .jtis
-                .iter()
-                .any(|j| state.is_revoked(identity, &self.credential, None, Some(j)))
-    }
-}
-
 /// The lineage a token minted for `cred` continues: the one it presented, or one rooted in it.
 pub fn root_of(cred: &Credential) -> Lineage {
     match cred.lineage.as_deref() {
@@ -91,40 +77,5 @@ pub fn as_presented(cred: &Credential, accepted_as: &Arc<str>) -> Credential {
         groups: Vec::new(),
         jti: None,
         lineage: Some(Arc::new(root_of(cred))),
-    }
-}
-
-/// How strict a treatment is. `observe` relaxes the controls, so it ranks below the full
-/// pipeline: a root credential in `observe` never relaxes the token it was exchanged for.
-fn severity(t: Treatment) -> u8 {
-    match t {
-        Treatment::Observe => 0,
-        Treatment::Normal => 1,
-        Treatment::Bridge => 2,
-        Treatment::Refuse => 3,
-    }
-}
-
-/// The plan's treatment of the caller: the stricter of the presented credential's and its root's,
-/// so a retired credential stays retired in whatever token it was exchanged for. The credential
-/// to name in a refusal is [`root_name`] when the root decided.
-pub fn treatment(plan: Option<&Plan>, cred: &Credential, now: SystemTime) -> Treatment {
-    let own = migration::treatment(plan, &cred.name, now);
-    let Some(root) = cred.lineage.as_deref() else {
-        return own;
-    };
-    let rooted = migration::treatment(plan, &root.credential, now);
-    if severity(rooted) > severity(own) {
-        rooted
-    } else {
-        own
-    }
-}
-
-/// The credential a retired-refusal names: the root when it is the one the plan retires.
-pub fn retired_name<'a>(plan: &Plan, cred: &'a Credential) -> &'a str {
-    match cred.lineage.as_deref() {
-        Some(l) if plan.retires(&l.credential) => &l.credential,
-        _ => &cred.name,
     }
 }

@@ -1,5 +1,6 @@
-//! Calendar dates as the plans write them (`2026-12-01`), counted in whole days since the Unix
-//! epoch. A date means **00:00:00 UTC** of that day: a phase switches at UTC midnight whatever the
+//! Time, written once for the whole gateway: calendar dates as plans and key files write them
+//! (`2026-12-01`), counted in whole days since the Unix epoch, and [`Timestamp`]s to the second.
+//! A date means **00:00:00 UTC** of that day: a phase switches at UTC midnight whatever the
 //! gateway's local time zone, so every replica switches at the same instant.
 
 use std::fmt;
@@ -53,6 +54,12 @@ impl Date {
         } else {
             UNIX_EPOCH - Duration::from_secs(secs)
         }
+    }
+
+    /// Midnight UTC at the end of this day (00:00:00 of the next): the first instant a thing valid
+    /// "through" this day (an API key's `expires`) no longer is.
+    pub fn end_of_day_utc(self) -> SystemTime {
+        self.plus(1).midnight()
     }
 
     /// Unix seconds of 00:00:00 UTC of this day.
