@@ -11,10 +11,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::raw;
-use super::units::parse_duration;
 use super::validate::{resolve, Collector};
 use crate::adapters::{Adapters, LdapAdapter, WebhookAdapter};
 use crate::spiffe::{SpiffeId, TrustDomain};
+use crate::units::parse_duration;
 
 /// `[trust."<td>"]`
 #[derive(Debug, Clone)]

@@ -5,10 +5,8 @@
 mod creds;
 mod exposure;
 mod raw;
-pub mod units;
 mod validate;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +19,9 @@ pub use creds::{
     TrustConfig,
 };
 pub use validate::HostMatch;
+
+/// The problem collector is base-level ([`crate::diag`]); re-exported for the config's users.
+pub use crate::diag::{Invalid, Problem};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -263,38 +264,6 @@ pub mod defaults {
     pub const MAX_BUFFERED_BODIES: u64 = 128 * 1024 * 1024;
     pub const MAX_BUFFERED_PER_SOURCE: u64 = 16 * 1024 * 1024;
 }
-
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file, self.key, self.message)
-    }
-}
-
-/// Every problem found while loading a config.
-#[derive(Debug, Clone)]
-pub struct Invalid(pub Vec<Problem>);
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Invalid {}
 
 /// Where the config file is: `-c FILE`, else `$PORTCULLIS_CONFIG`, else `./portcullis.toml`.
 pub fn locate(cli: Option<&Path>) -> PathBuf {

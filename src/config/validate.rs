@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::Method;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::creds::{self, parse_per, CredentialConfig, SecretSource};
-use super::units::{parse_duration, parse_size};
 use super::{
     defaults, raw, Admin, Audit, AuditSink, Config, InjectConfig, Invalid, IssuerConfig,
     LimitsConfig, Listen, Problem, Rate, RouteConfig, TlsFiles, TokenHeader, UpstreamConfig,
@@ -18,6 +16,7 @@ use super::{
 use crate::authn::Kind;
 use crate::routing::canonical::{self, PathParameters};
 use crate::routing::path;
+use crate::units::{parse_duration, parse_size};
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "version",
@@ -54,37 +53,10 @@ impl HostMatch {
     }
 }
 
-pub(super) struct Collector<'a> {
-    file: &'a str,
-    pub(super) problems: Vec<Problem>,
-}
+pub(super) use crate::diag::Collector;
 
+/// Config-only helpers on the shared collector.
 impl Collector<'_> {
-    pub(super) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            file: self.file.to_string(),
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    /// Deserialize one section, reporting the exact failing key path.
-    pub(super) fn section<T: DeserializeOwned>(&mut self, prefix: &str, v: &Value) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(v) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let inner = e.path().to_string();
-                let key = if inner == "." || inner.is_empty() {
-                    prefix.to_string()
-                } else {
-                    format!("{prefix}.{inner}")
-                };
-                self.push(key, e.into_inner().to_string());
-                None
-            }
-        }
-    }
-
     fn duration(
         &mut self,
         key: &str,
@@ -161,10 +133,7 @@ pub(super) fn validate(
     base: &Path,
     source: &Path,
 ) -> Result<Config, Invalid> {
-    let mut c = Collector {
-        file,
-        problems: Vec::new(),
-    };
+    let mut c = Collector::new(file);
     let Some(obj) = tree.as_object() else {
         c.push("-", "the config must be a TOML table");
         return Err(Invalid(c.problems));

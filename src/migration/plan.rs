@@ -23,8 +23,8 @@ use serde::Deserialize;
 use super::date::Date;
 use super::phase::SunsetHeaders;
 use crate::authn::Kind;
-use crate::config::units::parse_duration;
-use crate::config::Problem;
+use crate::diag::Problem;
+use crate::units::parse_duration;
 
 /// One validated plan.
 #[derive(Debug, Clone)]

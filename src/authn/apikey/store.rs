@@ -31,7 +31,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Invalid, Problem};
+use crate::diag::{Invalid, Problem};
 use crate::reload::{stamp, Stamp};
 use crate::spiffe::SpiffeId;
 
