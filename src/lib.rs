@@ -24,6 +24,7 @@ pub mod problem;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+pub mod secret;
 pub mod server;
 pub mod spiffe;
 pub mod state;

@@ -31,7 +31,6 @@ use crate::audit::{self, Auditor, Decision};
 use crate::authn;
 use crate::authz::{self, Permit};
 use crate::clock::Clock;
-use crate::config::TokenHeader;
 use crate::metrics::Metrics;
 use crate::migration::{active_phase, Admission, Outgoing, Phase};
 use crate::problem::{Code, Refusal};
@@ -40,6 +39,7 @@ use crate::proxy::headers;
 use crate::routing::canonical::CanonicalRequest;
 use crate::routing::{Route, Router};
 use crate::token::jwks::{self, WellKnown};
+use crate::token::TokenHeader;
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::raw;
 use super::validate::{resolve, Collector};
 use crate::adapters::{Adapters, LdapAdapter, WebhookAdapter};
+use crate::secret::SecretSource;
 use crate::spiffe::{SpiffeId, TrustDomain};
 use crate::units::parse_duration;
 
@@ -22,42 +23,6 @@ pub struct TrustConfig {
     pub trust_domain: TrustDomain,
     pub x509_bundle: Option<PathBuf>,
     pub jwt_bundle: Option<PathBuf>,
-}
-
-/// Where a secret lives. Config never holds secret values, only this; [`SecretSource::read`] is
-/// called when the gateway starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    File(PathBuf),
-    Env(String),
-}
-
-impl SecretSource {
-    /// The secret, with one trailing newline (as editors and `echo` leave it) removed.
-    pub fn read(&self) -> Result<String, String> {
-        let text = match self {
-            SecretSource::File(p) => std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?,
-            SecretSource::Env(v) => std::env::var(v)
-                .map_err(|_| format!("environment variable {v} is not set or not UTF-8"))?,
-        };
-        let trimmed = text
-            .strip_suffix("\r\n")
-            .or_else(|| text.strip_suffix('\n'))
-            .unwrap_or(&text);
-        if trimmed.is_empty() {
-            return Err(format!("{} is empty", self.describe()));
-        }
-        Ok(trimmed.to_owned())
-    }
-
-    /// For messages: the file or variable name, never the value.
-    pub fn describe(&self) -> String {
-        match self {
-            SecretSource::File(p) => format!("secret file {}", p.display()),
-            SecretSource::Env(v) => format!("environment variable {v}"),
-        }
-    }
 }
 
 /// One configured credential.

@@ -12,13 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
-
+pub use crate::audit::AuditSink;
+pub use crate::limits::settings::{LimitsConfig, Rate};
+pub use crate::proxy::settings::{InjectConfig, UpstreamConfig};
+pub use crate::routing::settings::{HostMatch, RouteConfig};
+pub use crate::secret::SecretSource;
+pub use crate::token::TokenHeader;
 pub use creds::{
-    ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, SecretSource, TokenExchangeConfig,
-    TrustConfig,
+    ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,
 };
-pub use validate::HostMatch;
 
 /// The problem collector is base-level ([`crate::diag`]); re-exported for the config's users.
 pub use crate::diag::{Invalid, Problem};
@@ -99,13 +101,6 @@ pub struct Audit {
     pub queue: usize,
 }
 
-/// Where audit lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditSink {
-    Stdout,
-    File(PathBuf),
-}
-
 /// `[state]`: where usage, inventory and revocations live.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
@@ -145,96 +140,6 @@ pub struct IssuerConfig {
     /// Canonical hosts the well-known documents are served on: the `url` host, then
     /// `well_known_hosts`. On any other host those paths are routed like any other.
     pub well_known_hosts: Vec<String>,
-}
-
-/// One route.
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    pub name: Arc<str>,
-    pub host: Option<HostMatch>,
-    pub path_prefix: String,
-    /// `[routes.match] case_insensitive`: prefix matching ignores ASCII case.
-    pub case_insensitive: bool,
-    /// `[routes.match] path_parameters`.
-    pub path_parameters: crate::routing::canonical::PathParameters,
-    /// `None`: any method.
-    pub methods: Option<Vec<Method>>,
-    pub upstream: UpstreamConfig,
-    pub max_body: u64,
-    /// Credential names, tried in order; empty: an explicit pass-through route.
-    pub accept: Vec<Arc<str>>,
-    /// Who may use the route: `None` only for a pass-through route (no `accept`).
-    pub policy: Option<crate::authz::policy::RouteSpec>,
-    pub plan: Option<String>,
-    /// Basic and API keys over plain HTTP (refused unless set).
-    pub plaintext_credentials: bool,
-    pub limits: LimitsConfig,
-    /// `[routes.validate]`, when set.
-    pub validate: Option<crate::validate::ValidateSettings>,
-}
-
-/// `[routes.limits]` beyond `max_body`.
-#[derive(Debug, Clone, Default)]
-pub struct LimitsConfig {
-    /// Per identity.
-    pub rate: Option<Rate>,
-    /// All callers of the route together.
-    pub total_rate: Option<Rate>,
-    /// Requests in flight to the upstream.
-    pub concurrency: Option<usize>,
-}
-
-/// `count` requests per `per`, with bursts of up to `burst`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-    pub burst: u32,
-}
-
-/// Where the minted token goes (`upstream.token_header`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenHeader {
-    /// `Authorization: Bearer …`
-    Authorization,
-    /// The bare token in this header.
-    Named(http::HeaderName),
-    /// No token (the upstream gets an injected credential or nothing).
-    None,
-}
-
-/// A legacy upstream's own credential (`upstream.inject`).
-#[derive(Debug, Clone)]
-pub enum InjectConfig {
-    Basic {
-        username: String,
-        password: SecretSource,
-    },
-    Header {
-        name: http::HeaderName,
-        value: SecretSource,
-    },
-}
-
-/// `[routes.upstream]`
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    /// Original text, for display.
-    pub url: String,
-    pub scheme: http::uri::Scheme,
-    pub authority: http::uri::Authority,
-    /// Path prefix of the upstream URL without a trailing slash (usually empty).
-    pub base_path: String,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub ca: Option<PathBuf>,
-    /// `aud` of minted tokens (required when the route mints).
-    pub audience: Option<String>,
-    pub token_header: TokenHeader,
-    pub token_profile: crate::token::Profile,
-    pub inject: Option<InjectConfig>,
-    /// `strip_headers`: caller headers never forwarded, on top of the built-in list.
-    pub strip_headers: crate::proxy::headers::StripList,
 }
 
 /// Defaults, in one place so docs, `check` and code agree.

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use http::Method;
 use serde_json::Value;
 
-use super::creds::{self, parse_per, CredentialConfig, SecretSource};
+use super::creds::{self, parse_per, CredentialConfig};
 use super::{
-    defaults, raw, Admin, Audit, AuditSink, Config, InjectConfig, Invalid, IssuerConfig,
+    defaults, raw, Admin, Audit, AuditSink, Config, HostMatch, InjectConfig, Invalid, IssuerConfig,
     LimitsConfig, Listen, Problem, Rate, RouteConfig, TlsFiles, TokenHeader, UpstreamConfig,
 };
 use crate::authn::Kind;
 use crate::routing::canonical::{self, PathParameters};
 use crate::routing::path;
+use crate::secret::SecretSource;
 use crate::units::{parse_duration, parse_size};
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -32,26 +33,6 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "migration",
     "routes",
 ];
-
-/// A route's `host` matcher: exact (`api.corp.example`) or one-label wildcard (`*.corp.example`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostMatch {
-    Exact(String),
-    /// Suffix including the leading dot: `.corp.example`.
-    Wildcard(String),
-}
-
-impl HostMatch {
-    /// `host` is already lower-cased and without port.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            HostMatch::Exact(h) => h == host,
-            HostMatch::Wildcard(suffix) => host
-                .strip_suffix(suffix.as_str())
-                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
-        }
-    }
-}
 
 pub(super) use crate::diag::Collector;
 

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod settings;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,9 +18,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::UpstreamConfig;
 use crate::problem::{Code, Refusal};
 use body::ProxyBody;
+use settings::UpstreamConfig;
 
 /// Why building an upstream client failed (at start, never per request).
 #[derive(Debug, thiserror::Error)]
