@@ -119,25 +119,7 @@ pub(super) fn validate(
         c.push("-", "the config must be a TOML table");
         return Err(Invalid(c.problems));
     };
-    for k in obj.keys() {
-        if !TOP_LEVEL_KEYS.contains(&k.as_str()) {
-            c.push(
-                k.clone(),
-                format!(
-                    "unknown key (expected one of: {})",
-                    TOP_LEVEL_KEYS.join(", ")
-                ),
-            );
-        }
-    }
-    match obj.get("version") {
-        Some(v) if v.as_i64() == Some(1) || v.as_str() == Some("1") => {}
-        Some(_) => c.push(
-            "version",
-            "unsupported config version (this build reads version = 1)",
-        ),
-        None => c.push("version", "missing (add `version = 1` at the top)"),
-    }
+    top_level(&mut c, obj);
     let mut warnings = Vec::new();
 
     let listen = match obj.get("listen") {
@@ -153,62 +135,12 @@ pub(super) fn validate(
         None => Some(raw::Admin::default()),
         Some(v) => c.section::<raw::Admin>("admin", v),
     };
-    let admin = admin_raw.and_then(|a| {
-        let s = a.addr.as_deref().unwrap_or(defaults::ADMIN_ADDR);
-        let addr = c.addr("admin.addr", s)?;
-        let allow = a.allow.unwrap_or_default();
-        for (i, p) in allow.iter().enumerate() {
-            if let Err(e) = crate::authz::policy::allow::check_pattern(p) {
-                c.push(format!("admin.allow[{i}]"), e);
-            }
-        }
-        if !addr.ip().is_loopback() {
-            if allow.is_empty() {
-                c.push(
-                    "admin.allow",
-                    format!("required when admin.addr ({addr}) is not loopback: the admin API (revocations, inventory) would be open to the network; list the operators' SPIFFE IDs, e.g. [\"spiffe://corp.example/ops/*\"]"),
-                );
-            } else {
-                warnings.push(format!(
-                    "admin.addr {addr} is not loopback: /healthz, /readyz and /metrics are served without a client certificate"
-                ));
-            }
-        }
-        let tls = a.tls.map(|t| TlsFiles {
-            cert: c.file_path("admin.tls.cert", base, &t.cert),
-            key: c.file_path("admin.tls.key", base, &t.key),
-        });
-        if tls.is_some() && allow.is_empty() {
-            c.push(
-                "admin.tls",
-                "is the certificate of admin over mTLS: set admin.allow (the operators' SPIFFE IDs) too",
-            );
-        }
-        Some(Admin { addr, allow, tls })
-    });
+    let admin = admin_raw.and_then(|a| admin(&mut c, base, a, &mut warnings));
     let audit_raw = match obj.get("audit") {
         None => Some(raw::Audit::default()),
         Some(v) => c.section::<raw::Audit>("audit", v),
     };
-    let audit = audit_raw.map(|a| {
-        let sink = match a.sink.as_deref() {
-            None | Some("stdout") => AuditSink::Stdout,
-            Some("") => {
-                c.push("audit.sink", "empty (use \"stdout\" or a file path)");
-                AuditSink::Stdout
-            }
-            Some(p) => AuditSink::File(resolve(base, p)),
-        };
-        let queue = match a.queue {
-            None => defaults::AUDIT_QUEUE,
-            Some(0) => {
-                c.push("audit.queue", "must be greater than zero");
-                defaults::AUDIT_QUEUE
-            }
-            Some(n) => usize::try_from(n).unwrap_or(defaults::AUDIT_QUEUE),
-        };
-        Audit { sink, queue }
-    });
+    let audit = audit_raw.map(|a| audit(&mut c, base, a));
 
     let issuer = match obj.get("issuer") {
         None => None,
@@ -217,27 +149,7 @@ pub(super) fn validate(
             .and_then(|i| issuer(&mut c, base, i, &mut warnings)),
     };
 
-    let adapters_dir = match obj.get("adapters_dir") {
-        None => None,
-        Some(Value::String(d)) => Some(resolve(base, d)),
-        Some(_) => {
-            c.push("adapters_dir", "must be a directory path");
-            None
-        }
-    };
-    let adapters = match crate::adapters::Adapters::load(adapters_dir.as_deref()) {
-        Ok(a) => a,
-        Err(e) => {
-            for p in e.problems {
-                c.problems.push(Problem {
-                    file: p.file,
-                    key: if p.key.is_empty() { "-".into() } else { p.key },
-                    message: p.message,
-                });
-            }
-            crate::adapters::Adapters::default()
-        }
-    };
+    let adapters = adapters(&mut c, base, obj);
     let trust = obj
         .get("trust")
         .map(|v| creds::trust(&mut c, base, v))
@@ -249,53 +161,14 @@ pub(super) fn validate(
     let token_exchange = obj
         .get("token_exchange")
         .and_then(|v| creds::token_exchange(&mut c, v, &credentials));
-    for cr in &credentials {
-        if let creds::CredentialSpec::JwtSvid {
-            trust_issuer: true, ..
-        } = cr.spec
-        {
-            if issuer.is_none() {
-                c.push(
-                    format!("credentials.{}.trust_issuer", cr.name),
-                    "needs an [issuer] section (the keys it would trust)",
-                );
-            }
-        }
-    }
-    if let Some(t) = &token_exchange {
-        let plain = listen.as_ref().is_some_and(|l| l.tls.is_none());
-        let secret_kinds = t.accept.iter().any(|n| {
-            credentials
-                .iter()
-                .any(|cr| cr.name == *n && matches!(cr.kind(), Kind::Ldap | Kind::ApiKey))
-        });
-        if plain && secret_kinds {
-            c.push(
-                "token_exchange.accept",
-                "passwords and API keys would cross the network in clear: the token endpoint needs [listen.tls]",
-            );
-        }
-    }
-    if let Some(a) = admin.as_ref().filter(|a| !a.allow.is_empty()) {
-        if a.tls.is_none() && listen.as_ref().is_some_and(|l| l.tls.is_none()) {
-            c.push(
-                "admin.allow",
-                "admin over mTLS needs a certificate: set [admin.tls] (or [listen.tls], which it uses otherwise)",
-            );
-        }
-        if !trust.iter().any(|t| t.x509_bundle.is_some()) {
-            c.push(
-                "admin.allow",
-                "admin over mTLS needs a [trust.\"…\"] x509_bundle to verify client certificates",
-            );
-        }
-    }
-    if token_exchange.is_some() && issuer.is_none() {
-        c.push(
-            "token_exchange",
-            "needs [issuer]: it hands out minted tokens",
-        );
-    }
+    cross_checks(
+        &mut c,
+        (&credentials, &trust),
+        token_exchange.as_ref(),
+        listen.as_ref(),
+        admin.as_ref(),
+        issuer.is_some(),
+    );
     let model = match crate::authz::policy::Model::new() {
         Ok(m) => m,
         Err(e) => {
@@ -313,37 +186,7 @@ pub(super) fn validate(
         tls: listen.as_ref().is_some_and(|l| l.tls.is_some()),
     };
 
-    let mut routes = Vec::new();
-    match obj.get("routes") {
-        None => warnings.push("no [[routes]]: every request will get 404 no-route".into()),
-        Some(Value::Array(items)) => {
-            let mut names = HashSet::new();
-            let mut matchers = HashSet::new();
-            for (i, item) in items.iter().enumerate() {
-                let key = format!("routes[{i}]");
-                let Some(r) = c.section::<raw::Route>(&key, item) else {
-                    continue;
-                };
-                if !names.insert(r.name.clone()) {
-                    c.push(
-                        format!("{key}.name"),
-                        format!("duplicate route name {:?}", r.name),
-                    );
-                }
-                if let Some(rc) = route(&mut c, base, &key, r, &ctx, &mut warnings) {
-                    let sig = (rc.host.clone(), rc.path_prefix.clone(), rc.methods.clone());
-                    if !matchers.insert(sig) {
-                        c.push(
-                            format!("{key}.match"),
-                            "another route has the same host, path_prefix and methods: it could never be reached",
-                        );
-                    }
-                    routes.push(Arc::new(rc));
-                }
-            }
-        }
-        Some(_) => c.push("routes", "must be an array of tables ([[routes]])"),
-    }
+    let routes = routes(&mut c, base, obj.get("routes"), &ctx, &mut warnings);
 
     warnings.extend(canonical::case_warnings(&routes));
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
@@ -377,6 +220,221 @@ pub(super) fn validate(
         }
         _ => Err(Invalid(c.problems)),
     }
+}
+
+/// `[admin]`: the address, the operators allowed over mTLS and the listener's own certificate.
+/// Unknown top-level keys and `version`.
+fn top_level(c: &mut Collector<'_>, obj: &serde_json::Map<String, Value>) {
+    for k in obj.keys() {
+        if !TOP_LEVEL_KEYS.contains(&k.as_str()) {
+            c.push(
+                k.clone(),
+                format!(
+                    "unknown key (expected one of: {})",
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+    match obj.get("version") {
+        Some(v) if v.as_i64() == Some(1) || v.as_str() == Some("1") => {}
+        Some(_) => c.push(
+            "version",
+            "unsupported config version (this build reads version = 1)",
+        ),
+        None => c.push("version", "missing (add `version = 1` at the top)"),
+    }
+}
+
+/// Checks across sections: `trust_issuer` and `[token_exchange]` need `[issuer]`, secrets at the
+/// token endpoint need TLS, admin over mTLS needs a certificate and an x509 bundle.
+fn cross_checks(
+    c: &mut Collector<'_>,
+    (credentials, trust): (&[Arc<CredentialConfig>], &[creds::TrustConfig]),
+    token_exchange: Option<&creds::TokenExchangeConfig>,
+    listen: Option<&Listen>,
+    admin: Option<&Admin>,
+    has_issuer: bool,
+) {
+    for cr in credentials {
+        if let creds::CredentialSpec::JwtSvid {
+            trust_issuer: true, ..
+        } = cr.spec
+        {
+            if !has_issuer {
+                c.push(
+                    format!("credentials.{}.trust_issuer", cr.name),
+                    "needs an [issuer] section (the keys it would trust)",
+                );
+            }
+        }
+    }
+    if let Some(t) = token_exchange {
+        let plain = listen.is_some_and(|l| l.tls.is_none());
+        let secret_kinds = t.accept.iter().any(|n| {
+            credentials
+                .iter()
+                .any(|cr| cr.name == *n && matches!(cr.kind(), Kind::Ldap | Kind::ApiKey))
+        });
+        if plain && secret_kinds {
+            c.push(
+                "token_exchange.accept",
+                "passwords and API keys would cross the network in clear: the token endpoint needs [listen.tls]",
+            );
+        }
+    }
+    if let Some(a) = admin.filter(|a| !a.allow.is_empty()) {
+        if a.tls.is_none() && listen.is_some_and(|l| l.tls.is_none()) {
+            c.push(
+                "admin.allow",
+                "admin over mTLS needs a certificate: set [admin.tls] (or [listen.tls], which it uses otherwise)",
+            );
+        }
+        if !trust.iter().any(|t| t.x509_bundle.is_some()) {
+            c.push(
+                "admin.allow",
+                "admin over mTLS needs a [trust.\"…\"] x509_bundle to verify client certificates",
+            );
+        }
+    }
+    if token_exchange.is_some() && !has_issuer {
+        c.push(
+            "token_exchange",
+            "needs [issuer]: it hands out minted tokens",
+        );
+    }
+}
+
+fn admin(
+    c: &mut Collector<'_>,
+    base: &Path,
+    a: raw::Admin,
+    warnings: &mut Vec<String>,
+) -> Option<Admin> {
+    let s = a.addr.as_deref().unwrap_or(defaults::ADMIN_ADDR);
+    let addr = c.addr("admin.addr", s)?;
+    let allow = a.allow.unwrap_or_default();
+    for (i, p) in allow.iter().enumerate() {
+        if let Err(e) = crate::authz::policy::allow::check_pattern(p) {
+            c.push(format!("admin.allow[{i}]"), e);
+        }
+    }
+    if !addr.ip().is_loopback() {
+        if allow.is_empty() {
+            c.push(
+                "admin.allow",
+                format!("required when admin.addr ({addr}) is not loopback: the admin API (revocations, inventory) would be open to the network; list the operators' SPIFFE IDs, e.g. [\"spiffe://corp.example/ops/*\"]"),
+            );
+        } else {
+            warnings.push(format!(
+                "admin.addr {addr} is not loopback: /healthz, /readyz and /metrics are served without a client certificate"
+            ));
+        }
+    }
+    let tls = a.tls.map(|t| TlsFiles {
+        cert: c.file_path("admin.tls.cert", base, &t.cert),
+        key: c.file_path("admin.tls.key", base, &t.key),
+    });
+    if tls.is_some() && allow.is_empty() {
+        c.push(
+            "admin.tls",
+            "is the certificate of admin over mTLS: set admin.allow (the operators' SPIFFE IDs) too",
+        );
+    }
+    Some(Admin { addr, allow, tls })
+}
+
+/// `[audit]`: the sink and the queue length.
+fn audit(c: &mut Collector<'_>, base: &Path, a: raw::Audit) -> Audit {
+    let sink = match a.sink.as_deref() {
+        None | Some("stdout") => AuditSink::Stdout,
+        Some("") => {
+            c.push("audit.sink", "empty (use \"stdout\" or a file path)");
+            AuditSink::Stdout
+        }
+        Some(p) => AuditSink::File(resolve(base, p)),
+    };
+    let queue = match a.queue {
+        None => defaults::AUDIT_QUEUE,
+        Some(0) => {
+            c.push("audit.queue", "must be greater than zero");
+            defaults::AUDIT_QUEUE
+        }
+        Some(n) => usize::try_from(n).unwrap_or(defaults::AUDIT_QUEUE),
+    };
+    Audit { sink, queue }
+}
+
+/// `adapters_dir`, then the shipped adapters plus that directory's (problems keyed `-` when an
+/// adapter's problem names no key).
+fn adapters(
+    c: &mut Collector<'_>,
+    base: &Path,
+    obj: &serde_json::Map<String, Value>,
+) -> crate::adapters::Adapters {
+    let adapters_dir = match obj.get("adapters_dir") {
+        None => None,
+        Some(Value::String(d)) => Some(resolve(base, d)),
+        Some(_) => {
+            c.push("adapters_dir", "must be a directory path");
+            None
+        }
+    };
+    match crate::adapters::Adapters::load(adapters_dir.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            for p in e.problems {
+                c.problems.push(Problem {
+                    file: p.file,
+                    key: if p.key.is_empty() { "-".into() } else { p.key },
+                    message: p.message,
+                });
+            }
+            crate::adapters::Adapters::default()
+        }
+    }
+}
+
+/// `[[routes]]`: each route, with unique names and reachable matchers.
+fn routes(
+    c: &mut Collector<'_>,
+    base: &Path,
+    routes_value: Option<&Value>,
+    ctx: &RouteCtx<'_>,
+    warnings: &mut Vec<String>,
+) -> Vec<Arc<RouteConfig>> {
+    let mut routes = Vec::new();
+    match routes_value {
+        None => warnings.push("no [[routes]]: every request will get 404 no-route".into()),
+        Some(Value::Array(items)) => {
+            let mut names = HashSet::new();
+            let mut matchers = HashSet::new();
+            for (i, item) in items.iter().enumerate() {
+                let key = format!("routes[{i}]");
+                let Some(r) = c.section::<raw::Route>(&key, item) else {
+                    continue;
+                };
+                if !names.insert(r.name.clone()) {
+                    c.push(
+                        format!("{key}.name"),
+                        format!("duplicate route name {:?}", r.name),
+                    );
+                }
+                if let Some(rc) = route(c, base, &key, r, ctx, warnings) {
+                    let sig = (rc.host.clone(), rc.path_prefix.clone(), rc.methods.clone());
+                    if !matchers.insert(sig) {
+                        c.push(
+                            format!("{key}.match"),
+                            "another route has the same host, path_prefix and methods: it could never be reached",
+                        );
+                    }
+                    routes.push(Arc::new(rc));
+                }
+            }
+        }
+        Some(_) => c.push("routes", "must be an array of tables ([[routes]])"),
+    }
+    routes
 }
 
 fn listen(
@@ -558,7 +616,54 @@ fn route(
             "must be non-empty and use only letters, digits, '-', '_' and '.'",
         );
     }
-    let prefix = r.matcher.path_prefix;
+    let case_insensitive = r.matcher.case_insensitive;
+    let (prefix, path_parameters, methods, host) = route_match(c, key, &r.matcher);
+    let accept = route_accept(c, key, &r, ctx, host.as_ref(), warnings);
+    let policy = route_policy(c, base, key, &rules_in, !accept.is_empty(), ctx.model);
+    let validate = r
+        .validate
+        .as_ref()
+        .and_then(|v| validation(c, base, key, v));
+    let upstream = upstream(c, base, key, r.upstream, !accept.is_empty(), ctx.issuer);
+    let max_body = c.size(
+        &format!("{key}.limits.max_body"),
+        r.limits.max_body.as_ref(),
+        defaults::MAX_BODY,
+    );
+    let limits = limits(c, key, &r.limits);
+    if c.problems.len() != before {
+        return None;
+    }
+    Some(RouteConfig {
+        name: Arc::from(r.name.as_str()),
+        host,
+        path_prefix: prefix,
+        case_insensitive,
+        path_parameters,
+        methods,
+        upstream: upstream?,
+        max_body,
+        accept,
+        policy,
+        plan: r.plan,
+        plaintext_credentials: r.dangerous_allow_plaintext_credentials,
+        limits,
+        validate,
+    })
+}
+
+/// `[routes.match]`: the path prefix (canonical, without `;`), path parameters, methods and host.
+fn route_match(
+    c: &mut Collector<'_>,
+    key: &str,
+    m: &raw::Match,
+) -> (
+    String,
+    PathParameters,
+    Option<Vec<Method>>,
+    Option<HostMatch>,
+) {
+    let prefix = m.path_prefix.clone();
     match path::normalize(&prefix) {
         Ok(canon) if canon == prefix => {}
         Ok(canon) => c.push(
@@ -577,7 +682,7 @@ fn route(
             format!("{prefix:?}: a path prefix cannot contain ';' (routes match before it)"),
         );
     }
-    let path_parameters = match r.matcher.path_parameters.as_deref() {
+    let path_parameters = match m.path_parameters.as_deref() {
         None => PathParameters::default(),
         Some(p) => PathParameters::parse(p).unwrap_or_else(|| {
             c.push(
@@ -587,7 +692,7 @@ fn route(
             PathParameters::default()
         }),
     };
-    let methods = r.matcher.methods.map(|ms| {
+    let methods = m.methods.as_ref().map(|ms| {
         let mut out = Vec::new();
         if ms.is_empty() {
             c.push(
@@ -611,7 +716,7 @@ fn route(
         }
         out
     });
-    let host = r.matcher.host.map(|h| {
+    let host = m.host.as_ref().map(|h| {
         let lower = h.to_ascii_lowercase();
         let valid_label = |s: &str| {
             !s.is_empty()
@@ -637,6 +742,18 @@ fn route(
             HostMatch::Exact(lower)
         }
     });
+    (prefix, path_parameters, methods, host)
+}
+
+/// `accept`: the credential names, each configured once, and whether secrets may cross plain HTTP.
+fn route_accept(
+    c: &mut Collector<'_>,
+    key: &str,
+    r: &raw::Route,
+    ctx: &RouteCtx<'_>,
+    host: Option<&HostMatch>,
+    warnings: &mut Vec<String>,
+) -> Vec<Arc<str>> {
     let mut accept: Vec<Arc<str>> = Vec::new();
     let mut legacy_plain = false;
     for (i, n) in r.accept.iter().enumerate() {
@@ -649,7 +766,7 @@ fn route(
                 if accept.iter().any(|a| **a == **n) {
                     c.push(format!("{key}.accept[{i}]"), "listed twice");
                 }
-                creds::url_signed_webhook(c, warnings, (key, &r.name, i), cr, host.as_ref());
+                creds::url_signed_webhook(c, warnings, (key, &r.name, i), cr, host);
                 if matches!(cr.kind(), Kind::Ldap | Kind::ApiKey) {
                     legacy_plain = true;
                 }
@@ -676,37 +793,7 @@ fn route(
             );
         }
     }
-    let policy = route_policy(c, base, key, &rules_in, !accept.is_empty(), ctx.model);
-    let validate = r
-        .validate
-        .as_ref()
-        .and_then(|v| validation(c, base, key, v));
-    let upstream = upstream(c, base, key, r.upstream, !accept.is_empty(), ctx.issuer);
-    let max_body = c.size(
-        &format!("{key}.limits.max_body"),
-        r.limits.max_body.as_ref(),
-        defaults::MAX_BODY,
-    );
-    let limits = limits(c, key, &r.limits);
-    if c.problems.len() != before {
-        return None;
-    }
-    Some(RouteConfig {
-        name: Arc::from(r.name.as_str()),
-        host,
-        path_prefix: prefix,
-        case_insensitive: r.matcher.case_insensitive,
-        path_parameters,
-        methods,
-        upstream: upstream?,
-        max_body,
-        accept,
-        policy,
-        plan: r.plan,
-        plaintext_credentials: r.dangerous_allow_plaintext_credentials,
-        limits,
-        validate,
-    })
+    accept
 }
 
 /// `policy` / `allow` / `shadow_policy`: compiled and validated against the Cedar schema now, so
@@ -877,7 +964,59 @@ fn upstream(
     authenticated: bool,
     issuer: bool,
 ) -> Option<UpstreamConfig> {
-    let ukey = format!("{key}.upstream.url");
+    let (token_profile, token_header) = upstream_token(c, key, &u, authenticated, issuer);
+    let inject = u.inject.as_ref().and_then(|i| inject(c, base, key, i));
+    let strip_headers =
+        crate::proxy::headers::StripList::parse(u.strip_headers.as_deref().unwrap_or_default())
+            .unwrap_or_else(|e| {
+                c.push(format!("{key}.upstream.strip_headers"), e);
+                Default::default()
+            });
+    if let (Some(InjectConfig::Basic { .. }), TokenHeader::Authorization) = (&inject, &token_header)
+    {
+        c.push(
+            format!("{key}.upstream.inject"),
+            "Basic injection and the minted token both use Authorization: set token_header to another header or \"none\"",
+        );
+    }
+    let timeout = c.duration(
+        &format!("{key}.upstream.timeout"),
+        u.timeout.as_ref(),
+        defaults::UPSTREAM_TIMEOUT,
+    );
+    let connect_timeout = c.duration(
+        &format!("{key}.upstream.connect_timeout"),
+        u.connect_timeout.as_ref(),
+        defaults::UPSTREAM_CONNECT_TIMEOUT,
+    );
+    let ca =
+        u.ca.as_ref()
+            .map(|p| c.file_path(&format!("{key}.upstream.ca"), base, p));
+    let (scheme, authority, base_path) = upstream_url(c, key, &u.url, ca.is_some())?;
+    Some(UpstreamConfig {
+        url: u.url,
+        scheme,
+        authority,
+        base_path,
+        timeout,
+        connect_timeout,
+        ca,
+        audience: u.audience,
+        token_header,
+        token_profile,
+        inject,
+        strip_headers,
+    })
+}
+
+/// `token_profile`, `token_header` and `audience`: what the route mints for the upstream.
+fn upstream_token(
+    c: &mut Collector<'_>,
+    key: &str,
+    u: &raw::Upstream,
+    authenticated: bool,
+    issuer: bool,
+) -> (crate::token::Profile, TokenHeader) {
     let token_profile = match u.token_profile.as_deref().map(str::parse) {
         None => crate::token::Profile::default(),
         Some(Ok(p)) => p,
@@ -925,37 +1064,21 @@ fn upstream(
             Some(_) => {}
         }
     }
-    let inject = u.inject.as_ref().and_then(|i| inject(c, base, key, i));
-    let strip_headers =
-        crate::proxy::headers::StripList::parse(u.strip_headers.as_deref().unwrap_or_default())
-            .unwrap_or_else(|e| {
-                c.push(format!("{key}.upstream.strip_headers"), e);
-                Default::default()
-            });
-    if let (Some(InjectConfig::Basic { .. }), TokenHeader::Authorization) = (&inject, &token_header)
-    {
-        c.push(
-            format!("{key}.upstream.inject"),
-            "Basic injection and the minted token both use Authorization: set token_header to another header or \"none\"",
-        );
-    }
-    let timeout = c.duration(
-        &format!("{key}.upstream.timeout"),
-        u.timeout.as_ref(),
-        defaults::UPSTREAM_TIMEOUT,
-    );
-    let connect_timeout = c.duration(
-        &format!("{key}.upstream.connect_timeout"),
-        u.connect_timeout.as_ref(),
-        defaults::UPSTREAM_CONNECT_TIMEOUT,
-    );
-    let ca =
-        u.ca.as_ref()
-            .map(|p| c.file_path(&format!("{key}.upstream.ca"), base, p));
-    let uri: http::Uri = match u.url.parse() {
+    (token_profile, token_header)
+}
+
+/// `url`: http or https, a host without user information, no query, a canonical base path.
+fn upstream_url(
+    c: &mut Collector<'_>,
+    key: &str,
+    url: &str,
+    has_ca: bool,
+) -> Option<(http::uri::Scheme, http::uri::Authority, String)> {
+    let ukey = format!("{key}.upstream.url");
+    let uri: http::Uri = match url.parse() {
         Ok(uri) => uri,
         Err(e) => {
-            c.push(ukey, format!("invalid URL {:?}: {e}", u.url));
+            c.push(ukey, format!("invalid URL {:?}: {e}", url));
             return None;
         }
     };
@@ -963,21 +1086,18 @@ fn upstream(
     let scheme = match parts.scheme {
         Some(s) if s == http::uri::Scheme::HTTP || s == http::uri::Scheme::HTTPS => s,
         _ => {
-            c.push(
-                ukey,
-                format!("{:?}: the scheme must be http or https", u.url),
-            );
+            c.push(ukey, format!("{:?}: the scheme must be http or https", url));
             return None;
         }
     };
-    if scheme == http::uri::Scheme::HTTP && ca.is_some() {
+    if scheme == http::uri::Scheme::HTTP && has_ca {
         c.push(
             format!("{key}.upstream.ca"),
             "only meaningful with an https upstream",
         );
     }
     let Some(authority) = parts.authority else {
-        c.push(ukey, format!("{:?}: missing host", u.url));
+        c.push(ukey, format!("{:?}: missing host", url));
         return None;
     };
     if authority.as_str().contains('@') {
@@ -1012,20 +1132,7 @@ fn upstream(
         }
         None => String::new(),
     };
-    Some(UpstreamConfig {
-        url: u.url,
-        scheme,
-        authority,
-        base_path,
-        timeout,
-        connect_timeout,
-        ca,
-        audience: u.audience,
-        token_header,
-        token_profile,
-        inject,
-        strip_headers,
-    })
+    Some((scheme, authority, base_path))
 }
 
 fn inject(c: &mut Collector<'_>, base: &Path, key: &str, i: &raw::Inject) -> Option<InjectConfig> {
