@@ -2,9 +2,16 @@
 //! `config` crate), shape checking (unknown keys are errors) and one validation pass that turns the
 //! raw file into a typed [`Config`], reporting every problem at once as `file: key: message`.
 
+mod admin;
 mod creds;
 mod exposure;
+mod issuer;
+mod listen;
+mod plans;
 mod raw;
+mod routes;
+mod state;
+mod upstream;
 mod validate;
 
 use std::net::SocketAddr;
