@@ -10,6 +10,7 @@ pub mod jwt_svid;
 pub mod ldap;
 pub mod lineage;
 pub mod mtls;
+pub mod settings;
 mod targets;
 pub mod webhook;
 
