@@ -25,6 +25,7 @@ pub use crate::proxy::settings::{InjectConfig, UpstreamConfig};
 pub use crate::routing::settings::{HostMatch, RouteConfig};
 pub use crate::secret::SecretSource;
 pub use crate::token::TokenHeader;
+pub use crate::transport::settings::{Listen, TlsFiles};
 pub use creds::{
     ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,
 };
@@ -57,35 +58,6 @@ pub struct Config {
     pub plans: Arc<crate::migration::Plans>,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
-}
-
-/// `[listen]`
-#[derive(Debug, Clone)]
-pub struct Listen {
-    pub addr: SocketAddr,
-    pub tls: Option<TlsFiles>,
-    pub header_timeout: Duration,
-    pub handshake_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub drain_timeout: Duration,
-    pub max_connections: usize,
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
-    pub max_concurrent_streams: u32,
-    /// Failed authentications allowed per source address in a window, then 429 for that source
-    /// until the window's budget refills; `None` when turned off.
-    pub max_auth_failures: Option<(u32, Duration)>,
-    /// Data-plane worker threads, each running its share of the connections (at least 1).
-    pub workers: usize,
-    /// Deadlines and memory caps for request bodies read whole before forwarding.
-    pub bodies: crate::limits::bodies::BodyPolicy,
-}
-
-/// Certificate chain and private key files (PEM).
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 /// `[admin]`
