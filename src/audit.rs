@@ -5,14 +5,21 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::config::AuditSink;
 use crate::metrics::Metrics;
+
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSink {
+    Stdout,
+    File(PathBuf),
+}
 
 /// The decision recorded for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

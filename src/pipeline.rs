@@ -32,7 +32,6 @@ use crate::authn;
 use crate::authz::{self, Permit};
 use crate::body::{empty, full, Limited, ProxyBody};
 use crate::clock::Clock;
-use crate::config::TokenHeader;
 use crate::identity;
 use crate::metrics::Metrics;
 use crate::migration::{active_phase, Admission, Outgoing, Phase};
@@ -41,6 +40,7 @@ use crate::proxy::headers;
 use crate::routing::canonical::CanonicalRequest;
 use crate::routing::{Route, Router};
 use crate::token::jwks::{self, WellKnown};
+use crate::token::TokenHeader;
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 

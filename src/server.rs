@@ -256,7 +256,8 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     // replica (embedded: each credential set gets an in-process one).
     let (state, replay) = open_state(&config.state).await?;
     let credentials = crate::authn::build::build(
-        &config,
+        &config.trust,
+        &config.credentials,
         crate::authn::build::Shared {
             metrics: metrics.clone(),
             clock: opts.clock.clone(),

@@ -10,10 +10,10 @@ use anyhow::{anyhow, Context as _};
 
 use super::jwt_svid::JwtSvidAuthenticator;
 use super::mtls::MtlsAuthenticator;
+use super::settings::{CredentialConfig, CredentialSpec, LdapSpec, TrustConfig};
 use super::webhook::{MemoryReplayGuard, ReplayGuard, WebhookAuthenticator, WebhookSecret};
 use super::Authenticator;
 use crate::clock::Clock;
-use crate::config::{Config, CredentialSpec};
 use crate::metrics::Metrics;
 use crate::spiffe::{JwtSvidSettings, TrustSource, TrustStore};
 
@@ -61,10 +61,13 @@ pub struct Shared {
     pub state: Option<Arc<dyn crate::state::StateStore>>,
 }
 
-/// Build every credential of `config`.
-pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
-    let sources: Vec<TrustSource> = config
-        .trust
+/// Build every credential of `credentials`, with the `trust` bundles they share.
+pub fn build(
+    trust: &[TrustConfig],
+    credentials: &[Arc<CredentialConfig>],
+    shared: Shared,
+) -> anyhow::Result<Credentials> {
+    let sources: Vec<TrustSource> = trust
         .iter()
         .map(|t| TrustSource {
             trust_domain: t.trust_domain.clone(),
@@ -84,7 +87,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
     let mut jwt_svid = Vec::new();
     let mut watchers = Vec::new();
     let mut ldaps = HashMap::new();
-    for cred in &config.credentials {
+    for cred in credentials {
         let name = cred.name.clone();
         let built: Arc<dyn Authenticator> = match &cred.spec {
             CredentialSpec::Mtls { trust_domains } => Arc::new(MtlsAuthenticator::new(
@@ -173,7 +176,7 @@ pub fn build(config: &Config, shared: Shared) -> anyhow::Result<Credentials> {
 /// `kind = "ldap"`: the adapter preset, the credential's overrides, the search password read now.
 fn ldap(
     name: &Arc<str>,
-    spec: &crate::config::LdapSpec,
+    spec: &LdapSpec,
     state: Option<Arc<dyn crate::state::StateStore>>,
 ) -> anyhow::Result<super::ldap::LdapAuthenticator> {
     use super::ldap::{BindSecret, LdapAuthenticator, LdapSettings, Profile};

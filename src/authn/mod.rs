@@ -9,6 +9,7 @@ pub mod identity;
 pub mod jwt_svid;
 pub mod ldap;
 pub mod mtls;
+pub mod settings;
 mod targets;
 pub mod webhook;
 

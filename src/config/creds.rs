@@ -4,141 +4,22 @@
 //! reported against the right kind), then the values are checked and resolved (paths against the
 //! config directory, adapters by name, secrets by where they live, never by value).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::raw;
-use super::units::parse_duration;
 use super::validate::{resolve, Collector};
-use crate::adapters::{Adapters, LdapAdapter, WebhookAdapter};
+use crate::adapters::{Adapters, WebhookAdapter};
 use crate::identity::{SpiffeId, TrustDomain};
+use crate::secret::SecretSource;
+use crate::units::parse_duration;
 
-/// `[trust."<td>"]`
-#[derive(Debug, Clone)]
-pub struct TrustConfig {
-    pub trust_domain: TrustDomain,
-    pub x509_bundle: Option<PathBuf>,
-    pub jwt_bundle: Option<PathBuf>,
-}
-
-/// Where a secret lives. Config never holds secret values, only this; [`SecretSource::read`] is
-/// called when the gateway starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    File(PathBuf),
-    Env(String),
-}
-
-impl SecretSource {
-    /// The secret, with one trailing newline (as editors and `echo` leave it) removed.
-    pub fn read(&self) -> Result<String, String> {
-        let text = match self {
-            SecretSource::File(p) => std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?,
-            SecretSource::Env(v) => std::env::var(v)
-                .map_err(|_| format!("environment variable {v} is not set or not UTF-8"))?,
-        };
-        let trimmed = text
-            .strip_suffix("\r\n")
-            .or_else(|| text.strip_suffix('\n'))
-            .unwrap_or(&text);
-        if trimmed.is_empty() {
-            return Err(format!("{} is empty", self.describe()));
-        }
-        Ok(trimmed.to_owned())
-    }
-
-    /// For messages: the file or variable name, never the value.
-    pub fn describe(&self) -> String {
-        match self {
-            SecretSource::File(p) => format!("secret file {}", p.display()),
-            SecretSource::Env(v) => format!("environment variable {v}"),
-        }
-    }
-}
-
-/// One configured credential.
-#[derive(Debug, Clone)]
-pub struct CredentialConfig {
-    pub name: Arc<str>,
-    pub spec: CredentialSpec,
-}
-
-impl CredentialConfig {
-    /// The credential's kind as written in config.
-    pub fn kind(&self) -> crate::identity::Kind {
-        use crate::identity::Kind;
-        match self.spec {
-            CredentialSpec::Mtls { .. } => Kind::Mtls,
-            CredentialSpec::JwtSvid { .. } => Kind::JwtSvid,
-            CredentialSpec::Webhook { .. } => Kind::Webhook,
-            CredentialSpec::ApiKey(_) => Kind::ApiKey,
-            CredentialSpec::Ldap(_) => Kind::Ldap,
-        }
-    }
-}
-
-/// What each kind needs.
-#[derive(Debug, Clone)]
-pub enum CredentialSpec {
-    Mtls {
-        trust_domains: Vec<TrustDomain>,
-    },
-    JwtSvid {
-        trust_domains: Vec<TrustDomain>,
-        audience: String,
-        leeway: Option<Duration>,
-        /// Also accept tokens minted by this gateway's `[issuer]`.
-        trust_issuer: bool,
-    },
-    Webhook {
-        adapter: Arc<WebhookAdapter>,
-        secrets: SecretSource,
-        identity: String,
-        tolerance: Option<Duration>,
-        /// The URL the provider calls (`scheme://host[:port]/path`), for adapters that sign it.
-        public_url: Option<String>,
-    },
-    ApiKey(ApiKeySpec),
-    Ldap(Box<LdapSpec>),
-}
-
-/// `kind = "api-key"`
-#[derive(Debug, Clone)]
-pub struct ApiKeySpec {
-    pub header: http::HeaderName,
-    pub query_param: Option<String>,
-    pub keys_file: PathBuf,
-}
-
-/// `kind = "ldap"`, resolved against its adapter.
-#[derive(Debug, Clone)]
-pub struct LdapSpec {
-    pub adapter: Arc<LdapAdapter>,
-    pub url: String,
-    pub starttls: bool,
-    pub ca: Option<PathBuf>,
-    pub bind_dn: Option<String>,
-    pub bind_password: Option<SecretSource>,
-    pub base_dn: String,
-    pub dn_template: Option<String>,
-    pub user_filter: Option<String>,
-    pub group_attribute: Option<String>,
-    /// `spiffe://…/{user}`
-    pub identity: String,
-    pub cache_ttl: Duration,
-    pub cache_entries: usize,
-    /// Failed binds per user per window before unknown passwords stop reaching the directory.
-    pub max_failures: (u32, Duration),
-    /// Failed logins per source address per window.
-    pub max_source_failures: (u32, Duration),
-    pub pool_size: usize,
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-}
+pub use crate::authn::settings::{
+    ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TrustConfig,
+};
 
 /// `[token_exchange]`
 #[derive(Debug, Clone)]

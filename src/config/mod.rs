@@ -2,27 +2,38 @@
 //! `config` crate), shape checking (unknown keys are errors) and one validation pass that turns the
 //! raw file into a typed [`Config`], reporting every problem at once as `file: key: message`.
 
+mod admin;
 mod creds;
 mod exposure;
+mod issuer;
+mod listen;
+mod plans;
 #[cfg(test)]
 pub(crate) mod props;
 mod raw;
-pub mod units;
+mod routes;
+mod state;
+mod upstream;
 mod validate;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
-
+pub use crate::audit::AuditSink;
+pub use crate::limits::settings::{LimitsConfig, Rate};
+pub use crate::proxy::settings::{InjectConfig, UpstreamConfig};
+pub use crate::routing::settings::{HostMatch, RouteConfig};
+pub use crate::secret::SecretSource;
+pub use crate::token::TokenHeader;
+pub use crate::transport::settings::{Listen, TlsFiles};
 pub use creds::{
-    ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, SecretSource, TokenExchangeConfig,
-    TrustConfig,
+    ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,
 };
-pub use validate::HostMatch;
+
+/// The problem collector is base-level ([`crate::diag`]); re-exported for the config's users.
+pub use crate::diag::{Invalid, Problem};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -51,35 +62,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// `[listen]`
-#[derive(Debug, Clone)]
-pub struct Listen {
-    pub addr: SocketAddr,
-    pub tls: Option<TlsFiles>,
-    pub header_timeout: Duration,
-    pub handshake_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub drain_timeout: Duration,
-    pub max_connections: usize,
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
-    pub max_concurrent_streams: u32,
-    /// Failed authentications allowed per source address in a window, then 429 for that source
-    /// until the window's budget refills; `None` when turned off.
-    pub max_auth_failures: Option<(u32, Duration)>,
-    /// Data-plane worker threads, each running its share of the connections (at least 1).
-    pub workers: usize,
-    /// Deadlines and memory caps for request bodies read whole before forwarding.
-    pub bodies: crate::limits::bodies::BodyPolicy,
-}
-
-/// Certificate chain and private key files (PEM).
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
 /// `[admin]`
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -98,13 +80,6 @@ pub struct Admin {
 pub struct Audit {
     pub sink: AuditSink,
     pub queue: usize,
-}
-
-/// Where audit lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditSink {
-    Stdout,
-    File(PathBuf),
 }
 
 /// `[state]`: where usage, inventory and revocations live.
@@ -148,96 +123,6 @@ pub struct IssuerConfig {
     pub well_known_hosts: Vec<String>,
 }
 
-/// One route.
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    pub name: Arc<str>,
-    pub host: Option<HostMatch>,
-    pub path_prefix: String,
-    /// `[routes.match] case_insensitive`: prefix matching ignores ASCII case.
-    pub case_insensitive: bool,
-    /// `[routes.match] path_parameters`.
-    pub path_parameters: crate::routing::canonical::PathParameters,
-    /// `None`: any method.
-    pub methods: Option<Vec<Method>>,
-    pub upstream: UpstreamConfig,
-    pub max_body: u64,
-    /// Credential names, tried in order; empty: an explicit pass-through route.
-    pub accept: Vec<Arc<str>>,
-    /// Who may use the route: `None` only for a pass-through route (no `accept`).
-    pub policy: Option<crate::authz::policy::RouteSpec>,
-    pub plan: Option<String>,
-    /// Basic and API keys over plain HTTP (refused unless set).
-    pub plaintext_credentials: bool,
-    pub limits: LimitsConfig,
-    /// `[routes.validate]`, when set.
-    pub validate: Option<crate::validate::ValidateSettings>,
-}
-
-/// `[routes.limits]` beyond `max_body`.
-#[derive(Debug, Clone, Default)]
-pub struct LimitsConfig {
-    /// Per identity.
-    pub rate: Option<Rate>,
-    /// All callers of the route together.
-    pub total_rate: Option<Rate>,
-    /// Requests in flight to the upstream.
-    pub concurrency: Option<usize>,
-}
-
-/// `count` requests per `per`, with bursts of up to `burst`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-    pub burst: u32,
-}
-
-/// Where the minted token goes (`upstream.token_header`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenHeader {
-    /// `Authorization: Bearer …`
-    Authorization,
-    /// The bare token in this header.
-    Named(http::HeaderName),
-    /// No token (the upstream gets an injected credential or nothing).
-    None,
-}
-
-/// A legacy upstream's own credential (`upstream.inject`).
-#[derive(Debug, Clone)]
-pub enum InjectConfig {
-    Basic {
-        username: String,
-        password: SecretSource,
-    },
-    Header {
-        name: http::HeaderName,
-        value: SecretSource,
-    },
-}
-
-/// `[routes.upstream]`
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    /// Original text, for display.
-    pub url: String,
-    pub scheme: http::uri::Scheme,
-    pub authority: http::uri::Authority,
-    /// Path prefix of the upstream URL without a trailing slash (usually empty).
-    pub base_path: String,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub ca: Option<PathBuf>,
-    /// `aud` of minted tokens (required when the route mints).
-    pub audience: Option<String>,
-    pub token_header: TokenHeader,
-    pub token_profile: crate::token::Profile,
-    pub inject: Option<InjectConfig>,
-    /// `strip_headers`: caller headers never forwarded, on top of the built-in list.
-    pub strip_headers: crate::proxy::headers::StripList,
-}
-
 /// Defaults, in one place so docs, `check` and code agree.
 pub mod defaults {
     use std::time::Duration;
@@ -265,38 +150,6 @@ pub mod defaults {
     pub const MAX_BUFFERED_BODIES: u64 = 128 * 1024 * 1024;
     pub const MAX_BUFFERED_PER_SOURCE: u64 = 16 * 1024 * 1024;
 }
-
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file, self.key, self.message)
-    }
-}
-
-/// Every problem found while loading a config.
-#[derive(Debug, Clone)]
-pub struct Invalid(pub Vec<Problem>);
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Invalid {}
 
 /// Where the config file is: `-c FILE`, else `$PORTCULLIS_CONFIG`, else `./portcullis.toml`.
 pub fn locate(cli: Option<&Path>) -> PathBuf {

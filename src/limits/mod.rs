@@ -34,6 +34,7 @@ pub mod bodies;
 mod concurrency;
 mod gcra;
 mod rate;
+pub mod settings;
 mod source;
 
 use std::sync::Arc;

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::phase::SunsetHeaders;
-use crate::config::units::parse_duration;
-use crate::config::Problem;
+use crate::diag::{Collector, Problem};
 use crate::identity::Kind;
 use crate::time::Date;
+use crate::units::parse_duration;
 
 /// One validated plan.
 #[derive(Debug, Clone)]
@@ -274,98 +274,6 @@ fn error_key(e: &toml::de::Error) -> String {
     }
 }
 
-/// The plan's `[exit_criteria]`, checked (`p` reports a problem); the defaults when an
-/// `[exception]` plan has none.
-fn exit_criteria(raw: &RawPlan, p: &mut dyn FnMut(&str, String)) -> ExitCriteria {
-    match &raw.exit_criteria {
-        Some(x) => {
-            if !(0.0..=1.0).contains(&x.max_legacy_share) {
-                p(
-                    "exit_criteria.max_legacy_share",
-                    format!("{} is not between 0 and 1", x.max_legacy_share),
-                );
-            }
-            let window_days = match parse_duration(&x.window) {
-                Ok(d) if d.as_secs() > 0 && d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
-                    u32::try_from(d.as_secs() / 86_400)
-                        .ok()
-                        .filter(|d| *d <= 366)
-                }
-                Ok(_) => None,
-                Err(m) => {
-                    p("exit_criteria.window", m);
-                    Some(1)
-                }
-            };
-            let window_days = window_days.unwrap_or_else(|| {
-                p(
-                    "exit_criteria.window",
-                    format!("{:?}: expected whole days between 1d and 366d", x.window),
-                );
-                1
-            });
-            ExitCriteria {
-                max_legacy_share: x.max_legacy_share,
-                window_days,
-            }
-        }
-        None => {
-            if raw.exception.is_none() {
-                p(
-                    "exit_criteria",
-                    "required (max_legacy_share, window) unless the plan is an [exception]".into(),
-                );
-            }
-            ExitCriteria {
-                max_legacy_share: 0.0,
-                window_days: 14,
-            }
-        }
-    }
-}
-
-/// The plan's `[exception]`, checked against its phases (`p` reports a problem); `review_by` is
-/// the already parsed date.
-fn exception(
-    raw: &RawPlan,
-    review_by: Option<Date>,
-    p: &mut dyn FnMut(&str, String),
-) -> Option<Exception> {
-    match &raw.exception {
-        Some(x) => {
-            if x.reason.trim().is_empty() {
-                p(
-                    "exception.reason",
-                    "must say why this caller cannot migrate".into(),
-                );
-            }
-            if x.review_by.is_none() {
-                p(
-                    "exception.review_by",
-                    "required: a standing exception must be reviewed".into(),
-                );
-            }
-            if raw.phases.enforce.is_some() {
-                p(
-                    "phases.enforce",
-                    "an [exception] never enforces: remove enforce or the exception".into(),
-                );
-            }
-            if raw.phases.bridge.is_none() {
-                p(
-                "phases.bridge",
-                "required with an [exception]: the exception stays in bridge (credential checked, controls enforced); without a bridge date it would stay in observe, never blocking, forever".into(),
-            );
-            }
-            review_by.map(|review_by| Exception {
-                reason: x.reason.clone(),
-                review_by,
-            })
-        }
-        None => None,
-    }
-}
-
 /// Parse and validate one plan file. `stem` is the file name without `.toml`.
 pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Problem>> {
     let raw: RawPlan = toml::from_str(text).map_err(|e| {
@@ -379,84 +287,14 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
         };
         vec![problem(file, &error_key(&e), msg)]
     })?;
-    let mut problems = Vec::new();
-    let mut p = |key: &str, msg: String| problems.push(problem(file, key, msg));
+    let mut c = Collector::new(file);
+    check_names(&mut c, &raw, stem);
+    let (observe, bridge, enforce, review_by) = phase_dates(&mut c, &raw);
+    let exit = exit_criteria(&mut c, &raw);
+    let exception = exception(&mut c, &raw, review_by);
 
-    if !valid_name(&raw.name) {
-        p(
-            "name",
-            format!("{:?}: use 1-64 characters from a-z 0-9 . _ -", raw.name),
-        );
-    } else if raw.name != stem {
-        p(
-            "name",
-            format!(
-                "{:?} must match the file name ({stem}.toml): routes find plans by name",
-                raw.name
-            ),
-        );
-    }
-    if raw.owner.trim().is_empty() {
-        p("owner", "must name a team or person".into());
-    }
-    if let Some(docs) = &raw.docs {
-        if !valid_docs(docs) {
-            p(
-                "docs",
-                "must be an absolute http(s) URL without spaces, quotes or angle brackets".into(),
-            );
-        }
-    }
-    if raw.legacy_credentials.is_empty() {
-        p(
-            "legacy_credentials",
-            "must list at least one credential to retire".into(),
-        );
-    }
-    let mut seen = BTreeSet::new();
-    for c in &raw.legacy_credentials {
-        if !seen.insert(c) {
-            p("legacy_credentials", format!("{c:?} listed twice"));
-        }
-    }
-
-    let mut date = |key: &str, v: &Option<toml::value::Datetime>| -> Option<Date> {
-        v.as_ref()
-            .and_then(|v| toml_date(v).map_err(|m| p(key, m)).ok())
-    };
-    let observe = date("phases.observe", &raw.phases.observe);
-    let bridge = date("phases.bridge", &raw.phases.bridge);
-    let enforce = date("phases.enforce", &raw.phases.enforce);
-    let review_by = raw
-        .exception
-        .as_ref()
-        .and_then(|e| date("exception.review_by", &e.review_by));
-    if raw.phases.observe.is_none() {
-        p("phases.observe", "required: the day the plan starts".into());
-    }
-    if let (Some(o), Some(b)) = (observe, bridge) {
-        if b < o {
-            p("phases.bridge", format!("{b} is before observe ({o})"));
-        }
-    }
-    if let Some(e) = enforce {
-        match bridge {
-            Some(b) if e < b => p("phases.enforce", format!("{e} is before bridge ({b})")),
-            Some(_) => {}
-            None if raw.phases.bridge.is_none() => p(
-                "phases.enforce",
-                "needs a bridge date: callers must see Deprecation/Sunset headers before legacy credentials are refused".into(),
-            ),
-            None => {}
-        }
-    }
-
-    let exit = exit_criteria(&raw, &mut p);
-
-    let exception = exception(&raw, review_by, &mut p);
-
-    let (Some(observe), true) = (observe, problems.is_empty()) else {
-        return Err(problems);
+    let (Some(observe), true) = (observe, c.is_ok()) else {
+        return Err(c.problems);
     };
     let phases = Phases {
         observe,
@@ -476,6 +314,173 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
         file: file.to_string(),
         sunset,
     })
+}
+
+/// `name` (the file's stem), `owner`, `docs` and `legacy_credentials`.
+fn check_names(c: &mut Collector<'_>, raw: &RawPlan, stem: &str) {
+    if !valid_name(&raw.name) {
+        c.push(
+            "name",
+            format!("{:?}: use 1-64 characters from a-z 0-9 . _ -", raw.name),
+        );
+    } else if raw.name != stem {
+        c.push(
+            "name",
+            format!(
+                "{:?} must match the file name ({stem}.toml): routes find plans by name",
+                raw.name
+            ),
+        );
+    }
+    if raw.owner.trim().is_empty() {
+        c.push("owner", "must name a team or person");
+    }
+    if let Some(docs) = &raw.docs {
+        if !valid_docs(docs) {
+            c.push(
+                "docs",
+                "must be an absolute http(s) URL without spaces, quotes or angle brackets",
+            );
+        }
+    }
+    if raw.legacy_credentials.is_empty() {
+        c.push(
+            "legacy_credentials",
+            "must list at least one credential to retire",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for name in &raw.legacy_credentials {
+        if !seen.insert(name) {
+            c.push("legacy_credentials", format!("{name:?} listed twice"));
+        }
+    }
+}
+
+/// A date field, reported at `key` when it is not a plain date.
+fn date(c: &mut Collector<'_>, key: &str, v: &Option<toml::value::Datetime>) -> Option<Date> {
+    v.as_ref()
+        .and_then(|v| toml_date(v).map_err(|m| c.push(key, m)).ok())
+}
+
+/// `[phases]` (observe, bridge, enforce in order) and `exception.review_by`.
+fn phase_dates(
+    c: &mut Collector<'_>,
+    raw: &RawPlan,
+) -> (Option<Date>, Option<Date>, Option<Date>, Option<Date>) {
+    let observe = date(c, "phases.observe", &raw.phases.observe);
+    let bridge = date(c, "phases.bridge", &raw.phases.bridge);
+    let enforce = date(c, "phases.enforce", &raw.phases.enforce);
+    let review_by = raw
+        .exception
+        .as_ref()
+        .and_then(|e| date(c, "exception.review_by", &e.review_by));
+    if raw.phases.observe.is_none() {
+        c.push("phases.observe", "required: the day the plan starts");
+    }
+    if let (Some(o), Some(b)) = (observe, bridge) {
+        if b < o {
+            c.push("phases.bridge", format!("{b} is before observe ({o})"));
+        }
+    }
+    if let Some(e) = enforce {
+        match bridge {
+            Some(b) if e < b => c.push("phases.enforce", format!("{e} is before bridge ({b})")),
+            Some(_) => {}
+            None if raw.phases.bridge.is_none() => c.push(
+                "phases.enforce",
+                "needs a bridge date: callers must see Deprecation/Sunset headers before legacy credentials are refused",
+            ),
+            None => {}
+        }
+    }
+    (observe, bridge, enforce, review_by)
+}
+
+/// `[exit_criteria]`: required unless the plan is an `[exception]`.
+fn exit_criteria(c: &mut Collector<'_>, raw: &RawPlan) -> ExitCriteria {
+    match &raw.exit_criteria {
+        Some(x) => {
+            if !(0.0..=1.0).contains(&x.max_legacy_share) {
+                c.push(
+                    "exit_criteria.max_legacy_share",
+                    format!("{} is not between 0 and 1", x.max_legacy_share),
+                );
+            }
+            let window_days = match parse_duration(&x.window) {
+                Ok(d) if d.as_secs() > 0 && d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
+                    u32::try_from(d.as_secs() / 86_400)
+                        .ok()
+                        .filter(|d| *d <= 366)
+                }
+                Ok(_) => None,
+                Err(m) => {
+                    c.push("exit_criteria.window", m);
+                    Some(1)
+                }
+            };
+            let window_days = window_days.unwrap_or_else(|| {
+                c.push(
+                    "exit_criteria.window",
+                    format!("{:?}: expected whole days between 1d and 366d", x.window),
+                );
+                1
+            });
+            ExitCriteria {
+                max_legacy_share: x.max_legacy_share,
+                window_days,
+            }
+        }
+        None => {
+            if raw.exception.is_none() {
+                c.push(
+                    "exit_criteria",
+                    "required (max_legacy_share, window) unless the plan is an [exception]",
+                );
+            }
+            ExitCriteria {
+                max_legacy_share: 0.0,
+                window_days: 14,
+            }
+        }
+    }
+}
+
+/// `[exception]`: a standing exception with a reason and a review date, never enforcing.
+fn exception(c: &mut Collector<'_>, raw: &RawPlan, review_by: Option<Date>) -> Option<Exception> {
+    match &raw.exception {
+        Some(x) => {
+            if x.reason.trim().is_empty() {
+                c.push(
+                    "exception.reason",
+                    "must say why this caller cannot migrate",
+                );
+            }
+            if x.review_by.is_none() {
+                c.push(
+                    "exception.review_by",
+                    "required: a standing exception must be reviewed",
+                );
+            }
+            if raw.phases.enforce.is_some() {
+                c.push(
+                    "phases.enforce",
+                    "an [exception] never enforces: remove enforce or the exception",
+                );
+            }
+            if raw.phases.bridge.is_none() {
+                c.push(
+                    "phases.bridge",
+                    "required with an [exception]: the exception stays in bridge (credential checked, controls enforced); without a bridge date it would stay in observe, never blocking, forever",
+                );
+            }
+            review_by.map(|review_by| Exception {
+                reason: x.reason.clone(),
+                review_by,
+            })
+        }
+        None => None,
+    }
 }
 
 /// How a route uses a plan, for [`check_against_config`].

@@ -59,7 +59,7 @@ pub fn parse_query(query: Option<&str>) -> Result<(String, Duration), SuggestErr
     }
     let route = route.ok_or_else(|| SuggestError::BadRequest("route is required".into()))?;
     let since_text = since.unwrap_or_else(|| DEFAULT_SINCE.to_owned());
-    let since = crate::config::units::parse_duration(&since_text)
+    let since = crate::units::parse_duration(&since_text)
         .ok()
         .filter(|d| !d.is_zero() && *d <= MAX_SINCE)
         .ok_or_else(|| {

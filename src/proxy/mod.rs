@@ -3,6 +3,7 @@
 //! to 502/504.
 
 pub mod headers;
+pub mod settings;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::ProxyBody;
-use crate::config::UpstreamConfig;
 use crate::problem::{Code, Refusal};
+use settings::UpstreamConfig;
 
 /// Why building an upstream client failed (at start, never per request).
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use http::request::Parts;
 use http::Method;
 
 use super::path;
-use crate::config::RouteConfig;
+use super::settings::RouteConfig;
 use crate::problem::{Code, Refusal};
 
 /// `[routes.match] path_parameters`: what a route does with `;params` in a path segment.

@@ -4,15 +4,16 @@
 
 pub mod canonical;
 pub mod path;
+pub mod settings;
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
 
 use crate::authn::Authenticator;
-use crate::config::{HostMatch, RouteConfig};
 use crate::problem::{Code, Refusal};
 use crate::proxy::Upstream;
+use settings::{HostMatch, RouteConfig};
 
 /// A route at run time: its config plus what was built from it.
 #[derive(Debug)]

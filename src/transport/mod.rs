@@ -3,6 +3,7 @@
 //! graceful drain on shutdown.
 
 pub mod framing;
+pub mod settings;
 pub mod tls;
 pub mod workers;
 
@@ -21,9 +22,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Listen;
 use crate::metrics::Metrics;
 use crate::pipeline::Gateway;
+use settings::Listen;
 
 /// What the connection tells us about the caller.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::config::TlsFiles;
+use super::settings::TlsFiles;
 use crate::metrics::Metrics;
 
 /// Why a certificate could not be loaded.

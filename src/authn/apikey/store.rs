@@ -31,7 +31,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Invalid, Problem};
+use crate::diag::{Collector, Invalid, Problem};
 use crate::identity::SpiffeId;
 use crate::reload::{stamp, Stamp};
 use crate::time::Date;
@@ -69,103 +69,6 @@ impl KeyEntry {
 /// day). The calendar is [`crate::time::Date`].
 pub fn parse_expires(s: &str) -> Option<Date> {
     Date::parse(s).filter(|d| d.days() >= 0)
-}
-
-/// One `[[keys]]` table's fields, each checked on its own so that every problem is reported;
-/// `None` for a field that is absent or wrong.
-struct Fields {
-    id: Option<String>,
-    sha256: Option<[u8; 32]>,
-    identity: Option<SpiffeId>,
-    owner: Option<String>,
-    expires: Option<Date>,
-}
-
-/// Check the fields of one `[[keys]]` table (`at` names a field of it), pushing a problem for
-/// each that is unknown, missing or invalid.
-fn fields(
-    t: &toml::Table,
-    at: &dyn Fn(&str) -> String,
-    problem: &dyn Fn(String, String) -> Problem,
-    problems: &mut Vec<Problem>,
-) -> Fields {
-    for k in t.keys() {
-        if !matches!(
-            k.as_str(),
-            "id" | "sha256" | "identity" | "owner" | "expires"
-        ) {
-            problems.push(problem(at(k), "unknown key".into()));
-        }
-    }
-    let mut text = |field: &str, required: bool| -> Option<String> {
-        match t.get(field) {
-            None if required => {
-                problems.push(problem(at(field), "missing".into()));
-                None
-            }
-            None => None,
-            Some(toml::Value::String(s)) => Some(s.clone()),
-            // `expires = 2027-06-30` (a TOML date) is accepted as well as a string.
-            Some(toml::Value::Datetime(d)) if field == "expires" => Some(d.to_string()),
-            Some(_) => {
-                problems.push(problem(at(field), "must be a string".into()));
-                None
-            }
-        }
-    };
-    let id = text("id", true);
-    let sha = text("sha256", true);
-    let identity = text("identity", true);
-    let owner = text("owner", false);
-    let expires = text("expires", false);
-
-    let id = id.and_then(|id| match valid_id(&id) {
-        Ok(()) => Some(id),
-        Err(m) => {
-            problems.push(problem(at("id"), m));
-            None
-        }
-    });
-    let sha256 = sha.and_then(|s| {
-        let mut out = [0u8; 32];
-        match hex::decode_to_slice(&s, &mut out) {
-            Ok(()) => Some(out),
-            Err(_) => {
-                problems.push(problem(
-                    at("sha256"),
-                    "must be 64 hex digits (the SHA-256 of the key, not the key)".into(),
-                ));
-                None
-            }
-        }
-    });
-    let identity = identity.and_then(|s| match SpiffeId::parse(&s) {
-        Ok(id) => Some(id),
-        Err(e) => {
-            problems.push(problem(at("identity"), format!("not a SPIFFE ID: {e}")));
-            None
-        }
-    });
-    let expires = match expires {
-        None => None,
-        Some(s) => match parse_expires(&s) {
-            Some(d) => Some(d),
-            None => {
-                problems.push(problem(
-                    at("expires"),
-                    "must be a date YYYY-MM-DD (valid through the end of that day, UTC)".into(),
-                ));
-                None
-            }
-        },
-    };
-    Fields {
-        id,
-        sha256,
-        identity,
-        owner,
-        expires,
-    }
 }
 
 /// Whether `id` is an acceptable key id: 1–64 of `A-Z a-z 0-9 . _ -`.
@@ -212,32 +115,27 @@ impl Keys {
 
     /// Parse a keys file's text, reporting every problem as `file: key: message`.
     pub fn parse(text: &str, file: &str) -> Result<Keys, Invalid> {
-        let problem = |key: String, message: String| Problem {
-            file: file.to_owned(),
-            key,
-            message,
-        };
-        let doc: toml::Table = toml::from_str(text)
-            .map_err(|e| Invalid(vec![problem("-".into(), e.message().to_owned())]))?;
-        let mut problems = Vec::new();
+        let doc: toml::Table = toml::from_str(text).map_err(|e| {
+            let mut c = Collector::new(file);
+            c.push("-", e.message());
+            Invalid(c.problems)
+        })?;
+        let mut c = Collector::new(file);
         let none = Vec::new();
         for k in doc.keys().filter(|k| *k != "keys") {
-            problems.push(problem(k.clone(), "unknown key".into()));
+            c.push(k.clone(), "unknown key");
         }
         let list = match doc.get("keys") {
             None => &none,
             Some(toml::Value::Array(a)) => a,
             Some(_) => {
-                problems.push(problem(
-                    "keys".into(),
-                    "must be an array of tables ([[keys]])".into(),
-                ));
+                c.push("keys", "must be an array of tables ([[keys]])");
                 &none
             }
         };
         if list.len() > MAX_KEYS {
-            problems.push(problem("keys".into(), format!("more than {MAX_KEYS} keys")));
-            return Err(Invalid(problems));
+            c.push("keys", format!("more than {MAX_KEYS} keys"));
+            return Err(Invalid(c.problems));
         }
         let mut entries = Vec::with_capacity(list.len());
         let mut ids: HashMap<String, usize> = HashMap::new();
@@ -245,31 +143,31 @@ impl Keys {
         for (i, v) in list.iter().enumerate() {
             let at = |field: &str| format!("keys[{i}].{field}");
             let Some(t) = v.as_table() else {
-                problems.push(problem(format!("keys[{i}]"), "must be a table".into()));
+                c.push(format!("keys[{i}]"), "must be a table");
                 continue;
             };
-            let before = problems.len();
+            let before = c.problems.len();
             let Fields {
                 id,
                 sha256,
                 identity,
                 owner,
                 expires,
-            } = fields(t, &at, &problem, &mut problems);
+            } = fields(&mut c, i, t);
             if let Some(id) = &id {
                 if let Some(first) = ids.insert(id.clone(), i) {
-                    problems.push(problem(at("id"), format!("duplicate of keys[{first}].id")));
+                    c.push(at("id"), format!("duplicate of keys[{first}].id"));
                 }
             }
             if let Some(h) = &sha256 {
                 if let Some(first) = hashes.insert(*h, i) {
-                    problems.push(problem(
+                    c.push(
                         at("sha256"),
                         format!("same key as keys[{first}]: each key must be distinct"),
-                    ));
+                    );
                 }
             }
-            if problems.len() != before {
+            if c.problems.len() != before {
                 continue;
             }
             if let (Some(id), Some(sha256), Some(identity)) = (id, sha256, identity) {
@@ -282,10 +180,10 @@ impl Keys {
                 });
             }
         }
-        if problems.is_empty() {
+        if c.is_ok() {
             Ok(Keys::new(entries))
         } else {
-            Err(Invalid(problems))
+            Err(Invalid(c.problems))
         }
     }
 
@@ -381,6 +279,97 @@ impl KeyStore {
 impl crate::reload::Reload for KeyStore {
     fn poll_files(&self) {
         self.poll();
+    }
+}
+
+/// One `[[keys]]` entry's fields, each checked on its own (duplicates are checked by the caller).
+struct Fields {
+    id: Option<String>,
+    sha256: Option<[u8; 32]>,
+    identity: Option<SpiffeId>,
+    owner: Option<String>,
+    expires: Option<Date>,
+}
+
+/// Read and check the fields of `keys[i]`.
+fn fields(c: &mut Collector<'_>, i: usize, t: &toml::Table) -> Fields {
+    let at = |field: &str| format!("keys[{i}].{field}");
+    for k in t.keys() {
+        if !matches!(
+            k.as_str(),
+            "id" | "sha256" | "identity" | "owner" | "expires"
+        ) {
+            c.push(at(k), "unknown key");
+        }
+    }
+    let mut text = |field: &str, required: bool| -> Option<String> {
+        match t.get(field) {
+            None if required => {
+                c.push(at(field), "missing");
+                None
+            }
+            None => None,
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            // `expires = 2027-06-30` (a TOML date) is accepted as well as a string.
+            Some(toml::Value::Datetime(d)) if field == "expires" => Some(d.to_string()),
+            Some(_) => {
+                c.push(at(field), "must be a string");
+                None
+            }
+        }
+    };
+    let id = text("id", true);
+    let sha = text("sha256", true);
+    let identity = text("identity", true);
+    let owner = text("owner", false);
+    let expires = text("expires", false);
+
+    let id = id.and_then(|id| match valid_id(&id) {
+        Ok(()) => Some(id),
+        Err(m) => {
+            c.push(at("id"), m);
+            None
+        }
+    });
+    let sha256 = sha.and_then(|s| {
+        let mut out = [0u8; 32];
+        match hex::decode_to_slice(&s, &mut out) {
+            Ok(()) => Some(out),
+            Err(_) => {
+                c.push(
+                    at("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the key, not the key)",
+                );
+                None
+            }
+        }
+    });
+    let identity = identity.and_then(|s| match SpiffeId::parse(&s) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            c.push(at("identity"), format!("not a SPIFFE ID: {e}"));
+            None
+        }
+    });
+    let expires = match expires {
+        None => None,
+        Some(s) => match parse_expires(&s) {
+            Some(d) => Some(d),
+            None => {
+                c.push(
+                    at("expires"),
+                    "must be a date YYYY-MM-DD (valid through the end of that day, UTC)",
+                );
+                None
+            }
+        },
+    };
+    Fields {
+        id,
+        sha256,
+        identity,
+        owner,
+        expires,
     }
 }
 

@@ -11,7 +11,7 @@ use cedar_policy::{PolicyId, PolicySet, ValidationMode};
 use miette::Diagnostic;
 
 use super::Model;
-use crate::config::Problem;
+use crate::diag::Problem;
 
 /// Largest policy file read. Policies are small; this keeps a wrong path (a log file, a device)
 /// from being read into memory whole.

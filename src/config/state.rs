@@ -1,0 +1,154 @@
+//! `[state]`: where usage, inventory and revocations live.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::raw;
+use super::validate::{resolve, Collector};
+
+pub(super) fn state(
+    c: &mut Collector<'_>,
+    base: &Path,
+    v: Option<&Value>,
+    warnings: &mut Vec<String>,
+) -> super::StateConfig {
+    use crate::state::redis::{check_prefix, RedisUrl, DEFAULT_PREFIX};
+    let raw = match v {
+        None => raw::State::default(),
+        Some(v) => c.section::<raw::State>("state", v).unwrap_or_default(),
+    };
+    let redis = match raw.backend.as_deref() {
+        None | Some("embedded") => false,
+        Some("redis") => true,
+        Some(other) => {
+            c.push(
+                "state.backend",
+                format!("unknown backend {other:?} (embedded or redis)"),
+            );
+            false
+        }
+    };
+    let backend = if redis {
+        // Never echo the URL: it may carry the password.
+        let url = match raw.url.as_deref() {
+            None => {
+                c.push(
+                    "state.url",
+                    "required with backend = \"redis\" (redis://host:port/db)",
+                );
+                None
+            }
+            Some(u) => match RedisUrl::parse(u) {
+                Ok(u) => Some(u),
+                Err(m) => {
+                    c.push("state.url", m);
+                    None
+                }
+            },
+        };
+        let prefix = raw.prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string());
+        if let Err(m) = check_prefix(&prefix) {
+            c.push("state.prefix", m);
+        }
+        if raw.path.is_some() {
+            warnings.push("[state] path is not used with backend = \"redis\"".into());
+        }
+        url.map(|url| super::StateBackend::Redis { url, prefix })
+    } else {
+        if raw.url.is_some() {
+            c.push("state.url", "only meaningful with backend = \"redis\"");
+        }
+        if raw.prefix.is_some() {
+            c.push("state.prefix", "only meaningful with backend = \"redis\"");
+        }
+        None
+    };
+    let flush_every = c.duration(
+        "state.flush_every",
+        raw.flush_every.as_ref(),
+        std::time::Duration::from_secs(5),
+    );
+    super::StateConfig {
+        backend: backend.unwrap_or(super::StateBackend::Embedded),
+        path: raw.path.map(|p| resolve(base, &p)),
+        flush_every,
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use std::path::Path;
+
+    use crate::config::StateBackend;
+
+    fn load(state: &str) -> Result<crate::config::Config, Vec<String>> {
+        let text = format!(
+            "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[state]\n{state}"
+        );
+        crate::config::from_toml_str(&text, Path::new("/nonexistent/p.toml")).map_err(|e| {
+            e.0.iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn state_backends() {
+        let c = load("path = \"state.db\"").unwrap();
+        assert_eq!(c.state.backend, StateBackend::Embedded);
+        let c =
+            load("backend = \"redis\"\nurl = \"redis://gw:pw@redis:6379/1\"\nflush_every = \"2s\"")
+                .unwrap();
+        match &c.state.backend {
+            StateBackend::Redis { url, prefix } => {
+                assert_eq!(url.redacted(), "redis://gw:***@redis:6379/1");
+                assert_eq!(prefix, "portcullis:");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "the password is never shown"
+        );
+        let c = load("backend = \"redis\"\nurl = \"redis://redis\"\nprefix = \"gw-b:\"").unwrap();
+        assert!(
+            matches!(&c.state.backend, StateBackend::Redis { prefix, .. } if prefix == "gw-b:")
+        );
+    }
+
+    #[test]
+    fn state_problems() {
+        let p = load("backend = \"redis\"").unwrap_err();
+        assert!(
+            p.iter().any(|m| m.starts_with("state.url: required")),
+            "{p:?}"
+        );
+        let p = load("backend = \"memcached\"").unwrap_err();
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("state.backend: unknown backend")),
+            "{p:?}"
+        );
+        let p = load("backend = \"redis\"\nurl = \"http://u:secret@redis:6379\"").unwrap_err();
+        assert!(
+            p.iter()
+                .any(|m| m.contains("state.url: must start with redis://")),
+            "{p:?}"
+        );
+        assert!(!p.join("\n").contains("secret"), "{p:?}");
+        let p = load("backend = \"redis\"\nurl = \"redis://r\"\nprefix = \"a b\"").unwrap_err();
+        assert!(p.iter().any(|m| m.starts_with("state.prefix:")), "{p:?}");
+        let p = load("url = \"redis://r\"\nprefix = \"x:\"").unwrap_err();
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("state.url: only meaningful")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("state.prefix: only meaningful")),
+            "{p:?}"
+        );
+    }
+}

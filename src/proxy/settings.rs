@@ -1,0 +1,41 @@
+//! `[routes.upstream]` as the proxy (and the stages that mint and inject for it) use it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::SecretSource;
+use crate::token::TokenHeader;
+
+/// A legacy upstream's own credential (`upstream.inject`).
+#[derive(Debug, Clone)]
+pub enum InjectConfig {
+    Basic {
+        username: String,
+        password: SecretSource,
+    },
+    Header {
+        name: http::HeaderName,
+        value: SecretSource,
+    },
+}
+
+/// `[routes.upstream]`
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Original text, for display.
+    pub url: String,
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Path prefix of the upstream URL without a trailing slash (usually empty).
+    pub base_path: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub ca: Option<PathBuf>,
+    /// `aud` of minted tokens (required when the route mints).
+    pub audience: Option<String>,
+    pub token_header: TokenHeader,
+    pub token_profile: crate::token::Profile,
+    pub inject: Option<InjectConfig>,
+    /// `strip_headers`: caller headers never forwarded, on top of the built-in list.
+    pub strip_headers: crate::proxy::headers::StripList,
+}

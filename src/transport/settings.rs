@@ -1,0 +1,34 @@
+//! `[listen]` (and the certificate files `[admin.tls]` also names) as checked from the config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[listen]`
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub header_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_concurrent_streams: u32,
+    /// Failed authentications allowed per source address in a window, then 429 for that source
+    /// until the window's budget refills; `None` when turned off.
+    pub max_auth_failures: Option<(u32, Duration)>,
+    /// Data-plane worker threads, each running its share of the connections (at least 1).
+    pub workers: usize,
+    /// Deadlines and memory caps for request bodies read whole before forwarding.
+    pub bodies: crate::limits::bodies::BodyPolicy,
+}
+
+/// Certificate chain and private key files (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
