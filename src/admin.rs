@@ -317,7 +317,7 @@ async fn serve_admin<S>(
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
-        _ = crate::server::stopped(&mut shutdown) => {
+        _ = crate::transport::stopped(&mut shutdown) => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
@@ -422,7 +422,7 @@ impl Admin {
         };
         loop {
             tokio::select! {
-                _ = crate::server::stopped(&mut shutdown) => break,
+                _ = crate::transport::stopped(&mut shutdown) => break,
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let me = self.clone();

@@ -71,9 +71,26 @@ impl Running {
     }
 }
 
-/// Resolve once the shutdown flag is set (or its sender is gone). Holds no borrow across awaits.
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
+/// Resolve on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }
 
 /// Install the process-wide crypto provider (idempotent).
@@ -483,7 +500,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         let health2 = health.clone();
         // Flip readiness the moment shutdown starts, before the listener stops.
         let flag = tokio::spawn(async move {
-            crate::server::stopped(&mut draining).await;
+            crate::transport::stopped(&mut draining).await;
             health2.draining.store(true, Ordering::Release);
         });
         let left = listener.run(rx).await;

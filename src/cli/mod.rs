@@ -359,32 +359,10 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     }
 }
 
-/// Resolve on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
-
 async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let drain = cfg.listen.drain_timeout;
     let running = server::start(cfg, server::Options::default()).await?;
-    shutdown_signal().await;
+    server::shutdown_signal().await;
     tracing::info!(drain_timeout = ?drain, "shutting down: draining in-flight requests");
     running.stop().await;
     tracing::info!("stopped");

@@ -86,6 +86,11 @@ impl ConnInfo {
     }
 }
 
+/// Resolve once the shutdown flag is set (or its sender is gone). Holds no borrow across awaits.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
 /// Shared by all connections of the data listener.
 pub struct Listener {
     pub listener: TcpListener,
@@ -128,7 +133,7 @@ impl Listener {
         loop {
             tokio::select! {
                 biased;
-                _ = crate::server::stopped(&mut stop) => break,
+                _ = stopped(&mut stop) => break,
                 accepted = self.listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(x) => x,
@@ -293,7 +298,7 @@ async fn drive_http1<I>(
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
-        _ = crate::server::stopped(&mut shutdown) => {}
+        _ = stopped(&mut shutdown) => {}
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
@@ -350,7 +355,7 @@ async fn drive_http2<I>(
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
-            _ = crate::server::stopped(&mut shutdown) => break,
+            _ = stopped(&mut shutdown) => break,
             _ = check.tick() => {
                 let quiet_for = born.elapsed().saturating_sub(Duration::from_millis(activity.last_millis.load(Ordering::Relaxed)));
                 if activity.in_flight.load(Ordering::Relaxed) == 0 && quiet_for >= idle {
