@@ -17,7 +17,6 @@ pub mod exchange;
 pub mod limits;
 pub mod metrics;
 pub mod migration;
-pub mod ops;
 pub mod pipeline;
 pub mod problem;
 pub mod proxy;
