@@ -233,31 +233,7 @@ pub fn plan_report(
     let observed_days =
         u32::try_from((today.days() - observed_from.days() + 1).max(0)).unwrap_or(0);
 
-    // Per-day counts for this plan in the window.
-    let mut daily: Vec<DayShare> = (0..i64::from(days))
-        .map(|i| DayShare {
-            day: start.plus(i),
-            legacy_requests: 0,
-            total_requests: 0,
-            legacy_share: None,
-        })
-        .collect();
-    for row in usage
-        .iter()
-        .filter(|r| r.plan.as_deref() == Some(plan.name.as_str()))
-    {
-        let Ok(i) = usize::try_from(row.day.days() - start.days()) else {
-            continue;
-        };
-        let Some(d) = daily.get_mut(i) else { continue };
-        d.total_requests = d.total_requests.saturating_add(row.count);
-        if plan.retires(&row.credential) {
-            d.legacy_requests = d.legacy_requests.saturating_add(row.count);
-        }
-    }
-    for d in &mut daily {
-        d.legacy_share = share(d.legacy_requests, d.total_requests);
-    }
+    let daily = daily_shares(plan, usage, start, days);
     let legacy: u64 = daily.iter().map(|d| d.legacy_requests).sum();
     let total: u64 = daily.iter().map(|d| d.total_requests).sum();
     let legacy_share = share(legacy, total);
@@ -295,21 +271,7 @@ pub fn plan_report(
         principals: principals.into_iter().collect(),
     };
 
-    let now_ts = Timestamp::of(now);
-    let mut expiring: Vec<ExpiringCert> = inventory
-        .iter()
-        .filter(|e| e.kind == Kind::Mtls && on_routes(e) && e.last_seen >= window_start)
-        .filter_map(|e| {
-            let na = e.cert_not_after?;
-            let days_left = (na.0 - now_ts.0).div_euclid(86_400);
-            (days_left < CERT_WARN_DAYS).then(|| ExpiringCert {
-                identity: e.identity.clone(),
-                not_after: na,
-                days_left,
-            })
-        })
-        .collect();
-    expiring.sort_by_key(|c| c.not_after);
+    let expiring = expiring_certs(inventory, &on_routes, window_start, now);
 
     let exception = plan.exception.as_ref().map(|x| ExceptionReport {
         reason: x.reason.clone(),
@@ -317,57 +279,15 @@ pub fn plan_report(
         days_to_review: x.review_by.days() - today.days(),
     });
 
-    let mut reasons = Vec::new();
-    let status = if let Some(x) = &plan.exception {
-        if today > x.review_by {
-            reasons.push(format!("exception review was due on {}", x.review_by));
-            Status::OverdueReview
-        } else {
-            reasons.push(format!(
-                "standing exception until review on {}: {}",
-                x.review_by, x.reason
-            ));
-            Status::Exception
-        }
-    } else {
-        let legacy_since_enforce: u64 = match plan.phases.enforce {
-            Some(e) if e <= today => daily
-                .iter()
-                .filter(|d| d.day >= e)
-                .map(|d| d.legacy_requests)
-                .sum(),
-            _ => 0,
-        };
-        let within = legacy_share.is_none_or(|s| s <= plan.exit.max_legacy_share);
-        if legacy_since_enforce > 0 {
-            reasons.push(format!(
-                "{legacy_since_enforce} legacy request(s) since the enforce date (refused)"
-            ));
-            Status::Overdue
-        } else if at.phase == Phase::Enforce {
-            reasons.push("enforced; no legacy requests since".into());
-            Status::Ready
-        } else if observed_days < days {
-            reasons.push(format!("observed {observed_days} of {days} window days"));
-            Status::NotReady
-        } else if !within {
-            reasons.push(format!(
-                "legacy share {:.4} above the maximum {}",
-                legacy_share.unwrap_or(0.0),
-                plan.exit.max_legacy_share
-            ));
-            Status::NotReady
-        } else {
-            reasons.push(match legacy_share {
-                Some(s) => format!(
-                    "legacy share {s:.4} within the maximum {}",
-                    plan.exit.max_legacy_share
-                ),
-                None => "no traffic in the window".into(),
-            });
-            Status::Ready
-        }
-    };
+    let (status, reasons) = readiness(
+        plan,
+        today,
+        at.phase,
+        &daily,
+        legacy_share,
+        observed_days,
+        days,
+    );
 
     PlanReport {
         name: plan.name.clone(),
@@ -400,6 +320,125 @@ pub fn plan_report(
         expiring_certs: expiring,
         exception,
     }
+}
+
+/// Per-day counts for this plan in the window of `days` days from `start`.
+fn daily_shares(plan: &Plan, usage: &[UsageRow], start: Date, days: u32) -> Vec<DayShare> {
+    let mut daily: Vec<DayShare> = (0..i64::from(days))
+        .map(|i| DayShare {
+            day: start.plus(i),
+            legacy_requests: 0,
+            total_requests: 0,
+            legacy_share: None,
+        })
+        .collect();
+    for row in usage
+        .iter()
+        .filter(|r| r.plan.as_deref() == Some(plan.name.as_str()))
+    {
+        let Ok(i) = usize::try_from(row.day.days() - start.days()) else {
+            continue;
+        };
+        let Some(d) = daily.get_mut(i) else { continue };
+        d.total_requests = d.total_requests.saturating_add(row.count);
+        if plan.retires(&row.credential) {
+            d.legacy_requests = d.legacy_requests.saturating_add(row.count);
+        }
+    }
+    for d in &mut daily {
+        d.legacy_share = share(d.legacy_requests, d.total_requests);
+    }
+    daily
+}
+
+/// mTLS identities seen in the window on the plan's routes whose certificate expires within
+/// [`CERT_WARN_DAYS`], soonest first.
+fn expiring_certs(
+    inventory: &[InventoryEntry],
+    on_routes: &dyn Fn(&InventoryEntry) -> bool,
+    window_start: Timestamp,
+    now: SystemTime,
+) -> Vec<ExpiringCert> {
+    let now_ts = Timestamp::of(now);
+    let mut expiring: Vec<ExpiringCert> = inventory
+        .iter()
+        .filter(|e| e.kind == Kind::Mtls && on_routes(e) && e.last_seen >= window_start)
+        .filter_map(|e| {
+            let na = e.cert_not_after?;
+            let days_left = (na.0 - now_ts.0).div_euclid(86_400);
+            (days_left < CERT_WARN_DAYS).then(|| ExpiringCert {
+                identity: e.identity.clone(),
+                not_after: na,
+                days_left,
+            })
+        })
+        .collect();
+    expiring.sort_by_key(|c| c.not_after);
+    expiring
+}
+
+/// The plan's [`Status`] and the reasons for it.
+fn readiness(
+    plan: &Plan,
+    today: Date,
+    phase: Phase,
+    daily: &[DayShare],
+    legacy_share: Option<f64>,
+    observed_days: u32,
+    days: u32,
+) -> (Status, Vec<String>) {
+    let mut reasons = Vec::new();
+    let status = if let Some(x) = &plan.exception {
+        if today > x.review_by {
+            reasons.push(format!("exception review was due on {}", x.review_by));
+            Status::OverdueReview
+        } else {
+            reasons.push(format!(
+                "standing exception until review on {}: {}",
+                x.review_by, x.reason
+            ));
+            Status::Exception
+        }
+    } else {
+        let legacy_since_enforce: u64 = match plan.phases.enforce {
+            Some(e) if e <= today => daily
+                .iter()
+                .filter(|d| d.day >= e)
+                .map(|d| d.legacy_requests)
+                .sum(),
+            _ => 0,
+        };
+        let within = legacy_share.is_none_or(|s| s <= plan.exit.max_legacy_share);
+        if legacy_since_enforce > 0 {
+            reasons.push(format!(
+                "{legacy_since_enforce} legacy request(s) since the enforce date (refused)"
+            ));
+            Status::Overdue
+        } else if phase == Phase::Enforce {
+            reasons.push("enforced; no legacy requests since".into());
+            Status::Ready
+        } else if observed_days < days {
+            reasons.push(format!("observed {observed_days} of {days} window days"));
+            Status::NotReady
+        } else if !within {
+            reasons.push(format!(
+                "legacy share {:.4} above the maximum {}",
+                legacy_share.unwrap_or(0.0),
+                plan.exit.max_legacy_share
+            ));
+            Status::NotReady
+        } else {
+            reasons.push(match legacy_share {
+                Some(s) => format!(
+                    "legacy share {s:.4} within the maximum {}",
+                    plan.exit.max_legacy_share
+                ),
+                None => "no traffic in the window".into(),
+            });
+            Status::Ready
+        }
+    };
+    (status, reasons)
 }
 
 /// `portcullis inventory`: every identity and legacy principal seen.
