@@ -162,7 +162,7 @@ impl Ops {
             jti: None,
             lineage: None,
         };
-        crate::pipeline::admit(&*self.state, &operator)
+        crate::state::admit(&*self.state, &operator)
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {

@@ -298,10 +298,13 @@ impl TokenExchange {
                 "present a credential to exchange",
             ));
         };
-        crate::pipeline::admit(minter.state, &cred)?;
+        crate::state::admit(minter.state, &cred)?;
         check_lineage(&cred, now)?;
         self.may_receive(minter.routes, &audience, &cred, conn, now)?;
-        let cnf = crate::pipeline::cnf_thumbprint(&cred, conn);
+        let cnf = crate::token::mint::cnf_thumbprint(
+            &cred,
+            conn.tls.as_ref().map(|t| t.client_chain.as_slice()),
+        );
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
         let issued = minter
             .tokens

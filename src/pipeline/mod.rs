@@ -43,40 +43,6 @@ use crate::token::jwks::{self, WellKnown};
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 
-/// Whether an authenticated caller may go on: refused when revoked (by identity,
-/// `credential:principal` or the presented token's `jti`, and for a token the gateway issued, by
-/// anything in its lineage: see [`authn::lineage`]), and 503 while a shared state backend
-/// cannot vouch for its revocation set (it may be missing one made on another replica: fail
-/// closed). Used by the routes and by the token endpoint.
-pub(crate) fn admit(
-    state: &dyn crate::state::StateStore,
-    cred: &authn::Credential,
-) -> Result<(), Refusal> {
-    if !state.available() {
-        return Err(Refusal::new(
-            Code::DirectoryUnavailable,
-            "the gateway's state backend is unreachable; try again shortly",
-        )
-        .retry_after(5));
-    }
-    if state.is_revoked(
-        &cred.identity,
-        &cred.name,
-        cred.principal.as_deref(),
-        cred.jti.as_deref(),
-    ) || cred
-        .lineage
-        .as_deref()
-        .is_some_and(|l| l.revoked(state, &cred.identity))
-    {
-        return Err(Refusal::new(
-            Code::InvalidCredential,
-            "this credential has been revoked",
-        ));
-    }
-    Ok(())
-}
-
 /// Limits on the request head, from `[listen]`.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
@@ -274,7 +240,7 @@ impl Gateway {
         let (caller, admission) = decided?;
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
-            admit(&*self.state, cred)?;
+            crate::state::admit(&*self.state, cred)?;
             self.record_use(&route, cred, plan.as_deref(), conn, now);
         }
         if let Admission::Observed { by, .. } = &admission {
@@ -286,7 +252,7 @@ impl Gateway {
                 conn,
                 now,
                 view,
-                |c| admit(&*self.state, c),
+                |c| crate::state::admit(&*self.state, c),
             )
             .await?;
         }
@@ -570,7 +536,10 @@ impl Gateway {
                 "the gateway cannot mint a token for this route",
             ));
         };
-        let cnf = cnf_thumbprint(cred, conn);
+        let cnf = crate::token::mint::cnf_thumbprint(
+            cred,
+            conn.tls.as_ref().map(|t| t.client_chain.as_slice()),
+        );
         let req = MintRequest::for_credential(cred, audience, up.token_profile, cnf.as_deref());
         match self.tokens.get_or_mint(issuer, &req, now, &self.metrics) {
             Ok(issued) => Ok(Some(issued.minted)),
@@ -806,19 +775,6 @@ struct Routed {
     /// What the route's policy and `policy suggest` see (see `CanonicalRequest::policy_path`).
     policy_path: String,
     host: Option<String>,
-}
-
-/// RFC 8705 `x5t#S256` of the caller's client certificate, when it authenticated with it.
-pub(crate) fn cnf_thumbprint(cred: &authn::Credential, conn: &ConnInfo) -> Option<String> {
-    match (cred.kind, &conn.tls) {
-        (authn::Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
-        // A presented token's binding (proven on this connection) carries over.
-        _ => cred
-            .lineage
-            .as_deref()
-            .and_then(|l| l.cnf.as_deref())
-            .map(str::to_owned),
-    }
 }
 
 /// The body to forward: still streaming from the caller, or read already (to check a signature).
