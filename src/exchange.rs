@@ -22,14 +22,17 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response};
 
 use crate::authn::lineage::{self, MAX_CHAIN};
 use crate::authn::{self, Authenticator, Caller, Credential, Kind};
 use crate::migration::{retired, route_phase, Treatment};
+use crate::pipeline::{LocalRequest, LocalRoute};
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{full, ProxyBody};
+use crate::routing::canonical::CanonicalRequest;
 use crate::routing::Route;
 use crate::token::{Issuer, MintRequest, Profile, TokenCache};
 use crate::transport::ConnInfo;
@@ -335,5 +338,53 @@ impl TokenExchange {
         );
         h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
         Ok((resp, cred, m.jti.clone()))
+    }
+}
+
+/// `POST /oauth2/token`: a local route, answered before the router.
+impl LocalRoute for TokenExchange {
+    fn matches(&self, _parts: &Parts, view: &CanonicalRequest) -> Result<bool, Refusal> {
+        view.is_local(crate::token::jwks::TOKEN_PATH)
+    }
+
+    fn serve<'a>(
+        &'a self,
+        mut req: LocalRequest<'a>,
+    ) -> BoxFuture<'a, Result<Response<ProxyBody>, Refusal>> {
+        Box::pin(async move {
+            let (gw, conn, parts) = (req.gateway, req.conn, req.parts);
+            self.check_head(parts)?;
+            let Some(issuer) = &gw.issuer else {
+                return Err(Refusal::new(Code::NoRoute, "no token endpoint here"));
+            };
+            let throttle = gw.auth_failures.as_deref();
+            if let Some(t) = throttle {
+                t.check_source(conn.peer.ip())?;
+            }
+            let form = req.buffer_body(MAX_FORM_BYTES).await?;
+            let exchanged = self
+                .exchange(
+                    parts,
+                    conn,
+                    &form,
+                    gw.clock.now(),
+                    Minter {
+                        issuer,
+                        tokens: &gw.tokens,
+                        metrics: &gw.metrics,
+                        state: &*gw.state,
+                        routes: gw.router.routes(),
+                    },
+                )
+                .await;
+            if let (Some(t), Err(r)) = (throttle, &exchanged) {
+                if r.code == Code::InvalidCredential {
+                    t.note_auth_failure(conn.peer.ip());
+                }
+            }
+            let (resp, cred, jti) = exchanged?;
+            req.answered(cred, jti);
+            Ok(resp)
+        })
     }
 }

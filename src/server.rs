@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::config::{InjectConfig, SecretSource};
 use crate::metrics::Metrics;
-use crate::pipeline::{Gateway, HeadLimits};
+use crate::pipeline::{Gateway, HeadLimits, LocalRoute};
 use crate::proxy::Upstream;
 use crate::routing::{Route, Router};
 use crate::spiffe::SpiffeClientVerifier;
@@ -230,6 +230,21 @@ async fn open_state(
     })
 }
 
+/// The local routes, in the order they are checked: the issuer's documents, then token exchange.
+fn local_routes(
+    well_known: Option<Arc<WellKnown>>,
+    exchange: Option<Arc<crate::exchange::TokenExchange>>,
+) -> Vec<Arc<dyn LocalRoute>> {
+    let mut local: Vec<Arc<dyn LocalRoute>> = Vec::new();
+    if let Some(wk) = well_known {
+        local.push(wk);
+    }
+    if let Some(x) = exchange {
+        local.push(x);
+    }
+    local
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -384,8 +399,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         auditor,
         metrics: metrics.clone(),
         clock: opts.clock.clone(),
-        well_known,
-        exchange,
+        local: local_routes(well_known, exchange),
         issuer,
         tokens: tokens.clone(),
         auth_failures,

@@ -17,12 +17,14 @@
 //! finish       audit line + metrics, always
 //! ```
 
+mod local;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{Method, Request, Response, Version};
+use http::{Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -39,9 +41,10 @@ use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers;
 use crate::routing::canonical::CanonicalRequest;
 use crate::routing::{Route, Router};
-use crate::token::jwks::{self, WellKnown};
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
+
+pub use local::{LocalRequest, LocalRoute};
 
 /// Limits on the request head, from `[listen]`.
 #[derive(Debug, Clone, Copy)]
@@ -57,15 +60,13 @@ pub struct Gateway {
     pub auditor: Auditor,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
-    /// The issuer's JWKS and discovery documents, when `[issuer]` is configured.
-    pub well_known: Option<Arc<WellKnown>>,
+    /// The gateway's own endpoints, checked in order before the router (see [`local`]).
+    pub local: Vec<Arc<dyn LocalRoute>>,
     /// The token issuer and its cache of minted tokens, when `[issuer]` is configured.
     pub issuer: Option<Arc<Issuer>>,
     pub tokens: Arc<TokenCache>,
     /// Usage, inventory and revocations.
     pub state: Arc<dyn crate::state::StateStore>,
-    /// `POST /oauth2/token`, when `[token_exchange]` is configured.
-    pub exchange: Option<Arc<crate::exchange::TokenExchange>>,
     pub head_limits: HeadLimits,
     /// Failed authentications per source address (`[listen] max_auth_failures`).
     pub auth_failures: Option<Arc<crate::limits::SourceLimiter>>,
@@ -161,14 +162,8 @@ impl Gateway {
         // Built once: local endpoints, routing, policy, audit and the upstream URI all read it.
         let view = CanonicalRequest::of(parts)?;
         trace.target = view.audit_target(&parts.uri);
-        if let Some(resp) = self.well_known(parts, &view)? {
-            trace.decision = Decision::Allow;
+        if let Some(resp) = self.local(conn, parts, &view, body, trace).await? {
             return Ok(resp);
-        }
-        if let Some(x) = &self.exchange {
-            if view.is_local(jwks::TOKEN_PATH)? {
-                return self.token_exchange(x, conn, parts, body, trace).await;
-            }
         }
         let routed = self.route(parts, view)?;
         let route = routed.route.clone();
@@ -449,51 +444,25 @@ impl Gateway {
         }
     }
 
-    /// `POST /oauth2/token`.
-    async fn token_exchange(
+    /// Local stage: the first local route the request is for answers it (allowed, or refused).
+    async fn local(
         &self,
-        x: &crate::exchange::TokenExchange,
         conn: &ConnInfo,
         parts: &Parts,
+        view: &CanonicalRequest,
         body: &mut Option<Incoming>,
         trace: &mut Trace,
-    ) -> Result<Response<ProxyBody>, Refusal> {
-        x.check_head(parts)?;
-        let Some(issuer) = &self.issuer else {
-            return Err(Refusal::new(Code::NoRoute, "no token endpoint here"));
-        };
-        let throttle = self.auth_failures.as_deref();
-        if let Some(t) = throttle {
-            t.check_source(conn.peer.ip())?;
-        }
-        let form = self
-            .buffer_body(conn, body.take(), crate::exchange::MAX_FORM_BYTES, trace)
-            .await?;
-        let exchanged = x
-            .exchange(
-                parts,
-                conn,
-                &form,
-                self.clock.now(),
-                crate::exchange::Minter {
-                    issuer,
-                    tokens: &self.tokens,
-                    metrics: &self.metrics,
-                    state: &*self.state,
-                    routes: self.router.routes(),
-                },
-            )
-            .await;
-        if let (Some(t), Err(r)) = (throttle, &exchanged) {
-            if r.code == Code::InvalidCredential {
-                t.note_auth_failure(conn.peer.ip());
+    ) -> Result<Option<Response<ProxyBody>>, Refusal> {
+        for l in &self.local {
+            if l.matches(parts, view)? {
+                let resp = l
+                    .serve(LocalRequest::new(self, conn, parts, view, body, trace))
+                    .await?;
+                trace.decision = Decision::Allow;
+                return Ok(Some(resp));
             }
         }
-        let (resp, cred, jti) = exchanged?;
-        trace.caller = Some(cred);
-        trace.jti = Some(jti);
-        trace.decision = Decision::Allow;
-        Ok(resp)
+        Ok(None)
     }
 
     /// Read the whole body: beyond `limit` bytes 413, too slow 408, beyond the body memory caps
@@ -551,43 +520,6 @@ impl Gateway {
                 ))
             }
         }
-    }
-
-    /// The issuer's public documents (`/.well-known/jwks.json`, `/.well-known/openid-configuration`),
-    /// served by the gateway itself ahead of the routes, on the canonical path and only for the
-    /// issuer's hosts (elsewhere the upstreams' own documents are routed as usual).
-    /// Pre-rendered: nothing is built per request.
-    fn well_known(
-        &self,
-        parts: &Parts,
-        view: &CanonicalRequest,
-    ) -> Result<Option<Response<ProxyBody>>, Refusal> {
-        let Some(wk) = self.well_known.as_ref() else {
-            return Ok(None);
-        };
-        if (parts.method != Method::GET && parts.method != Method::HEAD)
-            || !wk.serves_host(view.host.as_deref())
-        {
-            return Ok(None);
-        }
-        let body = if view.is_local(jwks::JWKS_PATH)? {
-            wk.jwks()
-        } else if view.is_local(jwks::DISCOVERY_PATH)? {
-            wk.discovery()
-        } else {
-            return Ok(None);
-        };
-        let mut resp = Response::new(full(body));
-        let h = resp.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static(jwks::CONTENT_TYPE),
-        );
-        h.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static(jwks::CACHE_CONTROL),
-        );
-        Ok(Some(resp))
     }
 
     /// Route stage: select on the canonical match path (`;params` cut for every route), then
