@@ -169,15 +169,7 @@ impl Gateway {
         let route = routed.route.clone();
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
-        if let Some(len) = declared_length(parts) {
-            if len > body_limit {
-                return Err(Refusal::new(
-                    Code::PayloadTooLarge,
-                    format!("this route accepts bodies up to {body_limit} bytes"),
-                )
-                .closing());
-            }
-        }
+        check_body_limit(parts, body_limit)?;
         let mut buffered = if authn::wants_body(&route.accept, parts) {
             Some(
                 self.buffer_body(conn, body.take(), body_limit, trace)
@@ -205,34 +197,9 @@ impl Gateway {
         // `None` before the plan's observe date: the route behaves as without the plan.
         let phase = active_phase(plan.as_deref(), now);
         trace.plan = plan.clone().zip(phase);
-        // A source that keeps presenting wrong credentials (password spraying, key guessing) is
-        // refused before its next attempt costs an LDAP bind or reaches a lockout counter.
-        // `observe` never blocks a listed credential, and who the caller is is not known yet:
-        // nothing is blocked there, but refusals it does not relax are still charged.
-        let throttle = self
-            .auth_failures
-            .as_deref()
-            .filter(|_| !route.accept.is_empty());
-        if let Some(t) = throttle.filter(|_| phase != Some(Phase::Observe)) {
-            t.check_source(conn.peer.ip()).inspect_err(|_| {
-                self.metrics.rate_limited_total.with(&[route.name()]).inc();
-            })?;
-        }
-        let authenticated =
-            authn::authenticate_attributed(&route.accept, parts, conn, now, view).await;
-        // The phase, decided once for this caller: every stage below reads `admission`.
-        let decided = Admission::decide(
-            plan.as_deref(),
-            !route.accept.is_empty(),
-            authenticated,
-            now,
-        );
-        if let (Some(t), Err(r)) = (throttle, &decided) {
-            if r.code == Code::InvalidCredential {
-                t.note_auth_failure(conn.peer.ip());
-            }
-        }
-        let (caller, admission) = decided?;
+        let (caller, admission) = self
+            .authenticate(&route, parts, conn, now, view, plan.as_deref(), phase)
+            .await?;
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
             crate::state::admit(&*self.state, cred)?;
@@ -258,29 +225,7 @@ impl Gateway {
             now,
             phase: phase.unwrap_or(Phase::Bridge).as_str(),
         };
-        let (permit, observing) = match &admission {
-            Admission::Retired(r) => return Err(r.clone()),
-            Admission::Observed { refused, .. } => {
-                // Forwarded unchanged, with the caller's own credentials: nothing is enforced.
-                trace.observed_refusal = *refused;
-                let (permit, would_allow) = authz::observe(&route, caller, request);
-                trace.decision = if would_allow && trace.observed_refusal.is_none() {
-                    Decision::Observe
-                } else {
-                    Decision::ShadowDeny
-                };
-                (permit, true)
-            }
-            Admission::Enforced { sunset } => {
-                trace.sunset = *sunset;
-                let (permit, shadow) = authz::authorize(&route, caller, request)?;
-                trace.decision = match shadow {
-                    authz::Shadow::Agrees => Decision::Allow,
-                    authz::Shadow::Denies => Decision::ShadowDeny,
-                };
-                (permit, false)
-            }
-        };
+        let (permit, observing) = authorize(&route, caller, request, &admission, trace)?;
         let mut in_flight = None;
         let mut token = None;
         // `observe`: nothing below is enforced, and the request goes upstream as sent.
@@ -308,6 +253,59 @@ impl Gateway {
         let resp = self
             .forward(&route, upstream_req, tripped, in_flight, trace)
             .await?;
+        self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
+        Ok(resp)
+    }
+
+    /// Authentication stage: the route's accepted credentials, then the caller's phase, decided
+    /// once (every stage below reads the [`Admission`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn authenticate(
+        &self,
+        route: &Route,
+        parts: &Parts,
+        conn: &ConnInfo,
+        now: std::time::SystemTime,
+        view: Option<authn::BodyView<'_>>,
+        plan: Option<&crate::migration::Plan>,
+        phase: Option<Phase>,
+    ) -> Result<(authn::Caller, Admission), Refusal> {
+        // A source that keeps presenting wrong credentials (password spraying, key guessing) is
+        // refused before its next attempt costs an LDAP bind or reaches a lockout counter.
+        // `observe` never blocks a listed credential, and who the caller is is not known yet:
+        // nothing is blocked there, but refusals it does not relax are still charged.
+        let throttle = self
+            .auth_failures
+            .as_deref()
+            .filter(|_| !route.accept.is_empty());
+        if let Some(t) = throttle.filter(|_| phase != Some(Phase::Observe)) {
+            t.check_source(conn.peer.ip()).inspect_err(|_| {
+                self.metrics.rate_limited_total.with(&[route.name()]).inc();
+            })?;
+        }
+        let authenticated =
+            authn::authenticate_attributed(&route.accept, parts, conn, now, view).await;
+        let decided = Admission::decide(plan, !route.accept.is_empty(), authenticated, now);
+        if let (Some(t), Err(r)) = (throttle, &decided) {
+            if r.code == Code::InvalidCredential {
+                t.note_auth_failure(conn.peer.ip());
+            }
+        }
+        decided
+    }
+
+    /// Access stage: record who was let in, for `policy suggest`.
+    #[allow(clippy::too_many_arguments)]
+    fn note_access(
+        &self,
+        permit: &Permit,
+        observing: bool,
+        trace: &Trace,
+        parts: &Parts,
+        routed: &Routed,
+        now: std::time::SystemTime,
+        resp: &Response<ProxyBody>,
+    ) {
         // Forwarded and answered 2xx/3xx: note who was let in for `policy suggest` (in
         // `observe`, only what the policy would have allowed). A 4xx/5xx is not access the
         // caller needs: counted, it would let a caller write its own suggestion.
@@ -317,7 +315,7 @@ impl Gateway {
             resp.status().is_success() || resp.status().is_redirection(),
         ) {
             let access = crate::state::Access::of(
-                route.name(),
+                permit.route().name(),
                 &c.identity,
                 parts.method.as_str(),
                 &routed.policy_path,
@@ -327,7 +325,6 @@ impl Gateway {
                 self.state.record_access(&access);
             }
         }
-        Ok(resp)
     }
 
     /// Rate and concurrency limits, then request validation (buffering the body when it must be
@@ -698,6 +695,54 @@ fn declared_length(parts: &Parts) -> Option<u64> {
 }
 
 type Tripped = Option<Arc<std::sync::atomic::AtomicBool>>;
+
+/// Authorization stage: enforced (a [`Permit`] or a refusal), or in `observe` only evaluated.
+/// Returns the permit and whether the request is only observed.
+fn authorize(
+    route: &Arc<Route>,
+    caller: authn::Caller,
+    request: authz::Request<'_>,
+    admission: &Admission,
+    trace: &mut Trace,
+) -> Result<(Permit, bool), Refusal> {
+    Ok(match admission {
+        Admission::Retired(r) => return Err(r.clone()),
+        Admission::Observed { refused, .. } => {
+            // Forwarded unchanged, with the caller's own credentials: nothing is enforced.
+            trace.observed_refusal = *refused;
+            let (permit, would_allow) = authz::observe(route, caller, request);
+            trace.decision = if would_allow && trace.observed_refusal.is_none() {
+                Decision::Observe
+            } else {
+                Decision::ShadowDeny
+            };
+            (permit, true)
+        }
+        Admission::Enforced { sunset } => {
+            trace.sunset = *sunset;
+            let (permit, shadow) = authz::authorize(route, caller, request)?;
+            trace.decision = match shadow {
+                authz::Shadow::Agrees => Decision::Allow,
+                authz::Shadow::Denies => Decision::ShadowDeny,
+            };
+            (permit, false)
+        }
+    })
+}
+
+/// Body limit stage: a declared `Content-Length` above the route's `max_body` is 413 at once.
+fn check_body_limit(parts: &Parts, body_limit: u64) -> Result<(), Refusal> {
+    if let Some(len) = declared_length(parts) {
+        if len > body_limit {
+            return Err(Refusal::new(
+                Code::PayloadTooLarge,
+                format!("this route accepts bodies up to {body_limit} bytes"),
+            )
+            .closing());
+        }
+    }
+    Ok(())
+}
 
 /// What the route stage established: the route, the canonical path and the request's host.
 struct Routed {
