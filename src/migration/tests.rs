@@ -761,6 +761,7 @@ fn inventory_flags() {
 #[test]
 fn admission_relaxes_only_listed_credentials_once_started() {
     use crate::authn::{Caller, Credential, Failure};
+    use crate::pipeline::Admission;
     use crate::problem::Refusal;
     let plan = good();
     let cred = |name: &str, kind: Kind| {

@@ -17,6 +17,7 @@
 //! finish       audit line + metrics, always
 //! ```
 
+pub mod admission;
 mod local;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use crate::authz::{self, Permit};
 use crate::clock::Clock;
 use crate::config::TokenHeader;
 use crate::metrics::Metrics;
-use crate::migration::{active_phase, Admission, Outgoing, Phase};
+use crate::migration::{active_phase, Phase};
 use crate::problem::{Code, Refusal};
 use crate::proxy::body::{empty, full, Limited, ProxyBody};
 use crate::proxy::headers;
@@ -44,6 +45,7 @@ use crate::routing::{Route, Router};
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 
+pub use admission::{Admission, Outgoing};
 pub use local::{LocalRequest, LocalRoute};
 
 /// Limits on the request head, from `[listen]`.
@@ -206,7 +208,7 @@ impl Gateway {
             self.record_use(&route, cred, plan.as_deref(), conn, now);
         }
         if let Admission::Observed { by, .. } = &admission {
-            crate::migration::admission::vet_forwarded(
+            admission::vet_forwarded(
                 &route.accept,
                 by,
                 plan.as_deref(),

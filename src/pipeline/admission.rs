@@ -17,10 +17,10 @@ use std::time::SystemTime;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
-use super::phase::{retired, treatment, Treatment};
-use super::plan::Plan;
 use crate::authn::{self, Authenticator, BodyView, Caller, Credential, Failure};
 use crate::authz::Permit;
+use crate::migration::phase::{retired, treatment, Treatment};
+use crate::migration::plan::Plan;
 use crate::problem::{Code, Refusal};
 use crate::token::Minted;
 use crate::transport::ConnInfo;
