@@ -2,6 +2,7 @@
 //! chosen by ALPN, hyper configured with timers and limits (its defaults are not enough), and
 //! graceful drain on shutdown.
 
+pub mod acceptor;
 pub mod framing;
 pub mod tls;
 pub mod workers;
