@@ -388,7 +388,7 @@ fn tls_acceptors(
 
 /// What runs after the listeners are up, stopped in order on shutdown.
 struct Lifecycle {
-    listener: Listener,
+    listener: Listener<Gateway>,
     health: Arc<Health>,
     flusher: JoinHandle<()>,
     state: Arc<dyn crate::state::StateStore>,
@@ -515,6 +515,18 @@ fn build_ops(
         tokens: tokens.clone(),
         credentials: credentials.clone(),
     })
+}
+
+/// The data listener serves the pipeline.
+impl crate::transport::Handler for Gateway {
+    fn handle(
+        &self,
+        conn: &crate::transport::ConnInfo,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> impl std::future::Future<Output = http::Response<crate::proxy::body::ProxyBody>> + Send
+    {
+        Gateway::handle(self, conn, req)
+    }
 }
 
 /// The local routes, in the order they are checked: the issuer's documents, then token exchange.

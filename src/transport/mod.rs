@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Listen;
 use crate::metrics::Metrics;
-use crate::pipeline::Gateway;
+use crate::proxy::body::ProxyBody;
 
 /// What the connection tells us about the caller.
 #[derive(Debug, Clone)]
@@ -92,12 +92,22 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// What answers the requests of a connection: the gateway's pipeline, plugged in by the wiring.
+/// Never fails: refusals are responses too.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        conn: &ConnInfo,
+        req: hyper::Request<Incoming>,
+    ) -> impl std::future::Future<Output = hyper::Response<ProxyBody>> + Send;
+}
+
 /// Shared by all connections of the data listener.
-pub struct Listener {
+pub struct Listener<H> {
     pub listener: TcpListener,
     pub tls: Option<TlsAcceptor>,
     pub settings: Listen,
-    pub gateway: Arc<Gateway>,
+    pub gateway: Arc<H>,
     pub metrics: Arc<Metrics>,
     /// Where connections run; each is handed to one worker and stays there.
     pub workers: workers::Workers,
@@ -115,7 +125,7 @@ impl OpenGauge {
     }
 }
 
-impl Listener {
+impl<H: Handler> Listener<H> {
     /// Accept until `shutdown` turns true, then let open connections finish within
     /// `drain_timeout`. Returns how many connections were still open when it gave up.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> usize {
@@ -194,11 +204,11 @@ impl Listener {
     }
 }
 
-async fn serve_connection(
+async fn serve_connection<H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
     settings: &Listen,
-    gateway: Arc<Gateway>,
+    gateway: Arc<H>,
     tls: Option<&TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
     metrics: &Metrics,
@@ -271,11 +281,11 @@ fn hyper_max_buf(s: &Listen) -> usize {
     hyper_header_bytes(s).max(64 * 1024)
 }
 
-async fn drive_http1<I>(
+async fn drive_http1<I, H: Handler>(
     io: I,
     info: Arc<ConnInfo>,
     s: &Listen,
-    gateway: Arc<Gateway>,
+    gateway: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -312,11 +322,11 @@ struct Activity {
     last_millis: AtomicU64,
 }
 
-async fn drive_http2<I>(
+async fn drive_http2<I, H: Handler>(
     io: I,
     info: Arc<ConnInfo>,
     s: &Listen,
-    gateway: Arc<Gateway>,
+    gateway: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
