@@ -9,6 +9,10 @@
 
 mod dashboard;
 mod guard;
+/// Bodies of the ops API (`/admin/v1/migration`, `/admin/v1/inventory`, `/admin/v1/revocations`):
+/// plain functions of already-resolved inputs, so the admin listener only routes.
+pub mod migration;
+pub mod suggest;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -129,7 +133,7 @@ impl Ops {
             .iter()
             .map(|(r, p)| (r.as_str(), p.as_deref()))
             .collect();
-        match crate::ops::migration::report_now(&*self.state, &self.plans, &routes, now).await {
+        match crate::admin::migration::report_now(&*self.state, &self.plans, &routes, now).await {
             Ok(report) => {
                 for p in &report.plans {
                     let ready = p.status == crate::migration::report::Status::Ready;
@@ -158,11 +162,11 @@ impl Ops {
             jti: None,
             lineage: None,
         };
-        crate::pipeline::admit(&*self.state, &operator)
+        crate::state::admit(&*self.state, &operator)
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        use crate::ops::migration as m;
+        use crate::admin::migration as m;
         let now = self.clock.now();
         let (parts, body) = req.into_parts();
         let unavailable = |e: crate::state::StateError| refused(m::unavailable(&e));
@@ -185,7 +189,7 @@ impl Ops {
                 }
             }
             (&Method::GET, "/admin/v1/policy/suggest") => {
-                use crate::ops::suggest::{suggest_json, SuggestError};
+                use crate::admin::suggest::{suggest_json, SuggestError};
                 match suggest_json(&*self.state, &self.route_names(), parts.uri.query(), now).await
                 {
                     Ok(v) => json_response(StatusCode::OK, &v),
@@ -317,7 +321,7 @@ async fn serve_admin<S>(
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
-        _ = crate::server::stopped(&mut shutdown) => {
+        _ = crate::transport::stopped(&mut shutdown) => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
@@ -422,7 +426,7 @@ impl Admin {
         };
         loop {
             tokio::select! {
-                _ = crate::server::stopped(&mut shutdown) => break,
+                _ = crate::transport::stopped(&mut shutdown) => break,
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let me = self.clone();

@@ -219,7 +219,7 @@ Try these (the audit log follows below, one JSON line per request):
         svid = svid_path.display(),
         svid_key = svid_key.display(),
     );
-    crate::cli::shutdown_signal().await;
+    crate::server::shutdown_signal().await;
     eprintln!("stopping…");
     running.stop().await;
     drop(dir);

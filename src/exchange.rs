@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response};
 
@@ -31,7 +32,9 @@ use crate::identity::lineage::{self, MAX_CHAIN};
 use crate::identity::{Caller, Credential, Kind};
 use crate::migration::lineage as plan_lineage;
 use crate::migration::{retired, route_phase, Treatment};
+use crate::pipeline::{LocalRequest, LocalRoute};
 use crate::problem::{Code, Refusal};
+use crate::routing::canonical::CanonicalRequest;
 use crate::routing::Route;
 use crate::token::{Issuer, MintRequest, Profile, TokenCache};
 use crate::transport::ConnInfo;
@@ -304,10 +307,13 @@ impl TokenExchange {
                 "present a credential to exchange",
             ));
         };
-        crate::pipeline::admit(minter.state, &cred)?;
+        crate::state::admit(minter.state, &cred)?;
         check_lineage(&cred, now)?;
         self.may_receive(minter.routes, &audience, &cred, conn, now)?;
-        let cnf = crate::pipeline::cnf_thumbprint(&cred, conn);
+        let cnf = crate::token::mint::cnf_thumbprint(
+            &cred,
+            conn.tls.as_ref().map(|t| t.client_chain.as_slice()),
+        );
         let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
         let issued = minter
             .tokens
@@ -338,5 +344,53 @@ impl TokenExchange {
         );
         h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
         Ok((resp, cred, m.jti.clone()))
+    }
+}
+
+/// `POST /oauth2/token`: a local route, answered before the router.
+impl LocalRoute for TokenExchange {
+    fn matches(&self, _parts: &Parts, view: &CanonicalRequest) -> Result<bool, Refusal> {
+        view.is_local(crate::token::jwks::TOKEN_PATH)
+    }
+
+    fn serve<'a>(
+        &'a self,
+        mut req: LocalRequest<'a>,
+    ) -> BoxFuture<'a, Result<Response<ProxyBody>, Refusal>> {
+        Box::pin(async move {
+            let (gw, conn, parts) = (req.gateway, req.conn, req.parts);
+            self.check_head(parts)?;
+            let Some(issuer) = &gw.issuer else {
+                return Err(Refusal::new(Code::NoRoute, "no token endpoint here"));
+            };
+            let throttle = gw.auth_failures.as_deref();
+            if let Some(t) = throttle {
+                t.check_source(conn.peer.ip())?;
+            }
+            let form = req.buffer_body(MAX_FORM_BYTES).await?;
+            let exchanged = self
+                .exchange(
+                    parts,
+                    conn,
+                    &form,
+                    gw.clock.now(),
+                    Minter {
+                        issuer,
+                        tokens: &gw.tokens,
+                        metrics: &gw.metrics,
+                        state: &*gw.state,
+                        routes: gw.router.routes(),
+                    },
+                )
+                .await;
+            if let (Some(t), Err(r)) = (throttle, &exchanged) {
+                if r.code == Code::InvalidCredential {
+                    t.note_auth_failure(conn.peer.ip());
+                }
+            }
+            let (resp, cred, jti) = exchanged?;
+            req.answered(cred, jti);
+            Ok(resp)
+        })
     }
 }

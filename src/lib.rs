@@ -20,7 +20,6 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod migration;
-pub mod ops;
 pub mod path_template;
 pub mod pipeline;
 pub mod problem;

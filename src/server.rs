@@ -16,15 +16,15 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::config::{InjectConfig, SecretSource};
 use crate::metrics::Metrics;
-use crate::pipeline::{Gateway, HeadLimits};
+use crate::pipeline::{Gateway, HeadLimits, LocalRoute};
 use crate::proxy::Upstream;
 use crate::reload::RELOAD_EVERY;
 use crate::routing::{Route, Router};
-use crate::spiffe::SpiffeClientVerifier;
 use crate::token::jwks::WellKnown;
 use crate::token::keyset::{KeySet, SignerRequirement};
 use crate::token::{Issuer, TokenCache};
-use crate::transport::tls::{server_config, ReloadingCert};
+use crate::transport::acceptor::{admin_acceptor, data_acceptor};
+use crate::transport::tls::ReloadingCert;
 use crate::transport::Listener;
 
 /// Knobs that are not config: the clock (tests move it).
@@ -69,9 +69,26 @@ impl Running {
     }
 }
 
-/// Resolve once the shutdown flag is set (or its sender is gone). Holds no borrow across awaits.
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
+/// Resolve on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }
 
 /// Install the process-wide crypto provider (idempotent).
@@ -211,19 +228,16 @@ async fn open_state(
     })
 }
 
-/// Build everything and start serving.
-pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
-    install_crypto();
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
-    let metrics = Arc::new(Metrics::default());
-    let (auditor, audit_task) =
-        crate::audit::start(&config.audit.sink, config.audit.queue, metrics.clone())
-            .context("opening the audit sink")?;
+/// The issuer's public documents and the issuer itself.
+type IssuerParts = (Option<Arc<WellKnown>>, Option<Arc<Issuer>>);
 
-    let mut watchers = Vec::new();
-    let (well_known, issuer) = match &config.issuer {
+/// The issuer and its public documents, when `[issuer]` is configured; its keys are watched.
+fn build_issuer(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    watchers: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<IssuerParts> {
+    Ok(match &config.issuer {
         None => (None, None),
         Some(iss) => {
             crate::token::install_jwt_provider();
@@ -251,28 +265,18 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
                 Some(Arc::new(issuer)),
             )
         }
-    };
-    // The state store first: with redis it is also the webhook replay memory shared by every
-    // replica (embedded: each credential set gets an in-process one).
-    let (state, replay) = open_state(&config.state).await?;
-    let credentials = crate::authn::build::build(
-        &config.trust,
-        &config.credentials,
-        crate::authn::build::Shared {
-            metrics: metrics.clone(),
-            clock: opts.clock.clone(),
-            replay,
-            issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
-            state: Some(state.clone()),
-        },
-    )?;
-    let mut credentials = credentials;
-    watchers.append(&mut credentials.watchers);
-    let credentials = Arc::new(credentials);
-    if !config.trust.is_empty() {
-        watchers.push(credentials.trust.spawn_watcher(RELOAD_EVERY));
-    }
+    })
+}
 
+/// Every route with its mechanisms (policy, limits, validator, upstream, credentials), from
+/// `[[route]]`; policy files are watched.
+fn build_routes(
+    config: &Config,
+    credentials: &crate::authn::build::Credentials,
+    metrics: &Arc<Metrics>,
+    clock: &Arc<dyn Clock>,
+    watchers: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Vec<Arc<Route>>> {
     let model = Arc::new(
         crate::authz::policy::Model::new().map_err(|e| anyhow::anyhow!("Cedar schema: {e}"))?,
     );
@@ -292,7 +296,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
                 Some(p)
             }
         };
-        let limits = route_limits(&rc.limits, opts.clock.clone())
+        let limits = route_limits(&rc.limits, clock.clone())
             .with_context(|| format!("route {}: limits", rc.name))?;
         let validator = rc
             .validate
@@ -325,59 +329,21 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             inject,
         }));
     }
-    let exchange = match (&config.token_exchange, &config.issuer) {
-        (Some(t), Some(iss)) => Some(Arc::new(crate::exchange::TokenExchange::new(
-            credentials.pick(&t.accept)?,
-            &t.audiences,
-            &t.audience_rules,
-            &iss.url,
-        ))),
-        _ => None,
-    };
-    let tokens = Arc::new(TokenCache::default());
-    let auth_failures = config.listen.max_auth_failures.and_then(|(count, window)| {
-        let rate = crate::limits::Rate::new(count, window)?;
-        Some(Arc::new(crate::limits::SourceLimiter::new(
-            rate,
-            count,
-            MAX_TRACKED_SOURCES,
-            opts.clock.clone(),
-        )))
-    });
-    watchers.push(spawn_limit_sweeper(
-        routes.iter().filter_map(|r| r.limits.clone()).collect(),
-        auth_failures.clone(),
-    ));
-    let ops = Arc::new(crate::admin::Ops {
-        state: state.clone(),
-        plans: config.plans.clone(),
-        routes: config
-            .routes
-            .iter()
-            .map(|r| (r.name.to_string(), r.plan.clone()))
-            .collect(),
-        clock: opts.clock.clone(),
-        tokens: tokens.clone(),
-        credentials: credentials.clone(),
-    });
-    let gateway = Arc::new(Gateway {
-        state: state.clone(),
-        router: Router::new(routes),
-        auditor,
-        metrics: metrics.clone(),
-        clock: opts.clock.clone(),
-        well_known,
-        exchange,
-        issuer,
-        tokens: tokens.clone(),
-        auth_failures,
-        bodies: crate::limits::bodies::BodyBudget::new(config.listen.bodies),
-        head_limits: HeadLimits {
-            max_header_bytes: config.listen.max_header_bytes,
-            max_headers: config.listen.max_headers,
-        },
-    });
+    Ok(routes)
+}
 
+/// The TLS acceptors of the data listener (`[listen.tls]`) and the admin listener (over mTLS
+/// when `[admin] allow` names operators); certificate files are watched.
+fn tls_acceptors(
+    config: &Config,
+    credentials: &crate::authn::build::Credentials,
+    metrics: &Arc<Metrics>,
+    clock: &Arc<dyn Clock>,
+    watchers: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<(
+    Option<tokio_rustls::TlsAcceptor>,
+    Option<crate::admin::AdminTls>,
+)> {
     // A certificate section's files, loaded now and reloaded when they change.
     let mut load_cert = |files: &crate::config::TlsFiles, section: &str| {
         let cert = Arc::new(
@@ -404,38 +370,232 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     };
     let admin_mtls = match admin_cert {
         None => None,
-        Some(cert) => {
-            let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
-                SpiffeClientVerifier::new(credentials.trust.clone(), opts.clock.clone()),
-            );
-            let mut sc = server_config(cert, Some(verifier))?;
-            sc.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Some(crate::admin::AdminTls {
-                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(sc)),
-                trust: credentials.trust.clone(),
-                clock: opts.clock.clone(),
-                allow: config.admin.allow.clone(),
-            })
-        }
+        Some(cert) => Some(crate::admin::AdminTls {
+            acceptor: admin_acceptor(cert, &credentials.trust, clock)?,
+            trust: credentials.trust.clone(),
+            clock: clock.clone(),
+            allow: config.admin.allow.clone(),
+        }),
     };
     let tls = match listener_cert {
         None => None,
-        Some(cert) => {
-            let client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> =
-                if credentials.trust.has_x509() {
-                    Some(Arc::new(SpiffeClientVerifier::new(
-                        credentials.trust.clone(),
-                        opts.clock.clone(),
-                    )))
-                } else {
-                    None
-                };
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
-                cert,
-                client_auth,
-            )?)))
-        }
+        Some(cert) => Some(data_acceptor(cert, &credentials.trust, clock)?),
     };
+    Ok((tls, admin_mtls))
+}
+
+/// What runs after the listeners are up, stopped in order on shutdown.
+struct Lifecycle {
+    listener: Listener<Gateway>,
+    health: Arc<Health>,
+    flusher: JoinHandle<()>,
+    state: Arc<dyn crate::state::StateStore>,
+    watchers: Vec<JoinHandle<()>>,
+    admin_stop_tx: watch::Sender<bool>,
+    admin_task: JoinHandle<()>,
+    audit_task: JoinHandle<()>,
+}
+
+impl Lifecycle {
+    /// Serve until `rx` turns true, then drain the listener, flush the state store, stop the
+    /// watchers and the admin listener, and let the audit writer finish.
+    async fn run(self, rx: watch::Receiver<bool>) {
+        let mut draining = rx.clone();
+        let health2 = self.health.clone();
+        // Flip readiness the moment shutdown starts, before the listener stops.
+        let flag = tokio::spawn(async move {
+            crate::transport::stopped(&mut draining).await;
+            health2.draining.store(true, Ordering::Release);
+        });
+        let left = self.listener.run(rx).await;
+        if left > 0 {
+            tracing::warn!(connections = left, "shutdown with connections still open");
+        }
+        flag.abort();
+        self.flusher.abort();
+        if let Err(e) = self.state.flush().await {
+            tracing::error!(error = %e, "final state flush failed: recent usage counts are lost");
+        }
+        for w in self.watchers {
+            w.abort();
+        }
+        let _ = self.admin_stop_tx.send(true);
+        let _ = self.admin_task.await;
+        // The gateway (and its auditor) is gone once the listener returned and the writer drains
+        // what is queued. Connections cut off at the drain deadline may still hold a sender.
+        if tokio::time::timeout(Duration::from_secs(5), self.audit_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit writer did not finish in time; some records may be lost");
+        }
+    }
+}
+
+/// Every `[[credential]]`'s authenticator and the `[trust]` bundles; their files are watched.
+fn build_credentials(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    clock: &Arc<dyn Clock>,
+    replay: Option<Arc<dyn crate::authn::webhook::replay::ReplayGuard>>,
+    issuer: Option<&Issuer>,
+    state: &Arc<dyn crate::state::StateStore>,
+    watchers: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Arc<crate::authn::build::Credentials>> {
+    let credentials = crate::authn::build::build(
+        &config.trust,
+        &config.credentials,
+        crate::authn::build::Shared {
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            replay,
+            issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
+            state: Some(state.clone()),
+        },
+    )?;
+    let mut credentials = credentials;
+    watchers.append(&mut credentials.watchers);
+    let credentials = Arc::new(credentials);
+    if !config.trust.is_empty() {
+        watchers.push(credentials.trust.spawn_watcher(RELOAD_EVERY));
+    }
+    Ok(credentials)
+}
+
+/// `POST /oauth2/token`, when `[token_exchange]` and `[issuer]` are configured.
+fn build_exchange(
+    config: &Config,
+    credentials: &crate::authn::build::Credentials,
+) -> anyhow::Result<Option<Arc<crate::exchange::TokenExchange>>> {
+    Ok(match (&config.token_exchange, &config.issuer) {
+        (Some(t), Some(iss)) => Some(Arc::new(crate::exchange::TokenExchange::new(
+            credentials.pick(&t.accept)?,
+            &t.audiences,
+            &t.audience_rules,
+            &iss.url,
+        ))),
+        _ => None,
+    })
+}
+
+/// The failed-authentication limiter per source address (`[listen] max_auth_failures`).
+fn auth_failures(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> Option<Arc<crate::limits::SourceLimiter>> {
+    config.listen.max_auth_failures.and_then(|(count, window)| {
+        let rate = crate::limits::Rate::new(count, window)?;
+        Some(Arc::new(crate::limits::SourceLimiter::new(
+            rate,
+            count,
+            MAX_TRACKED_SOURCES,
+            clock.clone(),
+        )))
+    })
+}
+
+/// What the admin ops API reads.
+fn build_ops(
+    config: &Config,
+    state: &Arc<dyn crate::state::StateStore>,
+    clock: &Arc<dyn Clock>,
+    tokens: &Arc<TokenCache>,
+    credentials: &Arc<crate::authn::build::Credentials>,
+) -> Arc<crate::admin::Ops> {
+    Arc::new(crate::admin::Ops {
+        state: state.clone(),
+        plans: config.plans.clone(),
+        routes: config
+            .routes
+            .iter()
+            .map(|r| (r.name.to_string(), r.plan.clone()))
+            .collect(),
+        clock: clock.clone(),
+        tokens: tokens.clone(),
+        credentials: credentials.clone(),
+    })
+}
+
+/// The data listener serves the pipeline.
+impl crate::transport::Handler for Gateway {
+    fn handle(
+        &self,
+        conn: &crate::transport::ConnInfo,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> impl std::future::Future<Output = http::Response<crate::body::ProxyBody>> + Send {
+        Gateway::handle(self, conn, req)
+    }
+}
+
+/// The local routes, in the order they are checked: the issuer's documents, then token exchange.
+fn local_routes(
+    well_known: Option<Arc<WellKnown>>,
+    exchange: Option<Arc<crate::exchange::TokenExchange>>,
+) -> Vec<Arc<dyn LocalRoute>> {
+    let mut local: Vec<Arc<dyn LocalRoute>> = Vec::new();
+    if let Some(wk) = well_known {
+        local.push(wk);
+    }
+    if let Some(x) = exchange {
+        local.push(x);
+    }
+    local
+}
+
+/// Build everything and start serving.
+pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
+    install_crypto();
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let metrics = Arc::new(Metrics::default());
+    let (auditor, audit_task) =
+        crate::audit::start(&config.audit.sink, config.audit.queue, metrics.clone())
+            .context("opening the audit sink")?;
+
+    let mut watchers = Vec::new();
+    let (well_known, issuer) = build_issuer(&config, &metrics, &mut watchers)?;
+    // The state store first: with redis it is also the webhook replay memory shared by every
+    // replica (embedded: each credential set gets an in-process one).
+    let (state, replay) = open_state(&config.state).await?;
+    let credentials = build_credentials(
+        &config,
+        &metrics,
+        &opts.clock,
+        replay,
+        issuer.as_deref(),
+        &state,
+        &mut watchers,
+    )?;
+
+    let routes = build_routes(&config, &credentials, &metrics, &opts.clock, &mut watchers)?;
+    let exchange = build_exchange(&config, &credentials)?;
+    let tokens = Arc::new(TokenCache::default());
+    let auth_failures = auth_failures(&config, &opts.clock);
+    watchers.push(spawn_limit_sweeper(
+        routes.iter().filter_map(|r| r.limits.clone()).collect(),
+        auth_failures.clone(),
+    ));
+    let ops = build_ops(&config, &state, &opts.clock, &tokens, &credentials);
+    let gateway = Arc::new(Gateway {
+        state: state.clone(),
+        router: Router::new(routes),
+        auditor,
+        metrics: metrics.clone(),
+        clock: opts.clock.clone(),
+        local: local_routes(well_known, exchange),
+        issuer,
+        tokens: tokens.clone(),
+        auth_failures,
+        bodies: crate::limits::bodies::BodyBudget::new(config.listen.bodies),
+        head_limits: HeadLimits {
+            max_header_bytes: config.listen.max_header_bytes,
+            max_headers: config.listen.max_headers,
+        },
+    });
+
+    let (tls, admin_mtls) =
+        tls_acceptors(&config, &credentials, &metrics, &opts.clock, &mut watchers)?;
 
     // First check right away: every certificate (listener, trust bundles) is loaded by now.
     watchers.push(spawn_expiry_warner(metrics.clone()));
@@ -463,7 +623,6 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         config.state.flush_every,
         std::future::pending::<()>(),
     );
-    let admin_rx = rx.clone();
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(admin.run(admin_listener, admin_stop_rx));
 
@@ -477,37 +636,19 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         gateway,
         metrics: metrics.clone(),
     };
-    let task = tokio::spawn(async move {
-        let mut draining = admin_rx.clone();
-        let health2 = health.clone();
-        // Flip readiness the moment shutdown starts, before the listener stops.
-        let flag = tokio::spawn(async move {
-            crate::server::stopped(&mut draining).await;
-            health2.draining.store(true, Ordering::Release);
-        });
-        let left = listener.run(rx).await;
-        if left > 0 {
-            tracing::warn!(connections = left, "shutdown with connections still open");
+    let task = tokio::spawn(
+        Lifecycle {
+            listener,
+            health,
+            flusher,
+            state,
+            watchers,
+            admin_stop_tx,
+            admin_task,
+            audit_task,
         }
-        flag.abort();
-        flusher.abort();
-        if let Err(e) = state.flush().await {
-            tracing::error!(error = %e, "final state flush failed: recent usage counts are lost");
-        }
-        for w in watchers {
-            w.abort();
-        }
-        let _ = admin_stop_tx.send(true);
-        let _ = admin_task.await;
-        // The gateway (and its auditor) is gone once the listener returned and the writer drains
-        // what is queued. Connections cut off at the drain deadline may still hold a sender.
-        if tokio::time::timeout(Duration::from_secs(5), audit_task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("audit writer did not finish in time; some records may be lost");
-        }
-    });
+        .run(rx),
+    );
     tracing::info!(%data_addr, %admin_addr, "portcullis listening");
     Ok(Running {
         data_addr,

@@ -7,8 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod apikey;
+/// The admin API client the ops commands use.
+pub mod client;
 mod keys;
 mod ops;
+/// The tables the ops commands print from admin API bodies.
+pub mod table;
 
 use crate::config;
 use crate::server;
@@ -116,7 +120,7 @@ impl OpsArgs {
     fn connect(&self) -> ops::Connect {
         ops::Connect {
             admin: self.admin.clone(),
-            tls: crate::ops::client::TlsFiles {
+            tls: crate::cli::client::TlsFiles {
                 cacert: self.cacert.clone(),
                 cert: self.cert.clone(),
                 key: self.key.clone(),
@@ -141,7 +145,7 @@ enum PolicyCommand {
         #[arg(long)]
         route: String,
         /// How far back to look (a duration: 7d, 36h).
-        #[arg(long, default_value = crate::ops::suggest::DEFAULT_SINCE)]
+        #[arg(long, default_value = crate::admin::suggest::DEFAULT_SINCE)]
         since: String,
         #[command(flatten)]
         out: OpsArgs,
@@ -359,32 +363,10 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     }
 }
 
-/// Resolve on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
-
 async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let drain = cfg.listen.drain_timeout;
     let running = server::start(cfg, server::Options::default()).await?;
-    shutdown_signal().await;
+    server::shutdown_signal().await;
     tracing::info!(drain_timeout = ?drain, "shutting down: draining in-flight requests");
     running.stop().await;
     tracing::info!("stopped");

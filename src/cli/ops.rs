@@ -1,6 +1,6 @@
 //! The ops commands (CONTRACT §2): `migration status`, `inventory`, `policy suggest`, `revoke`,
 //! all over the running gateway's admin API. Tables by default (the same JSON the API serves,
-//! rendered by [`crate::ops::table`]), `--json` for machines.
+//! rendered by [`crate::cli::table`]), `--json` for machines.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{EXIT_INVALID, EXIT_RUNTIME};
-use crate::ops::client::AdminClient;
+use crate::cli::client::AdminClient;
 use crate::state::Target;
 
 /// What to ask the admin API.
@@ -46,13 +46,13 @@ pub fn target(
 #[derive(Debug, Clone, Default)]
 pub struct Connect {
     pub admin: Option<String>,
-    pub tls: crate::ops::client::TlsFiles,
+    pub tls: crate::cli::client::TlsFiles,
 }
 
 /// The admin client: `--admin URL`, else the config's `[admin] addr` — `https://` when the
 /// config sets `[admin] allow` (admin over mTLS), `http://` otherwise.
 fn client(connect: &Connect, config: &Path) -> Result<AdminClient, ExitCode> {
-    let invalid = |e: crate::ops::client::ClientError| {
+    let invalid = |e: crate::cli::client::ClientError| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_INVALID)
     };
@@ -128,8 +128,8 @@ async fn execute(
     client: &AdminClient,
     req: Request,
     json_out: bool,
-) -> Result<String, crate::ops::client::ClientError> {
-    use crate::ops::table::{inventory_table, migration_table};
+) -> Result<String, crate::cli::client::ClientError> {
+    use crate::cli::table::{inventory_table, migration_table};
     let out = match req {
         Request::MigrationStatus => {
             let v = client.get("/admin/v1/migration").await?;

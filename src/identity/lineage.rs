@@ -4,7 +4,7 @@
 //! lineage").
 //!
 //! - revocation: the root credential (`credential:principal`), the identity, the root `jti` and
-//!   every `jti` along the chain (`Lineage::revoked`, in `crate::state`, called by `pipeline::admit`);
+//!   every `jti` along the chain (`Lineage::revoked`, in `crate::state`, called by `state::admit`);
 //! - migration: a plan's treatment of the root credential (`crate::migration::lineage`), so a key retired in
 //!   `enforce` is not let in again as a token it was exchanged for;
 //! - `cnf`: the certificate the root was bound to must be on the connection (checked when the

@@ -1,15 +1,13 @@
 //! Migration plans (CONTRACT §5): what each route's plan says ([`plan`]), which phase it is in
-//! today and what that phase does to a request ([`phase`]), the phase decided once per request
-//! ([`admission`]), and how far each migration has come ([`report`], from the usage and inventory
-//! kept by [`crate::state`]).
+//! today and what that phase does to a request ([`phase`]), and how far each migration has come
+//! ([`report`], from the usage and inventory kept by [`crate::state`]). The phase decided once per
+//! request is the pipeline's ([`crate::pipeline::admission`]): it composes authn, authz and token.
 
-pub mod admission;
 pub mod lineage;
 pub mod phase;
 pub mod plan;
 pub mod report;
 
-pub use admission::{Admission, Outgoing};
 pub use phase::{
     active_phase, retired, route_phase, treatment, Phase, PhaseAt, SunsetHeaders, Treatment,
 };

@@ -216,8 +216,113 @@ fn principal_label(e: &InventoryEntry) -> String {
     }
 }
 
-/// Per-day counts of `plan`'s requests in the window of `days` days from `start`, with each
-/// day's legacy share.
+/// One plan's report; `routes` are the routes using it.
+pub fn plan_report(
+    plan: &Plan,
+    routes: &[&str],
+    usage: &[UsageRow],
+    inventory: &[InventoryEntry],
+    revoked: &RevocationSet,
+    now: SystemTime,
+) -> PlanReport {
+    let today = Date::of(now);
+    let at = plan.phases.at(now);
+    let days = plan.exit.window_days.max(1);
+    let start = today.plus(1 - i64::from(days));
+    let observed_from = start.max(plan.phases.observe);
+    let observed_days =
+        u32::try_from((today.days() - observed_from.days() + 1).max(0)).unwrap_or(0);
+
+    let daily = daily_shares(plan, usage, start, days);
+    let legacy: u64 = daily.iter().map(|d| d.legacy_requests).sum();
+    let total: u64 = daily.iter().map(|d| d.total_requests).sum();
+    let legacy_share = share(legacy, total);
+
+    // Legacy principals seen in the window on this plan's routes.
+    let window_start = Timestamp(start.unix_seconds());
+    let on_routes = |e: &InventoryEntry| e.routes.iter().any(|r| routes.contains(&r.as_str()));
+    let mut active: Vec<PrincipalSeen> = inventory
+        .iter()
+        .filter(|e| plan.retires(&e.credential) && on_routes(e) && e.last_seen >= window_start)
+        .map(|e| PrincipalSeen {
+            credential: e.credential.clone(),
+            principal: e.principal.clone(),
+            identity: e.identity.clone(),
+            last_seen: e.last_seen,
+            count: e.count,
+            revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
+        })
+        .collect();
+    active.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then_with(|| a.principal.cmp(&b.principal))
+    });
+
+    let principals: BTreeSet<String> = inventory
+        .iter()
+        .filter(|e| plan.retires(&e.credential) && on_routes(e) && e.last_seen >= window_start)
+        .filter(|e| !revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None))
+        .map(principal_label)
+        .collect();
+    let what_if = WhatIf {
+        refused_requests: legacy,
+        refused_callers: principals.len(),
+        principals: principals.into_iter().collect(),
+    };
+
+    let expiring = expiring_certs(inventory, &on_routes, window_start, now);
+
+    let exception = plan.exception.as_ref().map(|x| ExceptionReport {
+        reason: x.reason.clone(),
+        review_by: x.review_by,
+        days_to_review: x.review_by.days() - today.days(),
+    });
+
+    let (status, reasons) = readiness(
+        plan,
+        today,
+        at.phase,
+        &daily,
+        legacy_share,
+        observed_days,
+        days,
+    );
+
+    PlanReport {
+        name: plan.name.clone(),
+        owner: plan.owner.clone(),
+        description: plan.description.clone(),
+        docs: plan.docs.clone(),
+        legacy_credentials: plan.legacy_credentials.clone(),
+        routes: routes.iter().map(|r| (*r).to_string()).collect(),
+        phase: at.phase,
+        phase_since: at.since,
+        next_phase: at.next.map(|(p, _)| p),
+        next_date: at.next.map(|(_, d)| d),
+        enforce_date: plan.phases.enforce,
+        days_to_sunset: plan.phases.enforce.map(|e| e.days() - today.days()),
+        window: Window {
+            start,
+            end: today,
+            days,
+            observed_days,
+            legacy_requests: legacy,
+            total_requests: total,
+            legacy_share,
+            max_legacy_share: plan.exit.max_legacy_share,
+            daily,
+        },
+        status,
+        reasons,
+        active_legacy_principals: active,
+        what_if_enforced: what_if,
+        expiring_certs: expiring,
+        exception,
+    }
+}
+
+/// Per-day counts for this plan in the window of `days` days from `start`.
 fn daily_shares(plan: &Plan, usage: &[UsageRow], start: Date, days: u32) -> Vec<DayShare> {
     let mut daily: Vec<DayShare> = (0..i64::from(days))
         .map(|i| DayShare {
@@ -246,18 +351,44 @@ fn daily_shares(plan: &Plan, usage: &[UsageRow], start: Date, days: u32) -> Vec<
     daily
 }
 
-/// The plan's status, with the reasons for it pushed to `reasons`. `observed` is (days observed,
-/// window days).
-fn status(
+/// mTLS identities seen in the window on the plan's routes whose certificate expires within
+/// [`CERT_WARN_DAYS`], soonest first.
+fn expiring_certs(
+    inventory: &[InventoryEntry],
+    on_routes: &dyn Fn(&InventoryEntry) -> bool,
+    window_start: Timestamp,
+    now: SystemTime,
+) -> Vec<ExpiringCert> {
+    let now_ts = Timestamp::of(now);
+    let mut expiring: Vec<ExpiringCert> = inventory
+        .iter()
+        .filter(|e| e.kind == Kind::Mtls && on_routes(e) && e.last_seen >= window_start)
+        .filter_map(|e| {
+            let na = e.cert_not_after?;
+            let days_left = (na.0 - now_ts.0).div_euclid(86_400);
+            (days_left < CERT_WARN_DAYS).then(|| ExpiringCert {
+                identity: e.identity.clone(),
+                not_after: na,
+                days_left,
+            })
+        })
+        .collect();
+    expiring.sort_by_key(|c| c.not_after);
+    expiring
+}
+
+/// The plan's [`Status`] and the reasons for it.
+fn readiness(
     plan: &Plan,
     today: Date,
     phase: Phase,
     daily: &[DayShare],
     legacy_share: Option<f64>,
-    (observed_days, days): (u32, u32),
-    reasons: &mut Vec<String>,
-) -> Status {
-    if let Some(x) = &plan.exception {
+    observed_days: u32,
+    days: u32,
+) -> (Status, Vec<String>) {
+    let mut reasons = Vec::new();
+    let status = if let Some(x) = &plan.exception {
         if today > x.review_by {
             reasons.push(format!("exception review was due on {}", x.review_by));
             Status::OverdueReview
@@ -306,129 +437,8 @@ fn status(
             });
             Status::Ready
         }
-    }
-}
-
-/// One plan's report; `routes` are the routes using it.
-pub fn plan_report(
-    plan: &Plan,
-    routes: &[&str],
-    usage: &[UsageRow],
-    inventory: &[InventoryEntry],
-    revoked: &RevocationSet,
-    now: SystemTime,
-) -> PlanReport {
-    let today = Date::of(now);
-    let at = plan.phases.at(now);
-    let days = plan.exit.window_days.max(1);
-    let start = today.plus(1 - i64::from(days));
-    let observed_from = start.max(plan.phases.observe);
-    let observed_days =
-        u32::try_from((today.days() - observed_from.days() + 1).max(0)).unwrap_or(0);
-
-    // Per-day counts for this plan in the window.
-    let daily = daily_shares(plan, usage, start, days);
-    let legacy: u64 = daily.iter().map(|d| d.legacy_requests).sum();
-    let total: u64 = daily.iter().map(|d| d.total_requests).sum();
-    let legacy_share = share(legacy, total);
-
-    // Legacy principals seen in the window on this plan's routes.
-    let window_start = Timestamp(start.unix_seconds());
-    let on_routes = |e: &InventoryEntry| e.routes.iter().any(|r| routes.contains(&r.as_str()));
-    let mut active: Vec<PrincipalSeen> = inventory
-        .iter()
-        .filter(|e| plan.retires(&e.credential) && on_routes(e) && e.last_seen >= window_start)
-        .map(|e| PrincipalSeen {
-            credential: e.credential.clone(),
-            principal: e.principal.clone(),
-            identity: e.identity.clone(),
-            last_seen: e.last_seen,
-            count: e.count,
-            revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
-        })
-        .collect();
-    active.sort_by(|a, b| {
-        b.last_seen
-            .cmp(&a.last_seen)
-            .then_with(|| a.principal.cmp(&b.principal))
-    });
-
-    let principals: BTreeSet<String> = inventory
-        .iter()
-        .filter(|e| plan.retires(&e.credential) && on_routes(e) && e.last_seen >= window_start)
-        .filter(|e| !revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None))
-        .map(principal_label)
-        .collect();
-    let what_if = WhatIf {
-        refused_requests: legacy,
-        refused_callers: principals.len(),
-        principals: principals.into_iter().collect(),
     };
-
-    let now_ts = Timestamp::of(now);
-    let mut expiring: Vec<ExpiringCert> = inventory
-        .iter()
-        .filter(|e| e.kind == Kind::Mtls && on_routes(e) && e.last_seen >= window_start)
-        .filter_map(|e| {
-            let na = e.cert_not_after?;
-            let days_left = (na.0 - now_ts.0).div_euclid(86_400);
-            (days_left < CERT_WARN_DAYS).then(|| ExpiringCert {
-                identity: e.identity.clone(),
-                not_after: na,
-                days_left,
-            })
-        })
-        .collect();
-    expiring.sort_by_key(|c| c.not_after);
-
-    let exception = plan.exception.as_ref().map(|x| ExceptionReport {
-        reason: x.reason.clone(),
-        review_by: x.review_by,
-        days_to_review: x.review_by.days() - today.days(),
-    });
-
-    let mut reasons = Vec::new();
-    let status = status(
-        plan,
-        today,
-        at.phase,
-        &daily,
-        legacy_share,
-        (observed_days, days),
-        &mut reasons,
-    );
-
-    PlanReport {
-        name: plan.name.clone(),
-        owner: plan.owner.clone(),
-        description: plan.description.clone(),
-        docs: plan.docs.clone(),
-        legacy_credentials: plan.legacy_credentials.clone(),
-        routes: routes.iter().map(|r| (*r).to_string()).collect(),
-        phase: at.phase,
-        phase_since: at.since,
-        next_phase: at.next.map(|(p, _)| p),
-        next_date: at.next.map(|(_, d)| d),
-        enforce_date: plan.phases.enforce,
-        days_to_sunset: plan.phases.enforce.map(|e| e.days() - today.days()),
-        window: Window {
-            start,
-            end: today,
-            days,
-            observed_days,
-            legacy_requests: legacy,
-            total_requests: total,
-            legacy_share,
-            max_legacy_share: plan.exit.max_legacy_share,
-            daily,
-        },
-        status,
-        reasons,
-        active_legacy_principals: active,
-        what_if_enforced: what_if,
-        expiring_certs: expiring,
-        exception,
-    }
+    (status, reasons)
 }
 
 /// `portcullis inventory`: every identity and legacy principal seen.

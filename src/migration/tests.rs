@@ -765,6 +765,7 @@ fn inventory_flags() {
 fn admission_relaxes_only_listed_credentials_once_started() {
     use crate::authn::Failure;
     use crate::identity::{Caller, Credential};
+    use crate::pipeline::Admission;
     use crate::problem::Refusal;
     let plan = good();
     let cred = |name: &str, kind: Kind| {

@@ -33,7 +33,7 @@ use crate::time::{Date, Timestamp};
 
 pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
 pub use embedded::EmbeddedStore;
-pub use revocations::RevocationSet;
+pub use revocations::{admit, RevocationSet};
 
 /// The state backend failed; callers that need it to decide (revocations) fail closed.
 #[derive(Debug, Clone, thiserror::Error)]

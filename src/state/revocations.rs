@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Revocation, Target};
+use crate::identity::Credential;
+use crate::problem::{Code, Refusal};
 
 /// A snapshot of every revocation, indexed for lookup.
 #[derive(Debug, Default, Clone)]
@@ -62,6 +64,37 @@ impl RevocationSet {
             })
             || jti.is_some_and(|j| self.jtis.contains(j))
     }
+}
+
+/// Whether an authenticated caller may go on: refused when revoked (by identity,
+/// `credential:principal` or the presented token's `jti`, and for a token the gateway issued, by
+/// anything in its lineage: see [`crate::authn::lineage`]), and 503 while a shared state backend
+/// cannot vouch for its revocation set (it may be missing one made on another replica: fail
+/// closed). Used by the routes and by the token endpoint.
+pub fn admit(state: &dyn super::StateStore, cred: &Credential) -> Result<(), Refusal> {
+    if !state.available() {
+        return Err(Refusal::new(
+            Code::DirectoryUnavailable,
+            "the gateway's state backend is unreachable; try again shortly",
+        )
+        .retry_after(5));
+    }
+    if state.is_revoked(
+        &cred.identity,
+        &cred.name,
+        cred.principal.as_deref(),
+        cred.jti.as_deref(),
+    ) || cred
+        .lineage
+        .as_deref()
+        .is_some_and(|l| l.revoked(state, &cred.identity))
+    {
+        return Err(Refusal::new(
+            Code::InvalidCredential,
+            "this credential has been revoked",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

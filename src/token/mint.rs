@@ -428,3 +428,20 @@ impl Issuer {
         })
     }
 }
+
+/// RFC 8705 `x5t#S256` of the caller's client certificate, when it authenticated with it.
+/// `client_chain` is the connection's client certificate chain, leaf first, when it is TLS.
+pub fn cnf_thumbprint(
+    cred: &Credential,
+    client_chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Option<String> {
+    match (cred.kind, client_chain) {
+        (Kind::Mtls, Some(client_chain)) => crate::spiffe::leaf_thumbprint(client_chain),
+        // A presented token's binding (proven on this connection) carries over.
+        _ => cred
+            .lineage
+            .as_deref()
+            .and_then(|l| l.cnf.as_deref())
+            .map(str::to_owned),
+    }
+}

@@ -2,6 +2,7 @@
 //! chosen by ALPN, hyper configured with timers and limits (its defaults are not enough), and
 //! graceful drain on shutdown.
 
+pub mod acceptor;
 pub mod framing;
 pub mod settings;
 pub mod tls;
@@ -22,8 +23,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use crate::body::ProxyBody;
 use crate::metrics::Metrics;
-use crate::pipeline::Gateway;
 use settings::Listen;
 
 /// What the connection tells us about the caller.
@@ -87,12 +88,27 @@ impl ConnInfo {
     }
 }
 
+/// Resolve once the shutdown flag is set (or its sender is gone). Holds no borrow across awaits.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// What answers the requests of a connection: the gateway's pipeline, plugged in by the wiring.
+/// Never fails: refusals are responses too.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        conn: &ConnInfo,
+        req: hyper::Request<Incoming>,
+    ) -> impl std::future::Future<Output = hyper::Response<ProxyBody>> + Send;
+}
+
 /// Shared by all connections of the data listener.
-pub struct Listener {
+pub struct Listener<H> {
     pub listener: TcpListener,
     pub tls: Option<TlsAcceptor>,
     pub settings: Listen,
-    pub gateway: Arc<Gateway>,
+    pub gateway: Arc<H>,
     pub metrics: Arc<Metrics>,
     /// Where connections run; each is handed to one worker and stays there.
     pub workers: workers::Workers,
@@ -110,7 +126,7 @@ impl OpenGauge {
     }
 }
 
-impl Listener {
+impl<H: Handler> Listener<H> {
     /// Accept until `shutdown` turns true, then let open connections finish within
     /// `drain_timeout`. Returns how many connections were still open when it gave up.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> usize {
@@ -129,7 +145,7 @@ impl Listener {
         loop {
             tokio::select! {
                 biased;
-                _ = crate::server::stopped(&mut stop) => break,
+                _ = stopped(&mut stop) => break,
                 accepted = self.listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(x) => x,
@@ -189,11 +205,11 @@ impl Listener {
     }
 }
 
-async fn serve_connection(
+async fn serve_connection<H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
     settings: &Listen,
-    gateway: Arc<Gateway>,
+    gateway: Arc<H>,
     tls: Option<&TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
     metrics: &Metrics,
@@ -266,11 +282,11 @@ fn hyper_max_buf(s: &Listen) -> usize {
     hyper_header_bytes(s).max(64 * 1024)
 }
 
-async fn drive_http1<I>(
+async fn drive_http1<I, H: Handler>(
     io: I,
     info: Arc<ConnInfo>,
     s: &Listen,
-    gateway: Arc<Gateway>,
+    gateway: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -294,7 +310,7 @@ async fn drive_http1<I>(
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
-        _ = crate::server::stopped(&mut shutdown) => {}
+        _ = stopped(&mut shutdown) => {}
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
@@ -307,11 +323,11 @@ struct Activity {
     last_millis: AtomicU64,
 }
 
-async fn drive_http2<I>(
+async fn drive_http2<I, H: Handler>(
     io: I,
     info: Arc<ConnInfo>,
     s: &Listen,
-    gateway: Arc<Gateway>,
+    gateway: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -351,7 +367,7 @@ async fn drive_http2<I>(
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
-            _ = crate::server::stopped(&mut shutdown) => break,
+            _ = stopped(&mut shutdown) => break,
             _ = check.tick() => {
                 let quiet_for = born.elapsed().saturating_sub(Duration::from_millis(activity.last_millis.load(Ordering::Relaxed)));
                 if activity.in_flight.load(Ordering::Relaxed) == 0 && quiet_for >= idle {

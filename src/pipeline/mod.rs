@@ -17,12 +17,16 @@
 //! finish       audit line + metrics, always
 //! ```
 
+pub mod admission;
+mod head;
+mod local;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::HeaderValue;
 use http::request::Parts;
-use http::{Method, Request, Response, Version};
+use http::{Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -34,49 +38,18 @@ use crate::body::{empty, full, Limited, ProxyBody};
 use crate::clock::Clock;
 use crate::identity;
 use crate::metrics::Metrics;
-use crate::migration::{active_phase, Admission, Outgoing, Phase};
+use crate::migration::{active_phase, Phase};
 use crate::problem::{Code, Refusal};
 use crate::proxy::headers;
 use crate::routing::canonical::CanonicalRequest;
 use crate::routing::{Route, Router};
-use crate::token::jwks::{self, WellKnown};
 use crate::token::TokenHeader;
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
+use head::{check_body_limit, check_framing, check_head_limits, request_id};
 
-/// Whether an authenticated caller may go on: refused when revoked (by identity,
-/// `credential:principal` or the presented token's `jti`, and for a token the gateway issued, by
-/// anything in its lineage: see [`crate::identity::lineage`]), and 503 while a shared state backend
-/// cannot vouch for its revocation set (it may be missing one made on another replica: fail
-/// closed). Used by the routes and by the token endpoint.
-pub(crate) fn admit(
-    state: &dyn crate::state::StateStore,
-    cred: &identity::Credential,
-) -> Result<(), Refusal> {
-    if !state.available() {
-        return Err(Refusal::new(
-            Code::DirectoryUnavailable,
-            "the gateway's state backend is unreachable; try again shortly",
-        )
-        .retry_after(5));
-    }
-    if state.is_revoked(
-        &cred.identity,
-        &cred.name,
-        cred.principal.as_deref(),
-        cred.jti.as_deref(),
-    ) || cred
-        .lineage
-        .as_deref()
-        .is_some_and(|l| l.revoked(state, &cred.identity))
-    {
-        return Err(Refusal::new(
-            Code::InvalidCredential,
-            "this credential has been revoked",
-        ));
-    }
-    Ok(())
-}
+pub use admission::{Admission, Outgoing};
+pub use local::{LocalRequest, LocalRoute};
 
 /// Limits on the request head, from `[listen]`.
 #[derive(Debug, Clone, Copy)]
@@ -92,15 +65,13 @@ pub struct Gateway {
     pub auditor: Auditor,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
-    /// The issuer's JWKS and discovery documents, when `[issuer]` is configured.
-    pub well_known: Option<Arc<WellKnown>>,
+    /// The gateway's own endpoints, checked in order before the router (see [`local`]).
+    pub local: Vec<Arc<dyn LocalRoute>>,
     /// The token issuer and its cache of minted tokens, when `[issuer]` is configured.
     pub issuer: Option<Arc<Issuer>>,
     pub tokens: Arc<TokenCache>,
     /// Usage, inventory and revocations.
     pub state: Arc<dyn crate::state::StateStore>,
-    /// `POST /oauth2/token`, when `[token_exchange]` is configured.
-    pub exchange: Option<Arc<crate::exchange::TokenExchange>>,
     pub head_limits: HeadLimits,
     /// Failed authentications per source address (`[listen] max_auth_failures`).
     pub auth_failures: Option<Arc<crate::limits::SourceLimiter>>,
@@ -196,28 +167,14 @@ impl Gateway {
         // Built once: local endpoints, routing, policy, audit and the upstream URI all read it.
         let view = CanonicalRequest::of(parts)?;
         trace.target = view.audit_target(&parts.uri);
-        if let Some(resp) = self.well_known(parts, &view)? {
-            trace.decision = Decision::Allow;
+        if let Some(resp) = self.local(conn, parts, &view, body, trace).await? {
             return Ok(resp);
-        }
-        if let Some(x) = &self.exchange {
-            if view.is_local(jwks::TOKEN_PATH)? {
-                return self.token_exchange(x, conn, parts, body, trace).await;
-            }
         }
         let routed = self.route(parts, view)?;
         let route = routed.route.clone();
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
-        if let Some(len) = declared_length(parts) {
-            if len > body_limit {
-                return Err(Refusal::new(
-                    Code::PayloadTooLarge,
-                    format!("this route accepts bodies up to {body_limit} bytes"),
-                )
-                .closing());
-            }
-        }
+        check_body_limit(parts, body_limit)?;
         let mut buffered = if authn::wants_body(&route.accept, parts) {
             Some(
                 self.buffer_body(conn, body.take(), body_limit, trace)
@@ -245,41 +202,16 @@ impl Gateway {
         // `None` before the plan's observe date: the route behaves as without the plan.
         let phase = active_phase(plan.as_deref(), now);
         trace.plan = plan.clone().zip(phase);
-        // A source that keeps presenting wrong credentials (password spraying, key guessing) is
-        // refused before its next attempt costs an LDAP bind or reaches a lockout counter.
-        // `observe` never blocks a listed credential, and who the caller is is not known yet:
-        // nothing is blocked there, but refusals it does not relax are still charged.
-        let throttle = self
-            .auth_failures
-            .as_deref()
-            .filter(|_| !route.accept.is_empty());
-        if let Some(t) = throttle.filter(|_| phase != Some(Phase::Observe)) {
-            t.check_source(conn.peer.ip()).inspect_err(|_| {
-                self.metrics.rate_limited_total.with(&[route.name()]).inc();
-            })?;
-        }
-        let authenticated =
-            authn::authenticate_attributed(&route.accept, parts, conn, now, view).await;
-        // The phase, decided once for this caller: every stage below reads `admission`.
-        let decided = Admission::decide(
-            plan.as_deref(),
-            !route.accept.is_empty(),
-            authenticated,
-            now,
-        );
-        if let (Some(t), Err(r)) = (throttle, &decided) {
-            if r.code == Code::InvalidCredential {
-                t.note_auth_failure(conn.peer.ip());
-            }
-        }
-        let (caller, admission) = decided?;
+        let (caller, admission) = self
+            .authenticate(&route, parts, conn, now, view, plan.as_deref(), phase)
+            .await?;
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
-            admit(&*self.state, cred)?;
+            crate::state::admit(&*self.state, cred)?;
             self.record_use(&route, cred, plan.as_deref(), conn, now);
         }
         if let Admission::Observed { by, .. } = &admission {
-            crate::migration::admission::vet_forwarded(
+            admission::vet_forwarded(
                 &route.accept,
                 by,
                 plan.as_deref(),
@@ -287,7 +219,7 @@ impl Gateway {
                 conn,
                 now,
                 view,
-                |c| admit(&*self.state, c),
+                |c| crate::state::admit(&*self.state, c),
             )
             .await?;
         }
@@ -298,29 +230,7 @@ impl Gateway {
             now,
             phase: phase.unwrap_or(Phase::Bridge).as_str(),
         };
-        let (permit, observing) = match &admission {
-            Admission::Retired(r) => return Err(r.clone()),
-            Admission::Observed { refused, .. } => {
-                // Forwarded unchanged, with the caller's own credentials: nothing is enforced.
-                trace.observed_refusal = *refused;
-                let (permit, would_allow) = authz::observe(&route, caller, request);
-                trace.decision = if would_allow && trace.observed_refusal.is_none() {
-                    Decision::Observe
-                } else {
-                    Decision::ShadowDeny
-                };
-                (permit, true)
-            }
-            Admission::Enforced { sunset } => {
-                trace.sunset = *sunset;
-                let (permit, shadow) = authz::authorize(&route, caller, request)?;
-                trace.decision = match shadow {
-                    authz::Shadow::Agrees => Decision::Allow,
-                    authz::Shadow::Denies => Decision::ShadowDeny,
-                };
-                (permit, false)
-            }
-        };
+        let (permit, observing) = authorize(&route, caller, request, &admission, trace)?;
         let mut in_flight = None;
         let mut token = None;
         // `observe`: nothing below is enforced, and the request goes upstream as sent.
@@ -348,6 +258,59 @@ impl Gateway {
         let resp = self
             .forward(&route, upstream_req, tripped, in_flight, trace)
             .await?;
+        self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
+        Ok(resp)
+    }
+
+    /// Authentication stage: the route's accepted credentials, then the caller's phase, decided
+    /// once (every stage below reads the [`Admission`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn authenticate(
+        &self,
+        route: &Route,
+        parts: &Parts,
+        conn: &ConnInfo,
+        now: std::time::SystemTime,
+        view: Option<authn::BodyView<'_>>,
+        plan: Option<&crate::migration::Plan>,
+        phase: Option<Phase>,
+    ) -> Result<(identity::Caller, Admission), Refusal> {
+        // A source that keeps presenting wrong credentials (password spraying, key guessing) is
+        // refused before its next attempt costs an LDAP bind or reaches a lockout counter.
+        // `observe` never blocks a listed credential, and who the caller is is not known yet:
+        // nothing is blocked there, but refusals it does not relax are still charged.
+        let throttle = self
+            .auth_failures
+            .as_deref()
+            .filter(|_| !route.accept.is_empty());
+        if let Some(t) = throttle.filter(|_| phase != Some(Phase::Observe)) {
+            t.check_source(conn.peer.ip()).inspect_err(|_| {
+                self.metrics.rate_limited_total.with(&[route.name()]).inc();
+            })?;
+        }
+        let authenticated =
+            authn::authenticate_attributed(&route.accept, parts, conn, now, view).await;
+        let decided = Admission::decide(plan, !route.accept.is_empty(), authenticated, now);
+        if let (Some(t), Err(r)) = (throttle, &decided) {
+            if r.code == Code::InvalidCredential {
+                t.note_auth_failure(conn.peer.ip());
+            }
+        }
+        decided
+    }
+
+    /// Access stage: record who was let in, for `policy suggest`.
+    #[allow(clippy::too_many_arguments)]
+    fn note_access(
+        &self,
+        permit: &Permit<Route>,
+        observing: bool,
+        trace: &Trace,
+        parts: &Parts,
+        routed: &Routed,
+        now: std::time::SystemTime,
+        resp: &Response<ProxyBody>,
+    ) {
         // Forwarded and answered 2xx/3xx: note who was let in for `policy suggest` (in
         // `observe`, only what the policy would have allowed). A 4xx/5xx is not access the
         // caller needs: counted, it would let a caller write its own suggestion.
@@ -357,7 +320,7 @@ impl Gateway {
             resp.status().is_success() || resp.status().is_redirection(),
         ) {
             let access = crate::state::Access::of(
-                route.name(),
+                permit.route().name(),
                 &c.identity,
                 parts.method.as_str(),
                 &routed.policy_path,
@@ -367,7 +330,6 @@ impl Gateway {
                 self.state.record_access(&access);
             }
         }
-        Ok(resp)
     }
 
     /// Rate and concurrency limits, then request validation (buffering the body when it must be
@@ -484,51 +446,25 @@ impl Gateway {
         }
     }
 
-    /// `POST /oauth2/token`.
-    async fn token_exchange(
+    /// Local stage: the first local route the request is for answers it (allowed, or refused).
+    async fn local(
         &self,
-        x: &crate::exchange::TokenExchange,
         conn: &ConnInfo,
         parts: &Parts,
+        view: &CanonicalRequest,
         body: &mut Option<Incoming>,
         trace: &mut Trace,
-    ) -> Result<Response<ProxyBody>, Refusal> {
-        x.check_head(parts)?;
-        let Some(issuer) = &self.issuer else {
-            return Err(Refusal::new(Code::NoRoute, "no token endpoint here"));
-        };
-        let throttle = self.auth_failures.as_deref();
-        if let Some(t) = throttle {
-            t.check_source(conn.peer.ip())?;
-        }
-        let form = self
-            .buffer_body(conn, body.take(), crate::exchange::MAX_FORM_BYTES, trace)
-            .await?;
-        let exchanged = x
-            .exchange(
-                parts,
-                conn,
-                &form,
-                self.clock.now(),
-                crate::exchange::Minter {
-                    issuer,
-                    tokens: &self.tokens,
-                    metrics: &self.metrics,
-                    state: &*self.state,
-                    routes: self.router.routes(),
-                },
-            )
-            .await;
-        if let (Some(t), Err(r)) = (throttle, &exchanged) {
-            if r.code == Code::InvalidCredential {
-                t.note_auth_failure(conn.peer.ip());
+    ) -> Result<Option<Response<ProxyBody>>, Refusal> {
+        for l in &self.local {
+            if l.matches(parts, view)? {
+                let resp = l
+                    .serve(LocalRequest::new(self, conn, parts, view, body, trace))
+                    .await?;
+                trace.decision = Decision::Allow;
+                return Ok(Some(resp));
             }
         }
-        let (resp, cred, jti) = exchanged?;
-        trace.caller = Some(cred);
-        trace.jti = Some(jti);
-        trace.decision = Decision::Allow;
-        Ok(resp)
+        Ok(None)
     }
 
     /// Read the whole body: beyond `limit` bytes 413, too slow 408, beyond the body memory caps
@@ -571,7 +507,10 @@ impl Gateway {
                 "the gateway cannot mint a token for this route",
             ));
         };
-        let cnf = cnf_thumbprint(cred, conn);
+        let cnf = crate::token::mint::cnf_thumbprint(
+            cred,
+            conn.tls.as_ref().map(|t| t.client_chain.as_slice()),
+        );
         let req = MintRequest::for_credential(cred, audience, up.token_profile, cnf.as_deref());
         match self.tokens.get_or_mint(issuer, &req, now, &self.metrics) {
             Ok(issued) => Ok(Some(issued.minted)),
@@ -583,43 +522,6 @@ impl Gateway {
                 ))
             }
         }
-    }
-
-    /// The issuer's public documents (`/.well-known/jwks.json`, `/.well-known/openid-configuration`),
-    /// served by the gateway itself ahead of the routes, on the canonical path and only for the
-    /// issuer's hosts (elsewhere the upstreams' own documents are routed as usual).
-    /// Pre-rendered: nothing is built per request.
-    fn well_known(
-        &self,
-        parts: &Parts,
-        view: &CanonicalRequest,
-    ) -> Result<Option<Response<ProxyBody>>, Refusal> {
-        let Some(wk) = self.well_known.as_ref() else {
-            return Ok(None);
-        };
-        if (parts.method != Method::GET && parts.method != Method::HEAD)
-            || !wk.serves_host(view.host.as_deref())
-        {
-            return Ok(None);
-        }
-        let body = if view.is_local(jwks::JWKS_PATH)? {
-            wk.jwks()
-        } else if view.is_local(jwks::DISCOVERY_PATH)? {
-            wk.discovery()
-        } else {
-            return Ok(None);
-        };
-        let mut resp = Response::new(full(body));
-        let h = resp.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static(jwks::CONTENT_TYPE),
-        );
-        h.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static(jwks::CACHE_CONTROL),
-        );
-        Ok(Some(resp))
     }
 
     /// Route stage: select on the canonical match path (`;params` cut for every route), then
@@ -703,101 +605,41 @@ async fn drain_politely(mut body: Incoming) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
-/// Keep the caller's `X-Request-Id` when it is well-formed (1–128 of `[A-Za-z0-9._:-]`), else make one.
-fn request_id(h: &http::HeaderMap) -> HeaderValue {
-    let mut ids = h.get_all(&headers::X_REQUEST_ID).iter();
-    if let (Some(v), None) = (ids.next(), ids.next()) {
-        let b = v.as_bytes();
-        if !b.is_empty()
-            && b.len() <= 128
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
-        {
-            return v.clone();
-        }
-    }
-    // 128 random bits as 32 lower-case hex digits (without the formatting machinery: this runs
-    // for every request that brings no id of its own).
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = [0u8; 32];
-    let mut bits = rand::random::<u128>();
-    for d in id.iter_mut().rev() {
-        *d = HEX.get((bits & 0xf) as usize).copied().unwrap_or(b'0');
-        bits >>= 4;
-    }
-    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
-}
-
-/// Framing stage: a request whose length could be read two ways is refused and the connection
-/// closed (request smuggling). hyper refuses most of these itself; this is the belt to its braces.
-fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusal> {
-    let bad = |d: &'static str| Err(Refusal::new(Code::InvalidRequest, d).closing());
-    if conn
-        .ambiguous_framing
-        .load(std::sync::atomic::Ordering::Acquire)
-    {
-        return bad(
-            "ambiguous message framing on this connection (Content-Length / Transfer-Encoding)",
-        );
-    }
-    let mut lengths = parts.headers.get_all(CONTENT_LENGTH).iter();
-    let first = lengths.next();
-    if lengths.next().is_some() {
-        return bad("duplicate Content-Length");
-    }
-    if let Some(v) = first {
-        if v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit) {
-            return bad("malformed Content-Length");
-        }
-    }
-    let mut te = parts.headers.get_all(TRANSFER_ENCODING).iter();
-    if let Some(v) = te.next() {
-        if parts.version != Version::HTTP_11 {
-            return bad("Transfer-Encoding is only valid in HTTP/1.1");
-        }
-        if first.is_some() {
-            return bad("both Content-Length and Transfer-Encoding");
-        }
-        if te.next().is_some() || !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
-            return bad("unsupported Transfer-Encoding (only a single \"chunked\" is accepted)");
-        }
-    }
-    Ok(())
-}
-
-/// Head-limits stage.
-fn check_head_limits(parts: &Parts, limits: HeadLimits) -> Result<(), Refusal> {
-    if parts.headers.len() > limits.max_headers {
-        return Err(Refusal::new(
-            Code::HeadersTooLarge,
-            format!("at most {} header fields are accepted", limits.max_headers),
-        ));
-    }
-    let bytes: usize = parts
-        .headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if bytes > limits.max_header_bytes {
-        return Err(Refusal::new(
-            Code::HeadersTooLarge,
-            format!("request headers exceed {} bytes", limits.max_header_bytes),
-        ));
-    }
-    Ok(())
-}
-
-fn declared_length(parts: &Parts) -> Option<u64> {
-    parts
-        .headers
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 type Tripped = Option<Arc<std::sync::atomic::AtomicBool>>;
+
+/// Authorization stage: enforced (a [`Permit`] or a refusal), or in `observe` only evaluated.
+/// Returns the permit and whether the request is only observed.
+fn authorize(
+    route: &Arc<Route>,
+    caller: identity::Caller,
+    request: authz::Request<'_>,
+    admission: &Admission,
+    trace: &mut Trace,
+) -> Result<(Permit<Route>, bool), Refusal> {
+    Ok(match admission {
+        Admission::Retired(r) => return Err(r.clone()),
+        Admission::Observed { refused, .. } => {
+            // Forwarded unchanged, with the caller's own credentials: nothing is enforced.
+            trace.observed_refusal = *refused;
+            let (permit, would_allow) = authz::observe(route, caller, request);
+            trace.decision = if would_allow && trace.observed_refusal.is_none() {
+                Decision::Observe
+            } else {
+                Decision::ShadowDeny
+            };
+            (permit, true)
+        }
+        Admission::Enforced { sunset } => {
+            trace.sunset = *sunset;
+            let (permit, shadow) = authz::authorize(route, caller, request)?;
+            trace.decision = match shadow {
+                authz::Shadow::Agrees => Decision::Allow,
+                authz::Shadow::Denies => Decision::ShadowDeny,
+            };
+            (permit, false)
+        }
+    })
+}
 
 /// What the route stage established: the route, the canonical path and the request's host.
 struct Routed {
@@ -807,19 +649,6 @@ struct Routed {
     /// What the route's policy and `policy suggest` see (see `CanonicalRequest::policy_path`).
     policy_path: String,
     host: Option<String>,
-}
-
-/// RFC 8705 `x5t#S256` of the caller's client certificate, when it authenticated with it.
-pub(crate) fn cnf_thumbprint(cred: &identity::Credential, conn: &ConnInfo) -> Option<String> {
-    match (cred.kind, &conn.tls) {
-        (identity::Kind::Mtls, Some(tls)) => crate::spiffe::leaf_thumbprint(&tls.client_chain),
-        // A presented token's binding (proven on this connection) carries over.
-        _ => cred
-            .lineage
-            .as_deref()
-            .and_then(|l| l.cnf.as_deref())
-            .map(str::to_owned),
-    }
 }
 
 /// The body to forward: still streaming from the caller, or read already (to check a signature).

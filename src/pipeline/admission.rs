@@ -17,11 +17,11 @@ use std::time::SystemTime;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
-use super::phase::{retired, treatment, Treatment};
-use super::plan::Plan;
 use crate::authn::{self, Authenticator, BodyView, Failure};
 use crate::authz::Permit;
 use crate::identity::{Caller, Credential};
+use crate::migration::phase::{retired, treatment, Treatment};
+use crate::migration::plan::Plan;
 use crate::problem::{Code, Refusal};
 use crate::routing::Route;
 use crate::token::Minted;

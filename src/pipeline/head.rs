@@ -1,0 +1,119 @@
+//! The stages on the request head, before any route is known (framing, head limits, request
+//! id), and the body limit once one is.
+
+use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::Version;
+
+use super::HeadLimits;
+use crate::problem::{Code, Refusal};
+use crate::proxy::headers;
+use crate::transport::ConnInfo;
+
+/// Keep the caller's `X-Request-Id` when it is well-formed (1–128 of `[A-Za-z0-9._:-]`), else make one.
+pub(super) fn request_id(h: &http::HeaderMap) -> HeaderValue {
+    let mut ids = h.get_all(&headers::X_REQUEST_ID).iter();
+    if let (Some(v), None) = (ids.next(), ids.next()) {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+        {
+            return v.clone();
+        }
+    }
+    // 128 random bits as 32 lower-case hex digits (without the formatting machinery: this runs
+    // for every request that brings no id of its own).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let mut bits = rand::random::<u128>();
+    for d in id.iter_mut().rev() {
+        *d = HEX.get((bits & 0xf) as usize).copied().unwrap_or(b'0');
+        bits >>= 4;
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Framing stage: a request whose length could be read two ways is refused and the connection
+/// closed (request smuggling). hyper refuses most of these itself; this is the belt to its braces.
+pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusal> {
+    let bad = |d: &'static str| Err(Refusal::new(Code::InvalidRequest, d).closing());
+    if conn
+        .ambiguous_framing
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return bad(
+            "ambiguous message framing on this connection (Content-Length / Transfer-Encoding)",
+        );
+    }
+    let mut lengths = parts.headers.get_all(CONTENT_LENGTH).iter();
+    let first = lengths.next();
+    if lengths.next().is_some() {
+        return bad("duplicate Content-Length");
+    }
+    if let Some(v) = first {
+        if v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit) {
+            return bad("malformed Content-Length");
+        }
+    }
+    let mut te = parts.headers.get_all(TRANSFER_ENCODING).iter();
+    if let Some(v) = te.next() {
+        if parts.version != Version::HTTP_11 {
+            return bad("Transfer-Encoding is only valid in HTTP/1.1");
+        }
+        if first.is_some() {
+            return bad("both Content-Length and Transfer-Encoding");
+        }
+        if te.next().is_some() || !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return bad("unsupported Transfer-Encoding (only a single \"chunked\" is accepted)");
+        }
+    }
+    Ok(())
+}
+
+/// Head-limits stage.
+pub(super) fn check_head_limits(parts: &Parts, limits: HeadLimits) -> Result<(), Refusal> {
+    if parts.headers.len() > limits.max_headers {
+        return Err(Refusal::new(
+            Code::HeadersTooLarge,
+            format!("at most {} header fields are accepted", limits.max_headers),
+        ));
+    }
+    let bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if bytes > limits.max_header_bytes {
+        return Err(Refusal::new(
+            Code::HeadersTooLarge,
+            format!("request headers exceed {} bytes", limits.max_header_bytes),
+        ));
+    }
+    Ok(())
+}
+
+fn declared_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Body limit stage: a declared `Content-Length` above the route's `max_body` is 413 at once.
+pub(super) fn check_body_limit(parts: &Parts, body_limit: u64) -> Result<(), Refusal> {
+    if let Some(len) = declared_length(parts) {
+        if len > body_limit {
+            return Err(Refusal::new(
+                Code::PayloadTooLarge,
+                format!("this route accepts bodies up to {body_limit} bytes"),
+            )
+            .closing());
+        }
+    }
+    Ok(())
+}
