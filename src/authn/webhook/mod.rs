@@ -36,6 +36,7 @@ pub mod replay;
 mod secret;
 mod signed;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -175,33 +176,7 @@ impl WebhookVerifier {
         now: SystemTime,
     ) -> Result<Verified, WebhookError> {
         let a = &*self.adapter;
-        let value = match lookup(headers, &a.signature.header) {
-            Lookup::Absent => return Err(WebhookError::NotPresent),
-            Lookup::Many => {
-                return Err(WebhookError::Malformed(
-                    "signature header appears more than once",
-                ))
-            }
-            Lookup::One(v) => v,
-        };
-        if value.len() > MAX_SIGNATURE_HEADER {
-            return Err(WebhookError::HeaderTooLong);
-        }
-        let value = value
-            .to_str()
-            .map_err(|_| WebhookError::Malformed("signature header is not visible ASCII"))?;
-        let entries: Vec<&str> = match a.signature.separator {
-            Some(sep) => value
-                .split(sep)
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .take(MAX_SIGNATURES + 1)
-                .collect(),
-            None => vec![value.trim()],
-        };
-        if entries.len() > MAX_SIGNATURES {
-            return Err(WebhookError::TooManySignatures);
-        }
+        let entries = self.signature_entries(headers)?;
 
         let (ts_text, timestamp) = match &a.timestamp {
             None => (None, None),
@@ -251,28 +226,7 @@ impl WebhookVerifier {
                 id: delivery_id,
             },
         )?;
-        let macs: Vec<Vec<u8>> = self
-            .keys
-            .iter()
-            .map(|k| mac(a.signature.algorithm, k.bytes(), &pieces))
-            .collect();
-        let mac_len = a.signature.algorithm.mac_len();
-        let mut matched = None;
-        for candidate in candidates {
-            let Some(decoded) = decode(a.signature.encoding, candidate) else {
-                continue;
-            };
-            // Length first: a short (or empty) candidate must never be compared as a prefix.
-            if decoded.len() != mac_len {
-                continue;
-            }
-            for (i, m) in macs.iter().enumerate() {
-                if bool::from(decoded.as_slice().ct_eq(m.as_slice())) && matched.is_none() {
-                    matched = Some(i);
-                }
-            }
-        }
-        let secret_index = matched.ok_or(WebhookError::Mismatch)?;
+        let secret_index = self.matching_secret(&candidates, &pieces)?;
 
         let replay_key = match (a.id_is_signed(), delivery_id) {
             (true, Some(id)) => format!("{}:id:{}:{id}", a.name, ts_text.unwrap_or("-")),
@@ -295,6 +249,72 @@ impl WebhookVerifier {
             remember_until,
             secret_index,
         })
+    }
+
+    /// The signature header's entries (split on the adapter's separator, at most
+    /// [`MAX_SIGNATURES`]).
+    fn signature_entries<'h>(&self, headers: &'h HeaderMap) -> Result<Vec<&'h str>, WebhookError> {
+        let a = &*self.adapter;
+        let value = match lookup(headers, &a.signature.header) {
+            Lookup::Absent => return Err(WebhookError::NotPresent),
+            Lookup::Many => {
+                return Err(WebhookError::Malformed(
+                    "signature header appears more than once",
+                ))
+            }
+            Lookup::One(v) => v,
+        };
+        if value.len() > MAX_SIGNATURE_HEADER {
+            return Err(WebhookError::HeaderTooLong);
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| WebhookError::Malformed("signature header is not visible ASCII"))?;
+        let entries: Vec<&str> = match a.signature.separator {
+            Some(sep) => value
+                .split(sep)
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .take(MAX_SIGNATURES + 1)
+                .collect(),
+            None => vec![value.trim()],
+        };
+        if entries.len() > MAX_SIGNATURES {
+            return Err(WebhookError::TooManySignatures);
+        }
+        Ok(entries)
+    }
+
+    /// The index of the first secret whose MAC over `pieces` equals one of the candidates
+    /// (every pair is compared, in constant time).
+    fn matching_secret(
+        &self,
+        candidates: &[&str],
+        pieces: &[Cow<'_, [u8]>],
+    ) -> Result<usize, WebhookError> {
+        let a = &*self.adapter;
+        let macs: Vec<Vec<u8>> = self
+            .keys
+            .iter()
+            .map(|k| mac(a.signature.algorithm, k.bytes(), pieces))
+            .collect();
+        let mac_len = a.signature.algorithm.mac_len();
+        let mut matched = None;
+        for candidate in candidates.iter().copied() {
+            let Some(decoded) = decode(a.signature.encoding, candidate) else {
+                continue;
+            };
+            // Length first: a short (or empty) candidate must never be compared as a prefix.
+            if decoded.len() != mac_len {
+                continue;
+            }
+            for (i, m) in macs.iter().enumerate() {
+                if bool::from(decoded.as_slice().ct_eq(m.as_slice())) && matched.is_none() {
+                    matched = Some(i);
+                }
+            }
+        }
+        matched.ok_or(WebhookError::Mismatch)
     }
 }
 
