@@ -256,11 +256,6 @@ impl JwtKey {
         self.family
     }
 
-    /// The parsed public key.
-    pub fn decoding_key(&self) -> &DecodingKey {
-        &self.key
-    }
-
     /// Whether `sig_b64` (base64url, unpadded) is a valid signature by this key of
     /// `signing_input` under `alg`. `alg` must be one [`JwtKey::allows`]; any other is `false`.
     pub fn verify(&self, alg: Algorithm, signing_input: &[u8], sig_b64: &str) -> bool {

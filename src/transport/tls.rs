@@ -77,14 +77,6 @@ pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, CertError> {
     Ok(ck)
 }
 
-/// Seconds until the first certificate in the chain expires (negative once expired).
-pub fn seconds_to_expiry(cert: &CertificateDer<'_>, now: SystemTime) -> Option<f64> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let not_after = parsed.validity().not_after.timestamp();
-    let now = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
-    Some(not_after as f64 - now as f64)
-}
-
 /// A certificate's `notAfter`.
 pub fn not_after(cert: &CertificateDer<'_>) -> Option<SystemTime> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
