@@ -33,7 +33,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -273,7 +274,7 @@ fn tls_connector(
         .ca
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("https needs --ca"))?;
-    for c in rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(ca)?)) {
+    for c in CertificateDer::pem_file_iter(ca)? {
         roots.add(c?)?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -281,13 +282,14 @@ fn tls_connector(
         .with_root_certificates(roots);
     let config = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
-            let chain =
-                rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
-                    .collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-                std::fs::File::open(key)?,
-            ))?
-            .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
+            let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+            let key = match PrivateKeyDer::from_pem_file(key) {
+                Ok(k) => k,
+                Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+                    anyhow::bail!("no private key in {}", key.display())
+                }
+                Err(e) => return Err(e.into()),
+            };
             builder.with_client_auth_cert(chain, key)?
         }
         (None, None) => builder.with_no_client_auth(),

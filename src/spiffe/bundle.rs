@@ -14,6 +14,7 @@
 //! Parsing is strict: a malformed entry of a supported kind fails the whole bundle, so a reload
 //! keeps the previous, good bundle instead of silently trusting less (or more).
 
+use rustls_pki_types::pem::PemObject;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl X509Bundle {
 
     /// PEM `CERTIFICATE` blocks (other blocks are ignored).
     pub fn from_pem(bytes: &[u8]) -> Result<Self, BundleError> {
-        let certs = rustls_pemfile::certs(&mut &*bytes)
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(bytes)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| BundleError::Pem(e.to_string()))?;
         Self::from_der(certs)

@@ -109,6 +109,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 
 #[cfg(test)]
 mod tests {
+    use rustls_pki_types::pem::PemObject;
     use std::sync::Arc;
 
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -131,12 +132,12 @@ mod tests {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let dev = DevCa::new("test server CA").unwrap();
         let issued = dev.server(&["localhost"]).unwrap();
-        let chain: Vec<_> = rustls_pemfile::certs(&mut issued.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = rustls_pemfile::private_key(&mut issued.key_pem.as_bytes())
-            .unwrap()
-            .unwrap();
+        let chain: Vec<_> =
+            rustls_pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key =
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
         let clock = Arc::new(FakeClock::new(at(2030, 6, 1)));
         let verifier = SpiffeClientVerifier::new(Arc::new(store), clock);
         assert!(!verifier.client_auth_mandatory());
@@ -147,7 +148,7 @@ mod tests {
             .with_single_cert(chain, key)
             .unwrap();
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut dev.cert_pem().as_bytes()) {
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(dev.cert_pem().as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
         let builder = rustls::ClientConfig::builder_with_provider(provider)

@@ -14,7 +14,8 @@ use aws_lc_rs::signature::{
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use rustls_pemfile::Item;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -225,12 +226,12 @@ impl SigningKey {
 
     /// Parse the first private key of a PEM document (it must be PKCS#8).
     pub fn from_pem(pem: &[u8], label: &str) -> Result<Self, KeyError> {
-        for item in rustls_pemfile::read_all(&mut &*pem) {
+        for item in PrivateKeyDer::pem_slice_iter(pem) {
             match item {
-                Ok(Item::Pkcs8Key(der)) => {
+                Ok(PrivateKeyDer::Pkcs8(der)) => {
                     return Self::from_pkcs8_der(der.secret_pkcs8_der(), label)
                 }
-                Ok(Item::Sec1Key(_) | Item::Pkcs1Key(_)) => {
+                Ok(PrivateKeyDer::Sec1(_) | PrivateKeyDer::Pkcs1(_)) => {
                     return Err(KeyError::NotPkcs8(label.to_owned()))
                 }
                 _ => {}

@@ -2,6 +2,7 @@
 //! certificate through an `ArcSwap`, so a swap never touches open connections; a bad new file
 //! (unreadable, half-written, key not matching) keeps the old certificate and is reported.
 
+use rustls_pki_types::pem::PemObject;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -42,7 +43,7 @@ fn read(path: &Path) -> Result<Vec<u8>, CertError> {
 /// Load a PEM certificate chain.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let pem = read(path)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
         .filter_map(Result::ok)
         .collect();
     if certs.is_empty() {
@@ -54,9 +55,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError
 /// Load a PEM private key (PKCS#8, SEC1 or PKCS#1).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let pem = read(path)?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
+    PrivateKeyDer::from_pem_slice(&pem)
         .ok()
-        .flatten()
         .ok_or_else(|| CertError::NoKey(path.display().to_string()))
 }
 

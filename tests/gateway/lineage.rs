@@ -4,6 +4,7 @@
 //! `jwt-svid` credentials in one accept list each get their chance; `exp` horizon and high-S twins
 //! ECDSA signatures are refused.
 
+use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -173,19 +174,19 @@ impl Lab {
         .with_safe_default_protocol_versions()
         .unwrap();
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut self.pki.ca.cert_pem().as_bytes()) {
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(self.pki.ca.cert_pem().as_bytes())
+        {
             roots.add(c.unwrap()).unwrap();
         }
         let b = b.with_root_certificates(roots);
         let cfg = match cert {
             None => b.with_no_client_auth(),
             Some(c) => {
-                let chain = rustls_pemfile::certs(&mut c.cert_pem.as_bytes())
+                let chain = rustls_pki_types::CertificateDer::pem_slice_iter(c.cert_pem.as_bytes())
                     .map(|c| c.unwrap())
                     .collect();
-                let key = rustls_pemfile::private_key(&mut c.key_pem.as_bytes())
-                    .unwrap()
-                    .unwrap();
+                let key =
+                    rustls_pki_types::PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
                 b.with_client_auth_cert(chain, key).unwrap()
             }
         };

@@ -4,6 +4,7 @@
 //! form, and the config checks around plans (exception without bridge, in-memory revocations,
 //! colliding audiences, `inject` with observe).
 
+use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -194,7 +195,7 @@ async fn start(
 /// A client trusting the test CA, presenting an X.509-SVID for `spiffe_id` when given.
 fn client(pki: &Pki, spiffe_id: Option<&str>) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pki.ca.cert_pem().as_bytes()) {
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(pki.ca.cert_pem().as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let b = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -207,12 +208,11 @@ fn client(pki: &Pki, spiffe_id: Option<&str>) -> reqwest::Client {
         None => b.with_no_client_auth(),
         Some(id) => {
             let svid = pki.ca.svid(id).unwrap();
-            let chain = rustls_pemfile::certs(&mut svid.cert_pem.as_bytes())
+            let chain = rustls_pki_types::CertificateDer::pem_slice_iter(svid.cert_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap();
-            let key = rustls_pemfile::private_key(&mut svid.key_pem.as_bytes())
-                .unwrap()
-                .unwrap();
+            let key =
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(svid.key_pem.as_bytes()).unwrap();
             b.with_client_auth_cert(chain, key).unwrap()
         }
     };

@@ -1,6 +1,7 @@
 //! Test support: a real upstream on 127.0.0.1:0, the gateway in-process or as a child process,
 //! TLS material, HTTP clients and raw sockets. No fixed ports, no mocks of the network.
 
+use rustls_pki_types::pem::PemObject;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -180,7 +181,7 @@ impl Pki {
         let issued = self.ca.server(&["localhost", "127.0.0.1"]).unwrap();
         std::fs::write(self.path(&format!("{name}.key")), &issued.key_pem).unwrap();
         std::fs::write(self.path(&format!("{name}.pem")), &issued.cert_pem).unwrap();
-        let der = rustls_pemfile::certs(&mut issued.cert_pem.as_bytes())
+        let der = rustls_pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
             .next()
             .unwrap()
             .unwrap()
@@ -198,7 +199,7 @@ impl Pki {
 
     pub fn client_config(&self) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut self.ca.cert_pem().as_bytes()) {
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(self.ca.cert_pem().as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
         rustls::ClientConfig::builder_with_provider(Arc::new(
