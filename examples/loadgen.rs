@@ -19,8 +19,10 @@
 //! `rps`, `p50_ms`, `p99_ms`, `p999_ms`, `max_ms`, `errors` (connection or protocol failures),
 //! `bad_status` (answers other than `--expect`), `unsent` (open loop), `target_rate`.
 
-// A measuring tool, not gateway code: failing loudly is the right behaviour here.
-#![allow(clippy::expect_used, clippy::indexing_slicing)]
+#![expect(
+    clippy::indexing_slicing,
+    reason = "a measuring tool, not gateway code: failing loudly is the right behaviour here"
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

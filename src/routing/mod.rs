@@ -203,7 +203,6 @@ pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refu
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
