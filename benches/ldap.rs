@@ -6,6 +6,7 @@
 
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "benchmark setup: a failure must abort the run"
 )]
 
