@@ -541,5 +541,4 @@ impl JwtSvidValidator {
 }
 
 #[cfg(test)]
-#[path = "jwt_tests.rs"]
 mod tests;

@@ -319,6 +319,4 @@ impl WebhookVerifier {
 }
 
 #[cfg(test)]
-mod sdk_tests;
-#[cfg(test)]
 mod tests;
