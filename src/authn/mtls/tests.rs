@@ -1,4 +1,3 @@
-
 use rustls::pki_types::CertificateDer;
 
 use super::*;

@@ -1,4 +1,3 @@
-
 use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 

@@ -1,4 +1,3 @@
-
 use rcgen::{IsCa, KeyUsagePurpose, SanType};
 use rustls::{CertificateError, Error};
 

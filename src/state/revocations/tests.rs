@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::migration::date::Timestamp;
 

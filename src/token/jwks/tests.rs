@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::metrics::Metrics;
 use crate::token::keys::SigningKey;

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn b64(s: &str) -> Vec<u8> {

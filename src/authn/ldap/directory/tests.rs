@@ -1,4 +1,3 @@
-
 use super::first_rdn_value;
 
 #[test]

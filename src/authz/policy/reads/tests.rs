@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn reads(text: &str) -> Reads {

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn obs(identity: &str, method: &str, path: &str) -> Observed {
