@@ -236,6 +236,39 @@ pub fn base_config(dir: &Path, listen_extra: &str, tls: &str, routes: &str) -> S
 }
 
 /// A `[[routes]]` entry.
+/// `[issuer]` as most e2e gateways have it: issuer URL `https://portcullis.corp.example`, the
+/// gateway's SPIFFE ID `spiffe://corp.example/portcullis`.
+pub const ISSUER: &str = "\n[issuer]\nurl = \"https://portcullis.corp.example\"\nspiffe_id = \"spiffe://corp.example/portcullis\"\n";
+
+/// `[credentials.partner-keys]`: the `api-key` credential reading `dir/keys.toml` (see
+/// [`write_api_keys`]).
+pub fn partner_keys(dir: &Path) -> String {
+    format!(
+        "\n[credentials.partner-keys]\nkind = \"api-key\"\nkeys_file = \"{}/keys.toml\"\n",
+        dir.display()
+    )
+}
+
+/// A `[[routes]]` entry for partners: `accept = ["partner-keys"]`, the upstream's audience is the
+/// route's name. `matcher` is the inside of `match = { … }`; `fields` are more route keys (each
+/// line `key = value`, e.g. the `allow` list or a policy); `upstream` more `[routes.upstream]`
+/// keys; `tables` the route's sub-tables (`[routes.limits]`, `[routes.validate]`…).
+pub fn partner_route(
+    name: &str,
+    matcher: &str,
+    fields: &str,
+    upstream_url: &str,
+    upstream: &str,
+    tables: &str,
+) -> String {
+    format!(
+        "\n[[routes]]\nname = \"{name}\"\nmatch = {{ {matcher} }}\naccept = [\"partner-keys\"]\n{fields}\n[routes.upstream]\nurl = \"{upstream_url}\"\naudience = \"{name}\"\n{upstream}\n{tables}\n"
+    )
+}
+
+/// `allow` for every partner SPIFFE ID (a [`partner_route`] field).
+pub const ALLOW_PARTNERS: &str = "allow = [\"spiffe://corp.example/partner/*\"]";
+
 /// `dir/keys.toml` for an `api-key` credential: one entry per (id, identity, key), stored as the
 /// key's SHA-256 as `portcullis apikey new` writes it.
 pub fn write_api_keys(dir: &Path, keys: &[(&str, &str, &str)]) {
