@@ -30,11 +30,7 @@ async fn start(pki: &Pki, up: &Upstream, clock: Arc<FakeClock>) -> portcullis::s
         &[("partner-acme", "spiffe://corp.example/partner/acme", KEY)],
     );
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-[state]
+        r#"{ISSUER}[state]
 path = "{d}/state.db"
 flush_every = "1s"
 [migration]

@@ -25,11 +25,7 @@ const OBSERVE_DAY: u64 = 20765;
 
 fn config(dir: &Path, up: &Upstream, tls: &str, rules: &str) -> String {
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-[state]
+        r#"{ISSUER}[state]
 path = "{d}/state.db"
 flush_every = "1s"
 [migration]

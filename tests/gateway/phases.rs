@@ -126,11 +126,7 @@ audience = "{name}"
         ));
     }
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-{state}
+        r#"{ISSUER}{state}
 [migration]
 plans_dir = "{d}/plans"
 [trust."corp.example"]
