@@ -64,6 +64,7 @@ async fn lab(at: SystemTime) -> Lab {
     write_jwks(&dir.join("corp-jwt.json"), &[&corp_jwt]);
     write_jwks(&dir.join("other-jwt.json"), &[&other_jwt]);
     let up = Upstream::start().await;
+    let keys_credential = partner_keys(dir);
     let extra = format!(
         r#"
 [issuer]
@@ -79,10 +80,7 @@ jwt_bundle = "{d}/corp-jwt.json"
 [trust."other.example"]
 jwt_bundle = "{d}/other-jwt.json"
 
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[credentials.workload-mtls]
+{keys_credential}[credentials.workload-mtls]
 kind = "mtls"
 trust_domains = ["corp.example"]
 [credentials.exchanged]

@@ -125,6 +125,7 @@ audience = "{name}"
 "#
         ));
     }
+    let keys_credential = partner_keys(dir);
     let extra = format!(
         r#"{ISSUER}{state}
 [migration]
@@ -134,10 +135,7 @@ x509_bundle = "{d}/ca.pem"
 [credentials.workload-mtls]
 kind = "mtls"
 trust_domains = ["corp.example"]
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[credentials.stripe]
+{keys_credential}[credentials.stripe]
 kind = "webhook"
 adapter = "stripe"
 secrets_file = "{d}/stripe-secrets"
