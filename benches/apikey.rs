@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! API-key check: target ≤ 2 µs per request (header form, 1000 keys configured), including the
 //! SHA-256 of the key and the store lookup; and the query-parameter form with stripping.
 

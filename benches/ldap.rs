@@ -4,7 +4,11 @@
 //!
 //! `cargo bench --bench ldap` (needs slapd and ldap-utils, like the tests).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "benchmark setup: a failure must abort the run"
+)]
 
 #[path = "../src/authn/ldap/tests/slapd.rs"]
 mod slapd;

@@ -1,8 +1,7 @@
 //! Cost of the per-request limit checks (target: ≤ 1 µs each).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
     reason = "bench setup: a panic here is a failed benchmark, not a crashed gateway"
 )]

@@ -3,8 +3,10 @@
 //!
 //! Run: `cargo bench --bench routing`.
 
-// A measuring harness, not gateway code: failing loudly is the right behaviour here.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "benchmark setup: a failure must abort the run"
+)]
 
 use std::fmt::Write as _;
 use std::hint::black_box;

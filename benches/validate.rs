@@ -1,9 +1,7 @@
 //! Cost of body validation (target: a 4 KB JSON document against a schema ≤ 50 µs).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
     reason = "bench setup: a panic here is a failed benchmark, not a crashed gateway"
 )]
 

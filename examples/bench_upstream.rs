@@ -5,8 +5,10 @@
 //! Run: `cargo run --release --example bench_upstream -- --addr 127.0.0.1:18080 [--threads 1]`.
 //! Prints `listening <addr>` once bound, then serves until killed.
 
-// A measuring tool, not gateway code: failing loudly is the right behaviour here.
-#![allow(clippy::expect_used)]
+#![expect(
+    clippy::expect_used,
+    reason = "a measuring tool, not gateway code: failing loudly is the right behaviour here"
+)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

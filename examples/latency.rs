@@ -2,8 +2,11 @@
 //! pass-through route, interleaved, one request at a time on keep-alive connections; prints the
 //! medians and the difference. Run: `cargo run --release --example latency`.
 
-// A measuring tool, not gateway code: failing loudly is the right behaviour here.
-#![allow(clippy::expect_used, clippy::indexing_slicing)]
+#![expect(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a measuring tool, not gateway code: failing loudly is the right behaviour here"
+)]
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};

@@ -19,8 +19,10 @@
 //! `rps`, `p50_ms`, `p99_ms`, `p999_ms`, `max_ms`, `errors` (connection or protocol failures),
 //! `bad_status` (answers other than `--expect`), `unsent` (open loop), `target_rate`.
 
-// A measuring tool, not gateway code: failing loudly is the right behaviour here.
-#![allow(clippy::expect_used, clippy::indexing_slicing)]
+#![expect(
+    clippy::indexing_slicing,
+    reason = "a measuring tool, not gateway code: failing loudly is the right behaviour here"
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +35,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -273,7 +276,7 @@ fn tls_connector(
         .ca
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("https needs --ca"))?;
-    for c in rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(ca)?)) {
+    for c in CertificateDer::pem_file_iter(ca)? {
         roots.add(c?)?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -281,13 +284,14 @@ fn tls_connector(
         .with_root_certificates(roots);
     let config = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
-            let chain =
-                rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
-                    .collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-                std::fs::File::open(key)?,
-            ))?
-            .ok_or_else(|| anyhow::anyhow!("no private key in {}", key.display()))?;
+            let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+            let key = match PrivateKeyDer::from_pem_file(key) {
+                Ok(k) => k,
+                Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+                    anyhow::bail!("no private key in {}", key.display())
+                }
+                Err(e) => return Err(e.into()),
+            };
             builder.with_client_auth_cert(chain, key)?
         }
         (None, None) => builder.with_no_client_auth(),

@@ -2,6 +2,7 @@
 //! listener binds loopback; a remote one is reached through a tunnel). One request per
 //! connection, bounded in time and size.
 
+use rustls_pki_types::pem::PemObject;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -66,7 +67,7 @@ impl TlsFiles {
         match &self.cacert {
             Some(p) => {
                 let pem = std::fs::read(p).map_err(|e| format!("--cacert {}: {e}", p.display()))?;
-                for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+                for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
                     let c = c.map_err(|e| format!("--cacert {}: {e}", p.display()))?;
                     roots
                         .add(c)
@@ -93,12 +94,16 @@ impl TlsFiles {
                 let read = |p: &std::path::Path| {
                     std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
                 };
-                let chain = rustls_pemfile::certs(&mut read(c)?.as_slice())
+                let chain = rustls_pki_types::CertificateDer::pem_slice_iter(&read(c)?)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("--cert {}: {e}", c.display()))?;
-                let key = rustls_pemfile::private_key(&mut read(k)?.as_slice())
-                    .map_err(|e| format!("--key {}: {e}", k.display()))?
-                    .ok_or_else(|| format!("--key {}: no private key", k.display()))?;
+                let key = match rustls_pki_types::PrivateKeyDer::from_pem_slice(&read(k)?) {
+                    Ok(key) => key,
+                    Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+                        return Err(format!("--key {}: no private key", k.display()))
+                    }
+                    Err(e) => return Err(format!("--key {}: {e}", k.display())),
+                };
                 b.with_client_auth_cert(chain, key)
                     .map_err(|e| format!("--cert/--key: {e}"))?
             }

@@ -299,7 +299,6 @@ pub fn stalled_refusal(stalled: Option<&AtomicBool>) -> Option<Refusal> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use http_body_util::{Full, StreamBody};

@@ -5,6 +5,7 @@
 pub mod headers;
 pub mod settings;
 
+use rustls_pki_types::pem::PemObject;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +71,7 @@ fn root_store(ca: Option<&std::path::Path>) -> Result<rustls::RootCertStore, Bui
                 path: path.display().to_string(),
                 source,
             })?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
                 roots.add(cert)?;
             }
             if roots.is_empty() {

@@ -281,10 +281,4 @@ pub fn canonical_host(host: &str) -> Result<String, &'static str> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests;

@@ -550,5 +550,4 @@ impl JwtSvidValidator {
 }
 
 #[cfg(test)]
-#[path = "jwt_tests.rs"]
 mod tests;

@@ -2,6 +2,7 @@
 //! certificate through an `ArcSwap`, so a swap never touches open connections; a bad new file
 //! (unreadable, half-written, key not matching) keeps the old certificate and is reported.
 
+use rustls_pki_types::pem::PemObject;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -42,7 +43,7 @@ fn read(path: &Path) -> Result<Vec<u8>, CertError> {
 /// Load a PEM certificate chain.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let pem = read(path)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
         .filter_map(Result::ok)
         .collect();
     if certs.is_empty() {
@@ -54,9 +55,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError
 /// Load a PEM private key (PKCS#8, SEC1 or PKCS#1).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let pem = read(path)?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
+    PrivateKeyDer::from_pem_slice(&pem)
         .ok()
-        .flatten()
         .ok_or_else(|| CertError::NoKey(path.display().to_string()))
 }
 
@@ -75,14 +75,6 @@ pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, CertError> {
     let ck = CertifiedKey::new(certs, signing);
     ck.keys_match().map_err(|_| CertError::Mismatch)?;
     Ok(ck)
-}
-
-/// Seconds until the first certificate in the chain expires (negative once expired).
-pub fn seconds_to_expiry(cert: &CertificateDer<'_>, now: SystemTime) -> Option<f64> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let not_after = parsed.validity().not_after.timestamp();
-    let now = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
-    Some(not_after as f64 - now as f64)
 }
 
 /// A certificate's `notAfter`.

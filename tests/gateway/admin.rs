@@ -1,6 +1,7 @@
 //! The admin listener: liveness, readiness, Prometheus metrics.
 
 use crate::support::*;
+use rustls_pki_types::pem::PemObject;
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
@@ -101,7 +102,7 @@ x509_bundle = "{d}/ca.pem"
 pub(crate) fn mtls_client(pki: &Pki, who: Option<&str>) -> reqwest::Client {
     let dir = pki.dir.path();
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pki.ca.cert_pem().as_bytes()) {
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(pki.ca.cert_pem().as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let b = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
@@ -113,19 +114,14 @@ pub(crate) fn mtls_client(pki: &Pki, who: Option<&str>) -> reqwest::Client {
     let cfg = match who {
         None => b.with_no_client_auth(),
         Some(name) => {
-            let chain = rustls_pemfile::certs(
-                &mut std::fs::read(dir.join(format!("{name}.pem")))
-                    .unwrap()
-                    .as_slice(),
+            let chain = rustls_pki_types::CertificateDer::pem_slice_iter(
+                &std::fs::read(dir.join(format!("{name}.pem"))).unwrap(),
             )
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
-            let key = rustls_pemfile::private_key(
-                &mut std::fs::read(dir.join(format!("{name}.key")))
-                    .unwrap()
-                    .as_slice(),
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(
+                &std::fs::read(dir.join(format!("{name}.key"))).unwrap(),
             )
-            .unwrap()
             .unwrap();
             b.with_client_auth_cert(chain, key).unwrap()
         }

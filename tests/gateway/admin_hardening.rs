@@ -197,11 +197,9 @@ async fn keyed_gateway(
     extra: &str,
 ) -> portcullis::server::Running {
     write_api_keys(dir, &[("partner-acme", PARTNER, KEY)]);
+    let keys_credential = partner_keys(dir);
     let routes = format!(
-        r#"[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[[routes]]
+        r#"{keys_credential}[[routes]]
 name = "esc"
 match = {{ path_prefix = "{prefix}" }}
 accept = ["partner-keys"]
@@ -211,7 +209,6 @@ dangerous_allow_plaintext_credentials = true
 url = "{up}"
 token_header = "none"
 "#,
-        d = dir.display(),
         up = up.url()
     );
     start_in_process(dir, &base_config(dir, "", "", &routes)).await
@@ -545,14 +542,12 @@ async fn partners_gateway(
             ("partner-other", OTHER, OTHER_KEY),
         ],
     );
+    let keys_credential = partner_keys(dir);
     let routes = format!(
         r#"[state]
 path = "{d}/state.db"
 flush_every = "100ms"
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[[routes]]
+{keys_credential}[[routes]]
 name = "partners"
 match = {{ path_prefix = "/partners/" }}
 accept = ["partner-keys"]

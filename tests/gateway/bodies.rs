@@ -711,11 +711,7 @@ async fn a_stalled_token_exchange_form_is_408() {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-
+        r#"{ISSUER}
 [credentials.racf]
 kind = "ldap"
 adapter = "openldap"

@@ -74,105 +74,73 @@ forbid (principal, action, resource) when { principal.principal == "globex" };
     std::fs::write(dir.join("upstream-token"), INJECTED_TOKEN).unwrap();
     let d = dir.display();
     let u = up.url();
-    let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-
-[[routes]]
-name = "rated"
-match = {{ path_prefix = "/rated/" }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-[routes.upstream]
-url = "{u}"
-audience = "rated"
-[routes.limits]
-rate = "2/s"
-burst = 2
-
-[[routes]]
-name = "slow"
-match = {{ path_prefix = "/slow/" }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-[routes.upstream]
-url = "{u}"
-audience = "slow"
-[routes.limits]
-concurrency = 1
-
-[[routes]]
-name = "orders"
-match = {{ path_prefix = "/orders/", methods = ["POST"] }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-[routes.upstream]
-url = "{u}"
-audience = "orders"
-[routes.validate]
-json_schema = "{d}/payment.json"
-max_json_depth = 16
-
-[[routes]]
-name = "soap"
-match = {{ path_prefix = "/soap/", methods = ["POST"] }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-[routes.upstream]
-url = "{u}"
-audience = "soap"
-[routes.validate]
-content_types = ["text/xml", "application/soap+xml"]
-xml = {{ max_depth = 16 }}
-
-[[routes]]
-name = "shadowed"
-match = {{ path_prefix = "/shadowed/" }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-shadow_policy = "{d}/next.cedar"
-[routes.upstream]
-url = "{u}"
-audience = "shadowed"
-
-[[routes]]
-name = "hot"
-match = {{ path_prefix = "/hot/" }}
-accept = ["partner-keys"]
-policy = "{d}/hot.cedar"
-[routes.upstream]
-url = "{u}"
-audience = "hot"
-
-[[routes]]
-name = "mainframe"
-match = {{ path_prefix = "/mainframe/" }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-[routes.upstream]
-url = "{u}"
-audience = "mainframe"
-token_header = "x-identity-token"
-inject = {{ kind = "basic", username = "GWCICS", password_file = "{d}/upstream-pw" }}
-
-[[routes]]
-name = "batch"
-match = {{ path_prefix = "/batch/" }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-[routes.upstream]
-url = "{u}"
-audience = "batch"
-token_header = "none"
-inject = {{ kind = "header", name = "X-Shared-Token", value_file = "{d}/upstream-token" }}
-"#
-    );
+    let routes = [
+        partner_route(
+            "rated",
+            r#"path_prefix = "/rated/""#,
+            ALLOW_PARTNERS,
+            &u,
+            "",
+            "[routes.limits]\nrate = \"2/s\"\nburst = 2",
+        ),
+        partner_route(
+            "slow",
+            r#"path_prefix = "/slow/""#,
+            ALLOW_PARTNERS,
+            &u,
+            "",
+            "[routes.limits]\nconcurrency = 1",
+        ),
+        partner_route(
+            "orders",
+            r#"path_prefix = "/orders/", methods = ["POST"]"#,
+            ALLOW_PARTNERS,
+            &u,
+            "",
+            &format!("[routes.validate]\njson_schema = \"{d}/payment.json\"\nmax_json_depth = 16"),
+        ),
+        partner_route(
+            "soap",
+            r#"path_prefix = "/soap/", methods = ["POST"]"#,
+            ALLOW_PARTNERS,
+            &u,
+            "",
+            "[routes.validate]\ncontent_types = [\"text/xml\", \"application/soap+xml\"]\nxml = { max_depth = 16 }",
+        ),
+        partner_route(
+            "shadowed",
+            r#"path_prefix = "/shadowed/""#,
+            &format!("{ALLOW_PARTNERS}\nshadow_policy = \"{d}/next.cedar\""),
+            &u,
+            "",
+            "",
+        ),
+        partner_route(
+            "hot",
+            r#"path_prefix = "/hot/""#,
+            &format!("policy = \"{d}/hot.cedar\""),
+            &u,
+            "",
+            "",
+        ),
+        partner_route(
+            "mainframe",
+            r#"path_prefix = "/mainframe/""#,
+            ALLOW_PARTNERS,
+            &u,
+            &format!("token_header = \"x-identity-token\"\ninject = {{ kind = \"basic\", username = \"GWCICS\", password_file = \"{d}/upstream-pw\" }}"),
+            "",
+        ),
+        partner_route(
+            "batch",
+            r#"path_prefix = "/batch/""#,
+            ALLOW_PARTNERS,
+            &u,
+            &format!("token_header = \"none\"\ninject = {{ kind = \"header\", name = \"X-Shared-Token\", value_file = \"{d}/upstream-token\" }}"),
+            "",
+        ),
+    ];
+    let extra = format!("{ISSUER}{}{}", partner_keys(dir), routes.concat());
     let path = dir.join("portcullis.toml");
     std::fs::write(
         &path,

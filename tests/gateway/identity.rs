@@ -3,6 +3,7 @@
 //! gateway's JWKS URL. Every SVID and token is made here with rcgen / jsonwebtoken, not by the
 //! code under test.
 
+use rustls_pki_types::pem::PemObject;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -205,7 +206,8 @@ fn generate_key(path: &Path) {
 impl Env {
     fn client(&self, cert: Option<&(String, String)>) -> reqwest::Client {
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut self.pki.ca.cert_pem().as_bytes()) {
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(self.pki.ca.cert_pem().as_bytes())
+        {
             roots.add(c.unwrap()).unwrap();
         }
         let b = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -217,12 +219,10 @@ impl Env {
         let cfg = match cert {
             None => b.with_no_client_auth(),
             Some((cert, key)) => {
-                let chain = rustls_pemfile::certs(&mut cert.as_bytes())
+                let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
                     .map(|c| c.unwrap())
                     .collect();
-                let key = rustls_pemfile::private_key(&mut key.as_bytes())
-                    .unwrap()
-                    .unwrap();
+                let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
                 b.with_client_auth_cert(chain, key).unwrap()
             }
         };
@@ -315,7 +315,7 @@ async fn mtls_caller_gets_a_minted_token_bound_to_its_certificate() {
     assert!(seen.headers.get("x-forwarded-client-cert").is_none());
     assert!(seen.headers.get("x-portcullis-identity").is_none());
     let token = bearer_of(&seen);
-    let der = rustls_pemfile::certs(&mut svid.0.as_bytes())
+    let der = rustls_pki_types::CertificateDer::pem_slice_iter(svid.0.as_bytes())
         .next()
         .unwrap()
         .unwrap();

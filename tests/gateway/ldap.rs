@@ -49,11 +49,7 @@ when { principal.kind == "jwt-svid" && principal.id like "spiffe://corp.example/
     )
     .unwrap();
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-
+        r#"{ISSUER}
 [credentials.racf]
 kind = "ldap"
 adapter = "zos-racf"

@@ -41,11 +41,7 @@ expires = "2020-01-31"
     .unwrap();
     std::fs::write(dir.join("whsec"), format!("{WHSEC}\n")).unwrap();
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-
+        r#"{ISSUER}
 [credentials.partner-keys]
 kind = "api-key"
 header = "X-API-Key"

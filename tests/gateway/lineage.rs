@@ -4,6 +4,7 @@
 //! `jwt-svid` credentials in one accept list each get their chance; `exp` horizon and high-S twins
 //! ECDSA signatures are refused.
 
+use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +64,7 @@ async fn lab(at: SystemTime) -> Lab {
     write_jwks(&dir.join("corp-jwt.json"), &[&corp_jwt]);
     write_jwks(&dir.join("other-jwt.json"), &[&other_jwt]);
     let up = Upstream::start().await;
+    let keys_credential = partner_keys(dir);
     let extra = format!(
         r#"
 [issuer]
@@ -78,10 +80,7 @@ jwt_bundle = "{d}/corp-jwt.json"
 [trust."other.example"]
 jwt_bundle = "{d}/other-jwt.json"
 
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[credentials.workload-mtls]
+{keys_credential}[credentials.workload-mtls]
 kind = "mtls"
 trust_domains = ["corp.example"]
 [credentials.exchanged]
@@ -173,19 +172,19 @@ impl Lab {
         .with_safe_default_protocol_versions()
         .unwrap();
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut self.pki.ca.cert_pem().as_bytes()) {
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(self.pki.ca.cert_pem().as_bytes())
+        {
             roots.add(c.unwrap()).unwrap();
         }
         let b = b.with_root_certificates(roots);
         let cfg = match cert {
             None => b.with_no_client_auth(),
             Some(c) => {
-                let chain = rustls_pemfile::certs(&mut c.cert_pem.as_bytes())
+                let chain = rustls_pki_types::CertificateDer::pem_slice_iter(c.cert_pem.as_bytes())
                     .map(|c| c.unwrap())
                     .collect();
-                let key = rustls_pemfile::private_key(&mut c.key_pem.as_bytes())
-                    .unwrap()
-                    .unwrap();
+                let key =
+                    rustls_pki_types::PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
                 b.with_client_auth_cert(chain, key).unwrap()
             }
         };

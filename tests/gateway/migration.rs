@@ -29,20 +29,14 @@ async fn start(pki: &Pki, up: &Upstream, clock: Arc<FakeClock>) -> portcullis::s
         dir,
         &[("partner-acme", "spiffe://corp.example/partner/acme", KEY)],
     );
+    let keys_credential = partner_keys(dir);
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-[state]
+        r#"{ISSUER}[state]
 path = "{d}/state.db"
 flush_every = "1s"
 [migration]
 plans_dir = "{d}/plans"
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[[routes]]
+{keys_credential}[[routes]]
 name = "partner"
 match = {{ path_prefix = "/partner/" }}
 accept = ["partner-keys"]

@@ -24,20 +24,14 @@ const TODAY: u64 = 20795;
 const OBSERVE_DAY: u64 = 20765;
 
 fn config(dir: &Path, up: &Upstream, tls: &str, rules: &str) -> String {
+    let keys_credential = partner_keys(dir);
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-[state]
+        r#"{ISSUER}[state]
 path = "{d}/state.db"
 flush_every = "1s"
 [migration]
 plans_dir = "{d}/plans"
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[[routes]]
+{keys_credential}[[routes]]
 name = "partner"
 match = {{ path_prefix = "/partner/" }}
 accept = ["partner-keys"]

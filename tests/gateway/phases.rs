@@ -4,6 +4,7 @@
 //! form, and the config checks around plans (exception without bridge, in-memory revocations,
 //! colliding audiences, `inject` with observe).
 
+use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -124,12 +125,9 @@ audience = "{name}"
 "#
         ));
     }
+    let keys_credential = partner_keys(dir);
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-{state}
+        r#"{ISSUER}{state}
 [migration]
 plans_dir = "{d}/plans"
 [trust."corp.example"]
@@ -137,10 +135,7 @@ x509_bundle = "{d}/ca.pem"
 [credentials.workload-mtls]
 kind = "mtls"
 trust_domains = ["corp.example"]
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[credentials.stripe]
+{keys_credential}[credentials.stripe]
 kind = "webhook"
 adapter = "stripe"
 secrets_file = "{d}/stripe-secrets"
@@ -194,7 +189,7 @@ async fn start(
 /// A client trusting the test CA, presenting an X.509-SVID for `spiffe_id` when given.
 fn client(pki: &Pki, spiffe_id: Option<&str>) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pki.ca.cert_pem().as_bytes()) {
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(pki.ca.cert_pem().as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let b = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -207,12 +202,11 @@ fn client(pki: &Pki, spiffe_id: Option<&str>) -> reqwest::Client {
         None => b.with_no_client_auth(),
         Some(id) => {
             let svid = pki.ca.svid(id).unwrap();
-            let chain = rustls_pemfile::certs(&mut svid.cert_pem.as_bytes())
+            let chain = rustls_pki_types::CertificateDer::pem_slice_iter(svid.cert_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap();
-            let key = rustls_pemfile::private_key(&mut svid.key_pem.as_bytes())
-                .unwrap()
-                .unwrap();
+            let key =
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(svid.key_pem.as_bytes()).unwrap();
             b.with_client_auth_cert(chain, key).unwrap()
         }
     };

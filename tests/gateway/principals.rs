@@ -46,11 +46,7 @@ fn config(dir: &Path, ldap_url: &str, up: &str, extra: &str) -> String {
         &[("acme-1", "spiffe://corp.example/partner/acme", "k-1")],
     );
     let routes = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-
+        r#"{ISSUER}
 [state]
 backend = "embedded"
 path = "{d}/state.db"

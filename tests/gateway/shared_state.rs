@@ -33,11 +33,7 @@ async fn gateway(
     );
     std::fs::write(shared.join("whsec"), format!("{WHSEC}\n")).unwrap();
     let extra = format!(
-        r#"
-[issuer]
-url = "https://portcullis.corp.example"
-spiffe_id = "spiffe://corp.example/portcullis"
-[state]
+        r#"{ISSUER}[state]
 backend = "redis"
 url = "{redis}"
 prefix = "shared-test:"

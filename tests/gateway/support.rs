@@ -1,6 +1,7 @@
 //! Test support: a real upstream on 127.0.0.1:0, the gateway in-process or as a child process,
 //! TLS material, HTTP clients and raw sockets. No fixed ports, no mocks of the network.
 
+use rustls_pki_types::pem::PemObject;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -180,7 +181,7 @@ impl Pki {
         let issued = self.ca.server(&["localhost", "127.0.0.1"]).unwrap();
         std::fs::write(self.path(&format!("{name}.key")), &issued.key_pem).unwrap();
         std::fs::write(self.path(&format!("{name}.pem")), &issued.cert_pem).unwrap();
-        let der = rustls_pemfile::certs(&mut issued.cert_pem.as_bytes())
+        let der = rustls_pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
             .next()
             .unwrap()
             .unwrap()
@@ -198,7 +199,7 @@ impl Pki {
 
     pub fn client_config(&self) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut self.ca.cert_pem().as_bytes()) {
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(self.ca.cert_pem().as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
         rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -235,6 +236,39 @@ pub fn base_config(dir: &Path, listen_extra: &str, tls: &str, routes: &str) -> S
 }
 
 /// A `[[routes]]` entry.
+/// `[issuer]` as most e2e gateways have it: issuer URL `https://portcullis.corp.example`, the
+/// gateway's SPIFFE ID `spiffe://corp.example/portcullis`.
+pub const ISSUER: &str = "\n[issuer]\nurl = \"https://portcullis.corp.example\"\nspiffe_id = \"spiffe://corp.example/portcullis\"\n";
+
+/// `[credentials.partner-keys]`: the `api-key` credential reading `dir/keys.toml` (see
+/// [`write_api_keys`]).
+pub fn partner_keys(dir: &Path) -> String {
+    format!(
+        "\n[credentials.partner-keys]\nkind = \"api-key\"\nkeys_file = \"{}/keys.toml\"\n",
+        dir.display()
+    )
+}
+
+/// A `[[routes]]` entry for partners: `accept = ["partner-keys"]`, the upstream's audience is the
+/// route's name. `matcher` is the inside of `match = { … }`; `fields` are more route keys (each
+/// line `key = value`, e.g. the `allow` list or a policy); `upstream` more `[routes.upstream]`
+/// keys; `tables` the route's sub-tables (`[routes.limits]`, `[routes.validate]`…).
+pub fn partner_route(
+    name: &str,
+    matcher: &str,
+    fields: &str,
+    upstream_url: &str,
+    upstream: &str,
+    tables: &str,
+) -> String {
+    format!(
+        "\n[[routes]]\nname = \"{name}\"\nmatch = {{ {matcher} }}\naccept = [\"partner-keys\"]\n{fields}\n[routes.upstream]\nurl = \"{upstream_url}\"\naudience = \"{name}\"\n{upstream}\n{tables}\n"
+    )
+}
+
+/// `allow` for every partner SPIFFE ID (a [`partner_route`] field).
+pub const ALLOW_PARTNERS: &str = "allow = [\"spiffe://corp.example/partner/*\"]";
+
 /// `dir/keys.toml` for an `api-key` credential: one entry per (id, identity, key), stored as the
 /// key's SHA-256 as `portcullis apikey new` writes it.
 pub fn write_api_keys(dir: &Path, keys: &[(&str, &str, &str)]) {

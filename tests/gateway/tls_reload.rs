@@ -2,6 +2,7 @@
 //! connections get the new certificate, the open one keeps working. A broken replacement keeps
 //! the previous certificate.
 
+use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +59,7 @@ async fn wait_for_cert(pki: &Pki, addr: std::net::SocketAddr, want: &[u8]) -> bo
 async fn certificate_is_reloaded_without_dropping_open_connections() {
     let pki = Pki::new();
     let first = std::fs::read_to_string(pki.path("gateway.pem")).unwrap();
-    let first_der = rustls_pemfile::certs(&mut first.as_bytes())
+    let first_der = rustls_pki_types::CertificateDer::pem_slice_iter(first.as_bytes())
         .next()
         .unwrap()
         .unwrap()

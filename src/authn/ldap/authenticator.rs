@@ -1,5 +1,6 @@
 //! [`LdapAuthenticator`]: the LDAP credential as an [`Authenticator`].
 
+use rustls_pki_types::pem::PemObject;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -637,7 +638,7 @@ fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Sett
     match ca {
         Some(path) => {
             let pem = std::fs::read(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| err(format!("{}: {e}", path.display())))?;
                 roots
                     .add(cert)

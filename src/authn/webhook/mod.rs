@@ -36,6 +36,7 @@ pub mod replay;
 mod secret;
 mod signed;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -225,28 +226,7 @@ impl WebhookVerifier {
                 id: delivery_id,
             },
         )?;
-        let macs: Vec<Vec<u8>> = self
-            .keys
-            .iter()
-            .map(|k| mac(a.signature.algorithm, k.bytes(), &pieces))
-            .collect();
-        let mac_len = a.signature.algorithm.mac_len();
-        let mut matched = None;
-        for candidate in candidates {
-            let Some(decoded) = decode(a.signature.encoding, candidate) else {
-                continue;
-            };
-            // Length first: a short (or empty) candidate must never be compared as a prefix.
-            if decoded.len() != mac_len {
-                continue;
-            }
-            for (i, m) in macs.iter().enumerate() {
-                if bool::from(decoded.as_slice().ct_eq(m.as_slice())) && matched.is_none() {
-                    matched = Some(i);
-                }
-            }
-        }
-        let secret_index = matched.ok_or(WebhookError::Mismatch)?;
+        let secret_index = self.matching_secret(&candidates, &pieces)?;
 
         let replay_key = match (a.id_is_signed(), delivery_id) {
             (true, Some(id)) => format!("{}:id:{}:{id}", a.name, ts_text.unwrap_or("-")),
@@ -269,6 +249,38 @@ impl WebhookVerifier {
             remember_until,
             secret_index,
         })
+    }
+
+    /// The index of the first secret whose MAC over `pieces` equals one of the candidates
+    /// (every pair is compared, in constant time).
+    fn matching_secret(
+        &self,
+        candidates: &[&str],
+        pieces: &[Cow<'_, [u8]>],
+    ) -> Result<usize, WebhookError> {
+        let a = &*self.adapter;
+        let macs: Vec<Vec<u8>> = self
+            .keys
+            .iter()
+            .map(|k| mac(a.signature.algorithm, k.bytes(), pieces))
+            .collect();
+        let mac_len = a.signature.algorithm.mac_len();
+        let mut matched = None;
+        for candidate in candidates.iter().copied() {
+            let Some(decoded) = decode(a.signature.encoding, candidate) else {
+                continue;
+            };
+            // Length first: a short (or empty) candidate must never be compared as a prefix.
+            if decoded.len() != mac_len {
+                continue;
+            }
+            for (i, m) in macs.iter().enumerate() {
+                if bool::from(decoded.as_slice().ct_eq(m.as_slice())) && matched.is_none() {
+                    matched = Some(i);
+                }
+            }
+        }
+        matched.ok_or(WebhookError::Mismatch)
     }
 }
 
@@ -312,7 +324,5 @@ fn signature_entries<'h>(
     Ok(entries)
 }
 
-#[cfg(test)]
-mod sdk_tests;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! not through the adapter, plus the vectors the providers publish.
 
 mod providers;
+mod sdk;
 mod vectors;
 
 use std::sync::Arc;

@@ -415,7 +415,10 @@ impl Sliced {
     }
 
     /// The lookup key (borrowed: no allocation) and the check of a stored key against it.
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a borrowed tuple key and its matcher, spelled out so the lookup does not allocate"
+    )]
     fn key<'a>(
         method: usize,
         a: &'a Access<'a>,

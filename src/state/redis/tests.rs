@@ -6,7 +6,6 @@ use std::time::{Duration, Instant, SystemTime};
 use super::*;
 use crate::identity::Kind;
 
-#[path = "tests/redis_server.rs"]
 mod redis_server;
 use redis_server::RedisServer;
 

@@ -6,14 +6,25 @@
 //! Fails loudly, never skips: without slapd the LDAP tests cannot show anything.
 //! Also compiled into `benches/ldap.rs` (by `#[path]`), so it only uses std, rcgen and tempfile.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    reason = "tests/gateway and benches/ldap.rs include this file by path and use only part of it"
+)]
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+#[path = "../../../../tests/support/child.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the lib's tests include both slapd.rs and redis_server.rs, each with this helper"
+)]
+mod child;
+use child::{free_port, ChildProcess};
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ldap");
@@ -27,15 +38,7 @@ pub struct Slapd {
     dir: tempfile::TempDir,
     pub port: u16,
     pub tls_port: u16,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    child: Option<ChildProcess>,
 }
 
 impl Slapd {
@@ -99,45 +102,27 @@ impl Slapd {
     /// Start slapd and wait until both ports accept; the log on failure.
     fn try_run(&mut self) -> Result<(), String> {
         let d = self.dir.path();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("slapd.log"))
-            .unwrap();
-        let urls = format!(
-            "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
-            self.port, self.tls_port
-        );
-        let mut child = Command::new(SLAPD)
-            .arg("-f")
-            .arg(d.join("slapd.conf"))
-            .arg("-h")
-            .arg(&urls)
-            .arg("-d")
-            .arg("stats")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {SLAPD}: {e}"));
-        let start = Instant::now();
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok()
-            {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                return Err(format!("slapd exited ({status}):\n{}", self.log()));
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("slapd did not listen within 10s:\n{}", self.log()));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let (port, tls_port) = (self.port, self.tls_port);
+        let urls = format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/");
+        let child = ChildProcess::spawn(
+            "slapd",
+            Command::new(SLAPD)
+                .arg("-f")
+                .arg(d.join("slapd.conf"))
+                .arg("-h")
+                .arg(&urls)
+                .arg("-d")
+                .arg("stats"),
+            &d.join("slapd.log"),
+            Duration::from_secs(10),
+            "",
+            || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+            },
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 
     fn ldapadd(&self, admin: &str, ldif: &str) {
@@ -156,8 +141,7 @@ impl Slapd {
     /// Kill slapd (the data stays on disk).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.stop();
         }
     }
 
@@ -225,12 +209,6 @@ impl Slapd {
             .lines()
             .filter(|l| l.contains(" RESULT ") && l.contains("conn="))
             .count()
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

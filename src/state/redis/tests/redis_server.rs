@@ -5,28 +5,30 @@
 //! Fails loudly, never skips: without redis-server the shared-state tests cannot show anything.
 //! Also compiled into `tests/gateway` (by `#[path]`), so it only uses std and tempfile.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    reason = "tests/gateway includes this file by path and uses only part of it"
+)]
 
-use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[path = "../../../../tests/support/child.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the lib's tests include both slapd.rs and redis_server.rs, each with this helper"
+)]
+mod child;
+use child::{free_port, ChildProcess};
 
 const REDIS_SERVER: &str = "redis-server";
 
 pub struct RedisServer {
     dir: tempfile::TempDir,
     pub port: u16,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    child: Option<ChildProcess>,
 }
 
 impl RedisServer {
@@ -55,8 +57,7 @@ impl RedisServer {
     /// Kill the server (SIGKILL: no goodbye to the clients, like a crash).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.stop();
         }
     }
 
@@ -89,65 +90,33 @@ impl RedisServer {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-    }
-
     fn try_run(&mut self) -> Result<(), String> {
         let d = self.dir.path();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("redis.log"))
-            .unwrap();
-        let mut child = Command::new(REDIS_SERVER)
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(d)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {REDIS_SERVER}: {e}: the shared-state tests need a real Redis \
-                     (apt-get install -y redis-server; scripts/test installs it)"
-                )
-            });
-        let start = Instant::now();
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+        let port = self.port;
+        let child = ChildProcess::spawn(
+            REDIS_SERVER,
+            Command::new(REDIS_SERVER)
+                .args(["--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(d),
+            &d.join("redis.log"),
+            Duration::from_secs(10),
+            ": the shared-state tests need a real Redis \
+             (apt-get install -y redis-server; scripts/test installs it)",
+            || {
                 // Listening is not enough: wait until it answers (it may still be loading).
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                let mut buf = [0_u8; 64];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && s.read(&mut buf)
-                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
-                {
-                    self.child = Some(child);
-                    return Ok(());
-                }
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                return Err(format!("redis-server exited ({status}):\n{}", self.log()));
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "redis-server did not answer within 10s:\n{}",
-                    self.log()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
+                TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                    let mut buf = [0_u8; 64];
+                    s.write_all(b"PING\r\n").is_ok()
+                        && s.read(&mut buf)
+                            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                })
+            },
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 }

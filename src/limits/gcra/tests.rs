@@ -1,0 +1,110 @@
+use super::*;
+use std::time::Duration;
+
+const S: u64 = 1_000_000_000;
+
+fn quota(rate: &str, burst: u32) -> Quota {
+    Quota::new(Rate::parse(rate).unwrap(), burst)
+}
+
+#[test]
+fn burst_then_one_per_interval() {
+    let q = quota("10/s", 3);
+    let mut tat = 0;
+    let now = 1_000 * S;
+    for want in [2, 1, 0] {
+        assert_eq!(
+            q.check(&mut tat, now),
+            Decision::Allowed {
+                remaining: want,
+                reset_ns: (3 - want) * S / 10
+            }
+        );
+    }
+    assert_eq!(
+        q.check(&mut tat, now),
+        Decision::Refused {
+            retry_ns: S / 10,
+            reset_ns: 3 * S / 10
+        }
+    );
+    assert!(matches!(
+        q.check(&mut tat, now + S / 10 - 1),
+        Decision::Refused { retry_ns: 1, .. }
+    ));
+    assert!(matches!(
+        q.check(&mut tat, now + S / 10),
+        Decision::Allowed { remaining: 0, .. }
+    ));
+}
+
+#[test]
+fn backward_clock_step_costs_at_most_one_burst() {
+    let q = quota("1/s", 2);
+    let mut tat = 0;
+    let now = 10_000 * S;
+    q.check(&mut tat, now);
+    q.check(&mut tat, now);
+    // The clock jumps back an hour: the key is empty, not locked out for an hour.
+    let back = now - 3600 * S;
+    match q.check(&mut tat, back) {
+        Decision::Refused { retry_ns, .. } => assert_eq!(retry_ns, S),
+        d => panic!("{d:?}"),
+    }
+    assert!(matches!(
+        q.check(&mut tat, back + S),
+        Decision::Allowed { .. }
+    ));
+}
+
+#[test]
+fn refund_gives_the_charge_back() {
+    let q = quota("1/s", 1);
+    let mut tat = 0;
+    assert!(matches!(q.check(&mut tat, 5 * S), Decision::Allowed { .. }));
+    q.refund(&mut tat);
+    assert!(matches!(q.check(&mut tat, 5 * S), Decision::Allowed { .. }));
+}
+
+#[test]
+fn table_is_bounded_and_idle_keys_are_swept() {
+    let t: KeyedGcra<Box<str>> = KeyedGcra::new(quota("1/s", 1), 32, Overflow::Shared);
+    let now = 100 * S;
+    for i in 0..1000 {
+        t.check(format!("id-{i}").as_str(), now);
+    }
+    assert!(t.len() <= 32, "{}", t.len());
+    // Overflow keys share one bucket: the first took it, the rest are refused.
+    let refused = (1000..1010)
+        .filter(|i| {
+            matches!(
+                t.check(format!("id-{i}").as_str(), now),
+                Decision::Refused { .. }
+            )
+        })
+        .count();
+    assert_eq!(refused, 10);
+    // After a second every key is idle; a sweep empties the table.
+    t.sweep(now + S);
+    assert_eq!(t.len(), 0);
+    // And a full shard makes room by itself on the request path.
+    let later = now + 2 * S;
+    for i in 0..1000 {
+        t.check(format!("x-{i}").as_str(), later);
+    }
+    let after = later + Duration::from_secs(2).as_nanos() as u64;
+    assert!(matches!(t.check("fresh", after), Decision::Allowed { .. }));
+}
+
+#[test]
+fn untracked_overflow_peeks_as_allowed_and_inserts_nothing() {
+    let t: KeyedGcra<std::net::IpAddr> = KeyedGcra::new(quota("1/s", 1), 16, Overflow::Untracked);
+    let now = 100 * S;
+    for i in 0..255u8 {
+        let ip = std::net::IpAddr::from([10, 0, 0, i]);
+        t.check(&ip, now);
+    }
+    assert!(t.len() <= 16);
+    let ip = std::net::IpAddr::from([10, 0, 1, 1]);
+    assert!(matches!(t.peek(&ip, now), Decision::Allowed { .. }));
+}

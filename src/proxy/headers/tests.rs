@@ -1,0 +1,124 @@
+use super::*;
+
+#[test]
+fn connection_cannot_remove_gateway_headers() {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONNECTION,
+        "authorization, x-request-id, forwarded, x-secret"
+            .parse()
+            .unwrap(),
+    );
+    h.insert("x-secret", "1".parse().unwrap());
+    h.insert("x-request-id", "caller".parse().unwrap());
+    h.insert("x-portcullis-identity", "spiffe://evil".parse().unwrap());
+    h.insert(
+        "x-forwarded-client-cert",
+        "By=spiffe://evil".parse().unwrap(),
+    );
+    let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
+    to_upstream(
+        &mut h,
+        &hop,
+        Some("gw.example"),
+        &HeaderValue::from_static("rid"),
+        &HeaderValue::from_static("up:1"),
+        Strip {
+            route: &StripList::EMPTY,
+            authorization: false,
+        },
+    );
+    assert_eq!(h["x-request-id"], "rid");
+    assert_eq!(
+        h[header::FORWARDED],
+        "for=\"192.0.2.1:4000\";proto=https;host=\"gw.example\""
+    );
+    assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+    assert!(h.get("x-secret").is_none());
+    assert!(h.get("x-portcullis-identity").is_none());
+    assert!(h.get("x-forwarded-client-cert").is_none());
+    assert!(h.get(header::CONNECTION).is_none());
+}
+
+/// `X-Remote-User` with some letters upper-cased and some dashes written as underscores.
+fn spelled(base: &str, mask: u64) -> HeaderName {
+    let s: String = base
+        .chars()
+        .enumerate()
+        .map(|(k, c)| match (c, (mask >> (k % 64)) & 1 == 1) {
+            ('-', true) => '_',
+            (c, true) => c.to_ascii_uppercase(),
+            (c, false) => c,
+        })
+        .collect();
+    HeaderName::from_bytes(s.as_bytes()).unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    #[test]
+    fn every_spelling_of_an_identity_header_is_stripped(
+        i in 0..IDENTITY_NAMES.len(),
+        p in 0..IDENTITY_PREFIXES.len(),
+        mask in proptest::prelude::any::<u64>(),
+    ) {
+        proptest::prop_assert!(is_identity_claim(&spelled(IDENTITY_NAMES[i], mask)));
+        let family = format!("{}Some-Thing", IDENTITY_PREFIXES[p]);
+        proptest::prop_assert!(is_identity_claim(&spelled(&family, mask)));
+        let list = StripList::parse(&["X-Legacy-Role".into(), "x_tenant_*".into()]).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(spelled("x-legacy-role", mask), HeaderValue::from_static("1"));
+        h.insert(spelled("x-tenant-id", mask), HeaderValue::from_static("1"));
+        h.insert("x-legacy-roles", HeaderValue::from_static("kept"));
+        let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
+        to_upstream(
+            &mut h,
+            &hop,
+            None,
+            &HeaderValue::from_static("r"),
+            &HeaderValue::from_static("u"),
+            Strip { route: &list, authorization: false },
+        );
+        proptest::prop_assert!(!h.keys().any(|k| k.as_str().contains("tenant")
+            || normalized(k) == "x-legacy-role"), "{h:?}");
+        proptest::prop_assert_eq!(&h["x-legacy-roles"], "kept");
+    }
+}
+
+#[test]
+fn ordinary_headers_are_not_identity_claims() {
+    for n in [
+        "x-request-id",
+        "x-users-count",
+        "user-agent",
+        "x-forwarded-for",
+        "accept",
+    ] {
+        assert!(!is_identity_claim(&HeaderName::from_static(n)), "{n}");
+    }
+}
+
+#[test]
+fn forwarded_is_appended() {
+    let mut h = HeaderMap::new();
+    h.append(header::FORWARDED, "for=10.0.0.1".parse().unwrap());
+    h.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+    h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+    let hop = Hop::new("[2001:db8::1]:443".parse().unwrap(), "http");
+    to_upstream(
+        &mut h,
+        &hop,
+        None,
+        &HeaderValue::from_static("r"),
+        &HeaderValue::from_static("u"),
+        Strip {
+            route: &StripList::EMPTY,
+            authorization: false,
+        },
+    );
+    assert_eq!(
+        h[header::FORWARDED],
+        "for=10.0.0.1, for=\"[2001:db8::1]:443\";proto=http"
+    );
+    assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 2001:db8::1");
+}
