@@ -2,9 +2,9 @@
 //! removed from what the caller sent *before* the gateway adds its own, so no caller can make the
 //! gateway drop `Forwarded`, `X-Request-Id` or a minted `Authorization`.
 
-use std::net::SocketAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::transport::Hop;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies must not forward.
 const HOP_BY_HOP: &[HeaderName] = &[
@@ -213,60 +213,6 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The caller's hop as `Forwarded` and `X-Forwarded-For` name it, rendered once per connection
-/// (the peer and the scheme do not change while it lasts).
-#[derive(Debug, Clone)]
-pub struct Hop {
-    /// `for="192.0.2.1:4000";proto=https` (RFC 7239: an IPv6 node is bracketed, a node with a
-    /// port is quoted).
-    forwarded: HeaderValue,
-    /// `192.0.2.1`
-    forwarded_for: HeaderValue,
-    proto: &'static str,
-}
-
-impl Hop {
-    /// The hop of a connection from `peer` over `proto` (`http` or `https`).
-    pub fn new(peer: SocketAddr, proto: &'static str) -> Self {
-        let node = match peer {
-            SocketAddr::V4(a) => format!("\"{}:{}\"", a.ip(), a.port()),
-            SocketAddr::V6(a) => format!("\"[{}]:{}\"", a.ip(), a.port()),
-        };
-        let value = |s: String| {
-            // Digits, dots, colons, brackets, quotes and a scheme: always a valid header value.
-            HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-        };
-        Hop {
-            forwarded: value(format!("for={node};proto={proto}")),
-            forwarded_for: value(peer.ip().to_string()),
-            proto,
-        }
-    }
-
-    /// `https` or `http`.
-    pub fn proto(&self) -> &'static str {
-        self.proto
-    }
-
-    /// This hop's `Forwarded` element, with `host="…"` when the request named a plain host.
-    fn forwarded(&self, host: Option<&str>) -> HeaderValue {
-        let Some(host) = host.filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        }) else {
-            return self.forwarded.clone();
-        };
-        let base = self.forwarded.as_bytes();
-        let mut v = Vec::with_capacity(base.len() + host.len() + 8);
-        v.extend_from_slice(base);
-        v.extend_from_slice(b";host=\"");
-        v.extend_from_slice(host.as_bytes());
-        v.push(b'"');
-        HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-            .unwrap_or_else(|_| self.forwarded.clone())
-    }
-}
-
 /// Prepare caller headers for the upstream: strip hop-by-hop headers, identity claims and what
 /// `strip` names, then append `Forwarded`/`X-Forwarded-For` and set `X-Forwarded-Proto`/`-Host`,
 /// `X-Request-Id` and `Host`.
@@ -291,10 +237,10 @@ pub fn to_upstream(
         is_identity_name(&n) || strip.route.matches(&n)
     });
     append_list(h, &header::FORWARDED, hop.forwarded(host));
-    append_list(h, &X_FORWARDED_FOR, hop.forwarded_for.clone());
+    append_list(h, &X_FORWARDED_FOR, hop.forwarded_for());
     h.insert(
         X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(hop.proto),
+        HeaderValue::from_static(hop.proto()),
     );
     if let Some(host) = host.and_then(|s| HeaderValue::from_str(s).ok()) {
         h.insert(X_FORWARDED_HOST.clone(), host);

@@ -4,9 +4,12 @@
 
 pub mod acceptor;
 pub mod framing;
+mod hop;
 pub mod settings;
 pub mod tls;
 pub mod workers;
+
+pub use hop::Hop;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,9 +41,9 @@ pub struct ConnInfo {
     /// be framed two ways.
     pub ambiguous_framing: Arc<AtomicBool>,
     /// The client chain's last validation (`kind = "mtls"`), reused by later requests.
-    pub svid: crate::authn::mtls::SvidCache,
+    pub svid: crate::spiffe::svid_cache::SvidCache,
     /// `Forwarded`/`X-Forwarded-For` for this peer, rendered once.
-    pub hop: crate::proxy::headers::Hop,
+    pub hop: Hop,
 }
 
 /// TLS details of a connection.
@@ -67,7 +70,7 @@ impl ConnInfo {
             tls,
             ambiguous_framing,
             svid: Default::default(),
-            hop: crate::proxy::headers::Hop::new(peer, proto),
+            hop: Hop::new(peer, proto),
         }
     }
 

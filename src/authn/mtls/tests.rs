@@ -1,5 +1,7 @@
 use rustls::pki_types::CertificateDer;
 
+use std::time::Duration;
+
 use super::*;
 use crate::spiffe::testing::{at, store_with, TestCa};
 
