@@ -1,0 +1,53 @@
+
+use serde_json::json;
+
+use super::*;
+
+#[test]
+fn migration_status_table() {
+    let v = json!({
+        "plans": [
+            {"name": "payments-cics", "phase": "bridge", "next_phase": "enforce", "next_date": "2027-03-01",
+             "days_to_sunset": 71, "status": "ready",
+             "window": {"legacy_share": 0.004975, "max_legacy_share": 0.01, "days": 14},
+             "active_legacy_principals": [{"principal": "BATCH01"}, {"principal": "JSMITH"}],
+             "what_if_enforced": {"refused_requests": 70, "principals": ["racf:BATCH01", "racf:JSMITH"]},
+             "expiring_certs": [{"identity": "spiffe://corp.example/ns/payments/batch",
+                                 "not_after": "2026-12-24T00:00:00Z", "days_left": 3}]},
+            {"name": "stripe-callbacks", "phase": "bridge", "next_phase": null, "next_date": null,
+             "days_to_sunset": null, "status": "overdue-review",
+             "window": {"legacy_share": null, "max_legacy_share": 0.0, "days": 14},
+             "active_legacy_principals": [], "what_if_enforced": {"refused_requests": 0, "principals": []}}
+        ],
+        "unplanned_routes": [{"route": "legacy-soap", "phase": "bridge"}]
+    });
+    let expected = "\
+PLAN              PHASE   NEXT                SUNSET IN (DAYS)  LEGACY SHARE            ACTIVE LEGACY  STATUS
+payments-cics     bridge  enforce 2027-03-01  71                0.50% (max 1.00%, 14d)  2              ready
+stripe-callbacks  bridge  -                   -                 - (max 0.00%, 14d)      0              overdue review
+payments-cics: enforcing today would refuse 70 request(s) from 2 caller(s): racf:BATCH01, racf:JSMITH
+payments-cics: client certificate of spiffe://corp.example/ns/payments/batch expires 2026-12-24T00:00:00Z (3 days)
+route legacy-soap: no plan (bridge, standing exception)
+";
+    assert_eq!(migration_table(&v), expected);
+}
+
+#[test]
+fn inventory_table_sanitizes_cells() {
+    let v = json!({"entries": [
+        {"kind": "ldap", "credential": "racf", "principal": "EVIL\u{1b}[2J", "identity": "spiffe://corp.example/legacy/racf/evil",
+         "routes": ["cics", "cics-admin"], "first_seen": "2026-12-01T00:00:00Z", "last_seen": "2026-12-02T00:00:00Z",
+         "count": 5, "revoked": true, "cert_expiring": false},
+        {"kind": "mtls", "credential": "workload-mtls", "principal": null, "identity": "spiffe://corp.example/a",
+         "routes": ["cics"], "first_seen": "2026-12-01T00:00:00Z", "last_seen": "2026-12-01T00:00:00Z",
+         "count": 1, "revoked": false, "cert_expiring": true, "cert_not_after": "2026-12-05T00:00:00Z"}
+    ]});
+    let t = inventory_table(&v);
+    assert!(!t.contains('\u{1b}'));
+    let expected = "\
+KIND  CREDENTIAL     PRINCIPAL  IDENTITY                                ROUTES           FIRST SEEN            LAST SEEN             REQUESTS  NOTES
+ldap  racf           EVIL?[2J   spiffe://corp.example/legacy/racf/evil  cics,cics-admin  2026-12-01T00:00:00Z  2026-12-02T00:00:00Z  5         revoked
+mtls  workload-mtls  -          spiffe://corp.example/a                 cics             2026-12-01T00:00:00Z  2026-12-01T00:00:00Z  1         cert expires 2026-12-05T00:00:00Z
+";
+    assert_eq!(t, expected);
+}
