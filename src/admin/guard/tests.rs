@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn req(method: &str, host: Option<&str>, ct: Option<&str>) -> Request<()> {

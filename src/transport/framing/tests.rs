@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn run(chunks: &[&[u8]]) -> bool {
