@@ -308,7 +308,10 @@ impl LdapAuthenticator {
                         now,
                         identity: identity.as_str().into(),
                     };
-                    return match tokio::spawn(Inner::ask(inner.clone(), attempt)).await {
+                    // The bind's span is a child of the request's `authenticate` span.
+                    let ask =
+                        crate::telemetry::within("ldap bind", Inner::ask(inner.clone(), attempt));
+                    return match tokio::spawn(ask).await {
                         Ok(r) => r,
                         Err(_) => Err(inner.unavailable("LDAP check failed")),
                     };
