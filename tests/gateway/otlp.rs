@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prost::Message as _;
+use rustls_pki_types::pem::PemObject as _;
 use tokio::net::TcpListener;
 
 /// One received span, flattened.
@@ -34,6 +35,7 @@ pub struct Span {
 
 #[derive(Clone)]
 pub struct Receiver {
+    tls: bool,
     pub addr: SocketAddr,
     pub spans: Arc<Mutex<Vec<Span>>>,
     /// Export requests whose path or content type was wrong.
@@ -57,8 +59,32 @@ fn text(kvs: &[KeyValue]) -> HashMap<String, String> {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::serve(None).await
+    }
+
+    /// Over TLS with `cert`/`key` (PEM files): `endpoint()` is then `https://127.0.0.1:port`.
+    pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Receiver {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Receiver::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let r = Receiver {
+            tls: tls.is_some(),
             addr: listener.local_addr().unwrap(),
             spans: Arc::default(),
             bad_requests: Arc::default(),
@@ -67,14 +93,24 @@ impl Receiver {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let me = me.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let me = me.clone();
                         async move { Ok::<_, Infallible>(me.handle(req).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            // A client that does not trust the certificate fails here.
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -83,7 +119,8 @@ impl Receiver {
 
     /// What goes into `[telemetry] otlp_endpoint` (the path is added by the gateway).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {

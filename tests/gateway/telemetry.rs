@@ -731,43 +731,14 @@ async fn dashboard_and_rules_use_only_exported_metrics() {
 /// in the audit log), `level`, `message` and the event's fields; the audit log stays separate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_parse_as_json() {
-    use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // Plain HTTP on the data listener: `serve` logs a warning with quotes in it.
     let toml = base_config(d, "", "", &route("r", "/", "http://127.0.0.1:9", ""));
     let path = d.join("portcullis.toml");
     std::fs::write(&path, toml).unwrap();
-    let mut child = std::process::Command::new(bin())
-        .args(["serve", "--log-format", "json", "-c"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    let listening = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no listening line: {lines:?}"));
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        lines.push(v.clone());
-        if v["message"] == "portcullis listening" {
-            break v;
-        }
-    };
+    let (mut child, rx, mut lines) = serve_json(&path, &[]);
+    let listening = lines.last().unwrap().clone();
     let data: std::net::SocketAddr = listening["data_addr"].as_str().unwrap().parse().unwrap();
     // A request after start (a 502: the upstream is down) changes nothing about the format.
     let r = reqwest::get(format!("http://{data}/x?key=secret-value-123"))
@@ -796,4 +767,118 @@ async fn json_log_lines_parse_as_json() {
         lines.iter().any(|v| v["level"] == "warn"),
         "the plain-HTTP warning is logged: {lines:?}"
     );
+}
+
+/// `portcullis serve --log-format json -c path` with `envs`; returns the child, the rest of its
+/// stderr lines, and the lines up to `portcullis listening` (the last), each parsed as JSON.
+fn serve_json(
+    path: &std::path::Path,
+    envs: &[(&str, &std::path::Path)],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    Vec<serde_json::Value>,
+) {
+    use std::io::BufRead as _;
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["serve", "--log-format", "json", "-c"])
+        .arg(path)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no listening line: {lines:?}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let done = v["message"] == "portcullis listening";
+        lines.push(v);
+        if done {
+            return (child, rx, lines);
+        }
+    }
+}
+
+/// An `https://` collector is verified against the system roots (here `SSL_CERT_FILE`, which
+/// the system-root loader honours): trusted, the spans arrive over TLS; a collector whose
+/// certificate the gateway does not trust gets nothing, and the requests do not notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_collector_is_verified_against_the_system_roots() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    let rx = Receiver::start_tls(&pki.path("gateway.pem"), &pki.path("gateway.key")).await;
+    assert!(rx.endpoint().starts_with("https://"));
+    let up = Upstream::start().await;
+    let other = portcullis::devcert::DevCa::new("another CA").unwrap();
+    std::fs::write(d.join("other-ca.pem"), other.cert_pem()).unwrap();
+    for (roots, trusted, trace) in [
+        ("ca.pem", true, "33333333333333333333333333333333"),
+        ("other-ca.pem", false, "44444444444444444444444444444444"),
+    ] {
+        let sub = tempfile::tempdir().unwrap();
+        let toml = base_config(
+            sub.path(),
+            "",
+            "",
+            &format!(
+                "\n[telemetry]\notlp_endpoint = \"{}\"\n{}",
+                rx.endpoint(),
+                route("r", "/", &up.url(), "")
+            ),
+        );
+        let path = sub.path().join("portcullis.toml");
+        std::fs::write(&path, toml).unwrap();
+        let (mut child, _rest, lines) = serve_json(&path, &[("SSL_CERT_FILE", &pki.path(roots))]);
+        let at = |k: &str| -> std::net::SocketAddr {
+            lines.last().unwrap()[k].as_str().unwrap().parse().unwrap()
+        };
+        let (data, admin) = (at("data_addr"), at("admin_addr"));
+        let started = Instant::now();
+        let r = reqwest::Client::new()
+            .get(format!("http://{data}/x"))
+            .header("traceparent", traceparent(trace, TP_SPAN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        if trusted {
+            rx.trace(trace, 3).await;
+        } else {
+            let mut dropped = 0.0;
+            for _ in 0..100 {
+                let m = reqwest::get(format!("http://{admin}/metrics"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                dropped = sample(&m, "portcullis_otel_spans_dropped_total").unwrap();
+                if dropped > 0.0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(dropped >= 3.0, "{dropped}");
+            assert!(rx.spans.lock().unwrap().iter().all(|s| s.trace_id != trace));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
