@@ -737,7 +737,7 @@ async fn json_log_lines_parse_as_json() {
     let toml = base_config(d, "", "", &route("r", "/", "http://127.0.0.1:9", ""));
     let path = d.join("portcullis.toml");
     std::fs::write(&path, toml).unwrap();
-    let (mut child, rx, mut lines) = serve_json(&path, &[]);
+    let (child, rx, mut lines) = serve_json(&path, &[]);
     let listening = lines.last().unwrap().clone();
     let data: std::net::SocketAddr = listening["data_addr"].as_str().unwrap().parse().unwrap();
     // A request after start (a 502: the upstream is down) changes nothing about the format.
@@ -746,8 +746,7 @@ async fn json_log_lines_parse_as_json() {
         .unwrap();
     assert_eq!(r.status(), 502);
     std::thread::sleep(Duration::from_millis(300));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -769,17 +768,29 @@ async fn json_log_lines_parse_as_json() {
     );
 }
 
+/// A child gateway, killed (and reaped) when dropped.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `portcullis serve --log-format json -c path` with `envs`; returns the child, the rest of its
 /// stderr lines, and the lines up to `portcullis listening` (the last), each parsed as JSON.
 fn serve_json(
     path: &std::path::Path,
     envs: &[(&str, &std::path::Path)],
 ) -> (
-    std::process::Child,
+    Served,
     std::sync::mpsc::Receiver<String>,
     Vec<serde_json::Value>,
 ) {
     use std::io::BufRead as _;
+    // The test's own reqwest clients need the process-wide crypto provider.
+    portcullis::server::install_crypto();
     let mut cmd = std::process::Command::new(bin());
     cmd.args(["serve", "--log-format", "json", "-c"])
         .arg(path)
@@ -789,8 +800,8 @@ fn serve_json(
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = Served(cmd.spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines() {
@@ -844,7 +855,7 @@ async fn an_https_collector_is_verified_against_the_system_roots() {
         );
         let path = sub.path().join("portcullis.toml");
         std::fs::write(&path, toml).unwrap();
-        let (mut child, _rest, lines) = serve_json(&path, &[("SSL_CERT_FILE", &pki.path(roots))]);
+        let (child, _rest, lines) = serve_json(&path, &[("SSL_CERT_FILE", &pki.path(roots))]);
         let at = |k: &str| -> std::net::SocketAddr {
             lines.last().unwrap()[k].as_str().unwrap().parse().unwrap()
         };
@@ -878,7 +889,6 @@ async fn an_https_collector_is_verified_against_the_system_roots() {
             assert!(dropped >= 3.0, "{dropped}");
             assert!(rx.spans.lock().unwrap().iter().all(|s| s.trace_id != trace));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
     }
 }
