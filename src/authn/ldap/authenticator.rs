@@ -284,7 +284,7 @@ impl LdapAuthenticator {
                 Admit::Refuse => {
                     inner.stats.locked_out.inc();
                     inner.lockout.source_failure(source, now);
-                    tracing::info!(credential = %inner.name, user = %user, "LDAP failure limit reached: refused without asking the directory");
+                    tracing::info!(credential = %inner.name, principal = %user, "LDAP failure limit reached: refused without asking the directory");
                     return Err(invalid("failure limit reached"));
                 }
                 Admit::Wait => {
@@ -414,7 +414,7 @@ impl Inner {
         };
         match self.directory.bind_as(&a.resolved, &a.password).await {
             Ok(Verdict::Valid { dn, groups }) => {
-                tracing::debug!(credential = %self.name, user = %a.user, ldap.dn = %dn, "LDAP bind succeeded");
+                tracing::debug!(credential = %self.name, principal = %a.user, ldap.dn = %dn, "LDAP bind succeeded");
                 let bound = CachedBind {
                     user: a.user.as_str().into(),
                     account: a.account.as_str().into(),
@@ -436,7 +436,7 @@ impl Inner {
                 reason,
                 failed_bind,
             }) => {
-                tracing::info!(credential = %self.name, user = %a.user, reason, ldap.failed_bind = failed_bind, "LDAP credential refused");
+                tracing::info!(credential = %self.name, principal = %a.user, reason, ldap.failed_bind = failed_bind, "LDAP credential refused");
                 guard.how = Finish::Failure;
                 drop(guard);
                 if a.known_good {
