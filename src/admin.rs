@@ -141,6 +141,16 @@ impl Ops {
                         .migration_ready
                         .with(&[p.name.as_str()])
                         .set(if ready { 1.0 } else { 0.0 });
+                    if let Some(share) = p.window.legacy_share {
+                        metrics
+                            .migration_legacy_share
+                            .with(&[p.name.as_str()])
+                            .set(share);
+                    }
+                    metrics
+                        .migration_max_legacy_share
+                        .with(&[p.name.as_str()])
+                        .set(p.window.max_legacy_share);
                 }
             }
             // Keep the last values; the state store's own errors are logged where they occur.
@@ -389,24 +399,20 @@ impl Admin {
         }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" => {
-                if self.health.draining.load(Ordering::Acquire) {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-                } else if self.ops.as_ref().is_some_and(|o| !o.state.available()) {
-                    // Requests with credentials are refused (503) while the shared state is
-                    // unreachable: take this replica out of the load balancer too.
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "state backend unavailable\n",
-                    )
-                } else {
-                    text(StatusCode::OK, "ready\n")
-                }
-            }
+            "/readyz" => match self.not_ready() {
+                Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+                None => text(StatusCode::OK, "ready\n"),
+            },
             "/metrics" => {
                 if let Some(ops) = &self.ops {
                     ops.update_gauges(&self.metrics).await;
                 }
+                let state_up = self.ops.as_ref().is_none_or(|o| o.state.available());
+                self.metrics
+                    .state_backend_up
+                    .set(f64::from(u8::from(state_up)));
+                let ready = self.not_ready().is_none();
+                self.metrics.ready.set(f64::from(u8::from(ready)));
                 let mut r = Response::new(full(Bytes::from(self.metrics.render())));
                 r.headers_mut().insert(
                     CONTENT_TYPE,
@@ -415,6 +421,19 @@ impl Admin {
                 r
             }
             _ => not_found(),
+        }
+    }
+
+    /// Why `/readyz` answers 503, if it does.
+    fn not_ready(&self) -> Option<&'static str> {
+        if self.health.draining.load(Ordering::Acquire) {
+            Some("draining\n")
+        } else if self.ops.as_ref().is_some_and(|o| !o.state.available()) {
+            // Requests with credentials are refused (503) while the shared state is
+            // unreachable: take this replica out of the load balancer too.
+            Some("state backend unavailable\n")
+        } else {
+            None
         }
     }
 

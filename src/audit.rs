@@ -70,6 +70,9 @@ pub struct Record {
     pub upstream_status: Option<u16>,
     pub latency_ms: f64,
     pub jti: Option<Arc<str>>,
+    /// The W3C trace id (32 hex digits) of the request's trace: the gateway's span when
+    /// tracing is on, else a trusted caller's `traceparent`; null when neither.
+    pub trace_id: Option<String>,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

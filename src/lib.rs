@@ -30,6 +30,7 @@ pub mod secret;
 pub mod server;
 pub mod spiffe;
 pub mod state;
+pub mod telemetry;
 pub mod time;
 pub mod token;
 pub mod transport;

@@ -8,6 +8,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+mod process;
+
+/// The `route` label of requests no `[[routes]]` entry answered (no route matched, or the
+/// gateway's own endpoints). Route names are letters, digits, `-`, `_` and `.` only (the config
+/// check refuses anything else), so no route can be labelled like this.
+pub const UNROUTED: &str = "(unrouted)";
+
+/// The `code` label: the response's status class.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -147,12 +165,30 @@ pub struct Metrics {
     /// 1 when the plan's status is `ready`, else 0 (`not ready`, `overdue`, `exception`,
     /// `overdue review`). Set on each scrape from the state store's usage.
     pub migration_ready: Family<Gauge>,
+    /// Requests answered with a problem+json refusal, by route and problem code (the
+    /// gateway's own answer: upstream failures are `upstream-unavailable`/`upstream-timeout`,
+    /// a directory down `directory-unavailable`).
+    pub refusals_total: Family<Counter>,
+    /// Each plan's legacy share over its exit-criterion window (absent before any traffic).
+    /// Set on each scrape from the state store's usage.
+    pub migration_legacy_share: Family<Gauge>,
+    /// Each plan's exit criterion (`max_legacy_share`). Set on each scrape.
+    pub migration_max_legacy_share: Family<Gauge>,
+    /// Spans lost: the export queue was full, or an export failed or timed out.
+    pub otel_spans_dropped_total: Counter,
+    /// Spans the collector accepted.
+    pub otel_spans_exported_total: Counter,
+    /// 1 when `/readyz` would answer 200. Set on each scrape.
+    pub ready: Gauge,
+    /// 1 while the state backend can vouch for revocations (always 1 for the embedded store).
+    /// Set on each scrape.
+    pub state_backend_up: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            requests_total: Family::new(&["route", "decision", "kind"]),
+            requests_total: Family::new(&["route", "decision", "kind", "code"]),
             request_duration_seconds: Family::new(&["route"]),
             upstream_duration_seconds: Family::new(&["route"]),
             auth_failures_total: Family::new(&["credential", "reason"]),
@@ -167,6 +203,13 @@ impl Default for Metrics {
             connections_refused_total: Family::new(&["reason"]),
             migration_phase: Family::new(&["plan", "phase"]),
             migration_ready: Family::new(&["plan"]),
+            refusals_total: Family::new(&["route", "reason"]),
+            migration_legacy_share: Family::new(&["plan"]),
+            migration_max_legacy_share: Family::new(&["plan"]),
+            otel_spans_dropped_total: Counter::default(),
+            otel_spans_exported_total: Counter::default(),
+            ready: Gauge::default(),
+            state_backend_up: Gauge::default(),
         }
     }
 }
@@ -289,7 +332,7 @@ impl Metrics {
         counters(
             &mut o,
             "requests_total",
-            "Requests by route, decision and credential kind.",
+            "Requests by route, decision, credential kind and status class.",
             &self.requests_total,
         );
         histograms(
@@ -338,9 +381,23 @@ impl Metrics {
         );
         header(
             &mut o,
+            "cert_expiry_timestamp_seconds",
+            "gauge",
+            "When a loaded certificate expires (its notAfter, unix seconds).",
+        );
+        for (k, g) in self.cert_not_after.snapshot() {
+            let _ = writeln!(
+                o,
+                "portcullis_cert_expiry_timestamp_seconds{} {}",
+                labels(self.cert_not_after.labels, &k, None),
+                g.get()
+            );
+        }
+        header(
+            &mut o,
             "cert_expiry_seconds",
             "gauge",
-            "Seconds until a loaded certificate expires (negative: expired).",
+            "Deprecated (use cert_expiry_timestamp_seconds): seconds until a loaded certificate expires (negative: expired).",
         );
         for (file, secs) in self.cert_expiry(std::time::SystemTime::now()) {
             let _ = writeln!(
@@ -387,7 +444,70 @@ impl Metrics {
             "1 when the migration plan is ready to enforce, else 0.",
             &self.migration_ready,
         );
+        self.render_observability(&mut o);
         o
+    }
+
+    /// What the observability round added: refusals, span export, readiness, build and process.
+    fn render_observability(&self, o: &mut String) {
+        counters(
+            o,
+            "refusals_total",
+            "Requests the gateway refused or could not forward, by route and problem code.",
+            &self.refusals_total,
+        );
+        gauges(
+            o,
+            "migration_legacy_share",
+            "Share of the migration plan's requests made with legacy credentials over its window.",
+            &self.migration_legacy_share,
+        );
+        gauges(
+            o,
+            "migration_max_legacy_share",
+            "The migration plan's exit criterion: the legacy share it must stay under.",
+            &self.migration_max_legacy_share,
+        );
+        single(
+            o,
+            "otel_spans_dropped_total",
+            "counter",
+            "Trace spans lost: export queue full, or the export failed or timed out.",
+            self.otel_spans_dropped_total.get() as f64,
+        );
+        single(
+            o,
+            "otel_spans_exported_total",
+            "counter",
+            "Trace spans the OTLP collector accepted.",
+            self.otel_spans_exported_total.get() as f64,
+        );
+        single(
+            o,
+            "ready",
+            "gauge",
+            "1 when /readyz answers 200 (not draining, state backend available).",
+            self.ready.get(),
+        );
+        single(
+            o,
+            "state_backend_up",
+            "gauge",
+            "1 while the state backend can vouch for revocations.",
+            self.state_backend_up.get(),
+        );
+        header(
+            o,
+            "build_info",
+            "gauge",
+            "Always 1; the version in a label.",
+        );
+        let _ = writeln!(
+            o,
+            "portcullis_build_info{{version=\"{}\"}} 1",
+            escape(env!("CARGO_PKG_VERSION"))
+        );
+        process::render(o);
     }
 }
 

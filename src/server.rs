@@ -394,6 +394,8 @@ struct Lifecycle {
     admin_stop_tx: watch::Sender<bool>,
     admin_task: JoinHandle<()>,
     audit_task: JoinHandle<()>,
+    /// The span exporter; it sends what is queued once the gateway is gone.
+    otel_task: Option<JoinHandle<()>>,
 }
 
 impl Lifecycle {
@@ -428,6 +430,14 @@ impl Lifecycle {
             .is_err()
         {
             tracing::warn!("audit writer did not finish in time; some records may be lost");
+        }
+        if let Some(t) = self.otel_task {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("span exporter did not finish in time; some spans may be lost");
+            }
         }
     }
 }
@@ -542,6 +552,25 @@ fn local_routes(
     local
 }
 
+/// `[telemetry]`: the span exporter when `otlp_endpoint` is set (an `https` collector is
+/// verified against the system roots).
+fn start_telemetry(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(crate::telemetry::Telemetry, Option<JoinHandle<()>>)> {
+    let settings = &config.telemetry;
+    let roots = match &settings.otlp_endpoint {
+        Some(u) if u.scheme_str() == Some("https") => crate::proxy::root_store(None)
+            .context("loading the system roots for the OTLP collector")?,
+        _ => rustls::RootCertStore::empty(),
+    };
+    let started = crate::telemetry::export::start(settings, metrics.clone(), roots)?;
+    if let Some(u) = &settings.otlp_endpoint {
+        tracing::info!(otlp_endpoint = %u, sample_ratio = settings.sample_ratio, "exporting traces");
+    }
+    Ok(started)
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -577,6 +606,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         auth_failures.clone(),
     ));
     let ops = build_ops(&config, &state, &opts.clock, &tokens, &credentials);
+    let (telemetry, otel_task) = start_telemetry(&config, &metrics)?;
     let gateway = Arc::new(Gateway {
         state: state.clone(),
         router: Router::new(routes),
@@ -588,6 +618,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         tokens: tokens.clone(),
         auth_failures,
         bodies: crate::limits::bodies::BodyBudget::new(config.listen.bodies),
+        telemetry,
         head_limits: HeadLimits {
             max_header_bytes: config.listen.max_header_bytes,
             max_headers: config.listen.max_headers,
@@ -646,6 +677,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             admin_stop_tx,
             admin_task,
             audit_task,
+            otel_task,
         }
         .run(rx),
     );

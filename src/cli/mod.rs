@@ -31,7 +31,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve,
+    Serve {
+        /// Diagnostics on stderr: `text`, or `json` (one object per line).
+        #[arg(long, value_enum, default_value_t = crate::telemetry::log::LogFormat::Text)]
+        log_format: crate::telemetry::log::LogFormat,
+    },
     /// Validate config and print a summary; exit 2 listing every problem if invalid.
     Check,
     /// Self-contained demo: an embedded upstream and the gateway with generated dev certs.
@@ -203,22 +207,14 @@ enum TokenCommand {
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_INVALID: u8 = 2;
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Diagnostics go to stderr; stdout belongs to the audit log.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-}
-
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Diagnostics go to stderr; stdout belongs to the audit log.
+    crate::telemetry::log::init(match cli.command {
+        Command::Serve { log_format } => log_format,
+        _ => crate::telemetry::log::LogFormat::Text,
+    });
     let path = config::locate(cli.config.as_deref());
     match cli.command {
         Command::Check => check(&path),
@@ -267,7 +263,7 @@ pub fn main() -> ExitCode {
             };
             ops::run(req, out.json, &out.connect(), &path)
         }
-        Command::Serve => {
+        Command::Serve { .. } => {
             let cfg = match config::load(&path) {
                 Ok(c) => c,
                 Err(invalid) => {

@@ -13,6 +13,7 @@ pub(crate) mod props;
 mod raw;
 mod routes;
 mod state;
+mod telemetry;
 mod upstream;
 mod validate;
 
@@ -58,6 +59,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Migration plans (`[migration] plans_dir`).
     pub plans: Arc<crate::migration::Plans>,
+    /// `[telemetry]`: traces (off without `otlp_endpoint`).
+    pub telemetry: crate::telemetry::Settings,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
 }

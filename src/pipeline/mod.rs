@@ -77,6 +77,8 @@ pub struct Gateway {
     pub auth_failures: Option<Arc<crate::limits::SourceLimiter>>,
     /// Deadlines and memory caps for bodies read whole (`[listen] body_timeout` etc.).
     pub bodies: Arc<crate::limits::bodies::BodyBudget>,
+    /// Traces (`[telemetry]`); off: no span work at all.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// What the audit line and metrics need, filled in as stages run.
@@ -99,6 +101,10 @@ struct Trace {
     target: Option<http::Uri>,
     /// The buffered body's hold on the body memory budget, released with the trace.
     body_lease: Option<crate::limits::bodies::Lease>,
+    /// The server span; the stages' spans are its children.
+    span: crate::telemetry::RequestSpan,
+    /// For the audit line (see `Telemetry::trace_id`).
+    trace_id: Option<String>,
 }
 
 impl Gateway {
@@ -107,7 +113,10 @@ impl Gateway {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let mut body = Some(body);
+        let span = self.telemetry.server_span(&parts.method, &parts.headers);
         let mut trace = Trace {
+            trace_id: self.telemetry.trace_id(&span, &parts.headers),
+            span,
             request_id: request_id(&parts.headers),
             route: None,
             decision: Decision::Deny,
@@ -170,8 +179,9 @@ impl Gateway {
         if let Some(resp) = self.local(conn, parts, &view, body, trace).await? {
             return Ok(resp);
         }
-        let routed = self.route(parts, view)?;
+        let routed = trace.span.sync("route", || self.route(parts, view))?;
         let route = routed.route.clone();
+        trace.span.routed(&parts.method, route.name());
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
         check_body_limit(parts, body_limit)?;
@@ -202,8 +212,12 @@ impl Gateway {
         // `None` before the plan's observe date: the route behaves as without the plan.
         let phase = active_phase(plan.as_deref(), now);
         trace.plan = plan.clone().zip(phase);
-        let (caller, admission) = self
-            .authenticate(&route, parts, conn, now, view, plan.as_deref(), phase)
+        let (caller, admission) = trace
+            .span
+            .run(
+                "authenticate",
+                self.authenticate(&route, parts, conn, now, view, plan.as_deref(), phase),
+            )
             .await?;
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
@@ -230,15 +244,19 @@ impl Gateway {
             now,
             phase: phase.unwrap_or(Phase::Bridge).as_str(),
         };
-        let (permit, observing) = authorize(&route, caller, request, &admission, trace)?;
+        let policy = trace.span.stage("policy");
+        let (permit, observing) =
+            policy.close(authorize(&route, caller, request, &admission, trace))?;
         let mut in_flight = None;
         let mut token = None;
         // `observe`: nothing below is enforced, and the request goes upstream as sent.
         if admission.enforces() {
-            in_flight = self
-                .controls(&permit, conn, parts, body, &mut buffered, trace)
-                .await?;
-            token = self.mint(&permit, conn, now)?;
+            let limits = trace.span.stage("limits");
+            in_flight = limits.close(
+                self.controls(&permit, conn, parts, body, &mut buffered, trace)
+                    .await,
+            )?;
+            token = trace.span.sync("mint", || self.mint(&permit, conn, now))?;
             trace.jti = token.as_ref().map(|m| m.jti.clone());
         }
         let body = match buffered {
@@ -246,7 +264,7 @@ impl Gateway {
             None => Forward::Stream(body.take()),
         };
         let outgoing = admission.outgoing(&permit, token.as_ref());
-        let (upstream_req, tripped) = translate(
+        let (mut upstream_req, tripped) = translate(
             &permit,
             conn,
             caller_head(parts),
@@ -255,9 +273,13 @@ impl Gateway {
             &trace.request_id,
             outgoing,
         )?;
-        let resp = self
-            .forward(&route, upstream_req, tripped, in_flight, trace)
-            .await?;
+        let upstream = trace.span.upstream(route.name());
+        self.telemetry
+            .to_upstream(upstream_req.headers_mut(), &upstream);
+        let resp = upstream.close_response(
+            self.forward(&route, upstream_req, tripped, in_flight, trace)
+                .await,
+        )?;
         self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
         Ok(resp)
     }
@@ -552,11 +574,24 @@ impl Gateway {
         let elapsed = started.elapsed();
         let route_name = trace.route.as_ref().map(|r| r.name().clone());
         let kind = trace.caller.as_ref().map(|c| c.kind.as_str());
-        let label_route = route_name.as_deref().unwrap_or("none");
+        let label_route = route_name.as_deref().unwrap_or(crate::metrics::UNROUTED);
+        let status = resp.status().as_u16();
         self.metrics
             .requests_total
-            .with(&[label_route, trace.decision.as_str(), kind.unwrap_or("none")])
+            .with(&[
+                label_route,
+                trace.decision.as_str(),
+                kind.unwrap_or("none"),
+                crate::metrics::status_class(status),
+            ])
             .inc();
+        if reason != "ok" {
+            self.metrics
+                .refusals_total
+                .with(&[label_route, reason])
+                .inc();
+        }
+        trace.span.finish(status, trace.decision.as_str(), reason);
         self.metrics
             .request_duration_seconds
             .with(&[label_route])
@@ -584,6 +619,7 @@ impl Gateway {
             upstream_status: trace.upstream_status,
             latency_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
             jti: trace.jti,
+            trace_id: trace.trace_id,
         });
     }
 }

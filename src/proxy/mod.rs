@@ -63,7 +63,7 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-fn root_store(ca: Option<&std::path::Path>) -> Result<rustls::RootCertStore, BuildError> {
+pub fn root_store(ca: Option<&std::path::Path>) -> Result<rustls::RootCertStore, BuildError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {

@@ -53,13 +53,13 @@ async fn health_readiness_and_metrics() {
     let text = resp.text().await.unwrap();
     assert!(
         text.contains(
-            "portcullis_requests_total{route=\"api\",decision=\"allow\",kind=\"none\"} 3"
+            "portcullis_requests_total{route=\"api\",decision=\"allow\",kind=\"none\",code=\"2xx\"} 3"
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "portcullis_requests_total{route=\"none\",decision=\"deny\",kind=\"none\"} 1"
+            "portcullis_requests_total{route=\"(unrouted)\",decision=\"deny\",kind=\"none\",code=\"4xx\"} 1"
         ),
         "{text}"
     );

@@ -445,7 +445,7 @@ async fn shadow_policy_denials_are_audited_but_not_enforced() {
     assert_eq!(g["upstream_status"], 200);
     let m = metrics(&gw).await;
     assert!(
-        m.contains("portcullis_requests_total{route=\"shadowed\",decision=\"shadow-deny\",kind=\"api-key\"} 1"),
+        m.contains("portcullis_requests_total{route=\"shadowed\",decision=\"shadow-deny\",kind=\"api-key\",code=\"2xx\"} 1"),
         "{m}"
     );
 }

@@ -32,4 +32,5 @@ mod proxy;
 mod shared_state;
 mod shutdown;
 mod streaming;
+mod telemetry;
 mod tls_reload;

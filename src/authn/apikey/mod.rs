@@ -176,7 +176,7 @@ impl ApiKeyAuthenticator {
     }
 
     fn refuse(&self, r: Refusal, reason: &str, id: Option<&str>) -> Outcome {
-        tracing::info!(credential = %self.name, apikey.id = id.unwrap_or("-"), reason, "API key refused");
+        tracing::info!(credential = %self.name, principal = id.unwrap_or("-"), reason, "API key refused");
         Outcome::Rejected(r)
     }
 }

@@ -284,7 +284,7 @@ impl LdapAuthenticator {
                 Admit::Refuse => {
                     inner.stats.locked_out.inc();
                     inner.lockout.source_failure(source, now);
-                    tracing::info!(credential = %inner.name, user = %user, "LDAP failure limit reached: refused without asking the directory");
+                    tracing::info!(credential = %inner.name, principal = %user, "LDAP failure limit reached: refused without asking the directory");
                     return Err(invalid("failure limit reached"));
                 }
                 Admit::Wait => {
@@ -308,7 +308,10 @@ impl LdapAuthenticator {
                         now,
                         identity: identity.as_str().into(),
                     };
-                    return match tokio::spawn(Inner::ask(inner.clone(), attempt)).await {
+                    // The bind's span is a child of the request's `authenticate` span.
+                    let ask =
+                        crate::telemetry::within("ldap bind", Inner::ask(inner.clone(), attempt));
+                    return match tokio::spawn(ask).await {
                         Ok(r) => r,
                         Err(_) => Err(inner.unavailable("LDAP check failed")),
                     };
@@ -411,7 +414,7 @@ impl Inner {
         };
         match self.directory.bind_as(&a.resolved, &a.password).await {
             Ok(Verdict::Valid { dn, groups }) => {
-                tracing::debug!(credential = %self.name, user = %a.user, ldap.dn = %dn, "LDAP bind succeeded");
+                tracing::debug!(credential = %self.name, principal = %a.user, ldap.dn = %dn, "LDAP bind succeeded");
                 let bound = CachedBind {
                     user: a.user.as_str().into(),
                     account: a.account.as_str().into(),
@@ -433,7 +436,7 @@ impl Inner {
                 reason,
                 failed_bind,
             }) => {
-                tracing::info!(credential = %self.name, user = %a.user, reason, ldap.failed_bind = failed_bind, "LDAP credential refused");
+                tracing::info!(credential = %self.name, principal = %a.user, reason, ldap.failed_bind = failed_bind, "LDAP credential refused");
                 guard.how = Finish::Failure;
                 drop(guard);
                 if a.known_good {

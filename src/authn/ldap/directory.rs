@@ -89,7 +89,10 @@ impl Directory {
                 );
                 Ok(Some(Resolved { dn, groups: None }))
             }
-            BindMode::Search => self.search_user(user).await,
+            // Its own span inside the request's `authenticate` (the bind has one too).
+            BindMode::Search => {
+                crate::telemetry::within("ldap search", self.search_user(user)).await
+            }
         }
     }
 
