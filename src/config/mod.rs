@@ -4,6 +4,8 @@
 
 mod admin;
 mod creds;
+#[cfg(test)]
+mod docs_drift;
 mod env;
 mod exposure;
 mod issuer;
