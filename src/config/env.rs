@@ -24,7 +24,7 @@ pub(super) fn split(vars: impl Iterator<Item = (String, String)>) -> Overrides {
     let mut plain = config::Map::new();
     let mut indexed = Vec::new();
     for (name, value) in vars {
-        let Some(rest) = name.strip_prefix(PREFIX) else {
+        let Some(rest) = strip_prefix(&name) else {
             continue;
         };
         if rest.split(SEPARATOR).any(is_index) {
@@ -35,6 +35,14 @@ pub(super) fn split(vars: impl Iterator<Item = (String, String)>) -> Overrides {
     }
     indexed.sort();
     Overrides { plain, indexed }
+}
+
+/// The name without its prefix, matched without case as the `config` crate matches it.
+fn strip_prefix(name: &str) -> Option<&str> {
+    let head = name.get(..PREFIX.len())?;
+    head.eq_ignore_ascii_case(PREFIX)
+        .then(|| name.get(PREFIX.len()..))
+        .flatten()
 }
 
 fn is_index(segment: &str) -> bool {
@@ -63,10 +71,7 @@ pub(super) fn apply_indexed(
 }
 
 fn apply_one(tree: &mut Value, name: &str, value: &str) -> Result<(), String> {
-    let rest = name
-        .strip_prefix(PREFIX)
-        .unwrap_or(name)
-        .to_ascii_lowercase();
+    let rest = strip_prefix(name).unwrap_or(name).to_ascii_lowercase();
     let segments: Vec<&str> = rest.split(SEPARATOR).collect();
     let Some((last, path)) = segments.split_last() else {
         return Err("empty override".into());

@@ -16,10 +16,13 @@ fn numeric_segments_are_split_from_plain_overrides() {
         ("PORTCULLIS__ROUTES__0__NAME", "x"),
         ("OTHER__ROUTES__0__NAME", "y"),
         ("PORTCULLIS__ROUTES__1__UPSTREAM__TIMEOUT", "5s"),
+        // The config crate matches the prefix without case: so does the split.
+        ("portcullis__routes__0__accept", "x"),
+        ("portcullis__admin__addr", "x"),
     ]));
-    assert_eq!(o.plain.len(), 1);
+    assert_eq!(o.plain.len(), 2);
     assert!(o.plain.contains_key("PORTCULLIS__LISTEN__ADDR"));
-    assert_eq!(o.indexed.len(), 2);
+    assert_eq!(o.indexed.len(), 3);
 }
 
 #[test]
@@ -38,6 +41,7 @@ fn an_existing_element_is_changed_in_place() {
                 "PORTCULLIS__ROUTES__1__DANGEROUS_ALLOW_PLAINTEXT_CREDENTIALS".into(),
                 "true".into(),
             ),
+            ("portcullis__routes__1__plan".into(), "p".into()),
         ],
         "f.toml",
     );
@@ -45,6 +49,7 @@ fn an_existing_element_is_changed_in_place() {
     assert_eq!(tree["routes"][0]["name"], "renamed");
     assert_eq!(tree["routes"][0]["upstream"]["url"], "http://x");
     assert_eq!(tree["routes"][0]["upstream"]["timeout"], "5s");
+    assert_eq!(tree["routes"][1]["plan"], "p");
     assert_eq!(
         tree["routes"][1]["dangerous_allow_plaintext_credentials"],
         true
