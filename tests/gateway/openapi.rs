@@ -39,10 +39,13 @@ fn config(dir: &Path, up: &Upstream) -> String {
     base_config(dir, "", "", &extra)
 }
 
-/// `python3 -m MODULE ARGS…` from the test venv (`scripts/test` puts it first on PATH).
+/// `python3 -m MODULE ARGS…` from the test venv (`scripts/test` puts it first on PATH), in a
+/// scratch directory (schemathesis writes its cache into the working directory).
 fn python(args: &[&str]) -> std::process::Output {
+    let scratch = tempfile::tempdir().unwrap();
     Command::new("python3")
         .args(args)
+        .current_dir(scratch.path())
         .output()
         .unwrap_or_else(|e| panic!("python3 {args:?}: {e} (run the tests through scripts/test)"))
 }
