@@ -145,6 +145,8 @@ async fn the_served_document_is_the_repository_file_and_lists_what_exists() {
 /// 10 s on 2 cores.
 #[tokio::test]
 async fn schemathesis_finds_no_5xx_and_no_nonconforming_response() {
+    // The gateway is a child process; this process's reqwest client needs the provider too.
+    portcullis::server::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start().await;
     let gw = Proc::spawn(dir.path(), &config(dir.path(), &up));
