@@ -200,3 +200,98 @@ fn the_probe_reads_every_field() {
     assert!(keys.contains(&"match".to_owned()), "{keys:?}");
     assert!(keys.contains(&"dangerous_allow_plaintext_credentials".to_owned()));
 }
+
+/// The keys serde expected where `text` put the unknown key `zz_docs_drift_probe`, read from the
+/// problem messages of a parser.
+fn expected_in(messages: &[String], what: &str) -> Vec<String> {
+    let Some(m) = messages.iter().find(|m| m.contains("zz_docs_drift_probe")) else {
+        panic!("{what}: the probe key was not reported as unknown: {messages:?}");
+    };
+    let Some((_, expected)) = m.split_once("expected") else {
+        panic!("{what}: unexpected message: {m}");
+    };
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `(section heading, probe text)` → every key missing from that section of `doc`.
+fn missing_in(doc_path: &str, probes: &[(&str, &str, Vec<String>)], missing: &mut Vec<String>) {
+    let doc = manifest(doc_path);
+    for (heading, table, keys) in probes {
+        let Some(words) = section_words(&doc, heading) else {
+            missing.push(format!(
+                "{doc_path}: no section whose heading contains {heading}"
+            ));
+            continue;
+        };
+        for k in keys {
+            if !words.contains(k) {
+                let table = if table.is_empty() { "top level" } else { table };
+                missing.push(format!("{doc_path}: {heading}: key `{k}` ({table})"));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_plan_and_adapter_key_is_in_docs() {
+    let plan = |table: &str| {
+        let text = if table.is_empty() {
+            "zz_docs_drift_probe = 1\n".to_owned()
+        } else {
+            format!("[{table}]\nzz_docs_drift_probe = 1\n")
+        };
+        match crate::migration::plan::parse_plan("probe.toml", "probe", &text) {
+            Ok(_) => panic!("the plan parser accepted an unknown key"),
+            Err(p) => expected_in(
+                &p.into_iter().map(|p| p.message).collect::<Vec<_>>(),
+                "plan",
+            ),
+        }
+    };
+    let plan_probes: Vec<(&str, &str, Vec<String>)> = ["", "phases", "exit_criteria", "exception"]
+        .iter()
+        .map(|t| ("Keys", *t, plan(t)))
+        .collect();
+
+    let adapter = |family: &str, table: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let text = if table.is_empty() {
+            format!("family = \"{family}\"\nzz_docs_drift_probe = 1\n")
+        } else {
+            format!("family = \"{family}\"\n[{table}]\nzz_docs_drift_probe = 1\n")
+        };
+        std::fs::write(dir.path().join("probe.toml"), text).unwrap();
+        let mut adapters = crate::adapters::builtin().unwrap();
+        match adapters.load_dir(dir.path()) {
+            Ok(()) => panic!("the adapter parser accepted an unknown key"),
+            Err(e) => expected_in(
+                &e.problems
+                    .into_iter()
+                    .map(|p| p.message)
+                    .collect::<Vec<_>>(),
+                "adapter",
+            ),
+        }
+    };
+    let mut adapter_probes: Vec<(&str, &str, Vec<String>)> =
+        ["", "signature", "timestamp", "delivery_id", "secret"]
+            .iter()
+            .map(|t| ("Webhook adapters", *t, adapter("webhook", t)))
+            .collect();
+    adapter_probes.push(("LDAP adapters", "", adapter("ldap", "")));
+
+    let mut missing = Vec::new();
+    missing_in("docs/plans.md", &plan_probes, &mut missing);
+    missing_in("docs/adapters.md", &adapter_probes, &mut missing);
+    assert!(
+        missing.is_empty(),
+        "{} key(s) missing from the docs:\n  {}",
+        missing.len(),
+        missing.join("\n  ")
+    );
+}
