@@ -4,13 +4,14 @@
 //!   status;
 //! - every metric a running gateway exports (after traffic), and every metric of the registry,
 //!   is in `docs/metrics.md`, with its label names;
+//! - every field of the audit lines of that traffic is in `docs/audit.md`;
 //! - every command and flag of the binary is in `docs/cli.md`;
 //! - every config under `examples/`, the plans of `migration-plans/`, the adapters of
 //!   `adapters/` and the config in `deploy/` pass `portcullis check`;
 //! - environment overrides of array elements work as `docs/configuration.md` says.
 //!
-//! Config keys are checked by the unit test `src/config/docs_drift.rs` (it reads the private raw
-//! structs).
+//! Config, plan and adapter keys are checked by the unit tests of `src/config/docs_drift.rs` (they
+//! read the private raw structs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -194,11 +195,9 @@ fn every_metric_of_the_registry_is_in_docs_metrics_md() {
     );
 }
 
-/// A running gateway after traffic of every kind this config allows (allowed, refused, no
-/// route, a plan's legacy credential, tokens minted and cached): every family and label it
-/// exports on `/metrics` is documented.
-#[tokio::test]
-async fn every_metric_a_running_gateway_exports_is_in_docs_metrics_md() {
+/// A gateway after traffic of every kind its config allows: allowed, refused (no key, a wrong
+/// key, rate limited), no route, a plan's legacy credential, tokens minted and cached.
+async fn gateway_after_traffic() -> (tempfile::TempDir, Upstream, portcullis::server::Running) {
     const KEY: &str = "pcs_docs_drift_key_0123456789abcdef0123";
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -226,7 +225,7 @@ async fn every_metric_a_running_gateway_exports_is_in_docs_metrics_md() {
     let client = reqwest::Client::new();
     for _ in 0..4 {
         client
-            .get(format!("{base}/partner/x"))
+            .get(format!("{base}/partner/x?api_key=REDACT-ME"))
             .header("x-api-key", KEY)
             .send()
             .await
@@ -241,6 +240,13 @@ async fn every_metric_a_running_gateway_exports_is_in_docs_metrics_md() {
     ] {
         req.send().await.unwrap();
     }
+    (dir, up, gw)
+}
+
+/// Every family and label a running gateway exports on `/metrics` after traffic is documented.
+#[tokio::test]
+async fn every_metric_a_running_gateway_exports_is_in_docs_metrics_md() {
+    let (_dir, _up, gw) = gateway_after_traffic().await;
     let text = reqwest::get(format!("http://{}/metrics", gw.admin_addr))
         .await
         .unwrap()
@@ -268,6 +274,29 @@ async fn every_metric_a_running_gateway_exports_is_in_docs_metrics_md() {
         "docs/metrics.md (scraped)",
         &metrics_missing(&doc, &exported),
     );
+    gw.stop().await;
+}
+
+/// Every field of the audit lines written for that traffic is a row of `docs/audit.md`.
+#[tokio::test]
+async fn every_audit_field_is_in_docs_audit_md() {
+    let (dir, _up, gw) = gateway_after_traffic().await;
+    let lines = audit_lines(dir.path(), 7).await;
+    let doc = read("docs/audit.md");
+    let mut fields = BTreeSet::new();
+    for l in &lines {
+        fields.extend(l.as_object().unwrap().keys().cloned());
+        assert!(
+            !l.to_string().contains("REDACT-ME"),
+            "query value in an audit line: {l}"
+        );
+    }
+    let missing: Vec<String> = fields
+        .iter()
+        .filter(|f| !doc.lines().any(|l| l.starts_with(&format!("| `{f}` |"))))
+        .map(|f| format!("`{f}`: no row `| `{f}` | type | value |`"))
+        .collect();
+    assert_none_missing("docs/audit.md", &missing);
     gw.stop().await;
 }
 
