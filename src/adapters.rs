@@ -1,5 +1,5 @@
 //! Adapters: what the gateway knows about specific SaaS webhook providers and legacy directories,
-//! as data (CONTRACT §4), so that a new provider is a file, not code.
+//! as data (`docs/adapters.md`), so that a new provider is a file, not code.
 //!
 //! One TOML format for both families, tagged by `family = "webhook"` or `family = "ldap"`, with
 //! unknown keys refused. An adapter's name is its file name without `.toml`. The shipped adapters

@@ -12,6 +12,7 @@ mod guard;
 /// Bodies of the ops API (`/admin/v1/migration`, `/admin/v1/inventory`, `/admin/v1/revocations`):
 /// plain functions of already-resolved inputs, so the admin listener only routes.
 pub mod migration;
+mod openapi;
 pub mod suggest;
 
 use std::convert::Infallible;
@@ -384,9 +385,20 @@ impl Admin {
                     }
                 }
             }
-            if let Err(refusal) = guard::check(&req, local) {
+            if let Err(refusal) = guard::check_host(&req, local) {
                 return problem(refusal.0, refusal.1);
             }
+            if let Some(allow) = openapi::allowed_methods(path) {
+                if !openapi::allows(allow, req.method()) {
+                    return method_not_allowed(allow);
+                }
+            }
+            if let Err(refusal) = guard::check_json(&req) {
+                return problem(refusal.0, refusal.1);
+            }
+        }
+        if path == openapi::PATH {
+            return openapi::serve();
         }
         if let (Some(ops), true) = (&self.ops, path.starts_with("/admin/v1/")) {
             return ops.handle(req).await;

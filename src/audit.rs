@@ -1,4 +1,4 @@
-//! The audit stage (CONTRACT §8): one JSON line per decision on the audit sink, never mixed with
+//! The audit stage (`docs/audit.md`): one JSON line per decision on the audit sink, never mixed with
 //! diagnostics. Requests hand a record to a bounded queue and move on; a writer thread drains
 //! it every few milliseconds, serializes and writes. A full queue drops the record and counts it: auditing never blocks or fails a
 //! request.

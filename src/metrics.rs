@@ -1,4 +1,4 @@
-//! Prometheus metrics (CONTRACT §9, prefix `portcullis_`), rendered in the text exposition format.
+//! Prometheus metrics (`docs/metrics.md`, prefix `portcullis_`), rendered in the text exposition format.
 //! A small hand-rolled registry: label sets are created on first use and then cost one read-lock
 //! and an atomic add, and nothing here can fail a request.
 

@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 
 use crate::body::{full, ProxyBody};
 
-/// The codes of CONTRACT §6 (plus `not-found`, which only the admin API answers).
+/// The codes of `docs/http.md`'s errors table (plus `not-found`, which only the admin API answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     NoRoute,

@@ -91,8 +91,14 @@ struct Body {
 /// target can never match a caller (not a SPIFFE ID, invisible characters, or refused by
 /// `canon`, which spells it the way authentication does).
 fn parse_body(body: &[u8], canon: Canon<'_>) -> Result<(Target, Option<String>), Refusal> {
-    let b: Body =
+    let v: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    // serde reads a struct from a JSON array too (`["spiffe://…", null, null, "why"]`): only
+    // the documented shape, an object, is a revocation body.
+    if !v.is_object() {
+        return Err(bad("the body must be a JSON object"));
+    }
+    let b = Body::deserialize(v).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
     let cannot_match = |why: String| Refusal::new(Code::SchemaViolation, why);
     let target = match (&b.identity, &b.credential, &b.jti) {
         (Some(i), None, None) if !i.starts_with("spiffe://") => {
@@ -149,8 +155,11 @@ pub async fn revoke(
 ) -> Answer {
     let (target, reason) = parse_body(body, canon)?;
     let reason = reason.unwrap_or_default();
+    // The limit applies to what was sent (as docs/openapi.json's `maxLength` does), not to what
+    // is left after trimming: 10,000 spaces and one letter is not a 1-byte reason.
+    let sent = reason.len();
     let reason = reason.trim();
-    if reason.is_empty() || reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
+    if reason.is_empty() || sent > MAX_REASON || reason.chars().any(char::is_control) {
         return Err(bad(format!(
             "reason is required: printable text up to {MAX_REASON} bytes"
         )));

@@ -1,4 +1,4 @@
-//! The command line (CONTRACT §2). Exit codes: 0 ok, 1 failure at run time, 2 bad usage or
+//! The command line (`docs/cli.md`). Exit codes: 0 ok, 1 failure at run time, 2 bad usage or
 //! invalid config.
 
 use std::path::PathBuf;

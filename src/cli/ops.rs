@@ -1,4 +1,4 @@
-//! The ops commands (CONTRACT §2): `migration status`, `inventory`, `policy suggest`, `revoke`,
+//! The ops commands (`docs/cli.md`): `migration status`, `inventory`, `policy suggest`, `revoke`,
 //! all over the running gateway's admin API. Tables by default (the same JSON the API serves,
 //! rendered by [`crate::cli::table`]), `--json` for machines.
 

@@ -4,6 +4,9 @@
 
 mod admin;
 mod creds;
+#[cfg(test)]
+mod docs_drift;
+mod env;
 mod exposure;
 mod issuer;
 mod listen;
@@ -179,19 +182,30 @@ pub fn load(path: &Path) -> Result<Config, Invalid> {
             "cannot read file: not found or not a regular file".into(),
         )]));
     }
+    // Overrides of array elements (`PORTCULLIS__ROUTES__0__NAME`) are applied by `env`: the
+    // `config` crate would turn the array into a table.
+    let overrides = env::split(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    );
     let built = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("PORTCULLIS")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(overrides.plain)),
         )
         .build()
         .map_err(|e| Invalid(vec![problem("-", e.to_string())]))?;
-    let tree: serde_json::Value = built
+    let mut tree: serde_json::Value = built
         .try_deserialize()
         .map_err(|e| Invalid(vec![problem("-", e.to_string())]))?;
+    let bad = env::apply_indexed(&mut tree, &overrides.indexed, &file);
+    if !bad.is_empty() {
+        return Err(Invalid(bad));
+    }
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     validate::validate(&tree, &file, &base, path)
 }

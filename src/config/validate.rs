@@ -18,7 +18,7 @@ use crate::identity::Kind;
 use crate::routing::canonical::{self};
 use crate::units::{parse_duration, parse_size};
 
-const TOP_LEVEL_KEYS: &[&str] = &[
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "version",
     "listen",
     "admin",

@@ -1,4 +1,4 @@
-//! Rate and concurrency limits (CONTRACT §3 `[routes.limits]`, §6 `rate-limited`/`overloaded`).
+//! Rate and concurrency limits (`docs/configuration.md` `[routes.limits]`, `docs/http.md` `rate-limited`/`overloaded`).
 //!
 //! Per route, in the request path after authorization:
 //! 1. [`RouteLimits::check_rate`] with the caller's identity: a GCRA bucket per identity

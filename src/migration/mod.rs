@@ -1,4 +1,4 @@
-//! Migration plans (CONTRACT §5): what each route's plan says ([`plan`]), which phase it is in
+//! Migration plans (`docs/plans.md`): what each route's plan says ([`plan`]), which phase it is in
 //! today and what that phase does to a request ([`phase`]), and how far each migration has come
 //! ([`report`], from the usage and inventory kept by [`crate::state`]). The phase decided once per
 //! request is the pipeline's ([`crate::pipeline::admission`]): it composes authn, authz and token.

@@ -14,7 +14,7 @@ use super::plan::{Phases, Plan};
 use crate::problem::{Code, Refusal};
 use crate::time::Date;
 
-/// A migration phase (CONTRACT §5).
+/// A migration phase (`docs/plans.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -156,7 +156,7 @@ pub fn retired(plan: &Plan, credential: &str) -> Refusal {
 /// - `Sunset: <HTTP-date of the enforce date>` — RFC 8594;
 /// - `Link: <docs>; rel="sunset"` — RFC 8594 §3, when the plan has `docs`.
 ///
-/// Sent only once an `enforce` date is set (CONTRACT §5): a deprecation without a sunset gives
+/// Sent only once an `enforce` date is set (`docs/plans.md`): a deprecation without a sunset gives
 /// callers nothing to plan against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SunsetHeaders {

@@ -1,4 +1,4 @@
-//! Migration plans (`migration-plans/*.toml`, CONTRACT §5): parsed strictly, validated in one
+//! Migration plans (`migration-plans/*.toml`, `docs/plans.md`): parsed strictly, validated in one
 //! pass that reports every problem with its file and key, then cross-checked against the config
 //! (credentials and routes) by [`check_against_config`].
 //!

@@ -1,4 +1,4 @@
-//! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration` (CONTRACT §6).
+//! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration` (`docs/http.md`).
 //!
 //! Both documents are rendered once per key generation and handed out as shared bytes: a request
 //! costs two atomic loads and a reference-count increment, never a serialization.

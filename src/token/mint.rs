@@ -1,4 +1,4 @@
-//! Minting (CONTRACT §7): the claims of a token for one caller and one route, signed by the
+//! Minting (`docs/tokens.md`): the claims of a token for one caller and one route, signed by the
 //! current signing key as a compact JWS assembled by hand (pre-encoded header, serde claims, one
 //! aws-lc-rs signature).
 

@@ -1,4 +1,4 @@
-//! The token issuer (CONTRACT §7): the short-lived tokens the gateway signs for upstreams.
+//! The token issuer (`docs/tokens.md`): the short-lived tokens the gateway signs for upstreams.
 //!
 //! - [`keys`]: one signing key (ES256 or EdDSA, PKCS#8 PEM), its RFC 7638 `kid` and public JWK;
 //!   [`keygen`]: `portcullis keys generate`.

@@ -1,4 +1,4 @@
-//! Request validation (CONTRACT §3 `[routes.validate]`, §6 `unsupported-media-type`,
+//! Request validation (`docs/configuration.md` `[routes.validate]`, `docs/http.md` `unsupported-media-type`,
 //! `schema-violation`, `invalid-request`).
 //!
 //! In the request path after authorization, per route that has a [`Validator`]:

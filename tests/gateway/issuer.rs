@@ -179,7 +179,7 @@ async fn jwks_and_discovery_are_served_and_verify_minted_tokens() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 
-    // PyJWT, given only the JWKS URL, verifies the token and every claim of CONTRACT §7.
+    // PyJWT, given only the JWKS URL, verifies the token and every claim of docs/tokens.md.
     let script = r#"
 import json, sys, time, jwt
 url, token = sys.argv[1], sys.argv[2]

@@ -276,7 +276,7 @@ async fn policy_suggestion_guards_and_gauges() {
     assert!(!r.status().is_success());
     assert!(r.headers().get("access-control-allow-origin").is_none());
 
-    // Every admin error is problem+json, like the data plane's (CONTRACT §6).
+    // Every admin error is problem+json, like the data plane's (docs/http.md).
     let json_body = |method: reqwest::Method, path: &str, body: String| {
         http.request(method, format!("{admin}{path}"))
             .header("content-type", "application/json")

@@ -449,7 +449,7 @@ pub fn status_of(raw: &str) -> u16 {
 }
 
 /// Everything the gateways of this test binary log, at the most verbose levels, so that tests
-/// can prove no secret reaches a diagnostic line (CONTRACT §8: "at any level"). Tests run in
+/// can prove no secret reaches a diagnostic line (docs/audit.md: "at any level"). Tests run in
 /// parallel in one process, so the capture is global: grep for values unique to your test.
 pub mod logs {
     use std::io::Write;
