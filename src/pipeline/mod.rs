@@ -18,6 +18,7 @@
 //! ```
 
 pub mod admission;
+mod body;
 mod head;
 mod local;
 
@@ -27,14 +28,13 @@ use std::time::Instant;
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Request, Response, Version};
-use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::audit::{self, Auditor, Decision};
 use crate::authn;
 use crate::authz::{self, Permit};
-use crate::body::{empty, full, Limited, ProxyBody};
+use crate::body::ProxyBody;
 use crate::clock::Clock;
 use crate::identity;
 use crate::metrics::Metrics;
@@ -49,6 +49,8 @@ use crate::transport::ConnInfo;
 use head::{check_body_limit, check_framing, check_head_limits, request_id};
 
 pub use admission::{Admission, Outgoing};
+pub use body::RequestBody;
+use body::Tripped;
 pub use local::{LocalRequest, LocalRoute};
 
 /// Limits on the request head, from `[listen]`.
@@ -97,8 +99,6 @@ struct Trace {
     sunset: bool,
     /// The canonical target for the audit line, once the request has one.
     target: Option<http::Uri>,
-    /// The buffered body's hold on the body memory budget, released with the trace.
-    body_lease: Option<crate::limits::bodies::Lease>,
 }
 
 impl Gateway {
@@ -106,7 +106,7 @@ impl Gateway {
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
-        let mut body = Some(body);
+        let mut body = RequestBody::new(body, self.bodies.clone(), conn.peer.ip());
         let mut trace = Trace {
             request_id: request_id(&parts.headers),
             route: None,
@@ -119,7 +119,6 @@ impl Gateway {
             observed_refusal: None,
             sunset: false,
             target: None,
-            body_lease: None,
         };
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -132,9 +131,7 @@ impl Gateway {
                 }
                 let rid = trace.request_id.to_str().unwrap_or("-").to_owned();
                 if parts.version == Version::HTTP_2 {
-                    if let Some(unread) = body.take() {
-                        drain_politely(unread).await;
-                    }
+                    body.drain_politely().await;
                 }
                 (refusal.into_response(&rid), reason)
             }
@@ -159,7 +156,7 @@ impl Gateway {
         &self,
         conn: &ConnInfo,
         parts: &mut Parts,
-        body: &mut Option<Incoming>,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
         check_framing(conn, parts)?;
@@ -175,14 +172,10 @@ impl Gateway {
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
         check_body_limit(parts, body_limit)?;
-        let mut buffered = if authn::wants_body(&route.accept, parts) {
-            Some(
-                self.buffer_body(conn, body.take(), body_limit, trace)
-                    .await?,
-            )
-        } else {
-            None
-        };
+        if authn::wants_body(&route.accept, parts) {
+            body.ensure_buffered(body_limit).await?;
+        }
+        let buffered = body.buffered().cloned();
         let url = match buffered {
             Some(_) => authn::webhook::request_url(parts, conn.proto()),
             None => None,
@@ -235,16 +228,10 @@ impl Gateway {
         let mut token = None;
         // `observe`: nothing below is enforced, and the request goes upstream as sent.
         if admission.enforces() {
-            in_flight = self
-                .controls(&permit, conn, parts, body, &mut buffered, trace)
-                .await?;
+            in_flight = self.controls(&permit, conn, parts, body, trace).await?;
             token = self.mint(&permit, conn, now)?;
             trace.jti = token.as_ref().map(|m| m.jti.clone());
         }
-        let body = match buffered {
-            Some(bytes) => Forward::Buffered(bytes),
-            None => Forward::Stream(body.take()),
-        };
         let outgoing = admission.outgoing(&permit, token.as_ref());
         let (upstream_req, tripped) = translate(
             &permit,
@@ -339,8 +326,7 @@ impl Gateway {
         permit: &Permit<Route>,
         conn: &ConnInfo,
         parts: &Parts,
-        body: &mut Option<Incoming>,
-        buffered: &mut Option<bytes::Bytes>,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Option<crate::limits::InFlight>, Refusal> {
         let route = permit.route();
@@ -356,20 +342,10 @@ impl Gateway {
             in_flight = Some(limits.try_acquire()?);
         }
         if let Some(v) = &route.validator {
-            let has_body = match (buffered.as_ref(), body.as_ref()) {
-                (Some(b), _) => !b.is_empty(),
-                (None, Some(b)) => crate::validate::has_body(parts, b.is_end_stream()),
-                (None, None) => false,
-            };
+            let has_body = body.present(parts);
             v.check_head(parts, has_body)?;
             if has_body && v.needs_body(parts) {
-                if buffered.is_none() {
-                    *buffered = Some(
-                        self.buffer_body(conn, body.take(), route.config.max_body, trace)
-                            .await?,
-                    );
-                }
-                v.check_body(parts, buffered.as_deref().unwrap_or_default())?;
+                v.check_body(parts, body.ensure_buffered(route.config.max_body).await?)?;
             }
         }
         Ok(in_flight)
@@ -452,7 +428,7 @@ impl Gateway {
         conn: &ConnInfo,
         parts: &Parts,
         view: &CanonicalRequest,
-        body: &mut Option<Incoming>,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Option<Response<ProxyBody>>, Refusal> {
         for l in &self.local {
@@ -465,24 +441,6 @@ impl Gateway {
             }
         }
         Ok(None)
-    }
-
-    /// Read the whole body: beyond `limit` bytes 413, too slow 408, beyond the body memory caps
-    /// 503 (all closing the connection; see `limits::bodies`). The bytes stay counted against
-    /// the caps until the request is answered.
-    async fn buffer_body(
-        &self,
-        conn: &ConnInfo,
-        body: Option<Incoming>,
-        limit: u64,
-        trace: &mut Trace,
-    ) -> Result<bytes::Bytes, Refusal> {
-        let Some(body) = body else {
-            return Ok(bytes::Bytes::new());
-        };
-        let (bytes, lease) = self.bodies.read(conn.peer.ip(), body, limit).await?;
-        trace.body_lease = Some(lease);
-        Ok(bytes)
     }
 
     /// Mint (or take from the cache) the token for the permitted caller, when the route sends one.
@@ -588,25 +546,6 @@ impl Gateway {
     }
 }
 
-/// Before refusing an HTTP/2 request whose body is still arriving, read (and discard) a bounded
-/// amount of it: answering mid-upload makes hyper reset the stream, which some clients report as
-/// a protocol error instead of showing the refusal. HTTP/1.1 refusals close the connection instead.
-async fn drain_politely(mut body: Incoming) {
-    const MAX: usize = 256 * 1024;
-    let drain = async {
-        let mut seen = 0usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len());
-            if seen > MAX {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
-}
-
-type Tripped = Option<Arc<std::sync::atomic::AtomicBool>>;
-
 /// Authorization stage: enforced (a [`Permit`] or a refusal), or in `observe` only evaluated.
 /// Returns the permit and whether the request is only observed.
 fn authorize(
@@ -651,12 +590,6 @@ struct Routed {
     host: Option<String>,
 }
 
-/// The body to forward: still streaming from the caller, or read already (to check a signature).
-enum Forward {
-    Stream(Option<Incoming>),
-    Buffered(bytes::Bytes),
-}
-
 /// The caller's method, target and headers, for [`translate`]: the headers are moved out (nothing
 /// after translation reads them), the rest is shared.
 fn caller_head(parts: &mut Parts) -> Parts {
@@ -673,7 +606,7 @@ fn translate(
     conn: &ConnInfo,
     mut head: Parts,
     routed: &Routed,
-    body: Forward,
+    body: &mut RequestBody,
     request_id: &HeaderValue,
     outgoing: Outgoing<'_>,
 ) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
@@ -716,16 +649,7 @@ fn translate(
     if let Some((name, value)) = outgoing.inject() {
         headers.insert(name.clone(), value.clone());
     }
-    let (body, tripped): (ProxyBody, Tripped) = match body {
-        Forward::Buffered(bytes) if bytes.is_empty() => (empty(), None),
-        Forward::Buffered(bytes) => (full(bytes), None),
-        Forward::Stream(None) => (empty(), None),
-        Forward::Stream(Some(b)) if b.is_end_stream() => (empty(), None),
-        Forward::Stream(Some(body)) => {
-            let (limited, tripped) = Limited::new(body, route.config.max_body);
-            (limited.boxed(), Some(tripped))
-        }
-    };
+    let (body, tripped) = body.to_upstream(route.config.max_body);
     let mut req = Request::new(body);
     *req.method_mut() = head.method;
     *req.uri_mut() = uri;
