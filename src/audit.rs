@@ -70,6 +70,8 @@ pub struct Record {
     pub upstream_status: Option<u16>,
     pub latency_ms: f64,
     pub jti: Option<Arc<str>>,
+    /// `proxy` (forwarded upstream) or `decision` (answered to a front proxy).
+    pub mode: &'static str,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -592,6 +592,12 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             max_header_bytes: config.listen.max_header_bytes,
             max_headers: config.listen.max_headers,
         },
+        decision: config.decision.clone().map(|d| {
+            Arc::new(crate::pipeline::decision::Decider::new(
+                d,
+                credentials.trust.clone(),
+            ))
+        }),
     });
 
     let (tls, admin_mtls) =

@@ -4,6 +4,7 @@
 
 mod admin;
 mod creds;
+mod decision;
 mod exposure;
 mod issuer;
 mod listen;
@@ -58,6 +59,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Migration plans (`[migration] plans_dir`).
     pub plans: Arc<crate::migration::Plans>,
+    /// `[decision]`: the forward-auth endpoint, when configured.
+    pub decision: Option<crate::pipeline::decision::DecisionSettings>,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
 }

@@ -31,6 +31,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "state",
     "migration",
     "routes",
+    "decision",
 ];
 
 pub(super) use crate::diag::Collector;
@@ -191,6 +192,8 @@ pub(super) fn validate(
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
+    let decision =
+        super::decision::decision(&mut c, obj.get("decision"), listen.as_ref(), &mut warnings);
 
     match (listen, admin, audit) {
         (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {
@@ -214,6 +217,7 @@ pub(super) fn validate(
                 routes,
                 state,
                 plans: Arc::new(plans),
+                decision,
                 warnings,
             })
         }

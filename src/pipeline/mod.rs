@@ -19,6 +19,7 @@
 
 pub mod admission;
 mod body;
+pub mod decision;
 mod head;
 mod local;
 
@@ -51,6 +52,7 @@ use head::{check_body_limit, check_framing, check_head_limits, request_id};
 pub use admission::{Admission, Outgoing};
 pub use body::RequestBody;
 use body::Tripped;
+use decision::Mode;
 pub use local::{LocalRequest, LocalRoute};
 
 /// Limits on the request head, from `[listen]`.
@@ -79,6 +81,8 @@ pub struct Gateway {
     pub auth_failures: Option<Arc<crate::limits::SourceLimiter>>,
     /// Deadlines and memory caps for bodies read whole (`[listen] body_timeout` etc.).
     pub bodies: Arc<crate::limits::bodies::BodyBudget>,
+    /// `[decision]`: the forward-auth endpoint for front proxies (see [`decision`]).
+    pub decision: Option<Arc<decision::Decider>>,
 }
 
 /// What the audit line and metrics need, filled in as stages run.
@@ -99,6 +103,10 @@ struct Trace {
     sunset: bool,
     /// The canonical target for the audit line, once the request has one.
     target: Option<http::Uri>,
+    /// Forwarded upstream, or decided for a front proxy.
+    mode: Mode,
+    /// Decision mode: the caller's address as the front proxy saw it (else the peer's).
+    source: Option<std::net::SocketAddr>,
 }
 
 impl Gateway {
@@ -119,6 +127,8 @@ impl Gateway {
             observed_refusal: None,
             sunset: false,
             target: None,
+            mode: Mode::Proxy,
+            source: None,
         };
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -133,7 +143,12 @@ impl Gateway {
                 if parts.version == Version::HTTP_2 {
                     body.drain_politely().await;
                 }
-                (refusal.into_response(&rid), reason)
+                let problem = (trace.mode == Mode::Decision).then(|| refusal.to_json(&rid));
+                let mut resp = refusal.into_response(&rid);
+                if let Some(p) = problem {
+                    decision::mirror_problem(resp.headers_mut(), &p);
+                }
+                (resp, reason)
             }
         };
         resp.headers_mut()
@@ -161,11 +176,16 @@ impl Gateway {
     ) -> Result<Response<ProxyBody>, Refusal> {
         check_framing(conn, parts)?;
         check_head_limits(parts, self.head_limits)?;
+        // Decision mode: from here on, the original request the front proxy describes.
+        let adopted = self.adopt(conn, parts, trace)?;
+        let conn = adopted.as_ref().unwrap_or(conn);
         // Built once: local endpoints, routing, policy, audit and the upstream URI all read it.
         let view = CanonicalRequest::of(parts)?;
         trace.target = view.audit_target(&parts.uri);
-        if let Some(resp) = self.local(conn, parts, &view, body, trace).await? {
-            return Ok(resp);
+        if trace.mode == Mode::Proxy {
+            if let Some(resp) = self.local(conn, parts, &view, body, trace).await? {
+                return Ok(resp);
+            }
         }
         let routed = self.route(parts, view)?;
         let route = routed.route.clone();
@@ -173,6 +193,9 @@ impl Gateway {
         let body_limit = route.config.max_body;
         check_body_limit(parts, body_limit)?;
         if authn::wants_body(&route.accept, parts) {
+            if trace.mode == Mode::Decision && !body.present(parts) {
+                return Err(decision::body_missing());
+            }
             body.ensure_buffered(body_limit).await?;
         }
         let buffered = body.buffered().cloned();
@@ -233,6 +256,11 @@ impl Gateway {
             trace.jti = token.as_ref().map(|m| m.jti.clone());
         }
         let outgoing = admission.outgoing(&permit, token.as_ref());
+        if trace.mode == Mode::Decision {
+            let resp = decision::answer(&permit, parts, outgoing)?;
+            self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
+            return Ok(resp);
+        }
         let (upstream_req, tripped) = translate(
             &permit,
             conn,
@@ -341,7 +369,13 @@ impl Gateway {
             })?);
             in_flight = Some(limits.try_acquire()?);
         }
-        if let Some(v) = &route.validator {
+        // Decision mode validates only a body that came with the decision request (nginx
+        // `auth_request` never sends one; see docs/decision-mode.md).
+        let validator = route
+            .validator
+            .as_ref()
+            .filter(|_| trace.mode == Mode::Proxy || body.present(parts));
+        if let Some(v) = validator {
             let has_body = body.present(parts);
             v.check_head(parts, has_body)?;
             if has_body && v.needs_body(parts) {
@@ -420,6 +454,23 @@ impl Gateway {
                 .with(&[p.name.as_str(), &cred.name])
                 .inc();
         }
+    }
+
+    /// Decision stage: a request for `[decision] path_prefix` becomes the original request the
+    /// front proxy describes (only from a trusted proxy), with the caller's connection.
+    fn adopt(
+        &self,
+        conn: &ConnInfo,
+        parts: &mut Parts,
+        trace: &mut Trace,
+    ) -> Result<Option<ConnInfo>, Refusal> {
+        let Some(d) = self.decision.as_deref().filter(|d| d.claims(parts)) else {
+            return Ok(None);
+        };
+        trace.mode = Mode::Decision;
+        let caller = d.adopt(conn, parts, self.clock.now())?;
+        trace.source = Some(caller.peer);
+        Ok(Some(caller))
     }
 
     /// Local stage: the first local route the request is for answers it (allowed, or refused).
@@ -529,7 +580,7 @@ impl Gateway {
             route: route_name,
             method: parts.method.clone(),
             target: trace.target.unwrap_or_else(|| parts.uri.clone()),
-            source: conn.peer,
+            source: trace.source.unwrap_or(conn.peer),
             decision: trace.decision,
             reason,
             credential,
@@ -542,6 +593,7 @@ impl Gateway {
             upstream_status: trace.upstream_status,
             latency_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
             jti: trace.jti,
+            mode: trace.mode.as_str(),
         });
     }
 }
