@@ -3,7 +3,7 @@
 //! endpoint's form). One value replaces the `Option<Incoming>`/`Option<Bytes>` pair the stages
 //! used to pass around and `take()` from: a stage asks for the bytes with
 //! [`RequestBody::ensure_buffered`], and whatever is left goes upstream with
-//! [`RequestBody::to_upstream`].
+//! [`RequestBody::take_for_upstream`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -103,7 +103,7 @@ impl RequestBody {
 
     /// The body for the upstream request: the buffered bytes, or the caller's stream counted
     /// against `max_body` (with the flag that tells an oversized upload from an upstream failure).
-    pub(super) fn to_upstream(&mut self, max_body: u64) -> (ProxyBody, Tripped) {
+    pub(super) fn take_for_upstream(&mut self, max_body: u64) -> (ProxyBody, Tripped) {
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Buffered(bytes) => {
                 // The lease stays here: the bytes count until the request is answered.

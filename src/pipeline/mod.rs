@@ -701,7 +701,7 @@ fn translate(
     if let Some((name, value)) = outgoing.inject() {
         headers.insert(name.clone(), value.clone());
     }
-    let (body, tripped) = body.to_upstream(route.config.max_body);
+    let (body, tripped) = body.take_for_upstream(route.config.max_body);
     let mut req = Request::new(body);
     *req.method_mut() = head.method;
     *req.uri_mut() = uri;

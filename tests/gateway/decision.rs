@@ -110,6 +110,9 @@ window = "14d"
     let up = Upstream::start().await;
     let u = up.url();
     let d = dir.display();
+    let legacy = format!(
+        "\n[[routes]]\nname = \"legacy\"\nmatch = {{ path_prefix = \"/legacy/\" }}\naccept = [\"old-keys\"]\n{ALLOW_PARTNERS}\nplan = \"old-api\"\n[routes.upstream]\nurl = \"{u}\"\naudience = \"legacy\"\n"
+    );
     let extra = format!(
         r#"{ISSUER}
 [decision]
@@ -177,9 +180,6 @@ token_header = "none"
             &u,
             "",
             "[routes.limits]\nrate = \"1/m\"\nburst = 1"
-        ),
-        legacy = format!(
-            "\n[[routes]]\nname = \"legacy\"\nmatch = {{ path_prefix = \"/legacy/\" }}\naccept = [\"old-keys\"]\n{ALLOW_PARTNERS}\nplan = \"old-api\"\n[routes.upstream]\nurl = \"{u}\"\naudience = \"legacy\"\n"
         ),
     );
     let toml = base_config(dir, "", &pki.tls_section(), &extra);
