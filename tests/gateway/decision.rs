@@ -57,10 +57,43 @@ impl Lab {
 
     /// One request over a fresh TLS connection from `from` (a loopback address), as written.
     async fn raw(&self, from: [u8; 4], request: &[u8]) -> String {
+        self.raw_as(from, None, request).await
+    }
+
+    /// [`Lab::raw`], presenting the client certificate `cert` (PEM, key) when given.
+    async fn raw_as(
+        &self,
+        from: [u8; 4],
+        cert: Option<&(String, String)>,
+        request: &[u8],
+    ) -> String {
+        use rustls_pki_types::pem::PemObject as _;
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.bind(SocketAddr::from((from, 0))).unwrap();
         let tcp = sock.connect(self.gw.data_addr).await.unwrap();
-        let mut cfg = self.pki.client_config();
+        let mut cfg = match cert {
+            None => self.pki.client_config(),
+            Some((c, k)) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in rustls_pki_types::CertificateDer::pem_slice_iter(
+                    self.pki.ca.cert_pem().as_bytes(),
+                ) {
+                    roots.add(ca.unwrap()).unwrap();
+                }
+                let chain = rustls_pki_types::CertificateDer::pem_slice_iter(c.as_bytes())
+                    .map(Result::unwrap)
+                    .collect();
+                let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap();
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+                .unwrap()
+            }
+        };
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg));
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
@@ -76,6 +109,11 @@ impl Lab {
 /// each case: API keys with a minted token, a rate limit, a retired key (a plan in `enforce`),
 /// mTLS, a webhook.
 async fn lab() -> Lab {
+    lab_with("").await
+}
+
+/// [`lab`] with more `[decision]` keys.
+async fn lab_with(decision_extra: &str) -> Lab {
     let pki = Pki::new();
     let dir = pki.dir.path();
     let corp = SpiffeCa::new("corp.example");
@@ -119,7 +157,7 @@ window = "14d"
 path_prefix = "/.portcullis/decide"
 trusted_proxies = ["127.0.0.1/32"]
 client_cert_header = "x-forwarded-client-cert"
-
+{decision_extra}
 [migration]
 plans_dir = "{d}/plans"
 
@@ -736,4 +774,64 @@ async fn only_trusted_proxies_may_describe_a_request() {
         .as_str()
         .unwrap()
         .starts_with("127.0.0.2:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxy_ids_need_the_proxys_own_svid() {
+    let lab = lab_with(r#"trusted_proxy_ids = ["spiffe://corp.example/ingress/*"]"#).await;
+    let ask = envoy("GET", "/partner/orders", &[("x-api-key", ACME)], "");
+    let ingress = lab
+        .corp
+        .leaf(&["spiffe://corp.example/ingress/nginx"], |_| {});
+    let raw = lab.raw_as([127, 0, 0, 1], Some(&ingress), &ask).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    // From a trusted address, but without a certificate, or with another workload's.
+    let raw = lab.raw_as([127, 0, 0, 1], None, &ask).await;
+    assert_eq!(status_of(&raw), 403, "{raw}");
+    let stranger = lab.corp.leaf(&[PAYMENTS_ID], |_| {});
+    let raw = lab.raw_as([127, 0, 0, 1], Some(&stranger), &ask).await;
+    assert_eq!(status_of(&raw), 403, "{raw}");
+    // The right ID from an untrusted address.
+    let raw = lab.raw_as([127, 0, 0, 2], Some(&ingress), &ask).await;
+    assert_eq!(status_of(&raw), 403, "{raw}");
+}
+
+#[test]
+fn decision_config_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |decision: &str| -> String {
+        let toml = base_config(dir.path(), "", "", &format!("\n[decision]\n{decision}\n"));
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(&path, toml).unwrap();
+        match portcullis::config::load(&path) {
+            Ok(c) => format!("ok {:?}", c.warnings),
+            Err(e) => e.to_string(),
+        }
+    };
+    assert!(check("trusted_proxies = [\"10.0.0.0/8\"]").starts_with("ok"));
+    assert!(check("").contains("decision.trusted_proxies: required"));
+    assert!(check("trusted_proxies = []").contains("decision.trusted_proxies: empty"));
+    let e = check("trusted_proxies = [\"10.0.0.1/8\"]");
+    assert!(e.contains("host bits") && e.contains("10.0.0.0/8"), "{e}");
+    assert!(check("trusted_proxies = [\"localhost\"]").contains("decision.trusted_proxies[0]"));
+    assert!(check("trusted_proxies = [\"0.0.0.0/0\"]").contains("trusts every address"));
+    for bad in [
+        "\"decide\"",
+        "\"/\"",
+        "\"/a/\"",
+        "\"/a/../b\"",
+        "\"/a;b\"",
+        "\"/a%2f\"",
+    ] {
+        let e = check(&format!("path_prefix = {bad}\ntrusted_proxies = [\"::1\"]"));
+        assert!(e.contains("decision.path_prefix"), "{bad}: {e}");
+    }
+    let e = check("trusted_proxies = [\"::1\"]\ntrusted_proxy_ids = [\"spiffe://corp.example/x\"]");
+    assert!(
+        e.contains("decision.trusted_proxy_ids") && e.contains("listen.tls"),
+        "{e}"
+    );
+    let e = check("trusted_proxies = [\"::1\"]\nclient_cert_header = \"bad header\"");
+    assert!(e.contains("decision.client_cert_header"), "{e}");
+    assert!(check("trusted_proxies = [\"::1\"]\ntrusted = 1").contains("decision"));
 }
