@@ -794,6 +794,12 @@ async fn trusted_proxy_ids_need_the_proxys_own_svid() {
     // The right ID from an untrusted address.
     let raw = lab.raw_as([127, 0, 0, 2], Some(&ingress), &ask).await;
     assert_eq!(status_of(&raw), 403, "{raw}");
+    // The proxy's own certificate is never the caller's: an mTLS route without a forwarded
+    // certificate is 401, even though the proxy's SVID is valid and in corp.example.
+    let payments = envoy("GET", "/payments/batch", &[], "");
+    let raw = lab.raw_as([127, 0, 0, 1], Some(&ingress), &payments).await;
+    assert_eq!(status_of(&raw), 401, "{raw}");
+    assert_eq!(lab.up.count(), 0);
 }
 
 #[test]
