@@ -406,6 +406,9 @@ pub fn summary(cfg: &config::Config) -> String {
         config::AuditSink::File(p) => p.display().to_string(),
     };
     let _ = writeln!(o, "audit   {sink}");
+    if let Some(d) = &cfg.decision {
+        let _ = writeln!(o, "decide  {}", d.summary());
+    }
     if let Some(iss) = &cfg.issuer {
         let keys = if iss.keys.is_empty() {
             "ephemeral dev key".to_string()

@@ -156,6 +156,24 @@ pub struct DecisionSettings {
     pub client_cert_header: Option<HeaderName>,
 }
 
+impl DecisionSettings {
+    /// One line for `portcullis check`: where, from whom, which certificate header.
+    pub fn summary(&self) -> String {
+        let from: Vec<String> = self.trusted_proxies.iter().map(Cidr::to_string).collect();
+        let mut s = format!("{} from {}", self.path_prefix, from.join(", "));
+        if !self.trusted_proxy_ids.is_empty() {
+            s.push_str(&format!(
+                " over mTLS as {}",
+                self.trusted_proxy_ids.join(", ")
+            ));
+        }
+        if let Some(h) = &self.client_cert_header {
+            s.push_str(&format!(", client certificates in {h}"));
+        }
+        s
+    }
+}
+
 /// The decision endpoint of the data listener.
 #[derive(Debug)]
 pub struct Decider {

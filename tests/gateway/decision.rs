@@ -815,6 +815,17 @@ fn decision_config_is_checked() {
         }
     };
     assert!(check("trusted_proxies = [\"10.0.0.0/8\"]").starts_with("ok"));
+    let out = std::process::Command::new(bin())
+        .args(["check", "-c"])
+        .arg(dir.path().join("portcullis.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("decide  /.portcullis/decide from 10.0.0.0/8"),
+        "{out:?}"
+    );
     assert!(check("").contains("decision.trusted_proxies: required"));
     assert!(check("trusted_proxies = []").contains("decision.trusted_proxies: empty"));
     let e = check("trusted_proxies = [\"10.0.0.1/8\"]");
