@@ -73,6 +73,8 @@ pub struct Record {
     /// The W3C trace id (32 hex digits) of the request's trace: the gateway's span when
     /// tracing is on, else a trusted caller's `traceparent`; null when neither.
     pub trace_id: Option<String>,
+    /// `proxy` (forwarded upstream) or `decision` (answered to a front proxy).
+    pub mode: &'static str,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

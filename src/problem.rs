@@ -166,17 +166,23 @@ impl Refusal {
         self.headers.as_deref().map_or(&[], Vec::as_slice)
     }
 
+    /// The problem+json document.
+    pub fn to_json(&self, request_id: &str) -> String {
+        serde_json::json!({
+            "type": format!("urn:portcullis:{}", self.code.as_str()),
+            "title": self.code.title(),
+            "status": self.code.status().as_u16(),
+            "detail": self.detail,
+            "request_id": request_id,
+        })
+        .to_string()
+    }
+
     /// Render as problem+json.
     pub fn into_response(self, request_id: &str) -> Response<ProxyBody> {
         let status = self.code.status();
-        let body = serde_json::json!({
-            "type": format!("urn:portcullis:{}", self.code.as_str()),
-            "title": self.code.title(),
-            "status": status.as_u16(),
-            "detail": self.detail,
-            "request_id": request_id,
-        });
-        let mut resp = Response::new(full(Bytes::from(body.to_string())));
+        let body = self.to_json(request_id);
+        let mut resp = Response::new(full(Bytes::from(body)));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(

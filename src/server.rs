@@ -537,6 +537,18 @@ impl crate::transport::Handler for Gateway {
     }
 }
 
+/// `[decision]`: the forward-auth endpoint, validating forwarded certificates against `trust`.
+fn decider(
+    config: &Config,
+    trust: &Arc<crate::spiffe::store::TrustStore>,
+) -> Option<Arc<crate::pipeline::decision::Decider>> {
+    let d = config.decision.clone()?;
+    Some(Arc::new(crate::pipeline::decision::Decider::new(
+        d,
+        trust.clone(),
+    )))
+}
+
 /// The local routes, in the order they are checked: the issuer's documents, then token exchange.
 fn local_routes(
     well_known: Option<Arc<WellKnown>>,
@@ -623,6 +635,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             max_header_bytes: config.listen.max_header_bytes,
             max_headers: config.listen.max_headers,
         },
+        decision: decider(&config, &credentials.trust),
     });
 
     let (tls, admin_mtls) =

@@ -385,6 +385,14 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `check`'s line for `[decision]` (with its leading newline), or nothing.
+fn decision_line(cfg: &config::Config) -> String {
+    cfg.decision
+        .as_ref()
+        .map(|d| format!("\ndecide  {}", d.summary()))
+        .unwrap_or_default()
+}
+
 /// The one-screen summary printed by `check`.
 pub fn summary(cfg: &config::Config) -> String {
     use std::fmt::Write as _;
@@ -401,7 +409,7 @@ pub fn summary(cfg: &config::Config) -> String {
         config::AuditSink::Stdout => "stdout".to_string(),
         config::AuditSink::File(p) => p.display().to_string(),
     };
-    let _ = writeln!(o, "audit   {sink}");
+    let _ = writeln!(o, "audit   {sink}{}", decision_line(cfg));
     if let Some(iss) = &cfg.issuer {
         let keys = if iss.keys.is_empty() {
             "ephemeral dev key".to_string()

@@ -7,6 +7,7 @@ mod creds;
 #[cfg(test)]
 mod docs_drift;
 mod env;
+mod decision;
 mod exposure;
 mod issuer;
 mod listen;
@@ -64,6 +65,8 @@ pub struct Config {
     pub plans: Arc<crate::migration::Plans>,
     /// `[telemetry]`: traces (off without `otlp_endpoint`).
     pub telemetry: crate::telemetry::Settings,
+    /// `[decision]`: the forward-auth endpoint, when configured.
+    pub decision: Option<crate::pipeline::decision::DecisionSettings>,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
 }

@@ -32,6 +32,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "migration",
     "routes",
     "telemetry",
+    "decision",
 ];
 
 pub(super) use crate::diag::Collector;
@@ -193,6 +194,8 @@ pub(super) fn validate(
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
     let telemetry = super::telemetry::telemetry(&mut c, obj.get("telemetry"));
+    let decision =
+        super::decision::decision(&mut c, obj.get("decision"), listen.as_ref(), &mut warnings);
 
     match (listen, admin, audit) {
         (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {
@@ -217,6 +220,7 @@ pub(super) fn validate(
                 state,
                 plans: Arc::new(plans),
                 telemetry,
+                decision,
                 warnings,
             })
         }

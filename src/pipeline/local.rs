@@ -9,9 +9,8 @@ use futures_util::future::BoxFuture;
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Method, Response};
-use hyper::body::Incoming;
 
-use super::{Gateway, Trace};
+use super::{Gateway, RequestBody, Trace};
 use crate::body::{full, ProxyBody};
 use crate::identity::Credential;
 use crate::problem::Refusal;
@@ -37,7 +36,7 @@ pub struct LocalRequest<'a> {
     pub conn: &'a ConnInfo,
     pub parts: &'a Parts,
     pub view: &'a CanonicalRequest,
-    body: &'a mut Option<Incoming>,
+    body: &'a mut RequestBody,
     trace: &'a mut Trace,
 }
 
@@ -47,7 +46,7 @@ impl<'a> LocalRequest<'a> {
         conn: &'a ConnInfo,
         parts: &'a Parts,
         view: &'a CanonicalRequest,
-        body: &'a mut Option<Incoming>,
+        body: &'a mut RequestBody,
         trace: &'a mut Trace,
     ) -> Self {
         LocalRequest {
@@ -63,9 +62,7 @@ impl<'a> LocalRequest<'a> {
     /// Read the whole body (413 beyond `limit`, 408 too slow, 503 beyond the body memory caps); it
     /// stays counted against the caps until the request is answered.
     pub async fn buffer_body(&mut self, limit: u64) -> Result<bytes::Bytes, Refusal> {
-        self.gateway
-            .buffer_body(self.conn, self.body.take(), limit, self.trace)
-            .await
+        self.body.ensure_buffered(limit).await.cloned()
     }
 
     /// Who the endpoint answered, and the token it issued, for the audit line.

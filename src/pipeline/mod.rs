@@ -18,6 +18,8 @@
 //! ```
 
 pub mod admission;
+mod body;
+pub mod decision;
 mod head;
 mod local;
 
@@ -27,14 +29,13 @@ use std::time::Instant;
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Request, Response, Version};
-use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::audit::{self, Auditor, Decision};
 use crate::authn;
 use crate::authz::{self, Permit};
-use crate::body::{empty, full, Limited, ProxyBody};
+use crate::body::ProxyBody;
 use crate::clock::Clock;
 use crate::identity;
 use crate::metrics::Metrics;
@@ -49,6 +50,9 @@ use crate::transport::ConnInfo;
 use head::{check_body_limit, check_framing, check_head_limits, request_id};
 
 pub use admission::{Admission, Outgoing};
+pub use body::RequestBody;
+use body::Tripped;
+use decision::Mode;
 pub use local::{LocalRequest, LocalRoute};
 
 /// Limits on the request head, from `[listen]`.
@@ -79,6 +83,8 @@ pub struct Gateway {
     pub bodies: Arc<crate::limits::bodies::BodyBudget>,
     /// Traces (`[telemetry]`); off: no span work at all.
     pub telemetry: crate::telemetry::Telemetry,
+    /// `[decision]`: the forward-auth endpoint for front proxies (see [`decision`]).
+    pub decision: Option<Arc<decision::Decider>>,
 }
 
 /// What the audit line and metrics need, filled in as stages run.
@@ -99,12 +105,14 @@ struct Trace {
     sunset: bool,
     /// The canonical target for the audit line, once the request has one.
     target: Option<http::Uri>,
-    /// The buffered body's hold on the body memory budget, released with the trace.
-    body_lease: Option<crate::limits::bodies::Lease>,
     /// The server span; the stages' spans are its children.
     span: crate::telemetry::RequestSpan,
     /// For the audit line (see `Telemetry::trace_id`).
     trace_id: Option<String>,
+    /// Forwarded upstream, or decided for a front proxy.
+    mode: Mode,
+    /// Decision mode: the caller's address as the front proxy saw it (else the peer's).
+    source: Option<std::net::SocketAddr>,
 }
 
 impl Gateway {
@@ -112,7 +120,7 @@ impl Gateway {
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
-        let mut body = Some(body);
+        let mut body = RequestBody::new(body, self.bodies.clone(), conn.peer.ip());
         let span = self.telemetry.server_span(&parts.method, &parts.headers);
         let mut trace = Trace {
             trace_id: self.telemetry.trace_id(&span, &parts.headers),
@@ -128,7 +136,8 @@ impl Gateway {
             observed_refusal: None,
             sunset: false,
             target: None,
-            body_lease: None,
+            mode: Mode::Proxy,
+            source: None,
         };
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
@@ -141,11 +150,14 @@ impl Gateway {
                 }
                 let rid = trace.request_id.to_str().unwrap_or("-").to_owned();
                 if parts.version == Version::HTTP_2 {
-                    if let Some(unread) = body.take() {
-                        drain_politely(unread).await;
-                    }
+                    body.drain_politely().await;
                 }
-                (refusal.into_response(&rid), reason)
+                let problem = (trace.mode == Mode::Decision).then(|| refusal.to_json(&rid));
+                let mut resp = refusal.into_response(&rid);
+                if let Some(p) = problem {
+                    decision::mirror_problem(resp.headers_mut(), &p);
+                }
+                (resp, reason)
             }
         };
         resp.headers_mut()
@@ -168,16 +180,21 @@ impl Gateway {
         &self,
         conn: &ConnInfo,
         parts: &mut Parts,
-        body: &mut Option<Incoming>,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
         check_framing(conn, parts)?;
         check_head_limits(parts, self.head_limits)?;
+        // Decision mode: from here on, the original request the front proxy describes.
+        let adopted = self.adopt(conn, parts, trace)?;
+        let conn = adopted.as_ref().unwrap_or(conn);
         // Built once: local endpoints, routing, policy, audit and the upstream URI all read it.
         let view = CanonicalRequest::of(parts)?;
         trace.target = view.audit_target(&parts.uri);
-        if let Some(resp) = self.local(conn, parts, &view, body, trace).await? {
-            return Ok(resp);
+        if trace.mode == Mode::Proxy {
+            if let Some(resp) = self.local(conn, parts, &view, body, trace).await? {
+                return Ok(resp);
+            }
         }
         let routed = trace.span.sync("route", || self.route(parts, view))?;
         let route = routed.route.clone();
@@ -185,14 +202,13 @@ impl Gateway {
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
         check_body_limit(parts, body_limit)?;
-        let mut buffered = if authn::wants_body(&route.accept, parts) {
-            Some(
-                self.buffer_body(conn, body.take(), body_limit, trace)
-                    .await?,
-            )
-        } else {
-            None
-        };
+        if authn::wants_body(&route.accept, parts) {
+            if trace.mode == Mode::Decision && !body.present(parts) {
+                return Err(decision::body_missing());
+            }
+            body.ensure_buffered(body_limit).await?;
+        }
+        let buffered = body.buffered().cloned();
         let url = match buffered {
             Some(_) => authn::webhook::request_url(parts, conn.proto()),
             None => None,
@@ -252,18 +268,16 @@ impl Gateway {
         // `observe`: nothing below is enforced, and the request goes upstream as sent.
         if admission.enforces() {
             let limits = trace.span.stage("limits");
-            in_flight = limits.close(
-                self.controls(&permit, conn, parts, body, &mut buffered, trace)
-                    .await,
-            )?;
+            in_flight = limits.close(self.controls(&permit, conn, parts, body, trace).await)?;
             token = trace.span.sync("mint", || self.mint(&permit, conn, now))?;
             trace.jti = token.as_ref().map(|m| m.jti.clone());
         }
-        let body = match buffered {
-            Some(bytes) => Forward::Buffered(bytes),
-            None => Forward::Stream(body.take()),
-        };
         let outgoing = admission.outgoing(&permit, token.as_ref());
+        if trace.mode == Mode::Decision {
+            let resp = decision::answer(&permit, parts, outgoing)?;
+            self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
+            return Ok(resp);
+        }
         let (mut upstream_req, tripped) = translate(
             &permit,
             conn,
@@ -361,8 +375,7 @@ impl Gateway {
         permit: &Permit<Route>,
         conn: &ConnInfo,
         parts: &Parts,
-        body: &mut Option<Incoming>,
-        buffered: &mut Option<bytes::Bytes>,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Option<crate::limits::InFlight>, Refusal> {
         let route = permit.route();
@@ -377,21 +390,17 @@ impl Gateway {
             })?);
             in_flight = Some(limits.try_acquire()?);
         }
-        if let Some(v) = &route.validator {
-            let has_body = match (buffered.as_ref(), body.as_ref()) {
-                (Some(b), _) => !b.is_empty(),
-                (None, Some(b)) => crate::validate::has_body(parts, b.is_end_stream()),
-                (None, None) => false,
-            };
+        // Decision mode validates only a body that came with the decision request (nginx
+        // `auth_request` never sends one; see docs/decision-mode.md).
+        let validator = route
+            .validator
+            .as_ref()
+            .filter(|_| trace.mode == Mode::Proxy || body.present(parts));
+        if let Some(v) = validator {
+            let has_body = body.present(parts);
             v.check_head(parts, has_body)?;
             if has_body && v.needs_body(parts) {
-                if buffered.is_none() {
-                    *buffered = Some(
-                        self.buffer_body(conn, body.take(), route.config.max_body, trace)
-                            .await?,
-                    );
-                }
-                v.check_body(parts, buffered.as_deref().unwrap_or_default())?;
+                v.check_body(parts, body.ensure_buffered(route.config.max_body).await?)?;
             }
         }
         Ok(in_flight)
@@ -468,13 +477,30 @@ impl Gateway {
         }
     }
 
+    /// Decision stage: a request for `[decision] path_prefix` becomes the original request the
+    /// front proxy describes (only from a trusted proxy), with the caller's connection.
+    fn adopt(
+        &self,
+        conn: &ConnInfo,
+        parts: &mut Parts,
+        trace: &mut Trace,
+    ) -> Result<Option<ConnInfo>, Refusal> {
+        let Some(d) = self.decision.as_deref().filter(|d| d.claims(parts)) else {
+            return Ok(None);
+        };
+        trace.mode = Mode::Decision;
+        let caller = d.adopt(conn, parts, self.clock.now())?;
+        trace.source = Some(caller.peer);
+        Ok(Some(caller))
+    }
+
     /// Local stage: the first local route the request is for answers it (allowed, or refused).
     async fn local(
         &self,
         conn: &ConnInfo,
         parts: &Parts,
         view: &CanonicalRequest,
-        body: &mut Option<Incoming>,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Option<Response<ProxyBody>>, Refusal> {
         for l in &self.local {
@@ -487,24 +513,6 @@ impl Gateway {
             }
         }
         Ok(None)
-    }
-
-    /// Read the whole body: beyond `limit` bytes 413, too slow 408, beyond the body memory caps
-    /// 503 (all closing the connection; see `limits::bodies`). The bytes stay counted against
-    /// the caps until the request is answered.
-    async fn buffer_body(
-        &self,
-        conn: &ConnInfo,
-        body: Option<Incoming>,
-        limit: u64,
-        trace: &mut Trace,
-    ) -> Result<bytes::Bytes, Refusal> {
-        let Some(body) = body else {
-            return Ok(bytes::Bytes::new());
-        };
-        let (bytes, lease) = self.bodies.read(conn.peer.ip(), body, limit).await?;
-        trace.body_lease = Some(lease);
-        Ok(bytes)
     }
 
     /// Mint (or take from the cache) the token for the permitted caller, when the route sends one.
@@ -606,7 +614,7 @@ impl Gateway {
             route: route_name,
             method: parts.method.clone(),
             target: trace.target.unwrap_or_else(|| parts.uri.clone()),
-            source: conn.peer,
+            source: trace.source.unwrap_or(conn.peer),
             decision: trace.decision,
             reason,
             credential,
@@ -620,28 +628,10 @@ impl Gateway {
             latency_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
             jti: trace.jti,
             trace_id: trace.trace_id,
+            mode: trace.mode.as_str(),
         });
     }
 }
-
-/// Before refusing an HTTP/2 request whose body is still arriving, read (and discard) a bounded
-/// amount of it: answering mid-upload makes hyper reset the stream, which some clients report as
-/// a protocol error instead of showing the refusal. HTTP/1.1 refusals close the connection instead.
-async fn drain_politely(mut body: Incoming) {
-    const MAX: usize = 256 * 1024;
-    let drain = async {
-        let mut seen = 0usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len());
-            if seen > MAX {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
-}
-
-type Tripped = Option<Arc<std::sync::atomic::AtomicBool>>;
 
 /// Authorization stage: enforced (a [`Permit`] or a refusal), or in `observe` only evaluated.
 /// Returns the permit and whether the request is only observed.
@@ -687,12 +677,6 @@ struct Routed {
     host: Option<String>,
 }
 
-/// The body to forward: still streaming from the caller, or read already (to check a signature).
-enum Forward {
-    Stream(Option<Incoming>),
-    Buffered(bytes::Bytes),
-}
-
 /// The caller's method, target and headers, for [`translate`]: the headers are moved out (nothing
 /// after translation reads them), the rest is shared.
 fn caller_head(parts: &mut Parts) -> Parts {
@@ -709,7 +693,7 @@ fn translate(
     conn: &ConnInfo,
     mut head: Parts,
     routed: &Routed,
-    body: Forward,
+    body: &mut RequestBody,
     request_id: &HeaderValue,
     outgoing: Outgoing<'_>,
 ) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
@@ -752,16 +736,7 @@ fn translate(
     if let Some((name, value)) = outgoing.inject() {
         headers.insert(name.clone(), value.clone());
     }
-    let (body, tripped): (ProxyBody, Tripped) = match body {
-        Forward::Buffered(bytes) if bytes.is_empty() => (empty(), None),
-        Forward::Buffered(bytes) => (full(bytes), None),
-        Forward::Stream(None) => (empty(), None),
-        Forward::Stream(Some(b)) if b.is_end_stream() => (empty(), None),
-        Forward::Stream(Some(body)) => {
-            let (limited, tripped) = Limited::new(body, route.config.max_body);
-            (limited.boxed(), Some(tripped))
-        }
-    };
+    let (body, tripped) = body.take_for_upstream(route.config.max_body);
     let mut req = Request::new(body);
     *req.method_mut() = head.method;
     *req.uri_mut() = uri;

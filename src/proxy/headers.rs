@@ -225,16 +225,11 @@ pub fn to_upstream(
     strip: Strip<'_>,
 ) {
     remove_where(h, |n| {
-        if is_hop_by_hop(n)
+        is_hop_by_hop(n)
             || n == header::HOST
             || n == X_FORWARDED_PROTO
             || n == X_FORWARDED_HOST
-            || (strip.authorization && n == header::AUTHORIZATION)
-        {
-            return true;
-        }
-        let n = normalized(n);
-        is_identity_name(&n) || strip.route.matches(&n)
+            || withheld(n, &strip)
     });
     append_list(h, &header::FORWARDED, hop.forwarded(host));
     append_list(h, &X_FORWARDED_FOR, hop.forwarded_for());
@@ -247,6 +242,18 @@ pub fn to_upstream(
     }
     h.insert(X_REQUEST_ID.clone(), request_id.clone());
     h.insert(header::HOST, upstream_host.clone());
+}
+
+/// Whether a caller header is withheld from the upstream for what it claims or carries: an
+/// identity claim, one the route's `strip_headers` names, `Authorization` on a translated
+/// request. (Hop-by-hop and forwarding headers are replaced per hop, not withheld.) Decision mode
+/// names these to the front proxy.
+pub fn withheld(name: &HeaderName, strip: &Strip<'_>) -> bool {
+    if strip.authorization && name == header::AUTHORIZATION {
+        return true;
+    }
+    let n = normalized(name);
+    is_identity_name(&n) || strip.route.matches(&n)
 }
 
 /// Append to a comma-separated list header, folding repeated fields into one.

@@ -25,12 +25,12 @@ const CALLER: &str = "spiffe://corp.example/ns/payments/sa/batch";
 const ISSUER_URL: &str = "https://portcullis.corp.example";
 
 /// A SPIFFE CA for one trust domain.
-struct SpiffeCa {
+pub(crate) struct SpiffeCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl SpiffeCa {
-    fn new(td: &str) -> SpiffeCa {
+    pub(crate) fn new(td: &str) -> SpiffeCa {
         let mut p = CertificateParams::default();
         p.distinguished_name
             .push(DnType::CommonName, format!("{td} CA"));
@@ -42,12 +42,16 @@ impl SpiffeCa {
         }
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
     /// A leaf; `edit` breaks it in the way a test needs.
-    fn leaf(&self, uris: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> (String, String) {
+    pub(crate) fn leaf(
+        &self,
+        uris: &[&str],
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (String, String) {
         let mut p = CertificateParams::default();
         p.distinguished_name.push(DnType::CommonName, "workload");
         p.subject_alt_names = uris
