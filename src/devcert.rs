@@ -13,10 +13,13 @@ use rcgen::{
 
 use crate::time::Date;
 
-/// How long a dev CA is valid, in days from today.
-pub const CA_DAYS: i64 = 30;
-/// How long a dev leaf certificate is valid, in days from today.
-pub const LEAF_DAYS: i64 = 7;
+/// How long a dev CA is valid, in days from today: short, yet past the 30 days within which
+/// the gateway warns that a trust bundle's CA expires (the demo should start without warnings
+/// about its own fresh CA).
+pub const CA_DAYS: i64 = 35;
+/// How long a dev leaf certificate is valid, in days from today: short, yet past the 7 days
+/// within which the gateway warns that its listener certificate expires.
+pub const LEAF_DAYS: i64 = 10;
 
 /// A throwaway certificate authority.
 pub struct DevCa {

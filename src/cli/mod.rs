@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod apikey;
+pub(crate) mod apikey;
 /// The admin API client the ops commands use.
 pub mod client;
 mod keys;
@@ -197,6 +197,10 @@ enum TokenCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// For an https:// JWKS URL: the CA certificate (PEM) that issued the gateway's
+        /// certificate (default: the system's roots).
+        #[arg(long, value_name = "FILE")]
+        cacert: Option<PathBuf>,
     },
 }
 
@@ -309,6 +313,7 @@ pub fn main() -> ExitCode {
                     jwks_url,
                     jwks_file,
                     json,
+                    cacert,
                 },
         } => {
             let source = match (jwks_url, jwks_file) {
@@ -320,7 +325,7 @@ pub fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            match rt.block_on(keys::inspect_token(&token, source, json)) {
+            match rt.block_on(keys::inspect_token(&token, source, json, cacert)) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");

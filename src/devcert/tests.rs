@@ -42,7 +42,10 @@ fn facts(pem: &str) -> Facts {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 const DAY: u64 = 86_400;
