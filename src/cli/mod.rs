@@ -11,6 +11,7 @@ pub(crate) mod apikey;
 pub mod client;
 mod keys;
 mod ops;
+mod shell;
 /// The tables the ops commands print from admin API bodies.
 pub mod table;
 
@@ -72,6 +73,18 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Shell completions on stdout: `portcullis completions bash > /etc/bash_completion.d/portcullis`.
+    Completions {
+        #[arg(value_enum)]
+        shell: shell::Shell,
+    },
+    /// The man page (roff) on stdout, or with `--dir` every page (portcullis.1 and one
+    /// portcullis-COMMAND.1 per command) written into a directory.
+    Man {
+        /// Write portcullis.1 and portcullis-*.1 here instead (e.g. /usr/share/man/man1).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Offboard a caller: refused from now on (`--delete` lifts a revocation).
     #[command(group(clap::ArgGroup::new("target").required(true).args(["identity", "credential", "jti"])))]
@@ -226,6 +239,8 @@ pub fn main() -> ExitCode {
     let path = config::locate(cli.config.as_deref());
     match cli.command {
         Command::Check => check(&path),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
         Command::Migration {
             command: MigrationCommand::Status { out },
         } => ops::run(
@@ -371,7 +386,13 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let drain = cfg.listen.drain_timeout;
     let running = server::start(cfg, server::Options::default()).await?;
+    // systemd Type=notify: ready once both listeners are bound (docs/deploy.md).
+    let systemd = crate::sdnotify::Systemd::ready(&format!(
+        "serving on {}, admin on {}",
+        running.data_addr, running.admin_addr
+    ));
     server::shutdown_signal().await;
+    systemd.stopping();
     tracing::info!(drain_timeout = ?drain, "shutting down: draining in-flight requests");
     running.stop().await;
     tracing::info!("stopped");

@@ -25,6 +25,7 @@ mod legacy;
 mod lineage;
 mod migration;
 mod ops;
+mod package;
 mod paths;
 mod phases;
 mod principals;
