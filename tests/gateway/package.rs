@@ -339,3 +339,41 @@ fn man_pages_render_without_warnings() {
         assert!(text.contains(cmd), "{cmd} in:\n{text}");
     }
 }
+
+/// The shipped unit asks for what `serve` does (Type=notify with a watchdog) and passes
+/// `systemd-analyze verify`, with ExecStart pointing at this build's binary (verify checks that
+/// the executables exist), and its sandboxing keeps the exposure score at "OK".
+#[test]
+fn systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/systemd/portcullis.service"
+    ))
+    .unwrap();
+    for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30s"] {
+        assert!(unit.lines().any(|l| l == line), "{line}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/portcullis", bin())).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs; scripts/test installs systemd");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
