@@ -377,3 +377,123 @@ fn systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/portcullis");
+const HELM_STATIC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/helm_static.py");
+
+fn helm_static(chart: &std::path::Path) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(HELM_STATIC)
+        .arg(chart)
+        .output()
+        .expect("python3 runs (scripts/test's venv has PyYAML and jsonschema)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+/// No helm binary is installable here (none on PyPI, npm or Debian), so the chart is checked
+/// statically: see tests/gateway/helm_static.py for what is and is not checked.
+#[test]
+fn helm_chart_static_checks() {
+    let (ok, said) = helm_static(std::path::Path::new(CHART));
+    assert!(ok && said.trim() == "ok", "{said}");
+
+    // The checker has teeth: a template reading a value that does not exist, and a block left
+    // open, are both reported.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("portcullis");
+    let status = Command::new("cp")
+        .args(["-r", CHART])
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let svc = copy.join("templates/service.yaml");
+    let text = std::fs::read_to_string(&svc).unwrap();
+    std::fs::write(
+        &svc,
+        text.replace(".Values.ports.admin", ".Values.ports.admn"),
+    )
+    .unwrap();
+    let hpa = copy.join("templates/hpa.yaml");
+    let text = std::fs::read_to_string(&hpa).unwrap();
+    std::fs::write(&hpa, text.replacen("{{- end }}", "", 1)).unwrap();
+    let (ok, said) = helm_static(&copy);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains(".Values.ports.admn is not in values.yaml"),
+        "{said}"
+    );
+    assert!(said.contains("hpa.yaml: 1 block(s) left open"), "{said}");
+}
+
+/// The chart's default `config` passes `portcullis check`, with the files it names (the
+/// Secret and ConfigMap mounts) made under a temp dir in their place.
+#[test]
+fn helm_chart_default_config_passes_check() {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['config'], end='')",
+        ])
+        .arg(format!("{CHART}/values.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        config.contains("\"/run/secrets/portcullis-tls/tls.crt\""),
+        "{config}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
+    for d in [
+        "/run/secrets/portcullis-tls",
+        "/run/secrets/portcullis",
+        "/run/portcullis/trust",
+    ] {
+        std::fs::create_dir_all(at(d)).unwrap();
+    }
+    let ca = portcullis::devcert::DevCa::new("chart test CA").unwrap();
+    let leaf = ca.server(&["portcullis.corp.example"]).unwrap();
+    std::fs::write(at("/run/secrets/portcullis-tls/tls.crt"), &leaf.cert_pem).unwrap();
+    std::fs::write(at("/run/secrets/portcullis-tls/tls.key"), &leaf.key_pem).unwrap();
+    std::fs::write(at("/run/portcullis/trust/corp-bundle.pem"), ca.cert_pem()).unwrap();
+    let key = at("/run/secrets/portcullis/issuer-current.pem");
+    portcullis(&["keys", "generate", "--out", key.to_str().unwrap()]);
+    let new_key = portcullis(&[
+        "apikey",
+        "new",
+        "--id",
+        "acme",
+        "--identity",
+        "spiffe://corp.example/partners/acme",
+    ]);
+    let entry: String = new_key.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(at("/run/secrets/portcullis/api-keys.toml"), entry).unwrap();
+
+    let cfg = root.join("portcullis.toml");
+    let moved = config.replace("\"/run/", &format!("\"{}/run/", root.display()));
+    std::fs::write(&cfg, moved).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
