@@ -149,7 +149,12 @@ fn write_credentials(dir: &Path) -> anyhow::Result<Files> {
     let signing = crate::token::keygen::generate(crate::token::keys::Alg::Es256)?;
     crate::token::keygen::write_private(&dir.join("issuer.pem"), &signing)?;
 
-    let key = crate::cli::apikey::new_key(PARTNER_KEY_ID, PARTNER_ID, Some("demo partner"), None)?;
+    let key = crate::authn::apikey::issue::new_key(
+        PARTNER_KEY_ID,
+        PARTNER_ID,
+        Some("demo partner"),
+        None,
+    )?;
     write_private(&dir.join("partner-keys.toml"), key.entry.as_bytes())?;
     let mut secret = [0u8; 32];
     aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no system randomness"))?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub(crate) mod apikey;
+mod apikey;
 /// The admin API client the ops commands use.
 pub mod client;
 mod keys;

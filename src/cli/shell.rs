@@ -1,5 +1,5 @@
 //! `portcullis completions bash|zsh|fish` and `portcullis man`: generated from the same clap
-//! definition as the parser, so they never drift from it (docs/cli.md).
+//! definition as the parser, so they never drift from it.
 
 use std::io::Write as _;
 use std::path::Path;
