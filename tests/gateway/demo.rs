@@ -136,9 +136,15 @@ impl Drop for Demo {
 
 #[test]
 fn every_printed_line_works_as_printed_and_tells_the_story() {
+    // The demo's files live under TMPDIR: one whose name a shell would split or end a quote at
+    // proves the printed lines quote every path.
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().join("my demo's files");
+    std::fs::create_dir(&tmpdir).unwrap();
     let mut child = Demo(
         Command::new(bin())
             .args(["demo", "--port", "0", "--admin-port", "0"])
+            .env("TMPDIR", &tmpdir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -160,6 +166,13 @@ fn every_printed_line_works_as_printed_and_tells_the_story() {
                 .map(|(c, _)| c.to_string())
         })
         .expect("the banner names the dev CA");
+    // The banner shows the path as a shell word (quoted when it needs to be): ask sh for it.
+    let ca = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s {ca}"))
+        .output()
+        .unwrap();
+    let ca = String::from_utf8(ca.stdout).unwrap();
     assert!(base.starts_with("https://127.0.0.1:") && !base.ends_with(":0"));
 
     let mut outputs = Vec::new();
