@@ -35,7 +35,8 @@ enum Command {
     Serve,
     /// Validate config and print a summary; exit 2 listing every problem if invalid.
     Check,
-    /// Self-contained demo: an embedded upstream and the gateway with generated dev certs.
+    /// The product's story on one machine: dev certificates, an echoing upstream, a migration
+    /// plan in bridge, an API key, a signed webhook, and command lines that work as printed.
     Demo {
         /// Data listener port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 8443)]
