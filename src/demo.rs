@@ -1,13 +1,18 @@
-//! `portcullis demo`: everything in a temp dir: a dev CA and server certificate, an embedded
-//! upstream that echoes what it received, the gateway with a built-in config, and `curl` lines
-//! that work as printed. Runs until Ctrl-C.
+//! `portcullis demo`: the product's story on one machine, with no outside service. Everything
+//! lives in a temp dir: fresh dev certificates (short-lived, made at each start), an embedded
+//! upstream that echoes what it received, a migration plan in its bridge phase, an API key, a
+//! webhook secret, and the gateway with a built-in config. It prints command lines that work as
+//! printed, each with the status it gives (`tests/gateway/demo.rs` runs every one), then the
+//! audit log. Runs until Ctrl-C.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -17,19 +22,26 @@ use tokio::net::TcpListener;
 
 use crate::devcert::DevCa;
 use crate::server;
+use crate::time::Date;
+
+mod banner;
 
 /// Start the demo upstream on 127.0.0.1 (any free port); it answers every request with a JSON
 /// description of what it received (method, path, query, headers, body size).
-pub async fn start_echo_upstream() -> std::io::Result<SocketAddr> {
+/// When `token_file` is set, the bearer token of the last request that carried one is written
+/// there (mode 0600), so the demo's `token inspect` line can read what the upstream received.
+pub async fn start_echo_upstream(token_file: Option<PathBuf>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let token_file = token_file.map(Arc::new);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            let token_file = token_file.clone();
             tokio::spawn(async move {
-                let svc = service_fn(echo);
+                let svc = service_fn(move |req| echo(req, token_file.clone()));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -39,8 +51,21 @@ pub async fn start_echo_upstream() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(
+    req: Request<Incoming>,
+    token_file: Option<Arc<PathBuf>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
+    let bearer = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let (Some(path), Some(token)) = (token_file, bearer) {
+        if let Err(e) = write_private(&path, token.as_bytes()) {
+            tracing::warn!("demo upstream: writing {}: {e}", path.display());
+        }
+    }
     let size = body
         .collect()
         .await
@@ -77,8 +102,110 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
 /// The demo's SPIFFE trust domain and the workload whose SVID the demo writes out.
 const TRUST_DOMAIN: &str = "demo.example";
 const WORKLOAD_ID: &str = "spiffe://demo.example/ns/payments/sa/batch";
+/// The partner whose static API key the migration plan retires.
+const PARTNER_KEY_ID: &str = "acme";
+const PARTNER_ID: &str = "spiffe://demo.example/partner/acme";
+/// The webhook delivery the demo prints, signed with the demo's secret.
+const WEBHOOK_BODY: &str = r#"{"action":"opened","number":1}"#;
 
-fn demo_config(dir: &Path, port: u16, admin_port: u16, upstream: SocketAddr) -> String {
+/// What the demo wrote into its directory.
+struct Files {
+    dir: PathBuf,
+    ca: PathBuf,
+    svid: PathBuf,
+    svid_key: PathBuf,
+    config: PathBuf,
+    plan: PathBuf,
+    /// Where the upstream keeps the last token it received.
+    token: PathBuf,
+    api_key: String,
+    /// `sha256=…` of [`WEBHOOK_BODY`].
+    signature: String,
+    /// The plan's dates: bridge since yesterday, enforce in 30 days.
+    bridge: Date,
+    enforce: Date,
+}
+
+/// The certificates, the API key and the webhook secret, written into `dir`.
+fn write_credentials(dir: &Path) -> anyhow::Result<Files> {
+    let ca = DevCa::new("portcullis demo CA").context("generating the demo CA")?;
+    let leaf = ca
+        .server(&["localhost", "127.0.0.1"])
+        .context("generating the demo certificate")?;
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.cert_pem())?;
+    std::fs::write(dir.join("gateway.pem"), &leaf.cert_pem)?;
+    write_private(&dir.join("gateway.key"), leaf.key_pem.as_bytes())?;
+    let spiffe_ca = DevCa::new("portcullis demo SPIFFE CA").context("generating the SPIFFE CA")?;
+    std::fs::write(dir.join("spiffe-bundle.pem"), spiffe_ca.cert_pem())?;
+    let svid = spiffe_ca
+        .svid(WORKLOAD_ID)
+        .context("generating the demo X.509-SVID")?;
+    let (svid_path, svid_key) = (dir.join("svid.pem"), dir.join("svid.key"));
+    std::fs::write(&svid_path, &svid.cert_pem)?;
+    write_private(&svid_key, svid.key_pem.as_bytes())?;
+
+    // A signing key on disk: without one the gateway signs with an ephemeral key and warns.
+    let signing = crate::token::keygen::generate(crate::token::keys::Alg::Es256)?;
+    crate::token::keygen::write_private(&dir.join("issuer.pem"), &signing)?;
+
+    let key = crate::authn::apikey::issue::new_key(
+        PARTNER_KEY_ID,
+        PARTNER_ID,
+        Some("demo partner"),
+        None,
+    )?;
+    write_private(&dir.join("partner-keys.toml"), key.entry.as_bytes())?;
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let secret = hex::encode(secret);
+    write_private(&dir.join("github-secret"), format!("{secret}\n").as_bytes())?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|_| anyhow::anyhow!("HMAC key"))?;
+    mac.update(WEBHOOK_BODY.as_bytes());
+    let today = Date::of(std::time::SystemTime::now());
+    Ok(Files {
+        dir: dir.to_path_buf(),
+        ca: ca_path,
+        svid: svid_path,
+        svid_key,
+        config: dir.join("portcullis.toml"),
+        plan: dir.join("migration-plans").join("partner-api.toml"),
+        token: dir.join("upstream-token.jwt"),
+        api_key: key.key,
+        signature: format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        bridge: today.plus(-1),
+        enforce: today.plus(30),
+    })
+}
+
+/// The migration plan of the partner API: observe began a month ago, bridge yesterday, enforce
+/// in 30 days. Dates relative to today keep the demo in bridge whenever it runs.
+fn plan(f: &Files) -> String {
+    format!(
+        r#"# Built by `portcullis demo`: partners move off static API keys.
+name = "partner-api"
+owner = "team-partners <partners@demo.example>"
+description = "Partner REST API, static X-API-Key keys"
+docs = "https://partners.demo.example/migration"
+legacy_credentials = ["partner-keys"]
+
+[phases]
+observe = {observe}
+bridge  = {bridge}
+enforce = {enforce}
+
+[exit_criteria]
+max_legacy_share = 0.0
+window = "7d"
+"#,
+        observe = f.bridge.plus(-30),
+        bridge = f.bridge,
+        enforce = f.enforce,
+    )
+}
+
+fn demo_config(f: &Files, port: u16, admin_port: u16, upstream: SocketAddr) -> String {
     format!(
         r#"# Built by `portcullis demo` — a starting point for your own portcullis.toml.
 version = 1
@@ -95,10 +222,17 @@ addr = "127.0.0.1:{admin_port}"
 [audit]
 sink = "stdout"
 
-# The tokens the gateway mints; no keys listed: an ephemeral dev key (check warns).
+# Revocations, usage and inventory (the dashboard's data), kept in the demo's directory.
+[state]
+path = "{dir}/state.db"
+
+# Migration plans: migration-plans/ next to this file.
+
+# The tokens the gateway mints, signed with the demo's key (`portcullis keys generate`).
 [issuer]
 url = "https://127.0.0.1:{port}"
-spiffe_id = "spiffe://demo.example/portcullis"
+spiffe_id = "spiffe://{td}/portcullis"
+keys = ["{dir}/issuer.pem"]
 ttl = "5m"
 
 # A pass-through route: no credential required, the path is normalized and every request audited.
@@ -110,6 +244,42 @@ url = "http://{upstream}"
 timeout = "5s"
 [routes.limits]
 max_body = "1KiB"
+
+# A legacy integration: partners call with a static API key, which the plan partner-api retires.
+[credentials.partner-keys]
+kind = "api-key"
+header = "X-API-Key"
+keys_file = "{dir}/partner-keys.toml"
+
+[[routes]]
+name = "partners"
+match = {{ path_prefix = "/partners/", methods = ["GET", "POST"] }}
+accept = ["partner-keys"]
+allow = ["spiffe://{td}/partner/*"]
+plan = "partner-api"
+[routes.upstream]
+url = "http://{upstream}"
+audience = "partners-api"
+
+# A provider that can only sign its webhooks with a shared secret (GitHub's scheme). GitHub
+# sends no timestamp: a delivery is remembered for `tolerance` and refused as a replay meanwhile.
+[credentials.github]
+kind = "webhook"
+adapter = "github"
+secrets_file = "{dir}/github-secret"
+identity = "spiffe://{td}/ext/github"
+tolerance = "1h"
+
+[[routes]]
+name = "github-hooks"
+match = {{ path_prefix = "/hooks/github", methods = ["POST"] }}
+accept = ["github"]
+allow = ["spiffe://{td}/ext/github"]
+[routes.upstream]
+url = "http://{upstream}"
+audience = "ci-api"
+[routes.limits]
+max_body = "64KiB"
 
 # Workload identity: SPIFFE X.509-SVIDs of this trust domain, verified at the TLS handshake.
 [trust."{td}"]
@@ -130,9 +300,27 @@ allow = ["spiffe://{td}/ns/payments/*"]
 url = "http://{upstream}"
 audience = "payments-api"
 "#,
-        dir = dir.display(),
+        dir = f.dir.display(),
         td = TRUST_DOMAIN,
     )
+}
+
+/// `port`, or for 0 a free port on 127.0.0.1. The issuer URL in the config must carry the port
+/// the listener gets, so the demo picks it before writing the config; the listener binds it
+/// right after (another process taking it in between makes the start fail with a clear error).
+fn pick_port(port: u16) -> anyhow::Result<u16> {
+    if port != 0 {
+        return Ok(port);
+    }
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Where the demo's parts listen.
+struct Addrs {
+    base: String,
+    admin: SocketAddr,
+    upstream: SocketAddr,
 }
 
 /// Run the demo until Ctrl-C / SIGTERM.
@@ -141,84 +329,28 @@ pub async fn run(port: u16, admin_port: u16) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("portcullis-demo-")
         .tempdir()?;
-    let ca = DevCa::new("portcullis demo CA").context("generating the demo CA")?;
-    let leaf = ca
-        .server(&["localhost", "127.0.0.1"])
-        .context("generating the demo certificate")?;
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, ca.cert_pem())?;
-    std::fs::write(dir.path().join("gateway.pem"), &leaf.cert_pem)?;
-    write_private(&dir.path().join("gateway.key"), leaf.key_pem.as_bytes())?;
-    let spiffe_ca = DevCa::new("portcullis demo SPIFFE CA").context("generating the SPIFFE CA")?;
-    std::fs::write(dir.path().join("spiffe-bundle.pem"), spiffe_ca.cert_pem())?;
-    let svid = spiffe_ca
-        .svid(WORKLOAD_ID)
-        .context("generating the demo X.509-SVID")?;
-    let svid_path = dir.path().join("svid.pem");
-    let svid_key = dir.path().join("svid.key");
-    std::fs::write(&svid_path, &svid.cert_pem)?;
-    write_private(&svid_key, svid.key_pem.as_bytes())?;
-
-    let upstream = start_echo_upstream()
+    let files = write_credentials(dir.path())?;
+    let upstream = start_echo_upstream(Some(files.token.clone()))
         .await
         .context("starting the demo upstream")?;
-    let cfg_path = dir.path().join("portcullis.toml");
+    let (port, admin_port) = (pick_port(port)?, pick_port(admin_port)?);
+    std::fs::create_dir_all(files.dir.join("migration-plans"))?;
+    std::fs::write(&files.plan, plan(&files))?;
     std::fs::write(
-        &cfg_path,
-        demo_config(dir.path(), port, admin_port, upstream),
+        &files.config,
+        demo_config(&files, port, admin_port, upstream),
     )?;
-    let cfg = crate::config::load(&cfg_path)
+    let cfg = crate::config::load(&files.config)
         .map_err(|e| anyhow::anyhow!("built-in demo config is invalid:\n{e}"))?;
     let running = server::start(cfg, server::Options::default())
         .await
         .context("starting the gateway (is the port in use? try --port 0 --admin-port 0)")?;
-
-    let base = format!("https://127.0.0.1:{}", running.data_addr.port());
-    let ca = ca_path.display();
-    let admin = running.admin_addr;
-    println!(
-        r#"
-portcullis demo is running (Ctrl-C to stop)
-  gateway   {base}   (TLS; dev CA at {ca})
-  admin     http://{admin}
-  upstream  http://{upstream}   (echoes what it receives)
-  config    {cfg}
-
-Try these (the audit log follows below, one JSON line per request):
-
-  # A pass-through route, proxied to the upstream over HTTP/1.1 (expect 200; see X-Request-Id and Forwarded):
-  curl -sS --http1.1 --cacert {ca} {base}/public/hello?name=demo
-
-  # The same over HTTP/2 (expect 200):
-  curl -sS --http2 --cacert {ca} -X POST -d 'amount=10' {base}/public/payments
-
-  # A path that could be read two ways is refused, never 'fixed' (expect 400, problem+json):
-  curl -sS --path-as-is --cacert {ca} {base}/public/%2e%2e/admin
-
-  # No route for this path (expect 404, problem+json):
-  curl -sS --cacert {ca} {base}/nowhere
-
-  # Bodies above the route's max_body are refused (expect 413):
-  head -c 4096 /dev/zero | curl -sS --cacert {ca} -X POST --data-binary @- {base}/public/upload
-
-  # A workload with a SPIFFE X.509-SVID ({workload}): the upstream receives a minted token
-  # instead (see its Authorization header; decode it with `portcullis token inspect`) (expect 200):
-  curl -sS --cacert {ca} --cert {svid} --key {svid_key} {base}/payments/batch
-
-  # The same route without a client certificate (expect 401):
-  curl -sS --cacert {ca} {base}/payments/batch
-
-  # The issuer's public keys (JWKS), for upstreams that verify minted tokens (expect 200):
-  curl -sS --cacert {ca} {base}/.well-known/jwks.json
-
-  # Prometheus metrics on the admin listener (expect 200):
-  curl -sS http://{admin}/metrics
-"#,
-        cfg = cfg_path.display(),
-        workload = WORKLOAD_ID,
-        svid = svid_path.display(),
-        svid_key = svid_key.display(),
-    );
+    let at = Addrs {
+        base: format!("https://127.0.0.1:{}", running.data_addr.port()),
+        admin: running.admin_addr,
+        upstream,
+    };
+    println!("{}", banner::text(&files, &at, &banner::command_name()));
     crate::server::shutdown_signal().await;
     eprintln!("stopping…");
     running.stop().await;

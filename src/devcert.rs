@@ -1,9 +1,25 @@
 //! Development certificates (the demo, and tests): a throwaway CA and leaf certificates signed by
 //! it. Never used by `serve`.
+//!
+//! They are made to pass strict verifiers (OpenSSL's `X509_V_FLAG_X509_STRICT`, which Python 3.13
+//! turns on by default, and browsers' lifetime rules): every certificate carries a Subject Key
+//! Identifier, every leaf an Authority Key Identifier naming its CA, basicConstraints on all of
+//! them, and short lifetimes ([`CA_DAYS`], [`LEAF_DAYS`]). The demo makes new ones at each start,
+//! so nothing needs renewing.
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
+
+use crate::time::Date;
+
+/// How long a dev CA is valid, in days from today: short, yet past the 30 days within which
+/// the gateway warns that a trust bundle's CA expires (the demo should start without warnings
+/// about its own fresh CA).
+pub const CA_DAYS: i64 = 35;
+/// How long a dev leaf certificate is valid, in days from today: short, yet past the 7 days
+/// within which the gateway warns that its listener certificate expires.
+pub const LEAF_DAYS: i64 = 10;
 
 /// A throwaway certificate authority.
 pub struct DevCa {
@@ -23,13 +39,39 @@ pub struct Issued {
     pub key_pem: String,
 }
 
+/// `params` made valid from yesterday 00:00 UTC (a client whose clock is somewhat behind still
+/// accepts it) until 00:00 UTC `days` after today.
+fn valid_for(params: &mut CertificateParams, days: i64) -> Result<(), rcgen::Error> {
+    let today = Date::of(std::time::SystemTime::now());
+    let (from, until) = (ymd(today.plus(-1))?, ymd(today.plus(days))?);
+    // `rcgen::date_time_ymd` panics on an impossible date: `ymd` only hands it real ones.
+    params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+    params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+    Ok(())
+}
+
+/// `d` as the parts `rcgen::date_time_ymd` takes, or `Error::Time` out of its range.
+fn ymd(d: Date) -> Result<(i32, u8, u8), rcgen::Error> {
+    let (y, m, day) = d.ymd();
+    match (i32::try_from(y), u8::try_from(m), u8::try_from(day)) {
+        (Ok(y), Ok(m), Ok(day)) if (1..=9999).contains(&y) => Ok((y, m, day)),
+        _ => Err(rcgen::Error::Time),
+    }
+}
+
 impl DevCa {
-    /// A new CA named `name`.
+    /// A new CA named `name`, valid for [`CA_DAYS`].
     pub fn new(name: &str) -> Result<Self, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        // pathLen 0: it signs leaves only.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        valid_for(&mut params, CA_DAYS)?;
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
         Ok(DevCa { issuer })
     }
@@ -39,7 +81,7 @@ impl DevCa {
         self.issuer.pem()
     }
 
-    /// A server certificate for DNS names and IP addresses.
+    /// A server certificate for DNS names and IP addresses, valid for [`LEAF_DAYS`].
     pub fn server(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
@@ -49,22 +91,28 @@ impl DevCa {
         );
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        valid_for(&mut params, LEAF_DAYS)?;
         self.sign(params)
     }
 
-    /// An X.509-SVID (client certificate) for a SPIFFE ID: the ID as the only URI SAN,
-    /// digitalSignature, clientAuth, not a CA.
+    /// An X.509-SVID (client certificate) for a SPIFFE ID, valid for [`LEAF_DAYS`]: the ID as
+    /// the only URI SAN, digitalSignature, clientAuth, not a CA.
     pub fn svid(&self, spiffe_id: &str) -> Result<Issued, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, "svid");
         params.subject_alt_names = vec![rcgen::SanType::URI(spiffe_id.try_into()?)];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        valid_for(&mut params, LEAF_DAYS)?;
         self.sign(params)
     }
 
-    /// Sign arbitrary parameters with a fresh key.
-    pub fn sign(&self, params: CertificateParams) -> Result<Issued, rcgen::Error> {
+    /// Sign a leaf with a fresh key. Whatever `params` says, the result is a leaf
+    /// (basicConstraints CA:FALSE, which also makes rcgen write its Subject Key Identifier) with
+    /// an Authority Key Identifier naming this CA; the validity is the caller's.
+    pub fn sign(&self, mut params: CertificateParams) -> Result<Issued, rcgen::Error> {
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
@@ -73,3 +121,6 @@ impl DevCa {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,6 +26,7 @@ pub mod problem;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+pub mod sdnotify;
 pub mod secret;
 pub mod server;
 pub mod spiffe;

@@ -62,7 +62,7 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// The rustls client config: roots from `cacert` (else the system's), the client
     /// certificate when both `cert` and `key` are given.
-    fn client_config(&self) -> Result<rustls::ClientConfig, String> {
+    pub(crate) fn client_config(&self) -> Result<rustls::ClientConfig, String> {
         let mut roots = rustls::RootCertStore::empty();
         match &self.cacert {
             Some(p) => {

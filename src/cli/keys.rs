@@ -38,18 +38,19 @@ pub async fn inspect_token(
     token: &str,
     source: JwksSource,
     as_json: bool,
+    cacert: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let jwks_bytes = match source {
         JwksSource::File(p) => {
             std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?
         }
-        JwksSource::Url(u) => fetch(&u).await?,
+        JwksSource::Url(u) => fetch(&u, cacert).await?,
         JwksSource::Config(cfg) => {
             let cfg = config::load(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
             let iss = cfg.issuer.ok_or_else(|| {
                 anyhow::anyhow!("the config has no [issuer]; pass --jwks-url or --jwks-file")
             })?;
-            fetch(&format!("{}{}", iss.url, jwks::JWKS_PATH)).await?
+            fetch(&format!("{}{}", iss.url, jwks::JWKS_PATH), cacert).await?
         }
     };
     let inspection = inspect::inspect(token.trim(), &jwks_bytes, SystemTime::now())?;
@@ -65,14 +66,23 @@ pub async fn inspect_token(
     })
 }
 
-/// GET a small document over http or https (system roots), with a timeout and a size cap.
-async fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
+/// GET a small document over http or https (the roots of `cacert`, else the system's), with a
+/// timeout and a size cap.
+async fn fetch(url: &str, cacert: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
     crate::server::install_crypto();
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("invalid URL {url:?}"))?;
+    let mut tls = crate::cli::client::TlsFiles {
+        cacert,
+        ..Default::default()
+    }
+    .client_config()
+    .map_err(|e| anyhow::anyhow!(e))?;
+    // hyper-rustls sets ALPN from `enable_http1` and panics when the config already has some.
+    tls.alpn_protocols.clear();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()?
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .build();

@@ -11,6 +11,7 @@ mod apikey;
 pub mod client;
 mod keys;
 mod ops;
+mod shell;
 /// The tables the ops commands print from admin API bodies.
 pub mod table;
 
@@ -38,7 +39,8 @@ enum Command {
     },
     /// Validate config and print a summary; exit 2 listing every problem if invalid.
     Check,
-    /// Self-contained demo: an embedded upstream and the gateway with generated dev certs.
+    /// The product's story on one machine: dev certificates, an echoing upstream, a migration
+    /// plan in bridge, an API key, a signed webhook, and command lines that work as printed.
     Demo {
         /// Data listener port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 8443)]
@@ -76,6 +78,18 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Shell completions on stdout: `portcullis completions bash > /etc/bash_completion.d/portcullis`.
+    Completions {
+        #[arg(value_enum)]
+        shell: shell::Shell,
+    },
+    /// The man page (roff) on stdout, or with `--dir` every page (portcullis.1 and one
+    /// portcullis-COMMAND.1 per command) written into a directory.
+    Man {
+        /// Write portcullis.1 and portcullis-*.1 here instead (e.g. /usr/share/man/man1).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Offboard a caller: refused from now on (`--delete` lifts a revocation).
     #[command(group(clap::ArgGroup::new("target").required(true).args(["identity", "credential", "jti"])))]
@@ -201,6 +215,10 @@ enum TokenCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// For an https:// JWKS URL: the CA certificate (PEM) that issued the gateway's
+        /// certificate (default: the system's roots).
+        #[arg(long, value_name = "FILE")]
+        cacert: Option<PathBuf>,
     },
 }
 
@@ -218,6 +236,8 @@ pub fn main() -> ExitCode {
     let path = config::locate(cli.config.as_deref());
     match cli.command {
         Command::Check => check(&path),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
         Command::Migration {
             command: MigrationCommand::Status { out },
         } => ops::run(
@@ -305,6 +325,7 @@ pub fn main() -> ExitCode {
                     jwks_url,
                     jwks_file,
                     json,
+                    cacert,
                 },
         } => {
             let source = match (jwks_url, jwks_file) {
@@ -316,7 +337,7 @@ pub fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            match rt.block_on(keys::inspect_token(&token, source, json)) {
+            match rt.block_on(keys::inspect_token(&token, source, json, cacert)) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -362,7 +383,13 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let drain = cfg.listen.drain_timeout;
     let running = server::start(cfg, server::Options::default()).await?;
+    // systemd Type=notify: ready once both listeners are bound (docs/deploy.md).
+    let systemd = crate::sdnotify::Systemd::ready(&format!(
+        "serving on {}, admin on {}",
+        running.data_addr, running.admin_addr
+    ));
     server::shutdown_signal().await;
+    systemd.stopping();
     tracing::info!(drain_timeout = ?drain, "shutting down: draining in-flight requests");
     running.stop().await;
     tracing::info!("stopped");

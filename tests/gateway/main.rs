@@ -30,6 +30,7 @@ mod lineage;
 mod migration;
 mod openapi;
 mod ops;
+mod package;
 mod paths;
 mod phases;
 mod principals;

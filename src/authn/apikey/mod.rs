@@ -17,6 +17,7 @@
 //! are form-decoded, as any backend would read them. See [`query`] for parameter name matching
 //! and stripping.
 
+pub mod issue;
 mod query;
 pub mod store;
 

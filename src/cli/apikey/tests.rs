@@ -3,6 +3,7 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use super::*;
+use crate::authn::apikey::issue::KEY_PREFIX;
 use crate::authn::apikey::{ApiKeyAuthenticator, KeyStore, Keys};
 use crate::authn::Outcome;
 use crate::time::Date;
