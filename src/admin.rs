@@ -12,6 +12,7 @@ mod guard;
 /// Bodies of the ops API (`/admin/v1/migration`, `/admin/v1/inventory`, `/admin/v1/revocations`):
 /// plain functions of already-resolved inputs, so the admin listener only routes.
 pub mod migration;
+pub mod reload;
 pub mod suggest;
 
 use std::convert::Infallible;
@@ -44,8 +45,10 @@ pub struct Health {
 pub struct Admin {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    /// The ops API (`/admin/v1/*`).
-    pub ops: Option<Arc<Ops>>,
+    /// The ops API (`/admin/v1/*`); replaced whole by a config reload.
+    pub ops: Option<Arc<arc_swap::ArcSwap<Ops>>>,
+    /// `POST /admin/v1/reload` and `GET /admin/v1/config`.
+    pub control: Option<Arc<dyn reload::ConfigControl>>,
     /// Admin over mTLS (`[admin] allow`), else plain HTTP.
     pub mtls: Option<AdminTls>,
 }
@@ -329,6 +332,11 @@ async fn serve_admin<S>(
 }
 
 impl Admin {
+    /// The ops API of the configuration serving now.
+    fn ops(&self) -> Option<Arc<Ops>> {
+        self.ops.as_ref().map(|o| o.load_full())
+    }
+
     /// Answer one admin request that arrived on the listener bound to `local`.
     ///
     /// `peer` is the verified SPIFFE ID of the client certificate on an mTLS admin listener.
@@ -362,7 +370,7 @@ impl Admin {
                     );
                 }
                 // A revoked operator must not keep the ops API (nor lift their own revocation).
-                if let (Some(id), Some(ops)) = (peer, &self.ops) {
+                if let (Some(id), Some(ops)) = (peer, self.ops()) {
                     if let Err(refusal) = ops.admit_operator(id) {
                         tracing::info!(
                             peer = id,
@@ -378,7 +386,16 @@ impl Admin {
                 return problem(refusal.0, refusal.1);
             }
         }
-        if let (Some(ops), true) = (&self.ops, path.starts_with("/admin/v1/")) {
+        if let Some(control) = &self.control {
+            match (req.method(), path) {
+                (&Method::POST, "/admin/v1/reload") => return reload::reload(&**control).await,
+                (&Method::GET, "/admin/v1/config") => return reload::config(&**control),
+                (_, "/admin/v1/reload") => return method_not_allowed("POST"),
+                (_, "/admin/v1/config") => return method_not_allowed("GET"),
+                _ => {}
+            }
+        }
+        if let (Some(ops), true) = (self.ops(), path.starts_with("/admin/v1/")) {
             return ops.handle(req).await;
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -392,7 +409,7 @@ impl Admin {
             "/readyz" => {
                 if self.health.draining.load(Ordering::Acquire) {
                     text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-                } else if self.ops.as_ref().is_some_and(|o| !o.state.available()) {
+                } else if self.ops().is_some_and(|o| !o.state.available()) {
                     // Requests with credentials are refused (503) while the shared state is
                     // unreachable: take this replica out of the load balancer too.
                     text(
@@ -404,7 +421,7 @@ impl Admin {
                 }
             }
             "/metrics" => {
-                if let Some(ops) = &self.ops {
+                if let Some(ops) = self.ops() {
                     ops.update_gauges(&self.metrics).await;
                 }
                 let mut r = Response::new(full(Bytes::from(self.metrics.render())));

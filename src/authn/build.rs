@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::spiffe::{JwtSvidSettings, TrustSource, TrustStore};
 
 /// Messages remembered for webhook replay protection (embedded state).
-const REPLAY_CAPACITY: usize = 100_000;
+pub const REPLAY_CAPACITY: usize = 100_000;
 
 /// Every credential by name, plus the trust store they share.
 #[derive(Debug)]
