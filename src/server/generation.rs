@@ -333,6 +333,9 @@ fn without_userinfo(url: &str) -> String {
     }
 }
 
+/// When the last reload ran, what started it, and its result.
+type LastReload = (SystemTime, Trigger, Outcome);
+
 /// Applies reloads: owns the generation serving now.
 pub struct Reloader {
     path: PathBuf,
@@ -342,7 +345,7 @@ pub struct Reloader {
     current: Mutex<Generation>,
     generation: AtomicU64,
     /// When the serving generation was loaded, and the last reload's result.
-    loaded_at: Mutex<(SystemTime, Option<(SystemTime, Trigger, Outcome)>)>,
+    loaded_at: Mutex<(SystemTime, Option<LastReload>)>,
     /// One reload at a time.
     busy: tokio::sync::Mutex<()>,
     /// Watchers of earlier generations: they end by themselves once their generation is gone

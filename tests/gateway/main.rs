@@ -29,6 +29,7 @@ mod paths;
 mod phases;
 mod principals;
 mod proxy;
+mod redis_tls;
 mod reload;
 mod shared_state;
 mod shutdown;

@@ -480,7 +480,7 @@ async fn built_in_rotation_by_size_under_load_loses_and_duplicates_nothing() {
     for f in files.iter().skip(1).filter(|f| f.exists()) {
         let len = std::fs::metadata(f).unwrap().len();
         assert!(
-            len >= 16 * 1024 && len < 16 * 1024 + 4096,
+            (16 * 1024..16 * 1024 + 4096).contains(&len),
             "{} is {len} bytes",
             f.display()
         );
