@@ -75,3 +75,6 @@ impl Default for Retention {
         Retention::new(DEFAULT_RETENTION)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -522,3 +522,42 @@ async fn built_in_rotation_keeps_max_files() {
         "beyond max_files is deleted"
     );
 }
+
+#[test]
+fn audit_rotation_and_retention_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let check = |extra: &str| -> Vec<String> {
+        let text = format!(
+            "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{extra}"
+        );
+        std::fs::write(d.join("p.toml"), text).unwrap();
+        match portcullis::config::load(&d.join("p.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|p| format!("{}: {}", p.key, p.message))
+                    .collect()
+            }
+        }
+    };
+    let ok = check("[audit]\nsink = \"a.jsonl\"\nmax_size = \"100MiB\"\nmax_files = 3\n[state]\nretention = \"30d\"");
+    assert!(ok.is_empty(), "{ok:?}");
+    let p = check("[audit]\nmax_size = \"1MiB\"");
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("audit.max_size: rotation needs a file sink")),
+        "{p:?}"
+    );
+    let p = check("[audit]\nsink = \"a.jsonl\"\nmax_files = 3");
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("audit.max_files: only meaningful")),
+        "{p:?}"
+    );
+    let p = check("[audit]\nsink = \"a.jsonl\"\nmax_size = \"0\"\nmax_files = 0");
+    assert!(p.iter().any(|m| m.starts_with("audit.max_size:")), "{p:?}");
+    assert!(p.iter().any(|m| m.starts_with("audit.max_files:")), "{p:?}");
+    let p = check("[state]\nretention = \"soon\"");
+    assert!(p.iter().any(|m| m.starts_with("state.retention:")), "{p:?}");
+}

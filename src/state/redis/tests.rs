@@ -601,3 +601,36 @@ async fn observed_access_is_capped_per_identity() {
     );
     assert!(rows.iter().any(|r| r.identity == JSMITH));
 }
+
+/// `[state] retention`: usage of days past it is gone (the day hashes expire), and access rows
+/// last seen before it are swept on the flush, with their identity's row budget given back.
+#[tokio::test]
+async fn retention_drops_old_usage_and_access_rows() {
+    let r = RedisServer::start();
+    let s = RedisStore::connect(RedisOptions {
+        retention: Duration::from_secs(86_400),
+        ..opts(&r, Duration::from_secs(3600))
+    })
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(5), || s.available()).await;
+    let now = SystemTime::now();
+    let old = now - Duration::from_secs(10 * 86_400);
+    let id = "spiffe://corp.example/legacy/racf/jsmith";
+    s.record(&racf("JSMITH", id, "cics", old));
+    s.record(&racf("JSMITH", id, "cics", now));
+    let path = |p: &'static str| crate::state::Access::of("cics", id, "GET", p, old).unwrap();
+    s.record_access(&path("/cics/old"));
+    s.record_access(&crate::state::Access::of("cics", id, "GET", "/cics/new", now).unwrap());
+    s.flush().await.unwrap();
+    let since = Date::of(old).plus(-1);
+    let usage = s.usage(since).await.unwrap();
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!(usage[0].day, Date::of(now));
+    let access = s.access("cics", since).await.unwrap();
+    let paths: Vec<&str> = access.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(paths, ["/cics/new"]);
+    // One row left for the identity in the per-identity budget.
+    let ids = r.cmd(&["HGET", "portcullis:access:ids:cics", id]);
+    assert!(ids.contains("\r\n1\r\n"), "{ids:?}");
+}
