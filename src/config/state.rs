@@ -87,6 +87,28 @@ pub(super) fn state(
     }
 }
 
+/// A plan's readiness is computed over its exit-criteria window: rows must be kept at least
+/// that long, or a plan would look ready on missing data.
+pub(super) fn retention_covers_plans(
+    c: &mut Collector<'_>,
+    state: &super::StateConfig,
+    plans: &crate::migration::Plans,
+) {
+    let days = state.retention.as_secs() / 86_400;
+    for p in plans.iter() {
+        if u64::from(p.exit.window_days) > days {
+            c.push(
+                "state.retention",
+                format!(
+                    "{days} days is shorter than plan {}'s exit-criteria window ({} days): \
+                     readiness would be computed on deleted rows",
+                    p.name, p.exit.window_days
+                ),
+            );
+        }
+    }
+}
+
 /// `ca`, `client_cert`, `client_key` (only for `rediss://`) and `password_file` (redis only).
 fn redis_tls(
     c: &mut Collector<'_>,

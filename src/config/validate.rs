@@ -190,6 +190,7 @@ pub(super) fn validate(
     warnings.extend(canonical::case_warnings(&routes));
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
+    super::state::retention_covers_plans(&mut c, &state, &plans);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
 
     match (listen, admin, audit) {

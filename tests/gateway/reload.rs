@@ -560,4 +560,19 @@ fn audit_rotation_and_retention_settings_are_checked() {
     assert!(p.iter().any(|m| m.starts_with("audit.max_files:")), "{p:?}");
     let p = check("[state]\nretention = \"soon\"");
     assert!(p.iter().any(|m| m.starts_with("state.retention:")), "{p:?}");
+    // Shorter than a plan's 14-day window: readiness would be computed on deleted rows.
+    write_partner_plan(d);
+    write_api_keys(d, &[("acme", ACME, KEY)]);
+    let plan = format!(
+        "{}[migration]\nplans_dir = \"{}/plans\"\n",
+        partner_keys(d),
+        d.display()
+    );
+    assert!(check(&format!("{plan}[state]\nretention = \"14d\"")).is_empty());
+    let p = check(&format!("{plan}[state]\nretention = \"7d\""));
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("state.retention: 7 days is shorter than plan partner-api")),
+        "{p:?}"
+    );
 }
