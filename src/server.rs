@@ -649,6 +649,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     let live = Arc::new(Live::new(first.gateway.clone()));
     let ops = Arc::new(arc_swap::ArcSwap::new(first.ops.clone()));
     let reloader = Arc::new(Reloader::new(shared, first, live.clone(), ops.clone()));
+    watchers.extend(reloader.spawn_watch());
     let admin = Arc::new(Admin {
         health: health.clone(),
         metrics: metrics.clone(),

@@ -11,6 +11,7 @@ mod plans;
 #[cfg(test)]
 pub(crate) mod props;
 mod raw;
+mod reload;
 mod routes;
 mod state;
 mod upstream;
@@ -31,6 +32,7 @@ pub use crate::transport::settings::{Listen, TlsFiles};
 pub use creds::{
     ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,
 };
+pub use reload::ReloadSettings;
 
 /// The problem collector is base-level ([`crate::diag`]); re-exported for the config's users.
 pub use crate::diag::{Invalid, Problem};
@@ -58,6 +60,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Migration plans (`[migration] plans_dir`).
     pub plans: Arc<crate::migration::Plans>,
+    /// `[reload]`: the polled watch of this file and the plans directory.
+    pub reload: reload::ReloadSettings,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
 }

@@ -31,6 +31,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "state",
     "migration",
     "routes",
+    "reload",
 ];
 
 pub(super) use crate::diag::Collector;
@@ -189,7 +190,8 @@ pub(super) fn validate(
 
     warnings.extend(canonical::case_warnings(&routes));
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
-    let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
+    let (plans, plans_dir) = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
+    let reload = super::reload::reload(&mut c, obj.get("reload"), plans_dir);
     super::state::retention_covers_plans(&mut c, &state, &plans);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
 
@@ -215,6 +217,7 @@ pub(super) fn validate(
                 routes,
                 state,
                 plans: Arc::new(plans),
+                reload,
                 warnings,
             })
         }

@@ -224,6 +224,7 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     differs("[admin] addr", o.addr != n.addr);
     differs("[admin] allow", o.allow != n.allow);
     differs("[admin.tls]", files(&o.tls) != files(&n.tls));
+    differs("[reload] watch", old.reload.watch != new.reload.watch);
     differs(
         "[audit]",
         old.audit.sink != new.audit.sink
@@ -319,6 +320,36 @@ pub(crate) fn redacted(c: &Config) -> Value {
     })
 }
 
+/// Names and contents of the config file and of the regular files in `plans` (sorted; through
+/// symlinks, as Kubernetes mounts them). An unreadable file hashes as such: its recovery is a
+/// change too.
+fn fingerprint(config: &std::path::Path, plans: Option<&std::path::Path>) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    let mut add = |p: &std::path::Path| {
+        h.update(p.as_os_str().as_encoded_bytes());
+        match std::fs::read(p) {
+            Ok(bytes) => {
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(_) => {
+                h.update(b"\0unreadable");
+            }
+        }
+    };
+    add(config);
+    if let Some(dir) = plans {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in files.iter().filter(|f| f.is_file()) {
+            add(f);
+        }
+    }
+    h.finalize()
+}
+
 /// A URL with any `user:password@` replaced by `***@`.
 fn without_userinfo(url: &str) -> String {
     match url.split_once("://") {
@@ -351,6 +382,9 @@ pub struct Reloader {
     /// Watchers of earlier generations: they end by themselves once their generation is gone
     /// (they hold it weakly); stopped at shutdown.
     retired: Mutex<Vec<JoinHandle<()>>>,
+    /// Content hash of the config file and plans directory as last read by a reload (or at
+    /// start): the `[reload] watch` compares against it.
+    seen: Mutex<Option<blake3::Hash>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -385,7 +419,53 @@ impl Reloader {
             loaded_at: Mutex::new((SystemTime::now(), None)),
             busy: tokio::sync::Mutex::new(()),
             retired: Mutex::new(Vec::new()),
+            seen: Mutex::new(None),
         }
+    }
+
+    /// `[reload] watch`: hash the config file and the plans directory every interval and
+    /// reload when the content changed. Content, not `stat`: a Kubernetes ConfigMap update is a
+    /// symlink swap that may keep sizes and times, and a swap to equal content is no change.
+    pub(crate) fn spawn_watch(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let (every, plans) = {
+            let current = lock(&self.current);
+            (
+                current.config.reload.watch?,
+                current.config.reload.plans_dir.clone(),
+            )
+        };
+        // What was loaded at start is the baseline (read here, before serving, once).
+        *lock(&self.seen) = Some(fingerprint(&self.path, plans.as_deref()));
+        let weak = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { break };
+                let now = me.fingerprint().await;
+                let changed = {
+                    let mut seen = lock(&me.seen);
+                    let changed = seen.is_some_and(|s| s != now);
+                    if seen.is_none() {
+                        *seen = Some(now);
+                    }
+                    changed
+                };
+                if changed {
+                    let _ = me.reload(Trigger::Watch).await;
+                }
+            }
+        }))
+    }
+
+    /// The hash of the config file and of every file in the current plans directory.
+    async fn fingerprint(&self) -> blake3::Hash {
+        let path = self.path.clone();
+        let plans = lock(&self.current).config.reload.plans_dir.clone();
+        tokio::task::spawn_blocking(move || fingerprint(&path, plans.as_deref()))
+            .await
+            .unwrap_or_else(|_| blake3::hash(b"unreadable"))
     }
 
     /// The serving generation's number (1 at start).
@@ -410,13 +490,20 @@ impl Reloader {
         }
     }
 
-    async fn run(&self) -> Outcome {
-        let _one = self.busy.lock().await;
+    /// Read, check, build and swap. The caller holds `busy`.
+    async fn run(&self, trigger: Trigger) -> Outcome {
+        // Before reading: an edit made while this reload runs is seen by the next tick.
+        let before = self.fingerprint().await;
+        *lock(&self.seen) = Some(before);
         let path = self.path.clone();
         let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
-        let refused = |problems: Vec<String>| Outcome::Refused {
-            generation: self.generation(),
-            problems,
+        let refused = |problems: Vec<String>| {
+            let outcome = Outcome::Refused {
+                generation: self.generation(),
+                problems,
+            };
+            self.record(&mut lock(&self.loaded_at), trigger, &outcome);
+            outcome
         };
         let config = match loaded {
             Ok(Ok(c)) => c,
@@ -435,17 +522,22 @@ impl Reloader {
                 return refused(text.lines().map(str::to_owned).collect());
             }
         };
+        // Swapped and published under both locks (in the order `describe` takes them): the
+        // configuration, its generation and the result are seen together or not at all.
+        let mut at = lock(&self.loaded_at);
         self.live.0.store(next.gateway.clone());
         self.ops.store(next.ops.clone());
         let old = std::mem::replace(&mut *current, next);
-        drop(current);
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        self.retire(old);
-        Outcome::Applied {
-            generation,
+        let outcome = Outcome::Applied {
+            generation: self.generation() + 1,
             restart_required: restart,
             warnings,
-        }
+        };
+        self.record(&mut at, trigger, &outcome);
+        drop(at);
+        drop(current);
+        self.retire(old);
+        outcome
     }
 
     /// The old generation's sweeper holds its limiters strongly: stop it. Its file watchers hold
@@ -457,18 +549,24 @@ impl Reloader {
         retired.append(&mut old.watchers);
     }
 
-    fn record(&self, trigger: Trigger, outcome: &Outcome) {
+    /// Publish a result: generation, metrics, `last_reload`, logs.
+    fn record(
+        &self,
+        at: &mut (SystemTime, Option<LastReload>),
+        trigger: Trigger,
+        outcome: &Outcome,
+    ) {
         let m = &self.shared.metrics;
         m.config_reload_total.with(&[outcome.result()]).inc();
-        m.config_generation.set(self.generation() as f64);
         let now = SystemTime::now();
-        let mut at = lock(&self.loaded_at);
         match outcome {
             Outcome::Applied {
                 generation,
                 restart_required,
                 ..
             } => {
+                self.generation.store(*generation, Ordering::Release);
+                m.config_generation.set(*generation as f64);
                 at.0 = now;
                 tracing::info!(
                     trigger = trigger.as_str(),
@@ -501,15 +599,18 @@ impl Reloader {
 impl ConfigControl for Reloader {
     fn reload(&self, trigger: Trigger) -> BoxFuture<'_, Outcome> {
         Box::pin(async move {
-            let outcome = self.run().await;
-            self.record(trigger, &outcome);
-            outcome
+            // One at a time, numbered and recorded before the next starts.
+            let _one = self.busy.lock().await;
+            self.run(trigger).await
         })
     }
 
     fn describe(&self) -> Value {
-        let config = redacted(&lock(&self.current).config);
+        // Both locks, in the order a reload takes them: configuration, generation and result
+        // agree.
+        let current = lock(&self.current);
         let at = lock(&self.loaded_at);
+        let config = redacted(&current.config);
         let stamp = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
         let last = at.1.as_ref().map(|(when, trigger, outcome)| {
             let mut v = outcome.to_json();

@@ -576,3 +576,87 @@ fn audit_rotation_and_retention_settings_are_checked() {
         "{p:?}"
     );
 }
+
+/// `[reload] watch` with the config mounted the way Kubernetes mounts a ConfigMap: the file is
+/// a symlink through `..data`, and an update swaps `..data` atomically to a new directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_configmap_symlink_swap_and_the_plans_directory() {
+    use std::os::unix::fs::symlink;
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = pki.dir.path();
+    write_api_keys(dir, &[("acme", ACME, KEY)]);
+    std::fs::create_dir_all(dir.join("plans")).unwrap();
+    let mount = dir.join("configmap");
+    std::fs::create_dir_all(mount.join("..v1")).unwrap();
+    let watch = format!(
+        "[reload]\nwatch = \"1s\"\n[migration]\nplans_dir = \"{}/plans\"\n",
+        dir.display()
+    );
+    let v1 = config(dir, &pki, &[("orders", "/orders/")], &up, "") + &watch;
+    std::fs::write(mount.join("..v1/portcullis.toml"), &v1).unwrap();
+    symlink("..v1", mount.join("..data")).unwrap();
+    symlink("..data/portcullis.toml", mount.join("portcullis.toml")).unwrap();
+    portcullis::server::install_crypto();
+    let cfg = portcullis::config::load(&mount.join("portcullis.toml")).unwrap();
+    let gw = portcullis::server::start(cfg, portcullis::server::Options::default())
+        .await
+        .unwrap();
+    let generation = || async {
+        let v: Value =
+            serde_json::from_str(&admin_get(gw.admin_addr, "/admin/v1/config").await).unwrap();
+        v
+    };
+    let wait_for = |want: u64| async move {
+        let mut last = Value::Null;
+        for _ in 0..60 {
+            last = generation().await;
+            if last["generation"] == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        last
+    };
+    // A swap to identical content is no change.
+    std::fs::create_dir_all(mount.join("..v2")).unwrap();
+    std::fs::write(mount.join("..v2/portcullis.toml"), &v1).unwrap();
+    symlink("..v2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(generation().await["generation"], 1);
+
+    // The real update: a new route.
+    let v3 = config(
+        dir,
+        &pki,
+        &[("orders", "/orders/"), ("invoices", "/invoices/")],
+        &up,
+        "",
+    ) + &watch;
+    std::fs::create_dir_all(mount.join("..v3")).unwrap();
+    std::fs::write(mount.join("..v3/portcullis.toml"), &v3).unwrap();
+    symlink("..v3", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    let v = wait_for(2).await;
+    assert_eq!(v["generation"], 2, "{v}");
+    assert_eq!(v["last_reload"]["trigger"], "watch");
+    let r = pki
+        .client(true)
+        .get(format!(
+            "https://127.0.0.1:{}/invoices/1",
+            gw.data_addr.port()
+        ))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A plan dropped into plans_dir is picked up as well.
+    write_partner_plan(dir);
+    let v = wait_for(3).await;
+    assert_eq!(v["generation"], 3, "{v}");
+    assert_eq!(v["config"]["plans"], serde_json::json!(["partner-api"]));
+    gw.stop().await;
+}
