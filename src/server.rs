@@ -473,6 +473,11 @@ impl Lifecycle {
 }
 
 /// Every `[[credential]]`'s authenticator and the `[trust]` bundles; their files are watched.
+/// `previous`: the credentials a reload replaces (LDAP failure counters carry over).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is one shared run-time piece; bundling them would only rename the list"
+)]
 fn build_credentials(
     config: &Config,
     metrics: &Arc<Metrics>,
@@ -480,6 +485,7 @@ fn build_credentials(
     replay: Option<Arc<dyn crate::authn::webhook::replay::ReplayGuard>>,
     issuer: Option<&Issuer>,
     state: &Arc<dyn crate::state::StateStore>,
+    previous: Option<Arc<crate::authn::build::Credentials>>,
     watchers: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Arc<crate::authn::build::Credentials>> {
     let credentials = crate::authn::build::build(
@@ -491,6 +497,7 @@ fn build_credentials(
             replay,
             issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
             state: Some(state.clone()),
+            previous,
         },
     )?;
     let mut credentials = credentials;

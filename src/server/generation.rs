@@ -72,6 +72,7 @@ pub(crate) fn build(
         Some(shared.replay.clone()),
         issuer.as_deref(),
         &shared.state,
+        previous.map(|p| p.credentials.clone()),
         &mut watchers,
     )?;
     let prev_router = previous.map(|p| &p.gateway.router);
