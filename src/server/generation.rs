@@ -49,8 +49,9 @@ pub(crate) struct Generation {
     pub gateway: Arc<Gateway>,
     pub ops: Arc<Ops>,
     pub credentials: Arc<Credentials>,
-    /// File watchers of this generation (they hold their files' targets weakly).
-    watchers: Vec<JoinHandle<()>>,
+    /// File watchers of this generation (they hold their files' targets weakly); moved to
+    /// the reloader's retired list when the generation is replaced.
+    watchers: Mutex<Vec<JoinHandle<()>>>,
     /// Drops idle limiter keys; holds the limiters strongly, so it is stopped on retirement.
     sweeper: JoinHandle<()>,
 }
@@ -126,7 +127,7 @@ pub(crate) fn build(
         gateway,
         ops,
         credentials,
-        watchers,
+        watchers: Mutex::new(watchers),
         sweeper,
     })
 }
@@ -374,7 +375,8 @@ pub struct Reloader {
     shared: Shared,
     live: Arc<Live>,
     ops: Arc<ArcSwap<Ops>>,
-    current: Mutex<Generation>,
+    /// Shared, so a reload builds the next generation from it without holding the lock.
+    current: Mutex<Arc<Generation>>,
     generation: AtomicU64,
     /// When the serving generation was loaded, and the last reload's result.
     loaded_at: Mutex<(SystemTime, Option<LastReload>)>,
@@ -415,7 +417,7 @@ impl Reloader {
             shared,
             live,
             ops,
-            current: Mutex::new(first),
+            current: Mutex::new(Arc::new(first)),
             generation: AtomicU64::new(1),
             loaded_at: Mutex::new((SystemTime::now(), None)),
             busy: tokio::sync::Mutex::new(()),
@@ -484,9 +486,9 @@ impl Reloader {
         for w in lock(&self.retired).drain(..) {
             w.abort();
         }
-        let mut current = lock(&self.current);
+        let current = lock(&self.current);
         current.sweeper.abort();
-        for w in current.watchers.drain(..) {
+        for w in lock(&current.watchers).drain(..) {
             w.abort();
         }
     }
@@ -513,10 +515,12 @@ impl Reloader {
             }
             Err(e) => return refused(vec![format!("reading the configuration: {e}")]),
         };
-        let mut current = lock(&self.current);
-        let restart = restart_required(&current.config, &config);
+        // Reloads are serialized (`busy`): nothing else replaces `current` meanwhile, so the
+        // build runs without the lock and `describe` is never kept waiting by it.
+        let previous = lock(&self.current).clone();
+        let restart = restart_required(&previous.config, &config);
         let warnings = config.warnings.clone();
-        let next = match build(config, &self.shared, Some(&current)) {
+        let next = match build(config, &self.shared, Some(&previous)) {
             Ok(g) => g,
             Err(e) => {
                 let text = format!("{e:#}");
@@ -525,10 +529,11 @@ impl Reloader {
         };
         // Swapped and published under both locks (in the order `describe` takes them): the
         // configuration, its generation and the result are seen together or not at all.
+        let mut current = lock(&self.current);
         let mut at = lock(&self.loaded_at);
         self.live.0.store(next.gateway.clone());
         self.ops.store(next.ops.clone());
-        let old = std::mem::replace(&mut *current, next);
+        let old = std::mem::replace(&mut *current, Arc::new(next));
         let outcome = Outcome::Applied {
             generation: self.generation() + 1,
             restart_required: restart,
@@ -543,11 +548,11 @@ impl Reloader {
 
     /// The old generation's sweeper holds its limiters strongly: stop it. Its file watchers hold
     /// their targets weakly and end once the last request under it is done.
-    fn retire(&self, mut old: Generation) {
+    fn retire(&self, old: Arc<Generation>) {
         old.sweeper.abort();
         let mut retired = lock(&self.retired);
         retired.retain(|w| !w.is_finished());
-        retired.append(&mut old.watchers);
+        retired.append(&mut lock(&old.watchers));
     }
 
     /// Publish a result: generation, metrics, `last_reload`, logs.

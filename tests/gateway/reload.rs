@@ -660,3 +660,32 @@ async fn watch_follows_a_configmap_symlink_swap_and_the_plans_directory() {
     assert_eq!(v["config"]["plans"], serde_json::json!(["partner-api"]));
     gw.stop().await;
 }
+
+/// Reloads sent at once (API calls racing a SIGHUP, two operators) run one at a time: each gets
+/// its own generation, and the last one is what serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reloads_are_serialized_and_numbered_once() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = pki.dir.path();
+    write_api_keys(dir, &[("acme", ACME, KEY)]);
+    let gw = start_in_process(dir, &config(dir, &pki, &[("orders", "/orders/")], &up, "")).await;
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let admin = gw.admin_addr;
+            tokio::spawn(async move { admin_post(admin, "/admin/v1/reload").await })
+        })
+        .collect();
+    let mut generations = Vec::new();
+    for c in calls {
+        let (status, _, v) = c.await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        generations.push(v["generation"].as_u64().unwrap());
+    }
+    generations.sort_unstable();
+    assert_eq!(generations, [2, 3, 4, 5, 6, 7]);
+    let cfg: Value =
+        serde_json::from_str(&admin_get(gw.admin_addr, "/admin/v1/config").await).unwrap();
+    assert_eq!(cfg["generation"], 7);
+    gw.stop().await;
+}
