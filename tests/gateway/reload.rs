@@ -689,3 +689,62 @@ async fn concurrent_reloads_are_serialized_and_numbered_once() {
     assert_eq!(cfg["generation"], 7);
     gw.stop().await;
 }
+
+/// A reload is not a way to reset a rate limit: an unchanged route keeps its spent budget; a
+/// route whose limits changed starts from the new ones. A key removed from the keys file is
+/// refused from the reload on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limiter_state_survives_a_reload_of_an_unchanged_route() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = pki.dir.path();
+    write_api_keys(dir, &[("acme", ACME, KEY)]);
+    let limited = |rate: &str| {
+        let mut extra = format!("{ISSUER}{}", partner_keys(dir));
+        extra.push_str(&partner_route(
+            "orders",
+            "path_prefix = \"/orders/\"",
+            ALLOW_PARTNERS,
+            &up.url(),
+            "",
+            &format!("[routes.limits]\nrate = \"{rate}\"\n"),
+        ));
+        base_config(dir, "", &pki.tls_section(), &extra)
+    };
+    let gw = start_in_process(dir, &limited("3/m")).await;
+    let client = pki.client(true);
+    let get = |key: &'static str| {
+        let client = client.clone();
+        let url = format!("https://127.0.0.1:{}/orders/1", gw.data_addr.port());
+        async move {
+            client
+                .get(url)
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(get(KEY).await, 200);
+    }
+    assert_eq!(get(KEY).await, 429);
+    let (status, _, v) = admin_post(gw.admin_addr, "/admin/v1/reload").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(get(KEY).await, 429, "the spent budget survived the reload");
+
+    // Changed limits: a fresh limiter with the new rate. The old key is rotated out at once.
+    write_api_keys(dir, &[("acme-2", ACME, NEW_KEY)]);
+    std::fs::write(dir.join("portcullis.toml"), limited("100/m")).unwrap();
+    let (status, _, v) = admin_post(gw.admin_addr, "/admin/v1/reload").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(get(NEW_KEY).await, 200);
+    assert_eq!(
+        get(KEY).await,
+        401,
+        "a key removed by the reload is refused"
+    );
+    gw.stop().await;
+}
