@@ -249,7 +249,11 @@ impl SinkFile {
             let _ = std::fs::rename(numbered(&self.path, n), numbered(&self.path, n + 1));
         }
         if let Err(e) = std::fs::rename(&self.path, numbered(&self.path, 1)) {
-            tracing::error!(file = %self.path.display(), error = %e, "audit file rotation failed");
+            tracing::error!(file = %self.path.display(), error = %e,
+                "audit file rotation failed; writing on, next attempt after another max_size");
+            // Keep writing to the same file (no line lost), and do not retry (and log) on
+            // every line.
+            self.size = 0;
             return;
         }
         self.reopen();
