@@ -129,6 +129,41 @@ impl Load {
     }
 }
 
+type Pinned = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+async fn pinned_connection(pki: &Pki, addr: std::net::SocketAddr) -> Pinned {
+    let mut cfg = pki.client_config();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// A request on the pinned connection; panics if the connection was closed.
+async fn pinned_get(sender: &mut Pinned, path: &str, key: &str) -> u16 {
+    use http_body_util::BodyExt as _;
+    sender.ready().await.expect("the connection is still open");
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .header("x-api-key", key)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    status
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adding_a_route_and_rotating_keys_under_load_drops_nothing() {
     let pki = Pki::new();
@@ -138,6 +173,9 @@ async fn reload_adding_a_route_and_rotating_keys_under_load_drops_nothing() {
     let toml = config(dir, &pki, &[("orders", "/orders/")], &up, "");
     let gw = start_in_process(dir, &toml).await;
     let load = Load::start(&pki, gw.data_addr, "/orders/1", 4);
+    // One raw HTTP/1.1 connection, no client-side retry or pooling: it must survive as is.
+    let mut pinned = pinned_connection(&pki, gw.data_addr).await;
+    assert_eq!(pinned_get(&mut pinned, "/orders/1", KEY).await, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // The new route is not there yet.
@@ -181,6 +219,8 @@ async fn reload_adding_a_route_and_rotating_keys_under_load_drops_nothing() {
         assert_eq!((status, v["generation"].as_u64()), (200, Some(want)));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // The connection opened under generation 1 serves generation 4's new route.
+    assert_eq!(pinned_get(&mut pinned, "/invoices/3", NEW_KEY).await, 200);
     let (sent, failed) = load.finish().await;
     assert!(sent > 50, "the load loop ran ({sent} requests)");
     assert_eq!(
