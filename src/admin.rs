@@ -13,6 +13,7 @@ mod guard;
 /// plain functions of already-resolved inputs, so the admin listener only routes.
 pub mod migration;
 mod openapi;
+pub mod reload;
 pub mod suggest;
 
 use std::convert::Infallible;
@@ -45,8 +46,10 @@ pub struct Health {
 pub struct Admin {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    /// The ops API (`/admin/v1/*`).
-    pub ops: Option<Arc<Ops>>,
+    /// The ops API (`/admin/v1/*`); replaced whole by a config reload.
+    pub ops: Option<Arc<arc_swap::ArcSwap<Ops>>>,
+    /// `POST /admin/v1/reload` and `GET /admin/v1/config`.
+    pub control: Option<Arc<dyn reload::ConfigControl>>,
     /// Admin over mTLS (`[admin] allow`), else plain HTTP.
     pub mtls: Option<AdminTls>,
 }
@@ -340,6 +343,11 @@ async fn serve_admin<S>(
 }
 
 impl Admin {
+    /// The ops API of the configuration serving now.
+    fn ops(&self) -> Option<Arc<Ops>> {
+        self.ops.as_ref().map(|o| o.load_full())
+    }
+
     /// Answer one admin request that arrived on the listener bound to `local`.
     ///
     /// `peer` is the verified SPIFFE ID of the client certificate on an mTLS admin listener.
@@ -373,7 +381,7 @@ impl Admin {
                     );
                 }
                 // A revoked operator must not keep the ops API (nor lift their own revocation).
-                if let (Some(id), Some(ops)) = (peer, &self.ops) {
+                if let (Some(id), Some(ops)) = (peer, self.ops()) {
                     if let Err(refusal) = ops.admit_operator(id) {
                         tracing::info!(
                             peer = id,
@@ -400,7 +408,16 @@ impl Admin {
         if path == openapi::PATH {
             return openapi::serve();
         }
-        if let (Some(ops), true) = (&self.ops, path.starts_with("/admin/v1/")) {
+        if let Some(control) = &self.control {
+            match (req.method(), path) {
+                (&Method::POST, "/admin/v1/reload") => return reload::reload(&**control).await,
+                (&Method::GET, "/admin/v1/config") => return reload::config(&**control),
+                (_, "/admin/v1/reload") => return method_not_allowed("POST"),
+                (_, "/admin/v1/config") => return method_not_allowed("GET"),
+                _ => {}
+            }
+        }
+        if let (Some(ops), true) = (self.ops(), path.starts_with("/admin/v1/")) {
             return ops.handle(req).await;
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -416,10 +433,10 @@ impl Admin {
                 None => text(StatusCode::OK, "ready\n"),
             },
             "/metrics" => {
-                if let Some(ops) = &self.ops {
+                if let Some(ops) = self.ops() {
                     ops.update_gauges(&self.metrics).await;
                 }
-                let state_up = self.ops.as_ref().is_none_or(|o| o.state.available());
+                let state_up = self.ops().is_none_or(|o| o.state.available());
                 self.metrics
                     .state_backend_up
                     .set(f64::from(u8::from(state_up)));
@@ -440,7 +457,7 @@ impl Admin {
     fn not_ready(&self) -> Option<&'static str> {
         if self.health.draining.load(Ordering::Acquire) {
             Some("draining\n")
-        } else if self.ops.as_ref().is_some_and(|o| !o.state.available()) {
+        } else if self.ops().is_some_and(|o| !o.state.available()) {
             // Requests with credentials are refused (503) while the shared state is
             // unreachable: take this replica out of the load balancer too.
             Some("state backend unavailable\n")

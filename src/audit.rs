@@ -5,7 +5,8 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,6 +21,19 @@ pub enum AuditSink {
     Stdout,
     File(PathBuf),
 }
+
+/// `[audit] max_size`/`max_files`: built-in rotation of a file sink. When the file reaches
+/// `max_size` it is renamed `FILE.1` (older ones shift to `.2` …) and a new `FILE` is started;
+/// beyond `max_files` rotated files, the oldest is deleted. Rotation happens between two lines,
+/// by the single writer, so no line is split, lost or written twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_size: u64,
+    pub max_files: usize,
+}
+
+/// Rotated files kept when `max_files` is not set.
+pub const DEFAULT_MAX_FILES: usize = 5;
 
 /// The decision recorded for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,9 +138,18 @@ pub fn redact_query(path: &str, query: Option<&str>) -> String {
 pub struct Auditor {
     tx: mpsc::Sender<Record>,
     metrics: Arc<Metrics>,
+    /// Set to ask the writer to reopen the file sink (SIGHUP after an external rotation).
+    reopen: Arc<AtomicBool>,
 }
 
 impl Auditor {
+    /// Ask the writer to close and reopen the file sink (logrotate's `postrotate`): lines
+    /// queued before go to the old file, lines after to the new one. Takes effect within one
+    /// drain interval; a no-op for stdout.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
+    }
+
     /// Queue a record; drops (and counts) when the writer is behind.
     pub fn record(&self, r: Record) {
         if self.tx.try_send(r).is_err() {
@@ -142,18 +165,138 @@ pub fn start(
     queue: usize,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(Auditor, tokio::task::JoinHandle<()>)> {
-    let out: Box<dyn Write + Send> = match sink {
-        AuditSink::Stdout => Box::new(std::io::stdout()),
-        AuditSink::File(p) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)?,
-        ),
+    start_rotating(sink, queue, None, metrics)
+}
+
+/// [`start`] with built-in rotation of a file sink.
+pub fn start_rotating(
+    sink: &AuditSink,
+    queue: usize,
+    rotation: Option<Rotation>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(Auditor, tokio::task::JoinHandle<()>)> {
+    let out = match sink {
+        AuditSink::Stdout => Sink::Stdout(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        )),
+        AuditSink::File(p) => Sink::File(SinkFile::open(p.clone(), rotation)?),
     };
     let (tx, rx) = mpsc::channel(queue.max(1));
-    let handle = tokio::task::spawn_blocking(move || writer(rx, out));
-    Ok((Auditor { tx, metrics }, handle))
+    let reopen = Arc::new(AtomicBool::new(false));
+    let flag = reopen.clone();
+    let handle = tokio::task::spawn_blocking(move || writer(rx, out, &flag));
+    Ok((
+        Auditor {
+            tx,
+            metrics,
+            reopen,
+        },
+        handle,
+    ))
+}
+
+/// Where the writer writes.
+enum Sink {
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+    File(SinkFile),
+}
+
+/// The audit file, with what rotation needs.
+struct SinkFile {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    /// Bytes in the current file (written or buffered).
+    size: u64,
+    rotation: Option<Rotation>,
+}
+
+impl SinkFile {
+    fn open(path: PathBuf, rotation: Option<Rotation>) -> std::io::Result<SinkFile> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(SinkFile {
+            path,
+            out: std::io::BufWriter::with_capacity(64 * 1024, file),
+            size,
+            rotation,
+        })
+    }
+
+    /// Flush and open the path again (it may have been renamed away). On failure the old file
+    /// stays in use: lines keep going somewhere rather than nowhere.
+    fn reopen(&mut self) {
+        if let Err(e) = self.out.flush() {
+            tracing::error!(error = %e, "audit sink flush failed");
+        }
+        match SinkFile::open(self.path.clone(), self.rotation) {
+            Ok(fresh) => *self = fresh,
+            Err(e) => tracing::error!(file = %self.path.display(), error = %e,
+                "cannot reopen the audit file; still writing to the previous one"),
+        }
+    }
+
+    /// Built-in rotation: when the file is full, shift `FILE.N-1` → `FILE.N` …, `FILE` →
+    /// `FILE.1`, delete what is beyond `max_files`, and start a new `FILE`.
+    fn rotate_if_full(&mut self) {
+        let Some(r) = self.rotation else { return };
+        if self.size < r.max_size {
+            return;
+        }
+        if let Err(e) = self.out.flush() {
+            tracing::error!(error = %e, "audit sink flush failed");
+        }
+        let _ = std::fs::remove_file(numbered(&self.path, r.max_files));
+        for n in (1..r.max_files).rev() {
+            let _ = std::fs::rename(numbered(&self.path, n), numbered(&self.path, n + 1));
+        }
+        if let Err(e) = std::fs::rename(&self.path, numbered(&self.path, 1)) {
+            tracing::error!(file = %self.path.display(), error = %e,
+                "audit file rotation failed; writing on, next attempt after another max_size");
+            // Keep writing to the same file (no line lost), and do not retry (and log) on
+            // every line.
+            self.size = 0;
+            return;
+        }
+        self.reopen();
+    }
+}
+
+/// `FILE.n`.
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+impl Sink {
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(o) => o.write_all(line),
+            Sink::File(f) => {
+                f.out.write_all(line)?;
+                f.size += line.len() as u64;
+                f.rotate_if_full();
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(o) => o.flush(),
+            Sink::File(f) => f.out.flush(),
+        }
+    }
+
+    fn reopen(&mut self) {
+        if let Sink::File(f) = self {
+            f.reopen();
+        }
+    }
 }
 
 /// How long the writer sleeps between drains of the queue. The writer polls instead of waiting
@@ -162,12 +305,16 @@ pub fn start(
 /// sink within this interval; the default queue (8,192) absorbs ~800k records a second at it.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
-fn writer(mut rx: mpsc::Receiver<Record>, out: Box<dyn Write + Send>) {
+fn writer(mut rx: mpsc::Receiver<Record>, mut out: Sink, reopen: &AtomicBool) {
     use tokio::sync::mpsc::error::TryRecvError;
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
     let busy = rx.max_capacity() / 2;
     loop {
+        // Between two lines: everything before went to the old file, everything after goes
+        // to the new one.
+        if reopen.swap(false, Ordering::AcqRel) {
+            out.reopen();
+        }
         let mut written = 0usize;
         let closed = loop {
             match rx.try_recv() {
@@ -175,7 +322,7 @@ fn writer(mut rx: mpsc::Receiver<Record>, out: Box<dyn Write + Send>) {
                     line.clear();
                     if serde_json::to_writer(&mut line, &r).is_ok() {
                         line.push(b'\n');
-                        if let Err(e) = out.write_all(&line) {
+                        if let Err(e) = out.write_line(&line) {
                             tracing::error!(error = %e, "audit sink write failed");
                         }
                     }

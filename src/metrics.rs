@@ -156,6 +156,10 @@ pub struct Metrics {
     /// the time left *at scrape time*, so the value counts down without a reload.
     cert_not_after: Family<Gauge>,
     pub config_reloads_total: Family<Counter>,
+    /// Whole-config reloads (SIGHUP, admin API) by result (`ok`, `error`).
+    pub config_reload_total: Family<Counter>,
+    /// The configuration generation serving (1 at start, +1 per applied reload).
+    pub config_generation: Gauge,
     pub audit_dropped_total: Counter,
     pub connections_open: Gauge,
     pub connections_refused_total: Family<Counter>,
@@ -198,6 +202,8 @@ impl Default for Metrics {
             token_cache_hits_total: Counter::default(),
             cert_not_after: Family::new(&["file"]),
             config_reloads_total: Family::new(&["result"]),
+            config_reload_total: Family::new(&["result"]),
+            config_generation: Gauge::default(),
             audit_dropped_total: Counter::default(),
             connections_open: Gauge::default(),
             connections_refused_total: Family::new(&["reason"]),
@@ -411,6 +417,19 @@ impl Metrics {
             "config_reloads_total",
             "File reloads by result.",
             &self.config_reloads_total,
+        );
+        counters(
+            &mut o,
+            "config_reload_total",
+            "Whole-configuration reloads (SIGHUP, admin API) by result.",
+            &self.config_reload_total,
+        );
+        single(
+            &mut o,
+            "config_generation",
+            "gauge",
+            "The configuration generation serving (1 at start, +1 per applied reload).",
+            self.config_generation.get(),
         );
         single(
             &mut o,

@@ -35,6 +35,8 @@ pub enum Code {
     UpstreamTimeout,
     /// Admin API only: the named thing (a revocation, an admin path) does not exist.
     NotFound,
+    /// Admin API only: a reload found problems in the new configuration (the old one serves on).
+    InvalidConfig,
 }
 
 impl Code {
@@ -59,6 +61,7 @@ impl Code {
             Code::UpstreamUnavailable => "upstream-unavailable",
             Code::UpstreamTimeout => "upstream-timeout",
             Code::NotFound => "not-found",
+            Code::InvalidConfig => "invalid-config",
         }
     }
 
@@ -74,7 +77,7 @@ impl Code {
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::SchemaViolation | Code::InvalidConfig => StatusCode::UNPROCESSABLE_ENTITY,
             Code::InvalidRequest => StatusCode::BAD_REQUEST,
             Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -105,6 +108,7 @@ impl Code {
             Code::UpstreamUnavailable => "Upstream unavailable",
             Code::UpstreamTimeout => "Upstream timed out",
             Code::NotFound => "Not found",
+            Code::InvalidConfig => "The new configuration is invalid",
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct Refusal {
     /// optional so that the common refusal stays small (clippy `result_large_err`) and
     /// allocation-free; add with [`Refusal::with_header`], read with [`Refusal::extra_headers`].
     pub headers: Option<Box<Vec<(HeaderName, HeaderValue)>>>,
+    /// Extension members of the problem document (RFC 9457 §3.2), e.g. the `problems` of a
+    /// failed reload. Boxed and optional for the same reason as `headers`.
+    pub members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Refusal {
@@ -140,6 +147,7 @@ impl Refusal {
             challenges: Vec::new(),
             allow: None,
             headers: None,
+            members: None,
         }
     }
 
@@ -161,6 +169,16 @@ impl Refusal {
         self
     }
 
+    /// Add an extension member to the problem document (never one of the standard members).
+    pub fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
+        if !matches!(name, "type" | "title" | "status" | "detail" | "request_id") {
+            self.members
+                .get_or_insert_default()
+                .insert(name.to_owned(), value);
+        }
+        self
+    }
+
     /// The extra headers added with [`Refusal::with_header`].
     pub fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
         self.headers.as_deref().map_or(&[], Vec::as_slice)
@@ -168,14 +186,17 @@ impl Refusal {
 
     /// The problem+json document.
     pub fn to_json(&self, request_id: &str) -> String {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "type": format!("urn:portcullis:{}", self.code.as_str()),
             "title": self.code.title(),
             "status": self.code.status().as_u16(),
             "detail": self.detail,
             "request_id": request_id,
-        })
-        .to_string()
+        });
+        if let (Some(members), Some(doc)) = (&self.members, body.as_object_mut()) {
+            doc.extend(members.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        body.to_string()
     }
 
     /// Render as problem+json.

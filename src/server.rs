@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::config::{InjectConfig, SecretSource};
 use crate::metrics::Metrics;
-use crate::pipeline::{Gateway, HeadLimits, LocalRoute};
+use crate::pipeline::{Gateway, LocalRoute};
 use crate::proxy::Upstream;
 use crate::reload::RELOAD_EVERY;
 use crate::routing::{Route, Router};
@@ -26,6 +26,9 @@ use crate::token::{Issuer, TokenCache};
 use crate::transport::acceptor::{admin_acceptor, data_acceptor};
 use crate::transport::tls::ReloadingCert;
 use crate::transport::Listener;
+
+mod generation;
+pub use generation::{Live, Reloader};
 
 /// Knobs that are not config: the clock (tests move it).
 #[derive(Debug, Clone)]
@@ -47,11 +50,37 @@ pub struct Running {
     pub data_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    /// Whole-config reload (SIGHUP, `POST /admin/v1/reload`).
+    pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Running {
+    /// Reload the configuration file now (as SIGHUP and the admin API do).
+    pub async fn reload(&self) -> crate::admin::reload::Outcome {
+        use crate::admin::reload::ConfigControl as _;
+        self.reloader
+            .reload(crate::admin::reload::Trigger::Api)
+            .await
+    }
+
+    /// On each SIGHUP: reopen the audit file (logrotate's `postrotate`), then reload the whole
+    /// configuration. `hangups` is registered by the caller before the gateway starts, so a
+    /// SIGHUP can never hit the default action (terminate) once the gateway is up. Never returns.
+    #[cfg(unix)]
+    pub async fn on_hangup(&self, mut hangups: tokio::signal::unix::Signal) {
+        use crate::admin::reload::ConfigControl as _;
+        while hangups.recv().await.is_some() {
+            self.reloader.reopen_audit();
+            let _ = self
+                .reloader
+                .reload(crate::admin::reload::Trigger::Signal)
+                .await;
+        }
+        std::future::pending::<()>().await;
+    }
+
     /// Stop accepting and start draining.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
@@ -211,12 +240,14 @@ async fn open_state(
                     .await
                     .context("opening the in-memory state store")?,
             };
-            (Arc::new(store), None)
+            (Arc::new(store.with_retention(sc.retention)), None)
         }
         StateBackend::Redis { url, prefix } => {
             let store = Arc::new(
                 crate::state::RedisStore::connect(crate::state::RedisOptions {
                     prefix: prefix.clone(),
+                    tls: sc.tls.clone(),
+                    retention: sc.retention,
                     ..crate::state::RedisOptions::new(url.clone(), sc.flush_every)
                 })
                 .await
@@ -275,6 +306,7 @@ fn build_routes(
     credentials: &crate::authn::build::Credentials,
     metrics: &Arc<Metrics>,
     clock: &Arc<dyn Clock>,
+    previous: Option<&Router>,
     watchers: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Vec<Arc<Route>>> {
     let model = Arc::new(
@@ -296,8 +328,14 @@ fn build_routes(
                 Some(p)
             }
         };
-        let limits = route_limits(&rc.limits, clock.clone())
-            .with_context(|| format!("route {}: limits", rc.name))?;
+        // A reload keeps the limiter state (budgets spent, requests in flight) of a route whose
+        // limits did not change: a reload is not a way to reset a rate limit.
+        let kept = previous.and_then(|p| generation::kept_limits(p, rc));
+        let limits = match kept {
+            Some(l) => Some(l),
+            None => route_limits(&rc.limits, clock.clone())
+                .with_context(|| format!("route {}: limits", rc.name))?,
+        };
         let validator = rc
             .validate
             .as_ref()
@@ -386,7 +424,8 @@ fn tls_acceptors(
 
 /// What runs after the listeners are up, stopped in order on shutdown.
 struct Lifecycle {
-    listener: Listener<Gateway>,
+    listener: Listener<Live>,
+    reloader: Arc<Reloader>,
     health: Arc<Health>,
     flusher: JoinHandle<()>,
     state: Arc<dyn crate::state::StateStore>,
@@ -421,6 +460,7 @@ impl Lifecycle {
         for w in self.watchers {
             w.abort();
         }
+        self.reloader.stop();
         let _ = self.admin_stop_tx.send(true);
         let _ = self.admin_task.await;
         // The gateway (and its auditor) is gone once the listener returned and the writer drains
@@ -443,6 +483,11 @@ impl Lifecycle {
 }
 
 /// Every `[[credential]]`'s authenticator and the `[trust]` bundles; their files are watched.
+/// `previous`: the credentials a reload replaces (LDAP failure counters carry over).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is one shared run-time piece; bundling them would only rename the list"
+)]
 fn build_credentials(
     config: &Config,
     metrics: &Arc<Metrics>,
@@ -450,6 +495,7 @@ fn build_credentials(
     replay: Option<Arc<dyn crate::authn::webhook::replay::ReplayGuard>>,
     issuer: Option<&Issuer>,
     state: &Arc<dyn crate::state::StateStore>,
+    previous: Option<Arc<crate::authn::build::Credentials>>,
     watchers: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Arc<crate::authn::build::Credentials>> {
     let credentials = crate::authn::build::build(
@@ -461,6 +507,7 @@ fn build_credentials(
             replay,
             issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
             state: Some(state.clone()),
+            previous,
         },
     )?;
     let mut credentials = credentials;
@@ -538,7 +585,7 @@ impl crate::transport::Handler for Gateway {
 }
 
 /// `[decision]`: the forward-auth endpoint, validating forwarded certificates against `trust`.
-fn decider(
+pub(crate) fn decider(
     config: &Config,
     trust: &Arc<crate::spiffe::store::TrustStore>,
 ) -> Option<Arc<crate::pipeline::decision::Decider>> {
@@ -590,56 +637,42 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         tracing::warn!("{w}");
     }
     let metrics = Arc::new(Metrics::default());
-    let (auditor, audit_task) =
-        crate::audit::start(&config.audit.sink, config.audit.queue, metrics.clone())
-            .context("opening the audit sink")?;
+    let (auditor, audit_task) = crate::audit::start_rotating(
+        &config.audit.sink,
+        config.audit.queue,
+        config.audit.rotation,
+        metrics.clone(),
+    )
+    .context("opening the audit sink")?;
 
     let mut watchers = Vec::new();
-    let (well_known, issuer) = build_issuer(&config, &metrics, &mut watchers)?;
     // The state store first: with redis it is also the webhook replay memory shared by every
-    // replica (embedded: each credential set gets an in-process one).
+    // replica (embedded: one in-process memory, kept across reloads).
     let (state, replay) = open_state(&config.state).await?;
-    let credentials = build_credentials(
-        &config,
-        &metrics,
-        &opts.clock,
-        replay,
-        issuer.as_deref(),
-        &state,
-        &mut watchers,
-    )?;
-
-    let routes = build_routes(&config, &credentials, &metrics, &opts.clock, &mut watchers)?;
-    let exchange = build_exchange(&config, &credentials)?;
-    let tokens = Arc::new(TokenCache::default());
-    let auth_failures = auth_failures(&config, &opts.clock);
-    watchers.push(spawn_limit_sweeper(
-        routes.iter().filter_map(|r| r.limits.clone()).collect(),
-        auth_failures.clone(),
-    ));
-    let ops = build_ops(&config, &state, &opts.clock, &tokens, &credentials);
+    let replay = replay.unwrap_or_else(|| {
+        Arc::new(crate::authn::webhook::replay::MemoryReplayGuard::new(
+            crate::authn::build::REPLAY_CAPACITY,
+        ))
+    });
+    // One exporter for the process: a reload keeps it (a changed `[telemetry]` needs a restart).
     let (telemetry, otel_task) = start_telemetry(&config, &metrics)?;
-    let gateway = Arc::new(Gateway {
-        state: state.clone(),
-        router: Router::new(routes),
-        auditor,
+    let shared = generation::Shared {
+        telemetry,
         metrics: metrics.clone(),
         clock: opts.clock.clone(),
-        local: local_routes(well_known, exchange),
-        issuer,
-        tokens: tokens.clone(),
-        auth_failures,
-        bodies: crate::limits::bodies::BodyBudget::new(config.listen.bodies),
-        telemetry,
-        head_limits: HeadLimits {
-            max_header_bytes: config.listen.max_header_bytes,
-            max_headers: config.listen.max_headers,
-        },
-        decision: decider(&config, &credentials.trust),
-    });
-
-    let (tls, admin_mtls) =
-        tls_acceptors(&config, &credentials, &metrics, &opts.clock, &mut watchers)?;
+        state: state.clone(),
+        replay,
+        auditor,
+    };
+    let first = generation::build(config, &shared, None)?;
+    let config = &first.config;
+    let (tls, admin_mtls) = tls_acceptors(
+        config,
+        &first.credentials,
+        &metrics,
+        &opts.clock,
+        &mut watchers,
+    )?;
 
     // First check right away: every certificate (listener, trust bundles) is loaded by now.
     watchers.push(spawn_expiry_warner(metrics.clone()));
@@ -654,12 +687,6 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
 
     let (tx, rx) = watch::channel(false);
     let health = Arc::new(Health::default());
-    let admin = Arc::new(Admin {
-        health: health.clone(),
-        metrics: metrics.clone(),
-        ops: Some(ops),
-        mtls: admin_mtls,
-    });
     // Usage counts are aggregated in memory and written out periodically; the last flush runs
     // after the listener has drained (below), so no request's counts are lost on shutdown.
     let flusher = crate::state::spawn_flusher(
@@ -667,22 +694,34 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         config.state.flush_every,
         std::future::pending::<()>(),
     );
-    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-    let admin_task = tokio::spawn(admin.run(admin_listener, admin_stop_rx));
-
     let workers = crate::transport::workers::Workers::start(config.listen.workers)
         .context("starting the data-plane worker threads")?;
+    let settings = config.listen.clone();
+    let live = Arc::new(Live::new(first.gateway.clone()));
+    let ops = Arc::new(arc_swap::ArcSwap::new(first.ops.clone()));
+    let reloader = Arc::new(Reloader::new(shared, first, live.clone(), ops.clone()));
+    watchers.extend(reloader.spawn_watch());
+    let admin = Arc::new(Admin {
+        health: health.clone(),
+        metrics: metrics.clone(),
+        ops: Some(ops),
+        control: Some(reloader.clone()),
+        mtls: admin_mtls,
+    });
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(admin.run(admin_listener, admin_stop_rx));
     let listener = Listener {
         workers,
         listener: data,
         tls,
-        settings: config.listen.clone(),
-        gateway,
+        settings,
+        gateway: live,
         metrics: metrics.clone(),
     };
     let task = tokio::spawn(
         Lifecycle {
             listener,
+            reloader: reloader.clone(),
             health,
             flusher,
             state,
@@ -699,6 +738,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         data_addr,
         admin_addr,
         metrics,
+        reloader,
         shutdown: tx,
         task,
     })

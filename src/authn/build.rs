@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::spiffe::{JwtSvidSettings, TrustSource, TrustStore};
 
 /// Messages remembered for webhook replay protection (embedded state).
-const REPLAY_CAPACITY: usize = 100_000;
+pub const REPLAY_CAPACITY: usize = 100_000;
 
 /// Every credential by name, plus the trust store they share.
 #[derive(Debug)]
@@ -59,6 +59,9 @@ pub struct Shared {
     pub issuer_keys: Option<Arc<crate::token::KeySet>>,
     /// The state store: LDAP credentials keep their password verifiers there.
     pub state: Option<Arc<dyn crate::state::StateStore>>,
+    /// The credentials of the configuration being replaced by a reload: LDAP credentials of
+    /// the same name keep their failure counters.
+    pub previous: Option<Arc<Credentials>>,
 }
 
 /// Build every credential of `credentials`, with the `trust` bundles they share.
@@ -157,7 +160,11 @@ pub fn build(
                 ))
             }
             CredentialSpec::Ldap(spec) => {
-                let l = Arc::new(ldap(&name, spec, shared.state.clone())?);
+                let mut l = ldap(&name, spec, shared.state.clone())?;
+                if let Some(old) = shared.previous.as_ref().and_then(|p| p.ldap.get(&name)) {
+                    l = l.keeping_counters_of(old);
+                }
+                let l = Arc::new(l);
                 ldaps.insert(name.clone(), l.clone());
                 l
             }

@@ -178,7 +178,9 @@ impl AdminClient {
 
     /// `GET path` → the JSON body of a 2xx answer.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.request(Method::GET, path, None).await.map(|(_, v)| v)
+        self.request(Method::GET, path, None, false)
+            .await
+            .map(|(_, v)| v)
     }
 
     /// `method path` with a JSON body → status and JSON body of a 2xx answer.
@@ -188,7 +190,20 @@ impl AdminClient {
         path: &str,
         body: &Value,
     ) -> Result<(StatusCode, Value), ClientError> {
-        self.request(method, path, Some(body.to_string())).await
+        self.request(method, path, Some(body.to_string()), false)
+            .await
+    }
+
+    /// Like [`AdminClient::send`], but an error answer with a JSON body (problem+json) is
+    /// returned as such, for commands that print its members.
+    pub async fn send_any(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(StatusCode, Value), ClientError> {
+        self.request(method, path, Some(body.to_string()), true)
+            .await
     }
 
     async fn request(
@@ -196,9 +211,11 @@ impl AdminClient {
         method: Method,
         path: &str,
         body: Option<String>,
+        errors_as_json: bool,
     ) -> Result<(StatusCode, Value), ClientError> {
         let url = format!("{}{path}", self.url());
-        match tokio::time::timeout(TIMEOUT, self.exchange(method, path, body)).await {
+        let exchange = self.exchange(method, path, body, errors_as_json);
+        match tokio::time::timeout(TIMEOUT, exchange).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Unreachable {
                 url: self.url(),
@@ -216,6 +233,7 @@ impl AdminClient {
         method: Method,
         path: &str,
         body: Option<String>,
+        errors_as_json: bool,
     ) -> Result<(StatusCode, Value), ClientError> {
         let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable {
             url: self.url(),
@@ -269,6 +287,9 @@ impl AdminClient {
             .to_bytes();
         driver.abort();
         let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if let (false, true, Some(v)) = (status.is_success(), errors_as_json, &value) {
+            return Ok((status, v.clone()));
+        }
         if !status.is_success() {
             let message = value
                 .as_ref()

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 mod apikey;
@@ -68,6 +69,12 @@ enum Command {
     Migration {
         #[command(subcommand)]
         command: MigrationCommand,
+    },
+    /// Ask the running gateway to reload its configuration file (as SIGHUP does); prints the
+    /// result or every problem found, and exits 1 when the new configuration was refused.
+    Reload {
+        #[command(flatten)]
+        out: OpsArgs,
     },
     /// Every identity and legacy credential the running gateway has seen.
     Inventory {
@@ -249,6 +256,7 @@ pub fn main() -> ExitCode {
         Command::Inventory { out } => {
             ops::run(ops::Request::Inventory, out.json, &out.connect(), &path)
         }
+        Command::Reload { out } => ops::reload(out.json, &out.connect(), &path),
         Command::Policy {
             command: PolicyCommand::Suggest { route, since, out },
         } => ops::run(
@@ -382,12 +390,22 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 
 async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     let drain = cfg.listen.drain_timeout;
+    // Registered before the gateway is up: from then on SIGHUP reloads, never terminates.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let running = server::start(cfg, server::Options::default()).await?;
     // systemd Type=notify: ready once both listeners are bound (docs/deploy.md).
     let systemd = crate::sdnotify::Systemd::ready(&format!(
         "serving on {}, admin on {}",
         running.data_addr, running.admin_addr
     ));
+    #[cfg(unix)]
+    tokio::select! {
+        _ = server::shutdown_signal() => {}
+        _ = running.on_hangup(hangups) => {}
+    }
+    #[cfg(not(unix))]
     server::shutdown_signal().await;
     systemd.stopping();
     tracing::info!(drain_timeout = ?drain, "shutting down: draining in-flight requests");

@@ -208,3 +208,54 @@ async fn execute(
     };
     Ok(if out.ends_with('\n') { out } else { out + "\n" })
 }
+
+/// `portcullis reload`: `POST /admin/v1/reload`. Prints the new generation (and what needs a
+/// restart), or every problem of the refused configuration and exits 1.
+pub fn reload(json_out: bool, connect: &Connect, config: &Path) -> ExitCode {
+    let client = match client(connect, config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match super::client_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let answer = rt.block_on(client.send_any(Method::POST, "/admin/v1/reload", &json!({})));
+    let (status, v) = match answer {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {}", clean(&e.to_string()));
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let lines = |key: &str| -> Vec<String> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(clean).collect())
+            .unwrap_or_default()
+    };
+    if status.is_success() {
+        if json_out {
+            println!("{}", pretty(&v));
+        } else {
+            let generation = v.get("generation").and_then(Value::as_u64).unwrap_or(0);
+            println!("reloaded: generation {generation} is serving");
+            for w in lines("warnings") {
+                println!("warning: {w}");
+            }
+            for r in lines("restart_required") {
+                println!("restart required: {r}");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    if json_out {
+        println!("{}", pretty(&v));
+    }
+    let detail = v.get("detail").and_then(Value::as_str).unwrap_or_default();
+    eprintln!("error: reload refused ({status}): {}", clean(detail));
+    for p in lines("problems") {
+        eprintln!("{p}");
+    }
+    ExitCode::from(EXIT_RUNTIME)
+}

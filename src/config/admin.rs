@@ -62,7 +62,42 @@ pub(super) fn audit(c: &mut Collector<'_>, base: &Path, a: raw::Audit) -> Audit 
         }
         Some(n) => usize::try_from(n).unwrap_or(defaults::AUDIT_QUEUE),
     };
-    Audit { sink, queue }
+    let rotation = match (a.max_size.as_ref(), a.max_files) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            c.push("audit.max_files", "only meaningful with audit.max_size");
+            None
+        }
+        (Some(size), files) => {
+            if sink == AuditSink::Stdout {
+                c.push(
+                    "audit.max_size",
+                    "rotation needs a file sink (audit.sink = \"PATH\")",
+                );
+            }
+            let max_size = c.size("audit.max_size", Some(size), 0);
+            let max_files = match files {
+                None => crate::audit::DEFAULT_MAX_FILES,
+                Some(0) => {
+                    c.push(
+                        "audit.max_files",
+                        "must be greater than zero (rotated files kept)",
+                    );
+                    crate::audit::DEFAULT_MAX_FILES
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            };
+            Some(crate::audit::Rotation {
+                max_size,
+                max_files,
+            })
+        }
+    };
+    Audit {
+        sink,
+        queue,
+        rotation,
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod plans;
 #[cfg(test)]
 pub(crate) mod props;
 mod raw;
+mod reload;
 mod routes;
 mod state;
 mod telemetry;
@@ -36,6 +37,7 @@ pub use crate::transport::settings::{Listen, TlsFiles};
 pub use creds::{
     ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,
 };
+pub use reload::ReloadSettings;
 
 /// The problem collector is base-level ([`crate::diag`]); re-exported for the config's users.
 pub use crate::diag::{Invalid, Problem};
@@ -67,6 +69,8 @@ pub struct Config {
     pub telemetry: crate::telemetry::Settings,
     /// `[decision]`: the forward-auth endpoint, when configured.
     pub decision: Option<crate::pipeline::decision::DecisionSettings>,
+    /// `[reload]`: the polled watch of this file and the plans directory.
+    pub reload: reload::ReloadSettings,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
 }
@@ -89,6 +93,9 @@ pub struct Admin {
 pub struct Audit {
     pub sink: AuditSink,
     pub queue: usize,
+    /// `max_size`/`max_files`: built-in rotation of a file sink (`None`: the file grows until
+    /// an external tool rotates it and SIGHUP reopens it).
+    pub rotation: Option<crate::audit::Rotation>,
 }
 
 /// `[state]`: where usage, inventory and revocations live.
@@ -101,6 +108,10 @@ pub struct StateConfig {
     /// How often in-memory counts are written out (and, for redis, how often the revocation set
     /// is re-read; three intervals without a read make the store unavailable).
     pub flush_every: Duration,
+    /// `rediss://`: the CA, client certificate and password files (redis only).
+    pub tls: crate::state::RedisTls,
+    /// `retention`: usage and access rows older than this are deleted.
+    pub retention: Duration,
 }
 
 /// `[state] backend`.
@@ -158,6 +169,9 @@ pub mod defaults {
     /// Memory all bodies being read whole may hold together, and those from one source.
     pub const MAX_BUFFERED_BODIES: u64 = 128 * 1024 * 1024;
     pub const MAX_BUFFERED_PER_SOURCE: u64 = 16 * 1024 * 1024;
+    /// `[state] retention`: usage and access rows are kept this long (longer than any plan's
+    /// exit-criteria window, which is checked).
+    pub const STATE_RETENTION: Duration = crate::state::DEFAULT_RETENTION;
 }
 
 /// Where the config file is: `-c FILE`, else `$PORTCULLIS_CONFIG`, else `./portcullis.toml`.

@@ -10,14 +10,14 @@ use super::validate::{resolve, Collector};
 use super::{raw, RouteConfig};
 
 /// `[migration] plans_dir` (default `migration-plans` next to the config, when it exists),
-/// cross-checked against credentials and routes.
+/// cross-checked against credentials and routes; with the directory read, if any.
 pub(super) fn plans(
     c: &mut Collector<'_>,
     base: &Path,
     v: Option<&Value>,
     credentials: &[Arc<CredentialConfig>],
     routes: &[Arc<RouteConfig>],
-) -> crate::migration::Plans {
+) -> (crate::migration::Plans, Option<std::path::PathBuf>) {
     use crate::migration::plan::{check_against_config, RouteUse};
     let raw = match v {
         None => raw::Migration::default(),
@@ -33,19 +33,19 @@ pub(super) fn plans(
                     "migration.plans_dir",
                     format!("{} is not a directory", p.display()),
                 );
-                return crate::migration::Plans::default();
+                return (crate::migration::Plans::default(), None);
             }
             Some(p)
         }
         None => Some(base.join("migration-plans")).filter(|p| p.is_dir()),
     };
-    let plans = match dir {
+    let plans = match &dir {
         None => crate::migration::Plans::default(),
-        Some(d) => match crate::migration::Plans::load_dir(&d) {
+        Some(d) => match crate::migration::Plans::load_dir(d) {
             Ok(p) => p,
             Err(problems) => {
                 c.problems.extend(problems);
-                return crate::migration::Plans::default();
+                return (crate::migration::Plans::default(), dir);
             }
         },
     };
@@ -70,5 +70,5 @@ pub(super) fn plans(
         .collect();
     let problems = check_against_config(&plans, &kinds, &uses, c.file);
     c.problems.extend(problems);
-    plans
+    (plans, dir)
 }

@@ -64,6 +64,10 @@ pub struct Audit {
     pub sink: Option<String>,
     /// Capacity of the queue between requests and the audit writer; overflow is dropped and counted.
     pub queue: Option<u64>,
+    /// Built-in rotation: start a new file once the current one reaches this size.
+    pub max_size: Option<String>,
+    /// Rotated files kept besides the current one (`audit.jsonl.1` … `.N`).
+    pub max_files: Option<u64>,
 }
 
 /// One `[[routes]]` entry.
@@ -305,6 +309,15 @@ pub struct State {
     pub url: Option<String>,
     pub prefix: Option<String>,
     pub flush_every: Option<String>,
+    /// `rediss://`: the CA that issued Redis's certificate (else the system roots).
+    pub ca: Option<String>,
+    /// `rediss://`: the gateway's client certificate and key (PEM), when Redis asks for one.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// The Redis password (AUTH), read from a file rather than written into the URL.
+    pub password_file: Option<String>,
+    /// How long usage and access rows are kept.
+    pub retention: Option<String>,
 }
 
 /// `[migration]`

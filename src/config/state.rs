@@ -47,7 +47,10 @@ pub(super) fn state(
                 }
             },
         };
-        let prefix = raw.prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string());
+        let prefix = raw
+            .prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PREFIX.to_string());
         if let Err(m) = check_prefix(&prefix) {
             c.push("state.prefix", m);
         }
@@ -69,11 +72,86 @@ pub(super) fn state(
         raw.flush_every.as_ref(),
         std::time::Duration::from_secs(5),
     );
+    let tls = redis_tls(c, base, &raw, backend.as_ref());
+    let retention = c.duration(
+        "state.retention",
+        raw.retention.as_ref(),
+        super::defaults::STATE_RETENTION,
+    );
     super::StateConfig {
         backend: backend.unwrap_or(super::StateBackend::Embedded),
         path: raw.path.map(|p| resolve(base, &p)),
         flush_every,
+        tls,
+        retention,
     }
+}
+
+/// A plan's readiness is computed over its exit-criteria window: rows must be kept at least
+/// that long, or a plan would look ready on missing data.
+pub(super) fn retention_covers_plans(
+    c: &mut Collector<'_>,
+    state: &super::StateConfig,
+    plans: &crate::migration::Plans,
+) {
+    let days = state.retention.as_secs() / 86_400;
+    for p in plans.iter() {
+        if u64::from(p.exit.window_days) > days {
+            c.push(
+                "state.retention",
+                format!(
+                    "{days} days is shorter than plan {}'s exit-criteria window ({} days): \
+                     readiness would be computed on deleted rows",
+                    p.name, p.exit.window_days
+                ),
+            );
+        }
+    }
+}
+
+/// `ca`, `client_cert`, `client_key` (only for `rediss://`) and `password_file` (redis only).
+fn redis_tls(
+    c: &mut Collector<'_>,
+    base: &Path,
+    raw: &raw::State,
+    backend: Option<&super::StateBackend>,
+) -> crate::state::RedisTls {
+    let url = match backend {
+        Some(super::StateBackend::Redis { url, .. }) => Some(url),
+        _ => None,
+    };
+    let tls = url.is_some_and(|u| u.is_tls());
+    let mut file = |key: &str, v: &Option<String>, needs_tls: bool| {
+        let v = v.as_deref()?;
+        if url.is_none() {
+            c.push(key, "only meaningful with backend = \"redis\"");
+            return None;
+        }
+        if needs_tls && !tls {
+            c.push(key, "only meaningful with a rediss:// url (Redis over TLS)");
+            return None;
+        }
+        Some(c.file_path(key, base, v))
+    };
+    let out = crate::state::RedisTls {
+        ca: file("state.ca", &raw.ca, true),
+        client_cert: file("state.client_cert", &raw.client_cert, true),
+        client_key: file("state.client_key", &raw.client_key, true),
+        password_file: file("state.password_file", &raw.password_file, false),
+    };
+    if out.client_cert.is_some() != out.client_key.is_some() {
+        c.push(
+            "state.client_cert",
+            "client_cert and client_key go together (the certificate and its private key)",
+        );
+    }
+    if out.password_file.is_some() && url.is_some_and(|u| u.has_password()) {
+        c.push(
+            "state.password_file",
+            "the url already carries a password: use one or the other",
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "telemetry",
     "decision",
+    "reload",
 ];
 
 pub(super) use crate::diag::Collector;
@@ -191,7 +192,9 @@ pub(super) fn validate(
 
     warnings.extend(canonical::case_warnings(&routes));
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
-    let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
+    let (plans, plans_dir) = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
+    let reload = super::reload::reload(&mut c, obj.get("reload"), plans_dir);
+    super::state::retention_covers_plans(&mut c, &state, &plans);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
     let telemetry = super::telemetry::telemetry(&mut c, obj.get("telemetry"));
     let decision =
@@ -221,6 +224,7 @@ pub(super) fn validate(
                 plans: Arc::new(plans),
                 telemetry,
                 decision,
+                reload,
                 warnings,
             })
         }

@@ -88,6 +88,8 @@ pub struct EmbeddedStore {
     path: Option<PathBuf>,
     /// Set once the access cap has dropped a row (logged once, not per request).
     access_capped: std::sync::atomic::AtomicBool,
+    /// `[state] retention` of usage and access rows.
+    retention: super::retention::Retention,
 }
 
 impl EmbeddedStore {
@@ -148,7 +150,45 @@ impl EmbeddedStore {
             revoke_lock: tokio::sync::Mutex::new(()),
             path,
             access_capped: std::sync::atomic::AtomicBool::new(false),
+            retention: super::retention::Retention::default(),
         })
+    }
+
+    /// Keep usage and access rows for `keep` (`[state] retention`) instead of the default.
+    pub fn with_retention(mut self, keep: std::time::Duration) -> Self {
+        self.retention = super::retention::Retention::new(keep);
+        self
+    }
+
+    /// Delete usage and access rows older than the retention at `now`; how many went.
+    pub async fn expire(&self, now: std::time::SystemTime) -> Result<u64, StateError> {
+        let cut = self.retention.cutoff(now);
+        self.with_db(move |c| {
+            let usage = c
+                .execute("DELETE FROM usage WHERE day < ?1", [cut.day.days()])
+                .map_err(db_err)?;
+            let access = c
+                .execute("DELETE FROM access WHERE last_seen < ?1", [cut.seen.0])
+                .map_err(db_err)?;
+            Ok(u64::try_from(usage + access).unwrap_or(u64::MAX))
+        })
+        .await
+    }
+
+    /// The periodic flush, then the retention sweep when one is due.
+    async fn flush_and_expire(&self) -> Result<(), StateError> {
+        self.do_flush().await?;
+        let now = std::time::SystemTime::now();
+        if self.retention.due(now).is_some() {
+            match self.expire(now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "state: expired usage and access rows deleted"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "state: retention sweep failed; retried next hour")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The file, if persistent.
@@ -547,7 +587,7 @@ impl StateStore for EmbeddedStore {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StateError>> {
-        Box::pin(self.do_flush())
+        Box::pin(self.flush_and_expire())
     }
 
     fn usage(&self, since: Date) -> BoxFuture<'_, Result<Vec<UsageRow>, StateError>> {

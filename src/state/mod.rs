@@ -17,6 +17,7 @@ pub mod embedded;
 mod pending;
 pub mod redis;
 pub mod replay;
+pub mod retention;
 mod revocations;
 
 use std::collections::BTreeSet;
@@ -31,8 +32,9 @@ use crate::identity::lineage::Lineage;
 use crate::identity::{Credential, Kind};
 use crate::time::{Date, Timestamp};
 
-pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
+pub use self::redis::{RedisOptions, RedisStore, RedisTls, RedisUrl};
 pub use embedded::EmbeddedStore;
+pub use retention::DEFAULT_RETENTION;
 pub use revocations::{admit, RevocationSet};
 
 /// The state backend failed; callers that need it to decide (revocations) fail closed.

@@ -54,10 +54,6 @@ use crate::time::{Date, Timestamp};
 /// The default key prefix (`[state] prefix`).
 pub const DEFAULT_PREFIX: &str = "portcullis:";
 
-/// Per-day usage hashes expire this long after their day: longer than any plan window, so the
-/// data stays bounded without anyone pruning it.
-pub const USAGE_RETENTION_DAYS: i64 = 400;
-
 /// Records (usage rows, inventory entries) per flush script: keeps each script short, since
 /// Redis runs scripts one at a time and every replica's replay checks wait behind it.
 const CHUNK_RECORDS: usize = 500;
@@ -75,18 +71,39 @@ impl RedisUrl {
     /// Check the form (`redis://` with a host; no connection is made). The error never repeats
     /// the URL.
     pub fn parse(url: &str) -> Result<RedisUrl, String> {
-        let rest = url.strip_prefix("redis://").ok_or_else(|| {
-            "must start with redis:// (rediss:// is not supported by this build)".to_string()
-        })?;
+        let rest = url
+            .strip_prefix("redis://")
+            .or_else(|| url.strip_prefix("rediss://"))
+            .ok_or_else(|| {
+                "must start with redis:// (or rediss:// for Redis over TLS)".to_string()
+            })?;
         if rest.is_empty() || rest.starts_with('/') {
             return Err("has no host".into());
         }
         if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err("contains whitespace or control characters".into());
         }
+        // `rediss://…#insecure` turns certificate verification off in the redis crate: never.
+        if url.contains('#') {
+            return Err(
+                "must not have a #fragment (#insecure would skip certificate checks)".into(),
+            );
+        }
         // The parser's message may quote the URL: say only that it failed.
         redis::Client::open(url).map_err(|_| "is not a valid Redis URL".to_string())?;
         Ok(RedisUrl(url.to_string()))
+    }
+
+    /// `rediss://`: Redis over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.0.starts_with("rediss://")
+    }
+
+    /// Whether the URL carries a password (user-info).
+    pub fn has_password(&self) -> bool {
+        let rest = self.0.split_once("://").map_or("", |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        authority.contains('@')
     }
 
     /// The URL with its password, for connecting only.
@@ -143,6 +160,61 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `[state]` `ca`, `client_cert`, `client_key` (for `rediss://`) and `password_file`: paths,
+/// read when connecting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// The CA that issued Redis's certificate; `None`: the system roots.
+    pub ca: Option<std::path::PathBuf>,
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
+    /// The AUTH password, first line of the file.
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+/// The client for `url` with the TLS material and password of `tls`. The certificate checks
+/// are rustls's (aws-lc-rs), with the host name of the URL; errors never repeat the URL.
+fn client_for(url: &RedisUrl, tls: &RedisTls) -> Result<redis::Client, StateError> {
+    use redis::IntoConnectionInfo as _;
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).map_err(|e| StateError(format!("[state] {what} {}: {e}", p.display())))
+    };
+    let invalid = || StateError(format!("redis url {url} is not valid"));
+    let mut info = url.expose().into_connection_info().map_err(|_| invalid())?;
+    if let Some(p) = &tls.password_file {
+        let text = String::from_utf8(read(p, "password_file")?)
+            .map_err(|_| StateError(format!("[state] password_file {}: not UTF-8", p.display())))?;
+        let password = text.lines().next().unwrap_or_default().to_owned();
+        if password.is_empty() {
+            return Err(StateError(format!(
+                "[state] password_file {}: empty",
+                p.display()
+            )));
+        }
+        let settings = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(settings);
+    }
+    if !url.is_tls() {
+        return redis::Client::open(info).map_err(|_| invalid());
+    }
+    let client_tls = match (&tls.client_cert, &tls.client_key) {
+        (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+            client_cert: read(c, "client_cert")?,
+            client_key: read(k, "client_key")?,
+        }),
+        _ => None,
+    };
+    let root_cert = tls.ca.as_deref().map(|p| read(p, "ca")).transpose()?;
+    redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| StateError(format!("redis {url}: TLS settings: {}", redis_err(&e))))
+}
+
 /// What [`RedisStore::connect`] needs, already resolved from `[state]`.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
@@ -156,6 +228,10 @@ pub struct RedisOptions {
     /// Bound on every Redis round trip (connect, command): a hung Redis answers 503, it does not
     /// hold requests. Default 2 s.
     pub timeout: Duration,
+    /// `rediss://` material and the password file.
+    pub tls: RedisTls,
+    /// `[state] retention`: usage and access rows expire after this long.
+    pub retention: Duration,
 }
 
 impl RedisOptions {
@@ -166,6 +242,8 @@ impl RedisOptions {
             prefix: DEFAULT_PREFIX.to_string(),
             flush_every,
             timeout: Duration::from_secs(2),
+            tls: RedisTls::default(),
+            retention: super::DEFAULT_RETENTION,
         }
     }
 }
@@ -194,11 +272,14 @@ struct Inner {
     /// One flush at a time, so chunks land in order and are not sent twice concurrently.
     flush_lock: tokio::sync::Mutex<()>,
     revoked: ArcSwap<RevocationSet>,
+    /// `[state] retention`: usage hashes expire by TTL; access rows are swept.
+    retention: super::retention::Retention,
     /// The revocations behind `revoked`. Held across every read-and-swap and every write, so
     /// the newest read always wins and a revoke cannot be undone by an older read.
     revocations: tokio::sync::Mutex<Vec<Revocation>>,
     health: Health,
     flush_script: redis::Script,
+    expire_script: redis::Script,
     revoke_script: redis::Script,
     unrevoke_script: redis::Script,
 }
@@ -306,13 +387,13 @@ enum Record<'a> {
 }
 
 impl Record<'_> {
-    fn push_args(&self, out: &mut Vec<String>) {
+    fn push_args(&self, out: &mut Vec<String>, retention_days: i64) {
         match self {
             Record::Usage(r) => {
                 let expire = r
                     .day
                     .days()
-                    .saturating_add(USAGE_RETENTION_DAYS)
+                    .saturating_add(retention_days)
                     .saturating_mul(86_400);
                 let field = serde_json::json!([
                     r.route,
@@ -465,6 +546,29 @@ redis.call('SET', marker, '1', 'EX', ARGV[4])
 return 1
 ";
 
+/// `KEYS`: a route's access hashes `count`, `first`, `last`, `ids`; `ARGV[1]`: unix seconds.
+/// Deletes the rows last seen before it and gives their identities' row budget back.
+const EXPIRE_ACCESS_LUA: &str = r"
+local removed = 0
+local all = redis.call('HGETALL', KEYS[3])
+for j = 1, #all, 2 do
+  local field, last = all[j], tonumber(all[j + 1])
+  if last ~= nil and last < tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], field)
+    redis.call('HDEL', KEYS[2], field)
+    redis.call('HDEL', KEYS[3], field)
+    local ok, row = pcall(cjson.decode, field)
+    if ok and type(row) == 'table' and row[1] then
+      if redis.call('HINCRBY', KEYS[4], row[1], -1) <= 0 then
+        redis.call('HDEL', KEYS[4], row[1])
+      end
+    end
+    removed = removed + 1
+  end
+end
+return removed
+";
+
 /// `KEYS[1]` the revocations hash (also the channel); `ARGV`: target, at, reason. Keeps the
 /// original `at` when the target is already revoked (only the reason changes). 1 when new.
 const REVOKE_LUA: &str = r"
@@ -502,8 +606,7 @@ impl RedisStore {
     /// pods into a crash loop. Fails only for an unusable URL.
     pub async fn connect(opts: RedisOptions) -> Result<RedisStore, StateError> {
         check_prefix(&opts.prefix).map_err(|m| StateError(format!("prefix {m}")))?;
-        let client = redis::Client::open(opts.url.expose())
-            .map_err(|_| StateError(format!("redis url {} is not valid", opts.url)))?;
+        let client = client_for(&opts.url, &opts.tls)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(opts.timeout))
             .set_response_timeout(Some(opts.timeout))
@@ -521,9 +624,11 @@ impl RedisStore {
             unsent: Mutex::new(std::collections::VecDeque::new()),
             flush_lock: tokio::sync::Mutex::new(()),
             revoked: ArcSwap::from_pointee(RevocationSet::default()),
+            retention: super::retention::Retention::new(opts.retention),
             revocations: tokio::sync::Mutex::new(Vec::new()),
             health: Health::new(),
             flush_script: redis::Script::new(FLUSH_LUA),
+            expire_script: redis::Script::new(EXPIRE_ACCESS_LUA),
             revoke_script: redis::Script::new(REVOKE_LUA),
             unrevoke_script: redis::Script::new(UNREVOKE_LUA),
         });
@@ -690,7 +795,61 @@ impl Inner {
     async fn flush(&self) -> Result<(), StateError> {
         let refreshed = self.refresh().await;
         let written = self.write_pending().await;
+        if written.is_ok() {
+            if let Some(cut) = self.retention.due(SystemTime::now()) {
+                match self.expire_access(cut.seen).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "state: expired access rows deleted"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "state: retention sweep failed; retried next hour")
+                    }
+                }
+            }
+        }
         refreshed.and(written)
+    }
+
+    /// Delete access rows last seen before `before`, route by route (one short script each, so
+    /// Redis is never held long). Usage needs no sweep: each day's hash carries its own TTL.
+    async fn expire_access(&self, before: Timestamp) -> Result<u64, StateError> {
+        let pattern = format!("{}access:last:*", self.keys.prefix);
+        let mut c = self.conn.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = self
+                .timed(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut c),
+                )
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let prefix = format!("{}access:last:", self.keys.prefix);
+        let mut removed = 0u64;
+        for key in keys {
+            let Some(route) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let mut inv = self.expire_script.prepare_invoke();
+            inv.key(self.keys.access("count", route))
+                .key(self.keys.access("first", route))
+                .key(self.keys.access("last", route))
+                .key(self.keys.access("ids", route))
+                .arg(before.0);
+            let n: u64 = self.timed(inv.invoke_async(&mut c)).await?;
+            removed += n;
+        }
+        Ok(removed)
     }
 
     /// Send unacknowledged chunks, then what was recorded since, in order.
@@ -719,7 +878,7 @@ impl Inner {
                     if taken.is_empty() {
                         return Ok(());
                     }
-                    let chunks = chunks(&taken);
+                    let chunks = chunks(&taken, self.retention.days());
                     let mut q = self
                         .unsent
                         .lock()
@@ -740,7 +899,7 @@ impl Inner {
     async fn send(&self, chunk: &Chunk) -> Result<(), StateError> {
         let oldest = Date::of(SystemTime::now())
             .days()
-            .saturating_sub(USAGE_RETENTION_DAYS);
+            .saturating_sub(self.retention.days());
         let mut inv = self.flush_script.prepare_invoke();
         inv.arg(&self.keys.prefix)
             .arg(&chunk.id)
@@ -906,7 +1065,7 @@ fn parse_entry(h: &HashMap<String, String>, routes: BTreeSet<String>) -> Option<
 }
 
 /// Split an aggregate into script-sized chunks, each with a fresh id.
-fn chunks(p: &Pending) -> Vec<Chunk> {
+fn chunks(p: &Pending, retention_days: i64) -> Vec<Chunk> {
     let rows = p.usage_rows();
     let entries: Vec<InventoryEntry> = p.inventory_entries().collect();
     let access = p.access_rows();
@@ -922,7 +1081,7 @@ fn chunks(p: &Pending) -> Vec<Chunk> {
         records: 0,
     };
     for r in records {
-        r.push_args(&mut cur.args);
+        r.push_args(&mut cur.args, retention_days);
         cur.records += 1;
         if cur.records >= CHUNK_RECORDS {
             out.push(std::mem::replace(

@@ -43,6 +43,7 @@ fn all_codes() -> Vec<Code> {
         Code::UpstreamUnavailable,
         Code::UpstreamTimeout,
         Code::NotFound,
+        Code::InvalidConfig,
     ];
     for c in all {
         match c {
@@ -63,7 +64,8 @@ fn all_codes() -> Vec<Code> {
             | Code::DirectoryUnavailable
             | Code::UpstreamUnavailable
             | Code::UpstreamTimeout
-            | Code::NotFound => {}
+            | Code::NotFound
+            | Code::InvalidConfig => {}
         }
     }
     all.to_vec()

@@ -35,6 +35,8 @@ mod paths;
 mod phases;
 mod principals;
 mod proxy;
+mod redis_tls;
+mod reload;
 mod shared_state;
 mod shutdown;
 mod streaming;

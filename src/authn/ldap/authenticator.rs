@@ -110,10 +110,13 @@ struct Inner {
     identity: IdentityTemplate,
     directory: Directory,
     cache: Cache,
-    lockout: Lockout,
+    /// Shared with the authenticator this one replaced on a config reload when the limits are
+    /// the same (see [`LdapAuthenticator::keeping_counters_of`]).
+    lockout: Arc<Lockout>,
     /// Last good passwords in the state store, for owners of accounts over their budget.
     verifiers: Option<Verifiers>,
-    hasher: HasherDebug,
+    /// Shared with the lockout it digests passwords for (its known-good digests).
+    hasher: Arc<HasherDebug>,
     stats: Arc<LdapStats>,
     retry_after: u64,
     op_timeout: std::time::Duration,
@@ -194,20 +197,35 @@ impl LdapAuthenticator {
                 identity: s.identity,
                 directory,
                 cache: Cache::new(s.cache_ttl, s.cache_entries),
-                lockout: Lockout::new(
+                lockout: Arc::new(Lockout::new(
                     s.max_failures,
                     s.max_source_failures,
                     s.failure_window,
                     s.tracked_entries,
-                ),
+                )),
                 verifiers: s.verifiers.map(|st| Verifiers::new(st, name.clone())),
                 name,
-                hasher: HasherDebug(Hasher::random()),
+                hasher: Arc::new(HasherDebug(Hasher::random())),
                 stats,
                 retry_after: s.retry_after.as_secs().max(1),
                 op_timeout: s.op_timeout,
             }),
         })
+    }
+
+    /// A config reload builds a new authenticator; this one keeps the failure counters (per
+    /// account, per source, guesses against verifiers) of `previous` when its limits are the
+    /// same, so a reload never resets a lockout a password spray has earned. The bind cache is
+    /// not kept: the directory or its settings may have changed.
+    pub fn keeping_counters_of(mut self, previous: &LdapAuthenticator) -> Self {
+        let old = &previous.inner;
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            if inner.lockout.same_limits(&old.lockout) {
+                inner.lockout = old.lockout.clone();
+                inner.hasher = old.hasher.clone();
+            }
+        }
+        self
     }
 
     /// Counters (LDAP operations, cache hits, lockout refusals…).

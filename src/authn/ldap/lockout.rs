@@ -160,6 +160,21 @@ impl Lockout {
         }
     }
 
+    /// Whether `other` counts against the same limits (then its counters can be taken over).
+    pub fn same_limits(&self, other: &Lockout) -> bool {
+        (
+            self.max_failures,
+            self.max_source_failures,
+            self.window,
+            self.capacity,
+        ) == (
+            other.max_failures,
+            other.max_source_failures,
+            other.window,
+            other.capacity,
+        )
+    }
+
     /// Decide whether `user` (normalized) with the password digested as `pw` may be checked
     /// against the directory. An `Ask` must be followed by exactly one [`Lockout::finish`].
     ///

@@ -603,3 +603,47 @@ fn settings_are_checked() {
     let a = LdapAuthenticator::new("x".into(), s).unwrap();
     assert!(!format!("{a:?}").contains("search-secret"));
 }
+
+/// A config reload rebuilds the credential: the failure counts it has earned carry over (same
+/// limits), so a reload in the middle of a password spray gives the attacker no fresh budget,
+/// and the known-good password of the job still works.
+#[tokio::test]
+async fn a_reload_keeps_the_failure_counts() {
+    let slapd = Slapd::start();
+    let settings = || {
+        let mut s = racf(&slapd.url());
+        s.cache_ttl = Duration::ZERO;
+        s.max_failures = 3;
+        s.max_source_failures = 1000;
+        s
+    };
+    let before = build(settings());
+    assert!(matches!(
+        auth(&before, "VICTIM", "victim-pass").await,
+        Outcome::Authenticated(_)
+    ));
+    for i in 0..5 {
+        assert_invalid(&auth(&before, "VICTIM", &format!("guess-{i}")).await);
+    }
+    let after = build(settings()).keeping_counters_of(&before);
+    for i in 5..15 {
+        assert_invalid(&auth(&after, "VICTIM", &format!("guess-{i}")).await);
+    }
+    settle().await;
+    let failed = slapd.failed_binds(RACF_VICTIM_DN);
+    assert!(
+        failed <= 3,
+        "slapd saw {failed} failed binds across the reload"
+    );
+    assert!(matches!(
+        auth(&after, "VICTIM", "victim-pass").await,
+        Outcome::Authenticated(_)
+    ));
+    // Other limits: a fresh count (the old one counted against different numbers).
+    let mut looser = settings();
+    looser.max_failures = 10;
+    let other = build(looser).keeping_counters_of(&after);
+    assert_invalid(&auth(&other, "VICTIM", "guess-new-limits").await);
+    settle().await;
+    assert_eq!(slapd.failed_binds(RACF_VICTIM_DN), failed + 1);
+}

@@ -208,14 +208,14 @@ async fn a_chunk_is_applied_once_even_when_retried() {
     let a = replica(&r).await;
     let mut p = Pending::default();
     p.record(&racf("JSMITH", JSMITH, "cics", at("2026-12-01", 1)));
-    let chunk = chunks(&p).pop().unwrap();
+    let chunk = chunks(&p, 400).pop().unwrap();
     // The reply of the first attempt was "lost": the retry carries the same id.
     a.inner.send(&chunk).await.unwrap();
     a.inner.send(&chunk).await.unwrap();
     let inv = a.inventory().await.unwrap();
     assert_eq!(inv[0].count, 1);
     // A different chunk (new id) with the same content counts.
-    let again = chunks(&p).pop().unwrap();
+    let again = chunks(&p, 400).pop().unwrap();
     a.inner.send(&again).await.unwrap();
     assert_eq!(a.inventory().await.unwrap()[0].count, 2);
 }
@@ -228,7 +228,14 @@ async fn large_aggregates_are_flushed_in_chunks() {
     for n in &names {
         a.record(&racf(n, JSMITH, "cics", at("2026-12-01", 1)));
     }
-    assert_eq!(a.inner.pending.lock().map(|p| chunks(&p).len()).unwrap(), 3);
+    assert_eq!(
+        a.inner
+            .pending
+            .lock()
+            .map(|p| chunks(&p, 400).len())
+            .unwrap(),
+        3
+    );
     a.flush().await.unwrap();
     let inv = a.inventory().await.unwrap();
     assert_eq!(inv.len(), 1234);
@@ -541,7 +548,8 @@ fn urls_are_checked_and_never_shown_with_their_password() {
     assert_eq!(redact("redis://a:b@c@h/x@y"), "redis://a:***@h/x@y");
     for bad in [
         "http://h:6379",
-        "rediss://h:6379",
+        "rediss://",
+        "rediss://h:6379/#insecure",
         "redis://",
         "redis:///0",
         "redis://h:notaport",
@@ -551,6 +559,9 @@ fn urls_are_checked_and_never_shown_with_their_password() {
         let err = RedisUrl::parse(bad).unwrap_err();
         assert!(!err.contains("h:"), "the URL is not echoed: {err}");
     }
+    let tls = RedisUrl::parse("rediss://gw:pw@h:6380/0").unwrap();
+    assert!(tls.is_tls() && tls.has_password());
+    assert!(!RedisUrl::parse("redis://h:6379").unwrap().has_password());
     assert!(check_prefix("portcullis:").is_ok());
     assert!(check_prefix("").is_err());
     assert!(check_prefix("a b").is_err());
@@ -589,4 +600,37 @@ async fn observed_access_is_capped_per_identity() {
         Some(2)
     );
     assert!(rows.iter().any(|r| r.identity == JSMITH));
+}
+
+/// `[state] retention`: usage of days past it is gone (the day hashes expire), and access rows
+/// last seen before it are swept on the flush, with their identity's row budget given back.
+#[tokio::test]
+async fn retention_drops_old_usage_and_access_rows() {
+    let r = RedisServer::start();
+    let s = RedisStore::connect(RedisOptions {
+        retention: Duration::from_secs(86_400),
+        ..opts(&r, Duration::from_secs(3600))
+    })
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(5), || s.available()).await;
+    let now = SystemTime::now();
+    let old = now - Duration::from_secs(10 * 86_400);
+    let id = "spiffe://corp.example/legacy/racf/jsmith";
+    s.record(&racf("JSMITH", id, "cics", old));
+    s.record(&racf("JSMITH", id, "cics", now));
+    let path = |p: &'static str| crate::state::Access::of("cics", id, "GET", p, old).unwrap();
+    s.record_access(&path("/cics/old"));
+    s.record_access(&crate::state::Access::of("cics", id, "GET", "/cics/new", now).unwrap());
+    s.flush().await.unwrap();
+    let since = Date::of(old).plus(-1);
+    let usage = s.usage(since).await.unwrap();
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!(usage[0].day, Date::of(now));
+    let access = s.access("cics", since).await.unwrap();
+    let paths: Vec<&str> = access.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(paths, ["/cics/new"]);
+    // One row left for the identity in the per-identity budget.
+    let ids = r.cmd(&["HGET", "portcullis:access:ids:cics", id]);
+    assert!(ids.contains("\r\n1\r\n"), "{ids:?}");
 }
