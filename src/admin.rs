@@ -37,6 +37,8 @@ use crate::problem::{Code, Refusal};
 pub struct Health {
     /// Set on shutdown: stop sending us traffic.
     pub draining: AtomicBool,
+    /// `[spiffe]`: reported by `/readyz` (not ready only once the served SVID has expired).
+    pub workload: Option<Arc<crate::spiffe::workload::WorkloadApi>>,
 }
 
 /// Shared state of the admin listener.
@@ -287,8 +289,8 @@ fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
     refused(r)
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -399,6 +401,11 @@ impl Admin {
                         StatusCode::SERVICE_UNAVAILABLE,
                         "state backend unavailable\n",
                     )
+                } else if let Some(w) = &self.health.workload {
+                    match w.readiness() {
+                        Ok(detail) => text(StatusCode::OK, format!("ready\n{detail}\n")),
+                        Err(detail) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{detail}\n")),
+                    }
                 } else {
                     text(StatusCode::OK, "ready\n")
                 }

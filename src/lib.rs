@@ -29,6 +29,7 @@ pub mod routing;
 pub mod secret;
 pub mod server;
 pub mod spiffe;
+pub mod spire;
 pub mod state;
 pub mod time;
 pub mod token;

@@ -147,6 +147,13 @@ pub struct Metrics {
     /// 1 when the plan's status is `ready`, else 0 (`not ready`, `overdue`, `exception`,
     /// `overdue review`). Set on each scrape from the state store's usage.
     pub migration_ready: Family<Gauge>,
+    /// `[spiffe]`: 1 while the Workload API streams are connected, 0 while reconnecting.
+    pub workload_api_up: Gauge,
+    /// `notAfter` (unix seconds) of the served Workload API SVID; exported as
+    /// `svid_expiry_seconds`, the time left at scrape time.
+    pub svid_not_after: Gauge,
+    /// Whether the Workload API is in use (its two metrics are rendered only then).
+    pub workload_api_enabled: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Metrics {
@@ -167,6 +174,9 @@ impl Default for Metrics {
             connections_refused_total: Family::new(&["reason"]),
             migration_phase: Family::new(&["plan", "phase"]),
             migration_ready: Family::new(&["plan"]),
+            workload_api_up: Gauge::default(),
+            svid_not_after: Gauge::default(),
+            workload_api_enabled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -387,7 +397,30 @@ impl Metrics {
             "1 when the migration plan is ready to enforce, else 0.",
             &self.migration_ready,
         );
+        if self.workload_api_enabled.load(Ordering::Acquire) {
+            self.render_workload_api(&mut o);
+        }
         o
+    }
+
+    fn render_workload_api(&self, o: &mut String) {
+        single(
+            o,
+            "workload_api_up",
+            "gauge",
+            "1 while the SPIFFE Workload API is connected, 0 while reconnecting.",
+            self.workload_api_up.get(),
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        single(
+            o,
+            "svid_expiry_seconds",
+            "gauge",
+            "Seconds until the Workload API X.509-SVID served expires (negative: expired).",
+            (self.svid_not_after.get() - now).round(),
+        );
     }
 }
 

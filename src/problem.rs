@@ -127,6 +127,9 @@ pub struct Refusal {
     /// optional so that the common refusal stays small (clippy `result_large_err`) and
     /// allocation-free; add with [`Refusal::with_header`], read with [`Refusal::extra_headers`].
     pub headers: Option<Box<Vec<(HeaderName, HeaderValue)>>>,
+    /// The audit line's `reason` when it should say more than the code (e.g. why an upstream
+    /// was refused); the caller sees only the code.
+    pub reason: Option<&'static str>,
 }
 
 impl Refusal {
@@ -140,7 +143,14 @@ impl Refusal {
             challenges: Vec::new(),
             allow: None,
             headers: None,
+            reason: None,
         }
+    }
+
+    /// Set the audit line's `reason` (default: the code).
+    pub fn audit_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// Ask the connection to close after the response.

@@ -24,7 +24,6 @@ use crate::token::jwks::WellKnown;
 use crate::token::keyset::{KeySet, SignerRequirement};
 use crate::token::{Issuer, TokenCache};
 use crate::transport::acceptor::{admin_acceptor, data_acceptor};
-use crate::transport::tls::ReloadingCert;
 use crate::transport::Listener;
 
 /// Knobs that are not config: the clock (tests move it).
@@ -273,7 +272,7 @@ fn build_issuer(
 fn build_routes(
     config: &Config,
     credentials: &crate::authn::build::Credentials,
-    metrics: &Arc<Metrics>,
+    (metrics, spire): (&Arc<Metrics>, Option<&crate::spire::Spire>),
     clock: &Arc<dyn Clock>,
     watchers: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Vec<Arc<Route>>> {
@@ -304,8 +303,16 @@ fn build_routes(
             .map(|v| crate::validate::Validator::new(v).map(Arc::new))
             .transpose()
             .map_err(|e| anyhow::anyhow!("route {}: validate.{e}", rc.name))?;
-        let upstream =
-            Upstream::new(&rc.upstream).with_context(|| format!("route {}: upstream", rc.name))?;
+        let identity = crate::spire::upstream_identity(
+            rc,
+            &credentials.trust,
+            clock,
+            spire,
+            metrics,
+            watchers,
+        )?;
+        let upstream = Upstream::with_identity(&rc.upstream, identity)
+            .with_context(|| format!("route {}: upstream", rc.name))?;
         let inject = rc
             .upstream
             .inject
@@ -337,21 +344,16 @@ fn build_routes(
 fn tls_acceptors(
     config: &Config,
     credentials: &crate::authn::build::Credentials,
-    metrics: &Arc<Metrics>,
+    (metrics, spire): (&Arc<Metrics>, Option<&crate::spire::Spire>),
     clock: &Arc<dyn Clock>,
     watchers: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<(
     Option<tokio_rustls::TlsAcceptor>,
     Option<crate::admin::AdminTls>,
 )> {
-    // A certificate section's files, loaded now and reloaded when they change.
-    let mut load_cert = |files: &crate::config::TlsFiles, section: &str| {
-        let cert = Arc::new(
-            ReloadingCert::new(files.clone(), metrics.clone())
-                .with_context(|| format!("loading [{section}]"))?,
-        );
-        watchers.push(cert.spawn_watcher(RELOAD_EVERY));
-        anyhow::Ok(cert)
+    // A certificate section's files (loaded now and reloaded when they change) or the SVID.
+    let mut load_cert = |source: &crate::config::ServerCert, section: &str| {
+        crate::spire::server_cert(source, section, spire, metrics, watchers)
     };
     let listener_cert = match &config.listen.tls {
         None => None,
@@ -568,7 +570,14 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         &mut watchers,
     )?;
 
-    let routes = build_routes(&config, &credentials, &metrics, &opts.clock, &mut watchers)?;
+    let spire = crate::spire::start(&config, &credentials.trust, &metrics, &mut watchers).await?;
+    let routes = build_routes(
+        &config,
+        &credentials,
+        (&metrics, spire.as_ref()),
+        &opts.clock,
+        &mut watchers,
+    )?;
     let exchange = build_exchange(&config, &credentials)?;
     let tokens = Arc::new(TokenCache::default());
     let auth_failures = auth_failures(&config, &opts.clock);
@@ -594,8 +603,13 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         },
     });
 
-    let (tls, admin_mtls) =
-        tls_acceptors(&config, &credentials, &metrics, &opts.clock, &mut watchers)?;
+    let (tls, admin_mtls) = tls_acceptors(
+        &config,
+        &credentials,
+        (&metrics, spire.as_ref()),
+        &opts.clock,
+        &mut watchers,
+    )?;
 
     // First check right away: every certificate (listener, trust bundles) is loaded by now.
     watchers.push(spawn_expiry_warner(metrics.clone()));
@@ -609,7 +623,10 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     let admin_addr = admin_listener.local_addr()?;
 
     let (tx, rx) = watch::channel(false);
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health {
+        workload: spire.as_ref().map(|s| s.api.clone()),
+        ..Health::default()
+    });
     let admin = Arc::new(Admin {
         health: health.clone(),
         metrics: metrics.clone(),

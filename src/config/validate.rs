@@ -31,6 +31,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "state",
     "migration",
     "routes",
+    "spiffe",
 ];
 
 pub(super) use crate::diag::Collector;
@@ -155,7 +156,11 @@ pub(super) fn validate(
         .unwrap_or_default();
     let credentials = obj
         .get("credentials")
-        .map(|v| creds::credentials(&mut c, base, v, &trust, &adapters))
+        .map(|v| {
+            // With `[spiffe]`, trust domains may come from the Workload API alone.
+            let workload_api = obj.contains_key("spiffe");
+            creds::credentials(&mut c, base, v, (&trust, workload_api), &adapters)
+        })
         .unwrap_or_default();
     let token_exchange = obj
         .get("token_exchange")
@@ -191,6 +196,13 @@ pub(super) fn validate(
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
+    let spiffe = super::spiffe::settings(
+        &mut c,
+        obj.get("spiffe"),
+        (listen.as_ref(), admin.as_ref()),
+        &routes,
+        &mut warnings,
+    );
 
     match (listen, admin, audit) {
         (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {
@@ -215,6 +227,7 @@ pub(super) fn validate(
                 state,
                 plans: Arc::new(plans),
                 warnings,
+                spiffe,
             })
         }
         _ => Err(Invalid(c.problems)),

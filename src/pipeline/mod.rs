@@ -124,7 +124,7 @@ impl Gateway {
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
             Err(refusal) => {
-                let reason = refusal.code.as_str();
+                let reason = refusal.reason.unwrap_or(refusal.code.as_str());
                 if refusal.code.status().is_server_error() && trace.decision == Decision::Allow {
                     // Allowed, but the upstream failed: the decision stands, the reason says why.
                 } else {
@@ -238,7 +238,15 @@ impl Gateway {
             in_flight = self
                 .controls(&permit, conn, parts, body, &mut buffered, trace)
                 .await?;
-            token = self.mint(&permit, conn, now)?;
+            token = match route.upstream.agent_tokens() {
+                Some(agent) => {
+                    let up = &route.config.upstream;
+                    agent
+                        .token_for(up.audience.as_deref(), &up.token_header, now)
+                        .await?
+                }
+                None => self.mint(&permit, conn, now)?,
+            };
             trace.jti = token.as_ref().map(|m| m.jti.clone());
         }
         let body = match buffered {

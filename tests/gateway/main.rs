@@ -33,3 +33,5 @@ mod shared_state;
 mod shutdown;
 mod streaming;
 mod tls_reload;
+mod workload_api;
+mod workload_api_support;
