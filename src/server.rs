@@ -544,6 +544,17 @@ fn local_routes(
     local
 }
 
+/// Bind the data and admin listeners.
+async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let data = TcpListener::bind(config.listen.addr)
+        .await
+        .with_context(|| format!("binding listen.addr {}", config.listen.addr))?;
+    let admin = TcpListener::bind(config.admin.addr)
+        .await
+        .with_context(|| format!("binding admin.addr {}", config.admin.addr))?;
+    Ok((data, admin))
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -571,13 +582,8 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     )?;
 
     let spire = crate::spire::start(&config, &credentials.trust, &metrics, &mut watchers).await?;
-    let routes = build_routes(
-        &config,
-        &credentials,
-        (&metrics, spire.as_ref()),
-        &opts.clock,
-        &mut watchers,
-    )?;
+    let wired = (&metrics, spire.as_ref());
+    let routes = build_routes(&config, &credentials, wired, &opts.clock, &mut watchers)?;
     let exchange = build_exchange(&config, &credentials)?;
     let tokens = Arc::new(TokenCache::default());
     let auth_failures = auth_failures(&config, &opts.clock);
@@ -613,20 +619,12 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
 
     // First check right away: every certificate (listener, trust bundles) is loaded by now.
     watchers.push(spawn_expiry_warner(metrics.clone()));
-    let data = TcpListener::bind(config.listen.addr)
-        .await
-        .with_context(|| format!("binding listen.addr {}", config.listen.addr))?;
-    let admin_listener = TcpListener::bind(config.admin.addr)
-        .await
-        .with_context(|| format!("binding admin.addr {}", config.admin.addr))?;
+    let (data, admin_listener) = bind(&config).await?;
     let data_addr = data.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
     let (tx, rx) = watch::channel(false);
-    let health = Arc::new(Health {
-        workload: spire.as_ref().map(|s| s.api.clone()),
-        ..Health::default()
-    });
+    let health = Arc::new(crate::spire::health(spire.as_ref()));
     let admin = Arc::new(Admin {
         health: health.clone(),
         metrics: metrics.clone(),

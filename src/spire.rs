@@ -123,3 +123,11 @@ pub fn upstream_identity(
         agent_tokens,
     })
 }
+
+/// The admin listener's health state; `/readyz` reports the Workload API when it is in use.
+pub fn health(spire: Option<&Spire>) -> crate::admin::Health {
+    crate::admin::Health {
+        workload: spire.map(|s| s.api.clone()),
+        ..Default::default()
+    }
+}

@@ -204,8 +204,7 @@ fn first_use(
 pub(super) fn settings(
     c: &mut Collector<'_>,
     v: Option<&Value>,
-    (listen, admin): (Option<&Listen>, Option<&Admin>),
-    routes: &[Arc<RouteConfig>],
+    (listen, admin, routes): (Option<&Listen>, Option<&Admin>, &[Arc<RouteConfig>]),
     warnings: &mut Vec<String>,
 ) -> Option<Settings> {
     warnings.append(&mut c.warnings);
