@@ -73,6 +73,7 @@ impl AgentTokens {
                 "the gateway could not obtain a token for the upstream",
             )
             .retry_after(1)
+            .audit_reason("workload-api-unavailable")
         })?;
         let minted = to_minted(&token, exp, now).map_err(|()| {
             Refusal::new(
