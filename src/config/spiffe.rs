@@ -185,12 +185,12 @@ fn first_use(
     ) {
         return Some("admin.tls.source".into());
     }
-    routes.iter().find_map(|r| {
+    routes.iter().enumerate().find_map(|(i, r)| {
         let u = &r.upstream;
         if matches!(u.client_cert, Some(ClientCert::WorkloadApi)) {
-            Some(format!("routes.{}.upstream.client_cert", r.name))
+            Some(format!("routes[{i}].upstream.client_cert"))
         } else if u.token_source == TokenSource::WorkloadApi {
-            Some(format!("routes.{}.upstream.token_source", r.name))
+            Some(format!("routes[{i}].upstream.token_source"))
         } else {
             None
         }
@@ -266,3 +266,6 @@ fn relax_trust_domains(c: &mut Collector<'_>, warnings: &mut Vec<String>) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests;
