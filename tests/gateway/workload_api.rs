@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+
 use crate::support::*;
 use crate::workload_api_support::*;
 
@@ -579,6 +581,148 @@ except jwt.InvalidAudienceError:
         format!("{GW_ID}\naudience checked\n"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_turns_503_once_the_served_svid_has_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("corp.example");
+    let short = ca.svid_valid(GW_ID, 3);
+    let agent = Agent::start(dir.path(), &AgentState::one(GW_ID, &short, &[ca.der()]));
+    let up = Upstream::start().await;
+    let gw = start_in_process(
+        dir.path(),
+        &gateway_config(dir.path(), &agent, &route("api", "/api", &up.url(), "")),
+    )
+    .await;
+    let (code, body) = admin_get(&gw, "/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    let expired = within(Duration::from_secs(8), || async {
+        admin_get(&gw, "/readyz").await.0 == 503
+    })
+    .await;
+    assert!(expired.is_some(), "an expired SVID still reported ready");
+    let (_, body) = admin_get(&gw, "/readyz").await;
+    assert!(body.contains("expired"), "{body}");
+    let (_, m) = admin_get(&gw, "/metrics").await;
+    assert!(metric(&m, "portcullis_svid_expiry_seconds") <= 0.0);
+    gw.stop().await;
+}
+
+/// A JWT-SVID signed with `signer`'s key (PyJWT), for `sub` and `aud`.
+fn jwt_svid(signer_pem: &str, kid: &str, sub: &str, aud: &str) -> String {
+    let script = r#"
+import sys, time, jwt
+pem, kid, sub, aud = sys.argv[1:5]
+now = int(time.time())
+print(jwt.encode({"sub": sub, "aud": aud, "iat": now, "exp": now + 300}, pem, algorithm="ES256", headers={"kid": kid, "typ": "JWT"}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, signer_pem, kid, sub, aud])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn jwt_svid_callers_are_checked_against_the_agents_jwt_bundle_as_it_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("corp.example");
+    let svid = ca.svid(GW_ID);
+    let old_key = JwtSigner::new("old");
+    let new_key = JwtSigner::new("new");
+    let mut agent = Agent::start(
+        dir.path(),
+        &AgentState::one(GW_ID, &svid, &[ca.der()]).with_jwt("corp.example", &old_key),
+    );
+    let up = Upstream::start().await;
+    let routes = format!(
+        "[credentials.workload-jwt]\nkind = \"jwt-svid\"\ntrust_domains = [\"corp.example\"]\naudience = \"portcullis\"\n\
+         [[routes]]\nname = \"api\"\nmatch = {{ path_prefix = \"/api\" }}\naccept = [\"workload-jwt\"]\n\
+         allow = [\"spiffe://corp.example/*\"]\n[routes.upstream]\nurl = \"{}\"\ntoken_header = \"none\"\n",
+        up.url()
+    );
+    let gw = start_in_process(dir.path(), &gateway_config(dir.path(), &agent, &routes)).await;
+    let rec = RecordingVerifier::new();
+    let c = client(None, &rec);
+    let url = format!("https://127.0.0.1:{}/api/x", gw.data_addr.port());
+    let call = |token: String| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let sub = "spiffe://corp.example/billing";
+    let old_tok = jwt_svid(&old_key.pem(), "old", sub, "portcullis");
+    let new_tok = jwt_svid(&new_key.pem(), "new", sub, "portcullis");
+    assert_eq!(call(old_tok.clone()).await, 200);
+    assert_eq!(
+        call(new_tok.clone()).await,
+        401,
+        "a key the agent never sent"
+    );
+    // Hostile twin: the new key's token claiming the old key's kid.
+    let forged = jwt_svid(&new_key.pem(), "old", sub, "portcullis");
+    assert_eq!(call(forged).await, 401);
+
+    // The agent rotates the JWT authority: the new key is accepted, the old one no longer.
+    agent.push(&AgentState::one(GW_ID, &svid, &[ca.der()]).with_jwt("corp.example", &new_key));
+    let took = within(Duration::from_secs(1), || {
+        call(new_tok.clone()).then(|s| async move { s == 200 })
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "the rotated JWT bundle was not used within 1 s"
+    );
+    assert_eq!(call(old_tok).await, 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_listener_serves_the_svid_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("corp.example");
+    let svid = ca.svid(GW_ID);
+    let agent = Agent::start(dir.path(), &AgentState::one(GW_ID, &svid, &[ca.der()]));
+    let toml = gateway_config(dir.path(), &agent, "")
+        .replace(
+            "[admin]\naddr = \"127.0.0.1:0\"\n",
+            "[admin]\naddr = \"127.0.0.1:0\"\nallow = [\"spiffe://corp.example/ops/*\"]\n[admin.tls]\nsource = \"workload-api\"\n",
+        );
+    let gw = start_in_process(dir.path(), &toml).await;
+    let (status, leaf) = get_fresh(gw.admin_addr, "/readyz", None).await;
+    assert_eq!(status, Some(200));
+    assert_eq!(leaf.unwrap(), svid.leaf());
+    // An operator with an SVID from the agent's bundle reaches the ops API; one outside the
+    // allowlist does not.
+    let ops = ca.svid("spiffe://corp.example/ops/alice");
+    assert_eq!(
+        get_fresh(gw.admin_addr, "/admin/v1/inventory", Some(&ops))
+            .await
+            .0,
+        Some(200)
+    );
+    let other = ca.svid("spiffe://corp.example/billing");
+    assert_eq!(
+        get_fresh(gw.admin_addr, "/admin/v1/inventory", Some(&other))
+            .await
+            .0,
+        Some(403)
     );
     gw.stop().await;
 }

@@ -137,6 +137,11 @@ impl JwtSigner {
         })
     }
 
+    /// The private key, PKCS#8 PEM (for PyJWT).
+    pub fn pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
     pub fn jwks(&self) -> String {
         json!({ "keys": [self.jwk()] }).to_string()
     }
