@@ -121,3 +121,6 @@ impl Overlay {
         self.merged.store(Arc::new(merged));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -172,3 +172,6 @@ fn from_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Upstr
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
