@@ -196,7 +196,7 @@ impl Upstream {
     }
 
     /// The pool of the worker running this thread, for the current client certificate.
-    fn client(&self) -> Result<PooledClient, Refusal> {
+    fn client(&self) -> Result<Arc<Pool>, Refusal> {
         let slot = crate::transport::workers::index() % POOL_SLOTS;
         // `slot < POOL_SLOTS == clients.len()`: never the error.
         let Some(cell) = self.clients.get(slot) else {
@@ -206,25 +206,23 @@ impl Upstream {
             ));
         };
         let cert = self.client_cert.as_ref().map(|c| c.current());
-        if let Some(pool) = &*cell.load() {
+        if let Some(pool) = cell.load_full() {
             let same = match (&pool.cert, &cert) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 _ => false,
             };
             if same {
-                return Ok(pool.client.clone());
+                return Ok(pool);
             }
         }
         let client = self.build_client(cert.clone()).map_err(|e| {
             tracing::error!(error = %e, upstream = %self.authority, "building the upstream TLS client failed");
             Refusal::new(Code::UpstreamUnavailable, "no upstream connection pool")
         })?;
-        cell.store(Some(Arc::new(Pool {
-            cert,
-            client: client.clone(),
-        })));
-        Ok(client)
+        let pool = Arc::new(Pool { cert, client });
+        cell.store(Some(pool.clone()));
+        Ok(pool)
     }
 
     /// The `Host` header value the upstream should see.
@@ -260,7 +258,8 @@ impl Upstream {
         req: Request<ProxyBody>,
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        let result = tokio::time::timeout(self.timeout, self.client()?.request(req)).await;
+        let pool = self.client()?;
+        let result = tokio::time::timeout(self.timeout, pool.client.request(req)).await;
         let too_large = || body_tripped.is_some_and(|t| t.load(Ordering::Acquire));
         match result {
             Err(_) => Err(Refusal::new(
