@@ -726,3 +726,44 @@ async fn the_admin_listener_serves_the_svid_too() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn files_mode_client_certificate_and_ordinary_ca_validation_work_without_an_agent() {
+    // No [spiffe] at all: the route presents a certificate from files and checks the upstream
+    // with `ca` (host name included), as for an upstream whose CA is not SPIRE's.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("corp.example");
+    let client = ca.svid(GW_ID);
+    let (cert, key) = client.write_pem(dir.path(), "client");
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        pem("CERTIFICATE", &[ca.der().as_ref()]),
+    )
+    .unwrap();
+    let (addr, seen) = tls_upstream(&ca.svid_for_ip("spiffe://corp.example/mq"), &ca).await;
+    let keys = format!(
+        "client_cert = \"{}\"\nclient_key = \"{}\"\nca = \"{}\"",
+        cert.display(),
+        key.display(),
+        dir.path().join("ca.pem").display()
+    );
+    let toml = base_config(dir.path(), "", "", &mainframe_route("mq", addr, &keys));
+    let gw = start_in_process(dir.path(), &toml).await;
+    let r = reqwest::get(format!("http://{}/mq/put", gw.data_addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(seen.lock().unwrap().client_ids, [GW_ID]);
+    // Hostile twin: an upstream whose certificate does not name the host is refused by `ca`
+    // validation (the SPIFFE ID alone does not satisfy ordinary TLS).
+    let (addr2, seen2) = tls_upstream(&ca.svid("spiffe://corp.example/mq"), &ca).await;
+    let toml = base_config(dir.path(), "", "", &mainframe_route("mq", addr2, &keys));
+    gw.stop().await;
+    let gw = start_in_process(dir.path(), &toml).await;
+    let r = reqwest::get(format!("http://{}/mq/put", gw.data_addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(seen2.lock().unwrap().requests.is_empty());
+    gw.stop().await;
+}

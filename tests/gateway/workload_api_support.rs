@@ -67,11 +67,24 @@ impl Ca {
         self.svid_valid(uri, 3600)
     }
 
+    /// An SVID that also names 127.0.0.1 (for ordinary TLS validation with `ca`).
+    pub fn svid_for_ip(&self, uri: &str) -> Svid {
+        self.make(uri, 3600, true)
+    }
+
     pub fn svid_valid(&self, uri: &str, secs: u64) -> Svid {
+        self.make(uri, secs, false)
+    }
+
+    fn make(&self, uri: &str, secs: u64, ip: bool) -> Svid {
         let mut p = CertificateParams::default();
         p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name.push(DnType::CommonName, "svid");
         p.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        if ip {
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        }
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         // X509-SVID §4.1: the leaf says it is not a CA (the spiffe crate requires the extension).
         p.is_ca = IsCa::ExplicitNoCa;
@@ -97,7 +110,34 @@ fn rand_suffix() -> u64 {
         .into()
 }
 
+/// PEM text of DER blocks.
+pub fn pem(label: &str, ders: &[&[u8]]) -> String {
+    let mut out = String::new();
+    for der in ders {
+        out.push_str(&format!("-----BEGIN {label}-----\n"));
+        let b = STANDARD.encode(der);
+        for chunk in b.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(chunk).unwrap());
+            out.push('\n');
+        }
+        out.push_str(&format!("-----END {label}-----\n"));
+    }
+    out
+}
+
 impl Svid {
+    /// Write the chain and key as PEM files `{name}.pem` / `{name}.key` in `dir`.
+    pub fn write_pem(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let chain: Vec<&[u8]> = self.chain.iter().map(|c| c.as_ref()).collect();
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, pem("CERTIFICATE", &chain)).unwrap();
+        std::fs::write(&key, pem("PRIVATE KEY", &[&self.key])).unwrap();
+        (cert, key)
+    }
+
     pub fn leaf(&self) -> Vec<u8> {
         self.chain[0].to_vec()
     }
