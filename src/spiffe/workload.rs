@@ -311,6 +311,16 @@ impl WorkloadApi {
 
     fn apply_svid(&self) {
         match self.x509.svid() {
+            // The gateway's identity is fixed for the life of the process: an update naming
+            // another SPIFFE ID (a changed or mistaken registration entry) is refused, so that
+            // who the gateway is to callers and upstreams never changes silently.
+            Ok(svid) if svid.spiffe_id().to_string() != *self.svid_id.load_full() => {
+                tracing::error!(
+                    served = %self.svid_id.load(),
+                    offered = %svid.spiffe_id(),
+                    "Workload API sent an SVID for another SPIFFE ID; keeping the current one (restart to change identity)"
+                );
+            }
             Ok(svid) => match certified(&svid) {
                 Ok((ck, not_after)) => {
                     self.svid.store(Arc::new(ck));

@@ -767,3 +767,56 @@ async fn files_mode_client_certificate_and_ordinary_ca_validation_work_without_a
     assert!(seen2.lock().unwrap().requests.is_empty());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_broken_update_from_the_agent_keeps_the_previous_svid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("corp.example");
+    let first = ca.svid(GW_ID);
+    let mut agent = Agent::start(dir.path(), &AgentState::one(GW_ID, &first, &[ca.der()]));
+    let up = Upstream::start().await;
+    let gw = start_in_process(
+        dir.path(),
+        &gateway_config(dir.path(), &agent, &route("api", "/api", &up.url(), "")),
+    )
+    .await;
+    // A certificate with another SVID's key: refused, the previous SVID stays.
+    let mut mismatched = ca.svid(GW_ID);
+    mismatched.key = ca.svid(GW_ID).key;
+    agent.push(&AgentState::one(GW_ID, &mismatched, &[ca.der()]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, leaf) = get_fresh(gw.data_addr, "/api/a", None).await;
+    assert_eq!(status, Some(200));
+    assert_eq!(
+        leaf.unwrap(),
+        first.leaf(),
+        "an SVID with the wrong key was served"
+    );
+    // An SVID for another SPIFFE ID (a changed or mistaken entry): the identity never changes
+    // without a restart.
+    let other = ca.svid("spiffe://corp.example/not-the-gateway");
+    agent.push(&AgentState::one(
+        "spiffe://corp.example/not-the-gateway",
+        &other,
+        &[ca.der()],
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, leaf) = get_fresh(gw.data_addr, "/api/a", None).await;
+    assert_eq!(status, Some(200));
+    assert_eq!(
+        leaf.unwrap(),
+        first.leaf(),
+        "the gateway's identity changed"
+    );
+    // A good update is taken as usual.
+    let good = ca.svid(GW_ID);
+    agent.push(&AgentState::one(GW_ID, &good, &[ca.der()]));
+    let want = good.leaf();
+    let took = within(Duration::from_secs(1), || {
+        let want = want.clone();
+        async move { get_fresh(gw.data_addr, "/api/b", None).await.1 == Some(want) }
+    })
+    .await;
+    assert!(took.is_some());
+    gw.stop().await;
+}
