@@ -184,6 +184,12 @@ async fn a_ca_added_to_the_bundle_accepts_its_caller_and_a_removed_ca_refuses_it
     .await;
     assert!(took.is_some(), "the added CA was not trusted within 1 s");
 
+    // A keep-alive connection of the old CA's caller, opened while the CA is trusted...
+    let rec = RecordingVerifier::new();
+    let kept = client(Some(&old_caller), &rec);
+    let url = format!("https://127.0.0.1:{}/api/kept", gw.data_addr.port());
+    assert_eq!(kept.get(&url).send().await.unwrap().status(), 200);
+
     // The agent removes the old CA: its caller is refused within a second.
     agent.push(&AgentState::one(GW_ID, &svid, &[new_ca.der()]));
     let took = within(Duration::from_secs(1), || async {
@@ -194,6 +200,10 @@ async fn a_ca_added_to_the_bundle_accepts_its_caller_and_a_removed_ca_refuses_it
     })
     .await;
     assert!(took.is_some(), "the removed CA was still trusted after 1 s");
+    // ...and on the connection it already had, its next request is refused too (the mtls
+    // credential re-checks the chain against the current bundle).
+    assert_eq!(kept.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(rec.seen.lock().unwrap().len(), 1, "not the same connection");
     assert_eq!(
         get_fresh(gw.data_addr, "/api/x", Some(&new_caller)).await.0,
         Some(200)
