@@ -42,6 +42,9 @@ pub struct Settings {
     pub startup_timeout: Duration,
 }
 
+/// Longest wait for a JWT-SVID from the agent: a hung agent must not hang requests.
+pub const JWT_SVID_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Default `startup_timeout`.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -430,10 +433,9 @@ impl WorkloadApi {
         &self,
         audience: &str,
     ) -> Result<(String, SystemTime), WorkloadError> {
-        let svid = self
-            .jwt
-            .fetch_jwt_svid([audience])
+        let svid = tokio::time::timeout(JWT_SVID_TIMEOUT, self.jwt.fetch_jwt_svid([audience]))
             .await
+            .map_err(|_| WorkloadError::JwtSvid(format!("no answer within {JWT_SVID_TIMEOUT:?}")))?
             .map_err(|e| WorkloadError::JwtSvid(e.to_string()))?;
         let exp = u64::try_from(svid.expiry().unix_timestamp())
             .map(|s| UNIX_EPOCH + Duration::from_secs(s))

@@ -551,7 +551,10 @@ async fn a_jwt_svid_from_the_agent_reaches_the_upstream_and_verifies_against_the
         "[credentials.workload-mtls]\nkind = \"mtls\"\ntrust_domains = [\"corp.example\"]\n\
          [[routes]]\nname = \"cics\"\nmatch = {{ path_prefix = \"/cics\" }}\naccept = [\"workload-mtls\"]\n\
          allow = [\"spiffe://corp.example/*\"]\n\
-         [routes.upstream]\nurl = \"{}\"\naudience = \"cics-payments\"\ntoken_source = \"workload-api\"\n",
+         [routes.upstream]\nurl = \"{0}\"\naudience = \"cics-payments\"\ntoken_source = \"workload-api\"\n\
+         [[routes]]\nname = \"mq\"\nmatch = {{ path_prefix = \"/mq\" }}\naccept = [\"workload-mtls\"]\n\
+         allow = [\"spiffe://corp.example/*\"]\n\
+         [routes.upstream]\nurl = \"{0}\"\naudience = \"mq-orders\"\ntoken_source = \"workload-api\"\n",
         up.url()
     );
     let gw = start_in_process(dir.path(), &gateway_config(dir.path(), &agent, &routes)).await;
@@ -592,6 +595,28 @@ except jwt.InvalidAudienceError:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Agent gone: the cached token keeps its route working; a route with nothing cached is
+    // refused (fail closed), never forwarded without a token.
+    let mut agent = agent;
+    agent.stop();
+    let hits = up.count();
+    assert_eq!(
+        get_fresh(gw.data_addr, "/cics/pay", Some(&caller)).await.0,
+        Some(200)
+    );
+    assert_eq!(
+        get_fresh(gw.data_addr, "/mq/put", Some(&caller)).await.0,
+        Some(502)
+    );
+    assert_eq!(
+        up.count(),
+        hits + 1,
+        "the request without a token reached the upstream"
+    );
+    let lines = audit_lines(dir.path(), 4).await;
+    let mq = lines.iter().rev().find(|l| l["route"] == "mq").unwrap();
+    assert_eq!(mq["reason"], "workload-api-unavailable", "{mq}");
     gw.stop().await;
 }
 
