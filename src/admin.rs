@@ -39,6 +39,8 @@ use crate::problem::{Code, Refusal};
 pub struct Health {
     /// Set on shutdown: stop sending us traffic.
     pub draining: AtomicBool,
+    /// `[spiffe]`: reported by `/readyz` (not ready only once the served SVID has expired).
+    pub workload: Option<Arc<crate::spiffe::workload::WorkloadApi>>,
 }
 
 /// Shared state of the admin listener.
@@ -301,8 +303,8 @@ fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
     refused(r)
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -428,9 +430,9 @@ impl Admin {
         }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" => match self.not_ready() {
-                Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
-                None => text(StatusCode::OK, "ready\n"),
+            "/readyz" => match self.readiness() {
+                Ok(body) => text(StatusCode::OK, body),
+                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
             },
             "/metrics" => {
                 if let Some(ops) = self.ops() {
@@ -440,7 +442,7 @@ impl Admin {
                 self.metrics
                     .state_backend_up
                     .set(f64::from(u8::from(state_up)));
-                let ready = self.not_ready().is_none();
+                let ready = self.readiness().is_ok();
                 self.metrics.ready.set(f64::from(u8::from(ready)));
                 let mut r = Response::new(full(Bytes::from(self.metrics.render())));
                 r.headers_mut().insert(
@@ -454,15 +456,22 @@ impl Admin {
     }
 
     /// Why `/readyz` answers 503, if it does.
-    fn not_ready(&self) -> Option<&'static str> {
+    /// `/readyz`: the body of a 200, or why not ready (503).
+    fn readiness(&self) -> Result<String, String> {
         if self.health.draining.load(Ordering::Acquire) {
-            Some("draining\n")
+            Err("draining\n".into())
         } else if self.ops().is_some_and(|o| !o.state.available()) {
             // Requests with credentials are refused (503) while the shared state is
             // unreachable: take this replica out of the load balancer too.
-            Some("state backend unavailable\n")
+            Err("state backend unavailable\n".into())
+        } else if let Some(w) = &self.health.workload {
+            // The agent being away is reported but not fatal while the SVID is valid.
+            match w.readiness() {
+                Ok(detail) => Ok(format!("ready\n{detail}\n")),
+                Err(detail) => Err(format!("{detail}\n")),
+            }
         } else {
-            None
+            Ok("ready\n".into())
         }
     }
 

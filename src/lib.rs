@@ -30,6 +30,7 @@ pub mod sdnotify;
 pub mod secret;
 pub mod server;
 pub mod spiffe;
+pub mod spire;
 pub mod state;
 pub mod telemetry;
 pub mod time;

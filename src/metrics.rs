@@ -187,6 +187,13 @@ pub struct Metrics {
     /// 1 while the state backend can vouch for revocations (always 1 for the embedded store).
     /// Set on each scrape.
     pub state_backend_up: Gauge,
+    /// `[spiffe]`: 1 while the Workload API streams are connected, 0 while reconnecting.
+    pub workload_api_up: Gauge,
+    /// `notAfter` (unix seconds) of the served Workload API SVID; exported as
+    /// `svid_expiry_seconds`, the time left at scrape time.
+    pub svid_not_after: Gauge,
+    /// Whether the Workload API is in use (its two metrics are rendered only then).
+    pub workload_api_enabled: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Metrics {
@@ -216,6 +223,9 @@ impl Default for Metrics {
             otel_spans_exported_total: Counter::default(),
             ready: Gauge::default(),
             state_backend_up: Gauge::default(),
+            workload_api_up: Gauge::default(),
+            svid_not_after: Gauge::default(),
+            workload_api_enabled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -527,6 +537,29 @@ impl Metrics {
             escape(env!("CARGO_PKG_VERSION"))
         );
         process::render(o);
+        if self.workload_api_enabled.load(Ordering::Acquire) {
+            self.render_workload_api(o);
+        }
+    }
+
+    fn render_workload_api(&self, o: &mut String) {
+        single(
+            o,
+            "workload_api_up",
+            "gauge",
+            "1 while the SPIFFE Workload API is connected, 0 while reconnecting.",
+            self.workload_api_up.get(),
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        single(
+            o,
+            "svid_expiry_seconds",
+            "gauge",
+            "Seconds until the Workload API X.509-SVID served expires (negative: expired).",
+            (self.svid_not_after.get() - now).round(),
+        );
     }
 }
 

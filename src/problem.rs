@@ -134,6 +134,9 @@ pub struct Refusal {
     /// Extension members of the problem document (RFC 9457 §3.2), e.g. the `problems` of a
     /// failed reload. Boxed and optional for the same reason as `headers`.
     pub members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// The audit line's `reason` when it should say more than the code (e.g. why an upstream
+    /// was refused); the caller sees only the code.
+    pub reason: Option<&'static str>,
 }
 
 impl Refusal {
@@ -148,7 +151,14 @@ impl Refusal {
             allow: None,
             headers: None,
             members: None,
+            reason: None,
         }
+    }
+
+    /// Set the audit line's `reason` (default: the code).
+    pub fn audit_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// Ask the connection to close after the response.

@@ -24,7 +24,6 @@ use crate::token::jwks::WellKnown;
 use crate::token::keyset::{KeySet, SignerRequirement};
 use crate::token::{Issuer, TokenCache};
 use crate::transport::acceptor::{admin_acceptor, data_acceptor};
-use crate::transport::tls::ReloadingCert;
 use crate::transport::Listener;
 
 mod generation;
@@ -304,7 +303,7 @@ fn build_issuer(
 fn build_routes(
     config: &Config,
     credentials: &crate::authn::build::Credentials,
-    metrics: &Arc<Metrics>,
+    (metrics, spire): (&Arc<Metrics>, Option<&crate::spire::Spire>),
     clock: &Arc<dyn Clock>,
     previous: Option<&Router>,
     watchers: &mut Vec<JoinHandle<()>>,
@@ -342,8 +341,16 @@ fn build_routes(
             .map(|v| crate::validate::Validator::new(v).map(Arc::new))
             .transpose()
             .map_err(|e| anyhow::anyhow!("route {}: validate.{e}", rc.name))?;
-        let upstream =
-            Upstream::new(&rc.upstream).with_context(|| format!("route {}: upstream", rc.name))?;
+        let identity = crate::spire::upstream_identity(
+            rc,
+            &credentials.trust,
+            clock,
+            spire,
+            metrics,
+            watchers,
+        )?;
+        let upstream = Upstream::with_identity(&rc.upstream, identity)
+            .with_context(|| format!("route {}: upstream", rc.name))?;
         let inject = rc
             .upstream
             .inject
@@ -375,21 +382,16 @@ fn build_routes(
 fn tls_acceptors(
     config: &Config,
     credentials: &crate::authn::build::Credentials,
-    metrics: &Arc<Metrics>,
+    (metrics, spire): (&Arc<Metrics>, Option<&crate::spire::Spire>),
     clock: &Arc<dyn Clock>,
     watchers: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<(
     Option<tokio_rustls::TlsAcceptor>,
     Option<crate::admin::AdminTls>,
 )> {
-    // A certificate section's files, loaded now and reloaded when they change.
-    let mut load_cert = |files: &crate::config::TlsFiles, section: &str| {
-        let cert = Arc::new(
-            ReloadingCert::new(files.clone(), metrics.clone())
-                .with_context(|| format!("loading [{section}]"))?,
-        );
-        watchers.push(cert.spawn_watcher(RELOAD_EVERY));
-        anyhow::Ok(cert)
+    // A certificate section's files (loaded now and reloaded when they change) or the SVID.
+    let mut load_cert = |source: &crate::config::ServerCert, section: &str| {
+        crate::spire::server_cert(source, section, spire, metrics, watchers)
     };
     let listener_cert = match &config.listen.tls {
         None => None,
@@ -630,6 +632,17 @@ fn start_telemetry(
     Ok(started)
 }
 
+/// Bind the data and admin listeners.
+async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let data = TcpListener::bind(config.listen.addr)
+        .await
+        .with_context(|| format!("binding listen.addr {}", config.listen.addr))?;
+    let admin = TcpListener::bind(config.admin.addr)
+        .await
+        .with_context(|| format!("binding admin.addr {}", config.admin.addr))?;
+    Ok((data, admin))
+}
+
 /// Build everything and start serving.
 pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     install_crypto();
@@ -656,8 +669,11 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     });
     // One exporter for the process: a reload keeps it (a changed `[telemetry]` needs a restart).
     let (telemetry, otel_task) = start_telemetry(&config, &metrics)?;
+    // One Workload API connection for the process; each generation's trust store attaches to it.
+    let spire = crate::spire::start(&config, &metrics, &mut watchers).await?;
     let shared = generation::Shared {
         telemetry,
+        spire: spire.clone(),
         metrics: metrics.clone(),
         clock: opts.clock.clone(),
         state: state.clone(),
@@ -669,24 +685,19 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     let (tls, admin_mtls) = tls_acceptors(
         config,
         &first.credentials,
-        &metrics,
+        (&metrics, spire.as_ref()),
         &opts.clock,
         &mut watchers,
     )?;
 
     // First check right away: every certificate (listener, trust bundles) is loaded by now.
     watchers.push(spawn_expiry_warner(metrics.clone()));
-    let data = TcpListener::bind(config.listen.addr)
-        .await
-        .with_context(|| format!("binding listen.addr {}", config.listen.addr))?;
-    let admin_listener = TcpListener::bind(config.admin.addr)
-        .await
-        .with_context(|| format!("binding admin.addr {}", config.admin.addr))?;
+    let (data, admin_listener) = bind(&config).await?;
     let data_addr = data.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
     let (tx, rx) = watch::channel(false);
-    let health = Arc::new(Health::default());
+    let health = Arc::new(crate::spire::health(spire.as_ref()));
     // Usage counts are aggregated in memory and written out periodically; the last flush runs
     // after the listener has drained (below), so no request's counts are lost on shutdown.
     let flusher = crate::state::spawn_flusher(

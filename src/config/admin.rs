@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::validate::{resolve, Collector};
-use super::{defaults, raw, Admin, Audit, AuditSink, TlsFiles};
+use super::{defaults, raw, Admin, Audit, AuditSink};
 
 pub(super) fn admin(
     c: &mut Collector<'_>,
@@ -31,10 +31,9 @@ pub(super) fn admin(
             ));
         }
     }
-    let tls = a.tls.map(|t| TlsFiles {
-        cert: c.file_path("admin.tls.cert", base, &t.cert),
-        key: c.file_path("admin.tls.key", base, &t.key),
-    });
+    let tls = a
+        .tls
+        .and_then(|t| super::spiffe::server_cert(c, base, "admin.tls", t));
     if tls.is_some() && allow.is_empty() {
         c.push(
             "admin.tls",

@@ -109,7 +109,7 @@ fn trust_domains(
     c: &mut Collector<'_>,
     key: &str,
     names: &[String],
-    trust: &[TrustConfig],
+    (trust, workload_api): (&[TrustConfig], bool),
     need_bundle: bool,
 ) -> Vec<TrustDomain> {
     if names.is_empty() {
@@ -119,7 +119,10 @@ fn trust_domains(
     for (i, n) in names.iter().enumerate() {
         match TrustDomain::parse(n) {
             Ok(td) => {
-                if need_bundle && !trust.iter().any(|t| t.trust_domain == td) {
+                if need_bundle && workload_api && !trust.iter().any(|t| t.trust_domain == td) {
+                    // `[spiffe]`: the agent may serve this trust domain; only it knows.
+                    c.warn(format!("{key}[{i}]: no [trust.{n:?}] file configures this trust domain; it must come from the Workload API ([spiffe]), which `check` cannot see offline"));
+                } else if need_bundle && !trust.iter().any(|t| t.trust_domain == td) {
                     c.push(
                         format!("{key}[{i}]"),
                         format!("no [trust.{n:?}] section configures this trust domain"),
@@ -178,7 +181,7 @@ pub(super) fn credentials(
     c: &mut Collector<'_>,
     base: &Path,
     v: &Value,
-    trust: &[TrustConfig],
+    (trust, workload_api): (&[TrustConfig], bool),
     adapters: &Adapters,
 ) -> Vec<Arc<CredentialConfig>> {
     let Some(obj) = v.as_object() else {
@@ -223,7 +226,7 @@ pub(super) fn credentials(
                         c,
                         &format!("{key}.trust_domains"),
                         &m.trust_domains,
-                        trust,
+                        (trust, workload_api),
                         true,
                     ),
                 }),
@@ -240,7 +243,7 @@ pub(super) fn credentials(
                         c,
                         &format!("{key}.trust_domains"),
                         &j.trust_domains,
-                        trust,
+                        (trust, workload_api),
                         // With trust_issuer, the gateway's own keys may be the only ones.
                         !j.trust_issuer,
                     ),

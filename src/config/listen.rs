@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::validate::Collector;
-use super::{defaults, raw, Listen, TlsFiles};
+use super::{defaults, raw, Listen};
 
 pub(super) fn listen(
     c: &mut Collector<'_>,
@@ -14,10 +14,7 @@ pub(super) fn listen(
     let addr = c.addr("listen.addr", &l.addr);
     let bodies = body_policy(c, &l);
     let tls = match l.tls {
-        Some(t) => Some(TlsFiles {
-            cert: c.file_path("listen.tls.cert", base, &t.cert),
-            key: c.file_path("listen.tls.key", base, &t.key),
-        }),
+        Some(t) => super::spiffe::server_cert(c, base, "listen.tls", t),
         None => {
             warnings.push(
                 "no [listen.tls]: the data listener speaks plain HTTP (development only)".into(),

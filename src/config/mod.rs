@@ -17,6 +17,7 @@ pub(crate) mod props;
 mod raw;
 mod reload;
 mod routes;
+mod spiffe;
 mod state;
 mod telemetry;
 mod upstream;
@@ -33,7 +34,7 @@ pub use crate::proxy::settings::{InjectConfig, UpstreamConfig};
 pub use crate::routing::settings::{HostMatch, RouteConfig};
 pub use crate::secret::SecretSource;
 pub use crate::token::TokenHeader;
-pub use crate::transport::settings::{Listen, TlsFiles};
+pub use crate::transport::settings::{Listen, ServerCert, TlsFiles};
 pub use creds::{
     ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,
 };
@@ -73,6 +74,8 @@ pub struct Config {
     pub reload: reload::ReloadSettings,
     /// Things that are allowed but unwise (plain HTTP, …); `check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
+    /// `[spiffe]`: the Workload API, when anything uses it (`docs/spiffe.md`).
+    pub spiffe: Option<crate::spiffe::workload::Settings>,
 }
 
 /// `[admin]`
@@ -85,7 +88,7 @@ pub struct Admin {
     /// dashboard only to matching IDs.
     pub allow: Vec<String>,
     /// `[admin.tls]`: the admin listener's own certificate (only with `allow`).
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<ServerCert>,
 }
 
 /// `[audit]`

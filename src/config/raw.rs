@@ -42,8 +42,19 @@ pub struct Listen {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenTls {
-    pub cert: String,
-    pub key: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// `files` (default: `cert` + `key`) or `workload-api` (the `[spiffe]` SVID).
+    pub source: Option<String>,
+}
+
+/// `[spiffe]`: the SPIFFE Workload API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spiffe {
+    pub workload_api: Option<String>,
+    pub svid_hint: Option<String>,
+    pub startup_timeout: Option<String>,
 }
 
 /// `[admin]`
@@ -152,6 +163,14 @@ pub struct Upstream {
     pub inject: Option<Inject>,
     /// Further caller headers never forwarded (names, or prefixes ending in `*`).
     pub strip_headers: Option<Vec<String>>,
+    /// `workload-api` or a PEM certificate file presented to the upstream.
+    pub client_cert: Option<String>,
+    /// The key of a `client_cert` file.
+    pub client_key: Option<String>,
+    /// The SPIFFE ID the upstream must present.
+    pub server_spiffe_id: Option<String>,
+    /// `workload-api`: send a JWT-SVID from the agent instead of a minted token.
+    pub token_source: Option<String>,
 }
 
 /// `inject = { kind = "basic" | "header", … }`

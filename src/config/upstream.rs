@@ -15,7 +15,10 @@ pub(super) fn upstream(
     authenticated: bool,
     issuer: bool,
 ) -> Option<UpstreamConfig> {
-    let (token_profile, token_header) = upstream_token(c, key, &u, authenticated, issuer);
+    let tls_id = super::spiffe::upstream_identity(c, base, key, &u);
+    let agent_token = tls_id.token_source == crate::proxy::settings::TokenSource::WorkloadApi;
+    let (token_profile, token_header) =
+        upstream_token(c, key, &u, authenticated, issuer || agent_token);
     let inject = u.inject.as_ref().and_then(|i| inject(c, base, key, i));
     let strip_headers =
         crate::proxy::headers::StripList::parse(u.strip_headers.as_deref().unwrap_or_default())
@@ -44,6 +47,7 @@ pub(super) fn upstream(
         u.ca.as_ref()
             .map(|p| c.file_path(&format!("{key}.upstream.ca"), base, p));
     let (scheme, authority, base_path) = upstream_url(c, key, &u.url, ca.is_some())?;
+    super::spiffe::check_upstream_scheme(c, key, &scheme, &tls_id, ca.is_some());
     Some(UpstreamConfig {
         url: u.url,
         scheme,
@@ -57,6 +61,9 @@ pub(super) fn upstream(
         token_profile,
         inject,
         strip_headers,
+        client_cert: tls_id.client_cert,
+        server_spiffe_id: tls_id.server_spiffe_id,
+        token_source: tls_id.token_source,
     })
 }
 

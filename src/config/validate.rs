@@ -34,6 +34,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "telemetry",
     "decision",
     "reload",
+    "spiffe",
 ];
 
 pub(super) use crate::diag::Collector;
@@ -152,14 +153,7 @@ pub(super) fn validate(
     };
 
     let adapters = adapters(&mut c, base, obj);
-    let trust = obj
-        .get("trust")
-        .map(|v| creds::trust(&mut c, base, v))
-        .unwrap_or_default();
-    let credentials = obj
-        .get("credentials")
-        .map(|v| creds::credentials(&mut c, base, v, &trust, &adapters))
-        .unwrap_or_default();
+    let (trust, credentials) = trust_and_credentials(&mut c, base, obj, &adapters);
     let token_exchange = obj
         .get("token_exchange")
         .and_then(|v| creds::token_exchange(&mut c, v, &credentials));
@@ -199,6 +193,8 @@ pub(super) fn validate(
     let telemetry = super::telemetry::telemetry(&mut c, obj.get("telemetry"));
     let decision =
         super::decision::decision(&mut c, obj.get("decision"), listen.as_ref(), &mut warnings);
+    let uses = (listen.as_ref(), admin.as_ref(), routes.as_slice());
+    let spiffe = super::spiffe::settings(&mut c, obj.get("spiffe"), uses, &mut warnings);
 
     match (listen, admin, audit) {
         (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {
@@ -226,10 +222,31 @@ pub(super) fn validate(
                 decision,
                 reload,
                 warnings,
+                spiffe,
             })
         }
         _ => Err(Invalid(c.problems)),
     }
+}
+
+/// `[trust]` and `[credentials]`. With `[spiffe]`, a credential's trust domains may come from
+/// the Workload API alone (`check` warns about those it cannot see).
+fn trust_and_credentials(
+    c: &mut Collector<'_>,
+    base: &Path,
+    obj: &serde_json::Map<String, Value>,
+    adapters: &crate::adapters::Adapters,
+) -> (Vec<creds::TrustConfig>, Vec<Arc<CredentialConfig>>) {
+    let trust = obj
+        .get("trust")
+        .map(|v| creds::trust(c, base, v))
+        .unwrap_or_default();
+    let workload_api = obj.contains_key("spiffe");
+    let credentials = obj
+        .get("credentials")
+        .map(|v| creds::credentials(c, base, v, (&trust, workload_api), adapters))
+        .unwrap_or_default();
+    (trust, credentials)
 }
 
 /// `[admin]`: the address, the operators allowed over mTLS and the listener's own certificate.

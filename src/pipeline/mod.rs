@@ -142,7 +142,7 @@ impl Gateway {
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
             Ok(resp) => (resp, "ok"),
             Err(refusal) => {
-                let reason = refusal.code.as_str();
+                let reason = refusal.reason.unwrap_or(refusal.code.as_str());
                 if refusal.code.status().is_server_error() && trace.decision == Decision::Allow {
                     // Allowed, but the upstream failed: the decision stands, the reason says why.
                 } else {
@@ -269,7 +269,14 @@ impl Gateway {
         if admission.enforces() {
             let limits = trace.span.stage("limits");
             in_flight = limits.close(self.controls(&permit, conn, parts, body, trace).await)?;
-            token = trace.span.sync("mint", || self.mint(&permit, conn, now))?;
+            token = match route.upstream.agent_tokens() {
+                Some(agent) => {
+                    let up = &route.config.upstream;
+                    let fetch = agent.token_for(up.audience.as_deref(), &up.token_header, now);
+                    trace.span.stage("mint").close(fetch.await)?
+                }
+                None => trace.span.sync("mint", || self.mint(&permit, conn, now))?,
+            };
             trace.jti = token.as_ref().map(|m| m.jti.clone());
         }
         let outgoing = admission.outgoing(&permit, token.as_ref());

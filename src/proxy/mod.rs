@@ -43,10 +43,39 @@ type PooledClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 /// worker on its own pool keeps a proxied request on one thread (see `transport::workers`).
 const POOL_SLOTS: usize = 65;
 
+/// What a route's upstream connections need besides the config: the certificate to present
+/// (`client_cert`), how to verify the upstream (`server_spiffe_id`), and the agent's JWT-SVIDs
+/// (`token_source = "workload-api"`). Built by the server.
+#[derive(Default, Clone)]
+pub struct Identity {
+    pub client_cert: Option<Arc<dyn crate::spiffe::workload::CertSource>>,
+    pub verifier: Option<Arc<dyn rustls::client::danger::ServerCertVerifier>>,
+    pub agent_tokens: Option<Arc<crate::token::agent::AgentTokens>>,
+}
+
+/// One pool and the client certificate its connections were opened with: when the certificate
+/// rotates, the next request builds a new pool, and the old one (idle connections included) is
+/// dropped once its requests in flight finish. Connections opened with a rotated SVID are never
+/// reused.
+struct Pool {
+    cert: Option<Arc<rustls::sign::CertifiedKey>>,
+    client: PooledClient,
+}
+
+/// How the upstream's certificate is checked.
+#[derive(Clone)]
+enum Verify {
+    Roots(Arc<rustls::RootCertStore>),
+    Custom(Arc<dyn rustls::client::danger::ServerCertVerifier>),
+}
+
 /// A route's upstream: where it is and pooled clients to reach it.
 pub struct Upstream {
-    connector: HttpsConnector<HttpConnector>,
-    clients: Box<[std::sync::OnceLock<PooledClient>]>,
+    http: HttpConnector,
+    verify: Verify,
+    client_cert: Option<Arc<dyn crate::spiffe::workload::CertSource>>,
+    agent_tokens: Option<Arc<crate::token::agent::AgentTokens>>,
+    clients: Box<[arc_swap::ArcSwapOption<Pool>]>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     base_path: String,
@@ -90,60 +119,110 @@ pub fn root_store(ca: Option<&std::path::Path>) -> Result<rustls::RootCertStore,
 }
 
 impl Upstream {
-    /// Build the client for one route's upstream.
+    /// Build the client for one route's upstream (no client certificate, CA validation).
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, BuildError> {
+        Self::with_identity(cfg, Identity::default())
+    }
+
+    /// Build the client for one route's upstream with its TLS identity and token source.
+    pub fn with_identity(cfg: &UpstreamConfig, id: Identity) -> Result<Self, BuildError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(root_store(cfg.ca.as_deref())?)
-        .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let verify = match id.verifier {
+            Some(v) => Verify::Custom(v),
+            None => Verify::Roots(Arc::new(root_store(cfg.ca.as_deref())?)),
+        };
         let host_header = HeaderValue::from_str(cfg.authority.as_str())
             .unwrap_or(HeaderValue::from_static("upstream"));
-        Ok(Upstream {
-            connector,
+        let me = Upstream {
+            http,
+            verify,
+            client_cert: id.client_cert,
+            agent_tokens: id.agent_tokens,
             clients: (0..POOL_SLOTS)
-                .map(|_| std::sync::OnceLock::new())
+                .map(|_| arc_swap::ArcSwapOption::empty())
                 .collect(),
             scheme: cfg.scheme.clone(),
             authority: cfg.authority.clone(),
             base_path: cfg.base_path.clone(),
             host_header,
             timeout: cfg.timeout,
-        })
+        };
+        // Fail at start, not on the first request, if the TLS settings cannot work.
+        me.build_client(me.client_cert.as_ref().map(|c| c.current()))?;
+        Ok(me)
     }
 
-    /// The pool of the worker running this thread.
-    fn client(&self) -> Result<&PooledClient, Refusal> {
-        let slot = crate::transport::workers::index() % POOL_SLOTS;
-        let build = || {
-            Client::builder(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .set_host(false)
-                .build(self.connector.clone())
+    /// The agent's JWT-SVIDs, when the route's token comes from the Workload API.
+    pub fn agent_tokens(&self) -> Option<&Arc<crate::token::agent::AgentTokens>> {
+        self.agent_tokens.as_ref()
+    }
+
+    fn build_client(
+        &self,
+        cert: Option<Arc<rustls::sign::CertifiedKey>>,
+    ) -> Result<PooledClient, BuildError> {
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?;
+        let builder = match &self.verify {
+            Verify::Roots(roots) => builder.with_root_certificates(roots.clone()),
+            Verify::Custom(v) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(v.clone()),
         };
+        let tls = match cert {
+            Some(ck) => builder
+                .with_client_cert_resolver(Arc::new(crate::transport::tls::FixedClientCert(ck))),
+            None => builder.with_no_client_auth(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(self.http.clone());
+        Ok(Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .set_host(false)
+            .build(connector))
+    }
+
+    /// The pool of the worker running this thread, for the current client certificate.
+    fn client(&self) -> Result<Arc<Pool>, Refusal> {
+        let slot = crate::transport::workers::index() % POOL_SLOTS;
         // `slot < POOL_SLOTS == clients.len()`: never the error.
-        match self.clients.get(slot) {
-            Some(cell) => Ok(cell.get_or_init(build)),
-            None => Err(Refusal::new(
+        let Some(cell) = self.clients.get(slot) else {
+            return Err(Refusal::new(
                 Code::UpstreamUnavailable,
                 "no upstream connection pool",
-            )),
+            ));
+        };
+        let cert = self.client_cert.as_ref().map(|c| c.current());
+        if let Some(pool) = cell.load_full() {
+            let same = match (&pool.cert, &cert) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            if same {
+                return Ok(pool);
+            }
         }
+        let client = self.build_client(cert.clone()).map_err(|e| {
+            tracing::error!(error = %e, upstream = %self.authority, "building the upstream TLS client failed");
+            Refusal::new(Code::UpstreamUnavailable, "no upstream connection pool")
+        })?;
+        let pool = Arc::new(Pool { cert, client });
+        cell.store(Some(pool.clone()));
+        Ok(pool)
     }
 
     /// The `Host` header value the upstream should see.
@@ -179,7 +258,8 @@ impl Upstream {
         req: Request<ProxyBody>,
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        let result = tokio::time::timeout(self.timeout, self.client()?.request(req)).await;
+        let pool = self.client()?;
+        let result = tokio::time::timeout(self.timeout, pool.client.request(req)).await;
         let too_large = || body_tripped.is_some_and(|t| t.load(Ordering::Acquire));
         match result {
             Err(_) => Err(Refusal::new(
@@ -194,6 +274,14 @@ impl Upstream {
             .closing()),
             Ok(Err(e)) => {
                 tracing::warn!(error = %ErrorChain(&e), upstream = %self.authority, "upstream request failed");
+                if let Some(id) = crate::spiffe::upstream::identity_failure(&e) {
+                    // The handshake failed before a byte of the request was sent.
+                    return Err(Refusal::new(
+                        Code::UpstreamUnavailable,
+                        "the upstream's identity could not be verified",
+                    )
+                    .audit_reason(id.reason()));
+                }
                 let detail = if e.is_connect() {
                     "could not connect to the upstream"
                 } else {

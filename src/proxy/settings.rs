@@ -38,4 +38,30 @@ pub struct UpstreamConfig {
     pub inject: Option<InjectConfig>,
     /// `strip_headers`: caller headers never forwarded, on top of the built-in list.
     pub strip_headers: crate::proxy::headers::StripList,
+    /// `client_cert` (+ `client_key`): the certificate presented to an https upstream.
+    pub client_cert: Option<ClientCert>,
+    /// `server_spiffe_id`: the upstream must present this X.509-SVID (no host name check).
+    pub server_spiffe_id: Option<crate::identity::SpiffeId>,
+    /// `token_source`: where the upstream token comes from.
+    pub token_source: TokenSource,
+}
+
+/// `client_cert`: what the gateway presents to an upstream that asks for a certificate.
+#[derive(Debug, Clone)]
+pub enum ClientCert {
+    /// `"workload-api"`: the gateway's own X.509-SVID, rotated for new connections.
+    WorkloadApi,
+    /// A PEM certificate chain and key (`client_cert` + `client_key`), reloaded when they change.
+    Files(crate::transport::settings::TlsFiles),
+}
+
+/// `token_source`: who makes the token sent upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The gateway mints it with its `[issuer]` keys (default).
+    #[default]
+    Issuer,
+    /// `"workload-api"`: a JWT-SVID of the gateway's own identity, fetched from the agent for
+    /// the route's `audience`.
+    WorkloadApi,
 }

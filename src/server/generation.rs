@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub auditor: Auditor,
     /// Traces: one exporter for the process.
     pub telemetry: crate::telemetry::Telemetry,
+    /// `[spiffe]`: one Workload API connection for the process (a changed `[spiffe]` needs a
+    /// restart); every generation's trust store receives its bundles.
+    pub spire: Option<crate::spire::Spire>,
 }
 
 /// One configuration, built.
@@ -78,11 +81,14 @@ pub(crate) fn build(
         previous.map(|p| p.credentials.clone()),
         &mut watchers,
     )?;
+    if let Some(s) = &shared.spire {
+        s.api.attach(&credentials.trust);
+    }
     let prev_router = previous.map(|p| &p.gateway.router);
     let routes = super::build_routes(
         &config,
         &credentials,
-        &shared.metrics,
+        (&shared.metrics, shared.spire.as_ref()),
         &shared.clock,
         prev_router,
         &mut watchers,
@@ -199,8 +205,12 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         }
     };
     let (o, n) = (&old.listen, &new.listen);
-    let files =
-        |t: &Option<crate::config::TlsFiles>| t.as_ref().map(|f| (f.cert.clone(), f.key.clone()));
+    let files = |t: &Option<crate::config::ServerCert>| {
+        t.as_ref().map(|c| match c {
+            crate::config::ServerCert::Files(f) => Some((f.cert.clone(), f.key.clone())),
+            crate::config::ServerCert::WorkloadApi => None,
+        })
+    };
     differs("[listen] addr", o.addr != n.addr);
     differs("[listen.tls]", files(&o.tls) != files(&n.tls));
     differs("[listen] workers", o.workers != n.workers);
@@ -231,6 +241,12 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     differs("[admin] allow", o.allow != n.allow);
     differs("[admin.tls]", files(&o.tls) != files(&n.tls));
     differs("[reload] watch", old.reload.watch != new.reload.watch);
+    // One Workload API connection and one span exporter serve the process.
+    differs(
+        "[spiffe]",
+        format!("{:?}", old.spiffe) != format!("{:?}", new.spiffe),
+    );
+    differs("[telemetry]", old.telemetry != new.telemetry);
     differs(
         "[audit]",
         old.audit.sink != new.audit.sink
@@ -270,10 +286,13 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
 
 /// The configuration with every secret left out: names, addresses, paths and settings only.
 pub(crate) fn redacted(c: &Config) -> Value {
-    let tls = |t: &Option<crate::config::TlsFiles>| {
-        t.as_ref().map(
-            |f| json!({ "cert": f.cert.display().to_string(), "key": f.key.display().to_string() }),
-        )
+    let tls = |t: &Option<crate::config::ServerCert>| {
+        t.as_ref().map(|c| match c {
+            crate::config::ServerCert::Files(f) => {
+                json!({ "cert": f.cert.display().to_string(), "key": f.key.display().to_string() })
+            }
+            crate::config::ServerCert::WorkloadApi => json!({ "source": "workload-api" }),
+        })
     };
     let secs = |d: std::time::Duration| humantime::format_duration(d).to_string();
     let routes: Vec<Value> = c

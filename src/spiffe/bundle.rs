@@ -92,6 +92,8 @@ fn parse_set(bytes: &[u8]) -> Result<RawSet, BundleError> {
 /// The X.509 authorities (root CAs) of one trust domain, ready to verify chains.
 pub struct X509Bundle {
     roots: Vec<CertificateDer<'static>>,
+    /// The same roots, for verifying an upstream's server certificate (`spiffe::upstream`).
+    store: Arc<RootCertStore>,
     verifier: Arc<dyn ClientCertVerifier>,
     generation: u64,
 }
@@ -154,13 +156,15 @@ impl X509Bundle {
                 .map_err(|e| BundleError::BadCertificate(e.to_string()))?;
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let store = Arc::new(store);
         // Used only for its chain check (`verify_client_cert`); the TLS-facing verifier is
         // `spiffe::verifier`, which picks one of these by the client's trust domain.
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
+        let verifier = WebPkiClientVerifier::builder_with_provider(store.clone(), provider)
             .build()
             .map_err(|e| BundleError::BadCertificate(e.to_string()))?;
         Ok(X509Bundle {
             roots,
+            store,
             verifier,
             generation: next_generation(),
         })
@@ -190,6 +194,10 @@ impl X509Bundle {
 
     pub(crate) fn verifier(&self) -> &Arc<dyn ClientCertVerifier> {
         &self.verifier
+    }
+
+    pub(crate) fn root_store(&self) -> &RootCertStore {
+        &self.store
     }
 }
 
@@ -432,6 +440,18 @@ impl JwtBundle {
     /// Distinct per parsed bundle.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The keys of both bundles (a `kid` in both: `self`'s key), as a new bundle.
+    pub fn merged(&self, other: &JwtBundle) -> JwtBundle {
+        let mut keys = other.keys.clone();
+        for (kid, k) in &self.keys {
+            keys.insert(kid.clone(), k.clone());
+        }
+        JwtBundle {
+            keys,
+            generation: next_generation(),
+        }
     }
 }
 

@@ -11,9 +11,12 @@
 pub mod bundle;
 pub mod jwt;
 pub mod low_s;
+mod merge;
 pub mod store;
 pub mod svid_cache;
+pub mod upstream;
 pub mod verifier;
+pub mod workload;
 pub mod x509;
 
 #[cfg(test)]

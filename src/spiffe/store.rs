@@ -214,6 +214,8 @@ struct Domain {
 pub struct TrustStore {
     domains: HashMap<String, Domain>,
     metrics: Option<Arc<Metrics>>,
+    /// What the Workload API delivers, merged with the files (see [`TrustStore::set_workload_bundles`]).
+    workload: super::merge::Overlay,
 }
 
 impl TrustStore {
@@ -244,6 +246,7 @@ impl TrustStore {
         Ok(TrustStore {
             domains,
             metrics: Some(metrics),
+            workload: Default::default(),
         })
     }
 
@@ -262,21 +265,45 @@ impl TrustStore {
         self.domains.insert(td.as_str().to_owned(), domain);
     }
 
-    /// The current X.509 authorities of `td`.
+    /// The current X.509 authorities of `td` (the Workload API's merged with the file's).
     pub fn x509(&self, td: &str) -> Option<Arc<X509Bundle>> {
+        if let Some(b) = self.workload.x509(td) {
+            return Some(b);
+        }
+        self.file_x509(td)
+    }
+
+    /// The current JWT authorities of `td` (the Workload API's merged with the file's).
+    pub fn jwt(&self, td: &str) -> Option<Arc<JwtBundle>> {
+        if let Some(b) = self.workload.jwt(td) {
+            return Some(b);
+        }
+        self.file_jwt(td)
+    }
+
+    pub(super) fn file_x509(&self, td: &str) -> Option<Arc<X509Bundle>> {
         let slot = self.domains.get(td)?.x509.as_ref()?;
         Some(slot.current.load_full())
     }
 
-    /// The current JWT authorities of `td`.
-    pub fn jwt(&self, td: &str) -> Option<Arc<JwtBundle>> {
+    pub(super) fn file_jwt(&self, td: &str) -> Option<Arc<JwtBundle>> {
         let slot = self.domains.get(td)?.jwt.as_ref()?;
         Some(slot.current.load_full())
     }
 
     /// Whether any trust domain has X.509 authorities (else client certificates are pointless).
     pub fn has_x509(&self) -> bool {
-        self.domains.values().any(|d| d.x509.is_some())
+        self.workload.active() || self.domains.values().any(|d| d.x509.is_some())
+    }
+
+    /// Replace what the Workload API delivered: DER roots and JWK sets (JSON) per trust domain.
+    /// A trust domain absent here falls back to its `[trust]` files (or is no longer trusted).
+    pub fn set_workload_bundles(
+        &self,
+        x509: HashMap<String, Vec<rustls::pki_types::CertificateDer<'static>>>,
+        jwt: HashMap<String, Vec<u8>>,
+    ) {
+        self.workload.set(self, x509, jwt);
     }
 
     /// The configured trust domain names, sorted.
@@ -293,6 +320,10 @@ impl TrustStore {
         for (td, d) in &self.domains {
             n += usize::from(d.x509.as_ref().is_some_and(|s| s.poll(td, m)));
             n += usize::from(d.jwt.as_ref().is_some_and(|s| s.poll(td, m)));
+        }
+        if n > 0 {
+            // Merged bundles hold the files' roots and keys: merge again.
+            self.workload.remerge(self);
         }
         n
     }

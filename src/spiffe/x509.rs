@@ -79,7 +79,7 @@ pub fn leaf_thumbprint(chain: &[CertificateDer<'_>]) -> Option<String> {
 }
 
 /// The SPIFFE checks on the leaf alone (1–3 above); returns the ID and notAfter.
-fn check_leaf(leaf: &CertificateDer<'_>) -> Result<(SpiffeId, SystemTime), SvidError> {
+pub(crate) fn check_leaf(leaf: &CertificateDer<'_>) -> Result<(SpiffeId, SystemTime), SvidError> {
     let malformed = |e: &dyn std::fmt::Display| SvidError::Malformed(e.to_string());
     let (rest, cert) =
         x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| malformed(&e))?;
@@ -122,7 +122,7 @@ fn check_leaf(leaf: &CertificateDer<'_>) -> Result<(SpiffeId, SystemTime), SvidE
     Ok((id, not_after))
 }
 
-fn unix_time(now: SystemTime) -> UnixTime {
+pub(crate) fn unix_time(now: SystemTime) -> UnixTime {
     UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 

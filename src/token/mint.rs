@@ -185,7 +185,7 @@ pub fn x5t_s256(cert_der: &[u8]) -> String {
 }
 
 /// `Bearer <token>` and `<token>` as sensitive header values over one buffer.
-fn header_values(token: &str) -> Result<(HeaderValue, HeaderValue), IssuerError> {
+pub(crate) fn header_values(token: &str) -> Result<(HeaderValue, HeaderValue), IssuerError> {
     const SCHEME: &str = "Bearer ";
     let bytes = bytes::Bytes::from(format!("{SCHEME}{token}"));
     let value = |b: bytes::Bytes| {

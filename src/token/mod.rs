@@ -13,6 +13,7 @@
 //! Tokens are signed here with aws-lc-rs directly (the JWS is assembled by hand from pre-encoded
 //! headers); `jsonwebtoken` is used only to verify, as any relying party would.
 
+pub mod agent;
 pub mod cache;
 pub mod inspect;
 pub mod jwks;

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use rustls::server::danger::ClientCertVerifier;
 use tokio_rustls::TlsAcceptor;
 
-use super::tls::{server_config, ReloadingCert};
+use rustls::server::ResolvesServerCert;
+
+use super::tls::server_config;
 use crate::clock::Clock;
 use crate::spiffe::store::TrustStore;
 use crate::spiffe::SpiffeClientVerifier;
 
 /// The data listener's acceptor for `cert`.
 pub fn data_acceptor(
-    cert: Arc<ReloadingCert>,
+    cert: Arc<dyn ResolvesServerCert>,
     trust: &Arc<TrustStore>,
     clock: &Arc<dyn Clock>,
 ) -> Result<TlsAcceptor, rustls::Error> {
@@ -35,7 +37,7 @@ pub fn data_acceptor(
 /// The admin listener's acceptor for `cert`: client certificates are requested (probes and
 /// scrapes come without one) and, when presented, verified as X.509-SVIDs at the handshake.
 pub fn admin_acceptor(
-    cert: Arc<ReloadingCert>,
+    cert: Arc<dyn ResolvesServerCert>,
     trust: &Arc<TrustStore>,
     clock: &Arc<dyn Clock>,
 ) -> Result<TlsAcceptor, rustls::Error> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Listen {
     pub addr: SocketAddr,
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<ServerCert>,
     pub header_timeout: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
@@ -31,4 +31,13 @@ pub struct Listen {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// Where a listener's certificate comes from (`[listen.tls]` / `[admin.tls]` `source`).
+#[derive(Debug, Clone)]
+pub enum ServerCert {
+    /// `source = "files"` (default): `cert` and `key`, reloaded when they change.
+    Files(TlsFiles),
+    /// `source = "workload-api"`: the X.509-SVID from `[spiffe]`, rotated live.
+    WorkloadApi,
 }

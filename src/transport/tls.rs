@@ -14,6 +14,7 @@ use rustls::sign::CertifiedKey;
 
 use super::settings::TlsFiles;
 use crate::metrics::Metrics;
+use crate::spiffe::workload::CertSource;
 
 /// Why a certificate could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -181,12 +182,48 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
+impl CertSource for ReloadingCert {
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+}
+
+/// Serves whatever certificate a [`CertSource`] holds at each handshake (the Workload API's
+/// SVID: a rotation is used by the next handshake, open connections keep theirs).
+#[derive(Debug)]
+pub struct SourceResolver(pub Arc<dyn CertSource>);
+
+impl ResolvesServerCert for SourceResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current())
+    }
+}
+
+/// Presents one fixed certificate as a TLS client (an upstream connection pool is built per
+/// certificate, see `proxy`).
+#[derive(Debug)]
+pub struct FixedClientCert(pub Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// The rustls server config of the data listener.
 ///
 /// With `client_auth`, client certificates are requested (not required: routes decide) and a
 /// presented chain that does not verify fails the handshake.
 pub fn server_config(
-    cert: Arc<ReloadingCert>,
+    cert: Arc<dyn ResolvesServerCert>,
     client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 ) -> Result<rustls::ServerConfig, rustls::Error> {
     let builder = rustls::ServerConfig::builder_with_provider(Arc::new(

@@ -42,3 +42,5 @@ mod shutdown;
 mod streaming;
 mod telemetry;
 mod tls_reload;
+mod workload_api;
+mod workload_api_support;
