@@ -183,7 +183,7 @@ impl Ops {
                 }
             }
             (&Method::GET, "/admin/v1/inventory") => {
-                match m::inventory_json(&*self.state, now).await {
+                match m::inventory_json(&*self.state, &self.plans, now).await {
                     Ok(v) => json_response(StatusCode::OK, &v),
                     Err(e) => unavailable(e),
                 }

@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::report::{inventory_report, migration_report, Status};
+use super::report::{inventory_report, migration_report, Recorded, Status};
 use super::*;
 use crate::clock::{Clock, FakeClock};
 use crate::identity::Kind;
@@ -451,6 +451,41 @@ fn inv(
     }
 }
 
+/// Source rows matching `inventory`: each entry's `count` requests on its route's plan, on the day
+/// it was last seen, from one source.
+fn sources_of(inventory: &[InventoryEntry]) -> Vec<crate::state::SourceRow> {
+    inventory
+        .iter()
+        .flat_map(|e| {
+            e.routes.iter().map(move |r| crate::state::SourceRow {
+                day: e.last_seen.date(),
+                route: r.clone(),
+                plan: ROUTES
+                    .iter()
+                    .find(|(n, _)| n == r)
+                    .and_then(|(_, p)| p.map(str::to_owned)),
+                credential: e.credential.clone(),
+                key: e.principal.clone().unwrap_or_else(|| e.identity.clone()),
+                source: Some(crate::state::Source::of([10, 0, 0, 1].into(), None)),
+                count: e.count,
+                last_seen: e.last_seen,
+            })
+        })
+        .collect()
+}
+
+fn recorded<'a>(
+    usage: &'a [UsageRow],
+    inventory: &'a [InventoryEntry],
+    sources: &'a [crate::state::SourceRow],
+) -> Recorded<'a> {
+    Recorded {
+        usage,
+        inventory,
+        sources,
+    }
+}
+
 fn plans() -> Plans {
     Plans::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("migration-plans")).unwrap()
 }
@@ -583,7 +618,14 @@ fn readiness_and_what_if() {
         reason: "left".into(),
         at: Timestamp(0),
     }]);
-    let report = migration_report(&plans(), &ROUTES, &usage, &inventory, &revoked, now);
+    let sources = sources_of(&inventory);
+    let report = migration_report(
+        &plans(),
+        &ROUTES,
+        recorded(&usage, &inventory, &sources),
+        &revoked,
+        now,
+    );
     assert_eq!(report.today, day("2026-12-20"));
     assert_eq!(report.unplanned_routes.len(), 1);
     assert_eq!(report.unplanned_routes[0].phase, Phase::Bridge);
@@ -648,8 +690,7 @@ fn readiness_and_what_if() {
     let later = migration_report(
         &plans(),
         &ROUTES,
-        &usage,
-        &inventory,
+        recorded(&usage, &inventory, &sources),
         &revoked,
         at("2027-06-02", 0),
     );
@@ -675,8 +716,7 @@ fn short_observation_overdue_and_enforced_clean() {
     let r = migration_report(
         &plans,
         &ROUTES,
-        &[],
-        &[],
+        recorded(&[], &[], &[]),
         &RevocationSet::default(),
         at("2026-11-05", 0),
     );
@@ -696,8 +736,7 @@ fn short_observation_overdue_and_enforced_clean() {
     let r = migration_report(
         &plans,
         &ROUTES,
-        &usage,
-        &[],
+        recorded(&usage, &[], &[]),
         &RevocationSet::default(),
         at("2027-03-03", 0),
     );
@@ -716,8 +755,7 @@ fn short_observation_overdue_and_enforced_clean() {
     let r = migration_report(
         &plans,
         &ROUTES,
-        &usage,
-        &[],
+        recorded(&usage, &[], &[]),
         &RevocationSet::default(),
         at("2027-03-03", 0),
     );
@@ -750,7 +788,7 @@ fn inventory_flags() {
         reason: "r".into(),
         at: Timestamp(0),
     }]);
-    let r = inventory_report(&[a, b], &revoked, now);
+    let r = inventory_report(&[a, b], &[], &plans(), &revoked, now);
     assert_eq!(r.entries[0].entry.principal.as_deref(), Some("JSMITH"));
     assert!(r.entries[0].revoked && !r.entries[0].cert_expiring);
     assert!(!r.entries[1].revoked && r.entries[1].cert_expiring);

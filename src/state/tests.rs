@@ -25,6 +25,7 @@ pub(super) fn racf<'a>(
         identity,
         principal: Some(principal),
         cert_not_after: None,
+        source: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn mtls<'a>(identity: &'a str, t: SystemTime, not_after: SystemTime) -> Usage<'a
         identity,
         principal: None,
         cert_not_after: Some(not_after),
+        source: None,
     }
 }
 

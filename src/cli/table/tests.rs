@@ -36,17 +36,19 @@ fn inventory_table_sanitizes_cells() {
     let v = json!({"entries": [
         {"kind": "ldap", "credential": "racf", "principal": "EVIL\u{1b}[2J", "identity": "spiffe://corp.example/legacy/racf/evil",
          "routes": ["cics", "cics-admin"], "first_seen": "2026-12-01T00:00:00Z", "last_seen": "2026-12-02T00:00:00Z",
-         "count": 5, "revoked": true, "cert_expiring": false},
+         "count": 5, "revoked": true, "cert_expiring": false, "distinct_sources": 32, "sources_capped": true,
+         "shared_suspected": true, "plans": [{"plan": "payments-cics", "owner": "team-payments\u{1b}[2J", "docs": null}]},
         {"kind": "mtls", "credential": "workload-mtls", "principal": null, "identity": "spiffe://corp.example/a",
          "routes": ["cics"], "first_seen": "2026-12-01T00:00:00Z", "last_seen": "2026-12-01T00:00:00Z",
-         "count": 1, "revoked": false, "cert_expiring": true, "cert_not_after": "2026-12-05T00:00:00Z"}
+         "count": 1, "revoked": false, "cert_expiring": true, "cert_not_after": "2026-12-05T00:00:00Z",
+         "distinct_sources": 1, "sources_capped": false, "shared_suspected": false, "plans": []}
     ]});
     let t = inventory_table(&v);
     assert!(!t.contains('\u{1b}'));
     let expected = "\
-KIND  CREDENTIAL     PRINCIPAL  IDENTITY                                ROUTES           FIRST SEEN            LAST SEEN             REQUESTS  NOTES
-ldap  racf           EVIL?[2J   spiffe://corp.example/legacy/racf/evil  cics,cics-admin  2026-12-01T00:00:00Z  2026-12-02T00:00:00Z  5         revoked
-mtls  workload-mtls  -          spiffe://corp.example/a                 cics             2026-12-01T00:00:00Z  2026-12-01T00:00:00Z  1         cert expires 2026-12-05T00:00:00Z
+KIND  CREDENTIAL     PRINCIPAL  IDENTITY                                ROUTES           FIRST SEEN            LAST SEEN             REQUESTS  SOURCES  OWNER                              NOTES
+ldap  racf           EVIL?[2J   spiffe://corp.example/legacy/racf/evil  cics,cics-admin  2026-12-01T00:00:00Z  2026-12-02T00:00:00Z  5         >=32     team-payments?[2J (payments-cics)  revoked; shared? split before enforce
+mtls  workload-mtls  -          spiffe://corp.example/a                 cics             2026-12-01T00:00:00Z  2026-12-01T00:00:00Z  1         1        -                                  cert expires 2026-12-05T00:00:00Z
 ";
     assert_eq!(t, expected);
 }

@@ -21,6 +21,7 @@ fn mtls<'a>(identity: &'a str, t: SystemTime, not_after: SystemTime) -> Usage<'a
         identity,
         principal: None,
         cert_not_after: Some(not_after),
+        source: None,
     }
 }
 
