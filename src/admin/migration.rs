@@ -80,10 +80,8 @@ pub async fn inventory_json(
         .min(Date::of(now).plus(1 - i64::from(INVENTORY_WINDOW_DAYS)));
     let sources = store.sources(since).await?;
     let revoked = RevocationSet::new(&store.revocations().await?);
-    serde_json::to_value(inventory_report(
-        &inventory, &sources, plans, &revoked, now,
-    ))
-    .map_err(|e| StateError(e.to_string()))
+    serde_json::to_value(inventory_report(&inventory, &sources, plans, &revoked, now))
+        .map_err(|e| StateError(e.to_string()))
 }
 
 /// `GET /admin/v1/revocations`.

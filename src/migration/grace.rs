@@ -75,10 +75,11 @@ pub(super) fn graces(
     let mut seen = BTreeSet::new();
     for (i, g) in raw.iter().enumerate() {
         let key = |k: &str| format!("grace[{i}].{k}");
-        let until = g
-            .until
-            .as_ref()
-            .and_then(|v| super::plan::toml_date(v).map_err(|m| c.push(key("until"), m)).ok());
+        let until = g.until.as_ref().and_then(|v| {
+            super::plan::toml_date(v)
+                .map_err(|m| c.push(key("until"), m))
+                .ok()
+        });
         if g.until.is_none() {
             c.push(key("until"), "required: the day this principal is refused");
         }
@@ -91,10 +92,13 @@ pub(super) fn graces(
         } else if reason.chars().any(char::is_control) || reason.len() > 512 {
             c.push(key("reason"), "at most 512 printable characters");
         }
-        let parsed = g
-            .principal
-            .split_once(':')
-            .filter(|(cr, p)| !cr.is_empty() && !p.is_empty() && !p.chars().any(|ch| ch.is_control() || crate::state::is_invisible(ch)));
+        let parsed = g.principal.split_once(':').filter(|(cr, p)| {
+            !cr.is_empty()
+                && !p.is_empty()
+                && !p
+                    .chars()
+                    .any(|ch| ch.is_control() || crate::state::is_invisible(ch))
+        });
         let Some((credential, principal)) = parsed else {
             c.push(
                 key("principal"),
@@ -115,7 +119,10 @@ pub(super) fn graces(
             );
         }
         if !seen.insert(g.principal.as_str()) {
-            c.push(key("principal"), format!("{:?} has two graces", g.principal));
+            c.push(
+                key("principal"),
+                format!("{:?} has two graces", g.principal),
+            );
         }
         if exception {
             c.push(

@@ -155,11 +155,13 @@ impl Admission {
                 inject: permit.route().inject.as_ref(),
             },
             // Fail closed: credentials removed, nothing added.
-            Admission::Enforced { .. } | Admission::Graced { .. } | Admission::Retired(_) => Outgoing {
-                strip: true,
-                token: None,
-                inject: None,
-            },
+            Admission::Enforced { .. } | Admission::Graced { .. } | Admission::Retired(_) => {
+                Outgoing {
+                    strip: true,
+                    token: None,
+                    inject: None,
+                }
+            }
         }
     }
 }

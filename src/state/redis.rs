@@ -970,8 +970,10 @@ impl Inner {
         for batch in days.chunks(64) {
             let mut pipe = redis::pipe();
             for d in batch {
-                pipe.cmd("HGETALL").arg(format!("{}src:{d}", self.keys.prefix));
-                pipe.cmd("HGETALL").arg(format!("{}srclast:{d}", self.keys.prefix));
+                pipe.cmd("HGETALL")
+                    .arg(format!("{}src:{d}", self.keys.prefix));
+                pipe.cmd("HGETALL")
+                    .arg(format!("{}srclast:{d}", self.keys.prefix));
             }
             let replies: Vec<HashMap<String, i64>> = self.timed(pipe.query_async(&mut c)).await?;
             for (day, pair) in batch.iter().zip(replies.chunks(2)) {

@@ -123,11 +123,10 @@ impl PendingSources {
             row.credential.clone(),
             row.key.clone(),
         );
-        self.cells.entry(group).or_default().add(
-            row.source.as_ref(),
-            row.count,
-            row.last_seen,
-        );
+        self.cells
+            .entry(group)
+            .or_default()
+            .add(row.source.as_ref(), row.count, row.last_seen);
     }
 
     /// Everything pending, as rows.
@@ -144,11 +143,7 @@ impl PendingSources {
                 count,
                 last_seen,
             };
-            out.extend(
-                cell.by_source
-                    .iter()
-                    .map(|(s, v)| row(Some(s.clone()), *v)),
-            );
+            out.extend(cell.by_source.iter().map(|(s, v)| row(Some(s.clone()), *v)));
             out.extend(cell.overflow.map(|v| row(None, v)));
         }
         out

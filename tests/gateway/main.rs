@@ -19,6 +19,7 @@ mod demo;
 mod differential;
 mod hardening;
 mod identity;
+mod insight;
 mod issuer;
 mod ldap;
 mod legacy;

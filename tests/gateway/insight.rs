@@ -1,0 +1,387 @@
+//! Migration insight against a running gateway: one API key used from several sources (client
+//! sockets bound to 127.0.0.2–4, two User-Agents) is flagged `shared_suspected`, in embedded state
+//! and across two replicas sharing a real `redis-server`; two plans sharing a principal show
+//! exact per-plan figures in the admin API, the CLI's `--json` and the dashboard's DOM (headless
+//! Chromium); a `[[grace]]` lets one named principal through `enforce` until its date (fake clock),
+//! with its own `Sunset` and the audit reason `grace`; `check` refuses a grace without a reason or
+//! longer than `[migration] max_grace`.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use portcullis::clock::FakeClock;
+use portcullis::time::Date;
+use serde_json::Value;
+
+use crate::shared_state::redis_server::RedisServer;
+use crate::support::*;
+
+/// Shared by several services.
+const ACME: &str = "pcs_insight_acme_key_0123456789abcdef0123";
+/// Used by one batch job.
+const SOLO: &str = "pcs_insight_solo_key_0123456789abcdef0123";
+const UA1: &str = "batch-runner/1.0";
+const UA2: &str = "report-svc/2.3 (+cron)";
+
+/// 12:00 UTC on `y-m-d`.
+fn noon(y: i64, m: u32, d: u32) -> SystemTime {
+    Date::from_ymd(y, m, d).unwrap().midnight() + Duration::from_secs(12 * 3600)
+}
+
+/// Two plans retiring `partner-keys`: `plan-a` for route `a`, `plan-b` for route `b`; `extra`
+/// is appended to `plan-b` (a `[[grace]]`).
+fn write_plans(dir: &Path, grace: &str) {
+    std::fs::create_dir_all(dir.join("plans")).unwrap();
+    for (name, extra) in [("plan-a", ""), ("plan-b", grace)] {
+        std::fs::write(
+            dir.join(format!("plans/{name}.toml")),
+            format!(
+                r#"name = "{name}"
+owner = "team-{name} <{name}@corp.example>"
+docs = "https://wiki.corp.example/migrations/{name}"
+legacy_credentials = ["partner-keys"]
+[phases]
+observe = 2026-11-01
+bridge = 2026-12-01
+enforce = 2027-03-01
+[exit_criteria]
+max_legacy_share = 0.01
+window = "14d"
+{extra}"#
+            ),
+        )
+        .unwrap();
+    }
+}
+
+/// The gateway's config: routes `a` (`/a/`, plan-a) and `b` (`/b/`, plan-b), both accepting
+/// `partner-keys`; `state` is the `[state]` section; `migration` more `[migration]` keys.
+fn config(
+    dir: &Path,
+    keys_dir: &Path,
+    up: &Upstream,
+    tls: &str,
+    state: &str,
+    migration: &str,
+) -> String {
+    let mut routes = String::new();
+    for r in ["a", "b"] {
+        routes.push_str(&format!(
+            "\n[[routes]]\nname = \"{r}\"\nmatch = {{ path_prefix = \"/{r}/\" }}\naccept = [\"partner-keys\"]\n{ALLOW_PARTNERS}\nplan = \"plan-{r}\"\n[routes.upstream]\nurl = \"{}\"\naudience = \"{r}\"\n",
+            up.url()
+        ));
+    }
+    let extra = format!(
+        "{ISSUER}{state}\n[migration]\nplans_dir = \"{k}/plans\"\n{migration}\n{keys}{routes}",
+        k = keys_dir.display(),
+        keys = partner_keys(keys_dir),
+    );
+    base_config(dir, "", tls, &extra)
+}
+
+fn write_keys(dir: &Path) {
+    write_api_keys(
+        dir,
+        &[
+            ("acme", "spiffe://corp.example/partner/acme", ACME),
+            ("solo", "spiffe://corp.example/partner/solo", SOLO),
+        ],
+    );
+}
+
+async fn start(dir: &Path, toml: &str, clock: Arc<FakeClock>) -> portcullis::server::Running {
+    portcullis::server::install_crypto();
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = portcullis::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    portcullis::server::start(cfg, portcullis::server::Options { clock })
+        .await
+        .unwrap()
+}
+
+/// A client whose connections come from `ip` (a loopback address other than 127.0.0.1).
+fn client_from(pki: &Pki, ip: &str) -> reqwest::Client {
+    let mut cfg = pki.client_config();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `GET base+path` with `key` and `agent`; the status.
+async fn call(c: &reqwest::Client, base: &str, path: &str, key: &str, agent: &str) -> u16 {
+    c.get(format!("{base}{path}"))
+        .header("x-api-key", key)
+        .header("user-agent", agent)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn get_json(url: &str) -> Value {
+    let r = reqwest::get(url).await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().await.unwrap()
+}
+
+/// The inventory row of `principal`.
+fn row<'a>(inv: &'a Value, principal: &str) -> &'a Value {
+    inv["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["principal"] == principal)
+        .unwrap_or_else(|| panic!("no {principal} in {inv}"))
+}
+
+/// The plan `name` in a migration report.
+fn plan<'a>(m: &'a Value, name: &str) -> &'a Value {
+    m["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {m}"))
+}
+
+/// Run the built binary (off the runtime's worker threads).
+async fn cli(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn cli_json(o: &Output) -> Value {
+    assert!(o.status.success(), "{o:?}");
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The shared key from three sources, the solo key from one, and their hostile twins: a header
+/// a legacy app would trust for the client address, a control character in the User-Agent, a
+/// wrong key from yet another address.
+async fn shared_and_solo_traffic(pki: &Pki, bases: &[String]) {
+    let from2 = client_from(pki, "127.0.0.2");
+    let from3 = client_from(pki, "127.0.0.3");
+    let from4 = client_from(pki, "127.0.0.4");
+    let from5 = client_from(pki, "127.0.0.5");
+    let from6 = client_from(pki, "127.0.0.6");
+    let base = |i: usize| bases[i % bases.len()].as_str();
+    for (i, (c, agent)) in [(&from2, UA1), (&from3, UA2), (&from4, UA1), (&from2, UA1)]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(call(c, base(i), "/a/orders", ACME, agent).await, 200);
+    }
+    for i in 0..3 {
+        let r = from5
+            .get(format!("{}/a/orders", base(i)))
+            .header("x-api-key", SOLO)
+            .header("user-agent", "solo-batch/1.0")
+            // Spoofed client addresses: the source is the connection's, never a header.
+            .header("x-forwarded-for", format!("10.9.9.{i}"))
+            .header("x-real-ip", format!("10.8.8.{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Refused: counted for nobody.
+    assert_eq!(
+        call(
+            &from6,
+            base(0),
+            "/a/orders",
+            "pcs_insight_wrong_key_000000000000000",
+            UA1
+        )
+        .await,
+        401
+    );
+}
+
+async fn assert_shared_flags(admin: &str) {
+    let inv = get_json(&format!("{admin}/admin/v1/inventory")).await;
+    let acme = row(&inv, "acme");
+    assert_eq!(acme["distinct_sources"], 3, "{acme}");
+    assert_eq!(acme["shared_suspected"], true, "{acme}");
+    assert_eq!(acme["sources_capped"], false);
+    assert_eq!(acme["count"], 4);
+    assert_eq!(
+        acme["plans"][0]["owner"],
+        "team-plan-a <plan-a@corp.example>"
+    );
+    let solo = row(&inv, "solo");
+    assert_eq!(solo["distinct_sources"], 1, "{solo}");
+    assert_eq!(solo["shared_suspected"], false, "{solo}");
+    assert_eq!(inv["entries"].as_array().unwrap().len(), 2, "{inv}");
+
+    // The plan card lists the sources: split before enforce.
+    let m = get_json(&format!("{admin}/admin/v1/migration")).await;
+    let a = plan(&m, "plan-a");
+    let shared = a["shared_credentials"].as_array().unwrap();
+    assert_eq!(shared.len(), 1, "{a}");
+    assert_eq!(shared[0]["principal"], "partner-keys:acme");
+    let mut seen: Vec<(String, String, u64)> = shared[0]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["ip"].as_str().unwrap().to_owned(),
+                s["user_agent"].as_str().unwrap().to_owned(),
+                s["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("127.0.0.2".to_owned(), UA1.to_owned(), 2),
+            ("127.0.0.3".to_owned(), UA2.to_owned(), 1),
+            ("127.0.0.4".to_owned(), UA1.to_owned(), 1),
+        ]
+    );
+    assert!(
+        a["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "split before enforce: partner-keys:acme is used from 3 sources"),
+        "{a}"
+    );
+    let solo_seen = a["active_legacy_principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["principal"] == "solo")
+        .unwrap();
+    assert_eq!(solo_seen["sources"][0]["ip"], "127.0.0.5");
+    assert_eq!(solo_seen["shared_suspected"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_from_three_sources_is_shared_one_source_is_not() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = pki.dir.path();
+    write_keys(dir);
+    write_plans(dir, "");
+    let state = format!(
+        "[state]\npath = \"{}/state.db\"\nflush_every = \"1s\"",
+        dir.display()
+    );
+    let toml = config(dir, dir, &up, &pki.tls_section(), &state, "");
+    let clock = Arc::new(FakeClock::new(noon(2026, 12, 8)));
+    let gw = start(dir, &toml, clock).await;
+    let base = format!("https://127.0.0.1:{}", gw.data_addr.port());
+    shared_and_solo_traffic(&pki, &[base.clone()]).await;
+    let admin = format!("http://{}", gw.admin_addr);
+    assert_shared_flags(&admin).await;
+
+    // A User-Agent with a control (tab) and a bidi character is stored cleaned, never as sent.
+    let from7 = client_from(&pki, "127.0.0.7");
+    let r = from7
+        .get(format!("{base}/a/x"))
+        .header("x-api-key", SOLO)
+        .header(
+            "user-agent",
+            reqwest::header::HeaderValue::from_bytes(b"evil\t[2J\xe2\x80\xae<script>").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m = get_json(&format!("{admin}/admin/v1/migration")).await;
+    let text = m.to_string();
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "{text}"
+    );
+    assert!(text.contains("evil?[2J?<script>"), "{text}");
+
+    // The CLI shows the same figures.
+    let o = cli(&["inventory", "--json", "--admin", &admin]).await;
+    let inv = cli_json(&o);
+    assert_eq!(row(&inv, "acme")["distinct_sources"], 3);
+    assert_eq!(row(&inv, "acme")["shared_suspected"], true);
+    assert_eq!(row(&inv, "solo")["distinct_sources"], 2);
+    let o = cli(&["migration", "status", "--admin", &admin]).await;
+    assert!(o.status.success(), "{o:?}");
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        table.contains("plan-a: split before enforce: partner-keys:acme is used from 3 sources"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("  127.0.0.3  {UA2}  1 request(s)")),
+        "{table}"
+    );
+    assert!(!table.contains('\u{1b}'), "{table}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_key_is_flagged_across_two_redis_replicas() {
+    let redis = RedisServer::start();
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let shared = pki.dir.path();
+    write_keys(shared);
+    write_plans(shared, "");
+    let state = format!(
+        "[state]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"insight-test:\"\nflush_every = \"200ms\"",
+        redis.url()
+    );
+    let mut gws = Vec::new();
+    for n in 1..=2 {
+        let dir = shared.join(format!("gw{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = config(&dir, shared, &up, &pki.tls_section(), &state, "");
+        let clock = Arc::new(FakeClock::new(noon(2026, 12, 8)));
+        gws.push(start(&dir, &toml, clock).await);
+    }
+    let bases: Vec<String> = gws
+        .iter()
+        .map(|g| format!("https://127.0.0.1:{}", g.data_addr.port()))
+        .collect();
+    // Requests alternate between the replicas: no replica saw three sources on its own.
+    shared_and_solo_traffic(&pki, &bases).await;
+    // Replica 1's counts reach Redis on its next flush (every 200 ms); replica 2 answers.
+    let admin2 = format!("http://{}", gws[1].admin_addr);
+    let started = std::time::Instant::now();
+    loop {
+        let inv = get_json(&format!("{admin2}/admin/v1/inventory")).await;
+        let done = inv["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum::<u64>()
+            == 7;
+        if done {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{inv}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_shared_flags(&admin2).await;
+    for g in gws {
+        g.stop().await;
+    }
+}
