@@ -385,3 +385,179 @@ async fn shared_key_is_flagged_across_two_redis_replicas() {
         g.stop().await;
     }
 }
+
+/// The DOM of the dashboard at `admin`, as headless Chromium renders it.
+async fn dashboard_dom(admin: &str) -> String {
+    let url = format!("{admin}/");
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                &url,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("chromium not runnable ({e}); scripts/test installs it"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The part of `dom` that is plan `name`'s card.
+fn card<'a>(dom: &'a str, name: &str) -> &'a str {
+    let start = dom
+        .find(&format!("data-plan=\"{name}\""))
+        .unwrap_or_else(|| panic!("no card for {name}: {dom}"));
+    let rest = &dom[start..];
+    let end = rest.find("</article>").unwrap();
+    &rest[..end]
+}
+
+/// The figures of one plan, the same in the API and the CLI's `--json`.
+fn assert_plan_figures(m: &Value, name: &str, legacy: u64, principals: &[(&str, u64)]) {
+    let p = plan(m, name);
+    assert_eq!(p["window"]["legacy_requests"], legacy, "{p}");
+    assert_eq!(p["window"]["total_requests"], legacy, "{p}");
+    let day = p["window"]["daily"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["day"] == "2026-12-08")
+        .unwrap();
+    assert_eq!(day["legacy_requests"], legacy);
+    let mut got: Vec<(String, u64)> = p["active_legacy_principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["distinct_sources"], 1, "{a}");
+            assert_eq!(a["last_seen"], "2026-12-08T12:00:00Z", "{a}");
+            (
+                a["principal"].as_str().unwrap().to_owned(),
+                a["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, u64)> = principals
+        .iter()
+        .map(|(p, n)| ((*p).to_owned(), *n))
+        .collect();
+    assert_eq!(got, want, "{name}");
+    let w = &p["what_if_enforced"];
+    assert_eq!(w["refused_requests"], legacy);
+    assert_eq!(w["refused_callers"], principals.len());
+    let labels: Vec<String> = principals
+        .iter()
+        .map(|(p, _)| format!("partner-keys:{p}"))
+        .collect();
+    assert_eq!(w["principals"], serde_json::json!(labels));
+    assert_eq!(p["shared_credentials"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_plans_sharing_a_principal_count_only_their_routes() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = pki.dir.path();
+    write_keys(dir);
+    write_plans(dir, "");
+    let state = format!(
+        "[state]\npath = \"{}/state.db\"\nflush_every = \"1s\"",
+        dir.display()
+    );
+    let toml = config(dir, dir, &up, &pki.tls_section(), &state, "");
+    let clock = Arc::new(FakeClock::new(noon(2026, 12, 8)));
+    let gw = start(dir, &toml, clock).await;
+    let base = format!("https://127.0.0.1:{}", gw.data_addr.port());
+    let c = client_from(&pki, "127.0.0.2");
+    for _ in 0..3 {
+        assert_eq!(call(&c, &base, "/a/orders", ACME, UA1).await, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(call(&c, &base, "/b/orders", ACME, UA1).await, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(call(&c, &base, "/b/orders", SOLO, UA2).await, 200);
+    }
+    let admin = format!("http://{}", gw.admin_addr);
+
+    let api = get_json(&format!("{admin}/admin/v1/migration")).await;
+    let o = cli(&["migration", "status", "--json", "--admin", &admin]).await;
+    let json = cli_json(&o);
+    for m in [&api, &json] {
+        assert_plan_figures(m, "plan-a", 3, &[("acme", 3)]);
+        assert_plan_figures(m, "plan-b", 7, &[("acme", 5), ("solo", 2)]);
+    }
+    // The inventory stays all-time, across routes.
+    let inv = get_json(&format!("{admin}/admin/v1/inventory")).await;
+    assert_eq!(row(&inv, "acme")["count"], 8);
+    assert_eq!(row(&inv, "acme")["routes"], serde_json::json!(["a", "b"]));
+    let owners: Vec<&str> = row(&inv, "acme")["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["plan"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["plan-a", "plan-b"]);
+
+    let dom = dashboard_dom(&admin).await;
+    let a = card(&dom, "plan-a");
+    assert!(
+        a.contains("<b>3</b><span>legacy of 3 requests</span>"),
+        "{a}"
+    );
+    assert!(
+        a.contains("<b>1</b><span>legacy principals active</span>"),
+        "{a}"
+    );
+    assert!(
+        a.contains(r#"partner-keys:acme</td><td class="mono">spiffe://corp.example/partner/acme</td><td>2026-12-08 12:00:00 UTC</td><td class="num">3</td><td class="num">1</td>"#),
+        "{a}"
+    );
+    assert!(!a.contains("partner-keys:solo"), "{a}");
+    assert!(
+        a.contains("Enforcing today would refuse 3 request(s) from 1 caller(s)."),
+        "{a}"
+    );
+    assert!(
+        a.contains("Contact: team-plan-a &lt;plan-a@corp.example&gt; · https://wiki.corp.example/migrations/plan-a"),
+        "{a}"
+    );
+    let b = card(&dom, "plan-b");
+    assert!(
+        b.contains("<b>7</b><span>legacy of 7 requests</span>"),
+        "{b}"
+    );
+    assert!(
+        b.contains("<b>2</b><span>legacy principals active</span>"),
+        "{b}"
+    );
+    assert!(
+        b.contains(r#"partner-keys:acme</td><td class="mono">spiffe://corp.example/partner/acme</td><td>2026-12-08 12:00:00 UTC</td><td class="num">5</td><td class="num">1</td>"#),
+        "{b}"
+    );
+    assert!(
+        b.contains(r#"partner-keys:solo</td><td class="mono">spiffe://corp.example/partner/solo</td><td>2026-12-08 12:00:00 UTC</td><td class="num">2</td><td class="num">1</td>"#),
+        "{b}"
+    );
+    assert!(
+        b.contains("Enforcing today would refuse 7 request(s) from 2 caller(s)."),
+        "{b}"
+    );
+    // The inventory row names whom to call.
+    assert!(
+        dom.contains("<td>team-plan-a &lt;plan-a@corp.example&gt; (plan-a); team-plan-b &lt;plan-b@corp.example&gt; (plan-b)</td>"),
+        "{dom}"
+    );
+    gw.stop().await;
+}
