@@ -561,3 +561,282 @@ async fn two_plans_sharing_a_principal_count_only_their_routes() {
     );
     gw.stop().await;
 }
+
+const GRACE: &str = r#"
+[[grace]]
+principal = "partner-keys:acme"
+until = 2027-03-15
+reason = "vendor release in March"
+"#;
+
+/// `GET base+path` with `key`: status, headers, body.
+async fn fetch(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+    key: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = c
+        .get(format!("{base}{path}"))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.bytes().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+fn assert_retired(got: &(u16, reqwest::header::HeaderMap, Value)) {
+    assert_eq!(got.0, 401, "{got:?}");
+    assert_eq!(
+        got.2["type"], "urn:portcullis:legacy-credential-retired",
+        "{got:?}"
+    );
+}
+
+/// The reason of the last audit line once there are `n`.
+async fn audit_reason(dir: &Path, n: usize) -> (String, String) {
+    let lines = audit_lines(dir, n).await;
+    let last = &lines[n - 1];
+    (
+        last["reason"].as_str().unwrap().to_owned(),
+        last["principal"].as_str().unwrap_or("-").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_bridges_one_principal_until_its_date() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = pki.dir.path();
+    write_keys(dir);
+    write_plans(dir, GRACE);
+    let state = format!(
+        "[state]\npath = \"{}/state.db\"\nflush_every = \"1s\"",
+        dir.display()
+    );
+    let toml = config(dir, dir, &up, &pki.tls_section(), &state, "");
+    // plan-b has been in enforce since 2027-03-01.
+    let clock = Arc::new(FakeClock::new(noon(2027, 3, 5)));
+    let gw = start(dir, &toml, clock.clone()).await;
+    let base = format!("https://127.0.0.1:{}", gw.data_addr.port());
+    let c = pki.client(false);
+
+    // The graced principal: bridged, with its own Sunset, audited `grace`.
+    let got = fetch(&c, &base, "/b/orders", ACME).await;
+    assert_eq!(got.0, 200, "{got:?}");
+    assert_eq!(got.1["sunset"], "Mon, 15 Mar 2027 00:00:00 GMT");
+    assert_eq!(got.1["deprecation"], "@1796083200");
+    assert_eq!(
+        got.1["link"],
+        "<https://wiki.corp.example/migrations/plan-b>; rel=\"sunset\""
+    );
+    let seen = up.last();
+    assert!(
+        seen.headers.get("x-api-key").is_none(),
+        "the static secret is stripped"
+    );
+    assert!(
+        seen.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer "),
+        "a minted token replaces it"
+    );
+    assert_eq!(audit_reason(dir, 1).await, ("grace".into(), "acme".into()));
+
+    // Another principal of the same credential: retired on the plan's date.
+    assert_retired(&fetch(&c, &base, "/b/orders", SOLO).await);
+    assert_eq!(
+        audit_reason(dir, 2).await,
+        ("legacy-credential-retired".into(), "solo".into())
+    );
+    // The same principal on another plan's route: the grace is plan-b's only.
+    assert_retired(&fetch(&c, &base, "/a/orders", ACME).await);
+    assert_eq!(
+        audit_reason(dir, 3).await,
+        ("legacy-credential-retired".into(), "acme".into())
+    );
+
+    let admin = format!("http://{}", gw.admin_addr);
+    let m = get_json(&format!("{admin}/admin/v1/migration")).await;
+    let b = plan(&m, "plan-b");
+    assert_eq!(
+        b["graces"],
+        serde_json::json!([{
+            "principal": "partner-keys:acme",
+            "until": "2027-03-15",
+            "reason": "vendor release in March",
+            "days_left": 10,
+            "expired": false,
+            "seen": true
+        }])
+    );
+    assert_eq!(
+        b["what_if_enforced"]["graced"],
+        serde_json::json!(["partner-keys:acme"])
+    );
+    let o = cli(&["migration", "status", "--admin", &admin]).await;
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        table.contains(
+            "plan-b: grace for partner-keys:acme until 2027-03-15 (10 days left): vendor release in March"
+        ),
+        "{table}"
+    );
+
+    // The last second of the grace, then its date: refused.
+    clock.set(Date::from_ymd(2027, 3, 15).unwrap().midnight() - Duration::from_secs(1));
+    assert_eq!(fetch(&c, &base, "/b/orders", ACME).await.0, 200);
+    assert_eq!(audit_reason(dir, 4).await.0, "grace");
+    clock.set(Date::from_ymd(2027, 3, 15).unwrap().midnight());
+    let hits = up.count();
+    assert_retired(&fetch(&c, &base, "/b/orders", ACME).await);
+    assert_eq!(up.count(), hits, "nothing reached the upstream");
+    assert_eq!(
+        audit_reason(dir, 5).await,
+        ("legacy-credential-retired".into(), "acme".into())
+    );
+    let m = get_json(&format!("{admin}/admin/v1/migration")).await;
+    let b = plan(&m, "plan-b");
+    assert_eq!(b["graces"][0]["expired"], true);
+    assert!(
+        b["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "grace for partner-keys:acme expired on 2027-03-15: it is refused"),
+        "{b}"
+    );
+    let o = cli(&["migration", "status", "--admin", &admin]).await;
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        table.contains("plan-b: grace for partner-keys:acme until 2027-03-15 (EXPIRED, refused)"),
+        "{table}"
+    );
+    gw.stop().await;
+}
+
+/// `portcullis check` on the config with `grace` in plan-b: exit code and output.
+fn check_with(grace: &str, migration: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_keys(d);
+    write_plans(d, grace);
+    let up_url = "http://127.0.0.1:9";
+    let mut routes = String::new();
+    for r in ["a", "b"] {
+        routes.push_str(&format!(
+            "\n[[routes]]\nname = \"{r}\"\nmatch = {{ path_prefix = \"/{r}/\" }}\naccept = [\"partner-keys\"]\ndangerous_allow_plaintext_credentials = true\n{ALLOW_PARTNERS}\nplan = \"plan-{r}\"\n[routes.upstream]\nurl = \"{up_url}\"\naudience = \"{r}\"\n"
+        ));
+    }
+    let toml = format!(
+        "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n{ISSUER}\n[migration]\nplans_dir = \"{p}/plans\"\n{migration}\n{keys}{routes}",
+        p = d.display(),
+        keys = partner_keys(d),
+    );
+    let path = d.join("portcullis.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn check_refuses_a_grace_without_reason_or_too_long() {
+    let (code, out) = check_with(GRACE, "");
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = check_with(
+        "[[grace]]\nprincipal = \"partner-keys:acme\"\nuntil = 2027-03-15\nreason = \"  \"\n",
+        "",
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("plan-b.toml: grace[0].reason: required"),
+        "{out}"
+    );
+
+    // 2027-03-01 + 91 days = 2027-05-31: one day longer than the default 90.
+    let long =
+        "[[grace]]\nprincipal = \"partner-keys:acme\"\nuntil = 2027-05-31\nreason = \"vendor\"\n";
+    let (code, out) = check_with(long, "");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("grace[0].until: 2027-05-31: 91 days after the enforce date (2027-03-01), longer than [migration] max_grace (90d)"),
+        "{out}"
+    );
+    let (code, out) = check_with(
+        "[[grace]]\nprincipal = \"partner-keys:acme\"\nuntil = 2027-05-30\nreason = \"vendor\"\n",
+        "",
+    );
+    assert_eq!(code, 0, "90 days is allowed: {out}");
+    let (code, out) = check_with(long, "max_grace = \"120d\"");
+    assert_eq!(code, 0, "{out}");
+
+    // Other spellings that could never do what they say.
+    for (grace, key, says) in [
+        (
+            "principal = \"acme\"\nuntil = 2027-03-15\nreason = \"r\"",
+            "grace[0].principal",
+            "CREDENTIAL:PRINCIPAL",
+        ),
+        (
+            "principal = \"other-keys:acme\"\nuntil = 2027-03-15\nreason = \"r\"",
+            "grace[0].principal",
+            "not retired by this plan",
+        ),
+        (
+            "principal = \"partner-keys:acme\"\nuntil = 2027-02-15\nreason = \"r\"",
+            "grace[0].until",
+            "not after the enforce date",
+        ),
+        (
+            "principal = \"partner-keys:acme\"\nreason = \"r\"",
+            "grace[0].until",
+            "required",
+        ),
+        (
+            "principal = \"partner-keys:acme\"\nuntil = 2027-03-15T00:00:00Z\nreason = \"r\"",
+            "grace[0].until",
+            "plain date",
+        ),
+    ] {
+        let (code, out) = check_with(&format!("[[grace]]\n{grace}\n"), "");
+        assert_eq!(code, 2, "{grace}: {out}");
+        assert!(
+            out.contains(&format!("plan-b.toml: {key}: ")) && out.contains(says),
+            "{grace}: {out}"
+        );
+    }
+    let twice = format!("{GRACE}{GRACE}");
+    let (code, out) = check_with(&twice, "");
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("grace[1].principal: \"partner-keys:acme\" has two graces"),
+        "{out}"
+    );
+    let (code, out) = check_with("", "shared_threshold = 1\nmax_grace = \"2w 3h\"");
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("migration.shared_threshold") && out.contains("migration.max_grace"),
+        "{out}"
+    );
+}
