@@ -65,11 +65,11 @@ impl Figures {
 }
 
 /// (credential, key) → figures, over the rows from `start` on that `keep` selects.
-pub fn figures<'a>(
-    rows: &'a [SourceRow],
+pub fn figures(
+    rows: &[SourceRow],
     start: Date,
     keep: impl Fn(&SourceRow) -> bool,
-) -> BTreeMap<(&'a str, &'a str), Figures> {
+) -> BTreeMap<(&str, &str), Figures> {
     let mut out: BTreeMap<(&str, &str), Figures> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.day >= start && keep(r)) {
         let f = out.entry((&r.credential, &r.key)).or_default();

@@ -290,7 +290,7 @@ async fn one_key_from_three_sources_is_shared_one_source_is_not() {
     let clock = Arc::new(FakeClock::new(noon(2026, 12, 8)));
     let gw = start(dir, &toml, clock).await;
     let base = format!("https://127.0.0.1:{}", gw.data_addr.port());
-    shared_and_solo_traffic(&pki, &[base.clone()]).await;
+    shared_and_solo_traffic(&pki, std::slice::from_ref(&base)).await;
     let admin = format!("http://{}", gw.admin_addr);
     assert_shared_flags(&admin).await;
 
