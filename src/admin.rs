@@ -190,7 +190,14 @@ impl Ops {
             }
             (&Method::GET, "/admin/v1/policy/suggest") => {
                 use crate::admin::suggest::{suggest_json, SuggestError};
-                match suggest_json(&*self.state, &self.route_names(), parts.uri.query(), now).await
+                match suggest_json(
+                    &*self.state,
+                    &self.route_names(),
+                    parts.uri.query(),
+                    self.plans.settings.shared_threshold,
+                    now,
+                )
+                .await
                 {
                     Ok(v) => json_response(StatusCode::OK, &v),
                     Err(SuggestError::State(e)) => unavailable(e),

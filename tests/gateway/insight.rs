@@ -315,6 +315,48 @@ async fn one_key_from_three_sources_is_shared_one_source_is_not() {
     );
     assert!(text.contains("evil?[2J?<script>"), "{text}");
 
+    // `policy suggest` proposes one identity per source of the shared key, none for the other.
+    let o = cli(&[
+        "policy", "suggest", "--route", "a", "--json", "--admin", &admin,
+    ])
+    .await;
+    let v = cli_json(&o);
+    assert_eq!(v["split"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["split"][0]["principal"], "partner-keys:acme");
+    let proposed: Vec<(&str, &str)> = v["split"][0]["proposed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["ip"].as_str().unwrap(), p["identity"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        proposed,
+        [
+            (
+                "127.0.0.2",
+                "spiffe://corp.example/partner/acme/batch-runner"
+            ),
+            ("127.0.0.3", "spiffe://corp.example/partner/acme/report-svc"),
+            (
+                "127.0.0.4",
+                "spiffe://corp.example/partner/acme/batch-runner-2"
+            ),
+        ]
+    );
+    let policy = v["policy"].as_str().unwrap();
+    assert!(
+        policy.contains("//   127.0.0.3 \"report-svc/2.3 (+cron)\" (1 requests) -> spiffe://corp.example/partner/acme/report-svc"),
+        "{policy}"
+    );
+    // The comments keep the policy valid Cedar; the text output is the same policy.
+    policy.parse::<cedar_policy::PolicySet>().unwrap();
+    let o = cli(&["policy", "suggest", "--route", "a", "--admin", &admin]).await;
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim_end(),
+        policy.trim_end()
+    );
+
     // The CLI shows the same figures.
     let o = cli(&["inventory", "--json", "--admin", &admin]).await;
     let inv = cli_json(&o);
