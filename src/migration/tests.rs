@@ -884,3 +884,77 @@ fn admission_relaxes_only_listed_credentials_once_started() {
         Ok((Caller::Anonymous, Admission::Enforced { sunset: false }))
     ));
 }
+
+/// A `[[grace]]` lets one principal through `enforce` until its date, also as the root of an
+/// exchanged token; anyone else, a near spelling, or a token whose other retired link has no
+/// grace is retired.
+#[test]
+fn grace_holds_for_the_named_principal_until_its_date() {
+    use crate::identity::lineage::Lineage;
+    use crate::identity::{Caller, Credential};
+    use crate::pipeline::Admission;
+    let text = format!(
+        "{GOOD}\n[[grace]]\nprincipal = \"racf:BATCH01\"\nuntil = 2027-03-20\nreason = \"vendor release\"\n"
+    );
+    let plan = parse_plan("p.toml", "payments-cics", &text).unwrap();
+    assert_eq!(plan.graces.len(), 1);
+    let cred = |name: &str, principal: &str, root: Option<(&str, &str)>| Credential {
+        name: name.into(),
+        kind: Kind::Ldap,
+        identity: "spiffe://corp.example/x".into(),
+        principal: Some(principal.into()),
+        groups: Vec::new(),
+        jti: None,
+        lineage: root.map(|(c, p)| {
+            std::sync::Arc::new(Lineage {
+                credential: c.into(),
+                kind: Kind::Ldap,
+                principal: Some(p.into()),
+                jtis: Vec::new(),
+                cnf: None,
+                not_after: None,
+            })
+        }),
+    };
+    let decide = |c: Credential, when: SystemTime| {
+        Admission::decide(Some(&plan), true, Ok(Caller::Authenticated(c)), when)
+            .map(|(_, a)| a)
+            .unwrap()
+    };
+    let during = at("2027-03-19", 86_399);
+    let after = at("2027-03-20", 0);
+    let a = decide(cred("racf", "BATCH01", None), during);
+    assert!(a.graced());
+    assert_eq!(
+        a.sunset(Some(&plan)).unwrap().sunset.as_bytes(),
+        b"Sat, 20 Mar 2027 00:00:00 GMT"
+    );
+    assert!(a.enforces());
+    assert!(matches!(
+        decide(cred("racf", "BATCH01", None), after),
+        Admission::Retired(_)
+    ));
+    for other in ["JSMITH", "batch01", "BATCH01 "] {
+        assert!(matches!(
+            decide(cred("racf", other, None), during),
+            Admission::Retired(_)
+        ));
+    }
+    // A token exchanged from the graced principal; from another one.
+    assert!(decide(
+        cred("gw-token", "BATCH01", Some(("racf", "BATCH01"))),
+        during
+    )
+    .graced());
+    assert!(matches!(
+        decide(
+            cred("gw-token", "BATCH01", Some(("racf", "JSMITH"))),
+            during
+        ),
+        Admission::Retired(_)
+    ));
+    assert!(matches!(
+        decide(cred("racf", "BATCH01", Some(("racf", "JSMITH"))), during),
+        Admission::Retired(_)
+    ));
+}
