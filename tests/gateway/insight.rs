@@ -659,8 +659,9 @@ async fn grace_bridges_one_principal_until_its_date() {
     let dir = pki.dir.path();
     write_keys(dir);
     write_plans(dir, GRACE);
+    // Tokens for route b's audience are exchanged only for callers route b would let in.
     let state = format!(
-        "[state]\npath = \"{}/state.db\"\nflush_every = \"1s\"",
+        "[state]\npath = \"{}/state.db\"\nflush_every = \"1s\"\n[token_exchange]\naccept = [\"partner-keys\"]\naudiences = [\"b\"]",
         dir.display()
     );
     let toml = config(dir, dir, &up, &pki.tls_section(), &state, "");
@@ -706,6 +707,21 @@ async fn grace_bridges_one_principal_until_its_date() {
         ("legacy-credential-retired".into(), "acme".into())
     );
 
+    // The exchange judges as the route does: a token for the graced principal, none for another.
+    let exchange = |key: &'static str| {
+        c.post(format!("{base}/oauth2/token"))
+            .header("x-api-key", key)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&audience=b")
+            .send()
+    };
+    assert_eq!(exchange(ACME).await.unwrap().status(), 200);
+    let r = exchange(SOLO).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "urn:portcullis:legacy-credential-retired");
+    let audited = audit_lines(dir, 5).await.len();
+
     let admin = format!("http://{}", gw.admin_addr);
     let m = get_json(&format!("{admin}/admin/v1/migration")).await;
     let b = plan(&m, "plan-b");
@@ -736,15 +752,16 @@ async fn grace_bridges_one_principal_until_its_date() {
     // The last second of the grace, then its date: refused.
     clock.set(Date::from_ymd(2027, 3, 15).unwrap().midnight() - Duration::from_secs(1));
     assert_eq!(fetch(&c, &base, "/b/orders", ACME).await.0, 200);
-    assert_eq!(audit_reason(dir, 4).await.0, "grace");
+    assert_eq!(audit_reason(dir, audited + 1).await.0, "grace");
     clock.set(Date::from_ymd(2027, 3, 15).unwrap().midnight());
     let hits = up.count();
     assert_retired(&fetch(&c, &base, "/b/orders", ACME).await);
     assert_eq!(up.count(), hits, "nothing reached the upstream");
     assert_eq!(
-        audit_reason(dir, 5).await,
+        audit_reason(dir, audited + 2).await,
         ("legacy-credential-retired".into(), "acme".into())
     );
+    assert_eq!(exchange(ACME).await.unwrap().status(), 401);
     let m = get_json(&format!("{admin}/admin/v1/migration")).await;
     let b = plan(&m, "plan-b");
     assert_eq!(b["graces"][0]["expired"], true);
