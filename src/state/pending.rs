@@ -162,16 +162,8 @@ impl Pending {
 
         let key = u.principal.unwrap_or(u.identity);
         if let Some(source) = u.source {
-            self.sources.add(&super::sources::SourceRow {
-                day: at.date(),
-                route: u.route.to_owned(),
-                plan: u.plan.map(str::to_owned),
-                credential: u.credential.to_owned(),
-                key: key.to_owned(),
-                source: Some(source.clone()),
-                count: 1,
-                last_seen: at,
-            });
+            let group = (u.route, u.plan.unwrap_or(""), u.credential, key);
+            self.sources.record(group, source, at);
         }
         let Some(by_key) = slot(&mut self.inventory, u.credential) else {
             return;

@@ -78,9 +78,6 @@ pub struct SourceRow {
     pub last_seen: Timestamp,
 }
 
-/// (day, route, plan or "", credential, key).
-pub(crate) type Group = (Date, String, String, String, String);
-
 /// The sources of one group not yet written.
 #[derive(Debug, Default)]
 pub(crate) struct Cell {
@@ -90,23 +87,39 @@ pub(crate) struct Cell {
 }
 
 impl Cell {
-    /// Count `count` requests from `source`, last at `last`.
+    /// Count `count` requests from `source`, last at `last`. Allocates only for a new source.
     pub(crate) fn add(&mut self, source: Option<&Source>, count: u64, last: Timestamp) {
+        let room = self.by_source.len() < MAX_SOURCES;
         let slot = match source {
-            Some(s) if self.by_source.contains_key(s) || self.by_source.len() < MAX_SOURCES => {
-                self.by_source.entry(s.clone()).or_insert((0, last))
-            }
-            _ => self.overflow.get_or_insert((0, last)),
+            Some(s) if self.by_source.contains_key(s) => self.by_source.get_mut(s),
+            Some(s) if room => Some(self.by_source.entry(s.clone()).or_insert((0, last))),
+            _ => None,
+        };
+        let slot = match slot {
+            Some(v) => v,
+            None => self.overflow.get_or_insert((0, last)),
         };
         slot.0 = slot.0.saturating_add(count);
         slot.1 = slot.1.max(last);
     }
 }
 
-/// Pending sources, by group.
+/// route → plan ("" for none) → credential → key → cell.
+type ByRoute = HashMap<String, HashMap<String, HashMap<String, HashMap<String, Cell>>>>;
+
+/// Pending sources, by day and group. Looked up by borrowed `&str`, so a steady stream of
+/// requests allocates only for the source itself ([`Source::of`]).
 #[derive(Debug, Default)]
 pub(crate) struct PendingSources {
-    pub(crate) cells: HashMap<Group, Cell>,
+    cells: HashMap<Date, ByRoute>,
+}
+
+/// The value for `k`, inserting a default (allocating the key) only when missing.
+fn slot<'m, V: Default>(m: &'m mut HashMap<String, V>, k: &str) -> Option<&'m mut V> {
+    if !m.contains_key(k) {
+        m.insert(k.to_owned(), V::default());
+    }
+    m.get_mut(k)
 }
 
 impl PendingSources {
@@ -114,37 +127,78 @@ impl PendingSources {
         self.cells.is_empty()
     }
 
-    /// Count one row (a request, or a row put back after a failed flush).
+    /// Count one request of `(route, plan or "", credential, key)` from `source` at `at`.
+    pub(crate) fn record(
+        &mut self,
+        group: (&str, &str, &str, &str),
+        source: &Source,
+        at: Timestamp,
+    ) {
+        self.add_to(group, at.date(), Some(source), 1, at);
+    }
+
+    fn add_to(
+        &mut self,
+        (route, plan, credential, key): (&str, &str, &str, &str),
+        day: Date,
+        source: Option<&Source>,
+        count: u64,
+        last: Timestamp,
+    ) {
+        let cell = slot(self.cells.entry(day).or_default(), route)
+            .and_then(|m| slot(m, plan))
+            .and_then(|m| slot(m, credential))
+            .and_then(|m| slot(m, key));
+        if let Some(cell) = cell {
+            cell.add(source, count, last);
+        }
+    }
+
+    /// Count one row (put back after a failed flush).
     pub(crate) fn add(&mut self, row: &SourceRow) {
-        let group = (
+        self.add_to(
+            (
+                &row.route,
+                row.plan.as_deref().unwrap_or_default(),
+                &row.credential,
+                &row.key,
+            ),
             row.day,
-            row.route.clone(),
-            row.plan.clone().unwrap_or_default(),
-            row.credential.clone(),
-            row.key.clone(),
+            row.source.as_ref(),
+            row.count,
+            row.last_seen,
         );
-        self.cells
-            .entry(group)
-            .or_default()
-            .add(row.source.as_ref(), row.count, row.last_seen);
     }
 
     /// Everything pending, as rows.
     pub(crate) fn rows(&self) -> Vec<SourceRow> {
         let mut out = Vec::new();
-        for ((day, route, plan, credential, key), cell) in &self.cells {
-            let row = |source: Option<Source>, (count, last_seen): (u64, Timestamp)| SourceRow {
-                day: *day,
-                route: route.clone(),
-                plan: (!plan.is_empty()).then(|| plan.clone()),
-                credential: credential.clone(),
-                key: key.clone(),
-                source,
-                count,
-                last_seen,
-            };
-            out.extend(cell.by_source.iter().map(|(s, v)| row(Some(s.clone()), *v)));
-            out.extend(cell.overflow.map(|v| row(None, v)));
+        for (day, by_route) in &self.cells {
+            for (route, by_plan) in by_route {
+                for (plan, by_cred) in by_plan {
+                    for (credential, by_key) in by_cred {
+                        for (key, cell) in by_key {
+                            let row =
+                                |source: Option<Source>, (count, last_seen): (u64, Timestamp)| {
+                                    SourceRow {
+                                        day: *day,
+                                        route: route.clone(),
+                                        plan: (!plan.is_empty()).then(|| plan.clone()),
+                                        credential: credential.clone(),
+                                        key: key.clone(),
+                                        source,
+                                        count,
+                                        last_seen,
+                                    }
+                                };
+                            out.extend(
+                                cell.by_source.iter().map(|(s, v)| row(Some(s.clone()), *v)),
+                            );
+                            out.extend(cell.overflow.map(|v| row(None, v)));
+                        }
+                    }
+                }
+            }
         }
         out
     }
