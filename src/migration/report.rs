@@ -335,6 +335,7 @@ pub fn plan_report(
         legacy_share,
         observed_days,
         days,
+        graced_since_enforce(plan, recorded.sources, start, today),
     );
     insight_reasons(&mut reasons, &shared_credentials, &graces);
 
@@ -474,6 +475,24 @@ fn what_if(active: &[PrincipalSeen], legacy: u64) -> WhatIf {
     }
 }
 
+/// Requests in the window since the enforce date of principals under a `[[grace]]` on that day.
+fn graced_since_enforce(plan: &Plan, sources: &[SourceRow], start: Date, today: Date) -> u64 {
+    let Some(enforce) = plan.phases.enforce else {
+        return 0;
+    };
+    sources
+        .iter()
+        .filter(|r| r.plan.as_deref() == Some(plan.name.as_str()))
+        .filter(|r| r.day >= enforce.max(start) && r.day <= today)
+        .filter(|r| {
+            plan.graces
+                .iter()
+                .any(|g| g.credential == r.credential && g.principal == r.key && r.day < g.until)
+        })
+        .map(|r| r.count)
+        .sum()
+}
+
 /// "split before enforce" for shared credentials; expired graces.
 fn insight_reasons(reasons: &mut Vec<String>, shared: &[SharedCredential], graces: &[GraceReport]) {
     for s in shared {
@@ -546,7 +565,12 @@ fn expiring_certs(
     expiring
 }
 
-/// The plan's [`Status`] and the reasons for it.
+/// The plan's [`Status`] and the reasons for it. `graced`: legacy requests since the enforce date
+/// that a `[[grace]]` let through (not refused, so not overdue; but the plan is not done).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the window's figures, each computed once by plan_report"
+)]
 fn readiness(
     plan: &Plan,
     today: Date,
@@ -555,6 +579,7 @@ fn readiness(
     legacy_share: Option<f64>,
     observed_days: u32,
     days: u32,
+    graced: u64,
 ) -> (Status, Vec<String>) {
     let mut reasons = Vec::new();
     let status = if let Some(x) = &plan.exception {
@@ -577,12 +602,18 @@ fn readiness(
                 .sum(),
             _ => 0,
         };
+        let legacy_since_enforce = legacy_since_enforce.saturating_sub(graced);
         let within = legacy_share.is_none_or(|s| s <= plan.exit.max_legacy_share);
         if legacy_since_enforce > 0 {
             reasons.push(format!(
                 "{legacy_since_enforce} legacy request(s) since the enforce date (refused)"
             ));
             Status::Overdue
+        } else if phase == Phase::Enforce && graced > 0 {
+            reasons.push(format!(
+                "{graced} legacy request(s) since the enforce date let through under a grace"
+            ));
+            Status::NotReady
         } else if phase == Phase::Enforce {
             reasons.push("enforced; no legacy requests since".into());
             Status::Ready

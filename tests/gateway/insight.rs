@@ -736,6 +736,13 @@ async fn grace_bridges_one_principal_until_its_date() {
             "seen": true
         }])
     );
+    // Only solo's request since the enforce date was refused; acme's was let through.
+    assert_eq!(b["status"], "overdue");
+    assert_eq!(
+        b["reasons"][0],
+        "1 legacy request(s) since the enforce date (refused)"
+    );
+    assert_eq!(b["window"]["legacy_requests"], 2);
     assert_eq!(
         b["what_if_enforced"]["graced"],
         serde_json::json!(["partner-keys:acme"])
