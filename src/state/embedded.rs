@@ -384,11 +384,19 @@ fn write_access(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<Option<St
 
 /// Add the pending source rows, keeping at most [`MAX_SOURCES`] distinct sources per (day, route,
 /// plan, credential, key) in the file; requests from further sources go to the overflow row.
+/// Rows older than [`super::redis::USAGE_RETENTION_DAYS`] are dropped.
 fn write_sources(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<(), StateError> {
     let rows = p.sources.rows();
     if rows.is_empty() {
         return Ok(());
     }
+    // Kept as long as Redis keeps them: far longer than any plan window, and bounded. Counted
+    // from the newest day written (the gateway's clock, not this machine's).
+    let newest = rows.iter().map(|r| r.day.days()).max().unwrap_or_default();
+    let oldest = newest.saturating_sub(super::redis::USAGE_RETENTION_DAYS);
+    tx.prepare_cached("DELETE FROM sources WHERE day < ?1")
+        .and_then(|mut st| st.execute([oldest]))
+        .map_err(db_err)?;
     let mut update = tx
         .prepare_cached(
             "UPDATE sources SET count = count + ?9, last_seen = max(last_seen, ?10)
