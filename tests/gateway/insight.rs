@@ -375,6 +375,34 @@ async fn one_key_from_three_sources_is_shared_one_source_is_not() {
         "{table}"
     );
     assert!(!table.contains('\u{1b}'), "{table}");
+
+    // The dashboard flags it on the plan card, with its sources, and on the inventory row.
+    let dom = dashboard_dom(&admin).await;
+    let a = card(&dom, "plan-a");
+    assert!(
+        a.contains("Split before enforce: partner-keys:acme is used from 3 sources"),
+        "{a}"
+    );
+    assert!(
+        a.contains(&format!("<li>127.0.0.3 · {} · 1 request(s)</li>", UA2)),
+        "{a}"
+    );
+    assert!(
+        a.contains(r#"<span class="tag shared">shared</span>partner-keys:acme"#),
+        "{a}"
+    );
+    assert!(
+        !a.contains(r#"<span class="tag shared">shared</span>partner-keys:solo"#),
+        "{a}"
+    );
+    assert!(
+        !a.contains("<script>"),
+        "a User-Agent is text, never markup"
+    );
+    assert!(
+        dom.contains(r#"<td class="num">4</td><td class="num">3</td><td>team-plan-a &lt;plan-a@corp.example&gt; (plan-a); team-plan-b &lt;plan-b@corp.example&gt; (plan-b)</td><td><span class="tag shared">shared: split before enforce</span></td>"#),
+        "{dom}"
+    );
     gw.stop().await;
 }
 
