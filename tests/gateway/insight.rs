@@ -784,6 +784,17 @@ async fn grace_bridges_one_principal_until_its_date() {
         "{table}"
     );
 
+    let dom = dashboard_dom(&admin).await;
+    let b = card(&dom, "plan-b");
+    assert!(
+        b.contains(r#"<li data-principal="partner-keys:acme">partner-keys:acme until 2027-03-15: vendor release in March (10 d left)</li>"#),
+        "{b}"
+    );
+    assert!(
+        b.contains(r#"<span class="tag grace">grace until 2027-03-15</span>partner-keys:acme"#),
+        "{b}"
+    );
+
     // The last second of the grace, then its date: refused.
     clock.set(Date::from_ymd(2027, 3, 15).unwrap().midnight() - Duration::from_secs(1));
     assert_eq!(fetch(&c, &base, "/b/orders", ACME).await.0, 200);
