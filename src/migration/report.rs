@@ -288,8 +288,17 @@ pub fn plan_report(
     let legacy_share = share(legacy, total);
 
     // Legacy principals seen in the window on this plan's routes.
-    let window_start = Timestamp(start.unix_seconds());
-    let on_routes = |e: &InventoryEntry| e.routes.iter().any(|r| routes.contains(&r.as_str()));
+    // Who was seen on this plan's routes within the window (any credential).
+    let on_plan: BTreeSet<(&str, &str)> = recorded
+        .sources
+        .iter()
+        .filter(|r| r.plan.as_deref() == Some(plan.name.as_str()) && r.day >= start)
+        .map(|r| (r.credential.as_str(), r.key.as_str()))
+        .collect();
+    let on_plan = |e: &InventoryEntry| {
+        let key = e.principal.as_deref().unwrap_or(&e.identity);
+        on_plan.contains(&(e.credential.as_str(), key))
+    };
     let active = active_principals(plan, recorded, start, revoked, shared_threshold, now);
     let what_if = what_if(&active, legacy);
     let shared_credentials: Vec<SharedCredential> = active
@@ -319,7 +328,7 @@ pub fn plan_report(
         })
         .collect();
 
-    let expiring = expiring_certs(inventory, &on_routes, window_start, now);
+    let expiring = expiring_certs(inventory, &on_plan, now);
 
     let exception = plan.exception.as_ref().map(|x| ExceptionReport {
         reason: x.reason.clone(),
@@ -543,14 +552,13 @@ fn daily_shares(plan: &Plan, usage: &[UsageRow], start: Date, days: u32) -> Vec<
 /// [`CERT_WARN_DAYS`], soonest first.
 fn expiring_certs(
     inventory: &[InventoryEntry],
-    on_routes: &dyn Fn(&InventoryEntry) -> bool,
-    window_start: Timestamp,
+    on_plan: &dyn Fn(&InventoryEntry) -> bool,
     now: SystemTime,
 ) -> Vec<ExpiringCert> {
     let now_ts = Timestamp::of(now);
     let mut expiring: Vec<ExpiringCert> = inventory
         .iter()
-        .filter(|e| e.kind == Kind::Mtls && on_routes(e) && e.last_seen >= window_start)
+        .filter(|e| e.kind == Kind::Mtls && on_plan(e))
         .filter_map(|e| {
             let na = e.cert_not_after?;
             let days_left = (na.0 - now_ts.0).div_euclid(86_400);
