@@ -748,9 +748,21 @@ async fn grace_bridges_one_principal_until_its_date() {
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "urn:portcullis:legacy-credential-retired");
-    let audited = audit_lines(dir, 5).await.len();
-
+    // A grace never outranks a revocation.
     let admin = format!("http://{}", gw.admin_addr);
+    let revocations = format!("{admin}/admin/v1/revocations");
+    let target = serde_json::json!({"credential": "partner-keys:acme", "reason": "leaked"});
+    let http = reqwest::Client::new();
+    let r = http.post(&revocations).json(&target).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let got = fetch(&c, &base, "/b/orders", ACME).await;
+    assert_eq!(got.0, 401, "{got:?}");
+    assert_eq!(got.2["type"], "urn:portcullis:invalid-credential");
+    let undo = serde_json::json!({"credential": "partner-keys:acme"});
+    let r = http.delete(&revocations).json(&undo).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let audited = audit_lines(dir, 6).await.len();
+
     let m = get_json(&format!("{admin}/admin/v1/migration")).await;
     let b = plan(&m, "plan-b");
     assert_eq!(
