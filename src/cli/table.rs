@@ -147,10 +147,19 @@ pub fn migration_table(v: &Value) -> String {
     out
 }
 
-/// A plan's shared credentials ("split before enforce", with their sources) and graces.
+/// A plan's contact (when it has legacy principals), shared credentials ("split before enforce",
+/// with their sources) and graces.
 fn insight_lines(out: &mut String, name: &str, p: &Value) {
     let empty = Vec::new();
     let list = |k: &str| p.get(k).and_then(Value::as_array).unwrap_or(&empty);
+    // Whom to call about the principals listed above.
+    if !list("active_legacy_principals").is_empty() {
+        let docs = match p.get("docs").and_then(Value::as_str) {
+            Some(d) => format!(" · {}", clean(d)),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "{name}: contact {}{docs}", clean(&s(p, "owner")));
+    }
     for c in list("shared_credentials") {
         let floor = if c.get("sources_capped").and_then(Value::as_bool) == Some(true) {
             "at least "

@@ -374,6 +374,10 @@ async fn one_key_from_three_sources_is_shared_one_source_is_not() {
         table.contains(&format!("  127.0.0.3  {UA2}  1 request(s)")),
         "{table}"
     );
+    assert!(
+        table.contains("plan-a: contact team-plan-a <plan-a@corp.example> · https://wiki.corp.example/migrations/plan-a"),
+        "{table}"
+    );
     assert!(!table.contains('\u{1b}'), "{table}");
 
     // The dashboard flags it on the plan card, with its sources, and on the inventory row.

@@ -8,6 +8,14 @@ fn migration_status_table() {
         "plans": [
             {"name": "payments-cics", "phase": "bridge", "next_phase": "enforce", "next_date": "2027-03-01",
              "days_to_sunset": 71, "status": "ready",
+             "owner": "team-payments", "docs": "https://wiki.corp.example/m/payments",
+             "shared_credentials": [{"principal": "racf:BATCH01", "distinct_sources": 32, "sources_capped": true,
+                 "sources": [{"ip": "10.0.0.2", "user_agent": "batch\u{1b}[2J/1.0", "requests": 40, "last_seen": "2026-12-20T01:00:00Z"},
+                             {"ip": "10.0.0.3", "user_agent": "", "requests": 2, "last_seen": "2026-12-19T01:00:00Z"}]}],
+             "graces": [{"principal": "racf:JSMITH", "until": "2027-04-01", "reason": "vendor", "days_left": 102,
+                         "expired": false, "seen": false},
+                        {"principal": "racf:OLD", "until": "2026-12-01", "reason": "was late", "days_left": -19,
+                         "expired": true, "seen": true}],
              "window": {"legacy_share": 0.004975, "max_legacy_share": 0.01, "days": 14},
              "active_legacy_principals": [{"principal": "BATCH01"}, {"principal": "JSMITH"}],
              "what_if_enforced": {"refused_requests": 70, "principals": ["racf:BATCH01", "racf:JSMITH"]},
@@ -25,6 +33,12 @@ PLAN              PHASE   NEXT                SUNSET IN (DAYS)  LEGACY SHARE    
 payments-cics     bridge  enforce 2027-03-01  71                0.50% (max 1.00%, 14d)  2              ready
 stripe-callbacks  bridge  -                   -                 - (max 0.00%, 14d)      0              overdue review
 payments-cics: enforcing today would refuse 70 request(s) from 2 caller(s): racf:BATCH01, racf:JSMITH
+payments-cics: contact team-payments · https://wiki.corp.example/m/payments
+payments-cics: split before enforce: racf:BATCH01 is used from at least 32 sources
+  10.0.0.2  batch?[2J/1.0  40 request(s), last 2026-12-20T01:00:00Z
+  10.0.0.3  (no User-Agent)  2 request(s), last 2026-12-19T01:00:00Z
+payments-cics: grace for racf:JSMITH until 2027-04-01 (102 days left): vendor (not seen in the window: check the spelling)
+payments-cics: grace for racf:OLD until 2026-12-01 (EXPIRED, refused): was late
 payments-cics: client certificate of spiffe://corp.example/ns/payments/batch expires 2026-12-24T00:00:00Z (3 days)
 route legacy-soap: no plan (bridge, standing exception)
 ";
