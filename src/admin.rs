@@ -199,14 +199,21 @@ impl Ops {
                 }
             }
             (&Method::GET, "/admin/v1/inventory") => {
-                match m::inventory_json(&*self.state, now).await {
+                match m::inventory_json(&*self.state, &self.plans, now).await {
                     Ok(v) => json_response(StatusCode::OK, &v),
                     Err(e) => unavailable(e),
                 }
             }
             (&Method::GET, "/admin/v1/policy/suggest") => {
                 use crate::admin::suggest::{suggest_json, SuggestError};
-                match suggest_json(&*self.state, &self.route_names(), parts.uri.query(), now).await
+                match suggest_json(
+                    &*self.state,
+                    &self.route_names(),
+                    parts.uri.query(),
+                    self.plans.settings.shared_threshold,
+                    now,
+                )
+                .await
                 {
                     Ok(v) => json_response(StatusCode::OK, &v),
                     Err(SuggestError::State(e)) => unavailable(e),

@@ -145,7 +145,10 @@ fn check_audience(
             plan_lineage::treatment(r.plan.as_deref(), &seen, now),
             &r.plan,
         ) {
-            (Treatment::Refuse, Some(plan)) => {
+            // A `[[grace]]` that holds lets the route admit the caller: so does the exchange.
+            (Treatment::Refuse, Some(plan))
+                if crate::migration::grace::graced(plan, &seen, now).is_none() =>
+            {
                 retired_by
                     .get_or_insert_with(|| retired(plan, plan_lineage::retired_name(plan, &seen)));
             }

@@ -168,7 +168,9 @@ function planCard(p, today) {
   } else {
     const t = el("table");
     const hr = el("tr");
-    for (const h of ["Principal", "Identity", "Last seen", "Requests"]) hr.appendChild(el("th", h === "Requests" ? "num" : null, h));
+    for (const h of ["Principal", "Identity", "Last seen", "Requests", "Sources"]) {
+      hr.appendChild(el("th", h === "Requests" || h === "Sources" ? "num" : null, h));
+    }
     t.appendChild(el("thead")).appendChild(hr);
     const tb = el("tbody");
     for (const a of active) {
@@ -176,16 +178,21 @@ function planCard(p, today) {
       const who = a.principal ? `${a.credential}:${a.principal}` : a.credential;
       const c = el("td");
       if (a.revoked) c.appendChild(el("span", "tag revoked", "revoked"));
+      if (a.shared_suspected) c.appendChild(el("span", "tag shared", "shared"));
+      if (a.grace_until) c.appendChild(el("span", "tag grace", `grace until ${a.grace_until}`));
       c.appendChild(document.createTextNode(who));
       tr.appendChild(c);
       tr.appendChild(el("td", "mono", a.identity));
       tr.appendChild(el("td", null, shortTime(a.last_seen)));
       tr.appendChild(el("td", "num", a.count));
+      tr.appendChild(el("td", "num", (a.sources_capped ? "≥" : "") + str(a.distinct_sources)));
       tb.appendChild(tr);
     }
     t.appendChild(tb);
     card.appendChild(t);
+    card.appendChild(el("p", "meta contact", `Contact: ${str(p.owner)}${p.docs ? " · " + p.docs : ""}`));
   }
+  insight(card, p);
   if (Array.isArray(p.reasons) && p.reasons.length) {
     const ul = el("ul", "reasons");
     for (const r of p.reasons) ul.appendChild(el("li", null, r));
@@ -200,6 +207,38 @@ function planCard(p, today) {
     card.appendChild(para);
   }
   return card;
+}
+
+// Shared credentials ("split before enforce", with their sources) and graces of one plan.
+function insight(card, p) {
+  const shared = Array.isArray(p.shared_credentials) ? p.shared_credentials : [];
+  for (const s of shared) {
+    const box = el("div", "split");
+    box.dataset.principal = String(s.principal || "");
+    box.appendChild(el("p", "whatif",
+      `Split before enforce: ${s.principal} is used from ${s.sources_capped ? "at least " : ""}${s.distinct_sources} sources`));
+    const ul = el("ul", "sources");
+    for (const src of Array.isArray(s.sources) ? s.sources : []) {
+      ul.appendChild(el("li", null,
+        `${str(src.ip)} · ${src.user_agent ? src.user_agent : "(no User-Agent)"} · ${str(src.requests)} request(s)`));
+    }
+    box.appendChild(ul);
+    card.appendChild(box);
+  }
+  const graces = Array.isArray(p.graces) ? p.graces : [];
+  if (graces.length) {
+    card.appendChild(el("h4", null, "Graces"));
+    const ul = el("ul", "graces");
+    for (const g of graces) {
+      const li = el("li", g.expired ? "expired" : null);
+      li.dataset.principal = String(g.principal || "");
+      li.textContent = `${g.principal} until ${g.until}: ${g.reason}` +
+        (g.expired ? " (expired: refused)" : ` (${g.days_left} d left)`) +
+        (g.seen ? "" : " · not seen in the window");
+      ul.appendChild(li);
+    }
+    card.appendChild(ul);
+  }
 }
 
 function renderPlans(m) {
@@ -229,8 +268,12 @@ function renderInventory() {
     tr.appendChild(el("td", null, shortTime(e.first_seen)));
     tr.appendChild(el("td", null, shortTime(e.last_seen)));
     tr.appendChild(el("td", "num", e.count));
+    tr.appendChild(el("td", "num", (e.sources_capped ? "≥" : "") + str(e.distinct_sources)));
+    tr.appendChild(el("td", null, (Array.isArray(e.plans) ? e.plans : [])
+      .map((c) => `${c.owner} (${c.plan})`).join("; ") || "–"));
     const notes = el("td");
     if (e.revoked) notes.appendChild(el("span", "tag revoked", "revoked"));
+    if (e.shared_suspected) notes.appendChild(el("span", "tag shared", "shared: split before enforce"));
     if (e.cert_expiring) notes.appendChild(el("span", "tag expiring", `cert expires ${shortTime(e.cert_not_after)}`));
     tr.appendChild(notes);
     return tr;

@@ -7,10 +7,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::migration::plan::Plans;
-use crate::migration::report::{inventory_report, migration_report, usage_needed_since};
+use crate::migration::report::{
+    inventory_report, migration_report, usage_needed_since, Recorded, INVENTORY_WINDOW_DAYS,
+};
 use crate::problem::{Code, Refusal};
 use crate::state::{Revocation, RevocationSet, StateError, StateStore, Target};
-use crate::time::Timestamp;
+use crate::time::{Date, Timestamp};
 
 /// Longest accepted revocation reason.
 const MAX_REASON: usize = 512;
@@ -54,19 +56,31 @@ pub async fn report_now(
     routes: &[(&str, Option<&str>)],
     now: SystemTime,
 ) -> Result<crate::migration::report::MigrationReport, StateError> {
-    let usage = store.usage(usage_needed_since(plans, now)).await?;
+    let since = usage_needed_since(plans, now);
+    let usage = store.usage(since).await?;
     let inventory = store.inventory().await?;
+    let sources = store.sources(since).await?;
     let revoked = RevocationSet::new(&store.revocations().await?);
-    Ok(migration_report(
-        plans, routes, &usage, &inventory, &revoked, now,
-    ))
+    let recorded = Recorded {
+        usage: &usage,
+        inventory: &inventory,
+        sources: &sources,
+    };
+    Ok(migration_report(plans, routes, recorded, &revoked, now))
 }
 
 /// `GET /admin/v1/inventory`.
-pub async fn inventory_json(store: &dyn StateStore, now: SystemTime) -> Result<Value, StateError> {
+pub async fn inventory_json(
+    store: &dyn StateStore,
+    plans: &Plans,
+    now: SystemTime,
+) -> Result<Value, StateError> {
     let inventory = store.inventory().await?;
+    let since = usage_needed_since(plans, now)
+        .min(Date::of(now).plus(1 - i64::from(INVENTORY_WINDOW_DAYS)));
+    let sources = store.sources(since).await?;
     let revoked = RevocationSet::new(&store.revocations().await?);
-    serde_json::to_value(inventory_report(&inventory, &revoked, now))
+    serde_json::to_value(inventory_report(&inventory, &sources, plans, &revoked, now))
         .map_err(|e| StateError(e.to_string()))
 }
 

@@ -118,6 +118,7 @@ pub fn migration_table(v: &Value) -> String {
                 );
             }
         }
+        insight_lines(&mut out, &name, p);
         for c in p
             .get("expiring_certs")
             .and_then(Value::as_array)
@@ -146,6 +147,66 @@ pub fn migration_table(v: &Value) -> String {
     out
 }
 
+/// A plan's contact (when it has legacy principals), shared credentials ("split before enforce",
+/// with their sources) and graces.
+fn insight_lines(out: &mut String, name: &str, p: &Value) {
+    let empty = Vec::new();
+    let list = |k: &str| p.get(k).and_then(Value::as_array).unwrap_or(&empty);
+    // Whom to call about the principals listed above.
+    if !list("active_legacy_principals").is_empty() {
+        let docs = match p.get("docs").and_then(Value::as_str) {
+            Some(d) => format!(" · {}", clean(d)),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "{name}: contact {}{docs}", clean(&s(p, "owner")));
+    }
+    for c in list("shared_credentials") {
+        let floor = if c.get("sources_capped").and_then(Value::as_bool) == Some(true) {
+            "at least "
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{name}: split before enforce: {} is used from {floor}{} sources",
+            clean(&s(c, "principal")),
+            s(c, "distinct_sources")
+        );
+        for src in c.get("sources").and_then(Value::as_array).unwrap_or(&empty) {
+            let agent = match s(src, "user_agent").as_str() {
+                "" => "(no User-Agent)".to_string(),
+                a => clean(a),
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {agent}  {} request(s), last {}",
+                clean(&s(src, "ip")),
+                s(src, "requests"),
+                s(src, "last_seen")
+            );
+        }
+    }
+    for g in list("graces") {
+        let state = if g.get("expired").and_then(Value::as_bool) == Some(true) {
+            "EXPIRED, refused".to_string()
+        } else {
+            format!("{} days left", s(g, "days_left"))
+        };
+        let unseen = if g.get("seen").and_then(Value::as_bool) == Some(false) {
+            " (not seen in the window: check the spelling)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{name}: grace for {} until {} ({state}): {}{unseen}",
+            clean(&s(g, "principal")),
+            s(g, "until"),
+            clean(&s(g, "reason"))
+        );
+    }
+}
+
 /// `portcullis inventory` from `GET /admin/v1/inventory`.
 pub fn inventory_table(v: &Value) -> String {
     let empty = Vec::new();
@@ -167,6 +228,19 @@ pub fn inventory_table(v: &Value) -> String {
             if e.get("cert_expiring").and_then(Value::as_bool) == Some(true) {
                 flags.push(format!("cert expires {}", s(e, "cert_not_after")));
             }
+            if e.get("shared_suspected").and_then(Value::as_bool) == Some(true) {
+                flags.push("shared? split before enforce".to_string());
+            }
+            let owners: Vec<String> = e
+                .get("plans")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|p| format!("{} ({})", s(p, "owner"), s(p, "plan")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let capped = e.get("sources_capped").and_then(Value::as_bool) == Some(true);
             vec![
                 s(e, "kind"),
                 s(e, "credential"),
@@ -176,6 +250,16 @@ pub fn inventory_table(v: &Value) -> String {
                 s(e, "first_seen"),
                 s(e, "last_seen"),
                 s(e, "count"),
+                format!(
+                    "{}{}",
+                    if capped { ">=" } else { "" },
+                    s(e, "distinct_sources")
+                ),
+                if owners.is_empty() {
+                    "-".to_string()
+                } else {
+                    owners.join("; ")
+                },
                 if flags.is_empty() {
                     "-".to_string()
                 } else {
@@ -194,6 +278,8 @@ pub fn inventory_table(v: &Value) -> String {
             "FIRST SEEN",
             "LAST SEEN",
             "REQUESTS",
+            "SOURCES",
+            "OWNER",
             "NOTES",
         ],
         &rows,

@@ -70,5 +70,37 @@ pub(super) fn plans(
         .collect();
     let problems = check_against_config(&plans, &kinds, &uses, c.file);
     c.problems.extend(problems);
-    (plans, dir)
+    let settings = insight_settings(c, &raw);
+    c.problems.extend(crate::migration::grace::check_max_grace(
+        &plans,
+        settings.max_grace_days,
+    ));
+    (plans.with_settings(settings), dir)
+}
+
+/// `[migration] shared_threshold` and `max_grace` (whole days).
+fn insight_settings(c: &mut Collector<'_>, raw: &raw::Migration) -> crate::migration::Settings {
+    let mut s = crate::migration::Settings::default();
+    if let Some(t) = raw.shared_threshold {
+        if t < 2 {
+            c.push(
+                "migration.shared_threshold",
+                format!("{t}: at least 2 (one source is what an unshared credential has)"),
+            );
+        } else {
+            s.shared_threshold = t;
+        }
+    }
+    if let Some(text) = &raw.max_grace {
+        match crate::units::parse_duration(text) {
+            Ok(d) if d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 && d.as_secs() > 0 => {
+                s.max_grace_days = u32::try_from(d.as_secs() / 86_400).unwrap_or(u32::MAX);
+            }
+            _ => c.push(
+                "migration.max_grace",
+                format!("{text:?}: expected whole days such as \"90d\""),
+            ),
+        }
+    }
+    s
 }

@@ -344,4 +344,6 @@ pub struct State {
 #[serde(deny_unknown_fields)]
 pub struct Migration {
     pub plans_dir: Option<String>,
+    pub shared_threshold: Option<u32>,
+    pub max_grace: Option<String>,
 }

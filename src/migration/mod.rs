@@ -3,6 +3,8 @@
 //! ([`report`], from the usage and inventory kept by [`crate::state`]). The phase decided once per
 //! request is the pipeline's ([`crate::pipeline::admission`]): it composes authn, authz and token.
 
+pub mod grace;
+pub mod insight;
 pub mod lineage;
 pub mod phase;
 pub mod plan;
@@ -11,7 +13,7 @@ pub mod report;
 pub use phase::{
     active_phase, retired, route_phase, treatment, Phase, PhaseAt, SunsetHeaders, Treatment,
 };
-pub use plan::{check_against_config, parse_plan, Plan, Plans, RouteUse};
+pub use plan::{check_against_config, parse_plan, Plan, Plans, RouteUse, Settings};
 
 #[cfg(test)]
 mod tests;

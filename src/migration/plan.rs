@@ -39,6 +39,8 @@ pub struct Plan {
     pub phases: Phases,
     pub exit: ExitCriteria,
     pub exception: Option<Exception>,
+    /// `[[grace]]`: named principals still bridged in `enforce` until their own date.
+    pub graces: Vec<super::grace::Grace>,
     /// The file it came from (for problems and reports).
     pub file: String,
     /// Built once at load: the bridge-phase response headers (when `enforce` is set).
@@ -76,16 +78,46 @@ pub struct Exception {
     pub review_by: Date,
 }
 
-/// Every plan, by name.
+/// Every plan, by name, with the `[migration]` settings their reports use.
 #[derive(Debug, Clone, Default)]
 pub struct Plans {
     by_name: BTreeMap<String, Arc<Plan>>,
+    pub settings: Settings,
 }
+
+/// `[migration]` settings besides `plans_dir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// A legacy principal seen from at least this many distinct sources over a plan's window is
+    /// `shared_suspected` (`shared_threshold`, default 3).
+    pub shared_threshold: u32,
+    /// Longest `[[grace]]` after a plan's enforce date, in days (`max_grace`, default 90d).
+    pub max_grace_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            shared_threshold: DEFAULT_SHARED_THRESHOLD,
+            max_grace_days: super::grace::DEFAULT_MAX_GRACE_DAYS,
+        }
+    }
+}
+
+/// `[migration] shared_threshold` when the config does not set it.
+pub const DEFAULT_SHARED_THRESHOLD: u32 = 3;
 
 impl Plans {
     /// The plan called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Plan>> {
         self.by_name.get(name)
+    }
+
+    /// The same plans with `settings`.
+    #[must_use]
+    pub fn with_settings(mut self, settings: Settings) -> Plans {
+        self.settings = settings;
+        self
     }
 
     /// All plans, by name.
@@ -191,6 +223,8 @@ struct RawPlan {
     phases: RawPhases,
     exit_criteria: Option<RawExit>,
     exception: Option<RawException>,
+    #[serde(default)]
+    grace: Vec<super::grace::RawGrace>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,7 +258,7 @@ fn problem(file: &str, key: &str, message: impl Into<String>) -> Problem {
 }
 
 /// A TOML local date (`2026-12-01`); a time or offset would make the switch instant ambiguous.
-fn toml_date(v: &toml::value::Datetime) -> Result<Date, String> {
+pub(super) fn toml_date(v: &toml::value::Datetime) -> Result<Date, String> {
     match (v.date, v.time, v.offset) {
         (Some(d), None, None) => {
             Date::from_ymd(i64::from(d.year), u32::from(d.month), u32::from(d.day))
@@ -292,6 +326,14 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
     let (observe, bridge, enforce, review_by) = phase_dates(&mut c, &raw);
     let exit = exit_criteria(&mut c, &raw);
     let exception = exception(&mut c, &raw, review_by);
+    let graces = super::grace::graces(
+        &mut c,
+        &raw.grace,
+        &raw.legacy_credentials,
+        (bridge, enforce),
+        raw.exception.is_some(),
+        raw.docs.as_deref(),
+    );
 
     let (Some(observe), true) = (observe, c.is_ok()) else {
         return Err(c.problems);
@@ -311,6 +353,7 @@ pub fn parse_plan(file: &str, stem: &str, text: &str) -> Result<Plan, Vec<Proble
         phases,
         exit,
         exception,
+        graces,
         file: file.to_string(),
         sunset,
     })

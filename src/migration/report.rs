@@ -2,24 +2,31 @@
 //! pure functions from plans, recorded usage and inventory to serializable reports, so they are
 //! tested on synthetic data and the admin API only fetches and serializes.
 //!
-//! Approximation to know about: the inventory keeps, per principal, the set of routes ever used
-//! and one `last_seen` across them, so "legacy principals still active" on a plan means seen
-//! within the window on any route and having used one of the plan's routes at some point. Request
-//! counts (shares, what-if requests) are exact: they come from per-day, per-route usage.
+//! Every figure on a plan's report counts only that plan's routes over its window: shares and
+//! what-if requests come from per-day, per-route usage, and the legacy principals (their
+//! requests, last seen, distinct sources) from the per-day, per-route source rows
+//! ([`crate::state::sources`]). The inventory's `routes`, `count`, `first_seen`/`last_seen` are
+//! all-time, across routes; its `distinct_sources` counts the window of the plans that retire the
+//! credential ([`INVENTORY_WINDOW_DAYS`] when none does).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::grace::GraceReport;
+use super::insight::{figures, shared_suspected, Figures, SourceSeen};
 use super::phase::Phase;
 use super::plan::{Plan, Plans};
 use crate::identity::Kind;
-use crate::state::{InventoryEntry, RevocationSet, UsageRow};
+use crate::state::{InventoryEntry, RevocationSet, SourceRow, UsageRow};
 use crate::time::{Date, Timestamp};
 
 /// mTLS callers whose last certificate expires within this many days are flagged.
 pub const CERT_WARN_DAYS: i64 = 7;
+
+/// The window of an inventory row's `distinct_sources` when no plan retires its credential.
+pub const INVENTORY_WINDOW_DAYS: u32 = 14;
 
 /// The whole `migration status`.
 #[derive(Debug, Clone, Serialize)]
@@ -88,8 +95,14 @@ pub struct PlanReport {
     pub status: Status,
     /// Why the status is what it is, in words.
     pub reasons: Vec<String>,
-    /// Principals of the retired credentials seen within the window, most recent first.
+    /// Principals of the retired credentials seen on this plan's routes within the window, most
+    /// recent first.
     pub active_legacy_principals: Vec<PrincipalSeen>,
+    /// Active legacy principals seen from `[migration] shared_threshold` or more distinct
+    /// sources: split each into one workload identity per source before enforcing.
+    pub shared_credentials: Vec<SharedCredential>,
+    /// `[[grace]]` entries: principals still bridged after the enforce date.
+    pub graces: Vec<GraceReport>,
     /// What `enforce` would refuse if it started today.
     pub what_if_enforced: WhatIf,
     /// mTLS callers on this plan's routes whose last certificate expires within 7 days.
@@ -123,16 +136,38 @@ pub struct DayShare {
     pub legacy_share: Option<f64>,
 }
 
-/// A legacy principal.
+/// A legacy principal, as seen on one plan's routes within its window.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrincipalSeen {
     pub credential: String,
     pub principal: Option<String>,
     pub identity: String,
+    /// Last request on this plan's routes.
     pub last_seen: Timestamp,
-    /// All-time requests.
+    /// Requests on this plan's routes within the window.
     pub count: u64,
     pub revoked: bool,
+    /// Distinct sources (client IP + User-Agent) of those requests; a floor when
+    /// `sources_capped`.
+    pub distinct_sources: u64,
+    pub sources_capped: bool,
+    pub shared_suspected: bool,
+    /// The sources, busiest first.
+    pub sources: Vec<SourceSeen>,
+    /// The date its `[[grace]]` ends, while one holds.
+    pub grace_until: Option<Date>,
+}
+
+/// A legacy principal used from several sources: most likely one static credential copied into
+/// several workloads, each of which needs its own identity before the credential is retired.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedCredential {
+    /// `credential:principal` (or the identity when there is no principal).
+    pub principal: String,
+    pub identity: String,
+    pub distinct_sources: u64,
+    pub sources_capped: bool,
+    pub sources: Vec<SourceSeen>,
 }
 
 /// The what-if of enforcing today.
@@ -144,6 +179,8 @@ pub struct WhatIf {
     pub refused_callers: usize,
     /// Who, as `credential:principal` (or the identity when there is no principal).
     pub principals: Vec<String>,
+    /// Principals a `[[grace]]` would still let through (not counted above).
+    pub graced: Vec<String>,
 }
 
 /// An mTLS caller whose certificate is about to expire.
@@ -173,8 +210,7 @@ pub fn usage_needed_since(plans: &Plans, now: SystemTime) -> Date {
 pub fn migration_report(
     plans: &Plans,
     routes: &[(&str, Option<&str>)],
-    usage: &[UsageRow],
-    inventory: &[InventoryEntry],
+    recorded: Recorded<'_>,
     revoked: &RevocationSet,
     now: SystemTime,
 ) -> MigrationReport {
@@ -186,7 +222,14 @@ pub fn migration_report(
                 .filter(|(_, p)| *p == Some(plan.name.as_str()))
                 .map(|(r, _)| *r)
                 .collect();
-            plan_report(plan, &plan_routes, usage, inventory, revoked, now)
+            plan_report(
+                plan,
+                &plan_routes,
+                recorded,
+                revoked,
+                plans.settings.shared_threshold,
+                now,
+            )
         })
         .collect();
     MigrationReport {
@@ -209,22 +252,28 @@ fn share(legacy: u64, total: u64) -> Option<f64> {
     (total > 0).then(|| legacy as f64 / total as f64)
 }
 
-fn principal_label(e: &InventoryEntry) -> String {
-    match &e.principal {
-        Some(p) => format!("{}:{p}", e.credential),
-        None => e.identity.clone(),
-    }
+/// What the state store recorded, as the reports read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// Usage since [`usage_needed_since`].
+    pub usage: &'a [UsageRow],
+    pub inventory: &'a [InventoryEntry],
+    /// Source rows since [`usage_needed_since`].
+    pub sources: &'a [SourceRow],
 }
 
 /// One plan's report; `routes` are the routes using it.
 pub fn plan_report(
     plan: &Plan,
     routes: &[&str],
-    usage: &[UsageRow],
-    inventory: &[InventoryEntry],
+    recorded: Recorded<'_>,
     revoked: &RevocationSet,
+    shared_threshold: u32,
     now: SystemTime,
 ) -> PlanReport {
+    let Recorded {
+        usage, inventory, ..
+    } = recorded;
     let today = Date::of(now);
     let at = plan.phases.at(now);
     let days = plan.exit.window_days.max(1);
@@ -239,39 +288,47 @@ pub fn plan_report(
     let legacy_share = share(legacy, total);
 
     // Legacy principals seen in the window on this plan's routes.
-    let window_start = Timestamp(start.unix_seconds());
-    let on_routes = |e: &InventoryEntry| e.routes.iter().any(|r| routes.contains(&r.as_str()));
-    let mut active: Vec<PrincipalSeen> = inventory
+    // Who was seen on this plan's routes within the window (any credential).
+    let on_plan: BTreeSet<(&str, &str)> = recorded
+        .sources
         .iter()
-        .filter(|e| plan.retires(&e.credential) && on_routes(e) && e.last_seen >= window_start)
-        .map(|e| PrincipalSeen {
-            credential: e.credential.clone(),
-            principal: e.principal.clone(),
-            identity: e.identity.clone(),
-            last_seen: e.last_seen,
-            count: e.count,
-            revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
+        .filter(|r| r.plan.as_deref() == Some(plan.name.as_str()) && r.day >= start)
+        .map(|r| (r.credential.as_str(), r.key.as_str()))
+        .collect();
+    let on_plan = |e: &InventoryEntry| {
+        let key = e.principal.as_deref().unwrap_or(&e.identity);
+        on_plan.contains(&(e.credential.as_str(), key))
+    };
+    let active = active_principals(plan, recorded, start, revoked, shared_threshold, now);
+    let what_if = what_if(&active, legacy);
+    let shared_credentials: Vec<SharedCredential> = active
+        .iter()
+        .filter(|p| p.shared_suspected && !p.revoked)
+        .map(|p| SharedCredential {
+            principal: seen_label(p),
+            identity: p.identity.clone(),
+            distinct_sources: p.distinct_sources,
+            sources_capped: p.sources_capped,
+            sources: p.sources.clone(),
         })
         .collect();
-    active.sort_by(|a, b| {
-        b.last_seen
-            .cmp(&a.last_seen)
-            .then_with(|| a.principal.cmp(&b.principal))
-    });
-
-    let principals: BTreeSet<String> = inventory
+    let graces: Vec<GraceReport> = plan
+        .graces
         .iter()
-        .filter(|e| plan.retires(&e.credential) && on_routes(e) && e.last_seen >= window_start)
-        .filter(|e| !revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None))
-        .map(principal_label)
+        .map(|g| {
+            let label = g.label();
+            GraceReport {
+                days_left: g.until.days() - today.days(),
+                expired: !g.holds(now),
+                seen: active.iter().any(|p| seen_label(p) == label),
+                principal: label,
+                until: g.until,
+                reason: g.reason.clone(),
+            }
+        })
         .collect();
-    let what_if = WhatIf {
-        refused_requests: legacy,
-        refused_callers: principals.len(),
-        principals: principals.into_iter().collect(),
-    };
 
-    let expiring = expiring_certs(inventory, &on_routes, window_start, now);
+    let expiring = expiring_certs(inventory, &on_plan, now);
 
     let exception = plan.exception.as_ref().map(|x| ExceptionReport {
         reason: x.reason.clone(),
@@ -279,7 +336,7 @@ pub fn plan_report(
         days_to_review: x.review_by.days() - today.days(),
     });
 
-    let (status, reasons) = readiness(
+    let (status, mut reasons) = readiness(
         plan,
         today,
         at.phase,
@@ -287,7 +344,9 @@ pub fn plan_report(
         legacy_share,
         observed_days,
         days,
+        graced_since_enforce(plan, recorded.sources, start, today),
     );
+    insight_reasons(&mut reasons, &shared_credentials, &graces);
 
     PlanReport {
         name: plan.name.clone(),
@@ -316,9 +375,147 @@ pub fn plan_report(
         status,
         reasons,
         active_legacy_principals: active,
+        shared_credentials,
+        graces,
         what_if_enforced: what_if,
         expiring_certs: expiring,
         exception,
+    }
+}
+
+/// `credential:principal` of a listed principal (its identity when it has no principal).
+fn seen_label(p: &PrincipalSeen) -> String {
+    match &p.principal {
+        Some(x) => format!("{}:{x}", p.credential),
+        None => p.identity.clone(),
+    }
+}
+
+/// The plan's legacy principals from the source rows of its routes since `start`, most recent
+/// first, each with its own figures.
+fn active_principals(
+    plan: &Plan,
+    recorded: Recorded<'_>,
+    start: Date,
+    revoked: &RevocationSet,
+    shared_threshold: u32,
+    now: SystemTime,
+) -> Vec<PrincipalSeen> {
+    let by_key: HashMap<(&str, &str), &InventoryEntry> = recorded
+        .inventory
+        .iter()
+        .map(|e| {
+            let key = e.principal.as_deref().unwrap_or(&e.identity);
+            ((e.credential.as_str(), key), e)
+        })
+        .collect();
+    let per = figures(recorded.sources, start, |r| {
+        r.plan.as_deref() == Some(plan.name.as_str()) && plan.retires(&r.credential)
+    });
+    let mut active: Vec<PrincipalSeen> = per
+        .iter()
+        .filter_map(|(&(credential, key), f)| {
+            let e = by_key.get(&(credential, key));
+            // No inventory entry: written by a replica between the two reads; shown next time.
+            let e = e?;
+            Some(principal_seen(plan, e, f, revoked, shared_threshold, now))
+        })
+        .collect();
+    active.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then_with(|| a.principal.cmp(&b.principal))
+    });
+    active
+}
+
+fn principal_seen(
+    plan: &Plan,
+    e: &InventoryEntry,
+    f: &Figures,
+    revoked: &RevocationSet,
+    shared_threshold: u32,
+    now: SystemTime,
+) -> PrincipalSeen {
+    let distinct = f.distinct_sources();
+    let grace_until = plan
+        .graces
+        .iter()
+        .find(|g| {
+            g.credential == e.credential
+                && e.principal.as_deref() == Some(g.principal.as_str())
+                && g.holds(now)
+        })
+        .map(|g| g.until);
+    PrincipalSeen {
+        credential: e.credential.clone(),
+        principal: e.principal.clone(),
+        identity: e.identity.clone(),
+        last_seen: f.last_seen.unwrap_or(e.last_seen),
+        count: f.requests,
+        revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
+        distinct_sources: distinct,
+        sources_capped: f.capped(),
+        shared_suspected: shared_suspected(e.kind, distinct, shared_threshold),
+        sources: f.listed(),
+        grace_until,
+    }
+}
+
+/// What enforcing today would refuse: every active principal not revoked (already refused) and
+/// not under a holding grace (still let through).
+fn what_if(active: &[PrincipalSeen], legacy: u64) -> WhatIf {
+    let mut principals = BTreeSet::new();
+    let mut graced = BTreeSet::new();
+    let mut graced_requests = 0u64;
+    for p in active.iter().filter(|p| !p.revoked) {
+        if p.grace_until.is_some() {
+            graced.insert(seen_label(p));
+            graced_requests = graced_requests.saturating_add(p.count);
+        } else {
+            principals.insert(seen_label(p));
+        }
+    }
+    WhatIf {
+        refused_requests: legacy.saturating_sub(graced_requests),
+        refused_callers: principals.len(),
+        principals: principals.into_iter().collect(),
+        graced: graced.into_iter().collect(),
+    }
+}
+
+/// Requests in the window since the enforce date of principals under a `[[grace]]` on that day.
+fn graced_since_enforce(plan: &Plan, sources: &[SourceRow], start: Date, today: Date) -> u64 {
+    let Some(enforce) = plan.phases.enforce else {
+        return 0;
+    };
+    sources
+        .iter()
+        .filter(|r| r.plan.as_deref() == Some(plan.name.as_str()))
+        .filter(|r| r.day >= enforce.max(start) && r.day <= today)
+        .filter(|r| {
+            plan.graces
+                .iter()
+                .any(|g| g.credential == r.credential && g.principal == r.key && r.day < g.until)
+        })
+        .map(|r| r.count)
+        .sum()
+}
+
+/// "split before enforce" for shared credentials; expired graces.
+fn insight_reasons(reasons: &mut Vec<String>, shared: &[SharedCredential], graces: &[GraceReport]) {
+    for s in shared {
+        let floor = if s.sources_capped { "at least " } else { "" };
+        reasons.push(format!(
+            "split before enforce: {} is used from {floor}{} sources",
+            s.principal, s.distinct_sources
+        ));
+    }
+    for g in graces.iter().filter(|g| g.expired) {
+        reasons.push(format!(
+            "grace for {} expired on {}: it is refused",
+            g.principal, g.until
+        ));
     }
 }
 
@@ -355,14 +552,13 @@ fn daily_shares(plan: &Plan, usage: &[UsageRow], start: Date, days: u32) -> Vec<
 /// [`CERT_WARN_DAYS`], soonest first.
 fn expiring_certs(
     inventory: &[InventoryEntry],
-    on_routes: &dyn Fn(&InventoryEntry) -> bool,
-    window_start: Timestamp,
+    on_plan: &dyn Fn(&InventoryEntry) -> bool,
     now: SystemTime,
 ) -> Vec<ExpiringCert> {
     let now_ts = Timestamp::of(now);
     let mut expiring: Vec<ExpiringCert> = inventory
         .iter()
-        .filter(|e| e.kind == Kind::Mtls && on_routes(e) && e.last_seen >= window_start)
+        .filter(|e| e.kind == Kind::Mtls && on_plan(e))
         .filter_map(|e| {
             let na = e.cert_not_after?;
             let days_left = (na.0 - now_ts.0).div_euclid(86_400);
@@ -377,7 +573,12 @@ fn expiring_certs(
     expiring
 }
 
-/// The plan's [`Status`] and the reasons for it.
+/// The plan's [`Status`] and the reasons for it. `graced`: legacy requests since the enforce date
+/// that a `[[grace]]` let through (not refused, so not overdue; but the plan is not done).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the window's figures, each computed once by plan_report"
+)]
 fn readiness(
     plan: &Plan,
     today: Date,
@@ -386,6 +587,7 @@ fn readiness(
     legacy_share: Option<f64>,
     observed_days: u32,
     days: u32,
+    graced: u64,
 ) -> (Status, Vec<String>) {
     let mut reasons = Vec::new();
     let status = if let Some(x) = &plan.exception {
@@ -408,12 +610,18 @@ fn readiness(
                 .sum(),
             _ => 0,
         };
+        let legacy_since_enforce = legacy_since_enforce.saturating_sub(graced);
         let within = legacy_share.is_none_or(|s| s <= plan.exit.max_legacy_share);
         if legacy_since_enforce > 0 {
             reasons.push(format!(
                 "{legacy_since_enforce} legacy request(s) since the enforce date (refused)"
             ));
             Status::Overdue
+        } else if phase == Phase::Enforce && graced > 0 {
+            reasons.push(format!(
+                "{graced} legacy request(s) since the enforce date let through under a grace"
+            ));
+            Status::NotReady
         } else if phase == Phase::Enforce {
             reasons.push("enforced; no legacy requests since".into());
             Status::Ready
@@ -456,23 +664,79 @@ pub struct InventoryItem {
     pub revoked: bool,
     /// mTLS: the last certificate expires within 7 days (or has expired).
     pub cert_expiring: bool,
+    /// Distinct sources (client IP + User-Agent) over `sources_window_days`, on every route; a
+    /// floor when `sources_capped`.
+    pub distinct_sources: u64,
+    pub sources_capped: bool,
+    /// The widest window of the plans retiring the credential ([`INVENTORY_WINDOW_DAYS`] when
+    /// none does).
+    pub sources_window_days: u32,
+    /// A static credential seen from `[migration] shared_threshold` or more sources.
+    pub shared_suspected: bool,
+    /// Whom to call: the plans retiring this credential, with their owner and docs.
+    pub plans: Vec<Contact>,
+}
+
+/// A plan's owner and docs, shown where its principals are listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contact {
+    pub plan: String,
+    pub owner: String,
+    pub docs: Option<String>,
 }
 
 /// Build the inventory report, most recently seen first.
 pub fn inventory_report(
     inventory: &[InventoryEntry],
+    sources: &[SourceRow],
+    plans: &Plans,
     revoked: &RevocationSet,
     now: SystemTime,
 ) -> InventoryReport {
     let now_ts = Timestamp::of(now);
+    let today = Date::of(now);
+    // Figures per window length (few distinct ones), computed once each.
+    let mut by_window: BTreeMap<u32, BTreeMap<(&str, &str), Figures>> = BTreeMap::new();
     let mut entries: Vec<InventoryItem> = inventory
         .iter()
-        .map(|e| InventoryItem {
-            revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
-            cert_expiring: e
-                .cert_not_after
-                .is_some_and(|na| (na.0 - now_ts.0).div_euclid(86_400) < CERT_WARN_DAYS),
-            entry: e.clone(),
+        .map(|e| {
+            let retiring: Vec<&std::sync::Arc<Plan>> =
+                plans.iter().filter(|p| p.retires(&e.credential)).collect();
+            let days = retiring
+                .iter()
+                .map(|p| p.exit.window_days.max(1))
+                .max()
+                .unwrap_or(INVENTORY_WINDOW_DAYS);
+            let per = by_window
+                .entry(days)
+                .or_insert_with(|| figures(sources, today.plus(1 - i64::from(days)), |_| true));
+            let key = e.principal.as_deref().unwrap_or(&e.identity);
+            let (distinct, capped) = per
+                .get(&(e.credential.as_str(), key))
+                .map_or((0, false), |f| (f.distinct_sources(), f.capped()));
+            InventoryItem {
+                revoked: revoked.contains(&e.identity, &e.credential, e.principal.as_deref(), None),
+                cert_expiring: e
+                    .cert_not_after
+                    .is_some_and(|na| (na.0 - now_ts.0).div_euclid(86_400) < CERT_WARN_DAYS),
+                distinct_sources: distinct,
+                sources_capped: capped,
+                sources_window_days: days,
+                shared_suspected: shared_suspected(
+                    e.kind,
+                    distinct,
+                    plans.settings.shared_threshold,
+                ),
+                plans: retiring
+                    .iter()
+                    .map(|p| Contact {
+                        plan: p.name.clone(),
+                        owner: p.owner.clone(),
+                        docs: p.docs.clone(),
+                    })
+                    .collect(),
+                entry: e.clone(),
+            }
         })
         .collect();
     entries.sort_by(|a, b| {

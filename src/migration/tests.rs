@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::report::{inventory_report, migration_report, Status};
+use super::report::{inventory_report, migration_report, Recorded, Status};
 use super::*;
 use crate::clock::{Clock, FakeClock};
 use crate::identity::Kind;
@@ -451,6 +451,41 @@ fn inv(
     }
 }
 
+/// Source rows matching `inventory`: each entry's `count` requests on its route's plan, on the day
+/// it was last seen, from one source.
+fn sources_of(inventory: &[InventoryEntry]) -> Vec<crate::state::SourceRow> {
+    inventory
+        .iter()
+        .flat_map(|e| {
+            e.routes.iter().map(move |r| crate::state::SourceRow {
+                day: e.last_seen.date(),
+                route: r.clone(),
+                plan: ROUTES
+                    .iter()
+                    .find(|(n, _)| n == r)
+                    .and_then(|(_, p)| p.map(str::to_owned)),
+                credential: e.credential.clone(),
+                key: e.principal.clone().unwrap_or_else(|| e.identity.clone()),
+                source: Some(crate::state::Source::of([10, 0, 0, 1].into(), None)),
+                count: e.count,
+                last_seen: e.last_seen,
+            })
+        })
+        .collect()
+}
+
+fn recorded<'a>(
+    usage: &'a [UsageRow],
+    inventory: &'a [InventoryEntry],
+    sources: &'a [crate::state::SourceRow],
+) -> Recorded<'a> {
+    Recorded {
+        usage,
+        inventory,
+        sources,
+    }
+}
+
 fn plans() -> Plans {
     Plans::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("migration-plans")).unwrap()
 }
@@ -583,7 +618,14 @@ fn readiness_and_what_if() {
         reason: "left".into(),
         at: Timestamp(0),
     }]);
-    let report = migration_report(&plans(), &ROUTES, &usage, &inventory, &revoked, now);
+    let sources = sources_of(&inventory);
+    let report = migration_report(
+        &plans(),
+        &ROUTES,
+        recorded(&usage, &inventory, &sources),
+        &revoked,
+        now,
+    );
     assert_eq!(report.today, day("2026-12-20"));
     assert_eq!(report.unplanned_routes.len(), 1);
     assert_eq!(report.unplanned_routes[0].phase, Phase::Bridge);
@@ -648,8 +690,7 @@ fn readiness_and_what_if() {
     let later = migration_report(
         &plans(),
         &ROUTES,
-        &usage,
-        &inventory,
+        recorded(&usage, &inventory, &sources),
         &revoked,
         at("2027-06-02", 0),
     );
@@ -675,8 +716,7 @@ fn short_observation_overdue_and_enforced_clean() {
     let r = migration_report(
         &plans,
         &ROUTES,
-        &[],
-        &[],
+        recorded(&[], &[], &[]),
         &RevocationSet::default(),
         at("2026-11-05", 0),
     );
@@ -696,8 +736,7 @@ fn short_observation_overdue_and_enforced_clean() {
     let r = migration_report(
         &plans,
         &ROUTES,
-        &usage,
-        &[],
+        recorded(&usage, &[], &[]),
         &RevocationSet::default(),
         at("2027-03-03", 0),
     );
@@ -716,8 +755,7 @@ fn short_observation_overdue_and_enforced_clean() {
     let r = migration_report(
         &plans,
         &ROUTES,
-        &usage,
-        &[],
+        recorded(&usage, &[], &[]),
         &RevocationSet::default(),
         at("2027-03-03", 0),
     );
@@ -750,7 +788,7 @@ fn inventory_flags() {
         reason: "r".into(),
         at: Timestamp(0),
     }]);
-    let r = inventory_report(&[a, b], &revoked, now);
+    let r = inventory_report(&[a, b], &[], &plans(), &revoked, now);
     assert_eq!(r.entries[0].entry.principal.as_deref(), Some("JSMITH"));
     assert!(r.entries[0].revoked && !r.entries[0].cert_expiring);
     assert!(!r.entries[1].revoked && r.entries[1].cert_expiring);
@@ -844,5 +882,79 @@ fn admission_relaxes_only_listed_credentials_once_started() {
     assert!(matches!(
         Admission::decide(None, false, Ok(Caller::Anonymous), observe),
         Ok((Caller::Anonymous, Admission::Enforced { sunset: false }))
+    ));
+}
+
+/// A `[[grace]]` lets one principal through `enforce` until its date, also as the root of an
+/// exchanged token; anyone else, a near spelling, or a token whose other retired link has no
+/// grace is retired.
+#[test]
+fn grace_holds_for_the_named_principal_until_its_date() {
+    use crate::identity::lineage::Lineage;
+    use crate::identity::{Caller, Credential};
+    use crate::pipeline::Admission;
+    let text = format!(
+        "{GOOD}\n[[grace]]\nprincipal = \"racf:BATCH01\"\nuntil = 2027-03-20\nreason = \"vendor release\"\n"
+    );
+    let plan = parse_plan("p.toml", "payments-cics", &text).unwrap();
+    assert_eq!(plan.graces.len(), 1);
+    let cred = |name: &str, principal: &str, root: Option<(&str, &str)>| Credential {
+        name: name.into(),
+        kind: Kind::Ldap,
+        identity: "spiffe://corp.example/x".into(),
+        principal: Some(principal.into()),
+        groups: Vec::new(),
+        jti: None,
+        lineage: root.map(|(c, p)| {
+            std::sync::Arc::new(Lineage {
+                credential: c.into(),
+                kind: Kind::Ldap,
+                principal: Some(p.into()),
+                jtis: Vec::new(),
+                cnf: None,
+                not_after: None,
+            })
+        }),
+    };
+    let decide = |c: Credential, when: SystemTime| {
+        Admission::decide(Some(&plan), true, Ok(Caller::Authenticated(c)), when)
+            .map(|(_, a)| a)
+            .unwrap()
+    };
+    let during = at("2027-03-19", 86_399);
+    let after = at("2027-03-20", 0);
+    let a = decide(cred("racf", "BATCH01", None), during);
+    assert!(a.graced());
+    assert_eq!(
+        a.sunset(Some(&plan)).unwrap().sunset.as_bytes(),
+        b"Sat, 20 Mar 2027 00:00:00 GMT"
+    );
+    assert!(a.enforces());
+    assert!(matches!(
+        decide(cred("racf", "BATCH01", None), after),
+        Admission::Retired(_)
+    ));
+    for other in ["JSMITH", "batch01", "BATCH01 "] {
+        assert!(matches!(
+            decide(cred("racf", other, None), during),
+            Admission::Retired(_)
+        ));
+    }
+    // A token exchanged from the graced principal; from another one.
+    assert!(decide(
+        cred("gw-token", "BATCH01", Some(("racf", "BATCH01"))),
+        during
+    )
+    .graced());
+    assert!(matches!(
+        decide(
+            cred("gw-token", "BATCH01", Some(("racf", "JSMITH"))),
+            during
+        ),
+        Admission::Retired(_)
+    ));
+    assert!(matches!(
+        decide(cred("racf", "BATCH01", Some(("racf", "JSMITH"))), during),
+        Admission::Retired(_)
     ));
 }

@@ -20,7 +20,8 @@ use http::{HeaderName, HeaderValue};
 use crate::authn::{self, Authenticator, BodyView, Failure};
 use crate::authz::Permit;
 use crate::identity::{Caller, Credential};
-use crate::migration::phase::{retired, treatment, Treatment};
+use crate::migration::grace::graced;
+use crate::migration::phase::{retired, treatment, SunsetHeaders, Treatment};
 use crate::migration::plan::Plan;
 use crate::problem::{Code, Refusal};
 use crate::routing::Route;
@@ -42,6 +43,10 @@ pub enum Admission {
         by: Arc<str>,
         refused: Option<&'static str>,
     },
+    /// `enforce`, for a principal the plan still bridges under a `[[grace]]` that holds: the
+    /// full pipeline as in `bridge`, with the grace's own `Sunset` (its `until`); audited with
+    /// reason `grace`.
+    Graced { headers: Option<SunsetHeaders> },
     /// `enforce`, for a credential the plan retires: 401 `legacy-credential-retired`.
     Retired(Refusal),
 }
@@ -67,10 +72,15 @@ impl Admission {
                         refused: None,
                     },
                     (Treatment::Bridge, _) => Admission::Enforced { sunset: true },
-                    (Treatment::Refuse, Some(plan)) => Admission::Retired(retired(
-                        plan,
-                        crate::migration::lineage::retired_name(plan, &cred),
-                    )),
+                    (Treatment::Refuse, Some(plan)) => match graced(plan, &cred, now) {
+                        Some(g) => Admission::Graced {
+                            headers: g.headers.clone(),
+                        },
+                        None => Admission::Retired(retired(
+                            plan,
+                            crate::migration::lineage::retired_name(plan, &cred),
+                        )),
+                    },
                     // `Refuse` needs a plan; without one, fail closed like any unknown case.
                     (Treatment::Refuse, None) => {
                         Admission::Retired(Refusal::new(Code::LegacyCredentialRetired, "retired"))
@@ -104,6 +114,21 @@ impl Admission {
         }
     }
 
+    /// The `Deprecation`/`Sunset`/`Link` headers for the response: the plan's in `bridge`, the
+    /// grace's own under a `[[grace]]`, none otherwise.
+    pub fn sunset<'a>(&'a self, plan: Option<&'a Plan>) -> Option<&'a SunsetHeaders> {
+        match self {
+            Admission::Enforced { sunset: true } => plan.and_then(Plan::sunset_headers),
+            Admission::Graced { headers } => headers.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Let through under a `[[grace]]` (the audit reason of an allowed request is then `grace`).
+    pub fn graced(&self) -> bool {
+        matches!(self, Admission::Graced { .. })
+    }
+
     /// Whether the route's controls (limits, validation, minting) run and are enforced.
     pub fn enforces(&self) -> bool {
         !matches!(self, Admission::Observed { .. })
@@ -124,17 +149,19 @@ impl Admission {
                 token: None,
                 inject: None,
             },
-            Admission::Enforced { .. } if vouched => Outgoing {
+            Admission::Enforced { .. } | Admission::Graced { .. } if vouched => Outgoing {
                 strip: true,
                 token,
                 inject: permit.route().inject.as_ref(),
             },
             // Fail closed: credentials removed, nothing added.
-            Admission::Enforced { .. } | Admission::Retired(_) => Outgoing {
-                strip: true,
-                token: None,
-                inject: None,
-            },
+            Admission::Enforced { .. } | Admission::Graced { .. } | Admission::Retired(_) => {
+                Outgoing {
+                    strip: true,
+                    token: None,
+                    inject: None,
+                }
+            }
         }
     }
 }

@@ -101,8 +101,11 @@ struct Trace {
     plan: Option<(Arc<crate::migration::Plan>, Phase)>,
     /// `observe`: the authentication refusal that was not enforced.
     observed_refusal: Option<&'static str>,
-    /// `bridge` phase for a retired credential: `Deprecation`/`Sunset`/`Link` on the response.
-    sunset: bool,
+    /// `bridge` phase for a retired credential (or a `[[grace]]`): `Deprecation`/`Sunset`/`Link`
+    /// on the response.
+    sunset: Option<crate::migration::SunsetHeaders>,
+    /// Let through under a `[[grace]]`: audited with reason `grace`.
+    graced: bool,
     /// The canonical target for the audit line, once the request has one.
     target: Option<http::Uri>,
     /// The server span; the stages' spans are its children.
@@ -134,13 +137,14 @@ impl Gateway {
             rate_headers: None,
             plan: None,
             observed_refusal: None,
-            sunset: false,
+            sunset: None,
+            graced: false,
             target: None,
             mode: Mode::Proxy,
             source: None,
         };
         let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
-            Ok(resp) => (resp, "ok"),
+            Ok(resp) => (resp, if trace.graced { "grace" } else { "ok" }),
             Err(refusal) => {
                 let reason = refusal.reason.unwrap_or(refusal.code.as_str());
                 if refusal.code.status().is_server_error() && trace.decision == Decision::Allow {
@@ -165,10 +169,8 @@ impl Gateway {
         if let Some(h) = &trace.rate_headers {
             h.apply_to(resp.headers_mut());
         }
-        if trace.sunset {
-            if let Some(h) = trace.plan.as_ref().and_then(|(p, _)| p.sunset_headers()) {
-                h.apply(resp.headers_mut());
-            }
+        if let Some(h) = &trace.sunset {
+            h.apply(resp.headers_mut());
         }
         self.finish(conn, &parts, &resp, trace, reason, started);
         resp
@@ -238,7 +240,7 @@ impl Gateway {
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
             crate::state::admit(&*self.state, cred)?;
-            self.record_use(&route, cred, plan.as_deref(), conn, now);
+            self.record_use(&route, cred, plan.as_deref(), conn, &parts.headers, now);
         }
         if let Admission::Observed { by, .. } = &admission {
             admission::vet_forwarded(
@@ -464,10 +466,17 @@ impl Gateway {
         cred: &identity::Credential,
         plan: Option<&crate::migration::Plan>,
         conn: &ConnInfo,
+        headers: &http::HeaderMap,
         now: std::time::SystemTime,
     ) {
         let mut usage =
             crate::state::Usage::of(cred, route.name(), plan.map(|p| p.name.as_str()), now);
+        // Who is behind the credential: shared-credential detection (`state::sources`).
+        let source = crate::state::Source::of(
+            conn.peer.ip(),
+            headers.get(http::header::USER_AGENT).map(|v| v.as_bytes()),
+        );
+        usage.source = Some(&source);
         if cred.kind == identity::Kind::Mtls {
             usage.cert_not_after = conn
                 .tls
@@ -662,8 +671,11 @@ fn authorize(
             };
             (permit, true)
         }
-        Admission::Enforced { sunset } => {
-            trace.sunset = *sunset;
+        Admission::Enforced { .. } | Admission::Graced { .. } => {
+            trace.sunset = admission
+                .sunset(trace.plan.as_ref().map(|(p, _)| &**p))
+                .cloned();
+            trace.graced = admission.graced();
             let (permit, shadow) = authz::authorize(route, caller, request)?;
             trace.decision = match shadow {
                 authz::Shadow::Agrees => Decision::Allow,

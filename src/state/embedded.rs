@@ -14,9 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::pending::Pending;
 use super::revocations::RevocationSet;
+use super::sources::MAX_SOURCES;
 use super::{
-    kind_from_str, Access, AccessRow, InventoryEntry, Revocation, StateError, StateStore, Target,
-    Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
+    kind_from_str, Access, AccessRow, InventoryEntry, Revocation, Source, SourceRow, StateError,
+    StateStore, Target, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
 };
 use crate::time::{Date, Timestamp};
 
@@ -61,6 +62,19 @@ CREATE TABLE IF NOT EXISTS access (
     last_seen  INTEGER NOT NULL,
     count      INTEGER NOT NULL,
     PRIMARY KEY (route, identity, method, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sources (
+    day        INTEGER NOT NULL,
+    route      TEXT    NOT NULL,
+    plan       TEXT    NOT NULL, -- '' for a route without a plan
+    credential TEXT    NOT NULL,
+    key        TEXT    NOT NULL, -- principal, or identity when there is none
+    overflow   INTEGER NOT NULL, -- 1: the requests from sources beyond the cap (ip, agent '')
+    ip         TEXT    NOT NULL,
+    agent      TEXT    NOT NULL,
+    count      INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    PRIMARY KEY (day, route, plan, credential, key, overflow, ip, agent)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS password_verifiers (
     key TEXT PRIMARY KEY,  -- credential and LDAP account
@@ -170,7 +184,11 @@ impl EmbeddedStore {
             let access = c
                 .execute("DELETE FROM access WHERE last_seen < ?1", [cut.seen.0])
                 .map_err(db_err)?;
-            Ok(u64::try_from(usage + access).unwrap_or(u64::MAX))
+            // Where each principal's requests came from: kept as long as its usage.
+            let sources = c
+                .execute("DELETE FROM sources WHERE day < ?1", [cut.day.days()])
+                .map_err(db_err)?;
+            Ok(u64::try_from(usage + access + sources).unwrap_or(u64::MAX))
         })
         .await
     }
@@ -274,6 +292,7 @@ async fn blocking<T: Send + 'static>(
 fn write_pending(c: &mut Connection, p: &Pending) -> Result<Option<String>, StateError> {
     let tx = c.transaction().map_err(db_err)?;
     let capped = write_access(&tx, p)?;
+    write_sources(&tx, p)?;
     {
         let mut up_usage = tx
             .prepare_cached(
@@ -405,6 +424,118 @@ fn write_access(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<Option<St
         current = Some((r.route.as_str(), n));
     }
     Ok(capped)
+}
+
+/// Add the pending source rows, keeping at most [`MAX_SOURCES`] distinct sources per (day, route,
+/// plan, credential, key) in the file; requests from further sources go to the overflow row.
+/// Rows older than `[state] retention` are dropped by [`EmbeddedStore::expire`] with the usage.
+fn write_sources(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<(), StateError> {
+    let rows = p.sources.rows();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut update = tx
+        .prepare_cached(
+            "UPDATE sources SET count = count + ?9, last_seen = max(last_seen, ?10)
+             WHERE day = ?1 AND route = ?2 AND plan = ?3 AND credential = ?4 AND key = ?5
+               AND overflow = ?6 AND ip = ?7 AND agent = ?8",
+        )
+        .map_err(db_err)?;
+    let mut distinct = tx
+        .prepare_cached(
+            "SELECT count(*) FROM sources WHERE day = ?1 AND route = ?2 AND plan = ?3
+               AND credential = ?4 AND key = ?5 AND overflow = 0",
+        )
+        .map_err(db_err)?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO sources (day, route, plan, credential, key, overflow, ip, agent, count, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(db_err)?;
+    for r in &rows {
+        let plan = r.plan.as_deref().unwrap_or_default();
+        let count = i64::try_from(r.count).unwrap_or(i64::MAX);
+        let group = params![r.day.days(), r.route, plan, r.credential, r.key];
+        let mut source = r.source.as_ref();
+        if let Some(s) = source {
+            let known = update
+                .execute(params![
+                    r.day.days(),
+                    r.route,
+                    plan,
+                    r.credential,
+                    r.key,
+                    0,
+                    s.ip,
+                    s.user_agent,
+                    count,
+                    r.last_seen.0
+                ])
+                .map_err(db_err)?;
+            if known > 0 {
+                continue;
+            }
+            let n: i64 = distinct.query_row(group, |x| x.get(0)).map_err(db_err)?;
+            if usize::try_from(n).unwrap_or(usize::MAX) >= MAX_SOURCES {
+                source = None;
+            }
+        }
+        let (overflow, ip, agent) = match source {
+            Some(s) => (0, s.ip.as_str(), s.user_agent.as_str()),
+            None => (1, "", ""),
+        };
+        let values = params![
+            r.day.days(),
+            r.route,
+            plan,
+            r.credential,
+            r.key,
+            overflow,
+            ip,
+            agent,
+            count,
+            r.last_seen.0
+        ];
+        if update.execute(values).map_err(db_err)? == 0 {
+            insert.execute(values).map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_sources(c: &Connection, since: Date) -> Result<Vec<SourceRow>, StateError> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT day, route, plan, credential, key, overflow, ip, agent, count, last_seen
+             FROM sources WHERE day >= ?1
+             ORDER BY day, route, plan, credential, key, overflow, ip, agent",
+        )
+        .map_err(db_err)?;
+    let rows = st
+        .query_map([since.days()], |r| {
+            let plan: String = r.get(2)?;
+            let overflow: i64 = r.get(5)?;
+            Ok(SourceRow {
+                day: Date::from_days(r.get(0)?),
+                route: r.get(1)?,
+                plan: (!plan.is_empty()).then_some(plan),
+                credential: r.get(3)?,
+                key: r.get(4)?,
+                source: if overflow == 0 {
+                    Some(Source {
+                        ip: r.get(6)?,
+                        user_agent: r.get(7)?,
+                    })
+                } else {
+                    None
+                },
+                count: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
+                last_seen: Timestamp(r.get(9)?),
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
 }
 
 fn read_access(c: &Connection, route: &str, since: Date) -> Result<Vec<AccessRow>, StateError> {
@@ -601,6 +732,13 @@ impl StateStore for EmbeddedStore {
         Box::pin(async move {
             self.do_flush().await?;
             self.with_db(|c| read_inventory(c)).await
+        })
+    }
+
+    fn sources(&self, since: Date) -> BoxFuture<'_, Result<Vec<SourceRow>, StateError>> {
+        Box::pin(async move {
+            self.do_flush().await?;
+            self.with_db(move |c| read_sources(c, since)).await
         })
     }
 

@@ -19,6 +19,7 @@ pub mod redis;
 pub mod replay;
 pub mod retention;
 mod revocations;
+pub mod sources;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -36,6 +37,7 @@ pub use self::redis::{RedisOptions, RedisStore, RedisTls, RedisUrl};
 pub use embedded::EmbeddedStore;
 pub use retention::DEFAULT_RETENTION;
 pub use revocations::{admit, RevocationSet};
+pub use sources::{Source, SourceRow};
 
 /// The state backend failed; callers that need it to decide (revocations) fail closed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +61,8 @@ pub struct Usage<'a> {
     pub principal: Option<&'a str>,
     /// For mTLS: `notAfter` of the client certificate presented.
     pub cert_not_after: Option<SystemTime>,
+    /// Where the request came from (shared-credential detection, per-plan principal counts).
+    pub source: Option<&'a Source>,
 }
 
 impl<'a> Usage<'a> {
@@ -73,6 +77,7 @@ impl<'a> Usage<'a> {
             identity: &cred.identity,
             principal: cred.principal.as_deref(),
             cert_not_after: None,
+            source: None,
         }
     }
 }
@@ -334,6 +339,11 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
     /// The inventory, including what is not flushed yet.
     fn inventory(&self) -> BoxFuture<'_, Result<Vec<InventoryEntry>, StateError>>;
+
+    /// Source rows from `since` (inclusive) on, including what is not flushed yet: per day,
+    /// route, plan and principal, at most [`sources::MAX_SOURCES`] sources each plus one
+    /// overflow row.
+    fn sources(&self, since: Date) -> BoxFuture<'_, Result<Vec<SourceRow>, StateError>>;
 
     /// Every revocation.
     fn revocations(&self) -> BoxFuture<'_, Result<Vec<Revocation>, StateError>>;

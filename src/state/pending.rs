@@ -25,6 +25,8 @@ pub(crate) struct Pending {
     inventory: HashMap<String, HashMap<String, InventoryEntry>>,
     /// route → allowed access (policy suggestion).
     access: HashMap<String, RouteAccess>,
+    /// Where each principal's requests come from (capped per day, route and principal).
+    pub(crate) sources: super::sources::PendingSources,
 }
 
 /// identity → method → path template → sighting, with the number of leaves (the cap counts them).
@@ -73,7 +75,10 @@ fn entry<K: Eq + Hash, V: Default>(m: &mut HashMap<K, V>, k: K) -> &mut V {
 impl Pending {
     /// Nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
-        self.usage.is_empty() && self.inventory.is_empty() && self.access.is_empty()
+        self.usage.is_empty()
+            && self.inventory.is_empty()
+            && self.access.is_empty()
+            && self.sources.is_empty()
     }
 
     /// Note one allowed access. `false` when it was dropped: a new row on a route already
@@ -156,6 +161,10 @@ impl Pending {
         }
 
         let key = u.principal.unwrap_or(u.identity);
+        if let Some(source) = u.source {
+            let group = (u.route, u.plan.unwrap_or(""), u.credential, key);
+            self.sources.record(group, source, at);
+        }
         let Some(by_key) = slot(&mut self.inventory, u.credential) else {
             return;
         };
@@ -199,6 +208,9 @@ impl Pending {
     /// Put back what a failed flush took, so nothing is lost.
     pub(crate) fn merge(&mut self, other: Pending) {
         self.merge_access(&other);
+        for row in other.sources.rows() {
+            self.sources.add(&row);
+        }
         for row in other.usage_rows() {
             let by_route = entry(&mut self.usage, row.day);
             if let Some(cell) = slot(by_route, &row.route)

@@ -29,7 +29,11 @@
 //! `["route","plan","credential","kind"]` → count, expires 400 days after the day), `inv` (set
 //! of inventory ids), `inv:<id>` (hash), `inv-routes:<id>` (set), `revocations` (hash target →
 //! `<at>\n<reason>`, and the pub/sub channel of the same name), `replay:<key>` (expires itself),
-//! `flush:<id>` (expires after an hour). The script computes key names from the prefix, so this
+//! `flush:<id>` (expires after an hour), `src:<YYYY-MM-DD>` (hash
+//! `["route","plan","credential","key","ip","agent"]` → requests, `["route","plan","credential","key"]`
+//! → requests from sources beyond the cap), `srclast:<day>` (same fields → last seen) and
+//! `srcn:<day>` (group → distinct sources kept), all expiring with the usage hashes, and
+//! `src:days` (sorted set of the days with sources). The script computes key names from the prefix, so this
 //! needs a single Redis (or a primary with replicas), not Redis Cluster.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -45,9 +49,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::pending::Pending;
 use super::replay::{ReplayGuard, StoreError};
 use super::revocations::RevocationSet;
+use super::sources::{merge_rows, MAX_SOURCES};
 use super::{
-    kind_from_str, Access, AccessRow, InventoryEntry, Revocation, StateError, StateStore, Target,
-    Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
+    kind_from_str, Access, AccessRow, InventoryEntry, Revocation, Source, SourceRow, StateError,
+    StateStore, Target, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
 };
 use crate::time::{Date, Timestamp};
 
@@ -384,6 +389,7 @@ enum Record<'a> {
     Usage(&'a UsageRow),
     Inventory(&'a InventoryEntry),
     Access(&'a AccessRow),
+    Source(&'a SourceRow),
 }
 
 impl Record<'_> {
@@ -429,6 +435,38 @@ impl Record<'_> {
                     e.routes.len().to_string(),
                 ]);
                 out.extend(e.routes.iter().cloned());
+            }
+            Record::Source(r) => {
+                let expire = r
+                    .day
+                    .days()
+                    .saturating_add(retention_days)
+                    .saturating_mul(86_400);
+                let plan = r.plan.as_deref().unwrap_or("");
+                let group = serde_json::json!([r.route, plan, r.credential, r.key]).to_string();
+                let field = match &r.source {
+                    Some(src) => serde_json::json!([
+                        r.route,
+                        plan,
+                        r.credential,
+                        r.key,
+                        src.ip,
+                        src.user_agent
+                    ])
+                    .to_string(),
+                    None => group.clone(),
+                };
+                out.extend([
+                    "s".to_string(),
+                    r.day.to_string(),
+                    expire.to_string(),
+                    group,
+                    field,
+                    r.count.to_string(),
+                    r.last_seen.0.to_string(),
+                    MAX_SOURCES.to_string(),
+                    r.day.days().to_string(),
+                ]);
             }
             Record::Access(a) => {
                 out.extend([
@@ -537,11 +575,35 @@ while i <= n do
       end
     end
     i = i + 9
+  elseif tag == 's' then
+    -- day, expire_at, group, field (the group itself: beyond the cap), count, last, cap, days
+    local ks = p .. 'src:' .. ARGV[i + 1]
+    local kl = p .. 'srclast:' .. ARGV[i + 1]
+    local kn = p .. 'srcn:' .. ARGV[i + 1]
+    local group, field = ARGV[i + 3], ARGV[i + 4]
+    if field ~= group and redis.call('HEXISTS', ks, field) == 0 then
+      if (tonumber(redis.call('HGET', kn, group)) or 0) < tonumber(ARGV[i + 7]) then
+        redis.call('HINCRBY', kn, group, 1)
+      else
+        field = group
+      end
+    end
+    redis.call('HINCRBY', ks, field, ARGV[i + 5])
+    local l = tonumber(redis.call('HGET', kl, field))
+    if l == nil or tonumber(ARGV[i + 6]) > l then
+      redis.call('HSET', kl, field, ARGV[i + 6])
+    end
+    for _, k in ipairs({ks, kl, kn}) do
+      redis.call('EXPIREAT', k, ARGV[i + 2])
+    end
+    redis.call('ZADD', p .. 'src:days', ARGV[i + 8], ARGV[i + 1])
+    i = i + 9
   else
     return redis.error_reply('portcullis flush: unknown record ' .. tostring(tag))
   end
 end
 redis.call('ZREMRANGEBYSCORE', p .. 'usage:days', '-inf', '(' .. ARGV[3])
+redis.call('ZREMRANGEBYSCORE', p .. 'src:days', '-inf', '(' .. ARGV[3])
 redis.call('SET', marker, '1', 'EX', ARGV[4])
 return 1
 ";
@@ -1049,6 +1111,67 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The source rows of every day from `since` on (`src:days` indexes the days).
+    async fn read_sources(&self, since: Date) -> Result<Vec<SourceRow>, StateError> {
+        let mut c = self.conn.clone();
+        let days: Vec<String> = self
+            .timed(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(format!("{}src:days", self.keys.prefix))
+                    .arg(since.days())
+                    .arg("+inf")
+                    .query_async(&mut c),
+            )
+            .await?;
+        let days: Vec<Date> = days.iter().filter_map(|d| Date::parse(d)).collect();
+        let mut out = Vec::new();
+        for batch in days.chunks(64) {
+            let mut pipe = redis::pipe();
+            for d in batch {
+                pipe.cmd("HGETALL")
+                    .arg(format!("{}src:{d}", self.keys.prefix));
+                pipe.cmd("HGETALL")
+                    .arg(format!("{}srclast:{d}", self.keys.prefix));
+            }
+            let replies: Vec<HashMap<String, i64>> = self.timed(pipe.query_async(&mut c)).await?;
+            for (day, pair) in batch.iter().zip(replies.chunks(2)) {
+                let (Some(counts), Some(lasts)) = (pair.first(), pair.get(1)) else {
+                    continue;
+                };
+                out.extend(
+                    counts
+                        .iter()
+                        .filter_map(|(field, n)| source_row(*day, field, *n, lasts.get(field))),
+                );
+            }
+        }
+        Ok(merge_rows(out))
+    }
+}
+
+/// One `src:<day>` field as a row, or `None` when it is not ours.
+fn source_row(day: Date, field: &str, count: i64, last: Option<&i64>) -> Option<SourceRow> {
+    let parts: Vec<String> = serde_json::from_str(field).ok()?;
+    let mut it = parts.into_iter();
+    let (route, plan, credential, key) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    let source = match (it.next(), it.next()) {
+        (Some(ip), Some(user_agent)) => Some(Source { ip, user_agent }),
+        (None, None) => None,
+        _ => return None,
+    };
+    Some(SourceRow {
+        day,
+        route,
+        plan: (!plan.is_empty()).then_some(plan),
+        credential,
+        key,
+        source,
+        count: u64::try_from(count).unwrap_or(0),
+        last_seen: Timestamp(last.copied().unwrap_or_else(|| day.unix_seconds())),
+    })
+}
+
 fn parse_entry(h: &HashMap<String, String>, routes: BTreeSet<String>) -> Option<InventoryEntry> {
     let num = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
     Some(InventoryEntry {
@@ -1069,11 +1192,13 @@ fn chunks(p: &Pending, retention_days: i64) -> Vec<Chunk> {
     let rows = p.usage_rows();
     let entries: Vec<InventoryEntry> = p.inventory_entries().collect();
     let access = p.access_rows();
+    let sources = p.sources.rows();
     let records = rows
         .iter()
         .map(Record::Usage)
         .chain(entries.iter().map(Record::Inventory))
-        .chain(access.iter().map(Record::Access));
+        .chain(access.iter().map(Record::Access))
+        .chain(sources.iter().map(Record::Source));
     let mut out = Vec::new();
     let mut cur = Chunk {
         id: new_id(),
@@ -1179,6 +1304,13 @@ impl StateStore for RedisStore {
         Box::pin(async move {
             self.inner.write_pending().await?;
             self.inner.read_inventory().await
+        })
+    }
+
+    fn sources(&self, since: Date) -> BoxFuture<'_, Result<Vec<SourceRow>, StateError>> {
+        Box::pin(async move {
+            self.inner.write_pending().await?;
+            self.inner.read_sources(since).await
         })
     }
 

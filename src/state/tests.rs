@@ -25,6 +25,7 @@ pub(super) fn racf<'a>(
         identity,
         principal: Some(principal),
         cert_not_after: None,
+        source: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn mtls<'a>(identity: &'a str, t: SystemTime, not_after: SystemTime) -> Usage<'a
         identity,
         principal: None,
         cert_not_after: Some(not_after),
+        source: None,
     }
 }
 
@@ -562,4 +564,108 @@ async fn password_verifiers_survive_a_restart() {
         store.password_verifier("c:uid=b").await.unwrap().as_deref(),
         Some("vb")
     );
+}
+
+/// `n` requests of JSMITH, each from its own address, on `day`, plus one more from the first.
+pub(super) fn from_many_sources(store: &dyn StateStore, day: &str, n: u8) {
+    let jsmith = "spiffe://corp.example/legacy/racf/jsmith";
+    let mut sources: Vec<Source> = (0..n)
+        .map(|i| Source::of([10, 0, 1, i].into(), Some(b"batch/1.0")))
+        .collect();
+    sources.push(sources[0].clone());
+    for (i, s) in sources.iter().enumerate() {
+        let mut u = racf("JSMITH", jsmith, "cics", at(day, 100 + i as u64));
+        u.source = Some(s);
+        store.record(&u);
+    }
+}
+
+/// The rows' sources and the overflow row's count, checking every count adds up to `total`.
+pub(super) fn source_summary(rows: &[SourceRow], total: u64) -> (usize, u64) {
+    assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), total, "{rows:?}");
+    let listed = rows.iter().filter(|r| r.source.is_some()).count();
+    let overflow = rows
+        .iter()
+        .filter(|r| r.source.is_none())
+        .map(|r| r.count)
+        .sum();
+    (listed, overflow)
+}
+
+#[tokio::test]
+async fn sources_are_capped_per_principal_and_day_and_counts_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.db")).await.unwrap();
+    // 20 sources, flushed; 20 more: 32 kept, the other 8 counted in one overflow row.
+    from_many_sources(&store, "2026-12-01", 20);
+    store.flush().await.unwrap();
+    let jsmith = "spiffe://corp.example/legacy/racf/jsmith";
+    for i in 20..40u8 {
+        let s = Source::of([10, 0, 1, i].into(), Some(b"batch/1.0"));
+        let mut u = racf("JSMITH", jsmith, "cics", at("2026-12-01", 500));
+        u.source = Some(&s);
+        store.record(&u);
+    }
+    let rows = store
+        .sources(Date::parse("2026-12-01").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(source_summary(&rows, 41), (sources::MAX_SOURCES, 8));
+    // A known source still counts as itself once the cap is reached.
+    let first = Source::of([10, 0, 1, 0].into(), Some(b"batch/1.0"));
+    let mut u = racf("JSMITH", jsmith, "cics", at("2026-12-01", 900));
+    u.source = Some(&first);
+    store.record(&u);
+    let rows = store
+        .sources(Date::parse("2026-12-01").unwrap())
+        .await
+        .unwrap();
+    let mine = rows
+        .iter()
+        .find(|r| r.source.as_ref() == Some(&first))
+        .unwrap();
+    assert_eq!(
+        (mine.count, mine.last_seen),
+        (3, Timestamp::of(at("2026-12-01", 900)))
+    );
+    // Another day is its own set; `since` leaves out earlier days.
+    from_many_sources(&store, "2026-12-02", 2);
+    let rows = store
+        .sources(Date::parse("2026-12-02").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(source_summary(&rows, 3), (2, 0));
+    // The file keeps them across a restart.
+    drop(store);
+    let store = EmbeddedStore::open(&dir.path().join("s.db")).await.unwrap();
+    let rows = store
+        .sources(Date::parse("2026-12-01").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), sources::MAX_SOURCES + 1 + 2);
+}
+
+#[test]
+fn user_agents_are_cleaned_and_bounded() {
+    let s = Source::of(
+        "::ffff:10.0.0.1".parse().unwrap(),
+        Some("a\tb\u{202e}c\u{200b}".as_bytes()),
+    );
+    assert_eq!(
+        s.ip, "10.0.0.1",
+        "an IPv4-mapped address is the IPv4 address"
+    );
+    assert_eq!(s.user_agent, "a?b?c?");
+    let long = "x".repeat(1000);
+    assert_eq!(
+        Source::of([10, 0, 0, 1].into(), Some(long.as_bytes()))
+            .user_agent
+            .len(),
+        sources::MAX_AGENT_CHARS
+    );
+    assert_eq!(
+        Source::of([10, 0, 0, 1].into(), Some(b"\xff\xfe")).user_agent,
+        "\u{fffd}\u{fffd}"
+    );
+    assert_eq!(Source::of([10, 0, 0, 1].into(), None).user_agent, "");
 }

@@ -23,6 +23,7 @@ mod docs_support;
 mod front_proxies;
 mod hardening;
 mod identity;
+mod insight;
 mod issuer;
 mod ldap;
 mod legacy;

@@ -96,6 +96,7 @@ async fn migration_and_inventory_bodies() {
             .unwrap();
     let store = EmbeddedStore::in_memory().await.unwrap();
     let now = at("2026-12-20", 0);
+    let source = crate::state::Source::of([10, 0, 0, 7].into(), Some(b"batch/1.0"));
     store.record(&Usage {
         at: at("2026-12-19", 5),
         route: "cics",
@@ -105,6 +106,7 @@ async fn migration_and_inventory_bodies() {
         identity: "spiffe://corp.example/legacy/racf/jsmith",
         principal: Some("JSMITH"),
         cert_not_after: None,
+        source: Some(&source),
     });
     let routes = [("cics", Some("payments-cics")), ("other", None)];
     let v = migration_json(&store, &plans, &routes, now).await.unwrap();
@@ -122,7 +124,10 @@ async fn migration_and_inventory_bodies() {
     );
     assert_eq!(cics["status"], "not-ready");
     assert_eq!(v["unplanned_routes"][0]["route"], "other");
-    let v = inventory_json(&store, now).await.unwrap();
+    let v = inventory_json(&store, &plans, now).await.unwrap();
     assert_eq!(v["entries"][0]["principal"], "JSMITH");
     assert_eq!(v["entries"][0]["revoked"], false);
+    assert_eq!(v["entries"][0]["distinct_sources"], 1);
+    assert_eq!(v["entries"][0]["shared_suspected"], false);
+    assert_eq!(v["entries"][0]["plans"][0]["plan"], "payments-cics");
 }

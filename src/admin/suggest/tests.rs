@@ -34,7 +34,7 @@ async fn suggests_from_recorded_access() {
     }
     let old = now - Duration::from_secs(30 * 86_400);
     store.record_access(&Access::of("cics", "spiffe://x/old", "GET", "/cics", old).unwrap());
-    let v = suggest_json(&store, &["cics"], Some("route=cics"), now)
+    let v = suggest_json(&store, &["cics"], Some("route=cics"), 3, now)
         .await
         .unwrap();
     assert_eq!(v["route"], "cics");
@@ -44,7 +44,7 @@ async fn suggests_from_recorded_access() {
     assert!(policy.contains(id), "{policy}");
     assert!(!policy.contains("spiffe://x/old"), "{policy}");
     assert!(matches!(
-        suggest_json(&store, &["cics"], Some("route=nope"), now).await,
+        suggest_json(&store, &["cics"], Some("route=nope"), 3, now).await,
         Err(SuggestError::UnknownRoute(_))
     ));
 }

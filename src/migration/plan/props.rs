@@ -29,6 +29,11 @@ const KEYS: &[&str] = &[
     "exception.review_by",
     "unknown_key",
     "phases.unknown_key",
+    "[[grace]]",
+    "principal",
+    "until",
+    "grace.until",
+    "grace.principal",
 ];
 
 proptest! {

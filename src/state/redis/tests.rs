@@ -21,6 +21,7 @@ fn mtls<'a>(identity: &'a str, t: SystemTime, not_after: SystemTime) -> Usage<'a
         identity,
         principal: None,
         cert_not_after: Some(not_after),
+        source: None,
     }
 }
 
@@ -633,4 +634,38 @@ async fn retention_drops_old_usage_and_access_rows() {
     // One row left for the identity in the per-identity budget.
     let ids = r.cmd(&["HGET", "portcullis:access:ids:cics", id]);
     assert!(ids.contains("\r\n1\r\n"), "{ids:?}");
+}
+
+#[tokio::test]
+async fn sources_from_two_replicas_are_one_capped_set() {
+    use crate::state::tests::{from_many_sources, source_summary};
+    let r = RedisServer::start();
+    let (a, b) = (replica(&r).await, replica(&r).await);
+    // The same 20 addresses at both replicas, then 20 others at b: 32 kept, 8 in the overflow.
+    from_many_sources(&a, "2026-12-01", 20);
+    from_many_sources(&b, "2026-12-01", 20);
+    a.flush().await.unwrap();
+    b.flush().await.unwrap();
+    let jsmith = "spiffe://corp.example/legacy/racf/jsmith";
+    for i in 20..40u8 {
+        let s = Source::of([10, 0, 1, i].into(), Some(b"batch/1.0"));
+        let mut u = racf("JSMITH", jsmith, "cics", at("2026-12-01", 500));
+        u.source = Some(&s);
+        b.record(&u);
+    }
+    let day = Date::parse("2026-12-01").unwrap();
+    let rows = a.sources(day).await.unwrap();
+    assert_eq!(source_summary(&rows, 42), (20, 0));
+    let rows = b.sources(day).await.unwrap();
+    assert_eq!(
+        source_summary(&rows, 62),
+        (crate::state::sources::MAX_SOURCES, 8)
+    );
+    let first = rows
+        .iter()
+        .find(|x| x.source == Some(Source::of([10, 0, 1, 0].into(), Some(b"batch/1.0"))))
+        .unwrap();
+    assert_eq!(first.count, 4, "two requests at each replica");
+    assert_eq!(first.plan.as_deref(), Some("payments-cics"));
+    assert!(a.sources(day.plus(1)).await.unwrap().is_empty());
 }
