@@ -24,6 +24,8 @@ pub const LEAF_DAYS: i64 = 10;
 /// A throwaway certificate authority.
 pub struct DevCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
+    /// Validity of the leaves it issues, in days before and after today.
+    leaf: (i64, i64),
 }
 
 impl std::fmt::Debug for DevCa {
@@ -41,9 +43,12 @@ pub struct Issued {
 
 /// `params` made valid from yesterday 00:00 UTC (a client whose clock is somewhat behind still
 /// accepts it) until 00:00 UTC `days` after today.
-fn valid_for(params: &mut CertificateParams, days: i64) -> Result<(), rcgen::Error> {
+fn valid_for(
+    params: &mut CertificateParams,
+    (before, days): (i64, i64),
+) -> Result<(), rcgen::Error> {
     let today = Date::of(std::time::SystemTime::now());
-    let (from, until) = (ymd(today.plus(-1))?, ymd(today.plus(days))?);
+    let (from, until) = (ymd(today.plus(-before))?, ymd(today.plus(days))?);
     // `rcgen::date_time_ymd` panics on an impossible date: `ymd` only hands it real ones.
     params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
     params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
@@ -62,6 +67,12 @@ fn ymd(d: Date) -> Result<(i32, u8, u8), rcgen::Error> {
 impl DevCa {
     /// A new CA named `name`, valid for [`CA_DAYS`].
     pub fn new(name: &str) -> Result<Self, rcgen::Error> {
+        Self::lasting(name, (1, CA_DAYS), (1, LEAF_DAYS))
+    }
+
+    /// A CA valid `ca.0` days before today to `ca.1` days after, whose leaves are valid
+    /// `leaf.0` days before to `leaf.1` after: for tests that move a fake clock far from today.
+    pub fn lasting(name: &str, ca: (i64, i64), leaf: (i64, i64)) -> Result<Self, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, name);
         // pathLen 0: it signs leaves only.
@@ -71,9 +82,9 @@ impl DevCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        valid_for(&mut params, CA_DAYS)?;
+        valid_for(&mut params, ca)?;
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        Ok(DevCa { issuer })
+        Ok(DevCa { issuer, leaf })
     }
 
     /// The CA certificate (PEM), for clients' trust stores.
@@ -81,7 +92,7 @@ impl DevCa {
         self.issuer.pem()
     }
 
-    /// A server certificate for DNS names and IP addresses, valid for [`LEAF_DAYS`].
+    /// A server certificate for DNS names and IP addresses, valid for the CA's leaf lifetime ([`LEAF_DAYS`] by default).
     pub fn server(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
@@ -91,11 +102,11 @@ impl DevCa {
         );
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        valid_for(&mut params, LEAF_DAYS)?;
+        valid_for(&mut params, self.leaf)?;
         self.sign(params)
     }
 
-    /// An X.509-SVID (client certificate) for a SPIFFE ID, valid for [`LEAF_DAYS`]: the ID as
+    /// An X.509-SVID (client certificate) for a SPIFFE ID, valid for the CA's leaf lifetime ([`LEAF_DAYS`] by default): the ID as
     /// the only URI SAN, digitalSignature, clientAuth, not a CA.
     pub fn svid(&self, spiffe_id: &str) -> Result<Issued, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -103,7 +114,7 @@ impl DevCa {
         params.subject_alt_names = vec![rcgen::SanType::URI(spiffe_id.try_into()?)];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        valid_for(&mut params, LEAF_DAYS)?;
+        valid_for(&mut params, self.leaf)?;
         self.sign(params)
     }
 

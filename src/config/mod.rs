@@ -4,10 +4,10 @@
 
 mod admin;
 mod creds;
+mod decision;
 #[cfg(test)]
 mod docs_drift;
 mod env;
-mod decision;
 mod exposure;
 mod issuer;
 mod listen;

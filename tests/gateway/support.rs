@@ -165,7 +165,8 @@ pub struct Pki {
 impl Pki {
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let ca = DevCa::new("test CA").unwrap();
+        // Tests move fake clocks years from today: certificates valid ten years either way.
+        let ca = DevCa::lasting("test CA", (3650, 3650), (3650, 3650)).unwrap();
         let pki = Pki { dir, ca };
         pki.write_server_cert("gateway");
         std::fs::write(pki.path("ca.pem"), pki.ca.cert_pem()).unwrap();
