@@ -32,10 +32,10 @@ use crate::identity::lineage::{self, MAX_CHAIN};
 use crate::identity::{Caller, Credential, Kind};
 use crate::migration::lineage as plan_lineage;
 use crate::migration::{retired, route_phase, Treatment};
+use crate::pipeline::route::Route;
 use crate::pipeline::{LocalRequest, LocalRoute};
 use crate::problem::{Code, Refusal};
 use crate::routing::canonical::CanonicalRequest;
-use crate::routing::Route;
 use crate::token::{Issuer, MintRequest, Profile, TokenCache};
 use crate::transport::ConnInfo;
 

@@ -23,8 +23,9 @@ use std::time::Duration;
 
 pub use crate::audit::AuditSink;
 pub use crate::limits::settings::{LimitsConfig, Rate};
+pub use crate::pipeline::route::RouteConfig;
 pub use crate::proxy::settings::{InjectConfig, UpstreamConfig};
-pub use crate::routing::settings::{HostMatch, RouteConfig};
+pub use crate::routing::settings::HostMatch;
 pub use crate::secret::SecretSource;
 pub use crate::token::TokenHeader;
 pub use crate::transport::settings::{Listen, TlsFiles};

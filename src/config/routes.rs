@@ -430,3 +430,33 @@ pub(super) fn limits(c: &mut Collector<'_>, key: &str, l: &raw::Limits) -> Limit
         concurrency,
     }
 }
+
+/// `check` warnings: a case-sensitive route with a broader route on the same upstream (same
+/// host matcher) that authenticates differently. On an upstream that ignores case (IIS, some
+/// mainframe stacks), `/Admin/x` misses the first and is handled by the second.
+pub(super) fn case_warnings(routes: &[std::sync::Arc<RouteConfig>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in routes
+        .iter()
+        .filter(|r| !r.case_insensitive && r.path_prefix != "/")
+    {
+        let broader = routes.iter().find(|b| {
+            b.name != r.name
+                && b.host == r.host
+                && b.upstream.url == r.upstream.url
+                && b.path_prefix.len() < r.path_prefix.len()
+                && crate::routing::prefix_matches(&b.path_prefix, &r.path_prefix)
+                && b.accept != r.accept
+        });
+        if let Some(b) = broader {
+            out.push(format!(
+                "route {}: path prefix {:?} is matched case-sensitively, but route {} sends other spellings such as {:?} to the same upstream with other credentials; if that upstream ignores case, set [routes.match] case_insensitive = true",
+                r.name,
+                r.path_prefix,
+                b.name,
+                r.path_prefix.to_ascii_uppercase()
+            ));
+        }
+    }
+    out
+}

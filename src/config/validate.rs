@@ -15,7 +15,6 @@ use super::routes::{routes, RouteCtx};
 use super::state::state;
 use super::{raw, Admin, Config, Invalid, Listen, Problem};
 use crate::identity::Kind;
-use crate::routing::canonical::{self};
 use crate::units::{parse_duration, parse_size};
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -187,7 +186,7 @@ pub(super) fn validate(
 
     let routes = routes(&mut c, base, obj.get("routes"), &ctx, &mut warnings);
 
-    warnings.extend(canonical::case_warnings(&routes));
+    warnings.extend(super::routes::case_warnings(&routes));
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);

@@ -17,13 +17,13 @@ use std::time::SystemTime;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
+use super::route::Route;
 use crate::authn::{self, Authenticator, BodyView, Failure};
 use crate::authz::Permit;
 use crate::identity::{Caller, Credential};
 use crate::migration::phase::{retired, treatment, Treatment};
 use crate::migration::plan::Plan;
 use crate::problem::{Code, Refusal};
-use crate::routing::Route;
 use crate::token::Minted;
 use crate::transport::ConnInfo;
 

@@ -20,6 +20,7 @@
 pub mod admission;
 mod head;
 mod local;
+pub mod route;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,11 +43,12 @@ use crate::migration::{active_phase, Phase};
 use crate::problem::{Code, Refusal};
 use crate::proxy::headers;
 use crate::routing::canonical::CanonicalRequest;
-use crate::routing::{Route, Router};
+use crate::routing::Routable;
 use crate::token::TokenHeader;
 use crate::token::{Issuer, MintRequest, TokenCache};
 use crate::transport::ConnInfo;
 use head::{check_body_limit, check_framing, check_head_limits, request_id};
+use route::{Route, Router};
 
 pub use admission::{Admission, Outgoing};
 pub use local::{LocalRequest, LocalRoute};
@@ -530,10 +532,10 @@ impl Gateway {
         let route = self
             .router
             .select(view.host.as_deref(), &view.match_path, &parts.method)?;
-        view.admit_params(&route.config)?;
+        view.admit_params(route.matcher())?;
         Ok(Routed {
             route: route.clone(),
-            policy_path: view.policy_path(&route.config).into_owned(),
+            policy_path: view.policy_path(route.matcher()).into_owned(),
             path: view.path,
             host: view.host,
         })
