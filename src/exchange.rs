@@ -28,6 +28,7 @@ use http::{HeaderValue, Method, Response};
 
 use crate::authn::{self, Authenticator};
 use crate::body::{full, ProxyBody};
+use crate::conn::ConnInfo;
 use crate::identity::lineage::{self, MAX_CHAIN};
 use crate::identity::{Caller, Credential, Kind};
 use crate::migration::lineage as plan_lineage;
@@ -37,7 +38,6 @@ use crate::pipeline::{LocalRequest, LocalRoute};
 use crate::problem::{Code, Refusal};
 use crate::routing::canonical::CanonicalRequest;
 use crate::token::{Issuer, MintRequest, Profile, TokenCache};
-use crate::transport::ConnInfo;
 
 /// Largest form accepted.
 pub const MAX_FORM_BYTES: u64 = 16 * 1024;

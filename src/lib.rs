@@ -12,6 +12,7 @@ pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod devcert;
 pub mod diag;

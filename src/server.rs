@@ -520,7 +520,7 @@ fn build_ops(
 impl crate::transport::Handler for Gateway {
     fn handle(
         &self,
-        conn: &crate::transport::ConnInfo,
+        conn: &crate::conn::ConnInfo,
         req: http::Request<hyper::body::Incoming>,
     ) -> impl std::future::Future<Output = http::Response<crate::body::ProxyBody>> + Send {
         Gateway::handle(self, conn, req)

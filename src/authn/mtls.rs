@@ -4,7 +4,7 @@
 //! this validates the chain again, because a connection can outlive its leaf certificate and a
 //! trust bundle can change under it. A validation costs signature checks (~40–60 µs for P-256,
 //! more than the rest of a proxied request), so its result is kept on the connection
-//! (`spiffe::svid_cache::SvidCache`, held by `transport::ConnInfo`) and reused while the bundle it was checked against is still the current one,
+//! (`spiffe::svid_cache::SvidCache`, kept in `conn::ConnInfo::svid`) and reused while the bundle it was checked against is still the current one,
 //! every certificate of the presented chain is still within its validity, and for at most
 //! `REVALIDATE_EVERY`. On top, the ID's trust domain must be one of this credential's
 //! `trust_domains` (checked on every request).
@@ -22,12 +22,12 @@ use http::request::Parts;
 use http::HeaderValue;
 
 use crate::authn::{Authenticator, Outcome};
+use crate::conn::ConnInfo;
 use crate::identity::TrustDomain;
 use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 pub use crate::spiffe::svid_cache::{SvidCache, REVALIDATE_EVERY};
 use crate::spiffe::{x509, TrustStore};
-use crate::transport::ConnInfo;
 
 /// Authenticates callers by their client certificate.
 #[derive(Debug)]

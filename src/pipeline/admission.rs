@@ -20,12 +20,12 @@ use http::{HeaderName, HeaderValue};
 use super::route::Route;
 use crate::authn::{self, Authenticator, BodyView, Failure};
 use crate::authz::Permit;
+use crate::conn::ConnInfo;
 use crate::identity::{Caller, Credential};
 use crate::migration::phase::{retired, treatment, Treatment};
 use crate::migration::plan::Plan;
 use crate::problem::{Code, Refusal};
 use crate::token::Minted;
-use crate::transport::ConnInfo;
 
 /// What the route's plan does to one request.
 #[derive(Debug)]

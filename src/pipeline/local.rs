@@ -13,11 +13,11 @@ use hyper::body::Incoming;
 
 use super::{Gateway, Trace};
 use crate::body::{full, ProxyBody};
+use crate::conn::ConnInfo;
 use crate::identity::Credential;
 use crate::problem::Refusal;
 use crate::routing::canonical::CanonicalRequest;
 use crate::token::jwks::{self, WellKnown};
-use crate::transport::ConnInfo;
 
 /// One of the gateway's own endpoints.
 pub trait LocalRoute: Send + Sync + fmt::Debug {

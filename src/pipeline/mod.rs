@@ -37,6 +37,7 @@ use crate::authn;
 use crate::authz::{self, Permit};
 use crate::body::{empty, full, Limited, ProxyBody};
 use crate::clock::Clock;
+use crate::conn::ConnInfo;
 use crate::identity;
 use crate::metrics::Metrics;
 use crate::migration::{active_phase, Phase};
@@ -46,7 +47,6 @@ use crate::routing::canonical::CanonicalRequest;
 use crate::routing::Routable;
 use crate::token::TokenHeader;
 use crate::token::{Issuer, MintRequest, TokenCache};
-use crate::transport::ConnInfo;
 use head::{check_body_limit, check_framing, check_head_limits, request_id};
 use route::{Route, Router};
 
@@ -437,7 +437,7 @@ impl Gateway {
                 .tls
                 .as_ref()
                 .and_then(|t| t.client_chain.first())
-                .and_then(|leaf| crate::transport::tls::not_after(leaf));
+                .and_then(|leaf| crate::conn::not_after(leaf));
         }
         self.state.record(&usage);
         if let (Some(p), true) = (plan, cred.kind.is_legacy()) {

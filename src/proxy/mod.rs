@@ -126,7 +126,7 @@ impl Upstream {
 
     /// The pool of the worker running this thread.
     fn client(&self) -> Result<&PooledClient, Refusal> {
-        let slot = crate::transport::workers::index() % POOL_SLOTS;
+        let slot = crate::conn::worker_index() % POOL_SLOTS;
         let build = || {
             Client::builder(TokioExecutor::new())
                 .timer(TokioTimer::new())

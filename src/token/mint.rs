@@ -436,7 +436,7 @@ pub fn cnf_thumbprint(
     client_chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
 ) -> Option<String> {
     match (cred.kind, client_chain) {
-        (Kind::Mtls, Some(client_chain)) => crate::spiffe::leaf_thumbprint(client_chain),
+        (Kind::Mtls, Some(client_chain)) => crate::conn::leaf_thumbprint(client_chain),
         // A presented token's binding (proven on this connection) carries over.
         _ => cred
             .lineage
