@@ -19,6 +19,7 @@ pub mod diag;
 pub mod exchange;
 pub mod identity;
 pub mod limits;
+pub mod low_s;
 pub mod metrics;
 pub mod migration;
 pub mod path_template;

@@ -20,6 +20,7 @@ use crate::pipeline::route::{Route, Router};
 use crate::pipeline::{Gateway, HeadLimits, LocalRoute};
 use crate::proxy::Upstream;
 use crate::reload::RELOAD_EVERY;
+use crate::spiffe::jwt::IssuerJwks;
 use crate::token::jwks::WellKnown;
 use crate::token::keyset::{KeySet, SignerRequirement};
 use crate::token::{Issuer, TokenCache};
@@ -432,6 +433,18 @@ impl Lifecycle {
     }
 }
 
+/// The gateway's key set as the JWT-SVID validator trusts it (`trust_issuer = true`): the glue
+/// between two mechanisms lives here, so that neither `token` nor `authn` needs the other.
+impl IssuerJwks for KeySet {
+    fn generation(&self) -> u64 {
+        self.current().generation()
+    }
+    fn jwks(&self) -> (u64, bytes::Bytes) {
+        let ring = self.current();
+        (ring.generation(), crate::token::jwks::render_jwks(&ring))
+    }
+}
+
 /// Every `[[credential]]`'s authenticator and the `[trust]` bundles; their files are watched.
 fn build_credentials(
     config: &Config,
@@ -449,7 +462,7 @@ fn build_credentials(
             metrics: metrics.clone(),
             clock: clock.clone(),
             replay,
-            issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
+            issuer_keys: issuer.map(|i| -> Arc<dyn IssuerJwks> { i.keys().clone() }),
             state: Some(state.clone()),
         },
     )?;

@@ -24,7 +24,7 @@ use crate::identity::lineage::Lineage;
 use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::spiffe::jwt::{
-    JwtSvidError, JwtSvidSettings, JwtSvidValidator, Verified, MAX_TOKEN_BYTES,
+    IssuerJwks, JwtSvidError, JwtSvidSettings, JwtSvidValidator, Verified, MAX_TOKEN_BYTES,
 };
 use crate::spiffe::TrustStore;
 
@@ -100,7 +100,7 @@ impl JwtSvidAuthenticator {
     }
 
     /// Also accept tokens minted by this gateway (`trust_issuer = true`).
-    pub fn trusting_issuer(mut self, keys: Arc<crate::token::KeySet>) -> Self {
+    pub fn trusting_issuer(mut self, keys: Arc<dyn IssuerJwks>) -> Self {
         self.validator = self.validator.trusting_issuer(keys);
         self
     }

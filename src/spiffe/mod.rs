@@ -10,7 +10,6 @@
 
 pub mod bundle;
 pub mod jwt;
-pub mod low_s;
 pub mod store;
 pub mod svid_cache;
 pub mod verifier;

@@ -87,7 +87,7 @@ impl Signer {
     pub(crate) fn sign(&self, header: Header, claims: &Value) -> String {
         portcullis::spiffe::install_jwt_crypto();
         // Low-S, as the gateway requires (ECDSA signers may emit either form).
-        portcullis::spiffe::low_s::normalize_jws(
+        portcullis::low_s::normalize_jws(
             &jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.der)).unwrap(),
         )
     }
