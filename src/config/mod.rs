@@ -24,10 +24,10 @@ use std::time::Duration;
 pub use crate::audit::AuditSink;
 pub use crate::limits::settings::{LimitsConfig, Rate};
 pub use crate::pipeline::route::RouteConfig;
+pub use crate::proxy::settings::TokenHeader;
 pub use crate::proxy::settings::{InjectConfig, UpstreamConfig};
 pub use crate::routing::settings::HostMatch;
 pub use crate::secret::SecretSource;
-pub use crate::token::TokenHeader;
 pub use crate::transport::settings::{Listen, TlsFiles};
 pub use creds::{
     ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,

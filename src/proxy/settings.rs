@@ -4,7 +4,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::secret::SecretSource;
-use crate::token::TokenHeader;
+
+/// Where the minted token goes in the upstream request (`upstream.token_header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenHeader {
+    /// `Authorization: Bearer …`
+    Authorization,
+    /// The bare token in this header.
+    Named(http::HeaderName),
+    /// No token (the upstream gets an injected credential or nothing).
+    None,
+}
 
 /// A legacy upstream's own credential (`upstream.inject`).
 #[derive(Debug, Clone)]
