@@ -14,12 +14,13 @@ use tokio::task::JoinHandle;
 use crate::admin::{Admin, Health};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::config::{InjectConfig, SecretSource};
 use crate::metrics::Metrics;
 use crate::pipeline::route::{Route, Router};
 use crate::pipeline::{Gateway, HeadLimits, LocalRoute};
+use crate::proxy::settings::InjectConfig;
 use crate::proxy::Upstream;
 use crate::reload::RELOAD_EVERY;
+use crate::secret::SecretSource;
 use crate::spiffe::jwt::IssuerJwks;
 use crate::token::jwks::WellKnown;
 use crate::token::keyset::{KeySet, SignerRequirement};
@@ -123,14 +124,14 @@ fn inject_header(i: &InjectConfig) -> anyhow::Result<(http::HeaderName, http::He
 
 /// A route's limiters, when it has any.
 fn route_limits(
-    l: &crate::config::LimitsConfig,
+    l: &crate::limits::settings::LimitsConfig,
     clock: Arc<dyn crate::clock::Clock>,
 ) -> anyhow::Result<Option<Arc<crate::limits::RouteLimits>>> {
     use crate::limits::{Rate, RouteLimitSettings, RouteLimits};
     if l.rate.is_none() && l.total_rate.is_none() && l.concurrency.is_none() {
         return Ok(None);
     }
-    let rate = |r: &crate::config::Rate| {
+    let rate = |r: &crate::limits::settings::Rate| {
         Rate::new(r.count, r.per).ok_or_else(|| anyhow::anyhow!("invalid rate"))
     };
     let settings = RouteLimitSettings {
@@ -346,7 +347,7 @@ fn tls_acceptors(
     Option<crate::admin::AdminTls>,
 )> {
     // A certificate section's files, loaded now and reloaded when they change.
-    let mut load_cert = |files: &crate::config::TlsFiles, section: &str| {
+    let mut load_cert = |files: &crate::transport::settings::TlsFiles, section: &str| {
         let cert = Arc::new(
             ReloadingCert::new(files.clone(), metrics.clone())
                 .with_context(|| format!("loading [{section}]"))?,

@@ -402,8 +402,8 @@ pub fn summary(cfg: &config::Config) -> String {
     let _ = writeln!(o, "listen  {} {scheme}", cfg.listen.addr);
     let _ = writeln!(o, "admin   {}", cfg.admin.addr);
     let sink = match &cfg.audit.sink {
-        config::AuditSink::Stdout => "stdout".to_string(),
-        config::AuditSink::File(p) => p.display().to_string(),
+        crate::audit::AuditSink::Stdout => "stdout".to_string(),
+        crate::audit::AuditSink::File(p) => p.display().to_string(),
     };
     let _ = writeln!(o, "audit   {sink}");
     if let Some(iss) = &cfg.issuer {
@@ -450,8 +450,8 @@ pub fn summary(cfg: &config::Config) -> String {
     );
     for r in &cfg.routes {
         let host = match &r.host {
-            Some(config::HostMatch::Exact(h)) => h.clone(),
-            Some(config::HostMatch::Wildcard(s)) => format!("*{s}"),
+            Some(crate::routing::settings::HostMatch::Exact(h)) => h.clone(),
+            Some(crate::routing::settings::HostMatch::Wildcard(s)) => format!("*{s}"),
             None => String::new(),
         };
         let methods = r.methods.as_ref().map_or("any".to_string(), |m| {

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use super::validate::{resolve, Collector};
-use super::{defaults, raw, Admin, Audit, AuditSink, TlsFiles};
+use super::{defaults, raw, Admin, Audit};
+use crate::audit::AuditSink;
+use crate::transport::settings::TlsFiles;
 
 pub(super) fn admin(
     c: &mut Collector<'_>,

@@ -350,7 +350,7 @@ pub(super) fn url_signed_webhook(
     warnings: &mut Vec<String>,
     (key, route, i): (&str, &str, usize),
     cr: &CredentialConfig,
-    host: Option<&super::HostMatch>,
+    host: Option<&crate::routing::settings::HostMatch>,
 ) {
     let CredentialSpec::Webhook {
         adapter,
@@ -364,7 +364,7 @@ pub(super) fn url_signed_webhook(
         return;
     }
     let name = &cr.name;
-    if matches!(host, Some(super::HostMatch::Exact(_))) {
+    if matches!(host, Some(crate::routing::settings::HostMatch::Exact(_))) {
         warnings.push(format!(
             "route {route}: credential {name} ({}) signs the URL, which is rebuilt from the request's Host; set credentials.{name}.public_url",
             adapter.name()

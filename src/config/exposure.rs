@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::creds::{CredentialConfig, CredentialSpec};
 use super::validate::Collector;
-use super::{RouteConfig, StateBackend, StateConfig};
+use super::{StateBackend, StateConfig};
+use crate::pipeline::route::RouteConfig;
 
 /// Run every check: problems go to `c`, warnings to `warnings`.
 pub(super) fn check(

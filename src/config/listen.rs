@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::validate::Collector;
-use super::{defaults, raw, Listen, TlsFiles};
+use super::{defaults, raw};
+use crate::transport::settings::{Listen, TlsFiles};
 
 pub(super) fn listen(
     c: &mut Collector<'_>,

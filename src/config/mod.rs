@@ -21,20 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::audit::AuditSink;
-pub use crate::limits::settings::{LimitsConfig, Rate};
-pub use crate::pipeline::route::RouteConfig;
-pub use crate::proxy::settings::TokenHeader;
-pub use crate::proxy::settings::{InjectConfig, UpstreamConfig};
-pub use crate::routing::settings::HostMatch;
-pub use crate::secret::SecretSource;
-pub use crate::transport::settings::{Listen, TlsFiles};
+use crate::audit::AuditSink;
+use crate::diag::{Invalid, Problem};
+use crate::pipeline::route::RouteConfig;
+use crate::transport::settings::{Listen, TlsFiles};
 pub use creds::{
     ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,
 };
-
-/// The problem collector is base-level ([`crate::diag`]); re-exported for the config's users.
-pub use crate::diag::{Invalid, Problem};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

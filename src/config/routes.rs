@@ -10,10 +10,13 @@ use serde_json::Value;
 use super::creds::{self, parse_per, CredentialConfig};
 use super::upstream::upstream;
 use super::validate::Collector;
-use super::{defaults, raw, HostMatch, LimitsConfig, Rate, RouteConfig};
+use super::{defaults, raw};
 use crate::identity::Kind;
+use crate::limits::settings::{LimitsConfig, Rate};
+use crate::pipeline::route::RouteConfig;
 use crate::routing::canonical::{self, PathParameters};
 use crate::routing::path;
+use crate::routing::settings::HostMatch;
 
 /// `[[routes]]`: each route, with unique names and reachable matchers.
 pub(super) fn routes(

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::validate::Collector;
-use super::{defaults, raw, InjectConfig, TokenHeader, UpstreamConfig};
+use super::{defaults, raw};
+use crate::proxy::settings::{InjectConfig, TokenHeader, UpstreamConfig};
 use crate::routing::path;
 use crate::secret::SecretSource;
 

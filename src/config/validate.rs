@@ -13,8 +13,10 @@ use super::listen::listen;
 use super::plans::plans;
 use super::routes::{routes, RouteCtx};
 use super::state::state;
-use super::{raw, Admin, Config, Invalid, Listen, Problem};
+use super::{raw, Admin, Config};
+use crate::diag::{Invalid, Problem};
 use crate::identity::Kind;
+use crate::transport::settings::Listen;
 use crate::units::{parse_duration, parse_size};
 
 const TOP_LEVEL_KEYS: &[&str] = &[
