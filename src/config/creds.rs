@@ -347,7 +347,6 @@ fn public_url(c: &mut Collector<'_>, key: &str, u: &str, adapter: Option<&Webhoo
 /// otherwise, and a warning even then.
 pub(super) fn url_signed_webhook(
     c: &mut Collector<'_>,
-    warnings: &mut Vec<String>,
     (key, route, i): (&str, &str, usize),
     cr: &CredentialConfig,
     host: Option<&crate::routing::settings::HostMatch>,
@@ -365,7 +364,7 @@ pub(super) fn url_signed_webhook(
     }
     let name = &cr.name;
     if matches!(host, Some(crate::routing::settings::HostMatch::Exact(_))) {
-        warnings.push(format!(
+        c.warn(format!(
             "route {route}: credential {name} ({}) signs the URL, which is rebuilt from the request's Host; set credentials.{name}.public_url",
             adapter.name()
         ));

@@ -6,12 +6,7 @@ use super::validate::Collector;
 use super::{defaults, raw};
 use crate::transport::settings::{Listen, TlsFiles};
 
-pub(super) fn listen(
-    c: &mut Collector<'_>,
-    base: &Path,
-    l: raw::Listen,
-    warnings: &mut Vec<String>,
-) -> Option<Listen> {
+pub(super) fn listen(c: &mut Collector<'_>, base: &Path, l: raw::Listen) -> Option<Listen> {
     let addr = c.addr("listen.addr", &l.addr);
     let bodies = body_policy(c, &l);
     let tls = match l.tls {
@@ -20,9 +15,7 @@ pub(super) fn listen(
             key: c.file_path("listen.tls.key", base, &t.key),
         }),
         None => {
-            warnings.push(
-                "no [listen.tls]: the data listener speaks plain HTTP (development only)".into(),
-            );
+            c.warn("no [listen.tls]: the data listener speaks plain HTTP (development only)");
             None
         }
     };

@@ -120,7 +120,6 @@ pub(super) fn validate(
         return Err(Invalid(c.problems));
     };
     top_level(&mut c, obj);
-    let mut warnings = Vec::new();
 
     let listen = match obj.get("listen") {
         None => {
@@ -129,13 +128,13 @@ pub(super) fn validate(
         }
         Some(v) => c
             .section::<raw::Listen>("listen", v)
-            .and_then(|l| listen(&mut c, base, l, &mut warnings)),
+            .and_then(|l| listen(&mut c, base, l)),
     };
     let admin_raw = match obj.get("admin") {
         None => Some(raw::Admin::default()),
         Some(v) => c.section::<raw::Admin>("admin", v),
     };
-    let admin = admin_raw.and_then(|a| admin(&mut c, base, a, &mut warnings));
+    let admin = admin_raw.and_then(|a| admin(&mut c, base, a));
     let audit_raw = match obj.get("audit") {
         None => Some(raw::Audit::default()),
         Some(v) => c.section::<raw::Audit>("audit", v),
@@ -146,7 +145,7 @@ pub(super) fn validate(
         None => None,
         Some(v) => c
             .section::<raw::Issuer>("issuer", v)
-            .and_then(|i| issuer(&mut c, base, i, &mut warnings)),
+            .and_then(|i| issuer(&mut c, base, i)),
     };
 
     let adapters = adapters(&mut c, base, obj);
@@ -186,12 +185,12 @@ pub(super) fn validate(
         tls: listen.as_ref().is_some_and(|l| l.tls.is_some()),
     };
 
-    let routes = routes(&mut c, base, obj.get("routes"), &ctx, &mut warnings);
+    let routes = routes(&mut c, base, obj.get("routes"), &ctx);
 
-    warnings.extend(super::routes::case_warnings(&routes));
-    let state = state(&mut c, base, obj.get("state"), &mut warnings);
+    super::routes::case_warnings(&mut c, &routes);
+    let state = state(&mut c, base, obj.get("state"));
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
-    super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
+    super::exposure::check(&mut c, &routes, &credentials, &state);
 
     match (listen, admin, audit) {
         (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {
@@ -215,7 +214,7 @@ pub(super) fn validate(
                 routes,
                 state,
                 plans: Arc::new(plans),
-                warnings,
+                warnings: c.warnings,
             })
         }
         _ => Err(Invalid(c.problems)),
@@ -323,11 +322,10 @@ fn adapters(
     match crate::adapters::Adapters::load(adapters_dir.as_deref()) {
         Ok(a) => a,
         Err(e) => {
-            for p in e.problems {
+            for p in e.0 {
                 c.problems.push(Problem {
-                    file: p.file,
                     key: if p.key.is_empty() { "-".into() } else { p.key },
-                    message: p.message,
+                    ..p
                 });
             }
             crate::adapters::Adapters::default()
