@@ -154,7 +154,10 @@ fn relaxed(plan: Option<&Plan>, failure: &Failure, now: SystemTime) -> Option<Ar
 /// credentials after `by` (the one that decided) are checked too: each one present must
 /// authenticate and pass `admit` (revocation), unless it is a listed credential whose refusal
 /// `observe` relaxes. The cost (an LDAP bind) is paid only by requests carrying several.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts as the authenticate stage has them, plus the admit check it runs; a struct would be built for this call only"
+)]
 pub async fn vet_forwarded(
     accept: &[Arc<dyn Authenticator>],
     by: &str,

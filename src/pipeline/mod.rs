@@ -266,7 +266,10 @@ impl Gateway {
 
     /// Authentication stage: the route's accepted credentials, then the caller's phase, decided
     /// once (every stage below reads the [`Admission`]).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is a value an earlier stage produced; a struct of them would be built once, for this call only"
+    )]
     async fn authenticate(
         &self,
         route: &Route,
@@ -302,7 +305,10 @@ impl Gateway {
     }
 
     /// Access stage: record who was let in, for `policy suggest`.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is a value an earlier stage produced; a struct of them would be built once, for this call only"
+    )]
     fn note_access(
         &self,
         permit: &Permit<Route>,
