@@ -318,7 +318,6 @@ pub struct RouteToml {
     matcher: Vec<String>,
     keys: Vec<String>,
     upstream: Vec<String>,
-    tables: Vec<String>,
 }
 
 /// A TOML array of strings: `["a", "b"]`.
@@ -335,7 +334,6 @@ impl RouteToml {
             matcher: vec![format!("path_prefix = {path_prefix:?}")],
             keys: Vec::new(),
             upstream: vec![format!("url = {upstream_url:?}")],
-            tables: Vec::new(),
         }
     }
 
@@ -381,12 +379,6 @@ impl RouteToml {
         self.upstream.push(key_value.to_owned());
         self
     }
-
-    /// A sub-table of the route, whole (`"[routes.limits]\nrate = \"5/s\""`).
-    pub fn table(mut self, text: &str) -> Self {
-        self.tables.push(text.to_owned());
-        self
-    }
 }
 
 impl std::fmt::Display for RouteToml {
@@ -399,9 +391,6 @@ impl std::fmt::Display for RouteToml {
         writeln!(f, "[routes.upstream]")?;
         for k in &self.upstream {
             writeln!(f, "{k}")?;
-        }
-        for t in &self.tables {
-            writeln!(f, "{t}")?;
         }
         Ok(())
     }
