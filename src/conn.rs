@@ -22,8 +22,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Present when the connection is TLS.
     pub tls: Option<TlsInfo>,
-    /// Set by the HTTP/1.1 framing guard (`transport::framing`) when a request head on this connection could
-    /// be framed two ways.
+    /// Set by the HTTP/1.1 framing guard (`transport::framing`) when a request head on this
+    /// connection could be framed two ways.
     pub ambiguous_framing: Arc<AtomicBool>,
     /// The client chain's last validation (`kind = "mtls"`), reused by later requests.
     pub svid: Memo,
@@ -144,3 +144,6 @@ pub fn worker_index() -> usize {
 pub fn set_worker_index(i: usize) {
     WORKER.with(|c| c.set(i));
 }
+
+#[cfg(test)]
+mod tests;
