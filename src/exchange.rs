@@ -30,6 +30,7 @@ use crate::authn::{self, Authenticator};
 use crate::body::{full, ProxyBody};
 use crate::conn::ConnInfo;
 use crate::identity::lineage::{self, MAX_CHAIN};
+use crate::identity::profile::Profile;
 use crate::identity::{Caller, Credential, Kind};
 use crate::migration::lineage as plan_lineage;
 use crate::migration::{retired, route_phase, Treatment};
@@ -37,7 +38,7 @@ use crate::pipeline::route::Route;
 use crate::pipeline::{LocalRequest, LocalRoute};
 use crate::problem::{Code, Refusal};
 use crate::routing::canonical::CanonicalRequest;
-use crate::token::{Issuer, MintRequest, Profile, TokenCache};
+use crate::token::{Issuer, MintRequest, TokenCache};
 
 /// Largest form accepted.
 pub const MAX_FORM_BYTES: u64 = 16 * 1024;

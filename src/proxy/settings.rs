@@ -44,7 +44,7 @@ pub struct UpstreamConfig {
     /// `aud` of minted tokens (required when the route mints).
     pub audience: Option<String>,
     pub token_header: TokenHeader,
-    pub token_profile: crate::token::Profile,
+    pub token_profile: crate::identity::profile::Profile,
     pub inject: Option<InjectConfig>,
     /// `strip_headers`: caller headers never forwarded, on top of the built-in list.
     pub strip_headers: crate::proxy::headers::StripList,

@@ -16,7 +16,8 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 
 use super::tests::{at, fixed, issuer, racf, T0};
-use super::{Alg, MintRequest, Profile};
+use super::{Alg, MintRequest};
+use crate::identity::profile::Profile;
 use crate::identity::TrustDomain;
 use crate::spiffe::jwt::{JwtSvidSettings, JwtSvidValidator, MAX_EXP_AHEAD};
 use crate::spiffe::testing::{store_with, JwtSigner};
