@@ -23,7 +23,7 @@ use http::request::Parts;
 use portcullis::authn::identity::IdentityTemplate;
 use portcullis::authn::ldap::{BindSecret, LdapAuthenticator, LdapSettings, Profile};
 use portcullis::authn::{Authenticator, Outcome};
-use portcullis::transport::ConnInfo;
+use portcullis::conn::ConnInfo;
 
 fn profile(name: &str) -> Profile {
     Profile::from_adapter(

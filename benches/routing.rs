@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
+use portcullis::pipeline::route::{Route, Router};
 use portcullis::proxy::Upstream;
-use portcullis::routing::{path, Route, Router};
+use portcullis::routing::path;
 
 /// 200 routes: 150 path-only (`/svc{i}/v1/`), 50 with a host (`api{i}.bench.example`).
 fn router() -> Router {

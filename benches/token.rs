@@ -21,13 +21,14 @@ use aws_lc_rs::signature::{
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
+use portcullis::identity::profile::Profile;
 use portcullis::identity::Kind;
 use portcullis::identity::TrustDomain;
 use portcullis::metrics::Metrics;
 use portcullis::spiffe::{JwtBundle, JwtSvidSettings, JwtSvidValidator, TrustStore};
 use portcullis::token::jwks::render_jwks;
 use portcullis::token::{
-    Alg, Issuer, KeyRing, KeySet, Legacy, MintRequest, Profile, SigningKey, TokenCache,
+    Alg, Issuer, KeyRing, KeySet, Legacy, MintRequest, SigningKey, TokenCache,
 };
 
 fn keys() -> Arc<KeySet> {

@@ -12,9 +12,10 @@ mod template;
 mod webhook;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+
+use crate::diag::{Collector, Invalid, Problem};
 
 pub use ldap::{normalize_user, BindMode, GroupValue, LdapAdapter, PrincipalCase, UserCase};
 pub use webhook::{
@@ -65,7 +66,7 @@ pub struct Adapters {
 }
 
 /// The shipped adapters. An error here is a bug in a shipped file (a unit test loads them all).
-pub fn builtin() -> Result<Adapters, AdapterError> {
+pub fn builtin() -> Result<Adapters, Invalid> {
     let mut problems = Vec::new();
     let mut by_name = BTreeMap::new();
     for (name, text) in BUILTIN {
@@ -79,13 +80,13 @@ pub fn builtin() -> Result<Adapters, AdapterError> {
     if problems.is_empty() {
         Ok(Adapters { by_name })
     } else {
-        Err(AdapterError { problems })
+        Err(Invalid(problems))
     }
 }
 
 impl Adapters {
     /// The shipped adapters plus, when given, those of `dir`.
-    pub fn load(dir: Option<&Path>) -> Result<Adapters, AdapterError> {
+    pub fn load(dir: Option<&Path>) -> Result<Adapters, Invalid> {
         let mut adapters = builtin()?;
         if let Some(dir) = dir {
             adapters.load_dir(dir)?;
@@ -95,10 +96,15 @@ impl Adapters {
 
     /// Add every `*.toml` file of `dir` (not recursive; dot files skipped), a file replacing an
     /// adapter of the same name. Nothing is added unless every file is valid.
-    pub fn load_dir(&mut self, dir: &Path) -> Result<(), AdapterError> {
+    pub fn load_dir(&mut self, dir: &Path) -> Result<(), Invalid> {
         let dir_label = dir.display().to_string();
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| AdapterError::one(&dir_label, "", format!("cannot read: {e}")))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Invalid(vec![Problem::new(
+                &dir_label,
+                "",
+                format!("cannot read: {e}"),
+            )])
+        })?;
         let mut paths: Vec<_> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -114,11 +120,11 @@ impl Adapters {
         for path in paths {
             let label = path.display().to_string();
             let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
-                problems.push(AdapterProblem::new(&label, "", "file name is not UTF-8"));
+                problems.push(Problem::new(&label, "", "file name is not UTF-8"));
                 continue;
             };
             if !valid_name(name) {
-                problems.push(AdapterProblem::new(
+                problems.push(Problem::new(
                     &label,
                     "",
                     "file name must be lower-case letters, digits and `-` (it is the adapter's name)",
@@ -128,7 +134,7 @@ impl Adapters {
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) => {
-                    problems.push(AdapterProblem::new(&label, "", format!("cannot read: {e}")));
+                    problems.push(Problem::new(&label, "", format!("cannot read: {e}")));
                     continue;
                 }
             };
@@ -138,7 +144,7 @@ impl Adapters {
             }
         }
         if !problems.is_empty() {
-            return Err(AdapterError { problems });
+            return Err(Invalid(problems));
         }
         for (name, label, adapter) in loaded {
             if let Some(old) = self.by_name.insert(name.clone(), adapter) {
@@ -180,95 +186,24 @@ impl Adapters {
     }
 }
 
-/// One problem in one adapter file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdapterProblem {
-    /// The file (`adapters/stripe.toml` for a shipped one).
-    pub file: String,
-    /// Dotted key (`signature.header`), `line N` for a syntax error, empty for the whole file.
-    pub key: String,
-    pub message: String,
-}
-
-impl AdapterProblem {
-    fn new(file: &str, key: impl Into<String>, message: impl Into<String>) -> Self {
-        AdapterProblem {
-            file: file.to_owned(),
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for AdapterProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.file, self.key, self.message)
-        }
-    }
-}
-
-/// Every problem found while loading adapters, one per line as `file: key: message`.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct AdapterError {
-    pub problems: Vec<AdapterProblem>,
-}
-
-impl AdapterError {
-    fn one(file: &str, key: &str, message: impl Into<String>) -> Self {
-        AdapterError {
-            problems: vec![AdapterProblem::new(file, key, message)],
-        }
-    }
-}
-
-impl fmt::Display for AdapterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Problems of one file, before the file name is attached.
-#[derive(Debug, Default)]
-pub(crate) struct Problems(Vec<(String, String)>);
-
-impl Problems {
-    pub(crate) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push((key.into(), message.into()));
-    }
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Deserialize, reporting the failing key's dotted path (for an unknown key, that key).
-fn deserialize<T: serde::de::DeserializeOwned>(value: toml::Value) -> Result<T, Problems> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let mut p = Problems::default();
-        p.push(
-            if path == "." { String::new() } else { path },
-            e.inner().message(),
-        );
-        p
-    })
+fn deserialize<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+    p: &mut Collector<'_>,
+) -> Option<T> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            p.push(
+                if path == "." { String::new() } else { path },
+                e.inner().message(),
+            );
+        })
+        .ok()
 }
 
 /// Parse one file's text.
-fn parse(file: &str, name: &str, text: &str) -> Result<Adapter, Vec<AdapterProblem>> {
-    let attach = |p: Problems| -> Vec<AdapterProblem> {
-        p.0.into_iter()
-            .map(|(k, m)| AdapterProblem::new(file, k, m))
-            .collect()
-    };
+fn parse(file: &str, name: &str, text: &str) -> Result<Adapter, Vec<Problem>> {
     let mut table: toml::Table = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
@@ -279,22 +214,24 @@ fn parse(file: &str, name: &str, text: &str) -> Result<Adapter, Vec<AdapterProbl
         } else {
             String::new()
         };
-        vec![AdapterProblem::new(file, key, e.message().trim())]
+        vec![Problem::new(file, key, e.message().trim())]
     })?;
     let family = table.remove("family");
     let rest = toml::Value::Table(table);
-    match family.as_ref().and_then(toml::Value::as_str) {
-        Some("webhook") => webhook::from_toml(name, rest)
-            .map(|a| Adapter::Webhook(Arc::new(a)))
-            .map_err(attach),
-        Some("ldap") => ldap::from_toml(name, rest)
-            .map(|a| Adapter::Ldap(Arc::new(a)))
-            .map_err(attach),
-        _ => Err(vec![AdapterProblem::new(
-            file,
-            "family",
-            "must be \"webhook\" or \"ldap\"",
-        )]),
+    let mut c = Collector::new(file);
+    let adapter = match family.as_ref().and_then(toml::Value::as_str) {
+        Some("webhook") => {
+            webhook::from_toml(name, rest, &mut c).map(|a| Adapter::Webhook(Arc::new(a)))
+        }
+        Some("ldap") => ldap::from_toml(name, rest, &mut c).map(|a| Adapter::Ldap(Arc::new(a))),
+        _ => {
+            c.push("family", "must be \"webhook\" or \"ldap\"");
+            None
+        }
+    };
+    match adapter {
+        Some(a) if c.is_ok() => Ok(a),
+        _ => Err(c.problems),
     }
 }
 

@@ -11,13 +11,30 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub file: String,
+    /// Dotted key (`signature.header`), `line N` for a syntax error, empty for the whole file.
     pub key: String,
     pub message: String,
 }
 
+impl Problem {
+    /// A problem at `key` of `file`.
+    pub fn new(file: &str, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            file: file.to_owned(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file, self.key, self.message)
+        if self.key.is_empty() {
+            // A problem of the whole file (unreadable, a bad file name).
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.message)
+        }
     }
 }
 
@@ -62,11 +79,7 @@ impl<'a> Collector<'a> {
 
     /// An error at `key`.
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            file: self.file.to_string(),
-            key: key.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem::new(self.file, key, message));
     }
 
     /// A warning (no key: the message says where).

@@ -28,16 +28,17 @@ use http::{HeaderValue, Method, Response};
 
 use crate::authn::{self, Authenticator};
 use crate::body::{full, ProxyBody};
+use crate::conn::ConnInfo;
 use crate::identity::lineage::{self, MAX_CHAIN};
+use crate::identity::profile::Profile;
 use crate::identity::{Caller, Credential, Kind};
 use crate::migration::lineage as plan_lineage;
 use crate::migration::{retired, route_phase, Treatment};
+use crate::pipeline::route::Route;
 use crate::pipeline::{LocalRequest, LocalRoute};
 use crate::problem::{Code, Refusal};
 use crate::routing::canonical::CanonicalRequest;
-use crate::routing::Route;
-use crate::token::{Issuer, MintRequest, Profile, TokenCache};
-use crate::transport::ConnInfo;
+use crate::token::{Issuer, MintRequest, TokenCache};
 
 /// Largest form accepted.
 pub const MAX_FORM_BYTES: u64 = 16 * 1024;

@@ -14,12 +14,14 @@ use tokio::task::JoinHandle;
 use crate::admin::{Admin, Health};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::config::{InjectConfig, SecretSource};
 use crate::metrics::Metrics;
+use crate::pipeline::route::{Route, Router};
 use crate::pipeline::{Gateway, LocalRoute};
+use crate::proxy::settings::InjectConfig;
 use crate::proxy::Upstream;
 use crate::reload::RELOAD_EVERY;
-use crate::routing::{Route, Router};
+use crate::secret::SecretSource;
+use crate::spiffe::jwt::IssuerJwks;
 use crate::token::jwks::WellKnown;
 use crate::token::keyset::{KeySet, SignerRequirement};
 use crate::token::{Issuer, TokenCache};
@@ -150,14 +152,14 @@ fn inject_header(i: &InjectConfig) -> anyhow::Result<(http::HeaderName, http::He
 
 /// A route's limiters, when it has any.
 fn route_limits(
-    l: &crate::config::LimitsConfig,
+    l: &crate::limits::settings::LimitsConfig,
     clock: Arc<dyn crate::clock::Clock>,
 ) -> anyhow::Result<Option<Arc<crate::limits::RouteLimits>>> {
     use crate::limits::{Rate, RouteLimitSettings, RouteLimits};
     if l.rate.is_none() && l.total_rate.is_none() && l.concurrency.is_none() {
         return Ok(None);
     }
-    let rate = |r: &crate::config::Rate| {
+    let rate = |r: &crate::limits::settings::Rate| {
         Rate::new(r.count, r.per).ok_or_else(|| anyhow::anyhow!("invalid rate"))
     };
     let settings = RouteLimitSettings {
@@ -390,7 +392,7 @@ fn tls_acceptors(
     Option<crate::admin::AdminTls>,
 )> {
     // A certificate section's files (loaded now and reloaded when they change) or the SVID.
-    let mut load_cert = |source: &crate::config::ServerCert, section: &str| {
+    let mut load_cert = |source: &crate::transport::settings::ServerCert, section: &str| {
         crate::spire::server_cert(source, section, spire, metrics, watchers)
     };
     let listener_cert = match &config.listen.tls {
@@ -484,6 +486,18 @@ impl Lifecycle {
     }
 }
 
+/// The gateway's key set as the JWT-SVID validator trusts it (`trust_issuer = true`): the glue
+/// between two mechanisms lives here, so that neither `token` nor `authn` needs the other.
+impl IssuerJwks for KeySet {
+    fn generation(&self) -> u64 {
+        self.current().generation()
+    }
+    fn jwks(&self) -> (u64, bytes::Bytes) {
+        let ring = self.current();
+        (ring.generation(), crate::token::jwks::render_jwks(&ring))
+    }
+}
+
 /// Every `[[credential]]`'s authenticator and the `[trust]` bundles; their files are watched.
 /// `previous`: the credentials a reload replaces (LDAP failure counters carry over).
 #[expect(
@@ -507,7 +521,7 @@ fn build_credentials(
             metrics: metrics.clone(),
             clock: clock.clone(),
             replay,
-            issuer_keys: issuer.as_ref().map(|i| i.keys().clone()),
+            issuer_keys: issuer.map(|i| -> Arc<dyn IssuerJwks> { i.keys().clone() }),
             state: Some(state.clone()),
             previous,
         },
@@ -579,7 +593,7 @@ fn build_ops(
 impl crate::transport::Handler for Gateway {
     fn handle(
         &self,
-        conn: &crate::transport::ConnInfo,
+        conn: &crate::conn::ConnInfo,
         req: http::Request<hyper::body::Incoming>,
     ) -> impl std::future::Future<Output = http::Response<crate::body::ProxyBody>> + Send {
         Gateway::handle(self, conn, req)
@@ -692,7 +706,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
 
     // First check right away: every certificate (listener, trust bundles) is loaded by now.
     watchers.push(spawn_expiry_warner(metrics.clone()));
-    let (data, admin_listener) = bind(&config).await?;
+    let (data, admin_listener) = bind(config).await?;
     let data_addr = data.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 

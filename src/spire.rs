@@ -9,14 +9,16 @@ use rustls::server::ResolvesServerCert;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{Config, RouteConfig, ServerCert};
+use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pipeline::route::RouteConfig;
 use crate::proxy::settings::{ClientCert, TokenSource};
 use crate::reload::RELOAD_EVERY;
 use crate::spiffe::store::TrustStore;
 use crate::spiffe::upstream::SpiffeServerVerifier;
 use crate::spiffe::workload::{CertSource, WorkloadApi};
 use crate::token::agent::AgentTokens;
+use crate::transport::settings::ServerCert;
 use crate::transport::tls::{ReloadingCert, SourceResolver};
 
 /// What the routes and listeners take from the Workload API.

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::Problems;
+use crate::diag::Collector;
 
 /// How the user's DN is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -183,10 +183,13 @@ pub fn normalize_user(
 }
 
 /// Check a `family = "ldap"` table (without its `family` key) and build the adapter.
-pub(super) fn from_toml(name: &str, value: toml::Value) -> Result<LdapAdapter, Problems> {
-    let mut a: LdapAdapter = super::deserialize(value)?;
+pub(super) fn from_toml(
+    name: &str,
+    value: toml::Value,
+    p: &mut Collector<'_>,
+) -> Option<LdapAdapter> {
+    let mut a: LdapAdapter = super::deserialize(value, p)?;
     a.name = name.to_owned();
-    let mut p = Problems::default();
     match (a.bind, &a.dn_template, &a.user_filter) {
         (BindMode::DnTemplate, Some(t), None) => {
             if t.matches("{user}").count() != 1 {
@@ -231,11 +234,7 @@ pub(super) fn from_toml(name: &str, value: toml::Value) -> Result<LdapAdapter, P
             p.push("group_attribute", "must be an LDAP attribute name");
         }
     }
-    if p.is_empty() {
-        Ok(a)
-    } else {
-        Err(p)
-    }
+    p.is_ok().then_some(a)
 }
 
 /// The first `{…}` in `s` that is not one of `known`.

@@ -1,6 +1,6 @@
 //! The `signed` template of a webhook adapter: literal text and placeholders, in order.
 
-use super::Problems;
+use crate::diag::Collector;
 
 /// Placeholders allowed in `signed`.
 const PLACEHOLDERS: &str = "{timestamp}, {id}, {body}, {url}, {form_params}";
@@ -23,7 +23,7 @@ pub enum SignedPart {
 }
 
 /// Parse `signed` into parts; `{` and `}` only appear around a known placeholder.
-pub(super) fn parse(s: &str, p: &mut Problems) -> Vec<SignedPart> {
+pub(super) fn parse(s: &str, p: &mut Collector<'_>) -> Vec<SignedPart> {
     let mut parts = Vec::new();
     let mut rest = s;
     while !rest.is_empty() {

@@ -14,7 +14,7 @@ fn problems_of(text: &str) -> Vec<String> {
     let dir = dir_with(&[("custom.toml", text)]);
     let err = builtin().unwrap().load_dir(dir.path()).unwrap_err();
     let prefix = format!("{}/", dir.path().display());
-    err.problems
+    err.0
         .iter()
         .map(|p| p.to_string().replace(&prefix, ""))
         .collect()
@@ -236,7 +236,7 @@ fn a_bad_dir_changes_nothing() {
     let dir = dir_with(&[("github.toml", MINIMAL), ("zz.toml", "family = 1")]);
     let mut a = builtin().unwrap();
     let err = a.load_dir(dir.path()).unwrap_err();
-    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.0.len(), 1);
     assert!(err
         .to_string()
         .ends_with("zz.toml: family: must be \"webhook\" or \"ldap\""));

@@ -10,7 +10,7 @@ use http::HeaderName;
 use serde::Deserialize;
 
 pub use super::template::SignedPart;
-use super::Problems;
+use crate::diag::Collector;
 
 /// The MAC over the signed content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -184,20 +184,23 @@ struct RawSecret {
 // === validation ===
 
 /// Check a `family = "webhook"` table (without its `family` key) and build the adapter.
-pub(super) fn from_toml(name: &str, value: toml::Value) -> Result<WebhookAdapter, Problems> {
-    let raw: RawWebhook = super::deserialize(value)?;
-    let mut p = Problems::default();
-    let signature = signature(&raw.signature, &mut p);
+pub(super) fn from_toml(
+    name: &str,
+    value: toml::Value,
+    p: &mut Collector<'_>,
+) -> Option<WebhookAdapter> {
+    let raw: RawWebhook = super::deserialize(value, p)?;
+    let signature = signature(&raw.signature, p);
     let timestamp = raw
         .timestamp
         .as_ref()
-        .and_then(|t| timestamp(t, &signature, &mut p));
+        .and_then(|t| timestamp(t, &signature, p));
     let delivery_id = raw
         .delivery_id
         .as_ref()
-        .and_then(|d| header_spec("delivery_id", &d.header, &d.aliases, &mut p));
-    let signed = super::template::parse(&raw.signed, &mut p);
-    check_coverage(&raw, &signed, &mut p);
+        .and_then(|d| header_spec("delivery_id", &d.header, &d.aliases, p));
+    let signed = super::template::parse(&raw.signed, p);
+    check_coverage(&raw, &signed, p);
     if let Some(prefix) = &raw.secret.prefix {
         if prefix.is_empty() || !is_token(prefix) {
             p.push(
@@ -206,8 +209,8 @@ pub(super) fn from_toml(name: &str, value: toml::Value) -> Result<WebhookAdapter
             );
         }
     }
-    match (p.is_empty(), signature) {
-        (true, Some(signature)) => Ok(WebhookAdapter {
+    match (p.is_ok(), signature) {
+        (true, Some(signature)) => Some(WebhookAdapter {
             name: name.to_owned(),
             description: raw.description,
             signed,
@@ -218,11 +221,11 @@ pub(super) fn from_toml(name: &str, value: toml::Value) -> Result<WebhookAdapter
             secret_prefix: raw.secret.prefix,
             body_hash_param: raw.body_hash_param,
         }),
-        _ => Err(p),
+        _ => None,
     }
 }
 
-fn signature(raw: &RawSignature, p: &mut Problems) -> Option<SignatureSpec> {
+fn signature(raw: &RawSignature, p: &mut Collector<'_>) -> Option<SignatureSpec> {
     let header = header_spec("signature", &raw.header, &raw.aliases, p);
     let separator = raw.separator.as_deref().and_then(|s| {
         let mut chars = s.chars();
@@ -259,7 +262,7 @@ fn signature(raw: &RawSignature, p: &mut Problems) -> Option<SignatureSpec> {
 fn timestamp(
     raw: &RawTimestamp,
     signature: &Option<SignatureSpec>,
-    p: &mut Problems,
+    p: &mut Collector<'_>,
 ) -> Option<TimestampSpec> {
     let tolerance = match humantime::parse_duration(&raw.tolerance) {
         Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => Some(d),
@@ -315,7 +318,7 @@ fn header_spec(
     key: &str,
     header: &str,
     aliases: &[String],
-    p: &mut Problems,
+    p: &mut Collector<'_>,
 ) -> Option<HeaderSpec> {
     let mut names = Vec::with_capacity(1 + aliases.len());
     let mut ok = true;
@@ -341,7 +344,7 @@ fn header_spec(
 }
 
 /// Everything the verifier checks must be signed, and every placeholder must have a source.
-fn check_coverage(raw: &RawWebhook, signed: &[SignedPart], p: &mut Problems) {
+fn check_coverage(raw: &RawWebhook, signed: &[SignedPart], p: &mut Collector<'_>) {
     let has = |part: SignedPart| signed.contains(&part);
     if has(SignedPart::Body) == has(SignedPart::FormParams) {
         p.push(

@@ -56,7 +56,7 @@ pub struct Shared {
     /// Replay memory shared by webhook credentials.
     pub replay: Option<Arc<dyn ReplayGuard>>,
     /// The gateway's own token issuer keys, for `trust_issuer = true`.
-    pub issuer_keys: Option<Arc<crate::token::KeySet>>,
+    pub issuer_keys: Option<Arc<dyn crate::spiffe::jwt::IssuerJwks>>,
     /// The state store: LDAP credentials keep their password verifiers there.
     pub state: Option<Arc<dyn crate::state::StateStore>>,
     /// The credentials of the configuration being replaced by a reload: LDAP credentials of

@@ -19,14 +19,14 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
 use crate::authn::{Authenticator, Outcome};
+use crate::conn::ConnInfo;
 use crate::identity::lineage::Lineage;
 use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
 use crate::spiffe::jwt::{
-    JwtSvidError, JwtSvidSettings, JwtSvidValidator, Verified, MAX_TOKEN_BYTES,
+    IssuerJwks, JwtSvidError, JwtSvidSettings, JwtSvidValidator, Verified, MAX_TOKEN_BYTES,
 };
 use crate::spiffe::TrustStore;
-use crate::transport::ConnInfo;
 
 /// Authenticates callers by a Bearer JWT-SVID.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ fn holds_certificate(conn: &ConnInfo, cnf: &str) -> bool {
     let Some(presented) = conn
         .tls
         .as_ref()
-        .and_then(|t| crate::spiffe::leaf_thumbprint(&t.client_chain))
+        .and_then(|t| crate::conn::leaf_thumbprint(&t.client_chain))
     else {
         return false;
     };
@@ -100,7 +100,7 @@ impl JwtSvidAuthenticator {
     }
 
     /// Also accept tokens minted by this gateway (`trust_issuer = true`).
-    pub fn trusting_issuer(mut self, keys: Arc<crate::token::KeySet>) -> Self {
+    pub fn trusting_issuer(mut self, keys: Arc<dyn IssuerJwks>) -> Self {
         self.validator = self.validator.trusting_issuer(keys);
         self
     }

@@ -20,9 +20,9 @@ use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::HeaderValue;
 
+use crate::conn::ConnInfo;
 use crate::identity::{Caller, Credential, Kind};
 use crate::problem::{Code, Refusal};
-use crate::transport::ConnInfo;
 
 /// What one authenticator concluded.
 #[derive(Debug)]

@@ -4,10 +4,10 @@
 //! this validates the chain again, because a connection can outlive its leaf certificate and a
 //! trust bundle can change under it. A validation costs signature checks (~40–60 µs for P-256,
 //! more than the rest of a proxied request), so its result is kept on the connection
-//! (`spiffe::svid_cache::SvidCache`, held by `transport::ConnInfo`) and reused while the bundle it was checked against is still the current one,
-//! every certificate of the presented chain is still within its validity, and for at most
-//! `REVALIDATE_EVERY`. On top, the ID's trust domain must be one of this credential's
-//! `trust_domains` (checked on every request).
+//! (`spiffe::svid_cache::SvidCache`, in `conn::ConnInfo::svid`) and reused while the bundle it
+//! was checked against is still the current one, every certificate of the presented chain is
+//! still within its validity, and for at most `svid_cache::REVALIDATE_EVERY`. On top, the ID's
+//! trust domain must be one of this credential's `trust_domains` (checked on every request).
 //!
 //! No client certificate is `NotPresent`; a certificate that is not acceptable *here* (expired
 //! since the handshake, or from a trust domain this credential does not accept) is `Rejected`,
@@ -22,12 +22,12 @@ use http::request::Parts;
 use http::HeaderValue;
 
 use crate::authn::{Authenticator, Outcome};
+use crate::conn::ConnInfo;
 use crate::identity::TrustDomain;
 use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
-pub use crate::spiffe::svid_cache::{SvidCache, REVALIDATE_EVERY};
+use crate::spiffe::svid_cache::SvidCache;
 use crate::spiffe::{x509, TrustStore};
-use crate::transport::ConnInfo;
 
 /// Authenticates callers by their client certificate.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use crate::identity::Caller;
 use crate::problem::{Code, Refusal};
 
 /// What authorization needs of a route: its name (for logs) and its policy. Routes are built by
-/// the wiring (`crate::routing::Route` implements this); authz does not depend on them.
+/// the wiring (`crate::pipeline::route::Route` implements this); authz does not depend on them.
 pub trait Guarded {
     /// The route's name.
     fn name(&self) -> &Arc<str>;

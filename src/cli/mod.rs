@@ -273,23 +273,11 @@ pub fn main() -> ExitCode {
             delete,
             out,
         } => {
-            let target =
-                match ops::target(identity.as_deref(), credential.as_deref(), jti.as_deref()) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(EXIT_INVALID);
-                    }
-                };
-            let req = match (delete, reason) {
-                (true, _) => ops::Request::Unrevoke { target },
-                (false, Some(reason)) => ops::Request::Revoke { target, reason },
-                (false, None) => {
-                    eprintln!("error: --reason is required");
-                    return ExitCode::from(EXIT_INVALID);
-                }
-            };
-            ops::run(req, out.json, &out.connect(), &path)
+            let ids = (identity.as_deref(), credential.as_deref(), jti.as_deref());
+            match revoke_request(ids, reason, delete) {
+                Ok(req) => ops::run(req, out.json, &out.connect(), &path),
+                Err(code) => code,
+            }
         }
         Command::Serve { .. } => {
             let cfg = match config::load(&path) {
@@ -352,6 +340,26 @@ pub fn main() -> ExitCode {
                     ExitCode::from(EXIT_RUNTIME)
                 }
             }
+        }
+    }
+}
+
+/// `revoke`: the admin request for the flags given, or the exit code (after saying why).
+fn revoke_request(
+    (identity, credential, jti): (Option<&str>, Option<&str>, Option<&str>),
+    reason: Option<String>,
+    delete: bool,
+) -> Result<ops::Request, ExitCode> {
+    let target = ops::target(identity, credential, jti).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    match (delete, reason) {
+        (true, _) => Ok(ops::Request::Unrevoke { target }),
+        (false, Some(reason)) => Ok(ops::Request::Revoke { target, reason }),
+        (false, None) => {
+            eprintln!("error: --reason is required");
+            Err(ExitCode::from(EXIT_INVALID))
         }
     }
 }
@@ -451,8 +459,8 @@ pub fn summary(cfg: &config::Config) -> String {
     let _ = writeln!(o, "listen  {} {scheme}", cfg.listen.addr);
     let _ = writeln!(o, "admin   {}", cfg.admin.addr);
     let sink = match &cfg.audit.sink {
-        config::AuditSink::Stdout => "stdout".to_string(),
-        config::AuditSink::File(p) => p.display().to_string(),
+        crate::audit::AuditSink::Stdout => "stdout".to_string(),
+        crate::audit::AuditSink::File(p) => p.display().to_string(),
     };
     let _ = writeln!(o, "audit   {sink}{}", decision_line(cfg));
     if let Some(iss) = &cfg.issuer {
@@ -499,8 +507,8 @@ pub fn summary(cfg: &config::Config) -> String {
     );
     for r in &cfg.routes {
         let host = match &r.host {
-            Some(config::HostMatch::Exact(h)) => h.clone(),
-            Some(config::HostMatch::Wildcard(s)) => format!("*{s}"),
+            Some(crate::routing::settings::HostMatch::Exact(h)) => h.clone(),
+            Some(crate::routing::settings::HostMatch::Wildcard(s)) => format!("*{s}"),
             None => String::new(),
         };
         let methods = r.methods.as_ref().map_or("any".to_string(), |m| {

@@ -3,14 +3,10 @@
 use std::path::Path;
 
 use super::validate::{resolve, Collector};
-use super::{defaults, raw, Admin, Audit, AuditSink};
+use super::{defaults, raw, Admin, Audit};
+use crate::audit::AuditSink;
 
-pub(super) fn admin(
-    c: &mut Collector<'_>,
-    base: &Path,
-    a: raw::Admin,
-    warnings: &mut Vec<String>,
-) -> Option<Admin> {
+pub(super) fn admin(c: &mut Collector<'_>, base: &Path, a: raw::Admin) -> Option<Admin> {
     let s = a.addr.as_deref().unwrap_or(defaults::ADMIN_ADDR);
     let addr = c.addr("admin.addr", s)?;
     let allow = a.allow.unwrap_or_default();
@@ -26,7 +22,7 @@ pub(super) fn admin(
                 format!("required when admin.addr ({addr}) is not loopback: the admin API (revocations, inventory) would be open to the network; list the operators' SPIFFE IDs, e.g. [\"spiffe://corp.example/ops/*\"]"),
             );
         } else {
-            warnings.push(format!(
+            c.warn(format!(
                 "admin.addr {addr} is not loopback: /healthz, /readyz and /metrics are served without a client certificate"
             ));
         }

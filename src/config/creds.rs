@@ -350,10 +350,9 @@ fn public_url(c: &mut Collector<'_>, key: &str, u: &str, adapter: Option<&Webhoo
 /// otherwise, and a warning even then.
 pub(super) fn url_signed_webhook(
     c: &mut Collector<'_>,
-    warnings: &mut Vec<String>,
     (key, route, i): (&str, &str, usize),
     cr: &CredentialConfig,
-    host: Option<&super::HostMatch>,
+    host: Option<&crate::routing::settings::HostMatch>,
 ) {
     let CredentialSpec::Webhook {
         adapter,
@@ -367,8 +366,8 @@ pub(super) fn url_signed_webhook(
         return;
     }
     let name = &cr.name;
-    if matches!(host, Some(super::HostMatch::Exact(_))) {
-        warnings.push(format!(
+    if matches!(host, Some(crate::routing::settings::HostMatch::Exact(_))) {
+        c.warn(format!(
             "route {route}: credential {name} ({}) signs the URL, which is rebuilt from the request's Host; set credentials.{name}.public_url",
             adapter.name()
         ));

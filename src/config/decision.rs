@@ -25,7 +25,6 @@ pub(super) fn decision(
     c: &mut Collector<'_>,
     v: Option<&Value>,
     listen: Option<&Listen>,
-    warnings: &mut Vec<String>,
 ) -> Option<DecisionSettings> {
     let raw: RawDecision = c.section("decision", v?)?;
     let before = c.problems.len();
@@ -60,7 +59,7 @@ pub(super) fn decision(
                 match Cidr::parse(s) {
                     Ok(cidr) => {
                         if cidr.contains_everything() {
-                            warnings.push(format!("decision.trusted_proxies[{i}] {s:?} trusts every address: any client that reaches the data listener can describe requests and have them decided"));
+                            c.warn(format!("decision.trusted_proxies[{i}] {s:?} trusts every address: any client that reaches the data listener can describe requests and have them decided"));
                         }
                         trusted_proxies.push(cidr);
                     }

@@ -270,10 +270,7 @@ fn every_plan_and_adapter_key_is_in_docs() {
         match adapters.load_dir(dir.path()) {
             Ok(()) => panic!("the adapter parser accepted an unknown key"),
             Err(e) => expected_in(
-                &e.problems
-                    .into_iter()
-                    .map(|p| p.message)
-                    .collect::<Vec<_>>(),
+                &e.0.into_iter().map(|p| p.message).collect::<Vec<_>>(),
                 "adapter",
             ),
         }

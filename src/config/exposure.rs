@@ -7,21 +7,21 @@ use std::sync::Arc;
 
 use super::creds::{CredentialConfig, CredentialSpec};
 use super::validate::Collector;
-use super::{RouteConfig, StateBackend, StateConfig};
+use super::{StateBackend, StateConfig};
+use crate::pipeline::route::RouteConfig;
 
-/// Run every check: problems go to `c`, warnings to `warnings`.
+/// Run every check: problems and warnings go to `c`.
 pub(super) fn check(
     c: &mut Collector<'_>,
     routes: &[Arc<RouteConfig>],
     credentials: &[Arc<CredentialConfig>],
     state: &StateConfig,
-    warnings: &mut Vec<String>,
 ) {
     audiences(c, routes, credentials);
-    injection(routes, warnings);
+    injection(c, routes);
     if state.backend == StateBackend::Embedded && state.path.is_none() {
-        warnings.push(
-            "[state] path is not set: revocations (and usage, inventory, webhook replay memory) are kept in memory only and end when the gateway restarts; set [state] path to keep them".into(),
+        c.warn(
+            "[state] path is not set: revocations (and usage, inventory, webhook replay memory) are kept in memory only and end when the gateway restarts; set [state] path to keep them",
         );
     }
 }
@@ -58,18 +58,18 @@ fn audiences(
 
 /// `upstream.inject` adds the upstream's own credential. On a pass-through route every caller
 /// gets it; on a route with a plan, `observe` never adds it (the request goes upstream as sent).
-fn injection(routes: &[Arc<RouteConfig>], warnings: &mut Vec<String>) {
+fn injection(c: &mut Collector<'_>, routes: &[Arc<RouteConfig>]) {
     for (i, r) in routes.iter().enumerate() {
         if r.upstream.inject.is_none() {
             continue;
         }
         if r.accept.is_empty() {
-            warnings.push(format!(
+            c.warn(format!(
                 "routes[{i}].upstream.inject: route {:?} accepts no credentials: every caller, unauthenticated, reaches the upstream with the injected credential",
                 r.name
             ));
         } else if let Some(plan) = &r.plan {
-            warnings.push(format!(
+            c.warn(format!(
                 "routes[{i}].upstream.inject: route {:?} has plan {plan:?}: while it is in observe the injected credential is not added to legacy callers' requests (they go upstream as sent, with their own credentials); it is added from bridge on, and for workload callers always",
                 r.name
             ));

@@ -6,12 +6,7 @@ use super::validate::{resolve, Collector};
 use super::{defaults, raw, IssuerConfig};
 use crate::routing::canonical;
 
-pub(super) fn issuer(
-    c: &mut Collector<'_>,
-    base: &Path,
-    i: raw::Issuer,
-    warnings: &mut Vec<String>,
-) -> Option<IssuerConfig> {
+pub(super) fn issuer(c: &mut Collector<'_>, base: &Path, i: raw::Issuer) -> Option<IssuerConfig> {
     let before = c.problems.len();
     let url_ok = (i.url.starts_with("https://") || i.url.starts_with("http://"))
         && i.url
@@ -23,10 +18,7 @@ pub(super) fn issuer(
             format!("{:?}: expected an http(s) URL without query", i.url),
         );
     } else if i.url.starts_with("http://") {
-        warnings.push(
-            "issuer.url is http://: verifiers fetch the JWKS from it; use https in production"
-                .into(),
-        );
+        c.warn("issuer.url is http://: verifiers fetch the JWKS from it; use https in production");
     }
     if let Err(e) = crate::identity::SpiffeId::parse(&i.spiffe_id) {
         c.push("issuer.spiffe_id", format!("{:?}: {e}", i.spiffe_id));
@@ -46,7 +38,7 @@ pub(super) fn issuer(
     }
     let keys: Vec<PathBuf> = i.keys.iter().map(|k| resolve(base, k)).collect();
     if keys.is_empty() {
-        warnings.push("issuer.keys is empty: an ephemeral signing key is generated at start (development only; every replica would publish a different key)".into());
+        c.warn("issuer.keys is empty: an ephemeral signing key is generated at start (development only; every replica would publish a different key)");
     }
     // JWT-SVID (the default token profile) allows no EdDSA: the first key must be ES256.
     for (n, e) in

@@ -3,22 +3,16 @@
 use std::path::Path;
 
 use super::validate::Collector;
-use super::{defaults, raw, Listen};
+use super::{defaults, raw};
+use crate::transport::settings::Listen;
 
-pub(super) fn listen(
-    c: &mut Collector<'_>,
-    base: &Path,
-    l: raw::Listen,
-    warnings: &mut Vec<String>,
-) -> Option<Listen> {
+pub(super) fn listen(c: &mut Collector<'_>, base: &Path, l: raw::Listen) -> Option<Listen> {
     let addr = c.addr("listen.addr", &l.addr);
     let bodies = body_policy(c, &l);
     let tls = match l.tls {
         Some(t) => super::spiffe::server_cert(c, base, "listen.tls", t),
         None => {
-            warnings.push(
-                "no [listen.tls]: the data listener speaks plain HTTP (development only)".into(),
-            );
+            c.warn("no [listen.tls]: the data listener speaks plain HTTP (development only)");
             None
         }
     };

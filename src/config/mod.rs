@@ -28,20 +28,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::audit::AuditSink;
-pub use crate::limits::settings::{LimitsConfig, Rate};
-pub use crate::proxy::settings::{InjectConfig, UpstreamConfig};
-pub use crate::routing::settings::{HostMatch, RouteConfig};
-pub use crate::secret::SecretSource;
-pub use crate::token::TokenHeader;
-pub use crate::transport::settings::{Listen, ServerCert, TlsFiles};
+use crate::audit::AuditSink;
+use crate::diag::{Invalid, Problem};
+use crate::pipeline::route::RouteConfig;
+use crate::transport::settings::{Listen, ServerCert};
 pub use creds::{
     ApiKeySpec, CredentialConfig, CredentialSpec, LdapSpec, TokenExchangeConfig, TrustConfig,
 };
 pub use reload::ReloadSettings;
-
-/// The problem collector is base-level ([`crate::diag`]); re-exported for the config's users.
-pub use crate::diag::{Invalid, Problem};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

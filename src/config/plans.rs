@@ -6,8 +6,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::creds::CredentialConfig;
+use super::raw;
 use super::validate::{resolve, Collector};
-use super::{raw, RouteConfig};
+use crate::pipeline::route::RouteConfig;
 
 /// `[migration] plans_dir` (default `migration-plans` next to the config, when it exists),
 /// cross-checked against credentials and routes; with the directory read, if any.

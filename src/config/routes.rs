@@ -10,10 +10,13 @@ use serde_json::Value;
 use super::creds::{self, parse_per, CredentialConfig};
 use super::upstream::upstream;
 use super::validate::Collector;
-use super::{defaults, raw, HostMatch, LimitsConfig, Rate, RouteConfig};
+use super::{defaults, raw};
 use crate::identity::Kind;
+use crate::limits::settings::{LimitsConfig, Rate};
+use crate::pipeline::route::RouteConfig;
 use crate::routing::canonical::{self, PathParameters};
 use crate::routing::path;
+use crate::routing::settings::HostMatch;
 
 /// `[[routes]]`: each route, with unique names and reachable matchers.
 pub(super) fn routes(
@@ -21,11 +24,10 @@ pub(super) fn routes(
     base: &Path,
     routes_value: Option<&Value>,
     ctx: &RouteCtx<'_>,
-    warnings: &mut Vec<String>,
 ) -> Vec<Arc<RouteConfig>> {
     let mut routes = Vec::new();
     match routes_value {
-        None => warnings.push("no [[routes]]: every request will get 404 no-route".into()),
+        None => c.warn("no [[routes]]: every request will get 404 no-route"),
         Some(Value::Array(items)) => {
             let mut names = HashSet::new();
             let mut matchers = HashSet::new();
@@ -40,7 +42,7 @@ pub(super) fn routes(
                         format!("duplicate route name {:?}", r.name),
                     );
                 }
-                if let Some(rc) = route(c, base, &key, r, ctx, warnings) {
+                if let Some(rc) = route(c, base, &key, r, ctx) {
                     let sig = (rc.host.clone(), rc.path_prefix.clone(), rc.methods.clone());
                     if !matchers.insert(sig) {
                         c.push(
@@ -71,7 +73,6 @@ pub(super) fn route(
     key: &str,
     r: raw::Route,
     ctx: &RouteCtx<'_>,
-    warnings: &mut Vec<String>,
 ) -> Option<RouteConfig> {
     let before = c.problems.len();
     let rules_in = RulesIn {
@@ -93,7 +94,7 @@ pub(super) fn route(
     }
     let case_insensitive = r.matcher.case_insensitive;
     let (prefix, path_parameters, methods, host) = route_match(c, key, &r.matcher);
-    let accept = route_accept(c, key, &r, ctx, host.as_ref(), warnings);
+    let accept = route_accept(c, key, &r, ctx, host.as_ref());
     let policy = route_policy(c, base, key, &rules_in, !accept.is_empty(), ctx.model);
     let validate = r
         .validate
@@ -227,7 +228,6 @@ pub(super) fn route_accept(
     r: &raw::Route,
     ctx: &RouteCtx<'_>,
     host: Option<&HostMatch>,
-    warnings: &mut Vec<String>,
 ) -> Vec<Arc<str>> {
     let mut accept: Vec<Arc<str>> = Vec::new();
     let mut legacy_plain = false;
@@ -241,7 +241,7 @@ pub(super) fn route_accept(
                 if accept.iter().any(|a| **a == **n) {
                     c.push(format!("{key}.accept[{i}]"), "listed twice");
                 }
-                creds::url_signed_webhook(c, warnings, (key, &r.name, i), cr, host);
+                creds::url_signed_webhook(c, (key, &r.name, i), cr, host);
                 if matches!(cr.kind(), Kind::Ldap | Kind::ApiKey) {
                     legacy_plain = true;
                 }
@@ -257,7 +257,7 @@ pub(super) fn route_accept(
     }
     if legacy_plain && !ctx.tls {
         if r.dangerous_allow_plaintext_credentials {
-            warnings.push(format!(
+            c.warn(format!(
                 "route {}: passwords and API keys are accepted over plain HTTP (dangerous_allow_plaintext_credentials)",
                 r.name
             ));
@@ -428,5 +428,33 @@ pub(super) fn limits(c: &mut Collector<'_>, key: &str, l: &raw::Limits) -> Limit
         rate: per_identity,
         total_rate: total,
         concurrency,
+    }
+}
+
+/// `check` warnings: a case-sensitive route with a broader route on the same upstream (same
+/// host matcher) that authenticates differently. On an upstream that ignores case (IIS, some
+/// mainframe stacks), `/Admin/x` misses the first and is handled by the second.
+pub(super) fn case_warnings(c: &mut Collector<'_>, routes: &[std::sync::Arc<RouteConfig>]) {
+    for r in routes
+        .iter()
+        .filter(|r| !r.case_insensitive && r.path_prefix != "/")
+    {
+        let broader = routes.iter().find(|b| {
+            b.name != r.name
+                && b.host == r.host
+                && b.upstream.url == r.upstream.url
+                && b.path_prefix.len() < r.path_prefix.len()
+                && crate::routing::prefix_matches(&b.path_prefix, &r.path_prefix)
+                && b.accept != r.accept
+        });
+        if let Some(b) = broader {
+            c.warn(format!(
+                "route {}: path prefix {:?} is matched case-sensitively, but route {} sends other spellings such as {:?} to the same upstream with other credentials; if that upstream ignores case, set [routes.match] case_insensitive = true",
+                r.name,
+                r.path_prefix,
+                b.name,
+                r.path_prefix.to_ascii_uppercase()
+            ));
+        }
     }
 }

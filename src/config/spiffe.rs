@@ -8,10 +8,12 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::validate::Collector;
-use super::{raw, Admin, Listen, RouteConfig, ServerCert, TlsFiles};
+use super::{raw, Admin};
 use crate::identity::SpiffeId;
+use crate::pipeline::route::RouteConfig;
 use crate::proxy::settings::{ClientCert, TokenSource};
 use crate::spiffe::workload::{Settings, DEFAULT_STARTUP_TIMEOUT};
+use crate::transport::settings::{Listen, ServerCert, TlsFiles};
 
 /// The value that selects the Workload API wherever a key takes it.
 const WORKLOAD_API: &str = "workload-api";
@@ -205,9 +207,7 @@ pub(super) fn settings(
     c: &mut Collector<'_>,
     v: Option<&Value>,
     (listen, admin, routes): (Option<&Listen>, Option<&Admin>, &[Arc<RouteConfig>]),
-    warnings: &mut Vec<String>,
 ) -> Option<Settings> {
-    warnings.append(&mut c.warnings);
     let raw = match v {
         Some(v) => Some(c.section::<raw::Spiffe>("spiffe", v)?),
         None => None,
@@ -242,7 +242,7 @@ pub(super) fn settings(
         raw.startup_timeout.as_ref(),
         DEFAULT_STARTUP_TIMEOUT,
     );
-    relax_trust_domains(c, warnings);
+    relax_trust_domains(c);
     Some(Settings {
         endpoint,
         svid_hint: raw.svid_hint,
@@ -252,7 +252,7 @@ pub(super) fn settings(
 
 /// Problems that only say "no `[trust]` file configures this trust domain" (the agent may), or
 /// "admin over mTLS needs an x509_bundle" (the agent sends one), become warnings.
-fn relax_trust_domains(c: &mut Collector<'_>, warnings: &mut Vec<String>) {
+fn relax_trust_domains(c: &mut Collector<'_>) {
     let (soft, hard): (Vec<_>, Vec<_>) =
         std::mem::take(&mut c.problems).into_iter().partition(|p| {
             p.message.contains("section configures this trust domain")
@@ -260,7 +260,7 @@ fn relax_trust_domains(c: &mut Collector<'_>, warnings: &mut Vec<String>) {
         });
     c.problems = hard;
     for p in soft {
-        warnings.push(format!(
+        c.warn(format!(
             "{}: {}; with [spiffe] it may come from the Workload API, which `check` cannot see offline",
             p.key, p.message
         ));

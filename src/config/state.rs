@@ -7,12 +7,7 @@ use serde_json::Value;
 use super::raw;
 use super::validate::{resolve, Collector};
 
-pub(super) fn state(
-    c: &mut Collector<'_>,
-    base: &Path,
-    v: Option<&Value>,
-    warnings: &mut Vec<String>,
-) -> super::StateConfig {
+pub(super) fn state(c: &mut Collector<'_>, base: &Path, v: Option<&Value>) -> super::StateConfig {
     use crate::state::redis::{check_prefix, RedisUrl, DEFAULT_PREFIX};
     let raw = match v {
         None => raw::State::default(),
@@ -55,7 +50,7 @@ pub(super) fn state(
             c.push("state.prefix", m);
         }
         if raw.path.is_some() {
-            warnings.push("[state] path is not used with backend = \"redis\"".into());
+            c.warn("[state] path is not used with backend = \"redis\"");
         }
         url.map(|url| super::StateBackend::Redis { url, prefix })
     } else {

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::validate::Collector;
-use super::{defaults, raw, InjectConfig, TokenHeader, UpstreamConfig};
+use super::{defaults, raw};
+use crate::proxy::settings::{InjectConfig, TokenHeader, UpstreamConfig};
 use crate::routing::path;
 use crate::secret::SecretSource;
 
@@ -74,13 +75,13 @@ pub(super) fn upstream_token(
     u: &raw::Upstream,
     authenticated: bool,
     issuer: bool,
-) -> (crate::token::Profile, TokenHeader) {
+) -> (crate::identity::profile::Profile, TokenHeader) {
     let token_profile = match u.token_profile.as_deref().map(str::parse) {
-        None => crate::token::Profile::default(),
+        None => crate::identity::profile::Profile::default(),
         Some(Ok(p)) => p,
         Some(Err(e)) => {
             c.push(format!("{key}.upstream.token_profile"), e.to_string());
-            crate::token::Profile::default()
+            crate::identity::profile::Profile::default()
         }
     };
     let token_header = match u.token_header.as_deref() {

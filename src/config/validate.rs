@@ -13,9 +13,10 @@ use super::listen::listen;
 use super::plans::plans;
 use super::routes::{routes, RouteCtx};
 use super::state::state;
-use super::{raw, Admin, Config, Invalid, Listen, Problem};
+use super::{raw, Admin, Config};
+use crate::diag::{Invalid, Problem};
 use crate::identity::Kind;
-use crate::routing::canonical::{self};
+use crate::transport::settings::Listen;
 use crate::units::{parse_duration, parse_size};
 
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
@@ -123,7 +124,6 @@ pub(super) fn validate(
         return Err(Invalid(c.problems));
     };
     top_level(&mut c, obj);
-    let mut warnings = Vec::new();
 
     let listen = match obj.get("listen") {
         None => {
@@ -132,13 +132,13 @@ pub(super) fn validate(
         }
         Some(v) => c
             .section::<raw::Listen>("listen", v)
-            .and_then(|l| listen(&mut c, base, l, &mut warnings)),
+            .and_then(|l| listen(&mut c, base, l)),
     };
     let admin_raw = match obj.get("admin") {
         None => Some(raw::Admin::default()),
         Some(v) => c.section::<raw::Admin>("admin", v),
     };
-    let admin = admin_raw.and_then(|a| admin(&mut c, base, a, &mut warnings));
+    let admin = admin_raw.and_then(|a| admin(&mut c, base, a));
     let audit_raw = match obj.get("audit") {
         None => Some(raw::Audit::default()),
         Some(v) => c.section::<raw::Audit>("audit", v),
@@ -149,7 +149,7 @@ pub(super) fn validate(
         None => None,
         Some(v) => c
             .section::<raw::Issuer>("issuer", v)
-            .and_then(|i| issuer(&mut c, base, i, &mut warnings)),
+            .and_then(|i| issuer(&mut c, base, i)),
     };
 
     let adapters = adapters(&mut c, base, obj);
@@ -182,19 +182,18 @@ pub(super) fn validate(
         tls: listen.as_ref().is_some_and(|l| l.tls.is_some()),
     };
 
-    let routes = routes(&mut c, base, obj.get("routes"), &ctx, &mut warnings);
+    let routes = routes(&mut c, base, obj.get("routes"), &ctx);
 
-    warnings.extend(canonical::case_warnings(&routes));
-    let state = state(&mut c, base, obj.get("state"), &mut warnings);
+    super::routes::case_warnings(&mut c, &routes);
+    let state = state(&mut c, base, obj.get("state"));
     let (plans, plans_dir) = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
     let reload = super::reload::reload(&mut c, obj.get("reload"), plans_dir);
     super::state::retention_covers_plans(&mut c, &state, &plans);
-    super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
+    super::exposure::check(&mut c, &routes, &credentials, &state);
     let telemetry = super::telemetry::telemetry(&mut c, obj.get("telemetry"));
-    let decision =
-        super::decision::decision(&mut c, obj.get("decision"), listen.as_ref(), &mut warnings);
+    let decision = super::decision::decision(&mut c, obj.get("decision"), listen.as_ref());
     let uses = (listen.as_ref(), admin.as_ref(), routes.as_slice());
-    let spiffe = super::spiffe::settings(&mut c, obj.get("spiffe"), uses, &mut warnings);
+    let spiffe = super::spiffe::settings(&mut c, obj.get("spiffe"), uses);
 
     match (listen, admin, audit) {
         (Some(listen), Some(admin), Some(audit)) if c.problems.is_empty() => {
@@ -221,8 +220,8 @@ pub(super) fn validate(
                 telemetry,
                 decision,
                 reload,
-                warnings,
                 spiffe,
+                warnings: c.warnings,
             })
         }
         _ => Err(Invalid(c.problems)),
@@ -350,11 +349,10 @@ fn adapters(
     match crate::adapters::Adapters::load(adapters_dir.as_deref()) {
         Ok(a) => a,
         Err(e) => {
-            for p in e.problems {
+            for p in e.0 {
                 c.problems.push(Problem {
-                    file: p.file,
                     key: if p.key.is_empty() { "-".into() } else { p.key },
-                    message: p.message,
+                    ..p
                 });
             }
             crate::adapters::Adapters::default()

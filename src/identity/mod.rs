@@ -6,6 +6,7 @@
 
 pub mod id;
 pub mod lineage;
+pub mod profile;
 
 use std::sync::Arc;
 

@@ -17,16 +17,16 @@ use std::time::SystemTime;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
+use super::route::Route;
 use crate::authn::{self, Authenticator, BodyView, Failure};
 use crate::authz::Permit;
+use crate::conn::ConnInfo;
 use crate::identity::{Caller, Credential};
 use crate::migration::grace::graced;
 use crate::migration::phase::{retired, treatment, SunsetHeaders, Treatment};
 use crate::migration::plan::Plan;
 use crate::problem::{Code, Refusal};
-use crate::routing::Route;
 use crate::token::Minted;
-use crate::transport::ConnInfo;
 
 /// What the route's plan does to one request.
 #[derive(Debug)]
@@ -181,7 +181,10 @@ fn relaxed(plan: Option<&Plan>, failure: &Failure, now: SystemTime) -> Option<Ar
 /// credentials after `by` (the one that decided) are checked too: each one present must
 /// authenticate and pass `admit` (revocation), unless it is a listed credential whose refusal
 /// `observe` relaxes. The cost (an LDAP bind) is paid only by requests carrying several.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts as the authenticate stage has them, plus the admit check it runs; a struct would be built for this call only"
+)]
 pub async fn vet_forwarded(
     accept: &[Arc<dyn Authenticator>],
     by: &str,

@@ -24,12 +24,13 @@ use http::{Method, Response, Uri};
 
 use crate::authz::Permit;
 use crate::body::{empty, ProxyBody};
+use crate::conn::{ConnInfo, Hop, TlsInfo};
+use crate::pipeline::route::Route;
 use crate::problem::{Code, Refusal};
 use crate::proxy::headers;
-use crate::routing::Route;
+use crate::proxy::settings::TokenHeader;
 use crate::spiffe::store::TrustStore;
-use crate::token::TokenHeader;
-use crate::transport::{ConnInfo, Hop, TlsInfo};
+use crate::spiffe::svid_cache::SvidCache as _;
 
 use super::Outgoing;
 

@@ -6,9 +6,9 @@ use http::request::Parts;
 use http::Version;
 
 use super::HeadLimits;
+use crate::conn::ConnInfo;
 use crate::problem::{Code, Refusal};
 use crate::proxy::headers;
-use crate::transport::ConnInfo;
 
 /// Keep the caller's `X-Request-Id` when it is well-formed (1–128 of `[A-Za-z0-9._:-]`), else make one.
 pub(super) fn request_id(h: &http::HeaderMap) -> HeaderValue {

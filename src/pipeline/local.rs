@@ -12,11 +12,11 @@ use http::{Method, Response};
 
 use super::{Gateway, RequestBody, Trace};
 use crate::body::{full, ProxyBody};
+use crate::conn::ConnInfo;
 use crate::identity::Credential;
 use crate::problem::Refusal;
 use crate::routing::canonical::CanonicalRequest;
 use crate::token::jwks::{self, WellKnown};
-use crate::transport::ConnInfo;
 
 /// One of the gateway's own endpoints.
 pub trait LocalRoute: Send + Sync + fmt::Debug {

@@ -22,6 +22,7 @@ mod body;
 pub mod decision;
 mod head;
 mod local;
+pub mod route;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,17 +38,18 @@ use crate::authn;
 use crate::authz::{self, Permit};
 use crate::body::ProxyBody;
 use crate::clock::Clock;
+use crate::conn::ConnInfo;
 use crate::identity;
 use crate::metrics::Metrics;
 use crate::migration::{active_phase, Phase};
 use crate::problem::{Code, Refusal};
 use crate::proxy::headers;
+use crate::proxy::settings::TokenHeader;
 use crate::routing::canonical::CanonicalRequest;
-use crate::routing::{Route, Router};
-use crate::token::TokenHeader;
+use crate::routing::Routable;
 use crate::token::{Issuer, MintRequest, TokenCache};
-use crate::transport::ConnInfo;
 use head::{check_body_limit, check_framing, check_head_limits, request_id};
+use route::{Route, Router};
 
 pub use admission::{Admission, Outgoing};
 pub use body::RequestBody;
@@ -265,20 +267,12 @@ impl Gateway {
         let policy = trace.span.stage("policy");
         let (permit, observing) =
             policy.close(authorize(&route, caller, request, &admission, trace))?;
-        let mut in_flight = None;
-        let mut token = None;
+        let (mut in_flight, mut token) = (None, None);
         // `observe`: nothing below is enforced, and the request goes upstream as sent.
         if admission.enforces() {
             let limits = trace.span.stage("limits");
             in_flight = limits.close(self.controls(&permit, conn, parts, body, trace).await)?;
-            token = match route.upstream.agent_tokens() {
-                Some(agent) => {
-                    let up = &route.config.upstream;
-                    let fetch = agent.token_for(up.audience.as_deref(), &up.token_header, now);
-                    trace.span.stage("mint").close(fetch.await)?
-                }
-                None => trace.span.sync("mint", || self.mint(&permit, conn, now))?,
-            };
+            token = self.upstream_token(&permit, conn, now, trace).await?;
             trace.jti = token.as_ref().map(|m| m.jti.clone());
         }
         let outgoing = admission.outgoing(&permit, token.as_ref());
@@ -307,9 +301,36 @@ impl Gateway {
         Ok(resp)
     }
 
+    /// Mint stage: the upstream token, minted by the gateway or (`token_source =
+    /// "workload-api"`) the agent's JWT-SVID for the route's audience.
+    async fn upstream_token(
+        &self,
+        permit: &Permit<Route>,
+        conn: &ConnInfo,
+        now: std::time::SystemTime,
+        trace: &mut Trace,
+    ) -> Result<Option<crate::token::Minted>, Refusal> {
+        let route = permit.route();
+        match route.upstream.agent_tokens() {
+            Some(agent) => {
+                let up = &route.config.upstream;
+                let fetch = agent.token_for(
+                    up.audience.as_deref(),
+                    up.token_header != crate::proxy::settings::TokenHeader::None,
+                    now,
+                );
+                trace.span.stage("mint").close(fetch.await)
+            }
+            None => trace.span.sync("mint", || self.mint(permit, conn, now)),
+        }
+    }
+
     /// Authentication stage: the route's accepted credentials, then the caller's phase, decided
     /// once (every stage below reads the [`Admission`]).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is a value an earlier stage produced; a struct of them would be built once, for this call only"
+    )]
     async fn authenticate(
         &self,
         route: &Route,
@@ -345,7 +366,10 @@ impl Gateway {
     }
 
     /// Access stage: record who was let in, for `policy suggest`.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is a value an earlier stage produced; a struct of them would be built once, for this call only"
+    )]
     fn note_access(
         &self,
         permit: &Permit<Route>,
@@ -482,7 +506,7 @@ impl Gateway {
                 .tls
                 .as_ref()
                 .and_then(|t| t.client_chain.first())
-                .and_then(|leaf| crate::transport::tls::not_after(leaf));
+                .and_then(|leaf| crate::conn::not_after(leaf));
         }
         self.state.record(&usage);
         if let (Some(p), true) = (plan, cred.kind.is_legacy()) {
@@ -576,10 +600,10 @@ impl Gateway {
         let route = self
             .router
             .select(view.host.as_deref(), &view.match_path, &parts.method)?;
-        view.admit_params(&route.config)?;
+        view.admit_params(route.matcher())?;
         Ok(Routed {
             route: route.clone(),
-            policy_path: view.policy_path(&route.config).into_owned(),
+            policy_path: view.policy_path(route.matcher()).into_owned(),
             path: view.path,
             host: view.host,
         })

@@ -4,7 +4,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::transport::Hop;
+use crate::conn::Hop;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies must not forward.
 const HOP_BY_HOP: &[HeaderName] = &[

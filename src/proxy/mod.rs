@@ -176,8 +176,9 @@ impl Upstream {
                 .with_custom_certificate_verifier(v.clone()),
         };
         let tls = match cert {
-            Some(ck) => builder
-                .with_client_cert_resolver(Arc::new(crate::transport::tls::FixedClientCert(ck))),
+            Some(ck) => {
+                builder.with_client_cert_resolver(Arc::new(crate::conn::FixedClientCert(ck)))
+            }
             None => builder.with_no_client_auth(),
         };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -197,7 +198,7 @@ impl Upstream {
 
     /// The pool of the worker running this thread, for the current client certificate.
     fn client(&self) -> Result<Arc<Pool>, Refusal> {
-        let slot = crate::transport::workers::index() % POOL_SLOTS;
+        let slot = crate::conn::worker_index() % POOL_SLOTS;
         // `slot < POOL_SLOTS == clients.len()`: never the error.
         let Some(cell) = self.clients.get(slot) else {
             return Err(Refusal::new(

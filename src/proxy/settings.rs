@@ -4,7 +4,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::secret::SecretSource;
-use crate::token::TokenHeader;
+
+/// Where the minted token goes in the upstream request (`upstream.token_header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenHeader {
+    /// `Authorization: Bearer …`
+    Authorization,
+    /// The bare token in this header.
+    Named(http::HeaderName),
+    /// No token (the upstream gets an injected credential or nothing).
+    None,
+}
 
 /// A legacy upstream's own credential (`upstream.inject`).
 #[derive(Debug, Clone)]
@@ -34,7 +44,7 @@ pub struct UpstreamConfig {
     /// `aud` of minted tokens (required when the route mints).
     pub audience: Option<String>,
     pub token_header: TokenHeader,
-    pub token_profile: crate::token::Profile,
+    pub token_profile: crate::identity::profile::Profile,
     pub inject: Option<InjectConfig>,
     /// `strip_headers`: caller headers never forwarded, on top of the built-in list.
     pub strip_headers: crate::proxy::headers::StripList,
@@ -52,7 +62,7 @@ pub enum ClientCert {
     /// `"workload-api"`: the gateway's own X.509-SVID, rotated for new connections.
     WorkloadApi,
     /// A PEM certificate chain and key (`client_cert` + `client_key`), reloaded when they change.
-    Files(crate::transport::settings::TlsFiles),
+    Files(crate::conn::TlsFiles),
 }
 
 /// `token_source`: who makes the token sent upstream.

@@ -18,7 +18,7 @@ use http::request::Parts;
 use http::Method;
 
 use super::path;
-use super::settings::RouteConfig;
+use super::Matcher;
 use crate::problem::{Code, Refusal};
 
 /// `[routes.match] path_parameters`: what a route does with `;params` in a path segment.
@@ -93,7 +93,7 @@ impl CanonicalRequest {
     /// Refuse `;params` unless the selected route matches with them stripped. Routes are always
     /// selected on [`Self::match_path`], so a path with parameters is handled by the route its
     /// stripped form belongs to, or refused: never by a broader route.
-    pub fn admit_params(&self, route: &RouteConfig) -> Result<(), Refusal> {
+    pub fn admit_params(&self, route: Matcher<'_>) -> Result<(), Refusal> {
         if self.has_params && route.path_parameters == PathParameters::Refuse {
             return Err(Refusal::new(
                 Code::InvalidRequest,
@@ -105,7 +105,7 @@ impl CanonicalRequest {
 
     /// The path the route's policy (`resource.path`) and `policy suggest` see: the match path,
     /// in ASCII lower case on a `case_insensitive` route (so `/Admin` and `/admin` get one decision).
-    pub fn policy_path(&self, route: &RouteConfig) -> Cow<'_, str> {
+    pub fn policy_path(&self, route: Matcher<'_>) -> Cow<'_, str> {
         if route.case_insensitive {
             fold_case(&self.match_path)
         } else {
@@ -195,36 +195,6 @@ pub fn fold_case(path: &str) -> Cow<'_, str> {
 /// Whether byte `i` is one of the two hex digits of a `%XX`.
 fn in_percent(b: &[u8], i: usize) -> bool {
     (i >= 1 && b.get(i - 1) == Some(&b'%')) || (i >= 2 && b.get(i - 2) == Some(&b'%'))
-}
-
-/// `check` warnings: a case-sensitive route with a broader route on the same upstream (same
-/// host matcher) that authenticates differently. On an upstream that ignores case (IIS, some
-/// mainframe stacks), `/Admin/x` misses the first and is handled by the second.
-pub fn case_warnings(routes: &[std::sync::Arc<RouteConfig>]) -> Vec<String> {
-    let mut out = Vec::new();
-    for r in routes
-        .iter()
-        .filter(|r| !r.case_insensitive && r.path_prefix != "/")
-    {
-        let broader = routes.iter().find(|b| {
-            b.name != r.name
-                && b.host == r.host
-                && b.upstream.url == r.upstream.url
-                && b.path_prefix.len() < r.path_prefix.len()
-                && super::prefix_matches(&b.path_prefix, &r.path_prefix)
-                && b.accept != r.accept
-        });
-        if let Some(b) = broader {
-            out.push(format!(
-                "route {}: path prefix {:?} is matched case-sensitively, but route {} sends other spellings such as {:?} to the same upstream with other credentials; if that upstream ignores case, set [routes.match] case_insensitive = true",
-                r.name,
-                r.path_prefix,
-                b.name,
-                r.path_prefix.to_ascii_uppercase()
-            ));
-        }
-    }
-    out
 }
 
 /// `[issuer] well_known_hosts`: the host of `url` (when it has one), then each listed host, all

@@ -1,5 +1,6 @@
 //! Route selection: optional host, then the longest matching path prefix (on segment boundaries),
-//! then the method. The request is made canonical first (see [`canonical`] and [`path`]); a path
+//! then the method. Generic over the route type ([`Routable`]): routing knows nothing of the
+//! mechanisms a route uses. The request is made canonical first (see [`canonical`] and [`path`]); a path
 //! or host that could be read two ways is refused before any route is consulted.
 
 pub mod canonical;
@@ -10,53 +11,41 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method};
 
-use crate::authn::Authenticator;
 use crate::problem::{Code, Refusal};
-use crate::proxy::Upstream;
-use settings::{HostMatch, RouteConfig};
+use settings::HostMatch;
 
-/// A route at run time: its config plus what was built from it.
-#[derive(Debug)]
-pub struct Route {
-    pub config: Arc<RouteConfig>,
-    pub upstream: Upstream,
-    /// The credentials this route accepts, in order; empty means an explicit pass-through.
-    pub accept: Vec<Arc<dyn Authenticator>>,
-    /// Who may use the route (`None`: pass-through, no credentials accepted).
-    pub policy: Option<Arc<crate::authz::policy::RoutePolicy>>,
-    /// The route's migration plan.
-    pub plan: Option<Arc<crate::migration::Plan>>,
-    /// Rate and concurrency limits.
-    pub limits: Option<Arc<crate::limits::RouteLimits>>,
-    /// Request validation.
-    pub validator: Option<Arc<crate::validate::Validator>>,
-    /// The legacy upstream's own credential (`upstream.inject`), ready to add; marked sensitive.
-    pub inject: Option<(http::HeaderName, HeaderValue)>,
+/// How one route is matched: optional host, path prefix, methods.
+#[derive(Debug, Clone, Copy)]
+pub struct Matcher<'a> {
+    pub host: Option<&'a HostMatch>,
+    pub path_prefix: &'a str,
+    /// Prefix matching ignores ASCII case (`[routes.match] case_insensitive`).
+    pub case_insensitive: bool,
+    /// `None`: any method.
+    pub methods: Option<&'a [Method]>,
+    /// `[routes.match] path_parameters`: applied to the request once the route is chosen.
+    pub path_parameters: canonical::PathParameters,
 }
 
-impl Route {
-    /// The route's name.
-    pub fn name(&self) -> &Arc<str> {
-        &self.config.name
-    }
-}
-
-impl crate::authz::Guarded for Route {
-    fn name(&self) -> &Arc<str> {
-        &self.config.name
-    }
-    fn policy(&self) -> Option<&Arc<crate::authz::policy::RoutePolicy>> {
-        self.policy.as_ref()
-    }
+/// What the router needs of a route: how it is matched. The router knows nothing else of it
+/// (the pipeline's route bundles the mechanisms built for it).
+pub trait Routable {
+    fn matcher(&self) -> Matcher<'_>;
 }
 
 /// All routes, ordered most specific first.
-#[derive(Debug, Default)]
-pub struct Router {
-    routes: Vec<Arc<Route>>,
+#[derive(Debug)]
+pub struct Router<R> {
+    routes: Vec<Arc<R>>,
 }
 
-fn host_rank(h: &Option<HostMatch>) -> u8 {
+impl<R> Default for Router<R> {
+    fn default() -> Self {
+        Router { routes: Vec::new() }
+    }
+}
+
+fn host_rank(h: Option<&HostMatch>) -> u8 {
     match h {
         Some(HostMatch::Exact(_)) => 0,
         Some(HostMatch::Wildcard(_)) => 1,
@@ -64,20 +53,20 @@ fn host_rank(h: &Option<HostMatch>) -> u8 {
     }
 }
 
-impl Router {
+impl<R: Routable> Router<R> {
     /// Build from routes in config order; ties keep config order.
-    pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
+    pub fn new(mut routes: Vec<Arc<R>>) -> Self {
         routes.sort_by(|a, b| {
-            let (a, b) = (&a.config, &b.config);
-            host_rank(&a.host)
-                .cmp(&host_rank(&b.host))
+            let (a, b) = (a.matcher(), b.matcher());
+            host_rank(a.host)
+                .cmp(&host_rank(b.host))
                 .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
         });
         Router { routes }
     }
 
     /// Every route.
-    pub fn routes(&self) -> &[Arc<Route>] {
+    pub fn routes(&self) -> &[Arc<R>] {
         &self.routes
     }
 
@@ -90,28 +79,28 @@ impl Router {
         host: Option<&str>,
         path: &str,
         method: &Method,
-    ) -> Result<&Arc<Route>, Refusal> {
-        let mut winner: Option<&Arc<Route>> = None;
+    ) -> Result<&Arc<R>, Refusal> {
+        let mut winner: Option<Matcher<'_>> = None;
         let mut allowed: Vec<&Method> = Vec::new();
         for r in &self.routes {
-            let c = &r.config;
+            let c = r.matcher();
             if let Some(w) = winner {
                 // Only routes with the very same host and prefix may still claim the method.
-                if w.config.host != c.host || w.config.path_prefix != c.path_prefix {
+                if w.host != c.host || w.path_prefix != c.path_prefix {
                     continue;
                 }
             } else {
-                let host_ok = match (&c.host, host) {
+                let host_ok = match (c.host, host) {
                     (None, _) => true,
                     (Some(m), Some(h)) => m.matches(h),
                     (Some(_), None) => false,
                 };
-                if !host_ok || !prefix_matches_case(&c.path_prefix, path, c.case_insensitive) {
+                if !host_ok || !prefix_matches_case(c.path_prefix, path, c.case_insensitive) {
                     continue;
                 }
-                winner = Some(r);
+                winner = Some(c);
             }
-            match &c.methods {
+            match c.methods {
                 None => return Ok(r),
                 Some(ms) if ms.contains(method) => return Ok(r),
                 Some(ms) => allowed.extend(ms.iter()),

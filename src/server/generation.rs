@@ -28,8 +28,8 @@ use crate::authn::webhook::replay::ReplayGuard;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pipeline::route::Router;
 use crate::pipeline::{Gateway, HeadLimits};
-use crate::routing::Router;
 use crate::token::TokenCache;
 
 /// What every generation shares: bound to the process, never rebuilt by a reload.
@@ -145,7 +145,7 @@ pub(crate) fn build(
 /// The limiters of `rc`'s route in `previous` when its limits are unchanged.
 pub(crate) fn kept_limits(
     previous: &Router,
-    rc: &crate::config::RouteConfig,
+    rc: &crate::pipeline::route::RouteConfig,
 ) -> Option<Arc<crate::limits::RouteLimits>> {
     let old = previous
         .routes()
@@ -187,7 +187,7 @@ impl Live {
 impl crate::transport::Handler for Live {
     fn handle(
         &self,
-        conn: &crate::transport::ConnInfo,
+        conn: &crate::conn::ConnInfo,
         req: http::Request<hyper::body::Incoming>,
     ) -> impl std::future::Future<Output = http::Response<crate::body::ProxyBody>> + Send {
         // Held for the whole request: a reload mid-request does not change its configuration.
@@ -205,10 +205,12 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         }
     };
     let (o, n) = (&old.listen, &new.listen);
-    let files = |t: &Option<crate::config::ServerCert>| {
+    let files = |t: &Option<crate::transport::settings::ServerCert>| {
         t.as_ref().map(|c| match c {
-            crate::config::ServerCert::Files(f) => Some((f.cert.clone(), f.key.clone())),
-            crate::config::ServerCert::WorkloadApi => None,
+            crate::transport::settings::ServerCert::Files(f) => {
+                Some((f.cert.clone(), f.key.clone()))
+            }
+            crate::transport::settings::ServerCert::WorkloadApi => None,
         })
     };
     differs("[listen] addr", o.addr != n.addr);
@@ -286,12 +288,14 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
 
 /// The configuration with every secret left out: names, addresses, paths and settings only.
 pub(crate) fn redacted(c: &Config) -> Value {
-    let tls = |t: &Option<crate::config::ServerCert>| {
+    let tls = |t: &Option<crate::transport::settings::ServerCert>| {
         t.as_ref().map(|c| match c {
-            crate::config::ServerCert::Files(f) => {
+            crate::transport::settings::ServerCert::Files(f) => {
                 json!({ "cert": f.cert.display().to_string(), "key": f.key.display().to_string() })
             }
-            crate::config::ServerCert::WorkloadApi => json!({ "source": "workload-api" }),
+            crate::transport::settings::ServerCert::WorkloadApi => {
+                json!({ "source": "workload-api" })
+            }
         })
     };
     let secs = |d: std::time::Duration| humantime::format_duration(d).to_string();

@@ -289,7 +289,7 @@ impl JwtKey {
                     // Only the low-S form: callers canonicalize first (`low_s::canonical_jws`), so a
                     // high-S signature here was not meant to be accepted.
                     Ok(n) if n == max => sig.get(..n).is_some_and(|s| {
-                        super::low_s::is_low_s(s) && key.verify_sig(signing_input, s).is_ok()
+                        crate::low_s::is_low_s(s) && key.verify_sig(signing_input, s).is_ok()
                     }),
                     _ => false,
                 }

@@ -16,7 +16,7 @@
 //!    the configured audience (§3.2). `exp` and `nbf` must be whole numbers of seconds, and `exp`
 //!    at most [`MAX_EXP_AHEAD`] ahead: a token "valid until 1e300" is refused, not trusted forever.
 //!    ECDSA signatures are verified in low-S form (the high-S twin is rewritten first, see
-//!    [`super::low_s`]).
+//!    [`crate::low_s`]).
 //!
 //! A verified token also reports its `cnf` (`x5t#S256`, which the caller must prove with its
 //! client certificate) and, when the gateway itself issued it, its lineage claims
@@ -354,7 +354,7 @@ impl JwtSvidValidator {
         }
         let now = unix_secs(now);
         // Both encodings of an ECDSA signature are one token: cache and verify the low-S form.
-        let token = &*super::low_s::canonical_jws(token);
+        let token = &*crate::low_s::canonical_jws(token);
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(hit) = self.cache_hit(&digest, now) {
             return Ok(hit);

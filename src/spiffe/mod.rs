@@ -10,7 +10,7 @@
 
 pub mod bundle;
 pub mod jwt;
-pub mod low_s;
+
 mod merge;
 pub mod store;
 pub mod svid_cache;
@@ -26,7 +26,7 @@ pub use bundle::{BundleError, JwtBundle, JwtKey, KeyFamily, X509Bundle};
 pub use jwt::{JwtSvidError, JwtSvidSettings, JwtSvidValidator};
 pub use store::{LoadErrors, StoreError, TrustSource, TrustStore};
 pub use verifier::SpiffeClientVerifier;
-pub use x509::{leaf_thumbprint, SvidError, VerifiedSvid};
+pub use x509::{SvidError, VerifiedSvid};
 
 /// Select aws-lc-rs as jsonwebtoken's crypto provider (it panics at first use otherwise).
 /// Idempotent: a provider installed earlier (by anyone) is kept.

@@ -1,26 +1,32 @@
 //! A connection's last successful client-chain validation (`kind = "mtls"` reuses it across the
-//! connection's requests: a validation costs ~40–60 µs of signature checks). It lives on
-//! `transport::ConnInfo`; `authn::mtls` reads and fills it.
+//! connection's requests: a validation costs ~40–60 µs of signature checks). It is kept in the
+//! connection's memo (`conn::ConnInfo::svid`, a base type that does not know it); `authn::mtls`
+//! reads and fills it through [`SvidCache`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::bundle::X509Bundle;
 use super::{x509, TrustStore};
+use crate::conn::Memo;
 
 /// A cached validation is redone at least this often, so that what the cache cannot see (the
 /// trust anchor's own expiry) is noticed within this time.
 pub const REVALIDATE_EVERY: Duration = Duration::from_secs(60);
 
-/// The last successful validation of a connection's client chain.
-#[derive(Debug, Default)]
-pub struct SvidCache(Mutex<Option<Validated>>);
-
-impl Clone for SvidCache {
-    /// A copy starts empty: its first use validates again, which is always correct.
-    fn clone(&self) -> Self {
-        SvidCache::default()
-    }
+/// The last successful validation of a connection's client chain, kept in the connection's
+/// [`Memo`].
+pub trait SvidCache {
+    /// The cached validation of this connection's chain, while it still holds.
+    fn get(&self, store: &TrustStore, now: SystemTime) -> Option<x509::VerifiedSvid>;
+    /// Remember a successful validation of `chain`.
+    fn put(
+        &self,
+        chain: &[rustls::pki_types::CertificateDer<'_>],
+        store: &TrustStore,
+        svid: &x509::VerifiedSvid,
+        now: SystemTime,
+    );
 }
 
 #[derive(Debug)]
@@ -52,17 +58,16 @@ fn chain_validity(
     window
 }
 
-impl SvidCache {
-    /// The cached validation of this connection's chain, while it still holds.
-    pub fn get(&self, store: &TrustStore, now: SystemTime) -> Option<x509::VerifiedSvid> {
-        let guard = self.0.lock().ok()?;
-        let v = guard.as_ref()?;
-        let current = store.x509(v.svid.id.trust_domain())?;
-        (Arc::ptr_eq(&current, &v.bundle) && v.from <= now && now < v.until).then(|| v.svid.clone())
+impl SvidCache for Memo {
+    fn get(&self, store: &TrustStore, now: SystemTime) -> Option<x509::VerifiedSvid> {
+        self.read(|v: &Validated| {
+            let current = store.x509(v.svid.id.trust_domain())?;
+            (Arc::ptr_eq(&current, &v.bundle) && v.from <= now && now < v.until)
+                .then(|| v.svid.clone())
+        })
     }
 
-    /// Remember a successful validation of `chain`.
-    pub fn put(
+    fn put(
         &self,
         chain: &[rustls::pki_types::CertificateDer<'_>],
         store: &TrustStore,
@@ -74,13 +79,11 @@ impl SvidCache {
         else {
             return;
         };
-        if let Ok(mut guard) = self.0.lock() {
-            *guard = Some(Validated {
-                bundle,
-                svid: svid.clone(),
-                from: from.max(now),
-                until: until.min(now.checked_add(REVALIDATE_EVERY).unwrap_or(now)),
-            });
-        }
+        self.keep(Validated {
+            bundle,
+            svid: svid.clone(),
+            from: from.max(now),
+            until: until.min(now.checked_add(REVALIDATE_EVERY).unwrap_or(now)),
+        });
     }
 }

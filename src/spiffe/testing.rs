@@ -221,7 +221,7 @@ impl JwtSigner {
     /// Sign `claims` with a custom header.
     pub fn sign_with(&self, header: &Header, claims: &Value) -> String {
         // Low-S, as the validator requires (an ECDSA signer may emit either form).
-        super::low_s::normalize_jws(&jsonwebtoken::encode(header, claims, &self.key).unwrap())
+        crate::low_s::normalize_jws(&jsonwebtoken::encode(header, claims, &self.key).unwrap())
     }
 }
 

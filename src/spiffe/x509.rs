@@ -72,12 +72,6 @@ impl VerifiedSvid {
     }
 }
 
-/// The `x5t#S256` thumbprint of a chain's leaf (for `cnf` in minted tokens), if there is a leaf.
-pub fn leaf_thumbprint(chain: &[CertificateDer<'_>]) -> Option<String> {
-    let leaf = chain.first()?;
-    Some(URL_SAFE_NO_PAD.encode(Sha256::digest(leaf.as_ref())))
-}
-
 /// The SPIFFE checks on the leaf alone (1–3 above); returns the ID and notAfter.
 pub(crate) fn check_leaf(leaf: &CertificateDer<'_>) -> Result<(SpiffeId, SystemTime), SvidError> {
     let malformed = |e: &dyn std::fmt::Display| SvidError::Malformed(e.to_string());

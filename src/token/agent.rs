@@ -54,13 +54,13 @@ impl AgentTokens {
     pub async fn token_for(
         &self,
         audience: Option<&str>,
-        header: &super::TokenHeader,
+        deliver: bool,
         now: SystemTime,
     ) -> Result<Option<Minted>, Refusal> {
         let Some(audience) = audience else {
             return Ok(None);
         };
-        if *header == super::TokenHeader::None {
+        if !deliver {
             return Ok(None);
         }
         if let Some(m) = self.cached(audience, now) {

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
-use super::mint::{Issuer, IssuerError, Legacy, LineageRef, MintRequest, Minted, Profile};
+use super::mint::{Issuer, IssuerError, Legacy, LineageRef, MintRequest, Minted};
+use crate::identity::profile::Profile;
 use crate::identity::Kind;
 use crate::metrics::Metrics;
 

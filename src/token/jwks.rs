@@ -93,17 +93,6 @@ struct Discovery<'a> {
     id_token_signing_alg_values_supported: Vec<&'static str>,
 }
 
-/// The key set as the JWT-SVID validator trusts it (`trust_issuer = true`).
-impl crate::spiffe::jwt::IssuerJwks for KeySet {
-    fn generation(&self) -> u64 {
-        self.current().generation()
-    }
-    fn jwks(&self) -> (u64, Bytes) {
-        let ring = self.current();
-        (ring.generation(), render_jwks(&ring))
-    }
-}
-
 /// The RFC 8414 / OpenID Connect Discovery name of how a caller authenticates at the token
 /// endpoint with a credential of this kind, where a standard name exists.
 pub const fn auth_method(kind: Kind) -> Option<&'static str> {

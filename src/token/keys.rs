@@ -304,7 +304,7 @@ impl SigningKey {
                     .sign(&SystemRandom::new(), message)
                     .map_err(|_| KeyError::Sign)?;
                 let mut rs = sig.as_ref().to_vec();
-                crate::spiffe::low_s::normalize(&mut rs);
+                crate::low_s::normalize(&mut rs);
                 Ok(rs)
             }
             Signer::EdDsa(kp) => kp

@@ -14,30 +14,14 @@ use sha2::{Digest as _, Sha256};
 
 use super::keys::{Alg, KeyError, Typ};
 use super::keyset::KeySet;
+use crate::identity::profile::Profile;
 use crate::identity::{Credential, Kind};
 
 /// The shortest and longest `[issuer] ttl` accepted.
 pub const TTL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
 
-/// Which kind of token a route's upstream receives (`upstream.token_profile`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Profile {
-    /// A JWT-SVID in all but issuer: `typ` `JWT`, ES256 only.
-    #[default]
-    JwtSvid,
-    /// An RFC 9068 access token: `typ` `at+jwt`, adds `client_id`; ES256 or EdDSA.
-    Rfc9068,
-}
-
+/// What a token profile (defined in base, `identity::profile`) means for signing.
 impl Profile {
-    /// As written in config: `jwt-svid` or `rfc9068`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Profile::JwtSvid => "jwt-svid",
-            Profile::Rfc9068 => "rfc9068",
-        }
-    }
-
     /// Whether tokens of this profile may be signed with `alg` (JWT-SVID allows no EdDSA).
     pub const fn allows(self, alg: Alg) -> bool {
         !matches!((self, alg), (Profile::JwtSvid, Alg::EdDsa))
@@ -436,7 +420,7 @@ pub fn cnf_thumbprint(
     client_chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
 ) -> Option<String> {
     match (cred.kind, client_chain) {
-        (Kind::Mtls, Some(client_chain)) => crate::spiffe::leaf_thumbprint(client_chain),
+        (Kind::Mtls, Some(client_chain)) => crate::conn::leaf_thumbprint(client_chain),
         // A presented token's binding (proven on this connection) carries over.
         _ => cred
             .lineage

@@ -21,7 +21,6 @@ pub mod keygen;
 pub mod keys;
 pub mod keyset;
 pub mod mint;
-pub mod settings;
 
 #[cfg(test)]
 mod props;
@@ -31,8 +30,7 @@ mod tests;
 pub use cache::{Issued, TokenCache};
 pub use keys::{Alg, KeyError, SigningKey};
 pub use keyset::{KeyRing, KeySet, SignerRequirement};
-pub use mint::{Issuer, IssuerError, Legacy, MintRequest, Minted, Profile};
-pub use settings::TokenHeader;
+pub use mint::{Issuer, IssuerError, Legacy, MintRequest, Minted};
 
 /// Make `jsonwebtoken` use aws-lc-rs (the crate's one crypto provider). Idempotent: call it
 /// before any `jsonwebtoken` verification; a provider already installed is kept.

@@ -16,7 +16,8 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 
 use super::tests::{at, fixed, issuer, racf, T0};
-use super::{Alg, MintRequest, Profile};
+use super::{Alg, MintRequest};
+use crate::identity::profile::Profile;
 use crate::identity::TrustDomain;
 use crate::spiffe::jwt::{JwtSvidSettings, JwtSvidValidator, MAX_EXP_AHEAD};
 use crate::spiffe::testing::{store_with, JwtSigner};
@@ -173,7 +174,7 @@ fn re_encodings_of_a_valid_token_are_refused() {
             f.v.validate(t, now()).ok(),
             "high-S twin of {t}"
         );
-        assert_eq!(crate::spiffe::low_s::canonical_jws(&twin), t.as_str());
+        assert_eq!(crate::low_s::canonical_jws(&twin), t.as_str());
         let std_alphabet = t.replace('-', "+").replace('_', "/");
         if std_alphabet != *t {
             assert!(f.v.validate(&std_alphabet, now()).is_err());
@@ -277,7 +278,7 @@ fn arbitrary_signed_claims_verify_only_within_the_rules() {
                 (&f.es256.key, Algorithm::ES256)
             };
             let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), key, alg).unwrap();
-            let token = crate::spiffe::low_s::normalize_jws(&format!("{msg}.{sig}"));
+            let token = crate::low_s::normalize_jws(&format!("{msg}.{sig}"));
             if let Ok(id) = f.v.validate(&token, now()) {
                 let exp = claims["exp"].as_u64();
                 prop_assert!(exp.is_some_and(|e| e + 30 > T0), "{claims}");

@@ -13,6 +13,7 @@ use super::jwks::{render_jwks, WellKnown};
 use super::keys::{generate, write_private};
 use super::mint::x5t_s256;
 use super::*;
+use crate::identity::profile::Profile;
 use crate::identity::{Credential, Kind};
 use crate::metrics::Metrics;
 

@@ -4,12 +4,9 @@
 
 pub mod acceptor;
 pub mod framing;
-mod hop;
 pub mod settings;
 pub mod tls;
 pub mod workers;
-
-pub use hop::Hop;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,76 +17,15 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::body::ProxyBody;
+use crate::conn::{ConnInfo, TlsInfo};
 use crate::metrics::Metrics;
 use settings::Listen;
-
-/// What the connection tells us about the caller.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    /// Present when the connection is TLS.
-    pub tls: Option<TlsInfo>,
-    /// Set by the HTTP/1.1 [`framing::FramingGuard`] when a request head on this connection could
-    /// be framed two ways.
-    pub ambiguous_framing: Arc<AtomicBool>,
-    /// The client chain's last validation (`kind = "mtls"`), reused by later requests.
-    pub svid: crate::spiffe::svid_cache::SvidCache,
-    /// `Forwarded`/`X-Forwarded-For` for this peer, rendered once.
-    pub hop: Hop,
-}
-
-/// TLS details of a connection.
-#[derive(Debug, Clone, Default)]
-pub struct TlsInfo {
-    pub sni: Option<String>,
-    pub h2: bool,
-    /// The client's certificate chain, leaf first (empty when none was presented).
-    pub client_chain: Vec<CertificateDer<'static>>,
-}
-
-impl ConnInfo {
-    /// A connection from `peer` accepted on `local`; `tls` when it is TLS.
-    pub fn new(
-        peer: SocketAddr,
-        local: SocketAddr,
-        tls: Option<TlsInfo>,
-        ambiguous_framing: Arc<AtomicBool>,
-    ) -> Self {
-        let proto = if tls.is_some() { "https" } else { "http" };
-        ConnInfo {
-            peer,
-            local,
-            tls,
-            ambiguous_framing,
-            svid: Default::default(),
-            hop: Hop::new(peer, proto),
-        }
-    }
-
-    /// A loopback connection for unit tests, TLS with `client_chain` when given.
-    #[cfg(test)]
-    pub fn for_tests(client_chain: Option<Vec<CertificateDer<'static>>>) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let tls = client_chain.map(|client_chain| TlsInfo {
-            client_chain,
-            ..TlsInfo::default()
-        });
-        ConnInfo::new(addr, addr, tls, Arc::default())
-    }
-
-    /// `https` or `http`.
-    pub fn proto(&self) -> &'static str {
-        self.hop.proto()
-    }
-}
 
 /// Resolve once the shutdown flag is set (or its sender is gone). Holds no borrow across awaits.
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {

@@ -1,7 +1,6 @@
 //! `[listen]` (and the certificate files `[admin.tls]` also names) as checked from the config.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// `[listen]`
@@ -26,12 +25,7 @@ pub struct Listen {
     pub bodies: crate::limits::bodies::BodyPolicy,
 }
 
-/// Certificate chain and private key files (PEM).
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use crate::conn::TlsFiles;
 
 /// Where a listener's certificate comes from (`[listen.tls]` / `[admin.tls]` `source`).
 #[derive(Debug, Clone)]

@@ -78,13 +78,6 @@ pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, CertError> {
     Ok(ck)
 }
 
-/// A certificate's `notAfter`.
-pub fn not_after(cert: &CertificateDer<'_>) -> Option<SystemTime> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let secs = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
-    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-}
-
 /// Stat fingerprint of the watched files: cheap to compare every poll.
 type Fingerprint = Vec<Option<(SystemTime, u64)>>;
 
@@ -125,7 +118,7 @@ impl ReloadingCert {
 
     fn report_expiry(&self) {
         let ck = self.current.load();
-        if let Some(at) = ck.cert.first().and_then(|c| not_after(c)) {
+        if let Some(at) = ck.cert.first().and_then(|c| crate::conn::not_after(c)) {
             let file = self.files.cert.display().to_string();
             self.metrics.set_cert_expiry(&file, at);
             let secs = match at.duration_since(SystemTime::now()) {
@@ -196,25 +189,6 @@ pub struct SourceResolver(pub Arc<dyn CertSource>);
 impl ResolvesServerCert for SourceResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.current())
-    }
-}
-
-/// Presents one fixed certificate as a TLS client (an upstream connection pool is built per
-/// certificate, see `proxy`).
-#[derive(Debug)]
-pub struct FixedClientCert(pub Arc<CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for FixedClientCert {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
     }
 }
 

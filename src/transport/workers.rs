@@ -1,6 +1,6 @@
 //! Thread-per-core data plane: one single-threaded tokio runtime per worker thread. The accept
 //! loop hands each connection to a worker, round robin, and everything the connection does after
-//! that — its requests, the upstream connections it uses (see [`index`]), their timers — runs
+//! that — its requests, the upstream connections it uses (see `conn::worker_index`), their timers — runs
 //! on that one thread.
 //!
 //! Why not tokio's work-stealing runtime: a proxied request wakes three tasks (the caller's
@@ -11,22 +11,11 @@
 //! round-robin spread balances well; one busy connection cannot move, which is the trade-off
 //! every thread-per-core proxy (nginx, HAProxy, Envoy) makes.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-
-thread_local! {
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The worker running the current thread, `1..=n`; `0` on any other thread (the control-plane
-/// runtime, blocking pools, tests).
-pub fn index() -> usize {
-    INDEX.with(Cell::get)
-}
 
 /// The data-plane worker threads.
 #[derive(Debug)]
@@ -56,7 +45,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("portcullis-w{i}"))
                 .spawn(move || {
-                    INDEX.with(|c| c.set(i));
+                    crate::conn::set_worker_index(i);
                     rt.block_on(async move {
                         while !*stop_rx.borrow_and_update() {
                             if stop_rx.changed().await.is_err() {

@@ -35,17 +35,12 @@ x509_bundle = "{d}/ca.pem"
 [credentials.workload-mtls]
 kind = "mtls"
 trust_domains = ["corp.example"]
-[[routes]]
-name = "payments"
-match = {{ path_prefix = "/payments/" }}
-accept = ["workload-mtls"]
-allow = ["spiffe://corp.example/ns/payments/*"]
-[routes.upstream]
-url = "{up}"
-token_header = "none"
-"#,
+{route}"#,
         tls = pki.tls_section(),
-        up = up.url()
+        route = RouteToml::new("payments", "/payments/", &up.url())
+            .accept(&["workload-mtls"])
+            .allow(&["spiffe://corp.example/ns/payments/*"])
+            .upstream_key("token_header = \"none\""),
     )
 }
 
@@ -198,19 +193,12 @@ async fn keyed_gateway(
 ) -> portcullis::server::Running {
     write_api_keys(dir, &[("partner-acme", PARTNER, KEY)]);
     let keys_credential = partner_keys(dir);
-    let routes = format!(
-        r#"{keys_credential}[[routes]]
-name = "esc"
-match = {{ path_prefix = "{prefix}" }}
-accept = ["partner-keys"]
-dangerous_allow_plaintext_credentials = true
-{extra}
-[routes.upstream]
-url = "{up}"
-token_header = "none"
-"#,
-        up = up.url()
-    );
+    let route = RouteToml::new("esc", prefix, &up.url())
+        .accept(&["partner-keys"])
+        .key("dangerous_allow_plaintext_credentials = true")
+        .key(extra)
+        .upstream_key("token_header = \"none\"");
+    let routes = format!("{keys_credential}{route}");
     start_in_process(dir, &base_config(dir, "", "", &routes)).await
 }
 
@@ -322,25 +310,22 @@ fn twilio_config(
     match_extra: &str,
 ) -> String {
     std::fs::write(dir.join("twilio-token"), format!("{TWILIO_TOKEN}\n")).unwrap();
-    let routes = format!(
-        r#"[credentials.sms]
-kind = "webhook"
-adapter = "twilio"
-secrets_file = "{d}/twilio-token"
-identity = "spiffe://corp.example/external/twilio"
-{cred_extra}
-[[routes]]
-name = "sms"
-match = {{ path_prefix = "/twilio/", methods = ["POST"]{match_extra} }}
-accept = ["sms"]
-allow = ["spiffe://corp.example/external/twilio"]
-[routes.upstream]
-url = "{up}"
-token_header = "none"
-"#,
-        d = dir.display(),
-        up = up.url()
+    let credential = webhook_credential(
+        "sms",
+        "twilio",
+        &dir.join("twilio-token"),
+        "spiffe://corp.example/external/twilio",
     );
+    let route = RouteToml::new("sms", "/twilio/", &up.url())
+        .methods(&["POST"])
+        .accept(&["sms"])
+        .allow(&["spiffe://corp.example/external/twilio"])
+        .upstream_key("token_header = \"none\"");
+    let route = match match_extra {
+        "" => route,
+        m => route.matcher(m),
+    };
+    let routes = format!("{credential}{cred_extra}\n{route}");
     base_config(dir, "", "", &routes)
 }
 
@@ -461,7 +446,7 @@ async fn url_signed_webhook_routes_need_a_host_or_a_public_url() {
     let d = dir.path();
     let up = Upstream::start().await;
     let path = d.join("portcullis.toml");
-    for match_extra in ["", ", host = \"*.corp.example\""] {
+    for match_extra in ["", "host = \"*.corp.example\""] {
         std::fs::write(&path, twilio_config(d, &up, "", match_extra)).unwrap();
         let err = portcullis::config::load(&path).err().map(|e| e.to_string());
         let err =
@@ -498,7 +483,7 @@ async fn url_signed_webhook_routes_need_a_host_or_a_public_url() {
         assert!(err.contains("credentials.sms.public_url"), "{bad}: {err}");
     }
 
-    let toml = twilio_config(d, &up, "", ", host = \"sms.corp.example\"");
+    let toml = twilio_config(d, &up, "", "host = \"sms.corp.example\"");
     std::fs::write(&path, &toml).unwrap();
     let cfg = portcullis::config::load(&path).unwrap();
     assert!(
@@ -547,18 +532,13 @@ async fn partners_gateway(
         r#"[state]
 path = "{d}/state.db"
 flush_every = "100ms"
-{keys_credential}[[routes]]
-name = "partners"
-match = {{ path_prefix = "/partners/" }}
-accept = ["partner-keys"]
-dangerous_allow_plaintext_credentials = true
-{rules}
-[routes.upstream]
-url = "{up}"
-token_header = "none"
-"#,
+{keys_credential}{route}"#,
         d = dir.display(),
-        up = up.url()
+        route = RouteToml::new("partners", "/partners/", &up.url())
+            .accept(&["partner-keys"])
+            .key("dangerous_allow_plaintext_credentials = true")
+            .key(rules)
+            .upstream_key("token_header = \"none\""),
     );
     start_in_process(dir, &base_config(dir, "", "", &routes)).await
 }

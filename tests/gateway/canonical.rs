@@ -38,9 +38,9 @@ struct Outcome {
 
 impl Env {
     /// Routes: `/admin` (API key; `admin_match` is added to its `match`), a host route for
-    /// `admin.corp.example` (API key), and the pass-through `/` (`open_match` added). `extra`
+    /// `admin.corp.example` (API key), and the pass-through `/` (`open_match` added to its `match`). `extra`
     /// goes before the routes (more sections).
-    async fn start(admin_match: &str, open_match: &str, extra: &str) -> Env {
+    async fn start(admin_match: &[&str], open_match: &[&str], extra: &str) -> Env {
         let pki = Pki::new();
         let dir = pki.dir.path();
         write_api_keys(dir, &[("ops", "spiffe://corp.example/ops/alice", KEY)]);
@@ -51,7 +51,24 @@ impl Env {
         .unwrap();
         let up = Upstream::start().await;
         let u = up.url();
-        let d = dir.display();
+        let admin = admin_match.iter().fold(
+            RouteToml::new("admin", "/admin", &u)
+                .accept(&["keys"])
+                .key(&format!(
+                    "policy = {:?}",
+                    dir.join("admin.cedar").display().to_string()
+                ))
+                .audience("legacy"),
+            |r, m| r.matcher(m),
+        );
+        let admin_host = RouteToml::new("admin-host", "/", &u)
+            .host("admin.corp.example")
+            .accept(&["keys"])
+            .allow(&["spiffe://corp.example/ops/*"])
+            .audience("legacy");
+        let open = open_match
+            .iter()
+            .fold(RouteToml::new("open", "/", &u), |r, m| r.matcher(m));
         let routes = format!(
             r#"
 [issuer]
@@ -59,35 +76,8 @@ url = "{ISSUER}"
 spiffe_id = "spiffe://corp.example/portcullis"
 {extra}
 
-[credentials.keys]
-kind = "api-key"
-header = "X-API-Key"
-keys_file = "{d}/keys.toml"
-
-[[routes]]
-name = "admin"
-match = {{ path_prefix = "/admin"{admin_match} }}
-accept = ["keys"]
-policy = "{d}/admin.cedar"
-[routes.upstream]
-url = "{u}"
-audience = "legacy"
-
-[[routes]]
-name = "admin-host"
-match = {{ host = "admin.corp.example", path_prefix = "/" }}
-accept = ["keys"]
-allow = ["spiffe://corp.example/ops/*"]
-[routes.upstream]
-url = "{u}"
-audience = "legacy"
-
-[[routes]]
-name = "open"
-match = {{ path_prefix = "/"{open_match} }}
-[routes.upstream]
-url = "{u}"
-"#
+{}{admin}{admin_host}{open}"#,
+            api_key_credential("keys", dir, "header = \"X-API-Key\""),
         );
         let toml = base_config(dir, "", &pki.tls_section(), &routes);
         let gw = start_in_process(dir, &toml).await;
@@ -193,7 +183,7 @@ const PARAM_SPELLINGS: &[&str] = &[
 /// refused wherever they appear (the pass-through route too).
 #[tokio::test]
 async fn path_parameters_are_refused_by_default() {
-    let env = Env::start("", "", "").await;
+    let env = Env::start(&[], &[], "").await;
     for proto in [H1, H2] {
         for target in PARAM_SPELLINGS
             .iter()
@@ -219,7 +209,7 @@ async fn path_parameters_are_refused_by_default() {
 /// policy, evaluated on the stripped path) and are forwarded unchanged.
 #[tokio::test]
 async fn strip_for_match_keeps_the_route_and_policy_of_the_stripped_path() {
-    let env = Env::start(", path_parameters = \"strip-for-match\"", "", "").await;
+    let env = Env::start(&["path_parameters = \"strip-for-match\""], &[], "").await;
     for proto in [H1, H2] {
         for target in PARAM_SPELLINGS {
             let o = env.get(proto, "localhost", target).await;
@@ -249,7 +239,7 @@ async fn strip_for_match_keeps_the_route_and_policy_of_the_stripped_path() {
 /// (which refuses them): routing is decided on the stripped form for every route.
 #[tokio::test]
 async fn a_stripping_catch_all_does_not_take_a_refusing_route_s_paths() {
-    let env = Env::start("", ", path_parameters = \"strip-for-match\"", "").await;
+    let env = Env::start(&[], &["path_parameters = \"strip-for-match\""], "").await;
     for proto in [H1, H2] {
         for target in PARAM_SPELLINGS {
             assert_refused_400(&env.get(proto, "localhost", target).await, target);
@@ -263,7 +253,7 @@ async fn a_stripping_catch_all_does_not_take_a_refusing_route_s_paths() {
 /// Finding 1 (Host): a trailing dot, upper case or a port used to escape a host route.
 #[tokio::test]
 async fn host_spellings_reach_the_host_route() {
-    let env = Env::start("", "", "").await;
+    let env = Env::start(&[], &[], "").await;
     for proto in [H1, H2] {
         for host in [
             "admin.corp.example",
@@ -304,7 +294,7 @@ async fn host_spellings_reach_the_host_route() {
 /// Without it, `/ADMIN` is a different path (the documented risk on case-insensitive upstreams).
 #[tokio::test]
 async fn case_insensitive_routes_match_every_case() {
-    let env = Env::start(", case_insensitive = true", "", "").await;
+    let env = Env::start(&["case_insensitive = true"], &[], "").await;
     for proto in [H1, H2] {
         for target in [
             "/ADMIN/secret",
@@ -319,7 +309,7 @@ async fn case_insensitive_routes_match_every_case() {
             assert!(o.status == 200 && o.upstream, "{proto:?} {target}: {o:?}");
         }
     }
-    let env = Env::start("", "", "").await;
+    let env = Env::start(&[], &[], "").await;
     let o = env.get(H1, "localhost", "/ADMIN/secret").await;
     assert!(
         o.status == 200 && o.upstream,
@@ -330,7 +320,7 @@ async fn case_insensitive_routes_match_every_case() {
 /// Finding 2: local endpoints are matched on the canonical path, not the raw one.
 #[tokio::test]
 async fn local_endpoints_match_the_canonical_path() {
-    let env = Env::start("", "", "[token_exchange]\naccept = [\"keys\"]\n").await;
+    let env = Env::start(&[], &[], "[token_exchange]\naccept = [\"keys\"]\n").await;
     for proto in [H1, H2] {
         for target in ["/oauth2/%74oken", "/oauth2/token", "/%6Fauth2/token"] {
             let o = env.send(proto, "POST", ISSUER_HOST, target, &[]).await;
@@ -373,7 +363,7 @@ const ISSUER_HOST: &str = "gw.corp.example";
 /// `[token_exchange]`.
 #[tokio::test]
 async fn well_known_only_on_issuer_hosts_and_discovery_matches_the_config() {
-    let env = Env::start("", "", "").await;
+    let env = Env::start(&[], &[], "").await;
     for proto in [H1, H2] {
         for host in ["gw.corp.example", "GW.corp.example.", "gw.corp.example:443"] {
             let o = env.get(proto, host, "/.well-known/jwks.json").await;
@@ -413,8 +403,8 @@ async fn well_known_only_on_issuer_hosts_and_discovery_matches_the_config() {
 
     // With [token_exchange] it is advertised; `well_known_hosts` adds hosts.
     let env = Env::start(
-        "",
-        "",
+        &[],
+        &[],
         "well_known_hosts = [\"localhost\"]\n[token_exchange]\naccept = [\"keys\"]\n",
     )
     .await;
@@ -433,7 +423,7 @@ async fn well_known_only_on_issuer_hosts_and_discovery_matches_the_config() {
 /// Finding 4 (end to end): equivalent spellings get the same outcome over h1 and h2.
 #[tokio::test]
 async fn equivalent_spellings_agree_over_h1_and_h2() {
-    let env = Env::start(", path_parameters = \"strip-for-match\"", "", "").await;
+    let env = Env::start(&["path_parameters = \"strip-for-match\""], &[], "").await;
     let groups: &[&[&str]] = &[
         &[
             "/admin/secret",

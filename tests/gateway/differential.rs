@@ -579,23 +579,18 @@ async fn respelled_stripe_signatures_are_refused_end_to_end() {
 url = "https://portcullis.corp.example"
 spiffe_id = "spiffe://corp.example/portcullis"
 
-[credentials.stripe-hooks]
-kind = "webhook"
-adapter = "stripe"
-secrets_file = "{d}/whsec"
-identity = "spiffe://corp.example/external/stripe"
-
-[[routes]]
-name = "hooks"
-match = {{ path_prefix = "/hooks/", methods = ["POST"] }}
-accept = ["stripe-hooks"]
-allow = ["spiffe://corp.example/external/stripe"]
-[routes.upstream]
-url = "{up}"
-audience = "billing"
-"#,
-        d = dir.display(),
-        up = up.url()
+{credential}{route}"#,
+        credential = webhook_credential(
+            "stripe-hooks",
+            "stripe",
+            &dir.join("whsec"),
+            "spiffe://corp.example/external/stripe"
+        ),
+        route = RouteToml::new("hooks", "/hooks/", &up.url())
+            .methods(&["POST"])
+            .accept(&["stripe-hooks"])
+            .allow(&["spiffe://corp.example/external/stripe"])
+            .audience("billing"),
     );
     let gw = start_in_process(dir, &base_config(dir, "", &pki.tls_section(), &extra)).await;
     let client = pki.client(false);

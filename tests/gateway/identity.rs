@@ -91,7 +91,7 @@ impl Signer {
     pub(crate) fn sign(&self, header: Header, claims: &Value) -> String {
         portcullis::spiffe::install_jwt_crypto();
         // Low-S, as the gateway requires (ECDSA signers may emit either form).
-        portcullis::spiffe::low_s::normalize_jws(
+        portcullis::low_s::normalize_jws(
             &jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.der)).unwrap(),
         )
     }
@@ -172,18 +172,13 @@ kind = "jwt-svid"
 trust_domains = ["corp.example"]
 audience = "portcullis"
 
-[[routes]]
-name = "payments"
-match = {{ path_prefix = "/payments/" }}
-accept = ["workload-mtls", "workload-jwt"]
-allow = ["spiffe://corp.example/ns/payments/*"]
-[routes.upstream]
-url = "{up}"
-audience = "cics-payments"
-timeout = "2s"
-"#,
+{route}"#,
         d = dir.display(),
-        up = up.url(),
+        route = RouteToml::new("payments", "/payments/", &up.url())
+            .accept(&["workload-mtls", "workload-jwt"])
+            .allow(&["spiffe://corp.example/ns/payments/*"])
+            .audience("cics-payments")
+            .upstream_key("timeout = \"2s\""),
     );
     let toml = base_config(dir, "", &pki.tls_section(), &extra);
     let gw = start_in_process(dir, &toml).await;
@@ -687,17 +682,12 @@ trust_issuer = true
 [token_exchange]
 accept = ["workload-mtls", "workload-jwt"]
 
-[[routes]]
-name = "payments"
-match = {{ path_prefix = "/payments/" }}
-accept = ["exchanged"]
-allow = ["spiffe://corp.example/ns/payments/*"]
-[routes.upstream]
-url = "{up}"
-audience = "cics-payments"
-"#,
+{route}"#,
         d = dir.display(),
-        up = up.url(),
+        route = RouteToml::new("payments", "/payments/", &up.url())
+            .accept(&["exchanged"])
+            .allow(&["spiffe://corp.example/ns/payments/*"])
+            .audience("cics-payments"),
     );
     let toml = base_config(dir, "", &pki.tls_section(), &extra);
     let gw = start_in_process(dir, &toml).await;

@@ -5,9 +5,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use portcullis::identity::profile::Profile;
 use portcullis::identity::Kind;
 use portcullis::token::keyset::{KeySet, SignerRequirement};
-use portcullis::token::mint::{Issuer, Legacy, MintRequest, Profile};
+use portcullis::token::mint::{Issuer, Legacy, MintRequest};
 
 use crate::support::*;
 

@@ -70,18 +70,15 @@ trust_issuer = true
 [token_exchange]
 accept = ["racf"]
 
-[[routes]]
-name = "cics-payments"
-match = {{ path_prefix = "/cics/payments/" }}
-accept = ["exchanged", "racf"]
-policy = "{d}/payments.cedar"
-[routes.upstream]
-url = "{up}"
-audience = "cics-payments"
-"#,
+{route}"#,
         url = ldap.url(),
-        d = dir.display(),
-        up = up.url(),
+        route = RouteToml::new("cics-payments", "/cics/payments/", &up.url())
+            .accept(&["exchanged", "racf"])
+            .key(&format!(
+                "policy = {:?}",
+                dir.join("payments.cedar").display().to_string()
+            ))
+            .audience("cics-payments"),
     );
     let gw = start_in_process(dir, &base_config(dir, "", &pki.tls_section(), &extra)).await;
     let base = format!("https://127.0.0.1:{}", gw.data_addr.port());

@@ -41,39 +41,14 @@ expires = "2020-01-31"
     .unwrap();
     std::fs::write(dir.join("whsec"), format!("{WHSEC}\n")).unwrap();
     let extra = format!(
-        r#"{ISSUER}
-[credentials.partner-keys]
-kind = "api-key"
-header = "X-API-Key"
-query_param = "api_key"
-keys_file = "{d}/keys.toml"
-
-[credentials.billing-hooks]
-kind = "webhook"
-adapter = "standard-webhooks"
-secrets_file = "{d}/whsec"
-identity = "spiffe://corp.example/external/billing"
-
-[[routes]]
-name = "partner"
-match = {{ path_prefix = "/partner/" }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-[routes.upstream]
-url = "{up}"
-audience = "partner-api"
-
-[[routes]]
-name = "hooks"
-match = {{ path_prefix = "/hooks/", methods = ["POST"] }}
-accept = ["billing-hooks"]
-allow = ["spiffe://corp.example/external/billing"]
-[routes.upstream]
-url = "{up}"
-audience = "billing"
-"#,
-        d = dir.display(),
-        up = up.url()
+        "{ISSUER}{}{}{}",
+        api_key_credential(
+            "partner-keys",
+            dir,
+            "header = \"X-API-Key\"\nquery_param = \"api_key\""
+        ),
+        billing_hooks_credential(&dir.join("whsec")),
+        partner_and_hooks_routes(&up.url()),
     );
     start_in_process(dir, &base_config(dir, "", &pki.tls_section(), &extra)).await
 }

@@ -65,6 +65,23 @@ async fn lab(at: SystemTime) -> Lab {
     write_jwks(&dir.join("other-jwt.json"), &[&other_jwt]);
     let up = Upstream::start().await;
     let keys_credential = partner_keys(dir);
+    let u = up.url();
+    let partner = RouteToml::new("partner", "/partner/", &u)
+        .accept(&["exchanged", "partner-keys"])
+        .allow(&["spiffe://corp.example/partner/*"])
+        .key("plan = \"partner-api\"")
+        .audience("partner-api")
+        .upstream_key("timeout = \"2s\"");
+    let payments = RouteToml::new("payments", "/payments/", &u)
+        .accept(&["exchanged", "workload-mtls"])
+        .allow(&["spiffe://corp.example/ns/payments/*"])
+        .audience("payments")
+        .upstream_key("timeout = \"2s\"");
+    let two = RouteToml::new("two", "/two/", &u)
+        .accept(&["jwt-alpha", "jwt-beta"])
+        .allow(&["spiffe://corp.example/*", "spiffe://other.example/*"])
+        .audience("two")
+        .upstream_key("timeout = \"2s\"");
     let extra = format!(
         r#"
 [issuer]
@@ -101,39 +118,8 @@ audience = "beta"
 accept = ["partner-keys", "workload-mtls", "exchanged"]
 audiences = ["{ISSUER_URL}", "payments", "partner-api", {{ audience = "reports", allow = ["spiffe://corp.example/partner/acme"] }}]
 
-[[routes]]
-name = "partner"
-match = {{ path_prefix = "/partner/" }}
-accept = ["exchanged", "partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-plan = "partner-api"
-[routes.upstream]
-url = "{up}"
-audience = "partner-api"
-timeout = "2s"
-
-[[routes]]
-name = "payments"
-match = {{ path_prefix = "/payments/" }}
-accept = ["exchanged", "workload-mtls"]
-allow = ["spiffe://corp.example/ns/payments/*"]
-[routes.upstream]
-url = "{up}"
-audience = "payments"
-timeout = "2s"
-
-[[routes]]
-name = "two"
-match = {{ path_prefix = "/two/" }}
-accept = ["jwt-alpha", "jwt-beta"]
-allow = ["spiffe://corp.example/*", "spiffe://other.example/*"]
-[routes.upstream]
-url = "{up}"
-audience = "two"
-timeout = "2s"
-"#,
+{partner}{payments}{two}"#,
         d = dir.display(),
-        up = up.url()
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, base_config(dir, "", &pki.tls_section(), &extra)).unwrap();

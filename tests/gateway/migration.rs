@@ -36,18 +36,13 @@ path = "{d}/state.db"
 flush_every = "1s"
 [migration]
 plans_dir = "{d}/plans"
-{keys_credential}[[routes]]
-name = "partner"
-match = {{ path_prefix = "/partner/" }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-plan = "partner-api"
-[routes.upstream]
-url = "{up}"
-audience = "partner-api"
-"#,
+{keys_credential}{route}"#,
         d = dir.display(),
-        up = up.url()
+        route = RouteToml::new("partner", "/partner/", &up.url())
+            .accept(&["partner-keys"])
+            .allow(&["spiffe://corp.example/partner/*"])
+            .key("plan = \"partner-api\"")
+            .audience("partner-api"),
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, base_config(dir, "", &pki.tls_section(), &extra)).unwrap();

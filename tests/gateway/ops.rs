@@ -31,18 +31,13 @@ path = "{d}/state.db"
 flush_every = "1s"
 [migration]
 plans_dir = "{d}/plans"
-{keys_credential}[[routes]]
-name = "partner"
-match = {{ path_prefix = "/partner/" }}
-accept = ["partner-keys"]
-{rules}
-plan = "partner-api"
-[routes.upstream]
-url = "{up}"
-audience = "partner-api"
-"#,
+{keys_credential}{route}"#,
         d = dir.display(),
-        up = up.url()
+        route = RouteToml::new("partner", "/partner/", &up.url())
+            .accept(&["partner-keys"])
+            .key(rules)
+            .key("plan = \"partner-api\"")
+            .audience("partner-api"),
     );
     base_config(dir, "", tls, &extra)
 }

@@ -105,26 +105,41 @@ fn config(pki: &Pki, up: &Upstream, state: &str) -> String {
     }
     let u = up.url();
     let mut routes = String::new();
-    for (name, plan, more) in [
-        ("full", "plan = \"full\"", ", \"ops-keys\""),
-        ("late", "plan = \"late\"", ""),
-        ("plain", "", ""),
-        ("exc", "plan = \"exc\"", ""),
+    for (name, plan, accept) in [
+        (
+            "full",
+            Some("full"),
+            &["workload-mtls", "partner-keys", "ops-keys"][..],
+        ),
+        ("late", Some("late"), &["workload-mtls", "partner-keys"][..]),
+        ("plain", None, &["workload-mtls", "partner-keys"][..]),
+        ("exc", Some("exc"), &["workload-mtls", "partner-keys"][..]),
     ] {
-        routes.push_str(&format!(
-            r#"
-[[routes]]
-name = "{name}"
-match = {{ path_prefix = "/{name}/" }}
-accept = ["workload-mtls", "partner-keys"{more}]
-allow = ["spiffe://corp.example/ns/payments/*"]
-{plan}
-[routes.upstream]
-url = "{u}"
-audience = "{name}"
-"#
-        ));
+        let route = RouteToml::new(name, &format!("/{name}/"), &u)
+            .accept(accept)
+            .allow(&["spiffe://corp.example/ns/payments/*"])
+            .audience(name);
+        let route = match plan {
+            Some(p) => route.key(&format!("plan = {p:?}")),
+            None => route,
+        };
+        routes.push_str(&route.to_string());
     }
+    let hooks = RouteToml::new("hooks", "/hooks/", &u)
+        .accept(&["stripe"])
+        .allow(&["spiffe://corp.example/saas/stripe"])
+        .key("plan = \"hooks\"")
+        .audience("hooks");
+    let mf = RouteToml::new("mf", "/mf/", &u)
+        .accept(&["workload-mtls", "partner-keys"])
+        .allow(&["spiffe://corp.example/ns/payments/*"])
+        .key("plan = \"mf\"")
+        .audience("mf")
+        .upstream_key("token_header = \"x-identity-token\"")
+        .upstream_key(&format!(
+            "inject = {{ kind = \"basic\", username = \"GWCICS\", password_file = {:?} }}",
+            dir.join("upstream-pw").display().to_string()
+        ));
     let keys_credential = partner_keys(dir);
     let extra = format!(
         r#"{ISSUER}{state}
@@ -135,38 +150,18 @@ x509_bundle = "{d}/ca.pem"
 [credentials.workload-mtls]
 kind = "mtls"
 trust_domains = ["corp.example"]
-{keys_credential}[credentials.stripe]
-kind = "webhook"
-adapter = "stripe"
-secrets_file = "{d}/stripe-secrets"
-identity = "spiffe://corp.example/saas/stripe"
-[[routes]]
-name = "hooks"
-match = {{ path_prefix = "/hooks/" }}
-accept = ["stripe"]
-allow = ["spiffe://corp.example/saas/stripe"]
-plan = "hooks"
-[routes.upstream]
-url = "{u}"
-audience = "hooks"
-[credentials.ops-keys]
+{keys_credential}{stripe}{hooks}[credentials.ops-keys]
 kind = "api-key"
 header = "X-Ops-Key"
 keys_file = "{d}/ops-keys.toml"
-{routes}
-[[routes]]
-name = "mf"
-match = {{ path_prefix = "/mf/" }}
-accept = ["workload-mtls", "partner-keys"]
-allow = ["spiffe://corp.example/ns/payments/*"]
-plan = "mf"
-[routes.upstream]
-url = "{u}"
-audience = "mf"
-token_header = "x-identity-token"
-inject = {{ kind = "basic", username = "GWCICS", password_file = "{d}/upstream-pw" }}
-"#,
+{routes}{mf}"#,
         d = dir.display(),
+        stripe = webhook_credential(
+            "stripe",
+            "stripe",
+            &dir.join("stripe-secrets"),
+            "spiffe://corp.example/saas/stripe"
+        ),
     );
     base_config(dir, "", &pki.tls_section(), &extra)
 }

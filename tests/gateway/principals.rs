@@ -75,40 +75,17 @@ cache_ttl = "60s"
 connect_timeout = "1s"
 timeout = "2s"
 
-[credentials.partner-keys]
-kind = "api-key"
-header = "X-API-Key"
-keys_file = "{d}/keys.toml"
-
-[credentials.stripe-hooks]
-kind = "webhook"
-adapter = "stripe"
-secrets_file = "{d}/stripe.secret"
-identity = "spiffe://corp.example/external/stripe"
-
-[[routes]]
-name = "legacy"
-match = {{ path_prefix = "/legacy/" }}
-accept = ["corp-ldap", "partner-keys"]
-allow = ["spiffe://corp.example/*"]
-dangerous_allow_plaintext_credentials = true
-[routes.upstream]
-url = "{up}"
-audience = "legacy"
-timeout = "2s"
-
-[[routes]]
-name = "racf"
-match = {{ path_prefix = "/racf/" }}
-accept = ["racf"]
-allow = ["spiffe://corp.example/*"]
-dangerous_allow_plaintext_credentials = true
-[routes.upstream]
-url = "{up}"
-audience = "racf"
-timeout = "2s"
-"#,
+{partner_keys}{stripe_hooks}{legacy}{racf}"#,
         d = dir.display(),
+        partner_keys = api_key_credential("partner-keys", dir, "header = \"X-API-Key\""),
+        stripe_hooks = webhook_credential(
+            "stripe-hooks",
+            "stripe",
+            &dir.join("stripe.secret"),
+            "spiffe://corp.example/external/stripe"
+        ),
+        legacy = plaintext_route("legacy", &["corp-ldap", "partner-keys"], up),
+        racf = plaintext_route("racf", &["racf"], up),
     );
     std::fs::write(dir.join("search.pw"), "search-secret\n").unwrap();
     std::fs::write(dir.join("stripe.secret"), "whsec_dGVzdHNlY3JldA==\n").unwrap();
@@ -446,4 +423,14 @@ async fn a_stranger_cannot_lock_the_owner_out() {
     }
     assert!(ldap.failed_binds("uid=bob,ou=people,dc=example,dc=org") <= 3);
     drop(ldap);
+}
+
+/// A plain-HTTP route `/<name>/` for the LDAP and API-key credentials `accept`, audience `name`.
+fn plaintext_route(name: &str, accept: &[&str], up: &str) -> RouteToml {
+    RouteToml::new(name, &format!("/{name}/"), up)
+        .accept(accept)
+        .allow(&["spiffe://corp.example/*"])
+        .key("dangerous_allow_plaintext_credentials = true")
+        .audience(name)
+        .upstream_key("timeout = \"2s\"")
 }

@@ -161,12 +161,8 @@ async fn routing_by_host_prefix_and_method() {
     let routes = format!(
         "{}{}{}",
         route("general", "/svc", &up.url(), ""),
-        "\n[[routes]]\nname = \"admin-get\"\nmatch = { path_prefix = \"/svc/admin\", methods = [\"GET\"] }\n[routes.upstream]\nurl = \"".to_string()
-            + &up.url()
-            + "\"\n",
-        "\n[[routes]]\nname = \"hosted\"\nmatch = { path_prefix = \"/svc\", host = \"*.corp.example\" }\n[routes.upstream]\nurl = \"".to_string()
-            + &up.url()
-            + "\"\n"
+        RouteToml::new("admin-get", "/svc/admin", &up.url()).methods(&["GET"]),
+        RouteToml::new("hosted", "/svc", &up.url()).host("*.corp.example"),
     );
     let toml = base_config(pki.dir.path(), "", "", &routes);
     let gw = start_in_process(pki.dir.path(), &toml).await;

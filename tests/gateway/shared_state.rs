@@ -38,34 +38,11 @@ backend = "redis"
 url = "{redis}"
 prefix = "shared-test:"
 flush_every = "200ms"
-[credentials.partner-keys]
-kind = "api-key"
-keys_file = "{d}/keys.toml"
-[credentials.billing-hooks]
-kind = "webhook"
-adapter = "standard-webhooks"
-secrets_file = "{d}/whsec"
-identity = "spiffe://corp.example/external/billing"
-[[routes]]
-name = "partner"
-match = {{ path_prefix = "/partner/" }}
-accept = ["partner-keys"]
-allow = ["spiffe://corp.example/partner/*"]
-[routes.upstream]
-url = "{up}"
-audience = "partner-api"
-[[routes]]
-name = "hooks"
-match = {{ path_prefix = "/hooks/", methods = ["POST"] }}
-accept = ["billing-hooks"]
-allow = ["spiffe://corp.example/external/billing"]
-[routes.upstream]
-url = "{up}"
-audience = "billing"
-"#,
+{}{}{}"#,
+        api_key_credential("partner-keys", shared, ""),
+        billing_hooks_credential(&shared.join("whsec")),
+        partner_and_hooks_routes(&up.url()),
         redis = redis.url(),
-        d = shared.display(),
-        up = up.url()
     );
     start_in_process(&dir, &base_config(&dir, "", &pki.tls_section(), &extra)).await
 }

@@ -236,7 +236,6 @@ pub fn base_config(dir: &Path, listen_extra: &str, tls: &str, routes: &str) -> S
     )
 }
 
-/// A `[[routes]]` entry.
 /// `[issuer]` as most e2e gateways have it: issuer URL `https://portcullis.corp.example`, the
 /// gateway's SPIFFE ID `spiffe://corp.example/portcullis`.
 pub const ISSUER: &str = "\n[issuer]\nurl = \"https://portcullis.corp.example\"\nspiffe_id = \"spiffe://corp.example/portcullis\"\n";
@@ -306,8 +305,145 @@ window = "14d"
     .unwrap();
 }
 
+/// A `[[routes]]` entry on `prefix` with a 2 s upstream timeout; `extra` are more route keys.
 pub fn route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
     format!("\n[[routes]]\nname = \"{name}\"\nmatch = {{ path_prefix = \"{prefix}\" }}\n{extra}\n[routes.upstream]\nurl = \"{upstream}\"\ntimeout = \"2s\"\n")
+}
+
+/// A `[[routes]]` entry, built key by key; `to_string()` renders it. The e2e configs name their
+/// routes through this (or [`route`] / [`partner_route`]), so a change of the route syntax is
+/// made here once.
+#[derive(Debug, Clone)]
+pub struct RouteToml {
+    name: String,
+    matcher: Vec<String>,
+    keys: Vec<String>,
+    upstream: Vec<String>,
+}
+
+/// A TOML array of strings: `["a", "b"]`.
+pub fn toml_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+impl RouteToml {
+    /// Route `name` on `path_prefix`, to `upstream_url`.
+    pub fn new(name: &str, path_prefix: &str, upstream_url: &str) -> Self {
+        RouteToml {
+            name: name.to_owned(),
+            matcher: vec![format!("path_prefix = {path_prefix:?}")],
+            keys: Vec::new(),
+            upstream: vec![format!("url = {upstream_url:?}")],
+        }
+    }
+
+    /// `match.host`.
+    pub fn host(self, host: &str) -> Self {
+        self.matcher(&format!("host = {host:?}"))
+    }
+
+    /// `match.methods`.
+    pub fn methods(self, methods: &[&str]) -> Self {
+        self.matcher(&format!("methods = {}", toml_list(methods)))
+    }
+
+    /// Another `match` key, as `key = value`.
+    pub fn matcher(mut self, key_value: &str) -> Self {
+        self.matcher.push(key_value.to_owned());
+        self
+    }
+
+    /// `accept`: the credentials, in order.
+    pub fn accept(self, credentials: &[&str]) -> Self {
+        self.key(&format!("accept = {}", toml_list(credentials)))
+    }
+
+    /// `allow`: the SPIFFE ID patterns let in.
+    pub fn allow(self, ids: &[&str]) -> Self {
+        self.key(&format!("allow = {}", toml_list(ids)))
+    }
+
+    /// Another route key (`plan = "partner-api"`, a policy), as `key = value`.
+    pub fn key(mut self, key_value: &str) -> Self {
+        self.keys.push(key_value.to_owned());
+        self
+    }
+
+    /// `upstream.audience`.
+    pub fn audience(self, audience: &str) -> Self {
+        self.upstream_key(&format!("audience = {audience:?}"))
+    }
+
+    /// Another `[routes.upstream]` key, as `key = value`.
+    pub fn upstream_key(mut self, key_value: &str) -> Self {
+        self.upstream.push(key_value.to_owned());
+        self
+    }
+}
+
+impl std::fmt::Display for RouteToml {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "\n[[routes]]\nname = {:?}", self.name)?;
+        writeln!(f, "match = {{ {} }}", self.matcher.join(", "))?;
+        for k in &self.keys {
+            writeln!(f, "{k}")?;
+        }
+        writeln!(f, "[routes.upstream]")?;
+        for k in &self.upstream {
+            writeln!(f, "{k}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `[credentials.<name>]` of kind `api-key` reading `dir/keys.toml` (see [`write_api_keys`]);
+/// `extra` are more keys (`header = "X-API-Key"`), one per line.
+pub fn api_key_credential(name: &str, dir: &Path, extra: &str) -> String {
+    format!(
+        "\n[credentials.{name}]\nkind = \"api-key\"\nkeys_file = \"{}/keys.toml\"\n{extra}\n",
+        dir.display()
+    )
+}
+
+/// `[credentials.<name>]` of kind `webhook`: `adapter`, the secrets in `secrets_file`, every
+/// delivery mapped to `identity`.
+pub fn webhook_credential(
+    name: &str,
+    adapter: &str,
+    secrets_file: &Path,
+    identity: &str,
+) -> String {
+    format!(
+        "\n[credentials.{name}]\nkind = \"webhook\"\nadapter = {adapter:?}\nsecrets_file = {:?}\nidentity = {identity:?}\n",
+        secrets_file.display().to_string()
+    )
+}
+
+/// `[credentials.billing-hooks]`: Standard Webhooks deliveries signed with the secret in
+/// `secrets_file`, mapped to `spiffe://corp.example/external/billing`.
+pub fn billing_hooks_credential(secrets_file: &Path) -> String {
+    webhook_credential(
+        "billing-hooks",
+        "standard-webhooks",
+        secrets_file,
+        "spiffe://corp.example/external/billing",
+    )
+}
+
+/// Route `partner` (`/partner/`, `partner-keys`, any partner ID, audience `partner-api`) and
+/// route `hooks` (`POST /hooks/`, `billing-hooks`, audience `billing`), both to `upstream_url`.
+pub fn partner_and_hooks_routes(upstream_url: &str) -> String {
+    let partner = RouteToml::new("partner", "/partner/", upstream_url)
+        .accept(&["partner-keys"])
+        .allow(&["spiffe://corp.example/partner/*"])
+        .audience("partner-api");
+    let hooks = RouteToml::new("hooks", "/hooks/", upstream_url)
+        .methods(&["POST"])
+        .accept(&["billing-hooks"])
+        .allow(&["spiffe://corp.example/external/billing"])
+        .audience("billing");
+    format!("{partner}{hooks}")
 }
 
 /// Start the gateway in this process.

@@ -30,9 +30,9 @@ use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::authn::{Authenticator, Outcome};
+use crate::conn::ConnInfo;
 use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
-use crate::transport::ConnInfo;
 
 pub use store::{hash_key, parse_expires, KeyEntry, KeyStore, Keys};
 

@@ -20,9 +20,9 @@ use super::{LdapSettings, LdapStats, SettingsError};
 use crate::adapters::BindMode;
 use crate::authn::identity::IdentityTemplate;
 use crate::authn::{Authenticator, Outcome};
+use crate::conn::ConnInfo;
 use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
-use crate::transport::ConnInfo;
 
 /// Longest password sent to a directory (RACF passphrases are at most 100).
 pub const MAX_PASSWORD_LEN: usize = 1024;

@@ -15,9 +15,9 @@ use http::{HeaderValue, Request};
 use self::slapd::Slapd;
 use super::*;
 use crate::authn::{Authenticator, Outcome};
+use crate::conn::ConnInfo;
 use crate::identity::Kind;
 use crate::problem::{Code, Refusal};
-use crate::transport::ConnInfo;
 
 const RACF_JOB_DN: &str = "racfid=GWJOB01,profiletype=user,cn=RACF";
 const RACF_VICTIM_DN: &str = "racfid=VICTIM,profiletype=user,cn=RACF";

@@ -3,6 +3,7 @@ use rustls::pki_types::CertificateDer;
 use std::time::Duration;
 
 use super::*;
+use crate::spiffe::svid_cache::REVALIDATE_EVERY;
 use crate::spiffe::testing::{at, store_with, TestCa};
 
 fn conn(chain: Option<Vec<CertificateDer<'static>>>) -> ConnInfo {

@@ -15,9 +15,9 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{ReplayGuard, Verified, WebhookError, WebhookVerifier};
 use crate::authn::{Authenticator, Outcome};
+use crate::conn::ConnInfo;
 use crate::identity::{Credential, Kind};
 use crate::problem::{Code, Refusal};
-use crate::transport::ConnInfo;
 
 /// Seconds a caller is asked to wait when the replay store is down.
 const STORE_RETRY_AFTER: u64 = 5;

@@ -119,7 +119,7 @@ async fn authenticator_outcomes() {
     let a = authenticator("github", &["s3cret"]);
     assert_eq!(a.kind(), crate::identity::Kind::Webhook);
     assert!(a.challenge().is_none());
-    let conn = crate::transport::ConnInfo::for_tests(None);
+    let conn = crate::conn::ConnInfo::for_tests(None);
     // Absent: NotPresent, with or without the body, so the next credential is tried.
     let none = parts(HeaderMap::new());
     assert!(!a.wants_body(&none.headers));

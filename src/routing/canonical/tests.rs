@@ -87,8 +87,9 @@ mod props {
     use proptest::prelude::*;
 
     use super::super::*;
+    use crate::pipeline::route::{Route, Router};
     use crate::proxy::Upstream;
-    use crate::routing::{Route, Router};
+    use crate::routing::Routable;
 
     fn config() -> ProptestConfig {
         let cases = std::env::var("PROPTEST_CASES")
@@ -188,11 +189,11 @@ mod props {
         let route = router
             .select(view.host.as_deref(), &view.match_path, &http::Method::GET)
             .map_err(|r| r.detail.to_string())?;
-        view.admit_params(&route.config)
+        view.admit_params(route.matcher())
             .map_err(|r| r.detail.to_string())?;
         Ok((
             route.name().to_string(),
-            view.policy_path(&route.config).into_owned(),
+            view.policy_path(route.matcher()).into_owned(),
         ))
     }
 

@@ -26,7 +26,7 @@ fn b64(v: &Value) -> String {
 fn sign_raw(key: &EncodingKey, alg: Algorithm, header: &Value, claims: &Value) -> String {
     let msg = format!("{}.{}", b64(header), b64(claims));
     let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), key, alg).unwrap();
-    crate::spiffe::low_s::normalize_jws(&format!("{msg}.{sig}"))
+    crate::low_s::normalize_jws(&format!("{msg}.{sig}"))
 }
 
 struct Fx {

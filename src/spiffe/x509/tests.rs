@@ -21,7 +21,7 @@ fn valid_svid_accepted() {
     let v = verify_chain(&chain, &store(&[&ca]), now()).unwrap();
     assert_eq!(v.id.as_str(), "spiffe://corp.example/ns/pay/sa/api");
     assert_eq!(v.not_after, at(2031, 1, 1));
-    assert_eq!(Some(v.thumbprint()), leaf_thumbprint(&chain));
+    assert_eq!(Some(v.thumbprint()), crate::conn::leaf_thumbprint(&chain));
     assert_eq!(v.thumbprint().len(), 43);
 }
 
@@ -200,5 +200,5 @@ fn garbage_and_empty() {
         verify_chain(&[junk], &s, now()),
         Err(SvidError::Malformed(_))
     ));
-    assert_eq!(leaf_thumbprint(&[]), None);
+    assert_eq!(crate::conn::leaf_thumbprint(&[]), None);
 }

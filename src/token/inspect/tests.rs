@@ -1,9 +1,10 @@
 use serde_json::json;
 
 use super::*;
+use crate::identity::profile::Profile;
 use crate::token::jwks::render_jwks;
 use crate::token::tests::{at, fixed, issuer, racf, T0};
-use crate::token::{Alg, MintRequest, Profile};
+use crate::token::{Alg, MintRequest};
 
 #[test]
 fn inspect_verifies_and_marks_expired() {

@@ -8,11 +8,11 @@ fn connections_spread_round_robin_and_know_their_worker() {
     for _ in 0..6 {
         let (tx, rx) = std::sync::mpsc::channel();
         w.next().spawn(async move {
-            tx.send(index()).unwrap();
+            tx.send(crate::conn::worker_index()).unwrap();
         });
         seen.push(rx.recv().unwrap());
     }
     assert_eq!(seen, vec![1, 2, 3, 1, 2, 3]);
-    assert_eq!(index(), 0);
+    assert_eq!(crate::conn::worker_index(), 0);
     w.shutdown();
 }

@@ -1,0 +1,176 @@
+//! What a connection tells the request stages about the caller: addresses, TLS details, the
+//! `Forwarded` hop, and a memo a mechanism keeps for the connection's later requests. Accepting
+//! connections is `transport`'s (the wiring); this is the part every stage reads, so that the
+//! mechanisms need nothing of the wiring.
+
+mod hop;
+
+pub use hop::Hop;
+
+use std::any::Any;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::CertificateDer;
+
+/// What the connection tells us about the caller.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// Present when the connection is TLS.
+    pub tls: Option<TlsInfo>,
+    /// Set by the HTTP/1.1 framing guard (`transport::framing`) when a request head on this
+    /// connection could be framed two ways.
+    pub ambiguous_framing: Arc<AtomicBool>,
+    /// The client chain's last validation (`kind = "mtls"`), reused by later requests.
+    pub svid: Memo,
+    /// `Forwarded`/`X-Forwarded-For` for this peer, rendered once.
+    pub hop: Hop,
+}
+
+/// TLS details of a connection.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    pub sni: Option<String>,
+    pub h2: bool,
+    /// The client's certificate chain, leaf first (empty when none was presented).
+    pub client_chain: Vec<CertificateDer<'static>>,
+}
+
+impl ConnInfo {
+    /// A connection from `peer` accepted on `local`; `tls` when it is TLS.
+    pub fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: Option<TlsInfo>,
+        ambiguous_framing: Arc<AtomicBool>,
+    ) -> Self {
+        let proto = if tls.is_some() { "https" } else { "http" };
+        ConnInfo {
+            peer,
+            local,
+            tls,
+            ambiguous_framing,
+            svid: Default::default(),
+            hop: Hop::new(peer, proto),
+        }
+    }
+
+    /// A loopback connection for unit tests, TLS with `client_chain` when given.
+    #[cfg(test)]
+    pub fn for_tests(client_chain: Option<Vec<CertificateDer<'static>>>) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let tls = client_chain.map(|client_chain| TlsInfo {
+            client_chain,
+            ..TlsInfo::default()
+        });
+        ConnInfo::new(addr, addr, tls, Arc::default())
+    }
+
+    /// `https` or `http`.
+    pub fn proto(&self) -> &'static str {
+        self.hop.proto()
+    }
+}
+
+/// One value a mechanism keeps on a connection for its later requests (the mTLS validation of
+/// the client chain, `spiffe::svid_cache`). Its type is the owner's alone: this module stores it
+/// without knowing it, and a read of another type finds nothing. A copy starts empty, so a copy's
+/// first use recomputes, which is always correct.
+#[derive(Default)]
+pub struct Memo(Mutex<Option<Box<dyn Any + Send>>>);
+
+impl Memo {
+    /// `f` of the value kept, when there is one of type `T`.
+    pub fn read<T: 'static, R>(&self, f: impl FnOnce(&T) -> Option<R>) -> Option<R> {
+        let guard = self.0.lock().ok()?;
+        f(guard.as_ref()?.downcast_ref::<T>()?)
+    }
+
+    /// Keep `value`, replacing what was kept.
+    pub fn keep<T: Send + 'static>(&self, value: T) {
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some(Box::new(value));
+        }
+    }
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Memo::default()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
+/// The `x5t#S256` thumbprint of a chain's leaf (RFC 8705 §3.1: base64url of SHA-256 of the DER,
+/// no padding), if there is a leaf: `cnf` of tokens minted for an mTLS caller.
+pub fn leaf_thumbprint(chain: &[CertificateDer<'_>]) -> Option<String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let leaf = chain.first()?;
+    Some(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(leaf.as_ref())),
+    )
+}
+
+/// A certificate's `notAfter`.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<std::time::SystemTime> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let secs = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
+    Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The data-plane worker running the current thread, `1..=n`; `0` on any other thread (the
+/// control-plane runtime, blocking pools, tests). `proxy` keys its upstream pool slots on it, so
+/// that a connection's upstream requests stay on its thread (see `transport::workers`).
+pub fn worker_index() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// Mark the current thread as worker `i` (`transport::workers` calls it once per worker thread).
+pub fn set_worker_index(i: usize) {
+    WORKER.with(|c| c.set(i));
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Certificate chain and private key files (PEM): a listener's certificate, or the client
+/// certificate a route presents to its upstream.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// A client certificate resolver that always presents one certificate (an upstream
+/// connection's, chosen when its pool was built).
+#[derive(Debug)]
+pub struct FixedClientCert(pub Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
