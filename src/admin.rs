@@ -297,8 +297,8 @@ fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
     refused(r)
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -401,7 +401,17 @@ impl Admin {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => match self.not_ready() {
                 Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
-                None => text(StatusCode::OK, "ready\n"),
+                // Still ready on a rate-limit fallback (it holds): say so for the operator.
+                None => match self.metrics.rate_limit_fallback_routes() {
+                    r if r.is_empty() => text(StatusCode::OK, "ready\n"),
+                    r => text(
+                        StatusCode::OK,
+                        format!(
+                            "ready\nrate limits on local fallback (redis unreachable): {}\n",
+                            r.join(", ")
+                        ),
+                    ),
+                },
             },
             "/metrics" => {
                 if let Some(ops) = &self.ops {

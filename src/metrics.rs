@@ -162,6 +162,8 @@ pub struct Metrics {
     /// 1 for each plan's current phase, 0 for its other phases. Set by the admin listener on
     /// each scrape of `/metrics` (from the plans and the clock), so it is never stale.
     pub migration_phase: Family<Gauge>,
+    /// 1 while a `scope = "cluster"` route limits on its local fallback (Redis unreachable).
+    pub rate_limit_fallback: Family<Gauge>,
     /// 1 when the plan's status is `ready`, else 0 (`not ready`, `overdue`, `exception`,
     /// `overdue review`). Set on each scrape from the state store's usage.
     pub migration_ready: Family<Gauge>,
@@ -202,6 +204,7 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             connections_refused_total: Family::new(&["reason"]),
             migration_phase: Family::new(&["plan", "phase"]),
+            rate_limit_fallback: Family::new(&["route"]),
             migration_ready: Family::new(&["plan"]),
             refusals_total: Family::new(&["route", "reason"]),
             migration_legacy_share: Family::new(&["plan"]),
@@ -305,6 +308,16 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, v: f64) {
 
 impl Metrics {
     /// Record the expiry of a certificate loaded from `file` (replacing the previous one).
+    /// Cluster-scoped routes limiting on their local fallback now (for `/readyz` detail).
+    pub fn rate_limit_fallback_routes(&self) -> Vec<String> {
+        self.rate_limit_fallback
+            .snapshot()
+            .into_iter()
+            .filter(|(_, g)| g.get() > 0.0)
+            .filter_map(|(k, _)| k.into_iter().next())
+            .collect()
+    }
+
     pub fn set_cert_expiry(&self, file: &str, not_after: std::time::SystemTime) {
         let unix = match not_after.duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => d.as_secs_f64(),
@@ -431,6 +444,12 @@ impl Metrics {
             "connections_refused_total",
             "Connections closed before serving, by reason.",
             &self.connections_refused_total,
+        );
+        gauges(
+            &mut o,
+            "rate_limit_fallback",
+            "1 while a cluster-scoped route limits on its local fallback (Redis unreachable).",
+            &self.rate_limit_fallback,
         );
         gauges(
             &mut o,

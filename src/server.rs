@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod cluster;
+
 use crate::admin::{Admin, Health};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -124,6 +126,7 @@ fn inject_header(i: &InjectConfig) -> anyhow::Result<(http::HeaderName, http::He
 fn route_limits(
     l: &crate::config::LimitsConfig,
     clock: Arc<dyn crate::clock::Clock>,
+    cluster: Option<(String, crate::limits::cluster::ClusterSettings)>,
 ) -> anyhow::Result<Option<Arc<crate::limits::RouteLimits>>> {
     use crate::limits::{Rate, RouteLimitSettings, RouteLimits};
     if l.rate.is_none() && l.total_rate.is_none() && l.concurrency.is_none() {
@@ -139,6 +142,7 @@ fn route_limits(
         total_burst: l.total_rate.map(|r| r.burst),
         concurrency: l.concurrency.map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
         max_keys: None,
+        cluster,
     };
     Ok(Some(Arc::new(
         RouteLimits::new(&settings, clock).map_err(anyhow::Error::msg)?,
@@ -276,6 +280,7 @@ fn build_routes(
     metrics: &Arc<Metrics>,
     clock: &Arc<dyn Clock>,
     watchers: &mut Vec<JoinHandle<()>>,
+    leases: Option<crate::limits::cluster::LeaseFn>,
 ) -> anyhow::Result<Vec<Arc<Route>>> {
     let model = Arc::new(
         crate::authz::policy::Model::new().map_err(|e| anyhow::anyhow!("Cedar schema: {e}"))?,
@@ -296,7 +301,8 @@ fn build_routes(
                 Some(p)
             }
         };
-        let limits = route_limits(&rc.limits, clock.clone())
+        let cluster = cluster::route_settings(&rc.name, &rc.limits, leases.as_ref(), metrics)?;
+        let limits = route_limits(&rc.limits, clock.clone(), cluster)
             .with_context(|| format!("route {}: limits", rc.name))?;
         let validator = rc
             .validate
@@ -597,7 +603,15 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         &mut watchers,
     )?;
 
-    let routes = build_routes(&config, &credentials, &metrics, &opts.clock, &mut watchers)?;
+    let leases = cluster::lease_fn(&state);
+    let routes = build_routes(
+        &config,
+        &credentials,
+        &metrics,
+        &opts.clock,
+        &mut watchers,
+        leases,
+    )?;
     let exchange = build_exchange(&config, &credentials)?;
     let tokens = Arc::new(TokenCache::default());
     let auth_failures = auth_failures(&config, &opts.clock);

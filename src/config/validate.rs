@@ -190,6 +190,7 @@ pub(super) fn validate(
 
     warnings.extend(canonical::case_warnings(&routes));
     let state = state(&mut c, base, obj.get("state"), &mut warnings);
+    super::routes::cluster_scope(&mut c, &routes, &state);
     let plans = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
     super::exposure::check(&mut c, &routes, &credentials, &state, &mut warnings);
     let telemetry = super::telemetry::telemetry(&mut c, obj.get("telemetry"));

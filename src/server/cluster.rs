@@ -1,0 +1,58 @@
+//! Wiring for `[routes.limits] scope = "cluster"`: the state store's Redis leases become the
+//! limiter's lease function (the limiter knows nothing of Redis; see `limits::cluster`).
+
+use std::sync::Arc;
+
+use crate::limits::cluster::{Ask, ClusterSettings, Grant, LeaseFn};
+use crate::metrics::Metrics;
+use crate::state::redis::lease::LeaseAsk;
+
+/// The lease function over the state backend, when it is shared (Redis).
+pub(super) fn lease_fn(state: &Arc<dyn crate::state::StateStore>) -> Option<LeaseFn> {
+    let leases = state.leases()?;
+    Some(Arc::new(move |asks: Vec<Ask>| {
+        let leases = leases.clone();
+        Box::pin(async move {
+            let asks: Vec<LeaseAsk> = asks
+                .into_iter()
+                .map(|a| LeaseAsk {
+                    bucket: a.bucket,
+                    interval_us: a.interval_us,
+                    burst: a.burst,
+                    want: a.want,
+                })
+                .collect();
+            let grants = leases.lease(&asks).await?;
+            Ok(grants
+                .into_iter()
+                .map(|g| Grant {
+                    granted: g.granted,
+                    remaining: g.remaining,
+                    wait_us: g.wait_us,
+                })
+                .collect())
+        })
+    }))
+}
+
+/// A route's cluster settings, when its limits are cluster-scoped.
+pub(super) fn route_settings(
+    route: &str,
+    l: &crate::config::LimitsConfig,
+    lease: Option<&LeaseFn>,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<(String, ClusterSettings)>> {
+    if !l.cluster {
+        return Ok(None);
+    }
+    let lease = lease
+        .ok_or_else(|| anyhow::anyhow!("scope = \"cluster\" needs [state] backend = \"redis\""))?;
+    Ok(Some((
+        route.to_string(),
+        ClusterSettings {
+            lease: lease.clone(),
+            expected_replicas: l.expected_replicas,
+            fallback_gauge: Some(metrics.rate_limit_fallback.with(&[route])),
+        },
+    )))
+}
