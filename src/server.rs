@@ -610,11 +610,11 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         &metrics,
         &opts.clock,
         &mut watchers,
-        leases,
+        leases.clone(),
     )?;
     let exchange = build_exchange(&config, &credentials)?;
     let tokens = Arc::new(TokenCache::default());
-    let auth_failures = auth_failures(&config, &opts.clock);
+    let auth_failures = cluster::share_failures(auth_failures(&config, &opts.clock), leases)?;
     watchers.push(spawn_limit_sweeper(
         routes.iter().filter_map(|r| r.limits.clone()).collect(),
         auth_failures.clone(),

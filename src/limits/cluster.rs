@@ -278,7 +278,7 @@ impl Leases {
         for k in keys {
             let Some(s) = slots.get(&k) else { continue };
             asks.push(Ask {
-                bucket: format!("{}:{k}", self.route),
+                bucket: format!("route:{}:{k}", self.route),
                 interval_us: (s.quota.interval() / 1000).max(1),
                 burst: s.quota.burst(),
                 want: s.want(self.lease_cap(&s.quota)),

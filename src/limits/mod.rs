@@ -36,6 +36,7 @@ mod concurrency;
 mod gcra;
 mod rate;
 pub mod settings;
+mod shared_failures;
 mod source;
 
 use std::sync::Arc;

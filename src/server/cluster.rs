@@ -56,3 +56,18 @@ pub(super) fn route_settings(
         },
     )))
 }
+
+/// With a shared state backend, the failed-authentication throttle counts across replicas.
+pub(super) fn share_failures(
+    limiter: Option<Arc<crate::limits::SourceLimiter>>,
+    lease: Option<LeaseFn>,
+) -> anyhow::Result<Option<Arc<crate::limits::SourceLimiter>>> {
+    match (limiter, lease) {
+        (Some(l), Some(lease)) => {
+            let l = Arc::try_unwrap(l)
+                .map_err(|_| anyhow::anyhow!("internal: the failure throttle is already shared"))?;
+            Ok(Some(Arc::new(l.shared(lease).map_err(anyhow::Error::msg)?)))
+        }
+        (l, _) => Ok(l),
+    }
+}

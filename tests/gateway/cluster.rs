@@ -14,7 +14,13 @@ use crate::support::*;
 const RATE: u64 = 100;
 const BURST: u64 = 10;
 
-fn replica(dir: &std::path::Path, n: u32, redis: &RedisServer, routes: &str, listen: &str) -> Proc {
+fn replica(
+    dir: &std::path::Path,
+    n: u32,
+    redis: &RedisServer,
+    routes: &str,
+    (listen, tls): (&str, &str),
+) -> Proc {
     let dir = dir.join(format!("gw{n}"));
     std::fs::create_dir_all(&dir).unwrap();
     let state = format!(
@@ -23,7 +29,7 @@ fn replica(dir: &std::path::Path, n: u32, redis: &RedisServer, routes: &str, lis
     );
     Proc::spawn(
         &dir,
-        &base_config(&dir, listen, "", &format!("{state}{routes}")),
+        &base_config(&dir, listen, tls, &format!("{state}{routes}")),
     )
 }
 
@@ -131,7 +137,7 @@ async fn three_replicas_share_one_budget_and_fall_back_while_redis_is_down() {
         &format!("[routes.limits]\ntotal_rate = \"{RATE}/s\"\ntotal_burst = {BURST}\nscope = \"cluster\"\nexpected_replicas = 3"),
     );
     let gws: Vec<Proc> = (1..=3)
-        .map(|n| replica(dir.path(), n, &redis, &routes, ""))
+        .map(|n| replica(dir.path(), n, &redis, &routes, ("", "")))
         .collect();
     let client = reqwest::Client::builder()
         .http1_only()
@@ -249,5 +255,100 @@ async fn three_replicas_share_one_budget_and_fall_back_while_redis_is_down() {
     assert!(
         (total as f64 - expected).abs() <= 0.10 * expected,
         "admitted {total}, expected {expected:.0} ±10%"
+    );
+}
+
+const GOOD_KEY: &str = "pcs_cluster_spray_test_key_0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_spray_across_replicas_trips_the_shared_throttle() {
+    portcullis::server::install_crypto();
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let pki = Pki::new();
+    let dir = &pki.dir;
+    write_api_keys(
+        dir.path(),
+        &[(
+            "partner-acme",
+            "spiffe://corp.example/partner/acme",
+            GOOD_KEY,
+        )],
+    );
+    let routes = format!(
+        "{ISSUER}{}{}",
+        partner_keys(dir.path()),
+        partner_route(
+            "partner",
+            "path_prefix = \"/partner/\"",
+            ALLOW_PARTNERS,
+            &up.url(),
+            "",
+            ""
+        )
+    );
+    // 5 failures a minute per source: each replica alone would allow 5, the three together 15.
+    let gws: Vec<Proc> = (1..=3)
+        .map(|n| {
+            let listen = "max_auth_failures = \"5/m\"";
+            replica(dir.path(), n, &redis, &routes, (listen, &pki.tls_section()))
+        })
+        .collect();
+    let client = pki.client(true);
+    let send = |gw: &Proc, key: &str| {
+        client
+            .get(format!(
+                "https://localhost:{}/partner/x",
+                gw.data_addr.port()
+            ))
+            .header("x-api-key", key)
+            .send()
+    };
+    // Works before the spray.
+    assert_eq!(send(&gws[0], GOOD_KEY).await.unwrap().status(), 200);
+
+    // The spray: one wrong key after another, round robin over the replicas, at the pace of a
+    // careful attacker (a few a second, so each replica's own count stays far below its limit).
+    let mut rejected = 0;
+    let mut throttled_at = None;
+    for i in 0..30 {
+        let gw = &gws[i % 3];
+        let status = send(gw, &format!("pcs_spray_guess_{i}"))
+            .await
+            .unwrap()
+            .status();
+        match status.as_u16() {
+            401 => rejected += 1,
+            429 => {
+                throttled_at.get_or_insert(i);
+            }
+            s => panic!("unexpected status {s}"),
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    eprintln!("spray: {rejected} guesses checked, throttled from attempt {throttled_at:?}");
+    // The shared budget (5) is caught as one: not 15 guesses, at most one more per replica
+    // while the last reports are in flight.
+    assert!(
+        (5..=8).contains(&rejected),
+        "{rejected} guesses were checked"
+    );
+    // Every replica now refuses the source before looking at the key, the right one included
+    // (through each replica: the same credential via another path).
+    for gw in &gws {
+        let r = send(gw, GOOD_KEY).await.unwrap();
+        assert_eq!(r.status(), 429);
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+    }
+    assert_eq!(
+        redis
+            .cmd(&["EXISTS", "cluster-test:rl:authfail:127.0.0.1"])
+            .trim(),
+        ":1"
     );
 }
