@@ -308,6 +308,22 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, v: f64) {
 
 impl Metrics {
     /// Record the expiry of a certificate loaded from `file` (replacing the previous one).
+    /// The rate-limit families (kept together, and out of `render`'s length).
+    fn render_limits(&self, o: &mut String) {
+        counters(
+            o,
+            "rate_limited_total",
+            "Requests refused by a rate limit.",
+            &self.rate_limited_total,
+        );
+        gauges(
+            o,
+            "rate_limit_fallback",
+            "1 while a cluster-scoped route limits on its local fallback (Redis unreachable).",
+            &self.rate_limit_fallback,
+        );
+    }
+
     /// Cluster-scoped routes limiting on their local fallback now (for `/readyz` detail).
     pub fn rate_limit_fallback_routes(&self) -> Vec<String> {
         self.rate_limit_fallback
@@ -366,12 +382,7 @@ impl Metrics {
             "Authentication failures by credential and reason.",
             &self.auth_failures_total,
         );
-        counters(
-            &mut o,
-            "rate_limited_total",
-            "Requests refused by a rate limit.",
-            &self.rate_limited_total,
-        );
+        self.render_limits(&mut o);
         counters(
             &mut o,
             "legacy_requests_total",
@@ -444,12 +455,6 @@ impl Metrics {
             "connections_refused_total",
             "Connections closed before serving, by reason.",
             &self.connections_refused_total,
-        );
-        gauges(
-            &mut o,
-            "rate_limit_fallback",
-            "1 while a cluster-scoped route limits on its local fallback (Redis unreachable).",
-            &self.rate_limit_fallback,
         );
         gauges(
             &mut o,

@@ -604,14 +604,8 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
     )?;
 
     let leases = cluster::lease_fn(&state);
-    let routes = build_routes(
-        &config,
-        &credentials,
-        &metrics,
-        &opts.clock,
-        &mut watchers,
-        leases.clone(),
-    )?;
+    let (clock, w) = (&opts.clock, &mut watchers);
+    let routes = build_routes(&config, &credentials, &metrics, clock, w, leases.clone())?;
     let exchange = build_exchange(&config, &credentials)?;
     let tokens = Arc::new(TokenCache::default());
     let auth_failures = cluster::share_failures(auth_failures(&config, &opts.clock), leases)?;

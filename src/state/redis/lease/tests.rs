@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use super::*;
 
-#[path = "../tests/redis_server.rs"]
-mod redis_server;
-use redis_server::RedisServer;
+use crate::state::redis::tests::redis_server::RedisServer;
 
 async fn leases(redis: &RedisServer) -> RedisLeases {
     let client = redis::Client::open(redis.url()).unwrap();
