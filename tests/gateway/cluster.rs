@@ -352,3 +352,45 @@ async fn a_password_spray_across_replicas_trips_the_shared_throttle() {
         ":1"
     );
 }
+
+/// The config's problems, as `key: message` lines.
+fn check(extra: &str, limits: &str) -> Result<portcullis::config::Config, String> {
+    let text = format!(
+        "version = 1\n[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{extra}\n[[routes]]\nname = \"api\"\nmatch = {{ path_prefix = \"/api\" }}\n[routes.upstream]\nurl = \"http://127.0.0.1:9\"\n[routes.limits]\n{limits}\n"
+    );
+    portcullis::config::from_toml_str(&text, std::path::Path::new("/nonexistent/p.toml")).map_err(
+        |e| {
+            e.0.iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    )
+}
+
+#[test]
+fn cluster_scope_needs_redis_and_says_so() {
+    let redis = "[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"";
+    // Without a shared backend there is nothing to share the budget through: refused, clearly.
+    let e = check("", "total_rate = \"100/s\"\nscope = \"cluster\"").unwrap_err();
+    assert!(
+        e.contains("routes.api.limits.scope") && e.contains("backend = \"redis\""),
+        "{e}"
+    );
+    // Defaults: replica scope; cluster scope expects three replicas.
+    let c = check("", "total_rate = \"100/s\"").unwrap();
+    assert!(!c.routes[0].limits.cluster);
+    let c = check(redis, "total_rate = \"100/s\"\nscope = \"cluster\"").unwrap();
+    assert!(c.routes[0].limits.cluster);
+    assert_eq!(c.routes[0].limits.expected_replicas, 3);
+    // Other spellings and out-of-range values are refused, not guessed at.
+    for (limits, key) in [
+        ("scope = \"Cluster\"", "limits.scope"),
+        ("scope = \"global\"", "limits.scope"),
+        ("scope = \"cluster\"\nexpected_replicas = 0", "limits.expected_replicas"),
+        ("expected_replicas = 2", "limits.expected_replicas"),
+    ] {
+        let e = check(redis, &format!("total_rate = \"100/s\"\n{limits}")).unwrap_err();
+        assert!(e.contains(key), "{limits}: {e}");
+    }
+}
