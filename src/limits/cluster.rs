@@ -15,8 +15,14 @@
 //! never *extra* tokens (Redis handed each out once), so the cluster never admits more than
 //! `burst + rate × t`, and under-admits by at most the unused leases.
 //!
-//! **Cold keys:** the first request for a key, before any lease arrived, is decided by the local
-//! fallback limiter (below) while the lease is fetched: the request path never waits.
+//! **Borrowing:** the first requests for a key, before any lease arrived, and a request that
+//! finds its lease spent while the shared bucket still had tokens at the last lease (the next
+//! lease is on its way), are decided by the local fallback limiter (below) instead of waiting or
+//! refusing, at most one lease's worth at a time. What it admits that way is a debt, repaid from
+//! the next leases (the lease asks for it on top), so it shifts admissions by a few milliseconds
+//! but adds nothing over time, except when the shared bucket runs dry before the debt is repaid:
+//! then the cluster over-admits by at most one lease per replica, once. Under sustained overload
+//! the bucket stays empty, nothing is borrowed, and a spent lease is a refusal.
 //!
 //! **Redis unreachable** (a lease call fails or takes longer than [`CALL_TIMEOUT`]): the route
 //! switches to its *fallback*, a local limiter at `rate ÷ expected_replicas` (burst likewise),
@@ -110,6 +116,10 @@ struct Slot {
     wait_ns: u64,
     /// A lease arrived at least once.
     leased: bool,
+    /// Requests decided by the local fallback while the shared budget had tokens (a key's first
+    /// requests, or a lease running out while the next is on its way): charged to the next
+    /// leases, so borrowing never adds to what the cluster admits in the long run.
+    debt: u64,
     /// Queued for the background task.
     queued: bool,
     /// Requests (allowed or not) in the current demand window, and in the previous one.
@@ -128,6 +138,7 @@ impl Slot {
             shared: 0,
             wait_ns: 0,
             leased: false,
+            debt: 0,
             queued: false,
             seen: 0,
             seen_before: 0,
@@ -214,7 +225,15 @@ impl Leases {
             .or_insert_with(|| Slot::new(quota, now));
         slot.note(now);
         let cap = self.lease_cap(&quota);
-        let taken = if !slot.leased || self.in_fallback() {
+        let taken = if self.in_fallback() {
+            Taken::Fallback
+        } else if !slot.leased
+            || (slot.balance == 0 && slot.shared > 0 && slot.debt < slot.want(cap))
+        {
+            // The shared bucket is not empty, only this replica's lease (or it has none yet):
+            // borrow from the local fallback rather than refuse, at most one lease's worth, and
+            // repay from the next lease.
+            slot.debt = slot.debt.saturating_add(1).min(quota.burst());
             Taken::Fallback
         } else if slot.balance > 0 {
             slot.balance -= 1;
@@ -281,7 +300,7 @@ impl Leases {
                 bucket: format!("route:{}:{k}", self.route),
                 interval_us: (s.quota.interval() / 1000).max(1),
                 burst: s.quota.burst(),
-                want: s.want(self.lease_cap(&s.quota)),
+                want: s.want(self.lease_cap(&s.quota)).saturating_add(s.debt),
             });
             kept.push(k);
         }
@@ -294,7 +313,9 @@ impl Leases {
             let Some(s) = slots.get_mut(k) else { continue };
             s.queued = false;
             if let Some(g) = grants.and_then(|g| g.get(i)) {
-                s.balance = s.balance.saturating_add(g.granted);
+                let repaid = g.granted.min(s.debt);
+                s.debt -= repaid;
+                s.balance = s.balance.saturating_add(g.granted - repaid);
                 s.shared = g.remaining;
                 s.wait_ns = g.wait_us.saturating_mul(1000);
                 s.leased = true;
@@ -541,3 +562,6 @@ impl super::RouteLimits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -387,7 +387,10 @@ fn cluster_scope_needs_redis_and_says_so() {
     for (limits, key) in [
         ("scope = \"Cluster\"", "limits.scope"),
         ("scope = \"global\"", "limits.scope"),
-        ("scope = \"cluster\"\nexpected_replicas = 0", "limits.expected_replicas"),
+        (
+            "scope = \"cluster\"\nexpected_replicas = 0",
+            "limits.expected_replicas",
+        ),
         ("expected_replicas = 2", "limits.expected_replicas"),
     ] {
         let e = check(redis, &format!("total_rate = \"100/s\"\n{limits}")).unwrap_err();
