@@ -74,6 +74,34 @@ pub struct Grant {
 pub type LeaseFn =
     Arc<dyn Fn(Vec<Ask>) -> BoxFuture<'static, Result<Vec<Grant>, String>> + Send + Sync>;
 
+/// Leases from Redis (the state backend's buckets) as a [`LeaseFn`].
+pub fn lease_fn(leases: crate::state::redis::lease::RedisLeases) -> LeaseFn {
+    use crate::state::redis::lease::LeaseAsk;
+    Arc::new(move |asks: Vec<Ask>| {
+        let leases = leases.clone();
+        Box::pin(async move {
+            let asks: Vec<LeaseAsk> = asks
+                .into_iter()
+                .map(|a| LeaseAsk {
+                    bucket: a.bucket,
+                    interval_us: a.interval_us,
+                    burst: a.burst,
+                    want: a.want,
+                })
+                .collect();
+            let grants = leases.lease(&asks).await?;
+            Ok(grants
+                .into_iter()
+                .map(|g| Grant {
+                    granted: g.granted,
+                    remaining: g.remaining,
+                    wait_us: g.wait_us,
+                })
+                .collect())
+        })
+    })
+}
+
 /// The shared store and the deployment's size, for every cluster-scoped route.
 #[derive(Clone)]
 pub struct ClusterSettings {

@@ -36,7 +36,7 @@ mod concurrency;
 mod gcra;
 mod rate;
 pub mod settings;
-mod shared_failures;
+pub mod shared_failures;
 mod source;
 
 use std::sync::Arc;

@@ -21,42 +21,55 @@
 //! meant to prevent.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use super::cluster::{Ask, LeaseFn, CALL_TIMEOUT, TICK};
 use super::gcra::Quota;
 
-/// The shared half of a [`super::SourceLimiter`].
-pub(crate) struct SharedFailures {
+/// The quota of `burst` failures refilling at `rate` (for callers outside `limits`).
+pub(crate) fn quota(rate: super::Rate, burst: u32) -> Quota {
+    Quota::new(rate, burst)
+}
+
+/// Failures of one kind of key (a source address, an LDAP account) counted across replicas:
+/// the shared half of a [`super::SourceLimiter`] and of the LDAP lockout table.
+pub struct SharedFailures<K> {
     lease: LeaseFn,
+    /// Bucket name prefix (`authfail:`, `ldapfail:<credential>:`).
+    prefix: String,
     quota: Quota,
     max_keys: usize,
     /// Failures not reported yet, per source key.
-    pending: Mutex<HashMap<IpAddr, u64>>,
+    pending: Mutex<HashMap<K, u64>>,
     /// Sources whose shared budget is spent, until when (ns on the limiter's clock).
-    blocked: Mutex<HashMap<IpAddr, u64>>,
+    blocked: Mutex<HashMap<K, u64>>,
     wake: tokio::sync::Notify,
 }
 
-impl std::fmt::Debug for SharedFailures {
+impl<K> std::fmt::Debug for SharedFailures<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedFailures").finish_non_exhaustive()
     }
 }
 
-impl SharedFailures {
-    /// Start reporting (needs a Tokio runtime); the task ends with the limiter.
+impl<K> SharedFailures<K>
+where
+    K: std::hash::Hash + Eq + Clone + std::fmt::Display + Send + Sync + 'static,
+{
+    /// Start reporting (needs a Tokio runtime); the task ends with the limiter. `quota`: the
+    /// shared budget of failures per key; `prefix` names its buckets.
     pub(crate) fn start(
+        prefix: &str,
         lease: LeaseFn,
         quota: Quota,
         max_keys: usize,
         clock: Arc<dyn crate::clock::Clock>,
-    ) -> Result<Arc<SharedFailures>, String> {
+    ) -> Result<Arc<SharedFailures<K>>, String> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| "the shared failure throttle needs the gateway's runtime".to_string())?;
         let me = Arc::new(SharedFailures {
+            prefix: prefix.to_string(),
             lease,
             quota,
             max_keys: max_keys.max(1),
@@ -69,16 +82,16 @@ impl SharedFailures {
     }
 
     /// When `key`'s shared budget has a token again, if it is spent now.
-    pub(crate) fn blocked(&self, key: IpAddr, now: u64) -> Option<u64> {
+    pub(crate) fn blocked(&self, key: &K, now: u64) -> Option<u64> {
         let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         blocked
-            .get(&key)
+            .get(key)
             .filter(|until| **until > now)
             .map(|until| until - now)
     }
 
     /// Queue one failure of `key` for the next report.
-    pub(crate) fn note(&self, key: IpAddr) {
+    pub(crate) fn note(&self, key: K) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         if pending.len() >= self.max_keys && !pending.contains_key(&key) {
             return;
@@ -97,7 +110,7 @@ impl SharedFailures {
     }
 
     async fn report(&self, now: impl Fn() -> u64) {
-        let batch: Vec<(IpAddr, u64)> =
+        let batch: Vec<(K, u64)> =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
                 .into_iter()
                 .collect();
@@ -107,7 +120,7 @@ impl SharedFailures {
         let asks = batch
             .iter()
             .map(|(ip, n)| Ask {
-                bucket: format!("authfail:{ip}"),
+                bucket: format!("{}{ip}", self.prefix),
                 interval_us: (self.quota.interval() / 1000).max(1),
                 burst: self.quota.burst(),
                 want: *n,
@@ -127,7 +140,10 @@ impl SharedFailures {
         for ((ip, _), g) in batch.iter().zip(grants) {
             if g.remaining == 0 {
                 if blocked.len() < self.max_keys || blocked.contains_key(ip) {
-                    blocked.insert(*ip, at.saturating_add(g.wait_us.saturating_mul(1000)));
+                    blocked.insert(
+                        ip.clone(),
+                        at.saturating_add(g.wait_us.saturating_mul(1000)),
+                    );
                 }
             } else {
                 blocked.remove(ip);
@@ -136,7 +152,10 @@ impl SharedFailures {
     }
 }
 
-async fn run(me: Weak<SharedFailures>, clock: Arc<dyn crate::clock::Clock>) {
+async fn run<K>(me: Weak<SharedFailures<K>>, clock: Arc<dyn crate::clock::Clock>)
+where
+    K: std::hash::Hash + Eq + Clone + std::fmt::Display + Send + Sync + 'static,
+{
     loop {
         let wait = {
             let Some(s) = me.upgrade() else { return };

@@ -21,7 +21,7 @@ pub struct SourceLimiter {
     quota: Quota,
     max_keys: usize,
     /// With a shared state backend: the count across replicas (see [`super::shared_failures`]).
-    shared: Option<Arc<super::shared_failures::SharedFailures>>,
+    shared: Option<Arc<super::shared_failures::SharedFailures<IpAddr>>>,
 }
 
 impl SourceLimiter {
@@ -42,6 +42,7 @@ impl SourceLimiter {
     /// so a spray spread over the replicas is throttled as one. Needs a Tokio runtime.
     pub fn shared(mut self, lease: super::cluster::LeaseFn) -> Result<Self, String> {
         self.shared = Some(super::shared_failures::SharedFailures::start(
+            "authfail:",
             lease,
             self.quota,
             self.max_keys,
@@ -56,7 +57,7 @@ impl SourceLimiter {
         let now = nanos(self.clock.as_ref());
         let local = self.table.peek(&key, now);
         // The shared count refuses like the local one, with the shared bucket's wait.
-        let shared = self.shared.as_ref().and_then(|s| s.blocked(key, now));
+        let shared = self.shared.as_ref().and_then(|s| s.blocked(&key, now));
         let local = match (local, shared) {
             (Decision::Allowed { .. }, Some(wait)) => Decision::Refused {
                 retry_ns: wait,

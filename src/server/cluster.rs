@@ -3,36 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::limits::cluster::{Ask, ClusterSettings, Grant, LeaseFn};
+use crate::limits::cluster::{ClusterSettings, LeaseFn};
 use crate::metrics::Metrics;
-use crate::state::redis::lease::LeaseAsk;
 
 /// The lease function over the state backend, when it is shared (Redis).
 pub(super) fn lease_fn(state: &Arc<dyn crate::state::StateStore>) -> Option<LeaseFn> {
-    let leases = state.leases()?;
-    Some(Arc::new(move |asks: Vec<Ask>| {
-        let leases = leases.clone();
-        Box::pin(async move {
-            let asks: Vec<LeaseAsk> = asks
-                .into_iter()
-                .map(|a| LeaseAsk {
-                    bucket: a.bucket,
-                    interval_us: a.interval_us,
-                    burst: a.burst,
-                    want: a.want,
-                })
-                .collect();
-            let grants = leases.lease(&asks).await?;
-            Ok(grants
-                .into_iter()
-                .map(|g| Grant {
-                    granted: g.granted,
-                    remaining: g.remaining,
-                    wait_us: g.wait_us,
-                })
-                .collect())
-        })
-    }))
+    state.leases().map(crate::limits::cluster::lease_fn)
 }
 
 /// A route's cluster settings, when its limits are cluster-scoped.
