@@ -18,11 +18,14 @@
 //! **Borrowing:** the first requests for a key, before any lease arrived, and a request that
 //! finds its lease spent while the shared bucket still had tokens at the last lease (the next
 //! lease is on its way), are decided by the local fallback limiter (below) instead of waiting or
-//! refusing, at most one lease's worth at a time. What it admits that way is a debt, repaid from
-//! the next leases (the lease asks for it on top), so it shifts admissions by a few milliseconds
-//! but adds nothing over time, except when the shared bucket runs dry before the debt is repaid:
-//! then the cluster over-admits by at most one lease per replica, once. Under sustained overload
-//! the bucket stays empty, nothing is borrowed, and a spent lease is a refusal.
+//! refusing; the fallback limiter holds borrowing to this replica's share (`rate ÷ expected
+//! replicas`). What it admits that way is a debt, repaid from the next leases (the lease asks
+//! for it on top), so it shifts admissions by a few milliseconds but adds nothing over time,
+//! except when the shared bucket runs dry before the debt is repaid: then the cluster
+//! over-admits by at most the unrepaid debt (bounded by the fallback's burst per replica), once.
+//! Under sustained overload the bucket stays empty, nothing is borrowed, and a spent lease is a
+//! refusal. A Redis that hangs thus costs no refusals during the [`CALL_TIMEOUT`] it takes to
+//! notice.
 //!
 //! **Redis unreachable** (a lease call fails or takes longer than [`CALL_TIMEOUT`]): the route
 //! switches to its *fallback*, a local limiter at `rate ÷ expected_replicas` (burst likewise),
@@ -129,8 +132,11 @@ pub(crate) enum Taken {
     Allowed { remaining: u64, reset_ns: u64 },
     /// No leased token left and the shared bucket was empty at the last lease.
     Refused { retry_ns: u64, reset_ns: u64 },
-    /// No lease to decide with (cold key, or Redis unreachable): use the local fallback.
+    /// Redis unreachable (or the key table is full): use the local fallback.
     Fallback,
+    /// The lease is spent (or not here yet) but the shared bucket had tokens: use the local
+    /// fallback, and report back with [`Leases::unborrow`] if it refused.
+    Borrowed,
 }
 
 #[derive(Debug)]
@@ -255,14 +261,12 @@ impl Leases {
         let cap = self.lease_cap(&quota);
         let taken = if self.in_fallback() {
             Taken::Fallback
-        } else if !slot.leased
-            || (slot.balance == 0 && slot.shared > 0 && slot.debt < slot.want(cap))
-        {
+        } else if !slot.leased || (slot.balance == 0 && slot.shared > 0) {
             // The shared bucket is not empty, only this replica's lease (or it has none yet):
-            // borrow from the local fallback rather than refuse, at most one lease's worth, and
-            // repay from the next lease.
+            // borrow from the local fallback (which holds borrowing to this replica's share of
+            // the rate) rather than refuse, and repay from the next leases.
             slot.debt = slot.debt.saturating_add(1).min(quota.burst());
-            Taken::Fallback
+            Taken::Borrowed
         } else if slot.balance > 0 {
             slot.balance -= 1;
             let remaining = slot.balance.saturating_add(slot.shared).min(quota.burst());
@@ -279,7 +283,8 @@ impl Leases {
         let low = slot.want(cap) / 2;
         // In fallback (or before the first lease) every request may probe Redis again: one
         // call per tick at most, whatever the traffic.
-        let enqueue = !slot.queued && (slot.balance <= low || taken == Taken::Fallback);
+        let enqueue = !slot.queued
+            && (slot.balance <= low || matches!(taken, Taken::Fallback | Taken::Borrowed));
         if enqueue {
             slot.queued = true;
         }
@@ -299,6 +304,14 @@ impl Leases {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = slots.get_mut(bucket) {
             s.balance = s.balance.saturating_add(1);
+        }
+    }
+
+    /// A borrowed request was refused by the fallback after all: it owes nothing.
+    pub(crate) fn unborrow(&self, bucket: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = slots.get_mut(bucket) {
+            s.debt = s.debt.saturating_sub(1);
         }
     }
 
@@ -490,10 +503,12 @@ impl Cluster {
     }
 }
 
-/// How one policy decided: by a leased token, or by the local fallback.
+/// How one policy decided: by a leased token, by the local fallback, or borrowed from it.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Via {
     Lease,
     Fallback,
+    Borrowed,
 }
 
 impl super::RouteLimits {
@@ -525,11 +540,12 @@ impl super::RouteLimits {
                 (Decision::Refused { retry_ns, reset_ns }, Via::Lease)
             }
             Taken::Fallback => (fallback(), Via::Fallback),
+            Taken::Borrowed => (fallback(), Via::Borrowed),
         };
         if let Some((q, _, table)) = &c.identity {
             let taken = c.leases.take(&id_bucket, *q, now);
             let (d, via) = decide(taken, &mut || table.check(identity, now));
-            fell_back |= matches!(via, Via::Fallback);
+            fell_back |= via != Via::Lease;
             let shown = self.shown_policy(c, fell_back, policy);
             match d {
                 Decision::Allowed {
@@ -542,6 +558,9 @@ impl super::RouteLimits {
                     reset_ns,
                 ),
                 Decision::Refused { retry_ns, reset_ns } => {
+                    if via == Via::Borrowed {
+                        c.leases.unborrow(&id_bucket);
+                    }
                     return Err(self.refusal(super::IDENTITY_POLICY, retry_ns, reset_ns, shown));
                 }
             }
@@ -553,7 +572,7 @@ impl super::RouteLimits {
                 let mut tat = tat.lock().unwrap_or_else(PoisonError::into_inner);
                 f.check(&mut tat, now)
             });
-            fell_back |= matches!(via, Via::Fallback);
+            fell_back |= via != Via::Lease;
             let shown = self.shown_policy(c, fell_back, policy);
             match d {
                 Decision::Allowed {
@@ -561,10 +580,18 @@ impl super::RouteLimits {
                     reset_ns,
                 } => super::push_limit_item(&mut current, super::ROUTE_POLICY, remaining, reset_ns),
                 Decision::Refused { retry_ns, reset_ns } => {
+                    if via == Via::Borrowed {
+                        c.leases.unborrow("total");
+                    }
                     // The request does not happen: give the caller's own token back.
                     match (id_via, &c.identity) {
                         (Some(Via::Lease), _) => c.leases.refund(&id_bucket),
-                        (Some(Via::Fallback), Some((_, _, table))) => table.refund(identity),
+                        (Some(via), Some((_, _, table))) => {
+                            table.refund(identity);
+                            if via == Via::Borrowed {
+                                c.leases.unborrow(&id_bucket);
+                            }
+                        }
                         _ => {}
                     }
                     return Err(self.refusal(super::ROUTE_POLICY, retry_ns, reset_ns, shown));

@@ -86,9 +86,11 @@ async fn two_replicas_never_admit_more_than_the_shared_budget() {
     let a = replica(&f, None, Some("1/h"), 100);
     let b = replica(&f, None, Some("1/h"), 100);
     let (x, y) = tokio::join!(admitted(&a, "c", 120), admitted(&b, "c", 120));
-    // At most one borrowed lease per replica beyond the budget (here the store never refills,
-    // so a borrow made just before it ran dry is never repaid).
-    assert!(x + y <= 100 + 2 * 25, "{x} + {y}");
+    // Beyond the budget, at most what each replica borrowed and could not repay (the store
+    // never refills here): bounded by the fallback share's burst (100 ÷ 2) per replica, and in
+    // practice a few.
+    assert!(x + y <= 100 + 2 * 50, "{x} + {y}");
+    assert!(x + y <= 110, "{x} + {y}");
     eprintln!("shared budget 100: admitted {x} + {y}");
     // Unspent leases are the only loss, and they are small (at most burst / (2 × replicas)).
     assert!(x + y >= 100 - 2 * 25, "{x} + {y}");
@@ -107,8 +109,8 @@ async fn per_identity_budgets_are_shared_per_identity() {
     let a = replica(&f, Some("1/h"), None, 10);
     let b = replica(&f, Some("1/h"), None, 10);
     let (x, y) = tokio::join!(admitted(&a, "alice", 30), admitted(&b, "alice", 30));
-    // Burst 10, two replicas: leases of at most 10 / (2 × 2) = 2, borrowed at most once each.
-    assert!(x + y <= 10 + 2 * 2, "alice: {x} + {y}");
+    // Burst 10, two replicas: at most the fallback share's burst (5) borrowed unrepaid each.
+    assert!(x + y <= 10 + 2 * 5, "alice: {x} + {y}");
     // Another identity has its own budget.
     assert!(admitted(&a, "bob", 5).await >= 4);
     // A request refused by the route total gives the caller's own token back.
