@@ -483,3 +483,89 @@ async fn a_hung_redis_never_holds_a_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_failures_spread_over_replicas_are_counted_as_one() {
+    use crate::ldap::slapd::Slapd;
+    use base64::Engine as _;
+    portcullis::server::install_crypto();
+    let ldap = tokio::task::spawn_blocking(Slapd::start).await.unwrap();
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let routes = format!(
+        r#"{ISSUER}
+[credentials.racf]
+kind = "ldap"
+adapter = "zos-racf"
+url = "{url}"
+base_dn = "profiletype=user,cn=RACF"
+identity = "spiffe://corp.example/legacy/racf/{{user}}"
+max_failures = "3/15m"
+connect_timeout = "1s"
+timeout = "2s"
+[[routes]]
+name = "cics"
+match = {{ path_prefix = "/cics/" }}
+accept = ["racf"]
+allow = ["spiffe://corp.example/legacy/racf/*"]
+[routes.upstream]
+url = "{up}"
+audience = "cics"
+"#,
+        url = ldap.url(),
+        up = up.url()
+    );
+    let gws: Vec<Proc> = (1..=3)
+        .map(|n| replica(dir, n, &redis, &routes, ("", &pki.tls_section())))
+        .collect();
+    let client = pki.client(true);
+    let basic = |user: &str, pw: &str| {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        format!("Basic {}", b64.encode(format!("{user}:{pw}")))
+    };
+    let send = |gw: &Proc, auth: String| {
+        client
+            .get(format!("https://localhost:{}/cics/x", gw.data_addr.port()))
+            .header("authorization", auth)
+            .send()
+    };
+    // Wrong passwords for one account, round robin over the replicas (each replica alone would
+    // let 3 reach the directory: 9 in all).
+    for i in 0..9 {
+        let r = send(&gws[i % 3], basic("VICTIM", &format!("guess-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let failed = ldap.failed_binds("racfid=VICTIM,profiletype=user,cn=RACF");
+    eprintln!("ldap spray: {failed} failed binds reached the directory");
+    // max_failures (3), plus at most one per replica while the shared count travels.
+    assert!((3..=3 + 3).contains(&failed), "{failed} failed binds");
+    // The account's budget is spent on every replica: even its right password (never seen to
+    // bind, so no verifier) is refused without a bind, on each of them.
+    for gw in &gws {
+        assert_eq!(
+            send(gw, basic("VICTIM", "victim-pass"))
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    assert_eq!(
+        ldap.failed_binds("racfid=VICTIM,profiletype=user,cn=RACF"),
+        failed
+    );
+    assert_eq!(ldap.good_binds("racfid=VICTIM,profiletype=user,cn=RACF"), 0);
+    // Another account is not affected.
+    assert_eq!(
+        send(&gws[0], basic("GWJOB01", "job-pass-1"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
