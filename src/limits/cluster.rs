@@ -251,12 +251,16 @@ impl Leases {
     /// Spend one token of `bucket`'s lease (never waits on Redis).
     pub(crate) fn take(&self, bucket: &str, quota: Quota, now: u64) -> Taken {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if !slots.contains_key(bucket) && slots.len() >= MAX_SLOTS {
-            return Taken::Fallback;
+        if !slots.contains_key(bucket) {
+            if slots.len() >= MAX_SLOTS {
+                return Taken::Fallback;
+            }
+            // Allocates the key once per key, not per request.
+            slots.insert(bucket.to_string(), Slot::new(quota, now));
         }
-        let slot = slots
-            .entry(bucket.to_string())
-            .or_insert_with(|| Slot::new(quota, now));
+        let Some(slot) = slots.get_mut(bucket) else {
+            return Taken::Fallback;
+        };
         slot.note(now);
         let cap = self.lease_cap(&quota);
         let taken = if self.in_fallback() {
