@@ -437,10 +437,23 @@ impl Admin {
         }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" => match self.readiness() {
-                Ok(body) => text(StatusCode::OK, body),
-                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
-            },
+            "/readyz" => {
+                // A rate-limit fallback does not make a replica unready (it holds), but the
+                // operator should see it next to the reason for any 503.
+                let fallback = self.metrics.rate_limit_fallback_routes();
+                let detail = if fallback.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "rate limits on local fallback (redis unreachable): {}\n",
+                        fallback.join(", ")
+                    )
+                };
+                match self.readiness() {
+                    Ok(body) => text(StatusCode::OK, format!("{body}{detail}")),
+                    Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}{detail}")),
+                }
+            }
             "/metrics" => {
                 if let Some(ops) = self.ops() {
                     ops.update_gauges(&self.metrics).await;

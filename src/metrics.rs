@@ -166,6 +166,8 @@ pub struct Metrics {
     /// 1 for each plan's current phase, 0 for its other phases. Set by the admin listener on
     /// each scrape of `/metrics` (from the plans and the clock), so it is never stale.
     pub migration_phase: Family<Gauge>,
+    /// 1 while a `scope = "cluster"` route limits on its local fallback (Redis unreachable).
+    pub rate_limit_fallback: Family<Gauge>,
     /// 1 when the plan's status is `ready`, else 0 (`not ready`, `overdue`, `exception`,
     /// `overdue review`). Set on each scrape from the state store's usage.
     pub migration_ready: Family<Gauge>,
@@ -215,6 +217,7 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             connections_refused_total: Family::new(&["reason"]),
             migration_phase: Family::new(&["plan", "phase"]),
+            rate_limit_fallback: Family::new(&["route"]),
             migration_ready: Family::new(&["plan"]),
             refusals_total: Family::new(&["route", "reason"]),
             migration_legacy_share: Family::new(&["plan"]),
@@ -321,6 +324,32 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, v: f64) {
 
 impl Metrics {
     /// Record the expiry of a certificate loaded from `file` (replacing the previous one).
+    /// The rate-limit families (kept together, and out of `render`'s length).
+    fn render_limits(&self, o: &mut String) {
+        counters(
+            o,
+            "rate_limited_total",
+            "Requests refused by a rate limit.",
+            &self.rate_limited_total,
+        );
+        gauges(
+            o,
+            "rate_limit_fallback",
+            "1 while a cluster-scoped route limits on its local fallback (Redis unreachable).",
+            &self.rate_limit_fallback,
+        );
+    }
+
+    /// Cluster-scoped routes limiting on their local fallback now (for `/readyz` detail).
+    pub fn rate_limit_fallback_routes(&self) -> Vec<String> {
+        self.rate_limit_fallback
+            .snapshot()
+            .into_iter()
+            .filter(|(_, g)| g.get() > 0.0)
+            .filter_map(|(k, _)| k.into_iter().next())
+            .collect()
+    }
+
     pub fn set_cert_expiry(&self, file: &str, not_after: std::time::SystemTime) {
         let unix = match not_after.duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => d.as_secs_f64(),
@@ -369,12 +398,7 @@ impl Metrics {
             "Authentication failures by credential and reason.",
             &self.auth_failures_total,
         );
-        counters(
-            &mut o,
-            "rate_limited_total",
-            "Requests refused by a rate limit.",
-            &self.rate_limited_total,
-        );
+        self.render_limits(&mut o);
         counters(
             &mut o,
             "legacy_requests_total",
@@ -395,33 +419,7 @@ impl Metrics {
             "Tokens handed out from the cache.",
             self.token_cache_hits_total.get() as f64,
         );
-        header(
-            &mut o,
-            "cert_expiry_timestamp_seconds",
-            "gauge",
-            "When a loaded certificate expires (its notAfter, unix seconds).",
-        );
-        for (k, g) in self.cert_not_after.snapshot() {
-            let _ = writeln!(
-                o,
-                "portcullis_cert_expiry_timestamp_seconds{} {}",
-                labels(self.cert_not_after.labels, &k, None),
-                g.get()
-            );
-        }
-        header(
-            &mut o,
-            "cert_expiry_seconds",
-            "gauge",
-            "Deprecated (use cert_expiry_timestamp_seconds): seconds until a loaded certificate expires (negative: expired).",
-        );
-        for (file, secs) in self.cert_expiry(std::time::SystemTime::now()) {
-            let _ = writeln!(
-                o,
-                "portcullis_cert_expiry_seconds{} {secs}",
-                labels(self.cert_not_after.labels, &[file], None)
-            );
-        }
+        self.render_certs(&mut o);
         counters(
             &mut o,
             "config_reloads_total",
@@ -475,6 +473,37 @@ impl Metrics {
         );
         self.render_observability(&mut o);
         o
+    }
+
+    /// Certificate expiry: the `notAfter` timestamp, and the deprecated countdown.
+    fn render_certs(&self, o: &mut String) {
+        header(
+            o,
+            "cert_expiry_timestamp_seconds",
+            "gauge",
+            "When a loaded certificate expires (its notAfter, unix seconds).",
+        );
+        for (k, g) in self.cert_not_after.snapshot() {
+            let _ = writeln!(
+                o,
+                "portcullis_cert_expiry_timestamp_seconds{} {}",
+                labels(self.cert_not_after.labels, &k, None),
+                g.get()
+            );
+        }
+        header(
+            o,
+            "cert_expiry_seconds",
+            "gauge",
+            "Deprecated (use cert_expiry_timestamp_seconds): seconds until a loaded certificate expires (negative: expired).",
+        );
+        for (file, secs) in self.cert_expiry(std::time::SystemTime::now()) {
+            let _ = writeln!(
+                o,
+                "portcullis_cert_expiry_seconds{} {secs}",
+                labels(self.cert_not_after.labels, &[file], None)
+            );
+        }
     }
 
     /// What the observability round added: refusals, span export, readiness, build and process.

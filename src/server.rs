@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod cluster;
+
 use crate::admin::{Admin, Health};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -154,6 +156,7 @@ fn inject_header(i: &InjectConfig) -> anyhow::Result<(http::HeaderName, http::He
 fn route_limits(
     l: &crate::limits::settings::LimitsConfig,
     clock: Arc<dyn crate::clock::Clock>,
+    cluster: Option<(String, crate::limits::cluster::ClusterSettings)>,
 ) -> anyhow::Result<Option<Arc<crate::limits::RouteLimits>>> {
     use crate::limits::{Rate, RouteLimitSettings, RouteLimits};
     if l.rate.is_none() && l.total_rate.is_none() && l.concurrency.is_none() {
@@ -169,6 +172,7 @@ fn route_limits(
         total_burst: l.total_rate.map(|r| r.burst),
         concurrency: l.concurrency.map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
         max_keys: None,
+        cluster,
     };
     Ok(Some(Arc::new(
         RouteLimits::new(&settings, clock).map_err(anyhow::Error::msg)?,
@@ -309,6 +313,7 @@ fn build_routes(
     clock: &Arc<dyn Clock>,
     previous: Option<&Router>,
     watchers: &mut Vec<JoinHandle<()>>,
+    leases: Option<crate::limits::cluster::LeaseFn>,
 ) -> anyhow::Result<Vec<Arc<Route>>> {
     let model = Arc::new(
         crate::authz::policy::Model::new().map_err(|e| anyhow::anyhow!("Cedar schema: {e}"))?,
@@ -334,8 +339,12 @@ fn build_routes(
         let kept = previous.and_then(|p| generation::kept_limits(p, rc));
         let limits = match kept {
             Some(l) => Some(l),
-            None => route_limits(&rc.limits, clock.clone())
-                .with_context(|| format!("route {}: limits", rc.name))?,
+            None => {
+                let cluster =
+                    cluster::route_settings(&rc.name, &rc.limits, leases.as_ref(), metrics)?;
+                route_limits(&rc.limits, clock.clone(), cluster)
+                    .with_context(|| format!("route {}: limits", rc.name))?
+            }
         };
         let validator = rc
             .validate

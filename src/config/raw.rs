@@ -202,6 +202,10 @@ pub struct Limits {
     pub total_burst: Option<u64>,
     /// Requests in flight to the upstream.
     pub concurrency: Option<u64>,
+    /// `"replica"` (default) or `"cluster"` (shared through `[state] backend = "redis"`).
+    pub scope: Option<String>,
+    /// With `scope = "cluster"`: the fallback while Redis is unreachable is `rate ÷ this`.
+    pub expected_replicas: Option<u64>,
 }
 
 /// `[issuer]`: the tokens the gateway mints.

@@ -424,10 +424,59 @@ pub(super) fn limits(c: &mut Collector<'_>, key: &str, l: &raw::Limits) -> Limit
         Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         None => None,
     };
+    let cluster = match l.scope.as_deref() {
+        None | Some("replica") => false,
+        Some("cluster") => true,
+        Some(other) => {
+            c.push(
+                format!("{key}.limits.scope"),
+                format!("unknown scope {other:?} (replica or cluster)"),
+            );
+            false
+        }
+    };
+    let expected_replicas = match l.expected_replicas {
+        None => crate::limits::settings::DEFAULT_EXPECTED_REPLICAS,
+        Some(n @ 1..=1000) => u32::try_from(n).unwrap_or(1000),
+        Some(_) => {
+            c.push(
+                format!("{key}.limits.expected_replicas"),
+                "must be 1 to 1000",
+            );
+            1
+        }
+    };
+    if l.expected_replicas.is_some() && !cluster {
+        c.push(
+            format!("{key}.limits.expected_replicas"),
+            "only meaningful with scope = \"cluster\"",
+        );
+    }
     LimitsConfig {
         rate: per_identity,
         total_rate: total,
         concurrency,
+        cluster,
+        expected_replicas,
+    }
+}
+
+/// `scope = "cluster"` shares the budget through Redis: without `[state] backend = "redis"`
+/// there is nothing to share it through, and silently limiting per replica would multiply the
+/// quota by the number of replicas.
+pub(super) fn cluster_scope(
+    c: &mut Collector<'_>,
+    routes: &[Arc<RouteConfig>],
+    state: &super::StateConfig,
+) {
+    if matches!(state.backend, super::StateBackend::Redis { .. }) {
+        return;
+    }
+    for r in routes.iter().filter(|r| r.limits.cluster) {
+        c.push(
+            format!("routes.{}.limits.scope", r.name),
+            "scope = \"cluster\" needs [state] backend = \"redis\" (the budget is shared through it); use scope = \"replica\" or configure a redis state backend",
+        );
     }
 }
 

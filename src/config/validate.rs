@@ -186,6 +186,7 @@ pub(super) fn validate(
 
     super::routes::case_warnings(&mut c, &routes);
     let state = state(&mut c, base, obj.get("state"));
+    super::routes::cluster_scope(&mut c, &routes, &state);
     let (plans, plans_dir) = plans(&mut c, base, obj.get("migration"), &credentials, &routes);
     let reload = super::reload::reload(&mut c, obj.get("reload"), plans_dir);
     super::state::retention_covers_plans(&mut c, &state, &plans);

@@ -55,6 +55,11 @@ impl Quota {
         }
     }
 
+    /// Nanoseconds between two tokens at the sustained rate.
+    pub(crate) fn interval(&self) -> u64 {
+        self.interval
+    }
+
     /// Burst size.
     pub(crate) fn burst(&self) -> u64 {
         self.tolerance / self.interval

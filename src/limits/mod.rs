@@ -31,10 +31,12 @@
 //! [`sweep`]: RouteLimits::sweep
 
 pub mod bodies;
+pub mod cluster;
 mod concurrency;
 mod gcra;
 mod rate;
 pub mod settings;
+pub mod shared_failures;
 mod source;
 
 use std::sync::Arc;
@@ -79,6 +81,9 @@ pub struct RouteLimitSettings {
     pub concurrency: Option<u32>,
     /// Identities tracked at most; default [`DEFAULT_MAX_KEYS`].
     pub max_keys: Option<usize>,
+    /// `scope = "cluster"`: the route's name and the shared store (see [`cluster`]). None: the
+    /// rates are this replica's own.
+    pub cluster: Option<(String, cluster::ClusterSettings)>,
 }
 
 /// A route's rate and concurrency limiters. Cheap to share (`Arc` it per route).
@@ -90,6 +95,8 @@ pub struct RouteLimits {
     concurrency: Option<ConcurrencyLimit>,
     /// `RateLimit-Policy`, the same on every response: computed once.
     policy: Option<HeaderValue>,
+    /// `scope = "cluster"`: the leases and the local fallback.
+    cluster: Option<cluster::Cluster>,
 }
 
 /// The `RateLimit-Policy`/`RateLimit` fields for a response on a limited route.
@@ -161,8 +168,20 @@ impl RouteLimits {
         } else {
             Some(HeaderValue::from_str(&items.join(", ")).map_err(|e| e.to_string())?)
         };
+        let cluster = match &settings.cluster {
+            Some((route, c)) => Some(cluster::Cluster::new(
+                route,
+                c,
+                settings,
+                identity.as_ref(),
+                total.as_ref(),
+                max_keys,
+            )?),
+            None => None,
+        };
         Ok(RouteLimits {
             clock,
+            cluster,
             identity: identity.map(|q| KeyedGcra::new(q, max_keys, Overflow::Shared)),
             total: total.map(|q| (q, std::sync::Mutex::new(0))),
             concurrency,
@@ -176,6 +195,9 @@ impl RouteLimits {
             return Ok(RateHeaders::default());
         };
         let now = nanos(self.clock.as_ref());
+        if let Some(c) = &self.cluster {
+            return self.check_cluster(c, identity, policy, now);
+        }
         let mut current = String::with_capacity(64);
         if let Some(table) = &self.identity {
             match table.check(identity, now) {
@@ -226,6 +248,16 @@ impl RouteLimits {
         if let Some(t) = &self.identity {
             t.sweep(nanos(self.clock.as_ref()));
         }
+        if let Some(c) = &self.cluster {
+            c.sweep(nanos(self.clock.as_ref()));
+        }
+    }
+
+    /// Whether a `scope = "cluster"` route runs on its local fallback now (Redis unreachable).
+    pub fn cluster_fallback(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(cluster::Cluster::in_fallback)
     }
 
     /// Identities tracked now (for metrics and tests).

@@ -18,25 +18,54 @@ use crate::problem::{Code, Refusal};
 pub struct SourceLimiter {
     clock: Arc<dyn Clock>,
     table: KeyedGcra<IpAddr>,
+    quota: Quota,
+    max_keys: usize,
+    /// With a shared state backend: the count across replicas (see [`super::shared_failures`]).
+    shared: Option<Arc<super::shared_failures::SharedFailures<IpAddr>>>,
 }
 
 impl SourceLimiter {
     /// `burst` failures at once, then `rate` (e.g. `"10/m"`, burst 20), at most `max_keys`
     /// sources tracked (beyond that new sources are not tracked; see the module docs).
     pub fn new(rate: Rate, burst: u32, max_keys: usize, clock: Arc<dyn Clock>) -> Self {
+        let quota = Quota::new(rate, burst);
         SourceLimiter {
             clock,
-            table: KeyedGcra::new(
-                Quota::new(rate, burst),
-                max_keys.max(1),
-                Overflow::Untracked,
-            ),
+            table: KeyedGcra::new(quota, max_keys.max(1), Overflow::Untracked),
+            quota,
+            max_keys: max_keys.max(1),
+            shared: None,
         }
+    }
+
+    /// Also count failures across replicas through `lease` (the state backend's shared buckets),
+    /// so a spray spread over the replicas is throttled as one. Needs a Tokio runtime.
+    pub fn shared(mut self, lease: super::cluster::LeaseFn) -> Result<Self, String> {
+        self.shared = Some(super::shared_failures::SharedFailures::start(
+            "authfail:",
+            lease,
+            self.quota,
+            self.max_keys,
+            self.clock.clone(),
+        )?);
+        Ok(self)
     }
 
     /// Before authenticating: refuse a source whose failure budget is spent (429). Charges nothing.
     pub fn check_source(&self, ip: IpAddr) -> Result<(), Refusal> {
-        match self.table.peek(&source_key(ip), nanos(self.clock.as_ref())) {
+        let key = source_key(ip);
+        let now = nanos(self.clock.as_ref());
+        let local = self.table.peek(&key, now);
+        // The shared count refuses like the local one, with the shared bucket's wait.
+        let shared = self.shared.as_ref().and_then(|s| s.blocked(&key, now));
+        let local = match (local, shared) {
+            (Decision::Allowed { .. }, Some(wait)) => Decision::Refused {
+                retry_ns: wait,
+                reset_ns: wait,
+            },
+            (d, _) => d,
+        };
+        match local {
             Decision::Allowed { .. } => Ok(()),
             // No RateLimit fields here: the thresholds are not advertised to an attacker.
             Decision::Refused { retry_ns, .. } => Err(Refusal::new(
@@ -49,14 +78,19 @@ impl SourceLimiter {
 
     /// After a credential was presented and rejected: charge the source.
     pub fn note_auth_failure(&self, ip: IpAddr) {
-        let _ = self
-            .table
-            .check(&source_key(ip), nanos(self.clock.as_ref()));
+        let key = source_key(ip);
+        let _ = self.table.check(&key, nanos(self.clock.as_ref()));
+        if let Some(s) = &self.shared {
+            s.note(key);
+        }
     }
 
     /// Drop idle sources; call every few seconds.
     pub fn sweep(&self) {
         self.table.sweep(nanos(self.clock.as_ref()));
+        if let Some(s) = &self.shared {
+            s.sweep(nanos(self.clock.as_ref()));
+        }
     }
 
     /// Sources tracked now.

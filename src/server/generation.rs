@@ -85,6 +85,8 @@ pub(crate) fn build(
         s.api.attach(&credentials.trust);
     }
     let prev_router = previous.map(|p| &p.gateway.router);
+    // `scope = "cluster"` limits and the shared failure throttle lease from the state store.
+    let leases = super::cluster::lease_fn(&shared.state);
     let routes = super::build_routes(
         &config,
         &credentials,
@@ -92,6 +94,7 @@ pub(crate) fn build(
         &shared.clock,
         prev_router,
         &mut watchers,
+        leases.clone(),
     )?;
     let exchange = super::build_exchange(&config, &credentials)?;
     // Minted tokens say `iss`, `act` and carry the issuer's TTL: reusable only while those hold.
@@ -103,7 +106,10 @@ pub(crate) fn build(
         Some(p) if p.config.listen.max_auth_failures == config.listen.max_auth_failures => {
             p.gateway.auth_failures.clone()
         }
-        _ => super::auth_failures(&config, &shared.clock),
+        _ => super::cluster::share_failures(
+            super::auth_failures(&config, &shared.clock),
+            leases.clone(),
+        )?,
     };
     let bodies = match previous {
         Some(p) if p.config.listen.bodies == config.listen.bodies => p.gateway.bodies.clone(),

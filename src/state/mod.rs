@@ -330,6 +330,11 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Quota leases for cluster-wide limits (`scope = "cluster"`), on a shared backend only.
+    fn leases(&self) -> Option<redis::lease::RedisLeases> {
+        None
+    }
+
     /// Write the in-memory aggregate to the backend (and, for shared backends, refresh the
     /// revocation set). On error nothing recorded is lost: the next flush retries.
     fn flush(&self) -> BoxFuture<'_, Result<(), StateError>>;

@@ -706,6 +706,16 @@ impl RedisStore {
         })
     }
 
+    /// A quota leaser for cluster-wide limits on this store's connection and prefix (so it
+    /// follows the store's URL and TLS settings).
+    pub fn leases(&self) -> lease::RedisLeases {
+        lease::RedisLeases::new(
+            self.inner.conn.clone(),
+            &self.inner.keys.prefix,
+            self.inner.timeout,
+        )
+    }
+
     /// Whether Redis answers now (for `/readyz` detail; [`StateStore::available`] is the cheap
     /// per-request signal).
     pub async fn ping(&self) -> Result<(), StateError> {
@@ -1235,6 +1245,10 @@ fn millis(t: SystemTime) -> u64 {
 }
 
 impl StateStore for RedisStore {
+    fn leases(&self) -> Option<lease::RedisLeases> {
+        Some(RedisStore::leases(self))
+    }
+
     fn record(&self, usage: &Usage<'_>) {
         if let Ok(mut g) = self.inner.pending.lock() {
             g.record(usage);
@@ -1434,6 +1448,8 @@ impl ReplayGuard for RedisStore {
         })
     }
 }
+
+pub mod lease;
 
 #[cfg(test)]
 mod tests;

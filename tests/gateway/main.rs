@@ -13,6 +13,7 @@ mod admin;
 mod admin_hardening;
 mod bodies;
 mod canonical;
+mod cluster;
 mod config_check;
 mod controls;
 mod decision;

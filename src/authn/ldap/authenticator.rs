@@ -192,17 +192,24 @@ impl LdapAuthenticator {
             service,
             stats: stats.clone(),
         };
+        let mut lockout = Lockout::new(
+            s.max_failures,
+            s.max_source_failures,
+            s.failure_window,
+            s.tracked_entries,
+        );
+        // A shared state backend also shares the per-account failure counts across replicas.
+        if let Some(leases) = s.verifiers.as_ref().and_then(|st| st.leases()) {
+            lockout
+                .share(&name, crate::limits::cluster::lease_fn(leases))
+                .map_err(|e| SettingsError::new("max_failures", e))?;
+        }
         Ok(LdapAuthenticator {
             inner: Arc::new(Inner {
                 identity: s.identity,
                 directory,
                 cache: Cache::new(s.cache_ttl, s.cache_entries),
-                lockout: Arc::new(Lockout::new(
-                    s.max_failures,
-                    s.max_source_failures,
-                    s.failure_window,
-                    s.tracked_entries,
-                )),
+                lockout: Arc::new(lockout),
                 verifiers: s.verifiers.map(|st| Verifiers::new(st, name.clone())),
                 name,
                 hasher: Arc::new(HasherDebug(Hasher::random())),

@@ -36,8 +36,10 @@
 //! sharing this state) has nothing to tell its owner from a guesser, so once its budget is spent
 //! it is refused until the window ends; likewise a password changed in the directory while the
 //! account is over its budget (the new one is unknown until the window ends). Each replica
-//! keeps its own count, so N replicas may let N × `max_failures` through: set the directory's
-//! own limit with that in mind.
+//! keeps its own count; with a shared (Redis) state backend, failed binds per account are also
+//! counted across replicas ([`Lockout::share`]), so N replicas let about `max_failures` plus
+//! one per replica through instead of N × `max_failures`; the per-source counts stay per
+//! replica (the listener's shared failure throttle covers sources).
 //!
 //! Memory is bounded: at most `capacity` users and `capacity` sources are tracked. When a table
 //! is full, entries that carry nothing (no failures in a live window, nothing in flight, no
@@ -102,6 +104,9 @@ pub(super) struct Lockout {
     capacity: usize,
     /// Woken whenever an attempt finishes, for [`Admit::Wait`]ers.
     pub finished: tokio::sync::Notify,
+    /// With a shared state backend: failed binds per account across replicas (see
+    /// [`Lockout::share`]).
+    shared: Option<std::sync::Arc<crate::limits::shared_failures::SharedFailures<String>>>,
 }
 
 fn expired(start: SystemTime, now: SystemTime, window: Duration) -> bool {
@@ -157,6 +162,7 @@ impl Lockout {
             window,
             capacity: capacity.max(1),
             finished: tokio::sync::Notify::new(),
+            shared: None,
         }
     }
 
@@ -173,6 +179,39 @@ impl Lockout {
             other.window,
             other.capacity,
         )
+    }
+
+    /// Also count failed binds per account across replicas, in a shared bucket of
+    /// `max_failures − 1` per window (the last one stays the owner's reserve, as here): an
+    /// unknown password for an account whose shared budget is spent is refused like a local
+    /// one. Needs a Tokio runtime. Redis unreachable: only the local count applies, as without
+    /// Redis (see `docs/scale-out.md`).
+    pub fn share(
+        &mut self,
+        credential: &str,
+        lease: crate::limits::cluster::LeaseFn,
+    ) -> Result<(), String> {
+        let shared_budget = self.max_failures.saturating_sub(1).max(1);
+        let rate = crate::limits::Rate::new(shared_budget, self.window)
+            .ok_or("the lockout window must not be zero")?;
+        self.shared = Some(crate::limits::shared_failures::SharedFailures::start(
+            &format!("ldapfail:{credential}:"),
+            lease,
+            crate::limits::shared_failures::quota(rate, shared_budget),
+            self.capacity,
+            std::sync::Arc::new(crate::clock::SystemClock),
+        )?);
+        Ok(())
+    }
+
+    /// Whether other replicas' failures spent `user`'s shared budget.
+    fn shared_locked(&self, user: &str, now: SystemTime) -> bool {
+        self.shared.as_ref().is_some_and(|s| {
+            let ns = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            s.blocked(&user.to_owned(), ns).is_some()
+        })
     }
 
     /// Decide whether `user` (normalized) with the password digested as `pw` may be checked
@@ -223,7 +262,7 @@ impl Lockout {
             };
         }
         let reserve = u32::from(st.known_good.is_some() || has_verifier);
-        if source_locked || used + reserve >= self.max_failures {
+        if source_locked || used + reserve >= self.max_failures || self.shared_locked(user, now) {
             return Admit::Refuse;
         }
         if st.failures == 0 && st.in_flight == 0 {
@@ -304,6 +343,9 @@ impl Lockout {
                         st.principal = Some(principal.to_owned());
                     }
                     Finish::Failure => {
+                        if let Some(s) = &self.shared {
+                            s.note(user.to_owned());
+                        }
                         if expired(st.window_start, now, self.window) {
                             st.failures = 0;
                             st.window_start = now;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::*;
 use crate::identity::Kind;
 
-mod redis_server;
+pub(super) mod redis_server;
 use redis_server::RedisServer;
 
 use crate::state::tests::{at, racf};

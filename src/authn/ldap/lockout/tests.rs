@@ -136,3 +136,88 @@ fn tables_are_bounded() {
     }
     assert!(l.tracked_users() <= 5);
 }
+
+/// A shared store without refill for [`Lockout::share`]: each bucket starts at its burst.
+fn fake_store(down: Arc<std::sync::atomic::AtomicBool>) -> crate::limits::cluster::LeaseFn {
+    use crate::limits::cluster::{Ask, Grant};
+    let tokens = Arc::new(std::sync::Mutex::new(HashMap::<String, u64>::new()));
+    Arc::new(move |asks: Vec<Ask>| {
+        let (tokens, down) = (tokens.clone(), down.clone());
+        Box::pin(async move {
+            if down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("connection refused".to_string());
+            }
+            let mut t = tokens.lock().unwrap();
+            Ok(asks
+                .iter()
+                .map(|a| {
+                    let left = t.entry(a.bucket.clone()).or_insert(a.burst);
+                    let granted = a.want.min(*left);
+                    *left -= granted;
+                    Grant {
+                        granted,
+                        remaining: *left,
+                        wait_us: if *left == 0 { 60_000_000 } else { 0 },
+                    }
+                })
+                .collect())
+        })
+    })
+}
+
+use std::sync::Arc;
+
+#[tokio::test]
+async fn failures_on_one_replica_lock_the_account_on_the_others() {
+    let h = Hasher::random();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = fake_store(down.clone());
+    let replica = || {
+        let mut l = Lockout::new(3, 100, Duration::from_secs(900), 10);
+        l.share("dir", store.clone()).unwrap();
+        l
+    };
+    let (a, b, c) = (replica(), replica(), replica());
+    let now = SystemTime::now;
+    // Two wrong passwords for U through replica a: its shared budget (3 − 1 reserved) is spent.
+    for i in 0..2 {
+        let bad = h.digest("U", &format!("bad{i}"));
+        assert_eq!(
+            a.admit("U", &bad, IP, now(), false),
+            Admit::Ask { known_good: false }
+        );
+        a.finish("U", &bad, false, "u", IP, Finish::Failure, now());
+    }
+    // Replica b has seen nothing of U itself; the first failure it reports (one tick) tells it.
+    let bad = h.digest("U", "bad-b");
+    assert_eq!(
+        b.admit("U", &bad, IP, now(), false),
+        Admit::Ask { known_good: false }
+    );
+    b.finish("U", &bad, false, "u", IP, Finish::Failure, now());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bad = h.digest("U", "bad-b2");
+    assert_eq!(b.admit("U", &bad, IP, now(), false), Admit::Refuse);
+    // Another account is untouched.
+    let other = h.digest("V", "x");
+    assert_eq!(
+        b.admit("V", &other, IP, now(), false),
+        Admit::Ask { known_good: false }
+    );
+    b.finish("V", &other, false, "v", IP, Finish::Success, now());
+    // Redis unreachable: replica c counts on its own, as without Redis (it has room for U).
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let bad = h.digest("U", "bad-c");
+    assert_eq!(
+        c.admit("U", &bad, IP, now(), false),
+        Admit::Ask { known_good: false }
+    );
+    c.finish("U", &bad, false, "u", IP, Finish::Failure, now());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bad = h.digest("U", "bad-c2");
+    // One local failure, budget 3 with no known-good reserve: still asks.
+    assert_eq!(
+        c.admit("U", &bad, IP, now(), false),
+        Admit::Ask { known_good: false }
+    );
+}
