@@ -140,9 +140,18 @@ pub struct Auditor {
     metrics: Arc<Metrics>,
     /// Set to ask the writer to reopen the file sink (SIGHUP after an external rotation).
     reopen: Arc<AtomicBool>,
+    /// Set at shutdown, once no request can still be answered: the writer drains what is
+    /// queued and ends, even though the process-wide senders (kept across reloads) remain.
+    closing: Arc<AtomicBool>,
 }
 
 impl Auditor {
+    /// Shutdown, once no request can still be answered: the writer writes what is queued and
+    /// ends (the process-wide senders, kept across reloads, would otherwise keep it waiting).
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
     /// Ask the writer to close and reopen the file sink (logrotate's `postrotate`): lines
     /// queued before go to the old file, lines after to the new one. Takes effect within one
     /// drain interval; a no-op for stdout.
@@ -184,13 +193,15 @@ pub fn start_rotating(
     };
     let (tx, rx) = mpsc::channel(queue.max(1));
     let reopen = Arc::new(AtomicBool::new(false));
-    let flag = reopen.clone();
-    let handle = tokio::task::spawn_blocking(move || writer(rx, out, &flag));
+    let closing = Arc::new(AtomicBool::new(false));
+    let flags = (reopen.clone(), closing.clone());
+    let handle = tokio::task::spawn_blocking(move || writer(rx, out, &flags.0, &flags.1));
     Ok((
         Auditor {
             tx,
             metrics,
             reopen,
+            closing,
         },
         handle,
     ))
@@ -305,7 +316,12 @@ impl Sink {
 /// sink within this interval; the default queue (8,192) absorbs ~800k records a second at it.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
-fn writer(mut rx: mpsc::Receiver<Record>, mut out: Sink, reopen: &AtomicBool) {
+fn writer(
+    mut rx: mpsc::Receiver<Record>,
+    mut out: Sink,
+    reopen: &AtomicBool,
+    closing: &AtomicBool,
+) {
     use tokio::sync::mpsc::error::TryRecvError;
     let mut line = Vec::with_capacity(512);
     let busy = rx.max_capacity() / 2;
@@ -316,6 +332,8 @@ fn writer(mut rx: mpsc::Receiver<Record>, mut out: Sink, reopen: &AtomicBool) {
             out.reopen();
         }
         let mut written = 0usize;
+        // Read before draining: what was queued before `close` is written in this pass.
+        let shutting = closing.load(Ordering::Acquire);
         let closed = loop {
             match rx.try_recv() {
                 Ok(r) => {
@@ -328,7 +346,7 @@ fn writer(mut rx: mpsc::Receiver<Record>, mut out: Sink, reopen: &AtomicBool) {
                     }
                     written += 1;
                 }
-                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Empty) => break shutting,
                 // Every sender is gone (shutdown): what was queued has been written.
                 Err(TryRecvError::Disconnected) => break true,
             }

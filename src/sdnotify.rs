@@ -55,10 +55,12 @@ pub struct Notifier {
 impl Notifier {
     /// For `target`: an unbound datagram socket that sends to it.
     pub fn new(target: Target) -> io::Result<Notifier> {
-        Ok(Notifier {
-            sock: UnixDatagram::unbound()?,
-            target,
-        })
+        let sock = UnixDatagram::unbound()?;
+        // Never block a runtime thread on a notification: a reader that stops reading (a full
+        // socket buffer) costs a dropped `WATCHDOG=1`, not a stuck worker (it once hung the
+        // shutdown it was about to announce).
+        sock.set_nonblocking(true)?;
+        Ok(Notifier { sock, target })
     }
 
     /// From `NOTIFY_SOCKET`; `None` when it is unset (not started by systemd). A value that is

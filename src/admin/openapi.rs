@@ -30,6 +30,8 @@ pub(super) fn serve() -> Response<ProxyBody> {
 pub(super) fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/admin/v1/revocations" => Some("GET, POST, DELETE"),
+        "/admin/v1/reload" => Some("POST"),
+        "/admin/v1/config" => Some("GET"),
         "/admin/v1/migration" | "/admin/v1/inventory" | "/admin/v1/policy/suggest" => Some("GET"),
         PATH | "/healthz" | "/readyz" | "/metrics" | "/" | "/index.html" | "/dashboard.css"
         | "/dashboard.js" => Some("GET, HEAD"),

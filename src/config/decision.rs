@@ -13,7 +13,7 @@ pub const DEFAULT_PATH_PREFIX: &str = "/.portcullis/decide";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDecision {
+pub(super) struct RawDecision {
     path_prefix: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     trusted_proxy_ids: Option<Vec<String>>,

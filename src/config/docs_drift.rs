@@ -72,6 +72,22 @@ fn sections() -> Vec<(&'static str, &'static str, Vec<String>)> {
         ("LdapCred", "`[credentials.", keys_of::<raw::LdapCred>()),
         ("State", "`[state]`", keys_of::<raw::State>()),
         ("Migration", "`[migration]`", keys_of::<raw::Migration>()),
+        ("Spiffe", "`[spiffe]`", keys_of::<raw::Spiffe>()),
+        (
+            "RawDecision",
+            "`[decision]`",
+            keys_of::<super::decision::RawDecision>(),
+        ),
+        (
+            "RawReload",
+            "`[reload]`",
+            keys_of::<super::reload::RawReload>(),
+        ),
+        (
+            "RawTelemetry",
+            "`[telemetry]`",
+            keys_of::<super::telemetry::RawTelemetry>(),
+        ),
         (
             "top level",
             "Top level",
@@ -195,7 +211,7 @@ fn every_config_key_is_in_docs_configuration_md() {
 #[test]
 fn the_probe_reads_every_field() {
     let keys = keys_of::<raw::Migration>();
-    assert_eq!(keys, ["plans_dir"]);
+    assert_eq!(keys, ["plans_dir", "shared_threshold", "max_grace"]);
     let keys = keys_of::<raw::Route>();
     assert!(keys.contains(&"match".to_owned()), "{keys:?}");
     assert!(keys.contains(&"dangerous_allow_plaintext_credentials".to_owned()));

@@ -11,7 +11,7 @@ use super::validate::Collector;
 /// `[reload]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub(super) struct RawReload {
     watch: Option<String>,
 }
 
@@ -34,8 +34,8 @@ pub(super) fn reload(
     plans_dir: Option<PathBuf>,
 ) -> ReloadSettings {
     let raw = match v {
-        None => Raw::default(),
-        Some(v) => c.section::<Raw>("reload", v).unwrap_or_default(),
+        None => RawReload::default(),
+        Some(v) => c.section::<RawReload>("reload", v).unwrap_or_default(),
     };
     let watch = match raw.watch.as_deref() {
         None | Some("off") => None,

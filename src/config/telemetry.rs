@@ -9,7 +9,7 @@ use crate::telemetry::Settings;
 /// `[telemetry]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub(super) struct RawTelemetry {
     otlp_endpoint: Option<String>,
     sample_ratio: Option<f64>,
     trust_incoming_traceparent: Option<bool>,
@@ -18,8 +18,10 @@ struct Raw {
 /// The section, checked; absent: tracing off.
 pub(super) fn telemetry(c: &mut Collector<'_>, v: Option<&Value>) -> Settings {
     let raw = match v {
-        None => Raw::default(),
-        Some(v) => c.section::<Raw>("telemetry", v).unwrap_or_default(),
+        None => RawTelemetry::default(),
+        Some(v) => c
+            .section::<RawTelemetry>("telemetry", v)
+            .unwrap_or_default(),
     };
     let defaults = Settings::default();
     let sample_ratio = match raw.sample_ratio {

@@ -516,6 +516,8 @@ impl Reloader {
 
     /// Stop every file watcher (shutdown).
     pub(crate) fn stop(&self) {
+        // Called once the listener has drained: no request will write an audit line any more.
+        self.shared.auditor.close();
         for w in lock(&self.retired).drain(..) {
             w.abort();
         }

@@ -504,6 +504,11 @@ fn indent(line: &str) -> usize {
 fn deploy_configs(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
+        // A Helm template is not TOML until rendered; the chart's default config (its
+        // values.yaml) is checked by package::helm_chart_default_config_passes_check.
+        if p.file_name().is_some_and(|n| n == "templates") {
+            continue;
+        }
         if p.is_dir() {
             deploy_configs(&p, out);
             continue;
