@@ -342,6 +342,8 @@ pub async fn run(port: u16, admin_port: u16) -> anyhow::Result<()> {
     )?;
     let cfg = crate::config::load(&files.config)
         .map_err(|e| anyhow::anyhow!("built-in demo config is invalid:\n{e}"))?;
+    // Registered before the banner: a Ctrl-C right after it still cleans up the temp directory.
+    let stop = server::shutdown_signal();
     let running = server::start(cfg, server::Options::default())
         .await
         .context("starting the gateway (is the port in use? try --port 0 --admin-port 0)")?;
@@ -351,7 +353,7 @@ pub async fn run(port: u16, admin_port: u16) -> anyhow::Result<()> {
         upstream,
     };
     println!("{}", banner::text(&files, &at, &banner::command_name()));
-    crate::server::shutdown_signal().await;
+    stop.await;
     eprintln!("stopping…");
     running.stop().await;
     drop(dir);

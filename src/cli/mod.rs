@@ -402,6 +402,8 @@ async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     #[cfg(unix)]
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
+    // SIGTERM/SIGINT too: a supervisor may stop us the instant READY=1 arrives.
+    let stop = server::shutdown_signal();
     let running = server::start(cfg, server::Options::default()).await?;
     // systemd Type=notify: ready once both listeners are bound (docs/deploy.md).
     let systemd = crate::sdnotify::Systemd::ready(&format!(
@@ -410,11 +412,11 @@ async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     ));
     #[cfg(unix)]
     tokio::select! {
-        _ = server::shutdown_signal() => {}
+        _ = stop => {}
         _ = running.on_hangup(hangups) => {}
     }
     #[cfg(not(unix))]
-    server::shutdown_signal().await;
+    stop.await;
     systemd.stopping();
     tracing::info!(drain_timeout = ?drain, "shutting down: draining in-flight requests");
     running.stop().await;

@@ -168,6 +168,26 @@ fn abstract_notify_socket() {
         .starts_with("STOPPING=1"));
 }
 
+/// A supervisor may stop the gateway the instant READY=1 arrives: SIGTERM is already handled
+/// then (a clean drain, exit 0, STOPPING=1), never the default action that kills the process.
+/// CI once caught the race this guards against; a few rounds make it likely to show again.
+#[test]
+fn sigterm_the_instant_ready_arrives_is_a_clean_stop() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        let mut gw = Served::start(&[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+        let ready = recv(&systemd, Duration::from_secs(20)).unwrap();
+        assert!(ready.starts_with("READY=1\n"), "{ready}");
+        let exit = gw.sigterm();
+        assert!(exit.success(), "round {round}: {exit:?}");
+        assert!(recv(&systemd, Duration::from_secs(5))
+            .unwrap()
+            .starts_with("STOPPING=1"));
+    }
+}
+
 /// A NOTIFY_SOCKET nobody listens on, or that is not a socket name at all: the gateway serves
 /// anyway and says why systemd was not told.
 #[test]
