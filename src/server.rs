@@ -658,7 +658,7 @@ fn start_telemetry(
             .context("loading the system roots for the OTLP collector")?,
         _ => rustls::RootCertStore::empty(),
     };
-    let started = crate::telemetry::export::start(settings, metrics.clone(), roots)?;
+    let started = crate::telemetry::start(settings, metrics.clone(), roots)?;
     if let Some(u) = &settings.otlp_endpoint {
         tracing::info!(otlp_endpoint = %u, sample_ratio = settings.sample_ratio, "exporting traces");
     }

@@ -39,6 +39,10 @@ pub(super) fn telemetry(c: &mut Collector<'_>, v: Option<&Value>) -> Settings {
         .otlp_endpoint
         .as_deref()
         .and_then(|e| match endpoint(e) {
+            Ok(_) if !crate::telemetry::OTEL => {
+                c.push("telemetry.otlp_endpoint", crate::telemetry::NO_OTEL);
+                None
+            }
             Ok(u) => Some(u),
             Err(why) => {
                 c.push("telemetry.otlp_endpoint", why);

@@ -6,31 +6,35 @@
 //! request path does no span work at all (a `tracing` span would still be registered by the
 //! diagnostics subscriber and would change its lines).
 //!
-//! A request's spans live in a [`RequestSpan`] (the server span) and its [`Stage`]s (children,
-//! ended when dropped). Mechanisms below the pipeline (the LDAP bind) open children of whatever
-//! span is current with [`within`]: the pipeline runs async stages inside their span's context.
+//! The OpenTelemetry crates are behind the cargo feature `otel` (default on). Everything that
+//! names them lives in `otlp` (spans and the exporter); `noop` is its twin with the same API for
+//! a build without the feature, so the pipeline and the mechanisms compile unchanged and no
+//! `#[cfg]` leaves this module. What both builds share is here: `[telemetry]`'s settings, the
+//! strict `traceparent` parser, and what an untraced request does with the caller's trace
+//! headers (pass them through when trusted, remove them otherwise) and its audit `trace_id`.
 
-pub mod export;
 pub mod log;
+#[cfg(not(feature = "otel"))]
+mod noop;
+#[cfg(feature = "otel")]
+mod otlp;
 
-use std::future::Future;
+#[cfg(not(feature = "otel"))]
+pub use noop::{start, within, RequestSpan, Stage, Telemetry};
+#[cfg(feature = "otel")]
+pub use otlp::{start, within, RequestSpan, Stage, Telemetry};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::trace::{
-    FutureExt as _, SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId,
-    TraceState, Tracer as _,
-};
-use opentelemetry::{Context, KeyValue, SpanId};
-use opentelemetry_sdk::trace::SdkTracer;
-
-use crate::problem::Refusal;
+use http::header::{HeaderMap, HeaderName};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// A `tracestate` longer than this is not propagated (W3C: implementations may drop beyond
-/// 512 characters), so a caller cannot make every upstream request carry kilobytes.
-const MAX_TRACESTATE: usize = 512;
+/// Whether this build can export traces (cargo feature `otel`).
+pub const OTEL: bool = cfg!(feature = "otel");
+
+/// Why a build without the `otel` feature refuses `[telemetry] otlp_endpoint`: a configured
+/// collector that silently receives nothing would look like an outage of the collector.
+pub const NO_OTEL: &str = "this build has no OpenTelemetry support (feature `otel`): remove otlp_endpoint, or run a build with the default features";
 
 /// `[telemetry]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,136 +58,44 @@ impl Default for Settings {
     }
 }
 
-/// The tracer a request's spans are made with, carried in their [`Context`] so that code far
-/// below the pipeline can open children without a global tracer (several gateways may run in
-/// one process, each with its own exporter).
-#[derive(Debug, Clone)]
-struct Carried(SdkTracer);
+/// Why tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("telemetry: {0}")]
+pub struct StartError(String);
 
-/// What the pipeline holds: a tracer when `[telemetry] otlp_endpoint` is set.
-#[derive(Debug, Clone)]
-pub struct Telemetry {
-    /// Holds the provider: the exporter stops (and flushes) when the last clone is dropped.
-    tracer: Option<SdkTracer>,
-    trust: bool,
+/// A caller's `traceparent`, checked: borrowed from the header, so an untraced request that
+/// only needs the trace id for its audit line copies 32 bytes and parses nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traceparent<'a> {
+    /// 32 lowercase hex digits, not all zero.
+    pub trace_id: &'a str,
+    /// 16 lowercase hex digits, not all zero.
+    pub parent_id: &'a str,
+    /// The sampled flag (the other flags are not propagated).
+    pub sampled: bool,
 }
 
-impl Default for Telemetry {
-    /// Tracing off; a caller's `traceparent` passes through untouched.
-    fn default() -> Self {
-        Telemetry {
-            tracer: None,
-            trust: true,
-        }
-    }
-}
-
-impl Telemetry {
-    /// Off: no tracer, only the `trust_incoming_traceparent` rule for the upstream's headers.
-    pub fn off(settings: &Settings) -> Self {
-        Telemetry {
-            trust: settings.trust_incoming_traceparent,
-            ..Telemetry::default()
-        }
-    }
-
-    /// Whether spans are made at all.
-    pub fn enabled(&self) -> bool {
-        self.tracer.is_some()
-    }
-
-    /// The server span of one request: a child of the caller's `traceparent` when trusted and
-    /// valid, else the root of a new trace. `None` (no work) when tracing is off.
-    pub fn server_span(&self, method: &http::Method, headers: &HeaderMap) -> RequestSpan {
-        let Some(tracer) = &self.tracer else {
-            return RequestSpan(None);
-        };
-        let parent = match self.trust.then(|| incoming(headers)).flatten() {
-            Some(sc) => Context::new().with_remote_span_context(sc),
-            None => Context::new(),
-        };
-        let span = tracer
-            .span_builder(method.as_str().to_owned())
-            .with_kind(SpanKind::Server)
-            .with_attributes([KeyValue::new("http.request.method", method.to_string())])
-            .start_with_context(tracer, &parent);
-        RequestSpan(Some(
-            parent.with_span(span).with_value(Carried(tracer.clone())),
-        ))
-    }
-
-    /// The upstream's `traceparent`/`tracestate`: the caller's are removed unless trusted (a
-    /// legacy upstream must never see a forged one) and, with tracing on, replaced by the
-    /// context of `span` (the gateway's upstream span).
-    pub fn to_upstream(&self, headers: &mut HeaderMap, span: &Stage) {
-        let ours = span.0.as_ref().map(|cx| cx.span().span_context().clone());
-        if ours.is_none() && self.trust {
-            // Tracing off and the caller trusted: the gateway is transparent to its trace.
-            return;
-        }
-        headers.remove(&TRACEPARENT);
-        headers.remove(&TRACESTATE);
-        if let Some(sc) = ours.filter(SpanContext::is_valid) {
-            let flags = sc.trace_flags() & TraceFlags::SAMPLED;
-            let tp = format!(
-                "00-{}-{}-{:02x}",
-                sc.trace_id(),
-                sc.span_id(),
-                flags.to_u8()
-            );
-            if let Ok(v) = HeaderValue::from_str(&tp) {
-                headers.insert(TRACEPARENT, v);
-            }
-            let ts = sc.trace_state().header();
-            if let Ok(v) = HeaderValue::from_str(&ts)
-                .map_err(|_| ())
-                .and_then(nonempty)
-            {
-                headers.insert(TRACESTATE, v);
-            }
-        }
-    }
-
-    /// The trace id for the audit line: the server span's, or with tracing off the trusted
-    /// caller's (so the audit line still joins the caller's trace).
-    pub fn trace_id(&self, span: &RequestSpan, headers: &HeaderMap) -> Option<String> {
-        match &span.0 {
-            Some(cx) => Some(cx.span().span_context().trace_id().to_string()),
-            None if self.trust => incoming(headers).map(|sc| sc.trace_id().to_string()),
-            None => None,
-        }
-    }
-}
-
-fn nonempty(v: HeaderValue) -> Result<HeaderValue, ()> {
-    if v.is_empty() {
-        Err(())
-    } else {
-        Ok(v)
-    }
-}
-
-/// The caller's span context from exactly one valid `traceparent` (W3C Trace Context level 1:
-/// lowercase hex of exact lengths, ids not all zero, version `ff` invalid; a later version may
-/// append fields after a `-`). Anything else, or two `traceparent` fields: none.
-pub fn incoming(headers: &HeaderMap) -> Option<SpanContext> {
+/// The caller's `traceparent` when it is exactly one valid field (two `traceparent` fields are
+/// none: which one would a downstream believe?).
+pub fn caller_traceparent(headers: &HeaderMap) -> Option<Traceparent<'_>> {
     let mut all = headers.get_all(&TRACEPARENT).iter();
     let tp = all.next()?.to_str().ok()?;
     if all.next().is_some() {
         return None;
     }
-    let (trace_id, span_id, flags) = parse_traceparent(tp)?;
-    let state = tracestate(headers).unwrap_or_default();
-    Some(SpanContext::new(trace_id, span_id, flags, true, state))
+    parse_traceparent(tp)
 }
 
-/// `version-traceid-parentid-flags`, strictly.
-pub fn parse_traceparent(tp: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
+/// `version-traceid-parentid-flags`, strictly (W3C Trace Context level 1: lowercase hex of exact
+/// lengths, ids not all zero, version `ff` invalid; a later version may append fields after a
+/// `-`).
+pub fn parse_traceparent(tp: &str) -> Option<Traceparent<'_>> {
     let b = tp.as_bytes();
     let lower_hex = |s: &[u8]| {
         s.iter()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
     };
+    let zero = |s: &[u8]| s.iter().all(|c| *c == b'0');
     let version = b.get(0..2)?;
     let fields_end = 55;
     if !lower_hex(version) || version == b"ff" || b.len() < fields_end {
@@ -200,185 +112,34 @@ pub fn parse_traceparent(tp: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
     if !dashes || !lower_hex(trace) || !lower_hex(span) || !lower_hex(flags) {
         return None;
     }
-    let trace_id = TraceId::from_hex(tp.get(3..35)?).ok()?;
-    let span_id = SpanId::from_hex(tp.get(36..52)?).ok()?;
+    if zero(trace) || zero(span) {
+        return None;
+    }
     let flags = u8::from_str_radix(tp.get(53..55)?, 16).ok()?;
-    if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
+    Some(Traceparent {
+        trace_id: tp.get(3..35)?,
+        parent_id: tp.get(36..52)?,
+        sampled: flags & 1 == 1,
+    })
+}
+
+/// An untraced request's upstream headers: a trusted caller's `traceparent`/`tracestate` pass
+/// through untouched (the gateway is transparent to its trace); untrusted ones are removed, so
+/// a legacy upstream never sees a trace id the caller picked.
+fn untraced_to_upstream(trust: bool, headers: &mut HeaderMap) {
+    if !trust {
+        headers.remove(&TRACEPARENT);
+        headers.remove(&TRACESTATE);
+    }
+}
+
+/// An untraced request's audit `trace_id`: the trusted caller's (so the audit line still joins
+/// the caller's trace), else none. No id is generated for it.
+fn untraced_trace_id(trust: bool, headers: &HeaderMap) -> Option<String> {
+    if !trust {
         return None;
     }
-    Some((
-        trace_id,
-        span_id,
-        TraceFlags::new(flags) & TraceFlags::SAMPLED,
-    ))
-}
-
-/// One well-formed `tracestate` of reasonable size, or none.
-fn tracestate(headers: &HeaderMap) -> Option<TraceState> {
-    let mut all = headers.get_all(&TRACESTATE).iter();
-    let v = all.next()?.to_str().ok()?;
-    if all.next().is_some() || v.len() > MAX_TRACESTATE {
-        return None;
-    }
-    v.parse().ok()
-}
-
-/// The server span of one request (`None`: tracing off or not recording).
-#[derive(Debug, Default)]
-pub struct RequestSpan(Option<Context>);
-
-impl RequestSpan {
-    /// A child span for a stage, ended when the [`Stage`] is dropped.
-    pub fn stage(&self, name: &'static str) -> Stage {
-        Stage(
-            self.0
-                .as_ref()
-                .and_then(|cx| child(cx, name, SpanKind::Internal)),
-        )
-    }
-
-    /// The upstream call's span (kind client): its context goes to the upstream.
-    pub fn upstream(&self, route: &str) -> Stage {
-        let stage = Stage(
-            self.0
-                .as_ref()
-                .and_then(|cx| child(cx, "upstream", SpanKind::Client)),
-        );
-        stage.attribute("portcullis.route", route.to_owned());
-        stage
-    }
-
-    /// Run a synchronous stage inside its own child span.
-    pub fn sync<T>(
-        &self,
-        name: &'static str,
-        f: impl FnOnce() -> Result<T, Refusal>,
-    ) -> Result<T, Refusal> {
-        self.stage(name).close(f())
-    }
-
-    /// Run an async stage inside its own child span (so [`within`] below it finds the parent);
-    /// a refusal marks the span as failed.
-    pub async fn run<T, F>(&self, name: &'static str, fut: F) -> Result<T, Refusal>
-    where
-        F: Future<Output = Result<T, Refusal>>,
-    {
-        let stage = self.stage(name);
-        let out = match &stage.0 {
-            None => fut.await,
-            Some(cx) => fut.with_context(cx.clone()).await,
-        };
-        stage.outcome(&out);
-        out
-    }
-
-    /// Name the server span after the route (`GET route-name`) once the route is known.
-    pub fn routed(&self, method: &http::Method, route: &str) {
-        if let Some(cx) = &self.0 {
-            let span = cx.span();
-            span.update_name(format!("{method} {route}"));
-            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
-        }
-    }
-
-    /// End the server span with what the audit line says.
-    pub fn finish(&self, status: u16, decision: &'static str, reason: &'static str) {
-        if let Some(cx) = &self.0 {
-            let span = cx.span();
-            span.set_attributes([
-                KeyValue::new("http.response.status_code", i64::from(status)),
-                KeyValue::new("portcullis.decision", decision),
-                KeyValue::new("portcullis.reason", reason),
-            ]);
-            if status >= 500 {
-                span.set_status(Status::error(reason));
-            }
-            span.end();
-        }
-    }
-}
-
-/// A child span, ended on drop.
-#[derive(Debug, Default)]
-pub struct Stage(Option<Context>);
-
-impl Stage {
-    /// Set an attribute (nothing when tracing is off).
-    pub fn attribute(&self, key: &'static str, value: impl Into<opentelemetry::Value>) {
-        if let Some(cx) = &self.0 {
-            cx.span().set_attribute(KeyValue::new(key, value));
-        }
-    }
-
-    /// Record a refusal's code on the span (its status is an error only for a 5xx: a refused
-    /// credential is the gateway working, not failing).
-    pub fn outcome<T>(&self, r: &Result<T, Refusal>) {
-        if let (Some(cx), Err(refusal)) = (&self.0, r) {
-            let span = cx.span();
-            span.set_attribute(KeyValue::new("portcullis.reason", refusal.code.as_str()));
-            if refusal.code.status().is_server_error() {
-                span.set_status(Status::error(refusal.code.as_str()));
-            }
-        }
-    }
-
-    /// End the span with the stage's result, and pass the result on.
-    pub fn close<T>(self, r: Result<T, Refusal>) -> Result<T, Refusal> {
-        self.outcome(&r);
-        r
-    }
-
-    /// End the upstream span with the upstream's status (or the refusal).
-    pub fn close_response<B>(
-        self,
-        r: Result<http::Response<B>, Refusal>,
-    ) -> Result<http::Response<B>, Refusal> {
-        if let Ok(resp) = &r {
-            let status = resp.status();
-            self.attribute("http.response.status_code", i64::from(status.as_u16()));
-            if status.is_server_error() {
-                if let Some(cx) = &self.0 {
-                    cx.span()
-                        .set_status(Status::error(status.as_str().to_owned()));
-                }
-            }
-        }
-        self.close(r)
-    }
-}
-
-impl Drop for Stage {
-    fn drop(&mut self) {
-        if let Some(cx) = &self.0 {
-            cx.span().end();
-        }
-    }
-}
-
-fn child(parent: &Context, name: &'static str, kind: SpanKind) -> Option<Context> {
-    let Carried(tracer) = parent.get::<Carried>()?;
-    let span = tracer
-        .span_builder(name)
-        .with_kind(kind)
-        .start_with_context(tracer, parent);
-    Some(parent.with_span(span))
-}
-
-/// Run `fut` in a child span of the current one (a mechanism's own step, such as the LDAP bind
-/// inside `authenticate`). The span is opened now, in the caller's context, so the future may be
-/// spawned onto another task. With no current request span: `fut` unchanged, no span.
-pub fn within<F: Future>(name: &'static str, fut: F) -> impl Future<Output = F::Output> {
-    let cx = Context::map_current(|cx| child(cx, name, SpanKind::Internal));
-    async move {
-        match cx {
-            None => fut.await,
-            Some(cx) => {
-                let out = fut.with_context(cx.clone()).await;
-                cx.span().end();
-                out
-            }
-        }
-    }
+    caller_traceparent(headers).map(|tp| tp.trace_id.to_owned())
 }
 
 #[cfg(test)]

@@ -44,5 +44,8 @@ mod shutdown;
 mod streaming;
 mod telemetry;
 mod tls_reload;
+#[cfg(feature = "otel")]
+mod traces;
+mod untraced;
 mod workload_api;
 mod workload_api_support;

@@ -21,8 +21,9 @@ use opentelemetry_sdk::Resource;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Settings, Telemetry};
+use super::Telemetry;
 use crate::metrics::Metrics;
+use crate::telemetry::{Settings, StartError};
 
 /// Spans waiting for export; beyond this they are dropped (and counted).
 const QUEUE: usize = 4096;
@@ -59,11 +60,6 @@ impl SpanProcessor for Queue {
         Ok(())
     }
 }
-
-/// Why tracing could not be set up (the config check has accepted the endpoint already).
-#[derive(Debug, thiserror::Error)]
-#[error("telemetry: {0}")]
-pub struct StartError(String);
 
 /// Start the exporter for `[telemetry]` when `otlp_endpoint` is set. `roots` verify an
 /// `https` collector. The task returned ends (after exporting what is queued) once every
