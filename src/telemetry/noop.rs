@@ -53,7 +53,7 @@ impl Telemetry {
     }
 
     pub fn server_span(&self, _method: &http::Method, _headers: &HeaderMap) -> RequestSpan {
-        RequestSpan
+        RequestSpan(())
     }
 
     pub fn to_upstream(&self, headers: &mut HeaderMap, _span: &Stage) {
@@ -65,17 +65,17 @@ impl Telemetry {
     }
 }
 
-/// No span.
+/// No span. (The private field keeps it built only here and by `Default`, as in `otlp.rs`.)
 #[derive(Debug, Default)]
-pub struct RequestSpan;
+pub struct RequestSpan(());
 
 impl RequestSpan {
     pub fn stage(&self, _name: &'static str) -> Stage {
-        Stage
+        Stage(())
     }
 
     pub fn upstream(&self, _route: &str) -> Stage {
-        Stage
+        Stage(())
     }
 
     pub fn sync<T>(
@@ -100,7 +100,7 @@ impl RequestSpan {
 
 /// No span.
 #[derive(Debug, Default)]
-pub struct Stage;
+pub struct Stage(());
 
 impl Stage {
     pub fn outcome<T>(&self, _r: &Result<T, Refusal>) {}
