@@ -29,6 +29,7 @@ mod issuer;
 mod ldap;
 mod legacy;
 mod lineage;
+mod metrics_exported;
 mod migration;
 mod openapi;
 mod ops;
