@@ -26,6 +26,7 @@ mod hardening;
 mod identity;
 mod insight;
 mod issuer;
+mod jwt_svid_flight;
 mod ldap;
 mod legacy;
 mod lineage;
