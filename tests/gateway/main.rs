@@ -17,6 +17,7 @@ mod cluster;
 mod config_check;
 mod controls;
 mod decision;
+mod decision_source;
 mod demo;
 mod differential;
 mod docs_drift;
