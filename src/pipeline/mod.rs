@@ -356,10 +356,23 @@ impl Gateway {
         }
         let authenticated =
             authn::authenticate_attributed(&route.accept, parts, conn, now, view).await;
+        // Which credential refused, for `portcullis_auth_failures_total` (`decide` keeps only
+        // the refusal).
+        let refused_by = authenticated
+            .as_ref()
+            .err()
+            .and_then(|f| f.credential.clone());
         let decided = Admission::decide(plan, !route.accept.is_empty(), authenticated, now);
-        if let (Some(t), Err(r)) = (throttle, &decided) {
+        if let Err(r) = &decided {
             if r.code == Code::InvalidCredential {
-                t.note_auth_failure(conn.peer.ip());
+                if let Some(t) = throttle {
+                    t.note_auth_failure(conn.peer.ip());
+                }
+                let credential = refused_by.as_deref().unwrap_or("(unknown)");
+                self.metrics
+                    .auth_failures_total
+                    .with(&[credential, r.code.as_str()])
+                    .inc();
             }
         }
         decided

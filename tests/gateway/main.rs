@@ -11,6 +11,7 @@ mod support;
 
 mod admin;
 mod admin_hardening;
+mod auth_failures;
 mod bodies;
 mod canonical;
 mod cluster;
