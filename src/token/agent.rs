@@ -125,6 +125,12 @@ impl AgentTokens {
             .next_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let f = self.fetch(audience, now, id);
+        // Driven to its end even if every request waiting on it goes away (clients that hang
+        // up): otherwise the next request would resume a fetch whose deadline has passed and
+        // get a failure it did not cause.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(f.clone().map(|_| ()));
+        }
         if flights.len() >= MAX_AUDIENCES {
             flights.clear();
         }

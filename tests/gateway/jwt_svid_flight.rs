@@ -154,3 +154,43 @@ async fn a_failed_fetch_is_shared_by_its_waiters_and_the_next_request_tries_agai
     assert_eq!(up.count(), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_hung_agent_fails_every_waiter_at_the_one_fetch_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("corp.example");
+    let signer = JwtSigner::new("agent-key-1");
+    // Answers after 8 s: past the gateway's 5 s limit for one FetchJWTSVID.
+    let mut hung =
+        AgentState::one(GW_ID, &ca.svid(GW_ID), &[ca.der()]).with_jwt("corp.example", &signer);
+    hung.jwt_delay_ms = 8000;
+    let agent = Agent::start(dir.path(), &hung);
+    let up = Upstream::start().await;
+    let caller = ca.svid("spiffe://corp.example/billing");
+    let gw = start_in_process(
+        dir.path(),
+        &gateway_config(dir.path(), &agent, &routes(&up)),
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    // The first request starts the fetch; the rest arrive while it hangs and share its deadline
+    // (they do not each wait 5 s of their own).
+    let first = tokio::spawn({
+        let addr = gw.data_addr;
+        let caller = caller.clone();
+        async move { get_fresh(addr, "/cics/pay", Some(&caller)).await.0 }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let rest = burst(&gw, "/cics/pay", 20, &caller).await;
+    let took = started.elapsed();
+    assert_eq!(first.await.unwrap(), Some(502));
+    assert!(rest.iter().all(|s| *s == Some(502)), "{rest:?}");
+    assert!(
+        took < std::time::Duration::from_millis(6500),
+        "the waiters outlived the one fetch's deadline: {took:?}"
+    );
+    assert_eq!(agent.calls("FetchJWTSVID"), 1);
+    assert_eq!(up.count(), 0);
+    gw.stop().await;
+}
