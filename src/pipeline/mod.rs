@@ -191,6 +191,9 @@ impl Gateway {
         check_head_limits(parts, self.head_limits)?;
         // Decision mode: from here on, the original request the front proxy describes.
         let adopted = self.adopt(conn, parts, trace)?;
+        if let Some(caller) = &adopted {
+            body.set_source(caller.peer.ip());
+        }
         let conn = adopted.as_ref().unwrap_or(conn);
         // Built once: local endpoints, routing, policy, audit and the upstream URI all read it.
         let view = CanonicalRequest::of(parts)?;

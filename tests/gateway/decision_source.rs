@@ -263,3 +263,52 @@ async fn a_forwarded_for_without_an_address_is_refused_not_read_as_the_proxy() {
     assert_eq!(r.status(), 200);
     assert_eq!(up.count(), 0);
 }
+
+/// A decision request as Envoy's ext_authz sends it with `with_request_body`, for `caller`, with
+/// `sent` of the `declared` bytes of a JSON body.
+fn envoy_with_body(caller: &str, declared: usize, sent: usize) -> Vec<u8> {
+    // `connection: close`: the answer ends the exchange at once (the held body must not time
+    // out while the test waits for a keep-alive connection to close).
+    let pad = declared - r#"{"pad":""}"#.len();
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(pad));
+    let mut req = format!(
+        "POST /.portcullis/decide/any/x HTTP/1.1\r\nhost: api.corp.example\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\nx-forwarded-for: {caller}\r\nconnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    req.extend_from_slice(&body.as_bytes()[..sent]);
+    req
+}
+
+#[tokio::test]
+async fn buffered_bodies_count_against_the_callers_cap_not_the_proxys() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let routes = format!(
+        "\n[decision]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n[[routes]]\nname = \"any\"\nmatch = {{ path_prefix = \"/any/\" }}\n[routes.upstream]\nurl = \"{}\"\n[routes.validate]\ncontent_types = [\"application/json\"]\n",
+        up.url()
+    );
+    let listen = "body_timeout = \"20s\"\nbody_min_rate = \"off\"\nmax_buffered_bodies = \"1MiB\"\nmax_buffered_per_source = \"8KiB\"";
+    let gw = start_in_process(dir.path(), &base_config(dir.path(), listen, "", &routes)).await;
+    let ask = |req: Vec<u8>| async move {
+        raw_exchange(gw.data_addr, &req, std::time::Duration::from_secs(5))
+            .await
+            .0
+    };
+
+    // Caller A holds 7 KiB of its 8 KiB through the proxy's connection...
+    let mut held = tokio::net::TcpStream::connect(gw.data_addr).await.unwrap();
+    held.write_all(&envoy_with_body("10.0.0.1", 10_000, 7_000))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // ...caller B, behind the same proxy, is not refused for it...
+    let b = ask(envoy_with_body("10.0.0.2", 2_000, 2_000)).await;
+    assert!(b.starts_with("HTTP/1.1 200"), "{b}");
+    // ...while A's next body is refused against its own cap.
+    let a = ask(envoy_with_body("10.0.0.1", 2_000, 2_000)).await;
+    assert!(a.starts_with("HTTP/1.1 503"), "{a}");
+    assert!(a.contains("urn:portcullis:overloaded"), "{a}");
+    drop(held);
+    gw.stop().await;
+}
