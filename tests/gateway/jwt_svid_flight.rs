@@ -85,7 +85,12 @@ async fn fifty_concurrent_requests_on_a_cold_cache_cost_the_agent_one_fetch_per_
         "{:?}",
         agent.lines.lock().unwrap()
     );
-    assert_eq!(signed_for(&agent, "cics-payments"), 1);
+    assert_eq!(
+        signed_for(&agent, "cics-payments"),
+        1,
+        "{:?}",
+        agent.lines.lock().unwrap()
+    );
     assert_eq!(signed_for(&agent, "mq-orders"), 1);
 
     // Every request carried its audience's one token: two distinct tokens over 60 requests.
