@@ -61,6 +61,15 @@ impl RequestBody {
         }
     }
 
+    /// In decision mode the connection is the front proxy's: the body is counted against the
+    /// caller's per-source cap, like its failed logins and rate limits, so that one caller's
+    /// bodies cannot use up the cap every caller behind the proxy shares. Before any read.
+    pub(super) fn set_source(&mut self, source: IpAddr) {
+        if self.lease.is_none() {
+            self.source = source;
+        }
+    }
+
     /// Read the whole body, once: beyond `limit` bytes 413, slower than the budget's deadline
     /// and minimum rate (`body_timeout`, `body_min_rate`) 408, beyond the body memory caps 503
     /// (all closing the connection; see `limits::bodies`). Later calls return the same bytes.

@@ -255,7 +255,7 @@ impl Decider {
             Some(chain) => Some(self.verified(chain, now)?),
             None => None,
         };
-        let peer = SocketAddr::new(client_ip(&parts.headers).unwrap_or(conn.peer.ip()), 0);
+        let peer = SocketAddr::new(client_ip(&parts.headers)?.unwrap_or(conn.peer.ip()), 0);
         let mut caller = ConnInfo::new(peer, conn.local, None, conn.ambiguous_framing.clone());
         if let Some((tls, svid)) = tls {
             caller.tls = Some(tls);
@@ -484,15 +484,34 @@ fn agree<'h>(
 }
 
 /// The caller's address: the last `X-Forwarded-For` element, the one the trusted proxy itself
-/// appended (anything before it came from the caller). `None` when absent or not an address.
-fn client_ip(h: &http::HeaderMap) -> Option<IpAddr> {
-    let last = h.get_all(&X_FORWARDED_FOR).iter().next_back()?;
-    let item = last.to_str().ok()?.rsplit(',').next()?.trim();
-    if let Ok(ip) = item.parse::<IpAddr>() {
-        return Some(ip);
+/// appended or wrote (anything before it came from the caller). `None` when the header is absent
+/// (the caller is then the proxy's address). A last element that is not an address is refused
+/// rather than read as the proxy's own address: a proxy that passes the caller's header through
+/// would otherwise let the caller pass as the proxy (often inside a range a policy trusts), and
+/// a proxy that writes something else (nginx's `unix:`) would put every caller in one throttle
+/// bucket unnoticed.
+fn client_ip(h: &http::HeaderMap) -> Result<Option<IpAddr>, Refusal> {
+    let Some(last) = h.get_all(&X_FORWARDED_FOR).iter().next_back() else {
+        return Ok(None);
+    };
+    let item = last
+        .to_str()
+        .ok()
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .unwrap_or_default();
+    // `ip`, `[v6]:port` or `v4:port`.
+    let ip = item
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| item.parse::<SocketAddr>().ok().map(|s| s.ip()));
+    match ip {
+        Some(ip) => Ok(Some(ip)),
+        None => Err(Refusal::new(
+            Code::InvalidRequest,
+            "the last X-Forwarded-For element is not an IP address: the front proxy must append (or set) the caller's address",
+        )),
     }
-    // `[v6]:port` or `v4:port`.
-    item.parse::<SocketAddr>().ok().map(|s| s.ip())
 }
 
 /// The allowed answer: 200 with what the front proxy copies onto the upstream request (the

@@ -191,6 +191,9 @@ impl Gateway {
         check_head_limits(parts, self.head_limits)?;
         // Decision mode: from here on, the original request the front proxy describes.
         let adopted = self.adopt(conn, parts, trace)?;
+        if let Some(caller) = &adopted {
+            body.set_source(caller.peer.ip());
+        }
         let conn = adopted.as_ref().unwrap_or(conn);
         // Built once: local endpoints, routing, policy, audit and the upstream URI all read it.
         let view = CanonicalRequest::of(parts)?;
@@ -356,10 +359,23 @@ impl Gateway {
         }
         let authenticated =
             authn::authenticate_attributed(&route.accept, parts, conn, now, view).await;
+        // Which credential refused, for `portcullis_auth_failures_total` (`decide` keeps only
+        // the refusal).
+        let refused_by = authenticated
+            .as_ref()
+            .err()
+            .and_then(|f| f.credential.clone());
         let decided = Admission::decide(plan, !route.accept.is_empty(), authenticated, now);
-        if let (Some(t), Err(r)) = (throttle, &decided) {
+        if let Err(r) = &decided {
             if r.code == Code::InvalidCredential {
-                t.note_auth_failure(conn.peer.ip());
+                if let Some(t) = throttle {
+                    t.note_auth_failure(conn.peer.ip());
+                }
+                let credential = refused_by.as_deref().unwrap_or("(unknown)");
+                self.metrics
+                    .auth_failures_total
+                    .with(&[credential, r.code.as_str()])
+                    .inc();
             }
         }
         decided

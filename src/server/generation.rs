@@ -249,11 +249,9 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     differs("[admin] allow", o.allow != n.allow);
     differs("[admin.tls]", files(&o.tls) != files(&n.tls));
     differs("[reload] watch", old.reload.watch != new.reload.watch);
-    // One Workload API connection and one span exporter serve the process.
-    differs(
-        "[spiffe]",
-        format!("{:?}", old.spiffe) != format!("{:?}", new.spiffe),
-    );
+    // One Workload API connection and one span exporter serve the process. Compared as values,
+    // not as Debug text: a Debug that shortens or hides a field would hide its change too.
+    differs("[spiffe]", old.spiffe != new.spiffe);
     differs("[telemetry]", old.telemetry != new.telemetry);
     differs(
         "[audit]",

@@ -30,8 +30,10 @@ use crate::metrics::Metrics;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// `[spiffe]` as checked from the config.
-#[derive(Debug, Clone)]
+/// `[spiffe]` as checked from the config. `PartialEq` is what a reload compares to decide
+/// whether the section changed (a restart is needed): every field counts, and a field added
+/// later counts without anyone remembering to add it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `unix:///run/spire/agent.sock` (or `tcp://…`), from `workload_api` or
     /// `$SPIFFE_ENDPOINT_SOCKET`.

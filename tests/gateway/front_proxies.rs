@@ -124,6 +124,11 @@ impl Front {
 
     /// nginx in front of the gateway `gw` (`https://127.0.0.1:N`) and the upstream `up`.
     pub fn nginx(dir: &Path, gw: &str, up: &str, ca: &Path) -> Front {
+        Front::nginx_site(dir, NGINX_SITE, gw, up, ca)
+    }
+
+    /// nginx serving `site` (a variant of [`NGINX_SITE`], same placeholders).
+    pub fn nginx_site(dir: &Path, site: &str, gw: &str, up: &str, ca: &Path) -> Front {
         let prefix = dir.join("nginx");
         for d in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             std::fs::create_dir_all(prefix.join(d)).unwrap();
@@ -132,7 +137,7 @@ impl Front {
         let port = free_port();
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log info;\nevents {{ worker_connections 256; }}\nhttp {{\n    access_log off;\n    client_body_temp_path {p}/body;\n    proxy_temp_path {p}/proxy;\n    fastcgi_temp_path {p}/fastcgi;\n    uwsgi_temp_path {p}/uwsgi;\n    scgi_temp_path {p}/scgi;\n    server {{\n        listen 127.0.0.1:{port};\n{}\n    }}\n}}\n",
-            fill(NGINX_SITE, gw, up, ca)
+            fill(site, gw, up, ca)
         );
         let conf_path = prefix.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();

@@ -194,6 +194,8 @@ pub struct AgentState {
     pub federated: Vec<(String, Vec<CertificateDer<'static>>)>,
     pub jwt_bundles: Vec<(String, String)>,
     pub jwt_signer: Option<(String, String)>,
+    /// FetchJWTSVID answers after this long (a slow agent, so concurrent requests overlap).
+    pub jwt_delay_ms: u64,
 }
 
 impl AgentState {
@@ -206,6 +208,7 @@ impl AgentState {
             federated: Vec::new(),
             jwt_bundles: vec![(format!("spiffe://{td}"), JwtSigner::new("default").jwks())],
             jwt_signer: None,
+            jwt_delay_ms: 0,
         }
     }
 
@@ -241,6 +244,9 @@ impl AgentState {
         let mut doc = json!({ "svids": svids, "federated": fed, "jwt_bundles": jwt });
         if let Some((kid, pem)) = &self.jwt_signer {
             doc["jwt_signer"] = json!({ "kid": kid, "key_pem": pem });
+        }
+        if self.jwt_delay_ms > 0 {
+            doc["jwt_delay_ms"] = json!(self.jwt_delay_ms);
         }
         doc
     }

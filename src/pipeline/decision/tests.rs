@@ -34,16 +34,41 @@ fn cidr_blocks() {
 #[test]
 fn client_ip_is_the_last_forwarded_for_element() {
     let mut h = HeaderMap::new();
-    assert_eq!(client_ip(&h), None);
+    assert_eq!(client_ip(&h).unwrap(), None);
     h.append(
         "x-forwarded-for",
         HeaderValue::from_static("6.6.6.6, 10.0.0.7"),
     );
-    assert_eq!(client_ip(&h), Some(ip("10.0.0.7")));
+    assert_eq!(client_ip(&h).unwrap(), Some(ip("10.0.0.7")));
     h.append("x-forwarded-for", HeaderValue::from_static("[fd00::5]:443"));
-    assert_eq!(client_ip(&h), Some(ip("fd00::5")));
-    h.insert("x-forwarded-for", HeaderValue::from_static("unknown"));
-    assert_eq!(client_ip(&h), None);
+    assert_eq!(client_ip(&h).unwrap(), Some(ip("fd00::5")));
+    h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.9:8080"));
+    assert_eq!(client_ip(&h).unwrap(), Some(ip("10.0.0.9")));
+}
+
+#[test]
+fn a_forwarded_for_that_names_no_address_is_refused_not_read_as_the_proxy() {
+    // Each would otherwise make the caller the proxy's own address.
+    for bad in [
+        "unknown",
+        "unix:",
+        "10.0.0.7, ",
+        "10.0.0.7,",
+        "",
+        "10.0.0.7 evil",
+        "_hidden",
+    ] {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(bad).unwrap());
+        let r = client_ip(&h).unwrap_err();
+        assert_eq!(r.code, Code::InvalidRequest, "{bad:?}");
+    }
+    let mut h = HeaderMap::new();
+    h.insert(
+        "x-forwarded-for",
+        HeaderValue::from_bytes(b"10.0.0.7, \xff").unwrap(),
+    );
+    assert!(client_ip(&h).is_err(), "not UTF-8");
 }
 
 #[test]

@@ -42,3 +42,67 @@ fn userinfo_is_removed_from_urls() {
     assert_eq!(without_userinfo("http://legacy/a@b"), "http://legacy/a@b");
     assert_eq!(without_userinfo("no scheme"), "no scheme");
 }
+
+/// `[spiffe]` with `body` (a Workload API section, so each key can be changed alone).
+fn spiffe(body: &str) -> Config {
+    config(&format!("[spiffe]\n{body}"))
+}
+
+#[test]
+fn a_changed_spiffe_section_needs_a_restart_field_by_field() {
+    let base = "workload_api = \"unix:///run/spire/agent.sock\"\nsvid_hint = \"internal\"\nstartup_timeout = \"30s\"\n";
+    let old = spiffe(base);
+    let changed = [
+        base.replace("/run/spire/agent.sock", "/run/spire/other.sock"),
+        base.replace("\"internal\"", "\"external\""),
+        base.replace("svid_hint = \"internal\"\n", ""),
+        base.replace("\"30s\"", "\"31s\""),
+        // A millisecond apart is still a change.
+        base.replace("\"30s\"", "\"30001ms\""),
+    ];
+    for new in changed {
+        let r = restart_required(&old, &spiffe(&new));
+        assert_eq!(r.len(), 1, "{new}: {r:?}");
+        assert!(r[0].starts_with("[spiffe] changed"), "{new}: {r:?}");
+    }
+    // Section added or removed.
+    let none = config("");
+    assert!(none.spiffe.is_none());
+    for (a, b) in [(&none, &old), (&old, &none)] {
+        let r = restart_required(a, b);
+        assert!(r.iter().any(|m| m.starts_with("[spiffe]")), "{r:?}");
+    }
+}
+
+#[test]
+fn the_same_spiffe_settings_spelled_differently_need_no_restart() {
+    let old =
+        spiffe("workload_api = \"unix:///run/spire/agent.sock\"\nstartup_timeout = \"30s\"\n");
+    for same in [
+        // The default written out, another unit, another key order, comments.
+        "workload_api = \"unix:///run/spire/agent.sock\"\n",
+        "startup_timeout = \"30000ms\"\nworkload_api = \"unix:///run/spire/agent.sock\"\n",
+        "# the agent\nworkload_api = \"unix:///run/spire/agent.sock\" # socket\nstartup_timeout = \"30s\"\n",
+    ] {
+        let r = restart_required(&old, &spiffe(same));
+        assert!(r.is_empty(), "{same}: {r:?}");
+    }
+}
+
+#[test]
+fn spiffe_settings_are_compared_as_values_not_as_their_debug_text() {
+    use crate::spiffe::workload::Settings;
+    let a = Settings {
+        endpoint: "unix:///run/spire/agent.sock".into(),
+        svid_hint: None,
+        startup_timeout: std::time::Duration::from_secs(30),
+    };
+    let mut b = a.clone();
+    b.startup_timeout += std::time::Duration::from_nanos(1);
+    let (mut old, mut new) = (config(""), config(""));
+    old.spiffe = Some(a.clone());
+    new.spiffe = Some(b);
+    assert_eq!(restart_required(&old, &new).len(), 1);
+    new.spiffe = Some(a);
+    assert!(restart_required(&old, &new).is_empty());
+}
