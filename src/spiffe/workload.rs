@@ -29,6 +29,10 @@ use crate::metrics::Metrics;
 /// Backoff between reconnection attempts (the crate adds jitter).
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// While the link is down, the agent is probed every this many gauge ticks (250 ms each).
+const PROBE_EVERY_TICKS: u64 = 4;
+/// How long a probe of the agent may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `[spiffe]` as checked from the config.
 #[derive(Debug, Clone)]
@@ -306,12 +310,34 @@ impl WorkloadApi {
         let me = self.clone();
         let gauge = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut n: u64 = 0;
             loop {
                 tick.tick().await;
+                n = n.wrapping_add(1);
+                if !me.link.up() && n % PROBE_EVERY_TICKS == 0 {
+                    me.probe().await;
+                }
                 me.report();
             }
         });
         vec![x509, jwt, gauge]
+    }
+
+    /// While a stream is down, ask the agent directly whether it answers. The sources only
+    /// report an update when the material changed, and an agent that comes back (a restart,
+    /// a rollout) re-delivers the SVID and bundles the gateway already holds: without this
+    /// probe `portcullis_workload_api_up` and `/readyz` would say "unreachable" until the next
+    /// rotation, long after the agent is back. A stream that then fails sets it down again.
+    async fn probe(&self) {
+        let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
+            let client = spiffe::WorkloadApiClient::connect_to(&self.settings.endpoint).await?;
+            client.fetch_jwt_bundles().await
+        })
+        .await;
+        if let Ok(Ok(_)) = answered {
+            self.link.set(&self.link.x509_up, true);
+            self.link.set(&self.link.jwt_up, true);
+        }
     }
 
     fn apply_svid(&self) {

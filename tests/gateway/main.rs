@@ -32,6 +32,8 @@ mod lineage;
 mod migration;
 mod openapi;
 mod ops;
+mod outage_support;
+mod outages;
 mod package;
 mod paths;
 mod phases;
