@@ -17,10 +17,13 @@ use serde_json::Value;
 /// A TCP relay on a loopback port to `target`, run on std threads (independent of the test's
 /// runtime). [`Relay::cut`] closes every relayed connection and the listening socket, so new
 /// connections are refused (ECONNREFUSED, as from a host that went away); [`Relay::restore`]
-/// listens again on the same port.
+/// listens again on the same port. [`Relay::freeze`] is the other kind of outage, a host that
+/// hangs: connections stay open (new ones too) but no byte goes through until
+/// [`Relay::restore`].
 pub struct Relay {
     pub port: u16,
     cut: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -31,14 +34,21 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
+        let frozen = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::new()));
-        let (c, s, o) = (cut.clone(), stop.clone(), open.clone());
+        let flags = Flags {
+            cut: cut.clone(),
+            frozen: frozen.clone(),
+            stop: stop.clone(),
+        };
+        let o = open.clone();
         let thread =
-            std::thread::spawn(move || accept_loop(Some(listener), port, target, &c, &s, &o));
+            std::thread::spawn(move || accept_loop(Some(listener), port, target, &flags, &o));
         Relay {
             port,
             cut,
+            frozen,
             stop,
             open,
             thread: Some(thread),
@@ -54,6 +64,7 @@ impl Relay {
     /// [`Relay::restore`].
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
+        self.frozen.store(false, Ordering::SeqCst);
         for s in self.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
@@ -69,9 +80,15 @@ impl Relay {
         }
     }
 
-    /// Listen and relay again.
+    /// Freeze: nothing goes through, nothing is closed.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// Listen and relay again (after a cut), or let the held bytes go on (after a freeze).
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+        self.frozen.store(false, Ordering::SeqCst);
     }
 }
 
@@ -85,16 +102,28 @@ impl Drop for Relay {
     }
 }
 
+/// The relay's switches, shared with its threads.
+#[derive(Clone)]
+struct Flags {
+    cut: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
 fn accept_loop(
     mut listener: Option<TcpListener>,
     port: u16,
     target: SocketAddr,
-    cut: &AtomicBool,
-    stop: &AtomicBool,
+    flags: &Flags,
     open: &Arc<Mutex<Vec<TcpStream>>>,
 ) {
-    while !stop.load(Ordering::SeqCst) {
-        if cut.load(Ordering::SeqCst) {
+    while !flags.stop.load(Ordering::SeqCst) {
+        if flags.frozen.load(Ordering::SeqCst) {
+            // New connections complete their handshake in the backlog and wait there.
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        if flags.cut.load(Ordering::SeqCst) {
             listener = None;
             std::thread::sleep(Duration::from_millis(5));
             continue;
@@ -120,22 +149,32 @@ fn accept_loop(
                 g.push(client.try_clone().unwrap());
                 g.push(server.try_clone().unwrap());
                 drop(g);
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    flags,
+                );
+                pipe(server, client, flags);
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
 }
 
-/// Copy `from` → `to` on a thread until either side ends; then close both.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Copy `from` → `to` on a thread until either side ends; then close both. While frozen, what
+/// was read is held back.
+fn pipe(mut from: TcpStream, mut to: TcpStream, flags: &Flags) {
+    let flags = flags.clone();
     std::thread::spawn(move || {
         let mut buf = [0_u8; 16 * 1024];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    while flags.frozen.load(Ordering::SeqCst) && !flags.stop.load(Ordering::SeqCst)
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }

@@ -71,58 +71,168 @@ fn statuses(ledger: &Ledger, who: &str, phase: u8) -> Vec<Outcome> {
         .collect()
 }
 
+/// Two replicas of the partner API on one redis-server: A connected directly, B through a relay
+/// the test cuts or freezes. `acme` and `globex` are API keys both replicas accept.
+struct Partition {
+    redis: RedisServer,
+    relay: Relay,
+    pki: Pki,
+    up: Upstream,
+    a: portcullis::server::Running,
+    b: portcullis::server::Running,
+    client: reqwest::Client,
+}
+
+impl Partition {
+    async fn start() -> Partition {
+        let redis = RedisServer::start();
+        let relay = Relay::start(([127, 0, 0, 1], redis.port).into());
+        let pki = Pki::new();
+        let up = Upstream::start().await;
+        write_api_keys(
+            pki.dir.path(),
+            &[
+                ("acme", "spiffe://corp.example/partner/acme", ACME),
+                ("globex", "spiffe://corp.example/partner/globex", GLOBEX),
+            ],
+        );
+        let a = redis_replica(&pki, &pki.dir.path().join("a"), &up, &redis.url()).await;
+        let b_url = format!("redis://{}", relay.addr());
+        let b = redis_replica(&pki, &pki.dir.path().join("b"), &up, &b_url).await;
+        let client = pki.client(true);
+        eventually(Duration::from_secs(5), "B ready", || async {
+            readyz(b.admin_addr).await.0 == 200
+        })
+        .await;
+        Partition {
+            redis,
+            relay,
+            pki,
+            up,
+            a,
+            b,
+            client,
+        }
+    }
+
+    /// A request with `key` to replica A (`b == false`) or B.
+    fn get(&self, b: bool, key: &str) -> reqwest::RequestBuilder {
+        let gw = if b { &self.b } else { &self.a };
+        key_request(&self.client, &base_url(gw), key)
+    }
+
+    /// Two clients per replica sending `acme` requests (`acme.a`, `acme.b`).
+    fn load(&self, ledger: &Ledger) -> Load {
+        let make = |gw: &portcullis::server::Running| -> MakeRequest {
+            let (c, b) = (self.client.clone(), base_url(gw));
+            Arc::new(move || key_request(&c, &b, ACME))
+        };
+        Load::start(
+            ledger,
+            vec![
+                ("acme.a", make(&self.a)),
+                ("acme.a", make(&self.a)),
+                ("acme.b", make(&self.b)),
+                ("acme.b", make(&self.b)),
+            ],
+        )
+    }
+
+    /// Revoke `globex` through A's admin API.
+    async fn revoke_globex(&self) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/admin/v1/revocations", self.a.admin_addr))
+            .header("content-type", "application/json")
+            .body(r#"{"credential":"partner-keys:globex","reason":"offboarded during the partition"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
+    /// After the relay is restored: B refuses the revoked key with 401 within 5 s and is ready
+    /// again; returns how long the refusal took.
+    async fn b_enforces_the_revocation(&self, ledger: &Ledger) -> Duration {
+        let took = eventually(
+            Duration::from_secs(5),
+            "B never refused the revoked key",
+            || async {
+                let o = ledger.send("globex.b", self.get(true, GLOBEX)).await;
+                assert_ne!(
+                    o.status, 200,
+                    "B let a revoked key through after the partition: {o:?}"
+                );
+                o.status == 401
+            },
+        )
+        .await;
+        eventually(Duration::from_secs(5), "B not ready again", || async {
+            readyz(self.b.admin_addr).await.0 == 200
+        })
+        .await;
+        took
+    }
+
+    /// Stop both replicas (a clean shutdown flushes; B through the restored relay), then check
+    /// the audit files and the usage a third gateway reads from Redis.
+    async fn assert_nothing_lost(self, ledger: &Ledger) {
+        let dir = self.pki.dir.path().to_path_buf();
+        self.b.stop().await;
+        self.a.stop().await;
+        let (audit_a, audit_b) = (audit_file(&dir.join("a")), audit_file(&dir.join("b")));
+        let allowed = assert_one_audit_line_per_request(&[audit_a, audit_b.clone()], ledger);
+        // B's last answer to the revoked key is audited as what it was.
+        let b_audit = audit_by_id(&[audit_b]);
+        let last_globex = ledger
+            .outcomes()
+            .into_iter()
+            .rfind(|o| o.who == "globex.b")
+            .unwrap();
+        let line = &b_audit[&last_globex.id][0];
+        assert_eq!(line["decision"], "deny", "{line}");
+        assert_eq!(line["reason"], "invalid-credential", "{line}");
+        assert_eq!(line["principal"], "globex", "{line}");
+
+        let reader =
+            redis_replica(&self.pki, &dir.join("reader"), &self.up, &self.redis.url()).await;
+        let inv = inventory(reader.admin_addr).await;
+        let served = |who: &[&str]| who.iter().map(|w| ledger.count(w, 200)).sum::<u64>();
+        let acme = served(&["acme.a", "acme.b"]);
+        assert_eq!(inventory_count(&inv, "acme"), acme, "{inv}");
+        assert_eq!(
+            inventory_count(&inv, "globex"),
+            served(&["globex.a", "globex.b"]),
+            "{inv}"
+        );
+        let allowed_acme: u64 = ["acme.a", "acme.b"]
+            .iter()
+            .filter_map(|w| allowed.get(w))
+            .sum();
+        assert_eq!(allowed_acme, acme, "audited allow = usage");
+        assert!(ledger.count("acme.b", 200) > 0);
+        reader.stop().await;
+        drop(self.relay);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_partition_fails_closed_enforces_a_revocation_made_meanwhile_and_loses_nothing() {
-    let redis = RedisServer::start();
-    let relay = Relay::start(([127, 0, 0, 1], redis.port).into());
-    let pki = Pki::new();
-    let up = Upstream::start().await;
-    write_api_keys(
-        pki.dir.path(),
-        &[
-            ("acme", "spiffe://corp.example/partner/acme", ACME),
-            ("globex", "spiffe://corp.example/partner/globex", GLOBEX),
-        ],
-    );
-    let (dir_a, dir_b) = (pki.dir.path().join("a"), pki.dir.path().join("b"));
-    let gw_a = redis_replica(&pki, &dir_a, &up, &redis.url()).await;
-    let gw_b = redis_replica(&pki, &dir_b, &up, &format!("redis://{}", relay.addr())).await;
-    let (base_a, base_b) = (base_url(&gw_a), base_url(&gw_b));
-    let client = pki.client(true);
-    eventually(Duration::from_secs(5), "B ready", || async {
-        readyz(gw_b.admin_addr).await.0 == 200
-    })
-    .await;
-
+    let p = Partition::start().await;
     let ledger = Ledger::default();
-    let make = |base: &str, key: &'static str| -> MakeRequest {
-        let (c, b) = (client.clone(), base.to_owned());
-        Arc::new(move || key_request(&c, &b, key))
-    };
-    let load = Load::start(
-        &ledger,
-        vec![
-            ("acme.a", make(&base_a, ACME)),
-            ("acme.a", make(&base_a, ACME)),
-            ("acme.b", make(&base_b, ACME)),
-            ("acme.b", make(&base_b, ACME)),
-        ],
-    );
+    let load = p.load(&ledger);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    // B has served globex before the cut (it is in B's inventory, and nothing is revoked yet).
-    let o = ledger
-        .send("globex.b", key_request(&client, &base_b, GLOBEX))
-        .await;
-    assert_eq!(o.status, 200);
+    // B serves globex before the cut (nothing is revoked yet).
+    assert_eq!(
+        ledger.send("globex.b", p.get(true, GLOBEX)).await.status,
+        200
+    );
 
-    // Cut B off from Redis.
+    // Cut B off from Redis: its connections close, new ones are refused.
     ledger.set_phase(DOWN);
     let cut_at = Instant::now();
-    relay.cut();
+    p.relay.cut();
     let first_503 = loop {
-        let o = ledger
-            .send("acme.b", key_request(&client, &base_b, ACME))
-            .await;
+        let o = ledger.send("acme.b", p.get(true, ACME)).await;
         if o.status == 503 {
             break o;
         }
@@ -134,79 +244,40 @@ async fn redis_partition_fails_closed_enforces_a_revocation_made_meanwhile_and_l
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let grace = cut_at.elapsed();
-    let o = first_503;
-    assert_eq!(o.problem.as_deref(), Some(DIRECTORY_UNAVAILABLE));
-    assert_eq!(o.retry_after.as_deref(), Some("5"));
-    eprintln!("B refused (503) {grace:?} after the cut");
-    let (code, body) = readyz(gw_b.admin_addr).await;
+    assert_eq!(first_503.problem.as_deref(), Some(DIRECTORY_UNAVAILABLE));
+    assert_eq!(first_503.retry_after.as_deref(), Some("5"));
+    eprintln!("cut: B refused (503) {grace:?} after the cut");
+    let (code, body) = readyz(p.b.admin_addr).await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("state backend unavailable"), "{body}");
-    assert_eq!(
-        readyz(gw_a.admin_addr).await.0,
-        200,
-        "A still reaches Redis"
-    );
+    assert_eq!(readyz(p.a.admin_addr).await.0, 200, "A still reaches Redis");
 
     // Revoke globex through A while B is cut off: A refuses at once; B never lets it through.
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/admin/v1/revocations", gw_a.admin_addr))
-        .header("content-type", "application/json")
-        .body(r#"{"credential":"partner-keys:globex","reason":"offboarded during the partition"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let o = ledger
-        .send("globex.a", key_request(&client, &base_a, GLOBEX))
-        .await;
+    p.revoke_globex().await;
+    let o = ledger.send("globex.a", p.get(false, GLOBEX)).await;
     assert_eq!(
         (o.status, o.problem.as_deref()),
         (401, Some(INVALID_CREDENTIAL))
     );
     for _ in 0..5 {
-        let o = ledger
-            .send("globex.b", key_request(&client, &base_b, GLOBEX))
-            .await;
+        let o = ledger.send("globex.b", p.get(true, GLOBEX)).await;
         assert_eq!(
-            o.status, 503,
-            "B must not let a possibly revoked key through: {o:?}"
+            (o.status, o.problem.as_deref()),
+            (503, Some(DIRECTORY_UNAVAILABLE)),
+            "{o:?}"
         );
-        assert_eq!(o.problem.as_deref(), Some(DIRECTORY_UNAVAILABLE));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Restore: B re-reads the revocations and refuses globex (401) within a bounded time.
     ledger.set_phase(RECOVERING);
-    let down_for = cut_at.elapsed();
-    relay.restore();
-    let restored_at = Instant::now();
-    let took = eventually(
-        Duration::from_secs(5),
-        "B never refused the revoked key",
-        || async {
-            let o = ledger
-                .send("globex.b", key_request(&client, &base_b, GLOBEX))
-                .await;
-            assert_ne!(
-                o.status, 200,
-                "B let a revoked key through after the partition: {o:?}"
-            );
-            o.status == 401
-        },
-    )
-    .await;
-    eprintln!("B refused the revoked key (401) {took:?} after the relay came back");
-    eventually(Duration::from_secs(5), "B not ready again", || async {
-        readyz(gw_b.admin_addr).await.0 == 200
-    })
-    .await;
+    p.relay.restore();
+    let took = p.b_enforces_the_revocation(&ledger).await;
+    eprintln!("cut: B refused the revoked key (401) {took:?} after the relay came back");
     ledger.set_phase(AFTER);
-    let after_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let o = ledger
-        .send("globex.b", key_request(&client, &base_b, GLOBEX))
-        .await;
+    let o = ledger.send("globex.b", p.get(true, GLOBEX)).await;
     assert_eq!(
         (o.status, o.problem.as_deref()),
         (401, Some(INVALID_CREDENTIAL))
@@ -217,8 +288,7 @@ async fn redis_partition_fails_closed_enforces_a_revocation_made_meanwhile_and_l
     // only 503 directory-unavailable until the relay was restored; after recovery only 200.
     for o in ledger.outcomes() {
         match (o.who, o.phase) {
-            ("acme.a", _) => assert_eq!(o.status, 200, "{o:?}"),
-            ("acme.b", BEFORE) | ("acme.b", AFTER) => assert_eq!(o.status, 200, "{o:?}"),
+            ("acme.a", _) | ("acme.b", BEFORE | AFTER) => assert_eq!(o.status, 200, "{o:?}"),
             ("acme.b", DOWN) => {
                 if o.at > cut_at + grace + Duration::from_millis(50) {
                     assert_eq!(o.status, 503, "{o:?}");
@@ -235,45 +305,78 @@ async fn redis_partition_fails_closed_enforces_a_revocation_made_meanwhile_and_l
         down_b.iter().filter(|o| o.status == 503).count() >= 10,
         "{down_b:?}"
     );
-    assert!(
-        statuses(&ledger, "acme.b", AFTER).len() > 10,
-        "load continued after recovery"
-    );
-    let _ = (down_for, restored_at, after_at);
+    assert!(statuses(&ledger, "acme.b", AFTER).len() > 10);
+    eprintln!("cut: {} requests", ledger.outcomes().len());
+    p.assert_nothing_lost(&ledger).await;
+}
 
-    // Nothing lost: both replicas stop cleanly (B flushes through the restored relay).
-    gw_b.stop().await;
-    gw_a.stop().await;
-    let allowed =
-        assert_one_audit_line_per_request(&[audit_file(&dir_a), audit_file(&dir_b)], &ledger);
-    let b_audit = audit_by_id(&[audit_file(&dir_b)]);
-    let last_globex = ledger
-        .outcomes()
-        .into_iter()
-        .rfind(|o| o.who == "globex.b")
-        .unwrap();
-    let line = &b_audit[&last_globex.id][0];
-    assert_eq!(line["decision"], "deny", "{line}");
-    assert_eq!(line["reason"], "invalid-credential", "{line}");
-    assert_eq!(line["principal"], "globex", "{line}");
+/// The other way Redis goes away: it hangs (nothing closes, nothing answers). B notices only
+/// because its revocation set stops being refreshed: after at most `3 × flush_every` since
+/// the last good read (here 3 × 200 ms), it refuses with 503, and a revocation made meanwhile is
+/// enforced once Redis answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_hangs_fails_closed_after_three_flush_intervals_and_loses_nothing() {
+    let p = Partition::start().await;
+    let ledger = Ledger::default();
+    let load = p.load(&ledger);
+    tokio::time::sleep(Duration::from_millis(800)).await;
 
-    // Usage: a third gateway on the same Redis reads the inventory both replicas flushed.
-    let reader = redis_replica(&pki, &pki.dir.path().join("reader"), &up, &redis.url()).await;
-    let inv = inventory(reader.admin_addr).await;
-    let served_acme = ledger.count("acme.a", 200) + ledger.count("acme.b", 200);
-    let served_globex = ledger.count("globex.a", 200) + ledger.count("globex.b", 200);
-    assert_eq!(inventory_count(&inv, "acme"), served_acme, "{inv}");
-    assert_eq!(inventory_count(&inv, "globex"), served_globex, "{inv}");
-    assert_eq!(
-        allowed.get("acme.a").copied().unwrap_or(0) + allowed.get("acme.b").copied().unwrap_or(0),
-        served_acme
-    );
-    assert!(ledger.count("acme.b", 200) > 0);
-    reader.stop().await;
-    eprintln!(
-        "redis partition: {} requests, acme served {served_acme}, B down {down_for:?}",
-        ledger.outcomes().len()
-    );
+    ledger.set_phase(DOWN);
+    let frozen_at = Instant::now();
+    p.relay.freeze();
+    p.revoke_globex().await;
+    // Within the grace B may still serve globex (it cannot have heard of the revocation);
+    // once it refuses anything, it never serves it again until Redis answers.
+    let mut first_503: Option<Instant> = None;
+    while first_503.is_none() {
+        let o = ledger.send("globex.b", p.get(true, GLOBEX)).await;
+        match o.status {
+            200 => {}
+            503 => first_503 = Some(o.at),
+            _ => panic!("{o:?}"),
+        }
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(3),
+            "B kept serving a hung Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let grace = first_503.unwrap() - frozen_at;
+    eprintln!("hang: B refused (503) {grace:?} after Redis hung");
+    // The last good read can be one flush interval before the hang: at most 4 × 200 ms, plus
+    // scheduling slack on a shared machine.
+    assert!(grace <= Duration::from_millis(1300), "{grace:?}");
+    assert_eq!(readyz(p.b.admin_addr).await.0, 503);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..3 {
+        let o = ledger.send("globex.b", p.get(true, GLOBEX)).await;
+        assert_eq!(
+            (o.status, o.problem.as_deref()),
+            (503, Some(DIRECTORY_UNAVAILABLE)),
+            "{o:?}"
+        );
+    }
+
+    ledger.set_phase(RECOVERING);
+    p.relay.restore();
+    let took = p.b_enforces_the_revocation(&ledger).await;
+    eprintln!("hang: B refused the revoked key (401) {took:?} after Redis answered again");
+    ledger.set_phase(AFTER);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    load.finish().await;
+
+    let first_503 = first_503.unwrap();
+    for o in ledger.outcomes() {
+        match (o.who, o.phase) {
+            ("acme.a", _) | ("acme.b", BEFORE | AFTER) => assert_eq!(o.status, 200, "{o:?}"),
+            ("acme.b" | "globex.b", DOWN) if o.at > first_503 + Duration::from_millis(50) => {
+                assert_eq!(o.status, 503, "{o:?}");
+            }
+            (_, DOWN | RECOVERING) => assert!(o.status != 0 && o.status != 500, "{o:?}"),
+            _ => {}
+        }
+    }
+    p.assert_nothing_lost(&ledger).await;
 }
 
 fn basic(user: &str, pw: &str) -> String {
@@ -533,6 +636,11 @@ async fn upstream_outage_is_502_for_allowed_callers_and_loses_no_audit_line_or_u
         }
     }
     assert!(ledger.count("acme", 502) >= 10);
+    // The gateway never retries (a request is sent upstream at most once); it tells the
+    // caller when to.
+    for o in ledger.outcomes().into_iter().filter(|o| o.status == 502) {
+        assert_eq!(o.retry_after.as_deref(), Some("1"), "{o:?}");
+    }
 
     gw.stop().await;
     let allowed = assert_one_audit_line_per_request(&[audit_file(&dir)], &ledger);
