@@ -751,3 +751,55 @@ async fn workload_api_outage_keeps_serving_on_the_last_svid_and_loses_nothing() 
     assert_eq!(inventory_count(&inv, CALLER), served, "{inv}");
     gw.stop().await;
 }
+
+/// A replica stopped while it cannot reach Redis (a rollout during a Redis restart) keeps
+/// retrying its last flush for up to 10 s: the counts it served meanwhile reach Redis once it
+/// answers, instead of being dropped at the first failed attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_while_redis_is_away_writes_its_counts_when_redis_answers() {
+    let p = Partition::start().await;
+    let ledger = Ledger::default();
+    for _ in 0..5 {
+        assert_eq!(ledger.send("acme.b", p.get(true, ACME)).await.status, 200);
+    }
+    // Hung Redis: B serves during its grace, and cannot write those counts.
+    p.relay.freeze();
+    let frozen_at = Instant::now();
+    loop {
+        let o = ledger.send("acme.b", p.get(true, ACME)).await;
+        if o.status == 503 {
+            break;
+        }
+        assert!(frozen_at.elapsed() < Duration::from_secs(3));
+    }
+    let unflushed = ledger.count("acme.b", 200);
+    // Then gone (connections closed, new ones refused), and B is stopped.
+    p.relay.cut();
+    let Partition {
+        a,
+        b,
+        relay,
+        redis,
+        pki,
+        up,
+        ..
+    } = p;
+    let stopping = tokio::spawn(b.stop());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!stopping.is_finished(), "B gave up on its counts");
+    relay.restore();
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("B did not finish its shutdown once Redis answered")
+        .unwrap();
+    a.stop().await;
+    let dir = pki.dir.path();
+    assert_one_audit_line_per_request(
+        &[audit_file(&dir.join("a")), audit_file(&dir.join("b"))],
+        &ledger,
+    );
+    let reader = redis_replica(&pki, &dir.join("reader"), &up, &redis.url()).await;
+    let inv = inventory(reader.admin_addr).await;
+    assert_eq!(inventory_count(&inv, "acme"), unflushed, "{inv}");
+    reader.stop().await;
+}
