@@ -21,6 +21,7 @@ use base64::Engine as _;
 
 use crate::outage_support::*;
 use crate::shared_state::redis_server::RedisServer;
+use crate::shared_state::{sign, WHSEC};
 use crate::support::*;
 use crate::workload_api_support::{
     client as svid_client, gateway_config, Agent, AgentState, Ca, RecordingVerifier,
@@ -32,7 +33,8 @@ const DIRECTORY_UNAVAILABLE: &str = "urn:portcullis:directory-unavailable";
 const INVALID_CREDENTIAL: &str = "urn:portcullis:invalid-credential";
 const UPSTREAM_UNAVAILABLE: &str = "urn:portcullis:upstream-unavailable";
 
-/// A replica of the partner API on Redis at `redis_url`, auditing to `dir/audit.jsonl`.
+/// A replica of the partner API (API keys) and the billing webhooks (Standard Webhooks signed
+/// with `shared_state::WHSEC`) on Redis at `redis_url`, auditing to `dir/audit.jsonl`.
 async fn redis_replica(
     pki: &Pki,
     dir: &Path,
@@ -41,13 +43,12 @@ async fn redis_replica(
 ) -> portcullis::server::Running {
     std::fs::create_dir_all(dir).unwrap();
     let shared = pki.dir.path();
+    std::fs::write(shared.join("whsec"), format!("{WHSEC}\n")).unwrap();
     let extra = format!(
-        "{ISSUER}[state]\nbackend = \"redis\"\nurl = \"{redis_url}\"\nprefix = \"outage-test:\"\nflush_every = \"200ms\"\n{}{}",
+        "{ISSUER}[state]\nbackend = \"redis\"\nurl = \"{redis_url}\"\nprefix = \"outage-test:\"\nflush_every = \"200ms\"\n{}{}{}",
         api_key_credential("partner-keys", shared, ""),
-        RouteToml::new("partner", "/partner/", &up.url())
-            .accept(&["partner-keys"])
-            .allow(&["spiffe://corp.example/partner/*"])
-            .audience("partner-api"),
+        billing_hooks_credential(&shared.join("whsec")),
+        partner_and_hooks_routes(&up.url()),
     );
     start_in_process(dir, &base_config(dir, "", &pki.tls_section(), &extra)).await
 }
@@ -119,6 +120,20 @@ impl Partition {
     fn get(&self, b: bool, key: &str) -> reqwest::RequestBuilder {
         let gw = if b { &self.b } else { &self.a };
         key_request(&self.client, &base_url(gw), key)
+    }
+
+    /// The billing webhook delivery `id`, signed for timestamp `ts`, to replica A or B. The
+    /// same `(id, ts)` twice is a replay (the byte-identical message).
+    fn deliver(&self, b: bool, id: &str, ts: u64) -> reqwest::RequestBuilder {
+        let gw = if b { &self.b } else { &self.a };
+        let body = r#"{"type":"invoice.paid","data":{"id":"in_outage"}}"#;
+        self.client
+            .post(format!("{}/hooks/billing", base_url(gw)))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sign(id, ts, body))
+            .body(body)
     }
 
     /// Two clients per replica sending `acme` requests (`acme.a`, `acme.b`).
@@ -210,6 +225,11 @@ impl Partition {
             .sum();
         assert_eq!(allowed_acme, acme, "audited allow = usage");
         assert!(ledger.count("acme.b", 200) > 0);
+        assert_eq!(
+            inventory_count(&inv, "standard-webhooks"),
+            served(&["hook.a", "hook.b"]),
+            "{inv}"
+        );
         reader.stop().await;
         drop(self.relay);
     }
@@ -268,6 +288,24 @@ async fn redis_partition_fails_closed_enforces_a_revocation_made_meanwhile_and_l
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A webhook delivery accepted by A while B is cut off: B cannot check it against the shared
+    // replay memory, so it refuses (503) rather than accept what may be a replay.
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let o = ledger
+        .send("hook.a", p.deliver(false, "msg_partition_1", ts))
+        .await;
+    assert_eq!(o.status, 200, "{o:?}");
+    let o = ledger
+        .send("hook.b", p.deliver(true, "msg_partition_1", ts))
+        .await;
+    assert_eq!(
+        (o.status, o.problem.as_deref()),
+        (503, Some(DIRECTORY_UNAVAILABLE)),
+        "{o:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Restore: B re-reads the revocations and refuses globex (401) within a bounded time.
@@ -281,6 +319,22 @@ async fn redis_partition_fails_closed_enforces_a_revocation_made_meanwhile_and_l
     assert_eq!(
         (o.status, o.problem.as_deref()),
         (401, Some(INVALID_CREDENTIAL))
+    );
+    // The delivery A accepted during the partition is a replay at B now.
+    let o = ledger
+        .send("hook.b", p.deliver(true, "msg_partition_1", ts))
+        .await;
+    assert_eq!(
+        (o.status, o.problem.as_deref()),
+        (401, Some(INVALID_CREDENTIAL)),
+        "{o:?}"
+    );
+    assert_eq!(
+        ledger
+            .send("hook.b", p.deliver(true, "msg_partition_2", ts))
+            .await
+            .status,
+        200
     );
     load.finish().await;
 
