@@ -199,8 +199,10 @@ pub struct Outcome {
     /// The problem `type` of a refusal.
     pub problem: Option<String>,
     pub retry_after: Option<String>,
-    /// The test's phase when the request was sent (see [`Ledger::phase`]).
+    /// The test's phase when the request was sent (see [`Ledger::set_phase`]).
     pub phase: u8,
+    /// When the request was sent.
+    pub sent: Instant,
     /// When the response arrived.
     pub at: Instant,
 }
@@ -228,6 +230,7 @@ impl Ledger {
     pub async fn send(&self, who: &'static str, req: reqwest::RequestBuilder) -> Outcome {
         let id = format!("{who}-{}", self.seq.fetch_add(1, Ordering::SeqCst));
         let phase = self.phase.load(Ordering::SeqCst);
+        let sent = Instant::now();
         let r = req.header("x-request-id", &id).send().await;
         let mut o = Outcome {
             id: id.clone(),
@@ -236,6 +239,7 @@ impl Ledger {
             problem: None,
             retry_after: None,
             phase,
+            sent,
             at: Instant::now(),
         };
         if let Ok(r) = r {
