@@ -616,6 +616,80 @@ async fn ldap_outage_serves_only_cached_binds_refuses_the_rest_with_503_and_lose
     ldap.stop();
 }
 
+/// A directory that hangs (it accepts, and never answers): the caller waits at most the
+/// credential's `timeout`, then gets 503, never a hang; cached binds are not held up by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_that_hangs_is_503_after_the_timeout_and_never_holds_a_cached_bind() {
+    let ldap = tokio::task::spawn_blocking(crate::ldap::slapd::Slapd::start)
+        .await
+        .unwrap();
+    let port: u16 = ldap.url().rsplit(':').next().unwrap().parse().unwrap();
+    let relay = Relay::start(([127, 0, 0, 1], port).into());
+    let pki = Pki::new();
+    let dir = pki.dir.path().to_path_buf();
+    let up = Upstream::start().await;
+    let toml = ldap_config(&dir, &pki, &format!("ldap://{}", relay.addr()), &up)
+        .replace("timeout = \"2s\"", "timeout = \"1s\"");
+    let gw = start_in_process(&dir, &toml).await;
+    let base = base_url(&gw);
+    let client = pki.client(true);
+    let req = |user: &str, pw: &str| {
+        client
+            .get(format!("{base}/cics/payments"))
+            .header("authorization", basic(user, pw))
+    };
+    let ledger = Ledger::default();
+    assert_eq!(
+        ledger
+            .send("gwjob01", req("GWJOB01", "job-pass-1"))
+            .await
+            .status,
+        200
+    );
+
+    ledger.set_phase(DOWN);
+    relay.freeze();
+    let o = ledger.send("victim", req("VICTIM", "victim-pass")).await;
+    let waited = o.at - o.sent;
+    assert_eq!(
+        (o.status, o.problem.as_deref()),
+        (503, Some(DIRECTORY_UNAVAILABLE)),
+        "{o:?}"
+    );
+    assert_eq!(o.retry_after.as_deref(), Some("5"));
+    // `timeout` (1 s) for the operation; a fresh connection is bounded by `connect_timeout`
+    // (1 s) on top.
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert!(waited < Duration::from_millis(3500), "{waited:?}");
+    let o = ledger.send("gwjob01", req("GWJOB01", "job-pass-1")).await;
+    assert_eq!(o.status, 200, "{o:?}");
+    assert!(
+        o.at - o.sent < Duration::from_millis(500),
+        "a cached bind waited on the directory"
+    );
+    eprintln!("ldap hang: 503 after {waited:?}");
+
+    ledger.set_phase(RECOVERING);
+    relay.restore();
+    eventually(
+        Duration::from_secs(10),
+        "LDAP binds did not resume",
+        || async {
+            ledger
+                .send("victim", req("VICTIM", "victim-pass"))
+                .await
+                .status
+                == 200
+        },
+    )
+    .await;
+    gw.stop().await;
+    let allowed = assert_one_audit_line_per_request(&[audit_file(&dir)], &ledger);
+    assert_eq!(allowed["victim"], 1);
+    assert_eq!(allowed["gwjob01"], 2);
+    drop(ldap);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_outage_is_502_for_allowed_callers_and_loses_no_audit_line_or_usage() {
     let pki = Pki::new();
