@@ -328,16 +328,22 @@ impl WorkloadApi {
     /// a rollout) re-delivers the SVID and bundles the gateway already holds: without this
     /// probe `portcullis_workload_api_up` and `/readyz` would say "unreachable" until the next
     /// rotation, long after the agent is back. A stream that then fails sets it down again.
+    /// Each stream's flag is set only by the call that stream makes (an agent that answers but
+    /// withdrew the gateway's identity still fails the X.509 call and stays down).
     async fn probe(&self) {
-        let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
+        let _ = tokio::time::timeout(PROBE_TIMEOUT, async {
             let client = spiffe::WorkloadApiClient::connect_to(&self.settings.endpoint).await?;
-            client.fetch_jwt_bundles().await
+            if !self.link.x509_up.load(Ordering::Acquire) && client.fetch_x509_svid().await.is_ok()
+            {
+                self.link.set(&self.link.x509_up, true);
+            }
+            if !self.link.jwt_up.load(Ordering::Acquire) && client.fetch_jwt_bundles().await.is_ok()
+            {
+                self.link.set(&self.link.jwt_up, true);
+            }
+            Ok::<(), spiffe::WorkloadApiError>(())
         })
         .await;
-        if let Ok(Ok(_)) = answered {
-            self.link.set(&self.link.x509_up, true);
-            self.link.set(&self.link.jwt_up, true);
-        }
     }
 
     fn apply_svid(&self) {
