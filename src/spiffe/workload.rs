@@ -314,7 +314,7 @@ impl WorkloadApi {
             loop {
                 tick.tick().await;
                 n = n.wrapping_add(1);
-                if !me.link.up() && n % PROBE_EVERY_TICKS == 0 {
+                if !me.link.up() && n.is_multiple_of(PROBE_EVERY_TICKS) {
                     me.probe().await;
                 }
                 me.report();
