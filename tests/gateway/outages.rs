@@ -434,6 +434,15 @@ async fn redis_that_hangs_fails_closed_after_three_flush_intervals_and_loses_not
     load.finish().await;
 
     let first_503 = first_503.unwrap();
+    // B served requests it could not write to Redis (sent after the hang began): their counts
+    // must reach Redis after it answers again (checked below, with everything else).
+    let served_cut_off = ledger
+        .outcomes()
+        .iter()
+        .filter(|o| o.who.ends_with(".b") && o.status == 200 && o.sent > frozen_at)
+        .filter(|o| o.at < restored_at)
+        .count();
+    assert!(served_cut_off > 0, "B served nothing while Redis hung");
     for o in ledger.outcomes() {
         let before = o.at < frozen_at;
         let refusing = o.sent > first_503 && o.at < restored_at;
