@@ -477,9 +477,7 @@ impl Lifecycle {
         }
         flag.abort();
         self.flusher.abort();
-        if let Err(e) = self.state.flush().await {
-            tracing::error!(error = %e, "final state flush failed: recent usage counts are lost");
-        }
+        crate::state::final_flush(&*self.state).await;
         for w in self.watchers {
             w.abort();
         }

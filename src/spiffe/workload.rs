@@ -29,6 +29,10 @@ use crate::metrics::Metrics;
 /// Backoff between reconnection attempts (the crate adds jitter).
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// While the link is down, the agent is probed every this many gauge ticks (250 ms each).
+const PROBE_EVERY_TICKS: u64 = 4;
+/// How long a probe of the agent may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `[spiffe]` as checked from the config. `PartialEq` is what a reload compares to decide
 /// whether the section changed (a restart is needed): every field counts, and a field added
@@ -308,12 +312,40 @@ impl WorkloadApi {
         let me = self.clone();
         let gauge = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut n: u64 = 0;
             loop {
                 tick.tick().await;
+                n = n.wrapping_add(1);
+                if !me.link.up() && n.is_multiple_of(PROBE_EVERY_TICKS) {
+                    me.probe().await;
+                }
                 me.report();
             }
         });
         vec![x509, jwt, gauge]
+    }
+
+    /// While a stream is down, ask the agent directly whether it answers. The sources only
+    /// report an update when the material changed, and an agent that comes back (a restart,
+    /// a rollout) re-delivers the SVID and bundles the gateway already holds: without this
+    /// probe `portcullis_workload_api_up` and `/readyz` would say "unreachable" until the next
+    /// rotation, long after the agent is back. A stream that then fails sets it down again.
+    /// Each stream's flag is set only by the call that stream makes (an agent that answers but
+    /// withdrew the gateway's identity still fails the X.509 call and stays down).
+    async fn probe(&self) {
+        let _ = tokio::time::timeout(PROBE_TIMEOUT, async {
+            let client = spiffe::WorkloadApiClient::connect_to(&self.settings.endpoint).await?;
+            if !self.link.x509_up.load(Ordering::Acquire) && client.fetch_x509_svid().await.is_ok()
+            {
+                self.link.set(&self.link.x509_up, true);
+            }
+            if !self.link.jwt_up.load(Ordering::Acquire) && client.fetch_jwt_bundles().await.is_ok()
+            {
+                self.link.set(&self.link.jwt_up, true);
+            }
+            Ok::<(), spiffe::WorkloadApiError>(())
+        })
+        .await;
     }
 
     fn apply_svid(&self) {

@@ -397,10 +397,42 @@ pub fn spawn_flusher(
                 }
             }
         }
-        if let Err(e) = store.flush().await {
-            tracing::error!(error = %e, "final state flush failed: recent usage counts are lost");
-        }
+        final_flush(&*store).await;
     })
+}
+
+/// How long the last flush at shutdown keeps retrying while the backend does not answer.
+pub const FINAL_FLUSH_FOR: Duration = Duration::from_secs(10);
+
+/// The last flush, at shutdown: retried every 250 ms for up to [`FINAL_FLUSH_FOR`], so that a
+/// replica stopped during a short Redis outage (a Redis restart or failover during a rollout)
+/// still writes the counts it holds once Redis answers, instead of dropping them at the first
+/// failed attempt. Only then are they lost, and the log says so.
+pub async fn final_flush(store: &dyn StateStore) {
+    let deadline = tokio::time::Instant::now() + FINAL_FLUSH_FOR;
+    let mut warned = false;
+    loop {
+        match store.flush().await {
+            Ok(()) => {
+                if warned {
+                    tracing::info!("final state flush written after retrying");
+                }
+                return;
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                tracing::error!(error = %e, "final state flush failed: recent usage counts are lost");
+                return;
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, retry_for = ?FINAL_FLUSH_FOR,
+                        "final state flush failed; retrying before exit");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 // `Kind` lives in authn without serde; serialize it as its config spelling.

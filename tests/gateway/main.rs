@@ -36,6 +36,8 @@ mod metrics_exported;
 mod migration;
 mod openapi;
 mod ops;
+mod outage_support;
+mod outages;
 mod package;
 mod paths;
 mod phases;

@@ -16,7 +16,7 @@ pub(crate) mod redis_server;
 use redis_server::RedisServer;
 
 const KEY: &str = "pcs_shared_state_test_key_0123456789abcdef";
-const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 async fn gateway(
     pki: &Pki,
@@ -48,7 +48,7 @@ flush_every = "200ms"
 }
 
 /// A Standard Webhooks signature (`v1,` base64 HMAC-SHA256 of `id.timestamp.body`).
-fn sign(id: &str, ts: u64, body: &str) -> String {
+pub(crate) fn sign(id: &str, ts: u64, body: &str) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let key = b64.decode(WHSEC.trim_start_matches("whsec_")).unwrap();
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
