@@ -47,6 +47,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        // Most tests start here, and some build a reqwest client (rustls without a default
+        // provider) before any gateway: install ours first so a test passes alone too.
+        portcullis::server::install_crypto();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Upstream {
@@ -487,6 +490,7 @@ pub fn bin() -> &'static str {
 
 impl Proc {
     pub fn spawn(dir: &Path, toml: &str) -> Proc {
+        portcullis::server::install_crypto();
         let path = dir.join("portcullis.toml");
         std::fs::write(&path, toml).unwrap();
         let mut child = Command::new(bin())
