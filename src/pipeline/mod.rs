@@ -216,18 +216,11 @@ impl Gateway {
             body.ensure_buffered(body_limit).await?;
         }
         let buffered = body.buffered().cloned();
-        let url = match buffered {
-            Some(_) => authn::webhook::request_url(parts, conn.proto()),
-            None => None,
-        };
+        let url =
+            (buffered.as_ref()).and_then(|_| authn::webhook::request_url(parts, conn.proto()));
         let view = match (&buffered, &url) {
             (Some(bytes), Some(url)) => Some(authn::BodyView { bytes, url }),
-            (Some(_), None) => {
-                return Err(Refusal::new(
-                    Code::InvalidRequest,
-                    "the request has no usable Host",
-                ))
-            }
+            (Some(_), None) => return Err(no_usable_host()),
             _ => None,
         };
         let now = self.clock.now();
@@ -801,4 +794,10 @@ fn translate(
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Ok((req, tripped))
+}
+
+/// A buffered body is signed over a URL built from `Host`: without a usable one there is nothing
+/// to check the signature against.
+fn no_usable_host() -> Refusal {
+    Refusal::new(Code::InvalidRequest, "the request has no usable Host")
 }
