@@ -327,7 +327,7 @@ fn tls_connector(
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
-    let config = match (&args.cert, &args.key) {
+    let mut config = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
             let key = match PrivateKeyDer::from_pem_file(key) {
@@ -342,6 +342,11 @@ fn tls_connector(
         (None, None) => builder.with_no_client_auth(),
         _ => anyhow::bail!("--cert and --key go together"),
     };
+    if args.new_connection {
+        // Every handshake a full one: a resumed session would skip the certificate checks whose
+        // cost `--new-connection` is there to measure.
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     let name = ServerName::try_from(host.to_owned())?;
     Ok((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
 }
