@@ -82,9 +82,13 @@ FIXTURE = {
 }
 
 
+# Every rendering's directory, removed when the tests end.
+SCRATCH = tempfile.TemporaryDirectory(prefix="bench-render-")
+
+
 def render(doc, readme=README, results=None):
     """Run `bench/run --render` in a fresh directory; returns (process, directory)."""
-    d = Path(results or tempfile.mkdtemp(prefix="bench-render-"))
+    d = Path(results or tempfile.mkdtemp(dir=SCRATCH.name))
     (d / "latest.json").write_text(json.dumps(doc))
     if readme is not None:
         (d / "README.md").write_text(readme)
