@@ -198,6 +198,23 @@ class RenderTest(unittest.TestCase):
         root = ET.fromstring((d / "latency.svg").read_text())
         self.assertIn("<script>&nginx", [t.text for t in root.iter(f"{SVG}text")])
 
+    def test_a_curve_point_without_figures_is_drawn_around(self):
+        # A run that failed at one rate (loadgen error), and one whose percentiles were null
+        # (no answer at all: loadgen prints NaN, which JSON holds as null) or zero.
+        doc = copy.deepcopy(FIXTURE)
+        curve = doc["results"][1]["curve"]
+        curve[0] = {"rate": 12000, "achieved": None, "p50_ms": None, "p99_ms": None,
+                    "p999_ms": None, "cpu_us": None, "sustained": False, "error": "loadgen failed"}
+        curve[2].update(p50_ms=0.0, p99_ms=None)
+        p, d = render(doc)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        root = ET.fromstring((d / "latency.svg").read_text())
+        self.assertTrue(all("nan" not in (l.get("points") or "").lower()
+                            for l in root.iter(f"{SVG}polyline")))
+        row = table_rows((d / "latest.md").read_text(), "portcullis-full")[1]
+        self.assertTrue(row.startswith("| portcullis-full | – |"), row)
+        self.assertTrue(row.rstrip(" |").endswith("12,000 req/s"), row)
+
     def test_readme_without_markers_is_refused_and_left_alone(self):
         readme = "# project\n\nno markers here\n"
         p, d = render(FIXTURE, readme=readme)
