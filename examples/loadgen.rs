@@ -15,6 +15,10 @@
 //! `wrk` cannot present a client certificate, and `wrk2`/`oha` are not Debian packages, so the
 //! benchmark uses this one tool for every configuration: the numbers stay comparable.
 //!
+//! * **handshakes** (`--new-connection`, closed loop): every request opens its own connection
+//!   (TCP, plus the full TLS handshake for an https URL: no session resumption) and sends
+//!   `Connection: close`, so `rps` is handshakes per second and latency includes the connect.
+//!
 //! Prints one JSON object on stdout: `requests` (answers received in the measured window),
 //! `rps`, `p50_ms`, `p99_ms`, `p999_ms`, `max_ms`, `errors` (connection or protocol failures),
 //! `bad_status` (answers other than `--expect`), `unsent` (open loop), `target_rate`.
@@ -74,6 +78,10 @@ struct Args {
     /// Client private key (PEM) for mTLS.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// A new connection (and TLS handshake) for every request: measures handshakes, not requests
+    /// on a warm connection. Closed loop only.
+    #[arg(long, conflicts_with = "rate")]
+    new_connection: bool,
 }
 
 /// Where and what to send.
@@ -84,6 +92,8 @@ struct Target {
     headers: HeaderMap,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     expect: u16,
+    /// `--new-connection`: connect for every request.
+    fresh: bool,
 }
 
 type Sender = SendRequest<Empty<Bytes>>;
@@ -154,6 +164,9 @@ async fn connect(t: &Target, tally: &mut Tally, until: Instant) -> Option<Sender
 }
 
 async fn closed_loop(t: Arc<Target>, measure_from: Instant, end: Instant) -> Tally {
+    if t.fresh {
+        return handshake_loop(t, measure_from, end).await;
+    }
     let mut tally = Tally::default();
     let Some(mut tx) = connect(&t, &mut tally, end).await else {
         return tally;
@@ -181,6 +194,38 @@ async fn closed_loop(t: Arc<Target>, measure_from: Instant, end: Instant) -> Tal
                     Some(n) => tx = n,
                     None => break,
                 }
+            }
+        }
+    }
+    tally
+}
+
+/// `--new-connection`: connect, send one request with `Connection: close`, drop the connection;
+/// the latency counts from before the connect. A failed connect or request is an error.
+async fn handshake_loop(t: Arc<Target>, measure_from: Instant, end: Instant) -> Tally {
+    let mut tally = Tally::default();
+    while Instant::now() < end {
+        let started = Instant::now();
+        let res = match t.connect().await {
+            Ok(mut tx) => t.send(&mut tx).await,
+            Err(e) => Err(e),
+        };
+        let done = Instant::now();
+        if started < measure_from || done > end {
+            continue;
+        }
+        match res {
+            Ok(ok) => {
+                tally.answers += 1;
+                tally.lat_us.push(micros(done - started));
+                if !ok {
+                    tally.bad_status += 1;
+                }
+            }
+            Err(_) => {
+                tally.errors += 1;
+                // Do not spin on a refusing server.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -282,7 +327,7 @@ fn tls_connector(
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
-    let config = match (&args.cert, &args.key) {
+    let mut config = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
             let key = match PrivateKeyDer::from_pem_file(key) {
@@ -297,6 +342,11 @@ fn tls_connector(
         (None, None) => builder.with_no_client_auth(),
         _ => anyhow::bail!("--cert and --key go together"),
     };
+    if args.new_connection {
+        // Every handshake a full one: a resumed session would skip the certificate checks whose
+        // cost `--new-connection` is there to measure.
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     let name = ServerName::try_from(host.to_owned())?;
     Ok((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
 }
@@ -321,6 +371,10 @@ fn target(args: &Args) -> anyhow::Result<Target> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("{host} does not resolve"))?;
     let mut headers = HeaderMap::new();
+    if args.new_connection {
+        // The server closes too, as after a one-request client: no idle connection piles up.
+        headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     for h in &args.headers {
         let (name, value) = h
             .split_once(':')
@@ -343,6 +397,7 @@ fn target(args: &Args) -> anyhow::Result<Target> {
             None
         },
         expect: args.expect,
+        fresh: args.new_connection,
     })
 }
 
@@ -419,7 +474,7 @@ fn main() -> anyhow::Result<()> {
     lat.sort_unstable();
     let secs = args.duration.as_secs_f64();
     let out = serde_json::json!({
-        "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "mode": if args.rate.is_some() { "open" } else if args.new_connection { "handshake" } else { "closed" },
         "connections": n,
         "duration_s": secs,
         "target_rate": args.rate,
