@@ -44,5 +44,6 @@ mod shutdown;
 mod streaming;
 mod telemetry;
 mod tls_reload;
+mod upstream_pool;
 mod workload_api;
 mod workload_api_support;
