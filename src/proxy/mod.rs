@@ -3,6 +3,7 @@
 //! to 502/504.
 
 pub mod headers;
+mod pool;
 pub mod settings;
 
 use rustls_pki_types::pem::PemObject;
@@ -81,6 +82,9 @@ pub struct Upstream {
     base_path: String,
     host_header: HeaderValue,
     timeout: Duration,
+    /// A plain `http` upstream's per-worker HTTP/1.1 pool (`pool`); `https` upstreams (TLS,
+    /// client certificates that rotate, h2 by ALPN) go through `clients`.
+    h1: Option<Arc<pool::H1Pool>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -137,6 +141,17 @@ impl Upstream {
         };
         let host_header = HeaderValue::from_str(cfg.authority.as_str())
             .unwrap_or(HeaderValue::from_static("upstream"));
+        let h1 = (cfg.scheme == http::uri::Scheme::HTTP)
+            .then(|| {
+                Uri::builder()
+                    .scheme(cfg.scheme.clone())
+                    .authority(cfg.authority.clone())
+                    .path_and_query("/")
+                    .build()
+                    .ok()
+            })
+            .flatten()
+            .map(|target| Arc::new(pool::H1Pool::new(http.clone(), target)));
         let me = Upstream {
             http,
             verify,
@@ -150,6 +165,7 @@ impl Upstream {
             base_path: cfg.base_path.clone(),
             host_header,
             timeout: cfg.timeout,
+            h1,
         };
         // Fail at start, not on the first request, if the TLS settings cannot work.
         me.build_client(me.client_cert.as_ref().map(|c| c.current()))?;
@@ -259,8 +275,20 @@ impl Upstream {
         req: Request<ProxyBody>,
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        let pool = self.client()?;
-        let result = tokio::time::timeout(self.timeout, pool.client.request(req)).await;
+        let result = match &self.h1 {
+            Some(h1) => tokio::time::timeout(self.timeout, h1.send(req))
+                .await
+                .map(|r| r.map_err(Failed::Plain)),
+            None => {
+                let pool = self.client()?;
+                tokio::time::timeout(self.timeout, pool.client.request(req))
+                    .await
+                    .map(|r| {
+                        r.map(|resp| resp.map(|b| b.map_err(Into::into).boxed()))
+                            .map_err(Failed::Legacy)
+                    })
+            }
+        };
         let too_large = || body_tripped.is_some_and(|t| t.load(Ordering::Acquire));
         match result {
             Err(_) => Err(Refusal::new(
@@ -273,31 +301,53 @@ impl Upstream {
                 "request body exceeds this route's limit",
             )
             .closing()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %ErrorChain(&e), upstream = %self.authority, "upstream request failed");
-                if let Some(id) = crate::spiffe::upstream::identity_failure(&e) {
-                    // The handshake failed before a byte of the request was sent.
-                    return Err(Refusal::new(
-                        Code::UpstreamUnavailable,
-                        "the upstream's identity could not be verified",
-                    )
-                    .audit_reason(id.reason()));
-                }
-                let detail = if e.is_connect() {
-                    "could not connect to the upstream"
-                } else {
-                    "the upstream connection failed"
-                };
-                Err(Refusal::new(Code::UpstreamUnavailable, detail).retry_after(1))
+            Ok(Err(e)) => Err(self.failed(&e)),
+            Ok(Ok(mut resp)) => {
+                headers::to_caller(resp.headers_mut());
+                Ok(resp)
             }
-            Ok(Ok(resp)) => {
-                let (mut parts, body) = resp.into_parts();
-                headers::to_caller(&mut parts.headers);
-                Ok(Response::from_parts(
-                    parts,
-                    body.map_err(Into::into).boxed(),
-                ))
-            }
+        }
+    }
+
+    /// The refusal for an upstream request that got no response head.
+    fn failed(&self, e: &Failed) -> Refusal {
+        let err = e.error();
+        tracing::warn!(error = %ErrorChain(err), upstream = %self.authority, "upstream request failed");
+        if let Some(id) = crate::spiffe::upstream::identity_failure(err) {
+            // The handshake failed before a byte of the request was sent.
+            return Refusal::new(
+                Code::UpstreamUnavailable,
+                "the upstream's identity could not be verified",
+            )
+            .audit_reason(id.reason());
+        }
+        let detail = if e.is_connect() {
+            "could not connect to the upstream"
+        } else {
+            "the upstream connection failed"
+        };
+        Refusal::new(Code::UpstreamUnavailable, detail).retry_after(1)
+    }
+}
+
+/// Why an upstream request got no response head, from either client.
+enum Failed {
+    Legacy(hyper_util::client::legacy::Error),
+    Plain(pool::Failure),
+}
+
+impl Failed {
+    fn is_connect(&self) -> bool {
+        match self {
+            Failed::Legacy(e) => e.is_connect(),
+            Failed::Plain(f) => f.is_connect(),
+        }
+    }
+
+    fn error(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Failed::Legacy(e) => e,
+            Failed::Plain(f) => f.error(),
         }
     }
 }

@@ -53,5 +53,6 @@ mod tls_reload;
 #[cfg(feature = "otel")]
 mod traces;
 mod untraced;
+mod upstream_pool;
 mod workload_api;
 mod workload_api_support;

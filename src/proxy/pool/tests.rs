@@ -1,0 +1,239 @@
+//! The pool against a raw upstream that counts its connections and shows what it received.
+
+use super::*;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A raw HTTP/1.1 upstream: answers every request head with `reply`, records request heads,
+/// counts accepted and ended connections.
+struct Raw {
+    target: Uri,
+    accepted: Arc<AtomicUsize>,
+    ended: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+async fn raw(reply: &'static str) -> Raw {
+    raw_with(reply, false).await
+}
+
+/// `hang_up`: close every connection after its first response, without saying so (as an
+/// upstream's own idle timeout or a restart does).
+async fn raw_with(reply: &'static str, hang_up: bool) -> Raw {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let (a, e, h) = (accepted.clone(), ended.clone(), heads.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            a.fetch_add(1, Ordering::SeqCst);
+            let (e, h) = (e.clone(), h.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = s.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        h.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&head).into_owned());
+                        if s.write_all(reply.as_bytes()).await.is_err() {
+                            break;
+                        }
+                        if hang_up
+                            || reply.contains("Connection: close")
+                            || reply.starts_with("HTTP/1.0")
+                        {
+                            let _ = s.shutdown().await;
+                            break;
+                        }
+                    }
+                }
+                e.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Raw {
+        target: format!("http://{addr}/").parse().unwrap(),
+        accepted,
+        ended,
+        heads,
+    }
+}
+
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+fn pool(up: &Raw, max_idle: usize, idle: Duration) -> Arc<H1Pool> {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(Duration::from_secs(2)));
+    Arc::new(H1Pool::with_limits(c, up.target.clone(), max_idle, idle))
+}
+
+fn get(uri: &str) -> Request<ProxyBody> {
+    let mut req = Request::new(http_body_util::BodyExt::boxed(
+        http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}),
+    ));
+    *req.uri_mut() = uri.parse().unwrap();
+    req
+}
+
+use http_body_util::BodyExt as _;
+
+async fn body(resp: Response<ProxyBody>) -> Bytes {
+    resp.into_body().collect().await.unwrap().to_bytes()
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_connection_in_origin_form() {
+    let up = raw(OK).await;
+    let p = pool(&up, 8, IDLE_TIMEOUT);
+    for i in 0..5 {
+        let resp = p
+            .send(get(&format!("{}a/b?q={i}", up.target)))
+            .await
+            .unwrap();
+        assert_eq!(body(resp).await, "ok");
+        assert_eq!(p.idle_here(), 1);
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    let heads = up.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 5);
+    // Origin form, and no Host the gateway did not set itself.
+    assert!(
+        heads[3].starts_with("GET /a/b?q=3 HTTP/1.1\r\n"),
+        "{}",
+        heads[3]
+    );
+    assert!(
+        !heads[3].to_ascii_lowercase().contains("host:"),
+        "{}",
+        heads[3]
+    );
+}
+
+#[tokio::test]
+async fn an_h2_request_goes_out_as_http_1_1() {
+    let up = raw(OK).await;
+    let p = pool(&up, 8, IDLE_TIMEOUT);
+    let mut req = get(&format!("{}v", up.target));
+    *req.version_mut() = Version::HTTP_2;
+    assert_eq!(body(p.send(req).await.unwrap()).await, "ok");
+    assert!(up.heads.lock().unwrap()[0].starts_with("GET /v HTTP/1.1\r\n"));
+}
+
+#[tokio::test]
+async fn connection_close_in_any_spelling_is_never_reused() {
+    for reply in [
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nconnection: keep-alive, CLOSE\r\n\r\nok",
+        "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ] {
+        let up = raw(reply).await;
+        let p = pool(&up, 8, IDLE_TIMEOUT);
+        for _ in 0..3 {
+            assert_eq!(body(p.send(get("/x")).await.unwrap()).await, "ok");
+        }
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 3, "{reply:?}");
+        assert_eq!(p.idle_here(), 0, "{reply:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_dropped_before_its_end_does_not_return_the_connection() {
+    let up = raw("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nabc").await;
+    let p = pool(&up, 8, IDLE_TIMEOUT);
+    drop(p.send(get("/big")).await.unwrap());
+    assert_eq!(p.idle_here(), 0);
+    // The next request gets a new connection, not the half-read one.
+    drop(p.send(get("/big")).await.unwrap());
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_replaced() {
+    let up = raw_with(OK, true).await;
+    let p = pool(&up, 8, IDLE_TIMEOUT);
+    for i in 0..4 {
+        let resp = p.send(get(&format!("/{i}"))).await.unwrap();
+        assert_eq!(body(resp).await, "ok");
+        // The connection's task sees the EOF before the next checkout (a request racing the
+        // upstream's close gets a 502 with any client: it may have been received).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let up = raw(OK).await;
+    let p = pool(&up, 8, Duration::from_millis(200));
+    assert_eq!(body(p.send(get("/")).await.unwrap()).await, "ok");
+    assert_eq!(up.ended.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        up.ended.load(Ordering::SeqCst),
+        1,
+        "the idle connection was not closed"
+    );
+    // And the pool opens a new one.
+    assert_eq!(body(p.send(get("/")).await.unwrap()).await, "ok");
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_in_use_is_not_reaped() {
+    // The reaper counts idle time only while the connection sits in the pool.
+    let up = raw("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab").await;
+    let p = pool(&up, 8, Duration::from_millis(100));
+    let resp = p.send(get("/")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(up.ended.load(Ordering::SeqCst), 0);
+    drop(resp);
+}
+
+#[tokio::test]
+async fn at_most_max_idle_connections_wait() {
+    let up = raw(OK).await;
+    let p = pool(&up, 2, IDLE_TIMEOUT);
+    let sent: Vec<_> = (0..5).map(|_| p.send(get("/"))).collect();
+    let resps = futures_util::future::join_all(sent).await;
+    for r in resps {
+        assert_eq!(body(r.unwrap()).await, "ok");
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 5);
+    assert_eq!(p.idle_here(), 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.ended.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_a_connect_failure() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let p = Arc::new(H1Pool::new(
+        HttpConnector::new(),
+        format!("http://{addr}/").parse().unwrap(),
+    ));
+    let err = p.send(get("/")).await.unwrap_err();
+    assert!(err.is_connect(), "{:?}", err);
+}
+
+#[tokio::test]
+async fn a_garbage_response_is_a_request_failure_and_evicts() {
+    let up = raw("NOT HTTP\r\n\r\n").await;
+    let p = pool(&up, 8, IDLE_TIMEOUT);
+    let err = p.send(get("/")).await.unwrap_err();
+    assert!(!err.is_connect());
+    assert_eq!(p.idle_here(), 0);
+}
