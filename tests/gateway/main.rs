@@ -32,6 +32,7 @@ mod jwt_svid_flight;
 mod ldap;
 mod legacy;
 mod lineage;
+mod metric_labels;
 mod metrics_exported;
 mod migration;
 mod openapi;
