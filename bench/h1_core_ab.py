@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CPU per request of nginx, portcullis-pass and the `h1_core` prototype, interleaved (bench/h1-core.md).
+"""CPU per request of nginx, portcullis-pass and the `h1_core` prototype (alone and with
+`--pipeline`), interleaved (bench/h1-core.md).
 
 All three forward to one `bench_upstream`; `loadgen` drives each in turn (64 connections, open
 loop) and the proxy's CPU time (utime + stime of its process tree, all threads, from
@@ -143,6 +144,10 @@ def start_rows(a, d, up):
         p = start([Path(a.examples) / "h1_core", "--addr", f"127.0.0.1:{pb + 8}", "--upstream",
                    f"127.0.0.1:{up}", "--threads", "2"], d, "h1-core")
         rows["h1-core"] = (pb + 8, p)
+    if "h1-core-pipeline" in a.rows:
+        p = start([Path(a.examples) / "h1_core", "--addr", f"127.0.0.1:{pb + 9}", "--upstream",
+                   f"127.0.0.1:{up}", "--threads", "2", "--pipeline"], d, "h1-core-pipeline")
+        rows["h1-core-pipeline"] = (pb + 9, p)
     for name, (port, p) in rows.items():
         if not wait_port(port, p):
             raise SystemExit(f"{name} did not start: {(d / f'{name}.log').read_text()[-500:]}")
@@ -174,7 +179,7 @@ def main():
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--port-base", type=int, default=18400)
-    ap.add_argument("--rows", default="nginx,portcullis-pass,h1-core")
+    ap.add_argument("--rows", default="nginx,portcullis-pass,h1-core,h1-core-pipeline")
     a = ap.parse_args()
     a.rows = a.rows.split(",")
     d = Path(tempfile.mkdtemp(prefix="h1core-ab-"))

@@ -4,8 +4,8 @@
 # after a 3 s warm-up that is not counted. Callgrind counts are deterministic to ~1%, so one run
 # per row compares rows even on a busy machine (CPU time does not).
 #
-# usage: bench/h1_core_cg.sh proto|pass|nginx EXAMPLES_DIR [PORTCULLIS_BIN] [N]
-#   proto: EXAMPLES_DIR/h1_core --threads 2; pass: portcullis serve, bench/run's portcullis-pass
+# usage: bench/h1_core_cg.sh proto|proto-pipeline|pass|nginx EXAMPLES_DIR [PORTCULLIS_BIN] [N]
+#   proto: EXAMPLES_DIR/h1_core --threads 2 (proto-pipeline: with --pipeline); pass: portcullis serve, bench/run's portcullis-pass
 #   config; nginx: bench/run's nginx row in one process (master_process off, 1 worker).
 # env PORTBASE (default 18400): upstream PORTBASE, proxy PORTBASE+1, admin PORTBASE+2.
 # Prints `KIND: requests N instructions T per-request X` and leaves callgrind.out.1 in the work
@@ -17,6 +17,8 @@ D=$(mktemp -d /tmp/h1core-cg.XXXXXX)
 echo "work directory $D" >&2
 case $KIND in
 proto) CMD=("$T/h1_core" --addr "127.0.0.1:$PORT" --upstream "127.0.0.1:$UPP" --threads 2) ;;
+proto-pipeline)
+  CMD=("$T/h1_core" --addr "127.0.0.1:$PORT" --upstream "127.0.0.1:$UPP" --threads 2 --pipeline) ;;
 pass)
   cat > "$D/gw.toml" <<EOT
 version = 1

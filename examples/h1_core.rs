@@ -40,6 +40,8 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use portcullis::routing::canonical::{CanonicalRequest, PathParameters};
+use portcullis::routing::{Matcher, Routable, Router};
 use tokio::runtime::Handle;
 
 #[derive(Parser, Debug)]
@@ -53,6 +55,11 @@ struct Args {
     /// Worker threads (one current-thread runtime each).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Also build the gateway's view of each request (`http` request parts, `routing::
+    /// canonical::CanonicalRequest`, a `routing::Router` with one `/` route), to measure what
+    /// the first stages of the pipeline add on top of the core (bench/h1-core.md).
+    #[arg(long)]
+    pipeline: bool,
 }
 
 /// The gateway's defaults (`listen.max_headers`, `listen.max_header_bytes`,
@@ -98,7 +105,11 @@ fn run(args: Args) -> std::io::Result<()> {
     rt.block_on(async move {
         let l = tokio::net::TcpListener::bind(args.addr).await?;
         println!("listening {}", l.local_addr()?);
-        accept_loop(l, workers, Arc::new(Target::new(args.upstream))).await;
+        let mut target = Target::new(args.upstream);
+        if args.pipeline {
+            target.router = Some(Router::new(vec![Arc::new(AnyPath)]));
+        }
+        accept_loop(l, workers, Arc::new(target)).await;
         Ok(())
     })
 }
@@ -108,6 +119,8 @@ fn run(args: Args) -> std::io::Result<()> {
 struct Target {
     addr: SocketAddr,
     host: String,
+    /// `--pipeline`: the routes every request is matched against.
+    router: Option<Router<AnyPath>>,
 }
 
 impl Target {
@@ -115,8 +128,49 @@ impl Target {
         Target {
             addr,
             host: addr.to_string(),
+            router: None,
         }
     }
+}
+
+/// The one route of `--pipeline`: `path_prefix = "/"`, any host and method, like the bench's
+/// pass-through route.
+#[derive(Debug)]
+struct AnyPath;
+
+impl Routable for AnyPath {
+    fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            host: None,
+            path_prefix: "/",
+            case_insensitive: false,
+            methods: None,
+            path_parameters: PathParameters::default(),
+        }
+    }
+}
+
+/// `--pipeline`: the request as the gateway's first stages see it, built from the parsed head
+/// (the `http` types hyper hands the gateway, the canonical path and host, the route). The
+/// result is not used: the upstream gets the same bytes with or without it; what is measured is
+/// its cost. The gateway's refusal becomes this prototype's 400.
+fn gateway_view(req: &httparse::Request<'_, '_>, router: &Router<AnyPath>) -> Result<(), Refusal> {
+    let refused = |_| bad("refused by the gateway's request view (routing::canonical)");
+    let mut b = http::Request::builder()
+        .method(req.method.unwrap_or_default())
+        .uri(req.path.unwrap_or_default());
+    for h in req.headers.iter() {
+        b = b.header(h.name, h.value);
+    }
+    let (parts, ()) = b
+        .body(())
+        .map_err(|_| bad("not a request the gateway's http types accept"))?
+        .into_parts();
+    let canonical = CanonicalRequest::of(&parts).map_err(refused)?;
+    let route = router
+        .select(canonical.host.as_deref(), &canonical.match_path, &parts.method)
+        .map_err(refused)?;
+    canonical.admit_params(route.matcher()).map_err(refused)
 }
 
 /// One current-thread runtime per worker thread, as `transport::workers` starts them.
@@ -219,7 +273,7 @@ struct RequestHead {
 fn parse_request(
     buf: &[u8],
     hop: &HopText,
-    upstream_host: &str,
+    target: &Target,
     out: &mut Vec<u8>,
 ) -> Result<Option<RequestHead>, Refusal> {
     // Blank lines before a request line are allowed (RFC 9112 §2.2).
@@ -251,7 +305,10 @@ fn parse_request(
             "upgrades and CONNECT are not supported by this prototype",
         ));
     }
-    write_upstream_head(&req, &fields, hop, upstream_host, out);
+    if let Some(router) = &target.router {
+        gateway_view(&req, router)?;
+    }
+    write_upstream_head(&req, &fields, hop, &target.host, out);
     Ok(Some(RequestHead {
         len: lead + len,
         body: fields.length.unwrap_or(0),
@@ -813,7 +870,7 @@ impl Conn {
         loop {
             if !self.buf.is_empty() {
                 let (target, hop) = (&self.target, &self.hop);
-                if let Some(h) = parse_request(&self.buf, hop, &target.host, &mut self.req)? {
+                if let Some(h) = parse_request(&self.buf, hop, target, &mut self.req)? {
                     return Ok(Some(h));
                 }
             }

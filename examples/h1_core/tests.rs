@@ -11,8 +11,12 @@ fn hop() -> HopText {
 
 /// Parse `raw`; on success, the upstream head as text.
 fn parse(raw: &[u8]) -> Result<Option<(RequestHead, String)>, Refusal> {
+    parse_with(raw, &Target::new("10.0.0.9:8080".parse().unwrap()))
+}
+
+fn parse_with(raw: &[u8], target: &Target) -> Result<Option<(RequestHead, String)>, Refusal> {
     let mut out = Vec::new();
-    let h = parse_request(raw, &hop(), "10.0.0.9:8080", &mut out)?;
+    let h = parse_request(raw, &hop(), target, &mut out)?;
     Ok(h.map(|h| (h, String::from_utf8(out).unwrap())))
 }
 
@@ -316,6 +320,37 @@ fn upgrades_and_connect_are_501() {
         refused(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
         501
     );
+}
+
+#[test]
+fn the_gateway_view_of_pipeline_mode_refuses_what_the_gateway_refuses_and_changes_nothing_else() {
+    let mut target = Target::new("10.0.0.9:8080".parse().unwrap());
+    target.router = Some(Router::new(vec![Arc::new(AnyPath)]));
+    let raw = b"GET /a/b?x=1 HTTP/1.1\r\nHost: api.example\r\nAccept: */*\r\n\r\n";
+    let (h, up) = parse_with(raw, &target).unwrap().unwrap();
+    let (h0, up0) = parse(raw).unwrap().unwrap();
+    assert_eq!(h, h0);
+    let without_id = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with("X-Request-Id"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_id(&up), without_id(&up0));
+    // `;params` in a segment (read as `/admin` by servlet stacks), in any case of spelling:
+    // the core alone forwards them, the gateway's view refuses them.
+    for raw in [
+        &b"GET /admin;x=1 HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET /admin%3bx=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        assert!(parse(raw).unwrap().is_some());
+        assert_eq!(
+            parse_with(raw, &target).map(|_| ()).unwrap_err().status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
 }
 
 #[test]
