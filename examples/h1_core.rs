@@ -38,10 +38,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use portcullis::routing::canonical::{CanonicalRequest, PathParameters};
 use portcullis::routing::{Matcher, Routable, Router};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
 #[derive(Parser, Debug)]
@@ -168,7 +168,11 @@ fn gateway_view(req: &httparse::Request<'_, '_>, router: &Router<AnyPath>) -> Re
         .into_parts();
     let canonical = CanonicalRequest::of(&parts).map_err(refused)?;
     let route = router
-        .select(canonical.host.as_deref(), &canonical.match_path, &parts.method)
+        .select(
+            canonical.host.as_deref(),
+            &canonical.match_path,
+            &parts.method,
+        )
         .map_err(refused)?;
     canonical.admit_params(route.matcher()).map_err(refused)
 }
