@@ -829,6 +829,8 @@ struct Conn {
     req: Vec<u8>,
     /// The caller's response head (plus the body bytes already read).
     resp: Vec<u8>,
+    /// Part of this request's answer was written: a failure now can only close the connection.
+    answered: bool,
 }
 
 impl Conn {
@@ -840,6 +842,7 @@ impl Conn {
             buf: Vec::with_capacity(READ_CHUNK),
             req: Vec::with_capacity(1024),
             resp: Vec::with_capacity(1024),
+            answered: false,
         }
     }
 
@@ -924,6 +927,7 @@ impl Conn {
 
     /// Forward one request and relay its answer; `Ok(true)` when the connection stays open.
     async fn exchange(&mut self, head: RequestHead) -> Result<bool, UpstreamError> {
+        self.answered = false;
         // The body bytes already read go with the head in one write.
         let in_hand =
             (self.buf.len() - head.len).min(usize::try_from(head.body).unwrap_or(usize::MAX));
@@ -948,6 +952,7 @@ impl Conn {
                 Ok(Err(UpstreamError::Stale)) if !fresh && rest == 0 => continue,
                 Ok(Err(UpstreamError::Stale)) => return Err(UpstreamError::Bad("upstream closed")),
                 Ok(r) => return r,
+                Err(_) if self.answered => return Err(UpstreamError::Broken),
                 Err(_) => return Err(UpstreamError::Bad("upstream timed out")),
             }
         }
@@ -966,24 +971,29 @@ impl Conn {
         if rest > 0 {
             copy_exact(&mut self.stream, &mut self.buf, &mut up.stream, rest).await?;
         }
+        let mut received = false;
         let rh = loop {
+            // Parse what is in hand first: the final answer may have come with a 1xx.
+            if !up.buf.is_empty() {
+                match parse_response(&up.buf, head.head_method, head.close, &mut self.resp) {
+                    Ok(Some(rh)) if rh.interim => {
+                        up.buf.drain(..rh.len);
+                        continue;
+                    }
+                    Ok(Some(rh)) => break rh,
+                    Ok(None) => {}
+                    Err(e) => return Err(UpstreamError::Bad(e)),
+                }
+            }
             up.buf.reserve(READ_CHUNK);
-            let n = up.stream.read_buf(&mut up.buf).await.unwrap_or(0);
-            if n == 0 {
-                return Err(if up.buf.is_empty() {
-                    UpstreamError::Stale
-                } else {
+            if up.stream.read_buf(&mut up.buf).await.unwrap_or(0) == 0 {
+                return Err(if received {
                     UpstreamError::Bad("upstream closed mid-answer")
+                } else {
+                    UpstreamError::Stale
                 });
             }
-            match parse_response(&up.buf, head.head_method, head.close, &mut self.resp) {
-                Ok(Some(rh)) if rh.interim => {
-                    up.buf.drain(..rh.len);
-                }
-                Ok(Some(rh)) => break rh,
-                Ok(None) => {}
-                Err(e) => return Err(UpstreamError::Bad(e)),
-            }
+            received = true;
         };
         up.buf.drain(..rh.len);
         let whole = self.relay(&mut up, rh.framing).await?;
@@ -1019,8 +1029,11 @@ impl Conn {
             self.resp
                 .extend_from_slice(up.buf.get(..take).unwrap_or_default());
             up.buf.drain(..take);
-            if !self.resp.is_empty() && self.stream.write_all(&self.resp).await.is_err() {
-                return Err(UpstreamError::Broken);
+            if !self.resp.is_empty() {
+                self.answered = true;
+                if self.stream.write_all(&self.resp).await.is_err() {
+                    return Err(UpstreamError::Broken);
+                }
             }
             self.resp.clear();
             if done {

@@ -527,6 +527,7 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Seen>>) {
                             let answer: &[u8] = match path.as_str() {
                                 "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
                                 "/close" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                                "/continue" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
                                 _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Up: 1\r\n\r\nok",
                             };
                             s.write_all(answer).await.unwrap();
@@ -712,6 +713,24 @@ async fn an_upstream_that_closes_gets_a_fresh_connection_and_a_down_one_is_502()
     let (text, closed) = exchange(addr, &[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"], 0).await;
     assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
     assert!(closed);
+}
+
+#[tokio::test]
+async fn an_interim_answer_arriving_with_the_final_one_is_skipped_without_waiting() {
+    let (up, _seen) = upstream().await;
+    let addr = proxy(up).await;
+    let (text, closed) = exchange(
+        addr,
+        &[
+            b"GET /continue HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+        ],
+        2,
+    )
+    .await;
+    assert!(!closed, "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
 }
 
 #[tokio::test]
