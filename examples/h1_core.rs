@@ -121,6 +121,8 @@ struct Target {
     host: String,
     /// `--pipeline`: the routes every request is matched against.
     router: Option<Router<AnyPath>>,
+    /// [`HEAD_TIMEOUT`] (shorter in tests).
+    head_timeout: Duration,
 }
 
 impl Target {
@@ -129,6 +131,7 @@ impl Target {
             addr,
             host: addr.to_string(),
             router: None,
+            head_timeout: HEAD_TIMEOUT,
         }
     }
 }
@@ -873,7 +876,10 @@ impl Conn {
 
     /// Read until a whole head is in `buf`; `Ok(None)` when the caller closed or timed out
     /// between requests.
+    /// The head must be complete within the head timeout of the first read that waits for it
+    /// (one deadline, not one per read: a head trickling in a byte at a time is cut off too).
     async fn read_head(&mut self) -> Result<Option<RequestHead>, Refusal> {
+        let mut deadline = None;
         loop {
             if !self.buf.is_empty() {
                 let (target, hop) = (&self.target, &self.hop);
@@ -882,7 +888,9 @@ impl Conn {
                 }
             }
             self.buf.reserve(READ_CHUNK);
-            match tokio::time::timeout(HEAD_TIMEOUT, self.stream.read_buf(&mut self.buf)).await {
+            let at = *deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + self.target.head_timeout);
+            match tokio::time::timeout_at(at, self.stream.read_buf(&mut self.buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
                 Ok(Ok(_)) => {}
                 Err(_) if self.buf.is_empty() => return Ok(None),

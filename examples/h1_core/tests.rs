@@ -734,6 +734,44 @@ async fn an_interim_answer_arriving_with_the_final_one_is_skipped_without_waitin
 }
 
 #[tokio::test]
+async fn a_head_trickling_in_is_cut_off_at_one_deadline_not_one_per_read() {
+    let (up, seen) = upstream().await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut target = Target::new(up);
+    target.head_timeout = Duration::from_millis(300);
+    tokio::spawn(accept_loop(l, start_workers(1).unwrap(), Arc::new(target)));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    // A field every 100 ms: each read comes well within 300 ms, the head never ends.
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            break;
+        }
+        let mut chunk = [0u8; 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut chunk)).await
+        {
+            got.extend_from_slice(&chunk[..n]);
+            if n == 0 || !got.is_empty() {
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(seen.lock().unwrap().connections.len(), 0);
+}
+
+#[tokio::test]
 async fn a_slow_head_does_not_reach_the_upstream_before_it_is_complete() {
     let (up, seen) = upstream().await;
     let addr = proxy(up).await;
