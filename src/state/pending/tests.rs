@@ -12,13 +12,15 @@ use crate::state::sources::{Source, MAX_SOURCES};
 
 type Group4 = (Date, String, String, String);
 type Group5 = (Date, String, String, String, String);
+/// The kept sources (count, last) in the order first seen, and the overflow.
+type ModelCell = (Vec<(Source, u64, Timestamp)>, Option<(u64, Timestamp)>);
 
 /// What the aggregate must hold: one map per counter, looked up the obvious way.
 #[derive(Default)]
 struct Model {
     usage: BTreeMap<Group4, (Kind, u64)>,
     inventory: BTreeMap<(String, String), InventoryEntry>,
-    sources: BTreeMap<Group5, (Vec<(Source, u64, Timestamp)>, Option<(u64, Timestamp)>)>,
+    sources: BTreeMap<Group5, ModelCell>,
 }
 
 impl Model {
