@@ -48,24 +48,17 @@ impl Source {
 /// A User-Agent as stored and shown: lossy UTF-8, control and invisible characters replaced by
 /// `?`, at most [`MAX_AGENT_CHARS`] characters.
 pub fn clean_agent(raw: &[u8]) -> String {
-    cleaned(&String::from_utf8_lossy(raw)).collect()
-}
-
-fn cleaned(agent: &str) -> impl Iterator<Item = char> + '_ {
-    agent.chars().take(MAX_AGENT_CHARS).map(|c| {
-        if c.is_control() || super::is_invisible(c) {
-            '?'
-        } else {
-            c
-        }
-    })
-}
-
-/// Whether `raw` (a User-Agent header's bytes) is stored as `stored`, without allocating. Equal
-/// bytes answer at once: a stored agent is already clean, and cleaning a clean agent changes
-/// nothing.
-fn agent_is(stored: &str, raw: &[u8]) -> bool {
-    raw == stored.as_bytes() || cleaned(&String::from_utf8_lossy(raw)).eq(stored.chars())
+    String::from_utf8_lossy(raw)
+        .chars()
+        .take(MAX_AGENT_CHARS)
+        .map(|c| {
+            if c.is_control() || super::is_invisible(c) {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// A source as it reaches [`Cell::add`]: either as a request has it (the address unformatted,
@@ -114,18 +107,6 @@ struct Kept {
     last: Timestamp,
 }
 
-impl Kept {
-    fn is(&self, addr: &Addr, source: SourceRef<'_>) -> bool {
-        if self.addr != *addr {
-            return false;
-        }
-        match source {
-            SourceRef::Raw { user_agent, .. } => agent_is(&self.agent, user_agent.unwrap_or(b"")),
-            SourceRef::Formatted(s) => *self.agent == *s.user_agent,
-        }
-    }
-}
-
 /// Requests of one principal from one source (or, `source: None`, from sources beyond the cap)
 /// on one day, route and plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -143,8 +124,8 @@ pub struct SourceRow {
 }
 
 /// The sources of one group not yet written: at most [`MAX_SOURCES`], in the order first seen,
-/// found by a scan (cheaper than hashing for so few, and no caller can make it slower) and
-/// compared without formatting or allocating.
+/// found by a scan (cheaper than hashing for so few, and no caller can make it slower), the
+/// address compared as an address, never formatted on the request path.
 #[derive(Debug, Default)]
 pub(crate) struct Cell {
     kept: Vec<Kept>,
@@ -154,38 +135,13 @@ pub(crate) struct Cell {
 
 impl Cell {
     /// Count `count` requests from `source` (`None`: from beyond the cap), last at `last`.
-    /// Allocates only for a new source.
+    /// Allocates only for a new source, or for an agent not stored as sent.
     pub(crate) fn add(&mut self, source: Option<SourceRef<'_>>, count: u64, last: Timestamp) {
-        let slot = match source {
-            Some(s) => {
-                let addr = match s {
-                    SourceRef::Raw { ip, .. } => Addr::Ip(ip.to_canonical()),
-                    SourceRef::Formatted(f) => Addr::of(&f.ip),
-                };
-                match self.kept.iter().position(|k| k.is(&addr, s)) {
-                    Some(i) => self.kept.get_mut(i).map(|k| (&mut k.count, &mut k.last)),
-                    None if self.kept.len() < MAX_SOURCES => {
-                        let agent = match s {
-                            SourceRef::Raw { user_agent, .. } => {
-                                user_agent.map(clean_agent).unwrap_or_default()
-                            }
-                            SourceRef::Formatted(f) => f.user_agent.clone(),
-                        };
-                        self.kept.push(Kept {
-                            addr,
-                            agent: agent.into(),
-                            count: 0,
-                            last,
-                        });
-                        self.kept.last_mut().map(|k| (&mut k.count, &mut k.last))
-                    }
-                    None => None,
-                }
-            }
-            None => None,
-        };
-        let (n, at) = match slot {
-            Some(v) => v,
+        let kept = source
+            .and_then(|s| self.find_or_keep(s, last))
+            .and_then(|i| self.kept.get_mut(i));
+        let (n, at) = match kept {
+            Some(k) => (&mut k.count, &mut k.last),
             None => {
                 let o = self.overflow.get_or_insert((0, last));
                 (&mut o.0, &mut o.1)
@@ -193,6 +149,50 @@ impl Cell {
         };
         *n = n.saturating_add(count);
         *at = (*at).max(last);
+    }
+
+    /// The position of `source` among the kept sources, kept now if new and there is room.
+    fn find_or_keep(&mut self, source: SourceRef<'_>, last: Timestamp) -> Option<usize> {
+        let (addr, agent) = match source {
+            SourceRef::Raw { ip, user_agent } => {
+                let addr = Addr::Ip(ip.to_canonical());
+                let raw = user_agent.unwrap_or_default();
+                // The agent as sent first: what nearly every request finds, with no allocation
+                // (stored agents are clean, and cleaning a clean agent changes nothing). Then
+                // cleaned, once: bounded work whatever a caller sends.
+                if let Some(i) = self.position(&addr, raw) {
+                    return Some(i);
+                }
+                let cleaned = clean_agent(raw);
+                if let Some(i) = self.position(&addr, cleaned.as_bytes()) {
+                    return Some(i);
+                }
+                (addr, cleaned)
+            }
+            SourceRef::Formatted(f) => {
+                let addr = Addr::of(&f.ip);
+                if let Some(i) = self.position(&addr, f.user_agent.as_bytes()) {
+                    return Some(i);
+                }
+                (addr, f.user_agent.clone())
+            }
+        };
+        if self.kept.len() >= MAX_SOURCES {
+            return None;
+        }
+        self.kept.push(Kept {
+            addr,
+            agent: agent.into(),
+            count: 0,
+            last,
+        });
+        Some(self.kept.len().saturating_sub(1))
+    }
+
+    fn position(&self, addr: &Addr, agent: &[u8]) -> Option<usize> {
+        self.kept
+            .iter()
+            .position(|k| k.addr == *addr && k.agent.as_bytes() == agent)
     }
 
     /// The kept sources (formatted now) and the overflow (`None`), with their count and last
