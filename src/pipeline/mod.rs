@@ -504,12 +504,6 @@ impl Gateway {
     ) {
         let mut usage =
             crate::state::Usage::of(cred, route.name(), plan.map(|p| p.name.as_str()), now);
-        // Who is behind the credential: shared-credential detection (`state::sources`).
-        let source = crate::state::Source::of(
-            conn.peer.ip(),
-            headers.get(http::header::USER_AGENT).map(|v| v.as_bytes()),
-        );
-        usage.source = Some(&source);
         if cred.kind == identity::Kind::Mtls {
             usage.cert_not_after = conn
                 .tls
@@ -517,7 +511,10 @@ impl Gateway {
                 .and_then(|t| t.client_chain.first())
                 .and_then(|leaf| crate::conn::not_after(leaf));
         }
-        self.state.record(&usage);
+        // Who is behind the credential: shared-credential detection (`state::sources`), the
+        // address formatted only for a source new in the flush interval.
+        let agent = headers.get(http::header::USER_AGENT).map(|v| v.as_bytes());
+        self.state.record_from(&usage, conn.peer.ip(), agent);
         if let (Some(p), true) = (plan, cred.kind.is_legacy()) {
             self.metrics
                 .legacy_requests_total

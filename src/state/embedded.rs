@@ -5,6 +5,7 @@
 //! One replica only: revocations made through another replica's admin API are not seen here.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::pending::Pending;
 use super::revocations::RevocationSet;
-use super::sources::MAX_SOURCES;
+use super::sources::{SourceRef, MAX_SOURCES};
 use super::{
     kind_from_str, Access, AccessRow, InventoryEntry, Revocation, Source, SourceRow, StateError,
     StateStore, Target, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
@@ -430,7 +431,7 @@ fn write_access(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<Option<St
 /// plan, credential, key) in the file; requests from further sources go to the overflow row.
 /// Rows older than `[state] retention` are dropped by [`EmbeddedStore::expire`] with the usage.
 fn write_sources(tx: &rusqlite::Transaction<'_>, p: &Pending) -> Result<(), StateError> {
-    let rows = p.sources.rows();
+    let rows = p.source_rows();
     if rows.is_empty() {
         return Ok(());
     }
@@ -683,6 +684,12 @@ impl StateStore for EmbeddedStore {
     fn record(&self, usage: &Usage<'_>) {
         if let Ok(mut g) = self.pending.lock() {
             g.record(usage);
+        }
+    }
+
+    fn record_from(&self, usage: &Usage<'_>, ip: IpAddr, user_agent: Option<&[u8]>) {
+        if let Ok(mut g) = self.pending.lock() {
+            g.record_from(usage, Some(SourceRef::Raw { ip, user_agent }));
         }
     }
 

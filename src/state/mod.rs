@@ -23,6 +23,7 @@ pub mod sources;
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -289,6 +290,18 @@ impl Serialize for Revocation {
 pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Count one request (memory only, never blocks on I/O).
     fn record(&self, usage: &Usage<'_>);
+
+    /// [`StateStore::record`] of a request from `ip` with `user_agent` (the header's bytes, if
+    /// any): counted exactly as with `usage.source = Some(&Source::of(ip, user_agent))`, which
+    /// is not read. The request path's form: the address is formatted and the agent copied only
+    /// when the source is new in the flush interval, not on every request.
+    fn record_from(&self, usage: &Usage<'_>, ip: IpAddr, user_agent: Option<&[u8]>) {
+        let source = Source::of(ip, user_agent);
+        self.record(&Usage {
+            source: Some(&source),
+            ..*usage
+        });
+    }
 
     /// Note one permitted, forwarded request for policy suggestion (memory only, never blocks on
     /// I/O; written by [`StateStore::flush`] with the usage). At most

@@ -1,75 +1,102 @@
-//! The in-memory aggregate between flushes. `record` looks entries up by borrowed `&str` and
-//! allocates only the first time a (day, route, plan, credential) or principal is seen in a flush
-//! interval, so a steady stream of requests costs a few hash lookups each.
+//! The in-memory aggregate between flushes, laid out for the request path. A request builds one
+//! key, (day, route, plan, credential, principal), in a reused buffer and makes one lookup: the
+//! entry holds that key's source counts and the positions of its usage cell and inventory
+//! sighting, which it then updates in place. The usage and inventory maps are consulted only the
+//! first time a key is seen in a flush interval (and when a failed flush is put back), so a steady
+//! stream of requests hashes once per request and allocates nothing; an allowed access is one
+//! more lookup. Every map keeps std's `RandomState` (SipHash with a random per-process key):
+//! principals, source addresses and paths are chosen by callers, so the maps must stay
+//! HashDoS-resistant; making fewer hash operations is where the time went, not the hasher.
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::Hash;
 
+use super::sources::{Cell, SourceRef, SourceRow};
 use super::{
     Access, AccessRow, InventoryEntry, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY,
     MAX_ACCESS_ROWS_PER_ROUTE,
 };
-use crate::identity::Kind;
 use crate::time::{Date, Timestamp};
 
-type ByCredential = HashMap<String, (Kind, u64)>;
-type ByPlan = HashMap<String, ByCredential>;
-type ByRoute = HashMap<String, ByPlan>;
+/// A map keyed by the bytes [`Keys::of`] builds.
+type ByKey<V> = HashMap<Box<[u8]>, V>;
+
+/// A reused buffer for composite keys. Each part is length-prefixed, so two different tuples
+/// never make the same bytes; a lookup borrows the buffer and allocates nothing.
+#[derive(Debug, Default)]
+struct Keys(Vec<u8>);
+
+impl Keys {
+    fn of(&mut self, day: Option<Date>, parts: &[&str]) -> &[u8] {
+        self.0.clear();
+        if let Some(d) = day {
+            self.0.extend_from_slice(&d.days().to_le_bytes());
+        }
+        for p in parts {
+            let len = u32::try_from(p.len()).unwrap_or(u32::MAX);
+            self.0.extend_from_slice(&len.to_le_bytes());
+            self.0.extend_from_slice(p.as_bytes());
+        }
+        &self.0
+    }
+}
 
 /// Counts and sightings not yet written.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    /// day → route → plan ("" for none) → credential → (kind, count).
-    usage: HashMap<Date, ByRoute>,
-    /// credential → principal-or-identity → sighting.
-    inventory: HashMap<String, HashMap<String, InventoryEntry>>,
-    /// route → allowed access (policy suggestion).
-    access: HashMap<String, RouteAccess>,
-    /// Where each principal's requests come from (capped per day, route and principal).
-    pub(crate) sources: super::sources::PendingSources,
+    /// (day, route, plan or "", credential, principal-or-identity) → what a request adds to.
+    groups: ByKey<Group>,
+    /// Usage per (day, route, plan, credential), in the order first seen, and where each is.
+    usage: Vec<UsageRow>,
+    usage_at: ByKey<usize>,
+    /// Sightings per (credential, principal-or-identity), and where each is.
+    inventory: Vec<InventoryEntry>,
+    inventory_at: ByKey<usize>,
+    /// Allowed access (policy suggestion).
+    access: PendingAccess,
+    keys: Keys,
 }
 
-/// identity → method → path template → sighting, with the number of leaves (the cap counts them).
+/// One (day, route, plan, credential, principal): its sources, and where its usage cell and
+/// inventory sighting are.
+#[derive(Debug)]
+struct Group {
+    day: Date,
+    route: Box<str>,
+    /// `""` for none.
+    plan: Box<str>,
+    credential: Box<str>,
+    key: Box<str>,
+    /// Positions in `usage` and `inventory`; the sighting lists `route` already. `None` for a
+    /// group that only a put-back source row made, until a request is recorded in it.
+    linked: Option<(usize, usize)>,
+    sources: Cell,
+}
+
+/// Allowed access rows and what the caps count.
 #[derive(Debug, Default)]
-struct RouteAccess {
-    rows: usize,
-    by_identity: HashMap<String, HashMap<String, HashMap<String, Seen>>>,
+struct PendingAccess {
+    /// (route, identity, method, path template) → row.
+    rows: ByKey<AccessRow>,
+    /// route → rows kept.
+    per_route: ByKey<usize>,
+    /// (route, identity) → rows kept.
+    per_identity: ByKey<usize>,
 }
 
-/// When and how often one access row was seen.
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    first: Timestamp,
-    last: Timestamp,
-    count: u64,
-}
-
-impl Seen {
-    fn add(&mut self, first: Timestamp, last: Timestamp, count: u64) {
-        self.first = self.first.min(first);
-        self.last = self.last.max(last);
-        self.count = self.count.saturating_add(count);
-    }
-}
-
-/// The value for `k`, inserting a default (allocating the key) only when missing.
-fn slot<'m, V: Default>(m: &'m mut HashMap<String, V>, k: &str) -> Option<&'m mut V> {
-    slot_with(m, k, V::default)
-}
-
-fn slot_with<'m, V>(
-    m: &'m mut HashMap<String, V>,
-    k: &str,
+/// The position of `k` in `items`, pushing `make()` when it has none.
+fn position<V>(
+    at: &mut ByKey<usize>,
+    items: &mut Vec<V>,
+    k: &[u8],
     make: impl FnOnce() -> V,
-) -> Option<&'m mut V> {
-    if !m.contains_key(k) {
-        m.insert(k.to_owned(), make());
+) -> usize {
+    if let Some(&i) = at.get(k) {
+        return i;
     }
-    m.get_mut(k)
-}
-
-fn entry<K: Eq + Hash, V: Default>(m: &mut HashMap<K, V>, k: K) -> &mut V {
-    m.entry(k).or_default()
+    let i = items.len();
+    items.push(make());
+    at.insert(k.into(), i);
+    i
 }
 
 impl Pending {
@@ -77,8 +104,8 @@ impl Pending {
     pub(crate) fn is_empty(&self) -> bool {
         self.usage.is_empty()
             && self.inventory.is_empty()
-            && self.access.is_empty()
-            && self.sources.is_empty()
+            && self.access.rows.is_empty()
+            && self.groups.is_empty()
     }
 
     /// Note one allowed access. `false` when it was dropped: a new row on a route already
@@ -99,145 +126,146 @@ impl Pending {
         path: &str,
         (first, last, count): (Timestamp, Timestamp, u64),
     ) -> bool {
-        let Some(r) = slot(&mut self.access, route) else {
-            return true;
-        };
-        if let Some(seen) = r
-            .by_identity
-            .get_mut(identity)
-            .and_then(|m| m.get_mut(method))
-            .and_then(|m| m.get_mut(path))
-        {
-            seen.add(first, last, count);
+        let a = &mut self.access;
+        let k = self.keys.of(None, &[route, identity, method, path]);
+        if let Some(row) = a.rows.get_mut(k) {
+            row.first_seen = row.first_seen.min(first);
+            row.last_seen = row.last_seen.max(last);
+            row.count = row.count.saturating_add(count);
             return true;
         }
-        let mine: usize = r
-            .by_identity
-            .get(identity)
-            .map_or(0, |m| m.values().map(HashMap::len).sum());
-        if r.rows >= MAX_ACCESS_ROWS_PER_ROUTE || mine >= MAX_ACCESS_ROWS_PER_IDENTITY {
+        let row_key: Box<[u8]> = k.into();
+        let route_key: Box<[u8]> = self.keys.of(None, &[route]).into();
+        let identity_key: Box<[u8]> = self.keys.of(None, &[route, identity]).into();
+        let rows = a.per_route.get(&route_key).copied().unwrap_or(0);
+        let mine = a.per_identity.get(&identity_key).copied().unwrap_or(0);
+        if rows >= MAX_ACCESS_ROWS_PER_ROUTE || mine >= MAX_ACCESS_ROWS_PER_IDENTITY {
             return false;
         }
-        r.rows += 1;
-        if let Some(by_path) = slot(&mut r.by_identity, identity).and_then(|m| slot(m, method)) {
-            by_path.insert(path.to_owned(), Seen { first, last, count });
-        }
+        *a.per_route.entry(route_key).or_default() += 1;
+        *a.per_identity.entry(identity_key).or_default() += 1;
+        a.rows.insert(
+            row_key,
+            AccessRow {
+                route: route.to_owned(),
+                identity: identity.to_owned(),
+                method: method.to_owned(),
+                path: path.to_owned(),
+                first_seen: first,
+                last_seen: last,
+                count,
+            },
+        );
         true
     }
 
     /// The access not yet written, as rows.
     pub(crate) fn access_rows(&self) -> Vec<AccessRow> {
-        let mut rows = Vec::new();
-        for (route, r) in &self.access {
-            for (identity, by_method) in &r.by_identity {
-                for (method, by_path) in by_method {
-                    for (path, seen) in by_path {
-                        rows.push(AccessRow {
-                            route: route.clone(),
-                            identity: identity.clone(),
-                            method: method.clone(),
-                            path: path.clone(),
-                            first_seen: seen.first,
-                            last_seen: seen.last,
-                            count: seen.count,
-                        });
-                    }
-                }
-            }
-        }
-        rows
+        self.access.rows.values().cloned().collect()
     }
 
-    /// Count one request.
+    /// Count one request (its source, if any, as `u.source` has it).
     pub(crate) fn record(&mut self, u: &Usage<'_>) {
-        let at = Timestamp::of(u.at);
-        let by_route = entry(&mut self.usage, at.date());
-        if let Some(cell) = slot(by_route, u.route)
-            .and_then(|p| slot(p, u.plan.unwrap_or("")))
-            .and_then(|c| slot_with(c, u.credential, || (u.kind, 0)))
-        {
-            cell.0 = u.kind;
-            cell.1 = cell.1.saturating_add(1);
-        }
+        self.record_from(u, u.source.map(SourceRef::Formatted));
+    }
 
+    /// Count one request from `source` (`u.source` is not read).
+    pub(crate) fn record_from(&mut self, u: &Usage<'_>, source: Option<SourceRef<'_>>) {
+        let at = Timestamp::of(u.at);
+        let day = at.date();
+        let plan = u.plan.unwrap_or("");
         let key = u.principal.unwrap_or(u.identity);
-        if let Some(source) = u.source {
-            let group = (u.route, u.plan.unwrap_or(""), u.credential, key);
-            self.sources.record(group, source, at);
-        }
-        let Some(by_key) = slot(&mut self.inventory, u.credential) else {
-            return;
+        let k = self.keys.of(Some(day), &[u.route, plan, u.credential, key]);
+        let hit = self.groups.get_mut(k).map(|g| {
+            if let Some(s) = source {
+                g.sources.add(Some(s), 1, at);
+            }
+            g.linked
+        });
+        let (usage, seen) = match hit {
+            Some(Some(linked)) => linked,
+            // First request of this key in the interval: find or make its usage cell and
+            // sighting once, and remember where they are.
+            hit => {
+                let linked = self.link(u, day, at);
+                let k = self.keys.of(Some(day), &[u.route, plan, u.credential, key]);
+                let g = self.groups.entry(k.into()).or_insert_with(|| Group {
+                    day,
+                    route: u.route.into(),
+                    plan: plan.into(),
+                    credential: u.credential.into(),
+                    key: key.into(),
+                    linked: None,
+                    sources: Cell::default(),
+                });
+                if let (None, Some(s)) = (hit, source) {
+                    g.sources.add(Some(s), 1, at);
+                }
+                g.linked = Some(linked);
+                linked
+            }
         };
-        let cert = u.cert_not_after.map(Timestamp::of);
-        match by_key.get_mut(key) {
-            Some(e) => {
-                e.count = e.count.saturating_add(1);
-                e.first_seen = e.first_seen.min(at);
-                if at >= e.last_seen {
-                    e.last_seen = at;
-                    if e.identity != u.identity {
-                        u.identity.clone_into(&mut e.identity);
-                    }
-                    if cert.is_some() {
-                        e.cert_not_after = cert;
-                    }
+        if let Some(cell) = self.usage.get_mut(usage) {
+            cell.kind = u.kind;
+            cell.count = cell.count.saturating_add(1);
+        }
+        if let Some(e) = self.inventory.get_mut(seen) {
+            e.count = e.count.saturating_add(1);
+            e.first_seen = e.first_seen.min(at);
+            if at >= e.last_seen {
+                e.last_seen = at;
+                if e.identity != u.identity {
+                    u.identity.clone_into(&mut e.identity);
                 }
-                if !e.routes.contains(u.route) {
-                    e.routes.insert(u.route.to_owned());
+                if let Some(cert) = u.cert_not_after.map(Timestamp::of) {
+                    e.cert_not_after = Some(cert);
                 }
-            }
-            None => {
-                by_key.insert(
-                    key.to_owned(),
-                    InventoryEntry {
-                        credential: u.credential.to_owned(),
-                        kind: u.kind,
-                        principal: u.principal.map(str::to_owned),
-                        identity: u.identity.to_owned(),
-                        routes: BTreeSet::from([u.route.to_owned()]),
-                        first_seen: at,
-                        last_seen: at,
-                        count: 1,
-                        cert_not_after: cert,
-                    },
-                );
             }
         }
+    }
+
+    /// The positions of `u`'s usage cell and inventory sighting, made (with nothing counted
+    /// yet) when missing; the sighting lists `u.route` on return.
+    fn link(&mut self, u: &Usage<'_>, day: Date, at: Timestamp) -> (usize, usize) {
+        let plan = u.plan.unwrap_or("");
+        let k = self.keys.of(Some(day), &[u.route, plan, u.credential]);
+        let usage = position(&mut self.usage_at, &mut self.usage, k, || UsageRow {
+            day,
+            route: u.route.to_owned(),
+            plan: (!plan.is_empty()).then(|| plan.to_owned()),
+            credential: u.credential.to_owned(),
+            kind: u.kind,
+            count: 0,
+        });
+        let key = u.principal.unwrap_or(u.identity);
+        let k = self.keys.of(None, &[u.credential, key]);
+        let seen = position(&mut self.inventory_at, &mut self.inventory, k, || {
+            InventoryEntry {
+                credential: u.credential.to_owned(),
+                kind: u.kind,
+                principal: u.principal.map(str::to_owned),
+                identity: u.identity.to_owned(),
+                routes: BTreeSet::new(),
+                first_seen: at,
+                last_seen: at,
+                count: 0,
+                cert_not_after: None,
+            }
+        });
+        if let Some(e) = self.inventory.get_mut(seen) {
+            if !e.routes.contains(u.route) {
+                e.routes.insert(u.route.to_owned());
+            }
+        }
+        (usage, seen)
     }
 
     /// Put back what a failed flush took, so nothing is lost.
     pub(crate) fn merge(&mut self, other: Pending) {
-        self.merge_access(&other);
-        for row in other.sources.rows() {
-            self.sources.add(&row);
+        for row in other.source_rows() {
+            self.add_source_row(&row);
         }
-        for row in other.usage_rows() {
-            let by_route = entry(&mut self.usage, row.day);
-            if let Some(cell) = slot(by_route, &row.route)
-                .and_then(|p| slot(p, row.plan.as_deref().unwrap_or("")))
-                .and_then(|c| slot_with(c, &row.credential, || (row.kind, 0)))
-            {
-                cell.0 = row.kind;
-                cell.1 = cell.1.saturating_add(row.count);
-            }
-        }
-        for e in other.inventory_entries() {
-            let key = e.principal.clone().unwrap_or_else(|| e.identity.clone());
-            let Some(by_key) = slot(&mut self.inventory, &e.credential) else {
-                continue;
-            };
-            match by_key.get_mut(&key) {
-                Some(mine) => merge_entry(mine, e),
-                None => {
-                    by_key.insert(key, e);
-                }
-            }
-        }
-    }
-
-    /// Put back the access of a failed flush (the cap still applies).
-    fn merge_access(&mut self, other: &Pending) {
-        for r in other.access_rows() {
+        for r in other.access.rows.into_values() {
             let _ = self.add_access(
                 &r.route,
                 &r.identity,
@@ -246,33 +274,97 @@ impl Pending {
                 (r.first_seen, r.last_seen, r.count),
             );
         }
+        for row in other.usage {
+            let plan = row.plan.as_deref().unwrap_or("");
+            let k = self
+                .keys
+                .of(Some(row.day), &[&row.route, plan, &row.credential]);
+            let i = position(&mut self.usage_at, &mut self.usage, k, || UsageRow {
+                day: row.day,
+                route: row.route.clone(),
+                plan: (!plan.is_empty()).then(|| plan.to_owned()),
+                credential: row.credential.clone(),
+                kind: row.kind,
+                count: 0,
+            });
+            if let Some(cell) = self.usage.get_mut(i) {
+                cell.kind = row.kind;
+                cell.count = cell.count.saturating_add(row.count);
+            }
+        }
+        for e in other.inventory {
+            let key = e.principal.as_deref().unwrap_or(&e.identity);
+            let k = self.keys.of(None, &[&e.credential, key]);
+            match self
+                .inventory_at
+                .get(k)
+                .and_then(|&i| self.inventory.get_mut(i))
+            {
+                Some(mine) => merge_entry(mine, e),
+                None => {
+                    let k: Box<[u8]> = k.into();
+                    self.inventory_at.insert(k, self.inventory.len());
+                    self.inventory.push(e);
+                }
+            }
+        }
+    }
+
+    /// Count one source row (put back after a failed flush).
+    fn add_source_row(&mut self, row: &SourceRow) {
+        let plan = row.plan.as_deref().unwrap_or("");
+        let k = self.keys.of(
+            Some(row.day),
+            &[&row.route, plan, &row.credential, &row.key],
+        );
+        // A rare path (a failed flush): allocating the key here keeps the code simple.
+        let g = self.groups.entry(k.into()).or_insert_with(|| Group {
+            day: row.day,
+            route: row.route.as_str().into(),
+            plan: plan.into(),
+            credential: row.credential.as_str().into(),
+            key: row.key.as_str().into(),
+            linked: None,
+            sources: Cell::default(),
+        });
+        g.sources.add(
+            row.source.as_ref().map(SourceRef::Formatted),
+            row.count,
+            row.last_seen,
+        );
     }
 
     /// The usage as rows.
     pub(crate) fn usage_rows(&self) -> Vec<UsageRow> {
-        let mut rows = Vec::new();
-        for (day, by_route) in &self.usage {
-            for (route, by_plan) in by_route {
-                for (plan, by_cred) in by_plan {
-                    for (credential, (kind, count)) in by_cred {
-                        rows.push(UsageRow {
-                            day: *day,
-                            route: route.clone(),
-                            plan: (!plan.is_empty()).then(|| plan.clone()),
-                            credential: credential.clone(),
-                            kind: *kind,
-                            count: *count,
-                        });
-                    }
-                }
-            }
-        }
-        rows
+        self.usage.clone()
     }
 
     /// The inventory sightings.
     pub(crate) fn inventory_entries(&self) -> impl Iterator<Item = InventoryEntry> + '_ {
-        self.inventory.values().flat_map(|m| m.values().cloned())
+        self.inventory.iter().cloned()
+    }
+
+    /// The sources not yet written, as rows (per day, route, plan, credential and principal:
+    /// at most [`super::sources::MAX_SOURCES`] sources each, plus one overflow row).
+    pub(crate) fn source_rows(&self) -> Vec<SourceRow> {
+        let mut out = Vec::new();
+        for g in self.groups.values() {
+            out.extend(
+                g.sources
+                    .rows()
+                    .map(|(source, count, last_seen)| SourceRow {
+                        day: g.day,
+                        route: g.route.to_string(),
+                        plan: (!g.plan.is_empty()).then(|| g.plan.to_string()),
+                        credential: g.credential.to_string(),
+                        key: g.key.to_string(),
+                        source,
+                        count,
+                        last_seen,
+                    }),
+            );
+        }
+        out
     }
 }
 
@@ -291,3 +383,6 @@ pub(crate) fn merge_entry(a: &mut InventoryEntry, b: InventoryEntry) {
     }
     a.routes.extend(b.routes);
 }
+
+#[cfg(test)]
+mod tests;

@@ -37,6 +37,7 @@
 //! needs a single Redis (or a primary with replicas), not Redis Cluster.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -49,7 +50,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::pending::Pending;
 use super::replay::{ReplayGuard, StoreError};
 use super::revocations::RevocationSet;
-use super::sources::{merge_rows, MAX_SOURCES};
+use super::sources::{merge_rows, SourceRef, MAX_SOURCES};
 use super::{
     kind_from_str, Access, AccessRow, InventoryEntry, Revocation, Source, SourceRow, StateError,
     StateStore, Target, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY, MAX_ACCESS_ROWS_PER_ROUTE,
@@ -1202,7 +1203,7 @@ fn chunks(p: &Pending, retention_days: i64) -> Vec<Chunk> {
     let rows = p.usage_rows();
     let entries: Vec<InventoryEntry> = p.inventory_entries().collect();
     let access = p.access_rows();
-    let sources = p.sources.rows();
+    let sources = p.source_rows();
     let records = rows
         .iter()
         .map(Record::Usage)
@@ -1252,6 +1253,12 @@ impl StateStore for RedisStore {
     fn record(&self, usage: &Usage<'_>) {
         if let Ok(mut g) = self.inner.pending.lock() {
             g.record(usage);
+        }
+    }
+
+    fn record_from(&self, usage: &Usage<'_>, ip: IpAddr, user_agent: Option<&[u8]>) {
+        if let Ok(mut g) = self.inner.pending.lock() {
+            g.record_from(usage, Some(SourceRef::Raw { ip, user_agent }));
         }
     }
 

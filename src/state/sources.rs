@@ -13,7 +13,6 @@
 //! (`source: None`). So request counts stay exact whatever the traffic, memory and storage stay
 //! bounded, and a count at the cap reads as "at least".
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -62,6 +61,52 @@ pub fn clean_agent(raw: &[u8]) -> String {
         .collect()
 }
 
+/// A source as it reaches [`Cell::add`]: either as a request has it (the address unformatted,
+/// the header's raw bytes), formatted into a [`Source`] only when a new source is kept or the
+/// rows are written, or an already formatted [`Source`] (a row put back after a failed flush).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SourceRef<'a> {
+    Raw {
+        ip: IpAddr,
+        user_agent: Option<&'a [u8]>,
+    },
+    Formatted(&'a Source),
+}
+
+/// A kept source's address: the address itself when the source came from a request (or its
+/// text is exactly an address's canonical spelling), else the text as given, so a source counts
+/// as the same source exactly when its [`Source::ip`] text is the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Addr {
+    Ip(IpAddr),
+    Text(Box<str>),
+}
+
+impl Addr {
+    fn of(text: &str) -> Addr {
+        match text.parse::<IpAddr>() {
+            Ok(ip) if ip.to_string() == text => Addr::Ip(ip),
+            _ => Addr::Text(text.into()),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Addr::Ip(ip) => ip.to_string(),
+            Addr::Text(t) => t.to_string(),
+        }
+    }
+}
+
+/// One kept source of a [`Cell`] and its requests.
+#[derive(Debug)]
+struct Kept {
+    addr: Addr,
+    agent: Box<str>,
+    count: u64,
+    last: Timestamp,
+}
+
 /// Requests of one principal from one source (or, `source: None`, from sources beyond the cap)
 /// on one day, route and plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,129 +123,91 @@ pub struct SourceRow {
     pub last_seen: Timestamp,
 }
 
-/// The sources of one group not yet written.
+/// The sources of one group not yet written: at most [`MAX_SOURCES`], in the order first seen,
+/// found by a scan (cheaper than hashing for so few, and no caller can make it slower), the
+/// address compared as an address, never formatted on the request path.
 #[derive(Debug, Default)]
 pub(crate) struct Cell {
-    pub(crate) by_source: HashMap<Source, (u64, Timestamp)>,
+    kept: Vec<Kept>,
     /// Requests from sources beyond the cap.
-    pub(crate) overflow: Option<(u64, Timestamp)>,
+    overflow: Option<(u64, Timestamp)>,
 }
 
 impl Cell {
-    /// Count `count` requests from `source`, last at `last`. Allocates only for a new source.
-    pub(crate) fn add(&mut self, source: Option<&Source>, count: u64, last: Timestamp) {
-        let room = self.by_source.len() < MAX_SOURCES;
-        let slot = match source {
-            Some(s) if self.by_source.contains_key(s) => self.by_source.get_mut(s),
-            Some(s) if room => Some(self.by_source.entry(s.clone()).or_insert((0, last))),
-            _ => None,
-        };
-        let slot = match slot {
-            Some(v) => v,
-            None => self.overflow.get_or_insert((0, last)),
-        };
-        slot.0 = slot.0.saturating_add(count);
-        slot.1 = slot.1.max(last);
-    }
-}
-
-/// route → plan ("" for none) → credential → key → cell.
-type ByRoute = HashMap<String, HashMap<String, HashMap<String, HashMap<String, Cell>>>>;
-
-/// Pending sources, by day and group. Looked up by borrowed `&str`, so a steady stream of
-/// requests allocates only for the source itself ([`Source::of`]).
-#[derive(Debug, Default)]
-pub(crate) struct PendingSources {
-    cells: HashMap<Date, ByRoute>,
-}
-
-/// The value for `k`, inserting a default (allocating the key) only when missing.
-fn slot<'m, V: Default>(m: &'m mut HashMap<String, V>, k: &str) -> Option<&'m mut V> {
-    if !m.contains_key(k) {
-        m.insert(k.to_owned(), V::default());
-    }
-    m.get_mut(k)
-}
-
-impl PendingSources {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
-
-    /// Count one request of `(route, plan or "", credential, key)` from `source` at `at`.
-    pub(crate) fn record(
-        &mut self,
-        group: (&str, &str, &str, &str),
-        source: &Source,
-        at: Timestamp,
-    ) {
-        self.add_to(group, at.date(), Some(source), 1, at);
-    }
-
-    fn add_to(
-        &mut self,
-        (route, plan, credential, key): (&str, &str, &str, &str),
-        day: Date,
-        source: Option<&Source>,
-        count: u64,
-        last: Timestamp,
-    ) {
-        let cell = slot(self.cells.entry(day).or_default(), route)
-            .and_then(|m| slot(m, plan))
-            .and_then(|m| slot(m, credential))
-            .and_then(|m| slot(m, key));
-        if let Some(cell) = cell {
-            cell.add(source, count, last);
-        }
-    }
-
-    /// Count one row (put back after a failed flush).
-    pub(crate) fn add(&mut self, row: &SourceRow) {
-        self.add_to(
-            (
-                &row.route,
-                row.plan.as_deref().unwrap_or_default(),
-                &row.credential,
-                &row.key,
-            ),
-            row.day,
-            row.source.as_ref(),
-            row.count,
-            row.last_seen,
-        );
-    }
-
-    /// Everything pending, as rows.
-    pub(crate) fn rows(&self) -> Vec<SourceRow> {
-        let mut out = Vec::new();
-        for (day, by_route) in &self.cells {
-            for (route, by_plan) in by_route {
-                for (plan, by_cred) in by_plan {
-                    for (credential, by_key) in by_cred {
-                        for (key, cell) in by_key {
-                            let row =
-                                |source: Option<Source>, (count, last_seen): (u64, Timestamp)| {
-                                    SourceRow {
-                                        day: *day,
-                                        route: route.clone(),
-                                        plan: (!plan.is_empty()).then(|| plan.clone()),
-                                        credential: credential.clone(),
-                                        key: key.clone(),
-                                        source,
-                                        count,
-                                        last_seen,
-                                    }
-                                };
-                            out.extend(
-                                cell.by_source.iter().map(|(s, v)| row(Some(s.clone()), *v)),
-                            );
-                            out.extend(cell.overflow.map(|v| row(None, v)));
-                        }
-                    }
-                }
+    /// Count `count` requests from `source` (`None`: from beyond the cap), last at `last`.
+    /// Allocates only for a new source, or for an agent not stored as sent.
+    pub(crate) fn add(&mut self, source: Option<SourceRef<'_>>, count: u64, last: Timestamp) {
+        let kept = source
+            .and_then(|s| self.find_or_keep(s, last))
+            .and_then(|i| self.kept.get_mut(i));
+        let (n, at) = match kept {
+            Some(k) => (&mut k.count, &mut k.last),
+            None => {
+                let o = self.overflow.get_or_insert((0, last));
+                (&mut o.0, &mut o.1)
             }
+        };
+        *n = n.saturating_add(count);
+        *at = (*at).max(last);
+    }
+
+    /// The position of `source` among the kept sources, kept now if new and there is room.
+    fn find_or_keep(&mut self, source: SourceRef<'_>, last: Timestamp) -> Option<usize> {
+        let (addr, agent) = match source {
+            SourceRef::Raw { ip, user_agent } => {
+                let addr = Addr::Ip(ip.to_canonical());
+                let raw = user_agent.unwrap_or_default();
+                // The agent as sent first: what nearly every request finds, with no allocation
+                // (stored agents are clean, and cleaning a clean agent changes nothing). Then
+                // cleaned, once: bounded work whatever a caller sends.
+                if let Some(i) = self.position(&addr, raw) {
+                    return Some(i);
+                }
+                let cleaned = clean_agent(raw);
+                if let Some(i) = self.position(&addr, cleaned.as_bytes()) {
+                    return Some(i);
+                }
+                (addr, cleaned)
+            }
+            SourceRef::Formatted(f) => {
+                let addr = Addr::of(&f.ip);
+                if let Some(i) = self.position(&addr, f.user_agent.as_bytes()) {
+                    return Some(i);
+                }
+                (addr, f.user_agent.clone())
+            }
+        };
+        if self.kept.len() >= MAX_SOURCES {
+            return None;
         }
-        out
+        self.kept.push(Kept {
+            addr,
+            agent: agent.into(),
+            count: 0,
+            last,
+        });
+        Some(self.kept.len().saturating_sub(1))
+    }
+
+    fn position(&self, addr: &Addr, agent: &[u8]) -> Option<usize> {
+        self.kept
+            .iter()
+            .position(|k| k.addr == *addr && k.agent.as_bytes() == agent)
+    }
+
+    /// The kept sources (formatted now) and the overflow (`None`), with their count and last
+    /// request.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (Option<Source>, u64, Timestamp)> + '_ {
+        self.kept
+            .iter()
+            .map(|k| {
+                let source = Source {
+                    ip: k.addr.text(),
+                    user_agent: k.agent.to_string(),
+                };
+                (Some(source), k.count, k.last)
+            })
+            .chain(self.overflow.map(|(n, at)| (None, n, at)))
     }
 }
 

@@ -55,5 +55,6 @@ mod tls_reload;
 mod traces;
 mod untraced;
 mod upstream_pool;
+mod usage_sources;
 mod workload_api;
 mod workload_api_support;
