@@ -221,11 +221,11 @@ fn needs_escape(b: u8) -> bool {
 }
 
 /// `s` escaped as inside a JSON string. Runs that need no escaping (almost always the whole
-/// string) are copied at once.
+/// string) are found eight bytes at a time and copied at once.
 fn escaped(out: &mut Vec<u8>, s: &str) {
     let mut rest = s.as_bytes();
-    while let Some(at) = rest.iter().position(|&b| needs_escape(b)) {
-        let (run, tail) = rest.split_at(at);
+    loop {
+        let (run, tail) = rest.split_at(clean_prefix(rest));
         out.extend_from_slice(run);
         let Some((&b, tail)) = tail.split_first() else {
             return;
@@ -246,7 +246,34 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
         }
         rest = tail;
     }
-    out.extend_from_slice(rest);
+}
+
+/// How many leading bytes of `bytes` need no escaping. Eight at a time with the classic
+/// "has a byte less than n" word tests (exact for whether the word has one, which is all that
+/// is asked: the byte itself is then found one at a time); bytes of 0x80 and above (UTF-8) never
+/// match.
+fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    // Some byte of `w` is zero: its high bit is set in the result (others may be, by borrow,
+    // only when one is).
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w;
+    let mut clean = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_ne_bytes(word);
+        let control = w.wrapping_sub(ONES * 0x20) & !w;
+        let quote = zero(w ^ (ONES * u64::from(b'"')));
+        let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+        if (control | quote | backslash) & HIGH != 0 {
+            break;
+        }
+        clean += 8;
+    }
+    let tail = bytes.get(clean..).unwrap_or_default();
+    clean + tail.iter().position(|&b| needs_escape(b)).unwrap_or(tail.len())
 }
 
 #[cfg(test)]

@@ -443,3 +443,22 @@ fn out_of_range_times_are_clamped() {
     let line = rendered(&mut renderer, &r);
     assert!(line.starts_with(br#"{"ts":"9999-12-31T23:59:59.999Z","#));
 }
+
+/// The word-at-a-time scan finds the first byte to escape at every position of a chunk, next
+/// to every other byte value (UTF-8 lead and continuation bytes must not look like one).
+#[test]
+fn clean_prefix_finds_every_byte_to_escape() {
+    for filler in 0u8..=255 {
+        if super::needs_escape(filler) {
+            continue;
+        }
+        for special in (0u8..0x20).chain([b'"', b'\\']) {
+            for at in 0..20 {
+                let mut v = vec![filler; 24];
+                v[at] = special;
+                assert_eq!(super::clean_prefix(&v), at, "filler {filler:#x} special {special:#x}");
+            }
+        }
+        assert_eq!(super::clean_prefix(&[filler; 19]), 19);
+    }
+}
