@@ -273,7 +273,11 @@ fn clean_prefix(bytes: &[u8]) -> usize {
         clean += 8;
     }
     let tail = bytes.get(clean..).unwrap_or_default();
-    clean + tail.iter().position(|&b| needs_escape(b)).unwrap_or(tail.len())
+    clean
+        + tail
+            .iter()
+            .position(|&b| needs_escape(b))
+            .unwrap_or(tail.len())
 }
 
 #[cfg(test)]

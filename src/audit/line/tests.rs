@@ -150,11 +150,11 @@ fn times() -> Vec<SystemTime> {
         59,
         86_399,
         86_400,
-        951_782_400,    // 2000-02-29
-        946_684_799,    // 1999-12-31T23:59:59
-        4_107_542_400,  // 2100-03-01
-        1_798_761_599,  // 2026-12-31T23:59:59
-        1_796_558_400,  // 2026-12-06
+        951_782_400,     // 2000-02-29
+        946_684_799,     // 1999-12-31T23:59:59
+        4_107_542_400,   // 2100-03-01
+        1_798_761_599,   // 2026-12-31T23:59:59
+        1_796_558_400,   // 2026-12-06
         253_402_300_799, // 9999-12-31T23:59:59
     ]
     .iter()
@@ -203,7 +203,9 @@ fn sources() -> Vec<SocketAddr> {
             7,
         )),
         SocketAddr::from((
-            Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff),
+            Ipv6Addr::new(
+                0x2001, 0xdb8, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+            ),
             1234,
         )),
     ]
@@ -233,15 +235,11 @@ fn latencies() -> Vec<f64> {
 }
 
 fn request_ids() -> Vec<http::HeaderValue> {
-    let mut v: Vec<http::HeaderValue> = [
-        "0b6f7c8e-6a0d-4a8f-9b1e-3d2c1b0a9f8e",
-        "",
-        "a\tb",
-        "\"q\\",
-    ]
-    .iter()
-    .map(|s| http::HeaderValue::from_str(s).expect("header value"))
-    .collect();
+    let mut v: Vec<http::HeaderValue> =
+        ["0b6f7c8e-6a0d-4a8f-9b1e-3d2c1b0a9f8e", "", "a\tb", "\"q\\"]
+            .iter()
+            .map(|s| http::HeaderValue::from_str(s).expect("header value"))
+            .collect();
     // obs-text: not `to_str`-able, written as `-`.
     v.push(http::HeaderValue::from_bytes(b"caf\xc3\xa9\xff").expect("header value"));
     v
@@ -294,7 +292,9 @@ fn lines_are_byte_identical_to_the_serde_rendering() {
         Decision::ShadowDeny,
         Decision::Observe,
     ];
-    let statuses = [0u16, 7, 10, 99, 100, 200, 404, 503, 999, 1000, 9_999, 10_000, 65_535];
+    let statuses = [
+        0u16, 7, 10, 99, 100, 200, 404, 503, 999, 1000, 9_999, 10_000, 65_535,
+    ];
     let (times, targets, sources, latencies, ids, methods) = (
         times(),
         targets(),
@@ -419,8 +419,8 @@ fn date_time_prefix_matches_humantime_across_the_calendar() {
         253_402_300_799, // 9999-12-31T23:59:59
     ]);
     for s in secs {
-        let expected = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s))
-            .to_string();
+        let expected =
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string();
         let ours = date_time(s);
         assert_eq!(
             std::str::from_utf8(&ours).expect("ASCII"),
@@ -456,7 +456,11 @@ fn clean_prefix_finds_every_byte_to_escape() {
             for at in 0..20 {
                 let mut v = vec![filler; 24];
                 v[at] = special;
-                assert_eq!(super::clean_prefix(&v), at, "filler {filler:#x} special {special:#x}");
+                assert_eq!(
+                    super::clean_prefix(&v),
+                    at,
+                    "filler {filler:#x} special {special:#x}"
+                );
             }
         }
         assert_eq!(super::clean_prefix(&[filler; 19]), 19);
