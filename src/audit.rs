@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
+mod line;
+
 /// Where audit lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditSink {
@@ -58,18 +60,15 @@ impl Decision {
 }
 
 /// One audit line. Never holds a password, key, token or signature. The request side fills it
-/// with what it already has (shared, not copied); the writer thread renders it.
-#[derive(Debug, Clone, Serialize)]
+/// with what it already has (shared, not copied); the writer thread renders it ([`line`]: the
+/// fields in this order, as JSON; `target` as `path`, its query values redacted).
+#[derive(Debug, Clone)]
 pub struct Record {
-    #[serde(serialize_with = "rfc3339")]
     pub ts: SystemTime,
-    #[serde(serialize_with = "header_text")]
     pub request_id: http::HeaderValue,
     pub route: Option<Arc<str>>,
-    #[serde(serialize_with = "method_text")]
     pub method: http::Method,
     /// The request target; written as its path with every query value redacted.
-    #[serde(rename = "path", serialize_with = "redacted_target")]
     pub target: http::Uri,
     pub source: SocketAddr,
     pub decision: Decision,
@@ -91,46 +90,34 @@ pub struct Record {
     pub mode: &'static str,
 }
 
-fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_millis(*t))
-}
-
-fn header_text<S: serde::Serializer>(v: &http::HeaderValue, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(v.to_str().unwrap_or("-"))
-}
-
-fn method_text<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(m.as_str())
-}
-
-fn redacted_target<S: serde::Serializer>(u: &http::Uri, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redact_query(u.path(), u.query()))
-}
-
 /// `path?query` with each query value replaced by `REDACTED` (names kept: they are useful and
 /// not secret; values, and bare items without `=`, may be API keys from legacy clients).
 pub fn redact_query(path: &str, query: Option<&str>) -> String {
-    let Some(q) = query else {
-        return path.to_string();
-    };
-    let mut out = String::with_capacity(path.len() + q.len() + 1);
-    out.push_str(path);
-    out.push('?');
+    let mut out = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    redacted_pieces(path, query, |piece| out.push_str(piece));
+    out
+}
+
+/// [`redact_query`] as the pieces of its result, in order: the audit writer escapes them
+/// straight into the line instead of building the string first.
+fn redacted_pieces<'a>(path: &'a str, query: Option<&'a str>, mut put: impl FnMut(&'a str)) {
+    put(path);
+    let Some(q) = query else { return };
+    put("?");
     for (i, pair) in q.split('&').enumerate() {
         if i > 0 {
-            out.push('&');
+            put("&");
         }
         match pair.split_once('=') {
             Some((name, _)) => {
-                out.push_str(name);
-                out.push_str("=REDACTED");
+                put(name);
+                put("=REDACTED");
             }
             // A bare value (`?s3cr3t`) could be a key from an old client: redact it too.
             None if pair.is_empty() => {}
-            None => out.push_str("REDACTED"),
+            None => put("REDACTED"),
         }
     }
-    out
 }
 
 /// The sending side, cloned into every request.
@@ -324,6 +311,7 @@ fn writer(
 ) {
     use tokio::sync::mpsc::error::TryRecvError;
     let mut line = Vec::with_capacity(512);
+    let mut renderer = line::Renderer::new();
     let busy = rx.max_capacity() / 2;
     loop {
         // Between two lines: everything before went to the old file, everything after goes
@@ -338,11 +326,10 @@ fn writer(
             match rx.try_recv() {
                 Ok(r) => {
                     line.clear();
-                    if serde_json::to_writer(&mut line, &r).is_ok() {
-                        line.push(b'\n');
-                        if let Err(e) = out.write_line(&line) {
-                            tracing::error!(error = %e, "audit sink write failed");
-                        }
+                    renderer.render(&r, &mut line);
+                    line.push(b'\n');
+                    if let Err(e) = out.write_line(&line) {
+                        tracing::error!(error = %e, "audit sink write failed");
                     }
                     written += 1;
                 }
