@@ -18,15 +18,6 @@ fn sample(text: &str, name: &str, labels: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
-async fn metrics(gw: &portcullis::server::Running) -> String {
-    reqwest::get(format!("http://{}/metrics", gw.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn wrong_credentials_are_counted_by_the_credential_that_refused_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,7 +50,7 @@ async fn wrong_credentials_are_counted_by_the_credential_that_refused_them() {
     let partner = r#"credential="partner-keys",reason="invalid-credential""#;
     let old = r#"credential="old-keys",reason="invalid-credential""#;
     // Declared and empty before anything failed.
-    let text = metrics(&gw).await;
+    let text = scrape(&gw).await;
     assert!(text.contains(&format!("# TYPE {name} counter")), "{text}");
     assert_eq!(sample(&text, name, partner), 0.0);
 
@@ -101,7 +92,7 @@ async fn wrong_credentials_are_counted_by_the_credential_that_refused_them() {
         401
     );
 
-    let text = metrics(&gw).await;
+    let text = scrape(&gw).await;
     assert_eq!(sample(&text, name, partner), 2.0, "{text}");
     assert_eq!(sample(&text, name, old), 1.0, "{text}");
     let all: usize = text

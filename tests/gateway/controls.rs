@@ -224,15 +224,6 @@ async fn eventually(c: &Client, path: &str, key: &str, want: u16) -> u16 {
     status
 }
 
-async fn metrics(gw: &portcullis::server::Running) -> String {
-    reqwest::get(format!("http://{}/metrics", gw.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_exact_under_a_fake_clock_and_says_so_in_headers() {
     let pki = Pki::new();
@@ -270,7 +261,7 @@ async fn rate_limit_is_exact_under_a_fake_clock_and_says_so_in_headers() {
     assert_eq!(c.get("/rated/x", ACME).await.status(), 200);
     assert_eq!(c.get("/rated/x", ACME).await.status(), 429);
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert!(
         m.contains("portcullis_rate_limited_total{route=\"rated\"} 3"),
         "{m}"
@@ -443,7 +434,7 @@ async fn shadow_policy_denials_are_audited_but_not_enforced() {
     assert_eq!(g["decision"], "shadow-deny");
     assert_eq!(g["status"], 200);
     assert_eq!(g["upstream_status"], 200);
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert!(
         m.contains("portcullis_requests_total{route=\"shadowed\",decision=\"shadow-deny\",kind=\"api-key\",code=\"2xx\"} 1"),
         "{m}"
@@ -478,7 +469,7 @@ async fn policy_files_are_reloaded_and_a_bad_edit_keeps_the_old_policy() {
     .unwrap();
     let mut errors = false;
     for _ in 0..100 {
-        if metrics(&gw)
+        if scrape(&gw)
             .await
             .contains("portcullis_config_reloads_total{result=\"error\"} 1")
         {

@@ -249,12 +249,7 @@ async fn gateway_after_traffic() -> (tempfile::TempDir, Upstream, portcullis::se
 #[tokio::test]
 async fn every_metric_a_running_gateway_exports_is_in_docs_metrics_md() {
     let (_dir, _up, gw) = gateway_after_traffic().await;
-    let text = reqwest::get(format!("http://{}/metrics", gw.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&gw).await;
     let exported = families(&text);
     for expected in [
         "portcullis_requests_total",

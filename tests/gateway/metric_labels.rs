@@ -11,15 +11,6 @@ const ACME: &str = "pcs_labels_acme_7f3b9d2e4c1a6b8d0e5f";
 const ACME_ID: &str = "spiffe://corp.example/partner/acme";
 const PLAIN: &str = "dangerous_allow_plaintext_credentials = true";
 
-async fn scrape(gw: &portcullis::server::Running) -> String {
-    reqwest::get(format!("http://{}/metrics", gw.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// `(labels, value)` of each sample of `family` (exactly that name, no suffix).
 fn samples<'a>(text: &'a str, family: &str) -> Vec<(&'a str, f64)> {
     let prefix = format!("{family}{{");

@@ -53,12 +53,7 @@ async fn every_metric_in_docs_metrics_md_is_exported_by_a_running_gateway() {
         &base_config(dir, "", &pki.tls_section(), &route("r", "/", &up.url(), "")),
     )
     .await;
-    let text = reqwest::get(format!("http://{}/metrics", gw.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&gw).await;
     gw.stop().await;
     let exported = families(&text);
     // The reference, and the overview table in the observability guide.

@@ -647,3 +647,13 @@ pub mod logs {
         text.contains(s)
     }
 }
+
+/// The admin listener's `/metrics` text.
+pub async fn scrape(gw: &portcullis::server::Running) -> String {
+    reqwest::get(format!("http://{}/metrics", gw.admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -6,15 +6,6 @@ use std::time::Duration;
 
 use crate::support::*;
 
-pub async fn scrape(gw: &portcullis::server::Running) -> String {
-    reqwest::get(format!("http://{}/metrics", gw.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of one exposition line (`name{labels}` exactly as rendered), if present.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

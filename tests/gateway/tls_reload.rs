@@ -95,12 +95,7 @@ async fn certificate_is_reloaded_without_dropping_open_connections() {
     let (leaf, mut c) = connect(&pki, gw.data_addr).await;
     assert_eq!(leaf, second_der);
     assert_eq!(get(&mut c, "/api/3").await, 200);
-    let metrics = reqwest::get(format!("http://{}/metrics", gw.admin_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&gw).await;
     assert!(
         metrics.contains("portcullis_config_reloads_total{result=\"ok\"} 1"),
         "{metrics}"

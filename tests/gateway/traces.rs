@@ -12,7 +12,7 @@ use base64::Engine as _;
 mod otlp;
 
 use crate::support::*;
-use crate::telemetry::{sample, scrape, serve_json};
+use crate::telemetry::{sample, serve_json};
 use otlp::{Receiver, Span};
 
 const TP_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
