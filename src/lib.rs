@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod migration;
 pub mod path_template;
 pub mod pipeline;
+pub mod prehash;
 pub mod problem;
 pub mod proxy;
 pub mod reload;

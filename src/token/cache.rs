@@ -12,8 +12,7 @@
 //! never handed out again.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
@@ -22,6 +21,7 @@ use super::mint::{Issuer, IssuerError, Legacy, LineageRef, MintRequest, Minted};
 use crate::identity::profile::Profile;
 use crate::identity::Kind;
 use crate::metrics::Metrics;
+use crate::prehash::PreHashedMap;
 
 /// Default bound on cached tokens.
 pub const DEFAULT_CAPACITY: usize = 50_000;
@@ -36,24 +36,6 @@ const MAX_SHARDS: usize = 64;
 /// How long before `exp` a token of this lifetime stops being handed out.
 pub fn refresh_before(ttl: Duration) -> Duration {
     ttl.mul_f64(REFRESH_SHARE).max(REFRESH_MIN)
-}
-
-/// The map key is already a SipHash output: pass it through.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// Owned copy of a [`MintRequest`], compared in full on every hit.
@@ -140,7 +122,7 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Shard {
-    map: HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>,
+    map: PreHashedMap<Vec<Entry>>,
     len: usize,
 }
 

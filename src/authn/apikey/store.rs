@@ -33,6 +33,7 @@ use subtle::ConstantTimeEq;
 
 use crate::diag::{Collector, Invalid, Problem};
 use crate::identity::SpiffeId;
+use crate::prehash::PreHashedMap;
 use crate::reload::{stamp, Stamp};
 use crate::time::Date;
 
@@ -95,7 +96,7 @@ pub fn hash_key(key: &[u8]) -> [u8; 32] {
 pub struct Keys {
     entries: Vec<KeyEntry>,
     /// First 8 bytes of the hash → indices into `entries` (see the module docs).
-    index: HashMap<u64, Vec<usize>>,
+    index: PreHashedMap<Vec<usize>>,
 }
 
 fn prefix(h: &[u8; 32]) -> u64 {
@@ -106,7 +107,8 @@ fn prefix(h: &[u8; 32]) -> u64 {
 impl Keys {
     /// Index checked entries (ids and hashes already known to be unique).
     fn new(entries: Vec<KeyEntry>) -> Keys {
-        let mut index: HashMap<u64, Vec<usize>> = HashMap::with_capacity(entries.len());
+        let mut index: PreHashedMap<Vec<usize>> =
+            PreHashedMap::with_capacity_and_hasher(entries.len(), Default::default());
         for (i, e) in entries.iter().enumerate() {
             index.entry(prefix(&e.sha256)).or_default().push(i);
         }

@@ -6,9 +6,10 @@
 //! emptied and refilled by the traffic that follows, which keeps the steady state (a few thousand
 //! active callers) fast without any way to grow memory.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::RwLock;
+
+use crate::prehash::PreHashedMap;
 
 /// Entries kept per cache before it is emptied.
 const CAPACITY: usize = 4096;
@@ -19,14 +20,14 @@ const CAPACITY: usize = 4096;
 #[derive(Debug)]
 pub(super) struct Memo<S, V> {
     hasher: RandomState,
-    map: RwLock<HashMap<u64, (S, V)>>,
+    map: RwLock<PreHashedMap<(S, V)>>,
 }
 
 impl<S, V: Clone> Memo<S, V> {
     pub(super) fn new() -> Self {
         Memo {
             hasher: RandomState::new(),
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(PreHashedMap::default()),
         }
     }
 
