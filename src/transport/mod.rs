@@ -22,7 +22,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::body::ProxyBody;
+use crate::body::{CallerBody, ProxyBody};
 use crate::conn::{ConnInfo, TlsInfo};
 use crate::metrics::Metrics;
 use settings::Listen;
@@ -38,7 +38,7 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
         conn: &ConnInfo,
-        req: hyper::Request<Incoming>,
+        req: hyper::Request<CallerBody>,
     ) -> impl std::future::Future<Output = hyper::Response<ProxyBody>> + Send;
 }
 
@@ -233,7 +233,7 @@ async fn drive_http1<I, H: Handler>(
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let gateway = gateway.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(&info, req).await) }
+        async move { Ok::<_, Infallible>(gateway.handle(&info, req.map(CallerBody::Hyper)).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -280,7 +280,7 @@ async fn drive_http2<I, H: Handler>(
         let act = act.clone();
         async move {
             act.in_flight.fetch_add(1, Ordering::Relaxed);
-            let resp = gateway.handle(&info, req).await;
+            let resp = gateway.handle(&info, req.map(CallerBody::Hyper)).await;
             act.in_flight.fetch_sub(1, Ordering::Relaxed);
             act.last_millis.store(
                 u64::try_from(born.elapsed().as_millis()).unwrap_or(u64::MAX),
