@@ -4,6 +4,7 @@
 
 pub mod acceptor;
 pub mod framing;
+mod h1;
 pub mod settings;
 pub mod tls;
 pub mod workers;
@@ -161,7 +162,7 @@ async fn serve_connection<H: Handler>(
         None => {
             let info = Arc::new(ConnInfo::new(peer, local, None, flag.clone()));
             let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
-            drive_http1(TokioIo::new(guarded), info, settings, gateway, shutdown).await;
+            http1(guarded, info, settings, gateway, shutdown).await;
         }
         Some(acceptor) => {
             let accepted =
@@ -200,9 +201,27 @@ async fn serve_connection<H: Handler>(
                 drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
             } else {
                 let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
-                drive_http1(TokioIo::new(guarded), info, settings, gateway, shutdown).await;
+                http1(guarded, info, settings, gateway, shutdown).await;
             }
         }
+    }
+}
+
+/// HTTP/1.1 on the engine `[listen] http1_engine` names.
+async fn http1<S, H: Handler>(
+    io: S,
+    info: Arc<ConnInfo>,
+    settings: &Listen,
+    gateway: Arc<H>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match settings.http1_engine {
+        settings::Http1Engine::Hyper => {
+            drive_http1(TokioIo::new(io), info, settings, gateway, shutdown).await;
+        }
+        settings::Http1Engine::Native => h1::serve(io, info, settings, gateway, shutdown).await,
     }
 }
 
