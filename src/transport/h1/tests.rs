@@ -1,1 +1,338 @@
+//! The parser and the chunked decoder with their hostile twins, and the driver over an in-memory
+//! stream with a handler that echoes what it was given.
 
+use bytes::BytesMut;
+use http::{Method, StatusCode, Version};
+
+use super::chunked::{Chunked, Step, MAX_LINE, MAX_TRAILERS};
+use super::parse::{parse, Framing, Head, Limits, Scan};
+use crate::problem::Refusal;
+
+const LIMITS: Limits = Limits {
+    max_bytes: 16 * 1024,
+    max_fields: 100,
+};
+
+fn one(raw: &[u8]) -> Result<Option<Head>, Refusal> {
+    let mut buf = BytesMut::from(raw);
+    parse(&mut buf, &mut Scan::default(), LIMITS)
+}
+
+fn status(raw: &[u8]) -> u16 {
+    match one(raw) {
+        Ok(Some(_)) => 200,
+        Ok(None) => 0,
+        Err(r) => {
+            assert!(
+                r.close,
+                "{}: a refused head must close",
+                String::from_utf8_lossy(raw)
+            );
+            r.code.status().as_u16()
+        }
+    }
+}
+
+#[test]
+fn a_plain_head_becomes_http_types() {
+    let h = one(b"GET /a/b?c=d HTTP/1.1\r\nHost: a.example\r\nX-Many: 1\r\nx-many: 2\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.method, Method::GET);
+    assert_eq!(h.uri.path(), "/a/b");
+    assert_eq!(h.uri.query(), Some("c=d"));
+    assert_eq!(h.version, Version::HTTP_11);
+    assert_eq!(h.headers.get_all("x-many").iter().count(), 2);
+    assert_eq!(h.framing, Framing::None);
+    assert!(h.keep_alive);
+    assert!(!h.expect_continue);
+}
+
+#[test]
+fn framing_rules_refuse_every_spelling_of_an_ambiguity() {
+    let cases: &[&[u8]] = &[
+        // CL + TE, both orders, any case.
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: CHUNKED\r\ncontent-length: 5\r\n\r\n",
+        // Repeated or ill-formed Content-Length.
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        // Any Transfer-Encoding but one final `chunked`.
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n",
+        // Transfer-Encoding in HTTP/1.0.
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        // obs-fold, hiding a Transfer-Encoding or not.
+        b"POST / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n Transfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\tc\r\n\r\n",
+        // Whitespace before the colon.
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
+        // Bare LF / CR anywhere in the head.
+        b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+        b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\n\n",
+        // Host missing or repeated in 1.1; repeated in 1.0.
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+        // Not HTTP/1.x, or no request line at all.
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        b"GET /\r\nHost: a\r\n\r\n",
+        b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"G\x01T / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Bad: a\x00b\r\n\r\n",
+    ];
+    for raw in cases {
+        assert_eq!(status(raw), 400, "{}", String::from_utf8_lossy(raw));
+    }
+}
+
+#[test]
+fn accepted_framings_are_read_as_written() {
+    let h = one(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.framing, Framing::Length(17));
+    let h = one(b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding:  Chunked \r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.framing, Framing::Chunked);
+    let h = one(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.framing, Framing::None);
+    // 1.0: no Host needed; keep-alive only when asked.
+    let h = one(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+    assert!(!h.keep_alive);
+    let h = one(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(h.keep_alive);
+    let h = one(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, close\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(!h.keep_alive);
+    // 100-continue: 1.1 only.
+    let h = one(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(h.expect_continue);
+    let h = one(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(!h.expect_continue);
+    // Leading blank lines between requests.
+    let h = one(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.method, Method::GET);
+}
+
+#[test]
+fn a_head_split_at_every_byte_parses_the_same() {
+    let raw: &[u8] =
+        b"\r\nPOST /p?q HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabcGET";
+    for cut in 0..raw.len() {
+        let mut buf = BytesMut::new();
+        let mut scan = Scan::default();
+        let mut got = None;
+        for piece in [&raw[..cut], &raw[cut..]] {
+            buf.extend_from_slice(piece);
+            if let Some(h) = parse(&mut buf, &mut scan, LIMITS).unwrap() {
+                got = Some(h);
+                break;
+            }
+        }
+        let h = got.unwrap_or_else(|| panic!("cut at {cut}"));
+        assert_eq!(h.framing, Framing::Length(3), "cut at {cut}");
+        assert_eq!(h.uri, "/p?q", "cut at {cut}");
+        // Whatever followed the head stays in the buffer for the body and the next request.
+        assert!(
+            b"abcGET".starts_with(&buf[..buf.len().min(6)]),
+            "cut at {cut}"
+        );
+    }
+    // Byte by byte.
+    let mut buf = BytesMut::new();
+    let mut scan = Scan::default();
+    let mut done = false;
+    for (i, b) in raw.iter().enumerate() {
+        buf.extend_from_slice(&[*b]);
+        if parse(&mut buf, &mut scan, LIMITS).unwrap().is_some() {
+            assert_eq!(i, raw.len() - 7);
+            done = true;
+            break;
+        }
+    }
+    assert!(done);
+}
+
+#[test]
+fn heads_beyond_the_limits_are_431() {
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..120 {
+        many.push_str(&format!("X-F{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(status(many.as_bytes()), 431);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(20_000)
+    );
+    assert_eq!(status(big.as_bytes()), 431);
+    // An endless head is refused as soon as it passes the limit, before its end arrives.
+    let endless = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}", "v".repeat(17_000));
+    assert_eq!(status(endless.as_bytes()), 431);
+    // Within the limit, it waits.
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: vvv"), 0);
+    // More fields than the stack slots but within the limit: parsed on the heap.
+    let mut fine = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..90 {
+        fine.push_str(&format!("X-F{i}: v\r\n"));
+    }
+    fine.push_str("\r\n");
+    assert_eq!(one(fine.as_bytes()).unwrap().unwrap().headers.len(), 91);
+}
+
+/// Decode `raw` fed in `pieces`; the data, or the error.
+fn decode(pieces: &[&[u8]]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+    let mut c = Chunked::Size;
+    let mut buf = BytesMut::new();
+    let mut data = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        buf.extend_from_slice(p);
+        loop {
+            match c.step(&mut buf)? {
+                Step::Data(d) => data.extend_from_slice(&d),
+                Step::More => break,
+                Step::End => {
+                    // What follows the body stays for the next request.
+                    let rest: Vec<u8> = pieces[i + 1..].concat();
+                    buf.extend_from_slice(&rest);
+                    return Ok((data, buf.to_vec()));
+                }
+            }
+        }
+    }
+    Err("incomplete")
+}
+
+#[test]
+fn chunked_bodies_decode_split_at_every_byte() {
+    let raw: &[u8] =
+        b"5\r\nhello\r\n1;ext=\"x\"\r\n \r\nA  \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+    let want = b"hello 0123456789".to_vec();
+    assert_eq!(decode(&[raw]).unwrap(), (want.clone(), b"NEXT".to_vec()));
+    for cut in 0..raw.len() {
+        assert_eq!(
+            decode(&[&raw[..cut], &raw[cut..]]).unwrap(),
+            (want.clone(), b"NEXT".to_vec()),
+            "cut at {cut}"
+        );
+    }
+    let bytes: Vec<&[u8]> = raw.chunks(1).collect();
+    assert_eq!(decode(&bytes).unwrap(), (want, b"NEXT".to_vec()));
+}
+
+#[test]
+fn chunked_hostile_twins_fail() {
+    let cases: &[&[u8]] = &[
+        // Bare LF as a line end, in each kind of line.
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+        b"5\r\nhello\r\n0\n\r\n",
+        b"5\r\nhello\r\n0\r\n\n",
+        b"5\r\nhello\r\n0\r\nX-T: 1\n\r\n",
+        // Chunk data not followed by CRLF (too long, too short).
+        b"5\r\nhelloX\r\n0\r\n\r\n",
+        b"5\r\nhell\r\n0\r\n\r\n",
+        // Sizes: sign, 0x, leading space, space before `;`, none, 17 digits, not hex.
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b" 5\r\nhello\r\n0\r\n\r\n",
+        b"5 ;x\r\nhello\r\n0\r\n\r\n",
+        b"\r\nhello\r\n0\r\n\r\n",
+        b"00000000000000005\r\nhello\r\n0\r\n\r\n",
+        b"g\r\n",
+        // A request line where a trailer should be, obs-fold in trailers.
+        b"0\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+        b"0\r\nX-T: 1\r\n folded\r\n\r\n",
+    ];
+    for raw in cases {
+        assert!(decode(&[raw]).is_err(), "{}", String::from_utf8_lossy(raw));
+        // Split at every byte: the same verdict.
+        for cut in 0..raw.len() {
+            assert!(
+                decode(&[&raw[..cut], &raw[cut..]]).is_err(),
+                "{} cut at {cut}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+    // 16 digits are fine (the size is what it says).
+    let mut c = Chunked::Size;
+    let mut buf = BytesMut::from(&b"000000000000000f\r\n"[..]);
+    assert_eq!(c.step(&mut buf), Ok(Step::More));
+    assert_eq!(c, Chunked::Data(15));
+}
+
+#[test]
+fn chunked_lines_and_trailers_are_bounded() {
+    // A size line that never ends.
+    let long = format!("5;{}", "x".repeat(MAX_LINE + 10));
+    assert_eq!(
+        decode(&[long.as_bytes()]),
+        Err("chunked body line too long")
+    );
+    // Trailers: each line, and all of them together.
+    let one_long = format!("0\r\nX-T: {}\r\n\r\n", "v".repeat(MAX_LINE));
+    assert!(decode(&[one_long.as_bytes()]).is_err());
+    let mut many = String::from("0\r\n");
+    for i in 0..(MAX_TRAILERS / 100 + 2) {
+        many.push_str(&format!("X-T{i}: {}\r\n", "v".repeat(90)));
+    }
+    many.push_str("\r\n");
+    assert_eq!(decode(&[many.as_bytes()]), Err("trailers too long"));
+}
+
+#[test]
+fn an_endless_chunked_body_streams_without_growing() {
+    // Data comes out as it arrives; nothing accumulates in the decoder or the buffer.
+    let mut c = Chunked::Size;
+    let mut buf = BytesMut::new();
+    let mut total = 0usize;
+    for _ in 0..10_000 {
+        buf.extend_from_slice(b"400\r\n");
+        buf.extend_from_slice(&[b'a'; 1024]);
+        buf.extend_from_slice(b"\r\n");
+        loop {
+            match c.step(&mut buf).unwrap() {
+                Step::Data(d) => total += d.len(),
+                Step::More => break,
+                Step::End => panic!("no end was sent"),
+            }
+        }
+        assert!(buf.is_empty());
+    }
+    assert_eq!(total, 10_000 * 1024);
+}
+
+#[test]
+fn status_helpers_match_the_pipeline() {
+    // The parser's refusals are the pipeline's problem types.
+    let r = one(b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
+    assert_eq!(r.code.status(), StatusCode::BAD_REQUEST);
+}
