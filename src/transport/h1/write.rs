@@ -47,9 +47,28 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     resp: Response<ProxyBody>,
     req: For,
-    mut close: bool,
+    close: bool,
 ) -> io::Result<bool> {
-    let (parts, mut body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
+    let (framing, close) = head(out, &parts, body.size_hint().exact(), req, close);
+    if framing == Out::None {
+        drop(body);
+        w.write_all(out).await?;
+    } else {
+        send_body(w, out, body, framing).await?;
+    }
+    w.flush().await?;
+    Ok(close)
+}
+
+/// The status line and fields into `out`; the body's framing and whether the connection ends.
+fn head(
+    out: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    exact: Option<u64>,
+    req: For,
+    mut close: bool,
+) -> (Out, bool) {
     let status = parts.status;
     close |= status == StatusCode::SWITCHING_PROTOCOLS;
     let declared = parts
@@ -57,7 +76,6 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
         .get(CONTENT_LENGTH)
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let exact = body.size_hint().exact();
     let (framing, length) = if status.is_informational() || status == StatusCode::NO_CONTENT {
         (Out::None, None)
     } else if status == StatusCode::NOT_MODIFIED {
@@ -102,16 +120,20 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
         with_date(|d| field(out, b"date", d));
     }
     out.extend_from_slice(b"\r\n");
-    if framing == Out::None {
-        drop(body);
-        w.write_all(out).await?;
-        w.flush().await?;
-        return Ok(close);
-    }
+    (framing, close)
+}
+
+/// The head in `out`, then the body: its first frame in the same write when it is already in
+/// hand, the rest as it comes.
+async fn send_body<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    out: &mut Vec<u8>,
+    mut body: ProxyBody,
+    framing: Out,
+) -> io::Result<()> {
     let mut sent = 0u64;
     let mut ended = body.is_end_stream();
     if !ended {
-        // What is already in hand goes out with the head.
         let first =
             std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
         match first {
@@ -138,10 +160,8 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
                     continue;
                 };
                 sent += data.len() as u64;
-                if let Out::Length(n) = framing {
-                    if sent > n {
-                        return Err(io::Error::other("response body longer than its length"));
-                    }
+                if matches!(framing, Out::Length(n) if sent > n) {
+                    return Err(io::Error::other("response body longer than its length"));
                 }
                 if data.len() > COPY_MAX && framing != Out::Chunked {
                     w.write_all(&data).await?;
@@ -169,8 +189,7 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
     if !out.is_empty() {
         w.write_all(out).await?;
     }
-    w.flush().await?;
-    Ok(close)
+    Ok(())
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
