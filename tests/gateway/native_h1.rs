@@ -369,3 +369,72 @@ async fn shutdown_closes_idle_connections_at_once_and_lets_the_in_flight_request
     assert!(closed);
     gw.wait().await;
 }
+
+#[tokio::test]
+async fn tls_http1_runs_on_the_native_core_and_h2_stays_on_hyper() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let routes = route("api", "/api", &up.url(), "");
+    let toml = base_config(
+        dir.path(),
+        "http1_engine = \"native\"",
+        &pki.tls_section(),
+        &routes,
+    );
+    let gw = start_in_process(dir.path(), &toml).await;
+    let base = format!("https://127.0.0.1:{}", gw.data_addr.port());
+    let h1 = pki.client(true);
+    for i in 0..3 {
+        let r = h1
+            .post(format!("{base}/api/h1/{i}"))
+            .body(vec![b'x'; 1000 + i])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_11);
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.text().await.unwrap(),
+            format!("{{\"received_bytes\":{}}}", 1000 + i)
+        );
+    }
+    // A streamed (chunked) upload over TLS.
+    let pieces = futures_util::stream::iter(
+        (0..20).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 4096]))),
+    );
+    let r = h1
+        .put(format!("{base}/api/stream"))
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "{\"received_bytes\":81920}");
+    let h2 = pki.client(false);
+    let r = h2.get(format!("{base}/api/h2")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count(), 5);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn head_responses_carry_no_body_and_the_connection_goes_on() {
+    let (_d, up, gw) = native("").await;
+    let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+    s.write_all(b"HEAD /api/h HTTP/1.1\r\nHost: a\r\n\r\nGET /api/g HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (text, closed) = read_until(&mut s, Duration::from_secs(5), |t| {
+        t.contains("received_bytes")
+    })
+    .await;
+    assert!(!closed, "{text}");
+    assert_eq!(responses(&text), 2, "{text}");
+    // The first answer is a head alone: the second status line follows its blank line directly.
+    let first_end = text.find("\r\n\r\n").unwrap() + 4;
+    assert!(text[first_end..].starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(up.count(), 2);
+    gw.stop().await;
+}
