@@ -21,8 +21,11 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
 
 use http::{Method, Request, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -64,16 +67,25 @@ pub(super) async fn serve<S, H>(
     let mut scan = Scan::default();
     let mut draining = false;
     let mut seq = 0u64;
+    // One timer and one shutdown watch for the connection's life, re-armed per head: cheaper
+    // than a new timer entry and a new watch registration for every request.
+    let sleep = tokio::time::sleep(settings.header_timeout);
+    tokio::pin!(sleep);
+    let stop = async move { stopped(&mut shutdown).await };
+    tokio::pin!(stop);
     loop {
         // One deadline per head, from the moment it is awaited: the keep-alive wait included.
-        let deadline = Instant::now() + settings.header_timeout;
-        let read = tokio::time::timeout_at(deadline, read_head(&conn, &mut scan, limits));
+        sleep
+            .as_mut()
+            .reset(Instant::now() + settings.header_timeout);
+        let read = read_head(&conn, &mut scan, limits);
         tokio::pin!(read);
         let got = loop {
             tokio::select! {
                 biased;
-                got = &mut read => break got,
-                _ = stopped(&mut shutdown), if !draining => {
+                got = &mut read => break Ok(got),
+                () = &mut sleep => break Err(()),
+                () = &mut stop, if !draining => {
                     // Shutting down: an idle connection closes at once; a head already on its
                     // way is answered, with `Connection: close`.
                     draining = true;
@@ -87,7 +99,7 @@ pub(super) async fn serve<S, H>(
             Ok(Ok(head)) => head,
             Ok(Err(NoHead::Gone)) => return finish(&conn).await,
             Ok(Err(NoHead::Refused(refusal))) => return refuse(&conn, &mut out, refusal).await,
-            Err(_elapsed) => {
+            Err(()) => {
                 if lock(&conn).rbuf.is_empty() {
                     return finish(&conn).await;
                 }
@@ -108,7 +120,7 @@ pub(super) async fn serve<S, H>(
         let req = request(&conn, seq, head);
         let resp = gateway.handle(&info, req).await;
         close |= draining
-            || *shutdown.borrow()
+            || stopping(&mut stop)
             || wants_close(resp.headers())
             || info.ambiguous_framing.load(Ordering::Acquire);
         close |= !body_done(&conn);
@@ -195,6 +207,12 @@ fn body_done<S>(conn: &Arc<Mutex<Conn<S>>>) -> bool {
         c.drain_buffered();
     }
     c.body == BodyState::Done
+}
+
+/// Whether shutdown began while the request ran (the watch future is ready then).
+fn stopping(stop: &mut Pin<&mut impl Future<Output = ()>>) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    stop.as_mut().poll(&mut cx).is_ready()
 }
 
 fn wants_close(h: &http::HeaderMap) -> bool {

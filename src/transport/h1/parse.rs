@@ -9,7 +9,6 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 
 use crate::problem::{Code, Refusal};
-use crate::transport::framing::find_head_end;
 
 /// Header slots parsed on the stack; heads with more fields (when the limit allows) use the heap.
 const STACK_HEADERS: usize = 64;
@@ -79,14 +78,16 @@ pub(super) fn parse(
             .count();
         buf.advance(lead);
     }
-    // The blank line may straddle two reads: resume a little before the new bytes.
-    let from = scan.from.saturating_sub(3).min(buf.len());
-    let Some(end) = buf.get(from..).and_then(find_head_end).map(|e| e + from) else {
-        scan.from = buf.len();
-        if buf.len() > limits.max_bytes {
-            return Err(too_large());
+    let end = match head_end(buf, scan.from) {
+        Ok(Some(end)) => end,
+        Ok(None) => {
+            scan.from = buf.len();
+            if buf.len() > limits.max_bytes {
+                return Err(too_large());
+            }
+            return Ok(None);
         }
-        return Ok(None);
+        Err(refusal) => return Err(refusal),
     };
     scan.from = 0;
     if end > limits.max_bytes {
@@ -117,7 +118,6 @@ fn parse_complete(head: &Bytes, limits: Limits) -> Result<Head, Refusal> {
         // Partial although the blank line is there (a bare CR, say), or ill-formed.
         _ => return Err(bad("malformed request head")),
     }
-    check_line_ends(head)?;
     let version = match req.version {
         Some(1) => Version::HTTP_11,
         Some(0) => Version::HTTP_10,
@@ -143,20 +143,24 @@ fn parse_complete(head: &Bytes, limits: Limits) -> Result<Head, Refusal> {
     })
 }
 
-/// Every line of a head ends in CRLF: a bare LF is a line end to some parsers and not to others,
-/// and a bare CR is one to none (httparse takes a bare LF as a line end, so it is refused here).
-pub(super) fn check_line_ends(head: &[u8]) -> Result<(), Refusal> {
-    let mut prev = 0u8;
-    for &b in head {
-        if (b == b'\n') != (prev == b'\r') {
+/// Where the head at the start of `buf` ends (just past its blank line), looking at the line
+/// ends from `from` on (those before were looked at already). Every line of a head ends in CRLF:
+/// a bare LF is a line end to some parsers and not to others (httparse takes it as one), so the
+/// first one refuses the head, before its end has even arrived. A bare CR is refused by httparse
+/// itself, wherever it is.
+pub(super) fn head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Refusal> {
+    let Some(rest) = buf.get(from..) else {
+        return Ok(None);
+    };
+    for lf in memchr::memchr_iter(b'\n', rest).map(|i| i + from) {
+        if lf == 0 || buf.get(lf - 1) != Some(&b'\r') {
             return Err(bad("bare CR or LF in the request head"));
         }
-        prev = b;
+        if lf >= 3 && buf.get(lf - 3..=lf) == Some(b"\r\n\r\n") {
+            return Ok(Some(lf + 1));
+        }
     }
-    if prev == b'\r' {
-        return Err(bad("bare CR or LF in the request head"));
-    }
-    Ok(())
+    Ok(None)
 }
 
 /// What one pass over the fields found.
@@ -172,7 +176,9 @@ struct Fields {
 /// rules, decided after every field was seen: `Transfer-Encoding` before `Content-Length` is the
 /// same ambiguity as after it.
 fn fields(head: &Bytes, raw: &[httparse::Header<'_>], version: Version) -> Result<Fields, Refusal> {
-    let mut map = HeaderMap::with_capacity(raw.len());
+    // Room for what the pipeline adds before the request goes upstream (`Forwarded`,
+    // `X-Forwarded-*`, `X-Request-Id`, the token): growing the map then would rehash it.
+    let mut map = HeaderMap::with_capacity(raw.len() + 8);
     let (mut lengths, mut codings, mut hosts) = (0u32, 0u32, 0u32);
     let (mut length, mut chunked) = (0u64, false);
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);

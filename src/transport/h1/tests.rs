@@ -336,3 +336,24 @@ fn status_helpers_match_the_pipeline() {
     let r = one(b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
     assert_eq!(r.code.status(), StatusCode::BAD_REQUEST);
 }
+
+#[test]
+fn a_bare_lf_is_refused_before_the_head_ends() {
+    // No need to wait for the blank line: the first bare LF settles it.
+    assert_eq!(status(b"GET / HTTP/1.1\nHost: a"), 400);
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\nX"), 400);
+    // Arriving in pieces, the same: the LF is looked at when it arrives.
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r"[..]);
+    let mut scan = Scan::default();
+    assert!(parse(&mut buf, &mut scan, LIMITS).unwrap().is_none());
+    buf.extend_from_slice(b"\nHost: a\r");
+    assert!(parse(&mut buf, &mut scan, LIMITS).unwrap().is_none());
+    buf.extend_from_slice(b"\n\n");
+    assert_eq!(
+        parse(&mut buf, &mut scan, LIMITS)
+            .unwrap_err()
+            .code
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+}

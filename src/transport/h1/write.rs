@@ -91,7 +91,12 @@ fn head(
         (Out::UntilClose, None)
     };
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
+    // As hyper: a caller that only knows HTTP/1.0 is answered in HTTP/1.0.
+    out.extend_from_slice(if req.version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
