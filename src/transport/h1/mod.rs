@@ -124,6 +124,15 @@ pub(super) async fn serve<S, H>(
             || wants_close(resp.headers())
             || info.ambiguous_framing.load(Ordering::Acquire);
         close |= !body_done(&conn);
+        // A `100 Continue` the body began to write is finished first: the final response must
+        // not land in the middle of it.
+        if lock(&conn).cont != Continue::None
+            && std::future::poll_fn(|cx| lock(&conn).poll_continue(cx))
+                .await
+                .is_err()
+        {
+            return abandon(&conn);
+        }
         let wrote = write::response(&mut Writer(&conn), &mut out, resp, req_for, close).await;
         match wrote {
             Ok(false) => {}

@@ -357,3 +357,218 @@ fn a_bare_lf_is_refused_before_the_head_ends() {
         StatusCode::BAD_REQUEST
     );
 }
+
+/// The driver over an in-memory stream, with a handler that answers what the test asks for.
+mod driver {
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use crate::body::{full, BoxError, CallerBody, ProxyBody};
+    use crate::conn::ConnInfo;
+    use crate::transport::settings::{Http1Engine, Listen};
+    use crate::transport::Handler;
+
+    /// Answers by path: `/echo` the body's length (read whole), `/stream` a body of unknown
+    /// size, `/broken` a body that fails after its first bytes, `/short` a `Content-Length`
+    /// the body does not keep, `/nocontent` 204; anything else 200 "ok" without reading.
+    struct Answer;
+
+    impl Handler for Answer {
+        async fn handle(&self, _conn: &ConnInfo, req: Request<CallerBody>) -> Response<ProxyBody> {
+            let (parts, body) = req.into_parts();
+            let stream = |items: Vec<Result<&'static str, &'static str>>| {
+                let frames = futures_util::stream::iter(items.into_iter().map(|r| {
+                    r.map(|s| http_body::Frame::data(Bytes::from_static(s.as_bytes())))
+                        .map_err(BoxError::from)
+                }));
+                StreamBody::new(frames).boxed()
+            };
+            match parts.uri.path() {
+                "/echo" => {
+                    let n = body.collect().await.map(|b| b.to_bytes().len());
+                    Response::new(full(Bytes::from(format!("{n:?}"))))
+                }
+                "/stream" => Response::new(stream(vec![Ok("ab"), Ok("cde")])),
+                "/broken" => Response::new(stream(vec![Ok("ab"), Err("upstream reset")])),
+                "/short" => {
+                    let mut r = Response::new(stream(vec![Ok("ab")]));
+                    r.headers_mut()
+                        .insert("content-length", "10".parse().unwrap());
+                    r
+                }
+                "/nocontent" => {
+                    let mut r = Response::new(crate::body::empty());
+                    *r.status_mut() = http::StatusCode::NO_CONTENT;
+                    r
+                }
+                _ => Response::new(full(Bytes::from_static(b"ok"))),
+            }
+        }
+    }
+
+    fn settings() -> Listen {
+        Listen {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            header_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(2),
+            max_connections: 10,
+            max_header_bytes: 8 * 1024,
+            max_headers: 50,
+            max_concurrent_streams: 10,
+            max_auth_failures: None,
+            workers: 1,
+            bodies: crate::limits::bodies::BodyPolicy {
+                timeout: Duration::from_secs(2),
+                min_rate: 0,
+                max_total: 1 << 20,
+                max_per_source: 1 << 20,
+            },
+            http1_engine: Http1Engine::Native,
+        }
+    }
+
+    /// Serve one connection; the test talks through the returned end.
+    fn start() -> DuplexStream {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let info = Arc::new(ConnInfo::new(
+            peer,
+            peer,
+            None,
+            Arc::new(AtomicBool::new(false)),
+        ));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _keep = _tx;
+            super::super::serve(server, info, &settings(), Arc::new(Answer), rx).await;
+        });
+        client
+    }
+
+    async fn exchange(c: &mut DuplexStream, send: &[u8], wait: Duration) -> (String, bool) {
+        c.write_all(send).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(wait, c.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into(), true),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return (String::from_utf8_lossy(&got).into(), false),
+            }
+        }
+    }
+
+    const WAIT: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn responses_are_framed_as_hyper_frames_them() {
+        let mut c = start();
+        // Known size: Content-Length; unknown: chunked (1.1); 204: neither; HEAD: no body.
+        let (text, closed) = exchange(
+            &mut c,
+            b"GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /stream HTTP/1.1\r\nHost: a\r\n\r\n\
+              GET /nocontent HTTP/1.1\r\nHost: a\r\n\r\nHEAD /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            WAIT,
+        )
+        .await;
+        assert!(!closed, "{text}");
+        let answers: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 4, "{text}");
+        assert!(answers[0].starts_with("200 OK\r\n"), "{text}");
+        assert!(answers[0].contains("content-length: 2\r\n"), "{text}");
+        assert!(answers[0].contains("date: "), "{text}");
+        assert!(answers[0].ends_with("\r\n\r\nok"), "{text}");
+        assert!(
+            answers[1].contains("transfer-encoding: chunked\r\n"),
+            "{text}"
+        );
+        assert!(
+            answers[1].ends_with("\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"),
+            "{text}"
+        );
+        assert!(answers[2].starts_with("204 No Content\r\n"), "{text}");
+        assert!(!answers[2].contains("content-length"), "{text}");
+        assert!(answers[3].contains("content-length: 2\r\n"), "{text}");
+        assert!(answers[3].ends_with("\r\n\r\n"), "{text}");
+        // HTTP/1.0: answered in 1.0; an unknown size is delimited by the close.
+        let (text, closed) = exchange(&mut c, b"GET /stream HTTP/1.0\r\n\r\n", WAIT).await;
+        assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nabcde"), "{text}");
+        assert!(closed);
+        // 1.0 with keep-alive and a known size: kept open, and said so.
+        let mut c = start();
+        let (text, closed) = exchange(
+            &mut c,
+            b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            WAIT,
+        )
+        .await;
+        assert!(text.contains("connection: keep-alive\r\n"), "{text}");
+        assert!(!closed, "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_response_body_that_fails_or_falls_short_cuts_the_connection() {
+        for path in ["/broken", "/short"] {
+            let mut c = start();
+            let req =
+                format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+            let (text, closed) = exchange(&mut c, req.as_bytes(), WAIT).await;
+            assert!(closed, "{path}: {text}");
+            // Never a complete-looking answer, and the next request is not served.
+            assert!(!text.ends_with("0\r\n\r\n"), "{path}: {text}");
+            assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{path}: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_in_pieces_reach_the_handler_whole() {
+        let mut c = start();
+        let (text, _) = exchange(
+            &mut c,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello",
+            Duration::from_millis(100),
+        )
+        .await;
+        assert_eq!(text, "", "answered before the body ended");
+        let (text, _) = exchange(&mut c, b" world", WAIT).await;
+        assert!(text.ends_with("Ok(11)"), "{text}");
+        // Chunked, the size line split, then another request on the same connection.
+        let (text, _) = exchange(
+            &mut c,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1",
+            Duration::from_millis(100),
+        )
+        .await;
+        assert_eq!(text, "");
+        let (text, closed) = exchange(
+            &mut c,
+            b"0\r\n0123456789abcdef\r\n0\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            WAIT,
+        )
+        .await;
+        assert!(!closed, "{text}");
+        assert!(text.contains("Ok(16)"), "{text}");
+        assert!(text.ends_with("\r\n\r\nok"), "{text}");
+        // The caller closing mid-body: the handler sees an error, the connection ends.
+        let mut c = start();
+        c.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhel")
+            .await
+            .unwrap();
+        c.shutdown().await.unwrap();
+        let (text, closed) = exchange(&mut c, b"", WAIT).await;
+        assert!(closed, "{text}");
+        assert!(!text.contains("Ok(11)"), "{text}");
+    }
+}
