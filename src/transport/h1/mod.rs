@@ -65,6 +65,7 @@ pub(super) async fn serve<S, H>(
     let conn = Arc::new(Mutex::new(Conn::new(io)));
     let mut out = Vec::with_capacity(1024);
     let mut scan = Scan::default();
+    let mut spare = None;
     let mut draining = false;
     let mut seq = 0u64;
     // One timer and one shutdown watch for the connection's life, re-armed per head: cheaper
@@ -78,19 +79,21 @@ pub(super) async fn serve<S, H>(
         sleep
             .as_mut()
             .reset(Instant::now() + settings.header_timeout);
-        let read = read_head(&conn, &mut scan, limits);
-        tokio::pin!(read);
-        let got = loop {
-            tokio::select! {
-                biased;
-                got = &mut read => break Ok(got),
-                () = &mut sleep => break Err(()),
-                () = &mut stop, if !draining => {
-                    // Shutting down: an idle connection closes at once; a head already on its
-                    // way is answered, with `Connection: close`.
-                    draining = true;
-                    if lock(&conn).rbuf.is_empty() {
-                        return finish(&conn).await;
+        let got = {
+            let read = read_head(&conn, &mut scan, limits, &mut spare);
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    biased;
+                    got = &mut read => break Ok(got),
+                    () = &mut sleep => break Err(()),
+                    () = &mut stop, if !draining => {
+                        // Shutting down: an idle connection closes at once; a head already on its
+                        // way is answered, with `Connection: close`.
+                        draining = true;
+                        if lock(&conn).rbuf.is_empty() {
+                            return finish(&conn).await;
+                        }
                     }
                 }
             }
@@ -133,7 +136,15 @@ pub(super) async fn serve<S, H>(
         {
             return abandon(&conn);
         }
-        let wrote = write::response(&mut Writer(&conn), &mut out, resp, req_for, close).await;
+        let wrote = write::response(
+            &mut Writer(&conn),
+            &mut out,
+            resp,
+            req_for,
+            close,
+            &mut spare,
+        )
+        .await;
         match wrote {
             Ok(false) => {}
             Ok(true) => return finish(&conn).await,
@@ -148,11 +159,12 @@ async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &Mutex<Conn<S>>,
     scan: &mut Scan,
     limits: Limits,
+    spare: &mut Option<http::HeaderMap>,
 ) -> Result<Head, NoHead> {
     std::future::poll_fn(|cx| {
         let mut c = lock(conn);
         loop {
-            match parse::parse(&mut c.rbuf, scan, limits) {
+            match parse::parse(&mut c.rbuf, scan, limits, spare) {
                 Ok(Some(head)) => return std::task::Poll::Ready(Ok(head)),
                 Ok(None) => {}
                 Err(refusal) => return std::task::Poll::Ready(Err(NoHead::Refused(refusal))),
@@ -241,7 +253,7 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
         version: Version::HTTP_11,
         head_method: false,
     };
-    if write::response(&mut Writer(conn), out, resp, req, true)
+    if write::response(&mut Writer(conn), out, resp, req, true, &mut None)
         .await
         .is_ok()
     {

@@ -68,6 +68,7 @@ pub(super) fn parse(
     buf: &mut BytesMut,
     scan: &mut Scan,
     limits: Limits,
+    spare: &mut Option<HeaderMap>,
 ) -> Result<Option<Head>, Refusal> {
     // Blank lines before a request line are allowed (RFC 9112 §2.2); the framing guard skips the
     // same bytes.
@@ -94,11 +95,11 @@ pub(super) fn parse(
         return Err(too_large());
     }
     let head = buf.split_to(end).freeze();
-    parse_complete(&head, limits).map(Some)
+    parse_complete(&head, limits, spare.take()).map(Some)
 }
 
 /// Parse a complete head (it ends with its blank line).
-fn parse_complete(head: &Bytes, limits: Limits) -> Result<Head, Refusal> {
+fn parse_complete(head: &Bytes, limits: Limits, map: Option<HeaderMap>) -> Result<Head, Refusal> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap: Vec<MaybeUninit<httparse::Header<'_>>> = Vec::new();
     let max = limits.max_fields.max(1);
@@ -127,7 +128,7 @@ fn parse_complete(head: &Bytes, limits: Limits) -> Result<Head, Refusal> {
         .map_err(|_| bad("malformed request method"))?;
     let uri = Uri::from_maybe_shared(head.slice_ref(req.path.unwrap_or_default().as_bytes()))
         .map_err(|_| bad("malformed request target"))?;
-    let fields = fields(head, req.headers, version)?;
+    let fields = fields(head, req.headers, version, map)?;
     Ok(Head {
         method,
         uri,
@@ -175,10 +176,23 @@ struct Fields {
 /// The fields as `http` types (values share the head's bytes, as hyper's do), and the framing
 /// rules, decided after every field was seen: `Transfer-Encoding` before `Content-Length` is the
 /// same ambiguity as after it.
-fn fields(head: &Bytes, raw: &[httparse::Header<'_>], version: Version) -> Result<Fields, Refusal> {
+fn fields(
+    head: &Bytes,
+    raw: &[httparse::Header<'_>],
+    version: Version,
+    map: Option<HeaderMap>,
+) -> Result<Fields, Refusal> {
     // Room for what the pipeline adds before the request goes upstream (`Forwarded`,
-    // `X-Forwarded-*`, `X-Request-Id`, the token): growing the map then would rehash it.
-    let mut map = HeaderMap::with_capacity(raw.len() + 8);
+    // `X-Forwarded-*`, `X-Request-Id`, the token): growing the map then would rehash it. The
+    // previous response's map, emptied, saves allocating one (hyper does the same).
+    let room = raw.len() + 8;
+    let mut map = match map {
+        Some(mut m) => {
+            m.reserve(room);
+            m
+        }
+        None => HeaderMap::with_capacity(room),
+    };
     let (mut lengths, mut codings, mut hosts) = (0u32, 0u32, 0u32);
     let (mut length, mut chunked) = (0u64, false);
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);

@@ -15,7 +15,7 @@ const LIMITS: Limits = Limits {
 
 fn one(raw: &[u8]) -> Result<Option<Head>, Refusal> {
     let mut buf = BytesMut::from(raw);
-    parse(&mut buf, &mut Scan::default(), LIMITS)
+    parse(&mut buf, &mut Scan::default(), LIMITS, &mut None)
 }
 
 fn status(raw: &[u8]) -> u16 {
@@ -151,7 +151,7 @@ fn a_head_split_at_every_byte_parses_the_same() {
         let mut got = None;
         for piece in [&raw[..cut], &raw[cut..]] {
             buf.extend_from_slice(piece);
-            if let Some(h) = parse(&mut buf, &mut scan, LIMITS).unwrap() {
+            if let Some(h) = parse(&mut buf, &mut scan, LIMITS, &mut None).unwrap() {
                 got = Some(h);
                 break;
             }
@@ -171,7 +171,10 @@ fn a_head_split_at_every_byte_parses_the_same() {
     let mut done = false;
     for (i, b) in raw.iter().enumerate() {
         buf.extend_from_slice(&[*b]);
-        if parse(&mut buf, &mut scan, LIMITS).unwrap().is_some() {
+        if parse(&mut buf, &mut scan, LIMITS, &mut None)
+            .unwrap()
+            .is_some()
+        {
             assert_eq!(i, raw.len() - 7);
             done = true;
             break;
@@ -345,12 +348,16 @@ fn a_bare_lf_is_refused_before_the_head_ends() {
     // Arriving in pieces, the same: the LF is looked at when it arrives.
     let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r"[..]);
     let mut scan = Scan::default();
-    assert!(parse(&mut buf, &mut scan, LIMITS).unwrap().is_none());
+    assert!(parse(&mut buf, &mut scan, LIMITS, &mut None)
+        .unwrap()
+        .is_none());
     buf.extend_from_slice(b"\nHost: a\r");
-    assert!(parse(&mut buf, &mut scan, LIMITS).unwrap().is_none());
+    assert!(parse(&mut buf, &mut scan, LIMITS, &mut None)
+        .unwrap()
+        .is_none());
     buf.extend_from_slice(b"\n\n");
     assert_eq!(
-        parse(&mut buf, &mut scan, LIMITS)
+        parse(&mut buf, &mut scan, LIMITS, &mut None)
             .unwrap_err()
             .code
             .status(),
@@ -376,7 +383,7 @@ mod driver {
     use crate::transport::Handler;
 
     /// Answers by path: `/echo` the body's length (read whole), `/stream` a body of unknown
-    /// size, `/broken` a body that fails after its first bytes, `/short` a `Content-Length`
+    /// size, `/names` the request's field names, `/broken` a body that fails after its first bytes, `/short` a `Content-Length`
     /// the body does not keep, `/nocontent` 204; anything else 200 "ok" without reading.
     struct Answer;
 
@@ -408,7 +415,16 @@ mod driver {
                     *r.status_mut() = http::StatusCode::NO_CONTENT;
                     r
                 }
-                _ => Response::new(full(Bytes::from_static(b"ok"))),
+                "/names" => {
+                    let mut names: Vec<&str> = parts.headers.keys().map(|k| k.as_str()).collect();
+                    names.sort_unstable();
+                    Response::new(full(Bytes::from(names.join(","))))
+                }
+                _ => {
+                    let mut r = Response::new(full(Bytes::from_static(b"ok")));
+                    r.headers_mut().insert("x-resp", "1".parse().unwrap());
+                    r
+                }
             }
         }
     }
@@ -438,7 +454,7 @@ mod driver {
     }
 
     /// Serve one connection; the test talks through the returned end.
-    fn start() -> DuplexStream {
+    pub(super) fn start() -> DuplexStream {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let info = Arc::new(ConnInfo::new(
@@ -455,7 +471,11 @@ mod driver {
         client
     }
 
-    async fn exchange(c: &mut DuplexStream, send: &[u8], wait: Duration) -> (String, bool) {
+    pub(super) async fn exchange(
+        c: &mut DuplexStream,
+        send: &[u8],
+        wait: Duration,
+    ) -> (String, bool) {
         c.write_all(send).await.unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
@@ -571,4 +591,18 @@ mod driver {
         assert!(closed, "{text}");
         assert!(!text.contains("Ok(11)"), "{text}");
     }
+}
+
+#[tokio::test]
+async fn the_previous_answer_s_fields_never_reach_the_next_request() {
+    // The response's emptied map is reused for the next request's fields.
+    let mut c = driver::start();
+    let (text, _) = driver::exchange(
+        &mut c,
+        b"GET /x HTTP/1.1\r\nHost: a\r\nX-One: 1\r\n\r\nGET /names HTTP/1.1\r\nHost: a\r\nX-Two: 2\r\n\r\n",
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    assert!(text.contains("x-resp: 1\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nhost,x-two"), "{text}");
 }

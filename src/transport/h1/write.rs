@@ -12,12 +12,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{Response, StatusCode, Version};
+use http::{HeaderMap, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::body::ProxyBody;
+
+/// The largest response map kept for the next request, in fields.
+const SPARE_MAX_FIELDS: usize = 128;
 
 /// A frame larger than this is written from its own buffer rather than copied.
 const COPY_MAX: usize = 16 * 1024;
@@ -48,9 +51,17 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
     resp: Response<ProxyBody>,
     req: For,
     close: bool,
+    spare: &mut Option<HeaderMap>,
 ) -> io::Result<bool> {
     let (parts, body) = resp.into_parts();
     let (framing, close) = head(out, &parts, body.size_hint().exact(), req, close);
+    // The emptied map becomes the next request's (a modest one only: a response with hundreds
+    // of fields does not pin that much memory for the connection's life).
+    let mut headers = parts.headers;
+    if headers.capacity() <= SPARE_MAX_FIELDS {
+        headers.clear();
+        *spare = Some(headers);
+    }
     if framing == Out::None {
         drop(body);
         w.write_all(out).await?;
