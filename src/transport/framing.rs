@@ -382,5 +382,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FramingGuard<S> {
     }
 }
 
+/// How the guard reads the body framing of a complete request head: `Some(None)` chunked,
+/// `Some(Some(n))` a length (0: no body), `None` ambiguous (flagged). For the native core's
+/// differential tests (`transport::h1`).
+#[cfg(test)]
+pub(super) fn framing_verdict(head: &[u8], max_headers: usize) -> Option<Option<u64>> {
+    let guard = FramingGuard::new(
+        (),
+        usize::MAX,
+        max_headers,
+        Arc::new(AtomicBool::new(false)),
+    );
+    match guard.framing_of(head)? {
+        State::Head => Some(Some(0)),
+        State::Fixed(n) => Some(Some(n)),
+        State::ChunkSize => Some(None),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests;

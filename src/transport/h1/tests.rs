@@ -606,3 +606,94 @@ async fn the_previous_answer_s_fields_never_reach_the_next_request() {
     assert!(text.contains("x-resp: 1\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\nhost,x-two"), "{text}");
 }
+
+mod against_the_guard {
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+
+    use super::LIMITS;
+    use crate::transport::framing::framing_verdict;
+    use crate::transport::h1::parse::{parse, Framing, Scan};
+
+    /// Field lines around framing, in spellings parsers disagree on.
+    const FIELDS: &[&str] = &[
+        "Host: a",
+        "Host: b",
+        "X-A: b",
+        "Content-Length: 5",
+        "Content-Length: 05",
+        "Content-Length: 0",
+        "content-length:5 ",
+        "Content-Length: +5",
+        "Content-Length: 5, 5",
+        "Content-Length: 5 5",
+        "Content-Length: ",
+        "Content-Length: 1e3",
+        "Content-Length: 18446744073709551616",
+        "Transfer-Encoding: chunked",
+        "transfer-encoding: Chunked ",
+        "Transfer-Encoding:\tchunked",
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: chunked, identity",
+        "Transfer-Encoding : chunked",
+        " Transfer-Encoding: chunked",
+        "\tX: y",
+        "Transfer-Encoding: \"chunked\"",
+        "Connection: close",
+        "Expect: 100-continue",
+    ];
+    const LINE_ENDS: &[&str] = &["\r\n", "\r\n", "\r\n", "\r\n", "\n", "\r"];
+    const REQUEST_LINES: &[&str] = &[
+        "POST / HTTP/1.1",
+        "POST / HTTP/1.0",
+        "GET http://a/x HTTP/1.1",
+        "POST  / HTTP/1.1",
+    ];
+
+    fn head() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(REQUEST_LINES),
+            prop::collection::vec(
+                (
+                    prop::sample::select(FIELDS),
+                    prop::sample::select(LINE_ENDS),
+                ),
+                0..6,
+            ),
+            prop::sample::select(LINE_ENDS),
+        )
+            .prop_map(|(line, fields, end)| {
+                let mut h = format!("{line}\r\n");
+                for (f, e) in fields {
+                    h.push_str(f);
+                    h.push_str(e);
+                }
+                h.push_str(end);
+                h.push_str("\r\n");
+                h
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::default())]
+
+        /// The native parser may be stricter than the framing guard in front of it, never
+        /// looser: a head it accepts, the guard frames the same way (and a head the guard flags,
+        /// it refuses).
+        #[test]
+        fn the_native_parser_never_frames_a_head_the_guard_reads_otherwise(h in head()) {
+            let bytes = h.as_bytes();
+            let mut buf = BytesMut::from(bytes);
+            let native = parse(&mut buf, &mut Scan::default(), LIMITS, &mut None);
+            let guard = framing_verdict(bytes, LIMITS.max_fields);
+            if let Ok(Some(parsed)) = native {
+                let expected = match parsed.framing {
+                    Framing::None => Some(Some(0)),
+                    Framing::Length(n) => Some(Some(n)),
+                    Framing::Chunked => Some(None),
+                };
+                prop_assert_eq!(guard, expected, "{:?}", h);
+            }
+        }
+    }
+}
