@@ -611,7 +611,7 @@ impl crate::transport::Handler for Gateway {
     fn handle(
         &self,
         conn: &crate::conn::ConnInfo,
-        req: http::Request<hyper::body::Incoming>,
+        req: http::Request<crate::body::CallerBody>,
     ) -> impl std::future::Future<Output = http::Response<crate::body::ProxyBody>> + Send {
         Gateway::handle(self, conn, req)
     }

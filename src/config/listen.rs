@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::validate::Collector;
 use super::{defaults, raw};
-use crate::transport::settings::Listen;
+use crate::transport::settings::{Http1Engine, Listen};
 
 pub(super) fn listen(c: &mut Collector<'_>, base: &Path, l: raw::Listen) -> Option<Listen> {
     let addr = c.addr("listen.addr", &l.addr);
@@ -81,8 +81,17 @@ pub(super) fn listen(c: &mut Collector<'_>, base: &Path, l: raw::Listen) -> Opti
             }
         },
     };
+    let http1_engine = match l.http1_engine.as_deref() {
+        None | Some("hyper") => Http1Engine::Hyper,
+        Some("native") => Http1Engine::Native,
+        Some(_) => {
+            c.push("listen.http1_engine", "must be \"hyper\" or \"native\"");
+            Http1Engine::Hyper
+        }
+    };
     Some(Listen {
         addr: addr?,
+        http1_engine,
         bodies,
         max_auth_failures,
         tls,

@@ -12,9 +12,8 @@ use bytes::Bytes;
 use http::request::Parts;
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 
-use crate::body::{empty, full, Limited, ProxyBody};
+use crate::body::{empty, full, CallerBody, Limited, ProxyBody};
 use crate::limits::bodies::{BodyBudget, Lease};
 use crate::problem::{Code, Refusal};
 
@@ -22,7 +21,7 @@ use crate::problem::{Code, Refusal};
 pub(super) type Tripped = Option<Arc<std::sync::atomic::AtomicBool>>;
 
 enum State {
-    Streaming(Incoming),
+    Streaming(CallerBody),
     Buffered(Bytes),
     /// Sent upstream (or drained): nothing left to read.
     Gone,
@@ -52,7 +51,7 @@ impl std::fmt::Debug for RequestBody {
 
 impl RequestBody {
     /// The body of a request from `source`, read (when it must be) under `budget`.
-    pub(super) fn new(body: Incoming, budget: Arc<BodyBudget>, source: IpAddr) -> Self {
+    pub(super) fn new(body: CallerBody, budget: Arc<BodyBudget>, source: IpAddr) -> Self {
         RequestBody {
             state: State::Streaming(body),
             budget,

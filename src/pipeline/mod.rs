@@ -31,12 +31,11 @@ use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::audit::{self, Auditor, Decision};
 use crate::authn;
 use crate::authz::{self, Permit};
-use crate::body::ProxyBody;
+use crate::body::{CallerBody, ProxyBody};
 use crate::clock::Clock;
 use crate::conn::ConnInfo;
 use crate::identity;
@@ -122,7 +121,7 @@ struct Trace {
 
 impl Gateway {
     /// Handle one request. Never fails: refusals become problem+json responses.
-    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(&self, conn: &ConnInfo, req: Request<CallerBody>) -> Response<ProxyBody> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let mut body = RequestBody::new(body, self.bodies.clone(), conn.peer.ip());

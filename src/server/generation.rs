@@ -194,7 +194,7 @@ impl crate::transport::Handler for Live {
     fn handle(
         &self,
         conn: &crate::conn::ConnInfo,
-        req: http::Request<hyper::body::Incoming>,
+        req: http::Request<crate::body::CallerBody>,
     ) -> impl std::future::Future<Output = http::Response<crate::body::ProxyBody>> + Send {
         // Held for the whole request: a reload mid-request does not change its configuration.
         let gateway = self.0.load_full();
@@ -222,6 +222,7 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     differs("[listen] addr", o.addr != n.addr);
     differs("[listen.tls]", files(&o.tls) != files(&n.tls));
     differs("[listen] workers", o.workers != n.workers);
+    differs("[listen] http1_engine", o.http1_engine != n.http1_engine);
     differs(
         "[listen] max_connections",
         o.max_connections != n.max_connections,

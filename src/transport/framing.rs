@@ -277,7 +277,7 @@ impl<S> FramingGuard<S> {
 /// spaces or tabs, or `;` and chunk extensions. `None` for anything else (a sign, leading
 /// whitespace, `0x`, whitespace before `;`, overflow): parsers differ on those, so the line is
 /// not trusted (hyper accepts `5 ;ext`, h11 refuses it; Rust's radix parser accepts `+5`).
-fn chunk_size(line: &[u8]) -> Option<u64> {
+pub(super) fn chunk_size(line: &[u8]) -> Option<u64> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > 16 {
         return None;
@@ -292,7 +292,7 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
 /// Whether a trailer line is a header field line (`name: value`), by the parser hyper uses. hyper
 /// skips trailer lines it cannot parse, h11 refuses them: `0\r\n` followed by a request line
 /// and no blank line is a body end for one and a smuggled request for another.
-fn is_field_line(line: &[u8]) -> bool {
+pub(super) fn is_field_line(line: &[u8]) -> bool {
     let mut one = [httparse::EMPTY_HEADER; 1];
     let field = [line, b"\r\n\r\n"].concat();
     matches!(
@@ -309,7 +309,7 @@ fn ambiguous_body() -> io::Error {
 }
 
 /// Index just past the blank line ending a head (`\r\n\r\n` or a bare `\n\n`).
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+pub(super) fn find_head_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(rel) = buf
         .get(i..)
@@ -379,6 +379,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FramingGuard<S> {
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// How the guard reads the body framing of a complete request head: `Some(None)` chunked,
+/// `Some(Some(n))` a length (0: no body), `None` ambiguous (flagged). For the native core's
+/// differential tests (`transport::h1`).
+#[cfg(test)]
+pub(super) fn framing_verdict(head: &[u8], max_headers: usize) -> Option<Option<u64>> {
+    let guard = FramingGuard::new(
+        (),
+        usize::MAX,
+        max_headers,
+        Arc::new(AtomicBool::new(false)),
+    );
+    match guard.framing_of(head)? {
+        State::Head => Some(Some(0)),
+        State::Fixed(n) => Some(Some(n)),
+        State::ChunkSize => Some(None),
+        _ => None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod acceptor;
 pub mod framing;
+mod h1;
 pub mod settings;
 pub mod tls;
 pub mod workers;
@@ -22,7 +23,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::body::ProxyBody;
+use crate::body::{CallerBody, ProxyBody};
 use crate::conn::{ConnInfo, TlsInfo};
 use crate::metrics::Metrics;
 use settings::Listen;
@@ -38,7 +39,7 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
         conn: &ConnInfo,
-        req: hyper::Request<Incoming>,
+        req: hyper::Request<CallerBody>,
     ) -> impl std::future::Future<Output = hyper::Response<ProxyBody>> + Send;
 }
 
@@ -161,7 +162,7 @@ async fn serve_connection<H: Handler>(
         None => {
             let info = Arc::new(ConnInfo::new(peer, local, None, flag.clone()));
             let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
-            drive_http1(TokioIo::new(guarded), info, settings, gateway, shutdown).await;
+            http1(guarded, info, settings, gateway, shutdown).await;
         }
         Some(acceptor) => {
             let accepted =
@@ -200,9 +201,27 @@ async fn serve_connection<H: Handler>(
                 drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
             } else {
                 let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
-                drive_http1(TokioIo::new(guarded), info, settings, gateway, shutdown).await;
+                http1(guarded, info, settings, gateway, shutdown).await;
             }
         }
+    }
+}
+
+/// HTTP/1.1 on the engine `[listen] http1_engine` names.
+async fn http1<S, H: Handler>(
+    io: S,
+    info: Arc<ConnInfo>,
+    settings: &Listen,
+    gateway: Arc<H>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match settings.http1_engine {
+        settings::Http1Engine::Hyper => {
+            drive_http1(TokioIo::new(io), info, settings, gateway, shutdown).await;
+        }
+        settings::Http1Engine::Native => h1::serve(io, info, settings, gateway, shutdown).await,
     }
 }
 
@@ -233,7 +252,7 @@ async fn drive_http1<I, H: Handler>(
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let gateway = gateway.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(&info, req).await) }
+        async move { Ok::<_, Infallible>(gateway.handle(&info, req.map(CallerBody::Hyper)).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -280,7 +299,7 @@ async fn drive_http2<I, H: Handler>(
         let act = act.clone();
         async move {
             act.in_flight.fetch_add(1, Ordering::Relaxed);
-            let resp = gateway.handle(&info, req).await;
+            let resp = gateway.handle(&info, req.map(CallerBody::Hyper)).await;
             act.in_flight.fetch_sub(1, Ordering::Relaxed);
             act.last_millis.store(
                 u64::try_from(born.elapsed().as_millis()).unwrap_or(u64::MAX),

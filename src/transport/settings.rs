@@ -23,6 +23,18 @@ pub struct Listen {
     pub workers: usize,
     /// Deadlines and memory caps for request bodies read whole before forwarding.
     pub bodies: crate::limits::bodies::BodyPolicy,
+    /// Which HTTP/1.1 server core answers the data listener (h2 is always hyper's).
+    pub http1_engine: Http1Engine,
+}
+
+/// `[listen] http1_engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http1Engine {
+    /// hyper's HTTP/1.1 server (the default).
+    #[default]
+    Hyper,
+    /// The gateway's own HTTP/1.1 core (`transport::h1`; new, opt-in).
+    Native,
 }
 
 pub use crate::conn::TlsFiles;

@@ -35,6 +35,7 @@ mod lineage;
 mod metric_labels;
 mod metrics_exported;
 mod migration;
+mod native_h1;
 mod openapi;
 mod ops;
 mod outage_support;

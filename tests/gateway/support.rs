@@ -453,7 +453,7 @@ pub fn partner_and_hooks_routes(upstream_url: &str) -> String {
 pub async fn start_in_process(dir: &Path, toml: &str) -> portcullis::server::Running {
     portcullis::server::install_crypto();
     let path = dir.join("portcullis.toml");
-    std::fs::write(&path, toml).unwrap();
+    std::fs::write(&path, crate::native_h1::engine_from_env(toml)).unwrap();
     let cfg = portcullis::config::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
     portcullis::server::start(cfg, portcullis::server::Options::default())
         .await
@@ -492,7 +492,7 @@ impl Proc {
     pub fn spawn(dir: &Path, toml: &str) -> Proc {
         portcullis::server::install_crypto();
         let path = dir.join("portcullis.toml");
-        std::fs::write(&path, toml).unwrap();
+        std::fs::write(&path, crate::native_h1::engine_from_env(toml)).unwrap();
         let mut child = Command::new(bin())
             .args(["serve", "-c"])
             .arg(&path)

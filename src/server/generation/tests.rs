@@ -106,3 +106,30 @@ fn spiffe_settings_are_compared_as_values_not_as_their_debug_text() {
     new.spiffe = Some(a);
     assert!(restart_required(&old, &new).is_empty());
 }
+
+#[test]
+fn the_http1_engine_is_checked_and_needs_a_restart() {
+    use crate::transport::settings::Http1Engine;
+    let hyper = config("");
+    assert_eq!(hyper.listen.http1_engine, Http1Engine::Hyper);
+    let text = |engine: &str| {
+        format!("version = 1\n[listen]\naddr = \"127.0.0.1:0\"\nhttp1_engine = \"{engine}\"\n[admin]\naddr = \"127.0.0.1:0\"\n")
+    };
+    let load = |t: String| crate::config::from_toml_str(&t, Path::new("/nonexistent/p.toml"));
+    let native = load(text("native")).unwrap();
+    assert_eq!(native.listen.http1_engine, Http1Engine::Native);
+    assert_eq!(
+        load(text("hyper")).unwrap().listen.http1_engine,
+        Http1Engine::Hyper
+    );
+    // Another spelling is a problem naming the key, not a silent default.
+    for bad in ["Native", "h1", ""] {
+        let e = load(text(bad)).unwrap_err().to_string();
+        assert!(e.contains("listen.http1_engine"), "{bad}: {e}");
+    }
+    let r = restart_required(&hyper, &native);
+    assert_eq!(
+        r,
+        ["[listen] http1_engine changed: takes effect after a restart"]
+    );
+}
