@@ -399,6 +399,51 @@ async fn a_streamed_body_is_never_sent_twice() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn a_buffered_body_is_sent_again_on_a_fresh_connection() {
+    // The other twin: a body the gateway read whole (a validated JSON body) is in hand, so the
+    // request goes once more, with the same bytes, on a fresh connection.
+    let up = scripted(|_, g| {
+        if g.on_conn == 0 {
+            Act::Reply(ok_reply())
+        } else {
+            Act::Close
+        }
+    })
+    .await;
+    let (_d, gw) = gateway(
+        &up.url,
+        "[routes.validate]\ncontent_types = [\"application/json\"]",
+    )
+    .await;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let base = format!("http://{}/up", gw.data_addr);
+    let r = client.get(format!("{base}/first")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "ok");
+    let r = client
+        .post(format!("{base}/json"))
+        .header("content-type", "application/json")
+        .body(r#"{"a":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+    let posts: Vec<Got> = up
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|g| g.head.starts_with("POST"))
+        .cloned()
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert!(posts.iter().all(|g| g.body == br#"{"a":1}"#), "{posts:?}");
+    assert_eq!((posts[0].on_conn, posts[1].on_conn), (1, 0));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    gw.stop().await;
+}
+
 /// Read one response (head and a `Content-Length` body) from a raw caller connection.
 async fn read_response(s: &mut TcpStream) -> String {
     let mut buf = Vec::new();
