@@ -135,7 +135,6 @@ pub fn write_head(parts: &Parts, plan: Plan, out: &mut Vec<u8>) {
         target.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let has_length = parts.headers.contains_key(CONTENT_LENGTH);
     for (name, value) in &parts.headers {
         // The framing fields are ours to write: the caller's hop-by-hop coding is never
         // forwarded, and a length does not go with a chunked body.
@@ -148,7 +147,7 @@ pub fn write_head(parts: &Parts, plan: Plan, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\r\n");
     }
     match plan {
-        Plan::Length(n) if !has_length => {
+        Plan::Length(n) if !parts.headers.contains_key(CONTENT_LENGTH) => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(itoa(n, &mut [0; 20]));
             out.extend_from_slice(b"\r\n");

@@ -175,6 +175,14 @@ fn interim_answers_are_skipped_and_101_refused() {
     assert_eq!(h.status, 200);
     assert_eq!(&b[..], b"ok");
     assert!(parse_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n").is_err());
+    // An interim answer is held to the same line ends.
+    for s in [
+        "HTTP/1.1 100 Continue\n\r\n",
+        "HTTP/1.1 103 Early Hints\r\nLink: </a>\n\r\n",
+        "HTTP/1.1 103 Early Hints\nLink: </a>\r\n\r\n",
+    ] {
+        assert!(parse_str(s).is_err(), "{s:?}");
+    }
 }
 
 #[test]
