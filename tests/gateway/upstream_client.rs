@@ -525,7 +525,7 @@ async fn ambiguous_or_malformed_answers_are_502_problems() {
         let (_d, gw) = gateway(&up.url, "").await;
         let (resp, _) = raw_exchange(
             gw.data_addr,
-            b"GET /up/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            b"GET /up/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
             Duration::from_secs(3),
         )
         .await;
