@@ -110,7 +110,7 @@ struct Idle {
 }
 
 /// An upstream connection and its read buffer (bytes read past an answer's head stay in it).
-pub(crate) struct Conn {
+struct Conn {
     stream: TcpStream,
     buf: BytesMut,
     /// The request being written (reused, as the buffer).

@@ -352,3 +352,7 @@ fn hex_len(n: usize, digits: &mut [u8; 16]) -> &[u8] {
     }
     digits.get(at..).unwrap_or_default()
 }
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;
