@@ -276,7 +276,8 @@ impl Upstream {
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let result = match &self.h1 {
-            Some(h1) => tokio::time::timeout(self.timeout, h1.send(req))
+            // Without the flag, the body is empty or buffered: it may be sent twice.
+            Some(h1) => tokio::time::timeout(self.timeout, h1.send(req, body_tripped.is_none()))
                 .await
                 .map(|r| r.map_err(Failed::Plain)),
             None => {

@@ -1,52 +1,80 @@
-//! The connection pool of a plain `http` upstream: hyper's connection API
-//! (`hyper::client::conn::http1`) with one list of idle senders per thread, instead of
-//! hyper-util's legacy `Client`.
+//! The connection pool and HTTP/1.1 client of a plain `http` upstream: our own client, run in
+//! the task of the caller's connection.
 //!
-//! Why not the legacy client: profiled under `bench/run` (issue 22), its checkout (a pool behind
-//! a mutex keyed by scheme and authority, a checkout future racing a connect future, a task
-//! spawned per response to wait until the connection can be reused and put it back) was the
-//! largest user-space cost of a proxied request after hyper's own parsing. Here a checkout is a
-//! `pop` from the current thread's list (a [`ThreadLocal`] inside the upstream: no lock, no
-//! cross-thread wake), a connection's task runs on the worker that opened it (the data plane's
-//! runtimes are single-threaded, `transport::workers`), and the response body puts its sender
-//! back when it ends: no task per response.
+//! Why our own (issue 22): hyper's connection API gave every upstream connection a task of its
+//! own and handed each request to it through a channel, so a proxied request cost a cross-task
+//! wake-up and a second task poll, plus hyper's client dispatch, encoder and decoder. Measured
+//! (`bench/h1-core.md`), an exchange run inside the caller's task costs a fraction of that. Here
+//! nothing is spawned per request or per connection for the exchange:
 //!
-//! What the legacy client did and this keeps: idle connections are closed after
-//! [`IDLE_TIMEOUT`] (a timer per connection, not per request) and at most [`MAX_IDLE`] wait per
-//! thread; a connection the upstream closes (`Connection: close`, an error, EOF) is never handed
-//! out again; a request that a reused connection refused before a byte was written is retried
-//! once on a fresh connection; requests go out in origin form without an added `Host`.
+//! * a checkout is a `pop` from the current thread's list (a [`ThreadLocal`] inside the
+//!   upstream; the data plane's runtimes are single-threaded, `transport::workers`). An idle
+//!   connection on which anything became readable (the upstream's close, a reset, stray bytes)
+//!   is dropped instead of used, read from tokio's readiness without a system call;
+//! * the request head is written by [`request::write_head`] (origin form, the pipeline's fields
+//!   in order, no `Host` added), the body with its `Content-Length` or chunked, while the
+//!   response head is read in the same poll ([`exchange`]): an upstream that answers before it
+//!   read the whole body (a 413 of its own) is not waited on; the rest of the body is then not
+//!   sent, and the connection not reused;
+//! * the response head is parsed by [`response::parse`] (framing checked as strictly as the
+//!   caller side's guard: an ambiguous answer is a [`Failure`], 502), 1xx answers are skipped and
+//!   `101` refused;
+//! * the response body ([`body::UpstreamBody`]) owns the connection while it streams and puts it
+//!   back when it ended cleanly (its length reached, the last chunk and trailers read, or no
+//!   body for HEAD/204/304); dropped early, failed, `Connection: close`, HTTP/1.0 without
+//!   keep-alive or delimited by the close, the connection is closed instead.
+//!
+//! What hyper-util's legacy pool did and this keeps: idle connections are closed after
+//! [`IDLE_TIMEOUT`] (by one reaper task per thread and upstream, alive while that list holds
+//! connections: no timer per request or connection) and at most [`MAX_IDLE`] wait per thread; a
+//! request that a reused connection failed before any byte of an answer arrived is sent once
+//! more on a fresh connection when its body was empty or buffered (a streamed body is never sent
+//! twice); requests go out in origin form without an added `Host`.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, Uri, Version};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
+use bytes::BytesMut;
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use thread_local::ThreadLocal;
+use tokio::net::TcpStream;
 use tower_service::Service;
 
 use crate::body::{BoxError, ProxyBody};
+
+mod body;
+mod request;
+mod response;
+
+use request::{Payload, SendError, Sending};
+use response::{Framing, Parsed};
 
 /// How long an idle upstream connection is kept (the legacy client's setting, kept).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How many idle connections one thread keeps per upstream (the legacy client's setting).
 pub const MAX_IDLE: usize = 256;
 
+/// The reaper wakes this many times per idle timeout: a connection is closed after between
+/// one and 1 + 1/TICKS idle timeouts.
+const TICKS: u64 = 4;
+/// Read buffer of a connection, and the least free room a read is given.
+const READ_CHUNK: usize = 16 * 1024;
+const MIN_ROOM: usize = 4 * 1024;
+
 /// Why a request did not get a response head.
 #[derive(Debug)]
 pub enum Failure {
     /// No connection could be opened.
     Connect(BoxError),
-    /// The connection failed while sending or waiting for the head.
-    Request(hyper::Error),
+    /// The connection failed while sending or waiting for the head, the upstream's answer was
+    /// malformed or ambiguous, or the request body failed (the caller's, e.g. over `max_body`).
+    Request(BoxError),
 }
 
 impl Failure {
@@ -57,8 +85,7 @@ impl Failure {
     /// The error, for logs.
     pub fn error(&self) -> &(dyn std::error::Error + 'static) {
         match self {
-            Failure::Connect(e) => e.as_ref(),
-            Failure::Request(e) => e,
+            Failure::Connect(e) | Failure::Request(e) => e.as_ref(),
         }
     }
 }
@@ -68,24 +95,64 @@ pub struct H1Pool {
     connector: HttpConnector,
     /// `http://authority/`: what the connector resolves and connects to.
     target: Uri,
-    idle: ThreadLocal<RefCell<VecDeque<Pooled>>>,
+    idle: ThreadLocal<Arc<Mutex<Idle>>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
 
-/// A sender and the idle clock its connection's reaper reads.
-struct Pooled {
-    sender: http1::SendRequest<ProxyBody>,
-    idle_since: Arc<AtomicU64>,
+/// One thread's idle connections, oldest first, each with the reaper tick it was put back in.
+/// (A mutex, uncontended, because the reaper task holds the list too and a runtime may move it.)
+#[derive(Default)]
+struct Idle {
+    conns: VecDeque<(Conn, u64)>,
+    tick: u64,
+    reaper: bool,
 }
 
-/// `idle_since` of a connection that is in use.
-const BUSY: u64 = u64::MAX;
+/// An upstream connection and its read buffer (bytes read past an answer's head stay in it).
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    /// The request being written (reused, as the buffer).
+    out: Vec<u8>,
+}
 
-/// Milliseconds on a monotonic clock that starts with the first call.
-fn now_ms() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(BUSY - 1)
+impl Conn {
+    fn new(stream: TcpStream) -> Self {
+        Conn {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            out: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Read more into the buffer; `Ready(Ok(0))` at the upstream's end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < MIN_ROOM {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+
+    /// Whether the upstream closed it, reset it or sent something while it was idle. Read from
+    /// tokio's readiness (no system call) unless that says readable; a readable socket is read
+    /// once to tell a stale readiness from data or an end.
+    fn went_bad(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if self.stream.poll_read_ready(&mut cx).is_pending() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+/// How one attempt ended without a response.
+enum Attempt {
+    /// Nothing of an answer arrived on a reused connection, which the upstream closed or reset:
+    /// the request may not have reached it, another connection may take it.
+    Stale(BoxError),
+    Failed(Failure),
 }
 
 impl H1Pool {
@@ -111,189 +178,244 @@ impl H1Pool {
     /// How many idle connections this thread holds.
     #[cfg(test)]
     pub fn idle_here(&self) -> usize {
-        self.idle.get().map_or(0, |l| l.borrow().len())
+        self.idle.get().map_or(0, |l| lock(l).conns.len())
     }
 
     /// Send `req` (its URI absolute or origin form) and wait for the response head. The
     /// response's body puts the connection back into this thread's list when it ends.
+    /// `in_hand`: the body is empty or buffered whole (the pipeline's `tripped` flag is absent),
+    /// so it may be sent again on a fresh connection.
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
+        in_hand: bool,
     ) -> Result<Response<ProxyBody>, Failure> {
-        // hyper's connection API writes the URI as given: the upstream gets origin form.
-        if req.uri().scheme().is_some() {
-            let pq = req.uri().path_and_query().cloned();
-            *req.uri_mut() = pq.map_or_else(|| Uri::from_static("/"), Uri::from);
-        }
-        *req.version_mut() = Version::HTTP_11;
-        if let Some(mut pooled) = self.checkout() {
-            match pooled.sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.wrap(resp, pooled)),
-                // Refused before a byte was written (the upstream closed it while idle): once
-                // more on a fresh connection, as the legacy client did.
-                Err(mut e) => match e.take_message() {
-                    Some(back) => req = back,
-                    None => return Err(Failure::Request(e.into_error())),
-                },
+        let (parts, body) = req.into_parts();
+        let mut payload = Payload::new(body, in_hand);
+        let plan = payload.plan(&parts);
+        if let Some(conn) = self.checkout() {
+            match self.exchange(conn, &parts, plan, &mut payload, true).await {
+                Ok(resp) => return Ok(resp),
+                Err(Attempt::Stale(e)) if payload.replayable() => {
+                    tracing::debug!(error = %e, "reused upstream connection was closed; sending on a fresh one");
+                }
+                Err(Attempt::Stale(e)) => return Err(Failure::Request(e)),
+                Err(Attempt::Failed(f)) => return Err(f),
             }
         }
-        let mut pooled = self.connect().await?;
-        pooled.sender.ready().await.map_err(Failure::Request)?;
-        match pooled.sender.send_request(req).await {
-            Ok(resp) => Ok(self.wrap(resp, pooled)),
-            Err(e) => Err(Failure::Request(e)),
+        let conn = self.connect().await?;
+        match self.exchange(conn, &parts, plan, &mut payload, false).await {
+            Ok(resp) => Ok(resp),
+            Err(Attempt::Stale(e)) => Err(Failure::Request(e)),
+            Err(Attempt::Failed(f)) => Err(f),
         }
     }
 
-    /// The most recently used idle connection of this thread that can take a request now.
-    /// Closed ones are dropped; one still finishing its previous exchange (the caller's body
-    /// still uploading after an early response) stays for later.
-    fn checkout(&self) -> Option<Pooled> {
+    /// One attempt on `conn`: write the request while reading the answer's head.
+    async fn exchange(
+        self: &Arc<Self>,
+        mut conn: Conn,
+        parts: &http::request::Parts,
+        plan: request::Plan,
+        payload: &mut Payload,
+        reused: bool,
+    ) -> Result<Response<ProxyBody>, Attempt> {
+        let failed = |e: BoxError| Attempt::Failed(Failure::Request(e));
+        let head_request = parts.method == http::Method::HEAD;
+        let mut out = std::mem::take(&mut conn.out);
+        out.clear();
+        request::write_head(parts, plan, &mut out);
+        let (first, body) = payload.take();
+        let mut sending =
+            Sending::new(&mut out, plan, first, body).map_err(|e| failed(send_error(e)))?;
+        let mut progress = Progress::default();
+        let outcome =
+            poll_fn(|cx| poll_exchange(cx, &mut conn, &mut sending, &mut progress, head_request))
+                .await;
+        let written = sending.is_done() && progress.write_error.is_none();
+        drop(sending);
+        conn.out = out;
+        let head = match outcome {
+            Ok(head) => head,
+            Err(Ended::Send(e)) => return Err(failed(send_error(e))),
+            Err(Ended::Malformed(m)) => return Err(failed(Box::new(m))),
+            Err(Ended::Io(e)) if reused && !progress.received && is_stale(&e) => {
+                return Err(Attempt::Stale(Box::new(e)))
+            }
+            Err(Ended::Io(e)) => {
+                // A write that failed first says more than the read that followed it.
+                return Err(failed(Box::new(progress.write_error.unwrap_or(e))));
+            }
+        };
+        // Reusable only when the whole request went out and the answer says so.
+        let back = (head.keep_alive && written).then(|| self.clone());
+        let body = match head.framing {
+            Framing::Empty => {
+                if let Some(pool) = back {
+                    if conn.buf.is_empty() {
+                        pool.put(conn);
+                    }
+                }
+                crate::body::empty()
+            }
+            framing => body::UpstreamBody::new(conn, framing, back).boxed(),
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        if let Some(reason) = head
+            .reason
+            .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())
+        {
+            resp.extensions_mut().insert(reason);
+        }
+        Ok(resp)
+    }
+
+    /// The most recently used idle connection of this thread that is still good.
+    fn checkout(&self) -> Option<Conn> {
         let list = self.idle.get()?;
-        let mut list = list.borrow_mut();
-        let mut busy = 0;
-        while busy < list.len() {
-            let pooled = list.pop_back()?;
-            if pooled.sender.is_closed() {
-                continue;
+        let mut idle = lock(list);
+        while let Some((mut conn, _)) = idle.conns.pop_back() {
+            if !conn.went_bad() {
+                return Some(conn);
             }
-            if pooled.sender.is_ready() {
-                pooled.idle_since.store(BUSY, Ordering::Relaxed);
-                return Some(pooled);
-            }
-            list.push_front(pooled);
-            busy += 1;
         }
         None
     }
 
-    /// Back into this thread's list, unless closed or the list is full (then it is dropped,
-    /// which closes the connection).
-    fn put(&self, pooled: Pooled) {
-        if pooled.sender.is_closed() {
-            return;
-        }
+    /// Back into this thread's list, unless the list is full or there is no runtime to run its
+    /// reaper (then it is dropped, which closes the connection).
+    fn put(&self, conn: Conn) {
         let list = self.idle.get_or(Default::default);
-        let mut list = list.borrow_mut();
-        if list.len() >= self.max_idle {
+        let mut idle = lock(list);
+        if idle.conns.len() >= self.max_idle {
             return;
         }
-        pooled.idle_since.store(now_ms(), Ordering::Relaxed);
-        list.push_back(pooled);
+        if !idle.reaper {
+            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            idle.reaper = true;
+            rt.spawn(reap(Arc::downgrade(list), self.idle_timeout));
+        }
+        let tick = idle.tick;
+        idle.conns.push_back((conn, tick));
     }
 
-    /// Open a connection; its task runs on this thread's runtime until the connection ends or
-    /// has been idle for the idle timeout.
-    async fn connect(&self) -> Result<Pooled, Failure> {
+    /// Open a connection with the connector's settings (connect timeout, `TCP_NODELAY`,
+    /// keepalive).
+    async fn connect(&self) -> Result<Conn, Failure> {
         let io = self
             .connector
             .clone()
             .call(self.target.clone())
             .await
             .map_err(|e| Failure::Connect(e.into()))?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(Failure::Request)?;
-        let idle_since = Arc::new(AtomicU64::new(BUSY));
-        let reaper = reap(idle_since.clone(), self.idle_timeout);
-        tokio::spawn(async move {
-            tokio::select! {
-                r = conn => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "upstream connection ended");
-                    }
-                }
-                () = reaper => {}
-            }
-        });
-        Ok(Pooled { sender, idle_since })
-    }
-
-    fn wrap(self: &Arc<Self>, resp: Response<Incoming>, pooled: Pooled) -> Response<ProxyBody> {
-        // `Connection: close` (or HTTP/1.0 without keep-alive): hyper closes it after this
-        // response; never offer it again.
-        let reusable = resp.version() == Version::HTTP_11
-            && !resp
-                .headers()
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .any(|v| {
-                    v.as_bytes()
-                        .split(|b| *b == b',')
-                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-                });
-        let back = reusable.then(|| (self.clone(), pooled));
-        resp.map(|inner| {
-            let mut body = Returning { inner, back };
-            if body.inner.is_end_stream() {
-                body.give_back();
-            }
-            http_body_util::BodyExt::boxed(body)
-        })
+        Ok(Conn::new(io.into_inner()))
     }
 }
 
-/// End the connection's task once it has been idle (in a pool, not in use) for `timeout`.
-async fn reap(idle_since: Arc<AtomicU64>, timeout: Duration) {
-    let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    let mut wait = timeout;
+fn lock(list: &Mutex<Idle>) -> std::sync::MutexGuard<'_, Idle> {
+    list.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Close the connections of one thread's list once they have been idle for the timeout; ends
+/// when the list is empty (the next `put` starts another) or the pool is gone.
+async fn reap(list: Weak<Mutex<Idle>>, timeout: Duration) {
+    let tick = (timeout / TICKS as u32).max(Duration::from_millis(1));
     loop {
-        tokio::time::sleep(wait).await;
-        let since = idle_since.load(Ordering::Relaxed);
-        if since == BUSY {
-            wait = timeout;
-            continue;
+        tokio::time::sleep(tick).await;
+        let Some(list) = list.upgrade() else {
+            return;
+        };
+        let mut idle = lock(&list);
+        idle.tick += 1;
+        // Put back at tick `t`, it has been idle for at least `now - t - 1` whole ticks.
+        let now = idle.tick;
+        while idle.conns.front().is_some_and(|(_, t)| now - t > TICKS) {
+            idle.conns.pop_front();
         }
-        let idle_for = now_ms().saturating_sub(since);
-        if idle_for >= limit {
+        if idle.conns.is_empty() {
+            idle.reaper = false;
             return;
         }
-        wait = Duration::from_millis(limit - idle_for);
     }
 }
 
-/// A response body that puts its connection back into the pool when it ends. Dropped before
-/// the end, it drops the sender instead (hyper then closes the connection, whose unread rest
-/// could not be reused).
-struct Returning {
-    inner: Incoming,
-    back: Option<(Arc<H1Pool>, Pooled)>,
+/// What the exchange's poll has seen so far.
+#[derive(Default)]
+struct Progress {
+    /// A byte of an answer arrived.
+    received: bool,
+    /// Writing stopped on this error; the answer is still read (it may explain it).
+    write_error: Option<std::io::Error>,
+    written: bool,
 }
 
-impl Returning {
-    fn give_back(&mut self) {
-        if let Some((pool, pooled)) = self.back.take() {
-            pool.put(pooled);
+/// Why an exchange ended without a final head.
+enum Ended {
+    Send(SendError),
+    Malformed(response::Malformed),
+    Io(std::io::Error),
+}
+
+/// Drive the request out and read the answer's head in one poll, so that neither waits on the
+/// other.
+fn poll_exchange(
+    cx: &mut Context<'_>,
+    conn: &mut Conn,
+    sending: &mut Sending<'_>,
+    progress: &mut Progress,
+    head_request: bool,
+) -> Poll<Result<response::Head, Ended>> {
+    if !progress.written {
+        match sending.poll(cx, &mut conn.stream) {
+            Poll::Ready(Ok(())) => progress.written = true,
+            Poll::Ready(Err(SendError::Io(e))) => {
+                progress.written = true;
+                progress.write_error = Some(e);
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Ended::Send(e))),
+            Poll::Pending => {}
+        }
+    }
+    loop {
+        if !conn.buf.is_empty() {
+            match response::parse(&mut conn.buf, head_request) {
+                Ok(Parsed::Final(head)) => return Poll::Ready(Ok(head)),
+                Ok(Parsed::Interim) => continue,
+                Ok(Parsed::Partial) => {}
+                Err(m) => return Poll::Ready(Err(Ended::Malformed(m))),
+            }
+        }
+        match conn.poll_fill(cx) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(Ended::Io(std::io::ErrorKind::UnexpectedEof.into())))
+            }
+            Poll::Ready(Ok(_)) => progress.received = true,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Ended::Io(e))),
+            Poll::Pending => return Poll::Pending,
         }
     }
 }
 
-impl Body for Returning {
-    type Data = Bytes;
-    type Error = BoxError;
+/// An end or reset of a connection: what a reused connection the upstream closed meanwhile
+/// shows.
+fn is_stale(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | BrokenPipe | ConnectionReset | ConnectionAborted
+    )
+}
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
-            // An error ends the connection: the sender is dropped with the body.
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            _ => {}
-        }
-        polled.map(|f| f.map(|r| r.map_err(Into::into)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+fn send_error(e: SendError) -> BoxError {
+    match e {
+        SendError::Body(e) => e,
+        SendError::Length(why) => why.into(),
+        SendError::Io(e) => Box::new(e),
     }
 }
 

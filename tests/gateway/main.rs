@@ -55,6 +55,7 @@ mod tls_reload;
 #[cfg(feature = "otel")]
 mod traces;
 mod untraced;
+mod upstream_client;
 mod upstream_pool;
 mod usage_sources;
 mod workload_api;

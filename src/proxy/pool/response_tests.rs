@@ -1,0 +1,352 @@
+//! Every response-framing rule with its hostile twins, and the chunked decoder fed in pieces.
+
+use super::*;
+
+fn parse_str(s: &str) -> Result<Parsed, Malformed> {
+    parse(&mut BytesMut::from(s.as_bytes()), false)
+}
+
+fn framing(s: &str) -> Result<Framing, Malformed> {
+    match parse_str(s)? {
+        Parsed::Final(h) => Ok(h.framing),
+        other => panic!("not a final head: {other:?}"),
+    }
+}
+
+fn head(s: &str) -> Head {
+    match parse_str(s).unwrap() {
+        Parsed::Final(h) => h,
+        other => panic!("not a final head: {other:?}"),
+    }
+}
+
+#[test]
+fn lengths_chunked_and_close_delimited_bodies() {
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        Ok(Framing::Length(5))
+    );
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        Ok(Framing::Empty)
+    );
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        Ok(Framing::Chunked)
+    );
+    // Transfer codings are case-insensitive.
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n"),
+        Ok(Framing::Chunked)
+    );
+    assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), Ok(Framing::Close));
+    // The same length twice in two fields is one length, kept once.
+    let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n");
+    assert_eq!(h.framing, Framing::Length(5));
+    assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+}
+
+#[test]
+fn no_body_for_head_204_and_304_whatever_the_head_says() {
+    let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..]);
+    let Ok(Parsed::Final(h)) = parse(&mut b, true) else {
+        panic!()
+    };
+    assert_eq!(h.framing, Framing::Empty);
+    assert!(h.keep_alive);
+    assert_eq!(h.headers["content-length"], "5");
+    for s in [
+        "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        assert_eq!(framing(s), Ok(Framing::Empty), "{s:?}");
+    }
+    // Still ambiguous is still refused, even where no body follows.
+    assert!(framing(
+        "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .is_err());
+}
+
+#[test]
+fn length_with_coding_in_either_order_is_refused() {
+    for s in [
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 0\r\n\r\n",
+    ] {
+        assert!(framing(s).is_err(), "{s:?}");
+    }
+}
+
+#[test]
+fn ill_formed_or_conflicting_lengths_are_refused() {
+    for v in [
+        "5, 5",
+        "5, 6",
+        "+5",
+        "-5",
+        "",
+        " ",
+        "0x5",
+        "5 5",
+        "5.0",
+        "99999999999999999999",
+        "00000000000000000005",
+        "１",
+    ] {
+        let s = format!("HTTP/1.1 200 OK\r\nContent-Length: {v}\r\n\r\n");
+        assert!(framing(&s).is_err(), "{v:?}");
+    }
+    assert!(framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err());
+    // 19 digits is the longest length read.
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000\r\n\r\n"),
+        Ok(Framing::Length(1_000_000_000_000_000_000))
+    );
+}
+
+#[test]
+fn codings_other_than_a_single_chunked_are_refused() {
+    for v in [
+        "gzip, chunked",
+        "chunked, gzip",
+        "gzip",
+        "chunked, chunked",
+        "identity",
+        "",
+        "chunked;q=1",
+        "xchunked",
+    ] {
+        let s = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {v}\r\n\r\n");
+        assert!(framing(&s).is_err(), "{v:?}");
+    }
+    // Two fields make a list, too.
+    assert!(framing(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .is_err());
+    // HTTP/1.0 has no chunked coding.
+    assert!(framing("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+}
+
+#[test]
+fn obs_fold_bare_lf_and_bare_cr_are_refused() {
+    for s in [
+        "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A: a\r\n\tTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n",
+        "HTTP/1.1 200 OK\n\n",
+        "HTTP/1.1 200 OK\r\nX-A: a\rb\r\n\r\n",
+        "HTTP/1.1 200 O\rK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A : a\r\n\r\n",
+        "HTTP/2 200 OK\r\n\r\n",
+        "NOT HTTP\r\n\r\n",
+    ] {
+        assert!(parse_str(s).is_err(), "{s:?}");
+    }
+}
+
+#[test]
+fn an_oversized_head_is_refused() {
+    let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+    assert!(parse_str(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).is_err());
+    let hundred: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+    assert!(parse_str(&format!("HTTP/1.1 200 OK\r\n{hundred}\r\n")).is_ok());
+    // A head that never ends is refused once it passes the limit, not read forever.
+    let long = format!("HTTP/1.1 200 OK\r\nX-A: {}", "a".repeat(MAX_HEAD_BYTES));
+    assert!(parse_str(&long).is_err());
+    let short = format!("HTTP/1.1 200 OK\r\nX-A: {}", "a".repeat(1000));
+    assert!(matches!(parse_str(&short), Ok(Parsed::Partial)));
+}
+
+#[test]
+fn interim_answers_are_skipped_and_101_refused() {
+    let mut b = BytesMut::from(
+        &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+    );
+    assert!(matches!(parse(&mut b, false), Ok(Parsed::Interim)));
+    assert!(matches!(parse(&mut b, false), Ok(Parsed::Interim)));
+    let Ok(Parsed::Final(h)) = parse(&mut b, false) else {
+        panic!()
+    };
+    assert_eq!(h.status, 200);
+    assert_eq!(&b[..], b"ok");
+    assert!(parse_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n").is_err());
+    // An interim answer is held to the same line ends.
+    for s in [
+        "HTTP/1.1 100 Continue\n\r\n",
+        "HTTP/1.1 103 Early Hints\r\nLink: </a>\n\r\n",
+        "HTTP/1.1 103 Early Hints\nLink: </a>\r\n\r\n",
+    ] {
+        assert!(parse_str(s).is_err(), "{s:?}");
+    }
+}
+
+#[test]
+fn keep_alive_follows_version_and_connection() {
+    assert!(head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+    for s in [
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nconnection: keep-alive, CLOSE\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        // Close-delimited: the end of the body is the end of the connection.
+        "HTTP/1.1 200 OK\r\n\r\n",
+    ] {
+        assert!(!head(s).keep_alive, "{s:?}");
+    }
+    assert!(
+        head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n").keep_alive
+    );
+    let h = head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(h.version, Version::HTTP_10);
+}
+
+#[test]
+fn a_non_canonical_reason_is_kept() {
+    assert_eq!(head("HTTP/1.1 200 OK\r\n\r\n").reason, None);
+    assert_eq!(
+        head("HTTP/1.1 200 Fine\r\n\r\n").reason.as_deref(),
+        Some(&b"Fine"[..])
+    );
+}
+
+#[test]
+fn a_head_split_at_every_byte_parses_the_same() {
+    let whole = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok";
+    for cut in 1..whole.len() {
+        let mut b = BytesMut::from(&whole[..cut]);
+        let first = parse(&mut b, false).unwrap();
+        if cut < whole.len() - 2 {
+            assert!(matches!(first, Parsed::Partial), "cut {cut}");
+            b.extend_from_slice(&whole[cut..]);
+            let Ok(Parsed::Final(h)) = parse(&mut b, false) else {
+                panic!("cut {cut}")
+            };
+            assert_eq!(h.framing, Framing::Length(2));
+            assert_eq!(h.headers["x-a"], "b");
+            assert_eq!(&b[..], b"ok");
+        } else {
+            assert!(matches!(first, Parsed::Final(_)), "cut {cut}");
+        }
+    }
+}
+
+/// Decode `input` fed in pieces of `step` bytes; the data, and whether the end was reached.
+fn decode_in_pieces(input: &[u8], step: usize) -> Result<(Vec<u8>, bool, usize), Malformed> {
+    let mut dec = Chunked::default();
+    let mut buf = BytesMut::new();
+    let mut data = Vec::new();
+    for piece in input.chunks(step) {
+        buf.extend_from_slice(piece);
+        loop {
+            match dec.decode(&mut buf)? {
+                Decoded::Data(d) => data.extend_from_slice(&d),
+                Decoded::NeedMore => break,
+                Decoded::End => return Ok((data, true, buf.len())),
+            }
+        }
+    }
+    Ok((data, false, buf.len()))
+}
+
+#[test]
+fn chunked_bodies_split_at_every_byte_decode_the_same() {
+    let body = b"5\r\nhello\r\n1;name=\"v\"\r\n \r\n10\r\n0123456789abcdef\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+    for step in 1..body.len() {
+        let (data, end, rest) = decode_in_pieces(body, step).unwrap();
+        assert_eq!(data, b"hello 0123456789abcdef", "step {step}");
+        assert!(end, "step {step}");
+        assert!(rest <= 4, "step {step}");
+    }
+    let (data, end, _) = decode_in_pieces(b"0\r\n\r\n", 1).unwrap();
+    assert!(data.is_empty() && end);
+    // Upper-case hex and 16 digits (with leading zeros) are sizes.
+    let (data, end, _) =
+        decode_in_pieces(b"000000000000000A\r\n0123456789\r\n0\r\n\r\n", 3).unwrap();
+    assert_eq!(data.len(), 10);
+    assert!(end);
+}
+
+#[test]
+fn ill_formed_chunked_bodies_are_refused() {
+    for body in [
+        &b" 5\r\nhello\r\n0\r\n\r\n"[..],
+        b"5 \r\nhello\r\n0\r\n\r\n",
+        b"5\t\r\nhello\r\n0\r\n\r\n",
+        b"5 ;x\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"00000000000000005\r\nhello\r\n0\r\n\r\n",
+        b"\r\nhello\r\n0\r\n\r\n",
+        b";x\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+        b"5\r\nhelloX\r\n0\r\n\r\n",
+        b"5\r\nhello\r\n0\r\n\n",
+        b"5\r\nhello\r\n0\r\nX: a\n\r\n",
+        b"5\r\nhello\r\n0\r\nX: a\r\n b\r\n\r\n",
+        b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+        b"g\r\n",
+    ] {
+        for step in [1, 2, body.len()] {
+            assert!(
+                decode_in_pieces(body, step).is_err(),
+                "{:?} step {step}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
+
+#[test]
+fn an_endless_trailer_section_or_extension_is_cut_off() {
+    let mut dec = Chunked::default();
+    let mut buf = BytesMut::from(&b"0\r\n"[..]);
+    assert_eq!(dec.decode(&mut buf), Ok(Decoded::NeedMore));
+    let mut fed = 0;
+    let err = loop {
+        buf.extend_from_slice(b"X-Trailer: aaaaaaaaaaaaaaaaaaaa\r\n");
+        fed += 1;
+        match dec.decode(&mut buf) {
+            Ok(Decoded::NeedMore) => assert!(fed < 1000, "never cut off"),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert!(fed <= MAX_FIELDS + 1, "{fed}");
+    assert!(err.0.contains("trailer"));
+    // One long trailer line.
+    let mut dec = Chunked::default();
+    let mut buf = BytesMut::from(&b"0\r\nX: "[..]);
+    buf.extend_from_slice(&vec![b'a'; MAX_TRAILER_BYTES + 10]);
+    assert!(dec.decode(&mut buf).is_err());
+    // An endless extension.
+    let mut dec = Chunked::default();
+    let mut buf = BytesMut::from(&b"5;"[..]);
+    buf.extend_from_slice(&vec![b'a'; MAX_EXTENSION_BYTES + 10]);
+    assert!(dec.decode(&mut buf).is_err());
+}
+
+#[test]
+fn an_endless_chunked_body_streams_without_holding_it() {
+    let mut dec = Chunked::default();
+    let mut buf = BytesMut::new();
+    let mut total = 0;
+    for _ in 0..10_000 {
+        buf.extend_from_slice(b"400\r\n");
+        buf.extend_from_slice(&[b'x'; 0x400]);
+        buf.extend_from_slice(b"\r\n");
+        loop {
+            match dec.decode(&mut buf).unwrap() {
+                Decoded::Data(d) => total += d.len(),
+                Decoded::NeedMore => break,
+                Decoded::End => panic!("no end was sent"),
+            }
+        }
+        assert!(buf.is_empty());
+    }
+    assert_eq!(total, 10_000 * 0x400);
+}
