@@ -28,8 +28,8 @@
 //! [`IDLE_TIMEOUT`] (by one reaper task per thread and upstream, alive while that list holds
 //! connections: no timer per request or connection) and at most [`MAX_IDLE`] wait per thread; a
 //! request that a reused connection failed before any byte of an answer arrived is sent once
-//! more on a fresh connection when its body was empty or buffered (a streamed body is never sent
-//! twice); requests go out in origin form without an added `Host`.
+//! more on a fresh connection when its method is idempotent and its body empty or buffered (a
+//! `POST` or a streamed body is never sent twice); requests go out in origin form without an added `Host`.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -147,6 +147,20 @@ impl Conn {
     }
 }
 
+/// Methods whose repetition has the effect of one request (RFC 9110 §9.2.2).
+fn idempotent(m: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(m)
+}
+
 /// How one attempt ended without a response.
 enum Attempt {
     /// Nothing of an answer arrived on a reused connection, which the upstream closed or reset:
@@ -196,7 +210,10 @@ impl H1Pool {
         if let Some(conn) = self.checkout() {
             match self.exchange(conn, &parts, plan, &mut payload, true).await {
                 Ok(resp) => return Ok(resp),
-                Err(Attempt::Stale(e)) if payload.replayable() => {
+                // The request may have reached the upstream before it closed: sent again only
+                // when repeating it is harmless by its method (RFC 9110 §9.2.2, as nginx's
+                // `proxy_next_upstream` does), and only when its body is in hand.
+                Err(Attempt::Stale(e)) if payload.replayable() && idempotent(&parts.method) => {
                     tracing::debug!(error = %e, "reused upstream connection was closed; sending on a fresh one");
                 }
                 Err(Attempt::Stale(e)) => return Err(Failure::Request(e)),

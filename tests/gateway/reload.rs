@@ -198,7 +198,11 @@ async fn reload_adding_a_route_and_rotating_keys_under_load_drops_nothing() {
         &up,
         "",
     );
-    std::fs::write(dir.join("portcullis.toml"), toml).unwrap();
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        crate::native_h1::engine_from_env(&toml),
+    )
+    .unwrap();
     let (status, _, v) = admin_post(gw.admin_addr, "/admin/v1/reload").await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["result"], "ok");
@@ -263,7 +267,11 @@ async fn a_broken_reload_keeps_serving_and_reports_every_problem() {
     // Two problems at once: a route accepting an unknown credential, and a bad rate.
     let broken = good.replace("accept = [\"partner-keys\"]", "accept = [\"nobody\"]")
         + "[routes.limits]\nrate = \"lots\"\n";
-    std::fs::write(dir.join("portcullis.toml"), &broken).unwrap();
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        crate::native_h1::engine_from_env(&broken),
+    )
+    .unwrap();
     let (status, ct, v) = admin_post(gw.admin_addr, "/admin/v1/reload").await;
     assert_eq!(status, 422, "{v}");
     assert_eq!(ct, "application/problem+json");
@@ -316,7 +324,11 @@ async fn a_broken_reload_keeps_serving_and_reports_every_problem() {
     assert_eq!(status, 422, "{v}");
 
     // Fixed again: the CLI reports the new generation.
-    std::fs::write(dir.join("portcullis.toml"), &good).unwrap();
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        crate::native_h1::engine_from_env(&good),
+    )
+    .unwrap();
     let out = std::process::Command::new(bin())
         .args(["reload", "--admin"])
         .arg(format!("http://{}", gw.admin_addr))
@@ -369,7 +381,11 @@ async fn sighup_and_the_api_agree_and_a_listen_change_needs_a_restart() {
         &up,
         "",
     );
-    std::fs::write(dir.join("portcullis.toml"), &with_route).unwrap();
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        crate::native_h1::engine_from_env(&with_route),
+    )
+    .unwrap();
     gw.signal("-HUP");
     let mut cfg = Value::Null;
     for _ in 0..100 {
@@ -391,7 +407,11 @@ async fn sighup_and_the_api_agree_and_a_listen_change_needs_a_restart() {
 
     // The API continues the same count; a moved listener is reported, not applied.
     let moved = with_route.replacen("addr = \"127.0.0.1:0\"", "addr = \"127.0.0.1:1\"", 1);
-    std::fs::write(dir.join("portcullis.toml"), moved).unwrap();
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        crate::native_h1::engine_from_env(&moved),
+    )
+    .unwrap();
     let (status, _, v) = admin_post(gw.admin_addr, "/admin/v1/reload").await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["generation"], 3);
@@ -777,7 +797,11 @@ async fn limiter_state_survives_a_reload_of_an_unchanged_route() {
 
     // Changed limits: a fresh limiter with the new rate. The old key is rotated out at once.
     write_api_keys(dir, &[("acme-2", ACME, NEW_KEY)]);
-    std::fs::write(dir.join("portcullis.toml"), limited("100/m")).unwrap();
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        crate::native_h1::engine_from_env(&limited("100/m")),
+    )
+    .unwrap();
     let (status, _, v) = admin_post(gw.admin_addr, "/admin/v1/reload").await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(get(NEW_KEY).await, 200);

@@ -401,8 +401,9 @@ async fn a_streamed_body_is_never_sent_twice() {
 
 #[tokio::test]
 async fn a_buffered_body_is_sent_again_on_a_fresh_connection() {
-    // The other twin: a body the gateway read whole (a validated JSON body) is in hand, so the
-    // request goes once more, with the same bytes, on a fresh connection.
+    // The other twin: a body the gateway read whole (a validated JSON body) is in hand, so an
+    // idempotent request (PUT) goes once more, with the same bytes, on a fresh connection; a
+    // POST, which the upstream may already have acted on, is not sent twice (502 instead).
     let up = scripted(|_, g| {
         if g.on_conn == 0 {
             Act::Reply(ok_reply())
@@ -421,7 +422,7 @@ async fn a_buffered_body_is_sent_again_on_a_fresh_connection() {
     let r = client.get(format!("{base}/first")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "ok");
     let r = client
-        .post(format!("{base}/json"))
+        .put(format!("{base}/json"))
         .header("content-type", "application/json")
         .body(r#"{"a":1}"#)
         .send()
@@ -429,18 +430,37 @@ async fn a_buffered_body_is_sent_again_on_a_fresh_connection() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok");
-    let posts: Vec<Got> = up
-        .got
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|g| g.head.starts_with("POST"))
-        .cloned()
-        .collect();
-    assert_eq!(posts.len(), 2, "{posts:?}");
-    assert!(posts.iter().all(|g| g.body == br#"{"a":1}"#), "{posts:?}");
-    assert_eq!((posts[0].on_conn, posts[1].on_conn), (1, 0));
+    let seen = |method: &str| -> Vec<Got> {
+        up.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.head.starts_with(method))
+            .cloned()
+            .collect()
+    };
+    let puts = seen("PUT ");
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert!(puts.iter().all(|g| g.body == br#"{"a":1}"#), "{puts:?}");
+    assert_eq!((puts[0].on_conn, puts[1].on_conn), (1, 0));
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+
+    // The PUT's fresh connection is now the reused one, and it closes at its second request.
+    let r = client
+        .post(format!("{base}/json"))
+        .header("content-type", "application/json")
+        .body(r#"{"b":2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let posts = seen("POST ");
+    assert_eq!(posts.len(), 1, "a POST is never sent twice: {posts:?}");
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        2,
+        "no fresh connection for the POST"
+    );
     gw.stop().await;
 }
 
