@@ -68,6 +68,19 @@ async fn scripted(script: impl Fn(usize, &Got) -> Act + Send + Sync + 'static) -
     Scripted { url, accepted, got }
 }
 
+/// An upstream that answers the first request on each connection and closes the connection
+/// when the second arrives (after reading it, before answering): the keep-alive race.
+async fn closes_second_request() -> Scripted {
+    scripted(|_, g| {
+        if g.on_conn == 0 {
+            Act::Reply(ok_reply())
+        } else {
+            Act::Close
+        }
+    })
+    .await
+}
+
 async fn serve(
     mut s: TcpStream,
     script: Script,
@@ -344,14 +357,7 @@ async fn interim_answers_are_skipped_and_an_upgrade_is_refused() {
 async fn a_reused_connection_the_upstream_closed_is_retried_once_for_a_bodiless_request() {
     // The second request on each connection finds it closed (read, then no answer): the
     // gateway sends it once more on a fresh connection.
-    let up = scripted(|_, g| {
-        if g.on_conn == 0 {
-            Act::Reply(ok_reply())
-        } else {
-            Act::Close
-        }
-    })
-    .await;
+    let up = closes_second_request().await;
     let (_d, gw) = gateway(&up.url, "").await;
     let got = gets(&gw, &["/1", "/2", "/3"]).await;
     assert!(got.iter().all(|(s, b)| *s == 200 && b == "ok"), "{got:?}");
@@ -365,14 +371,7 @@ async fn a_reused_connection_the_upstream_closed_is_retried_once_for_a_bodiless_
 async fn a_streamed_body_is_never_sent_twice() {
     // The twin: the same closed connection under a request whose body is streamed from the
     // caller (chunked): it cannot be replayed, the caller gets a 502 and the upstream saw it once.
-    let up = scripted(|_, g| {
-        if g.on_conn == 0 {
-            Act::Reply(ok_reply())
-        } else {
-            Act::Close
-        }
-    })
-    .await;
+    let up = closes_second_request().await;
     let (_d, gw) = gateway(&up.url, "").await;
     let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
     s.write_all(b"GET /up/first HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -404,14 +403,7 @@ async fn a_buffered_body_is_sent_again_on_a_fresh_connection() {
     // The other twin: a body the gateway read whole (a validated JSON body) is in hand, so an
     // idempotent request (PUT) goes once more, with the same bytes, on a fresh connection; a
     // POST, which the upstream may already have acted on, is not sent twice (502 instead).
-    let up = scripted(|_, g| {
-        if g.on_conn == 0 {
-            Act::Reply(ok_reply())
-        } else {
-            Act::Close
-        }
-    })
-    .await;
+    let up = closes_second_request().await;
     let (_d, gw) = gateway(
         &up.url,
         "[routes.validate]\ncontent_types = [\"application/json\"]",
