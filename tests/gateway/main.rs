@@ -13,6 +13,7 @@ mod admin;
 mod admin_hardening;
 mod auth_failures;
 mod bodies;
+mod caller_gone;
 mod canonical;
 mod cluster;
 mod config_check;

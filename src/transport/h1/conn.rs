@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
@@ -53,6 +53,9 @@ pub(super) struct Conn<S> {
     pub cont: Continue,
     /// The driver gave up the connection: bodies still held elsewhere fail.
     pub closed: bool,
+    /// The driver, waiting for the body to end before it watches for the caller going away
+    /// (`poll_gone`): woken when it ends, wherever the body is read.
+    pub watcher: Option<Waker>,
 }
 
 pub(super) type Shared<S> = Arc<Mutex<Conn<S>>>;
@@ -72,6 +75,7 @@ impl<S> Conn<S> {
             body: BodyState::Done,
             cont: Continue::None,
             closed: false,
+            watcher: None,
         }
     }
 
@@ -90,17 +94,24 @@ impl<S> Conn<S> {
                 let data = self.rbuf.split_to(take).freeze();
                 *n -= take as u64;
                 if *n == 0 {
-                    self.body = BodyState::Done;
+                    self.ended();
                 }
                 Ok(Step::Data(data))
             }
             BodyState::Chunked(c) => {
                 let step = c.step(&mut self.rbuf);
                 if step == Ok(Step::End) {
-                    self.body = BodyState::Done;
+                    self.ended();
                 }
                 step
             }
+        }
+    }
+
+    fn ended(&mut self) {
+        self.body = BodyState::Done;
+        if let Some(w) = self.watcher.take() {
+            w.wake();
         }
     }
 
@@ -131,6 +142,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         // are in the buffer.
         let read = pin!(self.io.read_buf(&mut self.rbuf));
         read.poll(cx)
+    }
+
+    /// While a request is in flight, whether its caller went away: `true` at the end of the
+    /// stream or on a read error (a reset), `false` once bytes arrived (a pipelined request,
+    /// kept in the buffer: from then on the caller is not watched, and its end counts only
+    /// after those bytes, as hyper's `mid_message_detect_eof`). Nothing is read before the
+    /// request body ended: its reader reads it. Each poll is a readiness check of the stream
+    /// (a read only when the socket is readable), and at most one read is buffered, so a flood
+    /// of pipelined bytes waits in the socket (back-pressure).
+    pub fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.body != BodyState::Done {
+            if !self
+                .watcher
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                self.watcher = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        self.watcher = None;
+        if !self.rbuf.is_empty() {
+            return Poll::Ready(false);
+        }
+        match ready!(self.poll_fill(cx)) {
+            Ok(0) | Err(_) => Poll::Ready(true),
+            Ok(_) => Poll::Ready(false),
+        }
     }
 
     /// Write what is owed of `100 Continue`.

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 
 use http::{Method, Request, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -121,7 +121,11 @@ pub(super) async fn serve<S, H>(
         };
         let mut close = !head.keep_alive || head.method == Method::CONNECT;
         let req = request(&conn, seq, head);
-        let resp = gateway.handle(&info, req).await;
+        // A caller that goes away while its request is in flight cancels it (the handler's
+        // future is dropped, and with it the upstream request), as with hyper.
+        let Some(resp) = unless_gone(&conn, gateway.handle(&info, req)).await else {
+            return abandon(&conn);
+        };
         close |= draining
             || stopping(&mut stop)
             || wants_close(resp.headers())
@@ -136,22 +140,45 @@ pub(super) async fn serve<S, H>(
         {
             return abandon(&conn);
         }
-        let wrote = write::response(
-            &mut Writer(&conn),
-            &mut out,
-            resp,
-            req_for,
-            close,
-            &mut spare,
-        )
-        .await;
-        match wrote {
-            Ok(false) => {}
-            Ok(true) => return finish(&conn).await,
+        let mut writer = Writer(&*conn);
+        let write = write::response(&mut writer, &mut out, resp, req_for, close, &mut spare);
+        match unless_gone(&conn, write).await {
+            Some(Ok(false)) => {}
+            Some(Ok(true)) => return finish(&conn).await,
             // Cut mid-response: the caller must see the cut, not a shorter answer.
-            Err(_) => return abandon(&conn),
+            Some(Err(_)) => return abandon(&conn),
+            // Gone while its response streamed: the rest (and the upstream) is dropped.
+            None => return abandon(&conn),
         }
     }
+}
+
+/// Run `fut` (the handler, or the writing of its response) unless the caller goes away first
+/// (`None`): hyper's server watches the read side of a connection whose request is in flight
+/// the same way, with `http1_half_close` off (the end of the stream means gone, also after a
+/// complete request). The read side is polled only while `fut` is pending, so a request
+/// answered at once costs nothing more.
+async fn unless_gone<S, F>(conn: &Mutex<Conn<S>>, fut: F) -> Option<F::Output>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future,
+{
+    let mut fut = std::pin::pin!(fut);
+    let mut watching = true;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if watching {
+            match lock(conn).poll_gone(cx) {
+                Poll::Ready(true) => return Poll::Ready(None),
+                Poll::Ready(false) => watching = false,
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Read until a complete head is buffered, and parse it.
