@@ -56,6 +56,7 @@ mod tls_reload;
 #[cfg(feature = "otel")]
 mod traces;
 mod untraced;
+mod upgrades;
 mod upstream_client;
 mod upstream_pool;
 mod usage_sources;
