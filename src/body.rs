@@ -33,7 +33,7 @@ pub fn empty() -> ProxyBody {
 pub type NativeBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send + Sync>>;
 
 /// The caller's request body, as the pipeline receives it from the data listener: hyper's (h2,
-/// and HTTP/1.1 with `http1_engine = "hyper"`) or the native core's. `is_end_stream` and
+/// and HTTP/1.1 with the fallback `http1_engine = "hyper"`) or the native core's. `is_end_stream` and
 /// `size_hint` are the core's own, exact: `validate::has_body` and the 413 logic read them.
 pub enum CallerBody {
     Hyper(hyper::body::Incoming),

@@ -82,11 +82,11 @@ pub(super) fn listen(c: &mut Collector<'_>, base: &Path, l: raw::Listen) -> Opti
         },
     };
     let http1_engine = match l.http1_engine.as_deref() {
-        None | Some("hyper") => Http1Engine::Hyper,
-        Some("native") => Http1Engine::Native,
+        None | Some("native") => Http1Engine::Native,
+        Some("hyper") => Http1Engine::Hyper,
         Some(_) => {
-            c.push("listen.http1_engine", "must be \"hyper\" or \"native\"");
-            Http1Engine::Hyper
+            c.push("listen.http1_engine", "must be \"native\" or \"hyper\"");
+            Http1Engine::Native
         }
     };
     Some(Listen {

@@ -36,7 +36,7 @@ pub struct Listen {
     pub max_buffered_bodies: Option<String>,
     /// Memory such bodies from one source address may hold at once, in bytes.
     pub max_buffered_per_source: Option<String>,
-    /// The HTTP/1.1 server core of the data listener: `hyper` (default) or `native`.
+    /// The HTTP/1.1 server core of the data listener: `native` (default) or `hyper`.
     pub http1_engine: Option<String>,
 }
 

@@ -30,10 +30,11 @@ pub struct Listen {
 /// `[listen] http1_engine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Http1Engine {
-    /// hyper's HTTP/1.1 server (the default).
-    #[default]
+    /// hyper's HTTP/1.1 server: the fallback, kept for one release for anyone who meets a
+    /// difference.
     Hyper,
-    /// The gateway's own HTTP/1.1 core (`transport::h1`; new, opt-in).
+    /// The gateway's own HTTP/1.1 core (`transport::h1`; the default).
+    #[default]
     Native,
 }
 

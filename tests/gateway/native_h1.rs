@@ -1,6 +1,7 @@
-//! The native HTTP/1.1 core (`[listen] http1_engine = "native"`, `transport::h1`): what is
-//! specific to it, over raw sockets. The rest of the e2e suite runs against it too when
-//! `PORTCULLIS_TEST_HTTP1_ENGINE=native` is set (`scripts/test` runs the whole suite a second time so).
+//! The native HTTP/1.1 core (`[listen] http1_engine = "native"`, the default; `transport::h1`):
+//! what is specific to it, over raw sockets. The rest of the e2e suite runs against it by
+//! default, and against the fallback engine when `PORTCULLIS_TEST_HTTP1_ENGINE=hyper` is set
+//! (`scripts/test` runs the whole suite a second time so).
 
 /// The config `toml` with `[listen] http1_engine` set from `PORTCULLIS_TEST_HTTP1_ENGINE`, when
 /// the variable is set and the config names no engine of its own.

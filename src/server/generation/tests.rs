@@ -110,26 +110,29 @@ fn spiffe_settings_are_compared_as_values_not_as_their_debug_text() {
 #[test]
 fn the_http1_engine_is_checked_and_needs_a_restart() {
     use crate::transport::settings::Http1Engine;
-    let hyper = config("");
-    assert_eq!(hyper.listen.http1_engine, Http1Engine::Hyper);
+    // The default is the native core: a config that omits the key is one that says "native".
+    let omitted = config("");
+    assert_eq!(omitted.listen.http1_engine, Http1Engine::Native);
     let text = |engine: &str| {
         format!("version = 1\n[listen]\naddr = \"127.0.0.1:0\"\nhttp1_engine = \"{engine}\"\n[admin]\naddr = \"127.0.0.1:0\"\n")
     };
     let load = |t: String| crate::config::from_toml_str(&t, Path::new("/nonexistent/p.toml"));
     let native = load(text("native")).unwrap();
     assert_eq!(native.listen.http1_engine, Http1Engine::Native);
-    assert_eq!(
-        load(text("hyper")).unwrap().listen.http1_engine,
-        Http1Engine::Hyper
-    );
+    assert!(restart_required(&omitted, &native).is_empty());
+    assert!(restart_required(&native, &omitted).is_empty());
+    let hyper = load(text("hyper")).unwrap();
+    assert_eq!(hyper.listen.http1_engine, Http1Engine::Hyper);
     // Another spelling is a problem naming the key, not a silent default.
     for bad in ["Native", "h1", ""] {
         let e = load(text(bad)).unwrap_err().to_string();
         assert!(e.contains("listen.http1_engine"), "{bad}: {e}");
     }
-    let r = restart_required(&hyper, &native);
-    assert_eq!(
-        r,
-        ["[listen] http1_engine changed: takes effect after a restart"]
-    );
+    // To the fallback and back: each a restart.
+    for (old, new) in [(&omitted, &hyper), (&hyper, &omitted), (&hyper, &native)] {
+        assert_eq!(
+            restart_required(old, new),
+            ["[listen] http1_engine changed: takes effect after a restart"]
+        );
+    }
 }
