@@ -18,7 +18,10 @@ use super::chunked::{Chunked, Step};
 use crate::body::BoxError;
 
 /// Bytes asked of the stream at a time, at least.
-const READ_CHUNK: usize = 8 * 1024;
+pub(super) const READ_CHUNK: usize = 8 * 1024;
+
+/// A read buffer grown beyond this (for one large head) is given back once it is empty.
+pub(super) const READ_KEEP: usize = 2 * READ_CHUNK;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -56,6 +59,8 @@ pub(super) struct Conn<S> {
     /// The driver, waiting for the body to end before it watches for the caller going away
     /// (`poll_gone`): woken when it ends, wherever the body is read.
     pub watcher: Option<Waker>,
+    /// `rbuf`'s allocation grew beyond `READ_KEEP`.
+    grown: bool,
 }
 
 pub(super) type Shared<S> = Arc<Mutex<Conn<S>>>;
@@ -76,6 +81,7 @@ impl<S> Conn<S> {
             cont: Continue::None,
             closed: false,
             watcher: None,
+            grown: false,
         }
     }
 
@@ -135,8 +141,14 @@ impl<S> Conn<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Read more into the buffer; `Ok(0)` at the end of the stream.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+        if self.grown && self.rbuf.is_empty() {
+            // One large head does not cost the connection that much memory for its life (the
+            // allocation goes once the head's fields are dropped).
+            self.rbuf = BytesMut::with_capacity(READ_CHUNK);
+            self.grown = false;
+        } else if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
             self.rbuf.reserve(READ_CHUNK);
+            self.grown = self.rbuf.capacity() > READ_KEEP;
         }
         // Cancel-safe: the future is dropped at once whatever it returned, and bytes it read
         // are in the buffer.

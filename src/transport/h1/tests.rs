@@ -697,3 +697,134 @@ mod against_the_guard {
         }
     }
 }
+
+/// Memory a connection keeps after one large message, and back-pressure on large answers.
+mod bounded {
+    use std::future::poll_fn;
+
+    use bytes::Bytes;
+    use http::Response;
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::io::AsyncWriteExt;
+
+    use super::super::conn::{Conn, READ_KEEP};
+    use super::super::parse::{parse, Limits, Scan};
+    use super::super::write::{self, For, OUT_KEEP};
+    use crate::body::{full, BoxError, ProxyBody};
+
+    #[tokio::test]
+    async fn the_read_buffer_is_given_back_after_one_large_head() {
+        let (mut client, server) = tokio::io::duplex(256 * 1024);
+        let mut conn = Conn::new(server);
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+            "x".repeat(60_000)
+        );
+        client.write_all(big.as_bytes()).await.unwrap();
+        let limits = Limits {
+            max_bytes: 128 * 1024,
+            max_fields: 100,
+        };
+        let mut scan = Scan::default();
+        let head = loop {
+            if let Some(h) = parse(&mut conn.rbuf, &mut scan, limits, &mut None).unwrap() {
+                break h;
+            }
+            poll_fn(|cx| conn.poll_fill(cx)).await.unwrap();
+        };
+        assert_eq!(head.headers["x-big"].len(), 60_000);
+        drop(head);
+        // The requests that follow are read into a buffer of the usual size, not the grown one
+        // (the tail of the large allocation would be reclaimed whole once it filled up).
+        let small = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(1000)
+        );
+        let mut most = 0;
+        for _ in 0..20 {
+            client.write_all(small.as_bytes()).await.unwrap();
+            let head = loop {
+                if let Some(h) = parse(&mut conn.rbuf, &mut scan, limits, &mut None).unwrap() {
+                    break h;
+                }
+                poll_fn(|cx| conn.poll_fill(cx)).await.unwrap();
+                most = most.max(conn.rbuf.capacity());
+            };
+            assert_eq!(head.headers["x-pad"].len(), 1000);
+        }
+        assert!(most <= READ_KEEP, "{most} bytes kept");
+    }
+
+    fn one_frame(data: Bytes) -> ProxyBody {
+        let frames = futures_util::stream::iter([Ok::<_, BoxError>(http_body::Frame::data(data))]);
+        StreamBody::new(frames).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_large_response_is_written_from_its_own_buffer_never_copied_into_the_kept_one() {
+        let big = Bytes::from(vec![b'x'; 1 << 20]);
+        let req = For {
+            version: http::Version::HTTP_11,
+            head_method: false,
+        };
+        // Known size (first frame in hand), and chunked (size unknown).
+        for (body, chunked) in [(full(big.clone()), false), (one_frame(big.clone()), true)] {
+            let mut wire: Vec<u8> = Vec::new();
+            let mut out = Vec::with_capacity(1024);
+            let close = write::response(
+                &mut wire,
+                &mut out,
+                Response::new(body),
+                req,
+                false,
+                &mut None,
+            )
+            .await
+            .unwrap();
+            assert!(!close);
+            assert!(
+                out.capacity() <= OUT_KEEP,
+                "chunked {chunked}: {}",
+                out.capacity()
+            );
+            let text = String::from_utf8_lossy(&wire);
+            let end = text.find("\r\n\r\n").unwrap() + 4;
+            if chunked {
+                assert!(
+                    text[..end].contains("transfer-encoding: chunked"),
+                    "{text:.200}"
+                );
+                assert_eq!(&wire[end..end + 7], b"100000\r");
+                assert!(wire.ends_with(b"xx\r\n0\r\n\r\n"));
+                assert_eq!(wire.len(), end + 8 + (1 << 20) + 2 + 5);
+            } else {
+                assert!(
+                    text[..end].contains("content-length: 1048576"),
+                    "{text:.200}"
+                );
+                assert_eq!(wire.len(), end + (1 << 20));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_first_frame_longer_than_its_content_length_is_never_written() {
+        let mut resp = Response::new(one_frame(Bytes::from_static(
+            b"okHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+        )));
+        resp.headers_mut()
+            .insert("content-length", "2".parse().unwrap());
+        let mut wire: Vec<u8> = Vec::new();
+        let req = For {
+            version: http::Version::HTTP_11,
+            head_method: false,
+        };
+        let got = write::response(&mut wire, &mut Vec::new(), resp, req, false, &mut None).await;
+        assert!(got.is_err());
+        assert!(
+            !String::from_utf8_lossy(&wire).contains("evil"),
+            "{}",
+            String::from_utf8_lossy(&wire)
+        );
+    }
+}

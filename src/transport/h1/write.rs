@@ -25,6 +25,10 @@ const SPARE_MAX_FIELDS: usize = 128;
 /// A frame larger than this is written from its own buffer rather than copied.
 const COPY_MAX: usize = 16 * 1024;
 
+/// The output buffer kept for the connection's next response, at most (a larger one, grown for
+/// a response head with very many fields, is given back).
+pub(super) const OUT_KEEP: usize = 4 * COPY_MAX;
+
 /// What the request said about its response.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct For {
@@ -67,6 +71,9 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
         w.write_all(out).await?;
     } else {
         send_body(w, out, body, framing).await?;
+    }
+    if out.capacity() > OUT_KEEP {
+        *out = Vec::with_capacity(1024);
     }
     w.flush().await?;
     Ok(close)
@@ -156,7 +163,17 @@ async fn send_body<W: AsyncWrite + Unpin>(
             Poll::Ready(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     sent += data.len() as u64;
-                    encode(out, &data, framing);
+                    if matches!(framing, Out::Length(n) if sent > n) {
+                        // Never a byte past the length: a pipelining caller would read it
+                        // as the next answer.
+                        return Err(io::Error::other("response body longer than its length"));
+                    }
+                    if data.len() > COPY_MAX {
+                        // Written from its own buffer, never copied: the head goes first.
+                        put(w, out, &data, framing).await?;
+                    } else {
+                        encode(out, &data, framing);
+                    }
                 }
                 ended = body.is_end_stream();
             }
@@ -165,7 +182,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
             Poll::Pending => {}
         }
     }
-    if !ended || out.len() > COPY_MAX {
+    if (!ended || out.len() > COPY_MAX) && !out.is_empty() {
         w.write_all(out).await?;
         out.clear();
     }
@@ -179,13 +196,8 @@ async fn send_body<W: AsyncWrite + Unpin>(
                 if matches!(framing, Out::Length(n) if sent > n) {
                     return Err(io::Error::other("response body longer than its length"));
                 }
-                if data.len() > COPY_MAX && framing != Out::Chunked {
-                    w.write_all(&data).await?;
-                } else {
-                    out.clear();
-                    encode(out, &data, framing);
-                    w.write_all(out).await?;
-                }
+                out.clear();
+                put(w, out, &data, framing).await?;
                 ended = body.is_end_stream();
             }
             Some(Err(e)) => return Err(io::Error::other(e)),
@@ -208,6 +220,35 @@ async fn send_body<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Write what `out` holds, then the frame `data` with its framing: copied into `out` when small,
+/// else from its own buffer between its chunk's size line and end, so that `out` never grows to
+/// the size of a frame (a response's frames can be megabytes; `out` lives as long as the
+/// connection). Leaves `out` empty.
+async fn put<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    out: &mut Vec<u8>,
+    data: &Bytes,
+    framing: Out,
+) -> io::Result<()> {
+    if data.len() <= COPY_MAX {
+        encode(out, data, framing);
+        w.write_all(out).await?;
+    } else {
+        if framing == Out::Chunked {
+            size_line(out, data.len());
+        }
+        if !out.is_empty() {
+            w.write_all(out).await?;
+        }
+        w.write_all(data).await?;
+        if framing == Out::Chunked {
+            w.write_all(b"\r\n").await?;
+        }
+    }
+    out.clear();
+    Ok(())
+}
+
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -220,26 +261,31 @@ fn encode(out: &mut Vec<u8>, data: &Bytes, framing: Out) {
         return;
     }
     if framing == Out::Chunked {
-        let mut hex = [0u8; 16];
-        let mut i = hex.len();
-        let mut n = data.len();
-        loop {
-            i -= 1;
-            if let Some(d) = hex.get_mut(i) {
-                *d = b"0123456789abcdef".get(n & 0xf).copied().unwrap_or(b'0');
-            }
-            n >>= 4;
-            if n == 0 || i == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(hex.get(i..).unwrap_or_default());
-        out.extend_from_slice(b"\r\n");
+        size_line(out, data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
     } else {
         out.extend_from_slice(data);
     }
+}
+
+/// A chunk's size line: `len` in hex, CRLF.
+fn size_line(out: &mut Vec<u8>, len: usize) {
+    let mut hex = [0u8; 16];
+    let mut i = hex.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        if let Some(d) = hex.get_mut(i) {
+            *d = b"0123456789abcdef".get(n & 0xf).copied().unwrap_or(b'0');
+        }
+        n >>= 4;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(hex.get(i..).unwrap_or_default());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// `n` in decimal, in `buf`.
