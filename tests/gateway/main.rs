@@ -50,6 +50,7 @@ mod redis_tls;
 mod reload;
 mod shared_state;
 mod shutdown;
+mod slow_callers;
 mod streaming;
 mod telemetry;
 mod tls_reload;

@@ -1,0 +1,160 @@
+//! Slow and hostile callers, on both HTTP/1.1 engines (each test names its engine in the config,
+//! so the suite's engine switch does not matter): what bounds them must bound them alike.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+const ENGINES: [&str; 2] = ["hyper", "native"];
+
+/// An upstream that answers every request with an endless body (1 GiB declared), counting what
+/// it managed to write, and noting when the gateway stopped taking it.
+struct Endless {
+    addr: std::net::SocketAddr,
+    written: Arc<AtomicU64>,
+    ended: Arc<AtomicBool>,
+}
+
+impl Endless {
+    async fn start() -> Endless {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let written = Arc::new(AtomicU64::new(0));
+        let ended = Arc::new(AtomicBool::new(false));
+        let (w, e) = (written.clone(), ended.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (w, e) = (w.clone(), e.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1024];
+                    while !head.windows(4).any(|x| x == b"\r\n\r\n") {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let chunk = vec![b'x'; 64 * 1024];
+                    let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n".to_vec();
+                    loop {
+                        if s.write_all(&out).await.is_err() {
+                            e.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        w.fetch_add(out.len() as u64, Ordering::SeqCst);
+                        out.clone_from(&chunk);
+                    }
+                });
+            }
+        });
+        Endless {
+            addr,
+            written,
+            ended,
+        }
+    }
+}
+
+async fn on(engine: &str, routes: &str) -> (tempfile::TempDir, portcullis::server::Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("http1_engine = \"{engine}\"\n");
+    let toml = base_config(dir.path(), &listen, "", routes);
+    let gw = start_in_process(dir.path(), &toml).await;
+    (dir, gw)
+}
+
+#[tokio::test]
+async fn a_caller_that_never_reads_a_large_answer_holds_the_upstream_back_and_leaving_ends_it() {
+    for engine in ENGINES {
+        let up = Endless::start().await;
+        let routes = route("big", "/big", &format!("http://{}", up.addr), "")
+            .replace("timeout = \"2s\"", "timeout = \"30s\"");
+        let (_d, gw) = on(engine, &routes).await;
+        let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+        s.write_all(b"GET /big/file HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        // Back-pressure, not buffering: what the upstream can write stops growing once the
+        // socket buffers on both sides are full.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let then = up.written.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let now = up.written.load(Ordering::SeqCst);
+        assert!(now > 0, "{engine}: nothing was sent");
+        assert!(
+            now < 64 << 20,
+            "{engine}: {now} bytes taken from the upstream"
+        );
+        assert!(
+            now - then <= 1 << 20,
+            "{engine}: still taking: {then} then {now}"
+        );
+        assert!(!up.ended.load(Ordering::SeqCst), "{engine}");
+        // The caller leaves without reading: the upstream connection goes too.
+        drop(s);
+        let t = Instant::now();
+        while !up.ended.load(Ordering::SeqCst) {
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "{engine}: the upstream is still held"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_a_byte_at_a_time_is_bounded_by_the_upstream_timeout() {
+    // Neither HTTP/1.1 core bounds a body's pace: the route's upstream `timeout` (which covers
+    // sending the request) does, for a body streamed to the upstream. (A body read whole has
+    // `body_timeout` and `body_min_rate`: `bodies.rs`.)
+    let mut statuses = Vec::new();
+    for engine in ENGINES {
+        let up = Upstream::start().await;
+        let (_d, gw) = on(engine, &route("api", "/api", &up.url(), "")).await;
+        let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+        s.write_all(b"POST /api/slow HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let mut got = Vec::new();
+        let mut b = [0u8; 4096];
+        let closed = loop {
+            assert!(
+                t.elapsed() < Duration::from_secs(6),
+                "{engine}: not cut: {}",
+                String::from_utf8_lossy(&got)
+            );
+            // One byte each 200 ms: well above any idle timeout, far below any sane rate.
+            let _ = s.write_all(b"x").await;
+            match tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(n)) => got.extend_from_slice(&b[..n]),
+                Err(_) => {}
+            }
+        };
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let took = t.elapsed();
+        assert!(closed, "{engine}: {text}");
+        assert!(
+            took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
+            "{engine}: {took:?}"
+        );
+        // The upstream got the head and part of the body, never a whole request.
+        let seen = up.seen.lock().unwrap().clone();
+        assert!(
+            seen.iter().all(|s| s.body_bytes < 100),
+            "{engine}: {seen:?}"
+        );
+        statuses.push(status_of(&text));
+        gw.stop().await;
+    }
+    assert_eq!(statuses[0], statuses[1], "hyper vs native");
+    assert_eq!(statuses[0], 504);
+}
