@@ -158,3 +158,49 @@ async fn a_body_that_trickles_a_byte_at_a_time_is_bounded_by_the_upstream_timeou
     assert_eq!(statuses[0], statuses[1], "hyper vs native");
     assert_eq!(statuses[0], 504);
 }
+
+#[tokio::test]
+async fn a_flood_of_pipelined_requests_behind_one_in_flight_is_not_read_ahead() {
+    // While a request is in flight, the connection reads at most one buffer of what follows
+    // (to notice the caller leaving); the rest waits in the socket. The kernel's buffers can
+    // hold tens of MiB on loopback; a gateway reading ahead would take all 128 MiB at once.
+    for engine in ENGINES {
+        let up = Upstream::start().await;
+        let (_d, gw) = on(engine, &route("api", "/api", &up.url(), "")).await;
+        let s = TcpStream::connect(gw.data_addr).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        wr.write_all(b"GET /api/one?sleep_ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let taken = Arc::new(AtomicU64::new(0));
+        let counter = taken.clone();
+        let flood = tokio::spawn(async move {
+            let one = b"GET /api/next HTTP/1.1\r\nHost: a\r\n\r\n";
+            let chunk: Vec<u8> = one.iter().copied().cycle().take(one.len() * 8192).collect();
+            while counter.load(Ordering::SeqCst) < 128 << 20 {
+                if wr.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let n = taken.load(Ordering::SeqCst);
+        assert!(n < 64 << 20, "{engine}: {n} bytes read ahead");
+        assert_eq!(up.count(), 1, "{engine}");
+        // The first request is still answered.
+        let mut b = vec![0u8; 4096];
+        let k = tokio::time::timeout(Duration::from_secs(3), rd.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            status_of(&String::from_utf8_lossy(&b[..k])),
+            200,
+            "{engine}"
+        );
+        flood.abort();
+        drop(rd);
+        gw.stop().await;
+    }
+}

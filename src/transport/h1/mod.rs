@@ -12,6 +12,11 @@
 //! skipped only as far as it is already buffered (no waiting for more, as hyper's own drain);
 //! otherwise the response says `Connection: close` and the connection closes after it, so its
 //! unread bytes are never read as a request.
+//!
+//! A caller that goes away: while a request is in flight (its handler, then its response) and
+//! its body has been read, the read side is watched as hyper's server watches it; the end of the
+//! stream or an error drops the request (and with it the upstream request). Bytes that arrive
+//! meanwhile are a pipelined request: kept, and the watch ends (`Conn::poll_gone`).
 
 mod chunked;
 mod conn;
