@@ -382,7 +382,8 @@ mod driver {
     use crate::transport::settings::{Http1Engine, Listen};
     use crate::transport::Handler;
 
-    /// Answers by path: `/echo` the body's length (read whole), `/stream` a body of unknown
+    /// Answers by path: `/echo` the body's length (read whole), `/spawned` never (its body read
+    /// elsewhere), `/stream` a body of unknown
     /// size, `/names` the request's field names, `/broken` a body that fails after its first bytes, `/short` a `Content-Length`
     /// the body does not keep, `/nocontent` 204; anything else 200 "ok" without reading.
     struct Answer;
@@ -401,6 +402,12 @@ mod driver {
                 "/echo" => {
                     let n = body.collect().await.map(|b| b.to_bytes().len());
                     Response::new(full(Bytes::from(format!("{n:?}"))))
+                }
+                "/spawned" => {
+                    // The body read to its end in another task (as hyper's client for `https`
+                    // upstreams reads it), and no answer ever.
+                    tokio::spawn(async move { body.collect().await.map(|_| ()) });
+                    std::future::pending().await
                 }
                 "/stream" => Response::new(stream(vec![Ok("ab"), Ok("cde")])),
                 "/broken" => Response::new(stream(vec![Ok("ab"), Err("upstream reset")])),
@@ -581,6 +588,17 @@ mod driver {
         assert!(!closed, "{text}");
         assert!(text.contains("Ok(16)"), "{text}");
         assert!(text.ends_with("\r\n\r\nok"), "{text}");
+        // A body read to its end in another task: the driver, waiting for that before it
+        // watches for the caller, is woken by it, and then notices the caller leave.
+        let mut c = start();
+        c.write_all(b"POST /spawned HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.shutdown().await.unwrap();
+        let (text, closed) = exchange(&mut c, b"", WAIT).await;
+        assert!(closed, "the caller's leaving went unnoticed: {text}");
+        assert_eq!(text, "");
         // The caller closing mid-body: the handler sees an error, the connection ends.
         let mut c = start();
         c.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhel")
