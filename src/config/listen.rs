@@ -36,6 +36,11 @@ pub(super) fn listen(c: &mut Collector<'_>, base: &Path, l: raw::Listen) -> Opti
         l.drain_timeout.as_ref(),
         defaults::DRAIN_TIMEOUT,
     );
+    let send_timeout = c.duration(
+        "listen.send_timeout",
+        l.send_timeout.as_ref(),
+        defaults::SEND_TIMEOUT,
+    );
     let max_header_bytes = c.size(
         "listen.max_header_bytes",
         l.max_header_bytes.as_ref(),
@@ -99,6 +104,7 @@ pub(super) fn listen(c: &mut Collector<'_>, base: &Path, l: raw::Listen) -> Opti
         handshake_timeout,
         idle_timeout,
         drain_timeout,
+        send_timeout,
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_headers: usize::try_from(max_headers).unwrap_or(usize::MAX),

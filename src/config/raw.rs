@@ -17,6 +17,8 @@ pub struct Listen {
     pub idle_timeout: Option<String>,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub drain_timeout: Option<String>,
+    /// A caller that takes none of its answer for this long is disconnected.
+    pub send_timeout: Option<String>,
     pub max_connections: Option<u64>,
     /// Total size of request headers (names + values) before 431.
     pub max_header_bytes: Option<String>,

@@ -228,17 +228,19 @@ pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         o.max_connections != n.max_connections,
     );
     differs(
-        "[listen] timeouts (header, handshake, idle, drain)",
+        "[listen] timeouts (header, handshake, idle, drain, send)",
         (
             o.header_timeout,
             o.handshake_timeout,
             o.idle_timeout,
             o.drain_timeout,
+            o.send_timeout,
         ) != (
             n.header_timeout,
             n.handshake_timeout,
             n.idle_timeout,
             n.drain_timeout,
+            n.send_timeout,
         ),
     );
     differs(

@@ -5,6 +5,7 @@
 pub mod acceptor;
 pub mod framing;
 mod h1;
+pub mod send_deadline;
 pub mod settings;
 pub mod tls;
 pub mod workers;
@@ -156,6 +157,7 @@ async fn serve_connection<H: Handler>(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
+    let stream = send_deadline::SendDeadline::new(stream, settings.send_timeout);
     let flag = Arc::new(AtomicBool::new(false));
     let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
     match tls {

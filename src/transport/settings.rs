@@ -12,6 +12,8 @@ pub struct Listen {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
+    /// A write to the caller blocked this long cuts the connection (`send_deadline`).
+    pub send_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub max_headers: usize,

@@ -204,3 +204,135 @@ async fn a_flood_of_pipelined_requests_behind_one_in_flight_is_not_read_ahead() 
         gw.stop().await;
     }
 }
+
+/// Drain `s` until the gateway closes it; `Err` with the bytes read when it is still open after
+/// `within`.
+async fn read_until_closed<S: AsyncReadExt + Unpin>(
+    s: &mut S,
+    within: Duration,
+) -> Result<u64, u64> {
+    let t = Instant::now();
+    let mut n = 0u64;
+    let mut b = vec![0u8; 256 * 1024];
+    loop {
+        let left = within.saturating_sub(t.elapsed());
+        match tokio::time::timeout(left, s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(n),
+            Ok(Ok(k)) => n += k as u64,
+            Err(_) => return Err(n),
+        }
+    }
+}
+
+/// Wait until the upstream saw the gateway drop its connection.
+async fn upstream_ends(up: &Endless, within: Duration, what: &str) {
+    let t = Instant::now();
+    while !up.ended.load(Ordering::SeqCst) {
+        assert!(t.elapsed() < within, "{what}: the upstream is still held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_reading_is_cut_after_send_timeout_and_its_upstream_released() {
+    for engine in ENGINES {
+        let up = Endless::start().await;
+        let routes = route("big", "/big", &format!("http://{}", up.addr), "")
+            .replace("timeout = \"2s\"", "timeout = \"30s\"");
+        let dir = tempfile::tempdir().unwrap();
+        let listen = format!("http1_engine = \"{engine}\"\nsend_timeout = \"1s\"\n");
+        let gw = start_in_process(dir.path(), &base_config(dir.path(), &listen, "", &routes)).await;
+        let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+        s.write_all(b"GET /big/file HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        // The caller reads nothing: once the socket buffers are full, the gateway's write blocks,
+        // and a second later it gives the connection up, and the upstream's with it.
+        let t = Instant::now();
+        upstream_ends(&up, Duration::from_secs(6), engine).await;
+        assert!(
+            t.elapsed() >= Duration::from_millis(900),
+            "{engine}: cut too early"
+        );
+        // What was already in the socket buffers arrives, then the end.
+        let got = read_until_closed(&mut s, Duration::from_secs(3)).await;
+        assert!(
+            got.is_ok(),
+            "{engine}: the caller's connection is still open: {got:?}"
+        );
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_reader_that_keeps_reading_is_never_cut_by_send_timeout() {
+    // The hostile twin's honest neighbour: a caller reading 256 KiB every 100 ms (a 20 Mbit/s
+    // link) keeps the gateway's writes moving well within the 2 s send_timeout, so the timer
+    // keeps restarting and the answer keeps flowing. The timer sees the gateway's writes, and
+    // the kernel lets a write through only once a good part of the socket's send buffer (MiBs,
+    // autotuned) has drained: a much slower reader can block a write for seconds while it
+    // reads. That is the same for nginx's `send_timeout`, and why the default is 60 s.
+    for engine in ENGINES {
+        let up = Endless::start().await;
+        let routes = route("big", "/big", &format!("http://{}", up.addr), "")
+            .replace("timeout = \"2s\"", "timeout = \"30s\"");
+        let dir = tempfile::tempdir().unwrap();
+        let listen = format!("http1_engine = \"{engine}\"\nsend_timeout = \"2s\"\n");
+        let gw = start_in_process(dir.path(), &base_config(dir.path(), &listen, "", &routes)).await;
+        let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+        s.write_all(b"GET /big/file HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        // Let every buffer on the way fill first, so that the gateway's writes do block.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut b = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut b))
+                .await
+                .unwrap_or_else(|_| panic!("{engine}: nothing to read"))
+                .unwrap_or_else(|e| panic!("{engine}: cut after {total} bytes: {e}"));
+            total += b.len() as u64;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!up.ended.load(Ordering::SeqCst), "{engine}: upstream cut");
+        drop(s);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn send_timeout_also_cuts_a_tls_caller_that_stops_reading() {
+    // The deadline sits under TLS: a caller that completes the handshake, asks and then reads
+    // nothing is cut the same way.
+    let pki = Pki::new();
+    let up = Endless::start().await;
+    let routes = route("big", "/big", &format!("http://{}", up.addr), "")
+        .replace("timeout = \"2s\"", "timeout = \"30s\"");
+    let dir = tempfile::tempdir().unwrap();
+    let toml = base_config(
+        dir.path(),
+        "send_timeout = \"1s\"\n",
+        &pki.tls_section(),
+        &routes,
+    );
+    let gw = start_in_process(dir.path(), &toml).await;
+    let mut cfg = pki.client_config();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = TcpStream::connect(gw.data_addr).await.unwrap();
+    let mut s = tls.connect(name, tcp).await.unwrap();
+    s.write_all(b"GET /big/file HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    upstream_ends(&up, Duration::from_secs(6), "tls").await;
+    let got = read_until_closed(&mut s, Duration::from_secs(3)).await;
+    assert!(
+        got.is_ok(),
+        "the TLS caller's connection is still open: {got:?}"
+    );
+    gw.stop().await;
+}

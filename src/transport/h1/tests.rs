@@ -444,6 +444,7 @@ mod driver {
             handshake_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(2),
+            send_timeout: Duration::from_secs(60),
             max_connections: 10,
             max_header_bytes: 8 * 1024,
             max_headers: 50,
