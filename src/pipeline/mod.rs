@@ -123,10 +123,10 @@ impl Gateway {
     /// Handle one request. Never fails: refusals become problem+json responses.
     pub async fn handle(&self, conn: &ConnInfo, req: Request<CallerBody>) -> Response<ProxyBody> {
         let started = Instant::now();
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let mut body = RequestBody::new(body, self.bodies.clone(), conn.peer.ip());
         let span = self.telemetry.server_span(&parts.method, &parts.headers);
-        let mut trace = Trace {
+        let trace = Trace {
             trace_id: self.telemetry.trace_id(&span, &parts.headers),
             span,
             request_id: request_id(&parts.headers),
@@ -144,7 +144,17 @@ impl Gateway {
             mode: Mode::Proxy,
             source: None,
         };
-        let (mut resp, reason) = match self.stages(conn, &mut parts, &mut body, &mut trace).await {
+        // From here until `finish`, a drop of this future (the caller left) is audited too.
+        let mut req = InFlight {
+            gw: self,
+            conn,
+            started,
+            parts,
+            trace,
+            finished: false,
+        };
+        let InFlight { parts, trace, .. } = &mut req;
+        let (mut resp, reason) = match self.stages(conn, parts, &mut body, trace).await {
             Ok(resp) => (resp, if trace.graced { "grace" } else { "ok" }),
             Err(refusal) => {
                 let reason = refusal.reason.unwrap_or(refusal.code.as_str());
@@ -173,7 +183,15 @@ impl Gateway {
         if let Some(h) = &trace.sunset {
             h.apply(resp.headers_mut());
         }
-        self.finish(conn, &parts, &resp, trace, reason, started);
+        req.finished = true;
+        self.finish(
+            conn,
+            &req.parts,
+            resp.status().as_u16(),
+            &mut req.trace,
+            reason,
+            started,
+        );
         resp
     }
 
@@ -614,13 +632,14 @@ impl Gateway {
         })
     }
 
-    /// Audit and metrics: always runs, whatever happened.
+    /// Audit and metrics: always runs, whatever happened (for a request whose caller left before
+    /// its answer, from [`InFlight`]'s drop). Takes what it records out of `trace`.
     fn finish(
         &self,
         conn: &ConnInfo,
         parts: &Parts,
-        resp: &Response<ProxyBody>,
-        trace: Trace,
+        status: u16,
+        trace: &mut Trace,
         reason: &'static str,
         started: Instant,
     ) {
@@ -628,7 +647,6 @@ impl Gateway {
         let route_name = trace.route.as_ref().map(|r| r.name().clone());
         let kind = trace.caller.as_ref().map(|c| c.kind.as_str());
         let label_route = route_name.as_deref().unwrap_or(crate::metrics::UNROUTED);
-        let status = resp.status().as_u16();
         self.metrics
             .requests_total
             .with(&[
@@ -638,7 +656,8 @@ impl Gateway {
                 crate::metrics::status_class(status),
             ])
             .inc();
-        if reason != "ok" {
+        // A caller that left was not refused.
+        if reason != "ok" && reason != CALLER_GONE {
             self.metrics
                 .refusals_total
                 .with(&[label_route, reason])
@@ -649,16 +668,16 @@ impl Gateway {
             .request_duration_seconds
             .with(&[label_route])
             .observe(elapsed);
-        let (credential, principal, identity) = match trace.caller {
+        let (credential, principal, identity) = match trace.caller.take() {
             Some(c) => (Some(c.name), c.principal, Some(c.identity)),
             None => (None, None, None),
         };
         self.auditor.record(audit::Record {
             ts: self.clock.now(),
-            request_id: trace.request_id,
+            request_id: std::mem::replace(&mut trace.request_id, HeaderValue::from_static("")),
             route: route_name,
             method: parts.method.clone(),
-            target: trace.target.unwrap_or_else(|| parts.uri.clone()),
+            target: trace.target.take().unwrap_or_else(|| parts.uri.clone()),
             source: trace.source.unwrap_or(conn.peer),
             decision: trace.decision,
             reason,
@@ -668,13 +687,51 @@ impl Gateway {
             identity,
             plan: trace.plan.as_ref().map(|(p, _)| Arc::from(p.name.as_str())),
             phase: trace.plan.as_ref().map(|(_, ph)| ph.as_str()),
-            status: resp.status().as_u16(),
+            status,
             upstream_status: trace.upstream_status,
             latency_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
-            jti: trace.jti,
-            trace_id: trace.trace_id,
+            jti: trace.jti.take(),
+            trace_id: trace.trace_id.take(),
             mode: trace.mode.as_str(),
         });
+    }
+}
+
+/// The audit `reason` of a request whose caller left before its answer was ready: its
+/// connection closed (HTTP/1.1: the gateway watches for that once the request body is read),
+/// its h2 stream was reset, or the drain deadline passed. Not a refusal: not counted in
+/// `refusals_total`.
+pub const CALLER_GONE: &str = "caller-gone";
+
+/// The audit `status` of such a request: no answer was sent (nginx's 499, "client closed
+/// request").
+pub const CALLER_GONE_STATUS: u16 = 499;
+
+/// A request between its arrival and its audit line. Dropped before `finish` (the caller left,
+/// and its connection's driver dropped the request's future, which also cancels the upstream
+/// request), it writes the audit line and metrics itself, with [`CALLER_GONE`]: a request that
+/// may already have reached the upstream is never left out of the audit log.
+struct InFlight<'a> {
+    gw: &'a Gateway,
+    conn: &'a ConnInfo,
+    started: Instant,
+    parts: Parts,
+    trace: Trace,
+    finished: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.gw.finish(
+                self.conn,
+                &self.parts,
+                CALLER_GONE_STATUS,
+                &mut self.trace,
+                CALLER_GONE,
+                self.started,
+            );
+        }
     }
 }
 

@@ -5,8 +5,9 @@
 //! hyper's h1 server watches the read side of a connection whose request is in flight once the
 //! request body has been read (`http1_half_close` off): the end of the stream or a reset drops
 //! the request's future, which cancels the upstream request. Bytes already buffered behind the
-//! request (a pipelined one) end the watch. Nothing is recorded for a request so cancelled: the
-//! pipeline writes the audit line and the request metrics when it has a response.
+//! request (a pipelined one) end the watch. A request so cancelled is still audited: its line says
+//! `status` 499 and `reason` `caller-gone`, with the decision reached by then, and it counts in
+//! `requests_total` (4xx), not in `refusals_total`.
 
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,27 @@ async fn after(
     (lines, scrape(gw).await)
 }
 
+/// The audit line of a request to `/quiet` whose caller left: asserted, then returned.
+fn gone_line<'a>(
+    lines: &'a [serde_json::Value],
+    path: &str,
+    engine: &str,
+) -> &'a serde_json::Value {
+    assert_eq!(lines.len(), 2, "{engine}: {lines:?}");
+    let gone = &lines[0];
+    assert_eq!(gone["route"], "quiet", "{engine}: {gone}");
+    assert_eq!(gone["path"], path, "{engine}: {gone}");
+    assert_eq!(gone["status"], 499, "{engine}: {gone}");
+    assert_eq!(gone["reason"], "caller-gone", "{engine}: {gone}");
+    assert_eq!(
+        gone["upstream_status"],
+        serde_json::Value::Null,
+        "{engine}: {gone}"
+    );
+    assert_eq!(lines[1]["route"], "api", "{engine}: {lines:?}");
+    gone
+}
+
 /// The `requests_total` samples of route `quiet`.
 fn quiet_requests(metrics: &str) -> Vec<&str> {
     metrics
@@ -165,11 +187,19 @@ async fn a_caller_that_closes_with_its_request_in_flight_cancels_the_upstream_re
         drop(s);
         let took = silent.closed(engine).await;
         assert!(took < Duration::from_secs(2), "{engine}: {took:?}");
-        // Nothing is recorded for the cancelled request: no audit line, no request metric.
+        // The cancelled request is audited: it was allowed and forwarded, and its caller left.
         let (lines, metrics) = after(&gw, dir.path()).await;
-        assert_eq!(lines.len(), 1, "{engine}: {lines:?}");
-        assert_eq!(lines[0]["route"], "api", "{engine}: {lines:?}");
-        assert_eq!(quiet_requests(&metrics), Vec::<&str>::new(), "{engine}");
+        let gone = gone_line(&lines, "/quiet/x", engine);
+        assert_eq!(gone["decision"], "allow", "{engine}: {gone}");
+        let samples = quiet_requests(&metrics);
+        assert_eq!(samples.len(), 1, "{engine}: {samples:?}");
+        assert!(samples[0].contains("code=\"4xx\""), "{engine}: {samples:?}");
+        assert!(
+            !metrics
+                .lines()
+                .any(|l| l.contains("caller-gone") && l.starts_with("portcullis_refusals_total")),
+            "{engine}: a caller leaving is not a refusal"
+        );
         gw.stop().await;
     }
 }
@@ -197,8 +227,8 @@ async fn a_caller_that_half_closes_after_its_request_is_gone_too() {
             String::from_utf8_lossy(&rest)
         );
         let (lines, metrics) = after(&gw, dir.path()).await;
-        assert_eq!(lines.len(), 1, "{engine}: {lines:?}");
-        assert_eq!(quiet_requests(&metrics), Vec::<&str>::new(), "{engine}");
+        gone_line(&lines, "/quiet/half", engine);
+        assert_eq!(quiet_requests(&metrics).len(), 1, "{engine}");
         gw.stop().await;
     }
 }
@@ -301,4 +331,43 @@ async fn read_responses(s: &mut TcpStream, n: usize) -> String {
             Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
         }
     }
+}
+
+#[tokio::test]
+async fn an_h2_caller_that_resets_its_stream_is_audited_as_gone_and_its_upstream_request_cancelled()
+{
+    // The same departure on h2: the caller gives up on one stream (RST_STREAM) and keeps its
+    // connection; hyper's h2 server drops that request's future.
+    let pki = Pki::new();
+    let mut silent = Silent::start().await;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "{}{}",
+        route("quiet", "/quiet", &silent.url(), ""),
+        route("api", "/api", &up.url(), "")
+    )
+    .replace("timeout = \"2s\"", "timeout = \"30s\"");
+    let gw = start_in_process(
+        dir.path(),
+        &base_config(dir.path(), "", &pki.tls_section(), &routes),
+    )
+    .await;
+    let client = pki.client(false);
+    let url = format!("https://localhost:{}", gw.data_addr.port());
+    let pending = client.get(format!("{url}/quiet/h2")).send();
+    let head = tokio::select! {
+        r = pending => panic!("answered: {r:?}"),
+        h = silent.head("h2") => h,
+    };
+    // Leaving the select dropped the request: reqwest resets the stream.
+    assert!(head.contains(" /quiet/h2 HTTP/1.1\r\n"), "{head}");
+    silent.closed("h2").await;
+    let resp = client.get(format!("{url}/api/fence")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let lines = audit_lines(dir.path(), 2).await;
+    let gone = gone_line(&lines, "/quiet/h2", "h2");
+    assert_eq!(gone["decision"], "allow", "{gone}");
+    gw.stop().await;
 }
