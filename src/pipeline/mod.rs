@@ -754,7 +754,7 @@ fn translate(
             a.strip(&mut head);
         }
     }
-    let uri = route.upstream.uri(&routed.path, head.uri.query())?;
+    let uri = route.upstream.uri_for(&routed.path, &head.uri)?;
     let mut headers = head.headers;
     headers::to_upstream(
         &mut headers,
