@@ -423,8 +423,8 @@ impl Gateway {
         let mut in_flight = None;
         if let Some(limits) = &route.limits {
             let key = match permit.caller().credential() {
-                Some(c) => c.identity.clone(),
-                None => conn.peer.ip().to_string(),
+                Some(c) => std::borrow::Cow::Borrowed(c.identity.as_str()),
+                None => std::borrow::Cow::Owned(conn.peer.ip().to_string()),
             };
             trace.rate_headers = Some(limits.check_rate(&key).inspect_err(|_| {
                 self.metrics.rate_limited_total.with(&[route.name()]).inc();
