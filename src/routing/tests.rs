@@ -107,16 +107,13 @@ fn fast_agrees(v: &[u8]) -> Result<(), String> {
         return Ok(());
     };
     let full = host_of(&parts, parts.headers.get(http::header::HOST)).map_err(|r| r.code);
-    match canonical_host_port(v) {
-        Some(fast) => {
-            if full != Ok(Some(fast.to_owned())) {
-                return Err(format!(
-                    "{:?}: fast {fast:?}, full {full:?}",
-                    String::from_utf8_lossy(v)
-                ));
-            }
+    if let Some(fast) = canonical_host_port(v) {
+        if full != Ok(Some(fast.to_owned())) {
+            return Err(format!(
+                "{:?}: fast {fast:?}, full {full:?}",
+                String::from_utf8_lossy(v)
+            ));
         }
-        None => {}
     }
     let answer = request_host(&parts).map_err(|r| r.code);
     if answer != full {
