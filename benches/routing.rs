@@ -51,6 +51,7 @@ fn router() -> Router {
                 limits: None,
                 validator: None,
                 inject: None,
+                meters: Default::default(),
             })
         })
         .collect();

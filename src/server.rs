@@ -393,6 +393,7 @@ fn build_routes(
             limits,
             validator,
             inject,
+            meters: Default::default(),
         }));
     }
     Ok(routes)

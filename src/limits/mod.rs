@@ -120,8 +120,10 @@ impl RateHeaders {
     /// Add them to a response's headers, replacing any the upstream sent (they would describe
     /// the upstream's limits, not ours, and a client cannot tell the two apart).
     pub fn apply_to(&self, headers: &mut HeaderMap) {
-        for (name, value) in self.pairs() {
-            headers.insert(name, value);
+        // As `pairs`, without building its vector for every response.
+        if let (Some(p), Some(c)) = (&self.policy, &self.current) {
+            headers.insert(RATELIMIT_POLICY, p.clone());
+            headers.insert(RATELIMIT, c.clone());
         }
     }
 }

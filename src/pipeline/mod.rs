@@ -272,7 +272,7 @@ impl Gateway {
         }
         let request = authz::Request {
             method: &parts.method,
-            path: &routed.policy_path,
+            path: routed.policy_path(),
             source_ip: conn.peer.ip(),
             now,
             phase: phase.unwrap_or(Phase::Bridge).as_str(),
@@ -418,7 +418,7 @@ impl Gateway {
                 permit.route().name(),
                 &c.identity,
                 parts.method.as_str(),
-                &routed.policy_path,
+                routed.policy_path(),
                 now,
             );
             if let Some(access) = access {
@@ -441,8 +441,8 @@ impl Gateway {
         let mut in_flight = None;
         if let Some(limits) = &route.limits {
             let key = match permit.caller().credential() {
-                Some(c) => c.identity.clone(),
-                None => conn.peer.ip().to_string(),
+                Some(c) => std::borrow::Cow::Borrowed(c.identity.as_str()),
+                None => std::borrow::Cow::Owned(conn.peer.ip().to_string()),
             };
             trace.rate_headers = Some(limits.check_rate(&key).inspect_err(|_| {
                 self.metrics.rate_limited_total.with(&[route.name()]).inc();
@@ -490,9 +490,9 @@ impl Gateway {
                 result = Err(r);
             }
         }
-        self.metrics
-            .upstream_duration_seconds
-            .with(&[route.name()])
+        route
+            .meters
+            .upstream(&self.metrics, route.name())
             .observe(upstream_started.elapsed());
         let resp = result?;
         trace.upstream_status = Some(resp.status().as_u16());
@@ -624,9 +624,15 @@ impl Gateway {
             .router
             .select(view.host.as_deref(), &view.match_path, &parts.method)?;
         view.admit_params(route.matcher())?;
+        // A copy only when case folding changed the match path (the usual route reads it as is).
+        let folded = match view.policy_path(route.matcher()) {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(p) => Some(p),
+        };
         Ok(Routed {
             route: route.clone(),
-            policy_path: view.policy_path(route.matcher()).into_owned(),
+            match_path: view.match_path,
+            folded,
             path: view.path,
             host: view.host,
         })
@@ -664,10 +670,14 @@ impl Gateway {
                 .inc();
         }
         trace.span.finish(status, trace.decision.as_str(), reason);
-        self.metrics
-            .request_duration_seconds
-            .with(&[label_route])
-            .observe(elapsed);
+        match &trace.route {
+            Some(r) => r.meters.request(&self.metrics, r.name()).observe(elapsed),
+            None => self
+                .metrics
+                .request_duration_seconds
+                .with(&[label_route])
+                .observe(elapsed),
+        }
         let (credential, principal, identity) = match trace.caller.take() {
             Some(c) => (Some(c.name), c.principal, Some(c.identity)),
             None => (None, None, None),
@@ -777,9 +787,18 @@ struct Routed {
     route: Arc<Route>,
     /// The canonical path, `;params` included: what the upstream receives.
     path: String,
-    /// What the route's policy and `policy suggest` see (see `CanonicalRequest::policy_path`).
-    policy_path: String,
+    /// The canonical match path (`;params` cut).
+    match_path: String,
+    /// The match path case-folded for a `case_insensitive` route, when that changed it.
+    folded: Option<String>,
     host: Option<String>,
+}
+
+impl Routed {
+    /// What the route's policy and `policy suggest` see (see `CanonicalRequest::policy_path`).
+    fn policy_path(&self) -> &str {
+        self.folded.as_deref().unwrap_or(&self.match_path)
+    }
 }
 
 /// The caller's method, target and headers, for [`translate`]: the headers are moved out (nothing
@@ -811,7 +830,7 @@ fn translate(
             a.strip(&mut head);
         }
     }
-    let uri = route.upstream.uri(&routed.path, head.uri.query())?;
+    let uri = route.upstream.uri_for(&routed.path, &head.uri)?;
     let mut headers = head.headers;
     headers::to_upstream(
         &mut headers,

@@ -2,11 +2,12 @@
 //! mechanism built from them. The pipeline owns this bundle; the router (`crate::routing`) only
 //! knows how a route is matched ([`Routable`]), and each mechanism only its own part.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::{HeaderValue, Method};
 
 use crate::limits::settings::LimitsConfig;
+use crate::metrics::{Histogram, Metrics};
 use crate::proxy::settings::UpstreamConfig;
 use crate::proxy::Upstream;
 use crate::routing::settings::HostMatch;
@@ -55,6 +56,32 @@ pub struct Route {
     pub validator: Option<Arc<crate::validate::Validator>>,
     /// The legacy upstream's own credential (`upstream.inject`), ready to add; marked sensitive.
     pub inject: Option<(http::HeaderName, HeaderValue)>,
+    /// The route's latency histograms, found in their families on first use.
+    pub meters: RouteMeters,
+}
+
+/// A route's children of the `route`-labelled latency families: looked up once, not for every
+/// request (a keyed hash of the label and a read lock each, issue 22). The gateway has one
+/// [`Metrics`] for its lifetime and never removes a child, so the child found first stays the one
+/// exported.
+#[derive(Debug, Default)]
+pub struct RouteMeters {
+    request: OnceLock<Arc<Histogram>>,
+    upstream: OnceLock<Arc<Histogram>>,
+}
+
+impl RouteMeters {
+    /// `portcullis_request_duration_seconds{route}`.
+    pub fn request(&self, metrics: &Metrics, route: &str) -> &Histogram {
+        self.request
+            .get_or_init(|| metrics.request_duration_seconds.with(&[route]))
+    }
+
+    /// `portcullis_upstream_duration_seconds{route}`.
+    pub fn upstream(&self, metrics: &Metrics, route: &str) -> &Histogram {
+        self.upstream
+            .get_or_init(|| metrics.upstream_duration_seconds.with(&[route]))
+    }
 }
 
 impl Route {

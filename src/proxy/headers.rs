@@ -18,11 +18,29 @@ const HOP_BY_HOP: &[HeaderName] = &[
 ];
 const HOP_BY_HOP_EXTRA: &[&str] = &["keep-alive", "proxy-connection"];
 
-/// Headers that legacy applications, web-server auth modules and other proxies trust to say who
-/// the caller is (set by an authenticating front proxy: Apache `REMOTE_USER`, oauth2-proxy,
-/// mod_ssl/nginx client-certificate variables, cloud identity-aware proxies). A caller must never
-/// be able to send them: the gateway alone speaks for identity. Compared in [`normalized`] form.
-const IDENTITY_NAMES: &[&str] = &[
+/// Defines [`IDENTITY_NAMES`] and `is_listed_name` from one list: membership is one `match`
+/// (compiled to a switch on the length, then a comparison or two), not a scan of 32 names.
+macro_rules! identity_names {
+    ($($name:literal),* $(,)?) => {
+        /// Headers that legacy applications, web-server auth modules and other proxies trust to
+        /// say who the caller is (set by an authenticating front proxy: Apache `REMOTE_USER`,
+        /// oauth2-proxy, mod_ssl/nginx client-certificate variables, cloud identity-aware
+        /// proxies). A caller must never be able to send them: the gateway alone speaks for
+        /// identity. Compared in [`normalized`] form.
+        #[cfg_attr(
+            not(test),
+            expect(dead_code, reason = "the list as data is for the tests; lookups use `is_listed_name`")
+        )]
+        const IDENTITY_NAMES: &[&str] = &[$($name),*];
+
+        /// Whether `n` (normalized) is one of [`IDENTITY_NAMES`].
+        fn is_listed_name(n: &str) -> bool {
+            matches!(n, $($name)|*)
+        }
+    };
+}
+
+identity_names![
     "remote-user",
     "remote-groups",
     "auth-user",
@@ -85,8 +103,19 @@ fn normalized(name: &HeaderName) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The first two bytes of every entry of [`IDENTITY_NAMES`] and [`IDENTITY_PREFIXES`] (a unit
+/// test keeps them in step): the names a caller usually sends (`host`, `accept`, `user-agent`,
+/// `content-type`) are told apart from every identity name by these two bytes, without 42
+/// comparisons each (issue 22).
+const IDENTITY_LEADS: &[[u8; 2]] = &[*b"x-", *b"re", *b"au", *b"pr", *b"ss", *b"cf"];
+
 fn is_identity_name(n: &str) -> bool {
-    IDENTITY_NAMES.contains(&n) || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
+    let lead = match n.as_bytes() {
+        [a, b, ..] => [*a, *b],
+        _ => return false,
+    };
+    IDENTITY_LEADS.contains(&lead)
+        && (is_listed_name(n) || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p)))
 }
 
 /// Headers a caller could use to claim an identity; the gateway alone speaks for identity.
@@ -184,28 +213,56 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || HOP_BY_HOP_EXTRA.contains(&name.as_str())
 }
 
+/// What [`remove_where`] saw of the list headers the gateway appends to: whether the caller's
+/// map still holds them after the removal.
+#[derive(Debug, Clone, Copy, Default)]
+struct Kept {
+    forwarded: bool,
+    forwarded_for: bool,
+}
+
 /// Remove, in one pass over the names present, every header `doomed` picks plus those named in
 /// `Connection`. (A typical request has a handful of names; looking each candidate up instead
-/// would hash a dozen names that are not there.)
-fn remove_where(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let named = if h.contains_key(header::CONNECTION) {
-        connection_tokens(h)
-    } else {
-        Vec::new()
-    };
-    let gone: Vec<HeaderName> = h
-        .keys()
-        .filter(|n| doomed(n) || named.contains(n))
-        .cloned()
-        .collect();
+/// would hash a dozen names that are not there.) The same pass notes whether `Forwarded` and
+/// `X-Forwarded-For` stay, so that appending to them needs no look-up when the caller sent
+/// none (the usual case), and finds `Connection` without hashing it.
+fn remove_where(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) -> Kept {
+    // Doomed names, in the order of the map (as before: a removal moves the map's last entry
+    // into the freed slot, so the order of removals decides the order sent upstream). Inline
+    // room for the usual one or two (`Host`) without allocating.
+    let mut gone: smallvec::SmallVec<[HeaderName; 4]> = smallvec::SmallVec::new();
+    let (mut connection, mut kept) = (false, Kept::default());
+    for n in h.keys() {
+        if n == header::CONNECTION {
+            connection = true;
+        }
+        if doomed(n) {
+            gone.push(n.clone());
+        } else if n == header::FORWARDED {
+            kept.forwarded = true;
+        } else if n == X_FORWARDED_FOR {
+            kept.forwarded_for = true;
+        }
+    }
+    if connection {
+        let named = connection_tokens(h);
+        gone = h
+            .keys()
+            .filter(|n| gone.contains(n) || named.contains(n))
+            .cloned()
+            .collect();
+        kept.forwarded &= !named.contains(&header::FORWARDED);
+        kept.forwarded_for &= !named.contains(&X_FORWARDED_FOR);
+    }
     for name in gone {
         h.remove(name);
     }
+    kept
 }
 
 /// Remove hop-by-hop headers and those named in `Connection`, in place.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    remove_where(h, is_hop_by_hop);
+    let _ = remove_where(h, is_hop_by_hop);
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -224,15 +281,15 @@ pub fn to_upstream(
     upstream_host: &HeaderValue,
     strip: Strip<'_>,
 ) {
-    remove_where(h, |n| {
+    let kept = remove_where(h, |n| {
         is_hop_by_hop(n)
             || n == header::HOST
             || n == X_FORWARDED_PROTO
             || n == X_FORWARDED_HOST
             || withheld(n, &strip)
     });
-    append_list(h, &header::FORWARDED, hop.forwarded(host));
-    append_list(h, &X_FORWARDED_FOR, hop.forwarded_for());
+    append_list(h, kept.forwarded, &header::FORWARDED, hop.forwarded(host));
+    append_list(h, kept.forwarded_for, &X_FORWARDED_FOR, hop.forwarded_for());
     h.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(hop.proto()),
@@ -256,8 +313,13 @@ pub fn withheld(name: &HeaderName, strip: &Strip<'_>) -> bool {
     is_identity_name(&n) || strip.route.matches(&n)
 }
 
-/// Append to a comma-separated list header, folding repeated fields into one.
-fn append_list(h: &mut HeaderMap, name: &HeaderName, item: HeaderValue) {
+/// Append to a comma-separated list header, folding repeated fields into one. `present`: the
+/// caller's map holds `name` (when not, the element is the whole value, without a look-up).
+fn append_list(h: &mut HeaderMap, present: bool, name: &HeaderName, item: HeaderValue) {
+    if !present {
+        h.insert(name.clone(), item);
+        return;
+    }
     let mut joined = Vec::new();
     for v in h.get_all(name) {
         if let Ok(s) = v.to_str() {

@@ -247,6 +247,24 @@ impl Upstream {
         &self.host_header
     }
 
+    /// The absolute URI for a normalized path and the query of the caller's target `raw`. When
+    /// the upstream has no base path and `raw`'s path is the normalized one (the usual case),
+    /// `raw`'s path and query are reused as they are, without building and parsing them again.
+    pub fn uri_for(&self, path: &str, raw: &Uri) -> Result<Uri, Refusal> {
+        match raw.path_and_query() {
+            Some(pq) if self.base_path.is_empty() && pq.path() == path => {
+                // The parts set at once: `Uri::builder` moves them through a `Result` per step.
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(self.scheme.clone());
+                parts.authority = Some(self.authority.clone());
+                parts.path_and_query = Some(pq.clone());
+                Uri::from_parts(parts)
+                    .map_err(|_| Refusal::new(Code::InvalidRequest, "unusable request target"))
+            }
+            _ => self.uri(path, raw.query()),
+        }
+    }
+
     /// The absolute URI for a normalized path and the caller's raw query.
     pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
         let mut pq = String::with_capacity(

@@ -114,8 +114,13 @@ impl CanonicalRequest {
     }
 
     /// The target the audit line records: the canonical path (what was decided on and
-    /// forwarded) with the query as sent (the audit redacts its values).
+    /// forwarded) with the query as sent (the audit redacts its values). `None` when the request's
+    /// own path already is the canonical one (the usual case: the audit reads `raw` itself, and
+    /// nothing is copied for it), or when no target can be built from it.
     pub fn audit_target(&self, raw: &http::Uri) -> Option<http::Uri> {
+        if raw.path() == self.path {
+            return None;
+        }
         let pq = match raw.query() {
             Some(q) => format!("{}?{q}", self.path),
             None => self.path.clone(),

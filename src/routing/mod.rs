@@ -149,12 +149,59 @@ pub fn prefix_matches_case(prefix: &str, path: &str, case_insensitive: bool) -> 
 /// `Host` header. Two different answers, several `Host` headers, or a malformed host are refused
 /// as ambiguous. No other header (`X-Forwarded-Host`, …) is ever read for routing.
 pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refusal> {
-    let ambiguous = |d: &'static str| Refusal::new(Code::InvalidRequest, d);
     let mut hosts = parts.headers.get_all(http::header::HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
-        return Err(ambiguous("several Host headers"));
+        return Err(Refusal::new(Code::InvalidRequest, "several Host headers"));
     }
+    // The usual request: an origin-form target and one `Host` already in canonical form. What
+    // the full reading below would answer is that host itself (a property test compares the
+    // two), without parsing an authority and copying the name twice (issue 22).
+    if parts.uri.authority().is_none() {
+        if let Some(h) = header.and_then(|v| canonical_host_port(v.as_bytes())) {
+            return Ok(Some(h.to_owned()));
+        }
+    }
+    host_of(parts, header)
+}
+
+/// The host of a `Host` value that is `host` or `host:port` with the host already in the form
+/// [`canonical::canonical_host`] gives (lower-case DNS labels, no trailing dot) and a port of
+/// one to five digits up to 65535; `None` for anything else (upper case, a trailing dot, an IP
+/// literal, a port that is not plain), which takes the full reading.
+fn canonical_host_port(v: &[u8]) -> Option<&str> {
+    let (name, port) = match v.iter().position(|&b| b == b':') {
+        Some(at) => (v.get(..at)?, Some(v.get(at + 1..)?)),
+        None => (v, None),
+    };
+    let label_ok = |l: &[u8]| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.iter()
+                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split(|&b| b == b'.').all(label_ok) {
+        return None;
+    }
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let value = p.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+        if value > 65_535 {
+            return None;
+        }
+    }
+    std::str::from_utf8(name).ok()
+}
+
+/// [`request_host`] after the `Host` count: the URI authority and the `Host` value read as
+/// authorities, compared, and the chosen host made canonical.
+fn host_of(
+    parts: &http::request::Parts,
+    header: Option<&HeaderValue>,
+) -> Result<Option<String>, Refusal> {
+    let ambiguous = |d: &'static str| Refusal::new(Code::InvalidRequest, d);
     let from_header = match header {
         Some(v) => Some(
             v.to_str()

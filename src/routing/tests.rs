@@ -89,3 +89,108 @@ fn generic_router_picks_the_most_specific_and_never_falls_through() {
         Err(Code::NoRoute)
     );
 }
+
+/// A request with this `Host` (origin-form target, HTTP/1.1).
+fn with_host(v: &[u8]) -> Option<http::request::Parts> {
+    let value = HeaderValue::from_bytes(v).ok()?;
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.uri = "/x".parse().ok()?;
+    parts.version = http::Version::HTTP_11;
+    parts.headers.insert(http::header::HOST, value);
+    Some(parts)
+}
+
+/// The fast reading of an already canonical `Host` answers what the full reading answers, and
+/// takes nothing the full reading would refuse or rewrite.
+fn fast_agrees(v: &[u8]) -> Result<(), String> {
+    let Some(parts) = with_host(v) else {
+        return Ok(());
+    };
+    let full = host_of(&parts, parts.headers.get(http::header::HOST)).map_err(|r| r.code);
+    if let Some(fast) = canonical_host_port(v) {
+        if full != Ok(Some(fast.to_owned())) {
+            return Err(format!(
+                "{:?}: fast {fast:?}, full {full:?}",
+                String::from_utf8_lossy(v)
+            ));
+        }
+    }
+    let answer = request_host(&parts).map_err(|r| r.code);
+    if answer != full {
+        return Err(format!(
+            "{:?}: {answer:?} != {full:?}",
+            String::from_utf8_lossy(v)
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn canonical_host_fast_path_hostile_twins() {
+    let cases: &[&[u8]] = &[
+        b"api.example",
+        b"api.example:8080",
+        b"127.0.0.1:18601",
+        b"a_b.example",
+        b"API.example",
+        b"api.example.",
+        b"api.example..",
+        b"api..example",
+        b".api.example",
+        b"api.example:",
+        b"api.example:65535",
+        b"api.example:65536",
+        b"api.example:99999",
+        b"api.example:123456",
+        b"api.example:+80",
+        b"api.example:08",
+        b"api.example:80:80",
+        b"user@api.example",
+        b"api%2eexample",
+        b"[::1]:80",
+        b"[::1]",
+        b"api example",
+        b"api.example/x",
+        b"api.example?x",
+        b"",
+        b":80",
+    ];
+    for c in cases {
+        fast_agrees(c).unwrap();
+    }
+    let long = format!("{}.example", "a".repeat(64));
+    fast_agrees(long.as_bytes()).unwrap();
+    let longest = vec!["a".repeat(63); 4].join(".");
+    fast_agrees(longest.as_bytes()).unwrap();
+    fast_agrees(format!("{longest}a").as_bytes()).unwrap();
+    // Two `Host` fields: refused, whatever their spelling.
+    let mut parts = with_host(b"api.example").unwrap();
+    parts
+        .headers
+        .append(http::header::HOST, HeaderValue::from_static("api.example"));
+    assert!(request_host(&parts).is_err());
+    // An absolute-form target names its own host: the full reading compares the two.
+    let mut parts = with_host(b"api.example").unwrap();
+    parts.uri = "http://other.example/x".parse().unwrap();
+    assert!(request_host(&parts).is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+    #[test]
+    fn canonical_host_fast_path_agrees_with_full_reading(
+        v in proptest::collection::vec(
+            proptest::sample::select(b"abcAZ09-_.:[]@%/ 5x".to_vec()),
+            0..24,
+        )
+    ) {
+        proptest::prop_assert_eq!(fast_agrees(&v), Ok(()));
+    }
+
+    #[test]
+    fn canonical_host_fast_path_agrees_on_any_bytes(
+        v in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16)
+    ) {
+        proptest::prop_assert_eq!(fast_agrees(&v), Ok(()));
+    }
+}

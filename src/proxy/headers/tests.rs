@@ -122,3 +122,70 @@ fn forwarded_is_appended() {
     );
     assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 2001:db8::1");
 }
+
+/// The two-byte pre-check of `is_identity_name` must never skip a listed name or prefix.
+#[test]
+fn identity_leads_cover_every_listed_name() {
+    for n in IDENTITY_NAMES.iter().chain(IDENTITY_PREFIXES) {
+        let lead = [n.as_bytes()[0], n.as_bytes()[1]];
+        assert!(IDENTITY_LEADS.contains(&lead), "{n}: lead not listed");
+        assert!(is_identity_name(n) || IDENTITY_PREFIXES.contains(n), "{n}");
+    }
+    for n in ["host", "accept", "user-agent", "content-type", "x", ""] {
+        assert!(!is_identity_name(n), "{n}");
+    }
+}
+
+/// The caller's own `Forwarded`/`X-Forwarded-For` are appended to; named in `Connection` (its
+/// hostile twin), the caller's are dropped first and the gateway's element is the whole value.
+#[test]
+fn forwarding_lists_append_unless_named_in_connection() {
+    let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
+    let run = |connection: Option<&str>| {
+        let mut h = HeaderMap::new();
+        h.insert(header::FORWARDED, "for=203.0.113.9".parse().unwrap());
+        h.append(header::FORWARDED, "for=203.0.113.10".parse().unwrap());
+        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        if let Some(c) = connection {
+            h.insert(header::CONNECTION, c.parse().unwrap());
+        }
+        to_upstream(
+            &mut h,
+            &hop,
+            None,
+            &HeaderValue::from_static("rid"),
+            &HeaderValue::from_static("up:1"),
+            Strip {
+                route: &StripList::EMPTY,
+                authorization: false,
+            },
+        );
+        h
+    };
+    let h = run(None);
+    assert_eq!(
+        h[header::FORWARDED],
+        "for=203.0.113.9, for=203.0.113.10, for=\"192.0.2.1:4000\";proto=https"
+    );
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
+    let h = run(Some("Forwarded, X-Forwarded-For"));
+    assert_eq!(h[header::FORWARDED], "for=\"192.0.2.1:4000\";proto=https");
+    assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+    assert_eq!(h.get_all(header::FORWARDED).iter().count(), 1);
+    // Withheld by the route's list: the same as named in `Connection`.
+    let list = StripList::parse(&["forwarded".into()]).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(header::FORWARDED, "for=203.0.113.9".parse().unwrap());
+    to_upstream(
+        &mut h,
+        &hop,
+        None,
+        &HeaderValue::from_static("rid"),
+        &HeaderValue::from_static("up:1"),
+        Strip {
+            route: &list,
+            authorization: false,
+        },
+    );
+    assert_eq!(h[header::FORWARDED], "for=\"192.0.2.1:4000\";proto=https");
+}

@@ -175,6 +175,7 @@ mod props {
                     limits: None,
                     validator: None,
                     inject: None,
+                    meters: Default::default(),
                 })
             })
             .collect();
