@@ -135,12 +135,16 @@ enum Aud {
 struct Claims {
     sub: Option<String>,
     aud: Option<Aud>,
-    /// Read as any JSON value and judged after the signature: whole seconds only.
+    /// Read as any JSON value and judged after the signature: whole seconds only. Present means
+    /// `Some`, even as `null` (see [`present`]).
+    #[serde(default, deserialize_with = "present")]
     exp: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
     nbf: Option<serde_json::Value>,
     /// Only a string `jti` is kept (for revocation by token id); any other type is ignored.
     jti: Option<serde_json::Value>,
-    /// RFC 8705 confirmation; judged after the signature (any shape parses).
+    /// RFC 8705 confirmation; judged after the signature (any shape parses, `null` included).
+    #[serde(default, deserialize_with = "present")]
     cnf: Option<serde_json::Value>,
     /// Lineage claims, read only from tokens the gateway issued (any shape parses).
     legacy: Option<serde_json::Value>,
@@ -174,6 +178,14 @@ pub struct Verified {
     pub cnf: Option<Arc<str>>,
     /// Set only for tokens signed with the gateway's own issuer keys.
     pub issued: Option<Arc<IssuedLineage>>,
+}
+
+/// A claim that is there is `Some`, even when its value is `null` (serde's `Option` would read
+/// `"nbf": null` as no `nbf` at all): `null` is neither a NumericDate nor a confirmation, so such
+/// a token fails the claim's check instead of passing as if the claim had been left out, as a
+/// stricter verifier behind the gateway would judge it.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// A whole number of seconds (`exp`, `nbf`): JSON integers only, no fractions, no strings.

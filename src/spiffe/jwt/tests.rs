@@ -129,6 +129,9 @@ fn numeric_dates_are_whole_seconds_within_the_horizon() {
         Err(JwtSvidError::Horizon)
     );
     assert!(with("nbf", json!(t() - 1)).is_ok());
+    // Present as null is not absent (a property test found `"nbf": null` accepted).
+    assert_eq!(with("nbf", json!(null)), Err(JwtSvidError::Horizon));
+    assert_eq!(with("cnf", json!(null)), Err(JwtSvidError::Cnf));
 }
 
 #[test]
