@@ -16,7 +16,10 @@ fuzz_target!(|input: &[u8]| {
     let native = native_trace(stream, &cuts);
     let (guard, pieces) = guard_trace(stream, &cuts);
     assert_eq!(guard.flagged, pieces.flagged, "guard, cuts {cuts:?}");
-    assert_eq!(guard.bodies_ended, pieces.bodies_ended, "guard, cuts {cuts:?}");
+    assert_eq!(
+        guard.bodies_ended, pieces.bodies_ended,
+        "guard, cuts {cuts:?}"
+    );
     for (i, framed) in native.heads.iter().enumerate() {
         let expected = match framed {
             Framed::None => Some(0),

@@ -448,8 +448,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FramingGuard<S> {
 
 /// How the guard reads the body framing of a complete request head: `Some(None)` chunked,
 /// `Some(Some(n))` a length (0: no body), `None` ambiguous (flagged). For the native core's
-/// differential tests (`transport::h1`) and the fuzz targets (`transport::fuzzing`).
-#[cfg(any(test, feature = "fuzzing"))]
+/// differential tests (`transport::h1`).
+#[cfg(test)]
 pub(super) fn framing_verdict(head: &[u8], max_headers: usize) -> Option<Option<u64>> {
     let guard = FramingGuard::new(
         (),

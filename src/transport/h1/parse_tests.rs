@@ -150,6 +150,21 @@ fn the_guard_agrees_with_itself_however_a_stream_is_cut() {
     }
 }
 
+#[test]
+fn a_stream_cut_inside_a_length_body_traces_the_same() {
+    // fuzz target h1_request, crash-ff8297873ac3b524: the trace counted a length body's last
+    // piece only when it arrived alone (a harness bug; the parser framed both feeds alike).
+    let stream: &[u8] = b"POSqqqqqqqqqqqqqT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n\xffXh1elloGET /b HTTP/1.1\r\n\xb6\x90\x8c\x8b: a\r\n\r\n";
+    let whole = native_trace(stream, &[]);
+    assert_eq!(
+        (whole.heads.as_slice(), whole.body_bytes),
+        (&[Framed::Length(5)][..], 5)
+    );
+    for cut in 1..stream.len() {
+        assert_eq!(native_trace(stream, &[cut]), whole, "cut {cut}");
+    }
+}
+
 /// Pieces of request streams: heads, chunk lines and data in spellings parsers disagree on.
 const PIECES: &[&str] = &[
     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",

@@ -115,11 +115,12 @@ impl Body {
     /// ended.
     fn step(&mut self, buf: &mut BytesMut) -> Result<Option<u64>, ()> {
         match self {
+            Body::Length(0) => Ok(None),
             Body::Length(left) => {
                 let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
                 let _ = buf.split_to(take);
                 *left -= take as u64;
-                Ok((*left > 0).then_some(take as u64))
+                Ok(Some(take as u64))
             }
             Body::Chunked(c) => match c.step(buf) {
                 Ok(chunked::Step::Data(d)) => Ok(Some(d.len() as u64)),
