@@ -11,18 +11,21 @@
     dead_code,
     reason = "a second copy of the parser, of which only some items are used"
 )]
+#[expect(clippy::duplicate_mod, reason = "a second copy, see above")]
 #[path = "h1/chunked.rs"]
 mod chunked;
 #[allow(
     dead_code,
     reason = "a second copy of the parser, of which only some items are used"
 )]
+#[expect(clippy::duplicate_mod, reason = "a second copy, see above")]
 #[path = "h1/parse.rs"]
 mod parse;
 #[allow(
     dead_code,
     reason = "a second copy of the parser, of which only some items are used"
 )]
+#[expect(clippy::duplicate_mod, reason = "a second copy, see above")]
 #[path = "../proxy/pool/response.rs"]
 mod response;
 
