@@ -1,5 +1,5 @@
 //! The HTTP/1.1 parsers as the fuzz targets in `fuzz/` see them (cargo feature `fuzzing`, off by
-//! default; docs/testing.md). The request head parser, the request chunked decoder and the
+//! default; docs/security.md). The request head parser, the request chunked decoder and the
 //! upstream response parser are private to their modules: they are compiled here a second time
 //! from the same files (so the driver modules they belong to need no hook), next to the framing
 //! guard's own verdicts. Each function runs one parser over bytes the way its connection would and
