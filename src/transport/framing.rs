@@ -277,16 +277,80 @@ impl<S> FramingGuard<S> {
 /// spaces or tabs, or `;` and chunk extensions. `None` for anything else (a sign, leading
 /// whitespace, `0x`, whitespace before `;`, overflow): parsers differ on those, so the line is
 /// not trusted (hyper accepts `5 ;ext`, h11 refuses it; Rust's radix parser accepts `+5`).
+/// The extensions must follow their grammar (RFC 9112 §7.1.1): a control byte such as a bare CR
+/// in them ends the line for hyper (which then refuses what follows) and not for a parser that
+/// only looks for the LF, and an unclosed quoted string is read to the line end by one parser and
+/// across it by another.
 pub(super) fn chunk_size(line: &[u8]) -> Option<u64> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > 16 {
         return None;
     }
     let (size, rest) = line.split_at(digits);
-    if !(rest.first() == Some(&b';') || rest.iter().all(|b| *b == b' ' || *b == b'\t')) {
+    let well_formed = if rest.first() == Some(&b';') {
+        chunk_extensions(rest)
+    } else {
+        rest.iter().all(|b| *b == b' ' || *b == b'\t')
+    };
+    if !well_formed {
         return None;
     }
     u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
+}
+
+/// `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`, trailing whitespace
+/// allowed (RFC 9112 §7.1.1).
+fn chunk_extensions(mut s: &[u8]) -> bool {
+    let ws = |s: &[u8]| s.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+    let token = |s: &[u8]| s.iter().take_while(|b| is_tchar(**b)).count();
+    loop {
+        s = s.get(ws(s)..).unwrap_or_default();
+        if s.is_empty() {
+            return true;
+        }
+        let Some(r) = s.strip_prefix(b";") else {
+            return false;
+        };
+        s = r.get(ws(r)..).unwrap_or_default();
+        let name = token(s);
+        if name == 0 {
+            return false;
+        }
+        s = s.get(name..).unwrap_or_default();
+        let after = s.get(ws(s)..).unwrap_or_default();
+        let Some(r) = after.strip_prefix(b"=") else {
+            continue;
+        };
+        s = r.get(ws(r)..).unwrap_or_default();
+        let value = match s.first() {
+            Some(b'"') => quoted_string(s),
+            _ => Some(token(s)).filter(|n| *n > 0),
+        };
+        let Some(value) = value else {
+            return false;
+        };
+        s = s.get(value..).unwrap_or_default();
+    }
+}
+
+/// The length of the quoted-string at the start of `s` (RFC 9110 §5.6.4), or `None`.
+fn quoted_string(s: &[u8]) -> Option<usize> {
+    let text = |b: u8| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+    let mut i = 1;
+    loop {
+        match *s.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' if s.get(i + 1).is_some_and(|b| text(*b)) => i += 2,
+            b'\\' => return None,
+            b if text(b) => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// A token character (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether a trailer line is a header field line (`name: value`), by the parser hyper uses. hyper
@@ -399,6 +463,62 @@ pub(super) fn framing_verdict(head: &[u8], max_headers: usize) -> Option<Option<
         State::ChunkSize => Some(None),
         _ => None,
     }
+}
+
+/// What the guard made of a byte stream: the framing of every head it passed (`None` chunked,
+/// `Some(n)` a length, 0 for no body), whether it flagged the connection, and how many bodies
+/// it saw end.
+#[cfg(any(test, feature = "fuzzing"))]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GuardTrace {
+    pub heads: Vec<Option<u64>>,
+    pub flagged: bool,
+    pub bodies_ended: u64,
+}
+
+/// Run the guard over `stream` one byte at a time, noting each head it passes, and again in the
+/// pieces `cuts` marks (offsets, any order): the second run must end in the same place (checked
+/// by the callers: it takes the whole-head fast path and the line buffers across reads).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn guard_trace(stream: &[u8], cuts: &[usize]) -> (GuardTrace, GuardTrace) {
+    const MAX_HEAD: usize = 16 * 1024;
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut g = FramingGuard::new((), MAX_HEAD, 100, flag.clone());
+    let mut bytewise = GuardTrace::default();
+    for b in stream {
+        let had_head = !g.buf.is_empty() && matches!(g.state, State::Head);
+        g.observe(std::slice::from_ref(b));
+        if had_head && g.buf.is_empty() {
+            match g.state {
+                State::Head => bytewise.heads.push(Some(0)),
+                State::Fixed(n) => bytewise.heads.push(Some(n)),
+                State::ChunkSize => bytewise.heads.push(None),
+                _ => {}
+            }
+        }
+    }
+    bytewise.flagged = flag.load(Ordering::Acquire);
+    bytewise.bodies_ended = g.bodies_ended;
+    let mut ends: Vec<usize> = cuts
+        .iter()
+        .copied()
+        .filter(|c| *c > 0 && *c < stream.len())
+        .collect();
+    ends.push(stream.len());
+    ends.sort_unstable();
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut g = FramingGuard::new((), MAX_HEAD, 100, flag.clone());
+    let mut from = 0;
+    for end in ends {
+        g.observe(stream.get(from..end).unwrap_or_default());
+        from = end;
+    }
+    let pieces = GuardTrace {
+        heads: Vec::new(),
+        flagged: flag.load(Ordering::Acquire),
+        bodies_ended: g.bodies_ended,
+    };
+    (bytewise, pieces)
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 
 pub mod acceptor;
 pub mod framing;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 pub mod send_deadline;
 pub mod settings;

@@ -122,9 +122,14 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
             return Err(Malformed("bare LF in the response head"));
         }
         let framing = fields.framing(version, code, head_request)?;
+        // A 204 must not announce a body (RFC 9110 §8.6, RFC 9112 §6.1); one that does may
+        // send it too, and those bytes would be read as the next caller's answer: such a
+        // connection is not reused.
+        let body_after_204 = code == 204 && (fields.codings > 0 || fields.length.unwrap_or(0) > 0);
         let keep_alive = !fields.close
             && (version == Version::HTTP_11 || fields.keep_alive)
-            && framing != Framing::Close;
+            && framing != Framing::Close
+            && !body_after_204;
         let count = resp.headers.len();
         let repeated_length = fields.lengths > 1;
         (
@@ -279,6 +284,16 @@ fn has_bare_lf(head: &[u8]) -> bool {
         .any(|(i, b)| *b == b'\n' && (i == 0 || head.get(i - 1) != Some(&b'\r')))
 }
 
+/// A token character (RFC 9110 §5.6.2): field names.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A control byte other than HTAB, or DEL: never in a field value or a chunk extension.
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
 /// What [`Chunked::decode`] produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded {
@@ -299,6 +314,8 @@ pub struct Chunked {
     ext: usize,
     trailer: usize,
     trailer_lines: usize,
+    /// In a trailer line, past its colon.
+    trailer_value: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +340,7 @@ impl Default for Chunked {
             ext: 0,
             trailer: 0,
             trailer_lines: 0,
+            trailer_value: false,
         }
     }
 }
@@ -388,7 +406,9 @@ impl Chunked {
             },
             State::Ext { size } => match b {
                 b'\r' => State::SizeLf { size },
-                b'\n' => return Err(BAD),
+                // Control bytes (a NUL, a bare LF): the caller side's guard refuses them in
+                // extensions too.
+                _ if is_ctl(b) => return Err(BAD),
                 _ => {
                     self.ext += 1;
                     if self.ext > MAX_EXTENSION_BYTES {
@@ -403,21 +423,32 @@ impl Chunked {
             },
             State::DataCr if b == b'\r' => State::DataLf,
             State::DataLf if b == b'\n' => State::Size { digits: 0, size: 0 },
+            // Each trailer line is a field line, `name: value` (a request line or any other text
+            // is refused, as the caller side's guard does): a bare LF, obs-fold (a line starting
+            // with whitespace), a name that is not a token, no colon, or a control byte fails.
             State::TrailerStart => match b {
                 b'\r' => State::EndLf,
-                // A bare LF, or obs-fold continuing a trailer line.
-                b'\n' | b' ' | b'\t' => return Err(BAD),
-                _ => {
+                _ if is_tchar(b) => {
                     self.trailer_lines += 1;
                     if self.trailer_lines > MAX_FIELDS {
                         return Err(Malformed("more than 100 trailer fields"));
                     }
+                    self.trailer_value = false;
                     self.trailer_byte()?
                 }
+                _ => return Err(BAD),
+            },
+            State::Trailer if !self.trailer_value => match b {
+                b':' => {
+                    self.trailer_value = true;
+                    self.trailer_byte()?
+                }
+                _ if is_tchar(b) => self.trailer_byte()?,
+                _ => return Err(BAD),
             },
             State::Trailer => match b {
                 b'\r' => State::TrailerLf,
-                b'\n' => return Err(BAD),
+                _ if is_ctl(b) => return Err(BAD),
                 _ => self.trailer_byte()?,
             },
             State::TrailerLf if b == b'\n' => State::TrailerStart,

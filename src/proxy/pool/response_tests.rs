@@ -350,3 +350,220 @@ fn an_endless_chunked_body_streams_without_holding_it() {
     }
     assert_eq!(total, 10_000 * 0x400);
 }
+
+#[test]
+fn trailer_lines_must_be_field_lines() {
+    // A request line (or any text) where a trailer field belongs: the caller side's guard and
+    // decoder refuse it, the client read it as a trailer and went on.
+    for body in [
+        &b"0\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"0\r\nHTTP/1.1 200 OK\r\n\r\n",
+        b"0\r\nno colon\r\n\r\n",
+        b"0\r\nX : a\r\n\r\n",
+        b"0\r\n: a\r\n\r\n",
+        b"0\r\nX\x00: a\r\n\r\n",
+        b"0\r\nX: a\x00b\r\n\r\n",
+        b"0\r\nX: a\x7f\r\n\r\n",
+        b"0\r\nX: a\rb\r\n\r\n",
+    ] {
+        for step in [1, body.len()] {
+            assert!(
+                decode_in_pieces(body, step).is_err(),
+                "{:?} step {step}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+    for body in [
+        &b"0\r\nX-T: 1\r\n\r\n"[..],
+        b"0\r\nX-T:\r\n\r\n",
+        b"0\r\nX-T: a\tb caf\xc3\xa9\r\nY: \"q\"\r\n\r\n",
+    ] {
+        let (data, end, _) = decode_in_pieces(body, 1).unwrap();
+        assert!(
+            data.is_empty() && end,
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn control_bytes_in_a_chunk_extension_are_refused() {
+    for body in [
+        &b"5;a\x00\r\nhello\r\n0\r\n\r\n"[..],
+        b"5;a=\x7f\r\nhello\r\n0\r\n\r\n",
+        b"5;a\x0bb\r\nhello\r\n0\r\n\r\n",
+        b"0;a\x01\r\n\r\n",
+    ] {
+        assert!(
+            decode_in_pieces(body, 1).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let (data, end, _) = decode_in_pieces(b"5;a=\"b\tc\"\r\nhello\r\n0\r\n\r\n", 1).unwrap();
+    assert_eq!((&data[..], end), (&b"hello"[..], true));
+}
+
+#[test]
+fn a_204_that_announces_a_body_does_not_keep_its_connection() {
+    // No body is read for a 204; one the upstream sends anyway would be read as the next
+    // answer on that connection.
+    for s in [
+        "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let h = head(s);
+        assert_eq!(h.framing, Framing::Empty, "{s}");
+        assert!(!h.keep_alive, "{s}");
+    }
+    for s in [
+        "HTTP/1.1 204 No Content\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+    ] {
+        assert!(head(s).keep_alive, "{s}");
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Field lines around framing, in spellings parsers disagree on.
+    const FIELDS: &[&str] = &[
+        "Content-Length: 5",
+        "Content-Length: 05",
+        "content-length:5 ",
+        "Content-Length: 6",
+        "Content-Length: 5, 5",
+        "Content-Length: +5",
+        "Content-Length: ",
+        "Transfer-Encoding: chunked",
+        "transfer-encoding: Chunked ",
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding : chunked",
+        " Transfer-Encoding: chunked",
+        "Connection: close",
+        "X-A: b",
+    ];
+    const STATUS_LINES: &[&str] = &[
+        "HTTP/1.1 200 OK",
+        "HTTP/1.0 200 OK",
+        "HTTP/1.1 204 No Content",
+        "HTTP/1.1 304 Not Modified",
+        "HTTP/1.1 100 Continue",
+        "HTTP/1.1 200",
+    ];
+    const LINE_ENDS: &[&str] = &["\r\n", "\r\n", "\r\n", "\n", "\r"];
+
+    fn answer() -> impl Strategy<Value = (String, usize)> {
+        (
+            prop::sample::select(STATUS_LINES),
+            prop::collection::vec(
+                (
+                    prop::sample::select(FIELDS),
+                    prop::sample::select(LINE_ENDS),
+                ),
+                0..5,
+            ),
+            prop::sample::select(&["", "hello", "5\r\nhello\r\n0\r\n\r\n"][..]),
+            0usize..200,
+        )
+            .prop_map(|(line, fields, body, cut)| {
+                let mut h = format!("{line}\r\n");
+                for (f, e) in fields {
+                    h.push_str(f);
+                    h.push_str(e);
+                }
+                h.push_str("\r\n");
+                h.push_str(body);
+                (h, cut)
+            })
+    }
+
+    /// The framing fields of a generated head, as written.
+    fn declared(text: &str) -> (Vec<String>, usize) {
+        let head = text
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let lengths = head
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().to_string())
+            .collect();
+        let codings = head
+            .split("\r\n")
+            .filter(|l| l.starts_with("transfer-encoding"))
+            .count();
+        (lengths, codings)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A head the client accepts says one thing about its body: never a length and a
+        /// coding, two codings, or two different lengths; and the same head split anywhere
+        /// parses the same.
+        #[test]
+        fn the_client_never_accepts_two_framings((text, cut) in answer()) {
+            let whole = parse(&mut BytesMut::from(text.as_bytes()), false);
+            let mut buf = BytesMut::new();
+            let cut = cut.min(text.len());
+            buf.extend_from_slice(&text.as_bytes()[..cut]);
+            let mut split = parse(&mut buf, false);
+            if matches!(split, Ok(Parsed::Partial)) {
+                buf.extend_from_slice(&text.as_bytes()[cut..]);
+                split = parse(&mut buf, false);
+            }
+            prop_assert_eq!(format!("{whole:?}"), format!("{split:?}"));
+            if let Ok(Parsed::Final(h)) = whole {
+                let (lengths, codings) = declared(&text);
+                prop_assert!(codings == 0 || lengths.is_empty(), "{text:?}");
+                prop_assert!(codings <= 1, "{text:?}");
+                // Repeated equal values (`5` and `05` alike) are one length (RFC 9110 §8.6).
+                let mut distinct: Vec<Option<u64>> = lengths
+                    .iter()
+                    .map(|v| v.bytes().all(|b| b.is_ascii_digit()).then(|| v.parse().ok()).flatten())
+                    .collect();
+                distinct.sort();
+                distinct.dedup();
+                prop_assert!(distinct.len() <= 1 && !distinct.contains(&None), "{text:?}");
+                if codings == 1 && !matches!(h.status.as_u16(), 204 | 304) {
+                    prop_assert_eq!(h.framing, Framing::Chunked);
+                }
+            }
+        }
+
+        /// The chunked decoder fed in any two pieces agrees with one pass.
+        #[test]
+        fn chunked_bodies_decode_the_same_split_anywhere(
+            pieces in prop::collection::vec(
+                prop::sample::select(&[
+                    "5\r\n", "5;a=\"b\"\r\n", "5;a\rb\r\n", "5 \r\n", "0\r\n", "\r\n",
+                    "hello", "hello\r\n", "hello\n", "X-T: 1\r\n", "GET / HTTP/1.1\r\n",
+                    " x\r\n", "\n",
+                ][..]),
+                1..8,
+            ),
+            step in 1usize..12,
+        ) {
+            let body = pieces.concat();
+            let once = decode_in_pieces(body.as_bytes(), body.len().max(1));
+            let split = decode_in_pieces(body.as_bytes(), step);
+            match (&once, &split) {
+                (Ok((d1, e1, _)), Ok((d2, e2, _))) => {
+                    prop_assert_eq!((d1, e1), (d2, e2));
+                    prop_assert!(d1.len() <= body.len());
+                }
+                (Err(_), Err(_)) => {}
+                // Cut short before the bad byte arrived: the piecewise run may only wait.
+                _ => prop_assert!(false, "{body:?}: {once:?} vs {split:?}"),
+            }
+        }
+    }
+}
