@@ -102,6 +102,16 @@ async fn gateway(
     silent: &Silent,
     up: &Upstream,
 ) -> (tempfile::TempDir, portcullis::server::Running) {
+    gateway_with(&format!("http1_engine = \"{engine}\"\n"), "", silent, up).await
+}
+
+/// [`gateway`] with its own `[listen]` lines and TLS section.
+async fn gateway_with(
+    listen: &str,
+    tls: &str,
+    silent: &Silent,
+    up: &Upstream,
+) -> (tempfile::TempDir, portcullis::server::Running) {
     let dir = tempfile::tempdir().unwrap();
     let routes = format!(
         "{}{}",
@@ -109,8 +119,7 @@ async fn gateway(
         route("api", "/api", &up.url(), "")
     )
     .replace("timeout = \"2s\"", "timeout = \"30s\"");
-    let listen = format!("http1_engine = \"{engine}\"\n");
-    let toml = base_config(dir.path(), &listen, "", &routes);
+    let toml = base_config(dir.path(), listen, tls, &routes);
     let gw = start_in_process(dir.path(), &toml).await;
     (dir, gw)
 }
@@ -341,18 +350,7 @@ async fn an_h2_caller_that_resets_its_stream_is_audited_as_gone_and_its_upstream
     let pki = Pki::new();
     let mut silent = Silent::start().await;
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let routes = format!(
-        "{}{}",
-        route("quiet", "/quiet", &silent.url(), ""),
-        route("api", "/api", &up.url(), "")
-    )
-    .replace("timeout = \"2s\"", "timeout = \"30s\"");
-    let gw = start_in_process(
-        dir.path(),
-        &base_config(dir.path(), "", &pki.tls_section(), &routes),
-    )
-    .await;
+    let (dir, gw) = gateway_with("", &pki.tls_section(), &silent, &up).await;
     let client = pki.client(false);
     let url = format!("https://localhost:{}", gw.data_addr.port());
     let pending = client.get(format!("{url}/quiet/h2")).send();

@@ -60,10 +60,24 @@ impl Endless {
     }
 }
 
+/// A route `/big` to `up`, with an upstream timeout long enough that only the caller can end it.
+fn big_route(up: &Endless) -> String {
+    route("big", "/big", &format!("http://{}", up.addr), "")
+        .replace("timeout = \"2s\"", "timeout = \"30s\"")
+}
+
 async fn on(engine: &str, routes: &str) -> (tempfile::TempDir, portcullis::server::Running) {
+    on_with(&format!("http1_engine = \"{engine}\"\n"), "", routes).await
+}
+
+/// [`on`] with its own `[listen]` lines and TLS section.
+async fn on_with(
+    listen: &str,
+    tls: &str,
+    routes: &str,
+) -> (tempfile::TempDir, portcullis::server::Running) {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("http1_engine = \"{engine}\"\n");
-    let toml = base_config(dir.path(), &listen, "", routes);
+    let toml = base_config(dir.path(), listen, tls, routes);
     let gw = start_in_process(dir.path(), &toml).await;
     (dir, gw)
 }
@@ -72,8 +86,7 @@ async fn on(engine: &str, routes: &str) -> (tempfile::TempDir, portcullis::serve
 async fn a_caller_that_never_reads_a_large_answer_holds_the_upstream_back_and_leaving_ends_it() {
     for engine in ENGINES {
         let up = Endless::start().await;
-        let routes = route("big", "/big", &format!("http://{}", up.addr), "")
-            .replace("timeout = \"2s\"", "timeout = \"30s\"");
+        let routes = big_route(&up);
         let (_d, gw) = on(engine, &routes).await;
         let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
         s.write_all(b"GET /big/file HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -237,11 +250,9 @@ async fn upstream_ends(up: &Endless, within: Duration, what: &str) {
 async fn a_caller_that_stops_reading_is_cut_after_send_timeout_and_its_upstream_released() {
     for engine in ENGINES {
         let up = Endless::start().await;
-        let routes = route("big", "/big", &format!("http://{}", up.addr), "")
-            .replace("timeout = \"2s\"", "timeout = \"30s\"");
-        let dir = tempfile::tempdir().unwrap();
+        let routes = big_route(&up);
         let listen = format!("http1_engine = \"{engine}\"\nsend_timeout = \"1s\"\n");
-        let gw = start_in_process(dir.path(), &base_config(dir.path(), &listen, "", &routes)).await;
+        let (_dir, gw) = on_with(&listen, "", &routes).await;
         let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
         s.write_all(b"GET /big/file HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
@@ -274,11 +285,9 @@ async fn a_slow_reader_that_keeps_reading_is_never_cut_by_send_timeout() {
     // reads. That is the same for nginx's `send_timeout`, and why the default is 60 s.
     for engine in ENGINES {
         let up = Endless::start().await;
-        let routes = route("big", "/big", &format!("http://{}", up.addr), "")
-            .replace("timeout = \"2s\"", "timeout = \"30s\"");
-        let dir = tempfile::tempdir().unwrap();
+        let routes = big_route(&up);
         let listen = format!("http1_engine = \"{engine}\"\nsend_timeout = \"2s\"\n");
-        let gw = start_in_process(dir.path(), &base_config(dir.path(), &listen, "", &routes)).await;
+        let (_dir, gw) = on_with(&listen, "", &routes).await;
         let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
         s.write_all(b"GET /big/file HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
@@ -308,16 +317,8 @@ async fn send_timeout_also_cuts_a_tls_caller_that_stops_reading() {
     // nothing is cut the same way.
     let pki = Pki::new();
     let up = Endless::start().await;
-    let routes = route("big", "/big", &format!("http://{}", up.addr), "")
-        .replace("timeout = \"2s\"", "timeout = \"30s\"");
-    let dir = tempfile::tempdir().unwrap();
-    let toml = base_config(
-        dir.path(),
-        "send_timeout = \"1s\"\n",
-        &pki.tls_section(),
-        &routes,
-    );
-    let gw = start_in_process(dir.path(), &toml).await;
+    let routes = big_route(&up);
+    let (_dir, gw) = on_with("send_timeout = \"1s\"\n", &pki.tls_section(), &routes).await;
     let mut cfg = pki.client_config();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg));
