@@ -476,6 +476,21 @@ pub struct GuardTrace {
     pub bodies_ended: u64,
 }
 
+/// The ends of the pieces a stream of `len` bytes is delivered in, for the split-anywhere tests
+/// and fuzz targets: `cuts` are offsets in any order (out-of-range ones ignored), the last piece
+/// ends at `len`.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn piece_ends(cuts: &[usize], len: usize) -> Vec<usize> {
+    let mut ends: Vec<usize> = cuts
+        .iter()
+        .copied()
+        .filter(|c| *c > 0 && *c < len)
+        .collect();
+    ends.push(len);
+    ends.sort_unstable();
+    ends
+}
+
 /// Run the guard over `stream` one byte at a time, noting each head it passes, and again in the
 /// pieces `cuts` marks (offsets, any order): the second run must end in the same place (checked
 /// by the callers: it takes the whole-head fast path and the line buffers across reads).
@@ -499,13 +514,7 @@ pub fn guard_trace(stream: &[u8], cuts: &[usize]) -> (GuardTrace, GuardTrace) {
     }
     bytewise.flagged = flag.load(Ordering::Acquire);
     bytewise.bodies_ended = g.bodies_ended;
-    let mut ends: Vec<usize> = cuts
-        .iter()
-        .copied()
-        .filter(|c| *c > 0 && *c < stream.len())
-        .collect();
-    ends.push(stream.len());
-    ends.sort_unstable();
+    let ends = piece_ends(cuts, stream.len());
     let flag = Arc::new(AtomicBool::new(false));
     let mut g = FramingGuard::new((), MAX_HEAD, 100, flag.clone());
     let mut from = 0;

@@ -69,13 +69,7 @@ pub enum Answer {
 /// The upstream client's head parse (interim answers skipped) and body decoding over `bytes`,
 /// fed in the pieces `cuts` marks.
 pub fn upstream_response(bytes: &[u8], cuts: &[usize], head_request: bool) -> Answer {
-    let mut ends: Vec<usize> = cuts
-        .iter()
-        .copied()
-        .filter(|c| *c > 0 && *c < bytes.len())
-        .collect();
-    ends.push(bytes.len());
-    ends.sort_unstable();
+    let ends = crate::transport::framing::piece_ends(cuts, bytes.len());
     let (mut buf, mut from) = (BytesMut::new(), 0);
     let mut head = None;
     let mut data = Vec::new();

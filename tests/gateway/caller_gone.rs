@@ -297,13 +297,7 @@ async fn pipelined_requests_behind_one_in_flight_are_kept_and_answered_in_order(
             .unwrap();
         let text = read_responses(&mut s, 2).await;
         assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{engine}: {text}");
-        let paths: Vec<String> = up
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.path_and_query.clone())
-            .collect();
+        let paths = up.paths();
         assert_eq!(paths, ["/api/one?sleep_ms=300", "/api/two"], "{engine}");
         // Two in one write, then the write side closed: the bytes buffered behind the first
         // keep it alive (answered); the last one is in flight with nothing behind it, so the

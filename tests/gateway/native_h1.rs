@@ -111,13 +111,7 @@ async fn keep_alive_and_pipelined_requests_are_answered_in_order_on_one_socket()
         !text.to_ascii_lowercase().contains("connection: close"),
         "{text}"
     );
-    let paths: Vec<String> = up
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.path_and_query.clone())
-        .collect();
+    let paths = up.paths();
     assert_eq!(paths, ["/api/one", "/api/two", "/api/three"]);
     // The connection stays usable afterwards, and a leading blank line before a request is fine.
     s.write_all(b"\r\nGET /api/four HTTP/1.1\r\nHost: a\r\n\r\n")

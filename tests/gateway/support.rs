@@ -95,6 +95,16 @@ impl Upstream {
         self.hits.load(Ordering::SeqCst)
     }
 
+    /// The path and query of every request seen, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path_and_query.clone())
+            .collect()
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<TestBody> {
         self.hits.fetch_add(1, Ordering::SeqCst);
         let (parts, mut body) = req.into_parts();

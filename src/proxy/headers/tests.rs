@@ -1,5 +1,21 @@
 use super::*;
 
+/// `to_upstream` with request id `rid`, upstream `up:1`, no authorization stripped, and the
+/// route's strip list `route`.
+fn forward(h: &mut HeaderMap, hop: &Hop, host: Option<&str>, route: &StripList) {
+    to_upstream(
+        h,
+        hop,
+        host,
+        &HeaderValue::from_static("rid"),
+        &HeaderValue::from_static("up:1"),
+        Strip {
+            route,
+            authorization: false,
+        },
+    );
+}
+
 #[test]
 fn connection_cannot_remove_gateway_headers() {
     let mut h = HeaderMap::new();
@@ -17,17 +33,7 @@ fn connection_cannot_remove_gateway_headers() {
         "By=spiffe://evil".parse().unwrap(),
     );
     let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
-    to_upstream(
-        &mut h,
-        &hop,
-        Some("gw.example"),
-        &HeaderValue::from_static("rid"),
-        &HeaderValue::from_static("up:1"),
-        Strip {
-            route: &StripList::EMPTY,
-            authorization: false,
-        },
-    );
+    forward(&mut h, &hop, Some("gw.example"), &StripList::EMPTY);
     assert_eq!(h["x-request-id"], "rid");
     assert_eq!(
         h[header::FORWARDED],
@@ -71,14 +77,7 @@ proptest::proptest! {
         h.insert(spelled("x-tenant-id", mask), HeaderValue::from_static("1"));
         h.insert("x-legacy-roles", HeaderValue::from_static("kept"));
         let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
-        to_upstream(
-            &mut h,
-            &hop,
-            None,
-            &HeaderValue::from_static("r"),
-            &HeaderValue::from_static("u"),
-            Strip { route: &list, authorization: false },
-        );
+        forward(&mut h, &hop, None, &list);
         proptest::prop_assert!(!h.keys().any(|k| k.as_str().contains("tenant")
             || normalized(k) == "x-legacy-role"), "{h:?}");
         proptest::prop_assert_eq!(&h["x-legacy-roles"], "kept");
@@ -105,17 +104,7 @@ fn forwarded_is_appended() {
     h.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
     h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
     let hop = Hop::new("[2001:db8::1]:443".parse().unwrap(), "http");
-    to_upstream(
-        &mut h,
-        &hop,
-        None,
-        &HeaderValue::from_static("r"),
-        &HeaderValue::from_static("u"),
-        Strip {
-            route: &StripList::EMPTY,
-            authorization: false,
-        },
-    );
+    forward(&mut h, &hop, None, &StripList::EMPTY);
     assert_eq!(
         h[header::FORWARDED],
         "for=10.0.0.1, for=\"[2001:db8::1]:443\";proto=http"
@@ -149,17 +138,7 @@ fn forwarding_lists_append_unless_named_in_connection() {
         if let Some(c) = connection {
             h.insert(header::CONNECTION, c.parse().unwrap());
         }
-        to_upstream(
-            &mut h,
-            &hop,
-            None,
-            &HeaderValue::from_static("rid"),
-            &HeaderValue::from_static("up:1"),
-            Strip {
-                route: &StripList::EMPTY,
-                authorization: false,
-            },
-        );
+        forward(&mut h, &hop, None, &StripList::EMPTY);
         h
     };
     let h = run(None);
@@ -176,16 +155,6 @@ fn forwarding_lists_append_unless_named_in_connection() {
     let list = StripList::parse(&["forwarded".into()]).unwrap();
     let mut h = HeaderMap::new();
     h.insert(header::FORWARDED, "for=203.0.113.9".parse().unwrap());
-    to_upstream(
-        &mut h,
-        &hop,
-        None,
-        &HeaderValue::from_static("rid"),
-        &HeaderValue::from_static("up:1"),
-        Strip {
-            route: &list,
-            authorization: false,
-        },
-    );
+    forward(&mut h, &hop, None, &list);
     assert_eq!(h[header::FORWARDED], "for=\"192.0.2.1:4000\";proto=https");
 }

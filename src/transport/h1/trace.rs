@@ -40,13 +40,7 @@ const LIMITS: parse::Limits = parse::Limits {
 /// marks (offsets into `stream`, in any order; out-of-range ones are ignored), as the connection
 /// would: a head waits for more bytes, a body is decoded from what is buffered.
 pub fn native_trace(stream: &[u8], cuts: &[usize]) -> NativeTrace {
-    let mut ends: Vec<usize> = cuts
-        .iter()
-        .copied()
-        .filter(|c| *c > 0 && *c < stream.len())
-        .collect();
-    ends.push(stream.len());
-    ends.sort_unstable();
+    let ends = crate::transport::framing::piece_ends(cuts, stream.len());
     let mut t = NativeTrace::default();
     let (mut buf, mut scan, mut from) = (BytesMut::new(), parse::Scan::default(), 0);
     let mut body: Option<Body> = None;
@@ -135,13 +129,7 @@ impl Body {
 /// The request chunked decoder over `body` fed in the pieces `cuts` marks: the data it
 /// returned, and whether it ended (`Some(true)`), failed (`Some(false)`) or waits (`None`).
 pub fn request_chunked(body: &[u8], cuts: &[usize]) -> (Vec<u8>, Option<bool>) {
-    let mut ends: Vec<usize> = cuts
-        .iter()
-        .copied()
-        .filter(|c| *c > 0 && *c < body.len())
-        .collect();
-    ends.push(body.len());
-    ends.sort_unstable();
+    let ends = crate::transport::framing::piece_ends(cuts, body.len());
     let (mut buf, mut from, mut out) = (BytesMut::new(), 0, Vec::new());
     let mut dec = chunked::Chunked::Size;
     for end in ends {
