@@ -4,8 +4,7 @@
 //! sighting, which it then updates in place. The usage and inventory maps are consulted only the
 //! first time a key is seen in a flush interval (and when a failed flush is put back), so a steady
 //! stream of requests hashes once per request and allocates nothing; an allowed access is one
-//! more lookup. Every map keeps std's keyed SipHash (`RandomState`, through
-//! `prehash::BatchedState`: the same values, the key's length and bytes in one `write`):
+//! more lookup. Every map keeps std's `RandomState` (SipHash with a random per-process key):
 //! principals, source addresses and paths are chosen by callers, so the maps must stay
 //! HashDoS-resistant; making fewer hash operations is where the time went, not the hasher.
 
@@ -19,7 +18,7 @@ use super::{
 use crate::time::{Date, Timestamp};
 
 /// A map keyed by the bytes [`Keys::of`] builds.
-type ByKey<V> = HashMap<Box<[u8]>, V, crate::prehash::BatchedState>;
+type ByKey<V> = HashMap<Box<[u8]>, V>;
 
 /// A reused buffer for composite keys. Each part is length-prefixed, so two different tuples
 /// never make the same bytes; a lookup borrows the buffer and allocates nothing.
