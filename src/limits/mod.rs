@@ -200,7 +200,7 @@ impl RouteLimits {
         if let Some(c) = &self.cluster {
             return self.check_cluster(c, identity, policy, now);
         }
-        let mut current = String::with_capacity(64);
+        let mut current = Field::new();
         if let Some(table) = &self.identity {
             match table.check(identity, now) {
                 Decision::Allowed {
@@ -233,7 +233,7 @@ impl RouteLimits {
         }
         Ok(RateHeaders {
             policy: Some(policy.clone()),
-            current: HeaderValue::from_maybe_shared(bytes::Bytes::from(current)).ok(),
+            current: field_value(current),
         })
     }
 
@@ -280,9 +280,9 @@ impl RouteLimits {
         )
         .retry_after(ceil_secs(retry_ns).max(1))
         .with_header(RATELIMIT_POLICY, policy.clone());
-        let mut item = String::new();
+        let mut item = Field::new();
         push_limit_item(&mut item, name, 0, reset_ns);
-        if let Ok(v) = HeaderValue::from_str(&item) {
+        if let Some(v) = field_value(item) {
             r = r.with_header(RATELIMIT, v);
         }
         r
@@ -294,22 +294,33 @@ fn policy_item(name: &str, q: &Quota) -> String {
     format!("\"{name}\";q={};w={}", q.burst(), q.window_secs())
 }
 
+/// A `RateLimit` field being written: on the stack (the longest, two items of two `u64`s, is
+/// 111 bytes), then moved once into the `Bytes` behind the header value.
+type Field = smallvec::SmallVec<[u8; 128]>;
+
+/// The header value of a written field. Owned by its `Bytes` (one allocation, and the copy a
+/// response takes is a reference count): a `String` made into `Bytes` costs a second
+/// allocation when the response clones it (issue 22).
+fn field_value(field: Field) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(field)).ok()
+}
+
 /// Append `"name";r=<remaining>;t=<seconds>` as the next list member. Pushed piece by piece:
 /// `write!` cost a third of a limited request's rate check (issue 22).
-fn push_limit_item(out: &mut String, name: &str, remaining: u64, reset_ns: u64) {
+fn push_limit_item(out: &mut Field, name: &str, remaining: u64, reset_ns: u64) {
     if !out.is_empty() {
-        out.push_str(", ");
+        out.extend_from_slice(b", ");
     }
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\";r=");
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\";r=");
     push_decimal(out, remaining);
-    out.push_str(";t=");
+    out.extend_from_slice(b";t=");
     push_decimal(out, ceil_secs(reset_ns));
 }
 
 /// Append `n` in decimal.
-fn push_decimal(out: &mut String, mut n: u64) {
+fn push_decimal(out: &mut Field, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -323,9 +334,7 @@ fn push_decimal(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in digits.get(i..).unwrap_or_default() {
-        out.push(char::from(d));
-    }
+    out.extend_from_slice(digits.get(i..).unwrap_or_default());
 }
 
 /// Now, in nanoseconds since the Unix epoch (0 before it: only a broken clock says so).

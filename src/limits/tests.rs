@@ -270,11 +270,12 @@ fn limit_items_are_written_as_format_would() {
         (37, 1_000_000_001),
         (u64::MAX, u64::MAX),
     ] {
-        let mut out = String::new();
+        let mut out = Field::new();
         push_limit_item(&mut out, "identity", remaining, reset_ns);
         push_limit_item(&mut out, "route", reset_ns, remaining);
+        let value = field_value(out).unwrap();
         assert_eq!(
-            out,
+            value.to_str().unwrap(),
             format!(
                 "\"identity\";r={remaining};t={}, \"route\";r={reset_ns};t={}",
                 ceil_secs(reset_ns),
