@@ -525,7 +525,7 @@ impl super::RouteLimits {
         now: u64,
     ) -> Result<super::RateHeaders, crate::problem::Refusal> {
         use super::gcra::Decision;
-        let mut current = String::with_capacity(64);
+        let mut current = super::Field::new();
         let mut fell_back = c.in_fallback();
         let id_bucket = format!("id:{identity}");
         let mut id_via = None;
@@ -604,7 +604,7 @@ impl super::RouteLimits {
         }
         Ok(super::RateHeaders {
             policy: Some(self.shown_policy(c, fell_back, policy).clone()),
-            current: http::HeaderValue::from_maybe_shared(bytes::Bytes::from(current)).ok(),
+            current: super::field_value(current),
         })
     }
 

@@ -15,16 +15,10 @@ pub struct ConcurrencyLimit {
     max: u32,
 }
 
-/// Proof of an in-flight slot; dropping it frees the slot. Routes without a limit get an empty one.
+/// Proof of an in-flight slot; dropping it frees the slot.
 #[derive(Debug)]
 pub struct InFlight {
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl InFlight {
-    pub(super) fn unlimited() -> Self {
-        InFlight { _permit: None }
-    }
+    _permit: OwnedSemaphorePermit,
 }
 
 impl ConcurrencyLimit {
@@ -41,7 +35,7 @@ impl ConcurrencyLimit {
     /// only move the overload into the gateway's memory.
     pub fn try_acquire(&self) -> Result<InFlight, Refusal> {
         match Arc::clone(&self.sem).try_acquire_owned() {
-            Ok(p) => Ok(InFlight { _permit: Some(p) }),
+            Ok(p) => Ok(InFlight { _permit: p }),
             Err(_) => Err(Refusal::new(
                 Code::Overloaded,
                 format!("the upstream already has {} requests in flight", self.max),

@@ -13,14 +13,21 @@
 //! interval), and then TAT advances by T. A key whose TAT is not after `now` holds exactly the
 //! state of a key never seen, so dropping it loses nothing: that is the sweep.
 //!
+//! A key is hashed once per check (keyed SipHash, `RandomState`: identities and addresses are
+//! the callers'): the hash picks the shard and is the shard map's key (`prehash`), and the
+//! keys with that hash (almost always one) are compared in full, so a collision shares no
+//! bucket. Hashing for the shard and again for its map cost a fifth of a limited request's
+//! rate check (issue 22).
+//!
 //! [`Clock`]: crate::clock::Clock
 
-use std::collections::hash_map::{Entry, RandomState};
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::collections::hash_map::RandomState;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::rate::Rate;
+use crate::prehash::PreHashedMap;
 
 /// How often (at most) a full shard is swept on the request path.
 const SWEEP_EVERY_NS: u64 = 100_000_000;
@@ -129,11 +136,20 @@ pub(crate) struct KeyedGcra<K> {
     per_shard: usize,
     overflow: Overflow,
     shared: Mutex<u64>,
+    /// Keys tracked in all shards: a peek at an empty table (no failing source, the usual case
+    /// of the per-source limiter) needs no hash and no lock.
+    tracked: AtomicUsize,
 }
+
+/// The keys with one hash and their TATs: one entry unless two keys' 64-bit hashes collide.
+type Bucket<K> = smallvec::SmallVec<[(K, u64); 1]>;
 
 #[derive(Debug)]
 struct Shard<K> {
-    map: HashMap<K, u64>,
+    /// Keyed hash of the key → its bucket.
+    map: PreHashedMap<Bucket<K>>,
+    /// Keys in `map` (not buckets).
+    len: usize,
     last_sweep: u64,
 }
 
@@ -141,7 +157,8 @@ impl<K: Hash + Eq> KeyedGcra<K> {
     pub(crate) fn new(quota: Quota, max_keys: usize, overflow: Overflow) -> Self {
         let shards = std::array::from_fn(|_| {
             Mutex::new(Shard {
-                map: HashMap::new(),
+                map: PreHashedMap::default(),
+                len: 0,
                 last_sweep: 0,
             })
         });
@@ -152,19 +169,24 @@ impl<K: Hash + Eq> KeyedGcra<K> {
             per_shard: (max_keys / SHARDS).max(1),
             overflow,
             shared: Mutex::new(0),
+            tracked: AtomicUsize::new(0),
         }
     }
 
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K>> {
-        let h = self.hasher.hash_one(key);
-        // A u64 modulo the shard count is always in range; the fallback only satisfies the lint.
-        let i = usize::try_from(h % SHARDS as u64).unwrap_or(0);
+    /// The key's hash and its shard, locked.
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, MutexGuard<'_, Shard<K>>) {
+        let h = crate::prehash::hash_one(&self.hasher, key);
+        // The high half picks the shard: the map indexes by the low bits, which must still
+        // differ between the keys of one shard. Always in range; the fallback satisfies the lint.
+        let i = usize::try_from((h >> 32) % SHARDS as u64).unwrap_or(0);
         let [first, ..] = &self.shards;
-        self.shards
+        let shard = self
+            .shards
             .get(i)
             .unwrap_or(first)
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner);
+        (h, shard)
     }
 
     /// Check and charge one request for `key`.
@@ -173,19 +195,20 @@ impl<K: Hash + Eq> KeyedGcra<K> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized + ToKey<K>,
     {
-        let mut shard = self.shard(key);
-        if let Some(tat) = shard.map.get_mut(key) {
+        let (h, mut shard) = self.shard(key);
+        if let Some(tat) = shard.tat(h, key) {
             return self.quota.check(tat, now);
         }
-        if shard.map.len() >= self.per_shard {
-            shard.sweep(now, false);
+        if shard.len >= self.per_shard {
+            let swept = shard.sweep(now, false);
+            self.tracked.fetch_sub(swept, Ordering::Relaxed);
         }
-        if shard.map.len() < self.per_shard {
+        if shard.len < self.per_shard {
             let mut tat = 0;
             let d = self.quota.check(&mut tat, now);
-            if let Entry::Vacant(v) = shard.map.entry(key.to_key()) {
-                v.insert(tat);
-            }
+            shard.map.entry(h).or_default().push((key.to_key(), tat));
+            shard.len += 1;
+            self.tracked.fetch_add(1, Ordering::Relaxed);
             return d;
         }
         drop(shard);
@@ -204,7 +227,11 @@ impl<K: Hash + Eq> KeyedGcra<K> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let tat = self.shard(key).map.get(key).copied().unwrap_or(0);
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return self.quota.peek(0, now);
+        }
+        let (h, mut shard) = self.shard(key);
+        let tat = shard.tat(h, key).map_or(0, |t| *t);
         self.quota.peek(tat, now)
     }
 
@@ -214,7 +241,8 @@ impl<K: Hash + Eq> KeyedGcra<K> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if let Some(tat) = self.shard(key).map.get_mut(key) {
+        let (h, mut shard) = self.shard(key);
+        if let Some(tat) = shard.tat(h, key) {
             self.quota.refund(tat);
         }
     }
@@ -222,9 +250,11 @@ impl<K: Hash + Eq> KeyedGcra<K> {
     /// Drop every idle key (lossless, see the module docs) and give memory back.
     pub(crate) fn sweep(&self, now: u64) {
         for m in self.shards.iter() {
-            m.lock()
+            let swept = m
+                .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .sweep(now, true);
+            self.tracked.fetch_sub(swept, Ordering::Relaxed);
         }
     }
 
@@ -232,23 +262,44 @@ impl<K: Hash + Eq> KeyedGcra<K> {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner).len)
             .sum()
     }
 }
 
 impl<K: Hash + Eq> Shard<K> {
-    /// Drop idle keys. On the request path (`force` false) at most every `SWEEP_EVERY_NS`, so a
-    /// shard full of busy keys does not cost a scan per new key.
-    fn sweep(&mut self, now: u64, force: bool) {
+    /// The TAT of `key`, whose hash is `h`, if it is tracked.
+    fn tat<Q>(&mut self, h: u64, key: &Q) -> Option<&mut u64>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.map
+            .get_mut(&h)?
+            .iter_mut()
+            .find(|(k, _)| k.borrow() == key)
+            .map(|(_, tat)| tat)
+    }
+
+    /// Drop idle keys; returns how many. On the request path (`force` false) at most every
+    /// `SWEEP_EVERY_NS`, so a shard full of busy keys does not cost a scan per new key.
+    fn sweep(&mut self, now: u64, force: bool) -> usize {
         if !force && now.saturating_sub(self.last_sweep) < SWEEP_EVERY_NS {
-            return;
+            return 0;
         }
         self.last_sweep = now;
-        self.map.retain(|_, tat| *tat > now);
+        let before = self.len;
+        let mut len = 0;
+        self.map.retain(|_, bucket| {
+            bucket.retain(|(_, tat)| *tat > now);
+            len += bucket.len();
+            !bucket.is_empty()
+        });
+        self.len = len;
         if self.map.capacity() > 64 && self.map.len() < self.map.capacity() / 4 {
             self.map.shrink_to_fit();
         }
+        before.saturating_sub(len)
     }
 }
 

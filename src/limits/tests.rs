@@ -259,3 +259,28 @@ fn ipv6_sources_are_keyed_by_slash_64_and_mapped_v4_as_v4() {
     assert!(s.check_source("192.0.2.1".parse().unwrap()).is_err());
     assert_eq!(s.tracked_keys(), 2);
 }
+
+#[test]
+fn limit_items_are_written_as_format_would() {
+    for (remaining, reset_ns) in [
+        (0, 0),
+        (1, 1),
+        (9, 999_999_999),
+        (10, 1_000_000_000),
+        (37, 1_000_000_001),
+        (u64::MAX, u64::MAX),
+    ] {
+        let mut out = Field::new();
+        push_limit_item(&mut out, "identity", remaining, reset_ns);
+        push_limit_item(&mut out, "route", reset_ns, remaining);
+        let value = field_value(out).unwrap();
+        assert_eq!(
+            value.to_str().unwrap(),
+            format!(
+                "\"identity\";r={remaining};t={}, \"route\";r={reset_ns};t={}",
+                ceil_secs(reset_ns),
+                ceil_secs(remaining)
+            )
+        );
+    }
+}

@@ -447,7 +447,7 @@ impl Gateway {
             trace.rate_headers = Some(limits.check_rate(&key).inspect_err(|_| {
                 self.metrics.rate_limited_total.with(&[route.name()]).inc();
             })?);
-            in_flight = Some(limits.try_acquire()?);
+            in_flight = limits.try_acquire()?;
         }
         // Decision mode validates only a body that came with the decision request (nginx
         // `auth_request` never sends one; see docs/decision-mode.md).

@@ -113,7 +113,8 @@ impl<'a> Access<'a> {
         at: SystemTime,
     ) -> Option<Self> {
         use crate::path_template::{template_path, PLACEHOLDER};
-        if path.split('/').any(|s| s == PLACEHOLDER) {
+        // `contains` first: one memchr, where splitting costs a search per segment.
+        if path.contains(PLACEHOLDER) && path.split('/').any(|s| s == PLACEHOLDER) {
             return None;
         }
         Some(Access {

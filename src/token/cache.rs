@@ -13,7 +13,6 @@
 //! never handed out again.
 
 use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
@@ -222,7 +221,8 @@ impl TokenCache {
     /// hasher's writes of the derived `Hash` (a fifth of the full route's cache hit, issue 22).
     fn hash(&self, r: &MintRequest<'_>) -> u64 {
         use std::hash::Hasher;
-        let mut h = self.hasher.build_hasher();
+        // The same keyed SipHash, its eight small writes made one (`prehash::Batched`).
+        let mut h = crate::prehash::Batched::new(&self.hasher);
         let mut field = |s: Option<&str>| {
             if let Some(s) = s {
                 h.write(s.as_bytes());
@@ -240,7 +240,7 @@ impl TokenCache {
                 field(Some(j));
             }
         }
-        h.finish()
+        h.finish_once()
     }
 
     fn shard(&self, hash: u64) -> Option<&RwLock<Shard>> {

@@ -145,35 +145,39 @@ impl ApiKeyAuthenticator {
                 None,
             );
         }
-        let Some(entry) = self.keys.lookup(key) else {
-            return self.refuse(
+        let found = self.keys.lookup(key, |entry| {
+            if entry.is_expired(now) {
+                return Err(self.refuse(
+                    Refusal::new(Code::InvalidCredential, "API key expired"),
+                    "expired",
+                    Some(&entry.id),
+                ));
+            }
+            tracing::debug!(
+                credential = %self.name,
+                apikey.id = %entry.id,
+                apikey.owner = entry.owner.as_deref().unwrap_or("-"),
+                "API key accepted"
+            );
+            Ok(Credential {
+                name: self.name.clone(),
+                kind: Kind::ApiKey,
+                identity: entry.identity.as_str().to_owned(),
+                principal: Some(entry.id.clone()),
+                groups: Vec::new(),
+                jti: None,
+                lineage: None,
+            })
+        });
+        match found {
+            Some(Ok(credential)) => Outcome::Authenticated(credential),
+            Some(Err(expired)) => expired,
+            None => self.refuse(
                 Refusal::new(Code::InvalidCredential, "API key not recognised"),
                 "unknown key",
                 None,
-            );
-        };
-        if entry.is_expired(now) {
-            return self.refuse(
-                Refusal::new(Code::InvalidCredential, "API key expired"),
-                "expired",
-                Some(&entry.id),
-            );
+            ),
         }
-        tracing::debug!(
-            credential = %self.name,
-            apikey.id = %entry.id,
-            apikey.owner = entry.owner.as_deref().unwrap_or("-"),
-            "API key accepted"
-        );
-        Outcome::Authenticated(Credential {
-            name: self.name.clone(),
-            kind: Kind::ApiKey,
-            identity: entry.identity.as_str().to_owned(),
-            principal: Some(entry.id),
-            groups: Vec::new(),
-            jti: None,
-            lineage: None,
-        })
     }
 
     fn refuse(&self, r: Refusal, reason: &str, id: Option<&str>) -> Outcome {

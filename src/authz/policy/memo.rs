@@ -6,7 +6,7 @@
 //! emptied and refilled by the traffic that follows, which keeps the steady state (a few thousand
 //! active callers) fast without any way to grow memory.
 
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{Hash, RandomState};
 use std::sync::RwLock;
 
 use crate::prehash::PreHashedMap;
@@ -39,7 +39,8 @@ impl<S, V: Clone> Memo<S, V> {
         matches: impl Fn(&S) -> bool,
         make: impl FnOnce() -> Result<(S, V), E>,
     ) -> Result<V, E> {
-        let h = self.hasher.hash_one(key);
+        // The key is a tuple of a dozen fields: one batched SipHash `write`, the same value.
+        let h = crate::prehash::hash_one(&self.hasher, key);
         if let Ok(map) = self.map.read() {
             if let Some((s, v)) = map.get(&h) {
                 if matches(s) {

@@ -343,7 +343,7 @@ struct Sliced {
     /// Indexed like [`Model::methods`].
     by_method: Vec<Slice>,
     /// Decisions of cacheable slices, by (method, caller, context except `time`).
-    decisions: memo::Memo<DecisionKey, Decision>,
+    decisions: memo::Memo<DecisionKey, Arc<Decision>>,
 }
 
 /// The policies that can apply to one method.
@@ -393,9 +393,9 @@ impl Sliced {
         method: Option<usize>,
         a: &Access<'_>,
         evaluate: impl FnOnce() -> Result<Decision, Decision>,
-    ) -> Decision {
+    ) -> Arc<Decision> {
         let Some(m) = method.filter(|m| self.by_method.get(*m).is_some_and(|s| s.cacheable)) else {
-            return evaluate().unwrap_or_else(|d| d);
+            return Arc::new(evaluate().unwrap_or_else(|d| d));
         };
         let (key, matches) = Self::key(m, a);
         self.decisions
@@ -409,9 +409,9 @@ impl Sliced {
                     weekday,
                     phase: a.phase.to_owned(),
                 };
-                evaluate().map(|d| (stored, d))
+                evaluate().map(|d| (stored, Arc::new(d)))
             })
-            .unwrap_or_else(|d| d)
+            .unwrap_or_else(Arc::new)
     }
 
     /// The lookup key (borrowed: no allocation) and the check of a stored key against it.
@@ -554,11 +554,12 @@ impl Decision {
     }
 }
 
-/// The enforced decision, and the shadow policy's when the route has one.
+/// The enforced decision, and the shadow policy's when the route has one. Shared with the
+/// decision cache: a hit hands out the remembered decision, not a copy of its lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    pub decision: Decision,
-    pub shadow: Option<Decision>,
+    pub decision: Arc<Decision>,
+    pub shadow: Option<Arc<Decision>>,
 }
 
 impl Verdict {
@@ -693,7 +694,7 @@ impl RoutePolicy {
         };
         let mut decide = |sliced: &Sliced| match use_cache {
             true => sliced.decide(method, access, || evaluate(sliced)),
-            false => evaluate(sliced).unwrap_or_else(|d| d),
+            false => Arc::new(evaluate(sliced).unwrap_or_else(|d| d)),
         };
         let decision = decide(&enforced);
         let shadow = shadow.as_ref().map(|s| decide(s));

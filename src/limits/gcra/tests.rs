@@ -108,3 +108,51 @@ fn untracked_overflow_peeks_as_allowed_and_inserts_nothing() {
     let ip = std::net::IpAddr::from([10, 0, 1, 1]);
     assert!(matches!(t.peek(&ip, now), Decision::Allowed { .. }));
 }
+
+#[test]
+fn keys_sharing_a_hash_keep_their_own_buckets() {
+    // A 64-bit collision of the keyed hash cannot be made on purpose; put two keys under one
+    // hash by hand, as a collision would.
+    let q = quota("1/s", 1);
+    let mut shard: Shard<Box<str>> = Shard {
+        map: PreHashedMap::default(),
+        len: 0,
+        last_sweep: 0,
+    };
+    let now = 100 * S;
+    for key in ["alice", "mallory"] {
+        let mut tat = 0;
+        assert!(matches!(q.check(&mut tat, now), Decision::Allowed { .. }));
+        shard.map.entry(7).or_default().push((key.into(), tat));
+        shard.len += 1;
+    }
+    // mallory's spent quota is not alice's, and the other way round.
+    let mallory = shard.tat(7, "mallory").unwrap();
+    assert!(matches!(q.check(mallory, now), Decision::Refused { .. }));
+    let alice = *shard.tat(7, "alice").unwrap();
+    assert_eq!(alice, now + S, "alice charged once, by her own request");
+    assert!(shard.tat(7, "eve").is_none() && shard.tat(8, "alice").is_none());
+    // The sweep counts keys, not buckets.
+    assert_eq!(shard.sweep(now + 2 * S, true), 2);
+    assert_eq!((shard.len, shard.map.len()), (0, 0));
+}
+
+#[test]
+fn a_peek_sees_a_charge_made_once_the_table_was_empty() {
+    let t: KeyedGcra<std::net::IpAddr> = KeyedGcra::new(quota("1/s", 1), 16, Overflow::Untracked);
+    let ip = std::net::IpAddr::from([192, 0, 2, 1]);
+    let now = 100 * S;
+    // Empty: answered without a lookup.
+    assert!(matches!(t.peek(&ip, now), Decision::Allowed { .. }));
+    t.check(&ip, now);
+    assert!(matches!(t.peek(&ip, now), Decision::Refused { .. }));
+    // Swept empty again, then charged again: the fast path must not hide the new charge.
+    t.sweep(now + 2 * S);
+    assert_eq!(t.len(), 0);
+    assert!(matches!(t.peek(&ip, now + 2 * S), Decision::Allowed { .. }));
+    t.check(&ip, now + 2 * S);
+    assert!(matches!(t.peek(&ip, now + 2 * S), Decision::Refused { .. }));
+    // A refund of an untracked key changes nothing.
+    t.refund(&std::net::IpAddr::from([192, 0, 2, 2]));
+    assert_eq!(t.len(), 1);
+}
