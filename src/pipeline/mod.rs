@@ -653,15 +653,25 @@ impl Gateway {
         let route_name = trace.route.as_ref().map(|r| r.name().clone());
         let kind = trace.caller.as_ref().map(|c| c.kind.as_str());
         let label_route = route_name.as_deref().unwrap_or(crate::metrics::UNROUTED);
-        self.metrics
-            .requests_total
-            .with(&[
-                label_route,
-                trace.decision.as_str(),
-                kind.unwrap_or("none"),
-                crate::metrics::status_class(status),
-            ])
-            .inc();
+        match &trace.route {
+            Some(r) => r.meters.count_request(
+                &self.metrics,
+                r.name(),
+                trace.decision,
+                trace.caller.as_ref().map(|c| c.kind),
+                status,
+            ),
+            None => self
+                .metrics
+                .requests_total
+                .with(&[
+                    label_route,
+                    trace.decision.as_str(),
+                    kind.unwrap_or("none"),
+                    crate::metrics::status_class(status),
+                ])
+                .inc(),
+        }
         // A caller that left was not refused.
         if reason != "ok" && reason != CALLER_GONE {
             self.metrics
