@@ -796,9 +796,9 @@ fn authorize(
 struct Routed {
     route: Arc<Route>,
     /// The canonical path, `;params` included: what the upstream receives.
-    path: String,
+    path: crate::routing::canonical::Text,
     /// The canonical match path (`;params` cut).
-    match_path: String,
+    match_path: crate::routing::canonical::Text,
     /// The match path case-folded for a `case_insensitive` route, when that changed it.
     folded: Option<String>,
     host: Option<String>,
