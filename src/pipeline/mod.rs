@@ -186,7 +186,7 @@ impl Gateway {
         req.finished = true;
         self.finish(
             conn,
-            &req.parts,
+            &mut req.parts,
             resp.status().as_u16(),
             &mut req.trace,
             reason,
@@ -639,11 +639,12 @@ impl Gateway {
     }
 
     /// Audit and metrics: always runs, whatever happened (for a request whose caller left before
-    /// its answer, from [`InFlight`]'s drop). Takes what it records out of `trace`.
+    /// its answer, from [`InFlight`]'s drop). Takes what it records out of `trace`, and the
+    /// target out of `parts` (read by nothing after it).
     fn finish(
         &self,
         conn: &ConnInfo,
-        parts: &Parts,
+        parts: &mut Parts,
         status: u16,
         trace: &mut Trace,
         reason: &'static str,
@@ -697,7 +698,10 @@ impl Gateway {
             request_id: std::mem::replace(&mut trace.request_id, HeaderValue::from_static("")),
             route: route_name,
             method: parts.method.clone(),
-            target: trace.target.take().unwrap_or_else(|| parts.uri.clone()),
+            target: trace
+                .target
+                .take()
+                .unwrap_or_else(|| std::mem::take(&mut parts.uri)),
             source: trace.source.unwrap_or(conn.peer),
             decision: trace.decision,
             reason,
@@ -745,7 +749,7 @@ impl Drop for InFlight<'_> {
         if !self.finished {
             self.gw.finish(
                 self.conn,
-                &self.parts,
+                &mut self.parts,
                 CALLER_GONE_STATUS,
                 &mut self.trace,
                 CALLER_GONE,
@@ -840,10 +844,10 @@ fn translate(
             a.strip(&mut head);
         }
     }
-    let uri = route.upstream.uri_for(&routed.path, &head.uri)?;
-    let mut headers = head.headers;
+    head.uri = route.upstream.uri_for(&routed.path, &head.uri)?;
+    let headers = &mut head.headers;
     headers::to_upstream(
-        &mut headers,
+        headers,
         &conn.hop,
         routed.host.as_deref(),
         request_id,
@@ -871,11 +875,9 @@ fn translate(
         headers.insert(name.clone(), value.clone());
     }
     let (body, tripped) = body.take_for_upstream(route.config.max_body);
-    let mut req = Request::new(body);
-    *req.method_mut() = head.method;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    Ok((req, tripped))
+    // The caller's head becomes the upstream request's (no second head built, and no empty
+    // header map dropped for it).
+    Ok((Request::from_parts(head, body), tripped))
 }
 
 /// A buffered body is signed over a URL built from `Host`: without a usable one there is nothing
