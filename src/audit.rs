@@ -170,19 +170,15 @@ impl Auditor {
 
     /// Queue a record; drops (and counts) when the writer is behind.
     pub fn record(&self, r: Record) {
-        let refused = {
-            let mut pending = self.queue.lock();
-            if pending.len() + self.queue.taken.load(Ordering::Relaxed) < self.queue.capacity {
-                pending.push(r);
-                None
-            } else {
-                Some(r)
-            }
-        };
-        // Dropped outside the lock.
-        if refused.is_some() {
-            self.metrics.audit_dropped_total.inc();
+        let mut pending = self.queue.lock();
+        if pending.len() + self.queue.taken.load(Ordering::Relaxed) < self.queue.capacity {
+            // Moved once, into the queue (no `Option` around it on the way).
+            pending.push(r);
+            return;
         }
+        drop(pending);
+        self.metrics.audit_dropped_total.inc();
+        // `r` is dropped here, outside the lock.
     }
 }
 

@@ -45,9 +45,10 @@ impl Renderer {
         });
         out.extend_from_slice(b"\",\"source\":\"");
         source(out, r.source);
-        out.extend_from_slice(b"\",\"decision\":");
-        string(out, r.decision.as_str());
-        out.extend_from_slice(b",\"reason\":");
+        // One of four fixed words (an enum): nothing in it to escape.
+        out.extend_from_slice(b"\",\"decision\":\"");
+        out.extend_from_slice(r.decision.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"reason\":");
         string(out, r.reason);
         out.extend_from_slice(b",\"credential\":");
         opt_string(out, r.credential.as_deref());
