@@ -204,7 +204,7 @@ impl Gateway {
         body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        check_framing(conn, parts)?;
+        let declares_length = check_framing(conn, parts)?;
         check_head_limits(parts, self.head_limits)?;
         // Decision mode: from here on, the original request the front proxy describes.
         let adopted = self.adopt(conn, parts, trace)?;
@@ -225,7 +225,11 @@ impl Gateway {
         trace.span.routed(&parts.method, route.name());
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
-        check_body_limit(parts, body_limit)?;
+        // The head was read for `Content-Length` by the framing stage already, unless decision
+        // mode has since replaced it with the original request's.
+        if declares_length || trace.mode == Mode::Decision {
+            check_body_limit(parts, body_limit)?;
+        }
         if authn::wants_body(&route.accept, parts) {
             if trace.mode == Mode::Decision && !body.present(parts) {
                 return Err(decision::body_missing());
@@ -823,7 +827,8 @@ fn caller_head(parts: &mut Parts) -> Parts {
     let mut head = Request::new(());
     *head.method_mut() = parts.method.clone();
     *head.uri_mut() = parts.uri.clone();
-    *head.headers_mut() = std::mem::take(&mut parts.headers);
+    // Swapped: the caller's side keeps the new head's empty map (nothing to drop).
+    std::mem::swap(head.headers_mut(), &mut parts.headers);
     head.into_parts().0
 }
 
