@@ -355,6 +355,13 @@ mod props {
             }
         }
 
+        /// The one-pass test for parameters answers what the three substring searches did.
+        #[test]
+        fn one_pass_parameter_test_agrees(raw in "([a-z/;=%3Bb]|%3[Bb]|%[0-9a-fA-F]{0,2})*") {
+            let searched = raw.contains(';') || raw.contains("%3B") || raw.contains("%3b");
+            prop_assert_eq!(has_params(&raw), searched, "{:?}", raw);
+        }
+
         /// The host parser never panics and its output is a fixed point.
         #[test]
         fn host_parser_is_total_and_idempotent(raw in "[a-zA-Z0-9.:_%\\[\\]-]{0,24}|\\PC{0,8}") {
