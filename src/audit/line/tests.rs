@@ -494,7 +494,7 @@ fn latencies_by_hand_match_serde_json() {
         k = k * 3 / 2 + 17;
     }
     for us in [0.4, 1.5, 999.5, 123_456.7] {
-        let v = (f64::from(us) * 1000.0).round() / 1000.0;
+        let v = (us * 1000.0_f64).round() / 1000.0;
         check(v);
     }
     for v in [
