@@ -336,6 +336,9 @@ impl Sink {
 /// sink within this interval; the default queue (8,192) absorbs ~800k records a second at it.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// Records' room the queue's vectors keep between bursts.
+const KEEP_ROOM: usize = 1024;
+
 fn writer(queue: Arc<Queue>, mut out: Sink, reopen: &AtomicBool, closing: &AtomicBool) {
     let mut line = Vec::with_capacity(512);
     let mut renderer = line::Renderer::new();
@@ -366,8 +369,13 @@ fn writer(queue: Arc<Queue>, mut out: Sink, reopen: &AtomicBool, closing: &Atomi
             queue.taken.fetch_sub(1, Ordering::Relaxed);
         }
         let written = batch.len();
-        // The records are dropped here; the vector keeps its room for the next swap.
+        // The records are dropped here; the vector keeps its room for the next swap, unless a
+        // burst grew it far beyond what is arriving now (the queue's two vectors would
+        // otherwise each hold room for `queue` records for good).
         batch.clear();
+        if batch.capacity() > KEEP_ROOM && written < KEEP_ROOM / 4 {
+            batch.shrink_to(KEEP_ROOM);
+        }
         if written > 0 {
             if let Err(e) = out.flush() {
                 tracing::error!(error = %e, "audit sink flush failed");

@@ -89,3 +89,30 @@ async fn close_drains_what_is_queued() {
     assert_eq!(metrics.audit_dropped_total.get(), 0);
     drop(auditor);
 }
+
+/// After a burst, the queue's vectors give back their room once the traffic is small again.
+#[tokio::test]
+async fn room_grown_by_a_burst_is_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let metrics = Arc::new(Metrics::default());
+    let (auditor, writer) = start(&AuditSink::File(file.clone()), 8192, metrics.clone()).unwrap();
+    for n in 0..6000 {
+        auditor.record(record(n));
+    }
+    let grown = auditor.queue.lock().capacity();
+    // Two quiet drains: each vector is the writer's spare once.
+    for n in 0..4 {
+        tokio::time::sleep(DRAIN_EVERY * 4).await;
+        auditor.record(record(6000 + n));
+    }
+    tokio::time::sleep(DRAIN_EVERY * 4).await;
+    let kept = auditor.queue.lock().capacity();
+    assert!(kept <= KEEP_ROOM, "grown to {grown}, kept {kept}");
+    drop(auditor);
+    writer.await.unwrap();
+    assert_eq!(
+        ids(&file).len() as u64 + metrics.audit_dropped_total.get(),
+        6004
+    );
+}
