@@ -225,8 +225,7 @@ impl Gateway {
         trace.span.routed(&parts.method, route.name());
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
-        // The head was read for `Content-Length` by the framing stage already, unless decision
-        // mode has since replaced it with the original request's.
+        // Framing read this head's `Content-Length` (decision mode has since replaced the head).
         if declares_length || trace.mode == Mode::Decision {
             check_body_limit(parts, body_limit)?;
         }
@@ -254,8 +253,7 @@ impl Gateway {
         let (caller, admission) = if self.telemetry.enabled() {
             trace.span.run("authenticate", authenticating).await?
         } else {
-            // No span to run it in: awaited as it is, not moved into the span's wrapper first
-            // (a copy of the whole future, the largest of the stages, issue 22).
+            // No span: awaited as it is, not copied into the span's wrapper first (issue 22).
             authenticating.await?
         };
         trace.caller = caller.credential().cloned();
