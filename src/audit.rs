@@ -6,12 +6,11 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
@@ -120,10 +119,33 @@ fn redacted_pieces<'a>(path: &'a str, query: Option<&'a str>, mut put: impl FnMu
     }
 }
 
+/// The records between the requests and the writer. A request appends its record under the
+/// lock; the writer takes the whole vector at once (swapping in its emptied spare) and renders
+/// the records where they lie. A channel moved each record four times on its way (into its
+/// slot, out, and twice more on the receiving side) and took a semaphore permit for each: half
+/// of what a pass-through request's record cost the writer (issue 22).
+#[derive(Debug)]
+struct Queue {
+    pending: Mutex<Vec<Record>>,
+    /// Records the writer has taken and not yet written: they still count against `capacity`
+    /// (the memory they hold is the queue's).
+    taken: AtomicUsize,
+    /// `[audit] queue`.
+    capacity: usize,
+}
+
+impl Queue {
+    /// The lock is held only to push or swap, and nothing under it panics: a poisoned one
+    /// still holds a consistent vector.
+    fn lock(&self) -> MutexGuard<'_, Vec<Record>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The sending side, cloned into every request.
 #[derive(Debug, Clone)]
 pub struct Auditor {
-    tx: mpsc::Sender<Record>,
+    queue: Arc<Queue>,
     metrics: Arc<Metrics>,
     /// Set to ask the writer to reopen the file sink (SIGHUP after an external rotation).
     reopen: Arc<AtomicBool>,
@@ -148,9 +170,15 @@ impl Auditor {
 
     /// Queue a record; drops (and counts) when the writer is behind.
     pub fn record(&self, r: Record) {
-        if self.tx.try_send(r).is_err() {
-            self.metrics.audit_dropped_total.inc();
+        let mut pending = self.queue.lock();
+        if pending.len() + self.queue.taken.load(Ordering::Relaxed) < self.queue.capacity {
+            // Moved once, into the queue (no `Option` around it on the way).
+            pending.push(r);
+            return;
         }
+        drop(pending);
+        self.metrics.audit_dropped_total.inc();
+        // `r` is dropped here, outside the lock.
     }
 }
 
@@ -178,14 +206,19 @@ pub fn start_rotating(
         )),
         AuditSink::File(p) => Sink::File(SinkFile::open(p.clone(), rotation)?),
     };
-    let (tx, rx) = mpsc::channel(queue.max(1));
+    let queue = Arc::new(Queue {
+        pending: Mutex::new(Vec::new()),
+        taken: AtomicUsize::new(0),
+        capacity: queue.max(1),
+    });
     let reopen = Arc::new(AtomicBool::new(false));
     let closing = Arc::new(AtomicBool::new(false));
     let flags = (reopen.clone(), closing.clone());
+    let rx = queue.clone();
     let handle = tokio::task::spawn_blocking(move || writer(rx, out, &flags.0, &flags.1));
     Ok((
         Auditor {
-            tx,
+            queue,
             metrics,
             reopen,
             closing,
@@ -303,47 +336,52 @@ impl Sink {
 /// sink within this interval; the default queue (8,192) absorbs ~800k records a second at it.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
-fn writer(
-    mut rx: mpsc::Receiver<Record>,
-    mut out: Sink,
-    reopen: &AtomicBool,
-    closing: &AtomicBool,
-) {
-    use tokio::sync::mpsc::error::TryRecvError;
+/// Records' room the queue's vectors keep between bursts.
+const KEEP_ROOM: usize = 1024;
+
+fn writer(queue: Arc<Queue>, mut out: Sink, reopen: &AtomicBool, closing: &AtomicBool) {
     let mut line = Vec::with_capacity(512);
     let mut renderer = line::Renderer::new();
-    let busy = rx.max_capacity() / 2;
+    let mut batch = Vec::new();
+    let busy = queue.capacity / 2;
     loop {
         // Between two lines: everything before went to the old file, everything after goes
         // to the new one.
         if reopen.swap(false, Ordering::AcqRel) {
             out.reopen();
         }
-        let mut written = 0usize;
-        // Read before draining: what was queued before `close` is written in this pass.
+        // Read before taking the queue: what was queued before `close` is written in this pass.
         let shutting = closing.load(Ordering::Acquire);
-        let closed = loop {
-            match rx.try_recv() {
-                Ok(r) => {
-                    line.clear();
-                    renderer.render(&r, &mut line);
-                    line.push(b'\n');
-                    if let Err(e) = out.write_line(&line) {
-                        tracing::error!(error = %e, "audit sink write failed");
-                    }
-                    written += 1;
-                }
-                Err(TryRecvError::Empty) => break shutting,
-                // Every sender is gone (shutdown): what was queued has been written.
-                Err(TryRecvError::Disconnected) => break true,
+        // Every sender is gone (shutdown): nothing can be queued after the batch taken below.
+        let orphaned = Arc::strong_count(&queue) == 1;
+        {
+            let mut pending = queue.lock();
+            std::mem::swap(&mut *pending, &mut batch);
+            queue.taken.store(batch.len(), Ordering::Relaxed);
+        }
+        for r in &batch {
+            line.clear();
+            renderer.render(r, &mut line);
+            line.push(b'\n');
+            if let Err(e) = out.write_line(&line) {
+                tracing::error!(error = %e, "audit sink write failed");
             }
-        };
+            queue.taken.fetch_sub(1, Ordering::Relaxed);
+        }
+        let written = batch.len();
+        // The records are dropped here; the vector keeps its room for the next swap, unless a
+        // burst grew it far beyond what is arriving now (the queue's two vectors would
+        // otherwise each hold room for `queue` records for good).
+        batch.clear();
+        if batch.capacity() > KEEP_ROOM && written < KEEP_ROOM / 4 {
+            batch.shrink_to(KEEP_ROOM);
+        }
         if written > 0 {
             if let Err(e) = out.flush() {
                 tracing::error!(error = %e, "audit sink flush failed");
             }
         }
-        if closed {
+        if shutting || orphaned {
             break;
         }
         // Under a burst that filled half the queue, drain again at once.

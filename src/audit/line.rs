@@ -11,6 +11,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{redacted_pieces, Record};
 
+/// `,"NAME":"VALUE"` with the value escaped: the key and the opening quote written as one piece.
+macro_rules! str_field {
+    ($out:expr, $name:literal, $value:expr) => {{
+        $out.extend_from_slice(concat!(",\"", $name, "\":\"").as_bytes());
+        escaped($out, $value);
+        $out.push(b'"');
+    }};
+}
+
+/// `,"NAME":"VALUE"`, or `,"NAME":null` as one piece (most of these fields are null on most
+/// lines).
+macro_rules! opt_field {
+    ($out:expr, $name:literal, $value:expr) => {
+        match $value {
+            Some(v) => str_field!($out, $name, v),
+            None => $out.extend_from_slice(concat!(",\"", $name, "\":null").as_bytes()),
+        }
+    };
+}
+
 /// The last second whose `YYYY-MM-DDTHH:MM:SS` was rendered. One per writer thread: audit
 /// lines come in time order, so this is rendered about once a second, not once a line.
 pub(super) struct Renderer {
@@ -33,49 +53,41 @@ impl Renderer {
     pub(super) fn render(&mut self, r: &Record, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"ts\":\"");
         self.timestamp(r.ts, out);
-        out.extend_from_slice(b"\",\"request_id\":");
-        string(out, r.request_id.to_str().unwrap_or("-"));
-        out.extend_from_slice(b",\"route\":");
-        opt_string(out, r.route.as_deref());
-        out.extend_from_slice(b",\"method\":");
-        string(out, r.method.as_str());
+        out.push(b'"');
+        str_field!(out, "request_id", r.request_id.to_str().unwrap_or("-"));
+        opt_field!(out, "route", r.route.as_deref());
+        str_field!(out, "method", r.method.as_str());
         out.extend_from_slice(b",\"path\":\"");
         redacted_pieces(r.target.path(), r.target.query(), |piece| {
             escaped(out, piece);
         });
         out.extend_from_slice(b"\",\"source\":\"");
         source(out, r.source);
-        out.extend_from_slice(b"\",\"decision\":");
-        string(out, r.decision.as_str());
-        out.extend_from_slice(b",\"reason\":");
-        string(out, r.reason);
-        out.extend_from_slice(b",\"credential\":");
-        opt_string(out, r.credential.as_deref());
-        out.extend_from_slice(b",\"kind\":");
-        opt_string(out, r.kind);
-        out.extend_from_slice(b",\"principal\":");
-        opt_string(out, r.principal.as_deref());
-        out.extend_from_slice(b",\"identity\":");
-        opt_string(out, r.identity.as_deref());
-        out.extend_from_slice(b",\"plan\":");
-        opt_string(out, r.plan.as_deref());
-        out.extend_from_slice(b",\"phase\":");
-        opt_string(out, r.phase);
+        // One of four fixed words (an enum): nothing in it to escape.
+        out.extend_from_slice(b"\",\"decision\":\"");
+        out.extend_from_slice(r.decision.as_str().as_bytes());
+        out.push(b'"');
+        str_field!(out, "reason", r.reason);
+        opt_field!(out, "credential", r.credential.as_deref());
+        opt_field!(out, "kind", r.kind);
+        opt_field!(out, "principal", r.principal.as_deref());
+        opt_field!(out, "identity", r.identity.as_deref());
+        opt_field!(out, "plan", r.plan.as_deref());
+        opt_field!(out, "phase", r.phase);
         out.extend_from_slice(b",\"status\":");
         decimal(out, r.status.into());
-        out.extend_from_slice(b",\"upstream_status\":");
         match r.upstream_status {
-            Some(s) => decimal(out, s.into()),
-            None => out.extend_from_slice(b"null"),
+            Some(s) => {
+                out.extend_from_slice(b",\"upstream_status\":");
+                decimal(out, s.into());
+            }
+            None => out.extend_from_slice(b",\"upstream_status\":null"),
         }
         out.extend_from_slice(b",\"latency_ms\":");
         float(out, r.latency_ms);
-        out.extend_from_slice(b",\"jti\":");
-        opt_string(out, r.jti.as_deref());
-        out.extend_from_slice(b",\"trace_id\":");
-        opt_string(out, r.trace_id.as_deref());
-        out.extend_from_slice(b",\"mode\":");
-        string(out, r.mode);
+        opt_field!(out, "jti", r.jti.as_deref());
+        opt_field!(out, "trace_id", r.trace_id.as_deref());
+        str_field!(out, "mode", r.mode);
         out.push(b'}');
     }
 
@@ -168,14 +180,52 @@ fn decimal(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(buf.get(i..).unwrap_or_default());
 }
 
-/// An `f64` exactly as serde_json writes it (shortest round-trip; `null` when not finite), by
-/// serde_json itself: its float formatter is what the line must match, and it writes straight
-/// into the line.
+/// An `f64` exactly as serde_json writes it (shortest round-trip; `null` when not finite). The
+/// latency is a whole number of microseconds in milliseconds (`k / 1000`): below 10^9 its
+/// shortest round-trip form is that decimal itself (another decimal as short or shorter differs
+/// by at least 0.001, far more than the value's rounding interval), and serde_json writes it
+/// without an exponent (`12.5`, `3.0`, `0.001`), so it is written by hand; anything else goes
+/// to serde_json itself (a unit test compares the two on every `k` below 10^6 and on large ones).
 fn float(out: &mut Vec<u8>, v: f64) {
+    if let Some((whole, frac)) = thousandths(v) {
+        decimal(out, whole);
+        let digits = [
+            b'.',
+            digit(frac / 100),
+            digit(frac / 10 % 10),
+            digit(frac % 10),
+        ];
+        // Trailing zeros dropped, but one digit always (`3.0`).
+        let keep = if frac % 10 != 0 {
+            4
+        } else if frac % 100 != 0 {
+            3
+        } else {
+            2
+        };
+        out.extend_from_slice(digits.get(..keep).unwrap_or(&digits));
+        return;
+    }
     if serde_json::to_writer(&mut *out, &v).is_err() {
         // Writing into a `Vec` cannot fail; keep the line valid JSON regardless.
         out.extend_from_slice(b"null");
     }
+}
+
+/// `v` as whole and thousandths when it is the `f64` nearest to `k / 1000` for a whole `k`,
+/// `v` below 10^9 and not negative (`-0.0` is written `-0.0`, by serde_json).
+fn thousandths(v: f64) -> Option<(u32, u32)> {
+    // Also false for NaN.
+    if !(v.is_sign_positive() && v < 1e9) {
+        return None;
+    }
+    let k = (v * 1000.0).round();
+    if k / 1000.0 != v {
+        return None;
+    }
+    // 0 <= k < 10^12: exact as an integer.
+    let k = k as u64;
+    Some((u32::try_from(k / 1000).ok()?, u32::try_from(k % 1000).ok()?))
 }
 
 /// The source address: IPv4 (nearly every line) by hand, IPv6 through `Display`, which is what
@@ -197,20 +247,6 @@ fn source(out: &mut Vec<u8>, addr: SocketAddr) {
             let _ = write!(out, "{a}");
         }
     }
-}
-
-fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => string(out, s),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-/// A JSON string, quoted.
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    escaped(out, s);
-    out.push(b'"');
 }
 
 /// What serde_json escapes: `"`, `\` and the control characters U+0000–U+001F (the five with

@@ -23,21 +23,28 @@ pub(super) fn request_id(h: &http::HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    // 128 random bits as 32 lower-case hex digits (without the formatting machinery: this runs
-    // for every request that brings no id of its own).
+    // 128 random bits as 32 lower-case hex digits, two digits a byte (without the formatting
+    // machinery: this runs for every request that brings no id of its own).
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];
-    let mut bits = rand::random::<u128>();
-    for d in id.iter_mut().rev() {
-        *d = HEX.get((bits & 0xf) as usize).copied().unwrap_or(b'0');
-        bits >>= 4;
+    let bits = rand::random::<u128>().to_be_bytes();
+    for (pair, byte) in id.chunks_exact_mut(2).zip(bits) {
+        if let [hi, lo] = pair {
+            *hi = HEX.get(usize::from(byte >> 4)).copied().unwrap_or(b'0');
+            *lo = HEX.get(usize::from(byte & 0xf)).copied().unwrap_or(b'0');
+        }
     }
-    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+    // Owned by the `Bytes` itself: cloning it for the upstream and the response is a count,
+    // where a copied slice is allocated again (promoted) on its first clone.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Framing stage: a request whose length could be read two ways is refused and the connection
 /// closed (request smuggling). hyper refuses most of these itself; this is the belt to its braces.
-pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusal> {
+/// Answers whether the request declares a `Content-Length` (without one, the body limit stage
+/// has nothing to read in the same head).
+pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<bool, Refusal> {
     let bad = |d: &'static str| Err(Refusal::new(Code::InvalidRequest, d).closing());
     if conn
         .ambiguous_framing
@@ -69,7 +76,7 @@ pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusa
             return bad("unsupported Transfer-Encoding (only a single \"chunked\" is accepted)");
         }
     }
-    Ok(())
+    Ok(first.is_some())
 }
 
 /// Head-limits stage.

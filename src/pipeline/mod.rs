@@ -186,7 +186,7 @@ impl Gateway {
         req.finished = true;
         self.finish(
             conn,
-            &req.parts,
+            &mut req.parts,
             resp.status().as_u16(),
             &mut req.trace,
             reason,
@@ -204,7 +204,7 @@ impl Gateway {
         body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        check_framing(conn, parts)?;
+        let declares_length = check_framing(conn, parts)?;
         check_head_limits(parts, self.head_limits)?;
         // Decision mode: from here on, the original request the front proxy describes.
         let adopted = self.adopt(conn, parts, trace)?;
@@ -225,7 +225,10 @@ impl Gateway {
         trace.span.routed(&parts.method, route.name());
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
-        check_body_limit(parts, body_limit)?;
+        // Framing read this head's `Content-Length` (decision mode has since replaced the head).
+        if declares_length || trace.mode == Mode::Decision {
+            check_body_limit(parts, body_limit)?;
+        }
         if authn::wants_body(&route.accept, parts) {
             if trace.mode == Mode::Decision && !body.present(parts) {
                 return Err(decision::body_missing());
@@ -245,13 +248,14 @@ impl Gateway {
         // `None` before the plan's observe date: the route behaves as without the plan.
         let phase = active_phase(plan.as_deref(), now);
         trace.plan = plan.clone().zip(phase);
-        let (caller, admission) = trace
-            .span
-            .run(
-                "authenticate",
-                self.authenticate(&route, parts, conn, now, view, plan.as_deref(), phase),
-            )
-            .await?;
+        let authenticating =
+            self.authenticate(&route, parts, conn, now, view, plan.as_deref(), phase);
+        let (caller, admission) = if self.telemetry.enabled() {
+            trace.span.run("authenticate", authenticating).await?
+        } else {
+            // No span: awaited as it is, not copied into the span's wrapper first (issue 22).
+            authenticating.await?
+        };
         trace.caller = caller.credential().cloned();
         if let Some(cred) = caller.credential() {
             crate::state::admit(&*self.state, cred)?;
@@ -639,11 +643,12 @@ impl Gateway {
     }
 
     /// Audit and metrics: always runs, whatever happened (for a request whose caller left before
-    /// its answer, from [`InFlight`]'s drop). Takes what it records out of `trace`.
+    /// its answer, from [`InFlight`]'s drop). Takes what it records out of `trace`, and the
+    /// target out of `parts` (read by nothing after it).
     fn finish(
         &self,
         conn: &ConnInfo,
-        parts: &Parts,
+        parts: &mut Parts,
         status: u16,
         trace: &mut Trace,
         reason: &'static str,
@@ -653,15 +658,25 @@ impl Gateway {
         let route_name = trace.route.as_ref().map(|r| r.name().clone());
         let kind = trace.caller.as_ref().map(|c| c.kind.as_str());
         let label_route = route_name.as_deref().unwrap_or(crate::metrics::UNROUTED);
-        self.metrics
-            .requests_total
-            .with(&[
-                label_route,
-                trace.decision.as_str(),
-                kind.unwrap_or("none"),
-                crate::metrics::status_class(status),
-            ])
-            .inc();
+        match &trace.route {
+            Some(r) => r.meters.count_request(
+                &self.metrics,
+                r.name(),
+                trace.decision,
+                trace.caller.as_ref().map(|c| c.kind),
+                status,
+            ),
+            None => self
+                .metrics
+                .requests_total
+                .with(&[
+                    label_route,
+                    trace.decision.as_str(),
+                    kind.unwrap_or("none"),
+                    crate::metrics::status_class(status),
+                ])
+                .inc(),
+        }
         // A caller that left was not refused.
         if reason != "ok" && reason != CALLER_GONE {
             self.metrics
@@ -687,7 +702,10 @@ impl Gateway {
             request_id: std::mem::replace(&mut trace.request_id, HeaderValue::from_static("")),
             route: route_name,
             method: parts.method.clone(),
-            target: trace.target.take().unwrap_or_else(|| parts.uri.clone()),
+            target: trace
+                .target
+                .take()
+                .unwrap_or_else(|| std::mem::take(&mut parts.uri)),
             source: trace.source.unwrap_or(conn.peer),
             decision: trace.decision,
             reason,
@@ -735,7 +753,7 @@ impl Drop for InFlight<'_> {
         if !self.finished {
             self.gw.finish(
                 self.conn,
-                &self.parts,
+                &mut self.parts,
                 CALLER_GONE_STATUS,
                 &mut self.trace,
                 CALLER_GONE,
@@ -786,9 +804,9 @@ fn authorize(
 struct Routed {
     route: Arc<Route>,
     /// The canonical path, `;params` included: what the upstream receives.
-    path: String,
+    path: crate::routing::canonical::Text,
     /// The canonical match path (`;params` cut).
-    match_path: String,
+    match_path: crate::routing::canonical::Text,
     /// The match path case-folded for a `case_insensitive` route, when that changed it.
     folded: Option<String>,
     host: Option<String>,
@@ -807,7 +825,8 @@ fn caller_head(parts: &mut Parts) -> Parts {
     let mut head = Request::new(());
     *head.method_mut() = parts.method.clone();
     *head.uri_mut() = parts.uri.clone();
-    *head.headers_mut() = std::mem::take(&mut parts.headers);
+    // Swapped: the caller's side keeps the new head's empty map (nothing to drop).
+    std::mem::swap(head.headers_mut(), &mut parts.headers);
     head.into_parts().0
 }
 
@@ -830,10 +849,10 @@ fn translate(
             a.strip(&mut head);
         }
     }
-    let uri = route.upstream.uri_for(&routed.path, &head.uri)?;
-    let mut headers = head.headers;
+    head.uri = route.upstream.uri_for(&routed.path, &head.uri)?;
+    let headers = &mut head.headers;
     headers::to_upstream(
-        &mut headers,
+        headers,
         &conn.hop,
         routed.host.as_deref(),
         request_id,
@@ -861,11 +880,9 @@ fn translate(
         headers.insert(name.clone(), value.clone());
     }
     let (body, tripped) = body.take_for_upstream(route.config.max_body);
-    let mut req = Request::new(body);
-    *req.method_mut() = head.method;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    Ok((req, tripped))
+    // The caller's head becomes the upstream request's (no second head built, and no empty
+    // header map dropped for it).
+    Ok((Request::from_parts(head, body), tripped))
 }
 
 /// A buffered body is signed over a URL built from `Host`: without a usable one there is nothing

@@ -44,13 +44,41 @@ impl PathParameters {
     }
 }
 
+/// A canonical path as the view keeps it: the request's own path when that already is the
+/// canonical one (the usual request: shared with the request's target, a reference count
+/// instead of a copy, issue 22), else a string of its own. Reads as a `str` either way.
+#[derive(Debug, Clone)]
+pub enum Text {
+    /// The path of this target, which is canonical as it came.
+    Shared(http::uri::PathAndQuery),
+    Owned(String),
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Shared(pq) => pq.path(),
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text {}
+
 /// The request as every stage reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalRequest {
     /// The canonical path ([`path::normalize`]), `;params` included: what the upstream receives.
-    pub path: String,
+    pub path: Text,
     /// `path` with every segment cut at its first `;` (raw or `%3B`): what routes match.
-    pub match_path: String,
+    pub match_path: Text,
     /// Whether some segment carries `;params` (then `match_path != path`).
     pub has_params: bool,
     /// The request's host ([`canonical_host`]), when it names one.
@@ -75,13 +103,26 @@ impl CanonicalRequest {
         }
         let canonical =
             path::normalize(raw).map_err(|e| Refusal::new(Code::InvalidRequest, e.to_string()))?;
+        // Already canonical (`normalize` borrowed it): the target's own path, shared.
+        let path = match (canonical, parts.uri.path_and_query()) {
+            (Cow::Borrowed(p), Some(pq)) if std::ptr::eq(p, pq.path()) => Text::Shared(pq.clone()),
+            (c, _) => Text::Owned(c.into_owned()),
+        };
         let host = super::request_host(parts)?;
-        Ok(Self::from_canonical(canonical.into_owned(), host))
+        Ok(Self::of_text(path, host))
     }
 
     /// The view of an already normalized path.
     pub fn from_canonical(path: String, host: Option<String>) -> Self {
-        let match_path = strip_params(&path).into_owned();
+        Self::of_text(Text::Owned(path), host)
+    }
+
+    fn of_text(path: Text, host: Option<String>) -> Self {
+        // Without `;params` the match path is the path itself (shared when the path is).
+        let match_path = match strip_params(&path) {
+            Cow::Borrowed(_) => path.clone(),
+            Cow::Owned(cut) => Text::Owned(cut),
+        };
         CanonicalRequest {
             has_params: match_path.len() != path.len(),
             path,
@@ -109,7 +150,7 @@ impl CanonicalRequest {
         if route.case_insensitive {
             fold_case(&self.match_path)
         } else {
-            Cow::Borrowed(&self.match_path)
+            Cow::Borrowed(&*self.match_path)
         }
     }
 
@@ -118,12 +159,12 @@ impl CanonicalRequest {
     /// own path already is the canonical one (the usual case: the audit reads `raw` itself, and
     /// nothing is copied for it), or when no target can be built from it.
     pub fn audit_target(&self, raw: &http::Uri) -> Option<http::Uri> {
-        if raw.path() == self.path {
+        if raw.path() == &*self.path {
             return None;
         }
         let pq = match raw.query() {
-            Some(q) => format!("{}?{q}", self.path),
-            None => self.path.clone(),
+            Some(q) => format!("{}?{q}", &*self.path),
+            None => self.path.to_string(),
         };
         http::Uri::builder().path_and_query(pq).build().ok()
     }
@@ -132,7 +173,7 @@ impl CanonicalRequest {
     /// the exact canonical path, a refusal when only `;params` tell them apart (the gateway would
     /// answer one request and a parameter-dropping upstream another).
     pub fn is_local(&self, local: &str) -> Result<bool, Refusal> {
-        if self.match_path != local {
+        if &*self.match_path != local {
             return Ok(false);
         }
         if self.has_params {
@@ -149,7 +190,7 @@ impl CanonicalRequest {
 /// nothing to cut. The result of a canonical path is canonical: [`path::normalize`] has already
 /// refused segments that are empty or dots before their parameters.
 pub fn strip_params(path: &str) -> Cow<'_, str> {
-    if !path.contains(';') && !path.contains("%3B") && !path.contains("%3b") {
+    if !has_params(path) {
         return Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len());
@@ -160,6 +201,18 @@ pub fn strip_params(path: &str) -> Cow<'_, str> {
         out.push_str(segment_before_params(seg));
     }
     Cow::Owned(out)
+}
+
+/// Whether `path` has a `;`, `%3B` or `%3b` anywhere: one pass over its bytes (three substring
+/// searches cost each request more than the rest of the canonical view, issue 22).
+fn has_params(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b';'
+            || (c == b'%'
+                && b.get(i + 1) == Some(&b'3')
+                && matches!(b.get(i + 2), Some(b'B' | b'b')))
+    })
 }
 
 fn segment_before_params(seg: &str) -> &str {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::super::{redact_query, Decision, Record};
-use super::{date_time, Renderer};
+use super::{date_time, float, Renderer};
 
 /// The reference: the serde derive the line used to be written with (`serde_json::to_writer`
 /// of this). Built by destructuring, so a field added to `Record` fails to compile here until
@@ -464,5 +464,62 @@ fn clean_prefix_finds_every_byte_to_escape() {
             }
         }
         assert_eq!(super::clean_prefix(&[filler; 19]), 19);
+    }
+}
+
+/// The latency written by hand is serde_json's own rendering: every whole number of
+/// microseconds up to a second and a half, a spread of larger ones up to the 10^9 ms bound and
+/// past it, and the values that must go to serde_json (negative zero, non-whole microseconds,
+/// huge, not finite).
+#[test]
+fn latencies_by_hand_match_serde_json() {
+    let check = |v: f64| {
+        let mut out = Vec::new();
+        float(&mut out, v);
+        let want = serde_json::to_vec(&v).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want),
+            "{v:?}"
+        );
+    };
+    for k in 0..1_500_000u64 {
+        check(k as f64 / 1000.0);
+    }
+    let mut k = 1_500_000u64;
+    while k < 2_000_000_000_000 {
+        for d in [0, 1, 7, 10, 100, 999, 1000] {
+            check((k + d) as f64 / 1000.0);
+        }
+        k = k * 3 / 2 + 17;
+    }
+    for us in [0.4, 1.5, 999.5, 123_456.7] {
+        let v = (us * 1000.0_f64).round() / 1000.0;
+        check(v);
+    }
+    for v in [
+        -0.0,
+        0.0,
+        0.0005,
+        1e-7,
+        0.1 + 0.2,
+        999_999_999.999,
+        1e9,
+        1e15,
+        1e16,
+        1e300,
+        -1.5,
+        f64::MIN_POSITIVE,
+        f64::INFINITY,
+        f64::NAN,
+    ] {
+        let mut out = Vec::new();
+        float(&mut out, v);
+        let want = if v.is_finite() {
+            serde_json::to_vec(&v).unwrap()
+        } else {
+            b"null".to_vec()
+        };
+        assert_eq!(out, want, "{v:?}");
     }
 }

@@ -316,6 +316,52 @@ mod props {
             }
         }
 
+        /// The view of a request whose path is already canonical shares the target's path
+        /// (no copy): it reads exactly as the view built from a copy of the normalized path,
+        /// for every target, canonical or not, with or without `;params` and a query.
+        #[test]
+        fn shared_view_reads_as_the_copied_one(
+            raw in "(/|[a-zA-Z0-9._~;=-]|%[0-9a-fA-F]{2}|%|\\\\|é)*",
+            query in proptest::option::of("[a-z0-9=&;%]{0,8}"),
+        ) {
+            let target = match &query {
+                Some(q) => format!("{raw}?{q}"),
+                None => raw.clone(),
+            };
+            let Ok(uri) = target.parse::<http::Uri>() else { return Ok(()) };
+            let (mut parts, ()) = http::Request::new(()).into_parts();
+            parts.uri = uri;
+            parts.version = http::Version::HTTP_11;
+            parts.headers.insert(http::header::HOST, http::HeaderValue::from_static("gw.example"));
+            let shared = CanonicalRequest::of(&parts).map_err(|r| r.detail.to_string());
+            let copied = path::normalize(parts.uri.path())
+                .map_err(|e| e.to_string())
+                .map(|c| (matches!(c, Cow::Borrowed(_)), c.into_owned()))
+                .map(|(borrowed, c)| {
+                    (borrowed, CanonicalRequest::from_canonical(c, Some("gw.example".into())))
+                });
+            match (shared, copied) {
+                (Ok(view), Ok((borrowed, want))) => {
+                    prop_assert_eq!(&*view.path, &*want.path);
+                    prop_assert_eq!(&*view.match_path, &*want.match_path);
+                    prop_assert_eq!(view.has_params, want.has_params);
+                    prop_assert_eq!(&view.host, &want.host);
+                    prop_assert_eq!(view.audit_target(&parts.uri), want.audit_target(&parts.uri));
+                    prop_assert_eq!(matches!(view.path, Text::Shared(_)), borrowed);
+                    prop_assert_eq!(view, want);
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "{target:?}: {a:?} vs {b:?}"),
+            }
+        }
+
+        /// The one-pass test for parameters answers what the three substring searches did.
+        #[test]
+        fn one_pass_parameter_test_agrees(raw in "([a-z/;=%3Bb]|%3[Bb]|%[0-9a-fA-F]{0,2})*") {
+            let searched = raw.contains(';') || raw.contains("%3B") || raw.contains("%3b");
+            prop_assert_eq!(has_params(&raw), searched, "{:?}", raw);
+        }
+
         /// The host parser never panics and its output is a fixed point.
         #[test]
         fn host_parser_is_total_and_idempotent(raw in "[a-zA-Z0-9.:_%\\[\\]-]{0,24}|\\PC{0,8}") {
