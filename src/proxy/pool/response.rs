@@ -63,10 +63,12 @@ pub enum Parsed {
 /// first bytes stay). `head_request`: the request was `HEAD` (no body follows whatever the head
 /// says).
 pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed> {
-    // (start, end) of each field's name and value in the head, to slice the frozen head after
-    // httparse's borrow of the buffer ends: the values share its allocation (as in hyper).
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
-    let (len, status, version, reason, count, framing, keep_alive, repeated_length) = {
+    // Each field's name, and where its name and value are in the head, to slice the frozen head
+    // after httparse's borrow of the buffer ends: the values share its allocation (as in
+    // hyper). Inline room for the usual answer: a zeroed array for all 100 cost a 1.6 KB memset
+    // per answer (issue 22).
+    let mut fields_at: smallvec::SmallVec<[Field; 16]> = smallvec::SmallVec::new();
+    let (len, status, version, reason, framing, keep_alive, repeated_length) = {
         // Uninitialised slots: filling 100 empty headers first cost ~450 instructions an answer.
         let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut []);
@@ -107,18 +109,23 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
             .map(|r| Bytes::copy_from_slice(r.as_bytes()));
         let base = buf.as_ptr() as usize;
         let mut fields = Fields::default();
-        for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
-            fields.see(h.name.as_bytes(), h.value)?;
+        for h in resp.headers.iter() {
+            let name = field_name(h.name.as_bytes())?;
+            fields.see(&name, h.value)?;
             let at = |s: &[u8]| u32::try_from((s.as_ptr() as usize).wrapping_sub(base));
             let (Ok(n), Ok(v)) = (at(h.name.as_bytes()), at(h.value)) else {
                 return Err(Malformed("response head over 64 KiB"));
             };
-            // Both lengths are under MAX_HEAD_BYTES, which fits a u32.
-            *span = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
+            // The lengths are under MAX_HEAD_BYTES, which fits a u32.
+            fields_at.push(Field {
+                name,
+                at: n,
+                value: (v, v + h.value.len() as u32),
+            });
         }
         // httparse takes a bare LF as a line end: the caller's parser might not.
         let head = buf.get(..len).unwrap_or_default();
-        if !crlf_line_ends(head, spans.get(..resp.headers.len()).unwrap_or_default()) {
+        if !crlf_line_ends(head, &fields_at) {
             return Err(Malformed("bare LF in the response head"));
         }
         let framing = fields.framing(version, code, head_request)?;
@@ -130,25 +137,19 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
             && (version == Version::HTTP_11 || fields.keep_alive)
             && framing != Framing::Close
             && !body_after_204;
-        let count = resp.headers.len();
         let repeated_length = fields.lengths > 1;
         (
             len,
             status,
             version,
             reason,
-            count,
             framing,
             keep_alive,
             repeated_length,
         )
     };
     let head = buf.split_to(len).freeze();
-    let headers = header_map(
-        &head,
-        spans.get(..count).unwrap_or_default(),
-        repeated_length,
-    )?;
+    let headers = header_map(&head, fields_at, repeated_length)?;
     Ok(Parsed::Final(Head {
         status,
         version,
@@ -159,21 +160,64 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
     }))
 }
 
+/// One field of a parsed head: its name, where the name starts and where the value is.
+struct Field {
+    name: HeaderName,
+    at: u32,
+    value: (u32, u32),
+}
+
+/// The header name of a field name httparse accepted: the names upstreams send on nearly every
+/// answer are compared in place (length first, then the bytes ignoring ASCII case) and given as
+/// the `http` crate's constants, the very values `HeaderName::from_bytes` returns for them, which
+/// took ~150 instructions a name (lower-casing into a scratch buffer, then its own look-up);
+/// any other name goes through `from_bytes` (issue 22).
+fn field_name(n: &[u8]) -> Result<HeaderName, Malformed> {
+    use http::header::*;
+    let known: &[HeaderName] = match n.len() {
+        4 => &[DATE, ETAG, VARY],
+        6 => &[SERVER],
+        7 => &[EXPIRES],
+        8 => &[LOCATION],
+        10 => &[CONNECTION, SET_COOKIE],
+        12 => &[CONTENT_TYPE],
+        13 => &[CACHE_CONTROL, LAST_MODIFIED, ACCEPT_RANGES],
+        14 => &[CONTENT_LENGTH],
+        16 => &[CONTENT_ENCODING],
+        17 => &[TRANSFER_ENCODING],
+        _ => &[],
+    };
+    if let Some(k) = known
+        .iter()
+        .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(n))
+    {
+        return Ok(k.clone());
+    }
+    HeaderName::from_bytes(n).map_err(|_| Malformed("unusable response field name"))
+}
+
+/// Room in the answer's map for what the gateway adds to it (`X-Request-Id`, the two rate-limit
+/// fields): growing the map then would rehash it (about 1k instructions per request). No more:
+/// the `http` crate rounds the room up to a power of two, and an answer of three fields with
+/// this room gets an 8-slot map whose entries (6 × 104 bytes) malloc serves from its per-thread
+/// cache; with room for 6 it was a 16-slot map (12 × 104 bytes), past that cache's 1 KiB limit
+/// and about 250 instructions dearer to allocate and free (issue 22).
+const ADDED_ROOM: usize = 3;
+
 /// The header map of a parsed head, its values slices of `head`. A repeated `Content-Length`
 /// (checked equal) is kept once: the caller gets one unambiguous length.
 fn header_map(
     head: &Bytes,
-    spans: &[(u32, u32, u32, u32)],
+    fields: smallvec::SmallVec<[Field; 16]>,
     repeated_length: bool,
 ) -> Result<HeaderMap, Malformed> {
-    // Room for what the gateway adds to the answer (`X-Request-Id`, rate-limit and sunset
-    // fields): growing the map then would rehash it (about 1k instructions per request).
-    let mut map = HeaderMap::with_capacity(spans.len() + 6);
-    for &(ns, ne, vs, ve) in spans {
-        let name = head
-            .get(ns as usize..ne as usize)
-            .and_then(|n| HeaderName::from_bytes(n).ok())
-            .ok_or(Malformed("unusable response field name"))?;
+    let mut map = HeaderMap::with_capacity(fields.len() + ADDED_ROOM);
+    for Field {
+        name,
+        value: (vs, ve),
+        ..
+    } in fields
+    {
         if repeated_length && name == http::header::CONTENT_LENGTH && map.contains_key(&name) {
             continue;
         }
@@ -200,18 +244,19 @@ struct Fields {
 }
 
 impl Fields {
-    fn see(&mut self, name: &[u8], value: &[u8]) -> Result<(), Malformed> {
-        if name.eq_ignore_ascii_case(b"content-length") {
+    fn see(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), Malformed> {
+        use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+        if name == CONTENT_LENGTH {
             let n = content_length(value)?;
             if self.length.is_some_and(|m| m != n) {
                 return Err(Malformed("two different Content-Length values"));
             }
             self.length = Some(n);
             self.lengths = self.lengths.saturating_add(1);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if name == TRANSFER_ENCODING {
             self.codings = self.codings.saturating_add(1);
             self.chunked = self.codings == 1 && value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if name == CONNECTION {
             self.close |= has_token(value, b"close");
             self.keep_alive |= has_token(value, b"keep-alive");
         }
@@ -271,10 +316,10 @@ pub fn has_token(v: &[u8], token: &[u8]) -> bool {
 /// at an LF (obs-fold is refused) and takes a CR only right before one, so the LFs are exactly
 /// the byte before each field's name and the last byte: checking the byte before each of those
 /// costs a few instructions per field, where scanning the head cost several per byte.
-fn crlf_line_ends(head: &[u8], spans: &[(u32, u32, u32, u32)]) -> bool {
+fn crlf_line_ends(head: &[u8], fields: &[Field]) -> bool {
     head.ends_with(b"\r\n\r\n")
-        && spans.iter().all(|&(name, ..)| {
-            let at = name as usize;
+        && fields.iter().all(|f| {
+            let at = f.at as usize;
             at >= 2 && head.get(at - 2..at) == Some(b"\r\n")
         })
 }
