@@ -306,7 +306,11 @@ impl Upstream {
                 let pool = self.client()?;
                 match tokio::time::timeout(self.timeout, pool.client.request(req)).await {
                     Ok(r) => r
-                        .map(|resp| resp.map(|b| b.map_err(Into::into).boxed()))
+                        .map(|mut resp| {
+                            // The pool's answers come filtered already.
+                            headers::to_caller(resp.headers_mut());
+                            resp.map(|b| b.map_err(Into::into).boxed())
+                        })
                         .map_err(Failed::Legacy),
                     Err(_) => Err(Failed::Plain(pool::Failure::TimedOut)),
                 }
@@ -325,10 +329,7 @@ impl Upstream {
             )
             .closing()),
             Err(e) => Err(self.failed(&e)),
-            Ok(mut resp) => {
-                headers::to_caller(resp.headers_mut());
-                Ok(resp)
-            }
+            Ok(resp) => Ok(resp),
         }
     }
 

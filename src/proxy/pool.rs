@@ -230,7 +230,8 @@ impl H1Pool {
         self.idle.get().map_or(0, |l| lock(l).conns.len())
     }
 
-    /// Send `req` (its URI absolute or origin form) and wait for the response head until
+    /// Send `req` (its URI absolute or origin form) and wait for the response head (its
+    /// hop-by-hop fields removed, [`super::headers::to_caller`]) until
     /// `deadline` ([`Failure::TimedOut`] then: connecting, a second attempt and the exchange all
     /// count). The response's body puts the connection back into this thread's list when it
     /// ends. `in_hand`: the body is empty or buffered whole (the pipeline's `tripped` flag is
@@ -326,6 +327,11 @@ impl H1Pool {
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
         *resp.headers_mut() = head.headers;
+        // Filtered for the caller only when the parse saw something to filter (a pass over the
+        // names otherwise: issue 22).
+        if head.hop_by_hop {
+            super::headers::to_caller(resp.headers_mut());
+        }
         if let Some(reason) = head
             .reason
             .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())

@@ -7,7 +7,7 @@
 //! next. An ambiguous answer is a [`Malformed`] failure (502), never a guess.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 /// The largest response head read (hyper's default buffer limit is of this order).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -47,6 +47,10 @@ pub struct Head {
     pub framing: Framing,
     /// The upstream may take another request on this connection after this answer.
     pub keep_alive: bool,
+    /// A hop-by-hop field is among the fields: only then is there anything for
+    /// [`crate::proxy::headers::to_caller`] to remove (a `Connection` field is one, so the
+    /// names it lists count too).
+    pub hop_by_hop: bool,
 }
 
 /// What [`parse`] found at the start of the buffer.
@@ -63,12 +67,12 @@ pub enum Parsed {
 /// first bytes stay). `head_request`: the request was `HEAD` (no body follows whatever the head
 /// says).
 pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed> {
-    // Each field's name, and where its name and value are in the head, to slice the frozen head
-    // after httparse's borrow of the buffer ends: the values share its allocation (as in
-    // hyper). Inline room for the usual answer: a zeroed array for all 100 cost a 1.6 KB memset
+    // (start, end) of each field's name and value in the head, to slice the frozen head after
+    // httparse's borrow of the buffer ends: the values share its allocation (as in hyper).
+    // Inline room for the usual answer: a zeroed array for all 100 fields cost a 1.6 KB memset
     // per answer (issue 22).
-    let mut fields_at: smallvec::SmallVec<[Field; 16]> = smallvec::SmallVec::new();
-    let (len, status, version, reason, framing, keep_alive, repeated_length) = {
+    let mut spans: smallvec::SmallVec<[Span; 16]> = smallvec::SmallVec::new();
+    let (len, status, version, reason, framing, keep_alive, repeated_length, listed) = {
         // Uninitialised slots: filling 100 empty headers first cost ~450 instructions an answer.
         let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut []);
@@ -110,22 +114,17 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
         let base = buf.as_ptr() as usize;
         let mut fields = Fields::default();
         for h in resp.headers.iter() {
-            let name = field_name(h.name.as_bytes())?;
-            fields.see(&name, h.value)?;
+            fields.see(h.name.as_bytes(), h.value)?;
             let at = |s: &[u8]| u32::try_from((s.as_ptr() as usize).wrapping_sub(base));
             let (Ok(n), Ok(v)) = (at(h.name.as_bytes()), at(h.value)) else {
                 return Err(Malformed("response head over 64 KiB"));
             };
-            // The lengths are under MAX_HEAD_BYTES, which fits a u32.
-            fields_at.push(Field {
-                name,
-                at: n,
-                value: (v, v + h.value.len() as u32),
-            });
+            // Both lengths are under MAX_HEAD_BYTES, which fits a u32.
+            spans.push((n, n + h.name.len() as u32, v, v + h.value.len() as u32));
         }
         // httparse takes a bare LF as a line end: the caller's parser might not.
         let head = buf.get(..len).unwrap_or_default();
-        if !crlf_line_ends(head, &fields_at) {
+        if !crlf_line_ends(head, &spans) {
             return Err(Malformed("bare LF in the response head"));
         }
         let framing = fields.framing(version, code, head_request)?;
@@ -146,10 +145,11 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
             framing,
             keep_alive,
             repeated_length,
+            fields.codings > 0 || fields.connection,
         )
     };
     let head = buf.split_to(len).freeze();
-    let headers = header_map(&head, fields_at, repeated_length)?;
+    let (headers, hop_by_hop) = header_map(&head, &spans, repeated_length)?;
     Ok(Parsed::Final(Head {
         status,
         version,
@@ -157,68 +157,82 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
         reason,
         framing,
         keep_alive,
+        hop_by_hop: hop_by_hop || listed,
     }))
 }
 
-/// One field of a parsed head: its name, where the name starts and where the value is.
-struct Field {
-    name: HeaderName,
-    at: u32,
-    value: (u32, u32),
-}
+/// Where a field's name and value are in the head: (name start, name end, value start, value
+/// end).
+type Span = (u32, u32, u32, u32);
 
-/// The header name of a field name httparse accepted: the names upstreams send on nearly every
-/// answer are compared in place (length first, then the bytes ignoring ASCII case) and given as
-/// the `http` crate's constants, the very values `HeaderName::from_bytes` returns for them, which
-/// took ~150 instructions a name (lower-casing into a scratch buffer, then its own look-up);
-/// any other name goes through `from_bytes` (issue 22).
-fn field_name(n: &[u8]) -> Result<HeaderName, Malformed> {
-    use http::header::*;
-    let known: &[HeaderName] = match n.len() {
-        4 => &[DATE, ETAG, VARY],
-        6 => &[SERVER],
-        7 => &[EXPIRES],
-        8 => &[LOCATION],
-        10 => &[CONNECTION, SET_COOKIE],
-        12 => &[CONTENT_TYPE],
-        13 => &[CACHE_CONTROL, LAST_MODIFIED, ACCEPT_RANGES],
-        14 => &[CONTENT_LENGTH],
-        16 => &[CONTENT_ENCODING],
-        17 => &[TRANSFER_ENCODING],
+/// Names upstreams send on nearly every answer, by length: compared in place (the bytes,
+/// ignoring ASCII case) and given as the `http` crate's constants, the very values
+/// `HeaderName::from_bytes` returns for them, which took ~150 instructions a name (lower-casing
+/// into a scratch buffer, then its own look-up). None is hop-by-hop but `Connection` and
+/// `Transfer-Encoding`, which [`Fields`] notes (issue 22).
+static COMMON_4: [HeaderName; 3] = [header::DATE, header::ETAG, header::VARY];
+static COMMON_6: [HeaderName; 1] = [header::SERVER];
+static COMMON_7: [HeaderName; 1] = [header::EXPIRES];
+static COMMON_8: [HeaderName; 1] = [header::LOCATION];
+static COMMON_10: [HeaderName; 2] = [header::CONNECTION, header::SET_COOKIE];
+static COMMON_12: [HeaderName; 1] = [header::CONTENT_TYPE];
+static COMMON_13: [HeaderName; 3] = [
+    header::CACHE_CONTROL,
+    header::LAST_MODIFIED,
+    header::ACCEPT_RANGES,
+];
+static COMMON_14: [HeaderName; 1] = [header::CONTENT_LENGTH];
+static COMMON_16: [HeaderName; 1] = [header::CONTENT_ENCODING];
+static COMMON_17: [HeaderName; 1] = [header::TRANSFER_ENCODING];
+
+/// The header name of a field name httparse accepted: one of the common names, or what
+/// `from_bytes` makes of it. `true` with a common name.
+fn field_name(n: &[u8]) -> Result<(HeaderName, bool), Malformed> {
+    let common: &[HeaderName] = match n.len() {
+        4 => &COMMON_4,
+        6 => &COMMON_6,
+        7 => &COMMON_7,
+        8 => &COMMON_8,
+        10 => &COMMON_10,
+        12 => &COMMON_12,
+        13 => &COMMON_13,
+        14 => &COMMON_14,
+        16 => &COMMON_16,
+        17 => &COMMON_17,
         _ => &[],
     };
-    if let Some(k) = known
+    if let Some(k) = common
         .iter()
         .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(n))
     {
-        return Ok(k.clone());
+        return Ok((k.clone(), true));
     }
-    HeaderName::from_bytes(n).map_err(|_| Malformed("unusable response field name"))
+    HeaderName::from_bytes(n)
+        .map(|n| (n, false))
+        .map_err(|_| Malformed("unusable response field name"))
 }
 
-/// Room in the answer's map for what the gateway adds to it (`X-Request-Id`, the two rate-limit
-/// fields): growing the map then would rehash it (about 1k instructions per request). No more:
-/// the `http` crate rounds the room up to a power of two, and an answer of three fields with
-/// this room gets an 8-slot map whose entries (6 × 104 bytes) malloc serves from its per-thread
-/// cache; with room for 6 it was a 16-slot map (12 × 104 bytes), past that cache's 1 KiB limit
-/// and about 250 instructions dearer to allocate and free (issue 22).
-const ADDED_ROOM: usize = 3;
-
-/// The header map of a parsed head, its values slices of `head`. A repeated `Content-Length`
-/// (checked equal) is kept once: the caller gets one unambiguous length.
+/// The header map of a parsed head, its values slices of `head`, and whether a field other than
+/// `Connection` and `Transfer-Encoding` is hop-by-hop. A repeated `Content-Length` (checked
+/// equal) is kept once: the caller gets one unambiguous length.
 fn header_map(
     head: &Bytes,
-    fields: smallvec::SmallVec<[Field; 16]>,
+    spans: &[Span],
     repeated_length: bool,
-) -> Result<HeaderMap, Malformed> {
-    let mut map = HeaderMap::with_capacity(fields.len() + ADDED_ROOM);
-    for Field {
-        name,
-        value: (vs, ve),
-        ..
-    } in fields
-    {
-        if repeated_length && name == http::header::CONTENT_LENGTH && map.contains_key(&name) {
+) -> Result<(HeaderMap, bool), Malformed> {
+    // Room for what the gateway adds to the answer (`X-Request-Id`, rate-limit and sunset
+    // fields): growing the map then would rehash it (about 1k instructions per request). The
+    // native HTTP/1.1 core then empties this map and parses the caller's next request into it
+    // (`transport::h1`, reserving that request's fields + 8): a smaller map is grown there.
+    let mut map = HeaderMap::with_capacity(spans.len() + 6);
+    let mut hop_by_hop = false;
+    for &(ns, ne, vs, ve) in spans {
+        let (name, common) = head
+            .get(ns as usize..ne as usize)
+            .ok_or(Malformed("unusable response field name"))
+            .and_then(field_name)?;
+        hop_by_hop |= !common && crate::proxy::headers::is_hop_by_hop(&name);
+        if repeated_length && name == header::CONTENT_LENGTH && map.contains_key(&name) {
             continue;
         }
         let value = (ve as usize <= head.len() && vs <= ve)
@@ -227,7 +241,7 @@ fn header_map(
             .ok_or(Malformed("unusable response field value"))?;
         map.append(name, value);
     }
-    Ok(map)
+    Ok((map, hop_by_hop))
 }
 
 /// What the framing fields of a head said.
@@ -241,22 +255,24 @@ struct Fields {
     chunked: bool,
     close: bool,
     keep_alive: bool,
+    /// A `Connection` field was seen.
+    connection: bool,
 }
 
 impl Fields {
-    fn see(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), Malformed> {
-        use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-        if name == CONTENT_LENGTH {
+    fn see(&mut self, name: &[u8], value: &[u8]) -> Result<(), Malformed> {
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = content_length(value)?;
             if self.length.is_some_and(|m| m != n) {
                 return Err(Malformed("two different Content-Length values"));
             }
             self.length = Some(n);
             self.lengths = self.lengths.saturating_add(1);
-        } else if name == TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.codings = self.codings.saturating_add(1);
             self.chunked = self.codings == 1 && value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if name == CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.connection = true;
             self.close |= has_token(value, b"close");
             self.keep_alive |= has_token(value, b"keep-alive");
         }
@@ -316,10 +332,10 @@ pub fn has_token(v: &[u8], token: &[u8]) -> bool {
 /// at an LF (obs-fold is refused) and takes a CR only right before one, so the LFs are exactly
 /// the byte before each field's name and the last byte: checking the byte before each of those
 /// costs a few instructions per field, where scanning the head cost several per byte.
-fn crlf_line_ends(head: &[u8], fields: &[Field]) -> bool {
+fn crlf_line_ends(head: &[u8], spans: &[Span]) -> bool {
     head.ends_with(b"\r\n\r\n")
-        && fields.iter().all(|f| {
-            let at = f.at as usize;
+        && spans.iter().all(|&(name, ..)| {
+            let at = name as usize;
             at >= 2 && head.get(at - 2..at) == Some(b"\r\n")
         })
 }

@@ -598,10 +598,16 @@ fn common_field_names_are_the_names_from_bytes_gives() {
             .collect::<Vec<_>>()
             .join("-");
         for n in [lower, upper, title] {
-            assert_eq!(field_name(n.as_bytes()), Ok(k.clone()), "{n}");
+            assert_eq!(field_name(n.as_bytes()), Ok((k.clone(), true)), "{n}");
             assert_eq!(
-                field_name(n.as_bytes()).ok(),
-                HeaderName::from_bytes(n.as_bytes()).ok()
+                Some(k.clone()),
+                HeaderName::from_bytes(n.as_bytes()).ok(),
+                "{n}"
+            );
+            // None of them is hop-by-hop but the two the framing rules note.
+            assert_eq!(
+                crate::proxy::headers::is_hop_by_hop(&k),
+                k == CONNECTION || k == TRANSFER_ENCODING
             );
         }
     }
@@ -618,7 +624,9 @@ fn common_field_names_are_the_names_from_bytes_gives() {
     ] {
         assert_eq!(
             field_name(n.as_bytes()).ok(),
-            HeaderName::from_bytes(n.as_bytes()).ok(),
+            HeaderName::from_bytes(n.as_bytes())
+                .ok()
+                .map(|h| (h, false)),
             "{n}"
         );
     }
@@ -654,4 +662,30 @@ fn the_header_map_keeps_every_field_in_order() {
         got,
         want.map(|(n, v)| (n.to_string(), v.to_string())).to_vec()
     );
+}
+
+/// Whether the caller's copy of the fields needs filtering: any hop-by-hop field, in any case,
+/// says so (a `Connection` field too, for the names it lists); an answer without one does not.
+#[test]
+fn hop_by_hop_fields_are_noted() {
+    for f in [
+        "Connection: x-secret",
+        "connection: keep-alive",
+        "Keep-Alive: timeout=5",
+        "TE: trailers",
+        "Trailer: x-sum",
+        "Upgrade: h2c",
+        "Proxy-Authenticate: Basic",
+        "Proxy-Authorization: Basic eA==",
+        "Proxy-Connection: close",
+        "Transfer-Encoding: chunked",
+    ] {
+        let h = head(&format!("HTTP/1.1 200 OK\r\nDate: x\r\n{f}\r\n\r\n"));
+        assert!(h.hop_by_hop, "{f}");
+    }
+    let h = head(
+        "HTTP/1.1 200 OK\r\nDate: x\r\nServer: s\r\nContent-Type: a/b\r\nX-Secret: 1\r\n\
+         Content-Length: 0\r\n\r\n",
+    );
+    assert!(!h.hop_by_hop);
 }

@@ -361,3 +361,27 @@ async fn a_deadline_already_past_ends_the_exchange() {
     assert!(matches!(r, Err(Failure::TimedOut)), "{r:?}");
     assert!(took < Duration::from_millis(500), "{took:?}");
 }
+
+/// The pool's answer reaches the caller's side without hop-by-hop fields or the fields its
+/// `Connection` lists (in any case), every other field kept in order; an answer with none is
+/// passed as parsed.
+#[tokio::test]
+async fn hop_by_hop_fields_of_an_answer_are_removed() {
+    let up = raw(
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nconnection: X-Secret, keep-alive\r\nX-Secret: s\r\n\
+         Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nX-B: 2\r\n\
+         Content-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let p = pool(&up, 8, IDLE_TIMEOUT);
+    let resp = p.send(get("/"), true, soon()).await.unwrap();
+    let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["x-a", "content-length", "x-b"]);
+    assert_eq!(body(resp).await, "ok");
+
+    let up = raw("HTTP/1.1 200 OK\r\nX-A: 1\r\nServer: s\r\nContent-Length: 2\r\n\r\nok").await;
+    let p = pool(&up, 8, IDLE_TIMEOUT);
+    let resp = p.send(get("/"), true, soon()).await.unwrap();
+    let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["x-a", "server", "content-length"]);
+}
