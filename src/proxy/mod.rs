@@ -312,6 +312,7 @@ impl Upstream {
                             resp.map(|b| b.map_err(Into::into).boxed())
                         })
                         .map_err(Failed::Legacy),
+                    // The same outcome as the pool's own deadline.
                     Err(_) => Err(Failed::Plain(pool::Failure::TimedOut)),
                 }
             }

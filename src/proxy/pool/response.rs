@@ -7,7 +7,7 @@
 //! next. An ambiguous answer is a [`Malformed`] failure (502), never a guess.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 /// The largest response head read (hyper's default buffer limit is of this order).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -72,7 +72,7 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
     // Inline room for the usual answer: a zeroed array for all 100 fields cost a 1.6 KB memset
     // per answer (issue 22).
     let mut spans: smallvec::SmallVec<[Span; 16]> = smallvec::SmallVec::new();
-    let (len, status, version, reason, framing, keep_alive, repeated_length, listed) = {
+    let (len, status, version, reason, framing, keep_alive, repeated_length) = {
         // Uninitialised slots: filling 100 empty headers first cost ~450 instructions an answer.
         let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut []);
@@ -145,7 +145,6 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
             framing,
             keep_alive,
             repeated_length,
-            fields.codings > 0 || fields.connection,
         )
     };
     let head = buf.split_to(len).freeze();
@@ -157,7 +156,7 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
         reason,
         framing,
         keep_alive,
-        hop_by_hop: hop_by_hop || listed,
+        hop_by_hop,
     }))
 }
 
@@ -165,56 +164,9 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
 /// end).
 type Span = (u32, u32, u32, u32);
 
-/// Names upstreams send on nearly every answer, by length: compared in place (the bytes,
-/// ignoring ASCII case) and given as the `http` crate's constants, the very values
-/// `HeaderName::from_bytes` returns for them, which took ~150 instructions a name (lower-casing
-/// into a scratch buffer, then its own look-up). None is hop-by-hop but `Connection` and
-/// `Transfer-Encoding`, which [`Fields`] notes (issue 22).
-static COMMON_4: [HeaderName; 3] = [header::DATE, header::ETAG, header::VARY];
-static COMMON_6: [HeaderName; 1] = [header::SERVER];
-static COMMON_7: [HeaderName; 1] = [header::EXPIRES];
-static COMMON_8: [HeaderName; 1] = [header::LOCATION];
-static COMMON_10: [HeaderName; 2] = [header::CONNECTION, header::SET_COOKIE];
-static COMMON_12: [HeaderName; 1] = [header::CONTENT_TYPE];
-static COMMON_13: [HeaderName; 3] = [
-    header::CACHE_CONTROL,
-    header::LAST_MODIFIED,
-    header::ACCEPT_RANGES,
-];
-static COMMON_14: [HeaderName; 1] = [header::CONTENT_LENGTH];
-static COMMON_16: [HeaderName; 1] = [header::CONTENT_ENCODING];
-static COMMON_17: [HeaderName; 1] = [header::TRANSFER_ENCODING];
-
-/// The header name of a field name httparse accepted: one of the common names, or what
-/// `from_bytes` makes of it. `true` with a common name.
-fn field_name(n: &[u8]) -> Result<(HeaderName, bool), Malformed> {
-    let common: &[HeaderName] = match n.len() {
-        4 => &COMMON_4,
-        6 => &COMMON_6,
-        7 => &COMMON_7,
-        8 => &COMMON_8,
-        10 => &COMMON_10,
-        12 => &COMMON_12,
-        13 => &COMMON_13,
-        14 => &COMMON_14,
-        16 => &COMMON_16,
-        17 => &COMMON_17,
-        _ => &[],
-    };
-    if let Some(k) = common
-        .iter()
-        .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(n))
-    {
-        return Ok((k.clone(), true));
-    }
-    HeaderName::from_bytes(n)
-        .map(|n| (n, false))
-        .map_err(|_| Malformed("unusable response field name"))
-}
-
-/// The header map of a parsed head, its values slices of `head`, and whether a field other than
-/// `Connection` and `Transfer-Encoding` is hop-by-hop. A repeated `Content-Length` (checked
-/// equal) is kept once: the caller gets one unambiguous length.
+/// The header map of a parsed head, its values slices of `head`, and whether a field is
+/// hop-by-hop. A repeated `Content-Length` (checked equal) is kept once: the caller gets one
+/// unambiguous length.
 fn header_map(
     head: &Bytes,
     spans: &[Span],
@@ -227,12 +179,12 @@ fn header_map(
     let mut map = HeaderMap::with_capacity(spans.len() + 6);
     let mut hop_by_hop = false;
     for &(ns, ne, vs, ve) in spans {
-        let (name, common) = head
+        let name = head
             .get(ns as usize..ne as usize)
-            .ok_or(Malformed("unusable response field name"))
-            .and_then(field_name)?;
-        hop_by_hop |= !common && crate::proxy::headers::is_hop_by_hop(&name);
-        if repeated_length && name == header::CONTENT_LENGTH && map.contains_key(&name) {
+            .and_then(|n| HeaderName::from_bytes(n).ok())
+            .ok_or(Malformed("unusable response field name"))?;
+        hop_by_hop |= crate::proxy::headers::is_hop_by_hop(&name);
+        if repeated_length && name == http::header::CONTENT_LENGTH && map.contains_key(&name) {
             continue;
         }
         let value = (ve as usize <= head.len() && vs <= ve)
@@ -255,8 +207,6 @@ struct Fields {
     chunked: bool,
     close: bool,
     keep_alive: bool,
-    /// A `Connection` field was seen.
-    connection: bool,
 }
 
 impl Fields {
@@ -272,7 +222,6 @@ impl Fields {
             self.codings = self.codings.saturating_add(1);
             self.chunked = self.codings == 1 && value.trim_ascii().eq_ignore_ascii_case(b"chunked");
         } else if name.eq_ignore_ascii_case(b"connection") {
-            self.connection = true;
             self.close |= has_token(value, b"close");
             self.keep_alive |= has_token(value, b"keep-alive");
         }
