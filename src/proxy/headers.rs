@@ -209,7 +209,8 @@ fn connection_tokens(h: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// Whether `name` is a hop-by-hop header (without those a `Connection` field may list).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || HOP_BY_HOP_EXTRA.contains(&name.as_str())
 }
 

@@ -294,37 +294,43 @@ impl Upstream {
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let result = match &self.h1 {
-            // Without the flag, the body is empty or buffered: it may be sent twice.
-            Some(h1) => tokio::time::timeout(self.timeout, h1.send(req, body_tripped.is_none()))
-                .await
-                .map(|r| r.map_err(Failed::Plain)),
+            // Without the flag, the body is empty or buffered: it may be sent twice. The pool
+            // keeps the deadline on the connection's own reused timer (see `pool::Conn`).
+            Some(h1) => {
+                let deadline = tokio::time::Instant::now() + self.timeout;
+                h1.send(req, body_tripped.is_none(), deadline)
+                    .await
+                    .map_err(Failed::Plain)
+            }
             None => {
                 let pool = self.client()?;
-                tokio::time::timeout(self.timeout, pool.client.request(req))
-                    .await
-                    .map(|r| {
-                        r.map(|resp| resp.map(|b| b.map_err(Into::into).boxed()))
-                            .map_err(Failed::Legacy)
-                    })
+                match tokio::time::timeout(self.timeout, pool.client.request(req)).await {
+                    Ok(r) => r
+                        .map(|mut resp| {
+                            // The pool's answers come filtered already.
+                            headers::to_caller(resp.headers_mut());
+                            resp.map(|b| b.map_err(Into::into).boxed())
+                        })
+                        .map_err(Failed::Legacy),
+                    // The same outcome as the pool's own deadline.
+                    Err(_) => Err(Failed::Plain(pool::Failure::TimedOut)),
+                }
             }
         };
         let too_large = || body_tripped.is_some_and(|t| t.load(Ordering::Acquire));
         match result {
-            Err(_) => Err(Refusal::new(
+            Err(Failed::Plain(pool::Failure::TimedOut)) => Err(Refusal::new(
                 Code::UpstreamTimeout,
                 "the upstream did not answer in time",
             )
             .retry_after(1)),
-            Ok(Err(_)) if too_large() => Err(Refusal::new(
+            Err(_) if too_large() => Err(Refusal::new(
                 Code::PayloadTooLarge,
                 "request body exceeds this route's limit",
             )
             .closing()),
-            Ok(Err(e)) => Err(self.failed(&e)),
-            Ok(Ok(mut resp)) => {
-                headers::to_caller(resp.headers_mut());
-                Ok(resp)
-            }
+            Err(e) => Err(self.failed(&e)),
+            Ok(resp) => Ok(resp),
         }
     }
 

@@ -32,7 +32,7 @@
 //! `POST` or a streamed body is never sent twice); requests go out in origin form without an added `Host`.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
@@ -44,6 +44,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::body::{BoxError, ProxyBody};
@@ -75,6 +76,8 @@ pub enum Failure {
     /// The connection failed while sending or waiting for the head, the upstream's answer was
     /// malformed or ambiguous, or the request body failed (the caller's, e.g. over `max_body`).
     Request(BoxError),
+    /// No response head before the deadline (the route's `timeout`).
+    TimedOut,
 }
 
 impl Failure {
@@ -86,9 +89,15 @@ impl Failure {
     pub fn error(&self) -> &(dyn std::error::Error + 'static) {
         match self {
             Failure::Connect(e) | Failure::Request(e) => e.as_ref(),
+            Failure::TimedOut => &TimedOut,
         }
     }
 }
+
+/// The upstream gave no response head before the deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream did not answer in time")]
+pub struct TimedOut;
 
 /// A plain-HTTP upstream's connections.
 pub struct H1Pool {
@@ -115,6 +124,13 @@ struct Conn {
     buf: BytesMut,
     /// The request being written (reused, as the buffer).
     out: Vec<u8>,
+    /// The deadline of the exchange on this connection, reused from one request to the next
+    /// (issue 22). A timer per request (`tokio::time::timeout`) was a look-up of the runtime, an
+    /// insertion into the runtime's timer wheel and a removal, about 1k instructions; moved to a
+    /// later instant, a timer still in the wheel is one atomic update (the wheel meets the old
+    /// instant first and files it again, once per route timeout, not once per request). Built
+    /// on the connection's first exchange.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -123,6 +139,25 @@ impl Conn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             out: Vec::with_capacity(1024),
+            deadline: None,
+        }
+    }
+
+    /// Arm the connection's timer for `at`.
+    fn arm(&mut self, at: Instant) {
+        match self.deadline.as_mut() {
+            Some(timer) => timer.as_mut().reset(at),
+            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    /// Whether the armed deadline has passed (and, when not, the task is woken when it does).
+    /// Polled outside the task's cooperative budget, as `tokio::time::timeout` polls its timer
+    /// once the inner future used the budget up: a busy exchange cannot starve its deadline.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.deadline.as_mut() {
+            Some(timer) => Pin::new(&mut tokio::task::coop::unconstrained(timer.as_mut())).poll(cx),
+            None => Poll::Pending,
         }
     }
 
@@ -195,19 +230,23 @@ impl H1Pool {
         self.idle.get().map_or(0, |l| lock(l).conns.len())
     }
 
-    /// Send `req` (its URI absolute or origin form) and wait for the response head. The
-    /// response's body puts the connection back into this thread's list when it ends.
-    /// `in_hand`: the body is empty or buffered whole (the pipeline's `tripped` flag is absent),
-    /// so it may be sent again on a fresh connection.
+    /// Send `req` (its URI absolute or origin form) and wait for the response head (its
+    /// hop-by-hop fields removed, [`super::headers::to_caller`]) until
+    /// `deadline` ([`Failure::TimedOut`] then: connecting, a second attempt and the exchange all
+    /// count). The response's body puts the connection back into this thread's list when it
+    /// ends. `in_hand`: the body is empty or buffered whole (the pipeline's `tripped` flag is
+    /// absent), so it may be sent again on a fresh connection.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<ProxyBody>,
         in_hand: bool,
+        deadline: Instant,
     ) -> Result<Response<ProxyBody>, Failure> {
         let (parts, body) = req.into_parts();
         let mut payload = Payload::new(body, in_hand);
         let plan = payload.plan(&parts);
-        if let Some(conn) = self.checkout() {
+        if let Some(mut conn) = self.checkout() {
+            conn.arm(deadline);
             match self.exchange(conn, &parts, plan, &mut payload, true).await {
                 Ok(resp) => return Ok(resp),
                 // The request may have reached the upstream before it closed: sent again only
@@ -220,7 +259,12 @@ impl H1Pool {
                 Err(Attempt::Failed(f)) => return Err(f),
             }
         }
-        let conn = self.connect().await?;
+        // A fresh connection (rare once the pool is warm) gets its timer here; the connect
+        // itself is bounded by the same deadline.
+        let mut conn = tokio::time::timeout_at(deadline, self.connect())
+            .await
+            .map_err(|_| Failure::TimedOut)??;
+        conn.arm(deadline);
         match self.exchange(conn, &parts, plan, &mut payload, false).await {
             Ok(resp) => Ok(resp),
             Err(Attempt::Stale(e)) => Err(Failure::Request(e)),
@@ -228,7 +272,8 @@ impl H1Pool {
         }
     }
 
-    /// One attempt on `conn`: write the request while reading the answer's head.
+    /// One attempt on `conn` (its deadline armed): write the request while reading the answer's
+    /// head.
     async fn exchange(
         self: &Arc<Self>,
         mut conn: Conn,
@@ -256,6 +301,7 @@ impl H1Pool {
             Ok(head) => head,
             Err(Ended::Send(e)) => return Err(failed(send_error(e))),
             Err(Ended::Malformed(m)) => return Err(failed(Box::new(m))),
+            Err(Ended::TimedOut) => return Err(Attempt::Failed(Failure::TimedOut)),
             Err(Ended::Io(e)) if reused && !progress.received && is_stale(&e) => {
                 return Err(Attempt::Stale(Box::new(e)))
             }
@@ -281,6 +327,11 @@ impl H1Pool {
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
         *resp.headers_mut() = head.headers;
+        // Filtered for the caller only when the parse saw something to filter (a pass over the
+        // names otherwise: issue 22).
+        if head.hop_by_hop {
+            super::headers::to_caller(resp.headers_mut());
+        }
         if let Some(reason) = head
             .reason
             .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())
@@ -376,10 +427,13 @@ enum Ended {
     Send(SendError),
     Malformed(response::Malformed),
     Io(std::io::Error),
+    /// The connection's deadline passed first.
+    TimedOut,
 }
 
 /// Drive the request out and read the answer's head in one poll, so that neither waits on the
-/// other.
+/// other; then, when neither is done, the deadline (after them, as `tokio::time::timeout` does:
+/// an answer that is there wins over a deadline that passed meanwhile).
 fn poll_exchange(
     cx: &mut Context<'_>,
     conn: &mut Conn,
@@ -398,6 +452,20 @@ fn poll_exchange(
             Poll::Pending => {}
         }
     }
+    let read = poll_head(cx, conn, progress, head_request);
+    if read.is_pending() && conn.poll_deadline(cx).is_ready() {
+        return Poll::Ready(Err(Ended::TimedOut));
+    }
+    read
+}
+
+/// Read until the answer's head is whole.
+fn poll_head(
+    cx: &mut Context<'_>,
+    conn: &mut Conn,
+    progress: &mut Progress,
+    head_request: bool,
+) -> Poll<Result<response::Head, Ended>> {
     loop {
         if !conn.buf.is_empty() {
             match response::parse(&mut conn.buf, head_request) {

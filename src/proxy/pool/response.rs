@@ -47,6 +47,10 @@ pub struct Head {
     pub framing: Framing,
     /// The upstream may take another request on this connection after this answer.
     pub keep_alive: bool,
+    /// A hop-by-hop field is among the fields: only then is there anything for
+    /// [`crate::proxy::headers::to_caller`] to remove (a `Connection` field is one, so the
+    /// names it lists count too).
+    pub hop_by_hop: bool,
 }
 
 /// What [`parse`] found at the start of the buffer.
@@ -65,8 +69,10 @@ pub enum Parsed {
 pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed> {
     // (start, end) of each field's name and value in the head, to slice the frozen head after
     // httparse's borrow of the buffer ends: the values share its allocation (as in hyper).
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
-    let (len, status, version, reason, count, framing, keep_alive, repeated_length) = {
+    // Inline room for the usual answer: a zeroed array for all 100 fields cost a 1.6 KB memset
+    // per answer (issue 22).
+    let mut spans: smallvec::SmallVec<[Span; 16]> = smallvec::SmallVec::new();
+    let (len, status, version, reason, framing, keep_alive, repeated_length) = {
         // Uninitialised slots: filling 100 empty headers first cost ~450 instructions an answer.
         let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut []);
@@ -107,18 +113,18 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
             .map(|r| Bytes::copy_from_slice(r.as_bytes()));
         let base = buf.as_ptr() as usize;
         let mut fields = Fields::default();
-        for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
+        for h in resp.headers.iter() {
             fields.see(h.name.as_bytes(), h.value)?;
             let at = |s: &[u8]| u32::try_from((s.as_ptr() as usize).wrapping_sub(base));
             let (Ok(n), Ok(v)) = (at(h.name.as_bytes()), at(h.value)) else {
                 return Err(Malformed("response head over 64 KiB"));
             };
             // Both lengths are under MAX_HEAD_BYTES, which fits a u32.
-            *span = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
+            spans.push((n, n + h.name.len() as u32, v, v + h.value.len() as u32));
         }
         // httparse takes a bare LF as a line end: the caller's parser might not.
         let head = buf.get(..len).unwrap_or_default();
-        if !crlf_line_ends(head, spans.get(..resp.headers.len()).unwrap_or_default()) {
+        if !crlf_line_ends(head, &spans) {
             return Err(Malformed("bare LF in the response head"));
         }
         let framing = fields.framing(version, code, head_request)?;
@@ -130,25 +136,19 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
             && (version == Version::HTTP_11 || fields.keep_alive)
             && framing != Framing::Close
             && !body_after_204;
-        let count = resp.headers.len();
         let repeated_length = fields.lengths > 1;
         (
             len,
             status,
             version,
             reason,
-            count,
             framing,
             keep_alive,
             repeated_length,
         )
     };
     let head = buf.split_to(len).freeze();
-    let headers = header_map(
-        &head,
-        spans.get(..count).unwrap_or_default(),
-        repeated_length,
-    )?;
+    let (headers, hop_by_hop) = header_map(&head, &spans, repeated_length)?;
     Ok(Parsed::Final(Head {
         status,
         version,
@@ -156,24 +156,34 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
         reason,
         framing,
         keep_alive,
+        hop_by_hop,
     }))
 }
 
-/// The header map of a parsed head, its values slices of `head`. A repeated `Content-Length`
-/// (checked equal) is kept once: the caller gets one unambiguous length.
+/// Where a field's name and value are in the head: (name start, name end, value start, value
+/// end).
+type Span = (u32, u32, u32, u32);
+
+/// The header map of a parsed head, its values slices of `head`, and whether a field is
+/// hop-by-hop. A repeated `Content-Length` (checked equal) is kept once: the caller gets one
+/// unambiguous length.
 fn header_map(
     head: &Bytes,
-    spans: &[(u32, u32, u32, u32)],
+    spans: &[Span],
     repeated_length: bool,
-) -> Result<HeaderMap, Malformed> {
+) -> Result<(HeaderMap, bool), Malformed> {
     // Room for what the gateway adds to the answer (`X-Request-Id`, rate-limit and sunset
-    // fields): growing the map then would rehash it (about 1k instructions per request).
+    // fields): growing the map then would rehash it (about 1k instructions per request). The
+    // native HTTP/1.1 core then empties this map and parses the caller's next request into it
+    // (`transport::h1`, reserving that request's fields + 8): a smaller map is grown there.
     let mut map = HeaderMap::with_capacity(spans.len() + 6);
+    let mut hop_by_hop = false;
     for &(ns, ne, vs, ve) in spans {
         let name = head
             .get(ns as usize..ne as usize)
             .and_then(|n| HeaderName::from_bytes(n).ok())
             .ok_or(Malformed("unusable response field name"))?;
+        hop_by_hop |= crate::proxy::headers::is_hop_by_hop(&name);
         if repeated_length && name == http::header::CONTENT_LENGTH && map.contains_key(&name) {
             continue;
         }
@@ -183,7 +193,7 @@ fn header_map(
             .ok_or(Malformed("unusable response field value"))?;
         map.append(name, value);
     }
-    Ok(map)
+    Ok((map, hop_by_hop))
 }
 
 /// What the framing fields of a head said.
@@ -271,7 +281,7 @@ pub fn has_token(v: &[u8], token: &[u8]) -> bool {
 /// at an LF (obs-fold is refused) and takes a CR only right before one, so the LFs are exactly
 /// the byte before each field's name and the last byte: checking the byte before each of those
 /// costs a few instructions per field, where scanning the head cost several per byte.
-fn crlf_line_ends(head: &[u8], spans: &[(u32, u32, u32, u32)]) -> bool {
+fn crlf_line_ends(head: &[u8], spans: &[Span]) -> bool {
     head.ends_with(b"\r\n\r\n")
         && spans.iter().all(|&(name, ..)| {
             let at = name as usize;

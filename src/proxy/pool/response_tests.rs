@@ -567,3 +567,58 @@ mod properties {
         }
     }
 }
+
+/// The answer's map, field by field and in order, is what the fields said: names in any case,
+/// repeated names kept in order.
+#[test]
+fn the_header_map_keeps_every_field_in_order() {
+    let h = head(
+        "HTTP/1.1 200 OK\r\nDate: x\r\nX-One: 1\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\
+         CONTENT-TYPE: text/plain\r\nVary: a\r\nX-One: 2\r\nContent-Length: 0\r\n\r\n",
+    );
+    let got: Vec<(String, String)> = h
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    let want = [
+        ("date", "x"),
+        ("x-one", "1"),
+        ("x-one", "2"),
+        ("set-cookie", "a=1"),
+        ("set-cookie", "b=2"),
+        ("content-type", "text/plain"),
+        ("vary", "a"),
+        ("content-length", "0"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(n, v)| (n.to_string(), v.to_string())).to_vec()
+    );
+}
+
+/// Whether the caller's copy of the fields needs filtering: any hop-by-hop field, in any case,
+/// says so (a `Connection` field too, for the names it lists); an answer without one does not.
+#[test]
+fn hop_by_hop_fields_are_noted() {
+    for f in [
+        "Connection: x-secret",
+        "connection: keep-alive",
+        "Keep-Alive: timeout=5",
+        "TE: trailers",
+        "Trailer: x-sum",
+        "Upgrade: h2c",
+        "Proxy-Authenticate: Basic",
+        "Proxy-Authorization: Basic eA==",
+        "Proxy-Connection: close",
+        "Transfer-Encoding: chunked",
+    ] {
+        let h = head(&format!("HTTP/1.1 200 OK\r\nDate: x\r\n{f}\r\n\r\n"));
+        assert!(h.hop_by_hop, "{f}");
+    }
+    let h = head(
+        "HTTP/1.1 200 OK\r\nDate: x\r\nServer: s\r\nContent-Type: a/b\r\nX-Secret: 1\r\n\
+         Content-Length: 0\r\n\r\n",
+    );
+    assert!(!h.hop_by_hop);
+}
