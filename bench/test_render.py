@@ -59,10 +59,12 @@ FIXTURE = {
     "otlp_sink": {"posts": 120, "bytes": 3500000},
     "results": [
         row("nginx", 48000.0, 25.7,
-            [point(12000, 0.4, 2.0), point(24000, 0.7, 7.5), point(36000, 1.1, 15.0)]),
+            [point(12000, 0.4, 2.0), point(24000, 0.7, 7.5), point(36000, 1.1, 15.0)],
+            cpu_user_us=6.2, cpu_sys_us=19.5),
         row("portcullis-full", 31000.0, 45.6,
             [point(12000, 0.9, 4.0), point(24000, 18.9, 217.0),
-             point(36000, 900.0, 2500.0, sustained=False, achieved=30100.0)]),
+             point(36000, 900.0, 2500.0, sustained=False, achieved=30100.0)],
+            cpu_user_us=20.0, cpu_sys_us=25.6),
         row("portcullis-full-no-otel", 31500.0, 45.0,
             [point(12000, 0.9, 4.1), point(24000, 18.0, 210.0),
              point(36000, 880.0, 2400.0, sustained=False, achieved=30500.0)]),
@@ -136,7 +138,7 @@ class RenderTest(unittest.TestCase):
         self.assertIn("2 cores (Test CPU)", self.md)
         self.assertIn("12,000, 24,000, 36,000 req/s", self.md)
         main = table_rows(self.md, "portcullis-full")
-        self.assertEqual(len(main), 2, main)  # the main table and the curve table
+        self.assertEqual(len(main), 3, main)  # the main, curve and user/kernel tables
         cells = [c.strip() for c in main[0].strip("|").split("|")]
         self.assertEqual(cells[1], "31,000")
         self.assertEqual(cells[2], "0.65")  # × nginx
@@ -228,6 +230,20 @@ class RenderTest(unittest.TestCase):
             self.assertNotEqual(p.returncode, 0, bad)
             self.assertNotIn("Traceback", p.stderr)
 
+    def test_cpu_is_split_into_user_and_kernel_and_judged_against_the_goals(self):
+        section = self.md.split("### Where the CPU goes", 1)[1].split("###", 1)[0]
+        rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+        # Only the rows that recorded the split (not an older run's, not an error's: no zeros).
+        self.assertEqual([r.split("|")[1].strip() for r in rows], ["nginx", "portcullis-full"])
+        cells = [c.strip() for c in rows[1].strip("|").split("|")]
+        # user, user × nginx, kernel, kernel × nginx, user share
+        self.assertEqual(cells[1:], ["20.0", "3.23", "25.6", "1.31", "44%"])
+        for text in (self.md, self.readme):
+            self.assertIn("Where the CPU per request goes (user-space + kernel µs): nginx 6.2 + 19.5;"
+                          " portcullis-full 20.0 + 25.6.", text)
+        self.assertIn("- portcullis-full CPU/request ≤ 1.15× nginx: 1.77× → MISSED", self.md)
+        self.assertIn("- portcullis-pass CPU/request vs nginx: not measured", self.md)
+
     def test_an_older_latest_json_without_curve_still_renders(self):
         old = [{k: v for k, v in r.items() if k not in ("curve", "not_sustained_from")}
                for r in FIXTURE["results"]]
@@ -235,6 +251,13 @@ class RenderTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         ET.fromstring((d / "latency.svg").read_text())
         self.assertIn("no latency curve", (d / "latest.md").read_text())
+        no_split = [{k: v for k, v in r.items() if k not in ("cpu_user_us", "cpu_sys_us")}
+                    for r in FIXTURE["results"]]
+        p, d = render(dict(FIXTURE, results=no_split))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        md = (d / "latest.md").read_text()
+        self.assertNotIn("Where the CPU goes", md)
+        self.assertNotIn("Where the CPU per request goes", md)
 
 
 if __name__ == "__main__":
