@@ -58,6 +58,7 @@ mod tls_reload;
 mod traces;
 mod untraced;
 mod upgrades;
+mod upstream_answers;
 mod upstream_client;
 mod upstream_pool;
 mod usage_sources;
