@@ -1,6 +1,26 @@
-//! Durations and sizes written as strings in the config (`"300ms"`, `"5m"`, `"14d"`, `"1MiB"`).
+//! Durations and sizes written as strings in the config (`"300ms"`, `"5m"`, `"14d"`, `"1MiB"`),
+//! and integers written as decimal digits on the hot path (no `fmt` machinery).
 
 use std::time::Duration;
+
+/// `n` in decimal digits, written into the end of `buf`: the digits are the returned slice. The
+/// writers of protocol fields and audit lines use it (`Content-Length`, status codes, the
+/// `RateLimit` field), where `write!` would go through `fmt` for a few digits.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            // `n % 10` is a single digit.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    buf.get(i..).unwrap_or_default()
+}
 
 /// Parse a duration such as `"300ms"`, `"5m"`, `"14d"` or `"1h 30m"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

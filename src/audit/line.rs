@@ -164,20 +164,7 @@ fn digit(v: u32) -> u8 {
 
 /// A `u16` in decimal (status codes), as serde_json writes integers.
 fn decimal(out: &mut Vec<u8>, v: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        if let Some(b) = buf.get_mut(i) {
-            *b = digit(v % 10);
-        }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+    out.extend_from_slice(crate::units::decimal(v.into(), &mut [0; 20]));
 }
 
 /// An `f64` exactly as serde_json writes it (shortest round-trip; `null` when not finite). The

@@ -314,27 +314,9 @@ fn push_limit_item(out: &mut Field, name: &str, remaining: u64, reset_ns: u64) {
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\";r=");
-    push_decimal(out, remaining);
+    out.extend_from_slice(crate::units::decimal(remaining, &mut [0; 20]));
     out.extend_from_slice(b";t=");
-    push_decimal(out, ceil_secs(reset_ns));
-}
-
-/// Append `n` in decimal.
-fn push_decimal(out: &mut Field, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            // `n % 10` is a single digit.
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(i..).unwrap_or_default());
+    out.extend_from_slice(crate::units::decimal(ceil_secs(reset_ns), &mut [0; 20]));
 }
 
 /// Now, in nanoseconds since the Unix epoch (0 before it: only a broken clock says so).

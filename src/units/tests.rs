@@ -24,3 +24,23 @@ fn sizes() {
     assert!(parse_size("99999999999999999999GiB").is_err());
     assert!(parse_size("-1").is_err());
 }
+
+#[test]
+fn decimal_writes_what_to_string_writes() {
+    let mut cases = vec![
+        0u64,
+        1,
+        9,
+        10,
+        99,
+        100,
+        1_000_000,
+        u64::from(u32::MAX),
+        u64::MAX,
+    ];
+    cases.extend((0..64).map(|b| 1u64 << b));
+    cases.extend((1..20).map(|e| 10u64.pow(e) - 1));
+    for n in cases {
+        assert_eq!(decimal(n, &mut [0xAA; 20]), n.to_string().as_bytes(), "{n}");
+    }
+}

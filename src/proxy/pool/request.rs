@@ -149,28 +149,13 @@ pub fn write_head(parts: &Parts, plan: Plan, out: &mut Vec<u8>) {
     match plan {
         Plan::Length(n) if !parts.headers.contains_key(CONTENT_LENGTH) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa(n, &mut [0; 20]));
+            out.extend_from_slice(crate::units::decimal(n, &mut [0; 20]));
             out.extend_from_slice(b"\r\n");
         }
         Plan::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn itoa(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    digits.get(at..).unwrap_or_default()
 }
 
 /// Why sending the request stopped.

@@ -129,7 +129,11 @@ fn head(
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if let Some(n) = length {
-        field(out, b"content-length", itoa(n, &mut [0u8; 20]));
+        field(
+            out,
+            b"content-length",
+            crate::units::decimal(n, &mut [0u8; 20]),
+        );
     }
     if framing == Out::Chunked {
         field(out, b"transfer-encoding", b"chunked");
@@ -286,22 +290,6 @@ fn size_line(out: &mut Vec<u8>, len: usize) {
     }
     out.extend_from_slice(hex.get(i..).unwrap_or_default());
     out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, in `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    buf.get(i..).unwrap_or_default()
 }
 
 thread_local! {
