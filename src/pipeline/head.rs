@@ -42,9 +42,7 @@ pub(super) fn request_id(h: &http::HeaderMap) -> HeaderValue {
 
 /// Framing stage: a request whose length could be read two ways is refused and the connection
 /// closed (request smuggling). hyper refuses most of these itself; this is the belt to its braces.
-/// Answers whether the request declares a `Content-Length` (without one, the body limit stage
-/// has nothing to read in the same head).
-pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<bool, Refusal> {
+pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusal> {
     let bad = |d: &'static str| Err(Refusal::new(Code::InvalidRequest, d).closing());
     if conn
         .ambiguous_framing
@@ -76,7 +74,7 @@ pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<bool, Refu
             return bad("unsupported Transfer-Encoding (only a single \"chunked\" is accepted)");
         }
     }
-    Ok(first.is_some())
+    Ok(())
 }
 
 /// Head-limits stage.

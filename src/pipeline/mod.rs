@@ -204,7 +204,7 @@ impl Gateway {
         body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
-        let declares_length = check_framing(conn, parts)?;
+        check_framing(conn, parts)?;
         check_head_limits(parts, self.head_limits)?;
         // Decision mode: from here on, the original request the front proxy describes.
         let adopted = self.adopt(conn, parts, trace)?;
@@ -225,10 +225,7 @@ impl Gateway {
         trace.span.routed(&parts.method, route.name());
         trace.route = Some(route.clone());
         let body_limit = route.config.max_body;
-        // Framing read this head's `Content-Length` (decision mode has since replaced the head).
-        if declares_length || trace.mode == Mode::Decision {
-            check_body_limit(parts, body_limit)?;
-        }
+        check_body_limit(parts, body_limit)?;
         if authn::wants_body(&route.accept, parts) {
             if trace.mode == Mode::Decision && !body.present(parts) {
                 return Err(decision::body_missing());
