@@ -4,7 +4,7 @@
 //! with a secret the caller does not know (so HashDoS resistance is the first hash's, kept).
 //!
 //! Only for `u64` keys that are hash outputs. Never for a key a caller chooses directly (an
-//! address, a header value): those keep `RandomState`, through [`BatchedState`] /
+//! address, a header value): those keep `RandomState`, through [`Batched`] /
 //! [`hash_one`] on the request path (the same SipHash values, one `write` per key).
 
 use std::collections::HashMap;
@@ -110,18 +110,6 @@ pub fn hash_one<K: Hash + ?Sized>(state: &RandomState, key: &K) -> u64 {
     h.finish_once()
 }
 
-/// A drop-in for `RandomState` in a map (the same hash values), hashing through [`Batched`].
-#[derive(Debug, Clone, Default)]
-pub struct BatchedState(RandomState);
-
-impl BuildHasher for BatchedState {
-    type Hasher = Batched;
-
-    fn build_hasher(&self) -> Batched {
-        Batched::new(&self.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,9 +148,7 @@ mod tests {
                 hash_one(&rs, &(&s, &long, &s)),
                 rs.hash_one((&s, &long, &s))
             );
-            let b = BatchedState(rs.clone());
-            assert_eq!(b.hash_one(s.as_bytes()), rs.hash_one(s.as_bytes()));
-            let mut h = b.build_hasher();
+            let mut h = Batched::new(&rs);
             h.write(s.as_bytes());
             h.write_u8(0xff);
             let once = h.finish();
