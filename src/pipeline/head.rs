@@ -49,7 +49,7 @@ pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusa
         .load(std::sync::atomic::Ordering::Acquire)
     {
         return bad(
-            "ambiguous message framing on this connection (Content-Length / Transfer-Encoding)",
+            "a request head on this connection could be read two ways (Content-Length / Transfer-Encoding, or a request target that does not fit its method)",
         );
     }
     let mut lengths = parts.headers.get_all(CONTENT_LENGTH).iter();

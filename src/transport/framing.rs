@@ -229,6 +229,13 @@ impl<S> FramingGuard<S> {
             // hyper parses with the same parser and limits and rejects this head too; fail closed.
             _ => return None,
         }
+        // hyper takes `GET *`, an authority-form `GET host:port` and a `#fragment` (which
+        // `http::Uri` then drops quietly), so the pipeline would route a target the application
+        // behind it may read otherwise; the native core refuses them by the same rule.
+        let (method, target) = (req.method.unwrap_or_default(), req.path.unwrap_or_default());
+        if target_misfit(method.as_bytes(), target.as_bytes()).is_some() {
+            return None;
+        }
         let mut lengths = req
             .headers
             .iter()
@@ -271,6 +278,27 @@ impl<S> FramingGuard<S> {
             }
         }
     }
+}
+
+/// Why a request-target's form does not fit its method (RFC 9112 §3.2), or `None`: `*` only for
+/// OPTIONS, the authority form only and always for CONNECT, no fragment. Read from the bytes, so
+/// that the native core and this guard (which watches hyper's input) apply one rule.
+pub(super) fn target_misfit(method: &[u8], target: &[u8]) -> Option<&'static str> {
+    let asterisk = target == b"*";
+    if asterisk && method != b"OPTIONS" {
+        return Some("the asterisk request target is only for OPTIONS");
+    }
+    // Neither origin form (`/…`), absolute form (`scheme://…`) nor `*`: what `http::Uri` reads
+    // as an authority.
+    let authority_form =
+        !asterisk && !target.starts_with(b"/") && memchr::memmem::find(target, b"://").is_none();
+    if authority_form != (method == b"CONNECT") {
+        return Some("the authority-form request target is for CONNECT, and only it");
+    }
+    if memchr::memchr(b'#', target).is_some() {
+        return Some("a fragment in the request target");
+    }
+    None
 }
 
 /// The size on a chunk-size line (without its CRLF): 1-16 hex digits, then either nothing,

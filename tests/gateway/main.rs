@@ -52,6 +52,7 @@ mod shared_state;
 mod shutdown;
 mod slow_callers;
 mod streaming;
+mod target_form;
 mod telemetry;
 mod tls_reload;
 #[cfg(feature = "otel")]

@@ -126,9 +126,15 @@ fn parse_complete(head: &Bytes, limits: Limits, map: Option<HeaderMap>) -> Resul
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| bad("malformed request method"))?;
     let target = req.path.unwrap_or_default().as_bytes();
+    // The target's form fits the method (the rule the framing guard applies on the hyper
+    // engine): hyper accepts what it refuses; this core answers 400.
+    if let Some(misfit) =
+        crate::transport::framing::target_misfit(method.as_str().as_bytes(), target)
+    {
+        return Err(bad(misfit));
+    }
     let uri = Uri::from_maybe_shared(head.slice_ref(target))
         .map_err(|_| bad("malformed request target"))?;
-    target_form(&method, target, &uri)?;
     let fields = fields(head, req.headers, version, map)?;
     Ok(Head {
         method,
@@ -143,27 +149,6 @@ fn parse_complete(head: &Bytes, limits: Limits, map: Option<HeaderMap>) -> Resul
         },
         expect_continue: fields.expect_continue && version == Version::HTTP_11,
     })
-}
-
-/// The request-target's form fits the method (RFC 9112 §3.2): `*` only for OPTIONS, the
-/// authority form only and always for CONNECT, no fragment (`http::Uri` would drop it quietly,
-/// so the pipeline and a legacy application behind it could see different targets). hyper
-/// accepts all of these; this core refuses them with 400.
-fn target_form(method: &Method, target: &[u8], uri: &Uri) -> Result<(), Refusal> {
-    let asterisk = target == b"*";
-    let authority_form = !asterisk && uri.scheme().is_none() && uri.authority().is_some();
-    if asterisk && method != Method::OPTIONS {
-        return Err(bad("the asterisk request target is only for OPTIONS"));
-    }
-    if authority_form != (method == Method::CONNECT) {
-        return Err(bad(
-            "the authority-form request target is for CONNECT, and only it",
-        ));
-    }
-    if target.contains(&b'#') {
-        return Err(bad("a fragment in the request target"));
-    }
-    Ok(())
 }
 
 /// Where the head at the start of `buf` ends (just past its blank line), looking at the line

@@ -68,6 +68,12 @@ fn the_request_target_form_fits_the_method() {
     ] {
         let head = format!("{line}\r\nHost: a.example\r\n\r\n");
         assert_eq!(status(head.as_bytes()), want, "{line}");
+        // The guard, which watches what the hyper engine reads, flags the same heads.
+        assert_eq!(
+            guard_trace(head.as_bytes(), &[]).0.flagged,
+            want == 400,
+            "guard: {line}"
+        );
     }
 }
 
