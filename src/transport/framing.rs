@@ -230,8 +230,8 @@ impl<S> FramingGuard<S> {
             _ => return None,
         }
         // hyper takes `GET *`, an authority-form `GET host:port` and a `#fragment` (which
-        // `http::Uri` then drops quietly), so the pipeline would route a target the application
-        // behind it may read otherwise; the native core refuses them by the same rule.
+        // `http::Uri` then drops quietly), so the pipeline would route a target other than the
+        // one sent; the native core refuses them by the same rule.
         let (method, target) = (req.method.unwrap_or_default(), req.path.unwrap_or_default());
         if target_misfit(method.as_bytes(), target.as_bytes()).is_some() {
             return None;

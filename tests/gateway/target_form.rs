@@ -1,8 +1,9 @@
 //! A request target whose form does not fit its method (RFC 9112 §3.2) is refused on both
 //! HTTP/1.1 engines before any stage routes it: `GET *`, an authority-form `GET host:port` and a
-//! `#fragment`, which `http::Uri` drops quietly, so the gateway would route `/a` where an
-//! application reading the raw target sees `/a#../admin`. The native core refuses these heads
-//! itself; on the hyper engine the framing guard, which watches the bytes hyper reads, flags them.
+//! `#fragment`, which `http::Uri` drops quietly (the gateway would route and forward `/a` for a
+//! caller that sent `/a#../admin`: not the request it was sent). The native core refuses these
+//! heads itself; on the hyper engine the framing guard, which watches the bytes hyper reads,
+//! flags them, so the two engines answer alike.
 
 use std::time::Duration;
 
