@@ -295,7 +295,7 @@ impl Gateway {
             self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
             return Ok(resp);
         }
-        let (mut upstream_req, upstream_body, tripped) = translate(
+        let (mut up, up_body, tripped) = translate(
             &permit,
             conn,
             caller_head(parts),
@@ -305,18 +305,10 @@ impl Gateway {
             outgoing,
         )?;
         let upstream = trace.span.upstream(route.name());
-        self.telemetry
-            .to_upstream(&mut upstream_req.head, &upstream);
+        self.telemetry.to_upstream(&mut up.head, &upstream);
         let resp = upstream.close_response(
-            self.forward(
-                &route,
-                upstream_req,
-                upstream_body,
-                tripped,
-                in_flight,
-                trace,
-            )
-            .await,
+            self.forward(&route, up, up_body, tripped, in_flight, trace)
+                .await,
         )?;
         self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
         Ok(resp)
