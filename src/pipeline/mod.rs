@@ -305,7 +305,7 @@ impl Gateway {
             outgoing,
         )?;
         let upstream = trace.span.upstream(route.name());
-        self.telemetry.to_upstream(&mut up.head, &upstream);
+        self.telemetry.to_upstream(&mut *up.head, &upstream);
         let resp = upstream.close_response(
             self.forward(&route, up, up_body, tripped, in_flight, trace)
                 .await,

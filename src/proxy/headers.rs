@@ -311,11 +311,11 @@ pub struct UpstreamHead {
 
 impl UpstreamHead {
     /// The caller's fields forwarded as they are (nothing withheld, nothing added).
-    pub fn verbatim(caller: HeaderMap) -> UpstreamHead {
-        UpstreamHead {
+    pub fn verbatim(caller: HeaderMap) -> Box<UpstreamHead> {
+        Box::new(UpstreamHead {
             caller,
             ..UpstreamHead::default()
-        }
+        })
     }
 
     fn is_withheld(&self, name: &HeaderName) -> bool {
@@ -334,11 +334,6 @@ impl UpstreamHead {
     /// `HeaderMap::insert` did to the edited map).
     pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
         self.withhold(&name);
-        self.set_own(name, value);
-    }
-
-    /// Set an own field whose caller fields are withheld already.
-    fn set_own(&mut self, name: HeaderName, value: HeaderValue) {
         match self.own.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.own.push((name, value)),
@@ -364,12 +359,12 @@ impl UpstreamHead {
 
     /// The same fields as a map, for hyper's client (https upstreams): the withheld names
     /// removed from the caller's map, the gateway's fields inserted.
-    pub fn into_map(self) -> HeaderMap {
+    pub fn into_map(self: Box<Self>) -> HeaderMap {
         let UpstreamHead {
             mut caller,
             withheld,
             own,
-        } = self;
+        } = *self;
         for name in withheld {
             caller.remove(name);
         }
@@ -403,7 +398,7 @@ pub fn to_upstream(
     request_id: &HeaderValue,
     upstream_host: &HeaderValue,
     strip: Strip<'_>,
-) -> UpstreamHead {
+) -> Box<UpstreamHead> {
     let (withheld, kept) = doomed_names(&caller, |n| {
         is_hop_by_hop(n)
             || n == header::HOST
@@ -412,13 +407,15 @@ pub fn to_upstream(
             || n == X_REQUEST_ID
             || withheld(n, &strip)
     });
-    let mut head = UpstreamHead {
+    // Boxed: the description travels through the pipeline's and the client's futures, and
+    // moving its ~0.9 kB by value at each step cost more than the allocation (issue 22).
+    let mut head = Box::new(UpstreamHead {
         caller,
         withheld,
         own: SmallVec::new(),
-    };
+    });
     // The names set below are withheld from the caller by the pass above, or (the two lists)
-    // when folded: `set_own` needs no look-up.
+    // when folded, and each is set once: pushed without a look-up.
     fold_list(
         &mut head,
         kept.forwarded,
@@ -431,15 +428,16 @@ pub fn to_upstream(
         &X_FORWARDED_FOR,
         hop.forwarded_for(),
     );
-    head.set_own(
+    let own = &mut head.own;
+    own.push((
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(hop.proto()),
-    );
+    ));
     if let Some(host) = host.and_then(|s| HeaderValue::from_str(s).ok()) {
-        head.set_own(X_FORWARDED_HOST.clone(), host);
+        own.push((X_FORWARDED_HOST.clone(), host));
     }
-    head.set_own(X_REQUEST_ID.clone(), request_id.clone());
-    head.set_own(header::HOST, upstream_host.clone());
+    own.push((X_REQUEST_ID.clone(), request_id.clone()));
+    own.push((header::HOST, upstream_host.clone()));
     head
 }
 
@@ -460,14 +458,14 @@ pub fn withheld(name: &HeaderName, strip: &Strip<'_>) -> bool {
 /// the element is the whole value, without a look-up).
 fn fold_list(head: &mut UpstreamHead, present: bool, name: &HeaderName, item: HeaderValue) {
     if !present {
-        head.set_own(name.clone(), item);
+        head.own.push((name.clone(), item));
         return;
     }
     // Not a value (never: the parts are visible ASCII or a value already): the caller's fields
     // would go as they came, as before.
     if let Some(v) = folded(&head.caller, name, item) {
         head.withheld.push(name.clone());
-        head.set_own(name.clone(), v);
+        head.own.push((name.clone(), v));
     }
 }
 

@@ -45,7 +45,8 @@ type PooledClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 pub struct Outbound {
     pub method: http::Method,
     pub uri: Uri,
-    pub head: headers::UpstreamHead,
+    /// Boxed: see [`headers::to_upstream`].
+    pub head: Box<headers::UpstreamHead>,
 }
 
 impl Outbound {

@@ -98,16 +98,21 @@ impl Payload {
                 (None, None) => Some(0),
             },
         };
-        if head.get_all(&TRANSFER_ENCODING).next().is_some() {
-            return Plan::Chunked;
-        }
-        let mut declared = None;
-        for v in head.get_all(&CONTENT_LENGTH) {
-            match super::response::content_length(v.as_bytes()) {
-                Ok(n) if declared.is_none_or(|d| d == n) => declared = Some(n),
-                // Unusable or conflicting (the framing guard refuses those first): chunked.
-                _ => return Plan::Chunked,
+        // One pass over the fields the upstream receives (a scan, no hashing).
+        let (mut declared, mut chunked) = (None, false);
+        for (name, v) in head.fields() {
+            if name == TRANSFER_ENCODING {
+                chunked = true;
+            } else if name == CONTENT_LENGTH {
+                match super::response::content_length(v.as_bytes()) {
+                    Ok(n) if declared.is_none_or(|d| d == n) => declared = Some(n),
+                    // Unusable or conflicting (the framing guard refuses those first): chunked.
+                    _ => chunked = true,
+                }
             }
+        }
+        if chunked {
+            return Plan::Chunked;
         }
         match declared.or(exact) {
             Some(n) => Plan::Length(n),

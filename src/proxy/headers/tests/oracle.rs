@@ -272,7 +272,7 @@ proptest! {
         let old = collect(old.iter());
 
         let mut new = to_upstream(caller, &hop, s.host, &rid, &up, strip);
-        finish(&mut new, &s);
+        finish(&mut *new, &s);
         let written = collect(new.fields());
         same_fields(&old, &written)?;
         // The gateway's fields come after every caller field.
