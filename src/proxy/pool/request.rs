@@ -1,5 +1,5 @@
 //! Writing a request to an upstream: the head as the pipeline described it (written in one pass
-//! from [`UpstreamHead::fields`]: the caller's fields in order minus the withheld ones, then the
+//! from [`UpstreamHead::for_each_field`]: the caller's fields in order minus the withheld ones, then the
 //! gateway's), and the body with `Content-Length` or chunked framing.
 
 use std::pin::Pin;
@@ -100,7 +100,7 @@ impl Payload {
         };
         // One pass over the fields the upstream receives (a scan, no hashing).
         let (mut declared, mut chunked) = (None, false);
-        for (name, v) in head.fields() {
+        head.for_each_field(|name, v| {
             if name == TRANSFER_ENCODING {
                 chunked = true;
             } else if name == CONTENT_LENGTH {
@@ -110,7 +110,7 @@ impl Payload {
                     _ => chunked = true,
                 }
             }
-        }
+        });
         if chunked {
             return Plan::Chunked;
         }
@@ -131,7 +131,7 @@ impl Payload {
 }
 
 /// Write the request head to `out`: origin-form target, the fields in the order of
-/// [`UpstreamHead::fields`], no `Host` added, the framing field the plan needs.
+/// [`UpstreamHead::fields`] ([`UpstreamHead::for_each_field`]), no `Host` added, the framing field the plan needs.
 pub fn write_head(req: &Outbound, plan: Plan, out: &mut Vec<u8>) {
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
@@ -143,18 +143,18 @@ pub fn write_head(req: &Outbound, plan: Plan, out: &mut Vec<u8>) {
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_length = false;
-    for (name, value) in req.head.fields() {
+    req.head.for_each_field(|name, value| {
         has_length |= name == CONTENT_LENGTH;
         // The framing fields are ours to write: the caller's hop-by-hop coding is never
         // forwarded, and a length does not go with a chunked body.
         if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && plan == Plan::Chunked) {
-            continue;
+            return;
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-    }
+    });
     match plan {
         Plan::Length(n) if !has_length => {
             out.extend_from_slice(b"content-length: ");

@@ -275,6 +275,10 @@ proptest! {
         finish(&mut *new, &s);
         let written = collect(new.fields());
         same_fields(&old, &written)?;
+        // What the HTTP/1.1 client writes: the same fields in the same order.
+        let mut looped = Vec::new();
+        new.for_each_field(|n, v| looped.push((n.as_str().to_owned(), v.as_bytes().to_vec())));
+        prop_assert_eq!(&looped, &written);
         // The gateway's fields come after every caller field.
         let firsts: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
         if let Some(at) = firsts.iter().position(|n| *n == "x-forwarded-proto") {
