@@ -295,7 +295,7 @@ impl Gateway {
             self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
             return Ok(resp);
         }
-        let (mut upstream_req, tripped) = translate(
+        let (mut up, up_body, tripped) = translate(
             &permit,
             conn,
             caller_head(parts),
@@ -305,10 +305,9 @@ impl Gateway {
             outgoing,
         )?;
         let upstream = trace.span.upstream(route.name());
-        self.telemetry
-            .to_upstream(upstream_req.headers_mut(), &upstream);
+        self.telemetry.to_upstream(&mut *up.head, &upstream);
         let resp = upstream.close_response(
-            self.forward(&route, upstream_req, tripped, in_flight, trace)
+            self.forward(&route, up, up_body, tripped, in_flight, trace)
                 .await,
         )?;
         self.note_access(&permit, observing, trace, parts, &routed, now, &resp);
@@ -471,21 +470,25 @@ impl Gateway {
     async fn forward(
         &self,
         route: &Arc<Route>,
-        upstream_req: Request<ProxyBody>,
+        upstream_req: crate::proxy::Outbound,
+        body: ProxyBody,
         tripped: Tripped,
         in_flight: Option<crate::limits::InFlight>,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let upstream_started = Instant::now();
         // A streamed body (the only kind with a `tripped` flag) is cut when it stalls.
-        let (upstream_req, stalled) = match tripped {
+        let (body, stalled) = match tripped {
             Some(_) => {
-                let (req, stalled) = self.bodies.idle(upstream_req);
-                (req, Some(stalled))
+                let (req, stalled) = self.bodies.idle(Request::new(body));
+                (req.into_body(), Some(stalled))
             }
-            None => (upstream_req, None),
+            None => (body, None),
         };
-        let mut result = route.upstream.send(upstream_req, tripped.as_deref()).await;
+        let mut result = route
+            .upstream
+            .send(upstream_req, body, tripped.as_deref())
+            .await;
         if result.is_err() {
             if let Some(r) = crate::limits::bodies::stalled_refusal(stalled.as_deref()) {
                 result = Err(r);
@@ -836,7 +839,7 @@ fn translate(
     body: &mut RequestBody,
     request_id: &HeaderValue,
     outgoing: Outgoing<'_>,
-) -> Result<(Request<ProxyBody>, Tripped), Refusal> {
+) -> Result<(crate::proxy::Outbound, ProxyBody, Tripped), Refusal> {
     let route = permit.route();
     // The credentials are stripped from the caller's head (API key query parameters live in the
     // URI, Basic and Bearer in Authorization). Every accepted credential strips, not only the one
@@ -846,10 +849,9 @@ fn translate(
             a.strip(&mut head);
         }
     }
-    head.uri = route.upstream.uri_for(&routed.path, &head.uri)?;
-    let headers = &mut head.headers;
-    headers::to_upstream(
-        headers,
+    let uri = route.upstream.uri_for(&routed.path, &head.uri)?;
+    let mut up = headers::to_upstream(
+        head.headers,
         &conn.hop,
         routed.host.as_deref(),
         request_id,
@@ -864,22 +866,25 @@ fn translate(
     if let Some(minted) = outgoing.token() {
         match &route.config.upstream.token_header {
             TokenHeader::Authorization => {
-                headers.insert(http::header::AUTHORIZATION, minted.bearer.clone());
+                up.set(http::header::AUTHORIZATION, minted.bearer.clone());
             }
-            TokenHeader::Named(n) => {
-                headers.insert(n.clone(), minted.bare.clone());
-            }
+            TokenHeader::Named(n) => up.set(n.clone(), minted.bare.clone()),
             TokenHeader::None => {}
         }
     }
     // Only with a vouched-for caller: see `Admission::outgoing`.
     if let Some((name, value)) = outgoing.inject() {
-        headers.insert(name.clone(), value.clone());
+        up.set(name.clone(), value.clone());
     }
     let (body, tripped) = body.take_for_upstream(route.config.max_body);
-    // The caller's head becomes the upstream request's (no second head built, and no empty
-    // header map dropped for it).
-    Ok((Request::from_parts(head, body), tripped))
+    // The caller's fields become the upstream request's as parsed: described, not edited (see
+    // `proxy::headers::UpstreamHead`).
+    let outbound = crate::proxy::Outbound {
+        method: head.method,
+        uri,
+        head: up,
+    };
+    Ok((outbound, body, tripped))
 }
 
 /// A buffered body is signed over a URL built from `Host`: without a usable one there is nothing

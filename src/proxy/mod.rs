@@ -39,6 +39,27 @@ pub enum BuildError {
 
 type PooledClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
+/// A request for the upstream, without its body: the method, the absolute target and the head
+/// as [`headers::to_upstream`] described it (the caller's fields, those withheld, the gateway's).
+#[derive(Debug)]
+pub struct Outbound {
+    pub method: http::Method,
+    pub uri: Uri,
+    /// Boxed: see [`headers::to_upstream`].
+    pub head: Box<headers::UpstreamHead>,
+}
+
+impl Outbound {
+    /// The request for hyper's client (https upstreams): the same fields, in a map.
+    fn into_request(self, body: ProxyBody) -> Request<ProxyBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.headers_mut() = self.head.into_map();
+        req
+    }
+}
+
 /// Upstream connection pools per route: one per data-plane worker (slot 0 for other threads),
 /// built on first use. A pooled connection's task runs on the worker that opened it; keeping each
 /// worker on its own pool keeps a proxied request on one thread (see `transport::workers`).
@@ -290,7 +311,8 @@ impl Upstream {
     /// the flag of a [`crate::body::Limited`] request body: set means the caller sent too much.
     pub async fn send(
         &self,
-        req: Request<ProxyBody>,
+        req: Outbound,
+        body: ProxyBody,
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let result = match &self.h1 {
@@ -298,12 +320,13 @@ impl Upstream {
             // keeps the deadline on the connection's own reused timer (see `pool::Conn`).
             Some(h1) => {
                 let deadline = tokio::time::Instant::now() + self.timeout;
-                h1.send(req, body_tripped.is_none(), deadline)
+                h1.send(&req, body, body_tripped.is_none(), deadline)
                     .await
                     .map_err(Failed::Plain)
             }
             None => {
                 let pool = self.client()?;
+                let req = req.into_request(body);
                 match tokio::time::timeout(self.timeout, pool.client.request(req)).await {
                     Ok(r) => r
                         .map(|mut resp| {

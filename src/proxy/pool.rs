@@ -11,8 +11,9 @@
 //!   upstream; the data plane's runtimes are single-threaded, `transport::workers`). An idle
 //!   connection on which anything became readable (the upstream's close, a reset, stray bytes)
 //!   is dropped instead of used, read from tokio's readiness without a system call;
-//! * the request head is written by [`request::write_head`] (origin form, the pipeline's fields
-//!   in order, no `Host` added), the body with its `Content-Length` or chunked, while the
+//! * the request head is written by [`request::write_head`] (origin form, in one pass from the
+//!   pipeline's description, [`super::headers::UpstreamHead`]: the caller's fields in order
+//!   minus the withheld ones, then the gateway's; no `Host` added), the body with its `Content-Length` or chunked, while the
 //!   response head is read in the same poll ([`exchange`]): an upstream that answers before it
 //!   read the whole body (a 413 of its own) is not waited on; the rest of the body is then not
 //!   sent, and the connection not reused;
@@ -39,7 +40,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{Request, Response, Uri};
+use http::{Response, Uri};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use thread_local::ThreadLocal;
@@ -47,6 +48,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use super::Outbound;
 use crate::body::{BoxError, ProxyBody};
 
 mod body;
@@ -224,6 +226,23 @@ impl H1Pool {
         }
     }
 
+    /// Send a request whose fields all go as they are (the tests' requests).
+    #[cfg(test)]
+    pub async fn send_request(
+        self: &Arc<Self>,
+        req: http::Request<ProxyBody>,
+        in_hand: bool,
+        deadline: Instant,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        let (parts, body) = req.into_parts();
+        let out = Outbound {
+            method: parts.method,
+            uri: parts.uri,
+            head: super::headers::UpstreamHead::verbatim(parts.headers),
+        };
+        self.send(&out, body, in_hand, deadline).await
+    }
+
     /// How many idle connections this thread holds.
     #[cfg(test)]
     pub fn idle_here(&self) -> usize {
@@ -238,21 +257,21 @@ impl H1Pool {
     /// absent), so it may be sent again on a fresh connection.
     pub async fn send(
         self: &Arc<Self>,
-        req: Request<ProxyBody>,
+        req: &Outbound,
+        body: ProxyBody,
         in_hand: bool,
         deadline: Instant,
     ) -> Result<Response<ProxyBody>, Failure> {
-        let (parts, body) = req.into_parts();
         let mut payload = Payload::new(body, in_hand);
-        let plan = payload.plan(&parts);
+        let plan = payload.plan(&req.head);
         if let Some(mut conn) = self.checkout() {
             conn.arm(deadline);
-            match self.exchange(conn, &parts, plan, &mut payload, true).await {
+            match self.exchange(conn, req, plan, &mut payload, true).await {
                 Ok(resp) => return Ok(resp),
                 // The request may have reached the upstream before it closed: sent again only
                 // when repeating it is harmless by its method (RFC 9110 §9.2.2, as nginx's
                 // `proxy_next_upstream` does), and only when its body is in hand.
-                Err(Attempt::Stale(e)) if payload.replayable() && idempotent(&parts.method) => {
+                Err(Attempt::Stale(e)) if payload.replayable() && idempotent(&req.method) => {
                     tracing::debug!(error = %e, "reused upstream connection was closed; sending on a fresh one");
                 }
                 Err(Attempt::Stale(e)) => return Err(Failure::Request(e)),
@@ -265,7 +284,7 @@ impl H1Pool {
             .await
             .map_err(|_| Failure::TimedOut)??;
         conn.arm(deadline);
-        match self.exchange(conn, &parts, plan, &mut payload, false).await {
+        match self.exchange(conn, req, plan, &mut payload, false).await {
             Ok(resp) => Ok(resp),
             Err(Attempt::Stale(e)) => Err(Failure::Request(e)),
             Err(Attempt::Failed(f)) => Err(f),
@@ -277,16 +296,16 @@ impl H1Pool {
     async fn exchange(
         self: &Arc<Self>,
         mut conn: Conn,
-        parts: &http::request::Parts,
+        req: &Outbound,
         plan: request::Plan,
         payload: &mut Payload,
         reused: bool,
     ) -> Result<Response<ProxyBody>, Attempt> {
         let failed = |e: BoxError| Attempt::Failed(Failure::Request(e));
-        let head_request = parts.method == http::Method::HEAD;
+        let head_request = req.method == http::Method::HEAD;
         let mut out = std::mem::take(&mut conn.out);
         out.clear();
-        request::write_head(parts, plan, &mut out);
+        request::write_head(req, plan, &mut out);
         let (first, body) = payload.take();
         let mut sending =
             Sending::new(&mut out, plan, first, body).map_err(|e| failed(send_error(e)))?;

@@ -24,7 +24,7 @@ pub use noop::{start, within, RequestSpan, Stage, Telemetry};
 #[cfg(feature = "otel")]
 pub use otlp::{start, within, RequestSpan, Stage, Telemetry};
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -123,10 +123,30 @@ pub fn parse_traceparent(tp: &str) -> Option<Traceparent<'_>> {
     })
 }
 
+/// Where an upstream request's trace fields are set: the proxy's description of the upstream
+/// head (it edits no map, issue 22), or a map. A trait here, so that this base module needs
+/// nothing of the proxy.
+pub trait TraceFields {
+    /// Drop the field (the caller's, or one set before).
+    fn remove(&mut self, name: &HeaderName);
+    /// Set the field, in place of any other of that name.
+    fn insert(&mut self, name: HeaderName, value: HeaderValue);
+}
+
+impl TraceFields for HeaderMap {
+    fn remove(&mut self, name: &HeaderName) {
+        HeaderMap::remove(self, name);
+    }
+
+    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        HeaderMap::insert(self, name, value);
+    }
+}
+
 /// An untraced request's upstream headers: a trusted caller's `traceparent`/`tracestate` pass
 /// through untouched (the gateway is transparent to its trace); untrusted ones are removed, so
 /// a legacy upstream never sees a trace id the caller picked.
-fn untraced_to_upstream(trust: bool, headers: &mut HeaderMap) {
+fn untraced_to_upstream(trust: bool, headers: &mut impl TraceFields) {
     if !trust {
         headers.remove(&TRACEPARENT);
         headers.remove(&TRACESTATE);

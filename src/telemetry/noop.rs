@@ -56,7 +56,7 @@ impl Telemetry {
         RequestSpan(())
     }
 
-    pub fn to_upstream(&self, headers: &mut HeaderMap, _span: &Stage) {
+    pub fn to_upstream(&self, headers: &mut impl super::TraceFields, _span: &Stage) {
         super::untraced_to_upstream(self.trust, headers);
     }
 

@@ -86,7 +86,7 @@ impl Telemetry {
     /// The upstream's `traceparent`/`tracestate`: the caller's are removed unless trusted (a
     /// legacy upstream must never see a forged one) and, with tracing on, replaced by the
     /// context of `span` (the gateway's upstream span).
-    pub fn to_upstream(&self, headers: &mut HeaderMap, span: &Stage) {
+    pub fn to_upstream(&self, headers: &mut impl super::TraceFields, span: &Stage) {
         let Some(cx) = &span.0 else {
             return super::untraced_to_upstream(self.trust, headers);
         };

@@ -61,6 +61,7 @@ mod untraced;
 mod upgrades;
 mod upstream_answers;
 mod upstream_client;
+mod upstream_head;
 mod upstream_pool;
 mod usage_sources;
 mod workload_api;

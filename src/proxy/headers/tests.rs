@@ -1,10 +1,12 @@
 use super::*;
 
+mod oracle;
+
 /// `to_upstream` with request id `rid`, upstream `up:1`, no authorization stripped, and the
-/// route's strip list `route`.
+/// route's strip list `route`; `h` becomes the map hyper's client would get.
 fn forward(h: &mut HeaderMap, hop: &Hop, host: Option<&str>, route: &StripList) {
-    to_upstream(
-        h,
+    *h = to_upstream(
+        std::mem::take(h),
         hop,
         host,
         &HeaderValue::from_static("rid"),
@@ -13,7 +15,8 @@ fn forward(h: &mut HeaderMap, hop: &Hop, host: Option<&str>, route: &StripList) 
             route,
             authorization: false,
         },
-    );
+    )
+    .into_map();
 }
 
 #[test]

@@ -1,17 +1,19 @@
-//! Writing a request to an upstream: the head as the pipeline built it, and the body with
-//! `Content-Length` or chunked framing.
+//! Writing a request to an upstream: the head as the pipeline described it (written in one pass
+//! from [`UpstreamHead::for_each_field`]: the caller's fields in order minus the withheld ones, then the
+//! gateway's), and the body with `Content-Length` or chunked framing.
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::request::Parts;
 use hyper::body::Body;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, ProxyBody};
+use crate::proxy::headers::UpstreamHead;
+use crate::proxy::Outbound;
 
 /// Body bytes up to this size are copied behind the head (or the previous chunk) so that they
 /// go out in the same write; larger frames are written from their own buffer.
@@ -82,10 +84,10 @@ impl Payload {
         !matches!(self, Payload::Stream { .. })
     }
 
-    /// How the body goes on the wire, from the head's fields and what the body knows of itself
-    /// (hyper's client rules: the pipeline's `Content-Length` is kept, an exact size gets one,
-    /// anything else is chunked).
-    pub fn plan(&self, parts: &Parts) -> Plan {
+    /// How the body goes on the wire, from the fields the upstream receives and what the body
+    /// knows of itself (hyper's client rules: the pipeline's `Content-Length` is kept, an exact
+    /// size gets one, anything else is chunked).
+    pub fn plan(&self, head: &UpstreamHead) -> Plan {
         let exact = match self {
             Payload::Empty => return Plan::None,
             Payload::InHand(b) => Some(b.len() as u64),
@@ -96,16 +98,21 @@ impl Payload {
                 (None, None) => Some(0),
             },
         };
-        if parts.headers.contains_key(TRANSFER_ENCODING) {
-            return Plan::Chunked;
-        }
-        let mut declared = None;
-        for v in parts.headers.get_all(CONTENT_LENGTH) {
-            match super::response::content_length(v.as_bytes()) {
-                Ok(n) if declared.is_none_or(|d| d == n) => declared = Some(n),
-                // Unusable or conflicting (the framing guard refuses those first): chunked.
-                _ => return Plan::Chunked,
+        // One pass over the fields the upstream receives (a scan, no hashing).
+        let (mut declared, mut chunked) = (None, false);
+        head.for_each_field(|name, v| {
+            if name == TRANSFER_ENCODING {
+                chunked = true;
+            } else if name == CONTENT_LENGTH {
+                match super::response::content_length(v.as_bytes()) {
+                    Ok(n) if declared.is_none_or(|d| d == n) => declared = Some(n),
+                    // Unusable or conflicting (the framing guard refuses those first): chunked.
+                    _ => chunked = true,
+                }
             }
+        });
+        if chunked {
+            return Plan::Chunked;
         }
         match declared.or(exact) {
             Some(n) => Plan::Length(n),
@@ -123,31 +130,33 @@ impl Payload {
     }
 }
 
-/// Write the request head to `out`: origin-form target, the fields in the order of the map
-/// (as hyper writes them), no `Host` added, the framing field the plan needs.
-pub fn write_head(parts: &Parts, plan: Plan, out: &mut Vec<u8>) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+/// Write the request head to `out`: origin-form target, the fields in the order of
+/// [`UpstreamHead::fields`] ([`UpstreamHead::for_each_field`]), no `Host` added, the framing field the plan needs.
+pub fn write_head(req: &Outbound, plan: Plan, out: &mut Vec<u8>) {
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(if target.is_empty() {
         b"/"
     } else {
         target.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
+    let mut has_length = false;
+    req.head.for_each_field(|name, value| {
+        has_length |= name == CONTENT_LENGTH;
         // The framing fields are ours to write: the caller's hop-by-hop coding is never
         // forwarded, and a length does not go with a chunked body.
         if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && plan == Plan::Chunked) {
-            continue;
+            return;
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-    }
+    });
     match plan {
-        Plan::Length(n) if !parts.headers.contains_key(CONTENT_LENGTH) => {
+        Plan::Length(n) if !has_length => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(crate::units::decimal(n, &mut [0; 20]));
             out.extend_from_slice(b"\r\n");

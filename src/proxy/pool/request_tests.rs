@@ -5,10 +5,15 @@ use http::Request;
 
 fn head_of(req: Request<ProxyBody>, in_hand: bool) -> (String, Plan) {
     let (parts, body) = req.into_parts();
+    let req = Outbound {
+        method: parts.method,
+        uri: parts.uri,
+        head: UpstreamHead::verbatim(parts.headers),
+    };
     let payload = Payload::new(body, in_hand);
-    let plan = payload.plan(&parts);
+    let plan = payload.plan(&req.head);
     let mut out = Vec::new();
-    write_head(&parts, plan, &mut out);
+    write_head(&req, plan, &mut out);
     (String::from_utf8(out).unwrap(), plan)
 }
 

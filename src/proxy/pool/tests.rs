@@ -2,7 +2,7 @@
 
 use super::*;
 use bytes::Bytes;
-use http::Version;
+use http::{Request, Version};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -104,7 +104,7 @@ async fn sequential_requests_reuse_one_connection_in_origin_form() {
     let p = pool(&up, 8, IDLE_TIMEOUT);
     for i in 0..5 {
         let resp = p
-            .send(get(&format!("{}a/b?q={i}", up.target)), true, soon())
+            .send_request(get(&format!("{}a/b?q={i}", up.target)), true, soon())
             .await
             .unwrap();
         assert_eq!(body(resp).await, "ok");
@@ -132,7 +132,10 @@ async fn an_h2_request_goes_out_as_http_1_1() {
     let p = pool(&up, 8, IDLE_TIMEOUT);
     let mut req = get(&format!("{}v", up.target));
     *req.version_mut() = Version::HTTP_2;
-    assert_eq!(body(p.send(req, true, soon()).await.unwrap()).await, "ok");
+    assert_eq!(
+        body(p.send_request(req, true, soon()).await.unwrap()).await,
+        "ok"
+    );
     assert!(up.heads.lock().unwrap()[0].starts_with("GET /v HTTP/1.1\r\n"));
 }
 
@@ -147,7 +150,7 @@ async fn connection_close_in_any_spelling_is_never_reused() {
         let p = pool(&up, 8, IDLE_TIMEOUT);
         for _ in 0..3 {
             assert_eq!(
-                body(p.send(get("/x"), true, soon()).await.unwrap()).await,
+                body(p.send_request(get("/x"), true, soon()).await.unwrap()).await,
                 "ok"
             );
         }
@@ -160,10 +163,10 @@ async fn connection_close_in_any_spelling_is_never_reused() {
 async fn a_body_dropped_before_its_end_does_not_return_the_connection() {
     let up = raw("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nabc").await;
     let p = pool(&up, 8, IDLE_TIMEOUT);
-    drop(p.send(get("/big"), true, soon()).await.unwrap());
+    drop(p.send_request(get("/big"), true, soon()).await.unwrap());
     assert_eq!(p.idle_here(), 0);
     // The next request gets a new connection, not the half-read one.
-    drop(p.send(get("/big"), true, soon()).await.unwrap());
+    drop(p.send_request(get("/big"), true, soon()).await.unwrap());
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -172,7 +175,10 @@ async fn a_connection_the_upstream_closed_while_idle_is_replaced() {
     let up = raw_with(OK, true).await;
     let p = pool(&up, 8, IDLE_TIMEOUT);
     for i in 0..4 {
-        let resp = p.send(get(&format!("/{i}")), true, soon()).await.unwrap();
+        let resp = p
+            .send_request(get(&format!("/{i}")), true, soon())
+            .await
+            .unwrap();
         assert_eq!(body(resp).await, "ok");
         // The checkout sees the EOF in the socket's readiness and drops the connection; one that
         // races the request is caught by the retry on a fresh connection.
@@ -186,7 +192,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let up = raw(OK).await;
     let p = pool(&up, 8, Duration::from_millis(200));
     assert_eq!(
-        body(p.send(get("/"), true, soon()).await.unwrap()).await,
+        body(p.send_request(get("/"), true, soon()).await.unwrap()).await,
         "ok"
     );
     assert_eq!(up.ended.load(Ordering::SeqCst), 0);
@@ -198,7 +204,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     );
     // And the pool opens a new one.
     assert_eq!(
-        body(p.send(get("/"), true, soon()).await.unwrap()).await,
+        body(p.send_request(get("/"), true, soon()).await.unwrap()).await,
         "ok"
     );
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
@@ -209,7 +215,7 @@ async fn a_connection_in_use_is_not_reaped() {
     // The reaper counts idle time only while the connection sits in the pool.
     let up = raw("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab").await;
     let p = pool(&up, 8, Duration::from_millis(100));
-    let resp = p.send(get("/"), true, soon()).await.unwrap();
+    let resp = p.send_request(get("/"), true, soon()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(up.ended.load(Ordering::SeqCst), 0);
     drop(resp);
@@ -219,7 +225,9 @@ async fn a_connection_in_use_is_not_reaped() {
 async fn at_most_max_idle_connections_wait() {
     let up = raw(OK).await;
     let p = pool(&up, 2, IDLE_TIMEOUT);
-    let sent: Vec<_> = (0..5).map(|_| p.send(get("/"), true, soon())).collect();
+    let sent: Vec<_> = (0..5)
+        .map(|_| p.send_request(get("/"), true, soon()))
+        .collect();
     let resps = futures_util::future::join_all(sent).await;
     for r in resps {
         assert_eq!(body(r.unwrap()).await, "ok");
@@ -239,7 +247,7 @@ async fn a_refused_connect_is_a_connect_failure() {
         HttpConnector::new(),
         format!("http://{addr}/").parse().unwrap(),
     ));
-    let err = p.send(get("/"), true, soon()).await.unwrap_err();
+    let err = p.send_request(get("/"), true, soon()).await.unwrap_err();
     assert!(err.is_connect(), "{:?}", err);
 }
 
@@ -247,7 +255,7 @@ async fn a_refused_connect_is_a_connect_failure() {
 async fn a_garbage_response_is_a_request_failure_and_evicts() {
     let up = raw("NOT HTTP\r\n\r\n").await;
     let p = pool(&up, 8, IDLE_TIMEOUT);
-    let err = p.send(get("/"), true, soon()).await.unwrap_err();
+    let err = p.send_request(get("/"), true, soon()).await.unwrap_err();
     assert!(!err.is_connect());
     assert_eq!(p.idle_here(), 0);
 }
@@ -291,7 +299,7 @@ async fn timed(
     after: Duration,
 ) -> (Duration, Result<Response<ProxyBody>, Failure>) {
     let started = Instant::now();
-    let r = p.send(get(path), true, started + after).await;
+    let r = p.send_request(get(path), true, started + after).await;
     (started.elapsed(), r)
 }
 
@@ -374,14 +382,14 @@ async fn hop_by_hop_fields_of_an_answer_are_removed() {
     )
     .await;
     let p = pool(&up, 8, IDLE_TIMEOUT);
-    let resp = p.send(get("/"), true, soon()).await.unwrap();
+    let resp = p.send_request(get("/"), true, soon()).await.unwrap();
     let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
     assert_eq!(names, ["x-a", "content-length", "x-b"]);
     assert_eq!(body(resp).await, "ok");
 
     let up = raw("HTTP/1.1 200 OK\r\nX-A: 1\r\nServer: s\r\nContent-Length: 2\r\n\r\nok").await;
     let p = pool(&up, 8, IDLE_TIMEOUT);
-    let resp = p.send(get("/"), true, soon()).await.unwrap();
+    let resp = p.send_request(get("/"), true, soon()).await.unwrap();
     let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
     assert_eq!(names, ["x-a", "server", "content-length"]);
 }
