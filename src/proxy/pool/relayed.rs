@@ -93,6 +93,16 @@ impl Relayed {
         })
     }
 
+    /// How many fields are relayed.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether no field is relayed.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
     /// The relayed `Content-Length`, when there is one.
     pub fn content_length(&self) -> Option<u64> {
         self.length
