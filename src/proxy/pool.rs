@@ -334,7 +334,7 @@ impl H1Pool {
         // next request into it (`transport::h1`), and a map grown there costs a rehash (about
         // 0.9k instructions per request when it started empty).
         *resp.headers_mut() = http::HeaderMap::with_capacity(head.fields.len() + 6);
-        resp.extensions_mut().insert(head.fields);
+        head.fields.attach(&mut resp);
         if let Some(reason) = head
             .reason
             .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())

@@ -60,7 +60,7 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
 ) -> io::Result<bool> {
     let (mut parts, body) = resp.into_parts();
     // A proxied answer's own fields, as they arrived; the map holds the gateway's.
-    let relayed = parts.extensions.remove::<Relayed>();
+    let relayed = Relayed::detach(&mut parts.extensions);
     let (framing, close) = head(
         out,
         &parts,
