@@ -48,7 +48,25 @@ impl Relayed {
     pub(super) fn new(head: Bytes, mut spans: Spans) -> Self {
         let name = |s: &Span| head.get(s.0 as usize..s.1 as usize).unwrap_or_default();
         let value = |s: &Span| head.get(s.2 as usize..s.3 as usize).unwrap_or_default();
-        if spans.iter().any(|s| is_hop_by_hop(name(s))) {
+        // The usual answer: no hop-by-hop field, at most one length; one pass, nothing removed.
+        let (mut hop, mut lengths, mut length) = (false, 0u32, None);
+        for s in &spans {
+            let n = name(s);
+            if n == b"content-length" {
+                lengths += 1;
+                length = super::response::content_length(value(s)).ok();
+            } else {
+                hop |= is_hop_by_hop(n);
+            }
+        }
+        if !hop && lengths <= 1 {
+            return Relayed {
+                head,
+                spans,
+                length,
+            };
+        }
+        if hop {
             // Rare: the names the `Connection` fields list, then one pass to drop them all.
             let listed: smallvec::SmallVec<[&[u8]; 4]> = spans
                 .iter()
@@ -65,7 +83,7 @@ impl Relayed {
                 .collect();
             spans = keep;
         }
-        let mut length = None;
+        length = None;
         let mut seen = false;
         spans.retain(|s| {
             if name(s) != b"content-length" {
@@ -167,6 +185,15 @@ impl Relayed {
             SPARE.with(|s| s.set(Some(std::mem::take(ext))));
         }
         Some(relayed)
+    }
+
+    /// Drop the relayed fields a response's extensions hold, keeping the extension set for the
+    /// next [`Relayed::attach`] on this thread when they were all it held.
+    pub fn recycle(ext: &mut Extensions) {
+        if ext.len() == 1 && ext.get::<Relayed>().is_some() {
+            ext.clear();
+            SPARE.with(|s| s.set(Some(std::mem::take(ext))));
+        }
     }
 
     /// Move the relayed fields of `resp`, if any, into its map: for anything that reads or

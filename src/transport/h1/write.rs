@@ -60,15 +60,15 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
 ) -> io::Result<bool> {
     let (mut parts, body) = resp.into_parts();
     // A proxied answer's own fields, as they arrived; the map holds the gateway's.
-    let relayed = Relayed::detach(&mut parts.extensions);
     let (framing, close) = head(
         out,
         &parts,
-        relayed.as_ref(),
+        parts.extensions.get::<Relayed>(),
         body.size_hint().exact(),
         req,
         close,
     );
+    Relayed::recycle(&mut parts.extensions);
     // The emptied map becomes the next request's (a modest one only: a response with hundreds
     // of fields does not pin that much memory for the connection's life).
     let mut headers = parts.headers;
