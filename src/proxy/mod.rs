@@ -6,6 +6,8 @@ pub mod headers;
 mod pool;
 pub mod settings;
 
+pub use pool::Relayed;
+
 use rustls_pki_types::pem::PemObject;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -52,8 +52,11 @@ use super::Outbound;
 use crate::body::{BoxError, ProxyBody};
 
 mod body;
+mod relayed;
 mod request;
 mod response;
+
+pub use relayed::Relayed;
 
 use request::{Payload, SendError, Sending};
 use response::{Framing, Parsed};
@@ -249,8 +252,8 @@ impl H1Pool {
         self.idle.get().map_or(0, |l| lock(l).conns.len())
     }
 
-    /// Send `req` (its URI absolute or origin form) and wait for the response head (its
-    /// hop-by-hop fields removed, [`super::headers::to_caller`]) until
+    /// Send `req` (its URI absolute or origin form) and wait for the response head (its fields,
+    /// hop-by-hop ones removed, in a [`Relayed`] extension; its map empty) until
     /// `deadline` ([`Failure::TimedOut`] then: connecting, a second attempt and the exchange all
     /// count). The response's body puts the connection back into this thread's list when it
     /// ends. `in_hand`: the body is empty or buffered whole (the pipeline's `tripped` flag is
@@ -345,12 +348,12 @@ impl H1Pool {
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
-        *resp.headers_mut() = head.headers;
-        // Filtered for the caller only when the parse saw something to filter (a pass over the
-        // names otherwise: issue 22).
-        if head.hop_by_hop {
-            super::headers::to_caller(resp.headers_mut());
-        }
+        // The answer's fields travel as they arrived (issue 22): the map is the gateway's. Sized
+        // as the answer's map was: the native HTTP/1.1 core empties it and parses the caller's
+        // next request into it (`transport::h1`), and a map grown there costs a rehash (about
+        // 0.9k instructions per request when it started empty).
+        *resp.headers_mut() = http::HeaderMap::with_capacity(head.fields.len() + 6);
+        head.fields.attach(&mut resp);
         if let Some(reason) = head
             .reason
             .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())

@@ -257,7 +257,12 @@ async fn drive_http1<I, H: Handler>(
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let gateway = gateway.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(&info, req.map(CallerBody::Hyper)).await) }
+        async move {
+            let mut resp = gateway.handle(&info, req.map(CallerBody::Hyper)).await;
+            // hyper writes the map: a proxied answer's relayed fields go into it first.
+            crate::proxy::Relayed::materialise(&mut resp);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -304,7 +309,8 @@ async fn drive_http2<I, H: Handler>(
         let act = act.clone();
         async move {
             act.in_flight.fetch_add(1, Ordering::Relaxed);
-            let resp = gateway.handle(&info, req.map(CallerBody::Hyper)).await;
+            let mut resp = gateway.handle(&info, req.map(CallerBody::Hyper)).await;
+            crate::proxy::Relayed::materialise(&mut resp);
             act.in_flight.fetch_sub(1, Ordering::Relaxed);
             act.last_millis.store(
                 u64::try_from(born.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -47,6 +47,7 @@ mod phases;
 mod principals;
 mod proxy;
 mod redis_tls;
+mod relayed_answers;
 mod reload;
 mod shared_state;
 mod shutdown;

@@ -7,7 +7,10 @@
 //! next. An ambiguous answer is a [`Malformed`] failure (502), never a guess.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{StatusCode, Version};
+
+pub use super::relayed::Relayed;
+use super::relayed::Span;
 
 /// The largest response head read (hyper's default buffer limit is of this order).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -40,21 +43,23 @@ pub enum Framing {
 pub struct Head {
     pub status: StatusCode,
     pub version: Version,
-    pub headers: HeaderMap,
+    /// The fields to relay to the caller, as they arrived (hop-by-hop ones, those `Connection`
+    /// lists and a repeated `Content-Length` already left out).
+    pub fields: Relayed,
     /// The reason phrase when it is not the status code's canonical one (hyper keeps it the
     /// same way, so the caller sees what the upstream said).
     pub reason: Option<Bytes>,
     pub framing: Framing,
     /// The upstream may take another request on this connection after this answer.
     pub keep_alive: bool,
-    /// A hop-by-hop field is among the fields: only then is there anything for
-    /// [`crate::proxy::headers::to_caller`] to remove (a `Connection` field is one, so the
-    /// names it lists count too).
-    pub hop_by_hop: bool,
 }
 
 /// What [`parse`] found at the start of the buffer.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a final head (its field spans inline) is matched where it is returned, once per answer; boxing it would cost an allocation per answer to save a copy"
+)]
 pub enum Parsed {
     /// Not a whole head yet.
     Partial,
@@ -71,8 +76,8 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
     // httparse's borrow of the buffer ends: the values share its allocation (as in hyper).
     // Inline room for the usual answer: a zeroed array for all 100 fields cost a 1.6 KB memset
     // per answer (issue 22).
-    let mut spans: smallvec::SmallVec<[Span; 16]> = smallvec::SmallVec::new();
-    let (len, status, version, reason, framing, keep_alive, repeated_length) = {
+    let mut spans: super::relayed::Spans = smallvec::SmallVec::new();
+    let (len, status, version, reason, framing, keep_alive) = {
         // Uninitialised slots: filling 100 empty headers first cost ~450 instructions an answer.
         let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut []);
@@ -115,12 +120,19 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
         let mut fields = Fields::default();
         for h in resp.headers.iter() {
             fields.see(h.name.as_bytes(), h.value)?;
-            let at = |s: &[u8]| u32::try_from((s.as_ptr() as usize).wrapping_sub(base));
-            let (Ok(n), Ok(v)) = (at(h.name.as_bytes()), at(h.value)) else {
+            // Offsets in a head of at most 64 KiB, whose fields end before its last four bytes:
+            // a u16 each (the spans travel with the answer, `Relayed`: smaller is cheaper).
+            let at = |s: &[u8]| {
+                let start = (s.as_ptr() as usize).wrapping_sub(base);
+                Some((
+                    u16::try_from(start).ok()?,
+                    u16::try_from(start + s.len()).ok()?,
+                ))
+            };
+            let (Some((ns, ne)), Some((vs, ve))) = (at(h.name.as_bytes()), at(h.value)) else {
                 return Err(Malformed("response head over 64 KiB"));
             };
-            // Both lengths are under MAX_HEAD_BYTES, which fits a u32.
-            spans.push((n, n + h.name.len() as u32, v, v + h.value.len() as u32));
+            spans.push((ns, ne, vs, ve));
         }
         // httparse takes a bare LF as a line end: the caller's parser might not.
         let head = buf.get(..len).unwrap_or_default();
@@ -136,72 +148,31 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Malformed
             && (version == Version::HTTP_11 || fields.keep_alive)
             && framing != Framing::Close
             && !body_after_204;
-        let repeated_length = fields.lengths > 1;
-        (
-            len,
-            status,
-            version,
-            reason,
-            framing,
-            keep_alive,
-            repeated_length,
-        )
+        (len, status, version, reason, framing, keep_alive)
     };
+    // Names in lower case, as `HeaderName` spelled them when the answer was a map (the caller
+    // sees the same bytes), so that every comparison below is a plain one.
+    for &(ns, ne, ..) in &spans {
+        if let Some(name) = buf.get_mut(ns as usize..ne as usize) {
+            name.make_ascii_lowercase();
+        }
+    }
     let head = buf.split_to(len).freeze();
-    let (headers, hop_by_hop) = header_map(&head, &spans, repeated_length)?;
+    let fields = Relayed::new(head, spans);
     Ok(Parsed::Final(Head {
         status,
         version,
-        headers,
+        fields,
         reason,
         framing,
         keep_alive,
-        hop_by_hop,
     }))
-}
-
-/// Where a field's name and value are in the head: (name start, name end, value start, value
-/// end).
-type Span = (u32, u32, u32, u32);
-
-/// The header map of a parsed head, its values slices of `head`, and whether a field is
-/// hop-by-hop. A repeated `Content-Length` (checked equal) is kept once: the caller gets one
-/// unambiguous length.
-fn header_map(
-    head: &Bytes,
-    spans: &[Span],
-    repeated_length: bool,
-) -> Result<(HeaderMap, bool), Malformed> {
-    // Room for what the gateway adds to the answer (`X-Request-Id`, rate-limit and sunset
-    // fields): growing the map then would rehash it (about 1k instructions per request). The
-    // native HTTP/1.1 core then empties this map and parses the caller's next request into it
-    // (`transport::h1`, reserving that request's fields + 8): a smaller map is grown there.
-    let mut map = HeaderMap::with_capacity(spans.len() + 6);
-    let mut hop_by_hop = false;
-    for &(ns, ne, vs, ve) in spans {
-        let name = head
-            .get(ns as usize..ne as usize)
-            .and_then(|n| HeaderName::from_bytes(n).ok())
-            .ok_or(Malformed("unusable response field name"))?;
-        hop_by_hop |= crate::proxy::headers::is_hop_by_hop(&name);
-        if repeated_length && name == http::header::CONTENT_LENGTH && map.contains_key(&name) {
-            continue;
-        }
-        let value = (ve as usize <= head.len() && vs <= ve)
-            .then(|| head.slice(vs as usize..ve as usize))
-            .and_then(|v| HeaderValue::from_maybe_shared(v).ok())
-            .ok_or(Malformed("unusable response field value"))?;
-        map.append(name, value);
-    }
-    Ok((map, hop_by_hop))
 }
 
 /// What the framing fields of a head said.
 #[derive(Default)]
 struct Fields {
     length: Option<u64>,
-    /// How many `Content-Length` fields (all equal when more than one).
-    lengths: u8,
     /// `Transfer-Encoding` fields seen, and whether the only one is exactly `chunked`.
     codings: u8,
     chunked: bool,
@@ -217,7 +188,6 @@ impl Fields {
                 return Err(Malformed("two different Content-Length values"));
             }
             self.length = Some(n);
-            self.lengths = self.lengths.saturating_add(1);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.codings = self.codings.saturating_add(1);
             self.chunked = self.codings == 1 && value.trim_ascii().eq_ignore_ascii_case(b"chunked");

@@ -20,6 +20,22 @@ fn head(s: &str) -> Head {
     }
 }
 
+/// The relayed fields as the caller would get them without any of the gateway's.
+fn map(h: &Head) -> http::HeaderMap {
+    h.fields.clone().into_map(http::HeaderMap::new())
+}
+
+/// The relayed fields, in order.
+fn fields(h: &Head) -> Vec<(String, String)> {
+    h.fields
+        .iter()
+        .map(|(n, v)| {
+            let s = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+            (s(n), s(v))
+        })
+        .collect()
+}
+
 #[test]
 fn lengths_chunked_and_close_delimited_bodies() {
     assert_eq!(
@@ -43,7 +59,7 @@ fn lengths_chunked_and_close_delimited_bodies() {
     // The same length twice in two fields is one length, kept once.
     let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n");
     assert_eq!(h.framing, Framing::Length(5));
-    assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+    assert_eq!(map(&h).get_all("content-length").iter().count(), 1);
 }
 
 #[test]
@@ -54,7 +70,7 @@ fn no_body_for_head_204_and_304_whatever_the_head_says() {
     };
     assert_eq!(h.framing, Framing::Empty);
     assert!(h.keep_alive);
-    assert_eq!(h.headers["content-length"], "5");
+    assert_eq!(map(&h)["content-length"], "5");
     for s in [
         "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
         "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -226,7 +242,7 @@ fn a_head_split_at_every_byte_parses_the_same() {
                 panic!("cut {cut}")
             };
             assert_eq!(h.framing, Framing::Length(2));
-            assert_eq!(h.headers["x-a"], "b");
+            assert_eq!(map(&h)["x-a"], "b");
             assert_eq!(&b[..], b"ok");
         } else {
             assert!(matches!(first, Parsed::Final(_)), "cut {cut}");
@@ -568,39 +584,38 @@ mod properties {
     }
 }
 
-/// The answer's map, field by field and in order, is what the fields said: names in any case,
-/// repeated names kept in order.
+/// The relayed fields are what the head said, in the order it said them (repeated names where
+/// they were), names in lower case; as a map, repeated names are kept in order.
 #[test]
-fn the_header_map_keeps_every_field_in_order() {
+fn the_fields_are_kept_in_order() {
     let h = head(
         "HTTP/1.1 200 OK\r\nDate: x\r\nX-One: 1\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\
          CONTENT-TYPE: text/plain\r\nVary: a\r\nX-One: 2\r\nContent-Length: 0\r\n\r\n",
     );
-    let got: Vec<(String, String)> = h
-        .headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
-        .collect();
     let want = [
         ("date", "x"),
         ("x-one", "1"),
-        ("x-one", "2"),
         ("set-cookie", "a=1"),
         ("set-cookie", "b=2"),
         ("content-type", "text/plain"),
         ("vary", "a"),
+        ("x-one", "2"),
         ("content-length", "0"),
     ];
-    assert_eq!(
-        got,
-        want.map(|(n, v)| (n.to_string(), v.to_string())).to_vec()
-    );
+    let want = want.map(|(n, v)| (n.to_string(), v.to_string())).to_vec();
+    assert_eq!(fields(&h), want);
+    let got: Vec<(String, String)> = map(&h)
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    let grouped = [0, 1, 6, 2, 3, 4, 5, 7].map(|i| want[i].clone()).to_vec();
+    assert_eq!(got, grouped);
 }
 
-/// Whether the caller's copy of the fields needs filtering: any hop-by-hop field, in any case,
-/// says so (a `Connection` field too, for the names it lists); an answer without one does not.
+/// Hop-by-hop fields, in any case, are never relayed, nor the fields a `Connection` field lists
+/// (in any case, with spaces and empty elements); everything else is.
 #[test]
-fn hop_by_hop_fields_are_noted() {
+fn hop_by_hop_fields_are_left_out() {
     for f in [
         "Connection: x-secret",
         "connection: keep-alive",
@@ -614,11 +629,95 @@ fn hop_by_hop_fields_are_noted() {
         "Transfer-Encoding: chunked",
     ] {
         let h = head(&format!("HTTP/1.1 200 OK\r\nDate: x\r\n{f}\r\n\r\n"));
-        assert!(h.hop_by_hop, "{f}");
+        assert_eq!(fields(&h), [("date".into(), "x".into())], "{f}");
     }
+    let h = head(
+        "HTTP/1.1 200 OK\r\nDate: x\r\nX-Secret: 1\r\nConnection: , X-SECRET ,,x-other\r\n\
+         Server: s\r\nx-other: 2\r\nConnection: content-length\r\nContent-Length: 0\r\n\r\n",
+    );
+    let names: Vec<String> = fields(&h).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["date", "server"]);
+    // The length a `Connection` field named is not the caller's either.
+    assert_eq!(h.fields.content_length(), None);
     let h = head(
         "HTTP/1.1 200 OK\r\nDate: x\r\nServer: s\r\nContent-Type: a/b\r\nX-Secret: 1\r\n\
          Content-Length: 0\r\n\r\n",
     );
-    assert!(!h.hop_by_hop);
+    assert_eq!(fields(&h).len(), 5);
+    assert_eq!(h.fields.content_length(), Some(0));
+}
+
+/// The byte rule for hop-by-hop names is the map's rule, name for name.
+#[test]
+fn hop_by_hop_names_agree_with_the_map_rule() {
+    for n in [
+        "connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "keep-alive",
+        "proxy-connection",
+        "x-secret",
+        "date",
+        "tea",
+    ] {
+        let v = if n == "transfer-encoding" {
+            "chunked"
+        } else {
+            "1"
+        };
+        let h = head(&format!("HTTP/1.1 200 OK\r\nDate: x\r\n{n}: {v}\r\n\r\n"));
+        let relayed = fields(&h).iter().any(|(f, _)| f == n);
+        let name = http::HeaderName::from_bytes(n.as_bytes()).unwrap();
+        assert_eq!(relayed, !crate::proxy::headers::is_hop_by_hop(&name), "{n}");
+    }
+}
+
+/// A gateway field replaces every relayed field of its name, except those the gateway appends
+/// to; the gateway's fields come after the relayed ones.
+#[test]
+fn the_gateway_replaces_or_appends() {
+    let h = head(
+        "HTTP/1.1 200 OK\r\nX-Request-Id: up\r\nRateLimit: up\r\nLink: <up>\r\n\
+         Sunset: up\r\nx-request-id: up2\r\nContent-Length: 0\r\n\r\n",
+    );
+    let mut gw = http::HeaderMap::new();
+    gw.insert("x-request-id", "gw".parse().unwrap());
+    gw.insert("ratelimit", "gw".parse().unwrap());
+    gw.append("link", "<gw>".parse().unwrap());
+    gw.append("sunset", "gw".parse().unwrap());
+    let m = h.fields.clone().into_map(gw);
+    let all = |n: &str| -> Vec<&str> { m.get_all(n).iter().map(|v| v.to_str().unwrap()).collect() };
+    assert_eq!(all("x-request-id"), ["gw"]);
+    assert_eq!(all("ratelimit"), ["gw"]);
+    assert_eq!(all("link"), ["<up>", "<gw>"]);
+    assert_eq!(all("sunset"), ["up", "gw"]);
+    assert_eq!(all("content-length"), ["0"]);
+    // A name the gateway does not set is never replaced, whatever the map holds.
+    assert!(!Relayed::replaced(b"x-other", &m));
+    assert!(!Relayed::replaced(b"x-request-id", &http::HeaderMap::new()));
+}
+
+/// Bytes a `HeaderName` or `HeaderValue` would refuse never get this far: the parse refuses the
+/// head (the relayed fields are copied without building either).
+#[test]
+fn names_and_values_a_map_would_refuse_are_refused() {
+    for bad in [
+        "X-A: a\x00b",
+        "X-A: a\x7fb",
+        "X-A: a\x0bb",
+        "X A: b",
+        ": b",
+        "X-\u{e9}: b",
+        "X-A\x00: b",
+        "X(A): b",
+    ] {
+        let got = parse_str(&format!(
+            "HTTP/1.1 200 OK\r\n{bad}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(got.is_err(), "{bad:?}");
+    }
 }

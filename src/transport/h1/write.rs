@@ -18,6 +18,7 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::body::ProxyBody;
+use crate::proxy::Relayed;
 
 /// The largest response map kept for the next request, in fields.
 const SPARE_MAX_FIELDS: usize = 128;
@@ -57,8 +58,17 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
     close: bool,
     spare: &mut Option<HeaderMap>,
 ) -> io::Result<bool> {
-    let (parts, body) = resp.into_parts();
-    let (framing, close) = head(out, &parts, body.size_hint().exact(), req, close);
+    let (mut parts, body) = resp.into_parts();
+    // A proxied answer's own fields, as they arrived; the map holds the gateway's.
+    let (framing, close) = head(
+        out,
+        &parts,
+        parts.extensions.get::<Relayed>(),
+        body.size_hint().exact(),
+        req,
+        close,
+    );
+    Relayed::recycle(&mut parts.extensions);
     // The emptied map becomes the next request's (a modest one only: a response with hundreds
     // of fields does not pin that much memory for the connection's life).
     let mut headers = parts.headers;
@@ -79,21 +89,25 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
     Ok(close)
 }
 
-/// The status line and fields into `out`; the body's framing and whether the connection ends.
+/// The status line and fields into `out`: the `relayed` fields of a proxied answer (less those
+/// the gateway's map replaces, [`Relayed::replaced`]), then the map's; the body's framing and
+/// whether the connection ends.
 fn head(
     out: &mut Vec<u8>,
     parts: &http::response::Parts,
+    relayed: Option<&Relayed>,
     exact: Option<u64>,
     req: For,
     mut close: bool,
 ) -> (Out, bool) {
     let status = parts.status;
     close |= status == StatusCode::SWITCHING_PROTOCOLS;
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = match parts.headers.get(CONTENT_LENGTH) {
+        Some(v) => std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok()),
+        None => relayed.and_then(Relayed::content_length),
+    };
     let (framing, length) = if status.is_informational() || status == StatusCode::NO_CONTENT {
         (Out::None, None)
     } else if status == StatusCode::NOT_MODIFIED {
@@ -120,6 +134,14 @@ fn head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut dated = false;
+    for (name, value) in relayed.iter().flat_map(|r| r.iter()) {
+        // Hop-by-hop fields were left out when the head was parsed; the length is stated below.
+        if name == b"content-length" || Relayed::replaced(name, &parts.headers) {
+            continue;
+        }
+        dated |= name == b"date";
+        field(out, name, value);
+    }
     for (name, value) in &parts.headers {
         // The framing and the connection's fate are this writer's to state.
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
