@@ -172,12 +172,15 @@ pub fn shared_host(parts: &http::request::Parts) -> Result<Option<Arc<str>>, Ref
     Ok(host_of(parts, header)?.map(Arc::from))
 }
 
+/// A `Host` value, byte for byte, and its canonical host.
+type SeenHost = (Box<[u8]>, Arc<str>);
+
 thread_local! {
     /// The last `Host` value in canonical form that this thread read, byte for byte, and its
     /// host. A worker's requests nearly always name the same host: the next one is a compare
     /// and a reference count, not a check of every byte, an allocation and a copy. One entry,
     /// replaced on a miss: a caller choosing hosts can only make it miss.
-    static LAST_HOST: RefCell<Option<(Box<[u8]>, Arc<str>)>> = const { RefCell::new(None) };
+    static LAST_HOST: RefCell<Option<SeenHost>> = const { RefCell::new(None) };
 }
 
 /// [`canonical_host_port`]'s host, shared, through [`LAST_HOST`].
