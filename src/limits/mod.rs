@@ -295,13 +295,58 @@ fn policy_item(name: &str, q: &Quota) -> String {
 }
 
 /// A `RateLimit` field being written: on the stack (the longest, two items of two `u64`s, is
-/// 111 bytes), then moved once into the `Bytes` behind the header value.
-type Field = smallvec::SmallVec<[u8; 128]>;
+/// 111 bytes), then moved once into the `Bytes` behind the header value. A plain array and a
+/// length, not a `SmallVec`: its `extend_from_slice` (an insert that may spill to the heap) was
+/// half of a limited request's rate check (issue 22).
+struct Field {
+    bytes: [u8; FIELD_ROOM],
+    len: usize,
+    /// A piece did not fit: the field is not sent at all rather than sent cut short (cannot
+    /// happen with the item names of this module; see `FIELD_ROOM`).
+    overflow: bool,
+}
+
+/// Two items of `"identity"`/`"route"` with two 20-digit numbers each, and the separator.
+const FIELD_ROOM: usize = 128;
+
+impl Field {
+    fn new() -> Self {
+        Field {
+            bytes: [0; FIELD_ROOM],
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn put(&mut self, piece: &[u8]) {
+        let end = self.len + piece.len();
+        match self.bytes.get_mut(self.len..end) {
+            Some(to) => {
+                to.copy_from_slice(piece);
+                self.len = end;
+            }
+            None => self.overflow = true,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Field {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
 
 /// The header value of a written field. Owned by its `Bytes` (one allocation, and the copy a
 /// response takes is a reference count): a `String` made into `Bytes` costs a second
 /// allocation when the response clones it (issue 22).
 fn field_value(field: Field) -> Option<HeaderValue> {
+    if field.overflow {
+        return None;
+    }
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(field)).ok()
 }
 
@@ -309,14 +354,14 @@ fn field_value(field: Field) -> Option<HeaderValue> {
 /// `write!` cost a third of a limited request's rate check (issue 22).
 fn push_limit_item(out: &mut Field, name: &str, remaining: u64, reset_ns: u64) {
     if !out.is_empty() {
-        out.extend_from_slice(b", ");
+        out.put(b", ");
     }
-    out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\";r=");
-    out.extend_from_slice(crate::units::decimal(remaining, &mut [0; 20]));
-    out.extend_from_slice(b";t=");
-    out.extend_from_slice(crate::units::decimal(ceil_secs(reset_ns), &mut [0; 20]));
+    out.put(b"\"");
+    out.put(name.as_bytes());
+    out.put(b"\";r=");
+    out.put(crate::units::decimal(remaining, &mut [0; 20]));
+    out.put(b";t=");
+    out.put(crate::units::decimal(ceil_secs(reset_ns), &mut [0; 20]));
 }
 
 /// Now, in nanoseconds since the Unix epoch (0 before it: only a broken clock says so).

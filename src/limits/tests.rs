@@ -284,3 +284,12 @@ fn limit_items_are_written_as_format_would() {
         );
     }
 }
+
+#[test]
+fn a_field_that_does_not_fit_is_not_sent_cut_short() {
+    let mut out = Field::new();
+    push_limit_item(&mut out, &"x".repeat(100), u64::MAX, u64::MAX);
+    // `"`, the name, `";r=`, 20 digits and `;t=` fill the 128 bytes; the seconds do not fit.
+    assert_eq!(out.as_ref().len(), 128);
+    assert!(field_value(out).is_none());
+}

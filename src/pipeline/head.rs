@@ -34,10 +34,31 @@ pub(super) fn request_id(h: &http::HeaderMap) -> HeaderValue {
             *lo = HEX.get(usize::from(byte & 0xf)).copied().unwrap_or(b'0');
         }
     }
-    // Owned by the `Bytes` itself: cloning it for the upstream and the response is a count,
-    // where a copied slice is allocated again (promoted) on its first clone.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
-        .unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(fresh_id(&id)).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Generated ids a shared buffer holds: 32 of 32 bytes, 1 KiB. An id kept (in the audit queue,
+/// say) keeps its buffer, so the buffer stays small.
+const IDS_PER_BUFFER: usize = 32;
+
+thread_local! {
+    /// The worker thread's buffer that generated ids are written into, one after another, each
+    /// split off as its own `Bytes`: one allocation per [`IDS_PER_BUFFER`] ids, not one an id
+    /// (issue 22). The ids share the buffer's reference count, so cloning one for the upstream
+    /// and the response is a count, as it was with an id owning its allocation.
+    static IDS: std::cell::RefCell<bytes::BytesMut> =
+        std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// `id` as a `Bytes` of its own, from the thread's [`IDS`] buffer.
+fn fresh_id(id: &[u8; 32]) -> bytes::Bytes {
+    IDS.with_borrow_mut(|buf| {
+        if buf.capacity() < id.len() {
+            *buf = bytes::BytesMut::with_capacity(id.len() * IDS_PER_BUFFER);
+        }
+        buf.extend_from_slice(id);
+        buf.split().freeze()
+    })
 }
 
 /// Framing stage: a request whose length could be read two ways is refused and the connection
@@ -121,4 +142,45 @@ pub(super) fn check_body_limit(parts: &Parts, body_limit: u64) -> Result<(), Ref
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Generated ids share a buffer per thread: each stays what it was when made, however many
+    /// follow it (several buffers' worth), and no two are equal.
+    #[test]
+    fn generated_ids_are_distinct_and_never_overwritten() {
+        let none = http::HeaderMap::new();
+        let ids: Vec<(HeaderValue, String)> = (0..IDS_PER_BUFFER * 5 + 3)
+            .map(|_| {
+                let v = request_id(&none);
+                let copy = v.to_str().unwrap().to_owned();
+                (v, copy)
+            })
+            .collect();
+        for (v, copy) in &ids {
+            assert_eq!(v.to_str().unwrap(), copy);
+            assert_eq!(copy.len(), 32);
+            assert!(copy
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        }
+        let distinct: std::collections::HashSet<&str> =
+            ids.iter().map(|(_, c)| c.as_str()).collect();
+        assert_eq!(distinct.len(), ids.len());
+        // A caller's well-formed id is kept; a malformed one or two ids are replaced.
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            &headers::X_REQUEST_ID,
+            HeaderValue::from_static("abc-1.2:3_x"),
+        );
+        assert_eq!(request_id(&h), "abc-1.2:3_x");
+        h.insert(&headers::X_REQUEST_ID, HeaderValue::from_static("a b"));
+        assert_eq!(request_id(&h).len(), 32);
+        h.insert(&headers::X_REQUEST_ID, HeaderValue::from_static("abc"));
+        h.append(&headers::X_REQUEST_ID, HeaderValue::from_static("abc"));
+        assert_eq!(request_id(&h).len(), 32);
+    }
 }

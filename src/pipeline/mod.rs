@@ -809,7 +809,7 @@ struct Routed {
     match_path: crate::routing::canonical::Text,
     /// The match path case-folded for a `case_insensitive` route, when that changed it.
     folded: Option<String>,
-    host: Option<String>,
+    host: Option<Arc<str>>,
 }
 
 impl Routed {

@@ -13,6 +13,7 @@
 )]
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use http::request::Parts;
 use http::Method;
@@ -81,8 +82,9 @@ pub struct CanonicalRequest {
     pub match_path: Text,
     /// Whether some segment carries `;params` (then `match_path != path`).
     pub has_params: bool,
-    /// The request's host ([`canonical_host`]), when it names one.
-    pub host: Option<String>,
+    /// The request's host ([`canonical_host`]), when it names one. Shared: the usual request's
+    /// comes from a memo ([`super::shared_host`]).
+    pub host: Option<Arc<str>>,
 }
 
 impl CanonicalRequest {
@@ -108,16 +110,16 @@ impl CanonicalRequest {
             (Cow::Borrowed(p), Some(pq)) if std::ptr::eq(p, pq.path()) => Text::Shared(pq.clone()),
             (c, _) => Text::Owned(c.into_owned()),
         };
-        let host = super::request_host(parts)?;
+        let host = super::shared_host(parts)?;
         Ok(Self::of_text(path, host))
     }
 
     /// The view of an already normalized path.
     pub fn from_canonical(path: String, host: Option<String>) -> Self {
-        Self::of_text(Text::Owned(path), host)
+        Self::of_text(Text::Owned(path), host.map(Arc::from))
     }
 
-    fn of_text(path: Text, host: Option<String>) -> Self {
+    fn of_text(path: Text, host: Option<Arc<str>>) -> Self {
         // Without `;params` the match path is the path itself (shared when the path is).
         let match_path = match strip_params(&path) {
             Cow::Borrowed(_) => path.clone(),

@@ -7,6 +7,7 @@ pub mod canonical;
 pub mod path;
 pub mod settings;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
@@ -149,6 +150,12 @@ pub fn prefix_matches_case(prefix: &str, path: &str, case_insensitive: bool) -> 
 /// `Host` header. Two different answers, several `Host` headers, or a malformed host are refused
 /// as ambiguous. No other header (`X-Forwarded-Host`, …) is ever read for routing.
 pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refusal> {
+    shared_host(parts).map(|h| h.as_deref().map(str::to_owned))
+}
+
+/// [`request_host`], shared: the host of the usual request comes from a one-entry memo of the
+/// worker thread, without copying or checking the name again (issue 22).
+pub fn shared_host(parts: &http::request::Parts) -> Result<Option<Arc<str>>, Refusal> {
     let mut hosts = parts.headers.get_all(http::header::HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
@@ -158,11 +165,36 @@ pub fn request_host(parts: &http::request::Parts) -> Result<Option<String>, Refu
     // the full reading below would answer is that host itself (a property test compares the
     // two), without parsing an authority and copying the name twice (issue 22).
     if parts.uri.authority().is_none() {
-        if let Some(h) = header.and_then(|v| canonical_host_port(v.as_bytes())) {
-            return Ok(Some(h.to_owned()));
+        if let Some(h) = header.and_then(|v| memo_host(v.as_bytes())) {
+            return Ok(Some(h));
         }
     }
-    host_of(parts, header)
+    Ok(host_of(parts, header)?.map(Arc::from))
+}
+
+/// A `Host` value, byte for byte, and its canonical host.
+type SeenHost = (Box<[u8]>, Arc<str>);
+
+thread_local! {
+    /// The last `Host` value in canonical form that this thread read, byte for byte, and its
+    /// host. A worker's requests nearly always name the same host: the next one is a compare
+    /// and a reference count, not a check of every byte, an allocation and a copy. One entry,
+    /// replaced on a miss: a caller choosing hosts can only make it miss.
+    static LAST_HOST: RefCell<Option<SeenHost>> = const { RefCell::new(None) };
+}
+
+/// [`canonical_host_port`]'s host, shared, through [`LAST_HOST`].
+fn memo_host(v: &[u8]) -> Option<Arc<str>> {
+    LAST_HOST.with_borrow_mut(|last| {
+        if let Some((raw, host)) = last.as_ref() {
+            if **raw == *v {
+                return Some(host.clone());
+            }
+        }
+        let host: Arc<str> = Arc::from(canonical_host_port(v)?);
+        *last = Some((Box::from(v), host.clone()));
+        Some(host)
+    })
 }
 
 /// The host of a `Host` value that is `host` or `host:port` with the host already in the form

@@ -175,6 +175,57 @@ fn canonical_host_fast_path_hostile_twins() {
     assert!(request_host(&parts).is_err());
 }
 
+/// The worker's one-entry `Host` memo answers only for the very bytes it saw: another spelling
+/// of the same host, a port, a second `Host` or an absolute-form target naming another host are
+/// each read (and refused) as without it.
+#[test]
+fn host_memo_hostile_twins() {
+    let shared = |v: &[u8]| shared_host(&with_host(v).unwrap()).map_err(|r| r.code);
+    let first = shared(b"api.example").unwrap().unwrap();
+    let again = shared(b"api.example").unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the second read is the memo's");
+    // Twins right after the memo holds `api.example`: each is the full reading's answer.
+    for twin in [
+        &b"API.example"[..],
+        b"api.example.",
+        b"api.example:8080",
+        b"api.example:",
+        b"api.exampl",
+        b"api.example:99999",
+        b"user@api.example",
+        b"api.example/x",
+    ] {
+        assert!(shared(b"api.example").is_ok());
+        fast_agrees(twin).unwrap();
+        let parts = with_host(twin).unwrap();
+        let full = host_of(&parts, parts.headers.get(http::header::HOST)).map_err(|r| r.code);
+        let got = shared(twin).map(|h| h.as_deref().map(str::to_owned));
+        assert_eq!(got, full, "{}", String::from_utf8_lossy(twin));
+    }
+    assert_eq!(
+        &*shared(b"api.example:8080").unwrap().unwrap(),
+        "api.example"
+    );
+    assert_eq!(
+        &*shared(b"api.example:8080").unwrap().unwrap(),
+        "api.example"
+    );
+    // Two `Host` fields, the memo holding their value: refused.
+    let mut parts = with_host(b"api.example").unwrap();
+    parts
+        .headers
+        .append(http::header::HOST, HeaderValue::from_static("api.example"));
+    assert!(shared_host(&parts).is_err());
+    // An absolute-form target naming another host: refused, the memo holding `Host`'s value.
+    let mut parts = with_host(b"api.example").unwrap();
+    parts.uri = "http://other.example/x".parse().unwrap();
+    assert!(shared_host(&parts).is_err());
+    // No `Host` on HTTP/1.1: refused, whatever the memo holds.
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.uri = "/x".parse().unwrap();
+    assert!(shared_host(&parts).is_err());
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
     #[test]

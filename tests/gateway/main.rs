@@ -33,6 +33,7 @@ mod jwt_svid_flight;
 mod ldap;
 mod legacy;
 mod lineage;
+mod memos;
 mod metric_labels;
 mod metrics_exported;
 mod migration;

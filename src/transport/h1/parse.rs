@@ -203,9 +203,8 @@ fn fields(
     let (mut lengths, mut codings, mut hosts) = (0u32, 0u32, 0u32);
     let (mut length, mut chunked) = (0u64, false);
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
-    for h in raw {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("malformed field name"))?;
+    for (at, h) in raw.iter().enumerate() {
+        let name = field_name(at, h.name.as_bytes())?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
             .map_err(|_| bad("malformed field value"))?;
         if name == CONTENT_LENGTH {
@@ -254,6 +253,64 @@ fn fields(
         close,
         keep_alive,
         expect_continue,
+    })
+}
+
+/// Field names remembered per position in the head (the first [`MEMO_FIELDS`] fields).
+const MEMO_FIELDS: usize = 16;
+
+/// Longer names are not remembered (a name's bytes are kept in the slot itself).
+const MEMO_NAME_MAX: usize = 48;
+
+/// One remembered name: the bytes as sent (any case) and the `HeaderName` they gave.
+struct NameSlot {
+    raw: [u8; MEMO_NAME_MAX],
+    len: usize,
+    name: Option<HeaderName>,
+}
+
+thread_local! {
+    /// The field names of the last heads this worker thread read, by position. A client sends
+    /// its fields in the same order, with the same spelling, request after request: the name
+    /// at a position is then one compare and a copy (a reference count for a custom name),
+    /// not the standard-name lookup and, for a custom name, a new allocation (issue 22). Only
+    /// names are kept, never values (which carry credentials). A slot answers only for the
+    /// very bytes it holds; any other spelling is read afresh and replaces it.
+    static NAMES: std::cell::RefCell<[NameSlot; MEMO_FIELDS]> = const {
+        std::cell::RefCell::new(
+            [const {
+                NameSlot {
+                    raw: [0; MEMO_NAME_MAX],
+                    len: 0,
+                    name: None,
+                }
+            }; MEMO_FIELDS],
+        )
+    };
+}
+
+/// The name of the field at position `at` of the head, through [`NAMES`].
+fn field_name(at: usize, raw: &[u8]) -> Result<HeaderName, Refusal> {
+    let parse = |raw: &[u8]| HeaderName::from_bytes(raw).map_err(|_| bad("malformed field name"));
+    if raw.len() > MEMO_NAME_MAX || at >= MEMO_FIELDS {
+        return parse(raw);
+    }
+    NAMES.with_borrow_mut(|slots| {
+        let Some(slot) = slots.get_mut(at) else {
+            return parse(raw);
+        };
+        if let (Some(name), Some(held)) = (&slot.name, slot.raw.get(..slot.len)) {
+            if held == raw {
+                return Ok(name.clone());
+            }
+        }
+        let name = parse(raw)?;
+        if let Some(to) = slot.raw.get_mut(..raw.len()) {
+            to.copy_from_slice(raw);
+            slot.len = raw.len();
+            slot.name = Some(name.clone());
+        }
+        Ok(name)
     })
 }
 

@@ -78,6 +78,85 @@ fn the_request_target_form_fits_the_method() {
 }
 
 /// The decoder's verdict on a whole body: data and `Some(true)` ended, `Some(false)` refused.
+/// The head parsed, with its fields' names as the parser gave them.
+fn names(raw: &[u8]) -> Result<Vec<(String, String)>, u16> {
+    let mut buf = BytesMut::from(raw);
+    match parse::parse(&mut buf, &mut parse::Scan::default(), LIMITS, &mut None) {
+        Ok(Some(head)) => Ok(head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect()),
+        Ok(None) => Err(0),
+        Err(r) => Err(r.code.status().as_u16()),
+    }
+}
+
+/// The worker's per-position memo of field names answers only for the very bytes it holds:
+/// every other spelling at that position (case, a standard name where a custom one was, a
+/// malformed one) reads as without it, and the framing rules see each name for what it is.
+#[test]
+fn remembered_field_names_hostile_twins() {
+    let head = |fields: &str| format!("POST / HTTP/1.1\r\n{fields}\r\n").into_bytes();
+    let want = |pairs: &[(&str, &str)]| -> Result<Vec<(String, String)>, u16> {
+        Ok(pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect())
+    };
+    // Twice the same head: the second reads its names from the memo, the same names.
+    for _ in 0..2 {
+        assert_eq!(
+            names(&head("Host: a\r\nX-API-Key: k\r\nContent-Length: 0\r\n")),
+            want(&[("host", "a"), ("x-api-key", "k"), ("content-length", "0")])
+        );
+    }
+    // Other spellings at the same positions.
+    assert_eq!(
+        names(&head("host: a\r\nx-api-KEY: k\r\ncontent-length: 0\r\n")),
+        want(&[("host", "a"), ("x-api-key", "k"), ("content-length", "0")])
+    );
+    // Where `X-API-Key` was remembered, a second `Content-Length`: refused as duplicate.
+    assert_eq!(
+        status(&head(
+            "Host: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"
+        )),
+        400
+    );
+    assert_eq!(
+        status(&head(
+            "Host: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n"
+        )),
+        400
+    );
+    // A prefix, an extension and a malformed twin of a remembered name.
+    assert_eq!(
+        names(&head("Host: a\r\nX-API-Ke: k\r\nContent-Length: 0\r\n")),
+        want(&[("host", "a"), ("x-api-ke", "k"), ("content-length", "0")])
+    );
+    assert_eq!(
+        names(&head("Host: a\r\nX-API-Keys: k\r\nContent-Length: 0\r\n")),
+        want(&[("host", "a"), ("x-api-keys", "k"), ("content-length", "0")])
+    );
+    assert_eq!(status(&head("Host: a\r\nX-API\x01Key: k\r\n")), 400);
+    assert_eq!(status(&head("Host: a\r\nX-API-Key : k\r\n")), 400);
+    // No `Host` where it was remembered: refused.
+    assert_eq!(status(&head("Hos: a\r\n")), 400);
+    // Names longer than a slot, and fields past the remembered positions, read as ever.
+    let long = "X-".to_owned() + &"a".repeat(100);
+    let mut many = String::from("Host: a\r\n");
+    for i in 0..20 {
+        many += &format!("X-F{i}: v\r\n");
+    }
+    many += &format!("{long}: v\r\n");
+    for _ in 0..2 {
+        let got = names(&head(&many)).unwrap();
+        assert_eq!(got.len(), 22);
+        assert_eq!(got[20].0, "x-f19");
+        assert_eq!(got[21].0, long.to_ascii_lowercase());
+    }
+}
+
 fn decode(body: &[u8]) -> (Vec<u8>, Option<bool>) {
     request_chunked(body, &[])
 }
