@@ -310,6 +310,15 @@ pub struct UpstreamHead {
 }
 
 impl UpstreamHead {
+    /// The caller's map, emptied, for the answer's own fields: the map then goes round, request
+    /// to answer to the connection's next request, without a table allocated and freed for each
+    /// (issue 22). Only once the head was written: the fields are gone after this.
+    pub fn take_emptied(&mut self) -> HeaderMap {
+        let mut map = std::mem::take(&mut self.caller);
+        map.clear();
+        map
+    }
+
     /// The caller's fields forwarded as they are (nothing withheld, nothing added).
     pub fn verbatim(caller: HeaderMap) -> Box<UpstreamHead> {
         Box::new(UpstreamHead {

@@ -313,7 +313,7 @@ impl Upstream {
     /// the flag of a [`crate::body::Limited`] request body: set means the caller sent too much.
     pub async fn send(
         &self,
-        req: Outbound,
+        mut req: Outbound,
         body: ProxyBody,
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<ProxyBody>, Refusal> {
@@ -322,7 +322,7 @@ impl Upstream {
             // keeps the deadline on the connection's own reused timer (see `pool::Conn`).
             Some(h1) => {
                 let deadline = tokio::time::Instant::now() + self.timeout;
-                h1.send(&req, body, body_tripped.is_none(), deadline)
+                h1.send(&mut req, body, body_tripped.is_none(), deadline)
                     .await
                     .map_err(Failed::Plain)
             }

@@ -187,6 +187,20 @@ impl Conn {
     }
 }
 
+/// `resp` with the request's emptied map in place of the empty, unallocated one it came with
+/// (any field in that one moved over): the map goes round instead of being dropped after the
+/// head was written while the answer allocates another (issue 22).
+fn with_map(mut resp: Response<ProxyBody>, req: &mut Outbound) -> Response<ProxyBody> {
+    let map = req.head.take_emptied();
+    let fresh = std::mem::replace(resp.headers_mut(), map);
+    for (name, value) in fresh {
+        if let Some(name) = name {
+            resp.headers_mut().append(name, value);
+        }
+    }
+    resp
+}
+
 /// Methods whose repetition has the effect of one request (RFC 9110 §9.2.2).
 fn idempotent(m: &http::Method) -> bool {
     use http::Method;
@@ -243,7 +257,8 @@ impl H1Pool {
             uri: parts.uri,
             head: super::headers::UpstreamHead::verbatim(parts.headers),
         };
-        self.send(&out, body, in_hand, deadline).await
+        let mut out = out;
+        self.send(&mut out, body, in_hand, deadline).await
     }
 
     /// How many idle connections this thread holds.
@@ -260,7 +275,7 @@ impl H1Pool {
     /// absent), so it may be sent again on a fresh connection.
     pub async fn send(
         self: &Arc<Self>,
-        req: &Outbound,
+        req: &mut Outbound,
         body: ProxyBody,
         in_hand: bool,
         deadline: Instant,
@@ -270,7 +285,7 @@ impl H1Pool {
         if let Some(mut conn) = self.checkout() {
             conn.arm(deadline);
             match self.exchange(conn, req, plan, &mut payload, true).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return Ok(with_map(resp, req)),
                 // The request may have reached the upstream before it closed: sent again only
                 // when repeating it is harmless by its method (RFC 9110 §9.2.2, as nginx's
                 // `proxy_next_upstream` does), and only when its body is in hand.
@@ -288,7 +303,7 @@ impl H1Pool {
             .map_err(|_| Failure::TimedOut)??;
         conn.arm(deadline);
         match self.exchange(conn, req, plan, &mut payload, false).await {
-            Ok(resp) => Ok(resp),
+            Ok(resp) => Ok(with_map(resp, req)),
             Err(Attempt::Stale(e)) => Err(Failure::Request(e)),
             Err(Attempt::Failed(f)) => Err(f),
         }
@@ -348,11 +363,10 @@ impl H1Pool {
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
-        // The answer's fields travel as they arrived (issue 22): the map is the gateway's. Sized
-        // as the answer's map was: the native HTTP/1.1 core empties it and parses the caller's
-        // next request into it (`transport::h1`), and a map grown there costs a rehash (about
-        // 0.9k instructions per request when it started empty).
-        *resp.headers_mut() = http::HeaderMap::with_capacity(head.fields.len() + 6);
+        // The answer's fields travel as they arrived (issue 22): the map is the gateway's, and
+        // `send` gives it the request's emptied one (`with_map`), not a new one: the native
+        // HTTP/1.1 core empties it in turn and parses the caller's next request into it
+        // (`transport::h1`), so one table goes round with the connection.
         head.fields.attach(&mut resp);
         if let Some(reason) = head
             .reason

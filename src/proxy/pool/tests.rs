@@ -397,3 +397,32 @@ async fn hop_by_hop_fields_of_an_answer_are_removed() {
     let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
     assert_eq!(names, ["x-a", "server", "content-length"]);
 }
+
+/// The answer's map is the request's, emptied (`with_map`): none of the caller's fields (its
+/// `Authorization` here) come back to it in the answer, on a fresh connection or a reused one,
+/// whatever engine writes the answer (the map is read directly and after `materialise`).
+#[tokio::test]
+async fn the_request_map_the_answer_reuses_holds_none_of_the_callers_fields() {
+    let up = raw("HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok").await;
+    let p = pool(&up, 8, IDLE_TIMEOUT);
+    for _ in 0..2 {
+        let mut req = get("/");
+        req.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Basic c2VjcmV0"),
+        );
+        req.headers_mut()
+            .insert("x-caller", http::HeaderValue::from_static("mine"));
+        let mut resp = p.send_request(req, true, soon()).await.unwrap();
+        assert!(resp.headers().is_empty(), "{:?}", resp.headers());
+        crate::proxy::Relayed::materialise(&mut resp);
+        let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-a", "content-length"]);
+        assert_eq!(body(resp).await, "ok");
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "the second went on the same connection"
+    );
+}
