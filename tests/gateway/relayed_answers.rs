@@ -74,17 +74,8 @@ async fn upstream() -> String {
 
 async fn serve(mut s: TcpStream) {
     let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(k) => got.extend_from_slice(&chunk[..k]),
-            }
-        }
-        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&got[..end]).into_owned();
-        got.drain(..end);
+    while let Some(head) = next_head(&mut s, &mut got).await {
+        let head = String::from_utf8_lossy(&head).into_owned();
         if s.write_all(reply(head.lines().next().unwrap_or_default()))
             .await
             .is_err()

@@ -667,3 +667,21 @@ pub async fn scrape(gw: &portcullis::server::Running) -> String {
         .await
         .unwrap()
 }
+
+/// The next request head (up to its blank line, no body) off `s`, with `got` holding what was
+/// read past it; `None` once the peer closes. For raw test upstreams that answer head by head.
+pub async fn next_head(
+    s: &mut (impl tokio::io::AsyncRead + Unpin),
+    got: &mut Vec<u8>,
+) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(got.drain(..at + 4).collect());
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => got.extend_from_slice(&chunk[..k]),
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::support::*;
@@ -22,16 +22,7 @@ type Heads = Arc<Mutex<Vec<String>>>;
 /// Read request heads (no bodies) off `s` and answer each with [`OK`], recording the heads.
 async fn serve(mut s: impl AsyncRead + AsyncWrite + Unpin, heads: Heads) {
     let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(k) => got.extend_from_slice(&chunk[..k]),
-            }
-        }
-        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head: Vec<u8> = got.drain(..end).collect();
+    while let Some(head) = next_head(&mut s, &mut got).await {
         heads
             .lock()
             .unwrap()
