@@ -14,17 +14,23 @@ use smallvec::SmallVec;
 
 use crate::conn::Hop;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies must not forward.
-const HOP_BY_HOP: &[HeaderName] = &[
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-];
-const HOP_BY_HOP_EXTRA: &[&str] = &["keep-alive", "proxy-connection"];
+/// Whether a lower-case field name is hop-by-hop (RFC 9110 §7.6.1), or one of the legacy ones
+/// proxies must not forward either: the one list, for `HeaderName`s ([`is_hop_by_hop`]) and for
+/// the relayed answer's raw names (`proxy::pool::Relayed`).
+pub(crate) fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"connection"
+            | b"te"
+            | b"trailer"
+            | b"transfer-encoding"
+            | b"upgrade"
+            | b"proxy-authorization"
+            | b"proxy-authenticate"
+            | b"keep-alive"
+            | b"proxy-connection"
+    )
+}
 
 /// Defines [`IDENTITY_NAMES`] and `is_listed_name` from one list: membership is one `match`
 /// (compiled to a switch on the length, then a comparison or two), not a scan of 32 names.
@@ -190,8 +196,7 @@ pub struct Strip<'a> {
 /// Headers the gateway itself sets or that carry framing: config may not name them as the place
 /// for a minted token or an injected credential.
 pub fn is_reserved(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-        || HOP_BY_HOP_EXTRA.contains(&name.as_str())
+    is_hop_by_hop(name)
         || is_identity_claim(name)
         || [
             header::HOST,
@@ -219,7 +224,7 @@ fn connection_tokens(h: &HeaderMap) -> Vec<HeaderName> {
 
 /// Whether `name` is a hop-by-hop header (without those a `Connection` field may list).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || HOP_BY_HOP_EXTRA.contains(&name.as_str())
+    is_hop_by_hop_name(name.as_str().as_bytes())
 }
 
 /// What [`remove_where`] saw of the list headers the gateway appends to: whether the caller's

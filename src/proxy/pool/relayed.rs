@@ -56,7 +56,7 @@ impl Relayed {
                 lengths += 1;
                 length = super::response::content_length(value(s)).ok();
             } else {
-                hop |= is_hop_by_hop(n);
+                hop |= crate::proxy::headers::is_hop_by_hop_name(n);
             }
         }
         if !hop && lengths <= 1 {
@@ -79,7 +79,7 @@ impl Relayed {
             let keep: Spans = spans
                 .iter()
                 .copied()
-                .filter(|s| !is_hop_by_hop(name(s)) && !listed(name(s)))
+                .filter(|s| !crate::proxy::headers::is_hop_by_hop_name(name(s)) && !listed(name(s)))
                 .collect();
             spans = keep;
         }
@@ -211,21 +211,4 @@ thread_local! {
     /// an extension set allocates its map and table on its first insertion, and a data-plane
     /// worker relays one answer after another (issue 22: about 0.4k instructions per request).
     static SPARE: Cell<Option<Extensions>> = const { Cell::new(None) };
-}
-
-/// Whether a lower-case field name is hop-by-hop (`proxy::headers::is_hop_by_hop` for a name
-/// that is not a `HeaderName`).
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"connection"
-            | b"te"
-            | b"trailer"
-            | b"transfer-encoding"
-            | b"upgrade"
-            | b"proxy-authorization"
-            | b"proxy-authenticate"
-            | b"keep-alive"
-            | b"proxy-connection"
-    )
 }
