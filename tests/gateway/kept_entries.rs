@@ -90,12 +90,19 @@ async fn kept_decisions_and_tokens_answer_only_their_own_caller() {
         let r = send(name, key).await.unwrap();
         assert_eq!(r.status().as_u16(), *want, "turn {i}");
         let Some(sub) = sub else {
-            assert_eq!(up.count(), before, "turn {i}: a refused caller reached the upstream");
+            assert_eq!(
+                up.count(),
+                before,
+                "turn {i}: a refused caller reached the upstream"
+            );
             continue;
         };
         assert_eq!(up.count(), before + 1, "turn {i}");
         let seen = up.last();
-        assert!(seen.headers.get("x-api-key").is_none(), "turn {i}: key forwarded");
+        assert!(
+            seen.headers.get("x-api-key").is_none(),
+            "turn {i}: key forwarded"
+        );
         let (token, claims) = minted_claims(&up);
         assert_eq!(claims["sub"], *sub, "turn {i}: {claims}");
         assert_eq!(claims["aud"], "partners", "turn {i}: {claims}");
@@ -125,7 +132,11 @@ async fn kept_decisions_and_tokens_answer_only_their_own_caller() {
     ]
     .iter()
     .map(|(p, d)| {
-        let p = if p.is_empty() { Value::Null } else { Value::from(*p) };
+        let p = if p.is_empty() {
+            Value::Null
+        } else {
+            Value::from(*p)
+        };
         (p, Value::from(*d))
     })
     .collect();
