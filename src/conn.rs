@@ -145,6 +145,65 @@ pub fn set_worker_index(i: usize) {
     WORKER.with(|c| c.set(i));
 }
 
+/// Slots of a [`PerWorker`]: one per data-plane worker up to 64 (slot 0 for other threads), as
+/// `proxy`'s upstream pools; workers past that share a slot, which stays correct (a slot is
+/// locked), only slower.
+const WORKER_SLOTS: usize = 65;
+
+/// One value per data-plane worker: the last entry a shared cache handed out on this thread, so
+/// that a worker serving the same caller again checks that entry in full instead of hashing the
+/// caller's key to find it again (issue 22). What is kept is only ever a copy of what the cache
+/// itself holds; its owner compares every field of the key before using it, exactly as a hit in
+/// the cache does, and invalidates it the way it invalidates the cache.
+pub struct PerWorker<T> {
+    slots: Box<[Slot<T>]>,
+}
+
+/// A slot on its own cache line: workers writing their slots do not contend for one line.
+#[repr(align(64))]
+struct Slot<T>(Mutex<Option<T>>);
+
+impl<T> PerWorker<T> {
+    /// Every slot empty.
+    pub fn new() -> Self {
+        PerWorker {
+            slots: (0..WORKER_SLOTS).map(|_| Slot(Mutex::new(None))).collect(),
+        }
+    }
+
+    fn slot(&self) -> Option<&Mutex<Option<T>>> {
+        self.slots.get(worker_index() % WORKER_SLOTS).map(|s| &s.0)
+    }
+
+    /// `f` of this worker's value, when there is one.
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> Option<R>) -> Option<R> {
+        let guard = self.slot()?.lock().ok()?;
+        f(guard.as_ref()?)
+    }
+
+    /// Keep `value` as this worker's, replacing what it kept.
+    pub fn keep(&self, value: T) {
+        let old = match self.slot().map(Mutex::lock) {
+            Some(Ok(mut guard)) => guard.replace(value),
+            _ => None,
+        };
+        // Dropped once the slot is free again.
+        drop(old);
+    }
+}
+
+impl<T> Default for PerWorker<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for PerWorker<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PerWorker")
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -347,7 +347,7 @@ impl TokenExchange {
             HeaderValue::from_static("no-store"),
         );
         h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
-        Ok((resp, cred, m.jti.clone()))
+        Ok((resp, std::sync::Arc::unwrap_or_clone(cred), m.jti.clone()))
     }
 }
 

@@ -156,7 +156,7 @@ pub async fn authenticate_attributed(
         };
         match outcome {
             Outcome::NotPresent => continue,
-            Outcome::Authenticated(c) => return Ok(Caller::Authenticated(c)),
+            Outcome::Authenticated(c) => return Ok(Caller::Authenticated(Arc::new(c))),
             Outcome::Rejected(refusal) => {
                 return Err(Failure {
                     credential: Some(a.name().clone()),

@@ -28,3 +28,25 @@ fn leaf_thumbprint_is_of_the_first_certificate() {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest([1u8, 2, 3]));
     assert_eq!(leaf_thumbprint(&[leaf, other]), Some(want));
 }
+
+#[test]
+fn per_worker_slots_are_the_workers_own() {
+    let slots = std::sync::Arc::new(PerWorker::<u32>::new());
+    assert_eq!(slots.read(|v| Some(*v)), None);
+    slots.keep(7);
+    assert_eq!(slots.read(|v| Some(*v)), Some(7));
+    assert_eq!(slots.read(|v| (*v == 8).then_some(*v)), None);
+    // Another worker sees its own slot, not this thread's (slot 0 here).
+    let other = slots.clone();
+    std::thread::spawn(move || {
+        set_worker_index(3);
+        assert_eq!(other.read(|v| Some(*v)), None);
+        other.keep(9);
+        assert_eq!(other.read(|v| Some(*v)), Some(9));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(slots.read(|v| Some(*v)), Some(7));
+    slots.keep(8);
+    assert_eq!(slots.read(|v| Some(*v)), Some(8));
+}

@@ -64,12 +64,22 @@ pub struct Credential {
 pub enum Caller {
     /// The route accepts no credentials (an explicit pass-through route).
     Anonymous,
-    Authenticated(Credential),
+    /// Shared rather than copied: the request's trace holds it too, for the audit line, which
+    /// takes it back without a copy once the permit that carried it is gone (issue 22).
+    Authenticated(Arc<Credential>),
 }
 
 impl Caller {
     /// The credential, if any.
     pub fn credential(&self) -> Option<&Credential> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Authenticated(c) => Some(c.as_ref()),
+        }
+    }
+
+    /// The credential as shared, if any.
+    pub fn shared(&self) -> Option<&Arc<Credential>> {
         match self {
             Caller::Anonymous => None,
             Caller::Authenticated(c) => Some(c),

@@ -807,7 +807,7 @@ fn admission_relaxes_only_listed_credentials_once_started() {
     use crate::problem::Refusal;
     let plan = good();
     let cred = |name: &str, kind: Kind| {
-        Ok(Caller::Authenticated(Credential {
+        Ok(Caller::Authenticated(std::sync::Arc::new(Credential {
             name: name.into(),
             kind,
             identity: "spiffe://corp.example/x".into(),
@@ -815,7 +815,7 @@ fn admission_relaxes_only_listed_credentials_once_started() {
             groups: Vec::new(),
             jti: None,
             lineage: None,
-        }))
+        })))
     };
     let failed = |name: Option<&str>, code: Code| {
         Err(Failure {
@@ -917,9 +917,14 @@ fn grace_holds_for_the_named_principal_until_its_date() {
         }),
     };
     let decide = |c: Credential, when: SystemTime| {
-        Admission::decide(Some(&plan), true, Ok(Caller::Authenticated(c)), when)
-            .map(|(_, a)| a)
-            .unwrap()
+        Admission::decide(
+            Some(&plan),
+            true,
+            Ok(Caller::Authenticated(std::sync::Arc::new(c))),
+            when,
+        )
+        .map(|(_, a)| a)
+        .unwrap()
     };
     let during = at("2027-03-19", 86_399);
     let after = at("2027-03-20", 0);

@@ -200,7 +200,7 @@ pub async fn vet_forwarded(
         let by = match authn::authenticate_attributed(rest, req, conn, now, body).await {
             Ok(Caller::Authenticated(cred)) => {
                 admit(&cred)?;
-                cred.name
+                cred.name.clone()
             }
             // No further credential present.
             Ok(Caller::Anonymous)

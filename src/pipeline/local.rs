@@ -67,7 +67,7 @@ impl<'a> LocalRequest<'a> {
 
     /// Who the endpoint answered, and the token it issued, for the audit line.
     pub fn answered(&mut self, caller: Credential, jti: Arc<str>) {
-        self.trace.caller = Some(caller);
+        self.trace.caller = Some(Arc::new(caller));
         self.trace.jti = Some(jti);
     }
 }

@@ -93,7 +93,7 @@ struct Trace {
     request_id: HeaderValue,
     route: Option<Arc<Route>>,
     decision: Decision,
-    caller: Option<identity::Credential>,
+    caller: Option<Arc<identity::Credential>>,
     upstream_status: Option<u16>,
     jti: Option<Arc<str>>,
     /// `RateLimit-Policy`/`RateLimit` for the response on a rate-limited route.
@@ -253,7 +253,7 @@ impl Gateway {
             // No span: awaited as it is, not copied into the span's wrapper first (issue 22).
             authenticating.await?
         };
-        trace.caller = caller.credential().cloned();
+        trace.caller = caller.shared().cloned();
         if let Some(cred) = caller.credential() {
             crate::state::admit(&*self.state, cred)?;
             self.record_use(&route, cred, plan.as_deref(), conn, &parts.headers, now);
@@ -693,7 +693,9 @@ impl Gateway {
                 .with(&[label_route])
                 .observe(elapsed),
         }
-        let (credential, principal, identity) = match trace.caller.take() {
+        // The permit is gone by now, so this takes the credential back without a copy.
+        let (credential, principal, identity) = match trace.caller.take().map(Arc::unwrap_or_clone)
+        {
             Some(c) => (Some(c.name), c.principal, Some(c.identity)),
             None => (None, None, None),
         };

@@ -5,16 +5,18 @@
 //!
 //! Sharded: the request is hashed once (keyed SipHash over the fields that set callers apart),
 //! the hash picks the shard and is the map key, and the full request is compared on a hit. A hit
-//! takes one shard read lock. Bounded: a full shard first drops tokens past their refresh point,
-//! then the oldest.
+//! takes one shard read lock. In front of the shards, each data-plane worker keeps the last entry
+//! they gave it (`conn::PerWorker`): the next request of the same caller on that worker is
+//! compared with it in full and served without hashing or a shard lock. Bounded: a full shard
+//! first drops tokens past their refresh point, then the oldest.
 //!
 //! Revocation: [`TokenCache::evict_identity`] and friends remove tokens; an eviction epoch makes a
-//! mint that was in flight during an eviction skip its insert, so an evicted caller's token is
-//! never handed out again.
+//! mint that was in flight during an eviction skip its insert, and a worker's kept entry from
+//! before it unusable, so an evicted caller's token is never handed out again.
 
 use std::collections::hash_map::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use super::mint::{Issuer, IssuerError, Legacy, LineageRef, MintRequest, Minted};
@@ -120,9 +122,18 @@ struct Entry {
     refresh_at: SystemTime,
 }
 
+impl Entry {
+    /// Whether the token may still be handed out: before its refresh point and signed by the
+    /// current key.
+    fn usable(&self, kid: &str, now: SystemTime) -> bool {
+        now < self.refresh_at && *self.minted.kid == *kid
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shard {
-    map: PreHashedMap<Vec<Entry>>,
+    /// Shared with the workers' [`TokenCache::last`] slots.
+    map: PreHashedMap<Vec<Arc<Entry>>>,
     len: usize,
 }
 
@@ -130,7 +141,7 @@ impl Shard {
     fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) -> usize {
         let before = self.len;
         self.map.retain(|_, bucket| {
-            bucket.retain(&mut keep);
+            bucket.retain(|e| keep(e));
             !bucket.is_empty()
         });
         self.len = self.map.values().map(Vec::len).sum();
@@ -185,8 +196,14 @@ pub struct TokenCache {
     shards: Box<[RwLock<Shard>]>,
     per_shard: usize,
     hasher: RandomState,
-    /// Bumped by every eviction; an insert whose mint started before the bump is dropped.
+    /// Bumped by every eviction, before and after it removes: an insert whose mint started
+    /// before the first bump is dropped, and a worker's `last` entry kept before the second is
+    /// not handed out again.
     epoch: AtomicU64,
+    /// Per worker, the last entry the shards gave it and the epoch before that look-up: a
+    /// worker serving the same caller again compares the request in full (as a hit in a shard
+    /// does) without hashing it and locking a shard first (issue 22).
+    last: crate::conn::PerWorker<(u64, Arc<Entry>)>,
 }
 
 impl Default for TokenCache {
@@ -211,6 +228,7 @@ impl TokenCache {
             per_shard: (capacity / shards).max(1),
             hasher: RandomState::new(),
             epoch: AtomicU64::new(0),
+            last: crate::conn::PerWorker::new(),
         }
     }
 
@@ -250,9 +268,27 @@ impl TokenCache {
     }
 
     fn lookup(&self, hash: u64, r: &MintRequest<'_>, kid: &str, now: SystemTime) -> Option<Minted> {
+        self.find(hash, r, kid, now).map(|e| e.minted.clone())
+    }
+
+    fn find(
+        &self,
+        hash: u64,
+        r: &MintRequest<'_>,
+        kid: &str,
+        now: SystemTime,
+    ) -> Option<Arc<Entry>> {
         let shard = self.shard(hash)?.read().ok()?;
         let e = shard.map.get(&hash)?.iter().find(|e| e.key.matches(r))?;
-        (now < e.refresh_at && *e.minted.kid == *kid).then(|| e.minted.clone())
+        e.usable(kid, now).then(|| e.clone())
+    }
+
+    /// This worker's last entry, if it is for `r`, still usable and no eviction came since.
+    fn last_for(&self, r: &MintRequest<'_>, kid: &str, now: SystemTime) -> Option<Minted> {
+        self.last.read(|(epoch, e)| {
+            (*epoch == self.epoch.load(Ordering::Acquire) && e.key.matches(r) && e.usable(kid, now))
+                .then(|| e.minted.clone())
+        })
     }
 
     /// A cached token for `r`, if one is still fresh at `now` and signed by the key `kid`.
@@ -274,11 +310,11 @@ impl TokenCache {
         if self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        let entry = Entry {
+        let entry = Arc::new(Entry {
             key: Key::new(r),
             minted: minted.clone(),
             refresh_at,
-        };
+        });
         if let Some(e) = shard
             .map
             .get_mut(&hash)
@@ -301,16 +337,25 @@ impl TokenCache {
         now: SystemTime,
         metrics: &Metrics,
     ) -> Result<Issued, IssuerError> {
-        let hash = self.hash(r);
         let kid = issuer.keys().current().signer().kid().clone();
-        if let Some(minted) = self.lookup(hash, r, &kid, now) {
+        let hit = |minted| {
             metrics.token_cache_hits_total.inc();
-            return Ok(Issued {
+            Ok(Issued {
                 minted,
                 from_cache: true,
-            });
+            })
+        };
+        if let Some(minted) = self.last_for(r, &kid, now) {
+            return hit(minted);
         }
+        // Read before the look-up: an eviction after it invalidates what is kept below.
         let epoch = self.epoch.load(Ordering::Acquire);
+        let hash = self.hash(r);
+        if let Some(e) = self.find(hash, r, &kid, now) {
+            let minted = e.minted.clone();
+            self.last.keep((epoch, e));
+            return hit(minted);
+        }
         let minted = issuer.mint(r, now)?;
         metrics.tokens_minted_total.inc();
         self.insert(hash, r, &minted, epoch);
@@ -323,11 +368,16 @@ impl TokenCache {
     /// Remove every token matching `pred`; returns how many.
     fn evict(&self, pred: impl Fn(&Entry) -> bool) -> usize {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.shards
+        let removed = self
+            .shards
             .iter()
             .filter_map(|s| s.write().ok())
             .map(|mut s| s.retain(|e| !pred(e)))
-            .sum()
+            .sum();
+        // Again once removed: a worker that found an entry while this ran kept it under an
+        // epoch it can no longer match (see `last_for`).
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        removed
     }
 
     /// Revocation of an identity: none of its tokens is handed out again.

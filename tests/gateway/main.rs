@@ -30,6 +30,7 @@ mod identity;
 mod insight;
 mod issuer;
 mod jwt_svid_flight;
+mod kept_entries;
 mod ldap;
 mod legacy;
 mod lineage;

@@ -39,23 +39,48 @@ impl<S, V: Clone> Memo<S, V> {
         matches: impl Fn(&S) -> bool,
         make: impl FnOnce() -> Result<(S, V), E>,
     ) -> Result<V, E> {
+        self.find_or(key, matches, make, |_, v| v.clone())
+    }
+
+    /// [`Memo::get_or`], with a copy of the stored form too (for a [`crate::conn::PerWorker`]
+    /// memo in front of this one).
+    pub(super) fn get_or_stored<K: Hash + ?Sized, E>(
+        &self,
+        key: &K,
+        matches: impl Fn(&S) -> bool,
+        make: impl FnOnce() -> Result<(S, V), E>,
+    ) -> Result<(S, V), E>
+    where
+        S: Clone,
+    {
+        self.find_or(key, matches, make, |s, v| (s.clone(), v.clone()))
+    }
+
+    fn find_or<K: Hash + ?Sized, E, R>(
+        &self,
+        key: &K,
+        matches: impl Fn(&S) -> bool,
+        make: impl FnOnce() -> Result<(S, V), E>,
+        out: impl Fn(&S, &V) -> R,
+    ) -> Result<R, E> {
         // The key is a tuple of a dozen fields: one batched SipHash `write`, the same value.
         let h = crate::prehash::hash_one(&self.hasher, key);
         if let Ok(map) = self.map.read() {
             if let Some((s, v)) = map.get(&h) {
                 if matches(s) {
-                    return Ok(v.clone());
+                    return Ok(out(s, v));
                 }
             }
         }
         let (s, v) = make()?;
+        let made = out(&s, &v);
         if let Ok(mut map) = self.map.write() {
             if map.len() >= CAPACITY {
                 map.clear();
             }
-            map.insert(h, (s, v.clone()));
+            map.insert(h, (s, v));
         }
-        Ok(v)
+        Ok(made)
     }
 
     /// Entries held.

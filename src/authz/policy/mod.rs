@@ -306,6 +306,7 @@ impl Model {
         Sliced {
             by_method,
             decisions: memo::Memo::new(),
+            last: crate::conn::PerWorker::new(),
         }
     }
 
@@ -343,7 +344,11 @@ struct Sliced {
     /// Indexed like [`Model::methods`].
     by_method: Vec<Slice>,
     /// Decisions of cacheable slices, by (method, caller, context except `time`).
-    decisions: memo::Memo<DecisionKey, Arc<Decision>>,
+    decisions: memo::Memo<Arc<DecisionKey>, Arc<Decision>>,
+    /// Per worker, the last decision `decisions` gave it: a worker serving the same caller again
+    /// compares the key in full (as a hit in `decisions` does) without hashing it first. Part of
+    /// this policy version: a reload builds a new `Sliced`, so it never outlives its policies.
+    last: crate::conn::PerWorker<(Arc<DecisionKey>, Arc<Decision>)>,
 }
 
 /// The policies that can apply to one method.
@@ -398,8 +403,13 @@ impl Sliced {
             return Arc::new(evaluate().unwrap_or_else(|d| d));
         };
         let (key, matches) = Self::key(m, a);
-        self.decisions
-            .get_or(&key, matches, || {
+        if let Some(d) = self.last.read(|(k, d)| matches(k).then(|| d.clone())) {
+            return d;
+        }
+        let found = self.decisions.get_or_stored(
+            &key,
+            |k| matches(k),
+            || {
                 let (_, hour, weekday) = clock_fields(a.now);
                 let stored = DecisionKey {
                     method: m,
@@ -409,9 +419,16 @@ impl Sliced {
                     weekday,
                     phase: a.phase.to_owned(),
                 };
-                evaluate().map(|d| (stored, Arc::new(d)))
-            })
-            .unwrap_or_else(Arc::new)
+                evaluate().map(|d| (Arc::new(stored), Arc::new(d)))
+            },
+        );
+        match found {
+            Ok((k, d)) => {
+                self.last.keep((k, d.clone()));
+                d
+            }
+            Err(d) => Arc::new(d),
+        }
     }
 
     /// The lookup key (borrowed: no allocation) and the check of a stored key against it.

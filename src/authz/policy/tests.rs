@@ -1019,3 +1019,67 @@ fn cached_decisions_follow_every_context_input_they_depend_on() {
     .eval(&r)
     .allowed());
 }
+
+#[test]
+fn a_workers_last_decision_answers_only_the_same_key() {
+    // Every input of the key decides here, so a twin that differs in one of them and is handed
+    // the kept decision of the caller before it would be allowed wrongly.
+    let (_d, p, _) = file_policy(
+        r#"permit (principal, action == Action::"GET", resource) when {
+  principal.id == "spiffe://corp.example/a" && principal.kind == "ldap" &&
+  principal.credential == "racf" && principal.principal == "gwuser" &&
+  principal.groups.contains("G") && context.source_ip.isInRange(ip("10.20.0.0/16")) &&
+  context.phase == "bridge" && context.hour == 10
+};"#,
+        None,
+    );
+    let mut a = cred(Kind::Ldap, "spiffe://corp.example/a");
+    a.groups = vec!["G".into()];
+    let twin = |f: &dyn Fn(&mut Credential)| {
+        let mut c = a.clone();
+        f(&mut c);
+        c
+    };
+    let creds = [
+        twin(&|c| c.identity = "spiffe://corp.example/A".into()),
+        twin(&|c| c.identity = "spiffe://corp.example/a/".into()),
+        twin(&|c| c.identity = "spiffe://corp.example/%61".into()),
+        twin(&|c| c.kind = Kind::Mtls),
+        twin(&|c| c.name = Arc::from("racf2")),
+        twin(&|c| c.principal = Some("GWUSER".into())),
+        twin(&|c| c.principal = None),
+        twin(&|c| c.groups = vec!["g".into()]),
+        twin(&|c| c.groups = Vec::new()),
+    ];
+    let mut twins: Vec<Req<'_>> = creds.iter().map(Req::new).collect();
+    twins.push(Req {
+        method: Method::POST,
+        ..Req::new(&a)
+    });
+    twins.push(Req {
+        ip: "10.30.1.2",
+        ..Req::new(&a)
+    });
+    twins.push(Req {
+        phase: "enforce",
+        ..Req::new(&a)
+    });
+    twins.push(Req {
+        at: MONDAY_10H + 3_600,
+        ..Req::new(&a)
+    });
+    for t in &twins {
+        // The original first, twice: the second answer comes from this thread's kept entry.
+        assert!(p.evaluate(&Req::new(&a).access()).allowed());
+        assert!(p.evaluate(&Req::new(&a).access()).allowed());
+        let v = p.evaluate(&t.access());
+        assert!(!v.allowed(), "{:?} {} {}: {v:?}", t.cred, t.method, t.ip);
+        assert_eq!(v, p.evaluate_uncached(&t.access()));
+        // And the other way round: the twin kept, the original asked.
+        assert!(!p.evaluate(&t.access()).allowed());
+        assert!(p.evaluate(&Req::new(&a).access()).allowed());
+    }
+    // A superset of the groups is another key with its own (here the same) answer.
+    let more = twin(&|c| c.groups = vec!["G".into(), "H".into()]);
+    assert!(Req::new(&more).eval(&p).allowed());
+}
