@@ -132,7 +132,7 @@ pub(super) async fn serve<S, H>(
         // several KiB, and each move of it by value is a memcpy of all of it (measured: about
         // 12k instructions per request when it was passed by value).
         let handling = std::pin::pin!(gateway.handle(&info, req));
-        let Some(resp) = unless_gone(&conn, handling).await else {
+        let Some((resp, mut relayed)) = unless_gone(&conn, handling).await else {
             return abandon(&conn);
         };
         close |= draining
@@ -154,6 +154,7 @@ pub(super) async fn serve<S, H>(
             &mut writer,
             &mut out,
             resp,
+            &mut relayed,
             req_for,
             close,
             &mut spare
@@ -295,9 +296,17 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
         version: Version::HTTP_11,
         head_method: false,
     };
-    if write::response(&mut Writer(conn), out, resp, req, true, &mut None)
-        .await
-        .is_ok()
+    if write::response(
+        &mut Writer(conn),
+        out,
+        resp,
+        &mut None,
+        req,
+        true,
+        &mut None,
+    )
+    .await
+    .is_ok()
     {
         finish(conn).await;
     } else {

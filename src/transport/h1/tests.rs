@@ -389,7 +389,17 @@ mod driver {
     struct Answer;
 
     impl Handler for Answer {
-        async fn handle(&self, _conn: &ConnInfo, req: Request<CallerBody>) -> Response<ProxyBody> {
+        async fn handle(
+            &self,
+            _conn: &ConnInfo,
+            req: Request<CallerBody>,
+        ) -> crate::transport::Answer {
+            (Answer::answer(req).await, None)
+        }
+    }
+
+    impl Answer {
+        async fn answer(req: Request<CallerBody>) -> Response<ProxyBody> {
             let (parts, body) = req.into_parts();
             let stream = |items: Vec<Result<&'static str, &'static str>>| {
                 let frames = futures_util::stream::iter(items.into_iter().map(|r| {
@@ -794,6 +804,7 @@ mod bounded {
                 &mut wire,
                 &mut out,
                 Response::new(body),
+                &mut None,
                 req,
                 false,
                 &mut None,
@@ -838,7 +849,16 @@ mod bounded {
             version: http::Version::HTTP_11,
             head_method: false,
         };
-        let got = write::response(&mut wire, &mut Vec::new(), resp, req, false, &mut None).await;
+        let got = write::response(
+            &mut wire,
+            &mut Vec::new(),
+            resp,
+            &mut None,
+            req,
+            false,
+            &mut None,
+        )
+        .await;
         assert!(got.is_err());
         assert!(
             !String::from_utf8_lossy(&wire).contains("evil"),

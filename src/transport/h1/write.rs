@@ -47,28 +47,31 @@ enum Out {
     UntilClose,
 }
 
-/// Write `resp`. `close`: the connection ends after it (`Connection: close` is sent); the
-/// returned value is whether it must end (also when only the close can delimit the body). An
-/// error means the response was cut short: the caller drops the connection.
+/// Write `resp`, after the fields `relayed` beside it (a proxied answer's own, as they arrived;
+/// the map holds the gateway's). `close`: the connection ends after it (`Connection: close` is
+/// sent); the returned value is whether it must end (also when only the close can delimit the
+/// body). An error means the response was cut short: the caller drops the connection.
 pub(super) async fn response<W: AsyncWrite + Unpin>(
     w: &mut W,
     out: &mut Vec<u8>,
     resp: Response<ProxyBody>,
+    relayed: &mut Option<Relayed>,
     req: For,
     close: bool,
     spare: &mut Option<HeaderMap>,
 ) -> io::Result<bool> {
-    let (mut parts, body) = resp.into_parts();
-    // A proxied answer's own fields, as they arrived; the map holds the gateway's.
+    let (parts, body) = resp.into_parts();
     let (framing, close) = head(
         out,
         &parts,
-        parts.extensions.get::<Relayed>(),
+        relayed.as_ref(),
         body.size_hint().exact(),
         req,
         close,
     );
-    Relayed::recycle(&mut parts.extensions);
+    // Dropped in place once copied (by reference: a move would copy it whole): the upstream
+    // head's bytes are not held while the body streams.
+    *relayed = None;
     // The emptied map becomes the next request's (a modest one only: a response with hundreds
     // of fields does not pin that much memory for the connection's life).
     let mut headers = parts.headers;
