@@ -179,7 +179,9 @@ async fn serve_connection<H: Handler>(
     let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
     match tls {
         None => {
-            let info = Arc::new(ConnInfo::new(peer, local, None, flag.clone()));
+            let mut info = ConnInfo::new(peer, local, None, flag.clone());
+            info.framing_checked = native(settings);
+            let info = Arc::new(info);
             let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
             http1(guarded, info, settings, gateway, shutdown).await;
         }
@@ -215,7 +217,9 @@ async fn serve_connection<H: Handler>(
                     .unwrap_or_default(),
             };
             let h2 = tls_info.h2;
-            let info = Arc::new(ConnInfo::new(peer, local, Some(tls_info), flag.clone()));
+            let mut info = ConnInfo::new(peer, local, Some(tls_info), flag.clone());
+            info.framing_checked = !h2 && native(settings);
+            let info = Arc::new(info);
             if h2 {
                 drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
             } else {
@@ -224,6 +228,12 @@ async fn serve_connection<H: Handler>(
             }
         }
     }
+}
+
+/// Whether HTTP/1.1 requests are parsed by the native core (`h1::parse`), which refuses every
+/// framing `pipeline::head::check_framing` refuses before any stage runs.
+fn native(settings: &Listen) -> bool {
+    settings.http1_engine == settings::Http1Engine::Native
 }
 
 /// HTTP/1.1 on the engine `[listen] http1_engine` names.
