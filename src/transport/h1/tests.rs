@@ -867,3 +867,61 @@ mod bounded {
         );
     }
 }
+
+/// The connection's shutdown watch (`Watch`): polled once it is registered, and only the
+/// channel's change makes it look again; the change wakes the connection's task, and the
+/// sender's end counts as shutdown, as `stopped` has it.
+mod shutdown_watch {
+    use std::time::Duration;
+
+    use super::super::Watch;
+
+    /// Wait on a watch as the connection does, in a task of its own; what `stopping` says after.
+    fn waiting(rx: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<(bool, bool)> {
+        tokio::spawn(async move {
+            let mut shutdown = rx.clone();
+            let mut watch = Watch {
+                seen: rx,
+                armed: false,
+            };
+            let before = watch.stopping();
+            let stop = tokio::task::unconstrained(async move {
+                crate::transport::stopped(&mut shutdown).await;
+            });
+            tokio::pin!(stop);
+            std::future::poll_fn(|cx| watch.poll(&mut stop, cx)).await;
+            (before, watch.stopping())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_wakes_the_waiting_connection() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = waiting(rx);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!task.is_finished());
+        tx.send(true).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(got.unwrap().unwrap(), (false, true));
+    }
+
+    #[tokio::test]
+    async fn the_senders_end_counts_as_shutdown() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = waiting(rx);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(tx);
+        let got = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(got.unwrap().unwrap(), (false, true));
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_before_the_connection_began_is_seen_at_once() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tx.send(true).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting(rx.clone())).await;
+        // `has_changed` of a receiver cloned after the send says no: the value is read too.
+        assert_eq!(got.unwrap().unwrap(), (true, true));
+        drop(tx);
+    }
+}
