@@ -142,10 +142,7 @@ pub(super) async fn serve<S, H>(
         let Some((resp, mut relayed)) = unless_gone(&conn, handling).await else {
             return abandon(&conn);
         };
-        close |= draining
-            || watch.stopping()
-            || wants_close(resp.headers())
-            || info.ambiguous_framing.load(Ordering::Acquire);
+        close |= draining || watch.stopping() || info.ambiguous_framing.load(Ordering::Acquire);
         close |= !body_done(&conn);
         // A `100 Continue` the body began to write is finished first: the final response must
         // not land in the middle of it.
@@ -312,12 +309,6 @@ impl Watch {
     fn stopping(&self) -> bool {
         self.seen.has_changed().is_err() || *self.seen.borrow()
     }
-}
-
-fn wants_close(h: &http::HeaderMap) -> bool {
-    h.get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| parse::has_token(v.as_bytes(), b"close"))
 }
 
 /// Answer a head that could not be taken (400, 408, 431) and close.

@@ -925,3 +925,82 @@ mod shutdown_watch {
         drop(tx);
     }
 }
+
+/// The writer reads the map's framing fields in the pass that writes the others: the first
+/// `Content-Length` states the length, a `Connection` listing `close` (in any case, anywhere in
+/// a list, in any of several fields) ends the connection, and its look-alikes do not.
+mod framing_fields {
+    use bytes::Bytes;
+    use http::Response;
+
+    use super::super::write::{self, For};
+    use crate::body::full;
+
+    /// The head written for a 2-byte body with `fields` in the map, and whether the connection
+    /// must end.
+    async fn written(fields: &[(&str, &str)]) -> (String, bool) {
+        let mut resp = Response::new(full(Bytes::from_static(b"ok")));
+        for (n, v) in fields {
+            resp.headers_mut().append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let req = For {
+            version: http::Version::HTTP_11,
+            head_method: true,
+        };
+        let mut wire: Vec<u8> = Vec::new();
+        let close = write::response(
+            &mut wire,
+            &mut Vec::new(),
+            resp,
+            &mut None,
+            req,
+            false,
+            &mut None,
+        )
+        .await
+        .unwrap();
+        (String::from_utf8(wire).unwrap(), close)
+    }
+
+    #[tokio::test]
+    async fn a_connection_close_in_the_map_ends_the_connection() {
+        for v in [
+            vec![("connection", "close")],
+            vec![("connection", "Close")],
+            vec![("connection", "keep-alive, close")],
+            vec![("connection", "keep-alive"), ("connection", " CLOSE ")],
+        ] {
+            let (head, close) = written(&v).await;
+            assert!(close, "{v:?}");
+            assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+            assert_eq!(head.matches("connection:").count(), 1, "{head}");
+        }
+        for v in [
+            vec![],
+            vec![("connection", "closed")],
+            vec![("connection", "keep-alive")],
+            vec![("x-connection", "close")],
+        ] {
+            let (head, close) = written(&v).await;
+            assert!(!close, "{v:?}");
+            assert!(!head.contains("\r\nconnection:"), "{head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_maps_first_length_is_stated_once() {
+        let (head, _) = written(&[("content-length", "7"), ("content-length", "9")]).await;
+        assert!(head.contains("\r\ncontent-length: 7\r\n"), "{head}");
+        assert_eq!(head.matches("content-length:").count(), 1, "{head}");
+        // A `Transfer-Encoding` the map holds is never written: the framing is the writer's.
+        let (head, _) = written(&[("transfer-encoding", "chunked"), ("x-a", "1")]).await;
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert!(
+            head.contains("\r\nx-a: 1\r\ncontent-length: 2\r\n"),
+            "{head}"
+        );
+    }
+}
