@@ -25,6 +25,10 @@ pub struct ConnInfo {
     /// Set by the HTTP/1.1 framing guard (`transport::framing`) when a request head on this
     /// connection could be framed two ways.
     pub ambiguous_framing: Arc<AtomicBool>,
+    /// Every request head on this connection was parsed by the native HTTP/1.1 core, which
+    /// refuses each framing the pipeline's framing stage refuses (`transport::h1::parse`): that
+    /// stage then has only `ambiguous_framing` left to look at.
+    pub framing_checked: bool,
     /// The client chain's last validation (`kind = "mtls"`), reused by later requests.
     pub svid: Memo,
     /// `Forwarded`/`X-Forwarded-For` for this peer, rendered once.
@@ -54,6 +58,7 @@ impl ConnInfo {
             local,
             tls,
             ambiguous_framing,
+            framing_checked: false,
             svid: Default::default(),
             hop: Hop::new(peer, proto),
         }

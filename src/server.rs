@@ -613,7 +613,7 @@ impl crate::transport::Handler for Gateway {
         &self,
         conn: &crate::conn::ConnInfo,
         req: http::Request<crate::body::CallerBody>,
-    ) -> impl std::future::Future<Output = http::Response<crate::body::ProxyBody>> + Send {
+    ) -> impl std::future::Future<Output = crate::transport::Answer> + Send {
         Gateway::handle(self, conn, req)
     }
 }

@@ -63,7 +63,7 @@ fn fresh_id(id: &[u8; 32]) -> bytes::Bytes {
 
 /// Framing stage: a request whose length could be read two ways is refused and the connection
 /// closed (request smuggling). hyper refuses most of these itself; this is the belt to its braces.
-pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusal> {
+pub(crate) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusal> {
     let bad = |d: &'static str| Err(Refusal::new(Code::InvalidRequest, d).closing());
     if conn
         .ambiguous_framing
@@ -72,6 +72,12 @@ pub(super) fn check_framing(conn: &ConnInfo, parts: &Parts) -> Result<(), Refusa
         return bad(
             "a request head on this connection could be read two ways (Content-Length / Transfer-Encoding, or a request target that does not fit its method)",
         );
+    }
+    // The native HTTP/1.1 core refused all of what follows when it parsed the head (the same
+    // rules, as strict or stricter: `transport::h1::parse::fields`); two more map look-ups per
+    // request would find nothing (issue 22). hyper's heads (and h2's) are checked here.
+    if conn.framing_checked {
+        return Ok(());
     }
     let mut lengths = parts.headers.get_all(CONTENT_LENGTH).iter();
     let first = lengths.next();
@@ -147,6 +153,30 @@ pub(super) fn check_body_limit(parts: &Parts, body_limit: u64) -> Result<(), Ref
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a connection whose heads the native core parsed (`framing_checked`), the guard's flag
+    /// still refuses every request; elsewhere the fields are checked here as well.
+    #[test]
+    fn the_guards_flag_is_read_on_every_connection() {
+        let (mut parts, ()) = http::Request::builder()
+            .header("content-length", "5")
+            .header("content-length", "6")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut conn = ConnInfo::for_tests(None);
+        assert!(check_framing(&conn, &parts).is_err());
+        conn.framing_checked = true;
+        // (A head the native parse would have refused: not looked at again.)
+        assert!(check_framing(&conn, &parts).is_ok());
+        parts.headers.clear();
+        assert!(check_framing(&conn, &parts).is_ok());
+        conn.ambiguous_framing
+            .store(true, std::sync::atomic::Ordering::Release);
+        let refused = check_framing(&conn, &parts).unwrap_err();
+        assert!(refused.close);
+        assert_eq!(refused.code, Code::InvalidRequest);
+    }
 
     /// Generated ids share a buffer per thread: each stays what it was when made, however many
     /// follow it (several buffers' worth), and no two are equal.

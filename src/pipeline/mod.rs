@@ -20,7 +20,8 @@
 pub mod admission;
 mod body;
 pub mod decision;
-mod head;
+// The framing stage is also read by the native core's parser tests (`transport::h1`).
+pub(crate) mod head;
 mod local;
 pub mod route;
 
@@ -117,11 +118,19 @@ struct Trace {
     mode: Mode,
     /// Decision mode: the caller's address as the front proxy saw it (else the peer's).
     source: Option<std::net::SocketAddr>,
+    /// The upstream answer's fields, set by the proxy stage: handed to the transport beside the
+    /// response, never read here.
+    relayed: Option<crate::proxy::Relayed>,
 }
 
 impl Gateway {
-    /// Handle one request. Never fails: refusals become problem+json responses.
-    pub async fn handle(&self, conn: &ConnInfo, req: Request<CallerBody>) -> Response<ProxyBody> {
+    /// Handle one request. Never fails: refusals become problem+json responses. A proxied
+    /// answer's own fields come beside the response (see `proxy::Relayed`).
+    pub async fn handle(
+        &self,
+        conn: &ConnInfo,
+        req: Request<CallerBody>,
+    ) -> (Response<ProxyBody>, Option<crate::proxy::Relayed>) {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         let mut body = RequestBody::new(body, self.bodies.clone(), conn.peer.ip());
@@ -143,6 +152,7 @@ impl Gateway {
             target: None,
             mode: Mode::Proxy,
             source: None,
+            relayed: None,
         };
         // From here until `finish`, a drop of this future (the caller left) is audited too.
         let mut req = InFlight {
@@ -157,6 +167,8 @@ impl Gateway {
         let (mut resp, reason) = match self.stages(conn, parts, &mut body, trace).await {
             Ok(resp) => (resp, if trace.graced { "grace" } else { "ok" }),
             Err(refusal) => {
+                // A refusal relays nothing of an answer.
+                trace.relayed = None;
                 let reason = refusal.reason.unwrap_or(refusal.code.as_str());
                 if refusal.code.status().is_server_error() && trace.decision == Decision::Allow {
                     // Allowed, but the upstream failed: the decision stands, the reason says why.
@@ -192,7 +204,7 @@ impl Gateway {
             reason,
             started,
         );
-        resp
+        (resp, req.trace.relayed.take())
     }
 
     /// The stages, in order. The request's headers are moved out of `parts` when the request is
@@ -498,7 +510,8 @@ impl Gateway {
             .meters
             .upstream(&self.metrics, route.name())
             .observe(upstream_started.elapsed());
-        let resp = result?;
+        let (resp, relayed) = result?;
+        trace.relayed = relayed;
         trace.upstream_status = Some(resp.status().as_u16());
         Ok(match in_flight {
             // The concurrency slot is held until the response body is finished (or dropped).

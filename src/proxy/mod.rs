@@ -311,12 +311,14 @@ impl Upstream {
 
     /// Send and wait for the response head (bounded by the route's timeout). `body_tripped` is
     /// the flag of a [`crate::body::Limited`] request body: set means the caller sent too much.
+    /// The answer's fields come beside the response from a plain `http` upstream's pool (see
+    /// [`Relayed`]), in its map from hyper's client.
     pub async fn send(
         &self,
         mut req: Outbound,
         body: ProxyBody,
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
-    ) -> Result<Response<ProxyBody>, Refusal> {
+    ) -> Result<(Response<ProxyBody>, Option<Relayed>), Refusal> {
         let result = match &self.h1 {
             // Without the flag, the body is empty or buffered: it may be sent twice. The pool
             // keeps the deadline on the connection's own reused timer (see `pool::Conn`).
@@ -324,6 +326,7 @@ impl Upstream {
                 let deadline = tokio::time::Instant::now() + self.timeout;
                 h1.send(&mut req, body, body_tripped.is_none(), deadline)
                     .await
+                    .map(|(resp, relayed)| (resp, Some(relayed)))
                     .map_err(Failed::Plain)
             }
             None => {
@@ -334,7 +337,7 @@ impl Upstream {
                         .map(|mut resp| {
                             // The pool's answers come filtered already.
                             headers::to_caller(resp.headers_mut());
-                            resp.map(|b| b.map_err(Into::into).boxed())
+                            (resp.map(|b| b.map_err(Into::into).boxed()), None)
                         })
                         .map_err(Failed::Legacy),
                     // The same outcome as the pool's own deadline.

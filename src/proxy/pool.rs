@@ -243,7 +243,8 @@ impl H1Pool {
         }
     }
 
-    /// Send a request whose fields all go as they are (the tests' requests).
+    /// Send a request whose fields all go as they are (the tests' requests); the answer's
+    /// relayed fields are dropped.
     #[cfg(test)]
     pub async fn send_request(
         self: &Arc<Self>,
@@ -251,6 +252,17 @@ impl H1Pool {
         in_hand: bool,
         deadline: Instant,
     ) -> Result<Response<ProxyBody>, Failure> {
+        Ok(self.send_relayed(req, in_hand, deadline).await?.0)
+    }
+
+    /// As [`H1Pool::send_request`], with the answer's relayed fields.
+    #[cfg(test)]
+    pub async fn send_relayed(
+        self: &Arc<Self>,
+        req: http::Request<ProxyBody>,
+        in_hand: bool,
+        deadline: Instant,
+    ) -> Result<(Response<ProxyBody>, Relayed), Failure> {
         let (parts, body) = req.into_parts();
         let out = Outbound {
             method: parts.method,
@@ -268,7 +280,7 @@ impl H1Pool {
     }
 
     /// Send `req` (its URI absolute or origin form) and wait for the response head (its fields,
-    /// hop-by-hop ones removed, in a [`Relayed`] extension; its map empty) until
+    /// hop-by-hop ones removed, in the [`Relayed`] beside it; its map empty) until
     /// `deadline` ([`Failure::TimedOut`] then: connecting, a second attempt and the exchange all
     /// count). The response's body puts the connection back into this thread's list when it
     /// ends. `in_hand`: the body is empty or buffered whole (the pipeline's `tripped` flag is
@@ -279,13 +291,13 @@ impl H1Pool {
         body: ProxyBody,
         in_hand: bool,
         deadline: Instant,
-    ) -> Result<Response<ProxyBody>, Failure> {
+    ) -> Result<(Response<ProxyBody>, Relayed), Failure> {
         let mut payload = Payload::new(body, in_hand);
         let plan = payload.plan(&req.head);
         if let Some(mut conn) = self.checkout() {
             conn.arm(deadline);
             match self.exchange(conn, req, plan, &mut payload, true).await {
-                Ok(resp) => return Ok(with_map(resp, req)),
+                Ok((resp, relayed)) => return Ok((with_map(resp, req), relayed)),
                 // The request may have reached the upstream before it closed: sent again only
                 // when repeating it is harmless by its method (RFC 9110 §9.2.2, as nginx's
                 // `proxy_next_upstream` does), and only when its body is in hand.
@@ -303,7 +315,7 @@ impl H1Pool {
             .map_err(|_| Failure::TimedOut)??;
         conn.arm(deadline);
         match self.exchange(conn, req, plan, &mut payload, false).await {
-            Ok(resp) => Ok(with_map(resp, req)),
+            Ok((resp, relayed)) => Ok((with_map(resp, req), relayed)),
             Err(Attempt::Stale(e)) => Err(Failure::Request(e)),
             Err(Attempt::Failed(f)) => Err(f),
         }
@@ -318,7 +330,7 @@ impl H1Pool {
         plan: request::Plan,
         payload: &mut Payload,
         reused: bool,
-    ) -> Result<Response<ProxyBody>, Attempt> {
+    ) -> Result<(Response<ProxyBody>, Relayed), Attempt> {
         let failed = |e: BoxError| Attempt::Failed(Failure::Request(e));
         let head_request = req.method == http::Method::HEAD;
         let mut out = std::mem::take(&mut conn.out);
@@ -366,15 +378,15 @@ impl H1Pool {
         // The answer's fields travel as they arrived (issue 22): the map is the gateway's, and
         // `send` gives it the request's emptied one (`with_map`), not a new one: the native
         // HTTP/1.1 core empties it in turn and parses the caller's next request into it
-        // (`transport::h1`), so one table goes round with the connection.
-        head.fields.attach(&mut resp);
+        // (`transport::h1`), so one table goes round with the connection. The fields go beside
+        // the response, not into its extensions (see `Relayed`).
         if let Some(reason) = head
             .reason
             .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())
         {
             resp.extensions_mut().insert(reason);
         }
-        Ok(resp)
+        Ok((resp, head.fields))
     }
 
     /// The most recently used idle connection of this thread that is still good.

@@ -195,7 +195,7 @@ impl crate::transport::Handler for Live {
         &self,
         conn: &crate::conn::ConnInfo,
         req: http::Request<crate::body::CallerBody>,
-    ) -> impl std::future::Future<Output = http::Response<crate::body::ProxyBody>> + Send {
+    ) -> impl std::future::Future<Output = crate::transport::Answer> + Send {
         // Held for the whole request: a reload mid-request does not change its configuration.
         let gateway = self.0.load_full();
         async move { gateway.handle(conn, req).await }

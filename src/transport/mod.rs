@@ -37,6 +37,12 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// A handler's answer: the response and, for a proxied one, the upstream answer's fields
+/// relayed beside it (`proxy::Relayed`: the native HTTP/1.1 writer copies them as they arrived,
+/// before the response's own fields; for hyper's server they are folded into the map first).
+/// Decision-mode answers, refusals and the gateway's own endpoints relay nothing.
+pub type Answer = (hyper::Response<ProxyBody>, Option<crate::proxy::Relayed>);
+
 /// What answers the requests of a connection: the gateway's pipeline, plugged in by the wiring.
 /// Never fails: refusals are responses too.
 pub trait Handler: Send + Sync + 'static {
@@ -44,7 +50,15 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         conn: &ConnInfo,
         req: hyper::Request<CallerBody>,
-    ) -> impl std::future::Future<Output = hyper::Response<ProxyBody>> + Send;
+    ) -> impl std::future::Future<Output = Answer> + Send;
+}
+
+/// `resp` with the relayed fields, if any, folded into its map: what hyper's server writes.
+fn materialised((mut resp, relayed): Answer) -> hyper::Response<ProxyBody> {
+    if let Some(relayed) = relayed {
+        relayed.materialise(&mut resp);
+    }
+    resp
 }
 
 /// Shared by all connections of the data listener.
@@ -165,7 +179,9 @@ async fn serve_connection<H: Handler>(
     let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
     match tls {
         None => {
-            let info = Arc::new(ConnInfo::new(peer, local, None, flag.clone()));
+            let mut info = ConnInfo::new(peer, local, None, flag.clone());
+            info.framing_checked = native(settings);
+            let info = Arc::new(info);
             let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
             http1(guarded, info, settings, gateway, shutdown).await;
         }
@@ -201,7 +217,9 @@ async fn serve_connection<H: Handler>(
                     .unwrap_or_default(),
             };
             let h2 = tls_info.h2;
-            let info = Arc::new(ConnInfo::new(peer, local, Some(tls_info), flag.clone()));
+            let mut info = ConnInfo::new(peer, local, Some(tls_info), flag.clone());
+            info.framing_checked = !h2 && native(settings);
+            let info = Arc::new(info);
             if h2 {
                 drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
             } else {
@@ -210,6 +228,12 @@ async fn serve_connection<H: Handler>(
             }
         }
     }
+}
+
+/// Whether HTTP/1.1 requests are parsed by the native core (`h1::parse`), which refuses every
+/// framing `pipeline::head::check_framing` refuses before any stage runs.
+fn native(settings: &Listen) -> bool {
+    settings.http1_engine == settings::Http1Engine::Native
 }
 
 /// HTTP/1.1 on the engine `[listen] http1_engine` names.
@@ -258,9 +282,8 @@ async fn drive_http1<I, H: Handler>(
         let gateway = gateway.clone();
         let info = info.clone();
         async move {
-            let mut resp = gateway.handle(&info, req.map(CallerBody::Hyper)).await;
             // hyper writes the map: a proxied answer's relayed fields go into it first.
-            crate::proxy::Relayed::materialise(&mut resp);
+            let resp = materialised(gateway.handle(&info, req.map(CallerBody::Hyper)).await);
             Ok::<_, Infallible>(resp)
         }
     });
@@ -309,8 +332,7 @@ async fn drive_http2<I, H: Handler>(
         let act = act.clone();
         async move {
             act.in_flight.fetch_add(1, Ordering::Relaxed);
-            let mut resp = gateway.handle(&info, req.map(CallerBody::Hyper)).await;
-            crate::proxy::Relayed::materialise(&mut resp);
+            let resp = materialised(gateway.handle(&info, req.map(CallerBody::Hyper)).await);
             act.in_flight.fetch_sub(1, Ordering::Relaxed);
             act.last_millis.store(
                 u64::try_from(born.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -1,23 +1,28 @@
 //! An upstream answer's fields, relayed as they arrived: the frozen head and where each field is
-//! in it, carried with the `Response` as an extension. The `Response`'s own `HeaderMap` then
-//! holds only what the gateway sets (`X-Request-Id`, `RateLimit*`, `Sunset`...).
+//! in it, carried beside the `Response` (the pool returns the pair, the pipeline's handler hands
+//! both to the transport: `transport::Answer`). The `Response`'s own `HeaderMap` then holds only
+//! what the gateway sets (`X-Request-Id`, `RateLimit*`, `Sunset`...).
 //!
 //! Why (issue 22): building a `HeaderMap` of the answer (a `HeaderName` and a `HeaderValue` per
 //! field, a hash and an insertion each), editing it and walking it again to write it cost about
 //! 3k instructions per proxied request; the native HTTP/1.1 writer (`transport::h1::write`)
-//! copies these field lines instead. Every other reader (hyper's server for the `hyper` engine
-//! and h2 callers) sees them through [`Relayed::materialise`], which turns them into map entries
-//! under the same rule the writer follows ([`Relayed::replaced`]).
+//! copies these field lines instead. Beside the response rather than in its extensions: an
+//! extension is a boxed value in a map allocated on first insertion (about 0.4k instructions per
+//! request even with a per-thread spare set). The fields are boxed, and the box goes back to a
+//! per-thread spare when they are dropped: what travels through the layers of futures is one
+//! pointer, not the two hundred bytes of the head's spans (moved by value, those cost about as
+//! many instructions in copies as the extension did).
+//! Every other reader (hyper's server for the `hyper` engine and h2 callers) sees them through
+//! [`Relayed::materialise`], which turns them into map entries under the same rule the writer
+//! follows ([`Relayed::replaced`]).
 //!
 //! The checks were made when the head was parsed (`response::parse`): httparse accepts exactly
 //! the name bytes `HeaderName` accepts (tchar, not empty) and the value bytes `HeaderValue`
 //! accepts (HTAB, SP, VCHAR, obs-text), bare LF, obs-fold and framing ambiguities are refused,
 //! and names are lower-cased in place.
 
-use std::cell::Cell;
-
 use bytes::Bytes;
-use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 /// Where a field's name and value are in the head: (name start, name end, value start, value
 /// end).
@@ -31,13 +36,50 @@ pub(super) type Spans = smallvec::SmallVec<[Span; 16]>;
 /// upstream's fields of those names stay, before the gateway's.
 const APPENDED: [&[u8]; 3] = [b"deprecation", b"sunset", b"link"];
 
-/// An upstream answer's fields to relay to the caller, in the order they arrived.
-#[derive(Debug, Clone)]
-pub struct Relayed {
+/// An upstream answer's fields to relay to the caller, in the order they arrived. Always holds
+/// its fields (`None` only while it is dropped).
+pub struct Relayed(Option<Box<Fields>>);
+
+/// What a [`Relayed`] holds.
+#[derive(Debug, Default, Clone)]
+struct Fields {
     head: Bytes,
     spans: Spans,
     /// The value of the relayed `Content-Length` field, when there is one.
     length: Option<u64>,
+}
+
+impl std::fmt::Debug for Relayed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, _)| n.escape_ascii().to_string()))
+            .finish()
+    }
+}
+
+impl Clone for Relayed {
+    fn clone(&self) -> Self {
+        Relayed(self.0.clone())
+    }
+}
+
+impl Drop for Relayed {
+    /// The head's bytes are released now (the upstream connection's buffer can be reused); the
+    /// box becomes this thread's spare for the next answer.
+    fn drop(&mut self) {
+        if let Some(mut fields) = self.0.take() {
+            fields.head = Bytes::new();
+            fields.spans.clear();
+            // A thread being torn down has no spare to keep: the box is freed then.
+            let _ = SPARE.try_with(|s| s.set(Some(fields)));
+        }
+    }
+}
+
+thread_local! {
+    /// An emptied box of fields, for the next answer relayed on this thread: a data-plane worker
+    /// relays one answer after another, and taking the spare is cheaper than an allocation.
+    static SPARE: std::cell::Cell<Option<Box<Fields>>> = const { std::cell::Cell::new(None) };
 }
 
 impl Relayed {
@@ -60,11 +102,7 @@ impl Relayed {
             }
         }
         if !hop && lengths <= 1 {
-            return Relayed {
-                head,
-                spans,
-                length,
-            };
+            return Self::boxed(head, spans, length);
         }
         if hop {
             // Rare: the names the `Connection` fields list, then one pass to drop them all.
@@ -96,36 +134,54 @@ impl Relayed {
             length = super::response::content_length(value(s)).ok();
             true
         });
-        Relayed {
-            head,
-            spans,
-            length,
+        Self::boxed(head, spans, length)
+    }
+
+    /// The fields in this thread's spare box, else a new one.
+    fn boxed(head: Bytes, spans: Spans, length: Option<u64>) -> Self {
+        let mut fields = SPARE
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        fields.head = head;
+        fields.spans = spans;
+        fields.length = length;
+        Relayed(Some(fields))
+    }
+
+    /// The head and the spans of its relayed fields.
+    fn parts(&self) -> (&[u8], &[Span]) {
+        match &self.0 {
+            Some(f) => (&f.head, &f.spans),
+            None => (&[], &[]),
         }
     }
 
     /// The relayed fields, (lower-case name, value), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.spans.iter().map(|&(ns, ne, vs, ve)| {
+        let (head, spans) = self.parts();
+        spans.iter().map(move |&(ns, ne, vs, ve)| {
             (
-                self.head.get(ns as usize..ne as usize).unwrap_or_default(),
-                self.head.get(vs as usize..ve as usize).unwrap_or_default(),
+                head.get(ns as usize..ne as usize).unwrap_or_default(),
+                head.get(vs as usize..ve as usize).unwrap_or_default(),
             )
         })
     }
 
     /// How many fields are relayed.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.parts().1.len()
     }
 
     /// Whether no field is relayed.
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.parts().1.is_empty()
     }
 
     /// The relayed `Content-Length`, when there is one.
     pub fn content_length(&self) -> Option<u64> {
-        self.length
+        self.0.as_ref().and_then(|f| f.length)
     }
 
     /// Whether a relayed field `name` gives way to the gateway's fields `gateway`: the gateway
@@ -142,9 +198,12 @@ impl Relayed {
     /// appended to, as [`Relayed::replaced`] says): what the caller would get from the native
     /// writer.
     pub fn into_map(self, gateway: HeaderMap) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.spans.len() + gateway.keys_len());
-        for &(ns, ne, vs, ve) in &self.spans {
-            let Some(name) = self.head.get(ns as usize..ne as usize) else {
+        let Some(Fields { head, spans, .. }) = self.0.as_deref() else {
+            return gateway;
+        };
+        let mut map = HeaderMap::with_capacity(spans.len() + gateway.keys_len());
+        for &(ns, ne, vs, ve) in spans {
+            let Some(name) = head.get(ns as usize..ne as usize) else {
                 continue;
             };
             if Self::replaced(name, &gateway) {
@@ -152,7 +211,7 @@ impl Relayed {
             }
             // Both checked by the parse (see the module's comment): neither fails.
             let name = HeaderName::from_bytes(name);
-            let value = HeaderValue::from_maybe_shared(self.head.slice(vs as usize..ve as usize));
+            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize));
             if let (Ok(name), Ok(value)) = (name, value) {
                 map.append(name, value);
             }
@@ -169,46 +228,10 @@ impl Relayed {
         map
     }
 
-    /// Attach these fields to `resp` (its extensions), in the extension set the last
-    /// [`Relayed::detach`] on this thread emptied, if any.
-    pub(super) fn attach<B>(self, resp: &mut Response<B>) {
-        let mut ext = SPARE.with(Cell::take).unwrap_or_default();
-        ext.insert(self);
-        *resp.extensions_mut() = ext;
+    /// Move these fields into `resp`'s map, before the gateway's fields it holds: for anything
+    /// that reads or writes a response other than the native HTTP/1.1 writer (hyper's server).
+    pub fn materialise<B>(self, resp: &mut Response<B>) {
+        let gateway = std::mem::take(resp.headers_mut());
+        *resp.headers_mut() = self.into_map(gateway);
     }
-
-    /// Take the relayed fields out of a response's extensions; an extension set left empty is
-    /// kept for the next [`Relayed::attach`] on this thread.
-    pub fn detach(ext: &mut Extensions) -> Option<Relayed> {
-        let relayed = ext.remove::<Relayed>()?;
-        if ext.is_empty() {
-            SPARE.with(|s| s.set(Some(std::mem::take(ext))));
-        }
-        Some(relayed)
-    }
-
-    /// Drop the relayed fields a response's extensions hold, keeping the extension set for the
-    /// next [`Relayed::attach`] on this thread when they were all it held.
-    pub fn recycle(ext: &mut Extensions) {
-        if ext.len() == 1 && ext.get::<Relayed>().is_some() {
-            ext.clear();
-            SPARE.with(|s| s.set(Some(std::mem::take(ext))));
-        }
-    }
-
-    /// Move the relayed fields of `resp`, if any, into its map: for anything that reads or
-    /// writes a response other than the native HTTP/1.1 writer (hyper's server).
-    pub fn materialise<B>(resp: &mut Response<B>) {
-        if let Some(relayed) = Self::detach(resp.extensions_mut()) {
-            let gateway = std::mem::take(resp.headers_mut());
-            *resp.headers_mut() = relayed.into_map(gateway);
-        }
-    }
-}
-
-thread_local! {
-    /// An emptied extension set (its map allocated), for the next answer relayed on this thread:
-    /// an extension set allocates its map and table on its first insertion, and a data-plane
-    /// worker relays one answer after another (issue 22: about 0.4k instructions per request).
-    static SPARE: Cell<Option<Extensions>> = const { Cell::new(None) };
 }

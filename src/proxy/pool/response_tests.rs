@@ -721,3 +721,35 @@ fn names_and_values_a_map_would_refuse_are_refused() {
         assert!(got.is_err(), "{bad:?}");
     }
 }
+
+/// The box an answer's fields travel in is reused by the next answer on the thread (`Relayed`'s
+/// spare): the next answer carries its own fields only, never one of the previous answer's
+/// (a longer one, with a secret, then a shorter one; then one whose hop-by-hop fields are left
+/// out), and its own length.
+#[test]
+fn a_reused_box_carries_none_of_the_previous_answers_fields() {
+    let first = head(
+        "HTTP/1.1 200 OK\r\nX-Secret: s3cret\r\nX-A: 1\r\nX-B: 2\r\nContent-Length: 5\r\n\r\n",
+    );
+    assert_eq!(first.fields.len(), 4);
+    drop(first);
+    let second = head("HTTP/1.1 200 OK\r\nX-C: 3\r\n\r\n");
+    assert_eq!(fields(&second), [("x-c".to_owned(), "3".to_owned())]);
+    assert_eq!(second.fields.content_length(), None);
+    assert!(!format!("{:?}", second.fields).contains("secret"));
+    drop(second);
+    let third =
+        head("HTTP/1.1 200 OK\r\nConnection: X-C\r\nX-C: 3\r\nX-D: 4\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        fields(&third),
+        [
+            ("x-d".to_owned(), "4".to_owned()),
+            ("content-length".to_owned(), "0".to_owned())
+        ]
+    );
+    assert_eq!(third.fields.content_length(), Some(0));
+    // A clone is a box of its own: dropping it leaves the original whole.
+    let copy = third.fields.clone();
+    drop(copy);
+    assert_eq!(third.fields.len(), 2);
+}

@@ -382,18 +382,18 @@ async fn hop_by_hop_fields_of_an_answer_are_removed() {
     )
     .await;
     let p = pool(&up, 8, IDLE_TIMEOUT);
-    let mut resp = p.send_request(get("/"), true, soon()).await.unwrap();
+    let (mut resp, relayed) = p.send_relayed(get("/"), true, soon()).await.unwrap();
     // The map is the gateway's; the answer's fields travel as they arrived.
     assert!(resp.headers().is_empty());
-    crate::proxy::Relayed::materialise(&mut resp);
+    relayed.materialise(&mut resp);
     let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
     assert_eq!(names, ["x-a", "x-b", "content-length"]);
     assert_eq!(body(resp).await, "ok");
 
     let up = raw("HTTP/1.1 200 OK\r\nX-A: 1\r\nServer: s\r\nContent-Length: 2\r\n\r\nok").await;
     let p = pool(&up, 8, IDLE_TIMEOUT);
-    let mut resp = p.send_request(get("/"), true, soon()).await.unwrap();
-    crate::proxy::Relayed::materialise(&mut resp);
+    let (mut resp, relayed) = p.send_relayed(get("/"), true, soon()).await.unwrap();
+    relayed.materialise(&mut resp);
     let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
     assert_eq!(names, ["x-a", "server", "content-length"]);
 }
@@ -413,9 +413,9 @@ async fn the_request_map_the_answer_reuses_holds_none_of_the_callers_fields() {
         );
         req.headers_mut()
             .insert("x-caller", http::HeaderValue::from_static("mine"));
-        let mut resp = p.send_request(req, true, soon()).await.unwrap();
+        let (mut resp, relayed) = p.send_relayed(req, true, soon()).await.unwrap();
         assert!(resp.headers().is_empty(), "{:?}", resp.headers());
-        crate::proxy::Relayed::materialise(&mut resp);
+        relayed.materialise(&mut resp);
         let names: Vec<&str> = resp.headers().keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["x-a", "content-length"]);
         assert_eq!(body(resp).await, "ok");

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use http::{Method, Request, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -77,7 +77,14 @@ pub(super) async fn serve<S, H>(
     // than a new timer entry and a new watch registration for every request.
     let sleep = tokio::time::sleep(settings.header_timeout);
     tokio::pin!(sleep);
-    let stop = async move { stopped(&mut shutdown).await };
+    let mut watch = Watch {
+        seen: shutdown.clone(),
+        armed: false,
+    };
+    // Unconstrained: a pending poll of it then always means its waiter is registered (tokio's
+    // cooperative budget would otherwise answer `Pending` without registering), which
+    // `Watch::poll` relies on.
+    let stop = tokio::task::unconstrained(async move { stopped(&mut shutdown).await });
     tokio::pin!(stop);
     loop {
         // One deadline per head, from the moment it is awaited: the keep-alive wait included.
@@ -92,7 +99,7 @@ pub(super) async fn serve<S, H>(
                     biased;
                     got = &mut read => break Ok(got),
                     () = &mut sleep => break Err(()),
-                    () = &mut stop, if !draining => {
+                    () = std::future::poll_fn(|cx| watch.poll(&mut stop, cx)), if !draining => {
                         // Shutting down: an idle connection closes at once; a head already on its
                         // way is answered, with `Connection: close`.
                         draining = true;
@@ -132,13 +139,10 @@ pub(super) async fn serve<S, H>(
         // several KiB, and each move of it by value is a memcpy of all of it (measured: about
         // 12k instructions per request when it was passed by value).
         let handling = std::pin::pin!(gateway.handle(&info, req));
-        let Some(resp) = unless_gone(&conn, handling).await else {
+        let Some((resp, mut relayed)) = unless_gone(&conn, handling).await else {
             return abandon(&conn);
         };
-        close |= draining
-            || stopping(&mut stop)
-            || wants_close(resp.headers())
-            || info.ambiguous_framing.load(Ordering::Acquire);
+        close |= draining || watch.stopping() || info.ambiguous_framing.load(Ordering::Acquire);
         close |= !body_done(&conn);
         // A `100 Continue` the body began to write is finished first: the final response must
         // not land in the middle of it.
@@ -154,6 +158,7 @@ pub(super) async fn serve<S, H>(
             &mut writer,
             &mut out,
             resp,
+            &mut relayed,
             req_for,
             close,
             &mut spare
@@ -272,16 +277,38 @@ fn body_done<S>(conn: &Arc<Mutex<Conn<S>>>) -> bool {
     c.body == BodyState::Done
 }
 
-/// Whether shutdown began while the request ran (the watch future is ready then).
-fn stopping(stop: &mut Pin<&mut impl Future<Output = ()>>) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    stop.as_mut().poll(&mut cx).is_ready()
+/// The connection's view of the shutdown watch, cheaper than polling the watch's future each
+/// time (issue 22: that locks the waiter list and swaps the waker, about 0.24k instructions, and
+/// it was polled twice a request): the future is polled once, which registers it with the
+/// connection task's waker, and again only when the channel's version moved (or its sender is
+/// gone), which is when a notification can have come.
+struct Watch {
+    /// A second receiver, never marked seen: `has_changed` is one atomic load.
+    seen: watch::Receiver<bool>,
+    /// `stop` was polled (and, pending, registered).
+    armed: bool,
 }
 
-fn wants_close(h: &http::HeaderMap) -> bool {
-    h.get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| parse::has_token(v.as_bytes(), b"close"))
+impl Watch {
+    /// Poll `stop` (`stopped`, unconstrained) when it can have become ready.
+    fn poll(
+        &mut self,
+        stop: &mut Pin<&mut impl Future<Output = ()>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if self.armed && matches!(self.seen.has_changed(), Ok(false)) {
+            return Poll::Pending;
+        }
+        self.armed = true;
+        stop.as_mut().poll(cx)
+    }
+
+    /// Whether shutdown began (the value is `true`, or the sender is gone: what `stopped`
+    /// resolves on), without polling the watch's future: a poll with another waker would
+    /// replace the one its registration wakes.
+    fn stopping(&self) -> bool {
+        self.seen.has_changed().is_err() || *self.seen.borrow()
+    }
 }
 
 /// Answer a head that could not be taken (400, 408, 431) and close.
@@ -295,9 +322,17 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
         version: Version::HTTP_11,
         head_method: false,
     };
-    if write::response(&mut Writer(conn), out, resp, req, true, &mut None)
-        .await
-        .is_ok()
+    if write::response(
+        &mut Writer(conn),
+        out,
+        resp,
+        &mut None,
+        req,
+        true,
+        &mut None,
+    )
+    .await
+    .is_ok()
     {
         finish(conn).await;
     } else {

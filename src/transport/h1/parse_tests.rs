@@ -342,3 +342,89 @@ proptest! {
         }
     }
 }
+
+/// What the pipeline's framing stage says of `raw` on a connection it checks itself.
+fn stage_refuses(raw: &[u8]) -> bool {
+    let mut slots = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut slots);
+    let Ok(httparse::Status::Complete(_)) = req.parse(raw) else {
+        return true;
+    };
+    let mut b = http::Request::builder().version(if req.version == Some(0) {
+        http::Version::HTTP_10
+    } else {
+        http::Version::HTTP_11
+    });
+    for h in req.headers.iter() {
+        b = b.header(h.name, h.value);
+    }
+    let Ok(r) = b.body(()) else { return true };
+    let (parts, ()) = r.into_parts();
+    crate::pipeline::head::check_framing(&crate::conn::ConnInfo::for_tests(None), &parts).is_err()
+}
+
+/// The native core's heads skip the pipeline's framing stage (`ConnInfo::framing_checked`):
+/// every head that stage would refuse, the parse refuses first (each framing hostile twin:
+/// duplicates, both, another spelling, a list, a sign, HTTP/1.0 with chunked).
+#[test]
+fn every_framing_the_pipeline_refuses_the_parse_refused_first() {
+    let cases: &[&str] = &[
+        "Content-Length: 5\r\nContent-Length: 5",
+        "Content-Length: 5, 5",
+        "Content-Length: +5",
+        "Content-Length: -1",
+        "Content-Length: ",
+        "Content-Length: 0x5",
+        "Content-Length: 99999999999999999999",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: chunked, identity",
+        "Transfer-Encoding: identity",
+        "Transfer-Encoding: CHUNKED",
+        "Transfer-Encoding:  chunked ",
+        "Transfer-Encoding: \"chunked\"",
+        "Transfer-Encoding: chunked\r\nContent-Length: 0",
+        "Content-Length: 5",
+        "Transfer-Encoding: chunked",
+    ];
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        for fields in cases {
+            let raw = format!("POST / {version}\r\nHost: a\r\n{fields}\r\n\r\n");
+            if stage_refuses(raw.as_bytes()) {
+                assert_ne!(status(raw.as_bytes()), 200, "{raw:?}");
+            }
+        }
+    }
+    // Two that both accept: the stage has nothing left to refuse.
+    assert!(!stage_refuses(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"
+    ));
+    assert_eq!(
+        status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"),
+        200
+    );
+}
+
+proptest! {
+    /// The same over generated framing fields.
+    #[test]
+    fn the_parse_refuses_whatever_the_framing_stage_refuses(
+        fields in proptest::collection::vec(
+            ("(Content-Length|content-length|Transfer-Encoding|transfer-encoding)", "[0-9a-zA-Z ,+-]{0,12}"),
+            0..4,
+        ),
+        ten in any::<bool>(),
+    ) {
+        let version = if ten { "HTTP/1.0" } else { "HTTP/1.1" };
+        let mut raw = format!("POST / {version}\r\nHost: a\r\n");
+        for (n, v) in &fields {
+            raw.push_str(&format!("{n}: {v}\r\n"));
+        }
+        raw.push_str("\r\n");
+        if stage_refuses(raw.as_bytes()) {
+            prop_assert_ne!(status(raw.as_bytes()), 200, "{:?}", raw);
+        }
+    }
+}

@@ -389,7 +389,17 @@ mod driver {
     struct Answer;
 
     impl Handler for Answer {
-        async fn handle(&self, _conn: &ConnInfo, req: Request<CallerBody>) -> Response<ProxyBody> {
+        async fn handle(
+            &self,
+            _conn: &ConnInfo,
+            req: Request<CallerBody>,
+        ) -> crate::transport::Answer {
+            (Answer::answer(req).await, None)
+        }
+    }
+
+    impl Answer {
+        async fn answer(req: Request<CallerBody>) -> Response<ProxyBody> {
             let (parts, body) = req.into_parts();
             let stream = |items: Vec<Result<&'static str, &'static str>>| {
                 let frames = futures_util::stream::iter(items.into_iter().map(|r| {
@@ -794,6 +804,7 @@ mod bounded {
                 &mut wire,
                 &mut out,
                 Response::new(body),
+                &mut None,
                 req,
                 false,
                 &mut None,
@@ -838,12 +849,158 @@ mod bounded {
             version: http::Version::HTTP_11,
             head_method: false,
         };
-        let got = write::response(&mut wire, &mut Vec::new(), resp, req, false, &mut None).await;
+        let got = write::response(
+            &mut wire,
+            &mut Vec::new(),
+            resp,
+            &mut None,
+            req,
+            false,
+            &mut None,
+        )
+        .await;
         assert!(got.is_err());
         assert!(
             !String::from_utf8_lossy(&wire).contains("evil"),
             "{}",
             String::from_utf8_lossy(&wire)
+        );
+    }
+}
+
+/// The connection's shutdown watch (`Watch`): polled once it is registered, and only the
+/// channel's change makes it look again; the change wakes the connection's task, and the
+/// sender's end counts as shutdown, as `stopped` has it.
+mod shutdown_watch {
+    use std::time::Duration;
+
+    use super::super::Watch;
+
+    /// Wait on a watch as the connection does, in a task of its own; what `stopping` says after.
+    fn waiting(rx: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<(bool, bool)> {
+        tokio::spawn(async move {
+            let mut shutdown = rx.clone();
+            let mut watch = Watch {
+                seen: rx,
+                armed: false,
+            };
+            let before = watch.stopping();
+            let stop = tokio::task::unconstrained(async move {
+                crate::transport::stopped(&mut shutdown).await;
+            });
+            tokio::pin!(stop);
+            std::future::poll_fn(|cx| watch.poll(&mut stop, cx)).await;
+            (before, watch.stopping())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_wakes_the_waiting_connection() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = waiting(rx);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!task.is_finished());
+        tx.send(true).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(got.unwrap().unwrap(), (false, true));
+    }
+
+    #[tokio::test]
+    async fn the_senders_end_counts_as_shutdown() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = waiting(rx);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(tx);
+        let got = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(got.unwrap().unwrap(), (false, true));
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_before_the_connection_began_is_seen_at_once() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tx.send(true).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting(rx.clone())).await;
+        // `has_changed` of a receiver cloned after the send says no: the value is read too.
+        assert_eq!(got.unwrap().unwrap(), (true, true));
+        drop(tx);
+    }
+}
+
+/// The writer reads the map's framing fields in the pass that writes the others: the first
+/// `Content-Length` states the length, a `Connection` listing `close` (in any case, anywhere in
+/// a list, in any of several fields) ends the connection, and its look-alikes do not.
+mod framing_fields {
+    use bytes::Bytes;
+    use http::Response;
+
+    use super::super::write::{self, For};
+    use crate::body::full;
+
+    /// The head written for a 2-byte body with `fields` in the map, and whether the connection
+    /// must end.
+    async fn written(fields: &[(&str, &str)]) -> (String, bool) {
+        let mut resp = Response::new(full(Bytes::from_static(b"ok")));
+        for (n, v) in fields {
+            resp.headers_mut().append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let req = For {
+            version: http::Version::HTTP_11,
+            head_method: true,
+        };
+        let mut wire: Vec<u8> = Vec::new();
+        let close = write::response(
+            &mut wire,
+            &mut Vec::new(),
+            resp,
+            &mut None,
+            req,
+            false,
+            &mut None,
+        )
+        .await
+        .unwrap();
+        (String::from_utf8(wire).unwrap(), close)
+    }
+
+    #[tokio::test]
+    async fn a_connection_close_in_the_map_ends_the_connection() {
+        for v in [
+            vec![("connection", "close")],
+            vec![("connection", "Close")],
+            vec![("connection", "keep-alive, close")],
+            vec![("connection", "keep-alive"), ("connection", " CLOSE ")],
+        ] {
+            let (head, close) = written(&v).await;
+            assert!(close, "{v:?}");
+            assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+            assert_eq!(head.matches("connection:").count(), 1, "{head}");
+        }
+        for v in [
+            vec![],
+            vec![("connection", "closed")],
+            vec![("connection", "keep-alive")],
+            vec![("x-connection", "close")],
+        ] {
+            let (head, close) = written(&v).await;
+            assert!(!close, "{v:?}");
+            assert!(!head.contains("\r\nconnection:"), "{head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_maps_first_length_is_stated_once() {
+        let (head, _) = written(&[("content-length", "7"), ("content-length", "9")]).await;
+        assert!(head.contains("\r\ncontent-length: 7\r\n"), "{head}");
+        assert_eq!(head.matches("content-length:").count(), 1, "{head}");
+        // A `Transfer-Encoding` the map holds is never written: the framing is the writer's.
+        let (head, _) = written(&[("transfer-encoding", "chunked"), ("x-a", "1")]).await;
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert!(
+            head.contains("\r\nx-a: 1\r\ncontent-length: 2\r\n"),
+            "{head}"
         );
     }
 }

@@ -47,28 +47,32 @@ enum Out {
     UntilClose,
 }
 
-/// Write `resp`. `close`: the connection ends after it (`Connection: close` is sent); the
-/// returned value is whether it must end (also when only the close can delimit the body). An
-/// error means the response was cut short: the caller drops the connection.
+/// Write `resp`, after the fields `relayed` beside it (a proxied answer's own, as they arrived;
+/// the map holds the gateway's). `close` (or a `Connection: close` in the map): the connection
+/// ends after it (`Connection: close` is sent); the returned value is whether it must end (also
+/// when only the close can delimit the body). An error means the response was cut short: the
+/// caller drops the connection.
 pub(super) async fn response<W: AsyncWrite + Unpin>(
     w: &mut W,
     out: &mut Vec<u8>,
     resp: Response<ProxyBody>,
+    relayed: &mut Option<Relayed>,
     req: For,
     close: bool,
     spare: &mut Option<HeaderMap>,
 ) -> io::Result<bool> {
-    let (mut parts, body) = resp.into_parts();
-    // A proxied answer's own fields, as they arrived; the map holds the gateway's.
+    let (parts, body) = resp.into_parts();
     let (framing, close) = head(
         out,
         &parts,
-        parts.extensions.get::<Relayed>(),
+        relayed.as_ref(),
         body.size_hint().exact(),
         req,
         close,
     );
-    Relayed::recycle(&mut parts.extensions);
+    // Dropped in place once copied (by reference: a move would copy it whole): the upstream
+    // head's bytes are not held while the body streams.
+    *relayed = None;
     // The emptied map becomes the next request's (a modest one only: a response with hundreds
     // of fields does not pin that much memory for the connection's life).
     let mut headers = parts.headers;
@@ -91,7 +95,7 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
 
 /// The status line and fields into `out`: the `relayed` fields of a proxied answer (less those
 /// the gateway's map replaces, [`Relayed::replaced`]), then the map's; the body's framing and
-/// whether the connection ends.
+/// whether the connection ends (`close`, or a `Connection: close` in the map).
 fn head(
     out: &mut Vec<u8>,
     parts: &http::response::Parts,
@@ -102,26 +106,6 @@ fn head(
 ) -> (Out, bool) {
     let status = parts.status;
     close |= status == StatusCode::SWITCHING_PROTOCOLS;
-    let declared = match parts.headers.get(CONTENT_LENGTH) {
-        Some(v) => std::str::from_utf8(v.as_bytes())
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok()),
-        None => relayed.and_then(Relayed::content_length),
-    };
-    let (framing, length) = if status.is_informational() || status == StatusCode::NO_CONTENT {
-        (Out::None, None)
-    } else if status == StatusCode::NOT_MODIFIED {
-        (Out::None, declared)
-    } else if req.head_method {
-        (Out::None, declared.or(exact))
-    } else if let Some(n) = declared.or(exact) {
-        (Out::Length(n), Some(n))
-    } else if req.version == Version::HTTP_11 {
-        (Out::Chunked, None)
-    } else {
-        close = true;
-        (Out::UntilClose, None)
-    };
     out.clear();
     // As hyper: a caller that only knows HTTP/1.0 is answered in HTTP/1.0.
     out.extend_from_slice(if req.version == Version::HTTP_10 {
@@ -142,14 +126,46 @@ fn head(
         dated |= name == b"date";
         field(out, name, value);
     }
+    // The map's framing fields are read in the pass that writes its other fields, not looked
+    // up by name first (issue 22): its first `Content-Length`, and whether any `Connection`
+    // field says `close` (the handler's way to end the connection after this response).
+    let mut declared_here = None;
     for (name, value) in &parts.headers {
         // The framing and the connection's fate are this writer's to state.
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+        if name == CONTENT_LENGTH {
+            declared_here.get_or_insert(value);
+            continue;
+        }
+        if name == CONNECTION {
+            close |= super::parse::has_token(value.as_bytes(), b"close");
+            continue;
+        }
+        if name == TRANSFER_ENCODING {
             continue;
         }
         dated |= name == DATE;
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    let declared = match declared_here {
+        Some(v) => std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok()),
+        None => relayed.and_then(Relayed::content_length),
+    };
+    let (framing, length) = if status.is_informational() || status == StatusCode::NO_CONTENT {
+        (Out::None, None)
+    } else if status == StatusCode::NOT_MODIFIED {
+        (Out::None, declared)
+    } else if req.head_method {
+        (Out::None, declared.or(exact))
+    } else if let Some(n) = declared.or(exact) {
+        (Out::Length(n), Some(n))
+    } else if req.version == Version::HTTP_11 {
+        (Out::Chunked, None)
+    } else {
+        close = true;
+        (Out::UntilClose, None)
+    };
     if let Some(n) = length {
         field(
             out,
