@@ -17,12 +17,13 @@
 //! the callers'): the hash picks the shard and is the shard map's key (`prehash`), and the
 //! keys with that hash (almost always one) are compared in full, so a collision shares no
 //! bucket. Hashing for the shard and again for its map cost a fifth of a limited request's
-//! rate check (issue 22).
+//! rate check (issue 22). The hash is of the key's bytes alone, in one SipHash `write`
+//! ([`KeyBytes`]): a `Hash` impl adds a terminator or length and is gathered first.
 //!
 //! [`Clock`]: crate::clock::Clock
 
 use std::collections::hash_map::RandomState;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -174,8 +175,12 @@ impl<K: Hash + Eq> KeyedGcra<K> {
     }
 
     /// The key's hash and its shard, locked.
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, MutexGuard<'_, Shard<K>>) {
-        let h = crate::prehash::hash_one(&self.hasher, key);
+    fn shard<Q: KeyBytes + ?Sized>(&self, key: &Q) -> (u64, MutexGuard<'_, Shard<K>>) {
+        let h = key.with_bytes(|b| {
+            let mut h = self.hasher.build_hasher();
+            h.write(b);
+            h.finish()
+        });
         // The high half picks the shard: the map indexes by the low bits, which must still
         // differ between the keys of one shard. Always in range; the fallback satisfies the lint.
         let i = usize::try_from((h >> 32) % SHARDS as u64).unwrap_or(0);
@@ -193,7 +198,7 @@ impl<K: Hash + Eq> KeyedGcra<K> {
     pub(crate) fn check<Q>(&self, key: &Q, now: u64) -> Decision
     where
         K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized + ToKey<K>,
+        Q: KeyBytes + Eq + ?Sized + ToKey<K>,
     {
         let (h, mut shard) = self.shard(key);
         if let Some(tat) = shard.tat(h, key) {
@@ -225,7 +230,7 @@ impl<K: Hash + Eq> KeyedGcra<K> {
     pub(crate) fn peek<Q>(&self, key: &Q, now: u64) -> Decision
     where
         K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: KeyBytes + Eq + ?Sized,
     {
         if self.tracked.load(Ordering::Relaxed) == 0 {
             return self.quota.peek(0, now);
@@ -239,7 +244,7 @@ impl<K: Hash + Eq> KeyedGcra<K> {
     pub(crate) fn refund<Q>(&self, key: &Q)
     where
         K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: KeyBytes + Eq + ?Sized,
     {
         let (h, mut shard) = self.shard(key);
         if let Some(tat) = shard.tat(h, key) {
@@ -300,6 +305,27 @@ impl<K: Hash + Eq> Shard<K> {
             self.map.shrink_to_fit();
         }
         before.saturating_sub(len)
+    }
+}
+
+/// The bytes of a key, as its table hashes them: a table holds keys of one type, compared in
+/// full, so the bytes need no length or terminator to keep two keys apart.
+pub(crate) trait KeyBytes {
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R;
+}
+
+impl KeyBytes for str {
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(self.as_bytes())
+    }
+}
+
+impl KeyBytes for std::net::IpAddr {
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            std::net::IpAddr::V4(a) => f(&a.octets()),
+            std::net::IpAddr::V6(a) => f(&a.octets()),
+        }
     }
 }
 
