@@ -156,3 +156,23 @@ fn a_peek_sees_a_charge_made_once_the_table_was_empty() {
     t.refund(&std::net::IpAddr::from([192, 0, 2, 2]));
     assert_eq!(t.len(), 1);
 }
+
+#[test]
+fn a_key_is_hashed_by_its_bytes_alone_and_told_apart_in_full() {
+    // One SipHash write of the bytes, keyed per table.
+    let t: KeyedGcra<Box<str>> = KeyedGcra::new(quota("1/s", 1), 64, Overflow::Shared);
+    let (h, shard) = t.shard("spiffe://example.org/a");
+    drop(shard);
+    let mut direct = t.hasher.build_hasher();
+    direct.write(b"spiffe://example.org/a");
+    assert_eq!(h, direct.finish());
+    // Spellings a caller could choose for "the same" key are different keys, each limited.
+    let t: KeyedGcra<std::net::IpAddr> = KeyedGcra::new(quota("1/s", 1), 64, Overflow::Shared);
+    let v4: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let mapped: std::net::IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+    assert!(matches!(t.check(&v4, S), Decision::Allowed { .. }));
+    assert!(matches!(t.check(&v4, S), Decision::Refused { .. }));
+    assert!(matches!(t.check(&mapped, S), Decision::Allowed { .. }));
+    assert!(matches!(t.check(&mapped, S), Decision::Refused { .. }));
+    assert_eq!(t.len(), 2);
+}
