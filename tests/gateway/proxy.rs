@@ -122,11 +122,8 @@ async fn upstream_statuses_pass_through_unchanged() {
 
 #[tokio::test]
 async fn upstream_down_is_502_and_slow_is_504() {
-    // A port that was free a moment ago: nothing listens there.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Nothing listens there (the port is held, so no other test's listener takes it).
+    let (_held, dead) = refusing_addr();
     let extra = route("dead", "/dead", &format!("http://{dead}"), "");
     let (pki, _up, gw) = setup("", &extra).await;
     let client = pki.client(true);

@@ -319,6 +319,17 @@ window = "14d"
 }
 
 /// A `[[routes]]` entry on `prefix` with a 2 s upstream timeout; `extra` are more route keys.
+/// An address nothing listens on, held for as long as the returned socket lives: bound but not
+/// listening, so a connection to it is refused (RST) and no other test's listener can take the
+/// port meanwhile. (A port that was merely free a moment ago can be taken by a concurrent test's
+/// listener, and the "dead" upstream then answers.)
+pub fn refusing_addr() -> (tokio::net::TcpSocket, SocketAddr) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = s.local_addr().unwrap();
+    (s, addr)
+}
+
 pub fn route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
     format!("\n[[routes]]\nname = \"{name}\"\nmatch = {{ path_prefix = \"{prefix}\" }}\n{extra}\n[routes.upstream]\nurl = \"{upstream}\"\ntimeout = \"2s\"\n")
 }

@@ -18,10 +18,7 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_carry_status_class_unrouted_refusals_process_and_build_info() {
     let up = Upstream::start().await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let (_held, dead) = refusing_addr();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let routes = format!(

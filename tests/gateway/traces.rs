@@ -308,10 +308,7 @@ async fn an_untrusted_traceparent_never_reaches_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_down_or_hung_costs_requests_nothing_and_drops_are_counted() {
     let up = Upstream::start().await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let (_held, closed) = refusing_addr();
     // Accepts connections and never reads or answers.
     let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hung_addr = hung.local_addr().unwrap();
