@@ -789,28 +789,31 @@ mod bounded {
         StreamBody::new(frames).boxed()
     }
 
+    /// `write::response` of a plain answer (nothing relayed, no spare map, the caller not
+    /// asking to close) for an HTTP/1.1 request, `HEAD` or not.
+    pub(super) async fn write_plain(
+        wire: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        resp: Response<ProxyBody>,
+        head_method: bool,
+    ) -> std::io::Result<bool> {
+        let req = For {
+            version: http::Version::HTTP_11,
+            head_method,
+        };
+        write::response(wire, out, resp, &mut None, req, false, &mut None).await
+    }
+
     #[tokio::test]
     async fn a_large_response_is_written_from_its_own_buffer_never_copied_into_the_kept_one() {
         let big = Bytes::from(vec![b'x'; 1 << 20]);
-        let req = For {
-            version: http::Version::HTTP_11,
-            head_method: false,
-        };
         // Known size (first frame in hand), and chunked (size unknown).
         for (body, chunked) in [(full(big.clone()), false), (one_frame(big.clone()), true)] {
             let mut wire: Vec<u8> = Vec::new();
             let mut out = Vec::with_capacity(1024);
-            let close = write::response(
-                &mut wire,
-                &mut out,
-                Response::new(body),
-                &mut None,
-                req,
-                false,
-                &mut None,
-            )
-            .await
-            .unwrap();
+            let close = write_plain(&mut wire, &mut out, Response::new(body), false)
+                .await
+                .unwrap();
             assert!(!close);
             assert!(
                 out.capacity() <= OUT_KEEP,
@@ -845,20 +848,7 @@ mod bounded {
         resp.headers_mut()
             .insert("content-length", "2".parse().unwrap());
         let mut wire: Vec<u8> = Vec::new();
-        let req = For {
-            version: http::Version::HTTP_11,
-            head_method: false,
-        };
-        let got = write::response(
-            &mut wire,
-            &mut Vec::new(),
-            resp,
-            &mut None,
-            req,
-            false,
-            &mut None,
-        )
-        .await;
+        let got = write_plain(&mut wire, &mut Vec::new(), resp, false).await;
         assert!(got.is_err());
         assert!(
             !String::from_utf8_lossy(&wire).contains("evil"),
@@ -933,7 +923,7 @@ mod framing_fields {
     use bytes::Bytes;
     use http::Response;
 
-    use super::super::write::{self, For};
+    use super::bounded::write_plain;
     use crate::body::full;
 
     /// The head written for a 2-byte body with `fields` in the map, and whether the connection
@@ -946,22 +936,10 @@ mod framing_fields {
                 v.parse().unwrap(),
             );
         }
-        let req = For {
-            version: http::Version::HTTP_11,
-            head_method: true,
-        };
         let mut wire: Vec<u8> = Vec::new();
-        let close = write::response(
-            &mut wire,
-            &mut Vec::new(),
-            resp,
-            &mut None,
-            req,
-            false,
-            &mut None,
-        )
-        .await
-        .unwrap();
+        let close = write_plain(&mut wire, &mut Vec::new(), resp, true)
+            .await
+            .unwrap();
         (String::from_utf8(wire).unwrap(), close)
     }
 
