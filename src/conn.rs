@@ -11,7 +11,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::pki_types::CertificateDer;
 
@@ -40,8 +40,56 @@ pub struct ConnInfo {
 pub struct TlsInfo {
     pub sni: Option<String>,
     pub h2: bool,
+    /// The client's certificate chain, leaf first (empty when none was presented). Private:
+    /// `leaf` below is worked out from it, so it is set once, by [`TlsInfo::new`].
+    client_chain: Vec<CertificateDer<'static>>,
+    leaf: LeafFacts,
+}
+
+/// What the leaf certificate says that requests ask again and again: worked out on a
+/// connection's first request that asks, then kept for its later ones. A connection's chain
+/// never changes (rustls has no renegotiation and no post-handshake client authentication), so
+/// a kept answer is the one a new computation would give. Per request, on the mTLS route, the
+/// thumbprint's SHA-256 over the DER and the certificate's parse for `notAfter` were about half
+/// of its user time (issue 22).
+#[derive(Debug, Clone, Default)]
+struct LeafFacts {
+    thumbprint: OnceLock<Option<String>>,
+    not_after: OnceLock<Option<std::time::SystemTime>>,
+}
+
+impl TlsInfo {
+    /// A connection's TLS details: the SNI it asked for, whether ALPN chose h2, and the client's
+    /// certificate chain, leaf first (empty when none was presented).
+    pub fn new(sni: Option<String>, h2: bool, client_chain: Vec<CertificateDer<'static>>) -> Self {
+        TlsInfo {
+            sni,
+            h2,
+            client_chain,
+            leaf: LeafFacts::default(),
+        }
+    }
+
     /// The client's certificate chain, leaf first (empty when none was presented).
-    pub client_chain: Vec<CertificateDer<'static>>,
+    pub fn client_chain(&self) -> &[CertificateDer<'static>] {
+        &self.client_chain
+    }
+
+    /// [`leaf_thumbprint`] of the client chain, computed once per connection.
+    pub fn leaf_thumbprint(&self) -> Option<&str> {
+        self.leaf
+            .thumbprint
+            .get_or_init(|| leaf_thumbprint(&self.client_chain))
+            .as_deref()
+    }
+
+    /// [`not_after`] of the client chain's leaf, parsed once per connection.
+    pub fn leaf_not_after(&self) -> Option<std::time::SystemTime> {
+        *self
+            .leaf
+            .not_after
+            .get_or_init(|| self.client_chain.first().and_then(|c| not_after(c)))
+    }
 }
 
 impl ConnInfo {
@@ -68,10 +116,7 @@ impl ConnInfo {
     #[cfg(test)]
     pub fn for_tests(client_chain: Option<Vec<CertificateDer<'static>>>) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let tls = client_chain.map(|client_chain| TlsInfo {
-            client_chain,
-            ..TlsInfo::default()
-        });
+        let tls = client_chain.map(|client_chain| TlsInfo::new(None, false, client_chain));
         ConnInfo::new(addr, addr, tls, Arc::default())
     }
 

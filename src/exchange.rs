@@ -314,11 +314,8 @@ impl TokenExchange {
         crate::state::admit(minter.state, &cred)?;
         check_lineage(&cred, now)?;
         self.may_receive(minter.routes, &audience, &cred, conn, now)?;
-        let cnf = crate::token::mint::cnf_thumbprint(
-            &cred,
-            conn.tls.as_ref().map(|t| t.client_chain.as_slice()),
-        );
-        let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf.as_deref());
+        let cnf = crate::token::mint::cnf_thumbprint(&cred, conn.tls.as_ref());
+        let req = MintRequest::for_credential(&cred, &audience, Profile::JwtSvid, cnf);
         let issued = minter
             .tokens
             .get_or_mint(minter.issuer, &req, now, minter.metrics)

@@ -79,11 +79,7 @@ fn bearer(headers: &HeaderMap) -> Bearer<'_> {
 /// constant time.
 fn holds_certificate(conn: &ConnInfo, cnf: &str) -> bool {
     use subtle::ConstantTimeEq as _;
-    let Some(presented) = conn
-        .tls
-        .as_ref()
-        .and_then(|t| crate::conn::leaf_thumbprint(&t.client_chain))
-    else {
+    let Some(presented) = conn.tls.as_ref().and_then(|t| t.leaf_thumbprint()) else {
         return false;
     };
     presented.len() == cnf.len() && bool::from(presented.as_bytes().ct_eq(cnf.as_bytes()))

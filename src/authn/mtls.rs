@@ -49,7 +49,7 @@ impl MtlsAuthenticator {
 
     fn check(&self, conn: &ConnInfo, now: SystemTime) -> Outcome {
         let chain = match &conn.tls {
-            Some(tls) if !tls.client_chain.is_empty() => &tls.client_chain,
+            Some(tls) if !tls.client_chain().is_empty() => tls.client_chain(),
             _ => return Outcome::NotPresent,
         };
         let refuse = |why: &dyn std::fmt::Display| {

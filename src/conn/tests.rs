@@ -50,3 +50,52 @@ fn per_worker_slots_are_the_workers_own() {
     slots.keep(8);
     assert_eq!(slots.read(|v| Some(*v)), Some(8));
 }
+
+/// A self-signed certificate valid until `until` (year, month, day).
+fn cert_until(until: (i32, u8, u8)) -> CertificateDer<'static> {
+    let mut params = rcgen::CertificateParams::new(vec!["leaf.test".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().der().clone()
+}
+
+#[test]
+fn a_connections_leaf_facts_are_of_its_own_chain_and_kept() {
+    let a = cert_until((2031, 1, 2));
+    let b = cert_until((2032, 3, 4));
+    let ta = TlsInfo::new(None, false, vec![a.clone(), b.clone()]);
+    let tb = TlsInfo::new(None, false, vec![b.clone()]);
+    for _ in 0..2 {
+        // Asked twice: the kept answer is the one worked out from the chain.
+        assert_eq!(
+            ta.leaf_thumbprint(),
+            leaf_thumbprint(std::slice::from_ref(&a)).as_deref()
+        );
+        assert_eq!(
+            tb.leaf_thumbprint(),
+            leaf_thumbprint(std::slice::from_ref(&b)).as_deref()
+        );
+        assert_eq!(ta.leaf_not_after(), not_after(&a));
+        assert_eq!(tb.leaf_not_after(), not_after(&b));
+    }
+    assert_ne!(ta.leaf_thumbprint(), tb.leaf_thumbprint());
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(ta.leaf_not_after().map(secs), Some(1_925_078_400)); // 2031-01-02T00:00:00Z
+    assert_eq!(tb.leaf_not_after().map(secs), Some(1_961_971_200)); // 2032-03-04T00:00:00Z
+                                                                    // A copy keeps what was worked out (the chain is the same); no chain, no facts.
+    assert_eq!(ta.clone().leaf_thumbprint(), ta.leaf_thumbprint());
+    let none = TlsInfo::new(None, false, Vec::new());
+    assert_eq!(
+        (none.leaf_thumbprint(), none.leaf_not_after()),
+        (None, None)
+    );
+    // Not a certificate: no `notAfter`, but a thumbprint still (it is of the bytes).
+    let junk = TlsInfo::new(
+        None,
+        false,
+        vec![CertificateDer::from(vec![0x30u8, 0x03, 1, 2, 3])],
+    );
+    assert_eq!(junk.leaf_not_after(), None);
+    assert!(junk.leaf_thumbprint().is_some());
+}

@@ -262,7 +262,7 @@ impl Decider {
             // The certificate was just checked like a handshake; the mTLS credential reuses
             // that check, as it does for a connection's own chain.
             if let Some(t) = &caller.tls {
-                caller.svid.put(&t.client_chain, &self.trust, &svid, now);
+                caller.svid.put(t.client_chain(), &self.trust, &svid, now);
             }
         }
         caller.hop = Hop::new(peer, original.proto);
@@ -305,7 +305,7 @@ impl Decider {
         if self.settings.trusted_proxy_ids.is_empty() {
             return Ok(());
         }
-        let chain = conn.tls.as_ref().map(|t| t.client_chain.as_slice());
+        let chain = conn.tls.as_ref().map(TlsInfo::client_chain);
         let Some(chain) = chain.filter(|c| !c.is_empty()) else {
             return forbidden("decision requests need the front proxy's client certificate");
         };
@@ -405,13 +405,7 @@ impl Decider {
         now: SystemTime,
     ) -> Result<(TlsInfo, crate::spiffe::x509::VerifiedSvid), Refusal> {
         match crate::spiffe::x509::verify_chain(&chain, &self.trust, now) {
-            Ok(svid) => Ok((
-                TlsInfo {
-                    client_chain: chain,
-                    ..TlsInfo::default()
-                },
-                svid,
-            )),
+            Ok(svid) => Ok((TlsInfo::new(None, false, chain), svid)),
             Err(e) => {
                 tracing::debug!(reason = %e, "forwarded client certificate refused");
                 Err(Refusal::new(

@@ -539,11 +539,7 @@ impl Gateway {
         let mut usage =
             crate::state::Usage::of(cred, route.name(), plan.map(|p| p.name.as_str()), now);
         if cred.kind == identity::Kind::Mtls {
-            usage.cert_not_after = conn
-                .tls
-                .as_ref()
-                .and_then(|t| t.client_chain.first())
-                .and_then(|leaf| crate::conn::not_after(leaf));
+            usage.cert_not_after = conn.tls.as_ref().and_then(|t| t.leaf_not_after());
         }
         // Who is behind the credential: shared-credential detection (`state::sources`), the
         // address formatted only for a source new in the flush interval.
@@ -617,11 +613,8 @@ impl Gateway {
                 "the gateway cannot mint a token for this route",
             ));
         };
-        let cnf = crate::token::mint::cnf_thumbprint(
-            cred,
-            conn.tls.as_ref().map(|t| t.client_chain.as_slice()),
-        );
-        let req = MintRequest::for_credential(cred, audience, up.token_profile, cnf.as_deref());
+        let cnf = crate::token::mint::cnf_thumbprint(cred, conn.tls.as_ref());
+        let req = MintRequest::for_credential(cred, audience, up.token_profile, cnf);
         match self.tokens.get_or_mint(issuer, &req, now, &self.metrics) {
             Ok(issued) => Ok(Some(issued.minted)),
             Err(e) => {

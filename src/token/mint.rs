@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::keys::{Alg, KeyError, Typ};
 use super::keyset::KeySet;
+use crate::conn::TlsInfo;
 use crate::identity::profile::Profile;
 use crate::identity::{Credential, Kind};
 
@@ -414,18 +415,12 @@ impl Issuer {
 }
 
 /// RFC 8705 `x5t#S256` of the caller's client certificate, when it authenticated with it.
-/// `client_chain` is the connection's client certificate chain, leaf first, when it is TLS.
-pub fn cnf_thumbprint(
-    cred: &Credential,
-    client_chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
-) -> Option<String> {
-    match (cred.kind, client_chain) {
-        (Kind::Mtls, Some(client_chain)) => crate::conn::leaf_thumbprint(client_chain),
+/// `tls` is the connection's TLS details, when it is TLS (the thumbprint is worked out once per
+/// connection, `conn::TlsInfo::leaf_thumbprint`).
+pub fn cnf_thumbprint<'a>(cred: &'a Credential, tls: Option<&'a TlsInfo>) -> Option<&'a str> {
+    match (cred.kind, tls) {
+        (Kind::Mtls, Some(tls)) => tls.leaf_thumbprint(),
         // A presented token's binding (proven on this connection) carries over.
-        _ => cred
-            .lineage
-            .as_deref()
-            .and_then(|l| l.cnf.as_deref())
-            .map(str::to_owned),
+        _ => cred.lineage.as_deref().and_then(|l| l.cnf.as_deref()),
     }
 }

@@ -208,14 +208,14 @@ async fn serve_connection<H: Handler>(
                 }
             };
             let (_, session) = stream.get_ref();
-            let tls_info = TlsInfo {
-                sni: session.server_name().map(str::to_owned),
-                h2: session.alpn_protocol() == Some(b"h2"),
-                client_chain: session
+            let tls_info = TlsInfo::new(
+                session.server_name().map(str::to_owned),
+                session.alpn_protocol() == Some(b"h2"),
+                session
                     .peer_certificates()
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
-            };
+            );
             let h2 = tls_info.h2;
             let mut info = ConnInfo::new(peer, local, Some(tls_info), flag.clone());
             info.framing_checked = !h2 && native(settings);

@@ -363,6 +363,62 @@ async fn mtls_caller_gets_a_minted_token_bound_to_its_certificate() {
     assert_eq!(r.status(), 401);
 }
 
+/// The thumbprint a token is bound to is worked out once per connection and kept: two
+/// connections of the same identity with two different certificates, their requests taking
+/// turns, each get tokens bound to their own certificate, never the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_connection_gets_tokens_bound_to_its_own_certificate() {
+    let e = env(&[]).await;
+    let first = e.corp.leaf(&[CALLER], |_| {});
+    let second = e.corp.leaf(&[CALLER], |_| {});
+    let x5t_of = |svid: &(String, String)| {
+        use sha2::Digest as _;
+        let der = rustls_pki_types::CertificateDer::pem_slice_iter(svid.0.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der.as_ref()))
+    };
+    let cnf_of = |token: &str| -> String {
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["cnf"]["x5t#S256"].as_str().unwrap().to_string()
+    };
+    let (want_first, want_second) = (x5t_of(&first), x5t_of(&second));
+    assert_ne!(want_first, want_second);
+    // One client each: each keeps its own keep-alive connection.
+    let (a, b) = (e.client(Some(&first)), e.client(Some(&second)));
+    for round in 0..3 {
+        for (client, want) in [(&a, &want_first), (&b, &want_second)] {
+            let r = client.get(e.url("/payments/batch")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "round {round}");
+            assert_eq!(&cnf_of(&bearer_of(&e.up.last())), want, "round {round}");
+        }
+    }
+    // The certificate's expiry, also worked out once per connection, reaches the inventory.
+    let der = rustls_pki_types::CertificateDer::pem_slice_iter(second.0.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap();
+    let expiry = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs));
+    let inv: Value = reqwest::get(format!("http://{}/admin/v1/inventory", e.gw.admin_addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = inv["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "mtls" && r["identity"] == CALLER)
+        .unwrap_or_else(|| panic!("no mtls row: {inv}"));
+    assert_eq!(row["cert_not_after"], expiry.to_string(), "{row}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_x509_svid_rule_is_enforced() {
     let e = env(&[]).await;
