@@ -450,12 +450,8 @@ pub fn to_upstream(
     });
     // The names set below are withheld from the caller by the pass above, or (the two lists)
     // when folded, and each is set once: pushed without a look-up.
-    fold_list(
-        &mut head,
-        kept.forwarded,
-        &header::FORWARDED,
-        hop.forwarded(host),
-    );
+    let (forwarded, forwarded_host) = hop.for_host(host);
+    fold_list(&mut head, kept.forwarded, &header::FORWARDED, forwarded);
     fold_list(
         &mut head,
         kept.forwarded_for,
@@ -467,7 +463,7 @@ pub fn to_upstream(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(hop.proto()),
     ));
-    if let Some(host) = host.and_then(|s| HeaderValue::from_str(s).ok()) {
+    if let Some(host) = forwarded_host {
         own.push((X_FORWARDED_HOST.clone(), host));
     }
     own.push((X_REQUEST_ID.clone(), request_id.clone()));
