@@ -99,3 +99,52 @@ fn a_connections_leaf_facts_are_of_its_own_chain_and_kept() {
     assert_eq!(junk.leaf_not_after(), None);
     assert!(junk.leaf_thumbprint().is_some());
 }
+
+/// `Hop::for_host` keeps the first host's fields: every host, before and after it, gets exactly
+/// what a fresh rendering gives, whether the kept one is a plain host or one `Forwarded` does
+/// not name.
+#[test]
+fn a_hops_kept_host_fields_are_each_hosts_own() {
+    use http::HeaderValue;
+    let hosts = [
+        Some("a.example"),
+        Some("a.example"),
+        Some("b.example"),
+        None,
+        Some("a_b.example"),
+        Some("a.example"),
+        Some("a.exampl"),
+        Some("a.example."),
+        Some("[2001:db8::1]"),
+    ];
+    for first in [Some("a.example"), Some("a_b.example"), None] {
+        let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
+        let fresh = |h: Option<&str>| {
+            (
+                hop.forwarded(h),
+                h.and_then(|h| HeaderValue::from_str(h).ok()),
+            )
+        };
+        for host in std::iter::once(first).chain(hosts) {
+            assert_eq!(hop.for_host(host), fresh(host), "{first:?} then {host:?}");
+        }
+        // A copy (a `ConnInfo` clone) answers the same.
+        let copy = hop.clone();
+        for host in hosts {
+            assert_eq!(
+                copy.for_host(host),
+                fresh(host),
+                "{first:?}, copied: {host:?}"
+            );
+        }
+    }
+    let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "http");
+    assert_eq!(
+        hop.for_host(Some("a.example")).0,
+        "for=\"192.0.2.1:4000\";proto=http;host=\"a.example\""
+    );
+    assert_eq!(
+        hop.for_host(Some("b.example")).0,
+        "for=\"192.0.2.1:4000\";proto=http;host=\"b.example\""
+    );
+}

@@ -47,7 +47,8 @@ type PooledClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 pub struct Outbound {
     pub method: http::Method,
     pub uri: Uri,
-    /// Boxed: see [`headers::to_upstream`].
+    /// Boxed (moved through the pipeline's and the client's futures), the box kept for the
+    /// thread's next request once the exchange is over ([`headers::UpstreamHead::recycle`]).
     pub head: Box<headers::UpstreamHead>,
 }
 
@@ -324,9 +325,12 @@ impl Upstream {
             // keeps the deadline on the connection's own reused timer (see `pool::Conn`).
             Some(h1) => {
                 let deadline = tokio::time::Instant::now() + self.timeout;
-                h1.send(&mut req, body, body_tripped.is_none(), deadline)
-                    .await
-                    .map(|(resp, relayed)| (resp, Some(relayed)))
+                let sent = h1
+                    .send(&mut req, body, body_tripped.is_none(), deadline)
+                    .await;
+                // The description's box serves the thread's next request.
+                req.head.recycle();
+                sent.map(|(resp, relayed)| (resp, Some(relayed)))
                     .map_err(Failed::Plain)
             }
             None => {

@@ -176,3 +176,59 @@ async fn remembered_field_names_frame_and_forward_every_spelling_as_sent() {
     assert_eq!(a.count(), hits + 1);
     gw.stop().await;
 }
+
+/// The connection's `Forwarded`/`X-Forwarded-Host` rendering for the first host it named
+/// (`conn::Hop::for_host`, issue 22) answers only for that host: on one keep-alive connection,
+/// every request's fields name its own host, whichever host came first, came between or comes
+/// back; a host `Forwarded` does not name (`_` is no plain host character) leaves its element
+/// bare, on either side of the one kept.
+#[tokio::test]
+async fn each_request_on_a_connection_forwards_its_own_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let toml = base_config(dir.path(), "", "", &route("any", "/", &up.url(), ""));
+    let gw = start_in_process(dir.path(), &toml).await;
+    let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+    let port = s.local_addr().unwrap().port();
+    let element = format!("for=\"127.0.0.1:{port}\";proto=http");
+    for host in [
+        "one.example",
+        "one.example",
+        "two.example",
+        "one.example",
+        "TWO.example:8080",
+        "one.example",
+        "[::1]:8080",
+        "under_score.example",
+        "one.example",
+    ] {
+        s.write_all(format!("GET /x HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(answer(&mut s).await, 200, "Host: {host}");
+        let seen = up.last().headers;
+        // What a fresh reading names: the canonical host (lower case, no port).
+        let canonical = match host {
+            "TWO.example:8080" => "two.example",
+            "[::1]:8080" => "[::1]",
+            h => h,
+        };
+        let field = |name: &str| {
+            let all: Vec<&str> = seen
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            all.join(" | ")
+        };
+        let forwarded = if canonical.contains('_') {
+            element.clone()
+        } else {
+            format!("{element};host=\"{canonical}\"")
+        };
+        assert_eq!(field("forwarded"), forwarded, "Host: {host}");
+        assert_eq!(field("x-forwarded-host"), canonical, "Host: {host}");
+        assert_eq!(field("x-forwarded-for"), "127.0.0.1", "Host: {host}");
+    }
+    gw.stop().await;
+}

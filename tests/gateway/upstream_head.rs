@@ -229,3 +229,57 @@ async fn upstream_head_through_hyper_client_has_the_same_fields() {
     assert_eq!(got, want, "{head}");
     gw.stop().await;
 }
+
+/// The description's box is kept per worker thread for the next request
+/// (`UpstreamHead::recycle`): on one worker, a plain request from another connection right
+/// after [`HOSTILE`] (withheld names, folded chains, the gateway's fields) carries only its own
+/// fields, exactly those of a plain request on a fresh gateway; and a failed exchange (a dead
+/// upstream, the caller's map still in the box) leaves nothing for the next either.
+#[tokio::test]
+async fn the_next_request_on_a_worker_carries_nothing_of_the_one_before() {
+    let (addr, heads) = plain_upstream().await;
+    let (dead_socket, dead) = refusing_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = route("api", "/api", &format!("http://{addr}"), "")
+        + &route("dead", "/dead", &format!("http://{dead}"), "");
+    let toml = base_config(dir.path(), "workers = 1", "", &routes);
+    let gw = start_in_process(dir.path(), &toml).await;
+    const PLAIN: &str = "GET /api/z HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n";
+    let plain = |head: &str| {
+        let got = fields(head);
+        let port = peer_port(&got);
+        let rid = got
+            .iter()
+            .find(|l| l.starts_with("x-request-id: "))
+            .cloned()
+            .unwrap_or_default();
+        assert!(!rid.contains("caller-id"), "{head}");
+        assert_eq!(
+            got,
+            [
+                format!("forwarded: for=\"127.0.0.1:{port}\";proto=http;host=\"gw.example\""),
+                "x-forwarded-for: 127.0.0.1".to_owned(),
+                "x-forwarded-proto: http".to_owned(),
+                "x-forwarded-host: gw.example".to_owned(),
+                rid,
+                format!("host: {addr}"),
+            ],
+            "{head}"
+        );
+    };
+    // Each closes its connection (a further token in `Connection`), not to wait out the read.
+    let hostile = HOSTILE.replace("X-Custom, keep-alive", "X-Custom, close");
+    let chain = CHAIN_DROPPED.replace("X-Request-Id\r\n", "X-Request-Id, close\r\n");
+    for before in [&hostile, &chain] {
+        through(&gw, before).await;
+        through(&gw, PLAIN).await;
+        plain(&heads.lock().unwrap().last().cloned().unwrap());
+    }
+    let failed = hostile.replace("GET /api/x?q=1", "GET /dead/x");
+    let (raw, _) = raw_exchange(gw.data_addr, failed.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&raw), 502, "{raw}");
+    through(&gw, PLAIN).await;
+    plain(&heads.lock().unwrap().last().cloned().unwrap());
+    drop(dead_socket);
+    gw.stop().await;
+}

@@ -161,3 +161,71 @@ fn forwarding_lists_append_unless_named_in_connection() {
     forward(&mut h, &hop, None, &list);
     assert_eq!(h[header::FORWARDED], "for=\"192.0.2.1:4000\";proto=https");
 }
+
+/// A description done with (`UpstreamHead::recycle`), after a sent head (its map taken) or a
+/// failed exchange (its map still there), with the gateway's fields, a minted token and
+/// withheld names: the thread's next description holds only its own request's fields, the
+/// same as one built fresh, whether it is built by `to_upstream` or `verbatim`.
+#[test]
+fn a_recycled_description_holds_nothing_of_the_request_before() {
+    let hop = Hop::new("192.0.2.1:4000".parse().unwrap(), "https");
+    let strip = Strip {
+        route: &StripList::EMPTY,
+        authorization: true,
+    };
+    let first = || {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Basic c2VjcmV0".parse().unwrap());
+        h.insert("x-first", "mine".parse().unwrap());
+        h.insert(header::CONNECTION, "x-hidden".parse().unwrap());
+        h.insert("x-hidden", "1".parse().unwrap());
+        h
+    };
+    let second = || {
+        let mut h = HeaderMap::new();
+        h.insert("x-second", "2".parse().unwrap());
+        h
+    };
+    let build = |h: HeaderMap, rid: &'static str| {
+        to_upstream(
+            h,
+            &hop,
+            Some("b.example"),
+            &HeaderValue::from_static(rid),
+            &HeaderValue::from_static("up:1"),
+            strip,
+        )
+    };
+    let wire = |head: &UpstreamHead| {
+        head.fields()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let fresh = wire(&build(second(), "rid-2"));
+    let fresh_verbatim = wire(&UpstreamHead::verbatim(second()));
+    for sent in [true, false] {
+        let mut done = build(first(), "rid-1");
+        done.set(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer minted"),
+        );
+        done.set(
+            HeaderName::from_static("x-injected"),
+            HeaderValue::from_static("k"),
+        );
+        if sent {
+            let mut answer = HeaderMap::new();
+            done.hand_over(&mut answer);
+            assert!(answer.is_empty());
+        }
+        done.recycle();
+        let next = build(second(), "rid-2");
+        assert_eq!(wire(&next), fresh, "sent: {sent}");
+        assert!(next.withheld.is_empty());
+        next.recycle();
+        let next = UpstreamHead::verbatim(second());
+        assert_eq!(wire(&next), fresh_verbatim, "sent: {sent}");
+        assert_eq!(wire(&next), ["x-second: 2"]);
+        next.recycle();
+    }
+}
