@@ -135,7 +135,7 @@ impl Gateway {
     ) -> (
         Response<ProxyBody>,
         Option<crate::proxy::Relayed>,
-        Option<crate::limits::RateHeaders>,
+        Option<Box<crate::limits::RateHeaders>>,
     ) {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
@@ -200,7 +200,7 @@ impl Gateway {
         resp.headers_mut()
             .insert(headers::X_REQUEST_ID.clone(), trace.request_id.clone());
         let rate = match trace.rate_headers.take() {
-            Some(h) if rate_beside => Some(h),
+            Some(h) if rate_beside => Some(Box::new(h)),
             Some(h) => {
                 h.apply_to(resp.headers_mut());
                 None

@@ -159,7 +159,7 @@ pub(super) async fn serve<S, H>(
             &mut out,
             resp,
             &mut relayed,
-            rate.as_ref(),
+            rate.as_deref(),
             req_for,
             close,
             &mut spare
