@@ -525,7 +525,7 @@ impl super::RouteLimits {
         now: u64,
     ) -> Result<super::RateHeaders, crate::problem::Refusal> {
         use super::gcra::Decision;
-        let mut current = super::Field::new();
+        let (mut mine, mut route) = (None, None);
         let mut fell_back = c.in_fallback();
         let id_bucket = format!("id:{identity}");
         let mut id_via = None;
@@ -555,12 +555,7 @@ impl super::RouteLimits {
                 Decision::Allowed {
                     remaining,
                     reset_ns,
-                } => super::push_limit_item(
-                    &mut current,
-                    super::IDENTITY_POLICY,
-                    remaining,
-                    reset_ns,
-                ),
+                } => mine = Some((remaining, reset_ns)),
                 Decision::Refused { retry_ns, reset_ns } => {
                     if via == Via::Borrowed {
                         c.leases.unborrow(&id_bucket);
@@ -582,7 +577,7 @@ impl super::RouteLimits {
                 Decision::Allowed {
                     remaining,
                     reset_ns,
-                } => super::push_limit_item(&mut current, super::ROUTE_POLICY, remaining, reset_ns),
+                } => route = Some((remaining, reset_ns)),
                 Decision::Refused { retry_ns, reset_ns } => {
                     if via == Via::Borrowed {
                         c.leases.unborrow("total");
@@ -604,7 +599,8 @@ impl super::RouteLimits {
         }
         Ok(super::RateHeaders {
             policy: Some(self.shown_policy(c, fell_back, policy).clone()),
-            current: super::field_value(current),
+            identity: mine,
+            route,
         })
     }
 

@@ -20,11 +20,18 @@
 //! rate check (issue 22). The hash is of the key's bytes alone, in one SipHash `write`
 //! ([`KeyBytes`]): a `Hash` impl adds a terminator or length and is gathered first.
 //!
+//! Each thread remembers the last key it hashed, the table it hashed it for and the hash
+//! (`LAST`): a data-plane worker serving one caller's keep-alive requests hashes that caller's
+//! key once. The hash is a function of the table's secret key and the key's bytes alone, so a
+//! remembered one is taken only for the same table (a number no other table ever gets) and the
+//! same bytes, compared in full: it is the value hashing would give, never another key's.
+//!
 //! [`Clock`]: crate::clock::Clock
 
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::rate::Rate;
@@ -34,6 +41,20 @@ use crate::prehash::PreHashedMap;
 const SWEEP_EVERY_NS: u64 = 100_000_000;
 /// Shards: enough that 2–16 cores rarely meet on one lock, few enough that a sweep of all is cheap.
 const SHARDS: usize = 16;
+
+/// Keys longer than this are hashed every time rather than remembered (`LAST` keeps the longest
+/// key its thread remembered).
+const REMEMBER_MAX: usize = 256;
+
+/// Tables made so far: each table's number, never given to another, so that a thread's
+/// remembered hash is never taken for another table (whose secret key differs), even one made
+/// where a dropped table was (a reload).
+static TABLES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's last hashed key: (table number, key bytes, hash).
+    static LAST: RefCell<(u64, Vec<u8>, u64)> = const { RefCell::new((u64::MAX, Vec::new(), 0)) };
+}
 
 /// One limit: interval and burst, in nanoseconds.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +154,8 @@ pub(crate) enum Overflow {
 pub(crate) struct KeyedGcra<K> {
     quota: Quota,
     hasher: RandomState,
+    /// This table's number (`TABLES`).
+    id: u64,
     shards: [Mutex<Shard<K>>; SHARDS],
     per_shard: usize,
     overflow: Overflow,
@@ -166,6 +189,7 @@ impl<K: Hash + Eq> KeyedGcra<K> {
         KeyedGcra {
             quota,
             hasher: RandomState::new(),
+            id: TABLES.fetch_add(1, Ordering::Relaxed),
             shards,
             per_shard: (max_keys / SHARDS).max(1),
             overflow,
@@ -174,13 +198,36 @@ impl<K: Hash + Eq> KeyedGcra<K> {
         }
     }
 
-    /// The key's hash and its shard, locked.
-    fn shard<Q: KeyBytes + ?Sized>(&self, key: &Q) -> (u64, MutexGuard<'_, Shard<K>>) {
-        let h = key.with_bytes(|b| {
+    /// The keyed hash of a key's bytes `b`: this thread's remembered one when it hashed the
+    /// same bytes for this table last (see the module's comment).
+    fn hash(&self, b: &[u8]) -> u64 {
+        let hashed = || {
             let mut h = self.hasher.build_hasher();
             h.write(b);
             h.finish()
-        });
+        };
+        LAST.try_with(|last| {
+            let Ok(mut last) = last.try_borrow_mut() else {
+                return hashed();
+            };
+            let (table, bytes, h) = &mut *last;
+            if *table == self.id && bytes.as_slice() == b {
+                return *h;
+            }
+            let fresh = hashed();
+            if b.len() <= REMEMBER_MAX {
+                bytes.clear();
+                bytes.extend_from_slice(b);
+                (*table, *h) = (self.id, fresh);
+            }
+            fresh
+        })
+        .unwrap_or_else(|_| hashed())
+    }
+
+    /// The key's hash and its shard, locked.
+    fn shard<Q: KeyBytes + ?Sized>(&self, key: &Q) -> (u64, MutexGuard<'_, Shard<K>>) {
+        let h = key.with_bytes(|b| self.hash(b));
         // The high half picks the shard: the map indexes by the low bits, which must still
         // differ between the keys of one shard. Always in range; the fallback satisfies the lint.
         let i = usize::try_from((h >> 32) % SHARDS as u64).unwrap_or(0);

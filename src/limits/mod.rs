@@ -57,9 +57,12 @@ use gcra::{ceil_secs, Decision, KeyedGcra, Overflow, Quota};
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static(POLICY_NAME);
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const RATELIMIT: HeaderName = HeaderName::from_static(LIMIT_NAME);
+/// Their names, as a writer that writes fields itself writes them.
+const POLICY_NAME: &str = "ratelimit-policy";
+const LIMIT_NAME: &str = "ratelimit";
 
 /// Policy names in the header fields.
 const IDENTITY_POLICY: &str = "identity";
@@ -99,20 +102,28 @@ pub struct RouteLimits {
     cluster: Option<cluster::Cluster>,
 }
 
-/// The `RateLimit-Policy`/`RateLimit` fields for a response on a limited route.
+/// The `RateLimit-Policy`/`RateLimit` fields for a response on a limited route: the policy's
+/// value (the same on every response, shared) and the figures of the `RateLimit` items, written
+/// out only where the response is. Into a header value for a response map
+/// ([`RateHeaders::apply_to`]); the native HTTP/1.1 writer has them written straight into its
+/// head ([`RateHeaders::write_lines`]): no `HeaderValue` built and checked, no allocation, no
+/// hashed map insert (issue 22). Small, as it travels with the answer (`transport::Answer`).
 #[derive(Debug, Clone, Default)]
 pub struct RateHeaders {
     policy: Option<HeaderValue>,
-    current: Option<HeaderValue>,
+    /// The identity's item: (remaining, nanoseconds until the quota is whole).
+    identity: Option<(u64, u64)>,
+    /// The route's item, after the identity's.
+    route: Option<(u64, u64)>,
 }
 
 impl RateHeaders {
     /// The header fields to add (none on a route without rate limits).
     pub fn pairs(&self) -> Vec<(HeaderName, HeaderValue)> {
         let mut v = Vec::with_capacity(2);
-        if let (Some(p), Some(c)) = (&self.policy, &self.current) {
+        if let (Some(p), Some(c)) = (&self.policy, self.current_value()) {
             v.push((RATELIMIT_POLICY, p.clone()));
-            v.push((RATELIMIT, c.clone()));
+            v.push((RATELIMIT, c));
         }
         v
     }
@@ -121,10 +132,55 @@ impl RateHeaders {
     /// the upstream's limits, not ours, and a client cannot tell the two apart).
     pub fn apply_to(&self, headers: &mut HeaderMap) {
         // As `pairs`, without building its vector for every response.
-        if let (Some(p), Some(c)) = (&self.policy, &self.current) {
+        if let (Some(p), Some(c)) = (&self.policy, self.current_value()) {
             headers.insert(RATELIMIT_POLICY, p.clone());
-            headers.insert(RATELIMIT, c.clone());
+            headers.insert(RATELIMIT, c);
         }
+    }
+
+    /// Whether there are fields to add (both, or neither).
+    pub fn is_set(&self) -> bool {
+        self.policy.is_some()
+    }
+
+    /// Append the fields as HTTP/1.1 head lines (`name: value` and CRLF, the names lower-case
+    /// as a map's writer writes them): the bytes [`RateHeaders::apply_to`] would put on the
+    /// wire. The writer that calls it leaves out relayed fields of these names
+    /// ([`RateHeaders::names`]), as the map insert replaces them.
+    pub fn write_lines(&self, out: &mut Vec<u8>) {
+        let Some(p) = &self.policy else {
+            return;
+        };
+        for piece in [POLICY_NAME.as_bytes(), b": ", p.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(piece);
+        }
+        out.extend_from_slice(LIMIT_NAME.as_bytes());
+        out.extend_from_slice(b": ");
+        self.put_current(&mut |piece| out.extend_from_slice(piece));
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The names of the fields, lower-case: a relayed field of either name gives way to ours.
+    pub fn names() -> [&'static [u8]; 2] {
+        [POLICY_NAME.as_bytes(), LIMIT_NAME.as_bytes()]
+    }
+
+    /// The `RateLimit` value, piece by piece: the identity's item, then the route's.
+    fn put_current(&self, put: &mut impl FnMut(&[u8])) {
+        if let Some((remaining, reset_ns)) = self.identity {
+            put_limit_item(put, true, IDENTITY_POLICY, remaining, reset_ns);
+        }
+        if let Some((remaining, reset_ns)) = self.route {
+            let first = self.identity.is_none();
+            put_limit_item(put, first, ROUTE_POLICY, remaining, reset_ns);
+        }
+    }
+
+    fn current_value(&self) -> Option<HeaderValue> {
+        self.policy.as_ref()?;
+        let mut field = Field::new();
+        self.put_current(&mut |piece| field.put(piece));
+        field_value(field)
     }
 }
 
@@ -200,13 +256,13 @@ impl RouteLimits {
         if let Some(c) = &self.cluster {
             return self.check_cluster(c, identity, policy, now);
         }
-        let mut current = Field::new();
+        let (mut mine, mut route) = (None, None);
         if let Some(table) = &self.identity {
             match table.check(identity, now) {
                 Decision::Allowed {
                     remaining,
                     reset_ns,
-                } => push_limit_item(&mut current, IDENTITY_POLICY, remaining, reset_ns),
+                } => mine = Some((remaining, reset_ns)),
                 Decision::Refused { retry_ns, reset_ns } => {
                     return Err(self.refusal(IDENTITY_POLICY, retry_ns, reset_ns, policy));
                 }
@@ -220,7 +276,7 @@ impl RouteLimits {
                 Decision::Allowed {
                     remaining,
                     reset_ns,
-                } => push_limit_item(&mut current, ROUTE_POLICY, remaining, reset_ns),
+                } => route = Some((remaining, reset_ns)),
                 Decision::Refused { retry_ns, reset_ns } => {
                     drop(tat);
                     // The request does not happen, so it must not use up the caller's own quota.
@@ -233,7 +289,8 @@ impl RouteLimits {
         }
         Ok(RateHeaders {
             policy: Some(policy.clone()),
-            current: field_value(current),
+            identity: mine,
+            route,
         })
     }
 
@@ -294,10 +351,10 @@ fn policy_item(name: &str, q: &Quota) -> String {
     format!("\"{name}\";q={};w={}", q.burst(), q.window_secs())
 }
 
-/// A `RateLimit` field being written: on the stack (the longest, two items of two `u64`s, is
-/// 111 bytes), then moved once into the `Bytes` behind the header value. A plain array and a
-/// length, not a `SmallVec`: its `extend_from_slice` (an insert that may spill to the heap) was
-/// half of a limited request's rate check (issue 22).
+/// A `RateLimit` field being written for a header value: on the stack (the longest, two items
+/// of two `u64`s, is 111 bytes), then moved once into the `Bytes` behind the value. A plain
+/// array and a length, not a `SmallVec`: its `extend_from_slice` (an insert that may spill to
+/// the heap) was half of a limited request's rate check (issue 22).
 struct Field {
     bytes: [u8; FIELD_ROOM],
     len: usize,
@@ -350,18 +407,36 @@ fn field_value(field: Field) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(field)).ok()
 }
 
-/// Append `"name";r=<remaining>;t=<seconds>` as the next list member. Pushed piece by piece:
-/// `write!` cost a third of a limited request's rate check (issue 22).
+/// Append `"name";r=<remaining>;t=<seconds>` as the next list member.
 fn push_limit_item(out: &mut Field, name: &str, remaining: u64, reset_ns: u64) {
-    if !out.is_empty() {
-        out.put(b", ");
+    let first = out.is_empty();
+    put_limit_item(
+        &mut |piece| out.put(piece),
+        first,
+        name,
+        remaining,
+        reset_ns,
+    );
+}
+
+/// `"name";r=<remaining>;t=<seconds>`, after `, ` unless it is the `first` list member, piece
+/// by piece: `write!` cost a third of a limited request's rate check (issue 22).
+fn put_limit_item(
+    put: &mut impl FnMut(&[u8]),
+    first: bool,
+    name: &str,
+    remaining: u64,
+    reset_ns: u64,
+) {
+    if !first {
+        put(b", ");
     }
-    out.put(b"\"");
-    out.put(name.as_bytes());
-    out.put(b"\";r=");
-    out.put(crate::units::decimal(remaining, &mut [0; 20]));
-    out.put(b";t=");
-    out.put(crate::units::decimal(ceil_secs(reset_ns), &mut [0; 20]));
+    put(b"\"");
+    put(name.as_bytes());
+    put(b"\";r=");
+    put(crate::units::decimal(remaining, &mut [0; 20]));
+    put(b";t=");
+    put(crate::units::decimal(ceil_secs(reset_ns), &mut [0; 20]));
 }
 
 /// Now, in nanoseconds since the Unix epoch (0 before it: only a broken clock says so).

@@ -125,12 +125,18 @@ struct Trace {
 
 impl Gateway {
     /// Handle one request. Never fails: refusals become problem+json responses. A proxied
-    /// answer's own fields come beside the response (see `proxy::Relayed`).
+    /// answer's own fields come beside the response (see `proxy::Relayed`), and so do its
+    /// `RateLimit` fields when its map holds nothing but `X-Request-Id` (see
+    /// `transport::Answer`).
     pub async fn handle(
         &self,
         conn: &ConnInfo,
         req: Request<CallerBody>,
-    ) -> (Response<ProxyBody>, Option<crate::proxy::Relayed>) {
+    ) -> (
+        Response<ProxyBody>,
+        Option<crate::proxy::Relayed>,
+        Option<Box<crate::limits::RateHeaders>>,
+    ) {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         let mut body = RequestBody::new(body, self.bodies.clone(), conn.peer.ip());
@@ -187,11 +193,20 @@ impl Gateway {
                 (resp, reason)
             }
         };
+        // A map empty before `X-Request-Id` (a proxied answer's: its fields are beside it) and
+        // that gets no `Sunset` fields holds nothing the `RateLimit` fields would come before
+        // or replace: they can travel beside it, written where an insert would have put them.
+        let rate_beside = resp.headers().is_empty() && trace.sunset.is_none();
         resp.headers_mut()
             .insert(headers::X_REQUEST_ID.clone(), trace.request_id.clone());
-        if let Some(h) = &trace.rate_headers {
-            h.apply_to(resp.headers_mut());
-        }
+        let rate = match trace.rate_headers.take() {
+            Some(h) if rate_beside => Some(Box::new(h)),
+            Some(h) => {
+                h.apply_to(resp.headers_mut());
+                None
+            }
+            None => None,
+        };
         if let Some(h) = &trace.sunset {
             h.apply(resp.headers_mut());
         }
@@ -204,7 +219,7 @@ impl Gateway {
             reason,
             started,
         );
-        (resp, req.trace.relayed.take())
+        (resp, req.trace.relayed.take(), rate)
     }
 
     /// The stages, in order. The request's headers are moved out of `parts` when the request is

@@ -6,6 +6,8 @@ pub mod headers;
 mod pool;
 pub mod settings;
 
+#[cfg(test)]
+pub(crate) use pool::relayed_for_tests;
 pub use pool::Relayed;
 
 use rustls_pki_types::pem::PemObject;

@@ -553,5 +553,15 @@ fn send_error(e: SendError) -> BoxError {
     }
 }
 
+/// The fields of the upstream answer head `head` as the pool relays them, for the writers'
+/// tests (`transport::h1`).
+#[cfg(test)]
+pub(crate) fn relayed_for_tests(head: &str) -> Relayed {
+    match response::parse(&mut BytesMut::from(head.as_bytes()), false) {
+        Ok(Parsed::Final(h)) => h.fields,
+        other => panic!("not a final head: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,13 @@
 //! more lookup. Every map keeps std's `RandomState` (SipHash with a random per-process key):
 //! principals, source addresses and paths are chosen by callers, so the maps must stay
 //! HashDoS-resistant; making fewer hash operations is where the time went, not the hasher.
+//!
+//! Fewer still: each data-plane worker's last group and last access row are remembered
+//! ([`Memo`]), and a request that names the same group (or row) again, compared field by field,
+//! takes it without building its key or hashing it (a keep-alive caller's requests are the same
+//! group and row one after another; issue 22). A memo is a position in this aggregate's own
+//! vectors, which only grow: it goes with the aggregate when a flush takes it, and a position
+//! that names another group is simply not taken (the full comparison fails).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -40,11 +47,50 @@ impl Keys {
     }
 }
 
+/// Slots of a [`Memo`]: one per data-plane worker (slot 0 for other threads); workers past
+/// that share a slot, which is only missed more often, never wrong.
+const MEMO_SLOTS: usize = 16;
+
+/// Per data-plane worker, the position of the entry its last request used in one of the
+/// aggregate's vectors (`usize::MAX`: none). Only a hint: the entry at that position is compared
+/// in full with the request's key before it is used, as a map hit would be, so a position from
+/// another caller's request never counts this request anywhere but where its own key is.
+#[derive(Debug, Clone)]
+struct Memo([usize; MEMO_SLOTS]);
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo([usize::MAX; MEMO_SLOTS])
+    }
+}
+
+impl Memo {
+    fn slot() -> usize {
+        crate::conn::worker_index() % MEMO_SLOTS
+    }
+
+    /// This worker's remembered position (`usize::MAX`, which no vector reaches, when none).
+    fn get(&self) -> usize {
+        self.0.get(Self::slot()).copied().unwrap_or(usize::MAX)
+    }
+
+    /// Remember `i` for this worker.
+    fn set(&mut self, i: usize) {
+        if let Some(s) = self.0.get_mut(Self::slot()) {
+            *s = i;
+        }
+    }
+}
+
 /// Counts and sightings not yet written.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    /// (day, route, plan or "", credential, principal-or-identity) → what a request adds to.
-    groups: ByKey<Group>,
+    /// Per (day, route, plan or "", credential, principal-or-identity): what a request adds to,
+    /// in the order first seen, and where each is.
+    groups: Vec<Group>,
+    groups_at: ByKey<usize>,
+    /// Each worker's last group.
+    group_memo: Memo,
     /// Usage per (day, route, plan, credential), in the order first seen, and where each is.
     usage: Vec<UsageRow>,
     usage_at: ByKey<usize>,
@@ -72,11 +118,27 @@ struct Group {
     sources: Cell,
 }
 
+impl Group {
+    /// Whether this is the group of (`day`, `route`, `plan`, `credential`, `key`): every part
+    /// compared, as the map compares the key they make.
+    fn is(&self, day: Date, route: &str, plan: &str, credential: &str, key: &str) -> bool {
+        self.day == day
+            && *self.key == *key
+            && *self.credential == *credential
+            && *self.route == *route
+            && *self.plan == *plan
+    }
+}
+
 /// Allowed access rows and what the caps count.
 #[derive(Debug, Default)]
 struct PendingAccess {
-    /// (route, identity, method, path template) → row.
-    rows: ByKey<AccessRow>,
+    /// Per (route, identity, method, path template): the row, in the order first seen, and
+    /// where each is.
+    rows: Vec<AccessRow>,
+    rows_at: ByKey<usize>,
+    /// Each worker's last row.
+    memo: Memo,
     /// route → rows kept.
     per_route: ByKey<usize>,
     /// (route, identity) → rows kept.
@@ -127,14 +189,29 @@ impl Pending {
         (first, last, count): (Timestamp, Timestamp, u64),
     ) -> bool {
         let a = &mut self.access;
-        let k = self.keys.of(None, &[route, identity, method, path]);
-        if let Some(row) = a.rows.get_mut(k) {
+        let remembered = a.memo.get();
+        let found = match a.rows.get(remembered) {
+            Some(r)
+                if r.identity == identity
+                    && r.path == path
+                    && r.method == method
+                    && r.route == route =>
+            {
+                Some(remembered)
+            }
+            _ => {
+                let k = self.keys.of(None, &[route, identity, method, path]);
+                a.rows_at.get(k).copied()
+            }
+        };
+        if let Some((i, row)) = found.and_then(|i| Some((i, a.rows.get_mut(i)?))) {
             row.first_seen = row.first_seen.min(first);
             row.last_seen = row.last_seen.max(last);
             row.count = row.count.saturating_add(count);
+            a.memo.set(i);
             return true;
         }
-        let row_key: Box<[u8]> = k.into();
+        let row_key: Box<[u8]> = self.keys.of(None, &[route, identity, method, path]).into();
         let route_key: Box<[u8]> = self.keys.of(None, &[route]).into();
         let identity_key: Box<[u8]> = self.keys.of(None, &[route, identity]).into();
         let rows = a.per_route.get(&route_key).copied().unwrap_or(0);
@@ -144,24 +221,23 @@ impl Pending {
         }
         *a.per_route.entry(route_key).or_default() += 1;
         *a.per_identity.entry(identity_key).or_default() += 1;
-        a.rows.insert(
-            row_key,
-            AccessRow {
-                route: route.to_owned(),
-                identity: identity.to_owned(),
-                method: method.to_owned(),
-                path: path.to_owned(),
-                first_seen: first,
-                last_seen: last,
-                count,
-            },
-        );
+        a.rows_at.insert(row_key, a.rows.len());
+        a.memo.set(a.rows.len());
+        a.rows.push(AccessRow {
+            route: route.to_owned(),
+            identity: identity.to_owned(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            first_seen: first,
+            last_seen: last,
+            count,
+        });
         true
     }
 
     /// The access not yet written, as rows.
     pub(crate) fn access_rows(&self) -> Vec<AccessRow> {
-        self.access.rows.values().cloned().collect()
+        self.access.rows.clone()
     }
 
     /// Count one request (its source, if any, as `u.source` has it).
@@ -175,21 +251,12 @@ impl Pending {
         let day = at.date();
         let plan = u.plan.unwrap_or("");
         let key = u.principal.unwrap_or(u.identity);
-        let k = self.keys.of(Some(day), &[u.route, plan, u.credential, key]);
-        let hit = self.groups.get_mut(k).map(|g| {
-            if let Some(s) = source {
-                g.sources.add(Some(s), 1, at);
-            }
-            g.linked
-        });
-        let (usage, seen) = match hit {
-            Some(Some(linked)) => linked,
-            // First request of this key in the interval: find or make its usage cell and
-            // sighting once, and remember where they are.
-            hit => {
-                let linked = self.link(u, day, at);
+        let remembered = self.group_memo.get();
+        let i = match self.groups.get(remembered) {
+            Some(g) if g.is(day, u.route, plan, u.credential, key) => remembered,
+            _ => {
                 let k = self.keys.of(Some(day), &[u.route, plan, u.credential, key]);
-                let g = self.groups.entry(k.into()).or_insert_with(|| Group {
+                position(&mut self.groups_at, &mut self.groups, k, || Group {
                     day,
                     route: u.route.into(),
                     plan: plan.into(),
@@ -197,11 +264,25 @@ impl Pending {
                     key: key.into(),
                     linked: None,
                     sources: Cell::default(),
-                });
-                if let (None, Some(s)) = (hit, source) {
-                    g.sources.add(Some(s), 1, at);
+                })
+            }
+        };
+        self.group_memo.set(i);
+        let linked = self.groups.get_mut(i).and_then(|g| {
+            if let Some(s) = source {
+                g.sources.add(Some(s), 1, at);
+            }
+            g.linked
+        });
+        let (usage, seen) = match linked {
+            Some(linked) => linked,
+            // First request of this key in the interval: find or make its usage cell and
+            // sighting once, and remember where they are.
+            None => {
+                let linked = self.link(u, day, at);
+                if let Some(g) = self.groups.get_mut(i) {
+                    g.linked = Some(linked);
                 }
-                g.linked = Some(linked);
                 linked
             }
         };
@@ -265,7 +346,7 @@ impl Pending {
         for row in other.source_rows() {
             self.add_source_row(&row);
         }
-        for r in other.access.rows.into_values() {
+        for r in other.access.rows {
             let _ = self.add_access(
                 &r.route,
                 &r.identity,
@@ -317,8 +398,7 @@ impl Pending {
             Some(row.day),
             &[&row.route, plan, &row.credential, &row.key],
         );
-        // A rare path (a failed flush): allocating the key here keeps the code simple.
-        let g = self.groups.entry(k.into()).or_insert_with(|| Group {
+        let i = position(&mut self.groups_at, &mut self.groups, k, || Group {
             day: row.day,
             route: row.route.as_str().into(),
             plan: plan.into(),
@@ -327,11 +407,13 @@ impl Pending {
             linked: None,
             sources: Cell::default(),
         });
-        g.sources.add(
-            row.source.as_ref().map(SourceRef::Formatted),
-            row.count,
-            row.last_seen,
-        );
+        if let Some(g) = self.groups.get_mut(i) {
+            g.sources.add(
+                row.source.as_ref().map(SourceRef::Formatted),
+                row.count,
+                row.last_seen,
+            );
+        }
     }
 
     /// The usage as rows.
@@ -348,7 +430,7 @@ impl Pending {
     /// at most [`super::sources::MAX_SOURCES`] sources each, plus one overflow row).
     pub(crate) fn source_rows(&self) -> Vec<SourceRow> {
         let mut out = Vec::new();
-        for g in self.groups.values() {
+        for g in &self.groups {
             out.extend(
                 g.sources
                     .rows()

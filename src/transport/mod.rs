@@ -40,8 +40,17 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// A handler's answer: the response and, for a proxied one, the upstream answer's fields
 /// relayed beside it (`proxy::Relayed`: the native HTTP/1.1 writer copies them as they arrived,
 /// before the response's own fields; for hyper's server they are folded into the map first).
-/// Decision-mode answers, refusals and the gateway's own endpoints relay nothing.
-pub type Answer = (hyper::Response<ProxyBody>, Option<crate::proxy::Relayed>);
+/// Decision-mode answers, refusals and the gateway's own endpoints relay nothing. Third, the
+/// `RateLimit` fields when the handler left them beside the map rather than in it (they belong
+/// after the map's fields and replace any relayed ones of their names, as a map insert would;
+/// the native writer writes them without building header values, issue 22). Boxed: unboxed,
+/// every answer (a pass-through route's too) carried their size through each of its moves,
+/// 0.07k instructions a request, more than the box costs a limited one.
+pub type Answer = (
+    hyper::Response<ProxyBody>,
+    Option<crate::proxy::Relayed>,
+    Option<Box<crate::limits::RateHeaders>>,
+);
 
 /// What answers the requests of a connection: the gateway's pipeline, plugged in by the wiring.
 /// Never fails: refusals are responses too.
@@ -53,8 +62,12 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Answer> + Send;
 }
 
-/// `resp` with the relayed fields, if any, folded into its map: what hyper's server writes.
-fn materialised((mut resp, relayed): Answer) -> hyper::Response<ProxyBody> {
+/// `resp` with the `RateLimit` fields and the relayed fields, if any, folded into its map (in
+/// that order: the relayed fields give way to the gateway's): what hyper's server writes.
+fn materialised((mut resp, relayed, rate): Answer) -> hyper::Response<ProxyBody> {
+    if let Some(rate) = rate {
+        rate.apply_to(resp.headers_mut());
+    }
     if let Some(relayed) = relayed {
         relayed.materialise(&mut resp);
     }

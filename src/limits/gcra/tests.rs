@@ -176,3 +176,52 @@ fn a_key_is_hashed_by_its_bytes_alone_and_told_apart_in_full() {
     assert!(matches!(t.check(&mapped, S), Decision::Refused { .. }));
     assert_eq!(t.len(), 2);
 }
+
+/// A thread's remembered hash (`LAST`) is taken only for the same table and the same bytes:
+/// interleaved keys and tables, a table made after another was dropped, a key that only
+/// starts like the remembered one and one too long to remember all hash as the table's own
+/// keyed SipHash does, and a second table never finds the first one's keys.
+#[test]
+fn a_remembered_hash_is_only_the_same_tables_same_key() {
+    let direct = |t: &KeyedGcra<Box<str>>, k: &str| {
+        let mut h = t.hasher.build_hasher();
+        h.write(k.as_bytes());
+        h.finish()
+    };
+    let long = "x".repeat(REMEMBER_MAX + 1);
+    let keys = [
+        "spiffe://x/a",
+        "spiffe://x/a",
+        "spiffe://x/ab",
+        "spiffe://x/",
+        &long,
+        &long,
+    ];
+    for _ in 0..3 {
+        let a: KeyedGcra<Box<str>> = KeyedGcra::new(quota("1/s", 1), 64, Overflow::Shared);
+        let b: KeyedGcra<Box<str>> = KeyedGcra::new(quota("1/s", 1), 64, Overflow::Shared);
+        assert_ne!(a.id, b.id);
+        for k in keys {
+            for t in [&a, &a, &b, &a] {
+                assert_eq!(t.hash(k.as_bytes()), direct(t, k), "{k}");
+            }
+        }
+        assert!(matches!(
+            a.check("spiffe://x/a", S),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            a.check("spiffe://x/a", S),
+            Decision::Refused { .. }
+        ));
+        assert!(matches!(
+            b.check("spiffe://x/a", S),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            a.peek("spiffe://x/a", S),
+            Decision::Refused { .. }
+        ));
+        assert_eq!((a.len(), b.len()), (1, 1));
+    }
+}

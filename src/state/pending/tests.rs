@@ -491,3 +491,98 @@ fn two_workers_recording_at_once_lose_nothing() {
         assert_eq!(listed, MAX_SOURCES);
     }
 }
+
+/// A worker's remembered group and access row (`Memo`) count only a request of the same key:
+/// a request that differs from the one before it on the same worker in any one part (day,
+/// route, plan, credential, principal; route, identity, method, path) is counted as its own, and
+/// the remembered entry still counts its own key afterwards.
+#[test]
+fn a_remembered_entry_counts_only_its_own_key() {
+    let base = Usage {
+        at: at("2026-12-01", 10),
+        route: "r",
+        plan: Some("p"),
+        credential: "keys",
+        kind: Kind::ApiKey,
+        identity: "spiffe://x/a",
+        principal: Some("K1"),
+        cert_not_after: None,
+        source: None,
+    };
+    let variants = [
+        Usage {
+            at: at("2026-12-02", 10),
+            ..base
+        },
+        Usage {
+            route: "r2",
+            ..base
+        },
+        Usage { plan: None, ..base },
+        Usage {
+            plan: Some("p2"),
+            ..base
+        },
+        Usage {
+            credential: "keys2",
+            ..base
+        },
+        Usage {
+            principal: Some("K2"),
+            ..base
+        },
+        Usage {
+            principal: None,
+            ..base
+        },
+    ];
+    let (mut p, mut m) = (Pending::default(), Model::default());
+    let src = Source::of([10, 0, 0, 1].into(), Some(b"ua"));
+    for v in &variants {
+        for u in [&base, v, v, &base, v] {
+            p.record_from(
+                u,
+                Some(SourceRef::Raw {
+                    ip: [10, 0, 0, 1].into(),
+                    user_agent: Some(b"ua"),
+                }),
+            );
+            m.record(u, Some(src.clone()));
+        }
+    }
+    same(sorted_usage(p.usage_rows()), m.usage_rows());
+    same(
+        sorted_sources(p.source_rows()),
+        sorted_sources(m.source_rows()),
+    );
+    same(
+        sorted_inventory(p.inventory_entries()),
+        sorted_inventory(m.inventory.values().cloned()),
+    );
+
+    let t = at("2026-12-01", 10);
+    let row = ("r", "spiffe://x/a", "GET", "/a");
+    let rows = [
+        ("r2", "spiffe://x/a", "GET", "/a"),
+        ("r", "spiffe://x/b", "GET", "/a"),
+        ("r", "spiffe://x/a", "PUT", "/a"),
+        ("r", "spiffe://x/a", "GET", "/b"),
+    ];
+    let mut want: BTreeMap<(&str, &str, &str, &str), u64> = BTreeMap::new();
+    for other in rows {
+        for (route, identity, method, path) in [row, other, other, row, other] {
+            assert!(p.record_access(&Access::of(route, identity, method, path, t).unwrap()));
+            *want.entry((route, identity, method, path)).or_default() += 1;
+        }
+    }
+    let got: BTreeMap<_, _> = p
+        .access_rows()
+        .into_iter()
+        .map(|r| ((r.route, r.identity, r.method, r.path), r.count))
+        .collect();
+    let want: BTreeMap<_, _> = want
+        .into_iter()
+        .map(|((a, b, c, d), n)| ((a.into(), b.into(), c.into(), d.into()), n))
+        .collect();
+    assert_eq!(got, want);
+}

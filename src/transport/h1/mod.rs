@@ -139,7 +139,7 @@ pub(super) async fn serve<S, H>(
         // several KiB, and each move of it by value is a memcpy of all of it (measured: about
         // 12k instructions per request when it was passed by value).
         let handling = std::pin::pin!(gateway.handle(&info, req));
-        let Some((resp, mut relayed)) = unless_gone(&conn, handling).await else {
+        let Some((resp, mut relayed, rate)) = unless_gone(&conn, handling).await else {
             return abandon(&conn);
         };
         close |= draining || watch.stopping() || info.ambiguous_framing.load(Ordering::Acquire);
@@ -159,6 +159,7 @@ pub(super) async fn serve<S, H>(
             &mut out,
             resp,
             &mut relayed,
+            rate.as_deref(),
             req_for,
             close,
             &mut spare
@@ -327,6 +328,7 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
         out,
         resp,
         &mut None,
+        None,
         req,
         true,
         &mut None,

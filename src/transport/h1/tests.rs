@@ -394,7 +394,7 @@ mod driver {
             _conn: &ConnInfo,
             req: Request<CallerBody>,
         ) -> crate::transport::Answer {
-            (Answer::answer(req).await, None)
+            (Answer::answer(req).await, None, None)
         }
     }
 
@@ -801,7 +801,90 @@ mod bounded {
             version: http::Version::HTTP_11,
             head_method,
         };
-        write::response(wire, out, resp, &mut None, req, false, &mut None).await
+        write::response(wire, out, resp, &mut None, None, req, false, &mut None).await
+    }
+
+    /// The `RateLimit` fields beside the response (`transport::Answer`) are written as a map
+    /// insert would have put them: the same bytes, after the map's `X-Request-Id`, and the
+    /// upstream's fields of their names left out (they would describe its limits, not ours).
+    #[tokio::test]
+    async fn rate_fields_beside_the_map_are_written_as_the_map_would_write_them() {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        let limits = crate::limits::RouteLimits::new(
+            &crate::limits::RouteLimitSettings {
+                rate: crate::limits::Rate::new(10, Duration::from_secs(1)),
+                total_rate: crate::limits::Rate::new(100, Duration::from_secs(60)),
+                ..Default::default()
+            },
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        let rate = limits.check_rate("spiffe://x/a").unwrap();
+        assert!(rate.is_set());
+        let upstream = "HTTP/1.1 200 OK\r\nRateLimit: \"up\";r=1;t=1\r\nX-A: 1\r\n\
+                        ratelimit-policy: \"up\";q=1;w=1\r\nContent-Length: 2\r\n\r\n";
+        let write = |beside: bool| {
+            let rate = rate.clone();
+            async move {
+                let mut resp = Response::new(full(Bytes::from_static(b"ok")));
+                resp.headers_mut()
+                    .insert("x-request-id", http::HeaderValue::from_static("rid"));
+                if !beside {
+                    rate.apply_to(resp.headers_mut());
+                }
+                let mut relayed = Some(crate::proxy::relayed_for_tests(upstream));
+                let (mut wire, mut out) = (Vec::new(), Vec::new());
+                let req = For {
+                    version: http::Version::HTTP_11,
+                    head_method: false,
+                };
+                let rate = beside.then_some(&rate);
+                write::response(
+                    &mut wire,
+                    &mut out,
+                    resp,
+                    &mut relayed,
+                    rate,
+                    req,
+                    false,
+                    &mut None,
+                )
+                .await
+                .unwrap();
+                // The date may turn between the two writes.
+                let text = String::from_utf8(wire).unwrap();
+                let kept: Vec<String> = text
+                    .split("\r\n")
+                    .filter(|l| !l.starts_with("date: "))
+                    .map(str::to_owned)
+                    .collect();
+                kept
+            }
+        };
+        let (beside, inserted) = (write(true).await, write(false).await);
+        assert_eq!(beside, inserted);
+        let policy = rate.pairs()[0].1.to_str().unwrap().to_owned();
+        let current = rate.pairs()[1].1.to_str().unwrap().to_owned();
+        assert_eq!(
+            beside,
+            [
+                "HTTP/1.1 200 OK".to_owned(),
+                "x-a: 1".into(),
+                "x-request-id: rid".into(),
+                format!("ratelimit-policy: {policy}"),
+                format!("ratelimit: {current}"),
+                "content-length: 2".into(),
+                "".into(),
+                "ok".into(),
+            ]
+        );
+        assert_eq!(policy, "\"identity\";q=10;w=1, \"route\";q=100;w=60");
+        assert!(
+            current.starts_with("\"identity\";r=9;t=1, \"route\";r=99;t="),
+            "{current}"
+        );
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::body::ProxyBody;
+use crate::limits::RateHeaders;
 use crate::proxy::Relayed;
 
 /// The largest response map kept for the next request, in fields.
@@ -48,15 +49,21 @@ enum Out {
 }
 
 /// Write `resp`, after the fields `relayed` beside it (a proxied answer's own, as they arrived;
-/// the map holds the gateway's). `close` (or a `Connection: close` in the map): the connection
-/// ends after it (`Connection: close` is sent); the returned value is whether it must end (also
-/// when only the close can delimit the body). An error means the response was cut short: the
-/// caller drops the connection.
+/// the map holds the gateway's) and with the `RateLimit` fields `rate` beside it after the
+/// map's. `close` (or a `Connection: close` in the map): the connection ends after it
+/// (`Connection: close` is sent); the returned value is whether it must end (also when only
+/// the close can delimit the body). An error means the response was cut short: the caller
+/// drops the connection.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the answer's three parts as the handler gave them, and the connection's reused buffers"
+)]
 pub(super) async fn response<W: AsyncWrite + Unpin>(
     w: &mut W,
     out: &mut Vec<u8>,
     resp: Response<ProxyBody>,
     relayed: &mut Option<Relayed>,
+    rate: Option<&RateHeaders>,
     req: For,
     close: bool,
     spare: &mut Option<HeaderMap>,
@@ -65,7 +72,7 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
     let (framing, close) = head(
         out,
         &parts,
-        relayed.as_ref(),
+        (relayed.as_ref(), rate),
         body.size_hint().exact(),
         req,
         close,
@@ -94,12 +101,14 @@ pub(super) async fn response<W: AsyncWrite + Unpin>(
 }
 
 /// The status line and fields into `out`: the `relayed` fields of a proxied answer (less those
-/// the gateway's map replaces, [`Relayed::replaced`]), then the map's; the body's framing and
-/// whether the connection ends (`close`, or a `Connection: close` in the map).
+/// the gateway's map or `rate` replaces, [`Relayed::replaced`]), then the map's, then `rate`'s
+/// (where a map insert would have put them: the handler leaves them beside only a map that
+/// then holds nothing after them); the body's framing and whether the connection ends
+/// (`close`, or a `Connection: close` in the map).
 fn head(
     out: &mut Vec<u8>,
     parts: &http::response::Parts,
-    relayed: Option<&Relayed>,
+    (relayed, rate): (Option<&Relayed>, Option<&RateHeaders>),
     exact: Option<u64>,
     req: For,
     mut close: bool,
@@ -118,9 +127,13 @@ fn head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut dated = false;
+    let rate = rate.filter(|r| r.is_set());
     for (name, value) in relayed.iter().flat_map(|r| r.iter()) {
         // Hop-by-hop fields were left out when the head was parsed; the length is stated below.
-        if name == b"content-length" || Relayed::replaced(name, &parts.headers) {
+        if name == b"content-length"
+            || Relayed::replaced(name, &parts.headers)
+            || (rate.is_some() && RateHeaders::names().contains(&name))
+        {
             continue;
         }
         dated |= name == b"date";
@@ -145,6 +158,9 @@ fn head(
         }
         dated |= name == DATE;
         field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(r) = rate {
+        r.write_lines(out);
     }
     let declared = match declared_here {
         Some(v) => std::str::from_utf8(v.as_bytes())
