@@ -167,10 +167,9 @@ pub(super) async fn serve<S, H>(
         match unless_gone(&conn, write).await {
             Some(Ok(false)) => {}
             Some(Ok(true)) => return finish(&conn).await,
-            // Cut mid-response: the caller must see the cut, not a shorter answer.
-            Some(Err(_)) => return abandon(&conn),
-            // Gone while its response streamed: the rest (and the upstream) is dropped.
-            None => return abandon(&conn),
+            // Cut mid-response (the caller must see the cut, not a shorter answer), or gone
+            // while its response streamed (the rest, and the upstream, is dropped).
+            Some(Err(_)) | None => return abandon(&conn),
         }
     }
 }
