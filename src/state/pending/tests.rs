@@ -143,6 +143,19 @@ fn sorted_sources(mut v: Vec<SourceRow>) -> Vec<SourceRow> {
     v
 }
 
+/// The aggregate's usage, source and inventory rows are the model's.
+fn same_as_model(p: &Pending, m: &Model) {
+    same(sorted_usage(p.usage_rows()), m.usage_rows());
+    same(
+        sorted_sources(p.source_rows()),
+        sorted_sources(m.source_rows()),
+    );
+    same(
+        sorted_inventory(p.inventory_entries()),
+        sorted_inventory(m.inventory.values().cloned()),
+    );
+}
+
 fn sorted_inventory(v: impl Iterator<Item = InventoryEntry>) -> Vec<InventoryEntry> {
     let mut v: Vec<_> = v.collect();
     v.sort_by(|a, b| {
@@ -261,15 +274,7 @@ fn counts_what_the_per_counter_maps_counted() {
         let r = s.req();
         record(&mut p, &mut m, &r, i % 2 == 0);
     }
-    same(sorted_usage(p.usage_rows()), m.usage_rows());
-    same(
-        sorted_sources(p.source_rows()),
-        sorted_sources(m.source_rows()),
-    );
-    same(
-        sorted_inventory(p.inventory_entries()),
-        sorted_inventory(m.inventory.values().cloned()),
-    );
+    same_as_model(&p, &m);
     let rows = p.source_rows();
     assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), 6000);
     // The hot group went past the cap: 32 sources listed and the rest in one overflow row.
@@ -550,15 +555,7 @@ fn a_remembered_entry_counts_only_its_own_key() {
             m.record(u, Some(src.clone()));
         }
     }
-    same(sorted_usage(p.usage_rows()), m.usage_rows());
-    same(
-        sorted_sources(p.source_rows()),
-        sorted_sources(m.source_rows()),
-    );
-    same(
-        sorted_inventory(p.inventory_entries()),
-        sorted_inventory(m.inventory.values().cloned()),
-    );
+    same_as_model(&p, &m);
 
     let t = at("2026-12-01", 10);
     let row = ("r", "spiffe://x/a", "GET", "/a");
