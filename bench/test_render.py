@@ -244,6 +244,32 @@ class RenderTest(unittest.TestCase):
         self.assertIn("- portcullis-full CPU/request ≤ 1.15× nginx: 1.77× → MISSED", self.md)
         self.assertIn("- portcullis-pass CPU/request vs nginx: not measured", self.md)
 
+    def test_the_profile_guided_rows_are_judged_against_the_same_goals(self):
+        # No -pgo row: no -pgo goal (an older run keeps its lines).
+        self.assertNotIn("-pgo CPU/request", self.md.split("Goals:", 1)[1])
+        curve = [point(12000, 0.3, 1.0), point(24000, 0.5, 2.5), point(36000, 0.9, 9.0)]
+        pgo = [row("portcullis-pass", 45000.0, 30.0, curve, cpu_user_us=9.0, cpu_sys_us=21.0),
+               row("portcullis-pass-pgo", 47000.0, 24.0, curve, cpu_user_us=4.5, cpu_sys_us=19.5),
+               row("portcullis-full-pgo", 49000.0, 29.0, curve, cpu_user_us=8.0, cpu_sys_us=21.0),
+               {"config": "portcullis-ldap-pgo", "error": "scripts/build-pgo failed: no python3"}]
+        p, d = render(dict(FIXTURE, results=FIXTURE["results"] + pgo))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        md = (d / "latest.md").read_text()
+        # 24.0 / 25.7 and 29.0 / 25.7; throughput 49000 / 48000; p99 2.5 / 7.5.
+        self.assertIn("- portcullis-pass-pgo CPU/request ≤ 1.00× nginx: 0.93× → met", md)
+        self.assertIn("- portcullis-full-pgo CPU/request ≤ 1.15× nginx: 1.13× → met", md)
+        self.assertIn("- portcullis-full-pgo ≥ 1.0× nginx throughput: 1.02× → met", md)
+        self.assertIn("- portcullis-full-pgo p99 ≤ 1.25× nginx: 0.33× → met", md)
+        self.assertIn("- portcullis-ldap-pgo vs apache-ldap: not measured", md)
+        # The plain build's goals are still there, judged on their own rows.
+        self.assertIn("- portcullis-full CPU/request ≤ 1.15× nginx: 1.77× → MISSED", md)
+        self.assertIn("- portcullis-pass CPU/request ≤ 1.00× nginx: 1.17× → MISSED", md)
+        self.assertIn("The profile-guided build (`scripts/build-pgo`) against the plain release "
+                      "build: portcullis-pass-pgo vs portcullis-pass, CPU per request: 24.0 vs "
+                      "30.0 µs = 0.80×", md)
+        self.assertIn("The profile-guided build's CPU per request (user-space + kernel µs): "
+                      "portcullis-pass-pgo 4.5 + 19.5; portcullis-full-pgo 8.0 + 21.0.", md)
+
     def test_an_older_latest_json_without_curve_still_renders(self):
         old = [{k: v for k, v in r.items() if k not in ("curve", "not_sustained_from")}
                for r in FIXTURE["results"]]
