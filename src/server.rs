@@ -457,8 +457,8 @@ struct Lifecycle {
     admin_stop_tx: watch::Sender<bool>,
     admin_task: JoinHandle<()>,
     audit_task: JoinHandle<()>,
-    /// The span exporter; it sends what is queued once the gateway is gone.
-    otel_task: Option<JoinHandle<()>>,
+    /// The span exporter; closed after the listener drained, it sends what is queued.
+    otel_task: Option<crate::telemetry::Exporter>,
 }
 
 impl Lifecycle {
@@ -493,11 +493,10 @@ impl Lifecycle {
         {
             tracing::warn!("audit writer did not finish in time; some records may be lost");
         }
+        // The reloader still holds the gateway (and its tracer): the queue is closed here rather
+        // than left to close when the last tracer goes, which is after this wait.
         if let Some(t) = self.otel_task {
-            if tokio::time::timeout(Duration::from_secs(5), t)
-                .await
-                .is_err()
-            {
+            if !t.finish(Duration::from_secs(5)).await {
                 tracing::warn!("span exporter did not finish in time; some spans may be lost");
             }
         }
@@ -650,7 +649,10 @@ fn local_routes(
 fn start_telemetry(
     config: &Config,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(crate::telemetry::Telemetry, Option<JoinHandle<()>>)> {
+) -> anyhow::Result<(
+    crate::telemetry::Telemetry,
+    Option<crate::telemetry::Exporter>,
+)> {
     let settings = &config.telemetry;
     let roots = match &settings.otlp_endpoint {
         Some(u) if u.scheme_str() == Some("https") => crate::proxy::root_store(None)

@@ -25,6 +25,38 @@ pub use noop::{start, within, RequestSpan, Stage, Telemetry};
 pub use otlp::{start, within, RequestSpan, Stage, Telemetry};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::task::JoinHandle;
+
+/// The span exporter's task, and how to tell it that no more spans will come: the gateway
+/// closes it after the listener drained, and it sends what is queued and ends.
+pub struct Exporter {
+    task: JoinHandle<()>,
+    close: Box<dyn FnOnce() + Send>,
+}
+
+impl Exporter {
+    // Only the `otel` build has an exporter to start.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn new(task: JoinHandle<()>, close: impl FnOnce() + Send + 'static) -> Self {
+        Exporter {
+            task,
+            close: Box::new(close),
+        }
+    }
+
+    /// Close the queue and wait (at most `within`) for the task to send what is left. False
+    /// when it did not finish in time (what it still held is lost).
+    pub async fn finish(self, within: std::time::Duration) -> bool {
+        (self.close)();
+        tokio::time::timeout(within, self.task).await.is_ok()
+    }
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter").finish_non_exhaustive()
+    }
+}
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");

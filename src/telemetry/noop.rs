@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use http::header::HeaderMap;
-use tokio::task::JoinHandle;
 
 use super::{Settings, StartError, NO_OTEL};
 use crate::metrics::Metrics;
@@ -33,7 +32,7 @@ pub fn start(
     settings: &Settings,
     _metrics: Arc<Metrics>,
     _roots: rustls::RootCertStore,
-) -> Result<(Telemetry, Option<JoinHandle<()>>), StartError> {
+) -> Result<(Telemetry, Option<super::Exporter>), StartError> {
     if settings.otlp_endpoint.is_some() {
         return Err(StartError(NO_OTEL.to_owned()));
     }

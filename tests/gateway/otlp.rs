@@ -163,17 +163,21 @@ impl Receiver {
         resp
     }
 
+    /// The spans of `trace_id` received so far.
+    pub fn received(&self, trace_id: &str) -> Vec<Span> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+
     /// The spans of `trace_id`, once at least `n` have arrived (the exporter batches for ~1s).
     pub async fn trace(&self, trace_id: &str, n: usize) -> Vec<Span> {
         for _ in 0..150 {
-            let got: Vec<Span> = self
-                .spans
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|s| s.trace_id == trace_id)
-                .cloned()
-                .collect();
+            let got = self.received(trace_id);
             if got.len() >= n {
                 return got;
             }

@@ -303,6 +303,70 @@ async fn an_untrusted_traceparent_never_reaches_the_upstream() {
     }
 }
 
+/// Spans still queued when the gateway stops are sent before it exits, and the exporter does
+/// not hold the exit up: the gateway closes its queue after the drain, and it sends what is
+/// left at once (it used to wait out its 5 s shutdown allowance, the tracer still alive).
+#[tokio::test]
+async fn spans_still_queued_at_sigterm_are_exported_before_the_gateway_exits() {
+    let rx = Receiver::start().await;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let routes = format!(
+        "\n[telemetry]\notlp_endpoint = \"{}\"\n{}",
+        rx.endpoint(),
+        route("legacy", "/", &up.url(), "")
+    );
+    let mut gw = Proc::spawn(d, &base_config(d, "", "", &routes));
+    let client = reqwest::Client::new();
+    let traces: Vec<String> = (1..=3u8)
+        .map(|i| format!("{:032x}", 0x4bf9_2f35_77b3_4da6_u128 * 1000 + u128::from(i)))
+        .collect();
+    for trace in &traces {
+        let r = client
+            .get(format!("http://{}/x", gw.data_addr))
+            .header("traceparent", traceparent(trace, TP_SPAN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    gw.signal("-TERM");
+    let stopping = Instant::now();
+    let stderr = gw.stderr.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = gw.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap()
+    .expect("the gateway did not exit after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    let log = stderr.lock().unwrap().join("\n");
+    assert!(!log.contains("did not finish in time"), "{log}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "exit took {:?}",
+        stopping.elapsed()
+    );
+    // The process is gone: what it exported has arrived, nothing more will.
+    for trace in &traces {
+        let names: Vec<String> = rx.received(trace).into_iter().map(|s| s.name).collect();
+        assert!(
+            names.iter().any(|n| n == "GET legacy") && names.iter().any(|n| n == "upstream"),
+            "trace {trace}: {names:?}"
+        );
+    }
+}
+
 /// A collector that refuses connections, or accepts and never answers: requests are as fast as
 /// ever, and every lost span is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
