@@ -29,7 +29,7 @@ use crate::telemetry::{Exporter, Settings, StartError};
 const QUEUE: usize = 4096;
 /// Spans per export request.
 const MAX_BATCH: usize = 512;
-/// A batch is sent when full or this long after its first span.
+/// The export task's tick: a part batch waits at most about this long.
 const DELAY: Duration = Duration::from_secs(1);
 /// One export request, connection included.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
