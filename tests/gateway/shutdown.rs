@@ -12,7 +12,7 @@ async fn sigterm_drains_an_in_flight_slow_request() {
     let routes =
         route("api", "/api", &up.url(), "").replace("timeout = \"2s\"", "timeout = \"10s\"");
     let toml = base_config(dir.path(), "drain_timeout = \"10s\"", "", &routes);
-    let mut gw = Proc::spawn(dir.path(), &toml);
+    let gw = Proc::spawn(dir.path(), &toml);
     let base = format!("http://{}", gw.data_addr);
 
     let client = reqwest::Client::new();
@@ -44,21 +44,10 @@ async fn sigterm_drains_an_in_flight_slow_request() {
     assert_eq!(slow.await.unwrap().unwrap(), 200);
 
     let stderr = gw.stderr.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = gw.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap()
-    .expect("the gateway did not exit after draining");
+    let status = gw
+        .exited_within(Duration::from_secs(10))
+        .await
+        .expect("the gateway did not exit after draining");
     assert!(status.success(), "exit status {status:?}");
     let log = stderr.lock().unwrap().join("\n");
     assert!(

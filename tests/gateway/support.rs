@@ -555,6 +555,25 @@ impl Proc {
         }
     }
 
+    /// Wait (off the async runtime) for the process to exit, at most `within`: its status, or
+    /// `None` when it is still running.
+    pub async fn exited_within(mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + within;
+            loop {
+                if let Some(s) = self.child.try_wait().unwrap() {
+                    return Some(s);
+                }
+                if std::time::Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await
+        .unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

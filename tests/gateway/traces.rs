@@ -317,7 +317,7 @@ async fn spans_still_queued_at_sigterm_are_exported_before_the_gateway_exits() {
         rx.endpoint(),
         route("legacy", "/", &up.url(), "")
     );
-    let mut gw = Proc::spawn(d, &base_config(d, "", "", &routes));
+    let gw = Proc::spawn(d, &base_config(d, "", "", &routes));
     let client = reqwest::Client::new();
     let traces: Vec<String> = (1..=3u8)
         .map(|i| format!("{:032x}", 0x4bf9_2f35_77b3_4da6_u128 * 1000 + u128::from(i)))
@@ -334,21 +334,10 @@ async fn spans_still_queued_at_sigterm_are_exported_before_the_gateway_exits() {
     gw.signal("-TERM");
     let stopping = Instant::now();
     let stderr = gw.stderr.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(s) = gw.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap()
-    .expect("the gateway did not exit after SIGTERM");
+    let status = gw
+        .exited_within(Duration::from_secs(15))
+        .await
+        .expect("the gateway did not exit after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     let log = stderr.lock().unwrap().join("\n");
     assert!(!log.contains("did not finish in time"), "{log}");
