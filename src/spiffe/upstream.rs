@@ -69,7 +69,7 @@ impl SpiffeServerVerifier {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
     ) -> Result<(), UpstreamIdError> {
-        let (id, _) = check_leaf(end_entity).map_err(UpstreamIdError::NotSvid)?;
+        let id = check_leaf(end_entity).map_err(UpstreamIdError::NotSvid)?;
         if id != self.expected {
             return Err(UpstreamIdError::WrongId {
                 expected: self.expected.to_string(),

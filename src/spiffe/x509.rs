@@ -16,12 +16,9 @@
 //! Known limit: webpki refuses URI name constraints (X509-SVID §4.2 allows CAs to use them, and
 //! notes that many libraries fail closed the same way).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use rustls::pki_types::{CertificateDer, UnixTime};
-use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 
 use super::store::TrustStore;
@@ -57,23 +54,13 @@ pub enum SvidError {
 /// A chain that checked out.
 #[derive(Debug, Clone)]
 pub struct VerifiedSvid {
-    /// The leaf's SPIFFE ID.
+    /// The leaf's SPIFFE ID. (The leaf's thumbprint and expiry, which the request path needs,
+    /// are worked out once per connection by `conn::TlsInfo`, not at each verification.)
     pub id: SpiffeId,
-    /// SHA-256 of the leaf's DER.
-    pub leaf_sha256: [u8; 32],
-    /// When the leaf expires.
-    pub not_after: SystemTime,
 }
 
-impl VerifiedSvid {
-    /// The `x5t#S256` thumbprint of the leaf (RFC 8705 §3.1): base64url, no padding.
-    pub fn thumbprint(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.leaf_sha256)
-    }
-}
-
-/// The SPIFFE checks on the leaf alone (1–3 above); returns the ID and notAfter.
-pub(crate) fn check_leaf(leaf: &CertificateDer<'_>) -> Result<(SpiffeId, SystemTime), SvidError> {
+/// The SPIFFE checks on the leaf alone (1–3 above); returns the ID.
+pub(crate) fn check_leaf(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> {
     let malformed = |e: &dyn std::fmt::Display| SvidError::Malformed(e.to_string());
     let (rest, cert) =
         x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| malformed(&e))?;
@@ -110,10 +97,7 @@ pub(crate) fn check_leaf(leaf: &CertificateDer<'_>) -> Result<(SpiffeId, SystemT
     if ku.value.key_cert_sign() || ku.value.crl_sign() {
         return Err(SvidError::SigningUsage);
     }
-    let not_after = u64::try_from(cert.validity().not_after.timestamp())
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-        .unwrap_or(UNIX_EPOCH);
-    Ok((id, not_after))
+    Ok(id)
 }
 
 pub(crate) fn unix_time(now: SystemTime) -> UnixTime {
@@ -127,7 +111,7 @@ pub fn verify(
     store: &TrustStore,
     now: SystemTime,
 ) -> Result<VerifiedSvid, SvidError> {
-    let (id, not_after) = check_leaf(leaf)?;
+    let id = check_leaf(leaf)?;
     let bundle = store
         .x509(id.trust_domain())
         .ok_or_else(|| SvidError::UnknownTrustDomain(id.trust_domain().to_owned()))?;
@@ -135,11 +119,7 @@ pub fn verify(
         .verifier()
         .verify_client_cert(leaf, intermediates, unix_time(now))
         .map_err(SvidError::Path)?;
-    Ok(VerifiedSvid {
-        id,
-        leaf_sha256: Sha256::digest(leaf.as_ref()).into(),
-        not_after,
-    })
+    Ok(VerifiedSvid { id })
 }
 
 /// Validate a chain, leaf first.

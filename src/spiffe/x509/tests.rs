@@ -20,9 +20,6 @@ fn valid_svid_accepted() {
     let chain = ca.leaf("spiffe://corp.example/ns/pay/sa/api");
     let v = verify_chain(&chain, &store(&[&ca]), now()).unwrap();
     assert_eq!(v.id.as_str(), "spiffe://corp.example/ns/pay/sa/api");
-    assert_eq!(v.not_after, at(2031, 1, 1));
-    assert_eq!(Some(v.thumbprint()), crate::conn::leaf_thumbprint(&chain));
-    assert_eq!(v.thumbprint().len(), 43);
 }
 
 #[test]
