@@ -458,7 +458,7 @@ struct Lifecycle {
     admin_task: JoinHandle<()>,
     audit_task: JoinHandle<()>,
     /// The span exporter; closed after the listener drained, it sends what is queued.
-    otel_task: Option<crate::telemetry::Exporter>,
+    exporter: Option<crate::telemetry::Exporter>,
 }
 
 impl Lifecycle {
@@ -495,8 +495,8 @@ impl Lifecycle {
         }
         // The reloader still holds the gateway (and its tracer): the queue is closed here rather
         // than left to close when the last tracer goes, which is after this wait.
-        if let Some(t) = self.otel_task {
-            if !t.finish(Duration::from_secs(5)).await {
+        if let Some(e) = self.exporter {
+            if !e.finish(Duration::from_secs(5)).await {
                 tracing::warn!("span exporter did not finish in time; some spans may be lost");
             }
         }
@@ -702,7 +702,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
         ))
     });
     // One exporter for the process: a reload keeps it (a changed `[telemetry]` needs a restart).
-    let (telemetry, otel_task) = start_telemetry(&config, &metrics)?;
+    let (telemetry, exporter) = start_telemetry(&config, &metrics)?;
     // One Workload API connection for the process; each generation's trust store attaches to it.
     let spire = crate::spire::start(&config, &metrics, &mut watchers).await?;
     let shared = generation::Shared {
@@ -774,7 +774,7 @@ pub async fn start(config: Config, opts: Options) -> anyhow::Result<Running> {
             admin_stop_tx,
             admin_task,
             audit_task,
-            otel_task,
+            exporter,
         }
         .run(rx),
     );
