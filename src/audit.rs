@@ -1,14 +1,15 @@
 //! The audit stage (`docs/audit.md`): one JSON line per decision on the audit sink, never mixed with
 //! diagnostics. Requests hand a record to a bounded queue and move on; a writer thread drains
-//! it every few milliseconds, serializes and writes. A full queue drops the record and counts it: auditing never blocks or fails a
-//! request.
+//! it every few milliseconds while records arrive, and sleeps until the next one once none has
+//! for a while. It serializes and writes. A full queue drops the record and counts it: auditing
+//! never blocks or fails a request.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -132,6 +133,15 @@ struct Queue {
     taken: AtomicUsize,
     /// `[audit] queue`.
     capacity: usize,
+    /// The writer is parked until the next record (see [`IDLE_AFTER`]). Set and read under the
+    /// `pending` lock only, so a record pushed after the writer found the queue empty always
+    /// sees it set: no record waits for the parked writer's backstop.
+    asleep: AtomicBool,
+    /// The writer's thread, to unpark it.
+    writer: OnceLock<std::thread::Thread>,
+    /// Drain passes so far (tests: a parked writer makes none).
+    #[cfg(test)]
+    passes: std::sync::atomic::AtomicU64,
 }
 
 impl Queue {
@@ -139,6 +149,13 @@ impl Queue {
     /// still holds a consistent vector.
     fn lock(&self) -> MutexGuard<'_, Vec<Record>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wake the writer if it is parked.
+    fn wake(&self) {
+        if let Some(t) = self.writer.get() {
+            t.unpark();
+        }
     }
 }
 
@@ -159,6 +176,7 @@ impl Auditor {
     /// ends (the process-wide senders, kept across reloads, would otherwise keep it waiting).
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
+        self.queue.wake();
     }
 
     /// Ask the writer to close and reopen the file sink (logrotate's `postrotate`): lines
@@ -166,6 +184,7 @@ impl Auditor {
     /// drain interval; a no-op for stdout.
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Release);
+        self.queue.wake();
     }
 
     /// Queue a record; drops (and counts) when the writer is behind.
@@ -174,11 +193,31 @@ impl Auditor {
         if pending.len() + self.queue.taken.load(Ordering::Relaxed) < self.queue.capacity {
             // Moved once, into the queue (no `Option` around it on the way).
             pending.push(r);
+            // Under the lock: see `Queue::asleep`. Busy, the writer polls and this is one
+            // relaxed load; only the first record after a quiet spell pays for a wake-up.
+            let asleep = self.queue.asleep.load(Ordering::Relaxed);
+            if asleep {
+                self.queue.asleep.store(false, Ordering::Relaxed);
+            }
+            drop(pending);
+            if asleep {
+                self.queue.wake();
+            }
             return;
         }
         drop(pending);
         self.metrics.audit_dropped_total.inc();
         // `r` is dropped here, outside the lock.
+    }
+}
+
+impl Drop for Auditor {
+    /// The last sender gone (only the writer's reference left): the writer writes what is
+    /// queued and ends at once rather than at its parked backstop.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.queue) <= 2 {
+            self.queue.wake();
+        }
     }
 }
 
@@ -210,6 +249,10 @@ pub fn start_rotating(
         pending: Mutex::new(Vec::new()),
         taken: AtomicUsize::new(0),
         capacity: queue.max(1),
+        asleep: AtomicBool::new(false),
+        writer: OnceLock::new(),
+        #[cfg(test)]
+        passes: std::sync::atomic::AtomicU64::new(0),
     });
     let reopen = Arc::new(AtomicBool::new(false));
     let closing = Arc::new(AtomicBool::new(false));
@@ -334,7 +377,16 @@ impl Sink {
 /// on the queue: a waiting receiver is woken by every send, which costs each request a futex
 /// wake and a context switch, more than the rest of a pass-through request. A record reaches the
 /// sink within this interval; the default queue (8,192) absorbs ~800k records a second at it.
-const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+
+/// After this many drains in a row found nothing, the writer parks until a record arrives (the
+/// first one after a quiet spell wakes it: one futex wake, not one per record). Polling on
+/// would wake an idle gateway a hundred times a second.
+const IDLE_AFTER: u32 = 10;
+
+/// A parked writer still looks at its flags and its senders this often, should a wake-up be
+/// missed (it is not expected to be: [`Queue::asleep`]).
+const PARKED_BACKSTOP: Duration = Duration::from_secs(1);
 
 /// Records' room the queue's vectors keep between bursts.
 const KEEP_ROOM: usize = 1024;
@@ -344,12 +396,16 @@ fn writer(queue: Arc<Queue>, mut out: Sink, reopen: &AtomicBool, closing: &Atomi
     let mut renderer = line::Renderer::new();
     let mut batch = Vec::new();
     let busy = queue.capacity / 2;
+    let _ = queue.writer.set(std::thread::current());
+    let mut quiet = 0u32;
     loop {
         // Between two lines: everything before went to the old file, everything after goes
         // to the new one.
         if reopen.swap(false, Ordering::AcqRel) {
             out.reopen();
         }
+        #[cfg(test)]
+        queue.passes.fetch_add(1, Ordering::Relaxed);
         // Read before taking the queue: what was queued before `close` is written in this pass.
         let shutting = closing.load(Ordering::Acquire);
         // Every sender is gone (shutdown): nothing can be queued after the batch taken below.
@@ -384,12 +440,40 @@ fn writer(queue: Arc<Queue>, mut out: Sink, reopen: &AtomicBool, closing: &Atomi
         if shutting || orphaned {
             break;
         }
-        // Under a burst that filled half the queue, drain again at once.
-        if written < busy {
+        quiet = if written == 0 {
+            quiet.saturating_add(1)
+        } else {
+            0
+        };
+        if quiet >= IDLE_AFTER {
+            park(&queue, reopen, closing);
+        } else if written < busy {
+            // Under a burst that filled half the queue, drain again at once.
             std::thread::sleep(DRAIN_EVERY);
         }
     }
     let _ = out.flush();
+}
+
+/// Park the writer until a record, a flag or the last sender's drop wakes it (or the backstop).
+fn park(queue: &Arc<Queue>, reopen: &AtomicBool, closing: &AtomicBool) {
+    {
+        let pending = queue.lock();
+        if !pending.is_empty() {
+            return;
+        }
+        queue.asleep.store(true, Ordering::Relaxed);
+    }
+    // Set before `asleep` was, the flags are seen here; set after, their setter unparks us (an
+    // unpark before the park makes the park return at once).
+    if !reopen.load(Ordering::Acquire)
+        && !closing.load(Ordering::Acquire)
+        && Arc::strong_count(queue) > 1
+    {
+        std::thread::park_timeout(PARKED_BACKSTOP);
+    }
+    let _pending = queue.lock();
+    queue.asleep.store(false, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -121,3 +121,97 @@ async fn room_grown_by_a_burst_is_given_back() {
         total
     );
 }
+
+/// Wait (up to 5 s) until the writer has parked.
+async fn parked(auditor: &Auditor) {
+    for _ in 0..500 {
+        if auditor.queue.asleep.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(DRAIN_EVERY).await;
+    }
+    panic!("the writer never parked");
+}
+
+/// An idle writer parks instead of polling (an idle gateway woke a hundred times a second), and
+/// the first record after the quiet spell wakes it: written at once, not at the backstop.
+#[tokio::test]
+async fn an_idle_writer_parks_and_the_next_record_wakes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let metrics = Arc::new(Metrics::default());
+    let (auditor, writer) = start(&AuditSink::File(file.clone()), 64, metrics).unwrap();
+    auditor.record(record(0));
+    parked(&auditor).await;
+    assert_eq!(ids(&file), ["r0"]);
+    let passes = auditor.queue.passes.load(Ordering::Relaxed);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        auditor.queue.passes.load(Ordering::Relaxed),
+        passes,
+        "a parked writer drains nothing"
+    );
+    for round in 1..=3 {
+        let t0 = std::time::Instant::now();
+        auditor.record(record(round));
+        while ids(&file).len() <= round {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert!(
+            t0.elapsed() < PARKED_BACKSTOP / 2,
+            "round {round}: written after {:?}, the backstop's time",
+            t0.elapsed()
+        );
+        parked(&auditor).await;
+    }
+    assert_eq!(ids(&file), ["r0", "r1", "r2", "r3"]);
+    drop(auditor);
+    writer.await.unwrap();
+}
+
+/// `reopen`, `close` and the last sender's drop each reach a parked writer at once.
+#[tokio::test]
+async fn a_parked_writer_answers_reopen_close_and_the_last_drop_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let metrics = Arc::new(Metrics::default());
+    let soon = PARKED_BACKSTOP / 2;
+
+    let (auditor, writer) = start(&AuditSink::File(file.clone()), 64, metrics.clone()).unwrap();
+    parked(&auditor).await;
+    std::fs::rename(&file, dir.path().join("audit.jsonl.old")).unwrap();
+    let t0 = std::time::Instant::now();
+    auditor.reopen();
+    while !file.exists() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(t0.elapsed() < soon, "reopened after {:?}", t0.elapsed());
+
+    parked(&auditor).await;
+    let t0 = std::time::Instant::now();
+    auditor.close();
+    tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+        .await
+        .expect("the writer ends after close")
+        .unwrap();
+    assert!(t0.elapsed() < soon, "ended {:?} after close", t0.elapsed());
+    drop(auditor);
+
+    let (auditor, writer) = start(&AuditSink::File(file.clone()), 64, metrics).unwrap();
+    let other = auditor.clone();
+    parked(&auditor).await;
+    drop(other);
+    let t0 = std::time::Instant::now();
+    drop(auditor);
+    tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+        .await
+        .expect("the writer ends once the last sender is gone")
+        .unwrap();
+    assert!(
+        t0.elapsed() < soon,
+        "ended {:?} after the last drop",
+        t0.elapsed()
+    );
+}

@@ -27,6 +27,7 @@ mod docs_support;
 mod front_proxies;
 mod hardening;
 mod identity;
+mod idle;
 mod insight;
 mod issuer;
 mod jwt_svid_flight;
