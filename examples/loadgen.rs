@@ -82,6 +82,10 @@ struct Args {
     /// on a warm connection. Closed loop only.
     #[arg(long, conflicts_with = "rate")]
     new_connection: bool,
+    /// Write each measured request of an open-loop run as `due_ms latency_us` (due time from the
+    /// start of the measured window) to this file: what a tail is made of, and when.
+    #[arg(long, requires = "rate")]
+    timeline: Option<PathBuf>,
 }
 
 /// Where and what to send.
@@ -137,6 +141,9 @@ impl Target {
 struct Tally {
     /// Latencies in microseconds.
     lat_us: Vec<u32>,
+    /// Open loop, answered requests: (due time from the start of the measured window, latency),
+    /// microseconds.
+    timeline: Vec<(u32, u32)>,
     answers: u64,
     errors: u64,
     bad_status: u64,
@@ -285,6 +292,9 @@ async fn open_loop(
                 Ok(ok) => {
                     tally.answers += 1;
                     tally.lat_us.push(micros(done - origin));
+                    tally
+                        .timeline
+                        .push((micros(due - measure_from), micros(done - origin)));
                     if !ok {
                         tally.bad_status += 1;
                     }
@@ -463,15 +473,25 @@ fn main() -> anyhow::Result<()> {
         tallies.extend(part);
     }
     let mut lat: Vec<u32> = Vec::new();
+    let mut timeline: Vec<(u32, u32)> = Vec::new();
     let (mut answers, mut errors, mut bad, mut unsent) = (0u64, 0u64, 0u64, 0u64);
     for t in tallies {
         lat.extend_from_slice(&t.lat_us);
+        timeline.extend_from_slice(&t.timeline);
         answers += t.answers;
         errors += t.errors;
         bad += t.bad_status;
         unsent += t.unsent;
     }
     lat.sort_unstable();
+    if let Some(path) = &args.timeline {
+        timeline.sort_unstable();
+        let mut text = String::with_capacity(timeline.len() * 16);
+        for (due, lat) in &timeline {
+            text.push_str(&format!("{:.3} {lat}\n", f64::from(*due) / 1000.0));
+        }
+        std::fs::write(path, text)?;
+    }
     let secs = args.duration.as_secs_f64();
     let out = serde_json::json!({
         "mode": if args.rate.is_some() { "open" } else if args.new_connection { "handshake" } else { "closed" },
