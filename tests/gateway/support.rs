@@ -574,6 +574,19 @@ impl Proc {
         .unwrap()
     }
 
+    /// Wait (at most `within`) for the process to exit, require exit status 0, and return
+    /// everything it wrote to stderr.
+    pub async fn exits_cleanly_within(self, within: Duration) -> String {
+        let stderr = self.stderr.clone();
+        let status = self
+            .exited_within(within)
+            .await
+            .unwrap_or_else(|| panic!("the gateway did not exit within {within:?}"));
+        assert!(status.success(), "exit status {status:?}");
+        let log = stderr.lock().unwrap().join("\n");
+        log
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

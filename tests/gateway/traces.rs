@@ -39,6 +39,15 @@ fn upstream_tp(up: &Upstream) -> Option<String> {
         .map(|v| v.to_str().unwrap().to_owned())
 }
 
+/// The `[telemetry]` section (`otlp_endpoint` and any `extra` lines) and one route `name` for
+/// every path to `upstream`: what most tests here put after `base_config`'s listeners.
+fn traced_routes(endpoint: &str, extra: &str, name: &str, upstream: &str) -> String {
+    format!(
+        "\n[telemetry]\notlp_endpoint = \"{endpoint}\"\n{extra}{}",
+        route(name, "/", upstream, "")
+    )
+}
+
 fn by_name(spans: &[Span]) -> HashMap<&str, &Span> {
     spans.iter().map(|s| (s.name.as_str(), s)).collect()
 }
@@ -312,11 +321,7 @@ async fn spans_still_queued_at_sigterm_are_exported_before_the_gateway_exits() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let routes = format!(
-        "\n[telemetry]\notlp_endpoint = \"{}\"\n{}",
-        rx.endpoint(),
-        route("legacy", "/", &up.url(), "")
-    );
+    let routes = traced_routes(&rx.endpoint(), "", "legacy", &up.url());
     let gw = Proc::spawn(d, &base_config(d, "", "", &routes));
     let client = reqwest::Client::new();
     let traces: Vec<String> = (1..=3u8)
@@ -333,13 +338,7 @@ async fn spans_still_queued_at_sigterm_are_exported_before_the_gateway_exits() {
     }
     gw.signal("-TERM");
     let stopping = Instant::now();
-    let stderr = gw.stderr.clone();
-    let status = gw
-        .exited_within(Duration::from_secs(15))
-        .await
-        .expect("the gateway did not exit after SIGTERM");
-    assert!(status.success(), "exit status {status:?}");
-    let log = stderr.lock().unwrap().join("\n");
+    let log = gw.exits_cleanly_within(Duration::from_secs(15)).await;
     assert!(!log.contains("did not finish in time"), "{log}");
     assert!(
         stopping.elapsed() < Duration::from_secs(4),
@@ -375,10 +374,7 @@ async fn a_collector_down_or_hung_costs_requests_nothing_and_drops_are_counted()
     for addr in [closed, hung_addr] {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let routes = format!(
-            "\n[telemetry]\notlp_endpoint = \"http://{addr}\"\n{}",
-            route("legacy", "/", &up.url(), "")
-        );
+        let routes = traced_routes(&format!("http://{addr}"), "", "legacy", &up.url());
         let gw = start_in_process(d, &base_config(d, "", "", &routes)).await;
         let http = reqwest::Client::new();
         for _ in 0..20 {
@@ -428,11 +424,7 @@ async fn sample_ratio_zero_records_only_traces_the_caller_sampled() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let routes = format!(
-        "\n[telemetry]\notlp_endpoint = \"{}\"\nsample_ratio = 0.0\n{}",
-        rx.endpoint(),
-        route("legacy", "/", &up.url(), "")
-    );
+    let routes = traced_routes(&rx.endpoint(), "sample_ratio = 0.0\n", "legacy", &up.url());
     let gw = start_in_process(d, &base_config(d, "", "", &routes)).await;
     let http = reqwest::Client::new();
     let url = format!("http://{}/x", gw.data_addr);
@@ -474,11 +466,7 @@ async fn an_https_collector_is_verified_against_the_system_roots() {
             sub.path(),
             "",
             "",
-            &format!(
-                "\n[telemetry]\notlp_endpoint = \"{}\"\n{}",
-                rx.endpoint(),
-                route("r", "/", &up.url(), "")
-            ),
+            &traced_routes(&rx.endpoint(), "", "r", &up.url()),
         );
         let path = sub.path().join("portcullis.toml");
         std::fs::write(&path, toml).unwrap();
