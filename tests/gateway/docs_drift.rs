@@ -8,7 +8,9 @@
 //! - every command and flag of the binary is in `docs/cli.md`;
 //! - every config under `examples/`, the plans of `migration-plans/`, the adapters of
 //!   `adapters/` and the config in `deploy/` pass `portcullis check`;
-//! - environment overrides of array elements work as `docs/configuration.md` says.
+//! - environment overrides of array elements work as `docs/configuration.md` says;
+//! - every Markdown page (README, docs/, bench/, …) closes its code blocks and links only to
+//!   files of the repository.
 //!
 //! Config, plan and adapter keys are checked by the unit tests of `src/config/docs_drift.rs` (they
 //! read the private raw structs).
@@ -653,4 +655,132 @@ fn environment_overrides_of_array_elements() {
         "{}",
         text(&out)
     );
+}
+
+/// Every Markdown file users read: README.md and those under docs/, bench/, deploy/, examples/
+/// and migration-plans/ (not target/ or hidden directories).
+fn markdown_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, into: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, into);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                into.push(p);
+            }
+        }
+    }
+    let mut files = vec![repo_file("README.md")];
+    for dir in ["docs", "bench", "deploy", "examples", "migration-plans"] {
+        walk(&repo_file(dir), &mut files);
+    }
+    files.sort();
+    files
+}
+
+/// What is wrong with one Markdown text's code fences and relative links: a fence line that is
+/// neither "```" nor "```" plus a language word (text after a closing fence makes the rest of
+/// the page code), a block left open, and a link target (outside code) that is not a file or
+/// directory of the repository. `file` is where the text lives, for resolving links.
+fn markdown_problems(text: &str, file: &Path, root: &Path) -> Vec<String> {
+    let name = file
+        .strip_prefix(root)
+        .unwrap_or(file)
+        .display()
+        .to_string();
+    let mut problems = Vec::new();
+    let mut open: Option<usize> = None;
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{name}:{}", i + 1);
+        let t = line.trim_start();
+        if let Some(info) = t.strip_prefix("```") {
+            let word = info
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-_".contains(&b));
+            match open {
+                None if word => open = Some(i + 1),
+                Some(_) if info.trim().is_empty() => open = None,
+                _ => problems.push(format!("{at}: a fence with text after it: {line:?}")),
+            }
+            continue;
+        }
+        if open.is_some() {
+            continue;
+        }
+        // Inline code may show link syntax: judge only the text outside backticks.
+        for prose in line.split('`').step_by(2) {
+            for target in prose
+                .split("](")
+                .skip(1)
+                .filter_map(|r| r.split(')').next())
+            {
+                let target = target.split_whitespace().next().unwrap_or("");
+                if target.is_empty()
+                    || target.starts_with('#')
+                    || target.contains("://")
+                    || target.starts_with("mailto:")
+                {
+                    continue;
+                }
+                let path = target.split('#').next().unwrap_or(target);
+                let resolved = file.parent().unwrap_or(root).join(path);
+                match resolved.canonicalize() {
+                    Ok(p) if p.starts_with(root) => {}
+                    Ok(p) => problems.push(format!(
+                        "{at}: {target} points outside the repository ({})",
+                        p.display()
+                    )),
+                    Err(e) => problems.push(format!("{at}: {target}: {e}")),
+                }
+            }
+        }
+    }
+    if let Some(from) = open {
+        problems.push(format!("{name}:{from}: a code block that is never closed"));
+    }
+    problems
+}
+
+#[test]
+fn every_markdown_page_has_closed_fences_and_links_that_stay_in_the_repository() {
+    let root = repo_file(".").canonicalize().unwrap();
+    let files = markdown_files();
+    assert!(
+        files.len() > 10,
+        "only {} Markdown files found",
+        files.len()
+    );
+    let mut problems = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        problems.extend(markdown_problems(&text, f, &root));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} Markdown problem(s):\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_markdown_check_finds_what_it_is_for() {
+    let root = repo_file(".").canonicalize().unwrap();
+    let file = root.join("docs/page.md");
+    let problems = |text: &str| markdown_problems(text, &file, &root);
+    assert!(problems(
+        "```toml\na = 1\n```\n\n[ops](operations.md#reload), [x](https://x.example)\n"
+    )
+    .is_empty());
+    // Text after a closing fence: the rest of the page would render as code.
+    assert_eq!(problems("```toml\na = 1\n``` RFC 8693: x\n").len(), 2);
+    assert_eq!(problems("```toml\na = 1\n").len(), 1);
+    let outside = problems("see [the contract](../../shared/CONTRACT.md)\n");
+    assert_eq!(outside.len(), 1, "{outside:?}");
+    assert_eq!(problems("see [gone](no-such-page.md)\n").len(), 1);
+    // Inline code is not a link.
+    assert!(problems("write `[x](../../etc/passwd)` in a link\n").is_empty());
 }
