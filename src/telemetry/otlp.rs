@@ -12,8 +12,8 @@ use std::future::Future;
 
 use http::header::{HeaderMap, HeaderValue};
 use opentelemetry::trace::{
-    FutureExt as _, SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId,
-    TraceState, Tracer as _,
+    FutureExt as _, Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags,
+    TraceId, TraceState, Tracer as _,
 };
 use opentelemetry::{Context, KeyValue, SpanId};
 use opentelemetry_sdk::trace::SdkTracer;
@@ -64,30 +64,40 @@ impl Telemetry {
     }
 
     /// The server span of one request: a child of the caller's `traceparent` when trusted and
-    /// valid, else the root of a new trace. `None` (no work) when tracing is off.
+    /// valid, else the root of a new trace. No span (no work) when tracing is off; a span that
+    /// the sampler did not record gets no children (see [`RequestSpan`]).
     pub fn server_span(&self, method: &http::Method, headers: &HeaderMap) -> RequestSpan {
         let Some(tracer) = &self.tracer else {
-            return RequestSpan(None);
+            return RequestSpan::default();
         };
         let parent = match self.trust.then(|| incoming(headers)).flatten() {
             Some(sc) => Context::new().with_remote_span_context(sc),
             None => Context::new(),
         };
-        let span = tracer
-            .span_builder(method.as_str().to_owned())
+        let mut span = tracer
+            .span_builder(method_name(method))
             .with_kind(SpanKind::Server)
-            .with_attributes([KeyValue::new("http.request.method", method.to_string())])
             .start_with_context(tracer, &parent);
-        RequestSpan(Some(
-            parent.with_span(span).with_value(Carried(tracer.clone())),
-        ))
+        let recording = span.is_recording();
+        if recording {
+            span.set_attribute(KeyValue::new("http.request.method", method_name(method)));
+        }
+        let cx = parent.with_span(span);
+        RequestSpan {
+            cx: Some(if recording {
+                cx.with_value(Carried(tracer.clone()))
+            } else {
+                cx
+            }),
+            recording,
+        }
     }
 
     /// The upstream's `traceparent`/`tracestate`: the caller's are removed unless trusted (a
     /// legacy upstream must never see a forged one) and, with tracing on, replaced by the
     /// context of `span` (the gateway's upstream span).
     pub fn to_upstream(&self, headers: &mut impl super::TraceFields, span: &Stage) {
-        let Some(cx) = &span.0 else {
+        let Some(cx) = &span.cx else {
             return super::untraced_to_upstream(self.trust, headers);
         };
         headers.remove(&TRACEPARENT);
@@ -118,7 +128,7 @@ impl Telemetry {
     /// The trace id for the audit line: the server span's, or with tracing off the trusted
     /// caller's (so the audit line still joins the caller's trace).
     pub fn trace_id(&self, span: &RequestSpan, headers: &HeaderMap) -> Option<String> {
-        match &span.0 {
+        match &span.cx {
             Some(cx) => Some(cx.span().span_context().trace_id().to_string()),
             None => super::untraced_trace_id(self.trust, headers),
         }
@@ -158,29 +168,47 @@ fn tracestate(headers: &HeaderMap) -> Option<TraceState> {
     v.parse().ok()
 }
 
-/// The server span of one request (`None`: tracing off or not recording).
+/// The server span of one request. With tracing off there is none. A request the sampler
+/// did not record (`sample_ratio` below 1, or a caller's unsampled `traceparent`) keeps the
+/// server span's context, for the audit line's trace id and the upstream's `traceparent`
+/// (sampled flag off), but makes no other span: its stages, the upstream call and [`within`]
+/// cost one branch each. Only recorded spans are exported, so nothing seen changes.
 #[derive(Debug, Default)]
-pub struct RequestSpan(Option<Context>);
+pub struct RequestSpan {
+    cx: Option<Context>,
+    recording: bool,
+}
 
 impl RequestSpan {
-    /// A child span for a stage, ended when the [`Stage`] is dropped.
-    pub fn stage(&self, name: &'static str) -> Stage {
-        Stage(
-            self.0
-                .as_ref()
-                .and_then(|cx| child(cx, name, SpanKind::Internal)),
-        )
+    /// The server span's context, when it is recorded.
+    fn recorded(&self) -> Option<&Context> {
+        self.cx.as_ref().filter(|_| self.recording)
     }
 
-    /// The upstream call's span (kind client): its context goes to the upstream.
+    /// A child span for a stage, ended when the [`Stage`] is dropped.
+    pub fn stage(&self, name: &'static str) -> Stage {
+        Stage {
+            cx: self
+                .recorded()
+                .and_then(|cx| child(cx, name, SpanKind::Internal)),
+            ends: true,
+        }
+    }
+
+    /// The upstream call's span (kind client): its context goes to the upstream. Not recorded:
+    /// the server span's context goes there instead (same trace, sampled flag off).
     pub fn upstream(&self, route: &str) -> Stage {
-        let stage = Stage(
-            self.0
-                .as_ref()
-                .and_then(|cx| child(cx, "upstream", SpanKind::Client)),
-        );
-        // Only with a span: the route name is not copied for a request that is not traced.
-        if let Some(cx) = &stage.0 {
+        let Some(cx) = self.recorded() else {
+            return Stage {
+                cx: self.cx.clone(),
+                ends: false,
+            };
+        };
+        let stage = Stage {
+            cx: child(cx, "upstream", SpanKind::Client),
+            ends: true,
+        };
+        if let Some(cx) = &stage.cx {
             cx.span()
                 .set_attribute(KeyValue::new("portcullis.route", route.to_owned()));
         }
@@ -203,7 +231,7 @@ impl RequestSpan {
         F: Future<Output = Result<T, Refusal>>,
     {
         let stage = self.stage(name);
-        let out = match &stage.0 {
+        let out = match &stage.cx {
             None => fut.await,
             Some(cx) => fut.with_context(cx.clone()).await,
         };
@@ -213,7 +241,7 @@ impl RequestSpan {
 
     /// Name the server span after the route (`GET route-name`) once the route is known.
     pub fn routed(&self, method: &http::Method, route: &str) {
-        if let Some(cx) = &self.0 {
+        if let Some(cx) = self.recorded() {
             let span = cx.span();
             span.update_name(format!("{method} {route}"));
             span.set_attribute(KeyValue::new("http.route", route.to_owned()));
@@ -222,7 +250,7 @@ impl RequestSpan {
 
     /// End the server span with what the audit line says.
     pub fn finish(&self, status: u16, decision: &'static str, reason: &'static str) {
-        if let Some(cx) = &self.0 {
+        if let Some(cx) = self.recorded() {
             let span = cx.span();
             span.set_attributes([
                 KeyValue::new("http.response.status_code", i64::from(status)),
@@ -237,15 +265,28 @@ impl RequestSpan {
     }
 }
 
-/// A child span, ended on drop.
-#[derive(Debug, Default)]
-pub struct Stage(Option<Context>);
+/// A child span, ended on drop; or, for the upstream call of a request that is not recorded,
+/// the server span's context only (`ends` false: it is not this stage's to end).
+#[derive(Debug)]
+pub struct Stage {
+    cx: Option<Context>,
+    ends: bool,
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Stage {
+            cx: None,
+            ends: true,
+        }
+    }
+}
 
 impl Stage {
     /// Record a refusal's code on the span (its status is an error only for a 5xx: a refused
     /// credential is the gateway working, not failing).
     pub fn outcome<T>(&self, r: &Result<T, Refusal>) {
-        if let (Some(cx), Err(refusal)) = (&self.0, r) {
+        if let (Some(cx), true, Err(refusal)) = (&self.cx, self.ends, r) {
             let span = cx.span();
             span.set_attribute(KeyValue::new("portcullis.reason", refusal.code.as_str()));
             if refusal.code.status().is_server_error() {
@@ -265,7 +306,7 @@ impl Stage {
         self,
         r: Result<http::Response<B>, Refusal>,
     ) -> Result<http::Response<B>, Refusal> {
-        if let (Some(cx), Ok(resp)) = (&self.0, &r) {
+        if let (Some(cx), true, Ok(resp)) = (&self.cx, self.ends, &r) {
             let status = resp.status();
             let span = cx.span();
             span.set_attribute(KeyValue::new(
@@ -282,9 +323,21 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        if let Some(cx) = &self.0 {
+        if let (Some(cx), true) = (&self.cx, self.ends) {
             cx.span().end();
         }
+    }
+}
+
+/// The span name and `http.request.method` of a request: the standard methods without an
+/// allocation.
+fn method_name(method: &http::Method) -> std::borrow::Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|m| **m == method.as_str()) {
+        Some(m) => std::borrow::Cow::Borrowed(m),
+        None => std::borrow::Cow::Owned(method.as_str().to_owned()),
     }
 }
 

@@ -432,6 +432,20 @@ async fn sample_ratio_zero_records_only_traces_the_caller_sampled() {
     let (trace, _, flags) = parse(&upstream_tp(&up).unwrap());
     assert_eq!(flags, "00");
     assert_eq!(audit_lines(d, 1).await[0]["trace_id"], trace.as_str());
+    // A caller's unsampled trace: continued (same trace id, the flag still off) with a span id
+    // of the gateway's, never the caller's own, and nothing recorded for it.
+    let unsampled = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let r = http
+        .get(&url)
+        .header("traceparent", format!("00-{unsampled}-{TP_SPAN}-00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (t, parent, flags) = parse(&upstream_tp(&up).unwrap());
+    assert_eq!((t.as_str(), flags.as_str()), (unsampled, "00"));
+    assert_ne!(parent, TP_SPAN);
+    assert_eq!(audit_lines(d, 2).await[1]["trace_id"], unsampled);
     let r = http
         .get(&url)
         .header("traceparent", traceparent(TP_TRACE, TP_SPAN))
@@ -441,7 +455,12 @@ async fn sample_ratio_zero_records_only_traces_the_caller_sampled() {
     assert_eq!(r.status(), 200);
     assert_eq!(parse(&upstream_tp(&up).unwrap()).2, "01");
     rx.trace(TP_TRACE, 3).await;
-    assert!(rx.spans.lock().unwrap().iter().all(|s| s.trace_id != trace));
+    assert!(rx
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s.trace_id != trace && s.trace_id != unsampled));
     gw.stop().await;
 }
 
