@@ -367,16 +367,10 @@ fn text(out: &Output) -> String {
 
 /// The `name` of every plan file under `dir` (recursively).
 fn plan_names(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(plan_names(&p));
-        } else if p.extension().is_some_and(|x| x == "toml") {
-            out.push((p.file_stem().unwrap().to_string_lossy().into_owned(), p));
-        }
-    }
-    out
+    files_under(dir, "toml")
+        .into_iter()
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .collect()
 }
 
 #[test]
@@ -660,24 +654,10 @@ fn environment_overrides_of_array_elements() {
 /// Every Markdown file users read: README.md and those under docs/, bench/, deploy/, examples/
 /// and migration-plans/ (not target/ or hidden directories).
 fn markdown_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, into: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, into);
-            } else if p.extension().is_some_and(|x| x == "md") {
-                into.push(p);
-            }
-        }
-    }
     let mut files = vec![repo_file("README.md")];
     for dir in ["docs", "bench", "deploy", "examples", "migration-plans"] {
-        walk(&repo_file(dir), &mut files);
+        files.extend(files_under(&repo_file(dir), "md"));
     }
-    files.sort();
     files
 }
 

@@ -13,6 +13,21 @@ pub fn read(path: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// Every file under `dir` (recursively) whose name ends in `.{ext}`, sorted.
+pub fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p, ext));
+        } else if p.extension().is_some_and(|x| x == ext) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The words written in backticks in `text` (`` `a` ``, `` `b.c` `` → `a`, `b.c`).
 pub fn backticked(text: &str) -> std::collections::BTreeSet<String> {
     text.split('`')

@@ -1,3 +1,4 @@
+use futures_util::FutureExt as _;
 use http::header::HeaderValue;
 
 use super::*;
@@ -97,8 +98,6 @@ fn one_request(t: &Telemetry, caller: &HeaderMap) -> (RequestSpan, String) {
     let tp = to[&TRACEPARENT].to_str().unwrap().to_owned();
     (span, tp)
 }
-
-use futures_util::FutureExt as _;
 
 #[test]
 fn a_request_the_sampler_drops_makes_no_span_but_keeps_its_trace() {
