@@ -17,6 +17,7 @@ pub mod demo;
 pub mod devcert;
 pub mod diag;
 pub mod exchange;
+pub mod fast_eq;
 pub mod identity;
 pub mod limits;
 pub mod low_s;

@@ -22,6 +22,7 @@ use super::{
     Access, AccessRow, InventoryEntry, Usage, UsageRow, MAX_ACCESS_ROWS_PER_IDENTITY,
     MAX_ACCESS_ROWS_PER_ROUTE,
 };
+use crate::fast_eq;
 use crate::time::{Date, Timestamp};
 
 /// A map keyed by the bytes [`Keys::of`] builds.
@@ -120,13 +121,14 @@ struct Group {
 
 impl Group {
     /// Whether this is the group of (`day`, `route`, `plan`, `credential`, `key`): every part
-    /// compared, as the map compares the key they make.
+    /// compared, as the map compares the key they make (with [`fast_eq`]: `plan` is usually
+    /// empty).
     fn is(&self, day: Date, route: &str, plan: &str, credential: &str, key: &str) -> bool {
         self.day == day
-            && *self.key == *key
-            && *self.credential == *credential
-            && *self.route == *route
-            && *self.plan == *plan
+            && fast_eq::text(&self.key, key)
+            && fast_eq::text(&self.credential, credential)
+            && fast_eq::text(&self.route, route)
+            && fast_eq::text(&self.plan, plan)
     }
 }
 
@@ -192,10 +194,10 @@ impl Pending {
         let remembered = a.memo.get();
         let found = match a.rows.get(remembered) {
             Some(r)
-                if r.identity == identity
-                    && r.path == path
-                    && r.method == method
-                    && r.route == route =>
+                if fast_eq::text(&r.identity, identity)
+                    && fast_eq::text(&r.path, path)
+                    && fast_eq::text(&r.method, method)
+                    && fast_eq::text(&r.route, route) =>
             {
                 Some(remembered)
             }

@@ -192,7 +192,8 @@ impl Cell {
     fn position(&self, addr: &Addr, agent: &[u8]) -> Option<usize> {
         self.kept
             .iter()
-            .position(|k| k.addr == *addr && k.agent.as_bytes() == agent)
+            // The agent is empty for a caller that sends none: see `fast_eq`.
+            .position(|k| k.addr == *addr && crate::fast_eq::bytes(k.agent.as_bytes(), agent))
     }
 
     /// The kept sources (formatted now) and the overflow (`None`), with their count and last
