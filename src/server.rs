@@ -133,9 +133,14 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Install the process-wide crypto provider (idempotent).
+/// Install the process-wide crypto provider (idempotent), and seed AWS-LC's random number
+/// generator now: its first use in a process gathers jitter entropy for about 20 ms of CPU, and
+/// that first use was the first token minted (its `jti`), so the first request after a start
+/// waited for it (measured: 31 ms against 0.4-0.9 ms for the next ones, `portcullis-full`).
 pub fn install_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut seed = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut seed);
 }
 
 /// The header an `upstream.inject` adds, with its secret read now and marked sensitive (so it is
