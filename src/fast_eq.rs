@@ -29,7 +29,7 @@ mod tests {
     #[test]
     fn the_same_answers_as_eq_for_empty_and_other_strings() {
         let empty_box: Box<str> = "".into();
-        let empty_default: &[u8] = Option::<&[u8]>::None.unwrap_or_default();
+        let empty_default: &[u8] = Default::default();
         let cases: [(&[u8], &[u8]); 8] = [
             (b"", b""),
             (empty_box.as_bytes(), b""),
