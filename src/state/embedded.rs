@@ -168,6 +168,11 @@ pub struct EmbeddedStore {
     revoked: ArcSwap<RevocationSet>,
     /// Serializes revoke/unrevoke so the database and the in-memory set cannot disagree.
     revoke_lock: tokio::sync::Mutex<()>,
+    /// Held for a whole flush, from taking the pending counts to their commit. Every read
+    /// flushes first, so a read that comes while the periodic flush has taken the counts and not
+    /// yet written them waits for that write instead of missing them (they are in neither place
+    /// meanwhile).
+    flush_lock: tokio::sync::Mutex<()>,
     path: Option<PathBuf>,
     /// Set once the access cap has dropped a row (logged once, not per request).
     access_capped: std::sync::atomic::AtomicBool,
@@ -232,6 +237,7 @@ impl EmbeddedStore {
             pending: Mutex::new(Pending::default()),
             revoked: ArcSwap::from_pointee(RevocationSet::new(&revs)),
             revoke_lock: tokio::sync::Mutex::new(()),
+            flush_lock: tokio::sync::Mutex::new(()),
             path,
             access_capped: std::sync::atomic::AtomicBool::new(false),
             retention: super::retention::Retention::default(),
@@ -305,6 +311,7 @@ impl EmbeddedStore {
     }
 
     async fn do_flush(&self) -> Result<(), StateError> {
+        let _flushing = self.flush_lock.lock().await;
         let taken = {
             let mut g = self
                 .pending
@@ -850,3 +857,6 @@ impl StateStore for EmbeddedStore {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;
