@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::identity::Kind;
-use crate::state::{StateStore, Usage};
+use crate::state::tests::racf;
+use crate::state::StateStore;
 use crate::time::Date;
 
 /// The periodic flush takes the pending counts, then writes them on a blocking thread. A read
@@ -20,17 +20,12 @@ async fn a_flush_returns_only_once_the_counts_an_earlier_flush_took_are_written(
             .unwrap(),
     );
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400);
-    store.record(&Usage {
+    store.record(&racf(
+        "JSMITH",
+        "spiffe://corp.example/legacy/racf/jsmith",
+        "cics",
         at,
-        route: "cics",
-        plan: Some("payments-cics"),
-        credential: "racf",
-        kind: Kind::Ldap,
-        identity: "spiffe://corp.example/legacy/racf/jsmith",
-        principal: Some("JSMITH"),
-        cert_not_after: None,
-        source: None,
-    });
+    ));
 
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
