@@ -514,7 +514,7 @@ impl Gateway {
         };
         let mut result = route
             .upstream
-            .send(upstream_req, body, tripped.as_deref())
+            .send(upstream_req, body, tripped.as_deref(), upstream_started)
             .await;
         if result.is_err() {
             if let Some(r) = crate::limits::bodies::stalled_refusal(stalled.as_deref()) {

@@ -312,7 +312,8 @@ impl Upstream {
             .map_err(|_| Refusal::new(Code::InvalidRequest, "unusable request target"))
     }
 
-    /// Send and wait for the response head (bounded by the route's timeout). `body_tripped` is
+    /// Send and wait for the response head (bounded by the route's timeout from `sent_at`, the
+    /// instant the caller reads for the upstream's latency anyway). `body_tripped` is
     /// the flag of a [`crate::body::Limited`] request body: set means the caller sent too much.
     /// The answer's fields come beside the response from a plain `http` upstream's pool (see
     /// [`Relayed`]), in its map from hyper's client.
@@ -321,12 +322,13 @@ impl Upstream {
         mut req: Outbound,
         body: ProxyBody,
         body_tripped: Option<&std::sync::atomic::AtomicBool>,
+        sent_at: std::time::Instant,
     ) -> Result<(Response<ProxyBody>, Option<Relayed>), Refusal> {
         let result = match &self.h1 {
             // Without the flag, the body is empty or buffered: it may be sent twice. The pool
             // keeps the deadline on the connection's own reused timer (see `pool::Conn`).
             Some(h1) => {
-                let deadline = tokio::time::Instant::now() + self.timeout;
+                let deadline = tokio::time::Instant::from_std(sent_at) + self.timeout;
                 let sent = h1
                     .send(&mut req, body, body_tripped.is_none(), deadline)
                     .await;
