@@ -244,6 +244,27 @@ class RenderTest(unittest.TestCase):
         self.assertIn("- portcullis-full CPU/request ≤ 1.15× nginx: 1.77× → MISSED", self.md)
         self.assertIn("- portcullis-pass CPU/request vs nginx: not measured", self.md)
 
+    def test_a_cpu_goal_says_whether_it_was_met_or_missed_by_more_than_the_noise(self):
+        # 45.6 / 25.7 = 1.77× against 1.15: 54% off. The fixture's rows have no spread, so the
+        # noise is the floor (3%).
+        self.assertIn("- portcullis-full CPU/request ≤ 1.15× nginx: 1.77× → MISSED (+54% from the "
+                      "goal, beyond this run's noise of 3%)", self.md)
+        curve = [point(12000, 0.3, 1.0), point(24000, 0.5, 2.5), point(36000, 0.9, 9.0)]
+        near = dict(FIXTURE, results=[
+            dict(r, cpu_us_spread=0.05) if r["config"] == "nginx" else r
+            for r in FIXTURE["results"]] + [
+            # 26.5 / 25.7 = 1.03×: missed by 3%, within nginx's 5% spread.
+            row("portcullis-pass", 45000.0, 26.5, curve, cpu_us_spread=0.02),
+            # 28.0 / 25.7 = 1.09×: met by 5% (1.09 / 1.15 - 1), within its own 12% spread.
+            row("portcullis-full-pgo", 49000.0, 28.0, curve, cpu_us_spread=0.12)])
+        p, d = render(near)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        md = (d / "latest.md").read_text()
+        self.assertIn("- portcullis-pass CPU/request ≤ 1.00× nginx: 1.03× → MISSED (+3% from the "
+                      "goal, within this run's noise of 5%)", md)
+        self.assertIn("- portcullis-full-pgo CPU/request ≤ 1.15× nginx: 1.09× → met (-5% from the "
+                      "goal, within this run's noise of 12%)", md)
+
     def test_the_profile_guided_rows_are_judged_against_the_same_goals(self):
         # No -pgo row: no -pgo goal (an older run keeps its lines).
         self.assertNotIn("-pgo CPU/request", self.md.split("Goals:", 1)[1])
