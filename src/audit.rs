@@ -139,6 +139,10 @@ struct Queue {
     asleep: AtomicBool,
     /// The writer's thread, to unpark it.
     writer: OnceLock<std::thread::Thread>,
+    /// Live [`Auditor`]s. Not the `Arc`'s count: an `Auditor`'s `Drop` runs before its `Arc` is
+    /// released, so a writer woken by the last one could still count it, park again and wait
+    /// for its backstop (a second) at shutdown; this count goes down before the wake-up.
+    senders: AtomicUsize,
     /// Drain passes so far (tests: a parked writer makes none).
     #[cfg(test)]
     passes: std::sync::atomic::AtomicU64,
@@ -160,7 +164,7 @@ impl Queue {
 }
 
 /// The sending side, cloned into every request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Auditor {
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
@@ -211,11 +215,23 @@ impl Auditor {
     }
 }
 
+impl Clone for Auditor {
+    fn clone(&self) -> Self {
+        self.queue.senders.fetch_add(1, Ordering::Relaxed);
+        Auditor {
+            queue: self.queue.clone(),
+            metrics: self.metrics.clone(),
+            reopen: self.reopen.clone(),
+            closing: self.closing.clone(),
+        }
+    }
+}
+
 impl Drop for Auditor {
-    /// The last sender gone (only the writer's reference left): the writer writes what is
-    /// queued and ends at once rather than at its parked backstop.
+    /// The last sender gone: the writer writes what is queued and ends at once rather than at
+    /// its parked backstop. Counted down first, so the woken writer cannot still see this one.
     fn drop(&mut self) {
-        if Arc::strong_count(&self.queue) <= 2 {
+        if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.queue.wake();
         }
     }
@@ -251,6 +267,7 @@ pub fn start_rotating(
         capacity: queue.max(1),
         asleep: AtomicBool::new(false),
         writer: OnceLock::new(),
+        senders: AtomicUsize::new(1),
         #[cfg(test)]
         passes: std::sync::atomic::AtomicU64::new(0),
     });
@@ -409,7 +426,7 @@ fn writer(queue: Arc<Queue>, mut out: Sink, reopen: &AtomicBool, closing: &Atomi
         // Read before taking the queue: what was queued before `close` is written in this pass.
         let shutting = closing.load(Ordering::Acquire);
         // Every sender is gone (shutdown): nothing can be queued after the batch taken below.
-        let orphaned = Arc::strong_count(&queue) == 1;
+        let orphaned = queue.senders.load(Ordering::Acquire) == 0;
         {
             let mut pending = queue.lock();
             std::mem::swap(&mut *pending, &mut batch);
@@ -468,7 +485,7 @@ fn park(queue: &Arc<Queue>, reopen: &AtomicBool, closing: &AtomicBool) {
     // unpark before the park makes the park return at once).
     if !reopen.load(Ordering::Acquire)
         && !closing.load(Ordering::Acquire)
-        && Arc::strong_count(queue) > 1
+        && queue.senders.load(Ordering::Acquire) > 0
     {
         std::thread::park_timeout(PARKED_BACKSTOP);
     }
