@@ -441,9 +441,12 @@ fn put_limit_item(
 
 /// Now, in nanoseconds since the Unix epoch (0 before it: only a broken clock says so).
 fn nanos(clock: &dyn Clock) -> u64 {
-    clock
-        .now()
-        .duration_since(UNIX_EPOCH)
+    nanos_at(clock.now())
+}
+
+/// `at` in nanoseconds since the epoch (0 before it, saturating far after it).
+fn nanos_at(at: std::time::SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 

@@ -7,9 +7,10 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::gcra::{ceil_secs, Decision, KeyedGcra, Overflow, Quota};
-use super::{nanos, Rate};
+use super::{nanos, nanos_at, Rate};
 use crate::clock::Clock;
 use crate::problem::{Code, Refusal};
 
@@ -53,8 +54,15 @@ impl SourceLimiter {
 
     /// Before authenticating: refuse a source whose failure budget is spent (429). Charges nothing.
     pub fn check_source(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.check_source_at(ip, self.clock.now())
+    }
+
+    /// [`SourceLimiter::check_source`] at `now`, a reading of this limiter's clock the caller
+    /// already made (the pipeline's, for the request's migration phase): one clock reading less
+    /// per request.
+    pub fn check_source_at(&self, ip: IpAddr, now: SystemTime) -> Result<(), Refusal> {
         let key = source_key(ip);
-        let now = nanos(self.clock.as_ref());
+        let now = nanos_at(now);
         let local = self.table.peek(&key, now);
         // The shared count refuses like the local one, with the shared bucket's wait.
         let shared = self.shared.as_ref().and_then(|s| s.blocked(&key, now));

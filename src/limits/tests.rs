@@ -243,6 +243,28 @@ fn failing_sources_are_slowed_and_successful_ones_never() {
     assert!(s.check_source(bad).is_err());
 }
 
+/// The pipeline hands the throttle the wall-clock reading it made for the request (one reading
+/// less per request): the source is judged at that time, not at another reading of the clock.
+#[test]
+fn a_source_is_judged_at_the_time_it_is_given() {
+    let c = clock();
+    let s = SourceLimiter::new(Rate::parse("6/m").unwrap(), 3, 1000, c.clone());
+    let bad: IpAddr = "198.51.100.7".parse().unwrap();
+    for _ in 0..3 {
+        s.note_auth_failure(bad);
+    }
+    let now = c.now();
+    assert!(s.check_source_at(bad, now).is_err());
+    assert!(s.check_source(bad).is_err());
+    // Ten seconds on, one failure's worth of budget is back (6 a minute).
+    let later = now + Duration::from_secs(10);
+    assert!(s.check_source_at(bad, later).is_ok());
+    assert!(
+        s.check_source(bad).is_err(),
+        "the clock itself has not moved"
+    );
+}
+
 #[test]
 fn ipv6_sources_are_keyed_by_slash_64_and_mapped_v4_as_v4() {
     let c = clock();

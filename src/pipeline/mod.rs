@@ -390,7 +390,7 @@ impl Gateway {
             .as_deref()
             .filter(|_| !route.accept.is_empty());
         if let Some(t) = throttle.filter(|_| phase != Some(Phase::Observe)) {
-            t.check_source(conn.peer.ip()).inspect_err(|_| {
+            t.check_source_at(conn.peer.ip(), now).inspect_err(|_| {
                 self.metrics.rate_limited_total.with(&[route.name()]).inc();
             })?;
         }
