@@ -163,7 +163,8 @@ impl Queue {
     }
 }
 
-/// The sending side, cloned into every request.
+/// The sending side: the pipeline of each configuration generation holds a clone (requests use
+/// it by reference).
 #[derive(Debug)]
 pub struct Auditor {
     queue: Arc<Queue>,
