@@ -261,34 +261,67 @@ impl LdapAuthenticator {
         source: IpAddr,
         now: SystemTime,
     ) -> Result<Credential, Refusal> {
+        match self.lookup(user, password, now) {
+            Lookup::Done(r) => r,
+            Lookup::Miss(miss) => self.ask_directory(miss, password, source, now).await,
+        }
+    }
+
+    /// Everything before the directory, without an `await`: the password's and the name's
+    /// checks, then the bind cache. A hit (the usual case) is answered here, so
+    /// [`Authenticator::authenticate`] allocates no future for the directory's path (that
+    /// state machine is ~10 KB, and boxing it copied all of it for every request).
+    fn lookup(&self, user: &str, password: &str, now: SystemTime) -> Lookup {
         let inner = &self.inner;
         // Before anything reaches the directory.
         if password.is_empty() {
-            return Err(invalid("empty password"));
+            return Lookup::Done(Err(invalid("empty password")));
         }
         if password.len() > MAX_PASSWORD_LEN {
-            return Err(invalid("password too long"));
+            return Lookup::Done(Err(invalid("password too long")));
         }
         let profile = &inner.directory.profile;
         // The name as sent to the directory, and the principal: its one spelling under the
         // directory's comparison rule, so `ALICE` cannot dodge a revocation of `alice`.
         let (Some(bind_user), Some(user)) = (profile.normalize_user(user), profile.principal(user))
         else {
-            return Err(invalid("user name not accepted by the adapter"));
+            return Lookup::Done(Err(invalid("user name not accepted by the adapter")));
         };
+        let cache_key = inner.hasher.0.digest(&user, password);
+        if let Some(hit) = inner.cache.get(&cache_key, now) {
+            inner.stats.cache_hits.inc();
+            return Lookup::Done(Ok(inner.credential(&hit)));
+        }
+        Lookup::Miss(Miss {
+            bind_user,
+            user,
+            cache_key,
+        })
+    }
+
+    /// The directory's path, for what [`Self::lookup`] could not answer. A cached bind
+    /// carries the identity it was mapped to, so the mapping is made here, once per bind.
+    async fn ask_directory(
+        &self,
+        miss: Miss,
+        password: &str,
+        source: IpAddr,
+        now: SystemTime,
+    ) -> Result<Credential, Refusal> {
+        let Miss {
+            bind_user,
+            user,
+            cache_key,
+        } = miss;
+        let inner = &self.inner;
         let identity = inner.identity.map(&user).map_err(|e| {
             Refusal::new(
                 Code::InvalidCredential,
                 format!("this user cannot be mapped to a workload identity: {e}"),
             )
         })?;
-        let cache_key = inner.hasher.0.digest(&user, password);
         let deadline = Instant::now() + inner.op_timeout;
         loop {
-            if let Some(hit) = inner.cache.get(&cache_key, now) {
-                inner.stats.cache_hits.inc();
-                return Ok(inner.credential(&hit));
-            }
             // Register for wake-ups before deciding, so a finish in between is not missed.
             let finished = inner.lockout.finished.notified();
             let resolved = match inner.directory.resolve(&bind_user).await {
@@ -318,6 +351,11 @@ impl LdapAuthenticator {
                         .is_err()
                     {
                         return Err(inner.unavailable("timed out waiting for a check in flight"));
+                    }
+                    // The check we waited for may have cached this very bind.
+                    if let Some(hit) = inner.cache.get(&cache_key, now) {
+                        inner.stats.cache_hits.inc();
+                        return Ok(inner.credential(&hit));
                     }
                 }
                 Admit::Ask { known_good } => {
@@ -351,6 +389,23 @@ impl LdapAuthenticator {
             Err(r) => Outcome::Rejected(r),
         }
     }
+}
+
+/// What [`LdapAuthenticator::lookup`] found before any `await`.
+enum Lookup {
+    /// Answered: a cached bind, or a refusal that needs no directory.
+    Done(Result<Credential, Refusal>),
+    /// The bind cache has no answer: the directory must be asked.
+    Miss(Miss),
+}
+
+/// A check the bind cache could not answer, as [`LdapAuthenticator::lookup`] prepared it.
+struct Miss {
+    /// The name as sent to the directory.
+    bind_user: String,
+    /// The principal (the name under the directory's comparison rule).
+    user: String,
+    cache_key: Digest,
 }
 
 fn invalid(why: &'static str) -> Refusal {
@@ -564,16 +619,29 @@ impl Authenticator for LdapAuthenticator {
         conn: &'a ConnInfo,
         now: SystemTime,
     ) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
-            match parse_basic(&req.headers) {
-                Ok(None) => Outcome::NotPresent,
-                Err(e) => Outcome::Rejected(Refusal::new(Code::InvalidCredential, e.to_string())),
-                Ok(Some((user, password))) => {
-                    let r = self.verify(&user, &password, conn.peer.ip(), now).await;
-                    self.outcome(r)
-                }
+        let ready = |o: Outcome| -> BoxFuture<'a, Outcome> { Box::pin(std::future::ready(o)) };
+        let (user, password) = match parse_basic(&req.headers) {
+            Ok(None) => return ready(Outcome::NotPresent),
+            Err(e) => {
+                return ready(Outcome::Rejected(Refusal::new(
+                    Code::InvalidCredential,
+                    e.to_string(),
+                )))
             }
-        })
+            Ok(Some(pair)) => pair,
+        };
+        // A cached bind is answered without an `await`; only a miss boxes the directory's
+        // path (see `lookup`).
+        match self.lookup(&user, &password, now) {
+            Lookup::Done(r) => ready(self.outcome(r)),
+            Lookup::Miss(miss) => {
+                let source = conn.peer.ip();
+                Box::pin(async move {
+                    let r = self.ask_directory(miss, &password, source, now).await;
+                    self.outcome(r)
+                })
+            }
+        }
     }
 
     /// Remove every Basic `Authorization` header; other schemes are left to their owners.

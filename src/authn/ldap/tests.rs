@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use futures_util::FutureExt as _;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderValue, Request};
@@ -360,6 +361,17 @@ async fn cache_hit_makes_no_ldap_request_and_evict_forgets() {
         "slapd answered nothing more"
     );
     assert_eq!(slapd.good_binds(ALICE_DN), 1);
+    // A hit is answered before any `await`: its future is the answer, not the directory
+    // path's state machine (kilobytes, which boxing copied for every request).
+    let (parts, conn) = (basic("alice", "alice-pass"), ConnInfo::for_tests(None));
+    let hit = a.authenticate(&parts, &conn, SystemTime::now());
+    let size = std::mem::size_of_val(&*hit);
+    assert!(size <= 512, "a cache hit's future is {size} bytes");
+    assert!(matches!(
+        hit.now_or_never(),
+        Some(Outcome::Authenticated(_))
+    ));
+    assert_eq!(a.stats().cache_hits.get(), 21);
     // A different password is not a cache hit.
     assert_invalid(&auth(&a, "alice", "alice-pass2").await);
 
