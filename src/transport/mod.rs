@@ -15,7 +15,7 @@ pub mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,70 +97,137 @@ impl OpenGauge {
     }
 }
 
-impl<H: Handler> Listener<H> {
-    /// Accept until `shutdown` turns true, then let open connections finish within
-    /// `drain_timeout`. Returns how many connections were still open when it gave up.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) -> usize {
-        let permits = Arc::new(Semaphore::new(self.settings.max_connections));
-        let tracker = TaskTracker::new();
-        let gauge = Arc::new(OpenGauge {
-            open: AtomicI64::new(0),
-            metrics: self.metrics.clone(),
-        });
-        let shared = Arc::new((
-            self.settings.clone(),
-            self.gateway.clone(),
-            self.tls.clone(),
-        ));
-        let mut stop = shutdown.clone();
-        loop {
-            tokio::select! {
-                biased;
-                _ = stopped(&mut stop) => break,
-                accepted = self.listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(x) => x,
-                        Err(e) => {
-                            // EMFILE and friends: back off briefly instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        self.metrics.connections_refused_total.with(&["max-connections"]).inc();
-                        drop(stream);
-                        continue;
-                    };
-                    // Re-registered with the worker's own reactor, on the worker.
-                    let stream = match stream.into_std() {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accepted connection unusable");
-                            continue;
-                        }
-                    };
-                    let shared = shared.clone();
-                    let gauge = gauge.clone();
-                    let shutdown = shutdown.clone();
-                    let metrics = self.metrics.clone();
-                    tracker.spawn_on(async move {
-                        let Ok(stream) = TcpStream::from_std(stream) else {
-                            drop(permit);
-                            return;
-                        };
-                        gauge.add(1);
-                        let (settings, gateway, tls) = &*shared;
-                        serve_connection(stream, peer, settings, gateway.clone(), tls.as_ref(), shutdown, &metrics).await;
-                        gauge.add(-1);
-                        drop(permit);
-                    }, self.workers.next());
+/// What the workers' accept loops share.
+struct Accepting<H> {
+    settings: Listen,
+    gateway: Arc<H>,
+    tls: Option<TlsAcceptor>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    gauge: OpenGauge,
+    /// The workers' runtimes, by position.
+    workers: Vec<tokio::runtime::Handle>,
+    /// Open connections per worker, by position: counted when a connection is given to the
+    /// worker, uncounted when it ends.
+    load: Vec<AtomicUsize>,
+}
+
+/// How many more open connections than the least loaded worker an accepting worker may hold
+/// before it hands a new connection over (see [`Accepting::worker_for`]).
+const BALANCE_SLACK: usize = 1;
+
+impl<H: Handler> Accepting<H> {
+    /// The worker that serves a connection `me` has just accepted: `me`, unless it holds more
+    /// than [`BALANCE_SLACK`] connections over the least loaded worker. The worker whose
+    /// reactor woke first accepts, so a burst of connections (a client pool opening 64 at once)
+    /// could otherwise all land on one worker and stay there for their keep-alive lives; this
+    /// keeps the spread within one or two of round robin's while the common case, a worker
+    /// serving what it accepted, makes no hand-over.
+    fn worker_for(&self, me: usize) -> usize {
+        pick_worker(&self.load, me)
+    }
+
+    /// Serve one accepted connection on the worker at position `worker` (the caller runs on it;
+    /// its load already counts this connection).
+    async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        worker: usize,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        // Uncounted however the connection ends, a worker's shutdown included.
+        struct Counted<'a>(Option<&'a AtomicUsize>);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                if let Some(l) = self.0 {
+                    l.fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }
-        drop(self.listener);
+        let _counted = Counted(self.load.get(worker));
+        self.gauge.add(1);
+        serve_connection(
+            stream,
+            peer,
+            &self.settings,
+            self.gateway.clone(),
+            self.tls.as_ref(),
+            self.shutdown.clone(),
+            &self.metrics,
+        )
+        .await;
+        self.gauge.add(-1);
+        drop(permit);
+    }
+}
+
+impl<H: Handler> Listener<H> {
+    /// Accept until `shutdown` turns true, then let open connections finish within
+    /// `drain_timeout`. Returns how many connections were still open when it gave up.
+    ///
+    /// Every worker accepts on its own copy of the listening socket, registered with its own
+    /// reactor, and serves what it accepts: a new connection costs no hand-over between
+    /// threads (an accepting thread, a re-registration with another reactor, a wake-up of the
+    /// worker), which was half of the gateway's CPU per connection for clients that open one
+    /// per request. [`Accepting::worker_for`] keeps the spread even.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> usize {
+        let Listener {
+            listener,
+            tls,
+            settings,
+            gateway,
+            metrics,
+            workers,
+        } = self;
+        let ctx = Arc::new(Accepting {
+            permits: Arc::new(Semaphore::new(settings.max_connections)),
+            settings,
+            gateway,
+            tls,
+            gauge: OpenGauge {
+                open: AtomicI64::new(0),
+                metrics: metrics.clone(),
+            },
+            metrics,
+            shutdown: shutdown.clone(),
+            tracker: TaskTracker::new(),
+            workers: workers.handles().to_vec(),
+            load: (0..workers.len()).map(|_| AtomicUsize::new(0)).collect(),
+        });
+        let mut loops = Vec::with_capacity(workers.len());
+        match listener.into_std() {
+            Ok(socket) => {
+                for (i, worker) in workers.handles().iter().enumerate() {
+                    match socket.try_clone() {
+                        Ok(copy) => loops.push(worker.spawn(accept_loop(copy, i, ctx.clone()))),
+                        Err(e) => tracing::error!(
+                            worker = i + 1,
+                            error = %e,
+                            "the listening socket could not be shared with this worker; it accepts no connections"
+                        ),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the listening socket could not be handed to the workers")
+            }
+        }
+        if loops.is_empty() {
+            tracing::error!("no worker accepts connections");
+        }
+        let mut stop = shutdown;
+        stopped(&mut stop).await;
+        // Each loop drops its copy of the socket when it sees the shutdown; the socket closes
+        // with the last one, and nothing is accepted after this.
+        for accepting in loops {
+            let _ = accepting.await;
+        }
+        let tracker = &ctx.tracker;
         tracker.close();
-        let drain = self.settings.drain_timeout;
+        let drain = ctx.settings.drain_timeout;
         let mut left = 0;
         if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
             left = tracker.len();
@@ -170,9 +237,95 @@ impl<H: Handler> Listener<H> {
             );
         }
         // Stopping a worker drops the connections still on it; joining its thread blocks.
-        let workers = self.workers;
         let _ = tokio::task::spawn_blocking(move || workers.shutdown()).await;
         left
+    }
+}
+
+/// [`Accepting::worker_for`] over `load` (open connections per worker, by position).
+fn pick_worker(load: &[AtomicUsize], me: usize) -> usize {
+    let mine = load.get(me).map_or(0, |l| l.load(Ordering::Relaxed));
+    let least = load
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.load(Ordering::Relaxed), i))
+        .min();
+    match least {
+        Some((n, i)) if mine > n + BALANCE_SLACK => i,
+        _ => me,
+    }
+}
+
+/// One worker's accept loop, on that worker (at position `me`), until the shutdown.
+async fn accept_loop<H: Handler>(socket: std::net::TcpListener, me: usize, ctx: Arc<Accepting<H>>) {
+    let listener = match TcpListener::from_std(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(worker = me + 1, error = %e, "this worker cannot accept connections");
+            return;
+        }
+    };
+    let mut stop = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = ctx.permits.clone().try_acquire_owned() else {
+                    ctx.metrics.connections_refused_total.with(&["max-connections"]).inc();
+                    drop(stream);
+                    continue;
+                };
+                let to = ctx.worker_for(me);
+                match ctx.workers.get(to).filter(|_| to != me) {
+                    None => {
+                        if let Some(l) = ctx.load.get(me) {
+                            l.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ctx.tracker.spawn(ctx.clone().serve(stream, peer, me, permit));
+                    }
+                    Some(handle) => {
+                        if let Some(l) = ctx.load.get(to) {
+                            l.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Re-registered with the other worker's reactor, on that worker.
+                        let stream = match stream.into_std() {
+                            Ok(s) => s,
+                            Err(e) => {
+                                if let Some(l) = ctx.load.get(to) {
+                                    l.fetch_sub(1, Ordering::Relaxed);
+                                }
+                                tracing::warn!(error = %e, "accepted connection unusable");
+                                continue;
+                            }
+                        };
+                        let served = ctx.clone();
+                        ctx.tracker.spawn_on(
+                            async move {
+                                match TcpStream::from_std(stream) {
+                                    Ok(stream) => served.serve(stream, peer, to, permit).await,
+                                    Err(_) => {
+                                        if let Some(l) = served.load.get(to) {
+                                            l.fetch_sub(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                }
+                            },
+                            handle,
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -383,3 +536,6 @@ async fn drive_http2<I, H: Handler>(
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
 }
+
+#[cfg(test)]
+mod accept_tests;

@@ -1,15 +1,17 @@
-//! Thread-per-core data plane: one single-threaded tokio runtime per worker thread. The accept
-//! loop hands each connection to a worker, round robin, and everything the connection does after
-//! that — its requests, the upstream connections it uses (see `conn::worker_index`), their timers — runs
-//! on that one thread.
+//! Thread-per-core data plane: one single-threaded tokio runtime per worker thread. Each worker
+//! accepts on its own copy of the listening socket and serves what it accepts (see
+//! `transport::Listener::run`), handing a new connection to the least loaded worker only when it
+//! holds more than one connection over it; everything the connection does after that — its
+//! requests, the upstream connections it uses (see `conn::worker_index`), their timers — runs on
+//! that one thread.
 //!
 //! Why not tokio's work-stealing runtime: a proxied request wakes three tasks (the caller's
 //! connection, the pooled upstream connection, the caller's connection again). Spread over
 //! threads, each wake is a futex call, and idle workers spin looking for work to steal. Measured
 //! on the 2-core bench machine, that cost more CPU than the rest of a pass-through request
-//! (`bench/run`, README "Performance"). Connections are long-lived (keep-alive), so a
-//! round-robin spread balances well; one busy connection cannot move, which is the trade-off
-//! every thread-per-core proxy (nginx, HAProxy, Envoy) makes.
+//! (`bench/run`, README "Performance"). A connection cannot move once served, so one busy
+//! connection stays on its worker, which is the trade-off every thread-per-core proxy (nginx,
+//! HAProxy, Envoy) makes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -78,6 +80,11 @@ impl Workers {
     /// Never true: there is always at least one worker.
     pub fn is_empty(&self) -> bool {
         self.handles.is_empty()
+    }
+
+    /// The workers' runtimes, in order (the first is worker 1).
+    pub fn handles(&self) -> &[Handle] {
+        &self.handles
     }
 
     /// The runtime for the next connection, round robin.

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod accepting;
 mod admin;
 mod admin_hardening;
 mod auth_failures;
