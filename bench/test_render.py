@@ -291,6 +291,30 @@ class RenderTest(unittest.TestCase):
         self.assertIn("The profile-guided build's CPU per request (user-space + kernel µs): "
                       "portcullis-pass-pgo 4.5 + 19.5; portcullis-full-pgo 8.0 + 21.0.", md)
 
+    def test_new_plain_connections_are_a_table_against_nginx_only_when_measured(self):
+        # The fixture measured none: no table, no statement (an older latest.json renders as it
+        # did).
+        self.assertNotIn("A new plain connection per request", self.md)
+        self.assertNotIn("CPU per new connection", self.md)
+        plain = {"nginx": (20000.0, 30.0), "portcullis-full": (19000.0, 45.0)}
+        results = [dict(r, handshake_rps=plain[r["config"]][0],
+                        handshake_cpu_us=plain[r["config"]][1], handshake_cpu_us_spread=0.04,
+                        handshake_p99_ms=9.0) if r["config"] in plain else r
+                   for r in FIXTURE["results"]]
+        p, d = render(dict(FIXTURE, results=results))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        md = (d / "latest.md").read_text()
+        self.assertIn("### A new plain connection per request (clients without keep-alive)", md)
+        self.assertIn("| config | connections/s | × nginx | CPU µs/connection | × nginx |", md)
+        full = [c.strip() for c in table_rows(md, "portcullis-full")[-1].strip("|").split("|")]
+        self.assertEqual(full[1:5], ["19,000", "0.95", "45.0", "1.50"], full)
+        # The TLS table keeps its own reference.
+        self.assertIn("| config | handshakes/s | × portcullis-mtls |", md)
+        self.assertIn("portcullis-full vs nginx, CPU per new connection: 45.0 vs 30.0 µs = 1.50×"
+                      " (above noise", md)
+        self.assertIn("A new plain connection per request (clients without keep-alive):",
+                      (d / "README.md").read_text())
+
     def test_an_older_latest_json_without_curve_still_renders(self):
         old = [{k: v for k, v in r.items() if k not in ("curve", "not_sustained_from")}
                for r in FIXTURE["results"]]
