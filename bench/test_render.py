@@ -105,6 +105,12 @@ def table_rows(md, first_cell):
 
 
 class RenderTest(unittest.TestCase):
+    def rendered(self, results):
+        """The fixture with `results` instead of its own, rendered: (latest.md, directory)."""
+        p, d = render(dict(FIXTURE, results=results))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return (d / "latest.md").read_text(), d
+
     def setUp(self):
         self.p, self.d = render(FIXTURE)
         self.assertEqual(self.p.returncode, 0, self.p.stderr)
@@ -301,9 +307,7 @@ class RenderTest(unittest.TestCase):
                         handshake_cpu_us=plain[r["config"]][1], handshake_cpu_us_spread=0.04,
                         handshake_p99_ms=9.0) if r["config"] in plain else r
                    for r in FIXTURE["results"]]
-        p, d = render(dict(FIXTURE, results=results))
-        self.assertEqual(p.returncode, 0, p.stderr)
-        md = (d / "latest.md").read_text()
+        md, d = self.rendered(results)
         self.assertIn("### A new plain connection per request (clients without keep-alive)", md)
         self.assertIn("| config | connections/s | × nginx | CPU µs/connection | × nginx |", md)
         full = [c.strip() for c in table_rows(md, "portcullis-full")[-1].strip("|").split("|")]
@@ -324,9 +328,7 @@ class RenderTest(unittest.TestCase):
         self.assertIn("no latency curve", (d / "latest.md").read_text())
         no_split = [{k: v for k, v in r.items() if k not in ("cpu_user_us", "cpu_sys_us")}
                     for r in FIXTURE["results"]]
-        p, d = render(dict(FIXTURE, results=no_split))
-        self.assertEqual(p.returncode, 0, p.stderr)
-        md = (d / "latest.md").read_text()
+        md, _ = self.rendered(no_split)
         self.assertNotIn("Where the CPU goes", md)
         self.assertNotIn("Where the CPU per request goes", md)
 
