@@ -91,7 +91,10 @@ async fn gateway(
     let dir = tempfile::tempdir().unwrap();
     let routes = route("api", "/api", upstream, "")
         .replace("timeout = \"2s\"", &format!("timeout = \"{timeout}\""));
-    let toml = base_config(dir.path(), "", "", &routes);
+    // One worker: these tests count the upstream connections that separate caller connections
+    // reuse, and each worker has its own pool (which worker accepts a connection is the
+    // kernel's timing).
+    let toml = base_config(dir.path(), "workers = 1", "", &routes);
     let gw = start_in_process(dir.path(), &toml).await;
     (dir, gw)
 }

@@ -206,7 +206,15 @@ fn dechunk(b: &[u8]) -> Vec<u8> {
 /// A gateway on a plain listener with one route `/up` to `upstream`.
 async fn gateway(upstream: &str, extra: &str) -> (tempfile::TempDir, portcullis::server::Running) {
     let dir = tempfile::tempdir().unwrap();
-    let toml = base_config(dir.path(), "", "", &route("up", "/up", upstream, extra));
+    // One worker: these tests count the upstream connections that separate caller connections
+    // reuse, and each worker has its own pool (which worker accepts a connection is the
+    // kernel's timing).
+    let toml = base_config(
+        dir.path(),
+        "workers = 1",
+        "",
+        &route("up", "/up", upstream, extra),
+    );
     let gw = start_in_process(dir.path(), &toml).await;
     (dir, gw)
 }

@@ -59,9 +59,12 @@ async fn raw_upstream(reply: &'static [u8], hang_up: bool) -> RawUpstream {
 
 async fn gateway(upstream: &str) -> (Pki, portcullis::server::Running) {
     let pki = Pki::new();
+    // One worker: these tests count the upstream connections that separate caller connections
+    // reuse, and each worker has its own pool (which worker accepts a connection is the
+    // kernel's timing).
     let toml = base_config(
         pki.dir.path(),
-        "",
+        "workers = 1",
         &pki.tls_section(),
         &route("up", "/up", upstream, ""),
     );
