@@ -115,52 +115,57 @@ struct Accepting<H> {
 }
 
 /// How many more open connections than the least loaded worker an accepting worker may hold
-/// before it hands a new connection over (see [`Accepting::worker_for`]).
+/// before it hands a new connection over (see [`pick_worker`]).
 const BALANCE_SLACK: usize = 1;
 
-impl<H: Handler> Accepting<H> {
-    /// The worker that serves a connection `me` has just accepted: `me`, unless it holds more
-    /// than [`BALANCE_SLACK`] connections over the least loaded worker. The worker whose
-    /// reactor woke first accepts, so a burst of connections (a client pool opening 64 at once)
-    /// could otherwise all land on one worker and stay there for their keep-alive lives; this
-    /// keeps the spread within one or two of round robin's while the common case, a worker
-    /// serving what it accepted, makes no hand-over.
-    fn worker_for(&self, me: usize) -> usize {
-        pick_worker(&self.load, me)
+/// A connection counted in its worker's load: counted when the accepting worker chooses that
+/// worker, uncounted when the slot drops, however the connection ends (a worker's shutdown, a
+/// connection lost on its way to the other worker, included).
+struct Slot<H> {
+    ctx: Arc<Accepting<H>>,
+    worker: usize,
+}
+
+impl<H: Handler> Slot<H> {
+    fn take(ctx: &Arc<Accepting<H>>, worker: usize) -> Self {
+        if let Some(l) = ctx.load.get(worker) {
+            l.fetch_add(1, Ordering::Relaxed);
+        }
+        Slot {
+            ctx: ctx.clone(),
+            worker,
+        }
     }
 
-    /// Serve one accepted connection on the worker at position `worker` (the caller runs on it;
-    /// its load already counts this connection).
+    /// Serve the connection on the slot's worker (the caller runs on it).
     async fn serve(
-        self: Arc<Self>,
+        self,
         stream: TcpStream,
         peer: SocketAddr,
-        worker: usize,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        // Uncounted however the connection ends, a worker's shutdown included.
-        struct Counted<'a>(Option<&'a AtomicUsize>);
-        impl Drop for Counted<'_> {
-            fn drop(&mut self) {
-                if let Some(l) = self.0 {
-                    l.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-        }
-        let _counted = Counted(self.load.get(worker));
-        self.gauge.add(1);
+        let ctx = &self.ctx;
+        ctx.gauge.add(1);
         serve_connection(
             stream,
             peer,
-            &self.settings,
-            self.gateway.clone(),
-            self.tls.as_ref(),
-            self.shutdown.clone(),
-            &self.metrics,
+            &ctx.settings,
+            ctx.gateway.clone(),
+            ctx.tls.as_ref(),
+            ctx.shutdown.clone(),
+            &ctx.metrics,
         )
         .await;
-        self.gauge.add(-1);
+        ctx.gauge.add(-1);
         drop(permit);
+    }
+}
+
+impl<H> Drop for Slot<H> {
+    fn drop(&mut self) {
+        if let Some(l) = self.ctx.load.get(self.worker) {
+            l.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -172,7 +177,7 @@ impl<H: Handler> Listener<H> {
     /// reactor, and serves what it accepts: a new connection costs no hand-over between
     /// threads (an accepting thread, a re-registration with another reactor, a wake-up of the
     /// worker), which was half of the gateway's CPU per connection for clients that open one
-    /// per request. [`Accepting::worker_for`] keeps the spread even.
+    /// per request. [`pick_worker`] keeps the spread even.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> usize {
         let Listener {
             listener,
@@ -242,7 +247,12 @@ impl<H: Handler> Listener<H> {
     }
 }
 
-/// [`Accepting::worker_for`] over `load` (open connections per worker, by position).
+/// The worker that serves a connection worker `me` has just accepted, from `load` (open
+/// connections per worker, by position): `me`, unless it holds more than [`BALANCE_SLACK`]
+/// connections over the least loaded worker. The worker whose reactor woke first accepts, so a
+/// burst of connections (a client pool opening 64 at once) could otherwise all land on one
+/// worker and stay there for their keep-alive lives; this keeps the spread within one or two of
+/// round robin's while the common case, a worker serving what it accepted, makes no hand-over.
 fn pick_worker(load: &[AtomicUsize], me: usize) -> usize {
     let mine = load.get(me).map_or(0, |l| l.load(Ordering::Relaxed));
     let least = load
@@ -285,39 +295,26 @@ async fn accept_loop<H: Handler>(socket: std::net::TcpListener, me: usize, ctx: 
                     drop(stream);
                     continue;
                 };
-                let to = ctx.worker_for(me);
+                let to = pick_worker(&ctx.load, me);
                 match ctx.workers.get(to).filter(|_| to != me) {
                     None => {
-                        if let Some(l) = ctx.load.get(me) {
-                            l.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ctx.tracker.spawn(ctx.clone().serve(stream, peer, me, permit));
+                        let slot = Slot::take(&ctx, me);
+                        ctx.tracker.spawn(slot.serve(stream, peer, permit));
                     }
                     Some(handle) => {
-                        if let Some(l) = ctx.load.get(to) {
-                            l.fetch_add(1, Ordering::Relaxed);
-                        }
+                        let slot = Slot::take(&ctx, to);
                         // Re-registered with the other worker's reactor, on that worker.
                         let stream = match stream.into_std() {
                             Ok(s) => s,
                             Err(e) => {
-                                if let Some(l) = ctx.load.get(to) {
-                                    l.fetch_sub(1, Ordering::Relaxed);
-                                }
                                 tracing::warn!(error = %e, "accepted connection unusable");
                                 continue;
                             }
                         };
-                        let served = ctx.clone();
                         ctx.tracker.spawn_on(
                             async move {
-                                match TcpStream::from_std(stream) {
-                                    Ok(stream) => served.serve(stream, peer, to, permit).await,
-                                    Err(_) => {
-                                        if let Some(l) = served.load.get(to) {
-                                            l.fetch_sub(1, Ordering::Relaxed);
-                                        }
-                                    }
+                                if let Ok(stream) = TcpStream::from_std(stream) {
+                                    slot.serve(stream, peer, permit).await;
                                 }
                             },
                             handle,

@@ -13,7 +13,6 @@
 //! connection stays on its worker, which is the trade-off every thread-per-core proxy (nginx,
 //! HAProxy, Envoy) makes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
@@ -24,9 +23,6 @@ use tokio::sync::watch;
 pub struct Workers {
     /// Never empty.
     handles: Vec<Handle>,
-    /// The first worker's handle, for the index that cannot be out of range.
-    first: Handle,
-    next: AtomicUsize,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -60,13 +56,11 @@ impl Workers {
                 })?;
             threads.push(thread);
         }
-        let Some(first) = handles.first().cloned() else {
+        if handles.is_empty() {
             return Err(std::io::Error::other("no worker started"));
-        };
+        }
         Ok(Workers {
             handles,
-            first,
-            next: AtomicUsize::new(0),
             stop,
             threads,
         })
@@ -85,12 +79,6 @@ impl Workers {
     /// The workers' runtimes, in order (the first is worker 1).
     pub fn handles(&self) -> &[Handle] {
         &self.handles
-    }
-
-    /// The runtime for the next connection, round robin.
-    pub fn next(&self) -> &Handle {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len().max(1);
-        self.handles.get(i).unwrap_or(&self.first)
     }
 
     /// Stop every worker and wait for its thread to end. Call from outside the workers.

@@ -1,13 +1,13 @@
 use super::*;
 
 #[test]
-fn connections_spread_round_robin_and_know_their_worker() {
+fn each_worker_knows_its_index() {
     let w = Workers::start(3).unwrap();
     assert_eq!(w.len(), 3);
     let mut seen = Vec::new();
-    for _ in 0..6 {
+    for h in w.handles().iter().chain(w.handles()) {
         let (tx, rx) = std::sync::mpsc::channel();
-        w.next().spawn(async move {
+        h.spawn(async move {
             tx.send(crate::conn::worker_index()).unwrap();
         });
         seen.push(rx.recv().unwrap());
