@@ -485,8 +485,10 @@ pub async fn start_in_process(dir: &Path, toml: &str) -> portcullis::server::Run
 pub async fn audit_lines(dir: &Path, at_least: usize) -> Vec<serde_json::Value> {
     for _ in 0..100 {
         let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
+        // Only whole lines: the writer may be between two writes of a long batch.
         let lines: Vec<serde_json::Value> = text
-            .lines()
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         if lines.len() >= at_least {
