@@ -9,6 +9,10 @@ under `valgrind --tool=callgrind`; after a 4 s warm-up at 200 req/s (not counted
 REQUESTS (default 2500) at 250 req/s over 8 connections. Callgrind counts are deterministic to
 ~1%, so one run compares two builds even on a busy machine (CPU time does not).
 
+With CG_NEW_CONNECTION=1 every request comes on a new plain connection (loadgen
+--new-connection, as `bench/run`'s new-connection table): the figure is then instructions per
+connection, accept and close included.
+
 Environment: PORTCULLIS_BIN (default target-release/release/portcullis under CARGO_TARGET_DIR or
 the repository), EXAMPLES_DIR (bench_upstream and loadgen; default next to the binary).
 
@@ -56,6 +60,7 @@ def main():
             print(f"cg_row: {p} is missing (build with `cargo build --release --examples`)",
                   file=sys.stderr)
             return 1
+    new_connection = bool(os.environ.get("CG_NEW_CONNECTION"))
     b = bench_module()
     d = Path(tempfile.mkdtemp(prefix="cg-row-"))
     d.chmod(0o755)
@@ -89,8 +94,10 @@ def main():
         pid = cfg["proc"].pid
 
         def load(rate, seconds):
-            argv = [str(bins["loadgen"]), "--url", cfg["url"], "-c", "8", "--rate", str(rate),
+            argv = [str(bins["loadgen"]), "--url", cfg["url"], "-c", "8",
                     "-d", f"{seconds}s", "--warmup", "0s"]
+            # --new-connection is a closed loop: as fast as the gateway under callgrind answers.
+            argv += ["--new-connection"] if new_connection else ["--rate", str(rate)]
             for h in cfg["headers"]:
                 argv += ["-H", h]
             argv += cfg.get("tls", [])
@@ -112,8 +119,9 @@ def main():
             raise RuntimeError(f"no PROGRAM TOTALS in {out}")
         instructions = int(total.group(1).replace(",", ""))
         n = res["requests"]
+        unit = "connection" if new_connection else "request"
         print(f"{kind}: requests {n} instructions {instructions} per-request "
-              f"{instructions // n}   (work directory {d})")
+              f"{instructions // n} (per {unit})   (work directory {d})")
         return 0
     finally:
         procs.stop_all()

@@ -138,6 +138,13 @@ impl<H: Handler> Slot<H> {
     }
 
     /// Serve the connection on the slot's worker (the caller runs on it).
+    ///
+    /// This is the connection's task, and it stays a few hundred bytes whatever the handler:
+    /// the connection's own state machine (the TLS handshake, the HTTP engines, the request in
+    /// flight: about 14 KB for the gateway's pipeline) is boxed once, when the task first runs.
+    /// Held inline, tokio copied it whole at every move (into the task's cell, and each stage
+    /// change of the task), about 120 KB of copying per connection, three quarters of a new
+    /// connection's instructions under callgrind.
     async fn serve(
         self,
         stream: TcpStream,
@@ -146,7 +153,7 @@ impl<H: Handler> Slot<H> {
     ) {
         let ctx = &self.ctx;
         ctx.gauge.add(1);
-        serve_connection(
+        Box::pin(serve_connection(
             stream,
             peer,
             &ctx.settings,
@@ -154,7 +161,7 @@ impl<H: Handler> Slot<H> {
             ctx.tls.as_ref(),
             ctx.shutdown.clone(),
             &ctx.metrics,
-        )
+        ))
         .await;
         ctx.gauge.add(-1);
         drop(permit);

@@ -29,6 +29,36 @@ pub struct Listen {
     pub http1_engine: Http1Engine,
 }
 
+#[cfg(test)]
+impl Listen {
+    /// Plain HTTP on the native core, small limits, one worker: what the transport's unit
+    /// tests serve with.
+    pub(crate) fn for_tests() -> Listen {
+        Listen {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            header_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(2),
+            send_timeout: Duration::from_secs(60),
+            max_connections: 10,
+            max_header_bytes: 8 * 1024,
+            max_headers: 50,
+            max_concurrent_streams: 10,
+            max_auth_failures: None,
+            workers: 1,
+            bodies: crate::limits::bodies::BodyPolicy {
+                timeout: Duration::from_secs(2),
+                min_rate: 0,
+                max_total: 1 << 20,
+                max_per_source: 1 << 20,
+            },
+            http1_engine: Http1Engine::Native,
+        }
+    }
+}
+
 /// `[listen] http1_engine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Http1Engine {

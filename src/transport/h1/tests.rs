@@ -379,7 +379,7 @@ mod driver {
 
     use crate::body::{full, BoxError, CallerBody, ProxyBody};
     use crate::conn::ConnInfo;
-    use crate::transport::settings::{Http1Engine, Listen};
+    use crate::transport::settings::Listen;
     use crate::transport::Handler;
 
     /// Answers by path: `/echo` the body's length (read whole), `/spawned` never (its body read
@@ -446,31 +446,6 @@ mod driver {
         }
     }
 
-    fn settings() -> Listen {
-        Listen {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            tls: None,
-            header_timeout: Duration::from_secs(2),
-            handshake_timeout: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(2),
-            drain_timeout: Duration::from_secs(2),
-            send_timeout: Duration::from_secs(60),
-            max_connections: 10,
-            max_header_bytes: 8 * 1024,
-            max_headers: 50,
-            max_concurrent_streams: 10,
-            max_auth_failures: None,
-            workers: 1,
-            bodies: crate::limits::bodies::BodyPolicy {
-                timeout: Duration::from_secs(2),
-                min_rate: 0,
-                max_total: 1 << 20,
-                max_per_source: 1 << 20,
-            },
-            http1_engine: Http1Engine::Native,
-        }
-    }
-
     /// Serve one connection; the test talks through the returned end.
     pub(super) fn start() -> DuplexStream {
         let (client, server) = tokio::io::duplex(64 * 1024);
@@ -484,7 +459,7 @@ mod driver {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let _keep = _tx;
-            super::super::serve(server, info, &settings(), Arc::new(Answer), rx).await;
+            super::super::serve(server, info, &Listen::for_tests(), Arc::new(Answer), rx).await;
         });
         client
     }
