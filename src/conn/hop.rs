@@ -138,19 +138,15 @@ fn ip_text(ip: IpAddr) -> String {
 
 /// `n` in decimal, without leading zeros.
 fn push_decimal(s: &mut String, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    let mut place = 10_000u16;
+    let mut started = false;
+    while place > 0 {
+        let digit = (n / place) % 10;
+        started |= digit != 0 || place == 1;
+        if started {
+            s.extend(char::from_digit(u32::from(digit), 10));
         }
-    }
-    for &d in &digits[at..] {
-        s.push(char::from(d));
+        place /= 10;
     }
 }
 
