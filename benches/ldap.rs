@@ -70,7 +70,7 @@ fn basic(user: &str, pw: &str) -> Parts {
 
 fn conn() -> ConnInfo {
     let addr = SocketAddr::from(([127, 0, 0, 1], 40000));
-    ConnInfo::new(addr, addr, None, Arc::default())
+    ConnInfo::new(addr, None, Arc::default())
 }
 
 fn bench(c: &mut Criterion) {

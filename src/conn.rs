@@ -19,7 +19,6 @@ use rustls::pki_types::CertificateDer;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    pub local: SocketAddr,
     /// Present when the connection is TLS.
     pub tls: Option<TlsInfo>,
     /// Set by the HTTP/1.1 framing guard (`transport::framing`) when a request head on this
@@ -93,17 +92,11 @@ impl TlsInfo {
 }
 
 impl ConnInfo {
-    /// A connection from `peer` accepted on `local`; `tls` when it is TLS.
-    pub fn new(
-        peer: SocketAddr,
-        local: SocketAddr,
-        tls: Option<TlsInfo>,
-        ambiguous_framing: Arc<AtomicBool>,
-    ) -> Self {
+    /// A connection from `peer`; `tls` when it is TLS.
+    pub fn new(peer: SocketAddr, tls: Option<TlsInfo>, ambiguous_framing: Arc<AtomicBool>) -> Self {
         let proto = if tls.is_some() { "https" } else { "http" };
         ConnInfo {
             peer,
-            local,
             tls,
             ambiguous_framing,
             framing_checked: false,
@@ -117,7 +110,7 @@ impl ConnInfo {
     pub fn for_tests(client_chain: Option<Vec<CertificateDer<'static>>>) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let tls = client_chain.map(|client_chain| TlsInfo::new(None, false, client_chain));
-        ConnInfo::new(addr, addr, tls, Arc::default())
+        ConnInfo::new(addr, tls, Arc::default())
     }
 
     /// `https` or `http`.

@@ -256,7 +256,7 @@ impl Decider {
             None => None,
         };
         let peer = SocketAddr::new(client_ip(&parts.headers)?.unwrap_or(conn.peer.ip()), 0);
-        let mut caller = ConnInfo::new(peer, conn.local, None, conn.ambiguous_framing.clone());
+        let mut caller = ConnInfo::new(peer, None, conn.ambiguous_framing.clone());
         if let Some((tls, svid)) = tls {
             caller.tls = Some(tls);
             // The certificate was just checked like a handshake; the mTLS credential reuses

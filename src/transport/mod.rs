@@ -343,13 +343,12 @@ async fn serve_connection<H: Handler>(
     metrics: &Metrics,
 ) {
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
     let stream = send_deadline::SendDeadline::new(stream, settings.send_timeout);
     let flag = Arc::new(AtomicBool::new(false));
     let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
     match tls {
         None => {
-            let mut info = ConnInfo::new(peer, local, None, flag.clone());
+            let mut info = ConnInfo::new(peer, None, flag.clone());
             info.framing_checked = native(settings);
             let info = Arc::new(info);
             let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
@@ -387,7 +386,7 @@ async fn serve_connection<H: Handler>(
                     .unwrap_or_default(),
             );
             let h2 = tls_info.h2;
-            let mut info = ConnInfo::new(peer, local, Some(tls_info), flag.clone());
+            let mut info = ConnInfo::new(peer, Some(tls_info), flag.clone());
             info.framing_checked = !h2 && native(settings);
             let info = Arc::new(info);
             if h2 {

@@ -450,12 +450,7 @@ mod driver {
     pub(super) fn start() -> DuplexStream {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let info = Arc::new(ConnInfo::new(
-            peer,
-            peer,
-            None,
-            Arc::new(AtomicBool::new(false)),
-        ));
+        let info = Arc::new(ConnInfo::new(peer, None, Arc::new(AtomicBool::new(false))));
         let (_tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let _keep = _tx;
