@@ -1,6 +1,6 @@
 //! The workers' accept loops: who serves a connection, and what its task costs.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -8,8 +8,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use super::framing::FramingGuard;
 use super::settings::Listen;
-use super::{pick_worker, serve_connection, Accepting, Handler, OpenGauge, Slot, BALANCE_SLACK};
+use super::{http1, pick_worker, Accepting, Handler, OpenGauge, Slot, BALANCE_SLACK};
 use crate::body::{full, CallerBody};
 use crate::conn::ConnInfo;
 use crate::metrics::Metrics;
@@ -115,20 +116,20 @@ async fn a_connection_task_is_small_whatever_the_handler() {
     );
     let peer = a.peer_addr().unwrap();
 
-    // The connection's state machine does hold the handler's future...
-    let inline = serve_connection(
-        a,
-        peer,
+    // The plain path's state machine does hold the handler's future...
+    let (head_limit, max_headers) = (super::hyper_max_buf(&ctx.settings), 64);
+    let flag = Arc::new(AtomicBool::new(false));
+    let plain = http1(
+        FramingGuard::new(a, head_limit, max_headers, flag.clone()),
+        Arc::new(ConnInfo::new(peer, None, flag)),
         &ctx.settings,
         ctx.gateway.clone(),
-        None,
         ctx.shutdown.clone(),
-        &ctx.metrics,
     );
-    assert!(std::mem::size_of_val(&inline) >= BALLAST);
-    drop(inline);
+    assert!(std::mem::size_of_val(&plain) >= BALLAST);
+    drop(plain);
 
-    // ...and the task holds the state machine through one pointer.
+    // ...and the connection's task does not: `serve_connection` boxes it when the task runs.
     let permit = ctx.permits.clone().try_acquire_owned().unwrap();
     let task = Slot::take(&ctx, 0).serve(b, peer, permit);
     let size = std::mem::size_of_val(&task);

@@ -140,11 +140,11 @@ impl<H: Handler> Slot<H> {
     /// Serve the connection on the slot's worker (the caller runs on it).
     ///
     /// This is the connection's task, and it stays a few hundred bytes whatever the handler:
-    /// the connection's own state machine (the TLS handshake, the HTTP engines, the request in
-    /// flight: about 14 KB for the gateway's pipeline) is boxed once, when the task first runs.
-    /// Held inline, tokio copied it whole at every move (into the task's cell, and each stage
-    /// change of the task), about 120 KB of copying per connection, three quarters of a new
-    /// connection's instructions under callgrind.
+    /// the connection's state machine (the TLS handshake, the HTTP engines, the request in
+    /// flight) is boxed by [`serve_connection`], once, when the task first runs. Held inline,
+    /// tokio copied it whole at every move (into the task's cell, and at each stage change of
+    /// the task), about 120 KB of copying per connection, three quarters of a new connection's
+    /// instructions under callgrind.
     async fn serve(
         self,
         stream: TcpStream,
@@ -153,7 +153,7 @@ impl<H: Handler> Slot<H> {
     ) {
         let ctx = &self.ctx;
         ctx.gauge.add(1);
-        Box::pin(serve_connection(
+        serve_connection(
             stream,
             peer,
             &ctx.settings,
@@ -161,7 +161,7 @@ impl<H: Handler> Slot<H> {
             ctx.tls.as_ref(),
             ctx.shutdown.clone(),
             &ctx.metrics,
-        ))
+        )
         .await;
         ctx.gauge.add(-1);
         drop(permit);
@@ -333,6 +333,10 @@ async fn accept_loop<H: Handler>(socket: std::net::TcpListener, me: usize, ctx: 
     }
 }
 
+/// Serve one accepted connection. Each path's state machine (plain HTTP/1.1 about 8.5 KB for
+/// the gateway's pipeline; TLS, with its handshake and HTTP/2, about 13.6 KB) is boxed on its
+/// own, so that the connection's task stays small (see [`Slot::serve`]) and a plain connection
+/// holds no room for the TLS path's larger one.
 async fn serve_connection<H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
@@ -344,58 +348,73 @@ async fn serve_connection<H: Handler>(
 ) {
     let _ = stream.set_nodelay(true);
     let stream = send_deadline::SendDeadline::new(stream, settings.send_timeout);
-    let flag = Arc::new(AtomicBool::new(false));
-    let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
     match tls {
         None => {
+            let flag = Arc::new(AtomicBool::new(false));
+            let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
             let mut info = ConnInfo::new(peer, None, flag.clone());
             info.framing_checked = native(settings);
             let info = Arc::new(info);
             let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
-            http1(guarded, info, settings, gateway, shutdown).await;
+            Box::pin(http1(guarded, info, settings, gateway, shutdown)).await;
         }
         Some(acceptor) => {
-            let accepted =
-                tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await;
-            let stream = match accepted {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    metrics
-                        .connections_refused_total
-                        .with(&["tls-handshake"])
-                        .inc();
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    metrics
-                        .connections_refused_total
-                        .with(&["tls-handshake-timeout"])
-                        .inc();
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let (_, session) = stream.get_ref();
-            let tls_info = TlsInfo::new(
-                session.server_name().map(str::to_owned),
-                session.alpn_protocol() == Some(b"h2"),
-                session
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                    .unwrap_or_default(),
-            );
-            let h2 = tls_info.h2;
-            let mut info = ConnInfo::new(peer, Some(tls_info), flag.clone());
-            info.framing_checked = !h2 && native(settings);
-            let info = Arc::new(info);
-            if h2 {
-                drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
-            } else {
-                let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
-                http1(guarded, info, settings, gateway, shutdown).await;
-            }
+            let tls = serve_tls(stream, peer, settings, gateway, acceptor, shutdown, metrics);
+            Box::pin(tls).await;
         }
+    }
+}
+
+/// A TLS connection: the handshake, then HTTP/2 or HTTP/1.1 as ALPN chose.
+async fn serve_tls<H: Handler>(
+    stream: send_deadline::SendDeadline<TcpStream>,
+    peer: SocketAddr,
+    settings: &Listen,
+    gateway: Arc<H>,
+    acceptor: &TlsAcceptor,
+    shutdown: watch::Receiver<bool>,
+    metrics: &Metrics,
+) {
+    let accepted = tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await;
+    let stream = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            metrics
+                .connections_refused_total
+                .with(&["tls-handshake"])
+                .inc();
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics
+                .connections_refused_total
+                .with(&["tls-handshake-timeout"])
+                .inc();
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (_, session) = stream.get_ref();
+    let tls_info = TlsInfo::new(
+        session.server_name().map(str::to_owned),
+        session.alpn_protocol() == Some(b"h2"),
+        session
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default(),
+    );
+    let h2 = tls_info.h2;
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut info = ConnInfo::new(peer, Some(tls_info), flag.clone());
+    info.framing_checked = !h2 && native(settings);
+    let info = Arc::new(info);
+    if h2 {
+        drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
+    } else {
+        let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
+        let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
+        http1(guarded, info, settings, gateway, shutdown).await;
     }
 }
 
