@@ -16,8 +16,8 @@ connection, accept and close included.
 Environment: PORTCULLIS_BIN (default target-release/release/portcullis under CARGO_TARGET_DIR or
 the repository), EXAMPLES_DIR (bench_upstream and loadgen; default next to the binary).
 
-Prints `KIND: requests N instructions T per-request X` and the work directory, whose
-`callgrind.out.1` opens with `callgrind_annotate --inclusive=yes`.
+Prints `KIND: requests N instructions T per-request X (per request|connection)` and the work
+directory, whose `callgrind.out.1` opens with `callgrind_annotate --inclusive=yes`.
 
 Blind spot: valgrind does not report SHA-NI, so the `sha2` crate takes its software path under
 it (about 3,500 instructions a 64-byte block); the API key lookup and the LDAP bind cache look
