@@ -8,9 +8,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use super::framing::FramingGuard;
 use super::settings::Listen;
-use super::{http1, pick_worker, Accepting, Handler, OpenGauge, Slot, BALANCE_SLACK};
+use super::{guarded, http1, pick_worker, Accepting, Handler, OpenGauge, Slot, BALANCE_SLACK};
 use crate::body::{full, CallerBody};
 use crate::conn::ConnInfo;
 use crate::metrics::Metrics;
@@ -117,10 +116,9 @@ async fn a_connection_task_is_small_whatever_the_handler() {
     let peer = a.peer_addr().unwrap();
 
     // The plain path's state machine does hold the handler's future...
-    let (head_limit, max_headers) = (super::hyper_max_buf(&ctx.settings), 64);
     let flag = Arc::new(AtomicBool::new(false));
     let plain = http1(
-        FramingGuard::new(a, head_limit, max_headers, flag.clone()),
+        guarded(a, &ctx.settings, flag.clone()),
         Arc::new(ConnInfo::new(peer, None, flag)),
         &ctx.settings,
         ctx.gateway.clone(),

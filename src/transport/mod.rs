@@ -351,12 +351,10 @@ async fn serve_connection<H: Handler>(
     match tls {
         None => {
             let flag = Arc::new(AtomicBool::new(false));
-            let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
             let mut info = ConnInfo::new(peer, None, flag.clone());
             info.framing_checked = native(settings);
-            let info = Arc::new(info);
-            let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
-            Box::pin(http1(guarded, info, settings, gateway, shutdown)).await;
+            let guarded = guarded(stream, settings, flag);
+            Box::pin(http1(guarded, Arc::new(info), settings, gateway, shutdown)).await;
         }
         Some(acceptor) => {
             let tls = serve_tls(stream, peer, settings, gateway, acceptor, shutdown, metrics);
@@ -412,10 +410,22 @@ async fn serve_tls<H: Handler>(
     if h2 {
         drive_http2(TokioIo::new(stream), info, settings, gateway, shutdown).await;
     } else {
-        let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
-        let guarded = framing::FramingGuard::new(stream, head_limit, max_headers, flag);
-        http1(guarded, info, settings, gateway, shutdown).await;
+        http1(
+            guarded(stream, settings, flag),
+            info,
+            settings,
+            gateway,
+            shutdown,
+        )
+        .await;
     }
+}
+
+/// `stream` behind the HTTP/1.1 framing guard, at the listener's head limits; `flag` is the
+/// connection's `ConnInfo::ambiguous_framing`.
+fn guarded<S>(stream: S, settings: &Listen, flag: Arc<AtomicBool>) -> framing::FramingGuard<S> {
+    let (head_limit, max_headers) = (hyper_max_buf(settings), hyper_max_headers(settings));
+    framing::FramingGuard::new(stream, head_limit, max_headers, flag)
 }
 
 /// Whether HTTP/1.1 requests are parsed by the native core (`h1::parse`), which refuses every
